@@ -1,0 +1,53 @@
+# Pith's entry points. `make demo` and `make test` are the README's two
+# commands: each installs what it needs first.
+SHELL := /bin/bash
+GO ?= go
+OUT ?= _out
+BIN := $(OUT)/bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+LDFLAGS := -s -w -X github.com/pith-os/pith/version.Version=$(VERSION)
+# Static, reproducible binaries: they are copied into the image.
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)'
+STATICCHECK_VERSION := v0.8.2
+CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pith
+
+.PHONY: all deps bin image demo test unit lint e2e bench-build clean
+
+all: bin
+
+deps:
+	@bash hack/install-deps.sh
+
+bin:
+	@mkdir -p $(BIN)
+	$(GOBUILD) -o $(BIN)/ ./cmd/...
+
+# The default image, built from the built-in config (cached under $(CACHE)).
+image: deps bin
+	$(BIN)/pith build --out $(OUT) --cache $(CACHE)
+
+demo: image
+	@echo "demo: image built in $(OUT)/; booting it is the next step (see README)"
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	@GOBIN=$(CACHE)/tools $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(CACHE)/tools/staticcheck ./...
+
+# Unit and multi-process tests: no VM, no image.
+unit: bin
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+# VM tests: boot the default image under QEMU (KVM when usable, TCG otherwise).
+e2e: image
+	PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_BIN_DIR=$(abspath $(BIN)) \
+		$(GO) test -count=1 -timeout 60m -v ./e2e/...
+
+test: deps lint unit e2e
+
+bench-build: deps bin
+	@bash hack/bench-build.sh
+
+clean:
+	rm -rf $(OUT)

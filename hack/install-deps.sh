@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Pith's build, demo and tests need, only those
+# missing, so repeat runs cost a dpkg query. Packages come from the machine's
+# configured Debian apt repositories only.
+set -euo pipefail
+
+pkgs=(
+  qemu-system-x86 qemu-utils ovmf            # boot images (pith boot, e2e)
+  grub-pc-bin grub-efi-amd64-bin grub-common # boot chain (BIOS core.img, UEFI BOOTX64.EFI)
+  mmdebstrap                                 # Debian rootfs for /usr
+  squashfs-tools erofs-utils zstd            # read-only USR filesystems
+  dosfstools mtools e2fsprogs gdisk          # ESP, OEM/ROOT, GPT checks
+  cpio xz-utils openssh-client               # initramfs checks, VM login
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#pkgs[@]} Debian packages present"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "deps: missing ${missing[*]}; run as root (or: sudo $0)" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Refresh the package lists at most once a day: apt-get install fails on a
+# fresh machine whose lists were never fetched.
+stamp=/var/lib/apt/periodic/pith-update-stamp
+if [ ! -e "$stamp" ] || [ -n "$(find "$stamp" -mmin +1440 2>/dev/null)" ]; then
+  apt-get update -q
+  mkdir -p "$(dirname "$stamp")" && touch "$stamp"
+fi
+apt-get install -y -q --no-install-recommends "${missing[@]}"
