@@ -439,14 +439,14 @@ func (s *Store) Stats() map[string]uint64 {
 }
 
 type storeStats struct {
-	GetsSuccess, GetsFail                           atomic.Uint64
-	SetsSuccess, SetsFail                           atomic.Uint64
-	DeleteSuccess, DeleteFail                       atomic.Uint64
-	UpdateSuccess, UpdateFail                       atomic.Uint64
-	CreateSuccess, CreateFail                       atomic.Uint64
-	CompareAndSwapSuccess, CompareAndSwapFail       atomic.Uint64
-	CompareAndDeleteSuccess, CompareAndDeleteFail   atomic.Uint64
-	ExpireCount                                     atomic.Uint64
+	GetsSuccess, GetsFail                         atomic.Uint64
+	SetsSuccess, SetsFail                         atomic.Uint64
+	DeleteSuccess, DeleteFail                     atomic.Uint64
+	UpdateSuccess, UpdateFail                     atomic.Uint64
+	CreateSuccess, CreateFail                     atomic.Uint64
+	CompareAndSwapSuccess, CompareAndSwapFail     atomic.Uint64
+	CompareAndDeleteSuccess, CompareAndDeleteFail atomic.Uint64
+	ExpireCount                                   atomic.Uint64
 }
 
 func (st *storeStats) inc(c *atomic.Uint64) { c.Add(1) }
