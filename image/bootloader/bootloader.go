@@ -1,0 +1,217 @@
+// Package bootloader makes Pith's boot chain from Debian's GRUB images
+// without grub-install, loop devices or root: a BIOS core.img for the
+// BIOS-BOOT partition plus the patched boot.img for the MBR, a UEFI
+// BOOTX64.EFI, and the A/B grub.cfg read by both.
+package bootloader
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/template"
+)
+
+// GrubLib is where Debian's grub-pc-bin and grub-efi-amd64-bin put their
+// module directories (i386-pc, x86_64-efi).
+var GrubLib = "/usr/lib/grub"
+
+// modules are embedded into both GRUB images so nothing is loaded from the
+// ESP at boot: reading GPT and FAT, finding the ESP, the A/B config
+// (load_env/save_env, test), booting Linux, and a serial console.
+var modules = []string{
+	"part_gpt", "fat", "search", "search_fs_uuid", "search_label", "configfile", "normal",
+	"linux", "loadenv", "test", "echo", "serial", "terminal", "ls", "cat", "reboot", "halt",
+	"sleep", "gzio",
+}
+
+var platformModules = map[string][]string{
+	"i386-pc":    {"biosdisk"},
+	"x86_64-efi": {"efi_gop", "efi_uga"},
+}
+
+// earlyConfig is embedded in the GRUB image: it finds the ESP by its FAT
+// volume serial (unique per build, unlike the label) and points the prefix
+// at its grub/ directory; GRUB's normal mode then reads grub/grub.cfg.
+func earlyConfig(espUUID string) string {
+	return fmt.Sprintf("search --no-floppy --fs-uuid --set=root %s\nset prefix=($root)/grub\n", espUUID)
+}
+
+func mkimage(ctx context.Context, format, out, espUUID string) error {
+	dir := filepath.Join(GrubLib, format)
+	if _, err := os.Stat(filepath.Join(dir, "kernel.img")); err != nil {
+		pkg := map[string]string{"i386-pc": "grub-pc-bin", "x86_64-efi": "grub-efi-amd64-bin"}[format]
+		return fmt.Errorf("GRUB %s images missing in %s: install %s (make deps)", format, dir, pkg)
+	}
+	cfg := out + ".early.cfg"
+	if err := os.WriteFile(cfg, []byte(earlyConfig(espUUID)), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(cfg)
+	args := []string{"-O", format, "-d", dir, "-o", out, "-c", cfg, "-p", "/grub"}
+	args = append(args, platformModules[format]...)
+	args = append(args, modules...)
+	cmd := exec.CommandContext(ctx, "grub-mkimage", args...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("grub-mkimage -O %s: %v: %s", format, err, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// MakeEFI writes GRUB's UEFI image (to be copied to EFI/BOOT/BOOTX64.EFI).
+func MakeEFI(ctx context.Context, out, espUUID string) error {
+	return mkimage(ctx, "x86_64-efi", out, espUUID)
+}
+
+// MakeCore returns GRUB's BIOS core.img, patched to load itself from
+// coreLBA (the first sector of the BIOS-BOOT partition).
+func MakeCore(ctx context.Context, workDir, espUUID string, coreLBA uint64, maxSize int64) ([]byte, error) {
+	out := filepath.Join(workDir, "core.img")
+	if err := mkimage(ctx, "i386-pc", out, espUUID); err != nil {
+		return nil, err
+	}
+	core, err := os.ReadFile(out)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(core)) > maxSize {
+		return nil, fmt.Errorf("GRUB core.img is %d bytes, more than BIOS-BOOT's %d", len(core), maxSize)
+	}
+	if err := PatchCore(core, coreLBA); err != nil {
+		return nil, err
+	}
+	return core, nil
+}
+
+// Offsets in GRUB's i386-pc boot.img (include/grub/i386/pc/boot.h) and the
+// blocklist at the end of diskboot.img, core.img's first sector.
+const (
+	sector          = 512
+	bootKernelLBA   = 0x5c  // 8 bytes: LBA of core.img's first sector
+	bootDriveCheck  = 0x66  // 2-byte jump taken for floppies
+	bootCodeEnd     = 0x1b8 // disk signature and partition table follow
+	blocklistOffset = sector - 12
+)
+
+// PatchCore fills in diskboot.img's blocklist: the rest of core.img is
+// len(core)/512-1 sectors starting right after its first sector.
+func PatchCore(core []byte, coreLBA uint64) error {
+	if len(core) < 2*sector {
+		return fmt.Errorf("core.img too small (%d bytes)", len(core))
+	}
+	n := (len(core) + sector - 1) / sector
+	if n-1 > 0xffff {
+		return fmt.Errorf("core.img too large (%d sectors)", n)
+	}
+	bl := core[blocklistOffset:sector]
+	// grub-mkimage leaves the blocklist pointing at sector 2 (relative to a
+	// raw install) with the length already filled in; only the start is ours.
+	if start := binary.LittleEndian.Uint64(bl[0:8]); start != 2 {
+		return fmt.Errorf("core.img blocklist already points at sector %d", start)
+	}
+	if l := int(binary.LittleEndian.Uint16(bl[8:10])); l != n-1 {
+		return fmt.Errorf("core.img blocklist length %d does not match its %d sectors", l, n)
+	}
+	binary.LittleEndian.PutUint64(bl[0:8], coreLBA+1)
+	// bl[10:12] is the load segment, already right in diskboot.img.
+	return nil
+}
+
+// BootCode returns the first 440 bytes of the MBR: GRUB's boot.img with the
+// LBA of core.img filled in and the floppy check disabled (as grub-install
+// does for hard disks, since some BIOSes pass odd drive numbers). The rest
+// of sector 0 (disk signature, protective MBR entry) stays the GPT writer's.
+func BootCode(coreLBA uint64) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(GrubLib, "i386-pc", "boot.img"))
+	if err != nil {
+		return nil, fmt.Errorf("GRUB boot.img: %w (install grub-pc-bin: make deps)", err)
+	}
+	if len(b) != sector || b[510] != 0x55 || b[511] != 0xaa {
+		return nil, fmt.Errorf("GRUB boot.img is not a 512-byte boot sector")
+	}
+	code := append([]byte(nil), b[:bootCodeEnd]...)
+	// The BIOS parameter block area is kept zero, as on a blank disk.
+	for i := 0x3; i < 0x5a; i++ {
+		code[i] = 0
+	}
+	binary.LittleEndian.PutUint64(code[bootKernelLBA:], coreLBA)
+	code[bootDriveCheck], code[bootDriveCheck+1] = 0x90, 0x90
+	return code, nil
+}
+
+// Params are what grub.cfg needs to know about the disk.
+type Params struct {
+	Version  string
+	Platform string
+	USR      map[string]string // slot ("a", "b") -> USR partition PARTUUID
+	Root     string            // ROOT PARTUUID
+	OEM      string            // OEM PARTUUID
+	Extra    []string          // more kernel arguments (pith.usrhash=..., pith.debug)
+	Timeout  int               // menu timeout in seconds
+}
+
+// KernelArgs is the kernel command line of slot s (CONTRACT.md).
+func KernelArgs(p Params, s string) string {
+	args := []string{
+		"console=tty0", "console=ttyS0,115200n8", "panic=10",
+		"pith.slot=" + s,
+		"pith.usr=PARTUUID=" + strings.ToLower(p.USR[s]),
+		"pith.root=PARTUUID=" + strings.ToLower(p.Root),
+		"pith.oem=PARTUUID=" + strings.ToLower(p.OEM),
+		"pith.platform=" + p.Platform,
+	}
+	return strings.Join(append(args, p.Extra...), " ")
+}
+
+var cfgTemplate = template.Must(template.New("grub.cfg").Parse(`# Pith {{.Version}} boot menu: one entry per USR slot (A/B).
+# grubenv holds saved_entry (the good slot) and next_entry (a one-time
+# trial): a trial is booted once and cleared before it runs, so a kernel
+# that panics (panic=10) or is reset by a watchdog falls back to saved_entry.
+serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1
+terminal_input console serial
+terminal_output console serial
+set timeout={{.Timeout}}
+set timeout_style=menu
+
+set default=a
+load_env
+if [ -n "${next_entry}" ]; then
+  set default="${next_entry}"
+  set next_entry=
+  save_env next_entry
+elif [ -n "${saved_entry}" ]; then
+  set default="${saved_entry}"
+fi
+# A slot whose kernel is missing (B before its first update) falls back to A.
+if [ "${default}" = b ]; then set fallback=a; else set fallback=b; fi
+{{range .Slots}}
+menuentry "Pith slot {{.Upper}}" --id {{.ID}} {
+  echo "Loading Pith slot {{.Upper}}..."
+  linux /pith/vmlinuz-{{.ID}} {{.Args}}
+  initrd /pith/initrd-{{.ID}}
+}
+{{end}}`))
+
+// GrubCfg renders grub.cfg.
+func GrubCfg(p Params) ([]byte, error) {
+	type slotEntry struct{ ID, Upper, Args string }
+	data := struct {
+		Params
+		Slots []slotEntry
+	}{Params: p}
+	for _, s := range []string{"a", "b"} {
+		if p.USR[s] == "" {
+			return nil, fmt.Errorf("grub.cfg: no PARTUUID for slot %s", s)
+		}
+		data.Slots = append(data.Slots, slotEntry{s, strings.ToUpper(s), KernelArgs(p, s)})
+	}
+	var b bytes.Buffer
+	if err := cfgTemplate.Execute(&b, data); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

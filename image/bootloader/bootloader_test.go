@@ -1,0 +1,118 @@
+package bootloader
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var params = Params{
+	Version: "1.2.3", Platform: "qemu", Timeout: 1,
+	USR:  map[string]string{"a": "AAAAAAAA-0000-5000-8000-000000000001", "b": "BBBBBBBB-0000-5000-8000-000000000002"},
+	Root: "CCCCCCCC-0000-5000-8000-000000000003", OEM: "DDDDDDDD-0000-5000-8000-000000000004",
+}
+
+func TestKernelArgs(t *testing.T) {
+	tests := []struct {
+		slot  string
+		extra []string
+		want  string
+	}{
+		{"a", nil, "console=tty0 console=ttyS0,115200n8 panic=10 pith.slot=a pith.usr=PARTUUID=aaaaaaaa-0000-5000-8000-000000000001 pith.root=PARTUUID=cccccccc-0000-5000-8000-000000000003 pith.oem=PARTUUID=dddddddd-0000-5000-8000-000000000004 pith.platform=qemu"},
+		{"b", []string{"pith.debug"}, "console=tty0 console=ttyS0,115200n8 panic=10 pith.slot=b pith.usr=PARTUUID=bbbbbbbb-0000-5000-8000-000000000002 pith.root=PARTUUID=cccccccc-0000-5000-8000-000000000003 pith.oem=PARTUUID=dddddddd-0000-5000-8000-000000000004 pith.platform=qemu pith.debug"},
+	}
+	for _, tc := range tests {
+		p := params
+		p.Extra = tc.extra
+		if got := KernelArgs(p, tc.slot); got != tc.want {
+			t.Errorf("slot %s:\n got %s\nwant %s", tc.slot, got, tc.want)
+		}
+	}
+}
+
+func TestGrubCfg(t *testing.T) {
+	cfg, err := GrubCfg(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(cfg)
+	for _, want := range []string{
+		`menuentry "Pith slot A" --id a {`, `menuentry "Pith slot B" --id b {`,
+		"linux /pith/vmlinuz-a " + KernelArgs(params, "a"), "initrd /pith/initrd-b",
+		"load_env", "save_env next_entry", `set default="${saved_entry}"`, "set timeout=1",
+		"terminal_output console serial",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("grub.cfg lacks %q:\n%s", want, s)
+		}
+	}
+	// GRUB's own parser accepts it.
+	if _, err := exec.LookPath("grub-script-check"); err == nil {
+		f := filepath.Join(t.TempDir(), "grub.cfg")
+		os.WriteFile(f, cfg, 0o644)
+		if out, err := exec.Command("grub-script-check", f).CombinedOutput(); err != nil {
+			t.Errorf("grub-script-check: %v: %s", err, out)
+		}
+	}
+	p := params
+	p.USR = map[string]string{"a": "x"}
+	if _, err := GrubCfg(p); err == nil {
+		t.Error("missing slot b accepted")
+	}
+}
+
+func TestBootCodeAndCore(t *testing.T) {
+	if _, err := exec.LookPath("grub-mkimage"); err != nil {
+		t.Fatal("grub-mkimage not installed: run make deps")
+	}
+	const lba = 264192
+	code, err := BootCode(lba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := os.ReadFile(filepath.Join(GrubLib, "i386-pc", "boot.img"))
+	if len(code) != 440 || binary.LittleEndian.Uint64(code[0x5c:]) != lba || !bytes.Equal(code[0x66:0x68], []byte{0x90, 0x90}) {
+		t.Errorf("boot code not patched: len %d lba %d check % x", len(code), binary.LittleEndian.Uint64(code[0x5c:]), code[0x66:0x68])
+	}
+	// Only the documented fields differ from GRUB's boot.img.
+	for i := range code {
+		inBPB := i >= 3 && i < 0x5a
+		patched := (i >= 0x5c && i < 0x64) || i == 0x66 || i == 0x67
+		if !inBPB && !patched && code[i] != orig[i] {
+			t.Errorf("byte %#x changed", i)
+		}
+	}
+
+	core, err := MakeCore(context.Background(), t.TempDir(), "CAFE-1234", lba, 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bl := core[500:512]
+	sectors := (len(core) + 511) / 512
+	if binary.LittleEndian.Uint64(bl) != lba+1 || int(binary.LittleEndian.Uint16(bl[8:])) != sectors-1 || binary.LittleEndian.Uint16(bl[10:]) != 0x820 {
+		t.Errorf("blocklist % x for %d sectors", bl, sectors)
+	}
+	if err := PatchCore(core, lba); err == nil {
+		t.Error("patching twice accepted")
+	}
+	if _, err := MakeCore(context.Background(), t.TempDir(), "CAFE-1234", lba, 4096); err == nil || !strings.Contains(err.Error(), "more than BIOS-BOOT") {
+		t.Errorf("oversized core accepted: %v", err)
+	}
+
+	efi := filepath.Join(t.TempDir(), "BOOTX64.EFI")
+	if err := MakeEFI(context.Background(), efi, "CAFE-1234"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(efi)
+	if len(b) < 1024 || string(b[:2]) != "MZ" {
+		t.Error("BOOTX64.EFI is not a PE image")
+	}
+	if !bytes.Contains(b, []byte("--fs-uuid --set=root CAFE-1234")) {
+		t.Error("early config not embedded in BOOTX64.EFI")
+	}
+}
