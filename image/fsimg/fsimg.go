@@ -173,7 +173,7 @@ func Ext4(ctx context.Context, out string, size int64, label, uuid, hashSeed, sr
 
 // SquashfsOptions tune Squashfs.
 type SquashfsOptions struct {
-	Level    int                // zstd level (1-22)
+	Level    int               // zstd level (1-22)
 	Progress func(percent int) // called as mksquashfs advances; may be nil
 }
 
