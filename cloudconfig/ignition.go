@@ -1,0 +1,196 @@
+package cloudconfig
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	ignerrors "github.com/coreos/ignition/v2/config/shared/errors"
+	"github.com/coreos/ignition/v2/config/v3_5"
+	igntypes "github.com/coreos/ignition/v2/config/v3_5/types"
+	vjson "github.com/coreos/vcontext/json"
+	vpath "github.com/coreos/vcontext/path"
+	vreport "github.com/coreos/vcontext/report"
+)
+
+// IgnitionConfig is an Ignition config translated to spec 3.5, whatever
+// 3.x version it was written in.
+type IgnitionConfig = igntypes.Config
+
+// ParseIgnition parses and validates an Ignition v3 config (spec 3.0 to
+// 3.5) with Ignition's own packages, and adds Pith's limits: Pith applies
+// files, directories, links, users, groups and systemd units on a running
+// system; anything needing the initramfs (disks, filesystems, RAID, LUKS,
+// kernel arguments) or the network at apply time is an error.
+func ParseIgnition(data []byte) (*IgnitionConfig, *Report) {
+	rep := &Report{}
+	cfg, irep, err := v3_5.ParseCompatibleVersion(data)
+	addIgnitionReport(irep, rep)
+	if err != nil {
+		if !rep.HasErrors() {
+			msg := err.Error()
+			switch {
+			case errors.Is(err, ignerrors.ErrUnknownVersion):
+				msg = "unsupported Ignition config version: Pith accepts spec 3.0.0 to 3.5.0 (set ignition.version)"
+			case errors.Is(err, ignerrors.ErrInvalidVersion):
+				msg = "ignition.version is missing or not a version; set it, e.g. \"3.4.0\""
+			}
+			rep.Errorf(Pos{Line: 1, Column: 1}, "ignition.version", "Ignition: %s", msg)
+		}
+		return nil, rep
+	}
+	pithIgnitionLimits(&cfg, data, rep)
+	return &cfg, rep
+}
+
+func addIgnitionReport(irep vreport.Report, rep *Report) {
+	for _, e := range irep.Entries {
+		line, col := e.Marker.Start()
+		pos := Pos{Line: int(line), Column: int(col)}
+		if pos.Line == 0 {
+			pos.Line = 1
+		}
+		path := strings.TrimPrefix(e.Context.String(), "$.")
+		msg := "Ignition: " + e.Message
+		if path != "" && path != "$" {
+			msg = fmt.Sprintf("Ignition: %s: %s", path, e.Message)
+		}
+		switch e.Kind {
+		case vreport.Error:
+			rep.Errorf(pos, path, "%s", msg)
+		case vreport.Warn:
+			rep.Warnf(pos, path, "%s", msg)
+		default:
+			// Info entries are Ignition's notes; keep them as warnings so
+			// nothing Ignition said is lost.
+			rep.Warnf(pos, path, "%s", msg)
+		}
+	}
+}
+
+func pithIgnitionLimits(cfg *IgnitionConfig, raw []byte, rep *Report) {
+	var pr vreport.Report
+	add := func(p vpath.ContextPath, format string, args ...any) {
+		pr.AddOnError(p, fmt.Errorf(format, args...))
+	}
+	root := vpath.New("json")
+	unsupported := func(name string, n int) {
+		if n > 0 {
+			add(root.Append("storage", name), "Pith does not support storage.%s (it needs the initramfs); partition and format with the image builder or a unit instead", name)
+		}
+	}
+	unsupported("disks", len(cfg.Storage.Disks))
+	unsupported("filesystems", len(cfg.Storage.Filesystems))
+	unsupported("raid", len(cfg.Storage.Raid))
+	unsupported("luks", len(cfg.Storage.Luks))
+	if len(cfg.KernelArguments.ShouldExist)+len(cfg.KernelArguments.ShouldNotExist) > 0 {
+		add(root.Append("kernelArguments"), "Pith does not support kernelArguments; kernel arguments come from the image's grub.cfg")
+	}
+	if len(cfg.Ignition.Config.Merge) > 0 || cfg.Ignition.Config.Replace.Source != nil {
+		add(root.Append("ignition", "config"), "Pith does not fetch remote Ignition configs (merge/replace); inline the config")
+	}
+	checkRes := func(p vpath.ContextPath, r igntypes.Resource) {
+		if r.Source == nil {
+			return
+		}
+		if _, err := decodeIgnitionResource(r); err != nil {
+			add(p.Append("source"), "%v", err)
+		}
+	}
+	for i, f := range cfg.Storage.Files {
+		p := root.Append("storage", "files", i)
+		if f.Path == "/usr" || strings.HasPrefix(f.Path, "/usr/") {
+			add(p.Append("path"), "%s is on the read-only /usr image; write under /etc, /opt or /var instead", f.Path)
+		}
+		checkRes(p.Append("contents"), f.Contents)
+		for j, a := range f.Append {
+			checkRes(p.Append("append", j), a)
+		}
+	}
+	for i, d := range cfg.Storage.Directories {
+		if d.Path == "/usr" || strings.HasPrefix(d.Path, "/usr/") {
+			add(root.Append("storage", "directories", i, "path"), "%s is on the read-only /usr image", d.Path)
+		}
+	}
+	for i, l := range cfg.Storage.Links {
+		if l.Path == "/usr" || strings.HasPrefix(l.Path, "/usr/") {
+			add(root.Append("storage", "links", i, "path"), "%s is on the read-only /usr image", l.Path)
+		}
+	}
+	if len(pr.Entries) == 0 {
+		return
+	}
+	if tree, err := vjson.UnmarshalToContext(raw); err == nil {
+		pr.Correlate(tree)
+	}
+	addIgnitionReport(pr, rep)
+}
+
+// DecodeIgnitionResource returns the bytes of a file's contents. Pith
+// supports inline data: URLs (optionally gzip-compressed), which is what
+// Butane and `ignition-validate`-checked configs embed.
+func DecodeIgnitionResource(r igntypes.Resource) ([]byte, error) {
+	if r.Source == nil {
+		return nil, nil
+	}
+	return decodeIgnitionResource(r)
+}
+
+func decodeIgnitionResource(r igntypes.Resource) ([]byte, error) {
+	src := *r.Source
+	if !strings.HasPrefix(src, "data:") {
+		u, _ := url.Parse(src)
+		scheme := src
+		if u != nil {
+			scheme = u.Scheme
+		}
+		return nil, fmt.Errorf("Pith supports only inline data: URLs as file sources, not %q; embed the contents (butane --files-dir does this)", scheme)
+	}
+	data, err := decodeDataURL(src)
+	if err != nil {
+		return nil, err
+	}
+	if r.Compression != nil && *r.Compression == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("contents are marked gzip but are not gzip: %v", err)
+		}
+		data, err = io.ReadAll(io.LimitReader(zr, MaxSize+1))
+		if err != nil {
+			return nil, fmt.Errorf("gzip contents do not decompress: %v", err)
+		}
+		if len(data) > MaxSize {
+			return nil, fmt.Errorf("decompressed contents exceed %d MiB", MaxSize>>20)
+		}
+	}
+	return data, nil
+}
+
+// decodeDataURL reads an RFC 2397 data: URL.
+func decodeDataURL(s string) ([]byte, error) {
+	meta, payload, found := strings.Cut(strings.TrimPrefix(s, "data:"), ",")
+	if !found {
+		return nil, fmt.Errorf("invalid data: URL: no ',' before the data")
+	}
+	if strings.HasSuffix(meta, ";base64") {
+		b, err := base64.StdEncoding.DecodeString(payload)
+		if err != nil {
+			// Some encoders drop padding or use URL-safe base64.
+			if b2, err2 := base64.RawStdEncoding.DecodeString(strings.TrimRight(payload, "=")); err2 == nil {
+				return b2, nil
+			}
+			return nil, fmt.Errorf("invalid base64 in data: URL: %v", err)
+		}
+		return b, nil
+	}
+	out, err := url.PathUnescape(payload)
+	if err != nil {
+		return nil, fmt.Errorf("invalid percent-encoding in data: URL: %v", err)
+	}
+	return []byte(out), nil
+}

@@ -1,0 +1,300 @@
+package cloudconfig
+
+// The structs below are the coreos-cloudinit dialect of cloud-config plus
+// Pith's own `pith:` section. Tags drive the schema walker in schema.go:
+//
+//	yaml:"key"          key with underscores (dashes are accepted too)
+//	valid:"rule"        value check from validators.go (empty values pass)
+//	required:"true"     the key must be present in its mapping
+//	deprecated:"why"    accepted with a warning; Pith ignores it
+//	ignored:"why"       accepted with a warning; Pith has no such component
+
+// Config is a parsed #cloud-config document.
+type Config struct {
+	Hostname          string   `yaml:"hostname" valid:"hostname"`
+	SSHAuthorizedKeys []string `yaml:"ssh_authorized_keys" valid:"sshkey"`
+	Users             []User   `yaml:"users"`
+	WriteFiles        []File   `yaml:"write_files"`
+	ManageEtcHosts    string   `yaml:"manage_etc_hosts" valid:"etchosts"`
+	CoreOS            CoreOS   `yaml:"coreos"`
+	Pith              Pith     `yaml:"pith"`
+
+	// pos maps a key path ("coreos.units[0].name") to where its value is.
+	pos map[string]Pos
+}
+
+// Pos returns where the value at path was written, or the zero Pos.
+func (c *Config) Pos(path string) Pos { return c.pos[path] }
+
+// User is one entry of `users:`.
+type User struct {
+	Name              string   `yaml:"name" valid:"username" required:"true"`
+	GECOS             string   `yaml:"gecos" valid:"gecos"`
+	PasswordHash      string   `yaml:"passwd" valid:"passwd"`
+	Homedir           string   `yaml:"homedir" valid:"abspath"`
+	NoCreateHome      bool     `yaml:"no_create_home"`
+	PrimaryGroup      string   `yaml:"primary_group" valid:"groupname"`
+	Groups            []string `yaml:"groups" valid:"groupname"`
+	LockPasswd        *bool    `yaml:"lock_passwd"`
+	Inactive          bool     `yaml:"inactive"`
+	System            bool     `yaml:"system"`
+	NoUserGroup       bool     `yaml:"no_user_group"`
+	NoLogInit         bool     `yaml:"no_log_init"`
+	Shell             string   `yaml:"shell" valid:"abspath"`
+	SSHAuthorizedKeys []string `yaml:"ssh_authorized_keys" valid:"sshkey"`
+	Sudo              Sudo     `yaml:"sudo"`
+
+	SSHImportGithubUser  string   `yaml:"coreos_ssh_import_github" deprecated:"fetching keys from GitHub at boot is not supported; list the keys in ssh_authorized_keys"`
+	SSHImportGithubUsers []string `yaml:"coreos_ssh_import_github_users" deprecated:"fetching keys from GitHub at boot is not supported; list the keys in ssh_authorized_keys"`
+	SSHImportURL         string   `yaml:"coreos_ssh_import_url" deprecated:"fetching keys from a URL at boot is not supported; list the keys in ssh_authorized_keys"`
+}
+
+// Sudo is a user's sudo rules: a single rule, a list of rules, or false.
+type Sudo struct {
+	Rules []string
+}
+
+// File is one entry of `write_files:`.
+type File struct {
+	Path        string `yaml:"path" valid:"writepath" required:"true"`
+	Content     string `yaml:"content"`
+	Encoding    string `yaml:"encoding" valid:"encoding"`
+	Owner       string `yaml:"owner" valid:"owner"`
+	Permissions string `yaml:"permissions" valid:"filemode"`
+}
+
+// CoreOS is the `coreos:` section.
+type CoreOS struct {
+	Units     []Unit    `yaml:"units"`
+	Etcd2     Etcd2     `yaml:"etcd2"`
+	Etcd      Etcd      `yaml:"etcd"`
+	Fleet     Fleet     `yaml:"fleet"`
+	Flannel   Flannel   `yaml:"flannel" ignored:"Pith has no flannel; use a container network plugin"`
+	Update    Update    `yaml:"update"`
+	Locksmith Locksmith `yaml:"locksmith"`
+	OEM       OEM       `yaml:"oem"`
+}
+
+// Unit is one entry of `coreos.units:`.
+type Unit struct {
+	Name    string   `yaml:"name" valid:"unitname" required:"true"`
+	Command string   `yaml:"command" valid:"unitcommand"`
+	Enable  bool     `yaml:"enable"`
+	Runtime bool     `yaml:"runtime"`
+	Mask    bool     `yaml:"mask"`
+	Content string   `yaml:"content"`
+	DropIns []DropIn `yaml:"drop_ins"`
+}
+
+// DropIn is a unit drop-in file (`<unit>.d/<name>`).
+type DropIn struct {
+	Name    string `yaml:"name" valid:"dropinname" required:"true"`
+	Content string `yaml:"content"`
+}
+
+// Etcd2 is `coreos.etcd2:`; Pith maps these to its KV's settings.
+type Etcd2 struct {
+	AdvertiseClientURLs      string `yaml:"advertise_client_urls" valid:"urllist"`
+	CAFile                   string `yaml:"ca_file" valid:"abspath" deprecated:"use trusted_ca_file and client_cert_auth"`
+	CertFile                 string `yaml:"cert_file" valid:"abspath"`
+	ClientCertAuth           bool   `yaml:"client_cert_auth"`
+	CorsOrigins              string `yaml:"cors"`
+	DataDir                  string `yaml:"data_dir" valid:"abspath"`
+	Debug                    bool   `yaml:"debug"`
+	Discovery                string `yaml:"discovery" valid:"url"`
+	DiscoveryFallback        string `yaml:"discovery_fallback" valid:"fallback"`
+	DiscoverySRV             string `yaml:"discovery_srv" valid:"hostname"`
+	DiscoveryProxy           string `yaml:"discovery_proxy" valid:"url"`
+	ElectionTimeout          int    `yaml:"election_timeout" valid:"positive"`
+	EnablePprof              bool   `yaml:"enable_pprof"`
+	ForceNewCluster          bool   `yaml:"force_new_cluster"`
+	HeartbeatInterval        int    `yaml:"heartbeat_interval" valid:"positive"`
+	InitialAdvertisePeerURLs string `yaml:"initial_advertise_peer_urls" valid:"urllist"`
+	InitialCluster           string `yaml:"initial_cluster" valid:"initialcluster"`
+	InitialClusterState      string `yaml:"initial_cluster_state" valid:"clusterstate"`
+	InitialClusterToken      string `yaml:"initial_cluster_token"`
+	KeyFile                  string `yaml:"key_file" valid:"abspath"`
+	ListenClientURLs         string `yaml:"listen_client_urls" valid:"urllist"`
+	ListenPeerURLs           string `yaml:"listen_peer_urls" valid:"urllist"`
+	LogPackageLevels         string `yaml:"log_package_levels"`
+	MaxSnapshots             int    `yaml:"max_snapshots" valid:"nonnegative"`
+	MaxWALs                  int    `yaml:"max_wals" valid:"nonnegative"`
+	Name                     string `yaml:"name"`
+	PeerCAFile               string `yaml:"peer_ca_file" valid:"abspath" deprecated:"use peer_trusted_ca_file and peer_client_cert_auth"`
+	PeerCertFile             string `yaml:"peer_cert_file" valid:"abspath"`
+	PeerKeyFile              string `yaml:"peer_key_file" valid:"abspath"`
+	PeerClientCertAuth       bool   `yaml:"peer_client_cert_auth"`
+	PeerTrustedCAFile        string `yaml:"peer_trusted_ca_file" valid:"abspath"`
+	Proxy                    string `yaml:"proxy" valid:"etcdproxy"`
+	ProxyDialTimeout         int    `yaml:"proxy_dial_timeout" valid:"nonnegative"`
+	ProxyFailureWait         int    `yaml:"proxy_failure_wait" valid:"nonnegative"`
+	ProxyReadTimeout         int    `yaml:"proxy_read_timeout" valid:"nonnegative"`
+	ProxyRefreshInterval     int    `yaml:"proxy_refresh_interval" valid:"nonnegative"`
+	ProxyWriteTimeout        int    `yaml:"proxy_write_timeout" valid:"nonnegative"`
+	SnapshotCount            int    `yaml:"snapshot_count" valid:"nonnegative"`
+	StrictReconfigCheck      bool   `yaml:"strict_reconfig_check"`
+	TrustedCAFile            string `yaml:"trusted_ca_file" valid:"abspath"`
+	WalDir                   string `yaml:"wal_dir" valid:"abspath"`
+}
+
+// Etcd is the legacy etcd 0.4 section `coreos.etcd:`.
+type Etcd struct {
+	Addr                  string  `yaml:"addr" valid:"hostport"`
+	BindAddr              string  `yaml:"bind_addr" valid:"hostport"`
+	CAFile                string  `yaml:"ca_file" valid:"abspath"`
+	CertFile              string  `yaml:"cert_file" valid:"abspath"`
+	ClusterActiveSize     int     `yaml:"cluster_active_size" valid:"nonnegative"`
+	ClusterRemoveDelay    float64 `yaml:"cluster_remove_delay"`
+	ClusterSyncInterval   float64 `yaml:"cluster_sync_interval"`
+	CorsOrigins           string  `yaml:"cors"`
+	DataDir               string  `yaml:"data_dir" valid:"abspath"`
+	Discovery             string  `yaml:"discovery" valid:"url"`
+	GraphiteHost          string  `yaml:"graphite_host"`
+	HTTPReadTimeout       float64 `yaml:"http_read_timeout"`
+	HTTPWriteTimeout      float64 `yaml:"http_write_timeout"`
+	KeyFile               string  `yaml:"key_file" valid:"abspath"`
+	MaxResultBuffer       int     `yaml:"max_result_buffer" valid:"nonnegative"`
+	MaxRetryAttempts      int     `yaml:"max_retry_attempts" valid:"nonnegative"`
+	Name                  string  `yaml:"name"`
+	PeerAddr              string  `yaml:"peer_addr" valid:"hostport"`
+	PeerBindAddr          string  `yaml:"peer_bind_addr" valid:"hostport"`
+	PeerCAFile            string  `yaml:"peer_ca_file" valid:"abspath"`
+	PeerCertFile          string  `yaml:"peer_cert_file" valid:"abspath"`
+	PeerElectionTimeout   int     `yaml:"peer_election_timeout" valid:"positive"`
+	PeerHeartbeatInterval int     `yaml:"peer_heartbeat_interval" valid:"positive"`
+	PeerKeyFile           string  `yaml:"peer_key_file" valid:"abspath"`
+	Peers                 string  `yaml:"peers" valid:"hostportlist"`
+	PeersFile             string  `yaml:"peers_file" valid:"abspath"`
+	RetryInterval         float64 `yaml:"retry_interval"`
+	Snapshot              bool    `yaml:"snapshot"`
+	SnapshotCount         int     `yaml:"snapshot_count" valid:"nonnegative"`
+	StrTrace              string  `yaml:"trace"`
+	Verbose               bool    `yaml:"verbose"`
+	VeryVerbose           bool    `yaml:"very_verbose"`
+	VeryVeryVerbose       bool    `yaml:"very_very_verbose"`
+}
+
+// Fleet is `coreos.fleet:`; Pith's scheduler speaks fleet's model.
+type Fleet struct {
+	AgentTTL                string  `yaml:"agent_ttl" valid:"duration"`
+	DisableEngine           bool    `yaml:"disable_engine"`
+	DisableWatches          bool    `yaml:"disable_watches"`
+	EnableGRPC              bool    `yaml:"enable_grpc"`
+	EngineReconcileInterval float64 `yaml:"engine_reconcile_interval" valid:"positive"`
+	EtcdCAFile              string  `yaml:"etcd_cafile" valid:"abspath"`
+	EtcdCertFile            string  `yaml:"etcd_certfile" valid:"abspath"`
+	EtcdKeyFile             string  `yaml:"etcd_keyfile" valid:"abspath"`
+	EtcdKeyPrefix           string  `yaml:"etcd_key_prefix" valid:"abspath"`
+	EtcdRequestTimeout      float64 `yaml:"etcd_request_timeout" valid:"positive"`
+	EtcdServers             string  `yaml:"etcd_servers" valid:"urllist"`
+	EtcdUsername            string  `yaml:"etcd_username"`
+	EtcdPassword            string  `yaml:"etcd_password"`
+	Metadata                string  `yaml:"metadata" valid:"fleetmetadata"`
+	PublicIP                string  `yaml:"public_ip" valid:"ip"`
+	TokenLimit              int     `yaml:"token_limit" valid:"positive"`
+	Verbosity               int     `yaml:"verbosity" valid:"nonnegative"`
+}
+
+// Flannel is accepted so CoreOS configs validate; Pith ignores it.
+type Flannel struct {
+	EtcdEndpoints string `yaml:"etcd_endpoints" valid:"urllist"`
+	EtcdCAFile    string `yaml:"etcd_cafile" valid:"abspath"`
+	EtcdCertFile  string `yaml:"etcd_certfile" valid:"abspath"`
+	EtcdKeyFile   string `yaml:"etcd_keyfile" valid:"abspath"`
+	EtcdPrefix    string `yaml:"etcd_prefix"`
+	EtcdUsername  string `yaml:"etcd_username"`
+	EtcdPassword  string `yaml:"etcd_password"`
+	IPMasq        string `yaml:"ip_masq"`
+	SubnetFile    string `yaml:"subnet_file" valid:"abspath"`
+	Iface         string `yaml:"interface"`
+	PublicIP      string `yaml:"public_ip" valid:"ip"`
+	KubeSubnetMgr bool   `yaml:"kube_subnet_mgr"`
+}
+
+// Update is `coreos.update:`; group is Pith's release channel.
+type Update struct {
+	RebootStrategy string `yaml:"reboot_strategy" valid:"rebootstrategy"`
+	Group          string `yaml:"group" valid:"channel"`
+	Server         string `yaml:"server" valid:"url"`
+}
+
+// Locksmith is `coreos.locksmith:`: reboot coordination through the KV.
+type Locksmith struct {
+	Endpoint     string `yaml:"endpoint" valid:"urllist"`
+	EtcdCAFile   string `yaml:"etcd_cafile" valid:"abspath"`
+	EtcdCertFile string `yaml:"etcd_certfile" valid:"abspath"`
+	EtcdKeyFile  string `yaml:"etcd_keyfile" valid:"abspath"`
+	EtcdUsername string `yaml:"etcd_username"`
+	EtcdPassword string `yaml:"etcd_password"`
+	Group        string `yaml:"group" valid:"channel"`
+	Strategy     string `yaml:"strategy" valid:"rebootstrategy"`
+	WindowStart  string `yaml:"window_start" valid:"windowstart"`
+	WindowLength string `yaml:"window_length" valid:"windowlength"`
+}
+
+// OEM is `coreos.oem:`, written to /etc/oem-release.
+type OEM struct {
+	ID           string `yaml:"id" valid:"oemid"`
+	Name         string `yaml:"name"`
+	VersionID    string `yaml:"version_id"`
+	HomeURL      string `yaml:"home_url" valid:"url"`
+	BugReportURL string `yaml:"bug_report_url" valid:"url"`
+}
+
+// Pith is the `pith:` section: Pith's own settings. Where a key overlaps a
+// coreos.* key, the pith: value wins (see README.md).
+type Pith struct {
+	Cluster  PithCluster  `yaml:"cluster"`
+	KV       PithKV       `yaml:"kv"`
+	Schedule PithSchedule `yaml:"schedule"`
+	Update   PithUpdate   `yaml:"update"`
+}
+
+// PithCluster says how this node finds and joins its cluster.
+type PithCluster struct {
+	Name        string            `yaml:"name" valid:"clustername"`
+	NodeName    string            `yaml:"node_name" valid:"hostname"`
+	Discovery   string            `yaml:"discovery" valid:"url"`
+	Peers       []string          `yaml:"peers" valid:"url"`
+	AdvertiseIP string            `yaml:"advertise_ip" valid:"ip"`
+	Metadata    map[string]string `yaml:"metadata" valid:"metadatakey"`
+}
+
+// PithKV configures the etcd-v2-compatible store.
+type PithKV struct {
+	DataDir           string  `yaml:"data_dir" valid:"abspath"`
+	ClientPort        int     `yaml:"client_port" valid:"port"`
+	PeerPort          int     `yaml:"peer_port" valid:"port"`
+	SnapshotCount     int     `yaml:"snapshot_count" valid:"positive"`
+	HeartbeatInterval string  `yaml:"heartbeat_interval" valid:"duration"`
+	ElectionTimeout   string  `yaml:"election_timeout" valid:"duration"`
+	MaxVoters         int     `yaml:"max_voters" valid:"voters"`
+	TLS               PithTLS `yaml:"tls"`
+}
+
+// PithTLS names certificate files for the KV's client and peer ports.
+type PithTLS struct {
+	CertFile       string `yaml:"cert_file" valid:"abspath"`
+	KeyFile        string `yaml:"key_file" valid:"abspath"`
+	TrustedCAFile  string `yaml:"trusted_ca_file" valid:"abspath"`
+	ClientCertAuth bool   `yaml:"client_cert_auth"`
+}
+
+// PithSchedule configures the fleet-compatible scheduler.
+type PithSchedule struct {
+	Enabled           *bool  `yaml:"enabled"`
+	AgentTTL          string `yaml:"agent_ttl" valid:"duration"`
+	ReconcileInterval string `yaml:"reconcile_interval" valid:"duration"`
+}
+
+// PithUpdate configures the A/B updater and reboot coordination.
+type PithUpdate struct {
+	Channel        string   `yaml:"channel" valid:"channel"`
+	Server         string   `yaml:"server" valid:"url"`
+	RebootStrategy string   `yaml:"reboot_strategy" valid:"rebootstrategy"`
+	WindowStart    string   `yaml:"window_start" valid:"windowstart"`
+	WindowLength   string   `yaml:"window_length" valid:"windowlength"`
+	MaxHolders     int      `yaml:"max_holders" valid:"positive"`
+	CheckInterval  string   `yaml:"check_interval" valid:"duration"`
+	PublicKeys     []string `yaml:"public_keys" valid:"ed25519key"`
+}
