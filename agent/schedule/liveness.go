@@ -1,0 +1,208 @@
+package schedule
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// Clock is injectable so liveness and the engine can be tested without
+// sleeping.
+type Clock interface{ Now() time.Time }
+
+// RealClock is the wall clock.
+type RealClock struct{}
+
+// Now implements Clock.
+func (RealClock) Now() time.Time { return time.Now() }
+
+// FakeClock is a manually advanced clock for tests and simulations.
+type FakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewFakeClock starts a fake clock at a fixed instant.
+func NewFakeClock() *FakeClock { return &FakeClock{t: time.Unix(1_700_000_000, 0)} }
+
+// Now implements Clock.
+func (c *FakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock forward.
+func (c *FakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// DefaultTTL is how long a machine may go without a heartbeat before the
+// leader declares it dead.
+const DefaultTTL = 5 * time.Second
+
+// UnitReport is what an agent reports about one unit it runs.
+type UnitReport struct {
+	Name string `json:"name"`
+	Hash string `json:"hash"`
+	// Current is the state the agent reached: loaded or launched.
+	Current     DesiredState `json:"currentState"`
+	LoadState   string       `json:"loadState"`
+	ActiveState string       `json:"activeState"`
+	SubState    string       `json:"subState"`
+	// Error is the last error applying the unit, if any.
+	Error string `json:"error,omitempty"`
+}
+
+// Heartbeat is what an agent sends the leader directly (never through the
+// log): its machine record and the state of the units it runs.
+type Heartbeat struct {
+	Machine Machine      `json:"machine"`
+	Units   []UnitReport `json:"units"`
+}
+
+// MachineStatus is the leader's view of one machine.
+type MachineStatus int
+
+const (
+	// Unknown: not heard from, but this leader has not yet waited one TTL.
+	Unknown MachineStatus = iota
+	// Alive: heartbeat within TTL.
+	Alive
+	// Dead: no heartbeat for a TTL, after the leader's own grace period.
+	Dead
+)
+
+func (s MachineStatus) String() string {
+	return [...]string{"unknown", "alive", "dead"}[s]
+}
+
+type seen struct {
+	last       time.Time
+	aliveSince time.Time
+	wasDead    bool
+	hb         Heartbeat
+}
+
+// Liveness is the leader's in-memory heartbeat table. It is soft state: a
+// new leader starts empty (Reset) and learns everything again within one
+// heartbeat interval, which is why it waits one TTL before declaring
+// anyone dead.
+type Liveness struct {
+	clock Clock
+	ttl   time.Duration
+	mu    sync.Mutex
+	since time.Time
+	seen  map[string]*seen
+}
+
+// NewLiveness returns a table whose grace period starts now.
+func NewLiveness(clock Clock, ttl time.Duration) *Liveness {
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	l := &Liveness{clock: clock, ttl: ttl}
+	l.Reset()
+	return l
+}
+
+// TTL returns the configured TTL.
+func (l *Liveness) TTL() time.Duration { return l.ttl }
+
+// Reset forgets everything and restarts the grace period (call on gaining
+// leadership).
+func (l *Liveness) Reset() {
+	l.mu.Lock()
+	l.since = l.clock.Now()
+	l.seen = map[string]*seen{}
+	l.mu.Unlock()
+}
+
+// Heartbeat records one agent heartbeat.
+func (l *Liveness) Heartbeat(hb Heartbeat) {
+	now := l.clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.seen[hb.Machine.ID]
+	if s == nil {
+		s = &seen{aliveSince: now}
+		l.seen[hb.Machine.ID] = s
+	} else if now.Sub(s.last) > l.ttl {
+		// It had expired: this is a return, which starts a new hold-down.
+		s.aliveSince = now
+		s.wasDead = true
+	}
+	s.last = now
+	s.hb = hb
+}
+
+// Status returns a machine's liveness now.
+func (l *Liveness) Status(id string) MachineStatus {
+	now := l.clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status(id, now)
+}
+
+func (l *Liveness) status(id string, now time.Time) MachineStatus {
+	if s := l.seen[id]; s != nil && now.Sub(s.last) <= l.ttl {
+		return Alive
+	}
+	if now.Sub(l.since) < l.ttl {
+		return Unknown
+	}
+	return Dead
+}
+
+// Placeable reports whether new units may be placed on machine id: it is
+// alive and, if it came back after being dead, has stayed alive for one TTL
+// (so a flapping machine does not attract work).
+func (l *Liveness) Placeable(id string) bool {
+	now := l.clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.status(id, now) != Alive {
+		return false
+	}
+	s := l.seen[id]
+	return !s.wasDead || now.Sub(s.aliveSince) >= l.ttl
+}
+
+// Live returns the machine records of live machines, sorted by ID, as
+// their heartbeats describe them.
+func (l *Liveness) Live() []Machine {
+	now := l.clock.Now()
+	l.mu.Lock()
+	out := make([]Machine, 0, len(l.seen))
+	for id, s := range l.seen {
+		if l.status(id, now) == Alive {
+			out = append(out, s.hb.Machine)
+		}
+	}
+	l.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// MachineReport is one machine's latest unit reports.
+type MachineReport struct {
+	MachineID string
+	Units     []UnitReport
+}
+
+// Reports returns the latest unit reports of live machines, sorted.
+func (l *Liveness) Reports() []MachineReport {
+	now := l.clock.Now()
+	l.mu.Lock()
+	out := make([]MachineReport, 0, len(l.seen))
+	for id, s := range l.seen {
+		if l.status(id, now) == Alive {
+			out = append(out, MachineReport{MachineID: id, Units: s.hb.Units})
+		}
+	}
+	l.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].MachineID < out[j].MachineID })
+	return out
+}
