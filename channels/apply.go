@@ -1,0 +1,179 @@
+package channels
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Target is where a payload's uncompressed bytes go: a block device (the
+// inactive USR partition), or a region of a file (a partition inside a disk
+// image, for tests and offline updates).
+type Target struct {
+	Path string
+	// Offset is where the region starts.
+	Offset int64
+	// Limit is the region's length; 0 means up to the end of the device/file.
+	Limit int64
+}
+
+// ErrTargetTooSmall means the payload does not fit the target.
+var ErrTargetTooSmall = errors.New("payload larger than the target")
+
+const writeChunk = 1 << 20
+
+// WriteStats reports the phases of WritePayload, for the update's timing
+// breakdown.
+type WriteStats struct {
+	Bytes    int64
+	Write    float64 // seconds: decompress + write + fsync
+	ReadBack float64 // seconds: read-back verification
+}
+
+// WritePayload streams the decompressed payload from the compressed file src
+// (already downloaded and verified) onto the target, fsyncs it, drops the
+// written range from the page cache, and reads it back to compare with the
+// manifest's uncompressed SHA-256. The target must exist: a mistyped device
+// path must not become a regular file under /dev.
+func WritePayload(ctx context.Context, src string, p Payload, t Target, progress func(done, total int64)) (WriteStats, error) {
+	var st WriteStats
+	in, err := os.Open(src)
+	if err != nil {
+		return st, err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(t.Path, os.O_RDWR, 0)
+	if err != nil {
+		return st, fmt.Errorf("update target: %w", err)
+	}
+	defer out.Close()
+	end, err := out.Seek(0, io.SeekEnd) // works for block devices too
+	if err != nil {
+		return st, fmt.Errorf("update target %s: size: %w", t.Path, err)
+	}
+	room := end - t.Offset
+	if t.Limit > 0 && t.Limit < room {
+		room = t.Limit
+	}
+	if t.Offset < 0 || room < p.UncompressedSize {
+		return st, fmt.Errorf("%w: %s needs %d bytes, %s has %d at offset %d", ErrTargetTooSmall, p.Name, p.UncompressedSize, t.Path, max(room, 0), t.Offset)
+	}
+
+	start := nowSeconds()
+	r, err := Decompress(in, p)
+	if err != nil {
+		return st, err
+	}
+	defer r.Close()
+	buf := make([]byte, writeChunk)
+	off := t.Offset
+	var done int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, werr := out.WriteAt(buf[:n], off); werr != nil {
+				return st, fmt.Errorf("write %s at %d: %w", t.Path, off, werr)
+			}
+			off += int64(n)
+			done += int64(n)
+			if progress != nil {
+				progress(done, p.UncompressedSize)
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return st, rerr
+		}
+	}
+	if err := out.Sync(); err != nil {
+		return st, fmt.Errorf("fsync %s: %w", t.Path, err)
+	}
+	st.Bytes = done
+	st.Write = nowSeconds() - start
+
+	// Read back from the device, not the page cache we just filled.
+	start = nowSeconds()
+	_ = unix.Fadvise(int(out.Fd()), t.Offset, done, unix.FADV_DONTNEED)
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(out, t.Offset, done)); err != nil {
+		return st, fmt.Errorf("read back %s: %w", t.Path, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != p.UncompressedSHA256 {
+		return st, fmt.Errorf("%w: read back from %s gives sha256 %s, wrote %s; the device may be failing", ErrHash, t.Path, got, p.UncompressedSHA256)
+	}
+	st.ReadBack = nowSeconds() - start
+	return st, nil
+}
+
+// InstallFile decompresses payload file src into dst (a kernel or initrd on
+// the ESP): written to a temporary file in dst's directory, verified, fsynced
+// and renamed, so dst is always either the old or the complete new file.
+func InstallFile(src string, p Payload, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	r, err := Decompress(in, p)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return fmt.Errorf("install %s: %w", dst, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// Read back before the rename: vfat has no checksums of its own.
+	got, err := fileSHA256(tmp)
+	if err != nil {
+		return err
+	}
+	if got != p.UncompressedSHA256 {
+		return fmt.Errorf("%w: read back of %s gives sha256 %s, want %s", ErrHash, dst, got, p.UncompressedSHA256)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func nowSeconds() float64 { return float64(time.Now().UnixNano()) / 1e9 }

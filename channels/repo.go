@@ -1,0 +1,227 @@
+package channels
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+)
+
+// Repository file names.
+const (
+	channelsDir     = "channels"
+	versionManifest = "manifest.json"
+	sigSuffix       = ".sig"
+)
+
+// PayloadSource is one payload to add to a release.
+type PayloadSource struct {
+	Name string // usr, kernel, initrd
+	File string // file name inside DIR/<version>/, e.g. usr.zst
+	Open func() (io.ReadCloser, error)
+}
+
+// Release describes a new release to publish.
+type Release struct {
+	Channel       string
+	Version       string
+	MinVersion    string
+	Platform      string
+	USRVerityHash string
+	Released      time.Time
+	Payloads      []PayloadSource
+}
+
+// Publish writes DIR/<version>/ (payloads and the signed manifest, built in
+// a temporary directory and renamed into place, so a failed release leaves
+// nothing) and then points DIR/channels/<channel>.json at it. A version that
+// exists already is refused (released files never change), and so is one not
+// newer than the channel's current version.
+func Publish(dir string, rel Release, keys []ed25519.PrivateKey, logf func(string, ...any)) (*Manifest, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("release: no signing key; pass --key (make one with `pith keygen`)")
+	}
+	if !ValidChannelName(rel.Channel) {
+		return nil, fmt.Errorf("channel %q: use lowercase letters, digits, '.', '_' or '-'", rel.Channel)
+	}
+	v, err := ParseVersion(rel.Version)
+	if err != nil {
+		return nil, fmt.Errorf("release: %w (set it with --version)", err)
+	}
+	if err := validPayloadPath(rel.Version); err != nil || path.Base(rel.Version) != rel.Version {
+		return nil, fmt.Errorf("release: version %q cannot name a directory", rel.Version)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, channelsDir), 0o755); err != nil {
+		return nil, err
+	}
+	if cur, err := readChannelVersion(dir, rel.Channel); err != nil {
+		return nil, err
+	} else if cur != "" {
+		if c := v.Compare(MustParseVersion(cur)); c <= 0 {
+			return nil, fmt.Errorf("release: channel %s is at %s already; %s is not newer (bump the version)", rel.Channel, cur, rel.Version)
+		}
+	}
+	final := filepath.Join(dir, rel.Version)
+	if _, err := os.Lstat(final); err == nil {
+		return nil, fmt.Errorf("release: %s exists; released versions never change (bump the version, or `pith release promote` it)", final)
+	}
+	tmp, err := os.MkdirTemp(dir, "."+rel.Version+".tmp")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp) // gone after the rename; cleans up on failure
+
+	m := &Manifest{
+		Schema: SchemaVersion, Channel: rel.Channel, Version: rel.Version,
+		Released: rel.Released.UTC().Truncate(time.Second), MinVersion: rel.MinVersion,
+		Platform: rel.Platform, USRVerityHash: rel.USRVerityHash,
+	}
+	if m.Released.IsZero() {
+		m.Released = time.Now().UTC().Truncate(time.Second)
+	}
+	for _, ps := range rel.Payloads {
+		start := time.Now()
+		src, err := ps.Open()
+		if err != nil {
+			return nil, fmt.Errorf("payload %s: %w", ps.Name, err)
+		}
+		p, err := BuildPayload(src, filepath.Join(tmp, ps.File))
+		src.Close()
+		if err != nil {
+			return nil, fmt.Errorf("payload %s: %w", ps.Name, err)
+		}
+		p.Name, p.Path = ps.Name, rel.Version+"/"+ps.File
+		m.Payloads = append(m.Payloads, p)
+		secs := time.Since(start).Seconds()
+		logf("payload %-7s %s: %d -> %d bytes (%.1f%%) in %.1fs, %.0f MB/s in",
+			p.Name, p.Path, p.UncompressedSize, p.Size, 100*float64(p.Size)/float64(p.UncompressedSize), secs, float64(p.UncompressedSize)/1e6/secs)
+	}
+	body, sig, err := signManifest(m, keys)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, versionManifest), body, 0o644); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, versionManifest+sigSuffix), sig, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
+	if err := writeChannel(dir, rel.Channel, body, sig); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Promote points channel `to` at the release channel `from` currently has
+// (or at version, when set), re-signed for `to`. The source manifest must
+// verify against trusted (which should include the signing keys).
+func Promote(dir, from, to, version string, keys []ed25519.PrivateKey, trusted *Keyring) (*Manifest, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("promote: no signing key; pass --key")
+	}
+	if !ValidChannelName(to) {
+		return nil, fmt.Errorf("channel %q: use lowercase letters, digits, '.', '_' or '-'", to)
+	}
+	var mPath string
+	switch {
+	case version != "":
+		if _, err := ParseVersion(version); err != nil {
+			return nil, err
+		}
+		mPath = filepath.Join(dir, version, versionManifest)
+	case ValidChannelName(from):
+		mPath = filepath.Join(dir, channelsDir, from+".json")
+	default:
+		return nil, fmt.Errorf("promote: give --from CHANNEL or --version V")
+	}
+	body, err := os.ReadFile(mPath)
+	if err != nil {
+		return nil, fmt.Errorf("promote: %w", err)
+	}
+	sig, err := os.ReadFile(mPath + sigSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("promote: %w", err)
+	}
+	src, err := Verify(body, sig, Policy{Keys: trusted})
+	if err != nil {
+		return nil, fmt.Errorf("promote: %s: %w", mPath, err)
+	}
+	if cur, err := readChannelVersion(dir, to); err != nil {
+		return nil, err
+	} else if cur != "" && MustParseVersion(src.Version).Compare(MustParseVersion(cur)) <= 0 {
+		return nil, fmt.Errorf("promote: channel %s is at %s already; %s is not newer", to, cur, src.Version)
+	}
+	m := *src
+	m.Channel = to
+	body, sig, err = signManifest(&m, keys)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeChannel(dir, to, body, sig); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func signManifest(m *Manifest, keys []ed25519.PrivateKey) (body, sig []byte, err error) {
+	body, err = m.Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	sig, err = Sign(body, keys...)
+	return body, sig, err
+}
+
+// writeChannel replaces a channel's manifest and signature. Each file is
+// replaced atomically; a client reading between the two renames sees a
+// pair whose signature names another manifest and reads again.
+func writeChannel(dir, channel string, body, sig []byte) error {
+	p := filepath.Join(dir, channelsDir, channel+".json")
+	if err := writeFileAtomic(p+sigSuffix, sig, 0o644); err != nil {
+		return err
+	}
+	return writeFileAtomic(p, body, 0o644)
+}
+
+// readChannelVersion returns the version a channel currently names, or "".
+func readChannelVersion(dir, channel string) (string, error) {
+	p := filepath.Join(dir, channelsDir, channel+".json")
+	body, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	m, err := decodeAndCheck(body, Policy{})
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", p, err)
+	}
+	return m.Version, nil
+}
+
+// ChannelManifest reads a channel's manifest from a repository on disk,
+// unverified (for listings).
+func ChannelManifest(dir, channel string) (*Manifest, error) {
+	body, err := os.ReadFile(filepath.Join(dir, channelsDir, channel+".json"))
+	if err != nil {
+		return nil, err
+	}
+	return decodeAndCheck(body, Policy{})
+}
