@@ -1,0 +1,263 @@
+package pithinit
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pith-os/pith/initramfs/kmod"
+	"golang.org/x/sys/unix"
+)
+
+// ModulesList names the file (in /lib/modules/<version>/) where the builder
+// lists the modules to load, in order, one per line.
+const ModulesList = "pith.modules"
+
+// Sysroot is where the new root is assembled.
+const Sysroot = "/sysroot"
+
+// FailureDelay is how long the init shows its error before rebooting.
+const FailureDelay = 10 * time.Second
+
+// stepError says which step failed and on which device.
+type stepError struct {
+	step, device string
+	err          error
+}
+
+func (e *stepError) Error() string {
+	if e.device != "" {
+		return fmt.Sprintf("%s (%s): %v", e.step, e.device, e.err)
+	}
+	return fmt.Sprintf("%s: %v", e.step, e.err)
+}
+
+func fail(step, device string, err error) error {
+	return &stepError{step: step, device: device, err: err}
+}
+
+// logger prints "pith-init[+0.123s]: ..." lines on the console (and at
+// debug level into the kernel log, for the journal) with time since start.
+type logger struct {
+	out   io.Writer
+	kmsg  io.Writer
+	start time.Duration
+}
+
+func (l *logger) Printf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	el := monotonic() - l.start
+	fmt.Fprintf(l.out, "pith-init[+%.3fs]: %s\n", el.Seconds(), msg)
+	if l.kmsg != nil {
+		fmt.Fprintf(l.kmsg, "<7>pith-init: %s\n", msg)
+	}
+}
+
+// Main is the init's entry point: it never returns.
+func Main() {
+	l := &logger{out: os.Stdout, start: monotonic()}
+	var debug bool
+	err := run(l, &debug)
+	fmt.Fprintf(os.Stdout, "pith-init: FAILED: %v\n", err)
+	if debug {
+		fmt.Fprintln(os.Stdout, "pith-init: pith.debug is set: starting the emergency shell (/bin/sh); exit it to reboot")
+		if serr := shell(); serr != nil {
+			fmt.Fprintf(os.Stdout, "pith-init: shell: %v\n", serr)
+		}
+		rebootAfter(0)
+	}
+	fmt.Fprintf(os.Stdout, "pith-init: rebooting in %s so the boot loader can fall back (add pith.debug to the kernel line for a shell)\n", FailureDelay)
+	rebootAfter(FailureDelay)
+}
+
+func run(l *logger, debug *bool) error {
+	if err := mountEarly(); err != nil {
+		return fail("mounting /proc, /sys, /dev, /run", "", err)
+	}
+	if k, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+		l.kmsg = k
+	}
+	l.Printf("started %.3fs after the kernel booted; mounted /proc /sys /dev /run", l.start.Seconds())
+
+	raw, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fail("reading /proc/cmdline", "", err)
+	}
+	*debug = strings.Contains(" "+string(raw)+" ", " pith.debug ") || strings.Contains(string(raw), "pith.debug=1")
+	c, err := ParseCmdline(string(raw))
+	if err != nil {
+		return fail("kernel command line", "", err)
+	}
+	*debug = c.Debug
+	l.Printf("slot=%s usr=%s root=%s platform=%s", orDash(c.Slot), c.Usr, c.Root, orDash(c.Platform))
+
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return fail("uname", "", err)
+	}
+	release := unix.ByteSliceToString(uts.Release[:])
+	n, err := loadModules(filepath.Join("/lib/modules", release), l)
+	if err != nil {
+		return fail("loading kernel modules", "", err)
+	}
+	l.Printf("loaded %d kernel modules for %s", n, release)
+
+	if c.UsrHash != "" {
+		// Better to refuse than to boot unverified code the build meant
+		// to verify.
+		return fail("verifying USR", c.Usr.String(), fmt.Errorf("pith.usrhash is set but this initramfs cannot check dm-verity yet; rebuild without verity or with a newer initramfs"))
+	}
+
+	usr, err := WaitDevice(c.Usr, c.Wait, l.Printf)
+	if err != nil {
+		return fail("finding USR", c.Usr.String(), err)
+	}
+	root, err := WaitDevice(c.Root, c.Wait, l.Printf)
+	if err != nil {
+		return fail("finding ROOT", c.Root.String(), err)
+	}
+
+	if root.Disk != "" {
+		plan, err := growPartition(root)
+		if err != nil {
+			return fail("growing ROOT partition", root.Path, err)
+		}
+		if plan.GrowsPartition {
+			l.Printf("grew ROOT partition %d on %s: %d -> %d sectors", plan.Number, root.Disk, plan.OldLast-root.Partition.FirstLBA+1, plan.NewLast-root.Partition.FirstLBA+1)
+		} else if plan.MovesBackup {
+			l.Printf("moved the backup GPT of %s to its end", root.Disk)
+		}
+	}
+
+	if err := os.MkdirAll(Sysroot, 0o755); err != nil {
+		return fail("creating /sysroot", "", err)
+	}
+	if typ, err := FSType(root.Path); err != nil || typ != "ext4" {
+		return fail("mounting ROOT", root.Path, fmt.Errorf("not an ext4 filesystem (%v)", orErr(typ, err)))
+	}
+	if err := unix.Mount(root.Path, Sysroot, "ext4", 0, ""); err != nil {
+		return fail("mounting ROOT", root.Path, err)
+	}
+	l.Printf("mounted ROOT (%s) rw at %s", describe(root), Sysroot)
+
+	usrDir := filepath.Join(Sysroot, "usr")
+	if err := os.MkdirAll(usrDir, 0o755); err != nil {
+		return fail("creating /sysroot/usr", root.Path, err)
+	}
+	typ, err := FSType(usr.Path)
+	if err != nil {
+		return fail("mounting USR", usr.Path, err)
+	}
+	if err := unix.Mount(usr.Path, usrDir, typ, unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
+		return fail("mounting USR", usr.Path, fmt.Errorf("mount %s read-only: %w", typ, err))
+	}
+	l.Printf("mounted USR-%s (%s) %s ro at %s", strings.ToUpper(orDash(c.Slot)), describe(usr), typ, usrDir)
+
+	if !Initialized(Sysroot) {
+		if err := CreateSkeleton(Sysroot, usrDir); err != nil {
+			return fail("first boot: preparing ROOT", root.Path, err)
+		}
+		l.Printf("first boot: created the ROOT skeleton (/etc from /usr/share/pith/etc)")
+	}
+	oldB, newB, err := growExt4(root.Path, Sysroot)
+	if err != nil {
+		return fail("growing ROOT filesystem", root.Path, err)
+	}
+	if newB != oldB {
+		l.Printf("grew ROOT ext4 from %d to %d blocks", oldB, newB)
+	}
+
+	l.Printf("switching root to %s (%.3fs since kernel boot)", c.Init, monotonic().Seconds())
+	if err := switchRoot(Sysroot, c.Init, nil); err != nil {
+		return fail("switch_root", c.Init, err)
+	}
+	return nil
+}
+
+// loadModules loads the modules the builder listed, with their dependencies.
+func loadModules(dir string, l *logger) (int, error) {
+	f, err := os.Open(filepath.Join(dir, "modules.dep"))
+	if os.IsNotExist(err) {
+		l.Printf("no modules for this kernel in the initramfs (%s): relying on built-in drivers", dir)
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	deps, err := kmod.ParseDep(f)
+	f.Close()
+	if err != nil {
+		return 0, err
+	}
+	wanted, err := readList(filepath.Join(dir, ModulesList))
+	if err != nil {
+		return 0, err
+	}
+	order, _, err := deps.Resolve(wanted)
+	if err != nil {
+		return 0, err
+	}
+	loaded := 0
+	var absent []string
+	for _, m := range order {
+		err := kmod.LoadFile(filepath.Join(dir, deps.Path[m]))
+		switch {
+		case err == nil:
+			loaded++
+		case errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT):
+			// Drivers for hardware or hypervisors this machine lacks
+			// refuse to load (ENODEV), and so do modules needing them
+			// (ENOENT: unknown symbol). A missing disk is reported when
+			// it is awaited.
+			absent = append(absent, m)
+		default:
+			l.Printf("warning: %v", err)
+		}
+	}
+	if len(absent) > 0 {
+		l.Printf("not loaded (no such hardware here): %s", strings.Join(absent, " "))
+	}
+	return loaded, nil
+}
+
+func readList(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if s := strings.TrimSpace(sc.Text()); s != "" && !strings.HasPrefix(s, "#") {
+			out = append(out, s)
+		}
+	}
+	return out, sc.Err()
+}
+
+func describe(d *Device) string {
+	if d.Partition.Number == 0 {
+		return d.Path
+	}
+	return fmt.Sprintf("%s, PARTUUID=%s", d.Path, d.Partition.UUID)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func orErr(s string, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return s
+}
