@@ -21,6 +21,7 @@ deps:
 bin:
 	@mkdir -p $(BIN)
 	$(GOBUILD) -o $(BIN)/ ./cmd/...
+	$(GOBUILD) -o $(BIN)/pith-init ./initramfs/cmd/pith-init
 
 # The default image, built from the built-in config (cached under $(CACHE)).
 image: deps bin
