@@ -1,0 +1,126 @@
+// Package manifest describes a built Pith image in pith.manifest.json: the
+// version and build inputs, the partition table with GUIDs, offsets and
+// content hashes, and the artifacts' sizes and SHA-256. It holds no
+// timestamps or host details, so equal builds give equal manifests.
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/pith-os/pith/image/layout"
+)
+
+// FileName is the manifest's name in the output directory.
+const FileName = "pith.manifest.json"
+
+// SchemaVersion changes when fields change meaning.
+const SchemaVersion = 1
+
+// Manifest is the content of pith.manifest.json.
+type Manifest struct {
+	Schema        int               `json:"schema"`
+	Version       string            `json:"version"`
+	Platform      string            `json:"platform"`
+	Inputs        Inputs            `json:"inputs"`
+	KernelVersion string            `json:"kernel_version"`
+	KernelCmdline map[string]string `json:"kernel_cmdline"` // slot -> command line
+	Disk          Disk              `json:"disk"`
+	Artifacts     []Artifact        `json:"artifacts"`
+}
+
+// Inputs are the build inputs (the resolved config).
+type Inputs struct {
+	ConfigHash      string   `json:"config_hash"`
+	Suite           string   `json:"debian_suite"`
+	Mirror          string   `json:"debian_mirror"`
+	Packages        []string `json:"debian_packages"`
+	KernelPackage   string   `json:"debian_kernel"`
+	DiskSize        int64    `json:"disk_size"`
+	Formats         []string `json:"formats"`
+	SourceDateEpoch int64    `json:"source_date_epoch"`
+	AgentSHA256     string   `json:"agent_sha256,omitempty"` // of pithd+pithctl as installed
+}
+
+// Disk is the partition table.
+type Disk struct {
+	Size       int64       `json:"size"`
+	SectorSize int         `json:"sector_size"`
+	GUID       string      `json:"guid"`
+	Partitions []Partition `json:"partitions"`
+}
+
+// Partition is one GPT entry and what the builder put in it.
+type Partition struct {
+	layout.Partition
+	Attributes string `json:"attributes"` // GPT attribute word, hex as sgdisk prints it
+	Filesystem string `json:"filesystem,omitempty"`
+	FSUUID     string `json:"fs_uuid,omitempty"`
+	// ContentSize and ContentSHA256 cover the first ContentSize bytes of
+	// the partition (the filesystem image written there); empty partitions
+	// have size 0.
+	ContentSize   int64  `json:"content_size"`
+	ContentSHA256 string `json:"content_sha256"`
+}
+
+// Artifact is one output file.
+type Artifact struct {
+	Name   string `json:"name"`
+	Format string `json:"format"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Encode renders the manifest as indented JSON with a final newline.
+func (m *Manifest) Encode() ([]byte, error) {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Read loads a manifest.
+func Read(path string) (*Manifest, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if m.Schema != SchemaVersion {
+		return nil, fmt.Errorf("%s: manifest schema %d, this pith reads %d", path, m.Schema, SchemaVersion)
+	}
+	return &m, nil
+}
+
+// Partition returns the partition with the given label.
+func (m *Manifest) Partition(label string) (Partition, bool) {
+	for _, p := range m.Disk.Partitions {
+		if p.Label == label {
+			return p, true
+		}
+	}
+	return Partition{}, false
+}
+
+// HashFile returns a file's size and SHA-256 (hex).
+func HashFile(path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", err
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,51 @@
+package manifest
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pith-os/pith/image/layout"
+)
+
+func TestRoundTrip(t *testing.T) {
+	tb, _ := layout.New(4*layout.GiB, "s")
+	m := &Manifest{Schema: SchemaVersion, Version: "1.0", Platform: "qemu",
+		Inputs:        Inputs{Suite: "bookworm", SourceDateEpoch: 1, Formats: []string{"raw"}},
+		KernelCmdline: map[string]string{"a": "x"},
+		Disk:          Disk{Size: tb.DiskSize, SectorSize: 512, GUID: tb.DiskGUID}}
+	for _, p := range tb.Partitions {
+		m.Disk.Partitions = append(m.Disk.Partitions, Partition{Partition: p, Attributes: "0000000000000000"})
+	}
+	b, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"label": "USR-A"`, `"number": 9`, `"type_guid": "3884DD41-8582-4404-B9A8-E9B84F2DF50E"`, `"offset": 1048576`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("manifest lacks %s", want)
+		}
+	}
+	b2, _ := m.Encode()
+	if string(b) != string(b2) {
+		t.Error("encoding not stable")
+	}
+	path := filepath.Join(t.TempDir(), FileName)
+	os.WriteFile(path, b, 0o644)
+	got, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := got.Partition("ROOT"); !ok || p.Number != 9 || p.GUID != tb.MustLabel("ROOT").GUID {
+		t.Errorf("ROOT after round trip: %+v", p)
+	}
+	os.WriteFile(path, []byte(`{"schema": 99}`), 0o644)
+	if _, err := Read(path); err == nil {
+		t.Error("unknown schema accepted")
+	}
+	n, sum, err := HashFile(path)
+	if err != nil || n != 14 || len(sum) != 64 {
+		t.Errorf("HashFile = %d %s %v", n, sum, err)
+	}
+}
