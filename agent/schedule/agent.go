@@ -1,0 +1,190 @@
+package schedule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// UnitBackend is what the agent needs from agent/units (its Manager
+// satisfies it; so does the simulated backend).
+type UnitBackend interface {
+	Load(ctx context.Context, name string, contents []byte) error
+	Unload(ctx context.Context, name string) error
+	Start(ctx context.Context, name string) error
+	Stop(ctx context.Context, name string) error
+	Status(ctx context.Context, name string) (load, active, sub string, err error)
+	List(ctx context.Context) (map[string]string, error)
+}
+
+// Agent makes one machine's systemd match its assignments in the local
+// State replica, and reports what it reached for the leader's heartbeat.
+type Agent struct {
+	Machine Machine
+	State   *State
+	Backend UnitBackend
+
+	mu       sync.Mutex
+	achieved map[string]DesiredState // what this agent did: loaded/launched
+	reports  []UnitReport
+}
+
+// NewAgent returns an agent for machine m.
+func NewAgent(m Machine, st *State, b UnitBackend) *Agent {
+	return &Agent{Machine: m, State: st, Backend: b, achieved: map[string]DesiredState{}}
+}
+
+func isActive(active string) bool {
+	return active == "active" || active == "activating" || active == "reloading"
+}
+
+// Reconcile runs one pass. It keeps going past per-unit errors (reported
+// in the unit's report) and returns them joined.
+func (a *Agent) Reconcile(ctx context.Context) error {
+	want := a.State.Assigned(a.Machine.ID)
+	have, err := a.Backend.List(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: list units: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	wanted := make(map[string]bool, len(want))
+	for _, u := range want {
+		wanted[u.Name] = true
+	}
+	// Units no longer ours go first, so a unit replacing one here does not
+	// start next to it.
+	for _, name := range sortedKeys(have) {
+		if wanted[name] {
+			continue
+		}
+		if err := a.Backend.Unload(ctx, name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(a.achieved, name)
+	}
+	for name := range a.achieved {
+		if !wanted[name] {
+			delete(a.achieved, name)
+		}
+	}
+	reports := make([]UnitReport, 0, len(want))
+	for _, u := range want {
+		r := UnitReport{Name: u.Name, Hash: u.Hash}
+		if err := a.apply(ctx, u, have[u.Name]); err != nil {
+			r.Error = err.Error()
+			errs = append(errs, err)
+		}
+		r.Current = a.achieved[u.Name]
+		r.LoadState, r.ActiveState, r.SubState, err = a.Backend.Status(ctx, u.Name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		reports = append(reports, r)
+	}
+	sort.Slice(reports, func(i, j int) bool { return reports[i].Name < reports[j].Name })
+	a.reports = reports
+	return errors.Join(errs...)
+}
+
+func (a *Agent) apply(ctx context.Context, u *Unit, haveHash string) error {
+	changed := haveHash != u.Hash
+	if changed {
+		if err := a.Backend.Load(ctx, u.Name, u.Contents()); err != nil {
+			return err
+		}
+		if haveHash == "" {
+			a.achieved[u.Name] = Loaded
+		}
+	} else if _, ok := a.achieved[u.Name]; !ok {
+		// Found on disk after an agent restart: trust systemd's view.
+		_, active, _, err := a.Backend.Status(ctx, u.Name)
+		if err != nil {
+			return err
+		}
+		a.achieved[u.Name] = Loaded
+		if isActive(active) {
+			a.achieved[u.Name] = Launched
+		}
+	}
+	switch u.Desired {
+	case Launched:
+		// Start on the way to launched, or restart on new contents. A unit
+		// that later fails is left to systemd's Restart=, as fleet did.
+		if a.achieved[u.Name] != Launched || changed {
+			if changed && a.achieved[u.Name] == Launched {
+				if err := a.Backend.Stop(ctx, u.Name); err != nil {
+					return err
+				}
+			}
+			if err := a.Backend.Start(ctx, u.Name); err != nil {
+				a.achieved[u.Name] = Loaded
+				return err
+			}
+			a.achieved[u.Name] = Launched
+		}
+	case Loaded:
+		if a.achieved[u.Name] == Launched {
+			if err := a.Backend.Stop(ctx, u.Name); err != nil {
+				return err
+			}
+		}
+		a.achieved[u.Name] = Loaded
+	}
+	return nil
+}
+
+// Heartbeat returns what this agent tells the leader.
+func (a *Agent) Heartbeat() Heartbeat {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return Heartbeat{Machine: a.Machine, Units: append([]UnitReport(nil), a.reports...)}
+}
+
+// Run reconciles on every state change and at least every interval, and
+// calls beat with a heartbeat every interval (beat delivers it to the
+// leader; errors there are the caller's to log).
+func (a *Agent) Run(ctx context.Context, interval time.Duration, beat func(Heartbeat), onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var last []UnitReport
+	tick := true
+	for {
+		ch := a.State.Changed()
+		if err := a.Reconcile(ctx); err != nil && onErr != nil && ctx.Err() == nil {
+			onErr(err)
+		}
+		// Beat on the interval, and at once when what we report changed
+		// (so `start` sees launched without waiting a full interval).
+		hb := a.Heartbeat()
+		if beat != nil && (tick || !sameReports(last, hb.Units)) {
+			beat(hb)
+			last = hb.Units
+		}
+		tick = false
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-t.C:
+			tick = true
+		}
+	}
+}
+
+func sameReports(a, b []UnitReport) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,168 @@
+package schedule
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pith-os/pith/agent/units/simunits"
+)
+
+// agentSim adds simulated agents (real files, simulated systemd) to sim.
+type agentSim struct {
+	*sim
+	agents map[string]*Agent
+	sims   map[string]*simunits.Sim
+}
+
+func newAgentSim(t *testing.T, machines ...Machine) *agentSim {
+	s := &agentSim{sim: newSim(t, machines...), agents: map[string]*Agent{}, sims: map[string]*simunits.Sim{}}
+	for _, m := range machines {
+		b, err := simunits.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.sims[m.ID] = b
+		s.agents[m.ID] = NewAgent(m, s.store.State(), b)
+	}
+	return s
+}
+
+// round: agents of up machines reconcile and heartbeat, the leader
+// reconciles, agents reconcile again.
+func (s *agentSim) round() {
+	s.t.Helper()
+	for i := 0; i < 2; i++ {
+		for id, a := range s.agents {
+			if s.up[id] {
+				_ = a.Reconcile(context.Background())
+				s.live.Heartbeat(a.Heartbeat())
+			}
+		}
+		s.reconcile()
+	}
+}
+
+func (s *agentSim) running() map[string]string {
+	out := map[string]string{}
+	for id, b := range s.sims {
+		if !s.up[id] {
+			continue // a dead machine's simulated systemd keeps its copies
+		}
+		for _, n := range b.Active() {
+			if u := s.store.State().Unit(n); u != nil && u.Global() {
+				out[n] += id + " "
+				continue
+			}
+			if prev, ok := out[n]; ok {
+				s.t.Fatalf("%s running on both %s and %s", n, prev, id)
+			}
+			out[n] = id
+		}
+	}
+	return out
+}
+
+func report(a *Agent, name string) UnitReport {
+	for _, r := range a.Heartbeat().Units {
+		if r.Name == name {
+			return r
+		}
+	}
+	return UnitReport{}
+}
+
+func TestAgentLifecycle(t *testing.T) {
+	s := newAgentSim(t, mach("m1"), mach("m2"))
+	s.submit("mongo@1.service", Launched, "Conflicts=mongo@*.service")
+	s.submit("mongo@2.service", Launched, "Conflicts=mongo@*.service")
+	s.submit("cache.service", Loaded)
+	s.submit("log.service", Launched, "Global=true")
+	s.round()
+	run := s.running()
+	if run["mongo@1.service"] == "" || run["mongo@2.service"] == "" || run["mongo@1.service"] == run["mongo@2.service"] {
+		t.Fatalf("mongos running on %q and %q", run["mongo@1.service"], run["mongo@2.service"])
+	}
+	if run["log.service"] != "m1 m2 " && run["log.service"] != "m2 m1 " || len(s.sims["m1"].Active())+len(s.sims["m2"].Active()) != 4 {
+		t.Fatalf("running: %v", run)
+	}
+	if _, ok := run["cache.service"]; ok {
+		t.Fatal("loaded unit was started")
+	}
+	cm := s.where("cache.service")
+	if r := report(s.agents[cm], "cache.service"); r.Current != Loaded || r.LoadState != "loaded" || r.ActiveState != "inactive" {
+		t.Fatalf("cache report %+v", r)
+	}
+	m1 := run["mongo@1.service"]
+	if r := report(s.agents[m1], "mongo@1.service"); r.Current != Launched || r.ActiveState != "active" || r.SubState != "running" || r.Hash != s.store.State().Unit("mongo@1.service").Hash {
+		t.Fatalf("mongo@1 report %+v", r)
+	}
+
+	// Stop (launched -> loaded), then destroy.
+	s.setDesired("mongo@1.service", Loaded)
+	s.round()
+	if _, ok := s.running()["mongo@1.service"]; ok {
+		t.Fatal("mongo@1 still running after stop")
+	}
+	if _, err := s.store.Propose(context.Background(), &Command{Op: OpDestroyUnit, Name: "mongo@1.service"}); err != nil {
+		t.Fatal(err)
+	}
+	s.round()
+	files, _ := s.sims[m1].List(context.Background())
+	if _, ok := files["mongo@1.service"]; ok {
+		t.Fatal("destroyed unit's file still on its machine")
+	}
+
+	// New contents restart the unit in place.
+	m2 := s.where("mongo@2.service")
+	before := len(s.sims[m2].Ops)
+	opts, _ := ParseUnitFile([]byte(unitText("Conflicts=mongo@*.service") + "\n[Service]\nEnvironment=V=2\n"))
+	if _, err := s.store.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "mongo@2.service", Options: opts, Desired: Launched}}); err != nil {
+		t.Fatal(err)
+	}
+	s.round()
+	ops := strings.Join(s.sims[m2].Ops[before:], ";")
+	if ops != "load mongo@2.service;stop mongo@2.service;start mongo@2.service" {
+		t.Fatalf("ops on new contents: %q", ops)
+	}
+}
+
+func TestAgentFailureReportedAndMachineLoss(t *testing.T) {
+	s := newAgentSim(t, mach("m1"), mach("m2"))
+	opts, _ := ParseUnitFile([]byte("[Service]\nExecStart=/bin/false\n"))
+	if _, err := s.store.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "bad.service", Options: opts, Desired: Launched}}); err != nil {
+		t.Fatal(err)
+	}
+	s.submit("good.service", Launched)
+	s.round()
+	bm := s.where("bad.service")
+	if r := report(s.agents[bm], "bad.service"); r.Current != Loaded || r.ActiveState != "failed" || !strings.Contains(r.Error, "failed") {
+		t.Fatalf("bad report %+v", r)
+	}
+	gm := s.where("good.service")
+	s.up[gm] = false
+	for i := 0; i < 7; i++ {
+		s.clock.Advance(time.Second)
+		s.round()
+	}
+	if now := s.running()["good.service"]; now == "" || now == gm {
+		t.Fatalf("good.service on %q after %s died", now, gm)
+	}
+}
+
+func TestAgentRestartAdoptsRunningUnits(t *testing.T) {
+	s := newAgentSim(t, mach("m1"))
+	s.submit("a.service", Launched)
+	s.round()
+	before := len(s.sims["m1"].Ops)
+	// A fresh agent process over the same backend does not restart it.
+	s.agents["m1"] = NewAgent(*s.ms["m1"], s.store.State(), s.sims["m1"])
+	s.round()
+	if ops := s.sims["m1"].Ops[before:]; len(ops) != 0 {
+		t.Fatalf("restarted agent did %v", ops)
+	}
+	if r := report(s.agents["m1"], "a.service"); r.Current != Launched {
+		t.Fatalf("adopted report %+v", r)
+	}
+}

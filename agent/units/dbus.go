@@ -1,0 +1,168 @@
+package units
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	sd "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+)
+
+// Systemd manages units through systemd's D-Bus API. It is kept small on
+// purpose: it is exercised only on hosts with systemd (the e2e VM tests),
+// not in this package's unit tests.
+type Systemd struct {
+	// Dir holds the unit files (DefaultDir unless set).
+	Dir  string
+	mu   sync.Mutex
+	conn *sd.Conn
+}
+
+// NewSystemd connects to the system bus.
+func NewSystemd(ctx context.Context, dir string) (*Systemd, error) {
+	if dir == "" {
+		dir = DefaultDir
+	}
+	conn, err := sd.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("units: cannot reach systemd over D-Bus (is this a systemd host?): %w", err)
+	}
+	return &Systemd{Dir: dir, conn: conn}, nil
+}
+
+// Close drops the D-Bus connection.
+func (s *Systemd) Close() { s.conn.Close() }
+
+// Load implements Manager.
+func (s *Systemd) Load(ctx context.Context, name string, contents []byte) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	p := filepath.Join(s.Dir, name)
+	if err := writeFile(p, contents); err != nil {
+		return fmt.Errorf("units: write %s: %w", p, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.conn.LinkUnitFilesContext(ctx, []string{p}, true, true); err != nil {
+		return fmt.Errorf("units: link %s: %w", name, err)
+	}
+	if err := s.conn.ReloadContext(ctx); err != nil {
+		return fmt.Errorf("units: daemon-reload: %w", err)
+	}
+	return nil
+}
+
+// Unload implements Manager.
+func (s *Systemd) Unload(ctx context.Context, name string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	if err := s.Stop(ctx, name); err != nil && !noSuchUnit(err) {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.conn.DisableUnitFilesContext(ctx, []string{name}, true); err != nil {
+		return fmt.Errorf("units: unlink %s: %w", name, err)
+	}
+	if err := os.Remove(filepath.Join(s.Dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("units: remove %s: %w", name, err)
+	}
+	if err := s.conn.ReloadContext(ctx); err != nil {
+		return fmt.Errorf("units: daemon-reload: %w", err)
+	}
+	return nil
+}
+
+func (s *Systemd) job(ctx context.Context, what, name string, call func(context.Context, string, string, chan<- string) (int, error)) error {
+	ch := make(chan string, 1)
+	if _, err := call(ctx, name, "replace", ch); err != nil {
+		return fmt.Errorf("units: %s %s: %w", what, name, err)
+	}
+	select {
+	case res := <-ch:
+		if res != "done" {
+			return fmt.Errorf("units: %s %s: systemd job %s", what, name, res)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Start implements Manager.
+func (s *Systemd) Start(ctx context.Context, name string) error {
+	return s.job(ctx, "start", name, s.conn.StartUnitContext)
+}
+
+// Stop implements Manager.
+func (s *Systemd) Stop(ctx context.Context, name string) error {
+	return s.job(ctx, "stop", name, s.conn.StopUnitContext)
+}
+
+// Status implements Manager.
+func (s *Systemd) Status(ctx context.Context, name string) (string, string, string, error) {
+	props, err := s.conn.GetUnitPropertiesContext(ctx, name)
+	if err != nil {
+		return "", "", "", fmt.Errorf("units: status %s: %w", name, err)
+	}
+	str := func(k string) string { v, _ := props[k].(string); return v }
+	return str("LoadState"), str("ActiveState"), str("SubState"), nil
+}
+
+// List implements Manager.
+func (s *Systemd) List(context.Context) (map[string]string, error) { return listDir(s.Dir) }
+
+// StatusText implements Manager with systemctl, as an operator would run it.
+func (s *Systemd) StatusText(ctx context.Context, name string, w io.Writer) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "systemctl", "status", "--no-pager", "--full", "--lines=10", "--", name)
+	cmd.Stdout, cmd.Stderr = w, w
+	err := cmd.Run()
+	// systemctl status exits 3 for inactive units: that is still a report.
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() <= 4 {
+		return nil
+	}
+	return err
+}
+
+// Journal implements Manager with journalctl.
+func (s *Systemd) Journal(ctx context.Context, name string, lines int, follow bool, w io.Writer) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	args := []string{"--no-pager", "--unit", name, "--lines", strconv.Itoa(lines)}
+	if follow {
+		args = append(args, "--follow")
+	}
+	cmd := exec.CommandContext(ctx, "journalctl", args...)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Run(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("units: journalctl: %w", err)
+	}
+	return nil
+}
+
+// noSuchUnit reports systemd's "unit not loaded" error, which Unload
+// treats as already stopped.
+func noSuchUnit(err error) bool {
+	var v godbus.Error
+	if errors.As(err, &v) {
+		return v.Name == "org.freedesktop.systemd1.NoSuchUnit"
+	}
+	var p *godbus.Error
+	return errors.As(err, &p) && p.Name == "org.freedesktop.systemd1.NoSuchUnit"
+}
+
+var _ Manager = (*Systemd)(nil)
