@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +31,15 @@ type IgnitionConfig = igntypes.Config
 func ParseIgnition(data []byte) (*IgnitionConfig, *Report) {
 	rep := &Report{}
 	cfg, irep, err := v3_5.ParseCompatibleVersion(data)
-	addIgnitionReport(irep, rep)
+	addIgnitionReport(irep, rep, "Ignition")
+	if errors.Is(err, ignerrors.ErrInvalid) && json.Valid(data) {
+		// Ignition stops at its own validation errors; read what it could
+		// so Pith's checks below still report everything at once.
+		var partial IgnitionConfig
+		if json.Unmarshal(data, &partial) == nil {
+			pithIgnitionLimits(&partial, data, rep)
+		}
+	}
 	if err != nil {
 		if !rep.HasErrors() {
 			msg := err.Error()
@@ -48,7 +57,7 @@ func ParseIgnition(data []byte) (*IgnitionConfig, *Report) {
 	return &cfg, rep
 }
 
-func addIgnitionReport(irep vreport.Report, rep *Report) {
+func addIgnitionReport(irep vreport.Report, rep *Report, who string) {
 	for _, e := range irep.Entries {
 		line, col := e.Marker.Start()
 		pos := Pos{Line: int(line), Column: int(col)}
@@ -56,9 +65,12 @@ func addIgnitionReport(irep vreport.Report, rep *Report) {
 			pos.Line = 1
 		}
 		path := strings.TrimPrefix(e.Context.String(), "$.")
-		msg := "Ignition: " + e.Message
+		msg := who + ": " + e.Message
 		if path != "" && path != "$" {
-			msg = fmt.Sprintf("Ignition: %s: %s", path, e.Message)
+			msg = fmt.Sprintf("%s: %s: %s", who, path, e.Message)
+		}
+		if who != "Ignition" && rep.errorAt(pos) {
+			continue // Ignition already said what is wrong here
 		}
 		switch e.Kind {
 		case vreport.Error:
@@ -112,6 +124,13 @@ func pithIgnitionLimits(cfg *IgnitionConfig, raw []byte, rep *Report) {
 			checkRes(p.Append("append", j), a)
 		}
 	}
+	for i, u := range cfg.Passwd.Users {
+		for j, k := range u.SSHAuthorizedKeys {
+			if msg, _ := checkSSHKey(string(k)); msg != "" {
+				add(root.Append("passwd", "users", i, "sshAuthorizedKeys", j), "%s", msg)
+			}
+		}
+	}
 	for i, d := range cfg.Storage.Directories {
 		if d.Path == "/usr" || strings.HasPrefix(d.Path, "/usr/") {
 			add(root.Append("storage", "directories", i, "path"), "%s is on the read-only /usr image", d.Path)
@@ -128,7 +147,7 @@ func pithIgnitionLimits(cfg *IgnitionConfig, raw []byte, rep *Report) {
 	if tree, err := vjson.UnmarshalToContext(raw); err == nil {
 		pr.Correlate(tree)
 	}
-	addIgnitionReport(pr, rep)
+	addIgnitionReport(pr, rep, "ignition config")
 }
 
 // DecodeIgnitionResource returns the bytes of a file's contents. Pith

@@ -199,7 +199,7 @@ func ParseCloudConfig(data []byte) (*Config, *Report) {
 		rep.Errorf(posOf(root), "", "a cloud-config must be a YAML mapping of keys (hostname:, users:, coreos: ...), got %s", kindName(root))
 		return cfg, rep
 	}
-	w := &walker{rep: rep, pos: cfg.pos}
+	w := &walker{rep: rep, pos: cfg.pos, budgetN: nodeBudget(len(data))}
 	w.decodeStruct(root, reflect.ValueOf(cfg).Elem(), "")
 	if !w.aborted {
 		crossCheck(cfg, rep)

@@ -45,7 +45,17 @@ type Report struct {
 	Entries []Entry `json:"entries"`
 }
 
+// MaxEntries caps a report: past it, more problems add nothing useful and
+// a hostile document could make the report itself huge.
+const MaxEntries = 1000
+
 func (r *Report) add(sev Severity, pos Pos, path, format string, args ...any) {
+	if len(r.Entries) == MaxEntries {
+		r.Entries = append(r.Entries, Entry{Pos: pos, Severity: SeverityError, Message: fmt.Sprintf("more than %d problems; stopping here, fix these first", MaxEntries)})
+	}
+	if len(r.Entries) > MaxEntries {
+		return
+	}
 	r.Entries = append(r.Entries, Entry{Pos: pos, Severity: sev, Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
@@ -120,4 +130,13 @@ func (r *Report) Err() error {
 		}
 	}
 	return nil
+}
+
+func (r *Report) errorAt(p Pos) bool {
+	for _, e := range r.Entries {
+		if e.Pos == p && e.Severity == SeverityError {
+			return true
+		}
+	}
+	return false
 }

@@ -55,9 +55,10 @@ func normalizeKey(k string) string {
 	return strings.ReplaceAll(k, "-", "_")
 }
 
-// maxNodes bounds the work an alias-heavy ("billion laughs") document can
-// cause: every visited node counts, aliases included.
-const maxNodes = 4 << 20
+// nodeBudget bounds the work an alias-heavy ("billion laughs") document can
+// cause: every visited node counts, aliases included. A document without
+// aliases has fewer nodes than bytes, so only alias expansion can exceed it.
+func nodeBudget(size int) int { return size + 100000 }
 
 // walker decodes a yaml.Node tree into the structs of types.go, recording
 // every problem in the report instead of stopping at the first.
@@ -65,6 +66,7 @@ type walker struct {
 	rep     *Report
 	pos     map[string]Pos
 	visited int
+	budgetN int
 	aborted bool
 }
 
@@ -115,9 +117,9 @@ func (w *walker) budget(n *yaml.Node) bool {
 		return false
 	}
 	w.visited++
-	if w.visited > maxNodes {
+	if w.visited > w.budgetN {
 		w.aborted = true
-		w.rep.Errorf(posOf(n), "", "document expands to more than %d YAML nodes (alias bomb?); simplify it", maxNodes)
+		w.rep.Errorf(posOf(n), "", "aliases expand the document to more than %d YAML nodes (alias bomb?); use fewer aliases", w.budgetN)
 		return false
 	}
 	return true

@@ -1,0 +1,11 @@
+package cloudconfig
+
+import "net"
+
+func mustIP(s string) net.IP {
+	ip := net.ParseIP(s)
+	if ip == nil {
+		panic(s)
+	}
+	return ip
+}
