@@ -1,0 +1,145 @@
+package channels
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+func run(t testing.TB, name string, args ...string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatalf("%s not installed: run hack/install-deps.sh (make deps)", name)
+	}
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+// buildTestImage makes a small GPT disk like pith build's, with real tools:
+// a vfat ESP holding pith/vmlinuz-a and pith/initrd-a, and a squashfs USR-A.
+func buildTestImage(t testing.TB, dir, version string, kernel, initrd []byte, manifestContentSize bool) (usrFS []byte) {
+	t.Helper()
+	work := t.TempDir()
+	// USR: a squashfs of some files.
+	tree := filepath.Join(work, "usr")
+	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
+	os.WriteFile(filepath.Join(tree, "bin", "pithd"), testPayloadData(5, 2<<20), 0o755)
+	os.WriteFile(filepath.Join(tree, "os-release"), []byte("VERSION="+version+"\n"), 0o644)
+	sq := filepath.Join(work, "usr.sqfs")
+	run(t, "mksquashfs", tree, sq, "-noappend", "-quiet", "-comp", "gzip", "-all-root")
+	usrFS, _ = os.ReadFile(sq)
+	// ESP: vfat with the kernel and initrd, files added with mtools.
+	esp := filepath.Join(work, "esp.img")
+	run(t, "truncate", "-s", "33M", esp)
+	run(t, "mkfs.vfat", "-n", "EFI-SYSTEM", esp)
+	kf, inf := filepath.Join(work, "vmlinuz-a"), filepath.Join(work, "initrd-a")
+	os.WriteFile(kf, kernel, 0o644)
+	os.WriteFile(inf, initrd, 0o644)
+	run(t, "mmd", "-i", esp, "::pith")
+	run(t, "mcopy", "-i", esp, kf, inf, "::pith/")
+
+	img := filepath.Join(dir, ImageFile)
+	run(t, "truncate", "-s", "80M", img)
+	run(t, "sgdisk", "-o",
+		"-n", "1:2048:+33M", "-c", "1:EFI-SYSTEM", "-t", "1:EF00",
+		"-n", "3:0:+16M", "-c", "3:USR-A", "-t", "3:5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6",
+		"-n", "4:0:+16M", "-c", "4:USR-B", "-t", "4:5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6",
+		img)
+	espOff, usrOff := int64(2048*512), int64(2048*512+33<<20)
+	writeAt := func(src string, off int64) {
+		data, _ := os.ReadFile(src)
+		f, err := os.OpenFile(img, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt(data, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeAt(esp, espOff)
+	writeAt(sq, usrOff)
+	im := ImageManifest{Version: version, Arch: "amd64", Partitions: []ImageManifestPart{
+		{Number: 1, Label: "EFI-SYSTEM", Offset: espOff, Size: 33 << 20},
+		{Number: 3, Label: "USR-A", Offset: usrOff, Size: 16 << 20},
+	}}
+	if manifestContentSize {
+		im.Partitions[1].ContentSize = int64(len(usrFS))
+	}
+	b, _ := json.MarshalIndent(im, "", "  ")
+	os.WriteFile(filepath.Join(dir, ImageManifestFile), b, 0o644)
+	return usrFS
+}
+
+func TestReleaseFromImage(t *testing.T) {
+	for _, withContentSize := range []bool{false, true} {
+		t.Run(fmt.Sprintf("content_size=%v", withContentSize), func(t *testing.T) {
+			imgDir, repo := t.TempDir(), t.TempDir()
+			kernel, initrd := testPayloadData(7, 900<<10), testPayloadData(8, 1<<20)
+			usrFS := buildTestImage(t, imgDir, "2.0.0", kernel, initrd, withContentSize)
+			ir, err := OpenImage(imgDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ir.Close()
+			if ir.Version != "2.0.0" || ir.Platform != "linux/amd64" {
+				t.Fatalf("image %+v", ir)
+			}
+			// squashfs superblock size is rounded up to 4 KiB.
+			want := int64(len(usrFS))
+			if !withContentSize {
+				want = (want + 4095) &^ 4095
+			}
+			if ir.USRSize != want {
+				t.Fatalf("USR size %d (%s), want %d", ir.USRSize, ir.HowSized, want)
+			}
+			key := testKey(t)
+			m, err := Publish(repo, Release{Channel: "stable", Version: ir.Version, Platform: ir.Platform,
+				Payloads: []PayloadSource{
+					{Name: PayloadUSR, File: "usr.zst", Open: ir.OpenUSR},
+					{Name: PayloadKernel, File: "vmlinuz.zst", Open: func() (io.ReadCloser, error) { return ir.OpenESPFile("pith/vmlinuz-a") }},
+					{Name: PayloadInitrd, File: "initrd.zst", Open: func() (io.ReadCloser, error) { return ir.OpenESPFile("pith/initrd-a") }},
+				}}, []ed25519.PrivateKey{key}, t.Logf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Apply the release into USR-B of a copy of the image and check
+			// the result with unsquashfs, as the node would mount it.
+			for name, wantData := range map[string][]byte{PayloadKernel: kernel, PayloadInitrd: initrd} {
+				p, _ := m.Payload(name)
+				dst := filepath.Join(t.TempDir(), name)
+				if err := InstallFile(filepath.Join(repo, p.Path), p, dst); err != nil {
+					t.Fatal(err)
+				}
+				if got, _ := os.ReadFile(dst); !bytes.Equal(got, wantData) {
+					t.Fatalf("%s from the ESP differs", name)
+				}
+			}
+			usr, _ := m.Payload(PayloadUSR)
+			usrBOff := int64(2048*512 + 33<<20 + 16<<20)
+			img := filepath.Join(imgDir, ImageFile)
+			if _, err := WritePayload(context.Background(), filepath.Join(repo, usr.Path), usr, Target{Path: img, Offset: usrBOff, Limit: 16 << 20}, nil); err != nil {
+				t.Fatal(err)
+			}
+			part := filepath.Join(t.TempDir(), "usr-b")
+			f, _ := os.Open(img)
+			data := make([]byte, 16<<20)
+			f.ReadAt(data, usrBOff)
+			f.Close()
+			os.WriteFile(part, data, 0o644)
+			out, err := exec.Command("unsquashfs", "-cat", part, "os-release").CombinedOutput()
+			if err != nil || string(out) != "VERSION=2.0.0\n" {
+				t.Fatalf("unsquashfs of the written USR-B: %v %q", err, out)
+			}
+		})
+	}
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pith-os/pith/channels"
+)
+
+func init() {
+	rootCmd.AddCommand(keygenCmd(), releaseCmd(), channelCmd())
+}
+
+func keygenCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "keygen --out DIR",
+		Short: "Make an ed25519 release signing key pair",
+		Long: `Writes DIR/pith-release.key (private, mode 0600: keep it offline) and
+DIR/pith-release.pub (bake it into images with pith build, or put it on the
+OEM partition). Refuses to overwrite an existing key.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return errors.New("--out DIR is required")
+			}
+			pub, priv, err := channels.GenerateKey()
+			if err != nil {
+				return err
+			}
+			privPath, pubPath, err := channels.WriteKeyPair(out, pub, priv)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "private key: %s\npublic key:  %s\nkey id:      %s\n", privPath, pubPath, channels.KeyID(pub))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "directory for the key files")
+	return cmd
+}
+
+func loadKeys(paths []string) ([]ed25519.PrivateKey, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("--key is required (make one with `pith keygen --out DIR`)")
+	}
+	var keys []ed25519.PrivateKey
+	for _, p := range paths {
+		k, err := channels.LoadPrivateKey(p)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+func releaseCmd() *cobra.Command {
+	var (
+		channel, imageDir, repo, version, minVersion, platform string
+		keyPaths                                               []string
+	)
+	cmd := &cobra.Command{
+		Use:   "release --channel NAME --image DIR --key KEY --repo DIR",
+		Short: "Publish a built image as a signed release on a channel",
+		Long: `Reads DIR/pith.img and DIR/pith.manifest.json from pith build, makes the
+payloads (USR-A's filesystem, pith/vmlinuz-a and pith/initrd-a from the ESP),
+compresses them with zstd, and writes REPO/<version>/ and the signed
+REPO/channels/<channel>.json(.sig). Released versions are never changed or
+removed. --key may be given twice to sign with an old and a new key while
+rotating keys.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if channel == "" || imageDir == "" || repo == "" {
+				return errors.New("--channel, --image and --repo are required")
+			}
+			keys, err := loadKeys(keyPaths)
+			if err != nil {
+				return err
+			}
+			img, err := channels.OpenImage(imageDir)
+			if err != nil {
+				return err
+			}
+			defer img.Close()
+			if version == "" {
+				version = img.Version
+			}
+			if platform == "" {
+				platform = img.Platform
+			}
+			out := cmd.OutOrStdout()
+			logf := func(f string, a ...any) { fmt.Fprintf(out, f+"\n", a...) }
+			logf("image %s: version %s, %s, USR payload %d bytes (%s)", img.Path, version, platform, img.USRSize, img.HowSized)
+			start := time.Now()
+			m, err := channels.Publish(repo, channels.Release{
+				Channel: channel, Version: version, MinVersion: minVersion, Platform: platform,
+				USRVerityHash: img.USRVerityHash,
+				Payloads: []channels.PayloadSource{
+					{Name: channels.PayloadUSR, File: "usr.zst", Open: img.OpenUSR},
+					{Name: channels.PayloadKernel, File: "vmlinuz.zst", Open: func() (io.ReadCloser, error) { return img.OpenESPFile("pith/vmlinuz-a") }},
+					{Name: channels.PayloadInitrd, File: "initrd.zst", Open: func() (io.ReadCloser, error) { return img.OpenESPFile("pith/initrd-a") }},
+				},
+			}, keys, logf)
+			if err != nil {
+				return err
+			}
+			logf("released %s on channel %s in %.1fs: %s", m.Version, m.Channel, time.Since(start).Seconds(), filepath.Join(repo, "channels", channel+".json"))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&channel, "channel", "", "channel to publish on (alpha, beta, stable, ...)")
+	f.StringVar(&imageDir, "image", "_out", "image build output directory")
+	f.StringVar(&repo, "repo", "", "release repository directory")
+	f.StringArrayVar(&keyPaths, "key", nil, "private signing key (repeat to sign with several keys)")
+	f.StringVar(&version, "version", "", "release version (default: the image's)")
+	f.StringVar(&minVersion, "min-version", "", "oldest version that may update to this release directly")
+	f.StringVar(&platform, "platform", "", "GOOS/GOARCH (default: the image's)")
+	cmd.AddCommand(promoteCmd())
+	return cmd
+}
+
+func promoteCmd() *cobra.Command {
+	var (
+		from, to, repo, version string
+		keyPaths, trustPaths    []string
+	)
+	cmd := &cobra.Command{
+		Use:   "promote --from beta --to stable --repo DIR --key KEY",
+		Short: "Point a channel at the release another channel has (or --version V)",
+		Long: `Verifies the source manifest against the signing keys (and --trust keys,
+for releases signed by an older key), re-signs it for the target channel and
+replaces REPO/channels/<to>.json(.sig). Refuses to move a channel backwards.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if to == "" || repo == "" || (from == "" && version == "") {
+				return errors.New("--to, --repo and one of --from or --version are required")
+			}
+			keys, err := loadKeys(keyPaths)
+			if err != nil {
+				return err
+			}
+			trusted := channels.NewKeyring()
+			for _, k := range keys {
+				trusted.Add(k.Public().(ed25519.PublicKey))
+			}
+			for _, p := range trustPaths {
+				k, err := channels.LoadPublicKeyFile(p)
+				if err != nil {
+					return err
+				}
+				trusted.Add(k)
+			}
+			m, err := channels.Promote(repo, from, to, version, keys, trusted)
+			if err != nil {
+				return err
+			}
+			src := from
+			if version != "" {
+				src = "version " + version
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "channel %s now at %s (from %s)\n", to, m.Version, src)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "source channel")
+	f.StringVar(&to, "to", "", "target channel")
+	f.StringVar(&version, "version", "", "promote this released version instead of --from's")
+	f.StringVar(&repo, "repo", "", "release repository directory")
+	f.StringArrayVar(&keyPaths, "key", nil, "private signing key (repeatable)")
+	f.StringArrayVar(&trustPaths, "trust", nil, "extra public key the source manifest may be signed with (repeatable)")
+	return cmd
+}
+
+func channelCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "channel", Short: "Serve release channels"}
+	var repo, listen, cert, key string
+	var quiet bool
+	serve := &cobra.Command{
+		Use:   "serve --repo DIR --listen ADDR",
+		Short: "Serve a release repository over HTTP(S), with range requests",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if repo == "" {
+				return errors.New("--repo DIR is required")
+			}
+			logger := log.New(cmd.ErrOrStderr(), "channel: ", log.LstdFlags)
+			reqLog := logger
+			if quiet {
+				reqLog = log.New(io.Discard, "", 0)
+			}
+			s, err := channels.NewServer(repo, reqLog)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen %s: %w", listen, err)
+			}
+			srv := s.HTTPServer(listen)
+			scheme := "http"
+			if cert != "" {
+				scheme = "https"
+			}
+			logger.Printf("serving %s at %s://%s/ (channels: %s)", repo, scheme, ln.Addr(), strings.Join(listChannels(repo), ", "))
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			errc := make(chan error, 1)
+			go func() { errc <- channels.Serve(srv, ln, cert, key) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+				logger.Printf("stopping")
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				return srv.Shutdown(sctx)
+			}
+		},
+	}
+	f := serve.Flags()
+	f.StringVar(&repo, "repo", "", "release repository directory")
+	f.StringVar(&listen, "listen", "127.0.0.1:8270", "address to listen on")
+	f.StringVar(&cert, "tls-cert", "", "TLS certificate (PEM); serves HTTPS with --tls-key")
+	f.StringVar(&key, "tls-key", "", "TLS private key (PEM)")
+	f.BoolVar(&quiet, "quiet", false, "do not log each request")
+	cmd.AddCommand(serve)
+	return cmd
+}
+
+func listChannels(repo string) []string {
+	ents, _ := os.ReadDir(filepath.Join(repo, "channels"))
+	var out []string
+	for _, e := range ents {
+		if name, ok := strings.CutSuffix(e.Name(), ".json"); ok && !strings.HasPrefix(name, ".") {
+			if m, err := channels.ChannelManifest(repo, name); err == nil {
+				out = append(out, name+"="+m.Version)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return []string{"none yet"}
+	}
+	return out
+}
