@@ -1,0 +1,325 @@
+// Package build runs `pith build`: the rootfs (image/rootfs), the initramfs
+// (initramfs), then the filesystems, boot chain and disk of the image
+// (Assemble), writing pith.img, pith.qcow2 and pith.manifest.json.
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/pith-os/pith/image/bootloader"
+	"github.com/pith-os/pith/image/config"
+	"github.com/pith-os/pith/image/disk"
+	"github.com/pith-os/pith/image/fsimg"
+	"github.com/pith-os/pith/image/layout"
+	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/image/slot"
+)
+
+// Artifact names in the output directory.
+const (
+	RawName   = "pith.img"
+	Qcow2Name = "pith.qcow2"
+)
+
+// RootSize is the size of ROOT's filesystem in the image; the initramfs
+// grows it (and its partition) to the disk on first boot.
+const RootSize = 256 * layout.MiB
+
+// SquashfsLevel is USR-A's zstd level: close to the best ratio of zstd's
+// fast levels, so the qcow2 stays small without minutes of compression.
+const SquashfsLevel = 12
+
+// Inputs are what Assemble turns into an image.
+type Inputs struct {
+	Config        config.Config
+	UsrDir        string // becomes USR-A
+	KernelPath    string // vmlinuz
+	KernelVersion string
+	InitrdPath    string
+	AgentSHA256   string // recorded in the manifest
+}
+
+// Seed names the build inputs that all GUIDs and filesystem UUIDs derive
+// from: the rootfs inputs plus what shapes the disk.
+func Seed(c config.Config) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d", c.Hash(), c.Platform, c.DiskSize))
+	return hex.EncodeToString(h[:16])
+}
+
+// CheckFormats rejects formats this builder cannot write yet.
+func CheckFormats(formats []string) error {
+	for _, f := range formats {
+		if f != "raw" && f != "qcow2" {
+			return fmt.Errorf("output format %q is not built yet: set formats to raw and/or qcow2", f)
+		}
+	}
+	return nil
+}
+
+func has(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Assemble builds the partition contents and the disk in workDir and returns
+// the artifacts (temporary paths in workDir, keyed by final name) and the
+// manifest. Nothing is written outside workDir.
+func Assemble(ctx context.Context, in Inputs, workDir string, r *Reporter) (map[string]string, *manifest.Manifest, error) {
+	c := in.Config
+	if err := CheckFormats(c.Formats); err != nil {
+		return nil, nil, err
+	}
+	seed := Seed(c)
+	table, err := layout.New(c.DiskSize, seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	part := table.MustLabel
+	w := func(name string) string { return filepath.Join(workDir, name) }
+	fsUUID := func(label string) string { return layout.DeriveUUID(seed, "fs/"+label) }
+	hashSeed := func(label string) string { return layout.DeriveUUID(seed, "fs/"+label+"/hash_seed") }
+	espVolID := layout.DeriveVolumeID(seed, "fs/"+layout.LabelESP)
+	espSerial := fsimg.VfatSerial(espVolID)
+
+	// USR-A: squashfs of /usr.
+	usrImg := w("usr-a.squashfs")
+	err = r.Step("USR-A squashfs", func() (string, error) {
+		bar := r.Bar(100, "squashfs")
+		err := fsimg.Squashfs(ctx, usrImg, in.UsrDir, c.Epoch, fsimg.SquashfsOptions{Level: SquashfsLevel, Progress: func(p int) { bar.Set(p) }})
+		bar.Finish()
+		if err != nil {
+			return "", err
+		}
+		st, err := os.Stat(usrImg)
+		if err != nil {
+			return "", err
+		}
+		if err := table.CheckFits(map[string]int64{layout.LabelUSRA: st.Size()}); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s, zstd -%d", layout.Human(st.Size()), SquashfsLevel), nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+
+	// Boot chain.
+	bios := part(layout.LabelBIOSBoot)
+	var core, bootCode []byte
+	params := bootloader.Params{
+		Version: c.Version, Platform: c.Platform, Timeout: 1,
+		USR:  map[string]string{"a": part(layout.LabelUSRA).GUID, "b": part(layout.LabelUSRB).GUID},
+		Root: part(layout.LabelRoot).GUID, OEM: part(layout.LabelOEM).GUID,
+	}
+	err = r.Step("boot loader", func() (string, error) {
+		if err := bootloader.MakeEFI(ctx, w("BOOTX64.EFI"), espSerial); err != nil {
+			return "", err
+		}
+		if core, err = bootloader.MakeCore(ctx, workDir, espSerial, bios.FirstLBA(), bios.Size); err != nil {
+			return "", err
+		}
+		if bootCode, err = bootloader.BootCode(bios.FirstLBA()); err != nil {
+			return "", err
+		}
+		cfg, err := bootloader.GrubCfg(params)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(w("grub.cfg"), cfg, 0o644); err != nil {
+			return "", err
+		}
+		env, err := slot.InitialEnv().Encode()
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(w("grubenv"), env, 0o644); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("BIOS core.img %s, UEFI BOOTX64.EFI, A/B grub.cfg", layout.Human(int64(len(core)))), nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+
+	// ESP, OEM, ROOT.
+	espImg, oemImg, rootImg := w("esp.vfat"), w("oem.ext4"), w("root.ext4")
+	err = r.Step("ESP, OEM and ROOT filesystems", func() (string, error) {
+		files := []fsimg.File{
+			{Src: w("BOOTX64.EFI"), Dst: "EFI/BOOT/BOOTX64.EFI"},
+			{Src: w("grub.cfg"), Dst: "grub/grub.cfg"},
+			{Src: w("grubenv"), Dst: "grub/grubenv"},
+			{Src: in.KernelPath, Dst: "pith/vmlinuz-a"},
+			{Src: in.InitrdPath, Dst: "pith/initrd-a"},
+		}
+		if err := fsimg.Vfat(ctx, espImg, part(layout.LabelESP).Size, layout.LabelESP, espVolID, files, c.Epoch); err != nil {
+			return "", err
+		}
+		oemDir := w("oem")
+		if err := os.MkdirAll(filepath.Join(oemDir, "pith"), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(oemDir, "pith", "platform"), []byte(c.Platform+"\n"), 0o644); err != nil {
+			return "", err
+		}
+		if err := fsimg.Ext4(ctx, oemImg, part(layout.LabelOEM).Size, layout.LabelOEM, fsUUID(layout.LabelOEM), hashSeed(layout.LabelOEM), oemDir, c.Epoch); err != nil {
+			return "", err
+		}
+		rootSize := min(RootSize, part(layout.LabelRoot).Size)
+		if err := fsimg.Ext4(ctx, rootImg, rootSize, layout.LabelRoot, fsUUID(layout.LabelRoot), hashSeed(layout.LabelRoot), "", c.Epoch); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("ESP vfat %s, OEM ext4 (platform %s), ROOT ext4 %s", espSerial, c.Platform, layout.Human(rootSize)), nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+
+	// The raw disk.
+	raw := w(RawName)
+	attrA, _ := slot.InitialA.Apply(0)
+	attrB, _ := slot.InitialB.Apply(0)
+	attrs := map[string]uint64{layout.LabelUSRA: attrA, layout.LabelUSRB: attrB}
+	var written []disk.Written
+	err = r.Step("disk "+RawName, func() (string, error) {
+		bar := r.Bar(0, "disk")
+		var err error
+		written, err = disk.Write(ctx, raw, disk.Options{
+			Table: table,
+			Contents: []disk.Content{
+				{Label: layout.LabelESP, Path: espImg},
+				{Label: layout.LabelBIOSBoot, Data: core},
+				{Label: layout.LabelUSRA, Path: usrImg},
+				{Label: layout.LabelOEM, Path: oemImg},
+				{Label: layout.LabelRoot, Path: rootImg},
+			},
+			Attributes: attrs,
+			BootCode:   bootCode,
+			Progress: func(done, total int64) {
+				bar.ChangeMax64(total)
+				bar.Set64(done)
+			},
+		})
+		bar.Finish()
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s disk, %s allocated", layout.Human(c.DiskSize), layout.Human(allocated(raw))), nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	artifacts := map[string]string{}
+	if has(c.Formats, "raw") {
+		artifacts[RawName] = raw
+	}
+	if has(c.Formats, "qcow2") {
+		q := w(Qcow2Name)
+		err = r.Step("qcow2 "+Qcow2Name, func() (string, error) {
+			bar := r.Bar(100, "qcow2")
+			err := disk.Qcow2(ctx, raw, q, func(p float64) { bar.Set(int(p)) })
+			bar.Finish()
+			if err != nil {
+				return "", err
+			}
+			st, err := os.Stat(q)
+			if err != nil {
+				return "", err
+			}
+			return layout.Human(st.Size()) + " compressed", nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		artifacts[Qcow2Name] = q
+	}
+
+	// The manifest.
+	m := &manifest.Manifest{
+		Schema: manifest.SchemaVersion, Version: c.Version, Platform: c.Platform,
+		Inputs: manifest.Inputs{
+			ConfigHash: c.Hash(), Suite: c.Suite, Mirror: config.NormalizeMirror(c.Mirror),
+			Packages: append([]string{}, c.Packages...), KernelPackage: c.KernelPackage,
+			DiskSize: c.DiskSize, Formats: append([]string{}, c.Formats...), SourceDateEpoch: c.Epoch,
+			AgentSHA256: in.AgentSHA256,
+		},
+		KernelVersion: in.KernelVersion,
+		KernelCmdline: map[string]string{"a": bootloader.KernelArgs(params, "a"), "b": bootloader.KernelArgs(params, "b")},
+		Disk:          manifest.Disk{Size: table.DiskSize, SectorSize: layout.SectorSize, GUID: table.DiskGUID},
+	}
+	fsInfo := map[string][2]string{
+		layout.LabelESP:  {"vfat", espSerial},
+		layout.LabelUSRA: {"squashfs", ""},
+		layout.LabelOEM:  {"ext4", strings.ToLower(fsUUID(layout.LabelOEM))},
+		layout.LabelRoot: {"ext4", strings.ToLower(fsUUID(layout.LabelRoot))},
+	}
+	emptySum := sha256.Sum256(nil)
+	for _, p := range table.Partitions {
+		mp := manifest.Partition{Partition: p, Attributes: fmt.Sprintf("%016X", attrs[p.Label]),
+			Filesystem: fsInfo[p.Label][0], FSUUID: fsInfo[p.Label][1], ContentSHA256: hex.EncodeToString(emptySum[:])}
+		for _, wr := range written {
+			if wr.Label == p.Label {
+				mp.ContentSize, mp.ContentSHA256 = wr.Size, wr.SHA256
+			}
+		}
+		m.Disk.Partitions = append(m.Disk.Partitions, mp)
+	}
+	err = r.Step("hashes", func() (string, error) {
+		for _, name := range []string{RawName, Qcow2Name} {
+			path, ok := artifacts[name]
+			if !ok {
+				continue
+			}
+			n, sum, err := manifest.HashFile(path)
+			if err != nil {
+				return "", err
+			}
+			m.Artifacts = append(m.Artifacts, manifest.Artifact{Name: name, Format: map[string]string{RawName: "raw", Qcow2Name: "qcow2"}[name], Size: n, SHA256: sum})
+		}
+		return fmt.Sprintf("%d artifacts", len(m.Artifacts)), nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := m.Encode()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(w(manifest.FileName), b, 0o644); err != nil {
+		return nil, nil, err
+	}
+	artifacts[manifest.FileName] = w(manifest.FileName)
+	return artifacts, m, nil
+}
+
+// allocated is the bytes a (sparse) file really occupies.
+func allocated(path string) int64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0
+	}
+	return st.Blocks * 512
+}
+
+// Allocated is exported for the summary and the benchmark.
+func Allocated(path string) int64 { return allocated(path) }
+
+// explain turns low-level write failures into the one-line errors users
+// need, naming the fix.
+func explain(err error, outDir string) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("no space left on the device holding %s (a build needs about 2 GiB free there): free space or choose another --out", outDir)
+	}
+	return err
+}

@@ -1,0 +1,223 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/pith-os/pith/image/config"
+	"github.com/pith-os/pith/image/layout"
+	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/image/slot"
+)
+
+// fakeInputs is a stand-in rootfs for unit tests only: the real one comes
+// from image/rootfs and initramfs (exercised by e2e/image_test.go).
+func fakeInputs(t *testing.T) Inputs {
+	t.Helper()
+	dir := t.TempDir()
+	usr := filepath.Join(dir, "usr")
+	for p, c := range map[string]string{
+		"lib/systemd/systemd": "#!fake systemd\n",
+		"bin/pithd":           "fake pithd\n",
+		"lib/os-release":      "ID=pith\nVERSION_ID=9.9.9\n",
+	} {
+		os.MkdirAll(filepath.Join(usr, filepath.Dir(p)), 0o755)
+		if err := os.WriteFile(filepath.Join(usr, p), []byte(c), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kernel := filepath.Join(dir, "vmlinuz")
+	initrd := filepath.Join(dir, "initrd")
+	os.WriteFile(kernel, bytes.Repeat([]byte("kernel"), 100000), 0o644)
+	os.WriteFile(initrd, bytes.Repeat([]byte("initrd"), 50000), 0o644)
+	c := config.Default()
+	c.Version = "9.9.9"
+	c.DiskSize = 3 * layout.GiB
+	c.Epoch = config.DefaultEpoch
+	return Inputs{Config: c, UsrDir: usr, KernelPath: kernel, KernelVersion: "6.1.0-fake", InitrdPath: initrd}
+}
+
+func tool(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// extract copies partition p of img to a sparse temp file.
+func extract(t *testing.T, img string, p manifest.Partition) string {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := filepath.Join(t.TempDir(), p.Label)
+	o, _ := os.Create(out)
+	defer o.Close()
+	o.Truncate(p.Size)
+	buf := make([]byte, 1<<20)
+	zero := make([]byte, 1<<20)
+	for off := int64(0); off < p.Size; off += int64(len(buf)) {
+		n, err := f.ReadAt(buf, p.Start+off)
+		if n > 0 && !bytes.Equal(buf[:n], zero[:n]) {
+			o.WriteAt(buf[:n], off)
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	return out
+}
+
+func TestAssemble(t *testing.T) {
+	in := fakeInputs(t)
+	ctx := context.Background()
+	var lines []string
+	r := &Reporter{Log: func(f string, a ...any) { lines = append(lines, f) }}
+	work := t.TempDir()
+	arts, m, err := Assemble(ctx, in, work, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := arts[RawName]
+	if len(r.Steps) < 5 || len(lines) < 10 {
+		t.Errorf("steps %v", r.Steps)
+	}
+
+	p := tool(t, "sgdisk", "-p", img)
+	for _, want := range []string{"EFI-SYSTEM", "BIOS-BOOT", "USR-A", "USR-B", "OEM", "ROOT"} {
+		if !strings.Contains(p, want) {
+			t.Errorf("sgdisk -p lacks %s", want)
+		}
+	}
+	parts, err := slot.ReadParts(img)
+	if err != nil || parts[slot.A].Prio != slot.InitialA || parts[slot.A].PartUUID != m.Disk.Partitions[2].GUID {
+		t.Errorf("slot state %+v %v", parts, err)
+	}
+	esp, _ := m.Partition(layout.LabelESP)
+	espImg := extract(t, img, esp)
+	tool(t, "fsck.vfat", "-n", espImg)
+	cfg := tool(t, "mtype", "-i", espImg, "::/grub/grub.cfg")
+	if !strings.Contains(cfg, "pith.usr=PARTUUID="+strings.ToLower(parts[slot.A].PartUUID)) || !strings.Contains(cfg, m.KernelCmdline["b"]) {
+		t.Errorf("grub.cfg:\n%s", cfg)
+	}
+	env := filepath.Join(t.TempDir(), "grubenv")
+	tool(t, "mcopy", "-i", espImg, "::/grub/grubenv", env)
+	if l := tool(t, "grub-editenv", env, "list"); l != "saved_entry=a\nnext_entry=\n" {
+		t.Errorf("grubenv: %q", l)
+	}
+	for _, f := range []string{"EFI/BOOT/BOOTX64.EFI", "pith/vmlinuz-a", "pith/initrd-a"} {
+		tool(t, "mdir", "-i", espImg, "::/"+f)
+	}
+	for _, l := range []string{layout.LabelOEM, layout.LabelRoot} {
+		pp, _ := m.Partition(l)
+		ext := extract(t, img, pp)
+		tool(t, "e2fsck", "-fn", ext)
+		if l == layout.LabelOEM {
+			if got := tool(t, "debugfs", "-R", "cat /pith/platform", ext); !strings.Contains(got, "qemu") {
+				t.Errorf("OEM platform %q", got)
+			}
+		}
+	}
+	usr, _ := m.Partition(layout.LabelUSRA)
+	usrImg := extract(t, img, usr)
+	if l := tool(t, "unsquashfs", "-l", usrImg); !strings.Contains(l, "squashfs-root/bin/pithd") {
+		t.Errorf("unsquashfs -l:\n%s", l)
+	}
+	tool(t, "qemu-img", "check", arts[Qcow2Name])
+	// The BIOS core.img sits in BIOS-BOOT, and the MBR points at it.
+	bios, _ := m.Partition(layout.LabelBIOSBoot)
+	raw, _ := os.ReadFile(img)
+	if got := strconv.FormatUint(uint64(raw[0x5c])|uint64(raw[0x5d])<<8|uint64(raw[0x5e])<<16|uint64(raw[0x5f])<<24, 10); got != strconv.FormatUint(bios.FirstLBA(), 10) {
+		t.Errorf("MBR points at LBA %s, BIOS-BOOT starts at %d", got, bios.FirstLBA())
+	}
+
+	// Reproducible: same inputs, same bytes (manifest included).
+	arts2, _, err := Assemble(ctx, in, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{RawName, Qcow2Name, manifest.FileName} {
+		_, a, _ := manifest.HashFile(arts[name])
+		_, b, _ := manifest.HashFile(arts2[name])
+		if a != b {
+			t.Errorf("%s differs between two builds", name)
+		}
+	}
+	// Different inputs, different GUIDs.
+	in.Config.Version = "9.9.10"
+	in.Config.Formats = []string{"raw"}
+	arts3, m3, err := Assemble(ctx, in, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m3.Disk.GUID == m.Disk.GUID || arts3[Qcow2Name] != "" {
+		t.Errorf("version change kept disk GUID, or qcow2 built without being asked")
+	}
+}
+
+func TestAssembleRejects(t *testing.T) {
+	in := fakeInputs(t)
+	in.Config.DiskSize = 2 * layout.GiB
+	if _, _, err := Assemble(context.Background(), in, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "disk too small") {
+		t.Errorf("2 GiB disk: %v", err)
+	}
+	in = fakeInputs(t)
+	in.Config.Formats = []string{"box"}
+	if _, _, err := Assemble(context.Background(), in, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "not built yet") {
+		t.Errorf("box format: %v", err)
+	}
+}
+
+func TestPrepareOutAndPublish(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := PrepareOut(file); err == nil || !strings.Contains(err.Error(), "is a file") {
+		t.Errorf("file as out dir: %v", err)
+	}
+	if _, err := PrepareOut(filepath.Join(file, "sub")); err == nil {
+		t.Error("out dir under a file accepted")
+	}
+	out := filepath.Join(dir, "out")
+	work, err := PrepareOut(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(out, "pith.manifest.json"), []byte("stale"), 0o644)
+	a := filepath.Join(work, "a")
+	os.WriteFile(a, []byte("A"), 0o644)
+	if _, err := Publish(out, map[string]string{"pith.img": a, "pith.manifest.json": filepath.Join(work, "missing")}, "pith.manifest.json"); err == nil {
+		t.Error("publish with a missing artifact succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(out, "pith.img")); err == nil {
+		t.Error("partial publish left pith.img")
+	}
+	mf := filepath.Join(work, "m")
+	os.WriteFile(mf, []byte("{}"), 0o644)
+	infos, err := Publish(out, map[string]string{"pith.img": a, "pith.manifest.json": mf}, "pith.manifest.json")
+	if err != nil || len(infos) != 2 || infos[1].Name != "pith.manifest.json" {
+		t.Fatalf("publish: %v %+v", err, infos)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "pith.manifest.json")); string(b) != "{}" {
+		t.Error("manifest not replaced")
+	}
+}
+
+func TestExplain(t *testing.T) {
+	err := explain(&os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}, "/o")
+	if err == nil || !strings.Contains(err.Error(), "no space left on the device holding /o") {
+		t.Errorf("explain: %v", err)
+	}
+}
