@@ -46,6 +46,10 @@ type Options struct {
 	// InitBinary is the static pith-init; default: pith-init next to the
 	// running executable (the Makefile builds it into _out/bin/).
 	InitBinary string
+	// BusyboxBinary is a prebuilt u-root busybox to use instead of
+	// compiling one (e.g. without a Go toolchain); its commands must
+	// include Commands.
+	BusyboxBinary string
 	// Commands are the u-root command packages; default DefaultCommands.
 	Commands []string
 	// Modules are the modules to load at boot (with their dependencies);
@@ -159,9 +163,12 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		len(order), len(missing), len(opts.Modules), strings.Join(missing, " "))
 
 	bbStart := time.Now()
-	bbPath, cached, err := Busybox(ctx, opts.CacheDir, opts.Commands, logf)
-	if err != nil {
-		return nil, err
+	bbPath, cached := opts.BusyboxBinary, true
+	if bbPath == "" {
+		bbPath, cached, err = Busybox(ctx, opts.CacheDir, opts.Commands, logf)
+		if err != nil {
+			return nil, err
+		}
 	}
 	if cached {
 		logf("initramfs: busybox (%d commands) from cache %s", len(opts.Commands), bbPath)

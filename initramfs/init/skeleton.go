@@ -27,7 +27,7 @@ var skeletonDirs = []struct {
 	mode os.FileMode
 }{
 	{"usr", 0o755}, {"etc", 0o755}, {"var", 0o755}, {"home", 0o755},
-	{"tmp", 0o1777}, {"run", 0o755}, {"proc", 0o555}, {"sys", 0o555},
+	{"tmp", os.ModeSticky | 0o777}, {"run", 0o755}, {"proc", 0o555}, {"sys", 0o555},
 	{"dev", 0o755}, {"mnt", 0o755}, {"opt", 0o755}, {"srv", 0o755},
 	{"root", 0o700}, {"var/lib/pith", 0o755},
 }
