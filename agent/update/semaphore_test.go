@@ -1,0 +1,187 @@
+package update
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// memKV is an in-memory KV with etcd v2's index semantics, for unit tests.
+type memKV struct {
+	mu    sync.Mutex
+	index uint64
+	vals  map[string]string
+	mod   map[string]uint64
+	cas   atomic.Int64 // failed compare-and-swaps: proof of contention
+}
+
+func newMemKV() *memKV { return &memKV{vals: map[string]string{}, mod: map[string]uint64{}} }
+
+func (m *memKV) Get(_ context.Context, key string) (string, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.vals[key]
+	if !ok {
+		return "", 0, ErrKeyNotFound
+	}
+	return v, m.mod[key], nil
+}
+
+func (m *memKV) Create(_ context.Context, key, value string) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.vals[key]; ok {
+		return 0, ErrKeyExists
+	}
+	m.index++
+	m.vals[key], m.mod[key] = value, m.index
+	return m.index, nil
+}
+
+func (m *memKV) CompareAndSwap(_ context.Context, key, value string, prev uint64) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.vals[key]; !ok {
+		return 0, ErrKeyNotFound
+	}
+	if m.mod[key] != prev {
+		m.cas.Add(1)
+		return 0, fmt.Errorf("%w: [%d != %d]", ErrCompareFailed, prev, m.mod[key])
+	}
+	m.index++
+	m.vals[key], m.mod[key] = value, m.index
+	return m.index, nil
+}
+
+func TestSemaphoreLocksmithFormat(t *testing.T) {
+	kv := newMemKV()
+	s := &Semaphore{KV: kv}
+	ctx := context.Background()
+	st, err := s.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw := kv.vals[SemaphoreKey]; raw != `{"semaphore":1,"max":1,"holders":[]}` {
+		t.Fatalf("initial document %s, want locksmith's", raw)
+	}
+	if st.Max != 1 || st.Semaphore != 1 {
+		t.Fatalf("%+v", st)
+	}
+	if err := s.Lock(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Lock(ctx, "m1"); err != nil {
+		t.Fatalf("re-lock by the holder (after its reboot): %v", err)
+	}
+	if err := s.Lock(ctx, "m2"); !errors.Is(err, ErrNoSlots) {
+		t.Fatalf("second machine: %v", err)
+	}
+	var doc SemaphoreState
+	json.Unmarshal([]byte(kv.vals[SemaphoreKey]), &doc)
+	if doc.Semaphore != 0 || len(doc.Holders) != 1 || doc.Holders[0] != "m1" {
+		t.Fatalf("after lock %s", kv.vals[SemaphoreKey])
+	}
+	if err := s.Unlock(ctx, "m2"); !errors.Is(err, ErrNotHolder) {
+		t.Fatalf("unlock by a non-holder: %v", err)
+	}
+	// set-max with a holder: free slots follow, holders stay.
+	if old, err := s.SetMax(ctx, 3); err != nil || old != 1 {
+		t.Fatalf("SetMax %d %v", old, err)
+	}
+	if st, _ := s.Status(ctx); st.Semaphore != 2 || st.Max != 3 {
+		t.Fatalf("after set-max 3 %+v", st)
+	}
+	if _, err := s.SetMax(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.Status(ctx); st.Semaphore != -1 {
+		t.Fatalf("after set-max 0 with a holder %+v", st)
+	}
+	if err := s.Unlock(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.Status(ctx); st.Semaphore != 0 || len(st.Holders) != 0 {
+		t.Fatalf("after unlock %+v", st)
+	}
+	// A document written by locksmith itself is read as is.
+	kv.vals[SemaphoreKey] = "{\n\t\"semaphore\": 0,\n\t\"max\": 1,\n\t\"holders\": [\"69d27b356a94476da859461d3a3bc6fd\"]\n}"
+	if st, err := s.Status(ctx); err != nil || st.Holders[0] != "69d27b356a94476da859461d3a3bc6fd" {
+		t.Fatalf("locksmith document: %+v %v", st, err)
+	}
+	kv.vals[SemaphoreKey] = "garbage"
+	if err := s.Lock(ctx, "m1"); err == nil {
+		t.Fatal("garbage semaphore accepted")
+	}
+}
+
+// TestSemaphoreContention races many machines for a semaphore of 3 slots:
+// never more than 3 inside at once, every machine gets its turn, and the
+// document ends consistent.
+func TestSemaphoreContention(t *testing.T) {
+	const machines, slots, rounds = 24, 3, 3
+	kv := newMemKV()
+	ctx := context.Background()
+	setup := &Semaphore{KV: kv}
+	if _, err := setup.SetMax(ctx, slots); err != nil {
+		t.Fatal(err)
+	}
+	var inside, maxInside atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, machines)
+	for i := 0; i < machines; i++ {
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			s := &Semaphore{KV: kv}
+			for r := 0; r < rounds; r++ {
+				for {
+					err := s.Lock(ctx, id)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, ErrNoSlots) {
+						errc <- err
+						return
+					}
+					time.Sleep(50 * time.Microsecond)
+				}
+				n := inside.Add(1)
+				for {
+					m := maxInside.Load()
+					if n <= m || maxInside.CompareAndSwap(m, n) {
+						break
+					}
+				}
+				time.Sleep(time.Millisecond) // "rebooting"
+				inside.Add(-1)
+				if err := s.Unlock(ctx, id); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}(fmt.Sprintf("machine-%02d", i))
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	if m := maxInside.Load(); m > slots {
+		t.Fatalf("%d machines held the semaphore at once, max %d", m, slots)
+	} else if m < 2 {
+		t.Fatalf("at most %d machine inside: the test did not exercise concurrency", m)
+	}
+	st, err := setup.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Semaphore != slots || st.Max != slots || len(st.Holders) != 0 {
+		t.Fatalf("final state %+v", st)
+	}
+	t.Logf("max inside %d, failed compare-and-swaps %d", maxInside.Load(), kv.cas.Load())
+}
