@@ -1,0 +1,136 @@
+package datasource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/filesystem"
+)
+
+// ConfigDrive reads an OpenStack-style config drive: an ISO 9660 or vfat
+// filesystem labelled config-2 holding openstack/latest/user_data and
+// openstack/latest/meta_data.json. The filesystem is read with go-diskfs
+// straight from the block device (or image file), so nothing is mounted.
+type ConfigDrive struct{ Devices []string }
+
+// Name implements Source.
+func (c *ConfigDrive) Name() string { return "config-drive" }
+
+// Fetch implements Source.
+func (c *ConfigDrive) Fetch(context.Context) (*Result, error) {
+	seen := map[string]bool{}
+	for _, dev := range c.Devices {
+		real, err := resolve(dev)
+		if err != nil || seen[real] {
+			continue
+		}
+		seen[real] = true
+		r, err := readConfigDrive(real)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", dev, err)
+		}
+		return r, nil
+	}
+	return nil, ErrNotFound
+}
+
+func resolve(p string) (string, error) {
+	if _, err := os.Stat(p); err != nil {
+		return "", err
+	}
+	// by-label links are relative symlinks to ../../sr0 and the like.
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r, nil
+	}
+	return p, nil
+}
+
+// readConfigDrive returns ErrNotFound if dev holds no config-2 filesystem.
+func readConfigDrive(dev string) (*Result, error) {
+	d, err := diskfs.Open(dev, diskfs.WithOpenMode(diskfs.ReadOnly))
+	if err != nil {
+		return nil, ErrNotFound // no medium in the drive, no access: absent
+	}
+	defer d.Close()
+	fsys, err := d.GetFilesystem(0)
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	// ISO 9660 pads the volume id with spaces (go-diskfs with NULs).
+	if !strings.EqualFold(strings.Trim(fsys.Label(), " \x00"), "config-2") {
+		return nil, ErrNotFound
+	}
+	r := &Result{}
+	ud, err := readFSFile(fsys, "openstack/latest/user_data")
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// A config drive without user-data is legal: metadata only.
+	case err != nil:
+		return nil, fmt.Errorf("read openstack/latest/user_data: %w", err)
+	default:
+		r.UserData = ud
+	}
+	md, err := readFSFile(fsys, "openstack/latest/meta_data.json")
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("read openstack/latest/meta_data.json: %w", err)
+	default:
+		if err := parseOpenStackMeta(md, &r.Metadata); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func readFSFile(fsys filesystem.FileSystem, name string) ([]byte, error) {
+	// go-diskfs filesystems differ on a leading slash; try both.
+	f, err := fsys.Open(name)
+	if err != nil {
+		f, err = fsys.Open("/" + name)
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "not exist") || strings.Contains(err.Error(), "not found") {
+			return nil, fs.ErrNotExist
+		}
+		return nil, err
+	}
+	defer f.Close()
+	return readAllLimited(f, name)
+}
+
+// parseOpenStackMeta reads the fields of meta_data.json Pith uses.
+func parseOpenStackMeta(b []byte, m *Metadata) error {
+	var md struct {
+		UUID       string            `json:"uuid"`
+		Hostname   string            `json:"hostname"`
+		PublicKeys map[string]string `json:"public_keys"`
+		// Not OpenStack's own fields, but what simple config-drive
+		// builders (and Pith's test harness) add for substitution.
+		PrivateIPv4 string `json:"private_ipv4"`
+		PublicIPv4  string `json:"public_ipv4"`
+		PrivateIPv6 string `json:"private_ipv6"`
+		PublicIPv6  string `json:"public_ipv6"`
+	}
+	if err := json.Unmarshal(b, &md); err != nil {
+		return fmt.Errorf("openstack/latest/meta_data.json is not valid JSON: %v", err)
+	}
+	m.InstanceID, m.Hostname = md.UUID, md.Hostname
+	for _, k := range sortedKeys(md.PublicKeys) {
+		m.SSHPublicKeys = append(m.SSHPublicKeys, strings.TrimSpace(md.PublicKeys[k]))
+	}
+	m.PrivateIPv4, m.PublicIPv4 = net.ParseIP(md.PrivateIPv4), net.ParseIP(md.PublicIPv4)
+	m.PrivateIPv6, m.PublicIPv6 = net.ParseIP(md.PrivateIPv6), net.ParseIP(md.PublicIPv6)
+	return nil
+}

@@ -1,0 +1,270 @@
+package datasource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/pith-os/pith/cloudconfig"
+)
+
+// errUnreachable means no HTTP server answered: the service is absent.
+var errUnreachable = errors.New("metadata service unreachable")
+
+// do sends one request with the configured timeout, retrying connection
+// failures and 5xx answers a few times (the network may still be coming
+// up). It returns the status and body of the last answer.
+func do(ctx context.Context, cfg Config, method, u string, hdr map[string]string) (int, []byte, error) {
+	var lastErr error
+	for attempt := 0; attempt < cfg.Attempts; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return 0, nil, ctx.Err()
+			case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
+			}
+		}
+		status, body, err := doOnce(ctx, cfg, method, u, hdr)
+		if err == nil && status < 500 {
+			return status, body, nil
+		}
+		if err == nil {
+			lastErr = fmt.Errorf("%s %s: HTTP %d", method, u, status)
+			continue
+		}
+		lastErr = err
+	}
+	var ne net.Error
+	var oe *net.OpError
+	if errors.As(lastErr, &oe) || (errors.As(lastErr, &ne) && ne.Timeout()) {
+		return 0, nil, fmt.Errorf("%w: %v", errUnreachable, lastErr)
+	}
+	return 0, nil, lastErr
+}
+
+func doOnce(ctx context.Context, cfg Config, method, u string, hdr map[string]string) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := cfg.Client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := readAllLimited(resp.Body, u)
+	if err != nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode, body, nil
+}
+
+// EC2 reads the EC2 instance metadata service: an IMDSv2 session token
+// first (PUT /latest/api/token), then IMDSv1 if the service predates
+// tokens. Metadata comes from /latest/meta-data/, user-data from
+// /latest/user-data (404 there means none was given).
+type EC2 struct{ cfg Config }
+
+// Name implements Source.
+func (e *EC2) Name() string { return "ec2" }
+
+// NewEC2 returns the EC2 source for cfg.
+func NewEC2(cfg Config) *EC2 { return &EC2{cfg: cfg.withDefaults()} }
+
+// Fetch implements Source.
+func (e *EC2) Fetch(ctx context.Context) (*Result, error) {
+	base := e.cfg.MetadataURL
+	hdr := map[string]string{}
+	status, tok, err := do(ctx, e.cfg, http.MethodPut, base+"/latest/api/token", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
+	switch {
+	case errors.Is(err, errUnreachable):
+		return nil, ErrNotFound
+	case err != nil:
+		return nil, err
+	case status == http.StatusOK && len(tok) > 0:
+		hdr["X-aws-ec2-metadata-token"] = strings.TrimSpace(string(tok))
+	default:
+		// No IMDSv2 (404/405/403 from an old or non-EC2 service): try v1.
+	}
+	get := func(p string) (int, []byte, error) { return do(ctx, e.cfg, http.MethodGet, base+p, hdr) }
+
+	status, id, err := get("/latest/meta-data/instance-id")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case status == http.StatusUnauthorized:
+		return nil, errors.New("the metadata service requires an IMDSv2 token but issued none (is the hop limit too low?)")
+	case status != http.StatusOK:
+		return nil, ErrNotFound // a metadata service, but not EC2's
+	}
+	r := &Result{Metadata: Metadata{InstanceID: strings.TrimSpace(string(id))}}
+	status, ud, err := get("/latest/user-data")
+	switch {
+	case err != nil:
+		return nil, err
+	case status == http.StatusOK:
+		r.UserData = ud
+	case status == http.StatusNotFound:
+		// No user-data given to the instance.
+	default:
+		return nil, fmt.Errorf("GET /latest/user-data: HTTP %d", status)
+	}
+	text := func(p string) (string, error) {
+		status, b, err := get("/latest/meta-data/" + p)
+		if err != nil {
+			return "", err
+		}
+		if status == http.StatusNotFound {
+			return "", nil
+		}
+		if status != http.StatusOK {
+			return "", fmt.Errorf("GET /latest/meta-data/%s: HTTP %d", p, status)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	md := &r.Metadata
+	for _, f := range []struct {
+		path string
+		set  func(string)
+	}{
+		{"local-hostname", func(s string) { md.Hostname = s }},
+		{"local-ipv4", func(s string) { md.PrivateIPv4 = net.ParseIP(s) }},
+		{"public-ipv4", func(s string) { md.PublicIPv4 = net.ParseIP(s) }},
+		{"ipv6", func(s string) { md.PrivateIPv6 = net.ParseIP(s) }},
+	} {
+		v, err := text(f.path)
+		if err != nil {
+			return nil, err
+		}
+		f.set(v)
+	}
+	keys, err := text("public-keys/")
+	if err != nil {
+		return nil, err
+	}
+	// The listing is "0=name" per line; each key is at public-keys/N/openssh-key.
+	for _, line := range strings.Split(keys, "\n") {
+		idx, _, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		k, err := text("public-keys/" + idx + "/openssh-key")
+		if err != nil {
+			return nil, err
+		}
+		if k != "" {
+			md.SSHPublicKeys = append(md.SSHPublicKeys, k)
+		}
+	}
+	return r, nil
+}
+
+// DigitalOcean reads DigitalOcean's metadata service: /metadata/v1.json
+// for the droplet's addresses and keys, /metadata/v1/user-data for
+// user-data.
+type DigitalOcean struct{ cfg Config }
+
+// NewDigitalOcean returns the DigitalOcean source for cfg.
+func NewDigitalOcean(cfg Config) *DigitalOcean { return &DigitalOcean{cfg: cfg.withDefaults()} }
+
+// Name implements Source.
+func (d *DigitalOcean) Name() string { return "digitalocean" }
+
+// Fetch implements Source.
+func (d *DigitalOcean) Fetch(ctx context.Context) (*Result, error) {
+	base := d.cfg.MetadataURL
+	status, body, err := do(ctx, d.cfg, http.MethodGet, base+"/metadata/v1.json", nil)
+	switch {
+	case errors.Is(err, errUnreachable):
+		return nil, ErrNotFound
+	case err != nil:
+		return nil, err
+	case status != http.StatusOK:
+		return nil, ErrNotFound
+	}
+	var md struct {
+		DropletID  json.Number `json:"droplet_id"`
+		Hostname   string      `json:"hostname"`
+		PublicKeys []string    `json:"public_keys"`
+		Interfaces map[string][]struct {
+			IPv4 *struct {
+				IP string `json:"ip_address"`
+			} `json:"ipv4"`
+			IPv6 *struct {
+				IP string `json:"ip_address"`
+			} `json:"ipv6"`
+		} `json:"interfaces"`
+	}
+	if err := json.Unmarshal(body, &md); err != nil || md.DropletID == "" {
+		return nil, ErrNotFound // JSON, but not DigitalOcean's
+	}
+	r := &Result{Metadata: Metadata{InstanceID: md.DropletID.String(), Hostname: md.Hostname, SSHPublicKeys: md.PublicKeys}}
+	pick := func(kind string) (v4, v6 net.IP) {
+		for _, i := range md.Interfaces[kind] {
+			if i.IPv4 != nil && v4 == nil {
+				v4 = net.ParseIP(i.IPv4.IP)
+			}
+			if i.IPv6 != nil && v6 == nil {
+				v6 = net.ParseIP(i.IPv6.IP)
+			}
+		}
+		return v4, v6
+	}
+	r.Metadata.PublicIPv4, r.Metadata.PublicIPv6 = pick("public")
+	r.Metadata.PrivateIPv4, r.Metadata.PrivateIPv6 = pick("private")
+	status, ud, err := do(ctx, d.cfg, http.MethodGet, base+"/metadata/v1/user-data", nil)
+	switch {
+	case err != nil:
+		return nil, err
+	case status == http.StatusOK:
+		r.UserData = ud
+	case status == http.StatusNotFound:
+	default:
+		return nil, fmt.Errorf("GET /metadata/v1/user-data: HTTP %d", status)
+	}
+	return r, nil
+}
+
+// URL fetches user-data from the URL named on the kernel line. The
+// operator asked for it, so any failure is an error.
+type URL struct {
+	URL string
+	cfg Config
+}
+
+// NewURL returns the kernel-line URL source.
+func NewURL(u string, cfg Config) *URL { return &URL{URL: u, cfg: cfg.withDefaults()} }
+
+// Name implements Source.
+func (u *URL) Name() string { return "kernel-url" }
+
+// Fetch implements Source.
+func (u *URL) Fetch(ctx context.Context) (*Result, error) {
+	pu, err := url.Parse(u.URL)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		return nil, fmt.Errorf("kernel line URL %q is not an http(s) URL", u.URL)
+	}
+	status, body, err := do(ctx, u.cfg, http.MethodGet, u.URL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", u.URL, err)
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("fetch %s: HTTP %d", u.URL, status)
+	}
+	if len(body) > cloudconfig.MaxSize {
+		return nil, fmt.Errorf("fetch %s: larger than %d MiB", u.URL, cloudconfig.MaxSize>>20)
+	}
+	return &Result{UserData: body}, nil
+}
