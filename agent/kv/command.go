@@ -131,8 +131,8 @@ type Result struct {
 	Err    error
 }
 
-// Apply executes a decoded command against the store.
-func (s *Store) Apply(c *Command) Result {
+// Exec executes a decoded command against the store.
+func (s *Store) Exec(c *Command) Result {
 	var e *Event
 	var err error
 	switch c.Op {
@@ -162,11 +162,13 @@ func (s *Store) Apply(c *Command) Result {
 	return Result{Event: e, Err: err}
 }
 
-// ApplyBytes decodes and applies a command from the raft log.
-func (s *Store) ApplyBytes(b []byte) Result {
+// Apply decodes and executes a command from the raft log; it makes Store a
+// cluster state machine (the raft index is not needed: the store keeps its
+// own etcd index). The result is a Result.
+func (s *Store) Apply(_ uint64, b []byte) any {
 	c, err := UnmarshalCommand(b)
 	if err != nil {
 		return Result{Err: NewError(EcodeRaftInternal, err.Error(), s.Index())}
 	}
-	return s.Apply(c)
+	return s.Exec(c)
 }

@@ -175,7 +175,7 @@ func TestStoreOps(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestStore()
 			for i, st := range tc.steps {
-				r := s.Apply(&st.cmd)
+				r := s.Exec(&st.cmd)
 				if got := errCode(r.Err); got != st.code {
 					t.Fatalf("step %d %+v: error code %d (%v), want %d", i, st.cmd, got, r.Err, st.code)
 				}
@@ -259,7 +259,7 @@ func TestWatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestStore()
 			for _, c := range tc.before {
-				s.Apply(&c)
+				s.Exec(&c)
 			}
 			w, err := s.Watch(tc.key, tc.recursive, false, tc.since)
 			if errCode(err) != tc.wantCode {
@@ -272,7 +272,7 @@ func TestWatch(t *testing.T) {
 				return
 			}
 			for _, c := range tc.after {
-				s.Apply(&c)
+				s.Exec(&c)
 			}
 			select {
 			case e := <-w.EventChan():
@@ -325,7 +325,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		{Op: OpSet, Path: "/d", Dir: true, Expire: 50},
 		{Op: OpSet, Path: "/a/b", Value: "3"},
 	} {
-		if r := s.Apply(&c); r.Err != nil {
+		if r := s.Exec(&c); r.Err != nil {
 			t.Fatal(r.Err)
 		}
 	}

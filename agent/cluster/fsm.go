@@ -1,0 +1,159 @@
+// Package cluster runs a node's raft: the replicated log (hashicorp/raft with
+// raft-boltdb and file snapshots), the peer transport (raft and forwarded
+// client requests multiplexed on one port, optional mutual TLS), membership,
+// and the /v2/members, /v2/stats and /health endpoints.
+//
+// Several state machines share the one log. Each registers under a
+// Namespace; a log entry is one namespace byte followed by that namespace's
+// own command bytes, and the FSM hands the bytes to the namespace's Apply.
+// Snapshots hold every namespace's state, each in its own section.
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// Namespace identifies a state machine in the shared log. Values are part
+// of the on-disk format.
+type Namespace byte
+
+// Namespaces known today. A new subsystem takes the next free number.
+const (
+	NamespaceMembers  Namespace = 0
+	NamespaceKV       Namespace = 1
+	NamespaceSchedule Namespace = 2
+)
+
+// StateMachine is one namespace's replicated state. Apply must be
+// deterministic: the same commands in the same order give the same state on
+// every node (no clocks, no randomness, no map-order dependence).
+type StateMachine interface {
+	// Apply applies one command committed at raft index. The result is
+	// returned to the proposer on the node that proposed it.
+	Apply(index uint64, cmd []byte) any
+	// Save writes the whole state (called with applies paused).
+	Save(w io.Writer) error
+	// Restore replaces the state with one written by Save.
+	Restore(r io.Reader) error
+}
+
+// fsm dispatches raft log entries to namespaces.
+type fsm struct {
+	mu  sync.RWMutex
+	sms map[Namespace]StateMachine
+}
+
+func newFSM() *fsm { return &fsm{sms: map[Namespace]StateMachine{}} }
+
+func (f *fsm) register(ns Namespace, sm StateMachine) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.sms[ns]; ok {
+		return fmt.Errorf("cluster: namespace %d registered twice", ns)
+	}
+	f.sms[ns] = sm
+	return nil
+}
+
+// ErrUnknownNamespace is the result of a command for a namespace this
+// binary does not have (a newer node wrote it); every node answers the same.
+var ErrUnknownNamespace = errors.New("cluster: command for an unknown namespace")
+
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand || len(l.Data) == 0 {
+		return nil
+	}
+	f.mu.RLock()
+	sm := f.sms[Namespace(l.Data[0])]
+	f.mu.RUnlock()
+	if sm == nil {
+		return ErrUnknownNamespace
+	}
+	return sm.Apply(l.Index, l.Data[1:])
+}
+
+const snapMagic = "PITHSNAP1\n"
+
+// Snapshot serialises every namespace now, while applies are paused, so
+// the snapshot matches the raft index exactly; Persist only writes bytes.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	ids := make([]int, 0, len(f.sms))
+	for ns := range f.sms {
+		ids = append(ids, int(ns))
+	}
+	sort.Ints(ids)
+	var out bytes.Buffer
+	out.WriteString(snapMagic)
+	for _, id := range ids {
+		var sec bytes.Buffer
+		if err := f.sms[Namespace(id)].Save(&sec); err != nil {
+			return nil, fmt.Errorf("snapshot namespace %d: %w", id, err)
+		}
+		out.WriteByte(byte(id))
+		out.Write(binary.AppendUvarint(nil, uint64(sec.Len())))
+		out.Write(sec.Bytes())
+	}
+	return &fsmSnapshot{data: out.Bytes()}, nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	br := bufio.NewReader(rc)
+	magic := make([]byte, len(snapMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapMagic {
+		return errors.New("cluster: snapshot has no pith header")
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for {
+		id, err := br.ReadByte()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			return fmt.Errorf("cluster: snapshot section %d: %w", id, err)
+		}
+		sec := io.LimitReader(br, int64(n))
+		sm := f.sms[Namespace(id)]
+		if sm == nil {
+			// State of a namespace this binary lacks: skip it.
+			if _, err := io.Copy(io.Discard, sec); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := sm.Restore(sec); err != nil {
+			return fmt.Errorf("cluster: restore namespace %d: %w", id, err)
+		}
+		if _, err := io.Copy(io.Discard, sec); err != nil {
+			return err
+		}
+	}
+}
+
+type fsmSnapshot struct{ data []byte }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s.data); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

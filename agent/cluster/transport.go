@@ -1,0 +1,154 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// The peer port carries two protocols. The first byte a dialer writes (after
+// TLS, when enabled) says which: raft's RPCs, or HTTP for client requests a
+// follower forwards to the leader. One port, one TLS setup, and a follower
+// always knows where to forward because raft knows the leader's address.
+const (
+	protoRaft byte = 'R'
+	protoHTTP byte = 'H'
+)
+
+// peerMux accepts peer connections and sorts them by their first byte.
+type peerMux struct {
+	ln      net.Listener
+	tls     *tls.Config // client side for dialing; nil: plain TCP
+	raftL   *chanListener
+	httpL   *chanListener
+	closeMu sync.Once
+}
+
+func newPeerMux(ln net.Listener, serverTLS, clientTLS *tls.Config) *peerMux {
+	if serverTLS != nil {
+		ln = tls.NewListener(ln, serverTLS)
+	}
+	m := &peerMux{ln: ln, tls: clientTLS, raftL: newChanListener(ln.Addr()), httpL: newChanListener(ln.Addr())}
+	go m.serve()
+	return m
+}
+
+func (m *peerMux) serve() {
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			m.raftL.close()
+			m.httpL.close()
+			return
+		}
+		go m.sort(c)
+	}
+}
+
+func (m *peerMux) sort(c net.Conn) {
+	// A peer that connects and says nothing must not hold a goroutine forever.
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var b [1]byte
+	if _, err := c.Read(b[:]); err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	switch b[0] {
+	case protoRaft:
+		m.raftL.push(c)
+	case protoHTTP:
+		m.httpL.push(c)
+	default:
+		c.Close()
+	}
+}
+
+func (m *peerMux) Close() error {
+	var err error
+	m.closeMu.Do(func() { err = m.ln.Close() })
+	return err
+}
+
+// dial connects to a peer and announces proto.
+func (m *peerMux) dial(ctx context.Context, addr string, proto byte) (net.Conn, error) {
+	d := net.Dialer{}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if m.tls != nil {
+		tc := tls.Client(c, m.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c = tc
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetWriteDeadline(dl)
+	}
+	if _, err := c.Write([]byte{proto}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	return c, nil
+}
+
+// raftStream is the raft.StreamLayer over the mux.
+type raftStream struct{ m *peerMux }
+
+func (s raftStream) Accept() (net.Conn, error) { return s.m.raftL.Accept() }
+func (s raftStream) Close() error             { return s.m.Close() }
+func (s raftStream) Addr() net.Addr           { return s.m.ln.Addr() }
+func (s raftStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.m.dial(ctx, string(addr), protoRaft)
+}
+
+// chanListener is a net.Listener fed by the mux.
+type chanListener struct {
+	addr net.Addr
+	c    chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newChanListener(a net.Addr) *chanListener {
+	return &chanListener{addr: a, c: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) {
+	select {
+	case l.c <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.c:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) close() { l.once.Do(func() { close(l.done) }) }
+func (l *chanListener) Close() error {
+	l.close()
+	return nil
+}
+func (l *chanListener) Addr() net.Addr { return l.addr }

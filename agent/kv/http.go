@@ -1,0 +1,312 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Raft is what the keys API needs from the replicated log. cluster.Node
+// provides it (through a small adapter in cmd/pithd); Local is the
+// single-process form.
+type Raft interface {
+	// Propose replicates an encoded Command and returns the store's
+	// Result once applied here, with the raft index of the entry.
+	Propose(ctx context.Context, cmd []byte) (any, uint64, error)
+	IsLeader() bool
+	// LinearizableRead returns once local state reflects every write
+	// acknowledged before the call (leader only).
+	LinearizableRead(ctx context.Context) error
+	// Forward relays the request (with its already-read body) to the leader.
+	Forward(w http.ResponseWriter, r *http.Request, body []byte) error
+	RaftStatus() (index, term uint64)
+	ClusterID() string
+}
+
+// Server serves the etcd v2 keys API over a Store.
+type Server struct {
+	store *Store
+	raft  Raft
+	lim   Limits
+	now   func() time.Time
+	bufs  sync.Pool
+}
+
+// NewServer returns the keys API for store, replicated through r.
+func NewServer(store *Store, r Raft, lim Limits) *Server {
+	return &Server{store: store, raft: r, lim: lim.withDefaults(), now: time.Now,
+		bufs: sync.Pool{New: func() any { return new(bytes.Buffer) }}}
+}
+
+// Store returns the served store.
+func (s *Server) Store() *Store { return s.store }
+
+// RegisterHTTP adds /v2/keys and /v2/stats/store to mux. Note that
+// http.ServeMux redirects paths with "." or ".." segments; route
+// KeysPrefix straight to s (see Handler) to answer those with an error.
+func (s *Server) RegisterHTTP(mux *http.ServeMux) {
+	mux.Handle(KeysPrefix, s)
+	mux.Handle(KeysPrefix+"/", s)
+	mux.HandleFunc("/v2/stats/store", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s.store.Stats())
+	})
+}
+
+func (s *Server) writeErr(w http.ResponseWriter, err error) {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+	case errors.Is(err, ErrTooManyWatchers):
+		e = NewError(EcodeRaftInternal, "too many watchers on this member; retry later or use another member", s.store.Index())
+		w.Header().Set("X-Etcd-Index", strconv.FormatUint(e.Index, 10))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		b, _ := json.Marshal(e)
+		_, _ = w.Write(append(b, '\n'))
+		return
+	default:
+		e = NewError(EcodeRaftInternal, err.Error(), 0)
+	}
+	e.WriteTo(w)
+}
+
+// ServeHTTP serves /v2/keys/...
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case "GET", "HEAD", "PUT", "POST", "DELETE":
+	default:
+		w.Header().Set("Allow", "GET,HEAD,PUT,POST,DELETE")
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("X-Etcd-Cluster-ID", s.raft.ClusterID())
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.lim.MaxBodyBytes))
+	if err != nil {
+		s.writeErr(w, reqErr(EcodeInvalidForm, "request body over the limit of "+strconv.FormatInt(s.lim.MaxBodyBytes, 10)+" bytes"))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err := r.ParseForm(); err != nil {
+		s.writeErr(w, reqErr(EcodeInvalidForm, err.Error()))
+		return
+	}
+	rr, perr := ParseKeyRequest(r.Method, r.URL.Path, r.Form, s.lim)
+	if perr != nil {
+		s.writeErr(w, perr)
+		return
+	}
+	switch r.Method {
+	case "GET", "HEAD":
+		switch {
+		case rr.Wait:
+			s.serveWatch(w, r, rr)
+		case rr.Quorum:
+			s.serveQuorumGet(w, r, rr, body)
+		default:
+			s.serveGet(w, rr)
+		}
+	default:
+		s.serveWrite(w, r, rr, body)
+	}
+}
+
+func (s *Server) serveGet(w http.ResponseWriter, rr *Request) {
+	ev, err := s.store.Get(rr.Path, rr.Recursive, rr.Sorted)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	idx, term := s.raft.RaftStatus()
+	s.writeEvent(w, ev, idx, term, false)
+}
+
+func (s *Server) serveQuorumGet(w http.ResponseWriter, r *http.Request, rr *Request, body []byte) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if s.raft.IsLeader() {
+		if err := s.raft.LinearizableRead(ctx); err == nil {
+			s.serveGet(w, rr)
+			return
+		}
+	}
+	if err := s.raft.Forward(w, r, body); err != nil {
+		s.writeErr(w, err)
+	}
+}
+
+func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rr *Request, body []byte) {
+	if !s.raft.IsLeader() {
+		if err := s.raft.Forward(w, r, body); err != nil {
+			s.writeErr(w, err)
+		}
+		return
+	}
+	cmd := rr.Command(s.now())
+	buf := s.bufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	b := cmd.AppendTo(buf.Bytes())
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	res, idx, err := s.raft.Propose(ctx, b)
+	s.bufs.Put(buf)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	result, ok := res.(Result)
+	if !ok {
+		if e, isErr := res.(error); isErr {
+			s.writeErr(w, e)
+		} else {
+			s.writeErr(w, errors.New("unexpected apply result"))
+		}
+		return
+	}
+	if result.Err != nil {
+		s.writeErr(w, result.Err)
+		return
+	}
+	_, term := s.raft.RaftStatus()
+	s.writeEvent(w, result.Event, idx, term, rr.NoValueOnSuccess)
+}
+
+func (s *Server) writeEvent(w http.ResponseWriter, ev *Event, raftIndex, term uint64, noValue bool) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Etcd-Index", strconv.FormatUint(ev.EtcdIndex, 10))
+	h.Set("X-Raft-Index", strconv.FormatUint(raftIndex, 10))
+	h.Set("X-Raft-Term", strconv.FormatUint(term, 10))
+	if ev.IsCreated() {
+		w.WriteHeader(http.StatusCreated)
+	}
+	if noValue {
+		switch ev.Action {
+		case ActionSet, ActionCompareAndSwap, ActionCreate, ActionUpdate:
+			ev = &Event{Action: ev.Action}
+		}
+	}
+	_ = json.NewEncoder(w).Encode(ev)
+}
+
+func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, rr *Request) {
+	wa, err := s.store.Watch(rr.Path, rr.Recursive, rr.Stream, rr.WaitIndex)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	defer wa.Remove()
+	idx, term := s.raft.RaftStatus()
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Etcd-Index", strconv.FormatUint(wa.StartIndex(), 10))
+	h.Set("X-Raft-Index", strconv.FormatUint(idx, 10))
+	h.Set("X-Raft-Term", strconv.FormatUint(term, 10))
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	if fl != nil {
+		// Headers now, so a long-polling client knows it is registered.
+		fl.Flush()
+	}
+	timer := time.NewTimer(s.lim.WatchTimeout)
+	defer timer.Stop()
+	enc := json.NewEncoder(w)
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-timer.C:
+			return
+		case ev, ok := <-wa.EventChan():
+			if !ok {
+				// Dropped (too slow, or the store was restored): ending the
+				// response tells the client to watch again.
+				return
+			}
+			if err := enc.Encode(ev); err != nil || !rr.Stream {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+	}
+}
+
+// RunExpiry proposes expire commands while ctx lives (run it on the
+// leader only): keys whose TTL passed are deleted at the same index on
+// every replica.
+func (s *Server) RunExpiry(ctx context.Context) {
+	const maxWait = 500 * time.Millisecond
+	for {
+		wait := maxWait
+		if next := s.store.NextExpiry(); next != 0 {
+			now := s.now()
+			if next <= now.UnixNano() {
+				c := Command{Op: OpExpire, Expire: now.UnixNano()}
+				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, _, err := s.raft.Propose(pctx, c.Marshal())
+				cancel()
+				if err != nil {
+					wait = 100 * time.Millisecond
+				} else {
+					continue
+				}
+			} else if d := time.Duration(next - now.UnixNano()); d < wait {
+				wait = d
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Local runs a store without replication: one process, always leader,
+// nothing durable. It serves tests and the discovery service.
+type Local struct {
+	mu    sync.Mutex
+	store *Store
+	index uint64
+	ID    string
+}
+
+// NewLocal returns a Raft that applies directly to store.
+func NewLocal(store *Store) *Local { return &Local{store: store, ID: "1"} }
+
+// Propose applies cmd at once.
+func (l *Local) Propose(_ context.Context, cmd []byte) (any, uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.index++
+	return l.store.Apply(l.index, cmd), l.index, nil
+}
+
+// IsLeader is always true.
+func (l *Local) IsLeader() bool { return true }
+
+// LinearizableRead is immediate: there is one copy.
+func (l *Local) LinearizableRead(context.Context) error { return nil }
+
+// Forward is never needed.
+func (l *Local) Forward(http.ResponseWriter, *http.Request, []byte) error {
+	return errors.New("local store has no leader to forward to")
+}
+
+// RaftStatus is the number of applied commands and term 1.
+func (l *Local) RaftStatus() (uint64, uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.index, 1
+}
+
+// ClusterID names the single-process store.
+func (l *Local) ClusterID() string { return l.ID }
