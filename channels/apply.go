@@ -73,30 +73,71 @@ func WritePayload(ctx context.Context, src string, p Payload, t Target, progress
 		return st, err
 	}
 	defer r.Close()
-	buf := make([]byte, writeChunk)
+	// Decompress (and hash) in one goroutine while writing in this one: on
+	// two cores the write phase then runs at the slower of the two speeds
+	// rather than at their sum.
+	type chunk struct {
+		b   []byte
+		n   int
+		err error
+	}
+	const inFlight = 4
+	free := make(chan []byte, inFlight)
+	for i := 0; i < inFlight; i++ {
+		free <- make([]byte, writeChunk)
+	}
+	full := make(chan chunk, inFlight)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(full)
+		for {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			n, err := io.ReadFull(r, b)
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
+			select {
+			case full <- chunk{b, n, err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	off := t.Offset
 	var done int64
-	for {
+	for c := range full {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
-		n, rerr := io.ReadFull(r, buf)
-		if n > 0 {
-			if _, werr := out.WriteAt(buf[:n], off); werr != nil {
+		if c.n > 0 {
+			if _, werr := out.WriteAt(c.b[:c.n], off); werr != nil {
 				return st, fmt.Errorf("write %s at %d: %w", t.Path, off, werr)
 			}
-			off += int64(n)
-			done += int64(n)
+			off += int64(c.n)
+			done += int64(c.n)
 			if progress != nil {
 				progress(done, p.UncompressedSize)
 			}
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		if c.err == io.EOF {
 			break
 		}
-		if rerr != nil {
-			return st, rerr
+		if c.err != nil {
+			return st, c.err
 		}
+		free <- c.b
+	}
+	if done != p.UncompressedSize {
+		return st, fmt.Errorf("%w: %s decompressed to %d bytes, the manifest says %d", ErrSize, p.Name, done, p.UncompressedSize)
 	}
 	if err := out.Sync(); err != nil {
 		return st, fmt.Errorf("fsync %s: %w", t.Path, err)
