@@ -83,7 +83,7 @@ func ValidateName(name string) error {
 		return fmt.Errorf("unit name %q ends in \".\": add a type, e.g. %sservice", name, name)
 	}
 	if t := name[dot+1:]; !unitTypes[t] {
-		return fmt.Errorf("unit name %q has unknown type %q: use service, socket, timer, path, mount, ...", name, t)
+		return fmt.Errorf("unit name %q has unknown type %q: use one of service, socket, timer, path, mount, target", name, t)
 	}
 	if dot == 0 {
 		return fmt.Errorf("unit name %q has an empty prefix", name)
@@ -247,7 +247,7 @@ func parseBool(s string) (bool, error) {
 	case "false", "no", "0", "off", "f":
 		return false, nil
 	}
-	return false, fmt.Errorf("Global=%s is not a boolean: use true or false", s)
+	return false, fmt.Errorf("value %q of Global is not a boolean: use true or false", s)
 }
 
 // ParseRequirements reads and validates the [X-Fleet] section of a unit
@@ -312,7 +312,7 @@ func ParseRequirements(name string, opts []UnitOption) (*Requirements, error) {
 			}
 			// The last Global line wins, as in fleet.
 			if r.Global, err = parseBool(words[0]); err != nil {
-				return nil, fmt.Errorf("[X-Fleet] %v", err)
+				return nil, fmt.Errorf("[X-Fleet] Global: %v", err)
 			}
 		}
 	}

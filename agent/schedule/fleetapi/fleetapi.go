@@ -43,6 +43,9 @@ type Unit struct {
 	MachineID    string                 `json:"machineID,omitempty"`
 	Name         string                 `json:"name,omitempty"`
 	Options      []*schedule.UnitOption `json:"options,omitempty"`
+	// Reason is Pith's addition (fleet clients ignore it): why a unit that
+	// should run has no machine.
+	Reason string `json:"reason,omitempty"`
 }
 
 // UnitPage is fleet's page of units.
@@ -316,7 +319,7 @@ func (h *handler) reportIndex() map[reportKey]schedule.UnitReport {
 // machine reports having reached for this exact unit file; for a global
 // unit, the furthest state any machine reached.
 func (h *handler) apiUnit(u *schedule.Unit, reports map[reportKey]schedule.UnitReport) *Unit {
-	au := &Unit{Name: u.Name, DesiredState: string(u.Desired), MachineID: u.Machine, CurrentState: string(schedule.Inactive)}
+	au := &Unit{Name: u.Name, DesiredState: string(u.Desired), MachineID: u.Machine, CurrentState: string(schedule.Inactive), Reason: u.Reason}
 	for i := range u.Options {
 		au.Options = append(au.Options, &u.Options[i])
 	}
