@@ -109,8 +109,8 @@ func (m *peerMux) dial(ctx context.Context, addr string, proto byte) (net.Conn, 
 type raftStream struct{ m *peerMux }
 
 func (s raftStream) Accept() (net.Conn, error) { return s.m.raftL.Accept() }
-func (s raftStream) Close() error             { return s.m.Close() }
-func (s raftStream) Addr() net.Addr           { return s.m.ln.Addr() }
+func (s raftStream) Close() error              { return s.m.Close() }
+func (s raftStream) Addr() net.Addr            { return s.m.ln.Addr() }
 func (s raftStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
