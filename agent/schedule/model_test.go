@@ -172,3 +172,41 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Fatal("garbage snapshot restored")
 	}
 }
+
+func TestApplyLogEntries(t *testing.T) {
+	st := NewState()
+	r := st.Apply(7, []byte("{not json")).(ApplyResult)
+	if r.Err == nil || st.Index() != 7 {
+		t.Fatalf("garbage entry: %+v, index %d", r, st.Index())
+	}
+	b, _ := EncodeCommand(&Command{Op: "frobnicate"})
+	if r := st.Apply(8, b).(ApplyResult); r.Err == nil || !strings.Contains(r.Err.Error(), "unknown schedule command") {
+		t.Fatalf("unknown op: %+v", r)
+	}
+	// A LogStore over a "log" that applies entries to two replicas in order.
+	a, c := NewState(), NewState()
+	idx := uint64(8)
+	ls := NewLogStore(a, func(_ context.Context, e []byte) (any, error) {
+		idx++
+		c.Apply(idx, e)
+		return a.Apply(idx, e), nil
+	})
+	opts, _ := ParseUnitFile([]byte(unitText()))
+	if _, err := ls.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "a.service", Options: opts, Desired: Launched}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ls.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "a.service", Options: opts, Desired: Launched}}); err != ErrUnitExists {
+		t.Fatalf("duplicate create through the log: %v", err)
+	}
+	ls.Propose(context.Background(), &Command{Op: OpRegisterMachine, Machine: &Machine{ID: "m1"}})
+	v, err := ls.Propose(context.Background(), &Command{Op: OpPlace, Term: 3, Placements: []Placement{{Unit: "a.service", To: "m1"}, {Unit: "b.service", To: "m1"}}})
+	if err != nil || v.(PlaceResult) != (PlaceResult{Applied: 1, Skipped: 1}) {
+		t.Fatalf("place: %v %v", v, err)
+	}
+	var sa, sc bytes.Buffer
+	a.Save(&sa)
+	c.Snapshot(&sc)
+	if sa.String() != sc.String() {
+		t.Fatalf("replicas diverged:\n%s\n%s", sa.String(), sc.String())
+	}
+}

@@ -109,10 +109,38 @@ func DecodeCommand(b []byte) (*Command, error) {
 	return &c, nil
 }
 
-// Apply executes one committed command at log index idx. The returned
-// value is the command's result for the proposer: nil, an error, or a
-// PlaceResult for OpPlace.
-func (s *State) Apply(idx uint64, cmd *Command) (any, error) {
+// ApplyResult is what Apply returns for one log entry: the proposer's
+// value (nil, or PlaceResult for OpPlace) and the command's error.
+type ApplyResult struct {
+	Value any
+	Err   error
+}
+
+// Apply is the raft FSM step (the shape of agent/cluster's StateMachine):
+// it decodes one log entry written by EncodeCommand and applies it. It
+// always returns an ApplyResult.
+func (s *State) Apply(index uint64, data []byte) any {
+	cmd, err := DecodeCommand(data)
+	if err != nil {
+		// Still advance the index so every replica agrees.
+		s.mu.Lock()
+		if index > s.index {
+			s.index = index
+		}
+		s.mu.Unlock()
+		return ApplyResult{Err: err}
+	}
+	v, err := s.ApplyCommand(index, cmd)
+	return ApplyResult{Value: v, Err: err}
+}
+
+// Save writes the whole state (agent/cluster's StateMachine.Save).
+func (s *State) Save(w io.Writer) error { return s.Snapshot(w) }
+
+// ApplyCommand executes one committed command at log index idx. The
+// returned value is the command's result for the proposer: nil, an error,
+// or a PlaceResult for OpPlace.
+func (s *State) ApplyCommand(idx uint64, cmd *Command) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if idx > s.index {
@@ -416,15 +444,56 @@ func (m *MemStore) Propose(ctx context.Context, cmd *Command) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec, err := DecodeCommand(b)
-	if err != nil {
-		return nil, err
-	}
 	if m.Hook != nil {
+		dec, err := DecodeCommand(b)
+		if err != nil {
+			return nil, err
+		}
 		m.Hook(dec)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.index++
-	return m.st.Apply(m.index, dec)
+	// The same path a raft log entry takes.
+	r := m.st.Apply(m.index, b).(ApplyResult)
+	return r.Value, r.Err
+}
+
+// LogStore is the Store over a replicated log (pithd: the cluster's raft,
+// namespace schedule). submit appends one entry on the leader and returns
+// the value the FSM's Apply returned for it; st is this node's replica,
+// which the FSM feeds.
+type LogStore struct {
+	st     *State
+	submit func(ctx context.Context, entry []byte) (any, error)
+}
+
+// NewLogStore wires a State that the log applies to with the function that
+// proposes entries.
+func NewLogStore(st *State, submit func(ctx context.Context, entry []byte) (any, error)) *LogStore {
+	return &LogStore{st: st, submit: submit}
+}
+
+// State implements Store.
+func (l *LogStore) State() *State { return l.st }
+
+// Propose implements Store.
+func (l *LogStore) Propose(ctx context.Context, cmd *Command) (any, error) {
+	b, err := EncodeCommand(cmd)
+	if err != nil {
+		return nil, err
+	}
+	res, err := l.submit(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	switch r := res.(type) {
+	case ApplyResult:
+		return r.Value, r.Err
+	case error:
+		return nil, r
+	case nil:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("schedule: unexpected apply result %T", res)
 }
