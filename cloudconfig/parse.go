@@ -49,6 +49,17 @@ func (f Format) String() string {
 // MarshalText lets JSON reports name the format.
 func (f Format) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
 
+// UnmarshalText reads a format name written by MarshalText.
+func (f *Format) UnmarshalText(b []byte) error {
+	for g := FormatEmpty; g <= FormatUnknown; g++ {
+		if g.String() == string(b) {
+			*f = g
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown user-data format %q", b)
+}
+
 var gzipMagic = []byte{0x1f, 0x8b}
 
 // Detect names the kind of user-data from its first bytes. Gzipped

@@ -1,0 +1,473 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pith-os/pith/cloudconfig"
+)
+
+// DefaultUser receives the top-level ssh_authorized_keys and the
+// datasource's keys, as "core" did on CoreOS.
+const DefaultUser = "core"
+
+// Applier applies parsed user-data under Root.
+type Applier struct {
+	Root     string
+	Accounts Accounts
+	Units    Units
+	Host     Host
+	// Logf reports each step (the journal in pithd); may be nil.
+	Logf func(format string, args ...any)
+}
+
+func (a *Applier) logf(format string, args ...any) {
+	if a.Logf != nil {
+		a.Logf(format, args...)
+	}
+}
+
+// Options say which boot this is.
+type Options struct {
+	// FirstBoot applies everything. Later boots re-apply only what
+	// coreos-cloudinit re-applied on every boot: hostname, write_files,
+	// /etc/hosts and units (so runtime units and files under /run come
+	// back); users, passwords, SSH keys and scripts are first boot only,
+	// so an operator's later changes to accounts are not undone.
+	FirstBoot bool
+	// MetadataSSHKeys are the datasource's keys, given to DefaultUser.
+	MetadataSSHKeys []string
+}
+
+// ApplyCloudConfig applies a validated cloud-config. The caller must have
+// checked its report: apply assumes every value passed validation.
+func (a *Applier) ApplyCloudConfig(ctx context.Context, c *cloudconfig.Config, opt Options) error {
+	if c.Hostname != "" {
+		if err := a.setHostname(c.Hostname); err != nil {
+			return err
+		}
+	}
+	if opt.FirstBoot {
+		for _, u := range c.Users {
+			if err := a.applyUser(ctx, u); err != nil {
+				return fmt.Errorf("user %s: %w", u.Name, err)
+			}
+		}
+		keys := append(append([]string{}, c.SSHAuthorizedKeys...), opt.MetadataSSHKeys...)
+		if len(keys) > 0 {
+			if err := a.ensureDefaultUser(ctx); err != nil {
+				return err
+			}
+			if err := a.setSSHKeys(DefaultUser, "pith-cloudinit", keys); err != nil {
+				return err
+			}
+		}
+	}
+	for i, f := range c.WriteFiles {
+		if err := a.writeFile(f); err != nil {
+			return fmt.Errorf("write_files[%d] %s: %w", i, f.Path, err)
+		}
+	}
+	if c.ManageEtcHosts == "localhost" {
+		if err := a.writeEtcHosts(c.Hostname); err != nil {
+			return err
+		}
+	}
+	if c.CoreOS.OEM.ID != "" {
+		if err := a.writeOEMRelease(c.CoreOS.OEM); err != nil {
+			return err
+		}
+	}
+	return a.applyUnits(ctx, c.CoreOS.Units)
+}
+
+func (a *Applier) path(p string) (string, error) { return under(a.Root, p) }
+
+func (a *Applier) setHostname(name string) error {
+	p, err := a.path("/etc/hostname")
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(p, []byte(name+"\n"), 0o644, 0, 0); err != nil {
+		return fmt.Errorf("write /etc/hostname: %w", err)
+	}
+	if a.Host != nil {
+		if err := a.Host.SetHostname(name); err != nil {
+			return fmt.Errorf("set hostname: %w", err)
+		}
+	}
+	a.logf("hostname set to %s", name)
+	return nil
+}
+
+// writeEtcHosts is manage_etc_hosts: localhost: the hostname resolves to
+// the loopback address, as coreos-cloudinit wrote it.
+func (a *Applier) writeEtcHosts(hostname string) error {
+	if hostname == "" {
+		if b, err := os.ReadFile(filepath.Join(a.Root, "etc/hostname")); err == nil {
+			hostname = strings.TrimSpace(string(b))
+		}
+	}
+	if hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		hostname = h
+	}
+	short, _, _ := strings.Cut(hostname, ".")
+	names := hostname
+	if short != hostname {
+		names += " " + short
+	}
+	content := fmt.Sprintf("# Written by pithd from user-data (manage_etc_hosts: localhost).\n127.0.0.1 %s localhost\n::1 %s localhost ip6-localhost ip6-loopback\n", names, names)
+	p, err := a.path("/etc/hosts")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(p, []byte(content), 0o644, 0, 0)
+}
+
+func (a *Applier) writeOEMRelease(o cloudconfig.OEM) error {
+	var b strings.Builder
+	for _, kv := range [][2]string{{"ID", o.ID}, {"VERSION_ID", o.VersionID}, {"NAME", o.Name}, {"HOME_URL", o.HomeURL}, {"BUG_REPORT_URL", o.BugReportURL}} {
+		if kv[1] != "" {
+			fmt.Fprintf(&b, "%s=%q\n", kv[0], kv[1])
+		}
+	}
+	p, err := a.path("/etc/oem-release")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(p, []byte(b.String()), 0o644, 0, 0)
+}
+
+func (a *Applier) writeFile(f cloudconfig.File) error {
+	data, err := cloudconfig.DecodeContent(f.Content, f.Encoding)
+	if err != nil {
+		return err
+	}
+	mode := uint64(0o644)
+	if f.Permissions != "" {
+		if mode, err = strconv.ParseUint(f.Permissions, 8, 32); err != nil {
+			return fmt.Errorf("permissions %q: %w", f.Permissions, err)
+		}
+	}
+	uid, gid, err := a.owner(f.Owner)
+	if err != nil {
+		return err
+	}
+	p, err := a.path(f.Path)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(p, data, fileMode(uint32(mode)), uid, gid); err != nil {
+		return err
+	}
+	a.logf("wrote %s (%d bytes, mode %04o)", f.Path, len(data), mode)
+	return nil
+}
+
+// owner resolves "user", "user:group", "uid:gid" (and "user:" for the
+// user's login group) against the accounts under the root.
+func (a *Applier) owner(s string) (uid, gid int, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	user, group, hasGroup := strings.Cut(s, ":")
+	acct := Account{}
+	if n, err := strconv.Atoi(user); err == nil {
+		uid = n
+	} else {
+		var ok bool
+		acct, ok, err = a.Accounts.LookupUser(user)
+		if err != nil {
+			return 0, 0, err
+		}
+		if !ok {
+			return 0, 0, fmt.Errorf("owner %q: no such user", s)
+		}
+		uid = acct.UID
+	}
+	switch {
+	case !hasGroup:
+		gid = 0
+	case group == "" && acct.Name != "":
+		gid = acct.GID
+	case group == "":
+		gid = 0
+	default:
+		if n, err := strconv.Atoi(group); err == nil {
+			gid = n
+		} else {
+			g, ok, err := a.Accounts.LookupGroup(group)
+			if err != nil {
+				return 0, 0, err
+			}
+			if !ok {
+				return 0, 0, fmt.Errorf("owner %q: no such group", s)
+			}
+			gid = g
+		}
+	}
+	return uid, gid, nil
+}
+
+func (a *Applier) applyUser(ctx context.Context, u cloudconfig.User) error {
+	spec := UserSpec{
+		Name: u.Name, GECOS: u.GECOS, Homedir: u.Homedir, NoCreateHome: u.NoCreateHome,
+		PrimaryGroup: u.PrimaryGroup, Groups: u.Groups, System: u.System, NoUserGroup: u.NoUserGroup,
+		NoLogInit: u.NoLogInit, Shell: u.Shell, Inactive: u.Inactive,
+	}
+	if err := a.ensureUser(ctx, spec); err != nil {
+		return err
+	}
+	if u.PasswordHash != "" {
+		if err := a.Accounts.SetPasswordHash(ctx, u.Name, u.PasswordHash); err != nil {
+			return err
+		}
+	}
+	if u.LockPasswd != nil && *u.LockPasswd {
+		if err := a.Accounts.LockPassword(ctx, u.Name); err != nil {
+			return err
+		}
+	}
+	if len(u.SSHAuthorizedKeys) > 0 {
+		if err := a.setSSHKeys(u.Name, "pith-cloudinit", u.SSHAuthorizedKeys); err != nil {
+			return err
+		}
+	}
+	if len(u.Sudo.Rules) > 0 {
+		var b strings.Builder
+		fmt.Fprintf(&b, "# Written by pithd from user-data.\n")
+		for _, r := range u.Sudo.Rules {
+			fmt.Fprintf(&b, "%s %s\n", u.Name, r)
+		}
+		p, err := a.path("/etc/sudoers.d/90-pith-" + u.Name)
+		if err != nil {
+			return err
+		}
+		// sudo ignores files that are not 0440 root:root.
+		if err := writeAtomic(p, []byte(b.String()), 0o440, 0, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Applier) ensureUser(ctx context.Context, spec UserSpec) error {
+	// Groups named for the user are created when missing (as cloud-init
+	// does), so a config is not half-applied because of a group.
+	groups := append([]string{}, spec.Groups...)
+	if spec.PrimaryGroup != "" {
+		groups = append(groups, spec.PrimaryGroup)
+	}
+	for _, g := range groups {
+		if _, err := strconv.Atoi(g); err == nil {
+			continue // a gid
+		}
+		_, ok, err := a.Accounts.LookupGroup(g)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			a.logf("creating group %s for user %s", g, spec.Name)
+			if err := a.Accounts.AddGroup(ctx, g, nil, spec.System, ""); err != nil {
+				return err
+			}
+		}
+	}
+	_, exists, err := a.Accounts.LookupUser(spec.Name)
+	if err != nil {
+		return err
+	}
+	if exists {
+		a.logf("user %s exists; updating", spec.Name)
+		return a.Accounts.UpdateUser(ctx, spec)
+	}
+	a.logf("creating user %s", spec.Name)
+	return a.Accounts.AddUser(ctx, spec)
+}
+
+func (a *Applier) ensureDefaultUser(ctx context.Context) error {
+	_, ok, err := a.Accounts.LookupUser(DefaultUser)
+	if err != nil || ok {
+		return err
+	}
+	return a.Accounts.AddUser(ctx, UserSpec{Name: DefaultUser, GECOS: "Pith Admin", Shell: "/bin/bash"})
+}
+
+// setSSHKeys writes keys to ~user/.ssh/authorized_keys.d/<name> and
+// rebuilds authorized_keys from every file in authorized_keys.d, as
+// CoreOS's update-ssh-keys did, so keys from different sources coexist.
+func (a *Applier) setSSHKeys(user, name string, keys []string) error {
+	acct, ok, err := a.Accounts.LookupUser(user)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("no such user %q for SSH keys", user)
+	}
+	home, err := a.path(acct.Home)
+	if err != nil {
+		return err
+	}
+	sshDir := filepath.Join(home, ".ssh")
+	dDir := filepath.Join(sshDir, "authorized_keys.d")
+	for _, d := range []string{home, sshDir, dDir} {
+		if _, err := os.Lstat(d); os.IsNotExist(err) {
+			if err := os.Mkdir(d, 0o700); err != nil {
+				return err
+			}
+			if err := os.Lchown(d, acct.UID, acct.GID); err != nil {
+				return err
+			}
+		}
+	}
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(strings.TrimSpace(k))
+		b.WriteByte('\n')
+	}
+	if err := writeAtomic(filepath.Join(dDir, name), []byte(b.String()), 0o600, acct.UID, acct.GID); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dDir)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	var merged strings.Builder
+	merged.WriteString("# auto-generated by pithd from ~/.ssh/authorized_keys.d; add keys there\n")
+	for _, n := range names {
+		data, err := os.ReadFile(filepath.Join(dDir, n))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&merged, "# %s\n%s", n, data)
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			merged.WriteByte('\n')
+		}
+	}
+	if err := writeAtomic(filepath.Join(sshDir, "authorized_keys"), []byte(merged.String()), 0o600, acct.UID, acct.GID); err != nil {
+		return err
+	}
+	a.logf("installed %d SSH key(s) for %s", len(keys), user)
+	return nil
+}
+
+// unitDir is where unit files go: /etc/systemd/system, or
+// /run/systemd/system for runtime units that must vanish at reboot.
+func unitDir(runtime bool) string {
+	if runtime {
+		return "/run/systemd/system"
+	}
+	return "/etc/systemd/system"
+}
+
+// applyUnits writes unit files and drop-ins, reloads systemd, enables and
+// masks, then runs the commands, in that order (systemd must know a unit
+// before it can enable or start it).
+func (a *Applier) applyUnits(ctx context.Context, units []cloudconfig.Unit) error {
+	if len(units) == 0 {
+		return nil
+	}
+	reload := false
+	for _, u := range units {
+		dir := unitDir(u.Runtime)
+		if u.Content != "" {
+			p, err := a.path(filepath.Join(dir, u.Name))
+			if err != nil {
+				return err
+			}
+			if err := writeAtomic(p, []byte(u.Content), 0o644, 0, 0); err != nil {
+				return fmt.Errorf("unit %s: %w", u.Name, err)
+			}
+			reload = true
+		}
+		for _, d := range u.DropIns {
+			p, err := a.path(filepath.Join(dir, u.Name+".d", d.Name))
+			if err != nil {
+				return err
+			}
+			if err := writeAtomic(p, []byte(d.Content), 0o644, 0, 0); err != nil {
+				return fmt.Errorf("unit %s drop-in %s: %w", u.Name, d.Name, err)
+			}
+			reload = true
+		}
+	}
+	if a.Units == nil {
+		return fmt.Errorf("units given but no systemd connection")
+	}
+	if reload {
+		if err := a.Units.DaemonReload(ctx); err != nil {
+			return fmt.Errorf("daemon-reload: %w", err)
+		}
+	}
+	for _, u := range units {
+		switch {
+		case u.Mask:
+			if err := a.Units.Mask(ctx, []string{u.Name}, u.Runtime); err != nil {
+				return fmt.Errorf("mask %s: %w", u.Name, err)
+			}
+		case u.Enable:
+			if err := a.Units.Enable(ctx, []string{u.Name}, u.Runtime); err != nil {
+				return fmt.Errorf("enable %s: %w", u.Name, err)
+			}
+		}
+	}
+	for _, u := range units {
+		if u.Command == "" {
+			continue
+		}
+		if err := a.Units.Run(ctx, u.Name, u.Command); err != nil {
+			return fmt.Errorf("%s %s: %w", u.Command, u.Name, err)
+		}
+		a.logf("%s %s", u.Command, u.Name)
+	}
+	return nil
+}
+
+// ScriptPath is where a #! user-data script is kept and run from.
+const ScriptPath = "/var/lib/pith/user-data-script"
+
+// scriptUnit runs the user-data script once, like coreos-cloudinit's
+// transient unit: in the background, so a long script never holds up boot.
+const scriptUnit = "pith-user-data-script.service"
+
+// ApplyScript saves and starts a #! user-data script (first boot only).
+func (a *Applier) ApplyScript(ctx context.Context, script []byte) error {
+	p, err := a.path(ScriptPath)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(p, script, 0o700, 0, 0); err != nil {
+		return err
+	}
+	unit := fmt.Sprintf("[Unit]\nDescription=User-data script from the datasource (first boot)\n\n[Service]\nType=simple\nExecStart=%s\n", ScriptPath)
+	up, err := a.path(filepath.Join(unitDir(true), scriptUnit))
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(up, []byte(unit), 0o644, 0, 0); err != nil {
+		return err
+	}
+	if a.Units == nil {
+		return fmt.Errorf("script given but no systemd connection")
+	}
+	if err := a.Units.DaemonReload(ctx); err != nil {
+		return err
+	}
+	return a.Units.Run(ctx, scriptUnit, "start")
+}

@@ -1,0 +1,391 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pith-os/pith/cloudconfig"
+)
+
+// recorder is the systemd side of a test: it records calls in order.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+	fail  string // a call to fail, e.g. "start a.service"
+}
+
+func (r *recorder) add(s string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, s)
+	if s == r.fail {
+		return errors.New("injected failure")
+	}
+	return nil
+}
+func (r *recorder) DaemonReload(context.Context) error { return r.add("daemon-reload") }
+func (r *recorder) Enable(_ context.Context, n []string, rt bool) error {
+	return r.add(fmt.Sprintf("enable %s runtime=%v", strings.Join(n, ","), rt))
+}
+func (r *recorder) Disable(_ context.Context, n []string, rt bool) error {
+	return r.add(fmt.Sprintf("disable %s runtime=%v", strings.Join(n, ","), rt))
+}
+func (r *recorder) Mask(_ context.Context, n []string, rt bool) error {
+	return r.add(fmt.Sprintf("mask %s runtime=%v", strings.Join(n, ","), rt))
+}
+func (r *recorder) Run(_ context.Context, name, cmd string) error { return r.add(cmd + " " + name) }
+func (r *recorder) SetHostname(n string) error                  { return r.add("sethostname " + n) }
+
+// newRoot makes a root with the host's account files, so shadow's real
+// tools (useradd --prefix, chpasswd --root) work on it.
+func newRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"passwd", "group", "shadow", "gshadow", "login.defs"} {
+		b, err := os.ReadFile(filepath.Join("/etc", f))
+		if err != nil {
+			t.Fatalf("host account file: %v", err)
+		}
+		mode := os.FileMode(0o644)
+		if f == "shadow" || f == "gshadow" {
+			mode = 0o640
+		}
+		if err := os.WriteFile(filepath.Join(root, "etc", f), b, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func newStage(t *testing.T) (*Stage, *recorder, string) {
+	root := newRoot(t)
+	rec := &recorder{}
+	return &Stage{Applier: &Applier{Root: root, Accounts: &Shadow{Root: root}, Units: rec, Host: rec, Logf: t.Logf}}, rec, root
+}
+
+func read(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func checkFile(t *testing.T, p string, mode os.FileMode, uid int, content string) {
+	t.Helper()
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode() != mode {
+		t.Errorf("%s: mode %v, want %v", p, st.Mode(), mode)
+	}
+	if got := fileUID(st); got != uid {
+		t.Errorf("%s: uid %d, want %d", p, got, uid)
+	}
+	if content != "" {
+		if got := read(t, p); got != content {
+			t.Errorf("%s = %q, want %q", p, got, content)
+		}
+	}
+}
+
+func field(t *testing.T, root, file, name string, i int) string {
+	t.Helper()
+	for _, l := range strings.Split(read(t, filepath.Join(root, "etc", file)), "\n") {
+		f := strings.Split(l, ":")
+		if f[0] == name && len(f) > i {
+			return f[i]
+		}
+	}
+	t.Fatalf("%s not in %s", name, file)
+	return ""
+}
+
+const aliceKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop"
+
+func TestCloudConfigFirstAndLaterBoots(t *testing.T) {
+	data, err := os.ReadFile("../testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage, rec, root := newStage(t)
+	in := Input{Source: "test", UserData: data, Metadata: map[string]string{"k": "v"},
+		Addresses: cloudconfig.Addresses{PrivateIPv4: net.ParseIP("10.0.2.15")},
+		SSHKeys:   []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl meta"}}
+	st, err := stage.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.FirstBoot || !st.Applied || !st.Valid || st.Format != cloudconfig.FormatCloudConfig {
+		t.Fatalf("state %+v", st)
+	}
+
+	// hostname and /etc/hosts
+	checkFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "node1.example.com\n")
+	if h := read(t, filepath.Join(root, "etc/hosts")); !strings.Contains(h, "127.0.0.1 node1.example.com node1 localhost") {
+		t.Errorf("/etc/hosts = %q", h)
+	}
+	// users, made by the real tools
+	a, ok, err := (&Shadow{Root: root}).LookupUser("alice")
+	if err != nil || !ok || a.Home != "/home/alice" {
+		t.Fatalf("alice: %+v %v %v", a, ok, err)
+	}
+	if got := field(t, root, "passwd", "alice", 4); got != "Alice Example" {
+		t.Errorf("gecos %q", got)
+	}
+	if got := field(t, root, "passwd", "alice", 6); got != "/bin/bash" {
+		t.Errorf("shell %q", got)
+	}
+	if got := field(t, root, "shadow", "alice", 1); !strings.HasPrefix(got, "$6$rounds=4096$saltsalt$") {
+		t.Errorf("alice's hash %q", got)
+	}
+	for _, g := range []string{"sudo", "docker"} {
+		if got := field(t, root, "group", g, 3); !strings.Contains(","+got+",", ",alice,") {
+			t.Errorf("group %s members %q", g, got)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "home/alice")); err != nil {
+		t.Errorf("alice's home: %v", err)
+	}
+	svc, ok, _ := (&Shadow{Root: root}).LookupUser("svc")
+	if !ok || svc.UID >= 1000 {
+		t.Errorf("svc should be a system user: %+v", svc)
+	}
+	if got := field(t, root, "shadow", "svc", 7); got != "1" {
+		t.Errorf("svc (inactive) expiry %q, want 1", got)
+	}
+	checkFile(t, filepath.Join(root, "etc/sudoers.d/90-pith-alice"), 0o440, 0, "# Written by pithd from user-data.\nalice ALL=(ALL) NOPASSWD:ALL\n")
+	if _, err := os.Stat(filepath.Join(root, "etc/sudoers.d/90-pith-svc")); !os.IsNotExist(err) {
+		t.Errorf("sudo: false wrote a sudoers file: %v", err)
+	}
+	// SSH keys
+	checkFile(t, filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-cloudinit"), 0o600, a.UID, aliceKey+"\n")
+	if got := read(t, filepath.Join(root, "home/alice/.ssh/authorized_keys")); !strings.Contains(got, aliceKey) {
+		t.Errorf("alice authorized_keys %q", got)
+	}
+	core, ok, _ := (&Shadow{Root: root}).LookupUser("core")
+	if !ok {
+		t.Fatal("core not created for top-level keys")
+	}
+	ck := read(t, filepath.Join(root, core.Home, ".ssh/authorized_keys"))
+	if !strings.Contains(ck, "core@workstation") || !strings.Contains(ck, " meta") {
+		t.Errorf("core's keys (user-data and metadata) = %q", ck)
+	}
+	st2, _ := os.Stat(filepath.Join(root, core.Home, ".ssh"))
+	if st2.Mode() != os.ModeDir|0o700 || fileUID(st2) != core.UID {
+		t.Errorf("~core/.ssh mode %v uid %d", st2.Mode(), fileUID(st2))
+	}
+	// write_files: exact modes, decoded content
+	checkFile(t, filepath.Join(root, "etc/motd"), 0o644, 0, "Welcome to Pith.\n")
+	checkFile(t, filepath.Join(root, "opt/bin/hello"), 0o755, 0, "#!/bin/sh\necho hello\n")
+	checkFile(t, filepath.Join(root, "etc/pith/gz.txt"), 0o644, 0, "hello\n")
+	// units: files, then reload, mask/enable, then commands
+	checkFile(t, filepath.Join(root, "etc/systemd/system/hello.service"), 0o644, 0, "")
+	checkFile(t, filepath.Join(root, "run/systemd/system/tmp-scratch.mount"), 0o644, 0, "")
+	checkFile(t, filepath.Join(root, "etc/systemd/system/docker.service.d/50-opts.conf"), 0o644, 0, "[Service]\nEnvironment=DOCKER_OPTS=--log-level=warn\n")
+	want := []string{"sethostname node1.example.com", "daemon-reload", "enable hello.service runtime=false", "mask update-engine.service runtime=false",
+		"start etcd2.service", "start hello.service", "start tmp-scratch.mount"}
+	if strings.Join(rec.calls, "\n") != strings.Join(want, "\n") {
+		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(rec.calls, "\n"), strings.Join(want, "\n"))
+	}
+	// records
+	if b := read(t, filepath.Join(root, StateDir, UserDataFile)); b != string(data) {
+		t.Error("user-data not saved as fetched")
+	}
+	if done, _ := stage.FirstBootDone(); !done {
+		t.Error("first boot not recorded")
+	}
+	if read(t, filepath.Join(root, StateDir, MetadataFile)) != "{\n  \"k\": \"v\"\n}\n" {
+		t.Error("metadata not saved")
+	}
+
+	// A later boot: files and units again, accounts untouched.
+	os.Remove(filepath.Join(root, "etc/motd"))
+	os.Remove(filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-cloudinit"))
+	rec.calls = nil
+	st, err = stage.RunSaved(context.Background())
+	if err != nil || st.FirstBoot || !st.Applied {
+		t.Fatalf("later boot: %+v %v", st, err)
+	}
+	checkFile(t, filepath.Join(root, "etc/motd"), 0o644, 0, "Welcome to Pith.\n")
+	if _, err := os.Stat(filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-cloudinit")); !os.IsNotExist(err) {
+		t.Error("a later boot rewrote SSH keys")
+	}
+	if len(rec.calls) != len(want) {
+		t.Errorf("later boot calls %v", rec.calls)
+	}
+}
+
+func TestInvalidUserDataChangesNothing(t *testing.T) {
+	stage, rec, root := newStage(t)
+	before := read(t, filepath.Join(root, "etc/passwd"))
+	ud := "#cloud-config\nhostname: good\nusers:\n  - name: bob\nwrite_files:\n  - path: /etc/x\n    content: x\ncoreos:\n  units:\n    - name: a.service\n      command: begin\n"
+	st, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud)})
+	var inv *InvalidError
+	if !errors.As(err, &inv) || st.Valid || st.Applied || st.Errors != 1 {
+		t.Fatalf("err %v, state %+v", err, st)
+	}
+	for _, p := range []string{"etc/hostname", "etc/x", "home/bob", filepath.Join(StateDir, FirstBootFile)} {
+		if _, err := os.Stat(filepath.Join(root, p)); !os.IsNotExist(err) {
+			t.Errorf("%s exists after invalid user-data", p)
+		}
+	}
+	if read(t, filepath.Join(root, "etc/passwd")) != before || len(rec.calls) != 0 {
+		t.Errorf("system changed: calls %v", rec.calls)
+	}
+	rep := read(t, filepath.Join(root, StateDir, ReportFile))
+	if !strings.Contains(rep, "/var/lib/pith/user-data:11:16: error: coreos.units[0].command") {
+		t.Errorf("report file: %q", rep)
+	}
+	saved, err := ReadState(root)
+	if err != nil || saved.Valid || saved.Errors != 1 || saved.Format != cloudconfig.FormatCloudConfig {
+		t.Errorf("saved state %+v %v", saved, err)
+	}
+}
+
+func TestSubstitutionAndMissingVariables(t *testing.T) {
+	stage, _, root := newStage(t)
+	ud := "#cloud-config\nwrite_files:\n  - path: /etc/addr\n    content: \"$private_ipv4 $public_ipv4\"\n"
+	st, err := stage.Run(context.Background(), Input{Source: "qemu-fw-cfg", UserData: []byte(ud), Addresses: cloudconfig.Addresses{PrivateIPv4: net.ParseIP("10.0.2.15")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, filepath.Join(root, "etc/addr"), 0o644, 0, "10.0.2.15 $public_ipv4")
+	if st.Warnings != 1 || st.Report[0].Line != 4 || st.Report[0].Column != 25 || !strings.Contains(st.Report[0].Message, "$public_ipv4") {
+		t.Errorf("report %+v", st.Report)
+	}
+}
+
+func TestWriteFilesModesAndOwners(t *testing.T) {
+	stage, _, root := newStage(t)
+	ud := `#cloud-config
+users:
+  - name: dave
+write_files:
+  - path: /opt/suid
+    permissions: '4755'
+    owner: dave:dave
+    content: x
+  - path: /var/tmpdir/sticky
+    permissions: '1777'
+    owner: "0:0"
+    content: y
+  - path: /etc/private
+    permissions: '0600'
+    owner: dave
+    content: z
+`
+	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud)}); err != nil {
+		t.Fatal(err)
+	}
+	d, _, _ := (&Shadow{Root: root}).LookupUser("dave")
+	checkFile(t, filepath.Join(root, "opt/suid"), os.ModeSetuid|0o755, d.UID, "x")
+	checkFile(t, filepath.Join(root, "var/tmpdir/sticky"), os.ModeSticky|0o777, 0, "y")
+	checkFile(t, filepath.Join(root, "etc/private"), 0o600, d.UID, "z")
+	// No temp files left behind.
+	entries, _ := os.ReadDir(filepath.Join(root, "opt"))
+	if len(entries) != 1 {
+		t.Errorf("leftovers in /opt: %v", entries)
+	}
+}
+
+func TestApplyFailureIsRecordedAndRetried(t *testing.T) {
+	stage, rec, root := newStage(t)
+	rec.fail = "start a.service"
+	ud := "#cloud-config\ncoreos:\n  units:\n    - name: a.service\n      command: start\n      content: \"[Service]\\nExecStart=/bin/true\\n\"\n"
+	st, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud)})
+	if err == nil || st.Applied || !strings.Contains(st.ApplyErr, "injected failure") {
+		t.Fatalf("err %v state %+v", err, st)
+	}
+	if done, _ := stage.FirstBootDone(); done {
+		t.Error("failed first boot recorded as done")
+	}
+	rec.fail = ""
+	if st, err = stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud)}); err != nil || !st.FirstBoot || !st.Applied {
+		t.Fatalf("retry: %v %+v", err, st)
+	}
+	_ = root
+}
+
+func TestScript(t *testing.T) {
+	stage, rec, root := newStage(t)
+	script := "#!/bin/sh\necho first boot\n"
+	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(script)}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, filepath.Join(root, ScriptPath), 0o700, 0, script)
+	if u := read(t, filepath.Join(root, "run/systemd/system", scriptUnit)); !strings.Contains(u, "ExecStart="+ScriptPath) {
+		t.Errorf("unit %q", u)
+	}
+	if strings.Join(rec.calls, ",") != "daemon-reload,start "+scriptUnit {
+		t.Errorf("calls %v", rec.calls)
+	}
+	// Scripts run on first boot only.
+	rec.calls = nil
+	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(script)}); err != nil || len(rec.calls) != 0 {
+		t.Errorf("second boot ran the script again: %v %v", rec.calls, err)
+	}
+}
+
+func TestIgnition(t *testing.T) {
+	data, err := os.ReadFile("../testdata/ignition-3.4.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage, rec, root := newStage(t)
+	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: data}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "node3\n")
+	checkFile(t, filepath.Join(root, "etc/motd"), 0o644, 0, "Welcome to Pith.\n")
+	st, err := os.Stat(filepath.Join(root, "var/lib/app"))
+	if err != nil || st.Mode() != os.ModeDir|0o755 {
+		t.Errorf("directory: %v %v", st, err)
+	}
+	if l, err := os.Readlink(filepath.Join(root, "etc/localtime")); err != nil || l != "/usr/share/zoneinfo/UTC" {
+		t.Errorf("link %q %v", l, err)
+	}
+	if got := field(t, root, "group", "ops", 2); got != "1500" {
+		t.Errorf("ops gid %q", got)
+	}
+	a, ok, _ := (&Shadow{Root: root}).LookupUser("alice")
+	if !ok {
+		t.Fatal("alice missing")
+	}
+	checkFile(t, filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-ignition"), 0o600, a.UID, aliceKey+"\n")
+	checkFile(t, filepath.Join(root, "etc/systemd/system/docker.service.d/50-opts.conf"), 0o644, 0, "[Service]\nEnvironment=X=1\n")
+	want := "daemon-reload,enable hello.service runtime=false,start hello.service"
+	if strings.Join(rec.calls, ",") != want {
+		t.Errorf("calls %v, want %s", rec.calls, want)
+	}
+}
+
+func TestIgnitionOverwriteConflictChangesNothing(t *testing.T) {
+	stage, rec, root := newStage(t)
+	if err := os.WriteFile(filepath.Join(root, "etc/existing"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := `{"ignition":{"version":"3.4.0"},"storage":{"files":[
+	  {"path":"/etc/new","contents":{"source":"data:,new"}},
+	  {"path":"/etc/existing","contents":{"source":"data:,replaced"}}]},
+	  "systemd":{"units":[{"name":"a.service","enabled":true,"contents":"[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"}]}}`
+	_, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(cfg)})
+	if err == nil || !strings.Contains(err.Error(), "overwrite is not true") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/new")); !os.IsNotExist(err) || read(t, filepath.Join(root, "etc/existing")) != "old" || len(rec.calls) != 0 {
+		t.Errorf("conflicting config changed the system: %v", rec.calls)
+	}
+}

@@ -1,0 +1,244 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pith-os/pith/cloudconfig"
+)
+
+// StateDir keeps what first boot fetched and did.
+const StateDir = "/var/lib/pith"
+
+// Files under StateDir.
+const (
+	UserDataFile  = "user-data"        // the raw user-data, as fetched
+	MetadataFile  = "metadata.json"    // the datasource's metadata
+	ReportFile    = "user-data.report" // the validation report, file:line:col lines
+	StateFile     = "user-data.json"   // State of the last run
+	FirstBootFile = "first-boot.done"  // exists once first boot applied user-data
+)
+
+// Input is what the datasource found.
+type Input struct {
+	Source    string
+	UserData  []byte
+	Metadata  any // saved as JSON (datasource.Metadata)
+	Addresses cloudconfig.Addresses
+	SSHKeys   []string
+}
+
+// State records a run of the stage; `pithctl status` shows it.
+type State struct {
+	Time      time.Time             `json:"time"`
+	FirstBoot bool                  `json:"first_boot"`
+	Source    string                `json:"source"`
+	Format    cloudconfig.Format    `json:"format"`
+	SHA256    string                `json:"sha256"`
+	Valid     bool                  `json:"valid"`
+	Applied   bool                  `json:"applied"`
+	Errors    int                   `json:"errors"`
+	Warnings  int                   `json:"warnings"`
+	Report    []cloudconfig.Entry   `json:"report,omitempty"`
+	ApplyErr  string                `json:"apply_error,omitempty"`
+	Addresses cloudconfig.Addresses `json:"addresses"`
+	SSHKeys   []string              `json:"ssh_keys,omitempty"`
+}
+
+// InvalidError is returned when user-data is rejected: nothing was applied.
+type InvalidError struct {
+	Source string
+	Report *cloudconfig.Report
+}
+
+func (e *InvalidError) Error() string {
+	n, w := e.Report.Count()
+	return fmt.Sprintf("user-data from %s rejected: %d error(s), %d warning(s); nothing applied (report in %s)", e.Source, n, w, filepath.Join(StateDir, ReportFile))
+}
+
+// Stage is pithd's first-boot stage.
+type Stage struct {
+	Applier *Applier
+	// Now is the clock for State.Time (time.Now if nil).
+	Now func() time.Time
+}
+
+func (s *Stage) state(p string) (string, error) {
+	return under(s.Applier.Root, filepath.Join(StateDir, p))
+}
+
+// FirstBootDone reports whether first boot already applied user-data.
+func (s *Stage) FirstBootDone() (bool, error) {
+	p, err := s.state(FirstBootFile)
+	if err != nil {
+		return false, err
+	}
+	_, err = os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Run saves the input under StateDir, validates it, and applies it if it
+// is valid: everything on first boot, the every-boot parts later. Invalid
+// user-data returns *InvalidError and changes nothing but the records; the
+// node boots on without it. First boot is recorded as done only once user
+// data was applied (or there was none), so fixed user-data is picked up
+// on the next boot.
+func (s *Stage) Run(ctx context.Context, in Input) (*State, error) {
+	first, err := s.FirstBootDone()
+	if err != nil {
+		return nil, err
+	}
+	first = !first
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	sum := sha256.Sum256(in.UserData)
+	st := &State{Time: now().UTC(), FirstBoot: first, Source: in.Source, SHA256: hex.EncodeToString(sum[:]), Addresses: in.Addresses, SSHKeys: in.SSHKeys}
+	if err := s.save(UserDataFile, in.UserData, 0o600); err != nil {
+		return nil, err
+	}
+	if in.Metadata != nil {
+		md, err := json.MarshalIndent(in.Metadata, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		if err := s.save(MetadataFile, append(md, '\n'), 0o600); err != nil {
+			return nil, err
+		}
+	}
+
+	ud, rep := s.parse(in)
+	st.Format = ud.Format
+	st.Errors, st.Warnings = rep.Count()
+	st.Report = rep.Entries
+	st.Valid = !rep.HasErrors()
+	if err := s.save(ReportFile, []byte(rep.Format(filepath.Join(StateDir, UserDataFile))), 0o644); err != nil {
+		return nil, err
+	}
+	if !st.Valid {
+		return st, errors.Join(&InvalidError{Source: in.Source, Report: rep}, s.record(st))
+	}
+
+	opt := Options{FirstBoot: first, MetadataSSHKeys: in.SSHKeys}
+	var applyErr error
+	switch ud.Format {
+	case cloudconfig.FormatCloudConfig:
+		applyErr = s.Applier.ApplyCloudConfig(ctx, ud.CloudConfig, opt)
+	case cloudconfig.FormatIgnition:
+		applyErr = s.Applier.ApplyIgnition(ctx, ud.Ignition, opt)
+	case cloudconfig.FormatScript:
+		if first {
+			applyErr = s.Applier.ApplyScript(ctx, ud.Script)
+		}
+	case cloudconfig.FormatEmpty:
+		if first && len(in.SSHKeys) > 0 {
+			applyErr = s.Applier.ApplyCloudConfig(ctx, &cloudconfig.Config{}, opt)
+		}
+	}
+	if applyErr != nil {
+		st.ApplyErr = applyErr.Error()
+		return st, errors.Join(fmt.Errorf("apply user-data from %s: %w", in.Source, applyErr), s.record(st))
+	}
+	st.Applied = true
+	if err := s.record(st); err != nil {
+		return st, err
+	}
+	if first {
+		if err := s.save(FirstBootFile, []byte(st.Time.Format(time.RFC3339)+"\n"), 0o644); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// RunSaved re-runs the stage with the user-data saved by an earlier boot,
+// for boots where the datasource is gone (a detached config drive).
+func (s *Stage) RunSaved(ctx context.Context) (*State, error) {
+	p, err := s.state(UserDataFile)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	prev, err := ReadState(s.Applier.Root)
+	if err != nil {
+		return nil, err
+	}
+	return s.Run(ctx, Input{Source: prev.Source + " (saved)", UserData: data, Addresses: prev.Addresses, SSHKeys: prev.SSHKeys})
+}
+
+// parse substitutes the address variables and validates. A variable the
+// datasource has no value for is a warning at its first use.
+func (s *Stage) parse(in Input) (*cloudconfig.UserData, *cloudconfig.Report) {
+	raw, err := cloudconfig.Decompress(in.UserData)
+	if err != nil {
+		return cloudconfig.Parse(in.UserData) // reports the gzip error
+	}
+	data, missing := cloudconfig.Substitute(raw, in.Addresses)
+	ud, rep := cloudconfig.Parse(data)
+	for _, v := range missing {
+		rep.Warnf(positionOf(data, v), "", "%s is used but the %s datasource has no value for it; it is left as written", v, in.Source)
+	}
+	return ud, rep
+}
+
+func positionOf(data []byte, s string) cloudconfig.Pos {
+	i := bytes.Index(data, []byte(s))
+	if i < 0 {
+		return cloudconfig.Pos{Line: 1}
+	}
+	line := bytes.Count(data[:i], []byte("\n")) + 1
+	col := i - bytes.LastIndexByte(data[:i], '\n')
+	return cloudconfig.Pos{Line: line, Column: col}
+}
+
+func (s *Stage) save(name string, data []byte, mode os.FileMode) error {
+	p, err := s.state(name)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return writeAtomic(p, data, mode, -1, -1)
+}
+
+func (s *Stage) record(st *State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return s.save(StateFile, append(b, '\n'), 0o644)
+}
+
+// ReadState returns the last State recorded under root.
+func ReadState(root string) (*State, error) {
+	p, err := under(root, filepath.Join(StateDir, StateFile))
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return &st, nil
+}
