@@ -106,8 +106,8 @@ func Decompress(data []byte) ([]byte, error) {
 // UserData is parsed user-data of any format.
 type UserData struct {
 	Format      Format
-	CloudConfig *Config        // FormatCloudConfig
-	Script      []byte         // FormatScript
+	CloudConfig *Config         // FormatCloudConfig
+	Script      []byte          // FormatScript
 	Ignition    *IgnitionConfig // FormatIgnition
 }
 

@@ -2,8 +2,8 @@ package cloudconfig
 
 import (
 	"bytes"
-	"fmt"
 	"compress/gzip"
+	"fmt"
 	"os"
 	"strings"
 	"testing"

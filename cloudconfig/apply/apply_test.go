@@ -41,7 +41,7 @@ func (r *recorder) Mask(_ context.Context, n []string, rt bool) error {
 	return r.add(fmt.Sprintf("mask %s runtime=%v", strings.Join(n, ","), rt))
 }
 func (r *recorder) Run(_ context.Context, name, cmd string) error { return r.add(cmd + " " + name) }
-func (r *recorder) SetHostname(n string) error                  { return r.add("sethostname " + n) }
+func (r *recorder) SetHostname(n string) error                    { return r.add("sethostname " + n) }
 
 // newRoot makes a root with the host's account files, so shadow's real
 // tools (useradd --prefix, chpasswd --root) work on it.
