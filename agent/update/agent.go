@@ -1,0 +1,524 @@
+package update
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pith-os/pith/channels"
+)
+
+// Slots is the machine's A/B mechanism as the agent needs it. On a node it
+// is backed by image/slot (GPT gptprio bits + grubenv) and the mounted ESP;
+// see NewDiskSlots.
+type Slots interface {
+	// Running is the slot the machine booted ("a" or "b").
+	Running() (string, error)
+	// Invalidate makes a slot unbootable before it is overwritten, so a
+	// crash mid-write never boots half a release.
+	Invalidate(slot string) error
+	// USRTarget is where the slot's USR payload goes.
+	USRTarget(slot string) (channels.Target, error)
+	// KernelPath and InitrdPath are the slot's files on the mounted ESP.
+	KernelPath(slot string) string
+	InitrdPath(slot string) string
+	// SetTrial arranges a one-time trial boot of the slot.
+	SetTrial(slot string) error
+	// MarkGood makes the slot the default.
+	MarkGood(slot string) error
+}
+
+// Rebooter reboots the machine (systemd on a node; a hook in simulations).
+type Rebooter interface {
+	Reboot(ctx context.Context, reason string) error
+}
+
+// Config is the agent's configuration (cloud-config coreos.update and
+// coreos.locksmith, or pith.update).
+type Config struct {
+	Server    string // channel server URL (coreos.update.server)
+	Channel   string // coreos.update.group
+	Strategy  Strategy
+	Window    *Window
+	Group     string // locksmith reboot group ("" = default semaphore)
+	MachineID string
+	// Running is the version of the release this machine booted.
+	Running  string
+	Platform string // GOOS/GOARCH
+	Keys     *channels.Keyring
+	// StateDir keeps downloads and state.json (on ROOT, e.g. /var/lib/pith/update).
+	StateDir string
+	// Interval between channel checks (default 1h), with up to 10% jitter
+	// so a fleet does not poll in step.
+	Interval time.Duration
+	// LockRetry is the pause between attempts to take the reboot semaphore
+	// (default 30s).
+	LockRetry time.Duration
+	// HTTP client for the channel server (tests, TLS roots); nil = default.
+	Client func(*channels.Client)
+}
+
+// Phase is what the agent is doing.
+type Phase string
+
+// Phases, shown by `pithctl update status`.
+const (
+	PhaseIdle          Phase = "idle"
+	PhaseChecking      Phase = "checking"
+	PhaseDownloading   Phase = "downloading"
+	PhaseWriting       Phase = "writing"
+	PhaseReady         Phase = "update ready, reboot needed"
+	PhaseWaitingWindow Phase = "waiting for reboot window"
+	PhaseWaitingLock   Phase = "waiting for reboot lock"
+	PhaseRebooting     Phase = "rebooting"
+	PhaseVerifying     Phase = "verifying new release"
+	PhaseError         Phase = "error"
+)
+
+// Event is one line of the update history.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Version string    `json:"version"`
+	Kind    string    `json:"kind"` // applied, updated, rollback, rejected, error
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// Pending is an applied release waiting for (or just back from) its reboot.
+type Pending struct {
+	Version string    `json:"version"`
+	Slot    string    `json:"slot"`
+	From    string    `json:"from"`
+	Applied time.Time `json:"applied"`
+}
+
+// persisted is state.json.
+type persisted struct {
+	Pending *Pending `json:"pending,omitempty"`
+	// Bad versions came back as rollbacks; they are never tried again.
+	Bad      []string `json:"bad,omitempty"`
+	LockHeld bool     `json:"lock_held,omitempty"`
+	History  []Event  `json:"history,omitempty"`
+}
+
+const maxHistory = 50
+
+// Status is the agent's state for `pithctl update status`.
+type Status struct {
+	Phase     Phase              `json:"phase"`
+	Running   string             `json:"running"`
+	Channel   string             `json:"channel"`
+	Available string             `json:"available,omitempty"`
+	Pending   *Pending           `json:"pending,omitempty"`
+	Progress  *channels.Progress `json:"progress,omitempty"`
+	LastCheck time.Time          `json:"last_check"`
+	LastError string             `json:"last_error,omitempty"`
+	History   []Event            `json:"history,omitempty"`
+	// Timing of the last applied update, seconds.
+	Timing map[string]float64 `json:"timing,omitempty"`
+}
+
+// Agent is pithd's update subsystem.
+type Agent struct {
+	cfg    Config
+	slots  Slots
+	reboot Rebooter
+	kv     KV // nil: not in a cluster
+	// Healthy reports nil once the node is healthy after a boot (pithd up,
+	// KV joined, scheduled units started); the agent marks the slot good
+	// and releases the reboot lock only then.
+	Healthy func(ctx context.Context) error
+	now     func() time.Time
+	logf    func(string, ...any)
+
+	mu     sync.Mutex
+	st     persisted
+	status Status
+	check  chan struct{}
+}
+
+// New makes an agent. kv may be nil (no cluster).
+func New(cfg Config, slots Slots, reboot Rebooter, kv KV, logf func(string, ...any)) (*Agent, error) {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Hour
+	}
+	if cfg.LockRetry <= 0 {
+		cfg.LockRetry = 30 * time.Second
+	}
+	if cfg.Strategy == "" {
+		cfg.Strategy = StrategyBestEffort
+	}
+	if cfg.MachineID == "" {
+		return nil, errors.New("update: machine id is required (the reboot lock names its holder)")
+	}
+	if _, err := channels.ParseVersion(cfg.Running); err != nil {
+		return nil, fmt.Errorf("update: running version: %w", err)
+	}
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "downloads"), 0o700); err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, slots: slots, reboot: reboot, kv: kv, now: time.Now, logf: logf, check: make(chan struct{}, 1)}
+	a.Healthy = func(context.Context) error { return nil }
+	if err := a.load(); err != nil {
+		return nil, err
+	}
+	a.status = Status{Phase: PhaseIdle, Running: cfg.Running, Channel: cfg.Channel, Pending: a.st.Pending}
+	return a, nil
+}
+
+func (a *Agent) statePath() string { return filepath.Join(a.cfg.StateDir, "state.json") }
+
+func (a *Agent) load() error {
+	b, err := os.ReadFile(a.statePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &a.st); err != nil {
+		return fmt.Errorf("update state %s: %v (remove it to start afresh)", a.statePath(), err)
+	}
+	return nil
+}
+
+// save writes state.json atomically; callers hold a.mu.
+func (a *Agent) save() error {
+	b, _ := json.MarshalIndent(a.st, "", "  ")
+	tmp := a.statePath() + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, a.statePath())
+}
+
+func (a *Agent) event(version, kind, detail string) {
+	a.st.History = append(a.st.History, Event{Time: a.now().UTC(), Version: version, Kind: kind, Detail: detail})
+	if len(a.st.History) > maxHistory {
+		a.st.History = a.st.History[len(a.st.History)-maxHistory:]
+	}
+	a.logf("update: %s %s %s", kind, version, detail)
+}
+
+func (a *Agent) setPhase(p Phase) {
+	a.mu.Lock()
+	a.status.Phase = p
+	a.mu.Unlock()
+}
+
+// Status returns a snapshot of the agent's state.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.status
+	s.Pending = a.st.Pending
+	s.History = slices.Clone(a.st.History)
+	return s
+}
+
+// CheckNow asks the running loop for a check at once (pithctl update check).
+func (a *Agent) CheckNow() {
+	select {
+	case a.check <- struct{}{}:
+	default:
+	}
+}
+
+// AfterBoot settles an update that a reboot was for. Booted on the trial
+// slot: wait until healthy, mark it good, release the reboot lock. Back on
+// the old slot: the trial failed; record a rollback and never try that
+// version again. Call it once at start, before Run.
+func (a *Agent) AfterBoot(ctx context.Context) error {
+	a.mu.Lock()
+	p, lockHeld := a.st.Pending, a.st.LockHeld
+	a.mu.Unlock()
+	if p == nil {
+		if lockHeld {
+			return a.releaseLock(ctx)
+		}
+		return nil
+	}
+	running, err := a.slots.Running()
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if running != p.Slot {
+		// The trial did not come up (or never booted): GRUB went back to
+		// the good slot by itself.
+		a.st.Bad = append(a.st.Bad, p.Version)
+		a.event(p.Version, "rollback", fmt.Sprintf("slot %s did not come up; running %s on slot %s; %s will not be retried", p.Slot, a.cfg.Running, running, p.Version))
+		a.st.Pending = nil
+		err := a.save()
+		a.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if lockHeld {
+			return a.releaseLock(ctx)
+		}
+		return nil
+	}
+	a.mu.Unlock()
+	a.setPhase(PhaseVerifying)
+	if err := a.Healthy(ctx); err != nil {
+		return fmt.Errorf("update: node not healthy on %s, slot %s stays on trial: %w", p.Version, p.Slot, err)
+	}
+	if err := a.slots.MarkGood(p.Slot); err != nil {
+		return fmt.Errorf("update: mark slot %s good: %w", p.Slot, err)
+	}
+	a.mu.Lock()
+	a.event(p.Version, "updated", fmt.Sprintf("from %s; slot %s marked good", p.From, p.Slot))
+	a.st.Pending = nil
+	err = a.save()
+	a.mu.Unlock()
+	a.setPhase(PhaseIdle)
+	if err != nil {
+		return err
+	}
+	if lockHeld {
+		return a.releaseLock(ctx)
+	}
+	return nil
+}
+
+func (a *Agent) releaseLock(ctx context.Context) error {
+	if a.kv != nil {
+		sem := &Semaphore{KV: a.kv, Key: GroupSemaphoreKey(a.cfg.Group)}
+		if err := sem.Unlock(ctx, a.cfg.MachineID); err != nil && !errors.Is(err, ErrNotHolder) {
+			return fmt.Errorf("update: release reboot lock: %w", err)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.st.LockHeld = false
+	return a.save()
+}
+
+// Run polls the channel until ctx ends: at start, every Interval (with
+// jitter), and on CheckNow. Errors are recorded in Status and retried at
+// the next poll.
+func (a *Agent) Run(ctx context.Context) error {
+	for {
+		if err := a.CheckOnce(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			a.mu.Lock()
+			a.status.Phase, a.status.LastError = PhaseError, err.Error()
+			a.mu.Unlock()
+			a.logf("update: %v", err)
+		}
+		wait := a.cfg.Interval + time.Duration(rand.Int64N(int64(a.cfg.Interval/10)+1))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-a.check:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// CheckOnce checks the channel; when a newer release is there it applies
+// it to the other slot and reboots as the strategy says.
+func (a *Agent) CheckOnce(ctx context.Context) error {
+	a.mu.Lock()
+	pending := a.st.Pending
+	a.status.LastCheck = a.now()
+	a.mu.Unlock()
+	if pending == nil {
+		applied, err := a.fetchAndApply(ctx)
+		if err != nil || !applied {
+			return err
+		}
+	}
+	return a.rebootPhase(ctx)
+}
+
+func (a *Agent) fetchAndApply(ctx context.Context) (bool, error) {
+	a.setPhase(PhaseChecking)
+	c, err := channels.NewClient(a.cfg.Server, channels.Policy{
+		Keys: a.cfg.Keys, Channel: a.cfg.Channel, Platform: a.cfg.Platform, Running: a.cfg.Running,
+	})
+	if err != nil {
+		return false, err
+	}
+	c.Progress = func(p channels.Progress) {
+		a.mu.Lock()
+		a.status.Progress = &p
+		a.mu.Unlock()
+	}
+	if a.cfg.Client != nil {
+		a.cfg.Client(c)
+	}
+	m, err := c.Manifest(ctx, "")
+	if errors.Is(err, channels.ErrNotNewer) {
+		a.setPhase(PhaseIdle)
+		return false, nil // up to date
+	}
+	if err != nil {
+		return false, err
+	}
+	a.mu.Lock()
+	a.status.Available = m.Version
+	bad := slices.Contains(a.st.Bad, m.Version)
+	a.mu.Unlock()
+	if bad {
+		a.setPhase(PhaseIdle)
+		return false, nil // rolled back before: wait for a newer release
+	}
+	return true, a.apply(ctx, c, m)
+}
+
+// apply downloads and verifies every payload, then writes the other slot.
+// Nothing touches a partition before all payloads are verified.
+func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manifest) error {
+	timing := map[string]float64{}
+	running, err := a.slots.Running()
+	if err != nil {
+		return err
+	}
+	target := "b"
+	if running == "b" {
+		target = "a"
+	}
+	a.setPhase(PhaseDownloading)
+	dl := filepath.Join(a.cfg.StateDir, "downloads")
+	files := map[string]string{}
+	start := time.Now()
+	for _, name := range []string{channels.PayloadUSR, channels.PayloadKernel, channels.PayloadInitrd} {
+		p, ok := m.Payload(name)
+		if !ok {
+			return fmt.Errorf("update: release %s has no %s payload", m.Version, name)
+		}
+		path, err := c.Download(ctx, p, dl)
+		if err != nil {
+			return fmt.Errorf("update: %s: %w", m.Version, err)
+		}
+		files[name] = path
+	}
+	timing["download"] = time.Since(start).Seconds()
+
+	a.setPhase(PhaseWriting)
+	if err := a.slots.Invalidate(target); err != nil {
+		return fmt.Errorf("update: invalidate slot %s: %w", target, err)
+	}
+	usr, _ := m.Payload(channels.PayloadUSR)
+	t, err := a.slots.USRTarget(target)
+	if err != nil {
+		return err
+	}
+	ws, err := channels.WritePayload(ctx, files[channels.PayloadUSR], usr, t, nil)
+	if err != nil {
+		return fmt.Errorf("update: write slot %s: %w", target, err)
+	}
+	timing["write"], timing["readback"] = ws.Write, ws.ReadBack
+	start = time.Now()
+	for name, dst := range map[string]string{channels.PayloadKernel: a.slots.KernelPath(target), channels.PayloadInitrd: a.slots.InitrdPath(target)} {
+		p, _ := m.Payload(name)
+		if err := channels.InstallFile(files[name], p, dst); err != nil {
+			return fmt.Errorf("update: install %s: %w", name, err)
+		}
+	}
+	timing["esp"] = time.Since(start).Seconds()
+	if err := a.slots.SetTrial(target); err != nil {
+		return fmt.Errorf("update: trial boot of slot %s: %w", target, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.st.Pending = &Pending{Version: m.Version, Slot: target, From: a.cfg.Running, Applied: a.now().UTC()}
+	a.event(m.Version, "applied", fmt.Sprintf("slot %s; download %.1fs, write %.1fs, read-back %.1fs", target, timing["download"], timing["write"], timing["readback"]))
+	a.status.Timing = timing
+	a.status.Phase = PhaseReady
+	if err := a.save(); err != nil {
+		return err
+	}
+	// The payloads are on the slot now; keep the disk free.
+	for _, f := range files {
+		os.Remove(f)
+	}
+	return nil
+}
+
+// rebootPhase reboots for the pending update as the strategy says.
+func (a *Agent) rebootPhase(ctx context.Context) error {
+	action := a.cfg.Strategy.Decide(a.inCluster(ctx))
+	if action == ActionLockReboot && a.kv == nil {
+		return errors.New("update: reboot strategy etcd-lock needs the cluster's KV; use best-effort or reboot on a single machine")
+	}
+	if action == ActionNone {
+		a.setPhase(PhaseReady)
+		return nil
+	}
+	for {
+		if wait := a.cfg.Window.Until(a.now()); wait > 0 {
+			a.setPhase(PhaseWaitingWindow)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+			continue
+		}
+		if action == ActionLockReboot {
+			sem := &Semaphore{KV: a.kv, Key: GroupSemaphoreKey(a.cfg.Group)}
+			err := sem.Lock(ctx, a.cfg.MachineID)
+			if errors.Is(err, ErrNoSlots) {
+				a.setPhase(PhaseWaitingLock)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(a.cfg.LockRetry):
+				}
+				continue // the window may have closed meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			a.mu.Lock()
+			a.st.LockHeld = true
+			err = a.save()
+			a.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+		a.setPhase(PhaseRebooting)
+		a.mu.Lock()
+		v := a.st.Pending.Version
+		a.mu.Unlock()
+		return a.reboot.Reboot(ctx, "update to "+v)
+	}
+}
+
+// inCluster reports whether the KV answers (best-effort's test).
+func (a *Agent) inCluster(ctx context.Context) bool {
+	if a.kv == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, _, err := a.kv.Get(ctx, GroupSemaphoreKey(a.cfg.Group))
+	return err == nil || errors.Is(err, ErrKeyNotFound)
+}

@@ -1,0 +1,299 @@
+package update
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"io"
+	"math/rand"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pith-os/pith/channels"
+)
+
+// fakeSlots keeps the two slots as files and records what the agent did,
+// in order. It stands in for image/slot + the ESP, which have their own tests.
+type fakeSlots struct {
+	mu      sync.Mutex
+	dir     string
+	running string
+	log     []string
+}
+
+func newFakeSlots(t *testing.T, running string) *fakeSlots {
+	f := &fakeSlots{dir: t.TempDir(), running: running}
+	for _, s := range []string{"a", "b"} {
+		os.WriteFile(f.usr(s), bytes.Repeat([]byte(s), 4<<20), 0o600)
+	}
+	return f
+}
+
+func (f *fakeSlots) usr(s string) string { return filepath.Join(f.dir, "usr-"+s) }
+func (f *fakeSlots) record(s string) {
+	f.mu.Lock()
+	f.log = append(f.log, s)
+	f.mu.Unlock()
+}
+func (f *fakeSlots) events() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.log...)
+}
+func (f *fakeSlots) Running() (string, error)   { return f.running, nil }
+func (f *fakeSlots) Invalidate(s string) error  { f.record("invalidate " + s); return nil }
+func (f *fakeSlots) KernelPath(s string) string { return filepath.Join(f.dir, "vmlinuz-"+s) }
+func (f *fakeSlots) InitrdPath(s string) string { return filepath.Join(f.dir, "initrd-"+s) }
+func (f *fakeSlots) SetTrial(s string) error    { f.record("trial " + s); return nil }
+func (f *fakeSlots) MarkGood(s string) error    { f.record("good " + s); return nil }
+func (f *fakeSlots) USRTarget(s string) (channels.Target, error) {
+	f.record("write " + s)
+	return channels.Target{Path: f.usr(s)}, nil
+}
+
+type fakeReboot struct {
+	mu      sync.Mutex
+	reasons []string
+	hook    func()
+}
+
+func (r *fakeReboot) Reboot(_ context.Context, reason string) error {
+	r.mu.Lock()
+	r.reasons = append(r.reasons, reason)
+	hook := r.hook
+	r.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return nil
+}
+
+func (r *fakeReboot) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.reasons)
+}
+
+type release struct {
+	usr, kernel, initrd []byte
+}
+
+type channelServer struct {
+	dir string
+	key ed25519.PrivateKey
+	url string
+	rel map[string]release
+}
+
+func data(seed int64, n int) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b[:n/2]) // half random, half zeros
+	return b
+}
+
+func newChannelServer(t *testing.T) *channelServer {
+	_, key, _ := ed25519.GenerateKey(nil)
+	cs := &channelServer{dir: t.TempDir(), key: key, rel: map[string]release{}}
+	srv, err := channels.NewServer(cs.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() { ts.Close(); srv.Close() })
+	cs.url = ts.URL
+	return cs
+}
+
+func (cs *channelServer) publish(t *testing.T, version string, seed int64) release {
+	r := release{usr: data(seed, 2<<20), kernel: data(seed+1, 200<<10), initrd: data(seed+2, 300<<10)}
+	src := func(name, file string, b []byte) channels.PayloadSource {
+		return channels.PayloadSource{Name: name, File: file, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
+	}
+	_, err := channels.Publish(cs.dir, channels.Release{Channel: "stable", Version: version, Platform: "linux/amd64",
+		Payloads: []channels.PayloadSource{src("usr", "usr.zst", r.usr), src("kernel", "vmlinuz.zst", r.kernel), src("initrd", "initrd.zst", r.initrd)},
+	}, []ed25519.PrivateKey{cs.key}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.rel[version] = r
+	return r
+}
+
+func (cs *channelServer) agent(t *testing.T, stateDir, id, running string, slots Slots, rb Rebooter, kv KV, strategy Strategy) *Agent {
+	t.Helper()
+	a, err := New(Config{
+		Server: cs.url, Channel: "stable", Strategy: strategy, MachineID: id, Running: running,
+		Platform: "linux/amd64", Keys: channels.NewKeyring(cs.key.Public().(ed25519.PublicKey)),
+		StateDir: stateDir, LockRetry: 5 * time.Millisecond,
+	}, slots, rb, kv, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestAgentUpdateAndRollback(t *testing.T) {
+	cs := newChannelServer(t)
+	cs.publish(t, "1.0.0", 1)
+	r11 := cs.publish(t, "1.1.0", 10)
+	ctx := context.Background()
+	state := t.TempDir()
+	slots := newFakeSlots(t, "a")
+	rb := &fakeReboot{}
+
+	// 1.0.0 on slot a finds 1.1.0, writes slot b, reboots.
+	a := cs.agent(t, state, "m1", "1.0.0", slots, rb, nil, StrategyReboot)
+	if err := a.CheckOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := slots.events(); len(got) != 3 || got[0] != "invalidate b" || got[1] != "write b" || got[2] != "trial b" {
+		t.Fatalf("slot operations %v, want invalidate, write, trial of b", got)
+	}
+	usrB, _ := os.ReadFile(slots.usr("b"))
+	if !bytes.Equal(usrB[:len(r11.usr)], r11.usr) {
+		t.Fatal("slot b does not hold 1.1.0's USR")
+	}
+	if k, _ := os.ReadFile(slots.KernelPath("b")); !bytes.Equal(k, r11.kernel) {
+		t.Fatal("kernel b is not 1.1.0's")
+	}
+	if usrA, _ := os.ReadFile(slots.usr("a")); !bytes.Equal(usrA, bytes.Repeat([]byte("a"), 4<<20)) {
+		t.Fatal("the running slot was touched")
+	}
+	if rb.count() != 1 || a.Status().Pending == nil || a.Status().Pending.Version != "1.1.0" {
+		t.Fatalf("reboots %d, status %+v", rb.count(), a.Status())
+	}
+
+	// The machine comes back on slot b running 1.1.0: marked good.
+	slots.running = "b"
+	a = cs.agent(t, state, "m1", "1.1.0", slots, rb, nil, StrategyReboot)
+	if err := a.AfterBoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ev := slots.events(); ev[len(ev)-1] != "good b" {
+		t.Fatalf("slot b not marked good: %v", ev)
+	}
+	if st := a.Status(); st.Pending != nil || st.History[len(st.History)-1].Kind != "updated" {
+		t.Fatalf("status after the update %+v", st)
+	}
+	// Up to date: nothing happens.
+	n := len(slots.events())
+	if err := a.CheckOnce(ctx); err != nil || len(slots.events()) != n || rb.count() != 1 {
+		t.Fatalf("check when up to date: %v, %v", err, slots.events()[n:])
+	}
+
+	// 1.2.0 is broken: written to slot a, trial, reboot ... and the
+	// machine comes back on slot b with 1.1.0.
+	cs.publish(t, "1.2.0", 20)
+	if err := a.CheckOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ev := slots.events(); ev[len(ev)-1] != "trial a" || rb.count() != 2 {
+		t.Fatalf("1.2.0 not tried on slot a: %v", ev)
+	}
+	a = cs.agent(t, state, "m1", "1.1.0", slots, rb, nil, StrategyReboot)
+	if err := a.AfterBoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := a.Status()
+	if last := st.History[len(st.History)-1]; last.Kind != "rollback" || last.Version != "1.2.0" {
+		t.Fatalf("rollback not reported: %+v", st.History)
+	}
+	// 1.2.0 is not tried again; 1.3.0 is.
+	n = len(slots.events())
+	if err := a.CheckOnce(ctx); err != nil || len(slots.events()) != n || rb.count() != 2 {
+		t.Fatalf("rolled-back version retried: %v %v", err, slots.events()[n:])
+	}
+	cs.publish(t, "1.3.0", 30)
+	if err := a.CheckOnce(ctx); err != nil || rb.count() != 3 {
+		t.Fatalf("1.3.0 not applied: %v", err)
+	}
+}
+
+func TestAgentRejectsBadPayloadBeforeTouchingSlots(t *testing.T) {
+	cs := newChannelServer(t)
+	cs.publish(t, "1.1.0", 10)
+	p := filepath.Join(cs.dir, "1.1.0", "initrd.zst") // the last payload
+	b, _ := os.ReadFile(p)
+	b[100] ^= 1
+	os.WriteFile(p, b, 0o644)
+	slots := newFakeSlots(t, "a")
+	rb := &fakeReboot{}
+	a := cs.agent(t, t.TempDir(), "m1", "1.0.0", slots, rb, nil, StrategyReboot)
+	err := a.CheckOnce(context.Background())
+	if !errors.Is(err, channels.ErrHash) {
+		t.Fatalf("error %v, want a hash mismatch", err)
+	}
+	if ev := slots.events(); len(ev) != 0 || rb.count() != 0 {
+		t.Fatalf("slots touched (%v) or reboot (%d) after a bad download", ev, rb.count())
+	}
+	// Wrong key: nothing happens either.
+	other, _, _ := ed25519.GenerateKey(nil)
+	a.cfg.Keys = channels.NewKeyring(other)
+	if err := a.CheckOnce(context.Background()); !errors.Is(err, channels.ErrUnknownKey) {
+		t.Fatalf("wrong key: %v", err)
+	}
+}
+
+// TestAgentEtcdLock: two machines, max one holder: the second reboots only
+// after the first is back, healthy, and has released its slot.
+func TestAgentEtcdLock(t *testing.T) {
+	cs := newChannelServer(t)
+	cs.publish(t, "1.1.0", 10)
+	kv := newMemKV()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s1, s2 := newFakeSlots(t, "a"), newFakeSlots(t, "a")
+	st1 := t.TempDir()
+	rb1, rb2 := &fakeReboot{}, &fakeReboot{}
+	a1 := cs.agent(t, st1, "m1", "1.0.0", s1, rb1, kv, StrategyEtcdLock)
+	a2 := cs.agent(t, t.TempDir(), "m2", "1.0.0", s2, rb2, kv, StrategyBestEffort)
+	if err := a1.CheckOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sem := &Semaphore{KV: kv}
+	if st, _ := sem.Status(ctx); len(st.Holders) != 1 || st.Holders[0] != "m1" {
+		t.Fatalf("m1 rebooted without holding the lock: %+v", st)
+	}
+	done2 := make(chan error, 1)
+	go func() { done2 <- a2.CheckOnce(ctx) }()
+	for a2.Status().Phase != PhaseWaitingLock {
+		time.Sleep(time.Millisecond)
+	}
+	if rb2.count() != 0 {
+		t.Fatal("m2 rebooted while m1 held the only slot")
+	}
+	// m1 comes back on slot b, healthy after a while.
+	s1.running = "b"
+	a1 = cs.agent(t, st1, "m1", "1.1.0", s1, rb1, kv, StrategyEtcdLock)
+	healthy := make(chan struct{})
+	a1.Healthy = func(ctx context.Context) error { <-healthy; return nil }
+	after := make(chan error, 1)
+	go func() { after <- a1.AfterBoot(ctx) }()
+	time.Sleep(20 * time.Millisecond) // m2 keeps polling the semaphore meanwhile
+	if rb2.count() != 0 {
+		t.Fatal("m2 rebooted before m1 was healthy")
+	}
+	close(healthy)
+	if err := <-after; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done2; err != nil {
+		t.Fatal(err)
+	}
+	if rb2.count() != 1 {
+		t.Fatal("m2 did not reboot after m1 released the lock")
+	}
+	if st, _ := sem.Status(ctx); len(st.Holders) != 1 || st.Holders[0] != "m2" {
+		t.Fatalf("semaphore after m1's release %+v", st)
+	}
+	// etcd-lock without a cluster is an error, not a silent reboot.
+	a3 := cs.agent(t, t.TempDir(), "m3", "1.0.0", newFakeSlots(t, "a"), &fakeReboot{}, nil, StrategyEtcdLock)
+	if err := a3.CheckOnce(ctx); err == nil {
+		t.Fatal("etcd-lock without KV rebooted")
+	}
+}
