@@ -1,0 +1,230 @@
+// Package service wires the scheduler into a pithd node: the schedule
+// State on the cluster's log, the leader's engine and liveness table, the
+// local agent with its unit backend, heartbeat delivery to the leader, and
+// the HTTP handler for /fleet/v1 (forwarded to the leader from followers),
+// the heartbeat endpoint and the per-machine unit inspection endpoint.
+//
+// It depends on the cluster only through the functions in Config, so
+// pithd connects it to agent/cluster's Node with a few lines (see Config).
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/pith-os/pith/agent/schedule"
+	"github.com/pith-os/pith/agent/schedule/fleetapi"
+)
+
+// Backend is a unit backend: agent/units' Systemd, or simunits.Sim where
+// there is no systemd.
+type Backend interface {
+	schedule.UnitBackend
+	fleetapi.Inspector
+}
+
+// Config connects the scheduler to the cluster. With agent/cluster:
+//
+//	st := schedule.NewState()
+//	node.Register(cluster.NamespaceSchedule, st)
+//	svc, _ := service.New(service.Config{
+//	    Machine: m, State: st, Backend: b,
+//	    Propose: func(ctx context.Context, e []byte) (any, error) {
+//	        res, _, err := node.Propose(ctx, cluster.NamespaceSchedule, e); return res, err },
+//	    IsLeader: node.IsLeader, Forward: node.Forward,
+//	})
+//	node.OnLeader(func(ctx context.Context) { _, term := node.RaftStatus(); svc.Lead(ctx, term) })
+//	go svc.RunAgent(ctx)
+//	mux.Handle("/fleet/v1/", svc.Handler()); mux.Handle("/pith/v1/schedule/", svc.Handler()); mux.Handle("/pith/v1/units/", svc.Handler())
+type Config struct {
+	// Machine is this node (ID from /etc/machine-id, public IP, metadata).
+	Machine schedule.Machine
+	// State is this node's replica, fed by the log.
+	State *schedule.State
+	// Propose appends one entry on the leader and returns what State.Apply
+	// returned for it.
+	Propose func(ctx context.Context, entry []byte) (any, error)
+	// IsLeader reports whether this node leads the log now.
+	IsLeader func() bool
+	// Forward relays a client request to the leader (nil: single node).
+	Forward func(w http.ResponseWriter, r *http.Request, body []byte) error
+	// Backend runs this machine's units (nil: this node runs no units).
+	Backend Backend
+	// TTL after which a silent machine is dead (default 5 s).
+	TTL time.Duration
+	// Interval between heartbeats and periodic reconciles (default TTL/5).
+	Interval time.Duration
+	// Clock for liveness (default the wall clock).
+	Clock schedule.Clock
+	// Logf reports errors that are retried (default: discard).
+	Logf func(format string, args ...any)
+}
+
+// Service is one node's scheduler.
+type Service struct {
+	cfg   Config
+	store *schedule.LogStore
+	live  *schedule.Liveness
+	agent *schedule.Agent
+	mux   *http.ServeMux
+}
+
+// New checks cfg and builds the service.
+func New(cfg Config) (*Service, error) {
+	switch {
+	case cfg.State == nil:
+		return nil, errors.New("schedule service: no State")
+	case cfg.Propose == nil || cfg.IsLeader == nil:
+		return nil, errors.New("schedule service: Propose and IsLeader are required")
+	case cfg.Backend != nil && cfg.Machine.ID == "":
+		return nil, errors.New("schedule service: a node that runs units needs a machine ID (/etc/machine-id)")
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = schedule.DefaultTTL
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = cfg.TTL / 5
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = schedule.RealClock{}
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	s := &Service{cfg: cfg, store: schedule.NewLogStore(cfg.State, cfg.Propose)}
+	s.live = schedule.NewLiveness(cfg.Clock, cfg.TTL)
+	if cfg.Backend != nil {
+		s.agent = schedule.NewAgent(cfg.Machine, cfg.State, cfg.Backend)
+	}
+	s.mux = http.NewServeMux()
+	api := fleetapi.New(s.store, s.live)
+	s.mux.Handle(fleetapi.Prefix+"/", s.onLeader(api))
+	s.mux.Handle(fleetapi.HeartbeatPath, s.onLeader(fleetapi.Heartbeats(s.live, cfg.IsLeader)))
+	if cfg.Backend != nil {
+		s.mux.Handle(fleetapi.UnitsPath, fleetapi.Units(cfg.Backend))
+	}
+	return s, nil
+}
+
+// Handler serves /fleet/v1/, the heartbeat path and /pith/v1/units/.
+func (s *Service) Handler() http.Handler { return s.mux }
+
+// Liveness is the leader's heartbeat table (meaningful while leading).
+func (s *Service) Liveness() *schedule.Liveness { return s.live }
+
+// Store is the service's Store.
+func (s *Service) Store() schedule.Store { return s.store }
+
+// maxForwardBody bounds what a follower buffers to forward.
+const maxForwardBody = 4*schedule.MaxUnitFileSize + 4096
+
+// onLeader serves h on the leader and forwards elsewhere: the leader holds
+// the liveness table and unit reports, and proposes writes.
+func (s *Service) onLeader(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.IsLeader() {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if s.cfg.Forward == nil {
+			unavailable(w, errors.New("this node is not the scheduler leader"))
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody+1))
+		if err != nil {
+			unavailable(w, err)
+			return
+		}
+		if len(body) > maxForwardBody {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			fmt.Fprintf(w, `{"error":{"code":413,"message":"request body over %d bytes"}}`, maxForwardBody)
+			return
+		}
+		if err := s.cfg.Forward(w, r, body); err != nil {
+			unavailable(w, fmt.Errorf("no scheduler leader reachable: %v", err))
+		}
+	})
+}
+
+func unavailable(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	b := fmt.Sprintf(`{"error":{"code":503,"message":%q}}`, err.Error())
+	w.Write([]byte(b))
+}
+
+// Lead runs the engine until ctx ends (leadership lost). Call it from the
+// cluster's on-leader hook, after the leader applied all committed entries,
+// with the raft term as fence.
+func (s *Service) Lead(ctx context.Context, term uint64) {
+	// Soft state starts over: agents re-announce themselves within one
+	// interval, and nobody is declared dead before one TTL has passed.
+	s.live.Reset()
+	eng := &schedule.Engine{Store: s.store, Live: s.live, Term: term}
+	eng.Run(ctx, s.cfg.Interval, func(err error) { s.cfg.Logf("schedule engine: %v", err) })
+}
+
+// RunAgent applies this machine's assignments and heartbeats the leader
+// until ctx ends. Without a Backend it returns at once.
+func (s *Service) RunAgent(ctx context.Context) {
+	if s.agent == nil {
+		return
+	}
+	s.agent.Run(ctx, s.cfg.Interval, func(hb schedule.Heartbeat) {
+		if err := s.deliver(ctx, hb); err != nil && ctx.Err() == nil {
+			s.cfg.Logf("schedule heartbeat: %v", err)
+		}
+	}, func(err error) { s.cfg.Logf("schedule agent: %v", err) })
+}
+
+// deliver hands a heartbeat to the leader: directly when this node leads,
+// else through Forward (never through the log).
+func (s *Service) deliver(ctx context.Context, hb schedule.Heartbeat) error {
+	if s.cfg.IsLeader() {
+		s.live.Heartbeat(hb)
+		return nil
+	}
+	if s.cfg.Forward == nil {
+		return errors.New("not the leader and no way to reach it")
+	}
+	body, err := json.Marshal(hb)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fleetapi.HeartbeatPath, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	rec := &recorder{header: http.Header{}}
+	if err := s.cfg.Forward(rec, req, body); err != nil {
+		return err
+	}
+	if rec.code != http.StatusNoContent {
+		return fmt.Errorf("leader answered %d: %s", rec.code, bytes.TrimSpace(rec.body.Bytes()))
+	}
+	return nil
+}
+
+// recorder captures a forwarded response.
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.body.Write(b)
+}
+func (r *recorder) WriteHeader(code int) { r.code = code }
