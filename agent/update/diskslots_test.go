@@ -1,0 +1,117 @@
+package update
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/pith-os/pith/image/slot"
+)
+
+// newDiskImage makes a GPT disk image with sgdisk (USR-A good, USR-B
+// empty), an "ESP" directory with grubenv, and a kernel command line.
+func newDiskImage(t *testing.T, running string) *DiskSlots {
+	t.Helper()
+	if _, err := exec.LookPath("sgdisk"); err != nil {
+		t.Fatal("sgdisk not installed: run hack/install-deps.sh (make deps)")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(img, 40<<20)
+	out, err := exec.Command("sgdisk", "-o",
+		"-n", "1:2048:+4M", "-c", "1:EFI-SYSTEM", "-t", "1:EF00",
+		"-n", "3:0:+8M", "-c", "3:USR-A", "-t", "3:5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6",
+		"-n", "4:0:+8M", "-c", "4:USR-B", "-t", "4:5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6",
+		img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sgdisk: %v\n%s", err, out)
+	}
+	if err := slot.WritePrio(img, slot.A, slot.Prio{Priority: 1, Successful: true}); err != nil {
+		t.Fatal(err)
+	}
+	esp := filepath.Join(dir, "esp")
+	os.MkdirAll(filepath.Join(esp, "pith"), 0o755)
+	if err := slot.WriteEnvFile(filepath.Join(esp, "grubenv"), slot.InitialEnv()); err != nil {
+		t.Fatal(err)
+	}
+	cmdline := filepath.Join(dir, "cmdline")
+	os.WriteFile(cmdline, []byte("console=ttyS0 pith.slot="+running+" pith.usr=PARTUUID=x quiet\n"), 0o644)
+	return &DiskSlots{Disk: img, ESP: esp, Cmdline: cmdline}
+}
+
+// TestAgentOnDiskImage runs an update through the real slot mechanism on a
+// GPT disk image: USR-B gets the payload at its partition offset, the GPT
+// and grubenv show a trial of b, and after the "reboot" b is marked good.
+func TestAgentOnDiskImage(t *testing.T) {
+	cs := newChannelServer(t)
+	r := cs.publish(t, "1.1.0", 10)
+	ds := newDiskImage(t, "a")
+	if s, err := ds.Running(); err != nil || s != "a" {
+		t.Fatalf("running %q %v", s, err)
+	}
+	tgt, err := ds.USRTarget("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tgt.Offset != (2048+4*2048+8*2048)*512 || tgt.Limit != 8<<20 {
+		t.Fatalf("USR-B target %+v", tgt)
+	}
+	state := t.TempDir()
+	rb := &fakeReboot{}
+	a := cs.agent(t, state, "m1", "1.0.0", ds, rb, nil, StrategyReboot)
+	if err := a.CheckOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	img, _ := os.ReadFile(ds.Disk)
+	if !bytes.Equal(img[tgt.Offset:tgt.Offset+int64(len(r.usr))], r.usr) {
+		t.Fatal("USR-B does not hold the payload")
+	}
+	if k, _ := os.ReadFile(ds.KernelPath("b")); !bytes.Equal(k, r.kernel) {
+		t.Fatal("ESP kernel b differs")
+	}
+	st, err := slot.Status(ds.Disk, ds.envPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Next != "b" || st.Parts[slot.B].Tries != 1 || st.Parts[slot.B].Successful || st.Default() != slot.B {
+		t.Fatalf("after apply: %+v", st)
+	}
+	// sgdisk agrees the GPT is intact after our writes.
+	if out, err := exec.Command("sgdisk", "-v", ds.Disk).CombinedOutput(); err != nil || !bytes.Contains(out, []byte("No problems found")) {
+		t.Fatalf("sgdisk -v: %v\n%s", err, out)
+	}
+	// Reboot into b.
+	os.WriteFile(ds.Cmdline, []byte("pith.slot=b\n"), 0o644)
+	a = cs.agent(t, state, "m1", "1.1.0", ds, rb, nil, StrategyReboot)
+	if err := a.AfterBoot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = slot.Status(ds.Disk, ds.envPath())
+	if st.Saved != "b" || st.Next != "" || !st.Parts[slot.B].Successful {
+		t.Fatalf("after mark good: %+v", st)
+	}
+}
+
+func TestDiskSlotsInvalidateDropsTrial(t *testing.T) {
+	ds := newDiskImage(t, "a")
+	if err := ds.SetTrial("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ds.Invalidate("b"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := slot.Status(ds.Disk, ds.envPath())
+	if st.Next != "" || st.Parts[slot.B].Priority != 0 || st.Parts[slot.B].Tries != 0 || st.Default() != slot.A {
+		t.Fatalf("after invalidate: %+v", st)
+	}
+	os.WriteFile(ds.Cmdline, []byte("quiet\n"), 0o644)
+	if _, err := ds.Running(); err == nil {
+		t.Fatal("no pith.slot= accepted")
+	}
+}
