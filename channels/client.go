@@ -63,7 +63,7 @@ func NewClient(base string, pol Policy) (*Client, error) {
 		return nil, fmt.Errorf("update server %q: %v", base, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("update server %q: want http://HOST[:PORT]/ or https://...", base)
+		return nil, fmt.Errorf("update server %q: want http://HOST[:PORT]/ or https://HOST[:PORT]/", base)
 	}
 	if !strings.HasSuffix(u.Path, "/") {
 		u.Path += "/"
