@@ -1,0 +1,192 @@
+package main
+
+// Multi-process scheduler test: three real pithd processes on 127.0.0.1
+// with the simulated unit backend (this host has no systemd). Kill -9 the
+// machine running a unit; the unit must come up on another machine.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pith-os/pith/agent/schedule"
+	"github.com/pith-os/pith/agent/schedule/fleetapi"
+)
+
+func schedFreePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type schedMember struct {
+	id, client, peer, dir, log string
+	cmd                        *exec.Cmd
+	done                       chan struct{}
+}
+
+// waitFor polls cond until it holds; only the test binary's timeout bounds
+// it (no wall-clock assertions).
+func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	last := ""
+	for {
+		ok, s := cond()
+		if ok {
+			return
+		}
+		if s != last {
+			t.Logf("waiting for %s: %s", what, s)
+			last = s
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestScheduleProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs pithd processes")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pithd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build pithd: %v\n%s", err, out)
+	}
+	var ms []*schedMember
+	var ic []string
+	for i := 0; i < 3; i++ {
+		m := &schedMember{id: fmt.Sprintf("%032x", 0xa0+i),
+			client: fmt.Sprintf("http://127.0.0.1:%d", schedFreePort(t)),
+			peer:   fmt.Sprintf("http://127.0.0.1:%d", schedFreePort(t)),
+			dir:    filepath.Join(dir, fmt.Sprintf("m%d", i)), log: filepath.Join(dir, fmt.Sprintf("m%d.log", i))}
+		ms = append(ms, m)
+		ic = append(ic, fmt.Sprintf("m%d=%s", i, m.peer))
+	}
+	for i, m := range ms {
+		logf, err := os.Create(m.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.cmd = exec.Command(bin, "run", "--name", fmt.Sprintf("m%d", i), "--data-dir", m.dir,
+			"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
+			"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
+			"--initial-cluster", strings.Join(ic, ","), "--initial-cluster-token", "sched-test",
+			"--unit-backend", "sim", "--machine-id", m.id, "--metadata", fmt.Sprintf("n=%d", i),
+			"--agent-ttl", "1s", "--fleet-socket", "none")
+		m.cmd.Stdout, m.cmd.Stderr = logf, logf
+		if err := m.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		m.done = make(chan struct{})
+		go func(m *schedMember) { m.cmd.Wait(); logf.Close(); close(m.done) }(m)
+	}
+	t.Cleanup(func() {
+		for _, m := range ms {
+			if m.cmd != nil {
+				m.cmd.Process.Signal(syscall.SIGKILL)
+				<-m.done
+			}
+		}
+		if t.Failed() {
+			for _, m := range ms {
+				b, _ := os.ReadFile(m.log)
+				if len(b) > 3000 {
+					b = b[len(b)-3000:]
+				}
+				t.Logf("--- %s ---\n%s", m.log, b)
+			}
+		}
+	})
+	ctx := context.Background()
+	clients := make([]*fleetapi.Client, len(ms))
+	for i, m := range ms {
+		clients[i], _ = fleetapi.NewClient(m.client)
+	}
+	waitFor(t, "three machines", func() (bool, string) {
+		got, err := clients[0].Machines(ctx)
+		return err == nil && len(got) == 3, fmt.Sprint(len(got), err)
+	})
+	unit := func(name string, xfleet ...string) *fleetapi.Unit {
+		u := &fleetapi.Unit{Name: name, DesiredState: "launched", Options: []*schedule.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/usr/bin/sleep infinity"}}}
+		for _, x := range xfleet {
+			k, v, _ := strings.Cut(x, "=")
+			u.Options = append(u.Options, &schedule.UnitOption{Section: "X-Fleet", Name: k, Value: v})
+		}
+		return u
+	}
+	// Write through different members: followers forward to the leader.
+	for i, u := range []*fleetapi.Unit{unit("mongo@1.service", "Conflicts=mongo@*.service"), unit("mongo@2.service", "Conflicts=mongo@*.service"), unit("log.service", "Global=true")} {
+		if err := clients[i].CreateUnit(ctx, u); err != nil {
+			t.Fatalf("create %s via m%d: %v", u.Name, i, err)
+		}
+	}
+	where := map[string]string{}
+	for _, n := range []string{"mongo@1.service", "mongo@2.service"} {
+		waitFor(t, n+" launched", func() (bool, string) {
+			u, err := clients[1].Unit(ctx, n)
+			if err != nil || u == nil {
+				return false, fmt.Sprint(err)
+			}
+			where[n] = u.MachineID
+			return u.CurrentState == "launched", u.CurrentState + " " + u.MachineID + " " + u.Reason
+		})
+	}
+	if where["mongo@1.service"] == where["mongo@2.service"] {
+		t.Fatalf("conflicting units on one machine %s", where["mongo@1.service"])
+	}
+	waitFor(t, "global unit on three machines", func() (bool, string) {
+		st, err := clients[2].UnitStates(ctx, []string{"log.service"}, nil)
+		n := 0
+		for _, s := range st {
+			if s.SystemdActiveState == "active" {
+				n++
+			}
+		}
+		return err == nil && n == 3, fmt.Sprint(n, err)
+	})
+	// Kill -9 the machine of mongo@1; it is rescheduled to the third one.
+	victim := -1
+	for i, m := range ms {
+		if m.id == where["mongo@1.service"] {
+			victim = i
+		}
+	}
+	ms[victim].cmd.Process.Signal(syscall.SIGKILL)
+	<-ms[victim].done
+	ms[victim].cmd = nil
+	alive := (victim + 1) % 3
+	var newMachine string
+	waitFor(t, "mongo@1 rescheduled", func() (bool, string) {
+		u, err := clients[alive].Unit(ctx, "mongo@1.service")
+		if err != nil || u == nil {
+			return false, fmt.Sprint(err)
+		}
+		newMachine = u.MachineID
+		return u.CurrentState == "launched" && u.MachineID != where["mongo@1.service"], u.CurrentState + " " + u.MachineID + " " + u.Reason
+	})
+	if newMachine == where["mongo@2.service"] {
+		t.Fatalf("mongo@1 moved next to mongo@2 on %s", newMachine)
+	}
+	for i, m := range ms {
+		if m.id == newMachine {
+			if _, err := os.Stat(filepath.Join(ms[i].dir, "sim-units", "mongo@1.service")); err != nil {
+				t.Fatalf("unit file not written on %s: %v", newMachine, err)
+			}
+		}
+	}
+	got, err := clients[alive].Machines(ctx)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("machines after kill: %v %v", got, err)
+	}
+}
