@@ -1,0 +1,274 @@
+package rootfs
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pith-os/pith/image/config"
+)
+
+// BasePackages are installed on top of Debian's Essential set: what the
+// issue asks for, plus what an operator needs on a node (pager, ping, ps,
+// filesystem tools), passwd for user-data's users, networkd's companions
+// (resolved, timesyncd) and libpam-systemd for logind sessions over SSH.
+var BasePackages = []string{
+	"systemd", "systemd-sysv", "dbus", "udev", "openssh-server", "iproute2",
+	"ca-certificates", "sudo", "rsync", "curl", "docker.io",
+	"systemd-resolved", "systemd-timesyncd", "libpam-systemd", "kmod",
+	"passwd", "procps", "less", "iputils-ping", "e2fsprogs", "netbase",
+	"vim-tiny",
+}
+
+// recipeVersion changes when the recipe changes in a way the hashed inputs
+// below do not show, to retire old cached trees.
+const recipeVersion = 1
+
+//go:embed hooks overlay
+var recipeFS embed.FS
+
+// debianKey names the cached Debian tree: everything that goes into the
+// mmdebstrap run, including the hook scripts and static files.
+func debianKey(c config.Config) string {
+	h := sha256.New()
+	pkgs := packageList(c)
+	fmt.Fprintf(h, "recipe %d\nsuite %s\nmirror %s\nkernel %s\nepoch %d\npackages %s\n",
+		recipeVersion, c.Suite, config.NormalizeMirror(c.Mirror), c.KernelPackage, c.Epoch, strings.Join(pkgs, ","))
+	_ = fs.WalkDir(recipeFS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, _ := recipeFS.ReadFile(p)
+		fmt.Fprintf(h, "file %s %d\n", p, len(b))
+		h.Write(b)
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// packageList is the base set plus the config's packages, sorted, once each.
+func packageList(c config.Config) []string {
+	pkgs := append(slices.Clone(BasePackages), c.Packages...)
+	slices.Sort(pkgs)
+	return slices.Compact(pkgs)
+}
+
+// writeRecipe puts the hook scripts and the overlay tree into dir, with the
+// modes they need in the image.
+func writeRecipe(dir string) error {
+	return fs.WalkDir(recipeFS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, p)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		b, err := recipeFS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(p, ".sh") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(dst, b, mode); err != nil {
+			return err
+		}
+		return os.Chmod(dst, mode) // umask-proof
+	})
+}
+
+// debootstrap runs mmdebstrap into root. On failure root is removed and the
+// error is one line naming the cause and the fix.
+func debootstrap(ctx context.Context, c config.Config, cache, work, root string, logf func(string, ...any)) error {
+	if _, err := exec.LookPath("mmdebstrap"); err != nil {
+		return errors.New("mmdebstrap is not installed: run make deps (or apt-get install mmdebstrap)")
+	}
+	recipe := filepath.Join(work, "recipe")
+	if err := os.RemoveAll(recipe); err != nil {
+		return err
+	}
+	if err := writeRecipe(recipe); err != nil {
+		return fmt.Errorf("write build hooks: %w", err)
+	}
+	mirror := config.NormalizeMirror(c.Mirror)
+	listKey := sha256.Sum256([]byte(c.Suite + " " + mirror))
+	archives := filepath.Join(cache, "debian", "archives")
+	lists := filepath.Join(cache, "debian", "lists", hex.EncodeToString(listKey[:8]))
+	if err := os.MkdirAll(archives, 0o755); err != nil {
+		return fmt.Errorf("create cache dir: %w", err)
+	}
+	if err := preflight(c, lists, time.Now()); err != nil {
+		return err
+	}
+	cached := countDebs(archives)
+
+	tmp := root + ".mmdebstrap"
+	if err := safeRemoveAll(tmp); err != nil {
+		return err
+	}
+	args := []string{
+		"--mode=root", "--variant=essential", "--format=directory",
+		"--include=" + strings.Join(packageList(c), ","),
+		// debootstrap's merged-/usr (directory symlinks) without the usrmerge
+		// package and its perl dependencies.
+		"--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+		"--skip=essential/unlink",
+		"--setup-hook=" + filepath.Join(recipe, "hooks", "setup.sh"),
+		"--customize-hook=" + filepath.Join(recipe, "hooks", "customize.sh"),
+		c.Suite, tmp, mirror,
+	}
+	logf("rootfs: mmdebstrap %s from %s: %d packages + Essential, %d .debs cached", c.Suite, mirror, len(packageList(c)), cached)
+	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
+	cmd.Env = append(os.Environ(),
+		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", c.Epoch),
+		"PITH_ARCHIVES="+archives,
+		"PITH_LISTS="+lists,
+		"PITH_KERNEL="+c.KernelPackage,
+		"PITH_OVERLAY="+filepath.Join(recipe, "overlay"),
+		"PITH_WORK="+work,
+		"LC_ALL=C.UTF-8",
+	)
+	// mmdebstrap unmounts /proc, /sys and /dev from the chroot when it is
+	// told to stop; a SIGKILL would leave them mounted.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	logPath := filepath.Join(work, "mmdebstrap.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var output []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(logFile, line)
+			output = append(output, line)
+			if msg, ok := strings.CutPrefix(line, "I: "); ok && !strings.HasPrefix(msg, "running --") {
+				logf("rootfs: mmdebstrap: %s", msg)
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	runErr := cmd.Run()
+	pw.Close()
+	<-done
+	if runErr != nil {
+		rmErr := safeRemoveAll(tmp)
+		if ctx.Err() != nil {
+			return fmt.Errorf("rootfs: interrupted: %w", ctx.Err())
+		}
+		err := explainFailure(output, c)
+		if rmErr != nil {
+			return fmt.Errorf("%v (and could not remove %s: %v)", err, tmp, rmErr)
+		}
+		return fmt.Errorf("%v (log: %s)", err, logPath)
+	}
+	logf("rootfs: %d .debs now cached", countDebs(archives))
+	return os.Rename(tmp, root)
+}
+
+func countDebs(dir string) int {
+	m, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
+	return len(m)
+}
+
+var (
+	reNoPackage   = regexp.MustCompile(`^E: Unable to locate package (\S+)`)
+	reNoCandidate = regexp.MustCompile(`^E: Package '([^']+)' has no installation candidate`)
+	reNoRelease   = regexp.MustCompile(`^E: The repository '(.+)' does not have a Release file`)
+	reFetch       = regexp.MustCompile(`^(?:E|W): Failed to fetch (\S+)\s+(.*)$`)
+	reErrLine     = regexp.MustCompile(`^Err:\d+ (\S+)`)
+	reUnmet       = regexp.MustCompile(`^ (\S+) : Depends: (.+)$`)
+	rePith        = regexp.MustCompile(`pith-error: (.+)$`)
+)
+
+// explainFailure turns mmdebstrap's and apt's output into one line naming the
+// problem and the fix.
+func explainFailure(output []string, c config.Config) error {
+	mirror := config.NormalizeMirror(c.Mirror)
+	which := func(pkg string) string {
+		if pkg == c.KernelPackage {
+			return "debian.kernel: package " + pkg
+		}
+		if slices.Contains(c.Packages, pkg) {
+			return "debian.packages: package " + pkg
+		}
+		return "package " + pkg + " (Pith's base set)"
+	}
+	fix := func(pkg string) string {
+		if slices.Contains(c.Packages, pkg) || pkg == c.KernelPackage {
+			return "check the name (https://packages.debian.org/" + c.Suite + "/" + pkg + ") or remove it"
+		}
+		return "use a suite that has it (debian.suite: " + config.DefaultSuite + ")"
+	}
+	for _, line := range output {
+		if m := rePith.FindStringSubmatch(line); m != nil {
+			return fmt.Errorf("debian.kernel: %s in %s (%s): set debian.kernel to a linux-image package, e.g. %s", m[1], c.Suite, mirror, config.DefaultKernelPackage)
+		}
+	}
+	for _, line := range output {
+		if m := reNoPackage.FindStringSubmatch(line); m != nil {
+			return fmt.Errorf("%s not found in %s (%s): %s", which(m[1]), c.Suite, mirror, fix(m[1]))
+		}
+		if m := reNoCandidate.FindStringSubmatch(line); m != nil {
+			return fmt.Errorf("%s has no installable version in %s (%s): %s", which(m[1]), c.Suite, mirror, fix(m[1]))
+		}
+		if reNoRelease.MatchString(line) {
+			return fmt.Errorf("debian.suite: %s has no suite %q (no Release file): check debian.suite and debian.mirror", mirror, c.Suite)
+		}
+	}
+	// Network trouble shows as "Err:N URL" followed by an indented reason,
+	// or as "Failed to fetch URL reason".
+	for i, line := range output {
+		if m := reErrLine.FindStringSubmatch(line); m != nil && i+1 < len(output) && strings.HasPrefix(output[i+1], "  ") {
+			return unreachable(mirror, strings.TrimSpace(output[i+1]))
+		}
+		if m := reFetch.FindStringSubmatch(line); m != nil {
+			return unreachable(mirror, strings.TrimSpace(m[2]))
+		}
+	}
+	for _, line := range output {
+		if m := reUnmet.FindStringSubmatch(line); m != nil {
+			return fmt.Errorf("%s cannot be installed (depends on %s) in %s: %s", which(m[1]), strings.TrimSpace(m[2]), c.Suite, fix(m[1]))
+		}
+	}
+	for i := len(output) - 1; i >= 0; i-- {
+		if strings.HasPrefix(output[i], "E: ") && !strings.Contains(output[i], "mmdebstrap failed") {
+			return fmt.Errorf("mmdebstrap failed: %s", strings.TrimPrefix(output[i], "E: "))
+		}
+	}
+	if len(output) > 0 {
+		return fmt.Errorf("mmdebstrap failed: %s", output[len(output)-1])
+	}
+	return errors.New("mmdebstrap failed without output")
+}
+
+func unreachable(mirror, reason string) error {
+	if len(reason) > 160 {
+		reason = reason[:160] + "..."
+	}
+	return fmt.Errorf("debian.mirror: cannot download from %s (%s): check the URL and the network, or use %s", mirror, reason, config.DefaultMirror)
+}

@@ -1,0 +1,76 @@
+#!/bin/sh
+# mmdebstrap customize hook ($1 = the installed rootfs): adds the kernel from
+# its .deb (extracted, not installed: no initramfs-tools, no postinst),
+# Pith's static files, the unit presets, and saves what apt downloaded into
+# Pith's cache. Lines starting "pith-error:" are read by the Go side.
+set -eu
+root=$1
+archives=$root/var/cache/apt/archives
+fail() {
+	echo "pith-error: $*" >&2
+	exit 1
+}
+aptc() { APT_CONFIG=$MMDEBSTRAP_APT_CONFIG "$@"; }
+
+# The kernel: follow a metapackage's Depends (linux-image-cloud-amd64 ->
+# linux-image-6.1.0-N-cloud-amd64) to the package holding /boot/vmlinuz-*.
+pkg=$PITH_KERNEL
+deb=
+found=
+for hop in 1 2 3 4; do
+	info=$(aptc apt-cache show --no-all-versions "$pkg" 2>/dev/null) || fail "kernel package $pkg not found"
+	ver=$(printf '%s\n' "$info" | sed -n 's/^Version: //p' | head -n1)
+	arch=$(printf '%s\n' "$info" | sed -n 's/^Architecture: //p' | head -n1)
+	[ -n "$ver" ] || fail "kernel package $pkg not found"
+	deb=$archives/${pkg}_$(printf %s "$ver" | sed 's/:/%3a/g')_$arch.deb
+	if [ ! -s "$deb" ]; then
+		(cd "$archives" && aptc apt-get download -q "$pkg") || fail "cannot download kernel package $pkg"
+	fi
+	if dpkg-deb --fsys-tarfile "$deb" | tar -t | grep -q '^\./boot/vmlinuz-'; then
+		found=1
+		break
+	fi
+	next=$(dpkg-deb -f "$deb" Depends | tr ',|' '\n\n' | sed -n 's/^ *\(linux-image-[^ ]*\).*/\1/p' | head -n1)
+	[ -n "$next" ] || fail "kernel package $PITH_KERNEL neither contains nor depends on a linux-image package"
+	pkg=$next
+done
+[ -n "$found" ] || fail "kernel package $PITH_KERNEL: no /boot/vmlinuz-* after 4 dependency hops"
+
+kx=$PITH_WORK/kernel-extract
+rm -rf "$kx"
+mkdir -p "$kx" "$root/boot" "$root/usr/lib/modules"
+dpkg-deb -x "$deb" "$kx"
+kver=
+for v in "$kx"/boot/vmlinuz-*; do kver=${v##*/vmlinuz-}; done
+cp -a "$kx/boot/." "$root/boot/"
+# bookworm's kernel ships /lib/modules, trixie's /usr/lib/modules.
+for d in "$kx/lib/modules" "$kx/usr/lib/modules"; do
+	if [ -d "$d" ]; then cp -a "$d/." "$root/usr/lib/modules/"; fi
+done
+if [ -d "$kx/usr/share/doc" ]; then cp -a "$kx/usr/share/doc/." "$root/usr/share/doc/"; fi
+rm -rf "$kx"
+[ -d "$root/usr/lib/modules/$kver" ] || fail "kernel package $pkg has no modules for $kver"
+chroot "$root" depmod -a "$kver"
+echo "$kver" >"$PITH_WORK/kernel-version"
+
+# Pith's static files, then enable exactly the units its preset names.
+cp -a "$PITH_OVERLAY/." "$root/"
+chroot "$root" systemctl preset-all
+
+# Save downloads into the cache: hard links (or copies) under a temporary
+# name, renamed into place, so the cache never holds half a file.
+save() { # save FROM TO: new or changed regular files
+	mkdir -p "$2"
+	for f in "$1"/*; do
+		[ -f "$f" ] || continue
+		b=${f##*/}
+		[ "$b" = lock ] && continue
+		if [ "$f" -ef "$2/$b" ]; then continue; fi
+		if [ -e "$2/$b" ] && [ "$3" = keep ]; then continue; fi
+		ln -f "$f" "$2/.$b.tmp" 2>/dev/null || cp -f "$f" "$2/.$b.tmp"
+		mv -f "$2/.$b.tmp" "$2/$b"
+	done
+}
+save "$archives" "$PITH_ARCHIVES" keep
+save "$root/var/lib/apt/lists" "$PITH_LISTS" replace
+touch "$PITH_LISTS/.fetched"
