@@ -139,7 +139,15 @@ func (w *walker) decode(n *yaml.Node, v reflect.Value, path, rule string) {
 	w.pos[path] = posOf(n)
 	if isNull(n) {
 		// An empty key ("coreos:" with nothing under it) is the zero value,
-		// as in coreos-cloudinit.
+		// as in coreos-cloudinit; but an empty list item ("- " alone) still
+		// lacks its required keys.
+		if v.Kind() == reflect.Struct {
+			for _, f := range fieldsOf(v.Type()) {
+				if f.required {
+					w.rep.Errorf(posOf(n), path, "%s: empty item: missing required key %q", path, f.key)
+				}
+			}
+		}
 		return
 	}
 	if v.Type() == reflect.TypeOf(Sudo{}) {

@@ -211,6 +211,11 @@ func TestCloudConfigFirstAndLaterBoots(t *testing.T) {
 		t.Error("metadata not saved")
 	}
 
+	set, err := ReadSettings(root)
+	if err != nil || set.Cluster.Name != "demo" || set.Cluster.AdvertiseIP != "10.0.2.15" || set.KV.MaxVoters != 5 {
+		t.Errorf("settings %+v %v", set, err)
+	}
+
 	// A later boot: files and units again, accounts untouched.
 	os.Remove(filepath.Join(root, "etc/motd"))
 	os.Remove(filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-cloudinit"))

@@ -26,6 +26,7 @@ const (
 	ReportFile    = "user-data.report" // the validation report, file:line:col lines
 	StateFile     = "user-data.json"   // State of the last run
 	FirstBootFile = "first-boot.done"  // exists once first boot applied user-data
+	SettingsFile  = "settings.json"    // cloudconfig.Settings for the agent's subsystems
 )
 
 // Input is what the datasource found.
@@ -137,6 +138,9 @@ func (s *Stage) Run(ctx context.Context, in Input) (*State, error) {
 	switch ud.Format {
 	case cloudconfig.FormatCloudConfig:
 		applyErr = s.Applier.ApplyCloudConfig(ctx, ud.CloudConfig, opt)
+		if applyErr == nil {
+			applyErr = s.saveJSON(SettingsFile, ud.CloudConfig.Settings())
+		}
 	case cloudconfig.FormatIgnition:
 		applyErr = s.Applier.ApplyIgnition(ctx, ud.Ignition, opt)
 	case cloudconfig.FormatScript:
@@ -218,12 +222,32 @@ func (s *Stage) save(name string, data []byte, mode os.FileMode) error {
 	return writeAtomic(p, data, mode, -1, -1)
 }
 
-func (s *Stage) record(st *State) error {
-	b, err := json.MarshalIndent(st, "", "  ")
+func (s *Stage) record(st *State) error { return s.saveJSON(StateFile, st) }
+
+func (s *Stage) saveJSON(name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return s.save(StateFile, append(b, '\n'), 0o644)
+	return s.save(name, append(b, '\n'), 0o644)
+}
+
+// ReadSettings returns the settings the last applied cloud-config gave the
+// agent (zero Settings if there were none).
+func ReadSettings(root string) (cloudconfig.Settings, error) {
+	var set cloudconfig.Settings
+	p, err := under(root, filepath.Join(StateDir, SettingsFile))
+	if err != nil {
+		return set, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return set, nil
+	}
+	if err != nil {
+		return set, err
+	}
+	return set, json.Unmarshal(b, &set)
 }
 
 // ReadState returns the last State recorded under root.
