@@ -34,6 +34,7 @@ type mstate struct {
 	m      *Machine
 	load   int
 	pos    int
+	ord    int // rank of the ID, a cheap tie-breaker
 	units  map[string]*plan
 	status MachineStatus
 	place  bool
@@ -54,7 +55,7 @@ type planner struct {
 }
 
 func (p *planner) less(a, b *mstate) bool {
-	return a.load < b.load || a.load == b.load && a.m.ID < b.m.ID
+	return a.load < b.load || a.load == b.load && a.ord < b.ord
 }
 
 func (p *planner) assign(pl *plan, id string) {
@@ -136,23 +137,28 @@ func hasSchedReqs(u *Unit) bool {
 func (e *Engine) Reconcile(ctx context.Context) (ReconcileStats, error) {
 	var st ReconcileStats
 	state := e.Store.State()
-	for _, m := range e.Live.Live() {
-		old := state.Machine(m.ID)
-		if old == nil || !sameMachine(old, &m) {
-			mm := m
-			if _, err := e.Store.Propose(ctx, &Command{Op: OpRegisterMachine, Machine: &mm}); err != nil {
-				return st, fmt.Errorf("register machine %s: %w", m.ID, err)
-			}
-			st.Registered++
-			st.Commands++
-		}
-	}
-	placements, pst := e.Plan()
-	st.Placed, st.Moved, st.Unplaced = pst.Placed, pst.Moved, pst.Unplaced
 	batch := e.BatchSize
 	if batch <= 0 {
 		batch = 1000
 	}
+	var changed []*Machine
+	for _, m := range e.Live.Live() {
+		old := state.Machine(m.ID)
+		if old == nil || !sameMachine(old, &m) {
+			mm := m
+			changed = append(changed, &mm)
+		}
+	}
+	for i := 0; i < len(changed); i += batch {
+		j := min(i+batch, len(changed))
+		if _, err := e.Store.Propose(ctx, &Command{Op: OpRegisterMachine, Machines: changed[i:j]}); err != nil {
+			return st, fmt.Errorf("register machines: %w", err)
+		}
+		st.Registered += j - i
+		st.Commands++
+	}
+	placements, pst := e.Plan()
+	st.Placed, st.Moved, st.Unplaced = pst.Placed, pst.Moved, pst.Unplaced
 	for i := 0; i < len(placements); i += batch {
 		j := min(i+batch, len(placements))
 		_, err := e.Store.Propose(ctx, &Command{Op: OpPlace, Term: e.Term, Placements: placements[i:j]})
@@ -170,8 +176,8 @@ func (e *Engine) Plan() ([]Placement, ReconcileStats) {
 	state := e.Store.State()
 	units := state.Units()
 	p := &planner{machines: map[string]*mstate{}, plans: make(map[string]*plan, len(units))}
-	for _, m := range state.Machines() {
-		ms := &mstate{m: m, units: map[string]*plan{}, status: e.Live.Status(m.ID)}
+	for i, m := range state.Machines() {
+		ms := &mstate{m: m, ord: i, units: map[string]*plan{}, status: e.Live.Status(m.ID)}
 		ms.place = ms.status == Alive && e.Live.Placeable(m.ID)
 		p.machines[m.ID] = ms
 	}

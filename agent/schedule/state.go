@@ -37,8 +37,10 @@ type Command struct {
 	// Name and Desired: OpSetDesired, OpDestroyUnit, OpRemoveMachine (Name).
 	Name    string       `json:"name,omitempty"`
 	Desired DesiredState `json:"desired,omitempty"`
-	// Machine: OpRegisterMachine.
-	Machine *Machine `json:"machine,omitempty"`
+	// Machine: OpRegisterMachine; Machines registers several at once (the
+	// engine batches the records its heartbeats changed).
+	Machine  *Machine   `json:"machine,omitempty"`
+	Machines []*Machine `json:"machines,omitempty"`
 	// Term fences OpPlace: batches from an engine whose leadership term is
 	// older than one already applied are dropped whole.
 	Term       uint64      `json:"term,omitempty"`
@@ -209,16 +211,26 @@ func (s *State) apply(cmd *Command) (any, error) {
 		delete(s.units, cmd.Name)
 		return nil, nil
 	case OpRegisterMachine:
-		m := cmd.Machine
-		if m == nil || m.ID == "" {
-			return nil, errors.New("register-machine without machine ID")
+		ms := cmd.Machines
+		if cmd.Machine != nil {
+			ms = append([]*Machine{cmd.Machine}, ms...)
 		}
-		cp := *m
-		cp.Metadata = make(map[string]string, len(m.Metadata))
-		for k, v := range m.Metadata {
-			cp.Metadata[k] = v
+		if len(ms) == 0 {
+			return nil, errors.New("register-machine without machine")
 		}
-		s.machines[m.ID] = &cp
+		for _, m := range ms {
+			if m == nil || m.ID == "" {
+				return nil, errors.New("register-machine without machine ID")
+			}
+		}
+		for _, m := range ms {
+			cp := *m
+			cp.Metadata = make(map[string]string, len(m.Metadata))
+			for k, v := range m.Metadata {
+				cp.Metadata[k] = v
+			}
+			s.machines[m.ID] = &cp
+		}
 		return nil, nil
 	case OpRemoveMachine:
 		delete(s.machines, cmd.Name)
