@@ -2,7 +2,6 @@ package channels
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,54 +13,32 @@ import (
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/pith-os/pith/image/layout"
+	"github.com/pith-os/pith/image/manifest"
 )
 
-// Files of an image build that `pith release` reads.
-const (
-	ImageFile         = "pith.img"
-	ImageManifestFile = "pith.manifest.json"
-)
+// ImageFile is the raw disk image of an image build that `pith release`
+// reads; its manifest is image/manifest's pith.manifest.json.
+const ImageFile = "pith.img"
 
 // GPT partition names of the design's layout.
 const (
-	partESP  = "EFI-SYSTEM"
+	partESP  = layout.LabelESP
 	partUSRA = "USR-A"
 )
-
-// ImageManifest is the part of the image build's pith.manifest.json that a
-// release needs. Partition geometry comes from the image's own GPT; the
-// manifest's partition list, when present, is cross-checked against it and
-// may give the used size of USR-A's filesystem (content_size), which
-// otherwise is read from the squashfs/erofs superblock.
-type ImageManifest struct {
-	Version string `json:"version"`
-	// Platform (GOOS/GOARCH) or Arch (GOARCH); default linux/amd64.
-	Platform string `json:"platform"`
-	Arch     string `json:"arch"`
-	// USRVerityHash: dm-verity root hash of USR-A when the build made one.
-	USRVerityHash string              `json:"usr_verity_hash"`
-	Partitions    []ImageManifestPart `json:"partitions"`
-}
-
-// ImageManifestPart is one partition in the image manifest.
-type ImageManifestPart struct {
-	Number int    `json:"number"`
-	Label  string `json:"label"`
-	Offset int64  `json:"offset"`
-	Size   int64  `json:"size"`
-	// ContentSize is how many bytes at the partition's start belong to its
-	// filesystem (plus verity hash tree, if stored after it).
-	ContentSize int64 `json:"content_size"`
-}
 
 // ImageRelease is a built image, opened for release.
 type ImageRelease struct {
 	Path          string
 	Version       string
-	Platform      string
+	Platform      string // GOOS/GOARCH of the USR payload
 	USRVerityHash string
-	// USROffset and USRSize delimit the USR payload inside the image file.
+	// USROffset and USRSize delimit the USR payload inside the image file;
+	// USRSHA256 is the builder's hash of it, checked while the payload is
+	// compressed.
 	USROffset, USRSize int64
+	USRSHA256          string
 	// HowSized says where USRSize came from, for the release log.
 	HowSized string
 
@@ -69,17 +46,16 @@ type ImageRelease struct {
 	espIdx int
 }
 
-// OpenImage reads DIR/pith.img and DIR/pith.manifest.json.
+// OpenImage reads DIR/pith.img and DIR/pith.manifest.json. Partition
+// geometry comes from the image's own GPT and must agree with the manifest;
+// USR-A's payload is the manifest's content_size bytes (the filesystem), or
+// what the squashfs/erofs superblock says for manifests without it.
 func OpenImage(dir string) (*ImageRelease, error) {
 	imgPath := filepath.Join(dir, ImageFile)
-	mfPath := filepath.Join(dir, ImageManifestFile)
-	var im ImageManifest
-	data, err := os.ReadFile(mfPath)
+	mfPath := filepath.Join(dir, manifest.FileName)
+	im, err := manifest.Read(mfPath)
 	if err != nil {
 		return nil, fmt.Errorf("image manifest: %w (run `pith build --out %s` first)", err, dir)
-	}
-	if err := json.Unmarshal(data, &im); err != nil {
-		return nil, fmt.Errorf("image manifest %s: %v", mfPath, err)
 	}
 	if _, err := os.Stat(imgPath); err != nil {
 		return nil, fmt.Errorf("image: %w (run `pith build --out %s` first)", err, dir)
@@ -88,21 +64,24 @@ func OpenImage(dir string) (*ImageRelease, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %v", imgPath, err)
 	}
-	ir := &ImageRelease{Path: imgPath, Version: im.Version, USRVerityHash: im.USRVerityHash, disk: d}
+	// The image manifest's platform is the OEM platform (qemu, ec2, ...);
+	// the USR payload is the same for all of them and differs by
+	// architecture only, as in CoreOS.
+	ir := &ImageRelease{Path: imgPath, Version: im.Version, Platform: "linux/" + runtime.GOARCH, disk: d}
+	if strings.Contains(im.Platform, "/") {
+		ir.Platform = im.Platform
+	}
+	for _, f := range strings.Fields(im.KernelCmdline["a"]) {
+		if v, ok := strings.CutPrefix(f, "pith.usrhash="); ok {
+			ir.USRVerityHash = v
+		}
+	}
 	ok := false
 	defer func() {
 		if !ok {
 			d.Close()
 		}
 	}()
-	switch {
-	case im.Platform != "":
-		ir.Platform = im.Platform
-	case im.Arch != "":
-		ir.Platform = "linux/" + im.Arch
-	default:
-		ir.Platform = "linux/" + runtime.GOARCH
-	}
 	pt, err := d.GetPartitionTable()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: partition table: %v", imgPath, err)
@@ -112,12 +91,12 @@ func OpenImage(dir string) (*ImageRelease, error) {
 		return nil, fmt.Errorf("image %s: not a GPT disk", imgPath)
 	}
 	var usr *gpt.Partition
-	for i, p := range table.Partitions {
+	for _, p := range table.Partitions {
 		switch p.Name {
 		case partUSRA:
 			usr = p
 		case partESP:
-			ir.espIdx = i + 1
+			ir.espIdx = p.Index
 		}
 	}
 	if usr == nil || ir.espIdx == 0 {
@@ -130,14 +109,9 @@ func OpenImage(dir string) (*ImageRelease, error) {
 	ir.USROffset = int64(usr.Start) * sector
 	partSize := int64(usr.Size)
 
-	var mp *ImageManifestPart
-	for i := range im.Partitions {
-		if strings.EqualFold(im.Partitions[i].Label, partUSRA) {
-			mp = &im.Partitions[i]
-		}
-	}
-	if mp != nil && mp.Offset != 0 && (mp.Offset != ir.USROffset || (mp.Size != 0 && mp.Size != partSize)) {
-		return nil, fmt.Errorf("image %s: %s at %d (+%d) in the GPT, the manifest says %d (+%d); rebuild the image", imgPath, partUSRA, ir.USROffset, partSize, mp.Offset, mp.Size)
+	mp, found := im.Partition(partUSRA)
+	if found && (mp.Start != ir.USROffset || mp.Size != partSize) {
+		return nil, fmt.Errorf("image %s: %s at %d (+%d) in the GPT, the manifest says %d (+%d); rebuild the image", imgPath, partUSRA, ir.USROffset, partSize, mp.Start, mp.Size)
 	}
 	f, err := os.Open(imgPath)
 	if err != nil {
@@ -145,8 +119,8 @@ func OpenImage(dir string) (*ImageRelease, error) {
 	}
 	defer f.Close()
 	switch used, fsName := fsUsedSize(io.NewSectionReader(f, ir.USROffset, partSize)); {
-	case mp != nil && mp.ContentSize > 0:
-		ir.USRSize, ir.HowSized = mp.ContentSize, "image manifest content_size"
+	case found && mp.ContentSize > 0:
+		ir.USRSize, ir.USRSHA256, ir.HowSized = mp.ContentSize, mp.ContentSHA256, "image manifest content_size"
 	case ir.USRVerityHash != "":
 		// A verity hash tree may follow the filesystem: ship it all.
 		ir.USRSize, ir.HowSized = partSize, "whole partition (verity)"
@@ -171,10 +145,15 @@ func (ir *ImageRelease) OpenUSR() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	var r io.Reader = io.NewSectionReader(f, ir.USROffset, ir.USRSize)
+	if ir.USRSHA256 != "" {
+		// The partition must still hold what the builder wrote.
+		r = newVerifyingReader(r, "USR-A content of "+ir.Path, ir.USRSize, ir.USRSHA256)
+	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.NewSectionReader(f, ir.USROffset, ir.USRSize), f}, nil
+	}{r, f}, nil
 }
 
 // OpenESPFile opens a file on the image's EFI system partition (vfat, read

@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/pith-os/pith/image/layout"
+	"github.com/pith-os/pith/image/manifest"
 )
 
 func run(t testing.TB, name string, args ...string) {
@@ -68,15 +73,19 @@ func buildTestImage(t testing.TB, dir, version string, kernel, initrd []byte, ma
 	}
 	writeAt(esp, espOff)
 	writeAt(sq, usrOff)
-	im := ImageManifest{Version: version, Arch: "amd64", Partitions: []ImageManifestPart{
-		{Number: 1, Label: "EFI-SYSTEM", Offset: espOff, Size: 33 << 20},
-		{Number: 3, Label: "USR-A", Offset: usrOff, Size: 16 << 20},
-	}}
+	im := manifest.Manifest{Schema: manifest.SchemaVersion, Version: version, Platform: "qemu",
+		KernelCmdline: map[string]string{"a": "console=ttyS0 pith.slot=a", "b": "console=ttyS0 pith.slot=b"},
+		Disk: manifest.Disk{SectorSize: 512, Partitions: []manifest.Partition{
+			{Partition: layout.Partition{Number: 1, Label: "EFI-SYSTEM", Start: espOff, Size: 33 << 20}},
+			{Partition: layout.Partition{Number: 3, Label: "USR-A", Start: usrOff, Size: 16 << 20}},
+		}}}
 	if manifestContentSize {
-		im.Partitions[1].ContentSize = int64(len(usrFS))
+		sum := sha256.Sum256(usrFS)
+		im.Disk.Partitions[1].ContentSize = int64(len(usrFS))
+		im.Disk.Partitions[1].ContentSHA256 = hex.EncodeToString(sum[:])
 	}
-	b, _ := json.MarshalIndent(im, "", "  ")
-	os.WriteFile(filepath.Join(dir, ImageManifestFile), b, 0o644)
+	b, _ := im.Encode()
+	os.WriteFile(filepath.Join(dir, manifest.FileName), b, 0o644)
 	return usrFS
 }
 
@@ -125,6 +134,9 @@ func TestReleaseFromImage(t *testing.T) {
 				}
 			}
 			usr, _ := m.Payload(PayloadUSR)
+			if kp, _ := m.Payload(PayloadKernel); usr.Compression != CompressionNone || kp.Compression != CompressionZstd {
+				t.Fatalf("compression: usr %s (a squashfs of random data ships raw), kernel %s", usr.Compression, kp.Compression)
+			}
 			usrBOff := int64(2048*512 + 33<<20 + 16<<20)
 			img := filepath.Join(imgDir, ImageFile)
 			if _, err := WritePayload(context.Background(), filepath.Join(repo, usr.Path), usr, Target{Path: img, Offset: usrBOff, Limit: 16 << 20}, nil); err != nil {
@@ -141,5 +153,31 @@ func TestReleaseFromImage(t *testing.T) {
 				t.Fatalf("unsquashfs of the written USR-B: %v %q", err, out)
 			}
 		})
+	}
+}
+
+// TestReleaseRefusesChangedImage: a USR-A that no longer matches the image
+// manifest's content hash is not released, and the repository is untouched.
+func TestReleaseRefusesChangedImage(t *testing.T) {
+	imgDir, repo := t.TempDir(), t.TempDir()
+	buildTestImage(t, imgDir, "2.0.0", []byte("kernel"), []byte("initrd"), true)
+	ir, err := OpenImage(imgDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ir.Close()
+	f, _ := os.OpenFile(filepath.Join(imgDir, ImageFile), os.O_WRONLY, 0)
+	f.WriteAt([]byte{0xff}, ir.USROffset+ir.USRSize-100)
+	f.Close()
+	_, err = Publish(repo, Release{Channel: "stable", Version: "2.0.0", Platform: ir.Platform,
+		Payloads: []PayloadSource{{Name: PayloadUSR, File: "usr.zst", Open: ir.OpenUSR}}}, []ed25519.PrivateKey{testKey(t)}, nil)
+	if !errors.Is(err, ErrHash) {
+		t.Fatalf("changed USR-A: %v", err)
+	}
+	if ents, _ := os.ReadDir(repo); len(ents) != 1 || ents[0].Name() != "channels" {
+		t.Fatalf("repository after a failed release: %v", ents)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(repo, "channels")); len(ents) != 0 {
+		t.Fatalf("channel written after a failed release: %v", ents)
 	}
 }

@@ -64,6 +64,40 @@ func BuildPayload(src io.Reader, dst string) (Payload, error) {
 	}, nil
 }
 
+// StoreRawPayload copies src into dst uncompressed (for content zstd cannot
+// shrink, like a squashfs USR: the node then skips decompression).
+func StoreRawPayload(src io.Reader, dst string) (Payload, error) {
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
+	if err != nil {
+		return Payload{}, err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), src)
+	if err != nil {
+		return Payload{}, err
+	}
+	if n == 0 {
+		return Payload{}, fmt.Errorf("payload %s: source is empty", filepath.Base(dst))
+	}
+	if err := f.Sync(); err != nil {
+		return Payload{}, err
+	}
+	if err := f.Close(); err != nil {
+		return Payload{}, err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return Payload{}, err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return Payload{}, err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	return Payload{Compression: CompressionNone, Size: n, SHA256: sum, UncompressedSize: n, UncompressedSHA256: sum}, nil
+}
+
 type countWriter struct{ n int64 }
 
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
@@ -80,6 +114,8 @@ type verifyingReader struct {
 	n       int64
 	h       hash.Hash
 	err     error
+	// sizeOnly skips hashing (the caller verified the bytes already).
+	sizeOnly bool
 }
 
 func newVerifyingReader(r io.Reader, what string, size int64, sum string) *verifyingReader {
@@ -92,7 +128,9 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	}
 	n, err := v.r.Read(p)
 	v.n += int64(n)
-	v.h.Write(p[:n])
+	if !v.sizeOnly {
+		v.h.Write(p[:n])
+	}
 	if v.n > v.want {
 		v.err = fmt.Errorf("%w: %s is longer than the manifest's %d bytes", ErrSize, v.what, v.want)
 		return 0, v.err
@@ -111,6 +149,9 @@ func (v *verifyingReader) check() error {
 	if v.n != v.want {
 		return fmt.Errorf("%w: %s has %d bytes, the manifest says %d", ErrSize, v.what, v.n, v.want)
 	}
+	if v.sizeOnly {
+		return nil
+	}
 	if got := hex.EncodeToString(v.h.Sum(nil)); got != v.wantSum {
 		return fmt.Errorf("%w: %s has sha256 %s, the manifest says %s", ErrHash, v.what, got, v.wantSum)
 	}
@@ -122,7 +163,15 @@ func (v *verifyingReader) check() error {
 // checked against the manifest; the reader returns ErrSize or ErrHash in
 // place of io.EOF when either differs.
 func Decompress(r io.Reader, p Payload) (io.ReadCloser, error) {
+	return decompress(r, p, true)
+}
+
+// decompress is Decompress; with hashCompressed false the compressed
+// stream is only size-checked (for a file Download verified already: the
+// uncompressed hash still covers every byte that comes out).
+func decompress(r io.Reader, p Payload, hashCompressed bool) (io.ReadCloser, error) {
 	cv := newVerifyingReader(r, p.Name+" (compressed)", p.Size, p.SHA256)
+	cv.sizeOnly = !hashCompressed && p.Compression != CompressionNone
 	switch p.Compression {
 	case CompressionNone:
 		return io.NopCloser(cv), nil

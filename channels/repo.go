@@ -18,7 +18,11 @@ const (
 	sigSuffix       = ".sig"
 )
 
-// PayloadSource is one payload to add to a release.
+// rawThresholdPercent: payloads zstd shrinks by less than 3% ship raw.
+const rawThresholdPercent = 97
+
+// PayloadSource is one payload to add to a release. Open may be called
+// twice (compressed, then raw if compression did not pay).
 type PayloadSource struct {
 	Name string // usr, kernel, initrd
 	File string // file name inside DIR/<version>/, e.g. usr.zst
@@ -96,6 +100,19 @@ func Publish(dir string, rel Release, keys []ed25519.PrivateKey, logf func(strin
 		src.Close()
 		if err != nil {
 			return nil, fmt.Errorf("payload %s: %w", ps.Name, err)
+		}
+		if p.Size*100 > p.UncompressedSize*rawThresholdPercent {
+			// Already compressed (a squashfs USR): shipping it raw costs
+			// a few percent of download and saves the node a
+			// decompression pass on every update.
+			if src, err = ps.Open(); err != nil {
+				return nil, fmt.Errorf("payload %s: %w", ps.Name, err)
+			}
+			p, err = StoreRawPayload(src, filepath.Join(tmp, ps.File))
+			src.Close()
+			if err != nil {
+				return nil, fmt.Errorf("payload %s: %w", ps.Name, err)
+			}
 		}
 		p.Name, p.Path = ps.Name, rel.Version+"/"+ps.File
 		m.Payloads = append(m.Payloads, p)

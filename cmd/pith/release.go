@@ -240,8 +240,102 @@ func channelCmd() *cobra.Command {
 	f.StringVar(&cert, "tls-cert", "", "TLS certificate (PEM); serves HTTPS with --tls-key")
 	f.StringVar(&key, "tls-key", "", "TLS private key (PEM)")
 	f.BoolVar(&quiet, "quiet", false, "do not log each request")
-	cmd.AddCommand(serve)
+	cmd.AddCommand(serve, fetchCmd())
 	return cmd
+}
+
+// fetchCmd does what a node's update agent does, from a workstation: check
+// a channel, verify, download with resume, and optionally write the USR
+// payload to a file or device, printing each phase's time.
+func fetchCmd() *cobra.Command {
+	var server, channel, running, platform, dir, target string
+	var trust []string
+	cmd := &cobra.Command{
+		Use:   "fetch --server URL --channel NAME --trust PUB --dir DIR [--usr-target FILE|DEVICE]",
+		Short: "Fetch and verify a channel's release as a node would (resumes; prints timings)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if server == "" || channel == "" || len(trust) == 0 || dir == "" {
+				return errors.New("--server, --channel, --trust and --dir are required")
+			}
+			keys := channels.NewKeyring()
+			for _, p := range trust {
+				k, err := channels.LoadPublicKeyFile(p)
+				if err != nil {
+					return err
+				}
+				keys.Add(k)
+			}
+			c, err := channels.NewClient(server, channels.Policy{Keys: keys, Channel: channel, Platform: platform, Running: running})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			c.Progress = func(p channels.Progress) {
+				fmt.Fprintf(out, "\r%-7s %6.1f%% of %s  %.1f MB/s ", p.Payload, 100*float64(p.Done)/float64(max(p.Total, 1)), humanBytes(p.Total), p.BytesPerSec/1e6)
+				if p.Final {
+					fmt.Fprintln(out)
+				}
+			}
+			ctx := cmd.Context()
+			m, err := c.Manifest(ctx, channel)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "channel %s: %s (released %s, %s)\n", channel, m.Version, m.Released.Format(time.RFC3339), m.Platform)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			files := map[string]string{}
+			start := time.Now()
+			var total int64
+			for _, p := range m.Payloads {
+				path, err := c.Download(ctx, p, dir)
+				if err != nil {
+					return err
+				}
+				files[p.Name] = path
+				total += p.Size
+			}
+			secs := time.Since(start).Seconds()
+			fmt.Fprintf(out, "download+verify: %s in %.2fs (%.0f MB/s)\n", humanBytes(total), secs, float64(total)/1e6/secs)
+			if target == "" {
+				return nil
+			}
+			usr, ok := m.Payload(channels.PayloadUSR)
+			if !ok {
+				return fmt.Errorf("release %s has no usr payload", m.Version)
+			}
+			st, err := channels.WritePayload(ctx, files[channels.PayloadUSR], usr, channels.Target{Path: target}, nil)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "write %s to %s: %.2fs (%.0f MB/s, decompress+write+fsync), read-back verify %.2fs (%.0f MB/s)\n",
+				humanBytes(st.Bytes), target, st.Write, float64(st.Bytes)/1e6/st.Write, st.ReadBack, float64(st.Bytes)/1e6/st.ReadBack)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&server, "server", "", "channel server URL, e.g. http://127.0.0.1:8270/")
+	f.StringVar(&channel, "channel", "stable", "channel")
+	f.StringArrayVar(&trust, "trust", nil, "trusted public key file (repeatable)")
+	f.StringVar(&running, "running", "", "pretend to run this version (refuse older or equal releases)")
+	f.StringVar(&platform, "platform", "", "refuse releases for another GOOS/GOARCH")
+	f.StringVar(&dir, "dir", "", "download directory (partial files resume from here)")
+	f.StringVar(&target, "usr-target", "", "existing file or block device to write the USR payload to")
+	return cmd
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 func listChannels(repo string) []string {
