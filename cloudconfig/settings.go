@@ -24,7 +24,7 @@ type ClusterSettings struct {
 	Name        string            `json:"name,omitempty"`
 	NodeName    string            `json:"node_name,omitempty"`
 	AdvertiseIP string            `json:"advertise_ip,omitempty"`
-	Peers       []string          `json:"peers,omitempty"` // peer URLs
+	Peers       []string          `json:"peers,omitempty"` // name=peer URL
 	Discovery   string            `json:"discovery,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
 }
@@ -109,8 +109,8 @@ func (c *Config) Settings() Settings {
 
 	var peers []string
 	for _, m := range strings.Split(e2.InitialCluster, ",") {
-		if _, u, ok := strings.Cut(strings.TrimSpace(m), "="); ok {
-			peers = append(peers, u)
+		if m = strings.TrimSpace(m); strings.Contains(m, "=") {
+			peers = append(peers, m)
 		}
 	}
 	if len(p.Cluster.Peers) > 0 {
@@ -135,6 +135,13 @@ func (c *Config) Settings() Settings {
 		Peers:       peers,
 		Discovery:   first(p.Cluster.Discovery, e2.Discovery),
 		Metadata:    meta,
+	}
+	// pith: wins, also over etcd2's other way of bootstrapping.
+	if len(p.Cluster.Peers) > 0 {
+		s.Cluster.Discovery = ""
+	}
+	if p.Cluster.Discovery != "" {
+		s.Cluster.Peers = nil
 	}
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	k := p.KV

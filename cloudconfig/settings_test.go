@@ -37,7 +37,7 @@ coreos:
 	}
 	got := c.Settings()
 	want := Settings{
-		Cluster:  ClusterSettings{Name: "tok", NodeName: "e1", AdvertiseIP: "10.0.0.1", Peers: []string{"http://10.0.0.1:2380", "http://10.0.0.2:2380"}, Metadata: map[string]string{"role": "web", "region": "eu"}},
+		Cluster:  ClusterSettings{Name: "tok", NodeName: "e1", AdvertiseIP: "10.0.0.1", Peers: []string{"e1=http://10.0.0.1:2380", "e2=http://10.0.0.2:2380"}, Metadata: map[string]string{"role": "web", "region": "eu"}},
 		KV:       KVSettings{DataDir: "/var/lib/etcd2", ClientPort: 4001, PeerPort: 2380, HeartbeatInterval: 150 * time.Millisecond, ElectionTimeout: 1500 * time.Millisecond},
 		Schedule: ScheduleSettings{AgentTTL: 45 * time.Second, ReconcileInterval: 2500 * time.Millisecond},
 		Update:   UpdateSettings{Channel: "beta", RebootStrategy: "etcd-lock", WindowStart: "Thu 04:00", WindowLength: time.Hour},
@@ -47,12 +47,12 @@ coreos:
 	}
 
 	// pith: wins over coreos:.
-	c, rep = ParseCloudConfig([]byte(coreos + "pith:\n  cluster:\n    name: demo\n    peers: [http://10.1.0.1:2380]\n    metadata: {role: db}\n  kv: {client-port: 2379}\n  update: {channel: stable, reboot-strategy: \"off\"}\n"))
+	c, rep = ParseCloudConfig([]byte(coreos + "pith:\n  cluster:\n    name: demo\n    peers: [x=http://10.1.0.1:2380]\n    metadata: {role: db}\n  kv: {client-port: 2379}\n  update: {channel: stable, reboot-strategy: \"off\"}\n"))
 	if rep.HasErrors() {
 		t.Fatal(rep.Format("x"))
 	}
 	got = c.Settings()
-	if got.Cluster.Name != "demo" || !reflect.DeepEqual(got.Cluster.Peers, []string{"http://10.1.0.1:2380"}) || got.Cluster.Metadata["role"] != "db" ||
+	if got.Cluster.Name != "demo" || !reflect.DeepEqual(got.Cluster.Peers, []string{"x=http://10.1.0.1:2380"}) || got.Cluster.Metadata["role"] != "db" ||
 		got.Cluster.Metadata["region"] != "eu" || got.KV.ClientPort != 2379 || got.Update.Channel != "stable" || got.Update.RebootStrategy != "off" {
 		t.Errorf("pith override: %+v", got)
 	}

@@ -255,7 +255,7 @@ type PithCluster struct {
 	Name        string            `yaml:"name" valid:"clustername"`
 	NodeName    string            `yaml:"node_name" valid:"hostname"`
 	Discovery   string            `yaml:"discovery" valid:"url"`
-	Peers       []string          `yaml:"peers" valid:"url"`
+	Peers       []string          `yaml:"peers" valid:"peer"`
 	AdvertiseIP string            `yaml:"advertise_ip" valid:"ip"`
 	Metadata    map[string]string `yaml:"metadata" valid:"metadatakey"`
 }

@@ -81,6 +81,7 @@ func init() {
 		"url":            checkURL,
 		"urllist":        checkURLList,
 		"initialcluster": checkInitialCluster,
+		"peer":           checkPeer,
 		"clusterstate":   oneOf("new", "existing"),
 		"etcdproxy":      oneOf("on", "off", "readonly"),
 		"fallback":       oneOf("exit", "proxy"),
@@ -298,6 +299,15 @@ func checkInitialCluster(s string) (string, Severity) {
 		}
 	}
 	return ok()
+}
+
+// A pith.cluster.peers entry: name=peer URL, one member.
+func checkPeer(s string) (string, Severity) {
+	name, u, found := strings.Cut(s, "=")
+	if !found || name == "" || strings.Contains(u, ",") {
+		return bad("invalid peer %q: want name=http://host:2380 (one member per list item)", short(s))
+	}
+	return checkURL(u)
 }
 
 func checkIP(s string) (string, Severity) {

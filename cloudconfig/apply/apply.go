@@ -83,7 +83,37 @@ func (a *Applier) ApplyCloudConfig(ctx context.Context, c *cloudconfig.Config, o
 			return err
 		}
 	}
-	return a.applyUnits(ctx, c.CoreOS.Units)
+	envChanged, err := a.writeAgentEnv(c)
+	if err != nil {
+		return err
+	}
+	return a.applyUnits(ctx, c.CoreOS.Units, envChanged)
+}
+
+// writeAgentEnv writes AgentDropIn (or removes a stale one); systemd
+// must then be reloaded so the next start of pithd.service sees it.
+func (a *Applier) writeAgentEnv(c *cloudconfig.Config) (changed bool, err error) {
+	p, err := a.path(AgentDropIn)
+	if err != nil {
+		return false, err
+	}
+	env := AgentEnv(c)
+	if len(env) == 0 {
+		err := os.Remove(p)
+		if os.IsNotExist(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	text, err := agentDropIn(env)
+	if err != nil {
+		return false, err
+	}
+	if err := writeAtomic(p, []byte(text), 0o644, 0, 0); err != nil {
+		return false, err
+	}
+	a.logf("wrote %s (%d settings for %s)", AgentDropIn, len(env), AgentUnit)
+	return true, nil
 }
 
 func (a *Applier) path(p string) (string, error) { return under(a.Root, p) }
@@ -379,11 +409,10 @@ func unitDir(runtime bool) string {
 // applyUnits writes unit files and drop-ins, reloads systemd, enables and
 // masks, then runs the commands, in that order (systemd must know a unit
 // before it can enable or start it).
-func (a *Applier) applyUnits(ctx context.Context, units []cloudconfig.Unit) error {
-	if len(units) == 0 {
+func (a *Applier) applyUnits(ctx context.Context, units []cloudconfig.Unit, reload bool) error {
+	if len(units) == 0 && !reload {
 		return nil
 	}
-	reload := false
 	for _, u := range units {
 		dir := unitDir(u.Runtime)
 		if u.Content != "" {

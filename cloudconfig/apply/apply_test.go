@@ -216,6 +216,27 @@ func TestCloudConfigFirstAndLaterBoots(t *testing.T) {
 		t.Errorf("settings %+v %v", set, err)
 	}
 
+	dropIn := read(t, filepath.Join(root, AgentDropIn))
+	for _, w := range []string{
+		`Environment="ETCD_NAME=node1"`, // pith.cluster.node-name (and etcd2.name)
+		`Environment="ETCD_INITIAL_CLUSTER=node1=http://10.0.2.15:2380"`,
+		`Environment="ETCD_ADVERTISE_CLIENT_URLS=http://10.0.2.15:2379"`,
+		`Environment="ETCD_HEARTBEAT_INTERVAL=100"`,
+		`Environment="ETCD_MAX_VOTERS=5"`,
+		`Environment="FLEET_METADATA=disk=ssd,role=web"`,
+		`Environment="FLEET_PUBLIC_IP=10.0.2.15"`,
+		`Environment="FLEET_AGENT_TTL=30s"`,
+		`Environment="FLEET_ENGINE_RECONCILE_INTERVAL=2"`,
+	} {
+		if !strings.Contains(dropIn, w+"\n") {
+			t.Errorf("pithd drop-in lacks %s:\n%s", w, dropIn)
+		}
+	}
+
+	if strings.Contains(dropIn, "ETCD_DISCOVERY") {
+		t.Errorf("pith.cluster.peers must replace etcd2's discovery:\n%s", dropIn)
+	}
+
 	// A later boot: files and units again, accounts untouched.
 	os.Remove(filepath.Join(root, "etc/motd"))
 	os.Remove(filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-cloudinit"))
