@@ -470,7 +470,7 @@ func (e *Engine) Run(ctx context.Context, interval time.Duration, onErr func(err
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		ch := e.Store.State().Changed()
+		ch, lc := e.Store.State().Changed(), e.Live.Changed()
 		if _, err := e.Reconcile(ctx); err != nil && onErr != nil && ctx.Err() == nil {
 			onErr(err)
 		}
@@ -478,6 +478,7 @@ func (e *Engine) Run(ctx context.Context, interval time.Duration, onErr func(err
 		case <-ctx.Done():
 			return
 		case <-ch:
+		case <-lc:
 		case <-t.C:
 		}
 	}

@@ -91,11 +91,12 @@ type seen struct {
 // heartbeat interval, which is why it waits one TTL before declaring
 // anyone dead.
 type Liveness struct {
-	clock Clock
-	ttl   time.Duration
-	mu    sync.Mutex
-	since time.Time
-	seen  map[string]*seen
+	clock   Clock
+	ttl     time.Duration
+	mu      sync.Mutex
+	since   time.Time
+	seen    map[string]*seen
+	changed chan struct{}
 }
 
 // NewLiveness returns a table whose grace period starts now.
@@ -103,7 +104,7 @@ func NewLiveness(clock Clock, ttl time.Duration) *Liveness {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
-	l := &Liveness{clock: clock, ttl: ttl}
+	l := &Liveness{clock: clock, ttl: ttl, changed: make(chan struct{})}
 	l.Reset()
 	return l
 }
@@ -126,16 +127,34 @@ func (l *Liveness) Heartbeat(hb Heartbeat) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.seen[hb.Machine.ID]
+	notify := false
 	if s == nil {
 		s = &seen{aliveSince: now}
 		l.seen[hb.Machine.ID] = s
-	} else if now.Sub(s.last) > l.ttl {
-		// It had expired: this is a return, which starts a new hold-down.
-		s.aliveSince = now
-		s.wasDead = true
+		notify = true
+	} else {
+		if now.Sub(s.last) > l.ttl {
+			// It had expired: this is a return, which starts a new hold-down.
+			s.aliveSince = now
+			s.wasDead = true
+			notify = true
+		}
+		notify = notify || !sameMachine(&s.hb.Machine, &hb.Machine)
 	}
 	s.last = now
 	s.hb = hb
+	if notify {
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+}
+
+// Changed returns a channel closed when a machine appears, returns or
+// changes its record (deaths are noticed by the engine's periodic pass).
+func (l *Liveness) Changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.changed
 }
 
 // Status returns a machine's liveness now.

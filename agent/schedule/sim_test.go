@@ -562,3 +562,46 @@ func TestMachineOfFollowsPeerOnDeath(t *testing.T) {
 		t.Fatalf("after %s died: db on %q, backup on %q", m, n, s.where("backup.service"))
 	}
 }
+
+func TestLivenessChangedAndStatus(t *testing.T) {
+	clock := NewFakeClock()
+	l := NewLiveness(clock, DefaultTTL)
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	ch := l.Changed()
+	l.Heartbeat(Heartbeat{Machine: mach("m1")})
+	if !closed(ch) {
+		t.Fatal("new machine did not signal")
+	}
+	ch = l.Changed()
+	clock.Advance(time.Second)
+	l.Heartbeat(Heartbeat{Machine: mach("m1")})
+	if closed(ch) {
+		t.Fatal("routine heartbeat signalled")
+	}
+	l.Heartbeat(Heartbeat{Machine: mach("m1", "disk=ssd")})
+	if !closed(ch) {
+		t.Fatal("metadata change did not signal")
+	}
+	if l.Status("m1") != Alive || l.Status("m2") != Unknown {
+		t.Fatalf("status m1 %v m2 %v", l.Status("m1"), l.Status("m2"))
+	}
+	clock.Advance(DefaultTTL + time.Second)
+	if l.Status("m1") != Dead || l.Status("m2") != Dead || l.Placeable("m1") {
+		t.Fatalf("after TTL: m1 %v m2 %v", l.Status("m1"), l.Status("m2"))
+	}
+	ch = l.Changed()
+	l.Heartbeat(Heartbeat{Machine: mach("m1", "disk=ssd")})
+	if !closed(ch) || l.Status("m1") != Alive || l.Placeable("m1") {
+		t.Fatal("return: no signal, or placeable during hold-down")
+	}
+	if len(l.Live()) != 1 || len(l.Reports()) != 1 {
+		t.Fatalf("live %v", l.Live())
+	}
+}

@@ -20,7 +20,7 @@ import (
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
 )
 
-func schedFreePort(t *testing.T) int {
+func schedFreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
