@@ -210,3 +210,27 @@ func TestApplyLogEntries(t *testing.T) {
 		t.Fatalf("replicas diverged:\n%s\n%s", sa.String(), sc.String())
 	}
 }
+
+func TestReplaceContents(t *testing.T) {
+	s := newSim(t, mach("m1"), mach("m2"))
+	s.submit("a.service", Launched)
+	s.reconcile()
+	m := s.where("a.service")
+	h := s.store.State().Unit("a.service").Hash
+	s.submit("a.service", Launched, "MachineMetadata=x=y")
+	if got := s.store.State().Unit("a.service"); got.Machine != m || got.Hash == h {
+		t.Fatalf("replaced unit: machine %q (was %q), hash changed %v", got.Machine, m, got.Hash != h)
+	}
+	// The engine re-checks the new requirements: no machine has x=y.
+	s.reconcile()
+	if s.where("a.service") != "" || !strings.Contains(s.reason("a.service"), "MachineMetadata") {
+		t.Fatalf("after replace: on %q, %q", s.where("a.service"), s.reason("a.service"))
+	}
+	if err := s.trySubmit("a.service", Launched, "MachineMetadata=x=y"); err != ErrUnitExists {
+		t.Fatalf("identical resubmit: %v", err)
+	}
+	s.submit("a.service", Inactive)
+	if u := s.store.State().Unit("a.service"); u.Desired != Inactive || u.Machine != "" {
+		t.Fatalf("replace to inactive: %+v", u)
+	}
+}

@@ -169,13 +169,12 @@ func (s *State) apply(cmd *Command) (any, error) {
 			if old.Hash == u.Hash {
 				return nil, ErrUnitExists
 			}
-			// New contents replace the old; the placement is kept and the
+			// New contents replace the old, with the command's desired
+			// state; the placement is kept (unless now inactive) and the
 			// engine re-checks it against the new requirements.
-			u.Machine = old.Machine
-			u.Reason = old.Reason
-			u.Desired = old.Desired
-			if cmd.Unit.Desired != "" && cmd.Unit.Desired != Inactive {
-				u.Desired = cmd.Unit.Desired
+			if u.Desired != Inactive {
+				u.Machine = old.Machine
+				u.Reason = old.Reason
 			}
 		}
 		s.putUnit(u)

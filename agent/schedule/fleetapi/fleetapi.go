@@ -264,7 +264,12 @@ func (h *handler) set(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	case existing == nil || len(opts) > 0 && schedule.Hash(opts) != existing.Hash:
 		desired := schedule.DesiredState(su.DesiredState)
-		if desired == "" {
+		switch {
+		case desired != "":
+		case existing != nil:
+			// New contents without a state keep the unit's state.
+			desired = existing.Desired
+		default:
 			desired = schedule.Inactive
 		}
 		// Validate before proposing so a bad unit costs no log entry.

@@ -145,6 +145,15 @@ func TestUnitsLifecycleAndWireFormat(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"systemdActiveState":"inactive"`) || !strings.Contains(body, `"systemdLoadState":"loaded"`) || !strings.Contains(body, `"machineID":"`+u.MachineID+`"`) {
 		t.Fatalf("state: %d %s", code, body)
 	}
+	// New options without a state: contents replaced, state kept.
+	if code, body := cl.raw("PUT", Prefix+"/units/web.service", "application/json", `{"options":[{"section":"Service","name":"ExecStart","value":"/bin/sleep 2d"}]}`); code != 204 {
+		t.Fatalf("replace: %d %s", code, body)
+	}
+	cl.settle()
+	u, err = cl.c.Unit(context.Background(), "web.service")
+	if err != nil || u.DesiredState != "loaded" || u.CurrentState != "loaded" || len(u.Options) != 1 || u.Options[0].Value != "/bin/sleep 2d" {
+		t.Fatalf("after replace: %+v %v", u, err)
+	}
 	if code, _ := cl.raw("DELETE", Prefix+"/units/web.service", "", ""); code != 204 {
 		t.Fatalf("delete: %d", code)
 	}
