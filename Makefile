@@ -11,7 +11,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 STATICCHECK_VERSION := v0.8.2
 CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pith
 
-.PHONY: all deps bin image demo test unit lint e2e bench-build clean
+.PHONY: all deps bin image demo test unit lint e2e bench-build bench-schedule clean
 
 all: bin
 
@@ -46,6 +46,11 @@ e2e: image
 		$(GO) test -count=1 -timeout 60m -v ./e2e/...
 
 test: deps lint unit e2e
+
+# Scheduler: engine simulation (in-memory store), then a real 3-node raft.
+bench-schedule:
+	$(GO) test -run XXX -bench . -benchtime 3x ./agent/schedule/
+	$(GO) test -run XXX -bench ScheduleRaft -benchtime 1x ./cmd/pithd/
 
 bench-build: deps bin
 	@bash hack/bench-build.sh
