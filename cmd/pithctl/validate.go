@@ -1,5 +1,65 @@
 package main
 
-import "github.com/pith-os/pith/cloudconfig/cli"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
 
-func init() { rootCmd.AddCommand(cli.Command("pithctl")) }
+	"github.com/spf13/cobra"
+
+	"github.com/pith-os/pith/cloudconfig/apply"
+	"github.com/pith-os/pith/cloudconfig/cli"
+)
+
+func init() {
+	rootCmd.AddCommand(cli.Command("pithctl"))
+
+	var root, format string
+	cmd := &cobra.Command{
+		Use:   "userdata",
+		Short: "Show what the first-boot stage did with this node's user-data",
+		Long: `Show the last run of pithd's first-boot stage on this node: where user-data
+came from, its format, whether it was valid and applied, and its validation
+report. Exit status 1 when the user-data was rejected or failed to apply.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := apply.ReadState(root)
+			if errors.Is(err, fs.ErrNotExist) {
+				return errors.New("no first-boot record on this node (has pithd firstboot run?)")
+			}
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if format == "json" {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(st); err != nil {
+					return err
+				}
+			} else {
+				status := "applied"
+				switch {
+				case !st.Valid:
+					status = "REJECTED (invalid; nothing applied)"
+				case !st.Applied:
+					status = "FAILED to apply: " + st.ApplyErr
+				}
+				fmt.Fprintf(w, "source:     %s\nformat:     %s\nstatus:     %s\nfirst boot: %v\nwhen:       %s\nsha256:     %s\nproblems:   %d error(s), %d warning(s)\n",
+					st.Source, st.Format, status, st.FirstBoot, st.Time.Format(time.RFC3339), st.SHA256, st.Errors, st.Warnings)
+				for _, e := range st.Report {
+					fmt.Fprintf(w, "%s/%s:%s\n", apply.StateDir, apply.UserDataFile, e)
+				}
+			}
+			if !st.Valid || !st.Applied {
+				return errors.New("user-data was not applied")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&root, "root", "/", "root of the node's filesystem")
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	rootCmd.AddCommand(cmd)
+}

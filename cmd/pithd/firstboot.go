@@ -1,0 +1,152 @@
+package main
+
+// `pithd firstboot` is the first-boot stage: find user-data, validate it,
+// apply it, record what happened under /var/lib/pith. It runs as its own
+// oneshot unit before pithd.service (which reads the ETCD_*/FLEET_* drop-in
+// this stage writes) and before sshd (so SSH keys are in place):
+//
+//	[Unit]
+//	Description=Pith first boot: apply user-data
+//	Wants=network.target
+//	After=network.target systemd-networkd.service
+//	Before=network-online.target pithd.service ssh.service systemd-user-sessions.service
+//	[Service]
+//	Type=oneshot
+//	RemainAfterExit=yes
+//	ExecStart=/usr/bin/pithd firstboot
+//	StandardOutput=journal+console
+//	StandardError=journal+console
+//	[Install]
+//	WantedBy=multi-user.target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/coreos/go-systemd/v22/journal"
+	"github.com/spf13/cobra"
+
+	"github.com/pith-os/pith/agent/datasource"
+	"github.com/pith-os/pith/cloudconfig/apply"
+)
+
+func init() {
+	var (
+		ds       datasource.Config
+		noUnits  bool
+		drives   []string
+		useSaved bool
+	)
+	cmd := &cobra.Command{
+		Use:   "firstboot",
+		Short: "Fetch, validate and apply user-data (the first-boot stage)",
+		Long: `Find user-data (QEMU fw_cfg, config drive, EC2, DigitalOcean, Vagrant, a
+pith.config.url= on the kernel line, or --from-file), validate it, and apply
+it: everything on first boot, then on later boots only what coreos-cloudinit
+re-applied (hostname, write_files, /etc/hosts, units). Invalid user-data is
+rejected as a whole and the report goes to the console and the journal; the
+node boots on without it. Exit status 1 means user-data was not applied.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("config-drive") {
+				ds.ConfigDrives = drives
+			}
+			return runFirstBoot(cmd, ds, noUnits, useSaved)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&ds.Root, "root", "/", "root of the system to configure (tests and image builds)")
+	f.StringVar(&ds.FromFile, "from-file", "", "use this user-data file instead of probing datasources")
+	f.StringVar(&ds.MetadataURL, "metadata-url", datasource.DefaultMetadataURL, "base URL of the EC2/DigitalOcean metadata service")
+	f.StringSliceVar(&drives, "config-drive", nil, "block devices or images to try as a config-2 drive (default: by-label config-2, /dev/sr0)")
+	f.BoolVar(&noUnits, "no-units", false, "do not connect to systemd (units in user-data then fail the stage)")
+	f.BoolVar(&useSaved, "saved", true, "on later boots without a datasource, re-apply the user-data saved by first boot")
+	rootCmd.AddCommand(cmd)
+}
+
+// say prints to stdout (the console and the journal under the unit) and,
+// when the journal is there, sends it with a priority so `journalctl -p err`
+// finds rejections.
+func say(cmd *cobra.Command, prio journal.Priority, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	fmt.Fprintln(cmd.OutOrStdout(), msg)
+	if journal.Enabled() {
+		journal.Send(msg, prio, map[string]string{"SYSLOG_IDENTIFIER": "pithd-firstboot"})
+	}
+}
+
+func runFirstBoot(cmd *cobra.Command, ds datasource.Config, noUnits, useSaved bool) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ap := &apply.Applier{
+		Root:     ds.Root,
+		Accounts: &apply.Shadow{Root: ds.Root},
+		Logf:     func(format string, args ...any) { say(cmd, journal.PriInfo, format, args...) },
+	}
+	if ds.Root == "/" {
+		ap.Host = apply.KernelHost{}
+	}
+	if !noUnits {
+		sd, err := apply.NewSystemd(ctx)
+		if err != nil {
+			say(cmd, journal.PriWarning, "pithd firstboot: %v; units in user-data cannot be applied", err)
+		} else {
+			defer sd.Close()
+			ap.Units = sd
+		}
+	}
+	stage := &apply.Stage{Applier: ap}
+
+	res, err := datasource.Fetch(ctx, ds)
+	var st *apply.State
+	switch {
+	case errors.Is(err, datasource.ErrNotFound):
+		done, derr := stage.FirstBootDone()
+		if derr != nil {
+			return derr
+		}
+		if done && useSaved {
+			say(cmd, journal.PriInfo, "no datasource found; re-applying the user-data saved at first boot")
+			st, err = stage.RunSaved(ctx)
+		} else {
+			say(cmd, journal.PriNotice, "%v; booting without user-data", err)
+			st, err = stage.Run(ctx, apply.Input{Source: "none"})
+		}
+	case err != nil:
+		say(cmd, journal.PriErr, "pithd firstboot: %v; booting without user-data", err)
+		return err
+	default:
+		say(cmd, journal.PriInfo, "user-data from %s (%d bytes)", res.Source, len(res.UserData))
+		st, err = stage.Run(ctx, apply.Input{
+			Source: res.Source, UserData: res.UserData, Metadata: res.Metadata,
+			Addresses: res.Metadata.Addresses(), SSHKeys: res.Metadata.SSHPublicKeys,
+		})
+	}
+	if st != nil {
+		for _, e := range st.Report {
+			prio := journal.PriWarning
+			if e.Severity == "error" {
+				prio = journal.PriErr
+			}
+			say(cmd, prio, "%s/%s:%s", apply.StateDir, apply.UserDataFile, e.String())
+		}
+	}
+	var inv *apply.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		say(cmd, journal.PriErr, "pithd firstboot: %v", err)
+		return err
+	case err != nil:
+		say(cmd, journal.PriErr, "pithd firstboot: %v", err)
+		return err
+	}
+	say(cmd, journal.PriInfo, "user-data (%s) applied; first boot: %v", st.Format, st.FirstBoot)
+	return nil
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runFirstBootCmd runs `pithd firstboot` against a temp root holding the
+// host's account files, with no systemd and no network beyond a closed
+// loopback port.
+func runFirstBootCmd(t *testing.T, root, userData string) (string, error) {
+	t.Helper()
+	ud := filepath.Join(t.TempDir(), "user-data")
+	if err := os.WriteFile(ud, []byte(userData), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rootCmd.SetOut(&out)
+	rootCmd.SetErr(&out)
+	rootCmd.SetArgs([]string{"firstboot", "--root", root, "--from-file", ud, "--no-units", "--metadata-url", "http://127.0.0.1:1", "--config-drive", ""})
+	err := rootCmd.Execute()
+	return out.String(), err
+}
+
+func accountRoot(t *testing.T) string {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"passwd", "group", "shadow", "gshadow", "login.defs"} {
+		b, err := os.ReadFile(filepath.Join("/etc", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "etc", f), b, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestFirstBootCommand(t *testing.T) {
+	root := accountRoot(t)
+	out, err := runFirstBootCmd(t, root, "#cloud-config\nhostname: fb1\nwrite_files:\n  - path: /etc/fb\n    content: ok\n")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/hostname")); string(b) != "fb1\n" {
+		t.Errorf("hostname file %q\n%s", b, out)
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/lib/pith/first-boot.done")); err != nil {
+		t.Errorf("first boot not recorded: %v", err)
+	}
+	if !strings.Contains(out, "user-data from file") || !strings.Contains(out, "applied; first boot: true") {
+		t.Errorf("output:\n%s", out)
+	}
+}
+
+func TestFirstBootCommandInvalid(t *testing.T) {
+	root := accountRoot(t)
+	out, err := runFirstBootCmd(t, root, "#cloud-config\nhostname: fb1\nusers:\n  - name: Bad\n")
+	if err == nil {
+		t.Fatalf("invalid user-data accepted:\n%s", out)
+	}
+	if !strings.Contains(out, "/var/lib/pith/user-data:4:11: error: users[0].name: invalid user name") || !strings.Contains(out, "nothing applied") {
+		t.Errorf("output lacks the report:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/hostname")); !os.IsNotExist(err) {
+		t.Error("invalid user-data was partly applied")
+	}
+}
