@@ -143,16 +143,25 @@ func TestAssemble(t *testing.T) {
 		t.Errorf("MBR points at LBA %s, BIOS-BOOT starts at %d", got, bios.FirstLBA())
 	}
 
-	// Reproducible: same inputs, same bytes (manifest included).
-	arts2, _, err := Assemble(ctx, in, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{RawName, Qcow2Name, manifest.FileName} {
-		_, a, _ := manifest.HashFile(arts[name])
-		_, b, _ := manifest.HashFile(arts2[name])
-		if a != b {
-			t.Errorf("%s differs between two builds", name)
+	// Reproducible: same inputs, same bytes (manifest included), whether
+	// USR-A comes from the cache (third build) or not.
+	cached := in
+	cached.UsrHash, cached.CacheDir = "tree-1", t.TempDir()
+	for i, inp := range []Inputs{cached, cached} {
+		r2 := &Reporter{}
+		arts2, _, err := Assemble(ctx, inp, t.TempDir(), r2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{RawName, Qcow2Name, manifest.FileName} {
+			_, a, _ := manifest.HashFile(arts[name])
+			_, b, _ := manifest.HashFile(arts2[name])
+			if a != b {
+				t.Errorf("build %d: %s differs from the first build", i+2, name)
+			}
+		}
+		if hit := strings.Contains(r2.Steps[0].Detail, "cached"); hit != (i == 1) {
+			t.Errorf("build %d: USR-A step %q", i+2, r2.Steps[0].Detail)
 		}
 	}
 	// Different inputs, different GUIDs.

@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,5 +49,35 @@ func TestRoundTrip(t *testing.T) {
 	n, sum, err := HashFile(path)
 	if err != nil || n != 14 || len(sum) != 64 {
 		t.Errorf("HashFile = %d %s %v", n, sum, err)
+	}
+}
+
+func TestHashFileSparse(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name   string
+		size   int64
+		writes map[int64]string
+	}{
+		{"empty", 0, nil},
+		{"all hole", 5 << 20, nil},
+		{"data at start", 3 << 20, map[int64]string{0: "abc"}},
+		{"data in the middle and end", 9 << 20, map[int64]string{4 << 20: "x", 9<<20 - 1: "y"}},
+		{"data after a hole", 2<<20 + 17, map[int64]string{1 << 20: "z"}},
+	}
+	for _, tc := range tests {
+		path := filepath.Join(dir, tc.name)
+		f, _ := os.Create(path)
+		f.Truncate(tc.size)
+		for off, s := range tc.writes {
+			f.WriteAt([]byte(s), off)
+		}
+		f.Close()
+		content, _ := os.ReadFile(path)
+		want := sha256.Sum256(content)
+		n, got, err := HashFile(path)
+		if err != nil || n != tc.size || got != hex.EncodeToString(want[:]) {
+			t.Errorf("%s: HashFile = %d %s %v, want %d %x", tc.name, n, got, err, tc.size, want)
+		}
 	}
 }
