@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
@@ -82,7 +83,17 @@ func (s *Systemd) Unload(ctx context.Context, name string) error {
 	return nil
 }
 
+// jobWait bounds how long one start/stop waits for systemd's job result
+// when the caller set no deadline; a slow unit is then retried by the
+// next reconcile (systemd merges the repeated job).
+const jobWait = 2 * time.Minute
+
 func (s *Systemd) job(ctx context.Context, what, name string, call func(context.Context, string, string, chan<- string) (int, error)) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, jobWait)
+		defer cancel()
+	}
 	ch := make(chan string, 1)
 	if _, err := call(ctx, name, "replace", ch); err != nil {
 		return fmt.Errorf("units: %s %s: %w", what, name, err)
@@ -94,7 +105,7 @@ func (s *Systemd) job(ctx context.Context, what, name string, call func(context.
 		}
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("units: %s %s: no job result from systemd: %w", what, name, ctx.Err())
 	}
 }
 
