@@ -28,9 +28,9 @@ func BenchmarkBuildPayload(b *testing.B) {
 	b.SetBytes(benchSize)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		src := bytesSource("usr", "usr.zst", data)
+		src := bytesSource("usr", "usr", data)
 		r, _ := src.Open()
-		if _, err := BuildPayload(r, filepath.Join(dir, "usr.zst")); err != nil {
+		if _, err := BuildPayload(r, filepath.Join(dir, "usr")); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -60,7 +60,7 @@ func (tr *testRepo) publish(t testing.TB, channel, version string) {
 	t.Helper()
 	m, err := Publish(tr.dir, Release{
 		Channel: channel, Version: version, Platform: "linux/amd64",
-		Payloads: []PayloadSource{bytesSource(PayloadUSR, "usr.zst", tr.usr), bytesSource(PayloadKernel, "vmlinuz.zst", tr.kernel)},
+		Payloads: []PayloadSource{bytesSource(PayloadUSR, "usr", tr.usr), bytesSource(PayloadKernel, "vmlinuz", tr.kernel)},
 	}, []ed25519.PrivateKey{tr.key}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ type cutAfter struct {
 
 func (ca *cutAfter) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasSuffix(r.URL.Path, ".zst") {
+		if strings.HasPrefix(r.URL.Path, "/channels/") {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -491,14 +491,14 @@ func TestPublishRules(t *testing.T) {
 	before, _ := os.ReadDir(tr.dir)
 	for _, v := range []string{"1.1.0", "1.0.0", "c39b464"} {
 		_, err := Publish(tr.dir, Release{Channel: "stable", Version: v, Platform: "linux/amd64",
-			Payloads: []PayloadSource{bytesSource("usr", "usr.zst", tr.usr)}}, []ed25519.PrivateKey{tr.key}, nil)
+			Payloads: []PayloadSource{bytesSource("usr", "usr", tr.usr)}}, []ed25519.PrivateKey{tr.key}, nil)
 		if err == nil {
 			t.Errorf("Publish %s accepted on a channel at 1.1.0", v)
 		}
 	}
 	// A payload that fails to read leaves nothing behind.
 	_, err := Publish(tr.dir, Release{Channel: "stable", Version: "1.3.0", Platform: "linux/amd64",
-		Payloads: []PayloadSource{{Name: "usr", File: "usr.zst", Open: func() (io.ReadCloser, error) { return nil, errors.New("boom") }}}},
+		Payloads: []PayloadSource{{Name: "usr", File: "usr", Open: func() (io.ReadCloser, error) { return nil, errors.New("boom") }}}},
 		[]ed25519.PrivateKey{tr.key}, nil)
 	if err == nil {
 		t.Fatal("failing payload accepted")

@@ -114,9 +114,9 @@ func TestReleaseFromImage(t *testing.T) {
 			key := testKey(t)
 			m, err := Publish(repo, Release{Channel: "stable", Version: ir.Version, Platform: ir.Platform,
 				Payloads: []PayloadSource{
-					{Name: PayloadUSR, File: "usr.zst", Open: ir.OpenUSR},
-					{Name: PayloadKernel, File: "vmlinuz.zst", Open: func() (io.ReadCloser, error) { return ir.OpenESPFile("pith/vmlinuz-a") }},
-					{Name: PayloadInitrd, File: "initrd.zst", Open: func() (io.ReadCloser, error) { return ir.OpenESPFile("pith/initrd-a") }},
+					{Name: PayloadUSR, File: "usr", Open: ir.OpenUSR},
+					{Name: PayloadKernel, File: "vmlinuz", Open: func() (io.ReadCloser, error) { return ir.OpenESPFile("pith/vmlinuz-a") }},
+					{Name: PayloadInitrd, File: "initrd", Open: func() (io.ReadCloser, error) { return ir.OpenESPFile("pith/initrd-a") }},
 				}}, []ed25519.PrivateKey{key}, t.Logf)
 			if err != nil {
 				t.Fatal(err)
@@ -170,7 +170,7 @@ func TestReleaseRefusesChangedImage(t *testing.T) {
 	f.WriteAt([]byte{0xff}, ir.USROffset+ir.USRSize-100)
 	f.Close()
 	_, err = Publish(repo, Release{Channel: "stable", Version: "2.0.0", Platform: ir.Platform,
-		Payloads: []PayloadSource{{Name: PayloadUSR, File: "usr.zst", Open: ir.OpenUSR}}}, []ed25519.PrivateKey{testKey(t)}, nil)
+		Payloads: []PayloadSource{{Name: PayloadUSR, File: "usr", Open: ir.OpenUSR}}}, []ed25519.PrivateKey{testKey(t)}, nil)
 	if !errors.Is(err, ErrHash) {
 		t.Fatalf("changed USR-A: %v", err)
 	}

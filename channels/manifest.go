@@ -7,9 +7,9 @@
 //
 //	DIR/channels/stable.json       the channel's current manifest
 //	DIR/channels/stable.json.sig   its detached signature(s)
-//	DIR/1.2.3/usr.zst              payloads of one version
-//	DIR/1.2.3/vmlinuz.zst
-//	DIR/1.2.3/initrd.zst
+//	DIR/1.2.3/usr                  payloads of one version: raw when zstd
+//	DIR/1.2.3/vmlinuz.zst          could not shrink them (a squashfs USR),
+//	DIR/1.2.3/initrd.zst           else compressed
 //	DIR/1.2.3/manifest.json(.sig)  the manifest as first released
 package channels
 

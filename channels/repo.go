@@ -25,7 +25,7 @@ const rawThresholdPercent = 97
 // twice (compressed, then raw if compression did not pay).
 type PayloadSource struct {
 	Name string // usr, kernel, initrd
-	File string // file name inside DIR/<version>/, e.g. usr.zst
+	File string // base file name inside DIR/<version>/, e.g. usr (".zst" is added when compressed)
 	Open func() (io.ReadCloser, error)
 }
 
@@ -96,7 +96,8 @@ func Publish(dir string, rel Release, keys []ed25519.PrivateKey, logf func(strin
 		if err != nil {
 			return nil, fmt.Errorf("payload %s: %w", ps.Name, err)
 		}
-		p, err := BuildPayload(src, filepath.Join(tmp, ps.File))
+		file := ps.File + ".zst"
+		p, err := BuildPayload(src, filepath.Join(tmp, file))
 		src.Close()
 		if err != nil {
 			return nil, fmt.Errorf("payload %s: %w", ps.Name, err)
@@ -108,13 +109,15 @@ func Publish(dir string, rel Release, keys []ed25519.PrivateKey, logf func(strin
 			if src, err = ps.Open(); err != nil {
 				return nil, fmt.Errorf("payload %s: %w", ps.Name, err)
 			}
-			p, err = StoreRawPayload(src, filepath.Join(tmp, ps.File))
+			os.Remove(filepath.Join(tmp, file))
+			file = ps.File
+			p, err = StoreRawPayload(src, filepath.Join(tmp, file))
 			src.Close()
 			if err != nil {
 				return nil, fmt.Errorf("payload %s: %w", ps.Name, err)
 			}
 		}
-		p.Name, p.Path = ps.Name, rel.Version+"/"+ps.File
+		p.Name, p.Path = ps.Name, rel.Version+"/"+file
 		m.Payloads = append(m.Payloads, p)
 		secs := time.Since(start).Seconds()
 		logf("payload %-7s %s: %d -> %d bytes (%.1f%%) in %.1fs, %.0f MB/s in",

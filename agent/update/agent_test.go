@@ -115,7 +115,7 @@ func (cs *channelServer) publish(t *testing.T, version string, seed int64) relea
 		return channels.PayloadSource{Name: name, File: file, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
 	}
 	_, err := channels.Publish(cs.dir, channels.Release{Channel: "stable", Version: version, Platform: "linux/amd64",
-		Payloads: []channels.PayloadSource{src("usr", "usr.zst", r.usr), src("kernel", "vmlinuz.zst", r.kernel), src("initrd", "initrd.zst", r.initrd)},
+		Payloads: []channels.PayloadSource{src("usr", "usr", r.usr), src("kernel", "vmlinuz", r.kernel), src("initrd", "initrd", r.initrd)},
 	}, []ed25519.PrivateKey{cs.key}, nil)
 	if err != nil {
 		t.Fatal(err)

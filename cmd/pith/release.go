@@ -110,9 +110,9 @@ rotating keys.`,
 				Channel: channel, Version: version, MinVersion: minVersion, Platform: platform,
 				USRVerityHash: img.USRVerityHash,
 				Payloads: []channels.PayloadSource{
-					{Name: channels.PayloadUSR, File: "usr.zst", Open: img.OpenUSR},
-					{Name: channels.PayloadKernel, File: "vmlinuz.zst", Open: func() (io.ReadCloser, error) { return img.OpenESPFile("pith/vmlinuz-a") }},
-					{Name: channels.PayloadInitrd, File: "initrd.zst", Open: func() (io.ReadCloser, error) { return img.OpenESPFile("pith/initrd-a") }},
+					{Name: channels.PayloadUSR, File: "usr", Open: img.OpenUSR},
+					{Name: channels.PayloadKernel, File: "vmlinuz", Open: func() (io.ReadCloser, error) { return img.OpenESPFile("pith/vmlinuz-a") }},
+					{Name: channels.PayloadInitrd, File: "initrd", Open: func() (io.ReadCloser, error) { return img.OpenESPFile("pith/initrd-a") }},
 				},
 			}, keys, logf)
 			if err != nil {
