@@ -19,7 +19,14 @@ type Engine struct {
 	Term uint64
 	// BatchSize bounds placements per command (one log entry).
 	BatchSize int
+	// ForgetAfter drops the record of a machine silent this long that
+	// holds no units (default DefaultForgetAfter), so replaced machines do
+	// not accumulate in the state.
+	ForgetAfter time.Duration
 }
+
+// DefaultForgetAfter is how long a dead, empty machine's record is kept.
+const DefaultForgetAfter = 24 * time.Hour
 
 // ReconcileStats describes one reconcile pass.
 type ReconcileStats struct {
@@ -156,6 +163,18 @@ func (e *Engine) Reconcile(ctx context.Context) (ReconcileStats, error) {
 		}
 		st.Registered += j - i
 		st.Commands++
+	}
+	forget := e.ForgetAfter
+	if forget <= 0 {
+		forget = DefaultForgetAfter
+	}
+	for _, m := range state.Machines() {
+		if e.Live.Status(m.ID) == Dead && e.Live.SilentFor(m.ID) >= forget && len(state.ScheduledOn(m.ID)) == 0 {
+			if _, err := e.Store.Propose(ctx, &Command{Op: OpRemoveMachine, Name: m.ID}); err != nil {
+				return st, fmt.Errorf("forget machine %s: %w", m.ID, err)
+			}
+			st.Commands++
+		}
 	}
 	placements, pst := e.Plan()
 	st.Placed, st.Moved, st.Unplaced = pst.Placed, pst.Moved, pst.Unplaced

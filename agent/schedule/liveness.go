@@ -175,6 +175,18 @@ func (l *Liveness) status(id string, now time.Time) MachineStatus {
 	return Dead
 }
 
+// SilentFor is how long machine id has not been heard from by this
+// leader (since the leader started, for machines it never heard).
+func (l *Liveness) SilentFor(id string) time.Duration {
+	now := l.clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := l.seen[id]; s != nil {
+		return now.Sub(s.last)
+	}
+	return now.Sub(l.since)
+}
+
 // Placeable reports whether new units may be placed on machine id: it is
 // alive and, if it came back after being dead, has stayed alive for one TTL
 // (so a flapping machine does not attract work).

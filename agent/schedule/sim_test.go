@@ -605,3 +605,35 @@ func TestLivenessChangedAndStatus(t *testing.T) {
 		t.Fatalf("live %v", l.Live())
 	}
 }
+
+func TestForgetDeadEmptyMachines(t *testing.T) {
+	s := newSim(t, mach("m1"), mach("m2"))
+	s.eng.ForgetAfter = time.Minute
+	s.submit("pinned.service", Launched, "MachineID=m2")
+	s.reconcile()
+	s.up["m1"], s.up["m2"] = false, false
+	m3 := mach("m3")
+	s.ms["m3"], s.up["m3"] = &m3, true
+	s.pass(30 * time.Second)
+	if len(s.store.State().Machines()) != 3 {
+		t.Fatal("machines forgotten before ForgetAfter")
+	}
+	s.pass(40 * time.Second)
+	var ids []string
+	for _, m := range s.store.State().Machines() {
+		ids = append(ids, m.ID)
+	}
+	if strings.Join(ids, ",") != "m3" {
+		t.Fatalf("machines after forget: %v", ids)
+	}
+	if st := s.reconcile(); st.Commands != 0 {
+		t.Fatalf("forgetting is not settled: %d commands", st.Commands)
+	}
+	// m2 returns: registered again, and its pinned unit goes back after
+	// the rejoin hold-down.
+	s.up["m2"] = true
+	s.pass(DefaultTTL + time.Second)
+	if s.where("pinned.service") != "m2" || s.store.State().Machine("m2") == nil {
+		t.Fatalf("pinned on %q after m2 returned: %s", s.where("pinned.service"), s.reason("pinned.service"))
+	}
+}

@@ -348,6 +348,19 @@ func (s *State) Machines() []*Machine {
 	return out
 }
 
+// ScheduledOn returns the names of the non-global units targeted at
+// machine id (any desired state), sorted.
+func (s *State) ScheduledOn(id string) []string {
+	s.mu.RLock()
+	out := make([]string, 0, len(s.byMachine[id]))
+	for n := range s.byMachine[id] {
+		out = append(out, n)
+	}
+	s.mu.RUnlock()
+	sort.Strings(out)
+	return out
+}
+
 // Assigned returns what machine id must run: units scheduled on it plus
 // global units whose MachineMetadata it matches, excluding inactive ones.
 // Sorted by name. The agent runs exactly this set.
