@@ -283,3 +283,17 @@ func TestHash(t *testing.T) {
 		seen[c.Hash()] = i
 	}
 }
+
+// The commented example in the repository must stay a valid config.
+func TestExampleFile(t *testing.T) {
+	t.Setenv(EpochEnv, "")
+	c, err := Load("pith.example.yaml")
+	if err != nil {
+		t.Fatalf("pith.example.yaml: %v", err)
+	}
+	want := builtin()
+	want.Packages = []string{"htop", "jq"}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("example differs from the defaults beyond its packages:\n got %+v\nwant %+v", c, want)
+	}
+}
