@@ -78,7 +78,7 @@ func unitCommands() []*cobra.Command {
 	}
 	blocking := func(c *cobra.Command) *cobra.Command {
 		c.Flags().BoolVar(&o.noBlock, "no-block", false, "return at once, without waiting for the units to reach the state")
-		c.Flags().DurationVar(&o.blockTimeout, "block-timeout", 0, "stop waiting after this long and say why (0: wait until done)")
+		c.Flags().DurationVar(&o.blockTimeout, "block-timeout", 0, "stop waiting after this long and fail, saying why (0: wait until done; reasons are printed while waiting)")
 		return c
 	}
 	submit := common(&cobra.Command{
@@ -356,6 +356,7 @@ func (o *unitOpts) wait(cmd *cobra.Command, ctx context.Context, c *fleetapi.Cli
 		pending[n] = true
 	}
 	var ips map[string]string
+	told := map[string]string{} // last reason shown per unit
 	for {
 		for _, n := range names {
 			if !pending[n] {
@@ -369,6 +370,12 @@ func (o *unitOpts) wait(cmd *cobra.Command, ctx context.Context, c *fleetapi.Cli
 				return fmt.Errorf("unit %s disappeared (destroyed by someone else?)", n)
 			}
 			if u.CurrentState != string(desired) {
+				// Say at once why a unit is not placed, and keep waiting:
+				// the cluster may change (a machine joins, a conflict stops).
+				if desired != schedule.Inactive && u.MachineID == "" && u.Reason != "" && told[n] != u.Reason {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: waiting: not scheduled: %s\n", n, u.Reason)
+					told[n] = u.Reason
+				}
 				continue
 			}
 			delete(pending, n)

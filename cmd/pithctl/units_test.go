@@ -152,6 +152,9 @@ func TestWalkthrough(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "mongo@3.service: not scheduled: no eligible machine among 2 live: 2 host a conflicting unit") {
 		t.Fatalf("start mongo@3: %v\n%s", err, out)
 	}
+	if !strings.Contains(out, "mongo@3.service: waiting: not scheduled: no eligible machine") {
+		t.Fatalf("start mongo@3 did not say why while waiting:\n%s", out)
+	}
 	out = mustRun(t, "start", "--no-block", "mongo@3")
 	if out != "" {
 		t.Fatalf("--no-block printed %q", out)
