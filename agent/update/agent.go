@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -320,17 +321,29 @@ func (a *Agent) releaseLock(ctx context.Context) error {
 // jitter), and on CheckNow. Errors are recorded in Status and retried at
 // the next poll.
 func (a *Agent) Run(ctx context.Context) error {
+	failures := 0
 	for {
+		wait := a.cfg.Interval + time.Duration(rand.Int64N(int64(a.cfg.Interval/10)+1))
 		if err := a.CheckOnce(ctx); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			a.mu.Lock()
-			a.status.Phase, a.status.LastError = PhaseError, err.Error()
+			a.status.Phase, a.status.LastError = PhaseError, strings.TrimSpace(err.Error())
 			a.mu.Unlock()
 			a.logf("update: %v", err)
+			// A failed check (server or KV briefly away) is retried
+			// sooner than the next regular poll: 30s, 1m, 2m, ...
+			failures++
+			if retry := 30 * time.Second << min(failures-1, 6); retry < wait {
+				wait = retry
+			}
+		} else {
+			failures = 0
+			a.mu.Lock()
+			a.status.LastError = ""
+			a.mu.Unlock()
 		}
-		wait := a.cfg.Interval + time.Duration(rand.Int64N(int64(a.cfg.Interval/10)+1))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -463,7 +476,7 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 
 // rebootPhase reboots for the pending update as the strategy says.
 func (a *Agent) rebootPhase(ctx context.Context) error {
-	action := a.cfg.Strategy.Decide(a.inCluster(ctx))
+	action := a.cfg.Strategy.Decide(a.inCluster())
 	if action == ActionLockReboot && a.kv == nil {
 		return errors.New("update: reboot strategy etcd-lock needs the cluster's KV; use best-effort or reboot on a single machine")
 	}
@@ -484,7 +497,15 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 		if action == ActionLockReboot {
 			sem := &Semaphore{KV: a.kv, Key: GroupSemaphoreKey(a.cfg.Group)}
 			err := sem.Lock(ctx, a.cfg.MachineID)
-			if errors.Is(err, ErrNoSlots) {
+			if err != nil && !errors.Is(err, ErrNoSlots) {
+				// The KV may be between leaders or the node rejoining:
+				// keep waiting for the lock rather than reboot without it.
+				a.mu.Lock()
+				a.status.LastError = strings.TrimSpace(err.Error())
+				a.mu.Unlock()
+				a.logf("update: reboot lock: %v", err)
+			}
+			if err != nil {
 				a.setPhase(PhaseWaitingLock)
 				select {
 				case <-ctx.Done():
@@ -492,9 +513,6 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 				case <-time.After(a.cfg.LockRetry):
 				}
 				continue // the window may have closed meanwhile
-			}
-			if err != nil {
-				return err
 			}
 			a.mu.Lock()
 			a.st.LockHeld = true
@@ -512,13 +530,8 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 	}
 }
 
-// inCluster reports whether the KV answers (best-effort's test).
-func (a *Agent) inCluster(ctx context.Context) bool {
-	if a.kv == nil {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, _, err := a.kv.Get(ctx, GroupSemaphoreKey(a.cfg.Group))
-	return err == nil || errors.Is(err, ErrKeyNotFound)
-}
+// inCluster reports whether this node is part of a cluster (it runs the
+// KV), which makes best-effort take the lock. A KV that is configured but
+// momentarily without a leader still counts: rebooting without the lock
+// then could take down more machines than the cluster allows.
+func (a *Agent) inCluster() bool { return a.kv != nil }

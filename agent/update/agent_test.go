@@ -297,3 +297,48 @@ func TestAgentEtcdLock(t *testing.T) {
 		t.Fatal("etcd-lock without KV rebooted")
 	}
 }
+
+// flakyKV fails its first n calls, like a KV between leaders.
+type flakyKV struct {
+	*memKV
+	mu sync.Mutex
+	n  int
+}
+
+func (f *flakyKV) fail() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n > 0 {
+		f.n--
+		return errors.New("client: etcd member http://127.0.0.1:2379 has no leader")
+	}
+	return nil
+}
+
+func (f *flakyKV) Get(ctx context.Context, key string) (string, uint64, error) {
+	if err := f.fail(); err != nil {
+		return "", 0, err
+	}
+	return f.memKV.Get(ctx, key)
+}
+
+// TestAgentWaitsForKV: with the KV briefly unavailable, an etcd-lock node
+// keeps waiting for the lock and never reboots without it.
+func TestAgentWaitsForKV(t *testing.T) {
+	cs := newChannelServer(t)
+	cs.publish(t, "1.1.0", 10)
+	kv := &flakyKV{memKV: newMemKV(), n: 3}
+	rb := &fakeReboot{}
+	a := cs.agent(t, t.TempDir(), "m1", "1.0.0", newFakeSlots(t, "a"), rb, kv, StrategyBestEffort)
+	rb.hook = func() {
+		if st, _ := (&Semaphore{KV: kv.memKV}).Status(context.Background()); len(st.Holders) != 1 {
+			t.Errorf("rebooted without the lock: %+v", st)
+		}
+	}
+	if err := a.CheckOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rb.count() != 1 || kv.n != 0 {
+		t.Fatalf("reboots %d, KV failures left %d", rb.count(), kv.n)
+	}
+}

@@ -1,0 +1,245 @@
+package main
+
+// The update subsystem: follows a release channel, writes the inactive USR
+// slot, reboots by locksmith's strategy, marks the slot good once the node
+// is healthy, and reports rollbacks. Off unless an update server is set
+// (--update-server, or SERVER= in /etc/coreos/update.conf as
+// coreos-cloudinit writes it). Also serves the reboot lock at
+// /pith/v1/locks whenever the KV runs.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/pith-os/pith/agent/update"
+	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/version"
+)
+
+var updFlags struct {
+	server, channel, strategy      string
+	windowStart, windowLength      string
+	group, disk, esp, stateDir     string
+	running, rebootCmd, updateConf string
+	cmdline                        string
+	keys                           []string
+	interval                       time.Duration
+	fs                             *pflag.FlagSet
+}
+
+var upd struct {
+	agent *update.Agent
+	kv    update.KV
+}
+
+func init() {
+	registerSubsystem(subsystem{
+		Name:  "update",
+		Order: 50,
+		Flags: func(fs *pflag.FlagSet) {
+			f := &updFlags
+			f.fs = fs
+			fs.StringVar(&f.server, "update-server", "", "release channel server URL (coreos.update.server); empty disables updates")
+			fs.StringVar(&f.channel, "update-channel", "stable", "release channel to follow (coreos.update.group)")
+			fs.StringVar(&f.strategy, "reboot-strategy", "best-effort", "after an update: reboot, etcd-lock, best-effort or off (coreos.update.reboot-strategy)")
+			fs.StringVar(&f.windowStart, "reboot-window-start", "", `reboot window start, e.g. "Thu 04:00" or "04:00" (coreos.locksmith.window-start)`)
+			fs.StringVar(&f.windowLength, "reboot-window-length", "", `reboot window length, e.g. "1h" (coreos.locksmith.window-length)`)
+			fs.StringVar(&f.group, "reboot-group", "", "reboot lock group (coreos.locksmith.group)")
+			fs.DurationVar(&f.interval, "update-interval", time.Hour, "time between channel checks (plus up to 10% jitter)")
+			fs.StringSliceVar(&f.keys, "update-keys", []string{"/usr/share/pith/keys", "/usr/share/oem/pith/keys"}, "directories of trusted release keys (*.pub)")
+			fs.StringVar(&f.disk, "update-disk", "", "boot disk holding USR-A/USR-B (default: the disk of pith.usr= on the kernel line)")
+			fs.StringVar(&f.esp, "update-esp", "/boot", "mount point of the EFI system partition (grubenv, pith/vmlinuz-*)")
+			fs.StringVar(&f.stateDir, "update-state-dir", "", "downloads and update state (default DATA_DIR/update)")
+			fs.StringVar(&f.running, "update-running-version", "", "version of the running release (default: pithd's own)")
+			fs.StringVar(&f.rebootCmd, "update-reboot-command", "systemctl reboot", "command that reboots the machine (a hook in simulations)")
+			fs.StringVar(&f.cmdline, "update-cmdline", "/proc/cmdline", "kernel command line to read pith.slot= and pith.usr= from (a file in simulations)")
+			fs.StringVar(&f.updateConf, "update-conf", "/etc/coreos/update.conf", "update_engine-style GROUP=/SERVER=/REBOOT_STRATEGY= defaults")
+		},
+		Setup: setupUpdate,
+		Start: startUpdate,
+	})
+}
+
+// readUpdateConf applies update.conf and LOCKSMITHD_* variables to flags
+// not given on the command line.
+func readUpdateConf(fs *pflag.FlagSet, path string) error {
+	set := func(flag, val string) error {
+		if f := fs.Lookup(flag); f != nil && !f.Changed && val != "" {
+			return fs.Set(flag, val)
+		}
+		return nil
+	}
+	if f, err := os.Open(path); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+			if !ok || strings.HasPrefix(k, "#") {
+				continue
+			}
+			v = strings.Trim(v, `"'`)
+			var err error
+			switch k {
+			case "SERVER":
+				err = set("update-server", v)
+			case "GROUP":
+				err = set("update-channel", v)
+			case "REBOOT_STRATEGY":
+				err = set("reboot-strategy", v)
+			case "LOCKSMITHD_REBOOT_WINDOW_START":
+				err = set("reboot-window-start", v)
+			case "LOCKSMITHD_REBOOT_WINDOW_LENGTH":
+				err = set("reboot-window-length", v)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %s: %w", path, k, err)
+			}
+		}
+	}
+	for env, flag := range map[string]string{
+		"LOCKSMITHD_REBOOT_WINDOW_START":  "reboot-window-start",
+		"LOCKSMITHD_REBOOT_WINDOW_LENGTH": "reboot-window-length",
+		"LOCKSMITHD_GROUP":                "reboot-group",
+		"REBOOT_STRATEGY":                 "reboot-strategy",
+	} {
+		if err := set(flag, os.Getenv(env)); err != nil {
+			return fmt.Errorf("%s: %w", env, err)
+		}
+	}
+	return nil
+}
+
+func updateMachineID() (string, error) {
+	if f := runCmd.Flags().Lookup("machine-id"); f != nil && f.Value.String() != "" {
+		return f.Value.String(), nil
+	}
+	b, err := os.ReadFile("/etc/machine-id")
+	if err != nil || strings.TrimSpace(string(b)) == "" {
+		return "", fmt.Errorf("update: no machine ID in /etc/machine-id (give --machine-id)")
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func setupUpdate(env *runEnv) error {
+	f := &updFlags
+	if env.Cluster != nil {
+		urls, _ := runCmd.Flags().GetStringSlice("advertise-client-urls")
+		if len(urls) > 0 {
+			kv, err := update.NewEtcdKV(urls)
+			if err != nil {
+				return err
+			}
+			upd.kv = kv
+			update.RegisterLockHTTP(env.Mux, kv)
+		}
+	}
+	if f.fs != nil {
+		if err := readUpdateConf(f.fs, f.updateConf); err != nil {
+			return err
+		}
+	}
+	if f.server == "" {
+		return nil
+	}
+	strategy, err := update.ParseStrategy(f.strategy)
+	if err != nil {
+		return err
+	}
+	window, err := update.ParseWindow(f.windowStart, f.windowLength)
+	if err != nil {
+		return err
+	}
+	keys, err := channels.LoadKeyring(f.keys...)
+	if err != nil {
+		return err
+	}
+	if keys.Len() == 0 {
+		return fmt.Errorf("update: no trusted release key in %s; bake one in with pith build or put it on the OEM partition", strings.Join(f.keys, ", "))
+	}
+	id, err := updateMachineID()
+	if err != nil {
+		return err
+	}
+	disk := f.disk
+	if disk == "" {
+		if disk, err = update.BootDisk(f.cmdline, "", ""); err != nil {
+			return err
+		}
+	}
+	running := f.running
+	if running == "" {
+		running = version.Version
+	}
+	stateDir := f.stateDir
+	if stateDir == "" {
+		stateDir = filepath.Join(env.DataDir, "update")
+	}
+	argv := strings.Fields(f.rebootCmd)
+	if len(argv) == 0 {
+		return errors.New("--update-reboot-command is empty")
+	}
+	logf := func(format string, a ...any) { env.Log.Info(fmt.Sprintf(format, a...)) }
+	a, err := update.New(update.Config{
+		Server: f.server, Channel: f.channel, Strategy: strategy, Window: window, Group: f.group,
+		MachineID: id, Running: running, Platform: "linux/" + runtime.GOARCH, Keys: keys,
+		StateDir: stateDir, Interval: f.interval,
+	}, &update.DiskSlots{Disk: disk, ESP: f.esp, Cmdline: f.cmdline}, &update.CommandRebooter{Argv: argv}, upd.kv, logf)
+	if err != nil {
+		return err
+	}
+	if env.Cluster != nil {
+		// Healthy once the KV answers a linearizable read: this node has
+		// rejoined the cluster and a leader exists.
+		a.Healthy = func(ctx context.Context) error {
+			for {
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err := env.Cluster.LinearizableRead(rctx)
+				cancel()
+				if err == nil {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+				case <-time.After(5 * time.Second):
+				}
+			}
+		}
+	}
+	a.RegisterHTTP(env.Mux)
+	upd.agent = a
+	env.Log.Info("update agent configured", "server", f.server, "channel", f.channel, "strategy", strategy, "window", window.String(), "disk", disk, "running", running)
+	return nil
+}
+
+func startUpdate(ctx context.Context, env *runEnv) error {
+	a := upd.agent
+	if a == nil {
+		return nil
+	}
+	go func() {
+		for {
+			err := a.AfterBoot(ctx)
+			if err == nil {
+				break
+			}
+			env.Log.Warn("update: settling the last update", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(30 * time.Second):
+			}
+		}
+		_ = a.Run(ctx)
+	}()
+	return nil
+}
