@@ -214,13 +214,16 @@ func setList(ptr func(*Config) *[]string, example string) func(*Config, *yaml.No
 		if n.Kind != yaml.SequenceNode {
 			return fmt.Errorf("expected a list, got %s: use e.g. %s", kindName(n), example)
 		}
-		out := []string{}
+		var out []string
 		for _, item := range n.Content {
 			s, err := scalar(item, example)
 			if err != nil {
 				return &lineError{item.Line, err}
 			}
 			out = append(out, s)
+		}
+		if len(out) == 0 {
+			out = nil // "[]" and no key mean the same
 		}
 		*ptr(c) = out
 		return nil
