@@ -177,7 +177,9 @@ var reYAMLLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // ParseCloudConfig parses and validates a #cloud-config document.
 func ParseCloudConfig(data []byte) (*Config, *Report) {
 	rep := &Report{}
-	cfg := &Config{pos: map[string]Pos{}}
+	// About one value per 16 bytes of YAML; sizing the map up front
+	// saves rehashing on large documents.
+	cfg := &Config{pos: make(map[string]Pos, len(data)/16)}
 	if first := firstLine(data); strings.TrimRight(first, " \t") != first {
 		rep.Warnf(Pos{Line: 1, Column: len("#cloud-config") + 1}, "", "trailing whitespace after \"#cloud-config\"; coreos-cloudinit would not recognise this file")
 	}

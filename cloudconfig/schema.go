@@ -243,7 +243,20 @@ func (w *walker) decode(n *yaml.Node, v reflect.Value, path, rule string) {
 
 func (w *walker) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	fields := fieldsOf(v.Type())
-	seen := make(map[string]Pos, len(n.Content)/2)
+	// A mapping has few keys: a slice is cheaper than a map here.
+	type seenKey struct {
+		key string
+		pos Pos
+	}
+	seen := make([]seenKey, 0, len(n.Content)/2)
+	lookup := func(k string) (Pos, bool) {
+		for _, s := range seen {
+			if s.key == k {
+				return s.pos, true
+			}
+		}
+		return Pos{}, false
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, val := w.deref(n.Content[i]), n.Content[i+1]
 		if kn == nil || kn.Kind != yaml.ScalarNode {
@@ -252,11 +265,11 @@ func (w *walker) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 		key := normalizeKey(kn.Value)
 		kp := join(path, key)
-		if prev, dup := seen[key]; dup {
+		if prev, dup := lookup(key); dup {
 			w.rep.Errorf(posOf(kn), kp, "duplicate key %q (first set on line %d); keep one", kn.Value, prev.Line)
 			continue
 		}
-		seen[key] = posOf(kn)
+		seen = append(seen, seenKey{key, posOf(kn)})
 		var f *field
 		for j := range fields {
 			if fields[j].key == key {
@@ -277,7 +290,7 @@ func (w *walker) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		w.decode(val, v.Field(f.index), kp, f.valid)
 	}
 	for _, f := range fields {
-		if _, ok := seen[f.key]; f.required && !ok {
+		if _, ok := lookup(f.key); f.required && !ok {
 			w.rep.Errorf(posOf(n), path, "%s: missing required key %q", path, f.key)
 		}
 	}
