@@ -104,6 +104,11 @@ var DefaultModules = []string{
 	"qemu_fw_cfg",
 }
 
+// busyboxTags select gosh's line editor: liner works on a serial console,
+// the default (bubbline) waits for terminal replies a serial line never
+// sends.
+var busyboxTags = []string{"goshliner"}
+
 // urootFallbackVersion is used when the running binary carries no build
 // info (go run of a test binary without modules); keep it equal to go.mod.
 const urootFallbackVersion = "v0.16.0"
@@ -374,7 +379,7 @@ func Busybox(ctx context.Context, cacheDir string, commands []string, logf func(
 	}
 	ver := urootVersion()
 	h := sha256.New()
-	fmt.Fprintf(h, "u-root %s\ngo %s\nGOARCH amd64\n", ver, goVersion)
+	fmt.Fprintf(h, "u-root %s\ngo %s\nGOARCH amd64\ntags %s\n", ver, goVersion, strings.Join(busyboxTags, ","))
 	for _, c := range commands {
 		fmt.Fprintln(h, c)
 	}
@@ -405,7 +410,8 @@ func Busybox(ctx context.Context, cacheDir string, commands []string, logf func(
 		return "", false, err
 	}
 	defer os.RemoveAll(work)
-	env := golang.Default(golang.DisableCGO(), golang.WithGOARCH("amd64"), golang.WithGOOS("linux"), golang.WithWorkingDir(mod.Dir))
+	env := golang.Default(golang.DisableCGO(), golang.WithGOARCH("amd64"), golang.WithGOOS("linux"),
+		golang.WithWorkingDir(mod.Dir), golang.WithBuildTag(busyboxTags...))
 	tmpBin := filepath.Join(work, "bb")
 	var buildLog bytes.Buffer
 	err = bb.BuildBusybox(bufLogger{&buildLog}, &bb.Opts{

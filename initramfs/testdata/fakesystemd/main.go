@@ -40,6 +40,11 @@ func main() {
 			report("mount "+f[1], f[0]+" "+f[2]+" "+strings.Split(f[3], ",")[0])
 		}
 	}
+	// Leave ROOT clean for the test's e2fsck, as systemd's shutdown would.
+	unix.Sync()
+	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		report("remount-ro", err.Error())
+	}
 	fmt.Println("PITH-TEST: done")
 	unix.Sync()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
