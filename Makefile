@@ -11,7 +11,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 STATICCHECK_VERSION := v0.8.2
 CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pith
 
-.PHONY: all deps bin image demo test unit lint e2e bench-build bench-schedule clean
+.PHONY: all deps bin image demo test unit lint e2e bench-build bench-schedule fuzz-userdata bench-userdata clean
 
 all: bin
 
@@ -51,6 +51,16 @@ test: deps lint unit e2e
 bench-schedule:
 	$(GO) test -run XXX -bench . -benchtime 3x ./agent/schedule/
 	$(GO) test -run XXX -bench ScheduleRaft -benchtime 1x ./cmd/pithd/
+
+# Fuzz the user-data entry points briefly (their seed corpora also run in `unit`).
+FUZZTIME ?= 30s
+fuzz-userdata:
+	$(GO) test -run '^$$' -fuzz '^FuzzCloudConfig$$' -fuzztime $(FUZZTIME) ./cloudconfig/
+	$(GO) test -run '^$$' -fuzz '^FuzzIgnition$$' -fuzztime $(FUZZTIME) ./cloudconfig/
+
+# Validation throughput (MB/s) on an 8 MiB generated cloud-config.
+bench-userdata:
+	$(GO) test -run '^$$' -bench Validate -benchtime 5x ./cloudconfig/
 
 bench-build: deps bin
 	@bash hack/bench-build.sh
