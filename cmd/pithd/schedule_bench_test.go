@@ -2,7 +2,8 @@ package main
 
 // The scheduler at scale on a real 3-node raft (agent/cluster, in one
 // process, on 127.0.0.1): N simulated machines heartbeat the leader
-// directly, M units are placed, 10% of machines go silent.
+// directly, M units are placed, 10% of machines go silent. reschedule_s
+// runs from the dead machines' last heartbeat (it includes the TTL).
 //
 //	go test -run XXX -bench ScheduleRaft -benchtime 1x ./cmd/pithd/
 
@@ -132,6 +133,7 @@ func BenchmarkScheduleRaft(b *testing.B) {
 		}
 		var mu sync.Mutex
 		dead := map[string]bool{}
+		var lastFull time.Time // last round that still included every machine
 		beatCtx, stopBeats := context.WithCancel(ctx)
 		go func() {
 			t := time.NewTicker(ttl / 5)
@@ -142,6 +144,9 @@ func BenchmarkScheduleRaft(b *testing.B) {
 					if !dead[m.ID] {
 						lead.svc.Liveness().Heartbeat(schedule.Heartbeat{Machine: m})
 					}
+				}
+				if len(dead) == 0 {
+					lastFull = time.Now()
 				}
 				mu.Unlock()
 				select {
@@ -181,7 +186,7 @@ func BenchmarkScheduleRaft(b *testing.B) {
 		for j := 0; j < machines; j += 10 {
 			dead[ids[j].ID] = true
 		}
-		silent := time.Now()
+		silent := lastFull // their last heartbeat
 		mu.Unlock()
 		for !allPlaced(dead) {
 			time.Sleep(10 * time.Millisecond)
