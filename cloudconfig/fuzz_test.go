@@ -75,6 +75,7 @@ func addSeeds(f *testing.F, pattern string) {
 
 func FuzzCloudConfig(f *testing.F) {
 	addSeeds(f, "testdata/*.yaml")
+	addSeeds(f, "testdata/corpus/*.yaml")
 	for _, s := range []string{
 		"", "#cloud-config\n", "#cloud-config\nhostname: a\n", "#!/bin/sh\n",
 		"#cloud-config\ncoreos:\n  units:\n  - name: a@.service\n    command: start\n",
@@ -96,6 +97,7 @@ func FuzzCloudConfig(f *testing.F) {
 
 func FuzzIgnition(f *testing.F) {
 	addSeeds(f, "testdata/*.json")
+	addSeeds(f, "testdata/corpus/*.json")
 	for _, s := range []string{
 		`{"ignition":{"version":"3.0.0"}}`, `{"ignition":{"version":"3.5.0"},"storage":{"files":[{"path":"/etc/a","contents":{"source":"data:,x"}}]}}`,
 		`{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/a","contents":{"compression":"gzip","source":"data:;base64,H4sI"}}]}}`,

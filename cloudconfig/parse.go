@@ -183,15 +183,15 @@ func ParseCloudConfig(data []byte) (*Config, *Report) {
 	if first := firstLine(data); strings.TrimRight(first, " \t") != first {
 		rep.Warnf(Pos{Line: 1, Column: len("#cloud-config") + 1}, "", "trailing whitespace after \"#cloud-config\"; coreos-cloudinit would not recognise this file")
 	}
-	tabs := checkTabs(data, rep)
-
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return cfg, rep // only comments: an empty config
 		}
-		yamlError(err, tabs, rep)
+		// Tabs are legal inside block scalars (unit files), so they are
+		// only named once the document fails to parse.
+		yamlError(err, checkTabs(data, rep), rep)
 		rep.sort()
 		return cfg, rep
 	}
@@ -199,7 +199,7 @@ func ParseCloudConfig(data []byte) (*Config, *Report) {
 	if err := dec.Decode(&extra); err == nil {
 		rep.Warnf(posOf(&extra), "", "only the first YAML document is used; remove the \"---\" separator and what follows, or merge it")
 	} else if !errors.Is(err, io.EOF) {
-		yamlError(err, tabs, rep)
+		yamlError(err, checkTabs(data, rep), rep)
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {

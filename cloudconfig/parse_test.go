@@ -155,6 +155,7 @@ func TestValidate(t *testing.T) {
 		{"trailing space header", "#cloud-config \nhostname: a\n", []want{{1, 14, W, "trailing whitespace"}}},
 		{"yaml syntax", "#cloud-config\nhostname: a\n  bad: [\n", []want{{3, 0, E, "YAML syntax error"}}},
 		{"tabs everywhere", "#cloud-config\ncoreos:\n\tunits:\n\t\t- name: a.service\n", []want{{3, 1, E, "tab"}, {4, 1, E, "tab"}}},
+		{"tab inside block content is fine", "#cloud-config\nwrite_files:\n  - path: /etc/a\n    content: |\n      a\n      \tb\n", nil},
 		{"tab after spaces", "#cloud-config\nusers:\n  \t- name: a\n", []want{{3, 3, E, "tab"}}},
 		{"not a mapping", "#cloud-config\n- a\n- b\n", []want{{2, 1, E, "must be a YAML mapping"}}},
 		{"two documents", "#cloud-config\nhostname: a\n---\nhostname: b\n", []want{{3, 1, W, "only the first YAML document"}}},
