@@ -410,8 +410,8 @@ func NewUnit(name string, opts []UnitOption, desired DesiredState) (*Unit, error
 		if o.Section == "" || o.Name == "" {
 			return nil, fmt.Errorf("unit %s: option with empty section or name (section %q, name %q)", name, o.Section, o.Name)
 		}
-		if strings.ContainsAny(o.Section, "[]\n") || strings.ContainsAny(o.Name, "=\n") {
-			return nil, fmt.Errorf("unit %s: malformed option [%s] %s", name, o.Section, o.Name)
+		if err := checkOption(o); err != nil {
+			return nil, fmt.Errorf("unit %s: %v", name, err)
 		}
 		size += len(o.Section) + len(o.Name) + len(o.Value) + 4
 	}
@@ -427,6 +427,25 @@ func NewUnit(name string, opts []UnitOption, desired DesiredState) (*Unit, error
 	}
 	o := append([]UnitOption(nil), opts...)
 	return &Unit{Name: name, Options: o, Desired: desired, Hash: Hash(o), req: req}, nil
+}
+
+// checkOption refuses options that would not survive being written as a
+// unit file and read back (by the agent, and by systemd): what the cluster
+// stores must be exactly what runs.
+func checkOption(o UnitOption) error {
+	switch {
+	case strings.ContainsAny(o.Section, "[]\r\n") || strings.TrimSpace(o.Section) != o.Section:
+		return fmt.Errorf("malformed section name %q", o.Section)
+	case strings.ContainsAny(o.Name, "=[]#;\r\n \t"):
+		return fmt.Errorf("[%s] malformed option name %q", o.Section, o.Name)
+	case strings.ContainsAny(o.Value, "\r\n"):
+		return fmt.Errorf("[%s] %s: value contains a line break: use one line (or a trailing \\ in the unit file)", o.Section, o.Name)
+	case strings.HasSuffix(o.Value, "\\"):
+		return fmt.Errorf("[%s] %s: value ends in a backslash, which would join it with the next line", o.Section, o.Name)
+	case strings.TrimSpace(o.Value) != o.Value:
+		return fmt.Errorf("[%s] %s: value has leading or trailing whitespace, which systemd drops", o.Section, o.Name)
+	}
+	return nil
 }
 
 // Contents returns the unit file text the agent writes.

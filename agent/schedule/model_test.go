@@ -103,6 +103,10 @@ func TestBadSubmissionsStoreNothing(t *testing.T) {
 		{"huge", UnitSpec{Name: "a.service", Options: huge, Desired: Launched}, "over the"},
 		{"unknown xfleet", UnitSpec{Name: "a.service", Options: append(append([]UnitOption{}, good...), UnitOption{"X-Fleet", "Bogus", "1"}), Desired: Launched}, "unrecognized requirement"},
 		{"template launched", UnitSpec{Name: "a@.service", Options: good, Desired: Launched}, "template"},
+		{"newline in value", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "ExecStart", "/bin/a\n[X-Fleet]"}}, Desired: Launched}, "line break"},
+		{"trailing backslash", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "ExecStart", "/bin/a \\"}}, Desired: Launched}, "backslash"},
+		{"bad option name", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "Exec Start", "/bin/a"}}, Desired: Launched}, "malformed option name"},
+		{"bad section", UnitSpec{Name: "a.service", Options: []UnitOption{{"Serv]ice", "ExecStart", "/bin/a"}}, Desired: Launched}, "malformed section"},
 	}
 	for _, tc := range tests {
 		spec := tc.spec
@@ -233,4 +237,31 @@ func TestReplaceContents(t *testing.T) {
 	if u := s.store.State().Unit("a.service"); u.Desired != Inactive || u.Machine != "" {
 		t.Fatalf("replace to inactive: %+v", u)
 	}
+}
+
+// FuzzUnitFile: any input either fails with an error or yields a unit whose
+// serialized file parses back to the same hash (what the agent writes is
+// what the cluster stored).
+func FuzzUnitFile(f *testing.F) {
+	f.Add("mongo@1.service", unitText("Conflicts=mongo@*.service"))
+	f.Add("a.service", unitText(`MachineMetadata="a=b" "c=d"`, "Global=true"))
+	f.Add("x.timer", "[Timer]\nOnCalendar=daily\n")
+	f.Add("b.service", "[Service]\nExecStart=/bin/sh -c 'echo \\\n continued'\n")
+	f.Fuzz(func(t *testing.T, name, text string) {
+		opts, err := ParseUnitFile([]byte(text))
+		if err != nil {
+			return
+		}
+		u, err := NewUnit(name, opts, Inactive)
+		if err != nil {
+			return
+		}
+		back, err := ParseUnitFile(u.Contents())
+		if err != nil {
+			t.Fatalf("serialized unit does not parse: %v\n%s", err, u.Contents())
+		}
+		if Hash(back) != u.Hash {
+			t.Fatalf("hash changed through serialize/parse:\n%q\n%q", opts, back)
+		}
+	})
 }
