@@ -170,6 +170,10 @@ func checkText(d []byte, rep *Report) {
 	if !utf8.Valid(d) || bytes.IndexByte(d, 0) >= 0 {
 		rep.Errorf(Pos{Line: 1, Column: 1}, "", "script contains binary data (NUL bytes or invalid UTF-8); user-data scripts must be text")
 	}
+	interp := strings.Fields(strings.TrimPrefix(firstLine(d), "#!"))
+	if len(interp) == 0 || !strings.HasPrefix(interp[0], "/") {
+		rep.Errorf(Pos{Line: 1, Column: 3}, "", "the #! line must name an interpreter by absolute path, e.g. #!/bin/bash")
+	}
 }
 
 var reYAMLLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

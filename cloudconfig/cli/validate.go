@@ -48,6 +48,12 @@ func ValidateFiles(w io.Writer, stdin io.Reader, files []string, format string) 
 			ud, rep := cloudconfig.Parse(data)
 			res.Format = ud.Format
 			res.Entries = rep.Entries
+			if ud.Format == cloudconfig.FormatEmpty {
+				// A node treats empty user-data as "none given", but a file
+				// handed to validate was meant to say something.
+				rep.Errorf(cloudconfig.Pos{Line: 1, Column: 1}, "", "the file is empty: user-data starts with \"#cloud-config\" or \"#!\", or is an Ignition JSON config")
+				res.Entries = rep.Entries
+			}
 			res.Errors, res.Warning = rep.Count()
 		}
 		if res.Entries == nil {

@@ -40,6 +40,7 @@ func TestValidateFiles(t *testing.T) {
 			warn + ":2:1: warning:",
 			ign + ":2:29: error: Ignition: storage.files.0.path: path not absolute",
 		}},
+		{"empty file", []string{write(t, dir, "empty", "\n")}, true, []string{filepath.Join(dir, "empty") + ":1:1: error: the file is empty"}},
 		{"missing file", []string{filepath.Join(dir, "nope")}, true, []string{filepath.Join(dir, "nope") + ": error: open "}},
 		{"directory", []string{dir}, true, []string{dir + ": error: " + dir + " is a directory"}},
 	} {
