@@ -196,15 +196,16 @@ func setupUpdate(env *runEnv) error {
 	if err != nil {
 		return err
 	}
-	if env.Cluster != nil {
-		// Healthy once the KV answers a linearizable read: this node has
-		// rejoined the cluster and a leader exists.
+	if upd.kv != nil {
+		// Healthy once the KV answers a quorum read through the client
+		// API: this node has rejoined the cluster and a leader exists.
+		kv := upd.kv
 		a.Healthy = func(ctx context.Context) error {
 			for {
 				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				err := env.Cluster.LinearizableRead(rctx)
+				_, _, err := kv.Get(rctx, update.SemaphoreKey)
 				cancel()
-				if err == nil {
+				if err == nil || errors.Is(err, update.ErrKeyNotFound) {
 					return nil
 				}
 				select {
