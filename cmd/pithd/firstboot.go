@@ -20,7 +20,6 @@ package main
 //	WantedBy=multi-user.target
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -82,9 +81,6 @@ func say(cmd *cobra.Command, prio journal.Priority, format string, args ...any) 
 func runFirstBoot(cmd *cobra.Command, ds datasource.Config, noUnits, useSaved bool) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	ap := &apply.Applier{
 		Root:     ds.Root,
 		Accounts: &apply.Shadow{Root: ds.Root},

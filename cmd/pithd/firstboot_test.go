@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,5 +71,51 @@ func TestFirstBootCommandInvalid(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc/hostname")); !os.IsNotExist(err) {
 		t.Error("invalid user-data was partly applied")
+	}
+}
+
+// The whole stage from a real config drive (mkfs.vfat + mcopy): the
+// platform comes from the kernel line under the root, the addresses from
+// meta_data.json, and both end up in what is applied and recorded.
+func TestFirstBootFromConfigDrive(t *testing.T) {
+	root := accountRoot(t)
+	src := t.TempDir()
+	latest := filepath.Join(src, "openstack", "latest")
+	if err := os.MkdirAll(latest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(latest, "user_data"), []byte("#cloud-config\nwrite_files:\n  - path: /etc/peer\n    content: http://$private_ipv4:2380\n"), 0o644)
+	os.WriteFile(filepath.Join(latest, "meta_data.json"), []byte(`{"uuid": "u-1", "hostname": "cd1", "private_ipv4": "10.9.8.7"}`), 0o644)
+	img := filepath.Join(t.TempDir(), "config-2.img")
+	for _, args := range [][]string{
+		{"truncate", "-s", "4M", img},
+		{"mkfs.vfat", "-n", "config-2", img},
+		{"mcopy", "-s", "-i", img, filepath.Join(src, "openstack"), "::/"},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "proc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "proc", "cmdline"), []byte("console=ttyS0 pith.platform=openstack\n"), 0o644)
+
+	var out bytes.Buffer
+	rootCmd.SetOut(&out)
+	rootCmd.SetErr(&out)
+	rootCmd.SetArgs([]string{"firstboot", "--root", root, "--from-file", "", "--no-units", "--metadata-url", "http://127.0.0.1:1", "--config-drive", img})
+	if err := rootCmd.Execute(); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/peer")); string(b) != "http://10.9.8.7:2380" {
+		t.Errorf("/etc/peer = %q\n%s", b, out.String())
+	}
+	md, _ := os.ReadFile(filepath.Join(root, "var/lib/pith/metadata.json"))
+	if !strings.Contains(string(md), `"instance_id": "u-1"`) || !strings.Contains(string(md), `"private_ipv4": "10.9.8.7"`) {
+		t.Errorf("metadata.json = %s", md)
+	}
+	if !strings.Contains(out.String(), "user-data from config-drive") {
+		t.Errorf("output:\n%s", out.String())
 	}
 }
