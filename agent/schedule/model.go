@@ -418,6 +418,9 @@ func NewUnit(name string, opts []UnitOption, desired DesiredState) (*Unit, error
 	if size > MaxUnitFileSize {
 		return nil, fmt.Errorf("unit %s is about %d bytes, over the %d-byte limit: move data out of the unit", name, size, MaxUnitFileSize)
 	}
+	if err := checkRoundTrip(opts); err != nil {
+		return nil, fmt.Errorf("unit %s: %v", name, err)
+	}
 	if IsTemplate(name) && desired != Inactive {
 		return nil, fmt.Errorf("unit %s is a template: start an instance such as %s", name, strings.Replace(name, "@.", "@1.", 1))
 	}
@@ -429,21 +432,53 @@ func NewUnit(name string, opts []UnitOption, desired DesiredState) (*Unit, error
 	return &Unit{Name: name, Options: o, Desired: desired, Hash: Hash(o), req: req}, nil
 }
 
-// checkOption refuses options that would not survive being written as a
-// unit file and read back (by the agent, and by systemd): what the cluster
-// stores must be exactly what runs.
+// checkOption refuses section and option names a unit file cannot hold.
 func checkOption(o UnitOption) error {
 	switch {
 	case strings.ContainsAny(o.Section, "[]\r\n") || strings.TrimSpace(o.Section) != o.Section:
 		return fmt.Errorf("malformed section name %q", o.Section)
 	case strings.ContainsAny(o.Name, "=[]#;\r\n \t"):
 		return fmt.Errorf("[%s] malformed option name %q", o.Section, o.Name)
-	case strings.ContainsAny(o.Value, "\r\n"):
-		return fmt.Errorf("[%s] %s: value contains a line break: use one line (or a trailing \\ in the unit file)", o.Section, o.Name)
-	case strings.HasSuffix(o.Value, "\\"):
-		return fmt.Errorf("[%s] %s: value ends in a backslash, which would join it with the next line", o.Section, o.Name)
-	case strings.TrimSpace(o.Value) != o.Value:
-		return fmt.Errorf("[%s] %s: value has leading or trailing whitespace, which systemd drops", o.Section, o.Name)
+	}
+	return nil
+}
+
+// checkRoundTrip refuses options that would not survive being written as
+// a unit file and read back (by the agent, and by systemd): what the
+// cluster stores must be exactly what runs. Continuation lines as the
+// parser keeps them ("a \\\n b") survive; bare line breaks, a trailing
+// backslash or padding whitespace do not.
+func checkRoundTrip(opts []UnitOption) error {
+	back, err := ParseUnitFile(Serialize(opts))
+	if err != nil {
+		return fmt.Errorf("options do not make a valid unit file: %v", err)
+	}
+	// Serialize groups options by section (first-seen order); compare in
+	// that order.
+	var order []string
+	bySection := map[string][]UnitOption{}
+	for _, o := range opts {
+		if _, ok := bySection[o.Section]; !ok {
+			order = append(order, o.Section)
+		}
+		bySection[o.Section] = append(bySection[o.Section], o)
+	}
+	grouped := make([]UnitOption, 0, len(opts))
+	for _, sec := range order {
+		grouped = append(grouped, bySection[sec]...)
+	}
+	opts = grouped
+	for i, o := range opts {
+		if i >= len(back) || back[i] != o {
+			got := "nothing"
+			if i < len(back) {
+				got = fmt.Sprintf("%q", back[i].Value)
+			}
+			return fmt.Errorf("[%s] %s: value %q would be read back from the unit file as %s: remove line breaks, trailing backslashes and surrounding whitespace", o.Section, o.Name, o.Value, got)
+		}
+	}
+	if len(back) != len(opts) {
+		return fmt.Errorf("options would be read back from the unit file as %d options, not %d", len(back), len(opts))
 	}
 	return nil
 }

@@ -103,8 +103,9 @@ func TestBadSubmissionsStoreNothing(t *testing.T) {
 		{"huge", UnitSpec{Name: "a.service", Options: huge, Desired: Launched}, "over the"},
 		{"unknown xfleet", UnitSpec{Name: "a.service", Options: append(append([]UnitOption{}, good...), UnitOption{"X-Fleet", "Bogus", "1"}), Desired: Launched}, "unrecognized requirement"},
 		{"template launched", UnitSpec{Name: "a@.service", Options: good, Desired: Launched}, "template"},
-		{"newline in value", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "ExecStart", "/bin/a\n[X-Fleet]"}}, Desired: Launched}, "line break"},
-		{"trailing backslash", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "ExecStart", "/bin/a \\"}}, Desired: Launched}, "backslash"},
+		{"newline in value", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "ExecStart", "/bin/a\n[X-Fleet]"}}, Desired: Launched}, "remove line breaks"},
+		{"trailing backslash", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "ExecStart", "/bin/a \\"}}, Desired: Launched}, "trailing backslashes"},
+		{"padded value", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "ExecStart", " /bin/a"}}, Desired: Launched}, "surrounding whitespace"},
 		{"bad option name", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "Exec Start", "/bin/a"}}, Desired: Launched}, "malformed option name"},
 		{"bad section", UnitSpec{Name: "a.service", Options: []UnitOption{{"Serv]ice", "ExecStart", "/bin/a"}}, Desired: Launched}, "malformed section"},
 	}
@@ -123,6 +124,21 @@ func TestBadSubmissionsStoreNothing(t *testing.T) {
 	}
 	if _, err := ParseUnitFile([]byte("[Service\nExecStart=x\n")); err == nil {
 		t.Fatal("malformed unit file parsed")
+	}
+}
+
+func TestContinuationLinesAccepted(t *testing.T) {
+	text := "[Service]\nExecStart=/usr/bin/docker run \\\n  --name web \\\n  nginx\nDescription=trailing space   \n"
+	opts, err := ParseUnitFile([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := NewUnit("web.service", opts, Launched)
+	if err != nil {
+		t.Fatalf("multi-line ExecStart refused: %v", err)
+	}
+	if !strings.Contains(string(u.Contents()), "docker run \\\n  --name web") {
+		t.Fatalf("contents:\n%s", u.Contents())
 	}
 }
 
