@@ -11,6 +11,7 @@ pkgs=(
   squashfs-tools erofs-utils zstd            # read-only USR filesystems
   dosfstools mtools e2fsprogs gdisk          # ESP, OEM/ROOT, GPT checks
   cpio xz-utils openssh-client               # initramfs checks, VM login
+  cryptsetup-bin                             # veritysetup: cross-checks USR dm-verity trees
 )
 
 missing=()

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/pith-os/pith/initramfs/verity"
 )
 
 // This test boots Debian's cloud kernel with the real initramfs (u-root
@@ -102,7 +104,7 @@ func goBuild(t *testing.T, out, pkg string) {
 // makeBootDisk builds a 64 MiB GPT disk with USR-A (squashfs holding the
 // fake systemd and /usr/share/pith defaults) and ROOT (empty ext4), then
 // enlarges the file to 128 MiB as a bigger VM disk would be.
-func makeBootDisk(t *testing.T, dir, systemd string) string {
+func makeBootDisk(t *testing.T, dir, systemd string) (disk, rootHash string) {
 	usr := filepath.Join(dir, "usr")
 	for name, body := range map[string]string{
 		"share/pith/etc/pith-test":     "hello etc\n",
@@ -129,17 +131,41 @@ func makeBootDisk(t *testing.T, dir, systemd string) string {
 	}
 	sq := filepath.Join(dir, "usr.sqfs")
 	mustRun(t, dir, "mksquashfs", usr, sq, "-comp", "zstd", "-noappend", "-all-root", "-quiet", "-no-progress")
-	disk := filepath.Join(dir, "disk.img")
+	disk = filepath.Join(dir, "disk.img")
 	mustRun(t, dir, "truncate", "-s", "64M", disk)
 	mustRun(t, dir, "sgdisk", "-o",
 		"-n", "3:1M:+16M", "-t", "3:"+usrTypeGUID, "-c", "3:USR-A", "-u", "3:"+bootUsrUUID,
 		"-n", "9:17M:0", "-t", "9:"+rootTypeGUID, "-c", "9:ROOT", "-u", "9:"+bootRootUUID, disk)
 	mustRun(t, dir, "dd", "if="+sq, "of="+disk, "bs=1M", "seek=1", "conv=notrunc", "status=none")
+	// dm-verity tree after the squashfs, as the image builder lays it out.
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usrPart := offsetRW{f, 1 << 20}
+	end, err := verity.FSEnd(usrPart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootHash, err = verity.Format(usrPart, end, []byte("pith-test-salt"), [16]byte{})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	first, last := partSectors(t, disk, 9)
 	mustRun(t, dir, "mkfs.ext4", "-q", "-F", "-L", "ROOT", "-E", fmt.Sprintf("offset=%d", first*512), disk, fmt.Sprintf("%dk", (last-first+1)/2))
 	mustRun(t, dir, "truncate", "-s", "128M", disk)
-	return disk
+	return disk, rootHash
 }
+
+// offsetRW addresses a partition inside a disk image file.
+type offsetRW struct {
+	f   *os.File
+	off int64
+}
+
+func (o offsetRW) ReadAt(p []byte, off int64) (int, error)  { return o.f.ReadAt(p, off+o.off) }
+func (o offsetRW) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, off+o.off) }
 
 func partSectors(t *testing.T, disk string, n int) (first, last int64) {
 	t.Helper()
@@ -225,6 +251,11 @@ func boot(t *testing.T, kernel, initrd, disk, cmdline string, lines ...string) s
 	if err != nil {
 		t.Fatalf("qemu: %v\nconsole:\n%s", err, log)
 	}
+	for _, l := range strings.Split(log, "\n") {
+		if strings.HasPrefix(l, "pith-init") {
+			t.Log(strings.TrimSpace(l))
+		}
+	}
 	return log
 }
 
@@ -264,18 +295,19 @@ func TestBootQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("initramfs: %d bytes compressed, modules %v", res.Size, res.Modules)
-	disk := makeBootDisk(t, dir, systemd)
+	disk, rootHash := makeBootDisk(t, dir, systemd)
 	cmdline := "pith.slot=a pith.usr=PARTUUID=" + strings.ToLower(bootUsrUUID) + " pith.root=PARTUUID=" + bootRootUUID + " pith.platform=qemu"
 
-	t.Run("first boot", func(t *testing.T) {
-		log := boot(t, vmlinuz, initrd, disk, cmdline)
+	t.Run("first boot, verified USR", func(t *testing.T) {
+		log := boot(t, vmlinuz, initrd, disk, cmdline+" pith.usrhash="+rootHash)
 		expectInOrder(t, log,
 			`pith-init\[\+\d+\.\d{3}s\]: started .* mounted /proc /sys /dev /run`,
 			`slot=a usr=PARTUUID=`+bootUsrUUID+` root=PARTUUID=`+bootRootUUID+` platform=qemu`,
 			`loaded \d+ kernel modules for `+regexp.QuoteMeta(version),
 			`grew ROOT partition 9 on /dev/vda: \d+ -> \d+ sectors`,
 			`mounted ROOT \(/dev/vda9, PARTUUID=`+bootRootUUID+`\) rw at /sysroot`,
-			`mounted USR-A \(/dev/vda3, PARTUUID=`+bootUsrUUID+`\) squashfs ro at /sysroot/usr`,
+			`dm-verity: /dev/(dm-0|mapper/usr) checks /dev/vda3 \(\d+ blocks\) against root hash `+rootHash[:16],
+			`mounted USR-A \(/dev/vda3, PARTUUID=`+bootUsrUUID+`\) squashfs ro at /sysroot/usr verified by dm-verity`,
 			`first boot: created the ROOT skeleton`,
 			`grew ROOT ext4 from \d+ to \d+ blocks`,
 			`switching root to /usr/lib/systemd/systemd \((\d+\.\d+)s since kernel boot\)`,
@@ -291,7 +323,7 @@ func TestBootQEMU(t *testing.T) {
 			`PITH-TEST: exists/init=false`, // the initramfs was freed
 			`PITH-TEST: exists/bbin=false`,
 			`PITH-TEST: mount /=/dev/vda9 ext4 rw`,
-			`PITH-TEST: mount /usr=/dev/vda3 squashfs ro`,
+			`PITH-TEST: mount /usr=/dev/(dm-0|mapper/usr) squashfs ro`,
 			`PITH-TEST: done`)
 		if m := regexp.MustCompile(`switching root to \S+ \((\d+\.\d+)s since kernel boot\)`).FindStringSubmatch(log); m != nil {
 			s := regexp.MustCompile(`pith-init\[\+(\d+\.\d+)s\]: switching root`).FindStringSubmatch(log)
@@ -325,9 +357,10 @@ func TestBootQEMU(t *testing.T) {
 		}
 	})
 
-	t.Run("second boot", func(t *testing.T) {
+	t.Run("second boot, unverified USR", func(t *testing.T) {
 		log := boot(t, vmlinuz, initrd, disk, cmdline)
-		expectInOrder(t, log, `mounted ROOT`, `mounted USR-A`, `switching root`, `PITH-TEST: etc.pith-test=hello etc`, `PITH-TEST: done`)
+		expectInOrder(t, log, `mounted ROOT`, `mounted USR-A \(/dev/vda3, PARTUUID=\S+\) squashfs ro at /sysroot/usr\r?\n`, `switching root`,
+			`PITH-TEST: etc.pith-test=hello etc`, `PITH-TEST: mount /usr=/dev/vda3 squashfs ro`, `PITH-TEST: done`)
 		for _, s := range []string{"first boot", "grew ROOT", "moved the backup GPT"} {
 			if strings.Contains(log, s) {
 				t.Errorf("second boot printed %q: first-boot work must happen once", s)
@@ -335,9 +368,9 @@ func TestBootQEMU(t *testing.T) {
 		}
 	})
 
-	t.Run("unverifiable usrhash is refused", func(t *testing.T) {
+	t.Run("wrong usrhash is refused", func(t *testing.T) {
 		log := boot(t, vmlinuz, initrd, disk, cmdline+" pith.usrhash="+strings.Repeat("ab", 32))
-		expectInOrder(t, log, `pith-init: FAILED: verifying USR \(PARTUUID=`+bootUsrUUID+`\): pith.usrhash is set but`,
+		expectInOrder(t, log, `pith-init: FAILED: mounting USR \(/dev/vda3\): mount squashfs read-only through dm-verity: .*wrong pith.usrhash`,
 			`rebooting in 10s`)
 		if strings.Contains(log, "PITH-TEST") {
 			t.Error("booted on despite the failure")

@@ -72,8 +72,8 @@ func ParseCmdline(line string) (*Cmdline, error) {
 		case "pith.oem":
 			c.OEM, err = parseSpec(key, val)
 		case "pith.usrhash":
-			if _, herr := hex.DecodeString(val); herr != nil || len(val) < 32 {
-				return nil, fmt.Errorf("pith.usrhash=%q: want a hex root hash (at least 16 bytes)", val)
+			if _, herr := hex.DecodeString(val); herr != nil || len(val) != 64 {
+				return nil, fmt.Errorf("pith.usrhash=%q: want the SHA-256 dm-verity root hash (64 hex digits)", val)
 			}
 			c.UsrHash = strings.ToLower(val)
 		case "pith.debug":

@@ -24,9 +24,9 @@ func TestParseCmdline(t *testing.T) {
 		},
 		{
 			name: "debug, hash, wait, init, default root",
-			line: "pith.slot=b pith.usr=/dev/vda4 pith.debug pith.usrhash=00112233445566778899AABBCCDDEEFF pith.wait=5s pith.init=/sbin/init",
+			line: "pith.slot=b pith.usr=/dev/vda4 pith.debug pith.usrhash=00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF pith.wait=5s pith.init=/sbin/init",
 			want: Cmdline{Slot: "b", Usr: Spec{"path", "/dev/vda4"}, Root: Spec{"PARTLABEL", "ROOT"},
-				Debug: true, UsrHash: "00112233445566778899aabbccddeeff", Init: "/sbin/init", Wait: 5 * time.Second},
+				Debug: true, UsrHash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", Init: "/sbin/init", Wait: 5 * time.Second},
 		},
 		{
 			name: "quoted value and partlabel",

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/initramfs/kmod"
+	"github.com/pith-os/pith/initramfs/verity"
 	"golang.org/x/sys/unix"
 )
 
@@ -107,12 +108,6 @@ func run(l *logger, debug *bool) error {
 	}
 	l.Printf("loaded %d kernel modules for %s", n, release)
 
-	if c.UsrHash != "" {
-		// Better to refuse than to boot unverified code the build meant
-		// to verify.
-		return fail("verifying USR", c.Usr.String(), fmt.Errorf("pith.usrhash is set but this initramfs cannot check dm-verity yet; rebuild without verity or with a newer initramfs"))
-	}
-
 	usr, err := WaitDevice(c.Usr, c.Wait, l.Printf)
 	if err != nil {
 		return fail("finding USR", c.Usr.String(), err)
@@ -153,10 +148,24 @@ func run(l *logger, debug *bool) error {
 	if err != nil {
 		return fail("mounting USR", usr.Path, err)
 	}
-	if err := unix.Mount(usr.Path, usrDir, typ, unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
-		return fail("mounting USR", usr.Path, fmt.Errorf("mount %s read-only: %w", typ, err))
+	usrSource, how := usr.Path, ""
+	if c.UsrHash != "" {
+		dm, blocks, err := setupVerity(usr.Path, c.UsrHash)
+		if err != nil {
+			return fail("verifying USR with dm-verity", usr.Path, err)
+		}
+		l.Printf("dm-verity: %s checks %s (%d blocks) against root hash %s...", dm, usr.Path, blocks, c.UsrHash[:16])
+		usrSource, how = dm, " verified by dm-verity"
 	}
-	l.Printf("mounted USR-%s (%s) %s ro at %s", strings.ToUpper(orDash(c.Slot)), describe(usr), typ, usrDir)
+	if err := unix.Mount(usrSource, usrDir, typ, unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
+		if c.UsrHash != "" {
+			err = fmt.Errorf("mount %s read-only through dm-verity: %w (wrong pith.usrhash, or USR is corrupted)", typ, err)
+		} else {
+			err = fmt.Errorf("mount %s read-only: %w", typ, err)
+		}
+		return fail("mounting USR", usr.Path, err)
+	}
+	l.Printf("mounted USR-%s (%s) %s ro at %s%s", strings.ToUpper(orDash(c.Slot)), describe(usr), typ, usrDir, how)
 
 	if !Initialized(Sysroot) {
 		if err := CreateSkeleton(Sysroot, usrDir); err != nil {
@@ -177,6 +186,26 @@ func run(l *logger, debug *bool) error {
 		return fail("switch_root", c.Init, err)
 	}
 	return nil
+}
+
+// setupVerity maps USR through dm-verity using the hash tree Pith's
+// builder appends after the filesystem (see package verity).
+func setupVerity(dev, rootHash string) (string, uint64, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	end, err := verity.FSEnd(f)
+	if err != nil {
+		return "", 0, err
+	}
+	sb, err := verity.ReadSuperblock(f, end)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w (the build did not append a hash tree to USR but put pith.usrhash on the kernel line?)", err)
+	}
+	dm, err := verity.Setup("usr", dev, sb, rootHash)
+	return dm, sb.DataBlocks, err
 }
 
 // loadModules loads the modules the builder listed, with their dependencies.
