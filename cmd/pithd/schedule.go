@@ -231,6 +231,12 @@ func startSchedule(ctx context.Context, env *runEnv) error {
 	if err != nil {
 		return fmt.Errorf("--fleet-socket %s: %w", sock, err)
 	}
+	// Whoever can write the socket controls the cluster's units: root and
+	// the socket's group only, as fleet.socket had it.
+	if err := os.Chmod(sock, 0o660); err != nil {
+		ln.Close()
+		return fmt.Errorf("--fleet-socket %s: %w", sock, err)
+	}
 	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	go func() {
