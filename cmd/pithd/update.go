@@ -32,7 +32,7 @@ var updFlags struct {
 	running, rebootCmd, updateConf string
 	cmdline                        string
 	keys                           []string
-	interval                       time.Duration
+	interval, lockRetry            time.Duration
 	fs                             *pflag.FlagSet
 }
 
@@ -55,6 +55,7 @@ func init() {
 			fs.StringVar(&f.windowLength, "reboot-window-length", "", `reboot window length, e.g. "1h" (coreos.locksmith.window-length)`)
 			fs.StringVar(&f.group, "reboot-group", "", "reboot lock group (coreos.locksmith.group)")
 			fs.DurationVar(&f.interval, "update-interval", time.Hour, "time between channel checks (plus up to 10% jitter)")
+			fs.DurationVar(&f.lockRetry, "reboot-lock-retry", 30*time.Second, "time between attempts to take a busy reboot lock")
 			fs.StringSliceVar(&f.keys, "update-keys", []string{"/usr/share/pith/keys", "/usr/share/oem/pith/keys"}, "directories of trusted release keys (*.pub)")
 			fs.StringVar(&f.disk, "update-disk", "", "boot disk holding USR-A/USR-B (default: the disk of pith.usr= on the kernel line)")
 			fs.StringVar(&f.esp, "update-esp", "/boot", "mount point of the EFI system partition (grubenv, pith/vmlinuz-*)")
@@ -191,7 +192,7 @@ func setupUpdate(env *runEnv) error {
 	a, err := update.New(update.Config{
 		Server: f.server, Channel: f.channel, Strategy: strategy, Window: window, Group: f.group,
 		MachineID: id, Running: running, Platform: "linux/" + runtime.GOARCH, Keys: keys,
-		StateDir: stateDir, Interval: f.interval,
+		StateDir: stateDir, Interval: f.interval, LockRetry: f.lockRetry,
 	}, &update.DiskSlots{Disk: disk, ESP: f.esp, Cmdline: f.cmdline}, &update.CommandRebooter{Argv: argv}, upd.kv, logf)
 	if err != nil {
 		return err
@@ -244,3 +245,5 @@ func startUpdate(ctx context.Context, env *runEnv) error {
 	}()
 	return nil
 }
+
+func goarch() string { return runtime.GOARCH }
