@@ -102,6 +102,12 @@ func init() {
 	}
 }
 
+// ValidHostname reports whether h is a hostname Pith accepts.
+func ValidHostname(h string) bool {
+	msg, _ := checkHostname(h)
+	return msg == ""
+}
+
 // HOST_NAME_MAX on Linux is 64; each label follows RFC 1123.
 func checkHostname(s string) (string, Severity) {
 	if len(s) > 64 {

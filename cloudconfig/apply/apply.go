@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -42,13 +43,20 @@ type Options struct {
 	FirstBoot bool
 	// MetadataSSHKeys are the datasource's keys, given to DefaultUser.
 	MetadataSSHKeys []string
+	// MetadataHostname is the datasource's hostname, used when the
+	// cloud-config sets none (as coreos-cloudinit did).
+	MetadataHostname string
 }
 
 // ApplyCloudConfig applies a validated cloud-config. The caller must have
 // checked its report: apply assumes every value passed validation.
 func (a *Applier) ApplyCloudConfig(ctx context.Context, c *cloudconfig.Config, opt Options) error {
-	if c.Hostname != "" {
-		if err := a.setHostname(c.Hostname); err != nil {
+	hostname := c.Hostname
+	if hostname == "" && opt.MetadataHostname != "" && cloudconfig.ValidHostname(opt.MetadataHostname) {
+		hostname = opt.MetadataHostname
+	}
+	if hostname != "" {
+		if err := a.setHostname(hostname); err != nil {
 			return err
 		}
 	}
@@ -74,7 +82,7 @@ func (a *Applier) ApplyCloudConfig(ctx context.Context, c *cloudconfig.Config, o
 		}
 	}
 	if c.ManageEtcHosts == "localhost" {
-		if err := a.writeEtcHosts(c.Hostname); err != nil {
+		if err := a.writeEtcHosts(hostname); err != nil {
 			return err
 		}
 	}
@@ -499,4 +507,49 @@ func (a *Applier) ApplyScript(ctx context.Context, script []byte) error {
 		return err
 	}
 	return a.Units.Run(ctx, scriptUnit, "start")
+}
+
+// WriteEnvironment keeps the COREOS_*_IPV4/IPV6 lines of /etc/environment
+// (and PITH_* twins) in step with the datasource's addresses, as CoreOS
+// did, for units with EnvironmentFile=/etc/environment. Other lines are
+// kept.
+func (a *Applier) WriteEnvironment(addrs cloudconfig.Addresses) error {
+	p, err := a.path("/etc/environment")
+	if err != nil {
+		return err
+	}
+	old, err := os.ReadFile(p)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	vars := []struct {
+		suffix string
+		ip     []byte
+	}{{"PRIVATE_IPV4", addrs.PrivateIPv4}, {"PUBLIC_IPV4", addrs.PublicIPv4}, {"PRIVATE_IPV6", addrs.PrivateIPv6}, {"PUBLIC_IPV6", addrs.PublicIPv6}}
+	ours := map[string]bool{}
+	for _, v := range vars {
+		ours["COREOS_"+v.suffix] = true
+		ours["PITH_"+v.suffix] = true
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(string(old), "\n") {
+		name, _, _ := strings.Cut(l, "=")
+		if l == "" || ours[strings.TrimSpace(name)] {
+			continue
+		}
+		b.WriteString(l + "\n")
+	}
+	n := 0
+	for _, v := range vars {
+		if len(v.ip) == 0 {
+			continue
+		}
+		ip := net.IP(v.ip).String()
+		fmt.Fprintf(&b, "COREOS_%s=%s\nPITH_%s=%s\n", v.suffix, ip, v.suffix, ip)
+		n++
+	}
+	if n == 0 && len(old) == 0 {
+		return nil
+	}
+	return writeAtomic(p, []byte(b.String()), 0o644, 0, 0)
 }

@@ -415,3 +415,36 @@ func TestIgnitionOverwriteConflictChangesNothing(t *testing.T) {
 		t.Errorf("conflicting config changed the system: %v", rec.calls)
 	}
 }
+
+func TestMetadataHostnameAndEnvironment(t *testing.T) {
+	stage, rec, root := newStage(t)
+	if err := os.WriteFile(filepath.Join(root, "etc/environment"), []byte("PATH=/usr/bin\nCOREOS_PUBLIC_IPV4=1.2.3.4\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := Input{Source: "ec2", UserData: []byte("#cloud-config\nmanage_etc_hosts: localhost\n"), Hostname: "ip-10-0-0-5.ec2.internal",
+		Addresses: cloudconfig.Addresses{PrivateIPv4: net.ParseIP("10.0.0.5"), PrivateIPv6: net.ParseIP("fd00::5")}}
+	if _, err := stage.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "ip-10-0-0-5.ec2.internal\n")
+	if h := read(t, filepath.Join(root, "etc/hosts")); !strings.Contains(h, "127.0.0.1 ip-10-0-0-5.ec2.internal ip-10-0-0-5 localhost") {
+		t.Errorf("/etc/hosts %q", h)
+	}
+	want := "PATH=/usr/bin\nCOREOS_PRIVATE_IPV4=10.0.0.5\nPITH_PRIVATE_IPV4=10.0.0.5\nCOREOS_PRIVATE_IPV6=fd00::5\nPITH_PRIVATE_IPV6=fd00::5\n"
+	checkFile(t, filepath.Join(root, "etc/environment"), 0o644, 0, want)
+	if strings.Join(rec.calls, ",") != "sethostname ip-10-0-0-5.ec2.internal" {
+		t.Errorf("calls %v", rec.calls)
+	}
+	// user-data's hostname wins over the metadata's; a bad metadata name is ignored.
+	rec.calls = nil
+	in.UserData = []byte("#cloud-config\nhostname: mine\n")
+	if _, err := stage.Run(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "mine\n")
+	in.UserData, in.Hostname = nil, "bad_name!"
+	rec.calls = nil
+	if _, err := stage.Run(context.Background(), in); err != nil || len(rec.calls) != 0 {
+		t.Errorf("bad metadata hostname applied: %v %v", rec.calls, err)
+	}
+}

@@ -36,6 +36,7 @@ type Input struct {
 	Metadata  any // saved as JSON (datasource.Metadata)
 	Addresses cloudconfig.Addresses
 	SSHKeys   []string
+	Hostname  string // the datasource's, used when user-data sets none
 }
 
 // State records a run of the stage; `pithctl status` shows it.
@@ -53,6 +54,7 @@ type State struct {
 	ApplyErr  string                `json:"apply_error,omitempty"`
 	Addresses cloudconfig.Addresses `json:"addresses"`
 	SSHKeys   []string              `json:"ssh_keys,omitempty"`
+	Hostname  string                `json:"metadata_hostname,omitempty"`
 }
 
 // InvalidError is returned when user-data is rejected: nothing was applied.
@@ -107,7 +109,7 @@ func (s *Stage) Run(ctx context.Context, in Input) (*State, error) {
 		now = s.Now
 	}
 	sum := sha256.Sum256(in.UserData)
-	st := &State{Time: now().UTC(), FirstBoot: first, Source: in.Source, SHA256: hex.EncodeToString(sum[:]), Addresses: in.Addresses, SSHKeys: in.SSHKeys}
+	st := &State{Time: now().UTC(), FirstBoot: first, Source: in.Source, SHA256: hex.EncodeToString(sum[:]), Addresses: in.Addresses, SSHKeys: in.SSHKeys, Hostname: in.Hostname}
 	if err := s.save(UserDataFile, in.UserData, 0o600); err != nil {
 		return nil, err
 	}
@@ -133,24 +135,25 @@ func (s *Stage) Run(ctx context.Context, in Input) (*State, error) {
 		return st, errors.Join(&InvalidError{Source: in.Source, Report: rep}, s.record(st))
 	}
 
-	opt := Options{FirstBoot: first, MetadataSSHKeys: in.SSHKeys}
-	var applyErr error
-	switch ud.Format {
-	case cloudconfig.FormatCloudConfig:
+	opt := Options{FirstBoot: first, MetadataSSHKeys: in.SSHKeys, MetadataHostname: in.Hostname}
+	applyErr := s.Applier.WriteEnvironment(in.Addresses)
+	switch {
+	case applyErr != nil:
+	case ud.Format == cloudconfig.FormatCloudConfig:
 		applyErr = s.Applier.ApplyCloudConfig(ctx, ud.CloudConfig, opt)
 		if applyErr == nil {
 			applyErr = s.saveJSON(SettingsFile, ud.CloudConfig.Settings())
 		}
-	case cloudconfig.FormatIgnition:
+	case ud.Format == cloudconfig.FormatIgnition:
 		applyErr = s.Applier.ApplyIgnition(ctx, ud.Ignition, opt)
-	case cloudconfig.FormatScript:
-		if first {
+	case ud.Format == cloudconfig.FormatScript:
+		// The metadata's hostname and keys still apply around a script.
+		applyErr = s.Applier.ApplyCloudConfig(ctx, &cloudconfig.Config{}, opt)
+		if applyErr == nil && first {
 			applyErr = s.Applier.ApplyScript(ctx, ud.Script)
 		}
-	case cloudconfig.FormatEmpty:
-		if first && len(in.SSHKeys) > 0 {
-			applyErr = s.Applier.ApplyCloudConfig(ctx, &cloudconfig.Config{}, opt)
-		}
+	case ud.Format == cloudconfig.FormatEmpty:
+		applyErr = s.Applier.ApplyCloudConfig(ctx, &cloudconfig.Config{}, opt)
 	}
 	if applyErr != nil {
 		st.ApplyErr = applyErr.Error()
@@ -183,7 +186,7 @@ func (s *Stage) RunSaved(ctx context.Context) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.Run(ctx, Input{Source: prev.Source + " (saved)", UserData: data, Addresses: prev.Addresses, SSHKeys: prev.SSHKeys})
+	return s.Run(ctx, Input{Source: prev.Source + " (saved)", UserData: data, Addresses: prev.Addresses, SSHKeys: prev.SSHKeys, Hostname: prev.Hostname})
 }
 
 // parse substitutes the address variables and validates. A variable the

@@ -122,7 +122,7 @@ func runFirstBoot(cmd *cobra.Command, ds datasource.Config, noUnits, useSaved bo
 		say(cmd, journal.PriInfo, "user-data from %s (%d bytes)", res.Source, len(res.UserData))
 		st, err = stage.Run(ctx, apply.Input{
 			Source: res.Source, UserData: res.UserData, Metadata: res.Metadata,
-			Addresses: res.Metadata.Addresses(), SSHKeys: res.Metadata.SSHPublicKeys,
+			Addresses: res.Metadata.Addresses(), SSHKeys: res.Metadata.SSHPublicKeys, Hostname: res.Metadata.Hostname,
 		})
 	}
 	if st != nil {
