@@ -83,7 +83,7 @@ func TestScheduleProcesses(t *testing.T) {
 			"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
 			"--initial-cluster", strings.Join(ic, ","), "--initial-cluster-token", "sched-test",
 			"--unit-backend", "sim", "--machine-id", m.id, "--metadata", fmt.Sprintf("n=%d", i),
-			"--agent-ttl", "1s", "--fleet-socket", "none")
+			"--agent-ttl", "1s", "--fleet-socket", filepath.Join(m.dir+".sock"))
 		m.cmd.Stdout, m.cmd.Stderr = logf, logf
 		if err := m.cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -144,6 +144,18 @@ func TestScheduleProcesses(t *testing.T) {
 	}
 	if where["mongo@1.service"] == where["mongo@2.service"] {
 		t.Fatalf("conflicting units on one machine %s", where["mongo@1.service"])
+	}
+	// The same API on member 2's unix socket (mode 0660).
+	sock := ms[2].dir + ".sock"
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("fleet socket: %v %v", fi, err)
+	}
+	uc, err := fleetapi.NewClient("unix://" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := uc.Unit(ctx, "mongo@2.service"); err != nil || u == nil || u.MachineID != where["mongo@2.service"] {
+		t.Fatalf("over the unix socket: %+v %v", u, err)
 	}
 	waitFor(t, "global unit on three machines", func() (bool, string) {
 		st, err := clients[2].UnitStates(ctx, []string{"log.service"}, nil)
