@@ -2,10 +2,12 @@ package rootfs
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -28,17 +30,40 @@ func cacheDir(t *testing.T) string {
 	return filepath.Join(base, "pith")
 }
 
-// agentBinDir builds static pithd and pithctl like `make bin` does.
+var (
+	agentsOnce sync.Once
+	agentsDir  string
+	agentsErr  error
+)
+
+// agentBinDir builds static pithd and pithctl like `make bin` does, once per
+// test binary.
 func agentBinDir(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-o", dir+"/",
-		"github.com/pith-os/pith/cmd/pithd", "github.com/pith-os/pith/cmd/pithctl")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build agents: %v\n%s", err, out)
+	agentsOnce.Do(func() {
+		agentsDir, agentsErr = os.MkdirTemp("", "pith-rootfs-agents-")
+		if agentsErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", agentsDir+"/",
+			"github.com/pith-os/pith/cmd/pithd", "github.com/pith-os/pith/cmd/pithctl")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			agentsErr = fmt.Errorf("build agents: %v\n%s", err, out)
+		}
+	})
+	if agentsErr != nil {
+		t.Fatal(agentsErr)
 	}
-	return dir
+	return agentsDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if agentsDir != "" {
+		os.RemoveAll(agentsDir)
+	}
+	os.Exit(code)
 }
 
 func needRoot(t *testing.T) {
@@ -67,7 +92,7 @@ func TestBuildDefault(t *testing.T) {
 		t.Errorf("UsrDir %s is not inside WorkDir", usr)
 	}
 	for _, p := range []string{"lib/systemd/systemd", "bin/pithd", "bin/pithctl", "sbin/sshd", "sbin/dockerd", "bin/sudo",
-		"lib/systemd/system/pithd.service", "lib/systemd/system/pith-ssh-keygen.service",
+		"lib/systemd/system/pithd.service", "lib/systemd/system/pithd-firstboot.service", "lib/systemd/system/pith-ssh-keygen.service",
 		EtcDefaults + "/passwd", EtcDefaults + "/shadow", EtcDefaults + "/sudoers.d/core", PackageManifest,
 		"lib/tmpfiles.d/pith-var.conf", "lib/tmpfiles.d/pith-core.conf"} {
 		if _, err := os.Lstat(filepath.Join(usr, p)); err != nil {
@@ -131,7 +156,7 @@ func TestBuildDefault(t *testing.T) {
 	}
 	// Enabled units: what the preset names, not what the packages enabled.
 	wants := filepath.Join(etc, "systemd/system/multi-user.target.wants")
-	for _, u := range []string{"pithd.service", "ssh.service", "pith-ssh-keygen.service", "systemd-networkd.service"} {
+	for _, u := range []string{"pithd.service", "pithd-firstboot.service", "ssh.service", "pith-ssh-keygen.service", "systemd-networkd.service"} {
 		if _, err := os.Lstat(filepath.Join(wants, u)); err != nil {
 			t.Errorf("%s is not enabled: %v", u, err)
 		}
@@ -143,6 +168,9 @@ func TestBuildDefault(t *testing.T) {
 		t.Errorf("docker.socket is not enabled: %v", err)
 	}
 
+	if target, err := os.Readlink(filepath.Join(etc, "systemd/system/systemd-firstboot.service")); err != nil || target != "/dev/null" {
+		t.Errorf("systemd-firstboot.service is not masked (it would prompt on the console at first boot): %q %v", target, err)
+	}
 	// Setuid bits and file capabilities survive (and the cache round trip).
 	if err := unix.Stat(filepath.Join(usr, "bin/sudo"), &st); err != nil || st.Mode&unix.S_ISUID == 0 || st.Uid != 0 {
 		t.Errorf("sudo lost its setuid bit: mode %o uid %d %v", st.Mode, st.Uid, err)

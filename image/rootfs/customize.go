@@ -2,9 +2,12 @@ package rootfs
 
 import (
 	"bufio"
+	"embed"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -44,6 +47,9 @@ func customize(root string, cfg config.Config, agents map[string]string) (*Resul
 		return nil, err
 	}
 	if err := etcDefaults(filepath.Join(root, "etc"), usr, cfg); err != nil {
+		return nil, err
+	}
+	if err := addOverlay(root); err != nil {
 		return nil, err
 	}
 	if err := dropPaths(root, "usr", dropUsr); err != nil {
@@ -89,6 +95,40 @@ func customize(root string, cfg config.Config, agents map[string]string) (*Resul
 		KernelVersion: kver,
 		ModulesDir:    modules,
 	}, nil
+}
+
+// overlayFS holds Pith's static files: units, presets, network and tmpfiles
+// configuration, sshd settings.
+//
+//go:embed overlay
+var overlayFS embed.FS
+
+// addOverlay writes Pith's static files into root, then enables exactly the
+// units the presets name (40-pith.preset ends with "disable *"), with the
+// image's own systemctl.
+func addOverlay(root string) error {
+	sub, err := fs.Sub(overlayFS, "overlay")
+	if err != nil {
+		return err
+	}
+	err = fs.WalkDir(sub, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(sub, p)
+		if err != nil {
+			return err
+		}
+		return writeFile(filepath.Join(root, p), b, 0o644)
+	})
+	if err != nil {
+		return fmt.Errorf("add Pith's files: %w", err)
+	}
+	out, err := exec.Command("chroot", root, "systemctl", "preset-all").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("enable units (systemctl preset-all in the image): %v: %s", err, lastLine(out))
+	}
+	return nil
 }
 
 // etcDefaults makes /etc fit a fleet of machines from one image: no
@@ -138,6 +178,15 @@ func etcDefaults(etc, usr string, cfg config.Config) error {
 		if err := writeFile(filepath.Join(etc, f.path), []byte(f.data), f.mode); err != nil {
 			return err
 		}
+	}
+	// systemd-firstboot would ask for a locale, time zone and root password
+	// on the console at first boot (no machine-id yet) and wait forever.
+	mask := filepath.Join(etc, "systemd", "system", "systemd-firstboot.service")
+	if err := os.RemoveAll(mask); err != nil {
+		return err
+	}
+	if err := os.Symlink("/dev/null", mask); err != nil {
+		return err
 	}
 	osr := filepath.Join(etc, "os-release")
 	if err := os.RemoveAll(osr); err != nil {

@@ -38,21 +38,21 @@ var BasePackages = []string{
 // below do not show, to retire old cached trees.
 const recipeVersion = 1
 
-//go:embed hooks overlay
-var recipeFS embed.FS
+//go:embed hooks
+var hooksFS embed.FS
 
 // debianKey names the cached Debian tree: everything that goes into the
-// mmdebstrap run, including the hook scripts and static files.
+// mmdebstrap run, including the hook scripts.
 func debianKey(c config.Config) string {
 	h := sha256.New()
 	pkgs := packageList(c)
 	fmt.Fprintf(h, "recipe %d\nsuite %s\nmirror %s\nkernel %s\nepoch %d\npackages %s\n",
 		recipeVersion, c.Suite, config.NormalizeMirror(c.Mirror), c.KernelPackage, c.Epoch, strings.Join(pkgs, ","))
-	_ = fs.WalkDir(recipeFS, ".", func(p string, d fs.DirEntry, err error) error {
+	_ = fs.WalkDir(hooksFS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, _ := recipeFS.ReadFile(p)
+		b, _ := hooksFS.ReadFile(p)
 		fmt.Fprintf(h, "file %s %d\n", p, len(b))
 		h.Write(b)
 		return nil
@@ -67,10 +67,10 @@ func packageList(c config.Config) []string {
 	return slices.Compact(pkgs)
 }
 
-// writeRecipe puts the hook scripts and the overlay tree into dir, with the
-// modes they need in the image.
-func writeRecipe(dir string) error {
-	return fs.WalkDir(recipeFS, ".", func(p string, d fs.DirEntry, err error) error {
+// writeEmbedded copies an embedded tree into dir: directories 0755, files
+// 0644, shell scripts 0755, owned by the caller (root).
+func writeEmbedded(src embed.FS, dir string) error {
+	return fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -78,7 +78,7 @@ func writeRecipe(dir string) error {
 		if d.IsDir() {
 			return os.MkdirAll(dst, 0o755)
 		}
-		b, err := recipeFS.ReadFile(p)
+		b, err := src.ReadFile(p)
 		if err != nil {
 			return err
 		}
@@ -86,10 +86,7 @@ func writeRecipe(dir string) error {
 		if strings.HasSuffix(p, ".sh") {
 			mode = 0o755
 		}
-		if err := os.WriteFile(dst, b, mode); err != nil {
-			return err
-		}
-		return os.Chmod(dst, mode) // umask-proof
+		return writeFile(dst, b, mode)
 	})
 }
 
@@ -103,7 +100,7 @@ func debootstrap(ctx context.Context, c config.Config, cache, work, root string,
 	if err := os.RemoveAll(recipe); err != nil {
 		return err
 	}
-	if err := writeRecipe(recipe); err != nil {
+	if err := writeEmbedded(hooksFS, recipe); err != nil {
 		return fmt.Errorf("write build hooks: %w", err)
 	}
 	mirror := config.NormalizeMirror(c.Mirror)
@@ -140,7 +137,6 @@ func debootstrap(ctx context.Context, c config.Config, cache, work, root string,
 		"PITH_ARCHIVES="+archives,
 		"PITH_LISTS="+lists,
 		"PITH_KERNEL="+c.KernelPackage,
-		"PITH_OVERLAY="+filepath.Join(recipe, "overlay"),
 		"PITH_WORK="+work,
 		"LC_ALL=C.UTF-8",
 	)

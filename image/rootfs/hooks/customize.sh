@@ -1,8 +1,9 @@
 #!/bin/sh
 # mmdebstrap customize hook ($1 = the installed rootfs): adds the kernel from
-# its .deb (extracted, not installed: no initramfs-tools, no postinst),
-# Pith's static files, the unit presets, and saves what apt downloaded into
-# Pith's cache. Lines starting "pith-error:" are read by the Go side.
+# its .deb (extracted, not installed: no initramfs-tools, no postinst) and
+# saves what apt downloaded into Pith's cache. Lines starting "pith-error:"
+# are read by the Go side. Pith's own files are added later, in Go, so
+# changing them does not rebuild the Debian tree.
 set -eu
 root=$1
 archives=$root/var/cache/apt/archives
@@ -52,10 +53,6 @@ rm -rf "$kx"
 [ -d "$root/usr/lib/modules/$kver" ] || fail "kernel package $pkg has no modules for $kver"
 chroot "$root" depmod -a "$kver"
 echo "$kver" >"$PITH_WORK/kernel-version"
-
-# Pith's static files, then enable exactly the units its preset names.
-cp -a "$PITH_OVERLAY/." "$root/"
-chroot "$root" systemctl preset-all
 
 # Save downloads into the cache: hard links (or copies) under a temporary
 # name, renamed into place, so the cache never holds half a file.
