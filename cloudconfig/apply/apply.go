@@ -51,6 +51,9 @@ type Options struct {
 // ApplyCloudConfig applies a validated cloud-config. The caller must have
 // checked its report: apply assumes every value passed validation.
 func (a *Applier) ApplyCloudConfig(ctx context.Context, c *cloudconfig.Config, opt Options) error {
+	if err := a.checkOwners(c, opt); err != nil {
+		return err
+	}
 	hostname := c.Hostname
 	if hostname == "" && opt.MetadataHostname != "" && cloudconfig.ValidHostname(opt.MetadataHostname) {
 		hostname = opt.MetadataHostname
@@ -125,6 +128,54 @@ func (a *Applier) writeAgentEnv(c *cloudconfig.Config) (changed bool, err error)
 }
 
 func (a *Applier) path(p string) (string, error) { return under(a.Root, p) }
+
+// checkOwners makes sure every write_files owner exists or is created by
+// this config, before anything is changed.
+func (a *Applier) checkOwners(c *cloudconfig.Config, opt Options) error {
+	users, groups := map[string]bool{}, map[string]bool{}
+	if opt.FirstBoot {
+		for _, u := range c.Users {
+			users[u.Name] = true
+			if !u.NoUserGroup {
+				groups[u.Name] = true
+			}
+			groups[u.PrimaryGroup] = true
+			for _, g := range u.Groups {
+				groups[g] = true
+			}
+		}
+	}
+	return a.checkNames(users, groups, func(yield func(path, user, group string) bool) {
+		for _, f := range c.WriteFiles {
+			u, g, _ := strings.Cut(f.Owner, ":")
+			if !yield(f.Path, u, g) {
+				return
+			}
+		}
+	})
+}
+
+// checkNames reports owners (by name) that neither exist nor are about to.
+func (a *Applier) checkNames(users, groups map[string]bool, owners func(func(path, user, group string) bool)) error {
+	var missing []string
+	owners(func(path, u, g string) bool {
+		if _, err := strconv.Atoi(u); u != "" && err != nil && !users[u] {
+			if _, ok, err := a.Accounts.LookupUser(u); err == nil && !ok {
+				missing = append(missing, fmt.Sprintf("%s: no user %q", path, u))
+			}
+		}
+		if _, err := strconv.Atoi(g); g != "" && err != nil && !groups[g] {
+			if _, ok, err := a.Accounts.LookupGroup(g); err == nil && !ok {
+				missing = append(missing, fmt.Sprintf("%s: no group %q", path, g))
+			}
+		}
+		return true
+	})
+	if len(missing) > 0 {
+		return fmt.Errorf("owners that do not exist (nothing applied): %s", strings.Join(missing, "; "))
+	}
+	return nil
+}
 
 func (a *Applier) setHostname(name string) error {
 	p, err := a.path("/etc/hostname")

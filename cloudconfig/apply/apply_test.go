@@ -448,3 +448,22 @@ func TestMetadataHostnameAndEnvironment(t *testing.T) {
 		t.Errorf("bad metadata hostname applied: %v %v", rec.calls, err)
 	}
 }
+
+func TestMissingOwnerChangesNothing(t *testing.T) {
+	stage, rec, root := newStage(t)
+	ud := "#cloud-config\nhostname: h\nusers:\n  - name: erin\nwrite_files:\n  - path: /etc/a\n    owner: erin:erin\n    content: a\n  - path: /etc/b\n    owner: nobody-here\n    content: b\n"
+	_, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud)})
+	if err == nil || !strings.Contains(err.Error(), `/etc/b: no user "nobody-here"`) || strings.Contains(err.Error(), "erin") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/hostname")); !os.IsNotExist(err) || len(rec.calls) != 0 {
+		t.Errorf("something was applied: %v", rec.calls)
+	}
+	if _, ok, _ := (&Shadow{Root: root}).LookupUser("erin"); ok {
+		t.Error("erin was created")
+	}
+	cfg := `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/c","user":{"name":"ghost"},"contents":{"source":"data:,c"}}]}}`
+	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(cfg)}); err == nil || !strings.Contains(err.Error(), `/etc/c: no user "ghost"`) {
+		t.Fatalf("ignition err = %v", err)
+	}
+}

@@ -111,6 +111,35 @@ func (a *Applier) checkIgnition(c *cloudconfig.IgnitionConfig) ([]fileData, erro
 			errs = append(errs, fmt.Errorf("link %s exists (to %s) and overwrite is not true", l.Path, t))
 		}
 	}
+	users, groups := map[string]bool{}, map[string]bool{}
+	for _, u := range c.Passwd.Users {
+		users[u.Name] = true
+		groups[u.Name] = !boolv(u.NoUserGroup)
+		groups[str(u.PrimaryGroup)] = true
+		for _, g := range u.Groups {
+			groups[string(g)] = true
+		}
+	}
+	for _, g := range c.Passwd.Groups {
+		groups[g.Name] = true
+	}
+	errs = append(errs, a.checkNames(users, groups, func(yield func(path, user, group string) bool) {
+		nodes := []igntypes.Node{}
+		for _, f := range c.Storage.Files {
+			nodes = append(nodes, f.Node)
+		}
+		for _, d := range c.Storage.Directories {
+			nodes = append(nodes, d.Node)
+		}
+		for _, l := range c.Storage.Links {
+			nodes = append(nodes, l.Node)
+		}
+		for _, n := range nodes {
+			if n.User.ID == nil && n.Group.ID == nil && !yield(n.Path, str(n.User.Name), str(n.Group.Name)) {
+				return
+			}
+		}
+	}))
 	return contents, errors.Join(errs...)
 }
 
