@@ -61,6 +61,11 @@ func addIgnitionReport(irep vreport.Report, rep *Report, who string) {
 	for _, e := range irep.Entries {
 		line, col := e.Marker.Start()
 		pos := Pos{Line: int(line), Column: int(col)}
+		// encoding/json's SyntaxError offset counts the offending byte, so
+		// Ignition's marker lands one column past it.
+		if strings.HasPrefix(e.Message, "invalid character") && pos.Column > 1 {
+			pos.Column--
+		}
 		if pos.Line == 0 {
 			pos.Line = 1
 		}

@@ -42,7 +42,7 @@ func TestIgnitionErrors(t *testing.T) {
 		in   string
 		want []want
 	}{
-		{"json syntax", "{\"ignition\":{\"version\":\"3.4.0\"},\n \"storage\": {\"files\": [}\n", []want{{2, 25, E, "invalid character"}}},
+		{"json syntax", "{\"ignition\":{\"version\":\"3.4.0\"},\n \"storage\": {\"files\": [}\n", []want{{2, 24, E, "invalid character"}}},
 		{"spec 2", `{"ignition":{"version":"2.2.0"}}`, []want{{1, 1, E, "unsupported Ignition config version"}}},
 		{"no version", `{"storage":{}}`, []want{{1, 1, E, "ignition.version is missing"}}},
 		{"experimental", `{"ignition":{"version":"3.6.0-experimental"}}`, []want{{1, 1, E, "unsupported"}}},
