@@ -37,8 +37,9 @@ lint:
 	$(CACHE)/tools/staticcheck ./...
 
 # Unit and multi-process tests: no VM, no image.
+# -timeout: image/rootfs builds a real Debian tree (minutes when the cache is cold).
 unit: bin
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
+	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e)
 
 # VM tests: boot the default image under QEMU (KVM when usable, TCG otherwise).
 e2e: image

@@ -66,8 +66,7 @@ func customize(root string, cfg config.Config, agents map[string]string) (*Resul
 			return nil, fmt.Errorf("copy %s into the image: %w", name, err)
 		}
 	}
-	share := filepath.Join(usr, "share", "pith")
-	if err := os.MkdirAll(share, 0o755); err != nil {
+	if err := mkdirAll(filepath.Join(usr, "share", "pith")); err != nil {
 		return nil, err
 	}
 	if err := writeFile(filepath.Join(usr, PackageManifest), manifest, 0o644); err != nil {

@@ -76,7 +76,7 @@ func writeEmbedded(src embed.FS, dir string) error {
 		}
 		dst := filepath.Join(dir, p)
 		if d.IsDir() {
-			return os.MkdirAll(dst, 0o755)
+			return mkdirAll(dst)
 		}
 		b, err := src.ReadFile(p)
 		if err != nil {
@@ -131,7 +131,8 @@ func debootstrap(ctx context.Context, c config.Config, cache, work, root string,
 		c.Suite, tmp, mirror,
 	}
 	logf("rootfs: mmdebstrap %s from %s: %d packages + Essential, %d .debs cached", c.Suite, mirror, len(packageList(c)), cached)
-	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
+	// The tree's modes must not depend on the caller's umask.
+	cmd := exec.CommandContext(ctx, "sh", append([]string{"-c", `umask 022 && exec mmdebstrap "$@"`, "mmdebstrap"}, args...)...)
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", c.Epoch),
 		"PITH_ARCHIVES="+archives,
