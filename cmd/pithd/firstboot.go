@@ -3,21 +3,8 @@ package main
 // `pithd firstboot` is the first-boot stage: find user-data, validate it,
 // apply it, record what happened under /var/lib/pith. It runs as its own
 // oneshot unit before pithd.service (which reads the ETCD_*/FLEET_* drop-in
-// this stage writes) and before sshd (so SSH keys are in place):
-//
-//	[Unit]
-//	Description=Pith first boot: apply user-data
-//	Wants=network.target
-//	After=network.target systemd-networkd.service
-//	Before=network-online.target pithd.service ssh.service systemd-user-sessions.service
-//	[Service]
-//	Type=oneshot
-//	RemainAfterExit=yes
-//	ExecStart=/usr/bin/pithd firstboot
-//	StandardOutput=journal+console
-//	StandardError=journal+console
-//	[Install]
-//	WantedBy=multi-user.target
+// this stage writes) and before sshd (so SSH keys are in place); the unit
+// is cloudconfig/apply/pithd-firstboot.service (apply.FirstBootUnit).
 
 import (
 	"errors"
