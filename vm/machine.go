@@ -1,0 +1,550 @@
+// Package vm starts and manages QEMU machines for `pith boot` and the VM
+// tests: per-node copy-on-write disks, serial logs, fw_cfg user-data,
+// user-mode networking forwarded to 127.0.0.1 only, a private VM-to-VM
+// network switched in-process, QMP control, and no orphaned QEMU ever.
+package vm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Firmware names how the machine boots the disk.
+const (
+	BIOS = "bios" // SeaBIOS -> GRUB from BIOS-BOOT
+	UEFI = "uefi" // OVMF -> EFI/BOOT/BOOTX64.EFI
+)
+
+// Default OVMF files (Debian's ovmf package).
+var (
+	OVMFCode = "/usr/share/OVMF/OVMF_CODE.fd"
+	OVMFVars = "/usr/share/OVMF/OVMF_VARS.fd"
+)
+
+// fw_cfg names the image reads (see the datasource).
+const (
+	FwCfgUserData    = "opt/org.pith/user-data"
+	FwCfgSSHKey      = "opt/org.pith/ssh-key"
+	FwCfgPrivateIPv4 = "opt/org.pith/private-ipv4"
+)
+
+// DefaultForwards are the guest TCP ports forwarded to 127.0.0.1: SSH, the
+// KV (etcd v2 API) and the fleet-style API port.
+var DefaultForwards = []int{22, 2379, 49153}
+
+// Config describes one machine.
+type Config struct {
+	Name      string // node name, e.g. node1; also the state subdirectory
+	Image     string // base disk image (qcow2 or raw); never written
+	Firmware  string // BIOS or UEFI
+	MemoryMiB int
+	CPUs      int
+	// DiskSize is the overlay's virtual size in bytes; 0 keeps the base size.
+	// A larger overlay lets the guest grow ROOT.
+	DiskSize int64
+	UserData string // file passed as fw_cfg opt/org.pith/user-data, optional
+	SSHKey   string // authorized_keys line passed as fw_cfg opt/org.pith/ssh-key, optional
+	// Forwards are guest TCP ports reachable from 127.0.0.1:<host port>.
+	Forwards []int
+	// Switch is the private network's socket; empty means no second NIC.
+	Switch      string
+	PrivateMAC  string // MAC of the private NIC
+	PrivateIPv4 string // CIDR handed to the guest as fw_cfg opt/org.pith/private-ipv4
+	FwCfg       map[string]string // extra fw_cfg name -> file
+	Accel       Accel
+	QEMU        string // qemu-system-x86_64 binary; empty = from PATH
+	// Kernel/Initrd/Append boot a kernel directly instead of the disk's boot
+	// loader (development only: the image boots through GRUB).
+	Kernel, Initrd, Append string
+	// BIOSFile replaces the BIOS firmware image (tests).
+	BIOSFile string
+}
+
+// Machine is a running (or finished) QEMU process and its files.
+type Machine struct {
+	Config    Config
+	Dir       string      // state directory of this node
+	Disk      string      // copy-on-write overlay
+	SerialLog string      // everything the guest wrote on ttyS0 (all boots)
+	SerialSock string     // interactive console (unix socket)
+	QMPSock   string      // QMP control socket
+	Ports     map[int]int // guest port -> 127.0.0.1 port
+	Started   time.Time
+
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error
+	mu     sync.Mutex
+}
+
+func (c *Config) defaults() error {
+	if c.Name == "" {
+		c.Name = "node1"
+	}
+	if c.Firmware == "" {
+		c.Firmware = BIOS
+	}
+	if c.Firmware != BIOS && c.Firmware != UEFI {
+		return fmt.Errorf("firmware %q: use %q or %q", c.Firmware, BIOS, UEFI)
+	}
+	if c.MemoryMiB == 0 {
+		c.MemoryMiB = 1024
+	}
+	if c.MemoryMiB < 256 {
+		return fmt.Errorf("memory %d MiB is too small: use at least 256", c.MemoryMiB)
+	}
+	if c.CPUs == 0 {
+		c.CPUs = 1
+	}
+	if c.CPUs < 0 {
+		return fmt.Errorf("cpus %d: use a positive number", c.CPUs)
+	}
+	if c.Forwards == nil {
+		c.Forwards = DefaultForwards
+	}
+	if c.Accel.Name == "" {
+		c.Accel = Accel{Name: "tcg", Reason: "not probed"}
+	}
+	if c.QEMU == "" {
+		c.QEMU = "qemu-system-x86_64"
+	}
+	return nil
+}
+
+// unixPathMax is sun_path's size: longer socket paths cannot be bound.
+const unixPathMax = 107
+
+// Start creates the node's state (overlay, OVMF vars, user-data copy) under
+// dir and starts QEMU. The process is killed when ctx is cancelled and, via
+// Pdeathsig, when the calling process dies.
+func Start(ctx context.Context, cfg Config, dir string) (*Machine, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Machine{
+		Config:     cfg,
+		Dir:        dir,
+		Disk:       filepath.Join(dir, "disk.qcow2"),
+		SerialLog:  filepath.Join(dir, "serial.log"),
+		SerialSock: filepath.Join(dir, "serial.sock"),
+		QMPSock:    filepath.Join(dir, "qmp.sock"),
+		done:       make(chan struct{}),
+	}
+	for _, p := range []string{m.QMPSock, m.SerialSock, cfg.Switch} {
+		if len(p) > unixPathMax {
+			return nil, fmt.Errorf("state path too long for a unix socket (%d > %d bytes): %s; use a shorter --state", len(p), unixPathMax, p)
+		}
+	}
+	if cfg.Image != "" {
+		if err := createOverlay(ctx, cfg.Image, m.Disk, cfg.DiskSize); err != nil {
+			return nil, err
+		}
+	}
+	vars := filepath.Join(dir, "OVMF_VARS.fd")
+	if cfg.Firmware == UEFI {
+		if _, err := os.Stat(OVMFCode); err != nil {
+			return nil, fmt.Errorf("UEFI firmware missing: %v (install Debian's ovmf package)", err)
+		}
+		if err := copyFile(OVMFVars, vars); err != nil {
+			return nil, fmt.Errorf("per-node OVMF vars: %v", err)
+		}
+	}
+	fwcfg := map[string]string{}
+	for k, v := range cfg.FwCfg {
+		fwcfg[k] = v
+	}
+	if cfg.UserData != "" {
+		// A copy: the node keeps the user-data it booted with.
+		ud := filepath.Join(dir, "user-data")
+		if err := copyFile(cfg.UserData, ud); err != nil {
+			return nil, fmt.Errorf("user-data: %v", err)
+		}
+		fwcfg[FwCfgUserData] = ud
+	}
+	if cfg.SSHKey != "" {
+		p := filepath.Join(dir, "ssh-key")
+		if err := writeFileAtomic(p, []byte(strings.TrimSpace(cfg.SSHKey)+"\n"), 0o644); err != nil {
+			return nil, err
+		}
+		fwcfg[FwCfgSSHKey] = p
+	}
+	if cfg.PrivateIPv4 != "" {
+		p := filepath.Join(dir, "private-ipv4")
+		if err := writeFileAtomic(p, []byte(cfg.PrivateIPv4+"\n"), 0o644); err != nil {
+			return nil, err
+		}
+		fwcfg[FwCfgPrivateIPv4] = p
+	}
+	for _, p := range []string{m.QMPSock, m.SerialSock} {
+		os.Remove(p)
+	}
+	// Free ports are picked, then bound by QEMU: another process can take
+	// one in between, so retry with fresh ports when QEMU says so.
+	for attempt := 0; ; attempt++ {
+		m.Ports, err = freePorts(cfg.Forwards)
+		if err != nil {
+			return nil, err
+		}
+		args := m.args(vars, fwcfg)
+		err = m.start(ctx, args)
+		if err == nil || attempt == 4 || !strings.Contains(err.Error(), "host forwarding") {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m, m.writeInfo()
+}
+
+// args builds QEMU's command line.
+func (m *Machine) args(vars string, fwcfg map[string]string) []string {
+	c := m.Config
+	a := []string{
+		"-name", c.Name,
+		"-machine", "q35",
+		"-accel", c.Accel.Name,
+		"-m", strconv.Itoa(c.MemoryMiB),
+		"-smp", strconv.Itoa(c.CPUs),
+		"-nodefaults", "-display", "none",
+		"-pidfile", filepath.Join(m.Dir, "qemu.pid"),
+		"-qmp", "unix:" + m.QMPSock + ",server=on,wait=off",
+		// The console: a socket for interactive use, logged to a file across
+		// reboots (logappend) so tests can read every boot.
+		"-chardev", "socket,id=ser0,path=" + m.SerialSock + ",server=on,wait=off,logfile=" + m.SerialLog + ",logappend=on",
+		"-serial", "chardev:ser0",
+		"-device", "virtio-rng-pci",
+	}
+	if c.Accel.Name == "kvm" {
+		a = append(a, "-cpu", "host")
+	} else {
+		// TCG's "max" model has what current userspace expects (x86-64-v2, AVX).
+		a = append(a, "-cpu", "max")
+	}
+	switch {
+	case c.Firmware == UEFI:
+		a = append(a,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+	case c.BIOSFile != "":
+		a = append(a, "-bios", c.BIOSFile)
+	}
+	if c.Image != "" {
+		a = append(a, "-drive", "if=virtio,format=qcow2,discard=unmap,file="+m.Disk)
+	}
+	if c.Kernel != "" {
+		a = append(a, "-kernel", c.Kernel, "-append", c.Append)
+		if c.Initrd != "" {
+			a = append(a, "-initrd", c.Initrd)
+		}
+	}
+	// User-mode network: restrict=on keeps the guest from reaching the host
+	// or anything beyond it; only the forwards below, bound to 127.0.0.1, pass.
+	user := "user,id=net0,restrict=on"
+	for _, g := range c.Forwards {
+		user += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", m.Ports[g], g)
+	}
+	a = append(a, "-netdev", user, "-device", "virtio-net-pci,netdev=net0,mac="+userMAC(c.PrivateMAC))
+	if c.Switch != "" {
+		a = append(a,
+			"-netdev", "stream,id=net1,server=off,addr.type=unix,addr.path="+c.Switch,
+			"-device", "virtio-net-pci,netdev=net1,mac="+c.PrivateMAC)
+	}
+	names := make([]string, 0, len(fwcfg))
+	for k := range fwcfg {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		a = append(a, "-fw_cfg", "name="+k+",file="+fwcfg[k])
+	}
+	return a
+}
+
+// userMAC derives the user-mode NIC's MAC from the private one so both are
+// stable per node.
+func userMAC(private string) string {
+	if len(private) == 17 {
+		return "52:54:00:aa" + private[11:]
+	}
+	return "52:54:00:aa:00:01"
+}
+
+func (m *Machine) start(ctx context.Context, args []string) error {
+	cmd := exec.Command(m.Config.QEMU, args...)
+	m.stderr = &syncBuffer{}
+	cmd.Stdout = m.stderr
+	cmd.Stderr = m.stderr
+	cmd.SysProcAttr = childAttr()
+	if err := writeFileAtomic(filepath.Join(m.Dir, "qemu.cmdline"), []byte(shellQuote(append([]string{m.Config.QEMU}, args...))+"\n"), 0o644); err != nil {
+		return err
+	}
+	m.Started = time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: start QEMU: %v", m.Config.Name, err)
+	}
+	m.cmd = cmd
+	m.done = make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		m.mu.Lock()
+		if err != nil {
+			m.err = fmt.Errorf("%s: QEMU exited: %v: %s", m.Config.Name, err, firstLine(m.stderr.String()))
+		}
+		m.mu.Unlock()
+		os.WriteFile(filepath.Join(m.Dir, "qemu.stderr"), []byte(m.stderr.String()), 0o644)
+		close(m.done)
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			m.Kill()
+		case <-m.done:
+		}
+	}()
+	// QEMU either fails fast (bad argument, port taken) or creates its QMP
+	// socket; wait for one of the two.
+	for {
+		select {
+		case <-m.done:
+			return m.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if c, err := net.Dial("unix", m.QMPSock); err == nil {
+			c.Close()
+			return nil
+		}
+	}
+}
+
+// Done is closed when QEMU has exited.
+func (m *Machine) Done() <-chan struct{} { return m.done }
+
+// Err is QEMU's exit error once Done is closed (nil for a clean exit).
+func (m *Machine) Err() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.err
+}
+
+// Running reports whether QEMU is still running.
+func (m *Machine) Running() bool {
+	select {
+	case <-m.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// PID is QEMU's process id.
+func (m *Machine) PID() int {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
+// Kill stops QEMU at once and waits for it.
+func (m *Machine) Kill() {
+	if m.cmd != nil && m.cmd.Process != nil && m.Running() {
+		m.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	<-m.done
+}
+
+// Stop asks the guest to power off (ACPI), waits up to grace, then quits
+// QEMU through QMP and finally kills it.
+func (m *Machine) Stop(grace time.Duration) {
+	if !m.Running() {
+		return
+	}
+	if grace > 0 {
+		if err := m.QMP("system_powerdown"); err == nil {
+			select {
+			case <-m.done:
+				return
+			case <-time.After(grace):
+			}
+		}
+	}
+	m.QMP("quit")
+	select {
+	case <-m.done:
+	case <-time.After(5 * time.Second):
+		m.Kill()
+	}
+}
+
+// Reset is a hard reset (QMP system_reset): the same as pressing reset.
+func (m *Machine) Reset() error { return m.QMP("system_reset") }
+
+// QMP runs one argument-less QMP command.
+func (m *Machine) QMP(command string) error {
+	_, err := QMPCommand(m.QMPSock, command, nil)
+	return err
+}
+
+// Info is what `pith boot status` and other processes read about a node.
+type Info struct {
+	Name      string      `json:"name"`
+	PID       int         `json:"pid"`
+	Firmware  string      `json:"firmware"`
+	Accel     string      `json:"accel"`
+	Ports     map[int]int `json:"ports"`
+	SerialLog string      `json:"serial_log"`
+	Console   string      `json:"console"`
+	QMP       string      `json:"qmp"`
+	Disk      string      `json:"disk"`
+	MAC       string      `json:"private_mac,omitempty"`
+	IPv4      string      `json:"private_ipv4,omitempty"`
+	Started   time.Time   `json:"started"`
+}
+
+// Info describes the machine.
+func (m *Machine) Info() Info {
+	return Info{
+		Name: m.Config.Name, PID: m.PID(), Firmware: m.Config.Firmware, Accel: m.Config.Accel.Name,
+		Ports: m.Ports, SerialLog: m.SerialLog, Console: m.SerialSock, QMP: m.QMPSock, Disk: m.Disk,
+		MAC: m.Config.PrivateMAC, IPv4: m.Config.PrivateIPv4, Started: m.Started,
+	}
+}
+
+func (m *Machine) writeInfo() error {
+	b, err := json.MarshalIndent(m.Info(), "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(m.Dir, "node.json"), append(b, '\n'), 0o644)
+}
+
+// createOverlay makes a qcow2 overlay on the base image, optionally larger.
+func createOverlay(ctx context.Context, base, overlay string, size int64) error {
+	base, err := filepath.Abs(base)
+	if err != nil {
+		return err
+	}
+	format, vsize, err := imageInfo(ctx, base)
+	if err != nil {
+		return err
+	}
+	if size != 0 && size < vsize {
+		return fmt.Errorf("disk size %d is smaller than the image (%d bytes): use at least the image's size", size, vsize)
+	}
+	tmp := overlay + ".tmp"
+	args := []string{"create", "-q", "-f", "qcow2", "-F", format, "-b", base, tmp}
+	if size != 0 {
+		args = append(args, strconv.FormatInt(size, 10))
+	}
+	if out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("qemu-img create overlay: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return os.Rename(tmp, overlay)
+}
+
+func imageInfo(ctx context.Context, path string) (format string, size int64, err error) {
+	out, err := exec.CommandContext(ctx, "qemu-img", "info", "--output=json", path).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return "", 0, fmt.Errorf("image %s: %s", path, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return "", 0, fmt.Errorf("image %s: qemu-img: %v", path, err)
+	}
+	var info struct {
+		Format      string `json:"format"`
+		VirtualSize int64  `json:"virtual-size"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return "", 0, fmt.Errorf("image %s: qemu-img info: %v", path, err)
+	}
+	return info.Format, info.VirtualSize, nil
+}
+
+// freePorts picks a free 127.0.0.1 TCP port for each guest port.
+func freePorts(guest []int) (map[int]int, error) {
+	ports := map[int]int{}
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for _, g := range guest {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("pick a free port: %v", err)
+		}
+		ls = append(ls, l)
+		ports[g] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func shellQuote(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@", r))
+		}) < 0 {
+			q[i] = a
+			continue
+		}
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
