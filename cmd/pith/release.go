@@ -15,7 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/pith-os/pith/channels"
 )
@@ -110,7 +112,9 @@ rotating keys.`,
 				Channel: channel, Version: version, MinVersion: minVersion, Platform: platform,
 				USRVerityHash: img.USRVerityHash,
 				Payloads: []channels.PayloadSource{
-					{Name: channels.PayloadUSR, File: "usr", Open: img.OpenUSR},
+					{Name: channels.PayloadUSR, File: "usr", Open: func() (io.ReadCloser, error) {
+						return withBar(cmd.ErrOrStderr(), img.USRSize, "usr", img.OpenUSR)
+					}},
 					{Name: channels.PayloadKernel, File: "vmlinuz", Open: func() (io.ReadCloser, error) { return img.OpenESPFile("pith/vmlinuz-a") }},
 					{Name: channels.PayloadInitrd, File: "initrd", Open: func() (io.ReadCloser, error) { return img.OpenESPFile("pith/initrd-a") }},
 				},
@@ -336,6 +340,27 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// withBar shows a byte progress bar on a terminal while r is read (packing
+// a 1 GiB USR takes a while); elsewhere it returns r as is.
+func withBar(w io.Writer, size int64, desc string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
+	r, err := open()
+	if err != nil {
+		return nil, err
+	}
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return r, nil
+	}
+	bar := progressbar.NewOptions64(size, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription("  "+desc),
+		progressbar.OptionShowBytes(true), progressbar.OptionSetWidth(30), progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionClearOnFinish())
+	pr := progressbar.NewReader(r, bar)
+	return struct {
+		io.Reader
+		io.Closer
+	}{&pr, r}, nil
 }
 
 func listChannels(repo string) []string {
