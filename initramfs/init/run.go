@@ -118,11 +118,12 @@ func run(l *logger, debug *bool) error {
 	}
 
 	if root.Disk != "" {
+		// Growing is best effort: a disk the init cannot grow (another
+		// partition after ROOT, an odd GPT) still boots, in either slot.
 		plan, err := growPartition(root)
 		if err != nil {
-			return fail("growing ROOT partition", root.Path, err)
-		}
-		if plan.GrowsPartition {
+			l.Printf("warning: not growing ROOT (%s): %v", root.Path, err)
+		} else if plan.GrowsPartition {
 			l.Printf("grew ROOT partition %d on %s: %d -> %d sectors", plan.Number, root.Disk, plan.OldLast-root.Partition.FirstLBA+1, plan.NewLast-root.Partition.FirstLBA+1)
 		} else if plan.MovesBackup {
 			l.Printf("moved the backup GPT of %s to its end", root.Disk)
@@ -175,9 +176,8 @@ func run(l *logger, debug *bool) error {
 	}
 	oldB, newB, err := growExt4(root.Path, Sysroot)
 	if err != nil {
-		return fail("growing ROOT filesystem", root.Path, err)
-	}
-	if newB != oldB {
+		l.Printf("warning: not growing the ROOT filesystem (%s): %v", root.Path, err)
+	} else if newB != oldB {
 		l.Printf("grew ROOT ext4 from %d to %d blocks", oldB, newB)
 	}
 
