@@ -87,7 +87,7 @@ const (
 type Event struct {
 	Time    time.Time `json:"time"`
 	Version string    `json:"version"`
-	Kind    string    `json:"kind"` // applied, updated, rollback, rejected, error
+	Kind    string    `json:"kind"` // applied, updated, rollback
 	Detail  string    `json:"detail,omitempty"`
 }
 

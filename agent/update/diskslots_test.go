@@ -3,11 +3,13 @@ package update
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/pith-os/pith/channels"
 	"github.com/pith-os/pith/image/slot"
 )
 
@@ -138,5 +140,55 @@ func TestBootDisk(t *testing.T) {
 	os.WriteFile(cmdline, []byte("pith.slot=a\n"), 0o644)
 	if _, err := BootDisk(cmdline, byUUID, sysClass); err == nil {
 		t.Fatal("no pith.usr= accepted")
+	}
+}
+
+// cancelAtWrite cancels the agent's context once the slot is about to be
+// written: the "machine" dies mid-update.
+type cancelAtWrite struct {
+	*DiskSlots
+	cancel context.CancelFunc
+}
+
+func (c *cancelAtWrite) USRTarget(s string) (channels.Target, error) {
+	t, err := c.DiskSlots.USRTarget(s)
+	c.cancel()
+	return t, err
+}
+
+// TestAgentDiesMidWrite: an update interrupted while writing the slot
+// leaves a disk that boots the old slot, and the next run completes it.
+func TestAgentDiesMidWrite(t *testing.T) {
+	cs := newChannelServer(t)
+	cs.publish(t, "1.1.0", 10)
+	ds := newDiskImage(t, "a")
+	// As if an earlier attempt had got as far as a trial of b.
+	if err := ds.SetTrial("b"); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	rb := &fakeReboot{}
+	a := cs.agent(t, state, "m1", "1.0.0", &cancelAtWrite{ds, cancel}, rb, nil, StrategyReboot)
+	if err := a.CheckOnce(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted update: %v", err)
+	}
+	st, err := slot.Status(ds.Disk, ds.envPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Default() != slot.A || st.Next != "" || st.Parts[slot.B].Priority != 0 || st.Parts[slot.B].Tries != 0 {
+		t.Fatalf("after dying mid-write the disk would not boot slot a: %+v", st)
+	}
+	if rb.count() != 0 || a.Status().Pending != nil {
+		t.Fatalf("reboot %d, pending %+v after an interrupted write", rb.count(), a.Status().Pending)
+	}
+	// Next start: the update completes.
+	a = cs.agent(t, state, "m1", "1.0.0", ds, rb, nil, StrategyReboot)
+	if err := a.CheckOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := slot.Status(ds.Disk, ds.envPath()); st.Next != "b" || rb.count() != 1 {
+		t.Fatalf("second run: %+v, reboots %d", st, rb.count())
 	}
 }
