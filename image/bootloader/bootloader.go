@@ -186,8 +186,10 @@ if [ -n "${next_entry}" ]; then
 elif [ -n "${saved_entry}" ]; then
   set default="${saved_entry}"
 fi
-# A slot whose kernel is missing (B before its first update) falls back to A.
-if [ "${default}" = b ]; then set fallback=a; else set fallback=b; fi
+# A slot whose kernel is missing or fails to load (B before its first
+# update) falls back to the other entry. GRUB's fallback takes entry
+# numbers only (a is 0, b is 1).
+if [ "${default}" = b ]; then set fallback=0; else set fallback=1; fi
 {{range .Slots}}
 menuentry "Pith slot {{.Upper}}" --id {{.ID}} {
   echo "Loading Pith slot {{.Upper}}..."

@@ -45,7 +45,7 @@ func TestGrubCfg(t *testing.T) {
 		`menuentry "Pith slot A" --id a {`, `menuentry "Pith slot B" --id b {`,
 		"linux /pith/vmlinuz-a " + KernelArgs(params, "a"), "initrd /pith/initrd-b",
 		"load_env", "save_env next_entry", `set default="${saved_entry}"`, "set timeout=1",
-		"terminal_output console serial",
+		"terminal_output console serial", "set fallback=0", "set fallback=1",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("grub.cfg lacks %q:\n%s", want, s)
