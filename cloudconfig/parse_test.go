@@ -199,6 +199,7 @@ func TestValidate(t *testing.T) {
 		{"unit two at", "#cloud-config\ncoreos:\n  units:\n  - name: a@b@c.service\n    command: start\n", []want{{4, 11, E, "invalid unit name"}}},
 		{"unit long", "#cloud-config\ncoreos:\n  units:\n  - name: " + strings.Repeat("a", 250) + ".service\n    command: start\n", []want{{4, 11, E, "at most 255"}}},
 		{"empty list item", "#cloud-config\ncoreos:\n  units:\n  -\nusers:\n  - \n", []want{{4, 4, E, `empty item: missing required key "name"`}, {6, 4, E, `empty item: missing required key "name"`}}},
+		{"empty required values", "#cloud-config\nusers:\n  - name:\nwrite_files:\n  - path: ''\n", []want{{3, 10, E, "users[0].name must not be empty"}, {5, 11, E, "write_files[0].path must not be empty"}}},
 		{"unit no name", "#cloud-config\ncoreos:\n  units:\n  - command: start\n", []want{{4, 5, E, `missing required key "name"`}}},
 		{"unit does nothing", "#cloud-config\ncoreos:\n  units:\n  - name: a.service\n", []want{{4, 5, W, "does nothing"}}},
 		{"unit mask enable", "#cloud-config\ncoreos:\n  units:\n  - name: a.service\n    mask: true\n    enable: true\n", []want{{6, 13, E, "both masked and enabled"}}},

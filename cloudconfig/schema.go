@@ -288,6 +288,11 @@ func (w *walker) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			w.rep.Warnf(posOf(kn), kp, "%s is accepted for compatibility but ignored: %s", kp, f.ignored)
 		}
 		w.decode(val, v.Field(f.index), kp, f.valid)
+		if f.required && v.Field(f.index).IsZero() {
+			if vn := w.deref(val); vn != nil {
+				w.rep.Errorf(posOf(vn), kp, "%s must not be empty", kp)
+			}
+		}
 	}
 	for _, f := range fields {
 		if _, ok := lookup(f.key); f.required && !ok {
