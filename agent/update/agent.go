@@ -418,6 +418,7 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 	}
 	a.setPhase(PhaseDownloading)
 	dl := filepath.Join(a.cfg.StateDir, "downloads")
+	pruneDownloads(dl, m)
 	files := map[string]string{}
 	start := time.Now()
 	for _, name := range []string{channels.PayloadUSR, channels.PayloadKernel, channels.PayloadInitrd} {
@@ -472,6 +473,21 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 		os.Remove(f)
 	}
 	return nil
+}
+
+// pruneDownloads removes files of other releases (a superseded release's
+// partial download, say) so they do not pile up on ROOT.
+func pruneDownloads(dir string, m *channels.Manifest) {
+	keep := map[string]bool{}
+	for _, p := range m.Payloads {
+		keep[p.SHA256], keep[p.SHA256+".part"] = true, true
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if !keep[e.Name()] {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // rebootPhase reboots for the pending update as the strategy says.

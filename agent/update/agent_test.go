@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,7 +147,11 @@ func TestAgentUpdateAndRollback(t *testing.T) {
 	slots := newFakeSlots(t, "a")
 	rb := &fakeReboot{}
 
-	// 1.0.0 on slot a finds 1.1.0, writes slot b, reboots.
+	// 1.0.0 on slot a finds 1.1.0, writes slot b, reboots. A stale partial
+	// download of some older release is cleaned up on the way.
+	os.MkdirAll(filepath.Join(state, "downloads"), 0o700)
+	stale := filepath.Join(state, "downloads", strings.Repeat("0", 64)+".part")
+	os.WriteFile(stale, []byte("old"), 0o600)
 	a := cs.agent(t, state, "m1", "1.0.0", slots, rb, nil, StrategyReboot)
 	if err := a.CheckOnce(ctx); err != nil {
 		t.Fatal(err)
@@ -163,6 +168,9 @@ func TestAgentUpdateAndRollback(t *testing.T) {
 	}
 	if usrA, _ := os.ReadFile(slots.usr("a")); !bytes.Equal(usrA, bytes.Repeat([]byte("a"), 4<<20)) {
 		t.Fatal("the running slot was touched")
+	}
+	if left, _ := os.ReadDir(filepath.Join(state, "downloads")); len(left) != 0 {
+		t.Fatalf("downloads left behind: %v", left)
 	}
 	if rb.count() != 1 || a.Status().Pending == nil || a.Status().Pending.Version != "1.1.0" {
 		t.Fatalf("reboots %d, status %+v", rb.count(), a.Status())
