@@ -47,7 +47,8 @@ func TestDevKernelCluster(t *testing.T) {
 			t.Fatalf("%v\n%s", err, b)
 		}
 		b, _ := con.ReadFrom(0)
-		for _, want := range []string{`fw_cfg user-data: "#cloud-config\nhostname: dev"`, `fw_cfg ssh-key: "ssh-ed25519 `, `fw_cfg private-ipv4: "` + PrivateIPv4(i) + `"`} {
+		ip := strings.Split(PrivateIPv4(i), "/")[0]
+		for _, want := range []string{`fw_cfg user-data: "#cloud-config\nhostname: dev"`, `\"ssh_public_keys\": [\n    \"ssh-ed25519 `, `\"private_ipv4\": \"` + ip + `\"`} {
 			if !strings.Contains(string(b), want) {
 				t.Errorf("%s: console lacks %s:\n%s", m.Config.Name, want, b)
 			}

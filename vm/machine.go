@@ -34,12 +34,25 @@ var (
 	OVMFVars = "/usr/share/OVMF/OVMF_VARS.fd"
 )
 
-// fw_cfg names the image reads (see the datasource).
+// fw_cfg names the image's datasource reads (agent/datasource FwCfg): the
+// user-data, and meta-data as JSON (hostname, private_ipv4, ssh_public_keys),
+// which pithd firstboot applies like a cloud's metadata service.
 const (
-	FwCfgUserData    = "opt/org.pith/user-data"
-	FwCfgSSHKey      = "opt/org.pith/ssh-key"
-	FwCfgPrivateIPv4 = "opt/org.pith/private-ipv4"
+	FwCfgUserData = "opt/org.pith/user-data"
+	FwCfgMetaData = "opt/org.pith/meta-data"
 )
+
+// EmptyUserData is passed when none is given: the datasource only reads
+// meta-data (and so the SSH key) next to a user-data entry.
+const EmptyUserData = "#cloud-config\n"
+
+// MetaData is the JSON shape of opt/org.pith/meta-data.
+type MetaData struct {
+	Hostname      string   `json:"hostname,omitempty"`
+	InstanceID    string   `json:"instance_id,omitempty"`
+	PrivateIPv4   string   `json:"private_ipv4,omitempty"`
+	SSHPublicKeys []string `json:"ssh_public_keys,omitempty"`
+}
 
 // DefaultForwards are the guest TCP ports forwarded to 127.0.0.1: SSH, the
 // KV (etcd v2 API) and the fleet-style API port.
@@ -56,13 +69,13 @@ type Config struct {
 	// A larger overlay lets the guest grow ROOT.
 	DiskSize int64
 	UserData string // file passed as fw_cfg opt/org.pith/user-data, optional
-	SSHKey   string // authorized_keys line passed as fw_cfg opt/org.pith/ssh-key, optional
+	SSHKey   string // authorized_keys line for user core, passed in meta-data, optional
 	// Forwards are guest TCP ports reachable from 127.0.0.1:<host port>.
 	Forwards []int
 	// Switch is the private network's socket; empty means no second NIC.
 	Switch      string
-	PrivateMAC  string // MAC of the private NIC
-	PrivateIPv4 string // CIDR handed to the guest as fw_cfg opt/org.pith/private-ipv4
+	PrivateMAC  string            // MAC of the private NIC
+	PrivateIPv4 string            // private network address (CIDR), in meta-data
 	FwCfg       map[string]string // extra fw_cfg name -> file
 	Accel       Accel
 	QEMU        string // qemu-system-x86_64 binary; empty = from PATH
@@ -75,14 +88,14 @@ type Config struct {
 
 // Machine is a running (or finished) QEMU process and its files.
 type Machine struct {
-	Config    Config
-	Dir       string      // state directory of this node
-	Disk      string      // copy-on-write overlay
-	SerialLog string      // everything the guest wrote on ttyS0 (all boots)
-	SerialSock string     // interactive console (unix socket)
-	QMPSock   string      // QMP control socket
-	Ports     map[int]int // guest port -> 127.0.0.1 port
-	Started   time.Time
+	Config     Config
+	Dir        string      // state directory of this node
+	Disk       string      // copy-on-write overlay
+	SerialLog  string      // everything the guest wrote on ttyS0 (all boots)
+	SerialSock string      // interactive console (unix socket)
+	QMPSock    string      // QMP control socket
+	Ports      map[int]int // guest port -> 127.0.0.1 port
+	Started    time.Time
 
 	cmd    *exec.Cmd
 	stderr *syncBuffer
@@ -174,28 +187,32 @@ func Start(ctx context.Context, cfg Config, dir string) (*Machine, error) {
 	for k, v := range cfg.FwCfg {
 		fwcfg[k] = v
 	}
+	// Copies: the node keeps the user-data it booted with.
+	ud := filepath.Join(dir, "user-data")
 	if cfg.UserData != "" {
-		// A copy: the node keeps the user-data it booted with.
-		ud := filepath.Join(dir, "user-data")
 		if err := copyFile(cfg.UserData, ud); err != nil {
 			return nil, fmt.Errorf("user-data: %v", err)
 		}
-		fwcfg[FwCfgUserData] = ud
+	} else if err := writeFileAtomic(ud, []byte(EmptyUserData), 0o644); err != nil {
+		return nil, err
+	}
+	fwcfg[FwCfgUserData] = ud
+	md := MetaData{Hostname: cfg.Name, InstanceID: cfg.Name}
+	if cfg.PrivateIPv4 != "" {
+		md.PrivateIPv4 = strings.SplitN(cfg.PrivateIPv4, "/", 2)[0]
 	}
 	if cfg.SSHKey != "" {
-		p := filepath.Join(dir, "ssh-key")
-		if err := writeFileAtomic(p, []byte(strings.TrimSpace(cfg.SSHKey)+"\n"), 0o644); err != nil {
-			return nil, err
-		}
-		fwcfg[FwCfgSSHKey] = p
+		md.SSHPublicKeys = []string{strings.TrimSpace(cfg.SSHKey)}
 	}
-	if cfg.PrivateIPv4 != "" {
-		p := filepath.Join(dir, "private-ipv4")
-		if err := writeFileAtomic(p, []byte(cfg.PrivateIPv4+"\n"), 0o644); err != nil {
-			return nil, err
-		}
-		fwcfg[FwCfgPrivateIPv4] = p
+	mdb, err := json.MarshalIndent(md, "", "  ")
+	if err != nil {
+		return nil, err
 	}
+	mdPath := filepath.Join(dir, "meta-data.json")
+	if err := writeFileAtomic(mdPath, append(mdb, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	fwcfg[FwCfgMetaData] = mdPath
 	for _, p := range []string{m.QMPSock, m.SerialSock} {
 		os.Remove(p)
 	}

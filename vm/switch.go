@@ -166,4 +166,3 @@ func (s *Switch) drop(p *swPort) {
 	}
 	close(p.out)
 }
-

@@ -22,7 +22,7 @@ func main() {
 		load(filepath.Join("/lib/modules", rel, m))
 	}
 	time.Sleep(time.Second)
-	for _, n := range []string{"user-data", "ssh-key", "private-ipv4"} {
+	for _, n := range []string{"user-data", "meta-data"} {
 		b, err := os.ReadFile("/sys/firmware/qemu_fw_cfg/by_name/opt/org.pith/" + n + "/raw")
 		fmt.Printf("devinit: fw_cfg %s: %q %v\n", n, strings.TrimSpace(string(b)), err)
 	}
