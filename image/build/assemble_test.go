@@ -224,6 +224,16 @@ func TestPrepareOutAndPublish(t *testing.T) {
 	}
 }
 
+func TestCheckFree(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkFree(dir, 1); err != nil {
+		t.Errorf("1 byte: %v", err)
+	}
+	if err := checkFree(dir, 1<<62); err == nil || !strings.Contains(err.Error(), "not enough space in "+dir) {
+		t.Errorf("4 EiB: %v", err)
+	}
+}
+
 func TestExplain(t *testing.T) {
 	err := explain(&os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}, "/o")
 	if err == nil || !strings.Contains(err.Error(), "no space left on the device holding /o") {

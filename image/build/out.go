@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
+
+	"github.com/pith-os/pith/image/layout"
 )
 
 // PrepareOut checks that outDir can receive the artifacts (creating it if
@@ -24,11 +27,31 @@ func PrepareOut(outDir string) (workDir string, err error) {
 	case err != nil:
 		return "", fmt.Errorf("output directory %s: %v: choose another --out", outDir, err)
 	}
+	if err := checkFree(outDir, MinFree); err != nil {
+		return "", err
+	}
 	work, err := os.MkdirTemp(outDir, ".pith-build-")
 	if err != nil {
 		return "", fmt.Errorf("output directory %s is not writable (%v): choose another --out", outDir, errors.Unwrap(err))
 	}
 	return work, nil
+}
+
+// MinFree is the free space a build needs in its output directory: the
+// Debian tree, the USR squashfs, the partition images, pith.img's allocated
+// blocks and pith.qcow2 (about 1.3 GiB for the default image), with margin.
+const MinFree = 2 << 30
+
+// checkFree fails early, with the fix, when dir's filesystem lacks need bytes.
+func checkFree(dir string, need int64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return nil // unknown: the writes themselves will tell
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < need {
+		return fmt.Errorf("not enough space in %s: %s free, a build needs about %s: free space or choose another --out", dir, layout.Human(free), layout.Human(need))
+	}
+	return nil
 }
 
 // Publish renames the finished artifacts (final name -> temporary path)
