@@ -47,6 +47,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := CheckFormats(c.Formats); err != nil {
 		return nil, err
 	}
+	// A disk too small for the fixed partitions fails before any work.
+	if _, err := layout.New(c.DiskSize, Seed(c)); err != nil {
+		return nil, err
+	}
 	if o.OutDir == "" {
 		o.OutDir = "_out"
 	}
