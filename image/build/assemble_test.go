@@ -240,3 +240,35 @@ func TestExplain(t *testing.T) {
 		t.Errorf("explain: %v", err)
 	}
 }
+
+func TestBuildRejectsBeforeWork(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	small := config.Default()
+	small.DiskSize = 2 * layout.GiB
+	box := config.Default()
+	box.Formats = []string{"raw", "box"}
+	tests := []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"out is a file", Options{Config: config.Default(), OutDir: file}, "is a file, not a directory"},
+		{"disk too small", Options{Config: small, OutDir: filepath.Join(dir, "o1")}, "disk too small for the content"},
+		{"format not built", Options{Config: box, OutDir: filepath.Join(dir, "o2")}, `format "box" is not built yet`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Build(context.Background(), tc.o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Build: %v, want one line containing %q", err, tc.want)
+			}
+			if tc.o.OutDir != file {
+				if _, err := os.Stat(tc.o.OutDir); err == nil {
+					t.Errorf("%s created although the build was rejected", tc.o.OutDir)
+				}
+			}
+		})
+	}
+}
