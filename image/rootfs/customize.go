@@ -172,6 +172,9 @@ func etcDefaults(etc, usr string, cfg config.Config) error {
 		{"issue", `\S{PRETTY_NAME} \n \l` + "\n\n", 0o644},
 		{"issue.net", `\S{PRETTY_NAME}` + "\n", 0o644},
 		{"motd", "", 0o644},
+		// C.UTF-8 is built into glibc: UTF-8 without a locales package.
+		{"locale.conf", "LANG=C.UTF-8\n", 0o644},
+		{"default/locale", "LANG=C.UTF-8\n", 0o644},
 	}
 	for _, f := range files {
 		if err := writeFile(filepath.Join(etc, f.path), []byte(f.data), f.mode); err != nil {
