@@ -105,6 +105,15 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v2/members"), "/")
 	switch r.Method {
 	case "GET":
+		if id == "leader" {
+			m := n.members.get(n.Leader())
+			if m == nil {
+				writeMessage(w, http.StatusServiceUnavailable, "During Leader Election")
+				return
+			}
+			writeJSON(w, http.StatusOK, m)
+			return
+		}
 		if id != "" {
 			writeMessage(w, http.StatusMethodNotAllowed, "GET takes no member ID")
 			return

@@ -558,6 +558,11 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 	req.Header.Set(ForwardedHeader, n.id)
 	resp, err := n.fwd.Do(req)
 	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			// The request never left: the leader is gone (not yet noticed).
+			return ErrNoLeader
+		}
 		return err
 	}
 	defer resp.Body.Close()

@@ -114,14 +114,25 @@ type kvRunner struct {
 // namespace is bound here so the kv package does not import cluster).
 type kvRaft struct{ *cluster.Node }
 
+// errNoLeader is answered when a request provably did not reach the log
+// (301, "During Leader Election"): clients may retry it safely. Other
+// failures answer 300, whose outcome is unknown, as in etcd.
+func errNoLeader() error {
+	return kv.NewError(kv.EcodeLeaderElect, "no leader took the request; it was not applied; retry", 0)
+}
+
 func (r kvRaft) Propose(ctx context.Context, cmd []byte) (any, uint64, error) {
-	return r.Node.Propose(ctx, cluster.NamespaceKV, cmd)
+	res, idx, err := r.Node.Propose(ctx, cluster.NamespaceKV, cmd)
+	if errors.Is(err, cluster.ErrNotLeader) {
+		return nil, 0, errNoLeader()
+	}
+	return res, idx, err
 }
 
 func (r kvRaft) Forward(w http.ResponseWriter, req *http.Request, body []byte) error {
 	err := r.Node.Forward(w, req, body)
 	if errors.Is(err, cluster.ErrNoLeader) || errors.Is(err, cluster.ErrNotLeader) {
-		return kv.NewError(kv.EcodeRaftInternal, "no leader to serve this request (election in progress); retry", 0)
+		return errNoLeader()
 	}
 	return err
 }

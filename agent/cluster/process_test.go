@@ -1,0 +1,387 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand"
+	"net"
+	"net/url"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// Linearizability model: each key is a register; a get returns the last put
+// value ("" when absent).
+type regInput struct {
+	put   bool
+	key   string
+	value string
+}
+
+var registerModel = porcupine.Model{
+	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
+		by := map[string][]porcupine.Operation{}
+		var keys []string
+		for _, op := range h {
+			k := op.Input.(regInput).key
+			if _, ok := by[k]; !ok {
+				keys = append(keys, k)
+			}
+			by[k] = append(by[k], op)
+		}
+		var out [][]porcupine.Operation
+		for _, k := range keys {
+			out = append(out, by[k])
+		}
+		return out
+	},
+	Init: func() any { return "" },
+	Step: func(state, input, output any) (bool, any) {
+		in := input.(regInput)
+		if in.put {
+			return true, in.value
+		}
+		return output.(string) == state.(string), state
+	},
+	Equal: func(a, b any) bool { return a == b },
+	DescribeOperation: func(input, output any) string {
+		in := input.(regInput)
+		if in.put {
+			return fmt.Sprintf("put(%s, %s)", in.key, in.value)
+		}
+		return fmt.Sprintf("get(%s) -> %v", in.key, output)
+	},
+}
+
+type history struct {
+	mu    sync.Mutex
+	start time.Time
+	ops   []porcupine.Operation
+	acked []string // unique keys whose put was acknowledged
+	// outcomes counts answers by kind, for the log.
+	outcomes map[string]int
+}
+
+func (h *history) outcome(kind string) {
+	h.mu.Lock()
+	if h.outcomes == nil {
+		h.outcomes = map[string]int{}
+	}
+	h.outcomes[kind]++
+	h.mu.Unlock()
+}
+
+func (h *history) now() int64 { return time.Since(h.start).Nanoseconds() }
+
+func (h *history) add(op porcupine.Operation) {
+	h.mu.Lock()
+	h.ops = append(h.ops, op)
+	h.mu.Unlock()
+}
+
+func (h *history) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.ops)
+}
+
+// runLoad runs clients against random live members until stop closes:
+// puts and quorum gets on a few shared keys (recorded for porcupine), and
+// puts of unique keys (recorded when acknowledged).
+func runLoad(c *testCluster, h *history, clients int, stop <-chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	keys := []string{"/lin/a", "/lin/b", "/lin/c", "/lin/d", "/lin/e"}
+	urls := make([]string, len(c.members))
+	for i, m := range c.members {
+		urls[i] = m.clientURL
+	}
+	for cl := 0; cl < clients; cl++ {
+		wg.Add(1)
+		go func(cl int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(cl)))
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				base := urls[rng.Intn(len(urls))]
+				ctx := context.Background()
+				switch n % 3 {
+				case 0, 1:
+					key := keys[rng.Intn(len(keys))]
+					if rng.Intn(2) == 0 {
+						val := fmt.Sprintf("c%d-%d", cl, n)
+						call := h.now()
+						st, r, err := kvDo(ctx, base, "PUT", key, url.Values{"value": {val}})
+						ret := h.now()
+						if notApplied(err, r) {
+							h.outcome("put not applied")
+							time.Sleep(20 * time.Millisecond) // no leader: do not spin
+							continue
+						}
+						if r != nil && r.ErrorCode != 0 {
+							cause := r.Cause
+							if len(cause) > 60 {
+								cause = cause[:60]
+							}
+							h.outcome(fmt.Sprintf("put %d %d %s", st, r.ErrorCode, cause))
+						} else {
+							h.outcome(fmt.Sprintf("put %d", st))
+						}
+						if st != 200 && st != 201 {
+							// Unknown outcome: it may take effect at any later time.
+							ret = math.MaxInt64
+						}
+						h.add(porcupine.Operation{ClientId: cl, Input: regInput{put: true, key: key, value: val}, Call: call, Output: "", Return: ret})
+					} else {
+						call := h.now()
+						st, r, err := kvDo(ctx, base, "GET", key, url.Values{"quorum": {"true"}})
+						ret := h.now()
+						switch {
+						case err == nil && st == 200 && r != nil:
+							h.add(porcupine.Operation{ClientId: cl, Input: regInput{key: key}, Call: call, Output: r.Node.Value, Return: ret})
+						case err == nil && st == 404 && r != nil && r.ErrorCode == 100:
+							h.add(porcupine.Operation{ClientId: cl, Input: regInput{key: key}, Call: call, Output: "", Return: ret})
+						}
+						// A read without an answer changes nothing: leave it out.
+					}
+				case 2:
+					key := fmt.Sprintf("/acked/c%d-%d", cl, n)
+					st, _, _ := kvDo(ctx, base, "PUT", key, url.Values{"value": {"x"}})
+					if st == 200 || st == 201 {
+						h.mu.Lock()
+						h.acked = append(h.acked, key)
+						h.mu.Unlock()
+					}
+				}
+			}
+		}(cl)
+	}
+	return &wg
+}
+
+// notApplied reports answers that prove a put never reached the log: the
+// connection was refused, or the member said there was no leader to take it.
+func notApplied(err error, r *kvResp) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return err == nil && r != nil && r.ErrorCode == 301
+}
+
+// pruneUnknown drops puts of unknown outcome whose value no read returned:
+// such a put can always be linearized after everything else, so removing
+// it keeps the check exact while sparing porcupine an open-ended operation.
+func pruneUnknown(ops []porcupine.Operation) []porcupine.Operation {
+	seen := map[string]bool{}
+	for _, op := range ops {
+		if in := op.Input.(regInput); !in.put {
+			seen[in.key+"="+op.Output.(string)] = true
+		}
+	}
+	out := ops[:0:0]
+	for _, op := range ops {
+		in := op.Input.(regInput)
+		if in.put && op.Return == math.MaxInt64 && !seen[in.key+"="+in.value] {
+			continue
+		}
+		out = append(out, op)
+	}
+	return out
+}
+
+// waitOps lets the load run until the history grew by n operations.
+func waitOps(t *testing.T, h *history, n int) {
+	t.Helper()
+	target := h.count() + n
+	for attempt := 0; h.count() < target; attempt++ {
+		if attempt > 3000 {
+			t.Fatalf("load stalled at %d operations (want %d)", h.count(), target)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestClusterFaults runs a real 3-member cluster through a kill -9 of the
+// leader and a SIGSTOP/SIGCONT of the next leader under load, then restarts
+// every member from disk, and checks that no acknowledged write was lost
+// and that the recorded history is linearizable.
+func TestClusterFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test: builds and runs pithd (run without -short)")
+	}
+	c := newCluster(t, 3)
+	c.startAll()
+	leader := c.waitLeader()
+	t.Logf("leader: %s", c.members[leader].name)
+
+	// Write on one member, read on another.
+	writer, reader := (leader+1)%3, (leader+2)%3
+	st, r, err := kvDo(context.Background(), c.members[writer].clientURL, "PUT", "/hello", url.Values{"value": {"world"}})
+	if err != nil || st != 201 || r.Node.Value != "world" {
+		t.Fatalf("put through a follower: %d %+v %v", st, r, err)
+	}
+	if st, r := c.quorumGet(reader, "/hello"); st != 200 || r.Node.Value != "world" {
+		t.Fatalf("quorum read through another member: %d %+v", st, r)
+	}
+
+	h := &history{start: time.Now()}
+	stop := make(chan struct{})
+	wg := runLoad(c, h, 6, stop)
+	waitOps(t, h, 60)
+
+	// kill -9 the leader under load.
+	t.Logf("kill -9 %s", c.members[leader].name)
+	c.signal(leader, syscall.SIGKILL)
+	next := c.waitLeader(leader)
+	t.Logf("new leader: %s", c.members[next].name)
+	waitOps(t, h, 60)
+	c.start(leader, "new")
+	c.waitLeader()
+	waitOps(t, h, 30)
+
+	// Pause the current leader, let the others elect, resume it.
+	paused := c.waitLeader()
+	t.Logf("SIGSTOP %s", c.members[paused].name)
+	c.signal(paused, syscall.SIGSTOP)
+	c.waitLeader(paused)
+	waitOps(t, h, 60)
+	c.signal(paused, syscall.SIGCONT)
+	c.waitLeader()
+	waitOps(t, h, 30)
+	close(stop)
+	wg.Wait()
+
+	h.mu.Lock()
+	ops, acked := h.ops, h.acked
+	h.mu.Unlock()
+	t.Logf("history: %d operations, %d acknowledged unique puts; answers: %v", len(ops), len(acked), h.outcomes)
+	checked := pruneUnknown(ops)
+	unknown := 0
+	for _, op := range checked {
+		if op.Return == math.MaxInt64 {
+			unknown++
+		}
+	}
+	t.Logf("checking %d operations (%d of unknown outcome) for linearizability", len(checked), unknown)
+	if !porcupine.CheckOperations(registerModel, checked) {
+		t.Errorf("history is not linearizable: %d operations", len(checked))
+	}
+	checkAcked := func(stage string) {
+		t.Helper()
+		var lost []string
+		for i, k := range acked {
+			if st, _ := c.quorumGet(i%3, k); st != 200 {
+				lost = append(lost, k)
+			}
+		}
+		if len(lost) > 0 {
+			t.Fatalf("%s: %d of %d acknowledged writes lost, e.g. %v", stage, len(lost), len(acked), lost[0])
+		}
+	}
+	checkAcked("after faults")
+
+	// Restart every member from its data dir.
+	for i := range c.members {
+		c.signal(i, syscall.SIGKILL)
+	}
+	for i := range c.members {
+		c.start(i, "new")
+	}
+	c.waitLeader()
+	checkAcked("after restarting all members")
+	if st, r := c.quorumGet(0, "/hello"); st != 200 || r.Node.Value != "world" {
+		t.Fatalf("after restart: %d %+v", st, r)
+	}
+}
+
+// TestMembership adds a member to a running cluster, checks it catches up,
+// removes another, and restarts the new one from its data dir.
+func TestMembership(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	c := newCluster(t, 3)
+	c.startAll()
+	c.waitLeader()
+	c.mustPut("/before", "1")
+	m := c.newMember(t.TempDir(), "m3")
+	st, body := postMember(t, c.members[1].clientURL, m.peerURL)
+	if st != 201 {
+		t.Fatalf("member add: %d %s", st, body)
+	}
+	if st, body := postMember(t, c.members[1].clientURL, m.peerURL); st != 409 {
+		t.Fatalf("adding the same peer URL twice: %d %s", st, body)
+	}
+	c.initial = ""
+	c.start(3, "existing")
+	c.waitLeader()
+	for attempt := 0; ; attempt++ {
+		st, r, _ := kvDo(context.Background(), m.clientURL, "GET", "/before", nil)
+		if st == 200 && r.Node.Value == "1" {
+			break
+		}
+		if attempt > 300 {
+			t.Fatalf("new member never caught up: %d %+v", st, r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Remove member 0 (whoever leads), then keep writing.
+	if st := deleteMember(t, c.members[2].clientURL, "ffff"); st != 404 {
+		t.Fatalf("removing an unknown member: %d", st)
+	}
+	id := memberID(t, c, c.members[0].name)
+	if st := deleteMember(t, c.members[2].clientURL, id); st != 204 {
+		t.Fatalf("member remove: %d", st)
+	}
+	c.signal(0, syscall.SIGKILL)
+	c.waitLeader(0)
+	c.mustPut("/after", "2")
+	c.signal(3, syscall.SIGKILL)
+	c.start(3, "existing")
+	c.waitLeader(0)
+	if st, r := c.quorumGet(3, "/after"); st != 200 || r.Node.Value != "2" {
+		t.Fatalf("restarted new member: %d %+v", st, r)
+	}
+}
+
+// TestRegisterModel shows the checker rejects a stale read and accepts the
+// same history once the read may overlap the write, and that pruning keeps
+// observed unknown puts.
+func TestRegisterModel(t *testing.T) {
+	put := func(v string, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{Input: regInput{put: true, key: "/k", value: v}, Call: call, Output: "", Return: ret}
+	}
+	get := func(v string, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{Input: regInput{key: "/k"}, Call: call, Output: v, Return: ret}
+	}
+	cases := []struct {
+		name string
+		ops  []porcupine.Operation
+		ok   bool
+	}{
+		{"stale read after acknowledged write", []porcupine.Operation{put("1", 0, 1), put("2", 2, 3), get("1", 4, 5)}, false},
+		{"read overlapping the write", []porcupine.Operation{put("1", 0, 1), put("2", 2, 5), get("1", 4, 6)}, true},
+		{"unknown put observed later", []porcupine.Operation{put("1", 0, math.MaxInt64), get("1", 4, 6)}, true},
+		{"value never written", []porcupine.Operation{put("1", 0, 1), get("3", 4, 6)}, false},
+		{"unknown put unobserved", []porcupine.Operation{put("1", 0, 1), put("2", 1, math.MaxInt64), get("1", 4, 6)}, true},
+	}
+	for _, tc := range cases {
+		ops := pruneUnknown(tc.ops)
+		if got := porcupine.CheckOperations(registerModel, ops); got != tc.ok {
+			t.Errorf("%s: linearizable=%v, want %v", tc.name, got, tc.ok)
+		}
+	}
+	if n := len(pruneUnknown([]porcupine.Operation{put("1", 0, math.MaxInt64), get("1", 4, 6)})); n != 2 {
+		t.Errorf("observed unknown put pruned (%d ops left)", n)
+	}
+}
