@@ -350,7 +350,7 @@ func init() {
 			})(cmd, []string{key})
 		}}
 	ls.Flags().BoolVar(&lsSort, "sort", false, "return results in sorted order")
-	ls.Flags().BoolVar(&lsRec, "recursive", false, "list subdirectories recursively")
+	ls.Flags().BoolVarP(&lsRec, "recursive", "r", false, "list subdirectories recursively")
 	ls.Flags().BoolVarP(&lsSlash, "p", "p", false, "append a slash (/) to directories")
 	ls.Flags().BoolVar(&lsQuorum, "quorum", false, "linearizable read through the leader")
 

@@ -1,0 +1,81 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/pith-os/pith/agent/kv"
+)
+
+// TestDiscovery bootstraps members from a discovery URL served by the same
+// code as `pith discovery serve`: the first three found the cluster, the
+// fourth finds it full and joins as a raft non-voter (--max-voters 3),
+// serving reads locally and forwarding writes.
+func TestDiscovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	d := kv.NewDiscovery("")
+	srv := httptest.NewServer(d)
+	defer srv.Close()
+	d.PublicURL = srv.URL
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	token, err := d.NewToken(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, 4)
+	c.initial = ""
+	for _, m := range c.members {
+		m.extra = []string{"--discovery", token, "--max-voters", "3"}
+	}
+	for i := 0; i < 3; i++ {
+		c.start(i, "new")
+	}
+	c.waitLeader(3)
+	c.start(3, "new")
+	c.waitLeader()
+	c.mustPut("/via-discovery", "ok")
+	// The late member serves the key locally once replicated.
+	for attempt := 0; ; attempt++ {
+		st, r, _ := kvDo(context.Background(), c.members[3].clientURL, "GET", "/via-discovery", nil)
+		if st == 200 && r.Node.Value == "ok" {
+			break
+		}
+		if attempt > 300 {
+			t.Fatalf("late member never served the key: %d", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st, r, err := kvDo(context.Background(), c.members[3].clientURL, "PUT", "/from-learner", url.Values{"value": {"w"}})
+	if err != nil || st != 201 || r.Node.Value != "w" {
+		t.Fatalf("write through the non-voter: %d %+v %v", st, r, err)
+	}
+	leader := c.waitLeader()
+	resp, err := httpc.Get(c.members[leader].clientURL + "/v2/stats/leader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ls struct {
+		Followers map[string]struct {
+			Suffrage string `json:"suffrage"`
+		} `json:"followers"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ls); err != nil {
+		t.Fatal(err)
+	}
+	late := memberID(t, c, c.members[3].name)
+	if got := ls.Followers[late].Suffrage; got != "Nonvoter" {
+		t.Fatalf("late member's suffrage %q, want Nonvoter (followers: %+v)", got, ls.Followers)
+	}
+	if n := len(ls.Followers); n != 3 {
+		t.Fatalf("%d followers, want 3", n)
+	}
+}
