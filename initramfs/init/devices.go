@@ -66,7 +66,13 @@ func FindDevice(s Spec) (*Device, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Device{Path: filepath.Join(DevDir, part), Disk: filepath.Join(DevDir, disk), SectorSize: ss, Partition: p}, nil
+		path := filepath.Join(DevDir, part)
+		if _, err := os.Stat(path); err != nil {
+			// sysfs shows a new partition a moment before devtmpfs
+			// has its node: not there yet.
+			return nil, err
+		}
+		return &Device{Path: path, Disk: filepath.Join(DevDir, disk), SectorSize: ss, Partition: p}, nil
 	}
 	return nil, os.ErrNotExist
 }

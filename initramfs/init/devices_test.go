@@ -29,6 +29,11 @@ func fakeSys(t *testing.T, disk string, parts ...int) {
 	if err := os.Symlink(disk, filepath.Join(dev, "vda")); err != nil {
 		t.Fatal(err)
 	}
+	for _, n := range parts {
+		if err := os.WriteFile(filepath.Join(dev, "vda"+strconv.Itoa(n)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	oldSys, oldDev := SysBlock, DevDir
 	SysBlock, DevDir = sys, dev
 	t.Cleanup(func() { SysBlock, DevDir = oldSys, oldDev })
@@ -71,6 +76,17 @@ func TestFindDeviceKernelMissesPartition(t *testing.T) {
 	_, err := FindDevice(Spec{Kind: "PARTLABEL", Value: "ROOT"})
 	if err == nil || !strings.Contains(err.Error(), "partition 9 of vda") {
 		t.Errorf("err = %v, want one naming partition 9 of vda", err)
+	}
+}
+
+func TestFindDeviceWaitsForNode(t *testing.T) {
+	disk := makeDisk(t, "64M")
+	fakeSys(t, disk, 1, 3, 9)
+	if err := os.Remove(filepath.Join(DevDir, "vda9")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := FindDevice(Spec{Kind: "PARTLABEL", Value: "ROOT"}); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("err = %v, want not-exist until devtmpfs has the node", err)
 	}
 }
 

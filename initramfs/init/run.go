@@ -166,7 +166,11 @@ func run(l *logger, debug *bool) error {
 		}
 		return fail("mounting USR", usr.Path, err)
 	}
-	l.Printf("mounted USR-%s (%s) %s ro at %s%s", strings.ToUpper(orDash(c.Slot)), describe(usr), typ, usrDir, how)
+	name := "USR"
+	if c.Slot != "" {
+		name += "-" + strings.ToUpper(c.Slot)
+	}
+	l.Printf("mounted %s (%s) %s ro at %s%s", name, describe(usr), typ, usrDir, how)
 
 	if !Initialized(Sysroot) {
 		if err := CreateSkeleton(Sysroot, usrDir); err != nil {
@@ -233,25 +237,43 @@ func loadModules(dir string, l *logger) (int, error) {
 	}
 	loaded := 0
 	var absent []string
+	failed := map[string]bool{}
 	for _, m := range order {
-		err := kmod.LoadFile(filepath.Join(dir, deps.Path[m]))
+		if dep := failedDep(deps, m, failed); dep != "" {
+			failed[m] = true // its dependency is not there: loading would only log unknown symbols
+			continue
+		}
+		// async_probe: drivers probe their devices in the background, so
+		// a slow bus (an empty IDE controller under emulation) does not
+		// hold up the boot; the disks are awaited below.
+		err := kmod.LoadFile(filepath.Join(dir, deps.Path[m]), "async_probe")
 		switch {
 		case err == nil:
 			loaded++
 		case errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT):
-			// Drivers for hardware or hypervisors this machine lacks
-			// refuse to load (ENODEV), and so do modules needing them
-			// (ENOENT: unknown symbol). A missing disk is reported when
-			// it is awaited.
+			// Drivers for hypervisors this machine is not refuse to
+			// load (ENODEV). A missing disk is reported when awaited.
+			failed[m] = true
 			absent = append(absent, m)
 		default:
+			failed[m] = true
 			l.Printf("warning: %v", err)
 		}
 	}
 	if len(absent) > 0 {
-		l.Printf("not loaded (no such hardware here): %s", strings.Join(absent, " "))
+		l.Printf("not loaded (not this hypervisor or hardware): %s", strings.Join(absent, " "))
 	}
 	return loaded, nil
+}
+
+// failedDep returns a direct dependency of m that failed to load.
+func failedDep(deps *kmod.Deps, m string, failed map[string]bool) string {
+	for _, d := range deps.Deps[m] {
+		if failed[d] {
+			return d
+		}
+	}
+	return ""
 }
 
 func readList(path string) ([]string, error) {
