@@ -48,14 +48,31 @@ func pithd(t *testing.T) string {
 	return pithdBin
 }
 
+var (
+	portsMu sync.Mutex
+	used    = map[int]bool{}
+)
+
+// freePort returns a port free now and never handed out before in this
+// test binary (the kernel may offer a just-closed port again).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for attempt := 0; attempt < 100; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !used[p] {
+			used[p] = true
+			return p
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no fresh free port")
+	return 0
 }
 
 type member struct {

@@ -186,6 +186,10 @@ func (n *Node) Start(handler http.Handler) error {
 	rc.SnapshotThreshold = cfg.SnapshotCount
 	rc.TrailingLogs = cfg.SnapshotCount
 	rc.Logger = hl
+	// Group concurrent proposals: one log append (one fsync) and one
+	// AppendEntries per batch instead of per write.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 512
 
 	existing, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {

@@ -87,7 +87,14 @@ func (m *peerMux) dial(ctx context.Context, addr string, proto byte) (net.Conn, 
 		return nil, err
 	}
 	if m.tls != nil {
-		tc := tls.Client(c, m.tls)
+		conf := m.tls
+		if conf.ServerName == "" && !conf.InsecureSkipVerify {
+			// Peers are dialed by address: check the certificate for it.
+			host, _, _ := net.SplitHostPort(addr)
+			conf = conf.Clone()
+			conf.ServerName = host
+		}
+		tc := tls.Client(c, conf)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			return nil, err
