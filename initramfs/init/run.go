@@ -63,7 +63,15 @@ func (l *logger) Printf(format string, args ...any) {
 func Main() {
 	l := &logger{out: os.Stdout, start: monotonic()}
 	var debug bool
-	err := run(l, &debug)
+	err := func() (err error) {
+		// A bug must not end PID 1 (a kernel panic hides the message).
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("pith-init crashed: %v", r)
+			}
+		}()
+		return run(l, &debug)
+	}()
 	fmt.Fprintf(os.Stdout, "pith-init: FAILED: %v\n", err)
 	if debug {
 		fmt.Fprintln(os.Stdout, "pith-init: pith.debug is set: starting the emergency shell (/bin/sh); exit it to reboot")

@@ -205,6 +205,9 @@ func removeRAMFS(dir string, dev uint64, skip string) {
 // back to the other slot.
 func rebootAfter(d time.Duration) {
 	time.Sleep(d)
+	// Leave ROOT clean; errors do not matter, the machine restarts.
+	unix.Unmount("/sysroot/usr", 0)
+	unix.Unmount("/sysroot", 0)
 	unix.Sync()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 	// Reboot only returns on error; PID 1 must never exit.
