@@ -467,12 +467,3 @@ func TestMissingOwnerChangesNothing(t *testing.T) {
 		t.Fatalf("ignition err = %v", err)
 	}
 }
-
-func TestFirstBootUnitParses(t *testing.T) {
-	// The embedded unit must be one systemd can load and must run the stage.
-	_, rep := cloudconfig.ParseCloudConfig([]byte("#cloud-config\ncoreos:\n  units:\n  - name: " + FirstBootUnitName + "\n    content: |\n      " +
-		strings.ReplaceAll(strings.TrimSpace(FirstBootUnit), "\n", "\n      ") + "\n"))
-	if len(rep.Entries) != 0 || !strings.Contains(FirstBootUnit, "ExecStart=/usr/bin/pithd firstboot") {
-		t.Fatalf("unit: %s", rep.Format("unit"))
-	}
-}

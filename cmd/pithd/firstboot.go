@@ -3,8 +3,8 @@ package main
 // `pithd firstboot` is the first-boot stage: find user-data, validate it,
 // apply it, record what happened under /var/lib/pith. It runs as its own
 // oneshot unit before pithd.service (which reads the ETCD_*/FLEET_* drop-in
-// this stage writes) and before sshd (so SSH keys are in place); the unit
-// is cloudconfig/apply/pithd-firstboot.service (apply.FirstBootUnit).
+// this stage writes) and before sshd (so SSH keys are in place); the image
+// ships it as image/rootfs/overlay/usr/lib/systemd/system/pithd-firstboot.service.
 
 import (
 	"errors"
