@@ -11,7 +11,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 STATICCHECK_VERSION := v0.8.2
 CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pith
 
-.PHONY: all deps bin image demo test unit lint e2e bench-build bench-schedule fuzz-userdata bench-userdata clean
+.PHONY: all deps bin image demo demo-stop test unit lint e2e bench-build bench-schedule fuzz-userdata bench-userdata clean
 
 all: bin
 
@@ -27,8 +27,14 @@ bin:
 image: deps bin
 	$(BIN)/pith build --out $(OUT) --cache $(CACHE)
 
+# Boot the image (KVM when usable, TCG otherwise), show the console until
+# the node is up, then how to log in; the node keeps running until demo-stop.
 demo: image
-	@echo "demo: image built in $(OUT)/; booting it is the next step (see README)"
+	@$(BIN)/pith boot stop --state $(OUT)/boot >/dev/null 2>&1 || true
+	$(BIN)/pith boot --nodes 1 --image $(OUT)/pith.qcow2 --state $(OUT)/boot --detach
+
+demo-stop:
+	$(BIN)/pith boot stop --state $(OUT)/boot
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
