@@ -1,0 +1,170 @@
+package ami
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/schollz/progressbar/v3"
+)
+
+// shaMeta is the object metadata key recording the image's SHA-256, so a
+// re-run can tell its own finished upload from a different or partial file.
+const shaMeta = "pith-sha256"
+
+// DefaultPartSize is the multipart part size: 64 MiB keeps a 4 GiB image at
+// 64 parts and memory use bounded (parts are read from the file, not buffered).
+const DefaultPartSize = 64 << 20
+
+// checkBucket fails early, with a one-line reason, when the bucket is
+// missing, unreadable, or in another region than the import.
+func checkBucket(ctx context.Context, c *s3.Client, bucket string) error {
+	_, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)})
+	if err == nil {
+		return nil
+	}
+	var nf *types.NotFound
+	if errors.As(err, &nf) {
+		return fmt.Errorf("bucket %s does not exist: create it (aws s3 mb s3://%s --region REGION) or pass another --bucket", bucket, bucket)
+	}
+	return explain("bucket "+bucket, bucket, err)
+}
+
+// objectMatches reports whether bucket/key already holds this image: same
+// size and the SHA-256 recorded at upload.
+func objectMatches(ctx context.Context, c *s3.Client, bucket, key string, size int64, sum string) (bool, error) {
+	h, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		var nf *types.NotFound
+		if errors.As(err, &nf) {
+			return false, nil
+		}
+		return false, explain(fmt.Sprintf("s3://%s/%s", bucket, key), bucket, err)
+	}
+	return aws.ToInt64(h.ContentLength) == size && h.Metadata[shaMeta] == sum, nil
+}
+
+// putImage uploads path to bucket/key in parts, showing a progress bar on
+// bars (nil: none).
+func putImage(ctx context.Context, c *s3.Client, bucket, key, path, sum string, partSize int64, bars io.Writer) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if partSize <= 0 {
+		partSize = DefaultPartSize
+	}
+	// S3 allows 10000 parts; grow the part size for huge images.
+	if min := st.Size()/int64(manager.MaxUploadParts) + 1; partSize < min {
+		partSize = min
+	}
+	pr := &progressReader{f: f, size: st.Size(), partSize: partSize, seen: map[int64]int64{}}
+	if bars != nil {
+		pr.bar = progressbar.NewOptions64(st.Size(),
+			progressbar.OptionSetWriter(bars),
+			progressbar.OptionSetDescription("upload s3://"+bucket+"/"+key),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionThrottle(200e6),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(bars) }),
+		)
+	}
+	up := manager.NewUploader(c, func(u *manager.Uploader) {
+		u.PartSize = partSize
+		u.Concurrency = 4
+	})
+	_, err = up.Upload(ctx, &s3.PutObjectInput{
+		Bucket:      aws.String(bucket),
+		Key:         aws.String(key),
+		Body:        pr,
+		ContentType: aws.String("application/octet-stream"),
+		Metadata:    map[string]string{shaMeta: sum},
+	})
+	if pr.bar != nil {
+		pr.bar.Finish()
+	}
+	if err != nil {
+		return explain(fmt.Sprintf("upload to s3://%s/%s", bucket, key), bucket, err)
+	}
+	return nil
+}
+
+// deleteObject removes the temporary import object; it runs after the import
+// whatever happened, on a context that a cancelled run does not cancel.
+func deleteObject(ctx context.Context, c *s3.Client, bucket, key string) error {
+	_, err := c.DeleteObject(context.WithoutCancel(ctx), &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	return explain(fmt.Sprintf("delete s3://%s/%s", bucket, key), bucket, err)
+}
+
+// progressReader gives the uploader an io.ReaderAt+Seeker (so it reads parts
+// straight from the file) and counts progress as the highest offset read
+// within each part: the SDK reads a part more than once (signing, checksums,
+// retries), which must not count twice.
+type progressReader struct {
+	f        *os.File
+	size     int64
+	partSize int64
+	bar      *progressbar.ProgressBar
+
+	mu   sync.Mutex
+	seen map[int64]int64 // part index -> bytes of it read so far
+	done int64
+	pos  int64
+}
+
+func (p *progressReader) ReadAt(b []byte, off int64) (int, error) {
+	n, err := p.f.ReadAt(b, off)
+	if n > 0 {
+		p.mu.Lock()
+		part := off / p.partSize
+		end := off + int64(n) - part*p.partSize
+		if end > p.seen[part] {
+			p.done += end - p.seen[part]
+			p.seen[part] = end
+			if p.bar != nil {
+				p.bar.Set64(p.done)
+			}
+		}
+		p.mu.Unlock()
+	}
+	return n, err
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.ReadAt(b, p.pos)
+	p.pos += int64(n)
+	return n, err
+}
+
+func (p *progressReader) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += p.pos
+	case io.SeekEnd:
+		off += p.size
+	}
+	if off < 0 {
+		return 0, errors.New("negative seek")
+	}
+	p.pos = off
+	return off, nil
+}
+
+// Done is the number of distinct bytes read so far.
+func (p *progressReader) Done() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done
+}
