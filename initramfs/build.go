@@ -64,7 +64,8 @@ type Options struct {
 type Result struct {
 	Size        int64    // compressed bytes
 	Modules     []string // modules included, in load order
-	Builtin     []string // wanted modules not found as files (built in or absent)
+	Builtin     []string // wanted modules the kernel has built in (modules.builtin)
+	Absent      []string // wanted modules this kernel has neither built in nor as files
 	BusyboxPath string   // the cached busybox binary
 }
 
@@ -164,8 +165,20 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("initramfs: %w", err)
 	}
-	logf("initramfs: %d modules with dependencies (%d of %d wanted are built in or absent: %s)",
-		len(order), len(missing), len(opts.Modules), strings.Join(missing, " "))
+	builtin, err := kmod.Builtin(opts.ModulesDir)
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	var inKernel, absent []string
+	for _, m := range missing {
+		if builtin[m] {
+			inKernel = append(inKernel, m)
+		} else {
+			absent = append(absent, m)
+		}
+	}
+	logf("initramfs: %d modules with dependencies; built into the kernel: %s; not in this kernel: %s",
+		len(order), orNone(inKernel), orNone(absent))
 
 	bbStart := time.Now()
 	bbPath, cached := opts.BusyboxBinary, true
@@ -190,7 +203,14 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	logf("initramfs: wrote %s (%d files, %.1f MiB %s) in %s", opts.Out, len(recs), float64(size)/(1<<20), opts.Compression, time.Since(start).Round(time.Millisecond))
-	return &Result{Size: size, Modules: order, Builtin: missing, BusyboxPath: bbPath}, nil
+	return &Result{Size: size, Modules: order, Builtin: inKernel, Absent: absent, BusyboxPath: bbPath}, nil
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, " ")
 }
 
 // checkStatic refuses a dynamically linked init: the initramfs has no libc.

@@ -26,6 +26,9 @@ func fixture(t *testing.T) Options {
 	dir := t.TempDir()
 	mods := filepath.Join(dir, "lib/modules", testKernel)
 	kmodtest.WriteTree(t, mods)
+	if err := os.WriteFile(filepath.Join(mods, "modules.builtin"), []byte("kernel/fs/ext4/ext4.ko\nkernel/fs/jbd2/jbd2.ko\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	initBin := filepath.Join(dir, "pith-init")
 	bbBin := filepath.Join(dir, "bb")
 	if err := os.WriteFile(initBin, []byte("\x7fELF pith-init"), 0o755); err != nil {
@@ -42,7 +45,7 @@ func fixture(t *testing.T) Options {
 		BusyboxBinary: bbBin,
 		CacheDir:      filepath.Join(dir, "cache"),
 		Commands:      []string{"github.com/u-root/u-root/cmds/core/gosh", "github.com/u-root/u-root/cmds/core/ls"},
-		Modules:       []string{"virtio_blk", "dm-verity", "ext4"},
+		Modules:       []string{"virtio_blk", "dm-verity", "ext4", "nvme"},
 	}
 }
 
@@ -98,8 +101,8 @@ func TestBuildContents(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantOrder := []string{"virtio_ring", "virtio", "virtio_blk", "dm_bufio", "dm_mod", "dm_verity"}
-			if !reflect.DeepEqual(res.Modules, wantOrder) || !reflect.DeepEqual(res.Builtin, []string{"ext4"}) {
-				t.Errorf("modules %v builtin %v; want %v [ext4]", res.Modules, res.Builtin, wantOrder)
+			if !reflect.DeepEqual(res.Modules, wantOrder) || !reflect.DeepEqual(res.Builtin, []string{"ext4"}) || !reflect.DeepEqual(res.Absent, []string{"nvme"}) {
+				t.Errorf("modules %v builtin %v absent %v; want %v [ext4] [nvme]", res.Modules, res.Builtin, res.Absent, wantOrder)
 			}
 			recs := readArchive(t, opts.Out, comp)
 			byName := map[string]cpio.Record{}

@@ -254,3 +254,23 @@ func ReadModule(path string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Builtin returns the modules compiled into the kernel, from
+// dir/modules.builtin (shipped with the kernel package). A missing file
+// gives an empty set.
+func Builtin(dir string) (map[string]bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "modules.builtin"))
+	if os.IsNotExist(err) {
+		return map[string]bool{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out[Name(l)] = true
+		}
+	}
+	return out, nil
+}
