@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/pith-os/pith/initramfs/verity"
@@ -219,6 +220,8 @@ func boot(t *testing.T, kernel, initrd, disk, cmdline string, lines ...string) s
 		"-kernel", kernel, "-initrd", initrd,
 		"-append", "console=ttyS0,115200n8 panic=10 "+cmdline,
 		"-drive", "file="+disk+",if=virtio,format=raw")
+	// If go test's -timeout kills this process, QEMU goes with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	con := &console{}
 	con.cond = sync.NewCond(&con.mu)
 	cmd.Stdout, cmd.Stderr = con, con
