@@ -44,12 +44,25 @@ type WriteStats struct {
 // manifest's uncompressed SHA-256. The target must exist: a mistyped device
 // path must not become a regular file under /dev.
 func WritePayload(ctx context.Context, src string, p Payload, t Target, progress func(done, total int64)) (WriteStats, error) {
-	var st WriteStats
 	in, err := os.Open(src)
 	if err != nil {
-		return st, err
+		return WriteStats{}, err
 	}
 	defer in.Close()
+	// src was verified when downloaded; the uncompressed hash (and the
+	// read-back after it) still cover every byte that reaches the target.
+	r, err := decompress(in, p, false)
+	if err != nil {
+		return WriteStats{}, err
+	}
+	defer r.Close()
+	return writeStream(ctx, r, p, t, progress)
+}
+
+// writeStream writes r (which must end with an error unless its content
+// matches p's uncompressed size and hash) onto t, then fsyncs and reads back.
+func writeStream(ctx context.Context, r io.Reader, p Payload, t Target, progress func(done, total int64)) (WriteStats, error) {
+	var st WriteStats
 	out, err := os.OpenFile(t.Path, os.O_RDWR, 0)
 	if err != nil {
 		return st, fmt.Errorf("update target: %w", err)
@@ -66,19 +79,11 @@ func WritePayload(ctx context.Context, src string, p Payload, t Target, progress
 	if t.Offset < 0 || room < p.UncompressedSize {
 		return st, fmt.Errorf("%w: %s needs %d bytes, %s has %d at offset %d", ErrTargetTooSmall, p.Name, p.UncompressedSize, t.Path, max(room, 0), t.Offset)
 	}
-
 	start := nowSeconds()
-	// src was verified when downloaded; the uncompressed hash (and the
-	// read-back after it) still cover every byte that reaches the target.
-	r, err := decompress(in, p, false)
-	if err != nil {
-		return st, err
-	}
-	defer r.Close()
 	// Decompress (and hash) in one goroutine while writing in this one: on
 	// two cores the write phase then runs at the slower of the two speeds
 	// rather than at their sum.
-	type chunk struct {
+	type piece struct {
 		b   []byte
 		n   int
 		err error
@@ -88,7 +93,7 @@ func WritePayload(ctx context.Context, src string, p Payload, t Target, progress
 	for i := 0; i < inFlight; i++ {
 		free <- make([]byte, writeChunk)
 	}
-	full := make(chan chunk, inFlight)
+	full := make(chan piece, inFlight)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -105,7 +110,7 @@ func WritePayload(ctx context.Context, src string, p Payload, t Target, progress
 				err = io.EOF
 			}
 			select {
-			case full <- chunk{b, n, err}:
+			case full <- piece{b, n, err}:
 			case <-stop:
 				return
 			}

@@ -72,6 +72,12 @@ type Payload struct {
 	SHA256             string `json:"sha256"`
 	UncompressedSize   int64  `json:"uncompressed_size"`
 	UncompressedSHA256 string `json:"uncompressed_sha256"`
+	// A delta payload (usr-delta) rebuilds the USR from the previous
+	// release's USR, which the node must hold on its running slot: the
+	// first BaseSize bytes with SHA-256 BaseSHA256 (release BaseVersion).
+	BaseVersion string `json:"base_version,omitempty"`
+	BaseSize    int64  `json:"base_size,omitempty"`
+	BaseSHA256  string `json:"base_sha256,omitempty"`
 }
 
 // Payload returns the payload with that name.
@@ -141,7 +147,10 @@ func (m *Manifest) Validate() error {
 		if !hexSHA256Re.MatchString(p.SHA256) || !hexSHA256Re.MatchString(p.UncompressedSHA256) {
 			return fmt.Errorf("payload %q: sha256 must be 64 lowercase hex digits", p.Name)
 		}
-		if p.Compression == CompressionNone && (p.Size != p.UncompressedSize || p.SHA256 != p.UncompressedSHA256) {
+		if p.BaseSHA256 != "" && (!hexSHA256Re.MatchString(p.BaseSHA256) || p.BaseSize <= 0 || p.Compression != CompressionZstd) {
+			return fmt.Errorf("payload %q: delta needs a base size, a base sha256 and zstd", p.Name)
+		}
+		if p.BaseSHA256 == "" && p.Compression == CompressionNone && (p.Size != p.UncompressedSize || p.SHA256 != p.UncompressedSHA256) {
 			return fmt.Errorf("payload %q: uncompressed payload with differing sizes or hashes", p.Name)
 		}
 	}

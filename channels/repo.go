@@ -38,6 +38,10 @@ type Release struct {
 	USRVerityHash string
 	Released      time.Time
 	Payloads      []PayloadSource
+	// DeltaFrom names an earlier release in the repository; the release
+	// then also carries a usr-delta payload against that release's USR,
+	// for nodes running it.
+	DeltaFrom string
 }
 
 // Publish writes DIR/<version>/ (payloads and the signed manifest, built in
@@ -123,6 +127,11 @@ func Publish(dir string, rel Release, keys []ed25519.PrivateKey, logf func(strin
 		logf("payload %-7s %s: %d -> %d bytes (%.1f%%) in %.1fs, %.0f MB/s in",
 			p.Name, p.Path, p.UncompressedSize, p.Size, 100*float64(p.Size)/float64(p.UncompressedSize), secs, float64(p.UncompressedSize)/1e6/secs)
 	}
+	if rel.DeltaFrom != "" {
+		if err := addDelta(dir, tmp, rel, m, logf); err != nil {
+			return nil, err
+		}
+	}
 	body, sig, err := signManifest(m, keys)
 	if err != nil {
 		return nil, err
@@ -146,6 +155,63 @@ func Publish(dir string, rel Release, keys []ed25519.PrivateKey, logf func(strin
 		return nil, err
 	}
 	return m, nil
+}
+
+// addDelta builds the usr-delta payload of m against release rel.DeltaFrom
+// in the repository.
+func addDelta(dir, tmp string, rel Release, m *Manifest, logf func(string, ...any)) error {
+	start := time.Now()
+	fromDir := filepath.Join(dir, rel.DeltaFrom)
+	body, err := os.ReadFile(filepath.Join(fromDir, versionManifest))
+	if err != nil {
+		return fmt.Errorf("delta from %s: %w", rel.DeltaFrom, err)
+	}
+	old, err := decodeAndCheck(body, Policy{})
+	if err != nil {
+		return fmt.Errorf("delta from %s: %w", rel.DeltaFrom, err)
+	}
+	oldUSR, ok := old.Payload(PayloadUSR)
+	if !ok {
+		return fmt.Errorf("delta from %s: it has no usr payload", rel.DeltaFrom)
+	}
+	var src PayloadSource
+	for _, ps := range rel.Payloads {
+		if ps.Name == PayloadUSR {
+			src = ps
+		}
+	}
+	if src.Open == nil {
+		return errors.New("delta: this release has no usr payload")
+	}
+	bf, err := os.Open(filepath.Join(dir, filepath.FromSlash(oldUSR.Path)))
+	if err != nil {
+		return fmt.Errorf("delta from %s: %w", rel.DeltaFrom, err)
+	}
+	defer bf.Close()
+	base, err := Decompress(bf, oldUSR)
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	target, err := src.Open()
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	file := "usr-from-" + rel.DeltaFrom + ".delta"
+	p, st, err := BuildDelta(base, target, filepath.Join(tmp, file))
+	if err != nil {
+		return fmt.Errorf("delta from %s: %w", rel.DeltaFrom, err)
+	}
+	full, _ := m.Payload(PayloadUSR)
+	if p.UncompressedSHA256 != full.UncompressedSHA256 {
+		return fmt.Errorf("delta from %s: the USR changed while it was read", rel.DeltaFrom)
+	}
+	p.Path, p.BaseVersion = rel.Version+"/"+file, rel.DeltaFrom
+	m.Payloads = append(m.Payloads, p)
+	logf("payload %-7s %s: %d bytes against %s (%d of %d chunks reused, %.1f%% of the full usr payload) in %.1fs",
+		"delta", p.Path, p.Size, rel.DeltaFrom, st.Reused, st.Chunks, 100*float64(p.Size)/float64(full.Size), time.Since(start).Seconds())
+	return nil
 }
 
 // Promote points channel `to` at the release channel `from` currently has
