@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -25,7 +26,8 @@ type Slots interface {
 	// Invalidate makes a slot unbootable before it is overwritten, so a
 	// crash mid-write never boots half a release.
 	Invalidate(slot string) error
-	// USRTarget is where the slot's USR payload goes.
+	// USRTarget is where the slot's USR payload goes (and, for the running
+	// slot, where a delta's base is read from).
 	USRTarget(slot string) (channels.Target, error)
 	// KernelPath and InitrdPath are the slot's files on the mounted ESP.
 	KernelPath(slot string) string
@@ -419,9 +421,18 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 	a.setPhase(PhaseDownloading)
 	dl := filepath.Join(a.cfg.StateDir, "downloads")
 	pruneDownloads(dl, m)
+	usr, _ := m.Payload(channels.PayloadUSR)
+	// A delta against the running release saves most of the download; it
+	// is used only if the running slot really holds its base.
+	base, closeBase, delta := a.deltaBase(m, running)
+	defer closeBase()
 	files := map[string]string{}
 	start := time.Now()
-	for _, name := range []string{channels.PayloadUSR, channels.PayloadKernel, channels.PayloadInitrd} {
+	names := []string{channels.PayloadUSR, channels.PayloadKernel, channels.PayloadInitrd}
+	if delta != nil {
+		names[0] = channels.PayloadUSRDelta
+	}
+	for _, name := range names {
 		p, ok := m.Payload(name)
 		if !ok {
 			return fmt.Errorf("update: release %s has no %s payload", m.Version, name)
@@ -438,16 +449,36 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 	if err := a.slots.Invalidate(target); err != nil {
 		return fmt.Errorf("update: invalidate slot %s: %w", target, err)
 	}
-	usr, _ := m.Payload(channels.PayloadUSR)
 	t, err := a.slots.USRTarget(target)
 	if err != nil {
 		return err
 	}
-	ws, err := channels.WritePayload(ctx, files[channels.PayloadUSR], usr, t, nil)
+	var ws channels.WriteStats
+	if delta != nil {
+		ws, err = channels.ApplyDelta(ctx, files[channels.PayloadUSRDelta], *delta, base, t, nil)
+		if err != nil && ctx.Err() == nil {
+			// The slot is invalid anyway; fetch the whole USR instead.
+			a.logf("update: delta against %s failed (%v); downloading the full USR", a.cfg.Running, err)
+			start := time.Now()
+			path, derr := c.Download(ctx, usr, dl)
+			if derr != nil {
+				return fmt.Errorf("update: %s: %w", m.Version, derr)
+			}
+			timing["download"] += time.Since(start).Seconds()
+			files[channels.PayloadUSR] = path
+			delta = nil
+		}
+	}
+	if delta == nil {
+		ws, err = channels.WritePayload(ctx, files[channels.PayloadUSR], usr, t, nil)
+	}
 	if err != nil {
 		return fmt.Errorf("update: write slot %s: %w", target, err)
 	}
 	timing["write"], timing["readback"] = ws.Write, ws.ReadBack
+	if delta != nil {
+		timing["delta"] = 1
+	}
 	start = time.Now()
 	for name, dst := range map[string]string{channels.PayloadKernel: a.slots.KernelPath(target), channels.PayloadInitrd: a.slots.InitrdPath(target)} {
 		p, _ := m.Payload(name)
@@ -462,7 +493,11 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.st.Pending = &Pending{Version: m.Version, Slot: target, From: a.cfg.Running, Applied: a.now().UTC()}
-	a.event(m.Version, "applied", fmt.Sprintf("slot %s; download %.1fs, write %.1fs, read-back %.1fs", target, timing["download"], timing["write"], timing["readback"]))
+	how := ""
+	if timing["delta"] == 1 {
+		how = " (delta from " + a.cfg.Running + ")"
+	}
+	a.event(m.Version, "applied", fmt.Sprintf("slot %s; download%s %.1fs, write %.1fs, read-back %.1fs", target, how, timing["download"], timing["write"], timing["readback"]))
 	a.status.Timing = timing
 	a.status.Phase = PhaseReady
 	if err := a.save(); err != nil {
@@ -473,6 +508,33 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 		os.Remove(f)
 	}
 	return nil
+}
+
+// deltaBase returns the running slot's USR as a delta base when the release
+// has a usr-delta made against exactly that content.
+func (a *Agent) deltaBase(m *channels.Manifest, running string) (io.ReaderAt, func(), *channels.Payload) {
+	nop := func() {}
+	d, ok := m.Payload(channels.PayloadUSRDelta)
+	if !ok {
+		return nil, nop, nil
+	}
+	src, err := a.slots.USRTarget(running)
+	if err != nil {
+		a.logf("update: no delta: running slot: %v", err)
+		return nil, nop, nil
+	}
+	f, err := os.Open(src.Path)
+	if err != nil {
+		a.logf("update: no delta: %v", err)
+		return nil, nop, nil
+	}
+	base := io.NewSectionReader(f, src.Offset, d.BaseSize)
+	if err := channels.VerifyBase(base, d); err != nil {
+		f.Close()
+		a.logf("update: no delta: %v", err)
+		return nil, nop, nil
+	}
+	return base, func() { f.Close() }, &d
 }
 
 // pruneDownloads removes files of other releases (a superseded release's

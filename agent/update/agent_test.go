@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math/rand"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -89,6 +90,15 @@ type channelServer struct {
 	key ed25519.PrivateKey
 	url string
 	rel map[string]release
+
+	mu    sync.Mutex
+	paths []string // requested, in order
+}
+
+func (cs *channelServer) requested() []string {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return append([]string(nil), cs.paths...)
 }
 
 func data(seed int64, n int) []byte {
@@ -104,18 +114,27 @@ func newChannelServer(t *testing.T) *channelServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cs.mu.Lock()
+		cs.paths = append(cs.paths, r.URL.Path)
+		cs.mu.Unlock()
+		srv.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() { ts.Close(); srv.Close() })
 	cs.url = ts.URL
 	return cs
 }
 
 func (cs *channelServer) publish(t *testing.T, version string, seed int64) release {
-	r := release{usr: data(seed, 2<<20), kernel: data(seed+1, 200<<10), initrd: data(seed+2, 300<<10)}
+	return cs.publishUSR(t, version, "", data(seed, 2<<20), seed)
+}
+
+func (cs *channelServer) publishUSR(t *testing.T, version, deltaFrom string, usr []byte, seed int64) release {
+	r := release{usr: usr, kernel: data(seed+1, 200<<10), initrd: data(seed+2, 300<<10)}
 	src := func(name, file string, b []byte) channels.PayloadSource {
 		return channels.PayloadSource{Name: name, File: file, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
 	}
-	_, err := channels.Publish(cs.dir, channels.Release{Channel: "stable", Version: version, Platform: "linux/amd64",
+	_, err := channels.Publish(cs.dir, channels.Release{Channel: "stable", Version: version, Platform: "linux/amd64", DeltaFrom: deltaFrom,
 		Payloads: []channels.PayloadSource{src("usr", "usr", r.usr), src("kernel", "vmlinuz", r.kernel), src("initrd", "initrd", r.initrd)},
 	}, []ed25519.PrivateKey{cs.key}, nil)
 	if err != nil {
@@ -348,5 +367,49 @@ func TestAgentWaitsForKV(t *testing.T) {
 	}
 	if rb.count() != 1 || kv.n != 0 {
 		t.Fatalf("reboots %d, KV failures left %d", rb.count(), kv.n)
+	}
+}
+
+// TestAgentDelta: a node running the delta's base downloads the delta, not
+// the full USR, and ends with the same slot content; a node whose running
+// slot differs from the base falls back to the full USR.
+func TestAgentDelta(t *testing.T) {
+	cs := newChannelServer(t)
+	base := make([]byte, 4<<20)
+	rand.New(rand.NewSource(3)).Read(base)
+	cs.publishUSR(t, "1.0.0", "", base, 3)
+	next := append(append(append([]byte(nil), base[:1<<20]...), []byte("a new file in /usr")...), base[1<<20:]...)
+	r11 := cs.publishUSR(t, "1.1.0", "1.0.0", next, 4)
+
+	for _, tc := range []struct {
+		name      string
+		slotA     []byte
+		wantDelta bool
+	}{{"running the base", base, true}, {"running something else", data(9, 4<<20), false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			slots := newFakeSlots(t, "a")
+			os.WriteFile(slots.usr("a"), append(append([]byte(nil), tc.slotA...), 0xee, 0xee), 0o600)
+			os.WriteFile(slots.usr("b"), make([]byte, 5<<20), 0o600)
+			before := len(cs.requested())
+			a := cs.agent(t, t.TempDir(), "m1", "1.0.0", slots, &fakeReboot{}, nil, StrategyReboot)
+			if err := a.CheckOnce(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(slots.usr("b"))
+			if !bytes.Equal(got[:len(r11.usr)], r11.usr) {
+				t.Fatal("slot b does not hold 1.1.0's USR")
+			}
+			var full, delta bool
+			for _, p := range cs.requested()[before:] {
+				full = full || p == "/1.1.0/usr"
+				delta = delta || strings.HasSuffix(p, ".delta")
+			}
+			if delta != tc.wantDelta || full == tc.wantDelta {
+				t.Fatalf("requests %v: delta %v, full %v", cs.requested()[before:], delta, full)
+			}
+			if h := a.Status().History; !strings.Contains(h[len(h)-1].Detail, "delta") == tc.wantDelta {
+				t.Fatalf("history %+v", h)
+			}
+		})
 	}
 }

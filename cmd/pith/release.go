@@ -73,6 +73,7 @@ func loadKeys(paths []string) ([]ed25519.PrivateKey, error) {
 func releaseCmd() *cobra.Command {
 	var (
 		channel, imageDir, repo, version, minVersion, platform string
+		deltaFrom                                              string
 		keyPaths                                               []string
 	)
 	cmd := &cobra.Command{
@@ -110,7 +111,7 @@ rotating keys.`,
 			start := time.Now()
 			m, err := channels.Publish(repo, channels.Release{
 				Channel: channel, Version: version, MinVersion: minVersion, Platform: platform,
-				USRVerityHash: img.USRVerityHash,
+				USRVerityHash: img.USRVerityHash, DeltaFrom: deltaFrom,
 				Payloads: []channels.PayloadSource{
 					{Name: channels.PayloadUSR, File: "usr", Open: func() (io.ReadCloser, error) {
 						return withBar(cmd.ErrOrStderr(), img.USRSize, "usr", img.OpenUSR)
@@ -134,6 +135,7 @@ rotating keys.`,
 	f.StringVar(&version, "version", "", "release version (default: the image's)")
 	f.StringVar(&minVersion, "min-version", "", "oldest version that may update to this release directly")
 	f.StringVar(&platform, "platform", "", "GOOS/GOARCH (default: the image's)")
+	f.StringVar(&deltaFrom, "delta-from", "", "also ship a USR delta against this earlier release in the repo (nodes running it download only what changed)")
 	cmd.AddCommand(promoteCmd())
 	return cmd
 }
