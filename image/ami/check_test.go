@@ -1,7 +1,7 @@
 package ami
 
 import (
-	"math/rand/v2"
+	"github.com/pith-os/pith/image/ami/amitest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,53 +9,10 @@ import (
 	"testing"
 )
 
-// gptImage makes a raw GPT disk of size bytes with sgdisk: partition 1 an
-// ESP, 2 a BIOS boot partition (each when asked), 3 a Linux partition filled
-// with seeded random bytes so uploads of it can be compared byte for byte.
-func gptImage(t *testing.T, size int64, esp, bios bool) string {
-	t.Helper()
-	if _, err := exec.LookPath("sgdisk"); err != nil {
-		t.Fatalf("sgdisk (gdisk package) is needed to build test images: %v", err)
-	}
-	p := filepath.Join(t.TempDir(), "pith.img")
-	if err := os.WriteFile(p, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(p, size); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-o"}
-	if esp {
-		args = append(args, "-n", "1:2048:+1M", "-t", "1:EF00")
-	}
-	if bios {
-		args = append(args, "-n", "2:0:+1M", "-t", "2:EF02")
-	}
-	args = append(args, "-n", "3:0:0", "-t", "3:8300", p)
-	if out, err := exec.Command("sgdisk", args...).CombinedOutput(); err != nil {
-		t.Fatalf("sgdisk %v: %v\n%s", args, err, out)
-	}
-	// Random content inside partition 3 (it starts at or after 3 MiB).
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r := rand.New(rand.NewPCG(uint64(size), 7))
-	buf := make([]byte, size-(4<<20)-(1<<20))
-	for i := range buf {
-		buf[i] = byte(r.Uint32())
-	}
-	if _, err := f.WriteAt(buf, 4<<20); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestCheckImage(t *testing.T) {
-	both := gptImage(t, 8<<20, true, true)
-	espOnly := gptImage(t, 8<<20, true, false)
-	biosOnly := gptImage(t, 8<<20, false, true)
+	both := amitest.GPTImage(t, 8<<20, true, true)
+	espOnly := amitest.GPTImage(t, 8<<20, true, false)
+	biosOnly := amitest.GPTImage(t, 8<<20, false, true)
 
 	dir := t.TempDir()
 	variant := func(name string, edit func(b []byte) []byte) string {

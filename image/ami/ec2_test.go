@@ -2,6 +2,7 @@ package ami
 
 import (
 	"context"
+	"github.com/pith-os/pith/image/ami/amitest"
 	"net/url"
 	"strings"
 	"testing"
@@ -21,30 +22,30 @@ func wantForm(t *testing.T, v url.Values, want map[string]string) {
 const vmimportMsg = "The service role vmimport provided does not exist or does not have sufficient permissions"
 
 func TestImportSnapshot(t *testing.T) {
-	awsEnv(t, true)
+	amitest.AWSEnv(t, true)
 	for _, tc := range []struct {
 		name string
-		fail *apiErr
+		fail *amitest.APIError
 		role string
 		err  string
 	}{
 		{name: "ok"},
 		{name: "own role", role: "pith-import"},
-		{name: "vmimport missing", fail: &apiErr{400, "InvalidParameter", vmimportMsg}, err: "the vmimport service role is missing or cannot read s3://pith-amis"},
-		{name: "concurrent imports", fail: &apiErr{400, "ResourceLimitExceeded", "You have reached the maximum number of concurrent snapshot import tasks."}, err: "AWS quota reached (ResourceLimitExceeded"},
-		{name: "bad credentials", fail: &apiErr{401, "AuthFailure", "AWS was not able to validate the provided access credentials"}, err: "AWS rejected the credentials (AuthFailure"},
-		{name: "no permission", fail: &apiErr{403, "UnauthorizedOperation", "You are not authorized to perform this operation."}, err: "access denied (UnauthorizedOperation"},
+		{name: "vmimport missing", fail: amitest.Err(400, "InvalidParameter", vmimportMsg), err: "the vmimport service role is missing or cannot read s3://pith-amis"},
+		{name: "concurrent imports", fail: amitest.Err(400, "ResourceLimitExceeded", "You have reached the maximum number of concurrent snapshot import tasks."), err: "AWS quota reached (ResourceLimitExceeded"},
+		{name: "bad credentials", fail: amitest.Err(401, "AuthFailure", "AWS was not able to validate the provided access credentials"), err: "AWS rejected the credentials (AuthFailure"},
+		{name: "no permission", fail: amitest.Err(403, "UnauthorizedOperation", "You are not authorized to perform this operation."), err: "access denied (UnauthorizedOperation"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newFakeEC2(t)
+			e := amitest.NewEC2(t)
 			if tc.fail != nil {
-				e.setFail("ImportSnapshot", *tc.fail)
+				e.SetFail("ImportSnapshot", *tc.fail)
 			}
 			c := testClients(t, "", e.URL)
 			id, err := importSnapshot(context.Background(), c.EC2, "pith-amis", "pith-import/abc.raw", "Pith 1.2.0 (ec2, x86_64)", tc.role)
-			calls := e.calls("ImportSnapshot")
+			calls := e.Calls("ImportSnapshot")
 			if len(calls) != 1 {
-				t.Fatalf("%d ImportSnapshot calls, want 1 (errors are not retried): %v", len(calls), e.actions())
+				t.Fatalf("%d ImportSnapshot calls, want 1 (errors are not retried): %v", len(calls), e.Actions())
 			}
 			wantForm(t, calls[0].Form, map[string]string{
 				"Version":                           "2016-11-15",
@@ -71,26 +72,26 @@ func TestImportSnapshot(t *testing.T) {
 }
 
 func TestWaitImport(t *testing.T) {
-	awsEnv(t, true)
+	amitest.AWSEnv(t, true)
 	for _, tc := range []struct {
 		name   string
-		script []taskStep
-		fail   *apiErr
+		script []amitest.TaskStep
+		fail   *amitest.APIError
 		polls  int
 		err    string
 	}{
-		{name: "completes", script: []taskStep{{"active", "0", "pending"}, {"active", "37", "converting"}, {"active", "88", "validated"}, {"completed", "", ""}}, polls: 4},
-		{name: "completes at once", script: []taskStep{{"completed", "", "completed"}}, polls: 1},
-		{name: "disk rejected", script: []taskStep{{"active", "12", "validating"}, {"deleting", "", "ClientError: Disk validation failed [Unsupported specified file format]"}}, polls: 2,
+		{name: "completes", script: []amitest.TaskStep{amitest.Step("active", "0", "pending"), amitest.Step("active", "37", "converting"), amitest.Step("active", "88", "validated"), amitest.Step("completed", "", "")}, polls: 4},
+		{name: "completes at once", script: []amitest.TaskStep{amitest.Step("completed", "", "completed")}, polls: 1},
+		{name: "disk rejected", script: []amitest.TaskStep{amitest.Step("active", "12", "validating"), amitest.Step("deleting", "", "ClientError: Disk validation failed [Unsupported specified file format]")}, polls: 2,
 			err: "import task import-snap-00000000000000001 failed (deleting): ClientError: Disk validation failed [Unsupported specified file format] (the object is not a valid RAW disk"},
-		{name: "role lost mid-import", script: []taskStep{{"deleted", "", "ClientError: " + vmimportMsg}}, polls: 1, err: "create the vmimport service role"},
-		{name: "deleted without message", script: []taskStep{{"deleted", "", ""}}, polls: 1, err: "failed (deleted): no status message"},
-		{name: "auth failure while polling", fail: &apiErr{401, "AuthFailure", "AWS was not able to validate the provided access credentials"}, polls: 1, err: "DescribeImportSnapshotTasks import-snap-00000000000000001: AWS rejected the credentials"},
+		{name: "role lost mid-import", script: []amitest.TaskStep{amitest.Step("deleted", "", "ClientError: "+vmimportMsg)}, polls: 1, err: "create the vmimport service role"},
+		{name: "deleted without message", script: []amitest.TaskStep{amitest.Step("deleted", "", "")}, polls: 1, err: "failed (deleted): no status message"},
+		{name: "auth failure while polling", fail: amitest.Err(401, "AuthFailure", "AWS was not able to validate the provided access credentials"), polls: 1, err: "DescribeImportSnapshotTasks import-snap-00000000000000001: AWS rejected the credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newFakeEC2(t)
+			e := amitest.NewEC2(t)
 			if tc.script != nil {
-				e.script = tc.script
+				e.Script = tc.script
 			}
 			c := testClients(t, "", e.URL)
 			ctx := context.Background()
@@ -99,11 +100,11 @@ func TestWaitImport(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.fail != nil {
-				e.setFail("DescribeImportSnapshotTasks", *tc.fail)
+				e.SetFail("DescribeImportSnapshotTasks", *tc.fail)
 			}
 			var logs []string
 			snap, err := waitImport(ctx, c.EC2, id, time.Microsecond, nil, func(f string, a ...any) { logs = append(logs, f) })
-			polls := e.calls("DescribeImportSnapshotTasks")
+			polls := e.Calls("DescribeImportSnapshotTasks")
 			if len(polls) != tc.polls {
 				t.Errorf("%d polls, want %d", len(polls), tc.polls)
 			}
@@ -124,9 +125,9 @@ func TestWaitImport(t *testing.T) {
 }
 
 func TestWaitImportCancelled(t *testing.T) {
-	awsEnv(t, true)
-	e := newFakeEC2(t)
-	e.script = []taskStep{{"active", "5", "pending"}} // never finishes
+	amitest.AWSEnv(t, true)
+	e := amitest.NewEC2(t)
+	e.Script = []amitest.TaskStep{amitest.Step("active", "5", "pending")} // never finishes
 	c := testClients(t, "", e.URL)
 	id, err := importSnapshot(context.Background(), c.EC2, "b", "k", "d", "")
 	if err != nil {
@@ -138,7 +139,7 @@ func TestWaitImportCancelled(t *testing.T) {
 		_, err := waitImport(ctx, c.EC2, id, time.Millisecond, nil, nil)
 		done <- err
 	}()
-	for len(e.calls("DescribeImportSnapshotTasks")) < 3 {
+	for len(e.Calls("DescribeImportSnapshotTasks")) < 3 {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
@@ -146,7 +147,7 @@ func TestWaitImportCancelled(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "import task "+id+" cancelled") {
 		t.Fatalf("error %v", err)
 	}
-	cc := e.calls("CancelImportTask")
+	cc := e.Calls("CancelImportTask")
 	if len(cc) != 1 {
 		t.Fatalf("%d CancelImportTask calls", len(cc))
 	}
@@ -154,26 +155,26 @@ func TestWaitImportCancelled(t *testing.T) {
 }
 
 func TestRegisterImage(t *testing.T) {
-	awsEnv(t, true)
+	amitest.AWSEnv(t, true)
 	for _, tc := range []struct {
 		name, mode string
-		fail       *apiErr
+		fail       *amitest.APIError
 		err        string
 	}{
 		{name: "uefi-preferred", mode: "uefi-preferred"},
 		{name: "legacy-bios", mode: "legacy-bios"},
-		{name: "ami quota", mode: "uefi", fail: &apiErr{400, "ResourceLimitExceeded", "You have reached your quota of 50000 AMIs in this Region."}, err: "AWS quota reached (ResourceLimitExceeded: You have reached your quota of 50000 AMIs in this Region.)"},
-		{name: "name taken", mode: "uefi", fail: &apiErr{400, "InvalidAMIName.Duplicate", "AMI name pith-1 is already in use by AMI ami-0123"}, err: "RegisterImage pith-1: InvalidAMIName.Duplicate: AMI name pith-1 is already in use"},
+		{name: "ami quota", mode: "uefi", fail: amitest.Err(400, "ResourceLimitExceeded", "You have reached your quota of 50000 AMIs in this Region."), err: "AWS quota reached (ResourceLimitExceeded: You have reached your quota of 50000 AMIs in this Region.)"},
+		{name: "name taken", mode: "uefi", fail: amitest.Err(400, "InvalidAMIName.Duplicate", "AMI name pith-1 is already in use by AMI ami-0123"), err: "RegisterImage pith-1: InvalidAMIName.Duplicate: AMI name pith-1 is already in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newFakeEC2(t)
+			e := amitest.NewEC2(t)
 			if tc.fail != nil {
-				e.setFail("RegisterImage", *tc.fail)
+				e.SetFail("RegisterImage", *tc.fail)
 			}
 			c := testClients(t, "", e.URL)
 			id, err := registerImage(context.Background(), c.EC2, RegisterParams{Name: "pith-1", Description: "Pith 1", SnapshotID: "snap-0abc", BootMode: tc.mode,
 				Tags: map[string]string{TagSHA256: "abc", TagVersion: "1.2.0"}})
-			calls := e.calls("RegisterImage")
+			calls := e.Calls("RegisterImage")
 			if len(calls) != 1 {
 				t.Fatalf("%d RegisterImage calls", len(calls))
 			}
@@ -203,8 +204,8 @@ func TestRegisterImage(t *testing.T) {
 }
 
 func TestCopyAndPublic(t *testing.T) {
-	awsEnv(t, true)
-	e := newFakeEC2(t)
+	amitest.AWSEnv(t, true)
+	e := amitest.NewEC2(t)
 	c := testClients(t, "", e.URL)
 	ctx := context.Background()
 	id, err := registerImage(ctx, c.EC2, RegisterParams{Name: "pith-2", Description: "d", SnapshotID: "snap-1", BootMode: "uefi"})
@@ -219,7 +220,7 @@ func TestCopyAndPublic(t *testing.T) {
 	if err != nil || reused {
 		t.Fatalf("copyImage = %s, %v, %v", cp, reused, err)
 	}
-	calls := e.calls("CopyImage")
+	calls := e.Calls("CopyImage")
 	if len(calls) != 1 || calls[0].Region != "eu-central-1" {
 		t.Fatalf("CopyImage calls %+v: want one, signed for the destination eu-central-1", calls)
 	}
@@ -229,18 +230,18 @@ func TestCopyAndPublic(t *testing.T) {
 	}
 	// A second copy finds the first by name.
 	cp2, reused, err := copyImage(ctx, c.EC2In("eu-central-1"), id, "us-east-1", "eu-central-1", "pith-2", "d")
-	if err != nil || !reused || cp2 != cp || len(e.calls("CopyImage")) != 1 {
-		t.Fatalf("second copyImage = %s, %v, %v (%d CopyImage calls)", cp2, reused, err, len(e.calls("CopyImage")))
+	if err != nil || !reused || cp2 != cp || len(e.Calls("CopyImage")) != 1 {
+		t.Fatalf("second copyImage = %s, %v, %v (%d CopyImage calls)", cp2, reused, err, len(e.Calls("CopyImage")))
 	}
 	if err := makePublic(ctx, c.EC2, id, "us-east-1"); err != nil {
 		t.Fatal(err)
 	}
-	m := e.calls("ModifyImageAttribute")
+	m := e.Calls("ModifyImageAttribute")
 	wantForm(t, m[0].Form, map[string]string{"ImageId": id, "LaunchPermission.Add.1.Group": "all"})
-	if !e.image(id).Public {
+	if !e.ImageByID(id).Public {
 		t.Fatal("image not public")
 	}
-	e.setFail("ModifyImageAttribute", apiErr{400, "OperationNotPermitted", "Image block public access is enabled for this account"})
+	e.SetFail("ModifyImageAttribute", *amitest.Err(400, "OperationNotPermitted", "Image block public access is enabled for this account"))
 	err = makePublic(ctx, c.EC2, id, "us-east-1")
 	if err == nil || !strings.Contains(err.Error(), "disable-image-block-public-access --region us-east-1") {
 		t.Fatalf("block public access error: %v", err)

@@ -3,6 +3,7 @@ package ami
 import (
 	"bytes"
 	"context"
+	"github.com/pith-os/pith/image/ami/amitest"
 	"strings"
 	"testing"
 
@@ -10,11 +11,11 @@ import (
 )
 
 func TestPutImageMultipart(t *testing.T) {
-	awsEnv(t, true)
-	s := newFakeS3(t, "pith-amis")
+	amitest.AWSEnv(t, true)
+	s := amitest.NewS3(t, "pith-amis")
 	c := testClients(t, s.URL, "")
 	ctx := context.Background()
-	img := gptImage(t, 12<<20, true, true)
+	img := amitest.GPTImage(t, 12<<20, true, true)
 	size, sum, err := manifest.HashFile(img)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +31,7 @@ func TestPutImageMultipart(t *testing.T) {
 	}
 	// 12 MiB in 5 MiB parts: a multipart upload of three parts.
 	var creates, parts, completes int
-	for _, r := range s.requests() {
+	for _, r := range s.Requests() {
 		switch {
 		case strings.HasPrefix(r, "POST ") && strings.Contains(r, "uploads"):
 			creates++
@@ -41,10 +42,10 @@ func TestPutImageMultipart(t *testing.T) {
 		}
 	}
 	if creates != 1 || parts != 3 || completes != 1 {
-		t.Fatalf("multipart requests: %d create, %d parts, %d complete; want 1, 3, 1\n%s", creates, parts, completes, strings.Join(s.requests(), "\n"))
+		t.Fatalf("multipart requests: %d create, %d parts, %d complete; want 1, 3, 1\n%s", creates, parts, completes, strings.Join(s.Requests(), "\n"))
 	}
-	got, meta := s.object(t, "pith-amis", key)
-	if !bytes.Equal(got, mustRead(t, img)) {
+	got, meta := s.Object(t, "pith-amis", key)
+	if !bytes.Equal(got, amitest.MustRead(t, img)) {
 		t.Fatalf("uploaded object (%d bytes) differs from the image (%d bytes)", len(got), size)
 	}
 	// gofakes3 keeps user metadata under its header name.
@@ -70,14 +71,14 @@ func TestPutImageMultipart(t *testing.T) {
 	if err := deleteObject(ctx, c.S3, "pith-amis", key); err != nil {
 		t.Fatal(err)
 	}
-	if ks := s.keys(t, "pith-amis"); len(ks) != 0 {
+	if ks := s.Keys(t, "pith-amis"); len(ks) != 0 {
 		t.Fatalf("objects left after delete: %v", ks)
 	}
 }
 
 func TestProgressCountsEachByteOnce(t *testing.T) {
-	img := gptImage(t, 8<<20, true, true)
-	f := mustOpen(t, img)
+	img := amitest.GPTImage(t, 8<<20, true, true)
+	f := amitest.MustOpen(t, img)
 	p := &progressReader{f: f, size: 8 << 20, partSize: 3 << 20, seen: map[int64]int64{}}
 	buf := make([]byte, 1<<20)
 	// Part 1 read twice (signing, then sending), part 0 once, part 2 in a
@@ -93,13 +94,13 @@ func TestProgressCountsEachByteOnce(t *testing.T) {
 }
 
 func TestCheckBucket(t *testing.T) {
-	awsEnv(t, true)
-	s := newFakeS3(t, "pith-amis")
+	amitest.AWSEnv(t, true)
+	s := amitest.NewS3(t, "pith-amis")
 	c := testClients(t, s.URL, "")
 	for _, tc := range []struct{ bucket, err string }{
 		{"pith-amis", ""},
 		{"pith-missing", "bucket pith-missing does not exist"},
-		{otherRegionBucket, "is in region eu-west-1, not this client's region: pass --region eu-west-1"},
+		{amitest.OtherRegionBucket, "is in region eu-west-1, not this client's region: pass --region eu-west-1"},
 	} {
 		err := checkBucket(context.Background(), c.S3, tc.bucket)
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
@@ -107,8 +108,8 @@ func TestCheckBucket(t *testing.T) {
 		}
 	}
 	// Uploading straight into the other region's bucket says the same.
-	img := gptImage(t, 8<<20, true, true)
-	err := putImage(context.Background(), c.S3, otherRegionBucket, "k", img, "x", 5<<20, nil)
+	img := amitest.GPTImage(t, 8<<20, true, true)
+	err := putImage(context.Background(), c.S3, amitest.OtherRegionBucket, "k", img, "x", 5<<20, nil)
 	if err == nil || !strings.Contains(err.Error(), "eu-west-1") {
 		t.Fatalf("upload to a bucket in another region: %v", err)
 	}
