@@ -50,7 +50,10 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
 	SnapshotCount     uint64
-	Log               *slog.Logger
+	// SnapshotInterval is how often raft checks whether SnapshotCount
+	// entries accumulated (default 10 s).
+	SnapshotInterval time.Duration
+	Log              *slog.Logger
 }
 
 // Node is one member of the raft cluster.
@@ -114,6 +117,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.SnapshotCount == 0 {
 		cfg.SnapshotCount = 10000
+	}
+	if cfg.SnapshotInterval <= 0 {
+		cfg.SnapshotInterval = 10 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -185,6 +191,7 @@ func (n *Node) Start(handler http.Handler) error {
 	rc.CommitTimeout = cfg.HeartbeatInterval / 2
 	rc.SnapshotThreshold = cfg.SnapshotCount
 	rc.TrailingLogs = cfg.SnapshotCount
+	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.Logger = hl
 	// Group concurrent proposals: one log append (one fsync) and one
 	// AppendEntries per batch instead of per write.

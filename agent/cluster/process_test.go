@@ -8,6 +8,8 @@ import (
 	"math/rand"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -383,5 +385,53 @@ func TestRegisterModel(t *testing.T) {
 	}
 	if n := len(pruneUnknown([]porcupine.Operation{put("1", 0, math.MaxInt64), get("1", 4, 6)})); n != 2 {
 		t.Errorf("observed unknown put pruned (%d ops left)", n)
+	}
+}
+
+// TestSnapshotCatchUp compacts the log while a member is down, so the
+// member can only catch up from a snapshot sent by the leader.
+func TestSnapshotCatchUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	c := newCluster(t, 3)
+	for _, m := range c.members {
+		m.extra = []string{"--snapshot-count", "16", "--snapshot-interval", "200ms"}
+	}
+	c.startAll()
+	leader := c.waitLeader()
+	down := (leader + 1) % 3
+	c.signal(down, syscall.SIGKILL)
+	for i := 0; i < 100; i++ {
+		c.mustPut(fmt.Sprintf("/snap/%03d", i), fmt.Sprint(i))
+	}
+	// Wait (bounded) until the leader wrote a snapshot.
+	snapDir := filepath.Join(c.members[leader].dataDir, "snapshots")
+	for attempt := 0; ; attempt++ {
+		if ents, _ := os.ReadDir(snapDir); len(ents) > 0 {
+			break
+		}
+		if attempt > 600 {
+			t.Fatalf("leader never wrote a snapshot in %s", snapDir)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.mustPut("/snap/last", "x")
+	c.start(down, "new")
+	for attempt := 0; ; attempt++ {
+		st, r, _ := kvDo(context.Background(), c.members[down].clientURL, "GET", "/snap", url.Values{"recursive": {"true"}})
+		if st == 200 && len(r.Node.Nodes) == 101 {
+			break
+		}
+		if attempt > 600 {
+			t.Fatalf("restarted member never caught up: %d", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Watches with an index from before the snapshot still find history
+	// restored with it.
+	st, r, err := kvDo(context.Background(), c.members[down].clientURL, "GET", "/snap/last", url.Values{"wait": {"true"}, "waitIndex": {"95"}, "recursive": {"true"}})
+	if err != nil || st != 200 || r.Node.Key == "" {
+		t.Fatalf("watch from history after snapshot install: %d %+v %v", st, r, err)
 	}
 }

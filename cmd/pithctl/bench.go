@@ -61,6 +61,8 @@ type benchClient struct {
 	body     string
 	failures atomic.Int64
 	firstErr atomic.Value
+	// watchTransport carries watch streams, apart from the request pools.
+	watchTransport *http.Transport
 }
 
 func newBenchClient() (*benchClient, error) {
@@ -82,6 +84,7 @@ func newBenchClient() (*benchClient, error) {
 			MaxIdleConns: perPool * len(b.eps), MaxIdleConnsPerHost: perPool, MaxConnsPerHost: perPool}
 		b.clients = append(b.clients, &http.Client{Transport: tr, Timeout: 30 * time.Second})
 	}
+	b.watchTransport = &http.Transport{DialContext: (&net.Dialer{Timeout: kvOpts.timeout}).DialContext, TLSClientConfig: tlsConf}
 	for i := 0; i < o.keySpace; i++ {
 		k := fmt.Sprintf("%0*d", o.keySize, i)
 		if len(k) > o.keySize {
@@ -246,7 +249,9 @@ func (b *benchClient) watch(out io.Writer) error {
 			defer wg.Done()
 			u := b.eps[i%len(b.eps)] + "/v2/keys" + strings.TrimRight(benchOpts.prefix, "/") + "?wait=true&recursive=true&stream=true"
 			req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
-			resp, err := (&http.Client{Transport: b.clients[i%len(b.clients)].Transport}).Do(req)
+			// Own connection: a stream holds it for the whole run, and the
+			// put pools are sized for the put clients.
+			resp, err := (&http.Client{Transport: b.watchTransport}).Do(req)
 			if err != nil {
 				ready <- err
 				return

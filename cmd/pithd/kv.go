@@ -33,6 +33,7 @@ var kvFlags struct {
 	heartbeatMS              int
 	electionMS               int
 	snapshotCount            uint64
+	snapshotInterval         time.Duration
 	maxVoters                int
 	maxWatchers              int
 	maxRequestBytes          int64
@@ -57,6 +58,7 @@ func init() {
 	fs.IntVar(&f.heartbeatMS, "heartbeat-interval", 100, "time (in milliseconds) of a heartbeat interval")
 	fs.IntVar(&f.electionMS, "election-timeout", 1000, "time (in milliseconds) for an election to timeout")
 	fs.Uint64Var(&f.snapshotCount, "snapshot-count", 10000, "number of committed entries between snapshots")
+	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", 10*time.Second, "how often to check whether --snapshot-count entries accumulated")
 	fs.IntVar(&f.maxVoters, "max-voters", 5, "raft voters at most; further members join as non-voters")
 	fs.IntVar(&f.maxWatchers, "max-watchers", 10000, "concurrent watchers this member serves at most")
 	fs.Int64Var(&f.maxRequestBytes, "max-request-bytes", 2<<20, "largest request body accepted")
@@ -188,7 +190,8 @@ func setupKV(ctx context.Context, env *runEnv) (*kvRunner, error) {
 		InitialCluster: members, InitialClusterState: state, Token: f.initialClusterToken,
 		MaxVoters: f.maxVoters, HeartbeatInterval: time.Duration(f.heartbeatMS) * time.Millisecond,
 		ElectionTimeout: time.Duration(f.electionMS) * time.Millisecond, SnapshotCount: f.snapshotCount,
-		Log: env.Log,
+		SnapshotInterval: f.snapshotInterval,
+		Log:              env.Log,
 	}
 	if peerURL.Scheme == "https" {
 		if cfg.PeerServerTLS, err = f.peer.ServerConfig(); err != nil {

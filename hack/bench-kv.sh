@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Side-by-side KV benchmark: a 3-member pithd cluster and (when an etcd
+# binary is given) a 3-member etcd v2 cluster, both on 127.0.0.1, measured
+# with the same `pithctl bench`. Usage:
+#   hack/bench-kv.sh [path/to/etcd]     (etcd 3.5 with --enable-v2)
+# Needs: go. Writes data under a temp dir, removed at exit.
+set -euo pipefail
+ETCD=${1:-}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+(cd "$ROOT" && go build -o "$TMP/pithd" ./cmd/pithd && go build -o "$TMP/pithctl" ./cmd/pithctl)
+CTL="$TMP/pithctl"
+VAL=${VAL:-256}
+
+start_cluster() { # kind baseport
+	local kind=$1 base=$2 ic=""
+	for i in 1 2 3; do ic+="${ic:+,}n$i=http://127.0.0.1:$((base + 10 + i))"; done
+	for i in 1 2 3; do
+		local args=(--name "n$i" --data-dir "$TMP/$kind$i"
+			--listen-client-urls "http://127.0.0.1:$((base + i))" --advertise-client-urls "http://127.0.0.1:$((base + i))"
+			--listen-peer-urls "http://127.0.0.1:$((base + 10 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((base + 10 + i))"
+			--initial-cluster "$ic" --initial-cluster-token "bench-$kind")
+		if [ "$kind" = pithd ]; then
+			"$TMP/pithd" run "${args[@]}" >"$TMP/$kind$i.log" 2>&1 &
+		else
+			"$ETCD" --enable-v2 "${args[@]}" >"$TMP/$kind$i.log" 2>&1 &
+		fi
+		PIDS+=($!)
+	done
+	for _ in $(seq 100); do
+		"$CTL" member list --endpoints "http://127.0.0.1:$((base + 1))" 2>/dev/null | grep -q isLeader=true && return 0
+		sleep 0.2
+	done
+	echo "$kind cluster did not elect a leader" >&2
+	return 1
+}
+
+leader_url() { "$CTL" member list --endpoints "http://127.0.0.1:$(($1 + 1))" | grep isLeader=true | sed 's/.*clientURLs=\([^ ]*\).*/\1/'; }
+
+run() { # kind baseport
+	local kind=$1 base=$2
+	start_cluster "$kind" "$base"
+	local L
+	L=$(leader_url "$base")
+	for c in 1 16 256; do
+		local conns=$((c < 16 ? c : 16)) total=$((c == 1 ? 2000 : 20000))
+		echo "== $kind put clients=$c"
+		"$CTL" bench put --endpoints "$L" --clients $c --conns $conns --total $total --val-size "$VAL" --prefix /bench-$c
+	done
+	echo "== $kind get (quorum) clients=16"
+	"$CTL" bench get --quorum --endpoints "$L" --clients 16 --conns 16 --total 20000 --val-size "$VAL" --prefix /bench-get
+	echo "== $kind get (local) clients=16, all members"
+	"$CTL" bench get --endpoints "http://127.0.0.1:$((base + 1)),http://127.0.0.1:$((base + 2)),http://127.0.0.1:$((base + 3))" --clients 16 --conns 16 --total 20000 --val-size "$VAL" --prefix /bench-get
+	echo "== $kind watch 16 watchers"
+	"$CTL" bench watch --endpoints "$L" --clients 16 --conns 16 --total 2000 --watchers 16 --val-size "$VAL" --prefix /bench-watch
+}
+
+run pithd 24300
+if [ -n "$ETCD" ]; then
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	PIDS=()
+	run etcd 24400
+fi
