@@ -49,7 +49,8 @@ alloc=$(( $(stat -c %b "$img") * $(stat -c %B "$img") ))
 qsize=$(stat -c %s "$q")
 echo
 echo "pith build benchmark ($(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ))"
-printf '  %-28s %s\n' "cold-cache build" "${cold}${cold:+ s}"
+if [ "$cold" = skipped ]; then coldtxt=skipped; else coldtxt="$cold s"; fi
+printf '  %-28s %s\n' "cold-cache build" "$coldtxt"
 printf '  %-28s %s\n' "warm-cache build" "$warm s (target < 60 s)"
 printf '  %-28s %s\n' "pith.img apparent size" "$(mib "$apparent")"
 printf '  %-28s %s\n' "pith.img allocated" "$(mib "$alloc")"
