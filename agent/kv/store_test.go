@@ -230,9 +230,6 @@ func TestErrorJSON(t *testing.T) {
 }
 
 func TestWatch(t *testing.T) {
-	type op struct {
-		cmd Command
-	}
 	cases := []struct {
 		name      string
 		before    []Command

@@ -275,13 +275,10 @@ func (r *kvRunner) start(ctx context.Context) error {
 }
 
 func (r *kvRunner) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	for _, s := range r.clients {
-		// Watches are long polls: do not wait for them.
+		// Watches are long polls: close rather than wait for them.
 		_ = s.Close()
 	}
-	_ = ctx
 	if r.node != nil {
 		if err := r.node.Stop(); err != nil {
 			r.env.Log.Warn("raft shutdown", "err", err)
