@@ -94,9 +94,12 @@ func writeStream(ctx context.Context, r io.Reader, p Payload, t Target, progress
 		free <- make([]byte, writeChunk)
 	}
 	full := make(chan piece, inFlight)
-	stop := make(chan struct{})
-	defer close(stop)
+	stop, readerDone := make(chan struct{}), make(chan struct{})
+	// On an early return, stop the reader and wait for it: the caller
+	// closes r (a zstd decoder) right after, which must not race a Read.
+	defer func() { close(stop); <-readerDone }()
 	go func() {
+		defer close(readerDone)
 		defer close(full)
 		for {
 			var b []byte
