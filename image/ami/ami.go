@@ -157,6 +157,9 @@ func Upload(ctx context.Context, c *Clients, o Options) (*Result, error) {
 	if o.Bucket == "" {
 		return nil, errors.New("no --bucket: ImportSnapshot reads the image from an S3 bucket in the import region")
 	}
+	if o.PartSize != 0 && o.PartSize < 5<<20 {
+		return nil, fmt.Errorf("part size %d: S3 needs parts of at least 5 MiB (5242880 bytes)", o.PartSize)
+	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = DefaultPollInterval
 	}

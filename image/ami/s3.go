@@ -80,10 +80,14 @@ func putImage(ctx context.Context, c *s3.Client, bucket, key, path, sum string, 
 			progressbar.OptionOnCompletion(func() { fmt.Fprintln(bars) }),
 		)
 	}
+	// feature/s3/manager is deprecated in favour of feature/s3/transfermanager,
+	// which is still v0.x (its API may change); manager's v1 API is stable.
+	//lint:ignore SA1019 see above
 	up := manager.NewUploader(c, func(u *manager.Uploader) {
 		u.PartSize = partSize
 		u.Concurrency = 4
 	})
+	//lint:ignore SA1019 see NewUploader
 	_, err = up.Upload(ctx, &s3.PutObjectInput{
 		Bucket:      aws.String(bucket),
 		Key:         aws.String(key),
