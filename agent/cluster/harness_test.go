@@ -31,6 +31,10 @@ var (
 func pithd(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if p := os.Getenv("PITH_TEST_PITHD"); p != "" {
+			pithdBin = p // built by the parent test (netns re-exec)
+			return
+		}
 		dir, err := os.MkdirTemp("", "pithd-bin-")
 		if err != nil {
 			buildErr = err
@@ -91,11 +95,13 @@ type testCluster struct {
 	members []*member
 	initial string
 	token   string
+	// ips gives member i its own loopback address (default 127.0.0.1).
+	ips []string
 }
 
 // newCluster prepares n members (not started).
-func newCluster(t *testing.T, n int) *testCluster {
-	c := &testCluster{t: t, token: "test-" + t.Name()}
+func newCluster(t *testing.T, n int, ips ...string) *testCluster {
+	c := &testCluster{t: t, token: "test-" + t.Name(), ips: ips}
 	dir := t.TempDir()
 	var ic []string
 	for i := 0; i < n; i++ {
@@ -108,9 +114,13 @@ func newCluster(t *testing.T, n int) *testCluster {
 }
 
 func (c *testCluster) newMember(dir, name string) *member {
+	ip := "127.0.0.1"
+	if len(c.ips) > len(c.members) {
+		ip = c.ips[len(c.members)]
+	}
 	m := &member{name: name,
-		clientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(c.t)),
-		peerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(c.t)),
+		clientURL: fmt.Sprintf("http://%s:%d", ip, freePort(c.t)),
+		peerURL:   fmt.Sprintf("http://%s:%d", ip, freePort(c.t)),
 		dataDir:   filepath.Join(dir, name), logPath: filepath.Join(dir, name+".log")}
 	c.members = append(c.members, m)
 	return m

@@ -22,8 +22,12 @@ const (
 
 // peerMux accepts peer connections and sorts them by their first byte.
 type peerMux struct {
-	ln      net.Listener
-	tls     *tls.Config // client side for dialing; nil: plain TCP
+	ln  net.Listener
+	tls *tls.Config // client side for dialing; nil: plain TCP
+	// local is the source address for outgoing peer connections: the peer
+	// listener's IP when it is a specific one, so peers see the address
+	// this member is known by (and firewalls can tell members apart).
+	local   *net.TCPAddr
 	raftL   *chanListener
 	httpL   *chanListener
 	closeMu sync.Once
@@ -34,6 +38,9 @@ func newPeerMux(ln net.Listener, serverTLS, clientTLS *tls.Config) *peerMux {
 		ln = tls.NewListener(ln, serverTLS)
 	}
 	m := &peerMux{ln: ln, tls: clientTLS, raftL: newChanListener(ln.Addr()), httpL: newChanListener(ln.Addr())}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsUnspecified() {
+		m.local = &net.TCPAddr{IP: a.IP}
+	}
 	go m.serve()
 	return m
 }
@@ -82,6 +89,9 @@ func (m *peerMux) Close() error {
 // dial connects to a peer and announces proto.
 func (m *peerMux) dial(ctx context.Context, addr string, proto byte) (net.Conn, error) {
 	d := net.Dialer{}
+	if m.local != nil {
+		d.LocalAddr = m.local
+	}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
