@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 )
 
 // InitialMember is one entry of --initial-cluster.
@@ -158,7 +159,17 @@ func (n *Node) Start(handler http.Handler) error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), BoltOptions: &bbolt.Options{
+		// The file lock: a second pithd on the same data dir fails fast.
+		Timeout: 2 * time.Second,
+		// Like etcd: the freelist is rebuilt on open instead of written on
+		// every commit, which shrinks each fsync'd write.
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+	}})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return fmt.Errorf("data dir %s is in use by another process (is pithd already running?)", cfg.DataDir)
+	}
 	if err != nil {
 		return fmt.Errorf("open raft log in %s: %w", cfg.DataDir, err)
 	}
@@ -214,7 +225,15 @@ func (n *Node) Start(handler http.Handler) error {
 		}
 		boot = &c
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, logs, snaps, trans)
+	// Recent entries from memory: replication to followers reads them
+	// without going to bolt.
+	cached, err := raft.NewLogCache(1024, logs)
+	if err != nil {
+		n.mux.Close()
+		logs.Close()
+		return err
+	}
+	r, err := raft.NewRaft(rc, n.fsm, cached, logs, snaps, trans)
 	if err != nil {
 		n.mux.Close()
 		logs.Close()
