@@ -9,13 +9,16 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	etcd "go.etcd.io/etcd/client/v2"
 )
 
 // Linearizability model: each key is a register; a get returns the last put
@@ -316,6 +319,30 @@ func TestMembership(t *testing.T) {
 	c.startAll()
 	c.waitLeader()
 	c.mustPut("/before", "1")
+	// etcd's own members client (what pithctl member uses) reads the list
+	// and the leader.
+	ec, err := etcd.New(etcd.Config{Endpoints: []string{c.members[0].clientURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapi := etcd.NewMembersAPI(ec)
+	for attempt := 0; ; attempt++ {
+		ms, err := mapi.List(context.Background())
+		published := err == nil && len(ms) == 3
+		for _, mb := range ms {
+			published = published && mb.Name != "" && len(mb.ClientURLs) == 1
+		}
+		if published {
+			break
+		}
+		if attempt > 300 {
+			t.Fatalf("members never published: %+v %v", ms, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if ld, err := mapi.Leader(context.Background()); err != nil || ld == nil || ld.Name == "" {
+		t.Fatalf("members leader: %+v %v", ld, err)
+	}
 	m := c.newMember(t.TempDir(), "m3")
 	st, body := postMember(t, c.members[1].clientURL, m.peerURL)
 	if st != 201 {
@@ -434,4 +461,24 @@ func TestSnapshotCatchUp(t *testing.T) {
 	if err != nil || st != 200 || r.Node.Key == "" {
 		t.Fatalf("watch from history after snapshot install: %d %+v %v", st, r, err)
 	}
+}
+
+// TestDataDirLocked starts a second pithd on a running member's data dir:
+// it must refuse with a clear error, not wait or corrupt the log.
+func TestDataDirLocked(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	c := newCluster(t, 1)
+	c.startAll()
+	c.waitLeader()
+	m := c.members[0]
+	out, err := exec.Command(pithd(t), "run", "--name", m.name, "--data-dir", m.dataDir,
+		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		"--initial-advertise-peer-urls", m.peerURL, "--initial-cluster", c.initial).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is in use by another process") {
+		t.Fatalf("second pithd on the same data dir: %v\n%s", err, out)
+	}
+	c.mustPut("/still", "fine")
 }
