@@ -132,8 +132,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		sm := f.sms[Namespace(id)]
 		if sm == nil {
 			// State of a namespace this binary lacks: skip it.
-			if _, err := io.Copy(io.Discard, sec); err != nil {
-				return err
+			if c, err := io.Copy(io.Discard, sec); err != nil || uint64(c) != n {
+				return fmt.Errorf("cluster: snapshot section %d truncated", id)
 			}
 			continue
 		}
