@@ -151,6 +151,16 @@ func setupUpdate(env *runEnv) error {
 	if f.server == "" {
 		return nil
 	}
+	if err := newUpdateAgent(env); err != nil {
+		// The node's other duties (KV, units) matter more than its
+		// updates: run without the agent and say why, loudly.
+		env.Log.Error("update agent disabled", "err", err)
+	}
+	return nil
+}
+
+func newUpdateAgent(env *runEnv) error {
+	f := &updFlags
 	strategy, err := update.ParseStrategy(f.strategy)
 	if err != nil {
 		return err
