@@ -19,7 +19,11 @@ func explain(what, bucket string, err error) error {
 	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) && re.Response != nil {
-		if r := re.Response.Header.Get("X-Amz-Bucket-Region"); r != "" && re.HTTPStatusCode() == http.StatusMovedPermanently {
+		// S3 answers a request signed for the wrong region with 301
+		// PermanentRedirect or 400 AuthorizationHeaderMalformed, and names
+		// the bucket's region in a header (a HEAD has no body to say more).
+		st := re.HTTPStatusCode()
+		if r := re.Response.Header.Get("X-Amz-Bucket-Region"); r != "" && (st == http.StatusMovedPermanently || st == http.StatusBadRequest) {
 			return fmt.Errorf("%s: bucket %s is in region %s, not this client's region: pass --region %s (ImportSnapshot needs the bucket in the import region) or use a bucket in this region", what, bucket, r, r)
 		}
 	}

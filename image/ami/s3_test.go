@@ -101,6 +101,7 @@ func TestCheckBucket(t *testing.T) {
 		{"pith-amis", ""},
 		{"pith-missing", "bucket pith-missing does not exist"},
 		{amitest.OtherRegionBucket, "is in region eu-west-1, not this client's region: pass --region eu-west-1"},
+		{amitest.OtherRegionBucket400, "is in region ap-southeast-2, not this client's region: pass --region ap-southeast-2"},
 	} {
 		err := checkBucket(context.Background(), c.S3, tc.bucket)
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {

@@ -30,7 +30,7 @@ import (
 // AWSEnv points the AWS SDK's default chain at test credentials and away
 // from the machine's ~/.aws and from the instance metadata service (which
 // would be traffic to 169.254.169.254).
-func AWSEnv(t *testing.T, withCreds bool) {
+func AWSEnv(t testing.TB, withCreds bool) {
 	t.Helper()
 	dir := t.TempDir()
 	for _, k := range []string{"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
@@ -68,7 +68,11 @@ type S3 struct {
 
 const OtherRegionBucket = "pith-in-eu"
 
-func NewS3(t *testing.T, buckets ...string) *S3 {
+// OtherRegionBucket400 is answered the other way S3 reports a region
+// mismatch: 400 AuthorizationHeaderMalformed, with x-amz-bucket-region.
+const OtherRegionBucket400 = "pith-in-ap"
+
+func NewS3(t testing.TB, buckets ...string) *S3 {
 	t.Helper()
 	f := &S3{backend: s3mem.New()}
 	h := gofakes3.New(f.backend).Server()
@@ -82,6 +86,15 @@ func NewS3(t *testing.T, buckets ...string) *S3 {
 			w.WriteHeader(http.StatusMovedPermanently)
 			if r.Method != http.MethodHead {
 				fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint. Please send all future requests to this endpoint.</Message><Bucket>%s</Bucket><Endpoint>%s.s3.eu-west-1.amazonaws.com</Endpoint></Error>`, OtherRegionBucket, OtherRegionBucket)
+			}
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/"+OtherRegionBucket400) {
+			w.Header().Set("X-Amz-Bucket-Region", "ap-southeast-2")
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusBadRequest)
+			if r.Method != http.MethodHead {
+				fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AuthorizationHeaderMalformed</Code><Message>The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'ap-southeast-2'</Message><Region>ap-southeast-2</Region></Error>`)
 			}
 			return
 		}
@@ -104,7 +117,7 @@ func (f *S3) Requests() []string {
 }
 
 // keys lists the bucket's objects.
-func (f *S3) Keys(t *testing.T, bucket string) []string {
+func (f *S3) Keys(t testing.TB, bucket string) []string {
 	t.Helper()
 	l, err := f.backend.ListBucket(bucket, nil, gofakes3.ListBucketPage{})
 	if err != nil {
@@ -117,7 +130,7 @@ func (f *S3) Keys(t *testing.T, bucket string) []string {
 	return ks
 }
 
-func (f *S3) Object(t *testing.T, bucket, key string) ([]byte, map[string]string) {
+func (f *S3) Object(t testing.TB, bucket, key string) ([]byte, map[string]string) {
 	t.Helper()
 	o, err := f.backend.GetObject(bucket, key, nil)
 	if err != nil {
@@ -180,7 +193,7 @@ type Image struct {
 
 var credRegion = regexp.MustCompile(`Credential=[^/]+/\d+/([^/]+)/ec2/`)
 
-func NewEC2(t *testing.T) *EC2 {
+func NewEC2(t testing.TB) *EC2 {
 	t.Helper()
 	f := &EC2{fail: map[string]APIError{}, tasks: map[string]*task{}, PendingPolls: 1,
 		Script: []TaskStep{Step("active", "0", "pending"), Step("active", "37", "converting"), Step("active", "88", "validated"), Step("completed", "", "")}}
@@ -417,7 +430,7 @@ func (f *EC2) ImageByID(id string) *Image {
 	return nil
 }
 
-func MustRead(t *testing.T, p string) []byte {
+func MustRead(t testing.TB, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -426,7 +439,7 @@ func MustRead(t *testing.T, p string) []byte {
 	return b
 }
 
-func MustOpen(t *testing.T, p string) *os.File {
+func MustOpen(t testing.TB, p string) *os.File {
 	t.Helper()
 	f, err := os.Open(p)
 	if err != nil {
@@ -439,7 +452,7 @@ func MustOpen(t *testing.T, p string) *os.File {
 // GPTImage makes a raw GPT disk of size bytes with sgdisk: partition 1 an
 // ESP, 2 a BIOS boot partition (each when asked), 3 a Linux partition filled
 // with seeded random bytes so uploads of it can be compared byte for byte.
-func GPTImage(t *testing.T, size int64, esp, bios bool) string {
+func GPTImage(t testing.TB, size int64, esp, bios bool) string {
 	t.Helper()
 	if _, err := exec.LookPath("sgdisk"); err != nil {
 		t.Fatalf("sgdisk (gdisk package) is needed to build test images: %v", err)
@@ -469,7 +482,8 @@ func GPTImage(t *testing.T, size int64, esp, bios bool) string {
 	}
 	defer f.Close()
 	r := rand.New(rand.NewPCG(uint64(size), 7))
-	buf := make([]byte, size-(4<<20)-(1<<20))
+	// At most 64 MiB of it: large images stay sparse beyond that.
+	buf := make([]byte, min(size-(4<<20)-(1<<20), 64<<20))
 	for i := range buf {
 		buf[i] = byte(r.Uint32())
 	}
@@ -512,7 +526,7 @@ func Link(e *EC2, s *S3) {
 
 // WriteManifest writes pith.manifest.json beside img as pith build does for
 // it: version, platform, kernel and the raw artifact's size and SHA-256.
-func WriteManifest(t *testing.T, img, version, platform string) string {
+func WriteManifest(t testing.TB, img, version, platform string) string {
 	t.Helper()
 	size, sum, err := manifest.HashFile(img)
 	if err != nil {
