@@ -16,7 +16,7 @@ import (
 )
 
 // imageDir returns the directory of the image built by `make image`.
-func imageDir(t *testing.T) string {
+func builtImageDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("PITH_E2E_IMAGE_DIR")
 	if dir == "" {
@@ -28,7 +28,7 @@ func imageDir(t *testing.T) string {
 	return dir
 }
 
-func run(t *testing.T, name string, args ...string) string {
+func imgTool(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -39,7 +39,7 @@ func run(t *testing.T, name string, args ...string) string {
 
 // The design's table: number -> label, type GUID, gptprio attribute word of
 // a freshly built image (USR-A priority 1, successful; USR-B empty).
-var wantParts = []struct {
+var imgWantParts = []struct {
 	num         int
 	label, typ  string
 	attrs, size string
@@ -52,10 +52,10 @@ var wantParts = []struct {
 	{9, "ROOT", "3884DD41-8582-4404-B9A8-E9B84F2DF50E", "0000000000000000", ""},
 }
 
-type sgPart struct{ first, last int64 }
+type imgPart struct{ first, last int64 }
 
 // sgdiskInfo parses `sgdisk -i N` for the partition's sector range.
-func sgdiskInfo(t *testing.T, out string) sgPart {
+func imgSgdiskInfo(t *testing.T, out string) imgPart {
 	t.Helper()
 	num := func(key string) int64 {
 		m := regexp.MustCompile(key + `: (\d+)`).FindStringSubmatch(out)
@@ -65,11 +65,11 @@ func sgdiskInfo(t *testing.T, out string) sgPart {
 		n, _ := strconv.ParseInt(m[1], 10, 64)
 		return n
 	}
-	return sgPart{num("First sector"), num("Last sector")}
+	return imgPart{num("First sector"), num("Last sector")}
 }
 
 // extract copies a partition to a sparse file for the fsck tools.
-func extract(t *testing.T, img string, p sgPart, name string) string {
+func imgExtract(t *testing.T, img string, p imgPart, name string) string {
 	t.Helper()
 	in, err := os.Open(img)
 	if err != nil {
@@ -102,21 +102,21 @@ func extract(t *testing.T, img string, p sgPart, name string) string {
 }
 
 func TestImage(t *testing.T) {
-	dir := imageDir(t)
+	dir := builtImageDir(t)
 	img := filepath.Join(dir, "pith.img")
 	m, err := manifest.Read(filepath.Join(dir, manifest.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	p := run(t, "sgdisk", "-p", img)
-	parts := map[int]sgPart{}
-	for _, w := range wantParts {
+	p := imgTool(t, "sgdisk", "-p", img)
+	parts := map[int]imgPart{}
+	for _, w := range imgWantParts {
 		row := regexp.MustCompile(`(?m)^\s+` + strconv.Itoa(w.num) + `\s+\d+\s+\d+\s+.*\s` + w.label + `$`)
 		if !row.MatchString(p) {
 			t.Errorf("sgdisk -p has no partition %d labelled %s:\n%s", w.num, w.label, p)
 		}
-		info := run(t, "sgdisk", "-i", strconv.Itoa(w.num), img)
+		info := imgTool(t, "sgdisk", "-i", strconv.Itoa(w.num), img)
 		for _, want := range []string{
 			"Partition GUID code: " + w.typ,
 			"Attribute flags: " + w.attrs,
@@ -127,7 +127,7 @@ func TestImage(t *testing.T) {
 				t.Errorf("sgdisk -i %d lacks %q:\n%s", w.num, want, info)
 			}
 		}
-		parts[w.num] = sgdiskInfo(t, info)
+		parts[w.num] = imgSgdiskInfo(t, info)
 		if parts[w.num].first%2048 != 0 {
 			t.Errorf("partition %d starts at sector %d, not 1 MiB aligned", w.num, parts[w.num].first)
 		}
@@ -141,26 +141,26 @@ func TestImage(t *testing.T) {
 			t.Errorf("partition %d exists; the design keeps it free", n)
 		}
 	}
-	if v := run(t, "sgdisk", "-v", img); !strings.Contains(v, "No problems found") {
+	if v := imgTool(t, "sgdisk", "-v", img); !strings.Contains(v, "No problems found") {
 		t.Errorf("sgdisk -v:\n%s", v)
 	}
 
-	run(t, "qemu-img", "check", filepath.Join(dir, "pith.qcow2"))
+	imgTool(t, "qemu-img", "check", filepath.Join(dir, "pith.qcow2"))
 
-	esp := extract(t, img, parts[1], "esp")
-	run(t, "fsck.vfat", "-n", esp)
+	esp := imgExtract(t, img, parts[1], "esp")
+	imgTool(t, "fsck.vfat", "-n", esp)
 	for _, f := range []string{"EFI/BOOT/BOOTX64.EFI", "grub/grub.cfg", "pith/vmlinuz-a", "pith/initrd-a"} {
-		run(t, "mdir", "-i", esp, "::/"+f)
+		imgTool(t, "mdir", "-i", esp, "::/"+f)
 	}
 	env := filepath.Join(t.TempDir(), "grubenv")
-	run(t, "mcopy", "-i", esp, "::/grub/grubenv", env)
+	imgTool(t, "mcopy", "-i", esp, "::/grub/grubenv", env)
 	if st, err := os.Stat(env); err != nil || st.Size() != 1024 {
 		t.Errorf("grubenv is not a 1024-byte block: %v", err)
 	}
-	if got := run(t, "grub-editenv", env, "list"); got != "saved_entry=a\nnext_entry=\n" {
+	if got := imgTool(t, "grub-editenv", env, "list"); got != "saved_entry=a\nnext_entry=\n" {
 		t.Errorf("grub-editenv list: %q", got)
 	}
-	cfg := run(t, "mtype", "-i", esp, "::/grub/grub.cfg")
+	cfg := imgTool(t, "mtype", "-i", esp, "::/grub/grub.cfg")
 	usrA, _ := m.Partition("USR-A")
 	for _, want := range []string{"--id a", "--id b", "pith.usr=PARTUUID=" + strings.ToLower(usrA.GUID), "load_env"} {
 		if !strings.Contains(cfg, want) {
@@ -169,9 +169,9 @@ func TestImage(t *testing.T) {
 	}
 
 	for num, label := range map[int]string{6: "OEM", 9: "ROOT"} {
-		fs := extract(t, img, parts[num], label)
-		run(t, "e2fsck", "-fn", fs)
-		if got := run(t, "blkid", "-p", "-o", "value", "-s", "LABEL", fs); strings.TrimSpace(got) != label {
+		fs := imgExtract(t, img, parts[num], label)
+		imgTool(t, "e2fsck", "-fn", fs)
+		if got := imgTool(t, "blkid", "-p", "-o", "value", "-s", "LABEL", fs); strings.TrimSpace(got) != label {
 			t.Errorf("partition %d filesystem label %q, want %s", num, got, label)
 		}
 		if label == "OEM" {
@@ -183,17 +183,17 @@ func TestImage(t *testing.T) {
 		}
 	}
 
-	usr := extract(t, img, parts[3], "usr-a")
-	if s := run(t, "unsquashfs", "-s", usr); !strings.Contains(s, "Compression zstd") {
+	usr := imgExtract(t, img, parts[3], "usr-a")
+	if s := imgTool(t, "unsquashfs", "-s", usr); !strings.Contains(s, "Compression zstd") {
 		t.Errorf("unsquashfs -s:\n%s", s)
 	}
-	list := run(t, "unsquashfs", "-l", usr)
+	list := imgTool(t, "unsquashfs", "-l", usr)
 	for _, f := range []string{"lib/systemd/systemd", "bin/pithd", "bin/pithctl", "lib/os-release"} {
 		if !strings.Contains(list, "squashfs-root/"+f+"\n") {
 			t.Errorf("USR-A lacks /usr/%s", f)
 		}
 	}
-	osr := run(t, "unsquashfs", "-cat", usr, "lib/os-release")
+	osr := imgTool(t, "unsquashfs", "-cat", usr, "lib/os-release")
 	for _, want := range []string{"ID=pith\n", "ID_LIKE=debian\n", "VERSION_ID=" + m.Version} {
 		if !strings.Contains(osr, want) {
 			t.Errorf("os-release lacks %q:\n%s", want, osr)
@@ -204,7 +204,7 @@ func TestImage(t *testing.T) {
 // TestImageReproducible rebuilds the image from the inputs in its manifest
 // (warm cache) and expects the same bytes.
 func TestImageReproducible(t *testing.T) {
-	dir := imageDir(t)
+	dir := builtImageDir(t)
 	bin := os.Getenv("PITH_E2E_BIN_DIR")
 	if bin == "" {
 		t.Fatal("PITH_E2E_BIN_DIR is not set: run make e2e")
