@@ -21,12 +21,15 @@ import (
 	etcd "go.etcd.io/etcd/client/v2"
 )
 
-// Linearizability model: each key is a register; a get returns the last put
-// value ("" when absent).
+// Linearizability model: each key is a register; a get returns the last
+// written value ("" when absent); a compare-and-swap writes value only when
+// the register holds prev. CAS outputs are "ok", "fail" or "?" (unknown).
 type regInput struct {
 	put   bool
+	cas   bool
 	key   string
 	value string
+	prev  string
 }
 
 var registerModel = porcupine.Model{
@@ -49,16 +52,33 @@ var registerModel = porcupine.Model{
 	Init: func() any { return "" },
 	Step: func(state, input, output any) (bool, any) {
 		in := input.(regInput)
-		if in.put {
+		switch {
+		case in.put:
 			return true, in.value
+		case in.cas:
+			match := state.(string) == in.prev
+			switch output.(string) {
+			case "ok":
+				return match, in.value
+			case "fail":
+				return !match, state
+			default: // unknown: it took effect if it could
+				if match {
+					return true, in.value
+				}
+				return true, state
+			}
 		}
 		return output.(string) == state.(string), state
 	},
 	Equal: func(a, b any) bool { return a == b },
 	DescribeOperation: func(input, output any) string {
 		in := input.(regInput)
-		if in.put {
+		switch {
+		case in.put:
 			return fmt.Sprintf("put(%s, %s)", in.key, in.value)
+		case in.cas:
+			return fmt.Sprintf("cas(%s, %s -> %s) %v", in.key, in.prev, in.value, output)
 		}
 		return fmt.Sprintf("get(%s) -> %v", in.key, output)
 	},
@@ -111,6 +131,7 @@ func runLoad(c *testCluster, h *history, clients int, stop <-chan struct{}) *syn
 		go func(cl int) {
 			defer wg.Done()
 			rng := rand.New(rand.NewSource(int64(cl)))
+			lastSeen := map[string]string{}
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
@@ -122,7 +143,29 @@ func runLoad(c *testCluster, h *history, clients int, stop <-chan struct{}) *syn
 				switch n % 3 {
 				case 0, 1:
 					key := keys[rng.Intn(len(keys))]
-					if rng.Intn(2) == 0 {
+					if prev := lastSeen[key]; prev != "" && rng.Intn(3) == 0 {
+						// Compare-and-swap from the last value this client saw.
+						val := fmt.Sprintf("c%d-%d", cl, n)
+						call := h.now()
+						st, r, err := kvDo(ctx, base, "PUT", key, url.Values{"value": {val}, "prevValue": {prev}})
+						ret := h.now()
+						if notApplied(err, r) {
+							time.Sleep(20 * time.Millisecond)
+							continue
+						}
+						out := "?"
+						switch {
+						case st == 200:
+							out = "ok"
+							lastSeen[key] = val
+						case r != nil && (r.ErrorCode == 101 || r.ErrorCode == 100):
+							out = "fail"
+						default:
+							ret = math.MaxInt64
+						}
+						h.outcome("cas " + out)
+						h.add(porcupine.Operation{ClientId: cl, Input: regInput{cas: true, key: key, value: val, prev: prev}, Call: call, Output: out, Return: ret})
+					} else if rng.Intn(2) == 0 {
 						val := fmt.Sprintf("c%d-%d", cl, n)
 						call := h.now()
 						st, r, err := kvDo(ctx, base, "PUT", key, url.Values{"value": {val}})
@@ -145,6 +188,9 @@ func runLoad(c *testCluster, h *history, clients int, stop <-chan struct{}) *syn
 							// Unknown outcome: it may take effect at any later time.
 							ret = math.MaxInt64
 						}
+						if ret != math.MaxInt64 {
+							lastSeen[key] = val
+						}
 						h.add(porcupine.Operation{ClientId: cl, Input: regInput{put: true, key: key, value: val}, Call: call, Output: "", Return: ret})
 					} else {
 						call := h.now()
@@ -152,6 +198,7 @@ func runLoad(c *testCluster, h *history, clients int, stop <-chan struct{}) *syn
 						ret := h.now()
 						switch {
 						case err == nil && st == 200 && r != nil:
+							lastSeen[key] = r.Node.Value
 							h.add(porcupine.Operation{ClientId: cl, Input: regInput{key: key}, Call: call, Output: r.Node.Value, Return: ret})
 						case err == nil && st == 404 && r != nil && r.ErrorCode == 100:
 							h.add(porcupine.Operation{ClientId: cl, Input: regInput{key: key}, Call: call, Output: "", Return: ret})
@@ -183,20 +230,28 @@ func notApplied(err error, r *kvResp) bool {
 	return err == nil && r != nil && r.ErrorCode == 301
 }
 
-// pruneUnknown drops puts of unknown outcome whose value no read returned:
-// such a put can always be linearized after everything else, so removing
-// it keeps the check exact while sparing porcupine an open-ended operation.
+// pruneUnknown drops writes of unknown outcome whose value no read
+// returned, on keys where no compare-and-swap failed: such a write can
+// always be linearized after everything else, so removing it keeps the
+// check exact while sparing porcupine an open-ended operation. (A failed
+// CAS might be explained only by an unobserved write, so those keys keep
+// every write.)
 func pruneUnknown(ops []porcupine.Operation) []porcupine.Operation {
 	seen := map[string]bool{}
+	casFailed := map[string]bool{}
 	for _, op := range ops {
-		if in := op.Input.(regInput); !in.put {
+		in := op.Input.(regInput)
+		switch {
+		case !in.put && !in.cas:
 			seen[in.key+"="+op.Output.(string)] = true
+		case in.cas && op.Output.(string) == "fail":
+			casFailed[in.key] = true
 		}
 	}
 	out := ops[:0:0]
 	for _, op := range ops {
 		in := op.Input.(regInput)
-		if in.put && op.Return == math.MaxInt64 && !seen[in.key+"="+in.value] {
+		if (in.put || in.cas) && op.Return == math.MaxInt64 && !seen[in.key+"="+in.value] && !casFailed[in.key] {
 			continue
 		}
 		out = append(out, op)
@@ -390,6 +445,9 @@ func TestRegisterModel(t *testing.T) {
 	put := func(v string, call, ret int64) porcupine.Operation {
 		return porcupine.Operation{Input: regInput{put: true, key: "/k", value: v}, Call: call, Output: "", Return: ret}
 	}
+	cas := func(prev, v, out string, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{Input: regInput{cas: true, key: "/k", value: v, prev: prev}, Call: call, Output: out, Return: ret}
+	}
 	get := func(v string, call, ret int64) porcupine.Operation {
 		return porcupine.Operation{Input: regInput{key: "/k"}, Call: call, Output: v, Return: ret}
 	}
@@ -403,6 +461,10 @@ func TestRegisterModel(t *testing.T) {
 		{"unknown put observed later", []porcupine.Operation{put("1", 0, math.MaxInt64), get("1", 4, 6)}, true},
 		{"value never written", []porcupine.Operation{put("1", 0, 1), get("3", 4, 6)}, false},
 		{"unknown put unobserved", []porcupine.Operation{put("1", 0, 1), put("2", 1, math.MaxInt64), get("1", 4, 6)}, true},
+		{"cas succeeds on the current value", []porcupine.Operation{put("1", 0, 1), cas("1", "2", "ok", 2, 3), get("2", 4, 5)}, true},
+		{"cas cannot succeed on a stale value", []porcupine.Operation{put("1", 0, 1), put("2", 2, 3), cas("1", "3", "ok", 4, 5)}, false},
+		{"cas fails only if the value differs", []porcupine.Operation{put("1", 0, 1), cas("1", "3", "fail", 2, 3)}, false},
+		{"failed cas explained by an unknown put", []porcupine.Operation{put("1", 0, 1), put("9", 1, math.MaxInt64), cas("1", "3", "fail", 4, 5)}, true},
 	}
 	for _, tc := range cases {
 		ops := pruneUnknown(tc.ops)
