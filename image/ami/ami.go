@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/pith-os/pith/image/manifest"
@@ -214,6 +215,9 @@ func Upload(ctx context.Context, c *Clients, o Options) (*Result, error) {
 	if im != nil {
 		if t := tag(im, TagSHA256); t != "" && t != sum {
 			return nil, fmt.Errorf("AMI %s (%s) already exists from a different image (sha256 %s, this one %s): pass another --name or deregister it", o.Name, aws.ToString(im.ImageId), shorten(t, 12), sum[:12])
+		}
+		if im.State != types.ImageStateAvailable && im.State != types.ImageStatePending {
+			return nil, fmt.Errorf("AMI %s (%s) already exists but is %s: deregister it (aws ec2 deregister-image --image-id %s) and run again", o.Name, aws.ToString(im.ImageId), im.State, aws.ToString(im.ImageId))
 		}
 		res.ImageID, res.Reused = aws.ToString(im.ImageId), true
 		logf("AMI %s already exists in %s: %s (%s), reusing it", o.Name, c.Region, res.ImageID, im.State)

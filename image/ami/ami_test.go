@@ -218,6 +218,13 @@ func TestUploadRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "already exists from a different image (sha256 cdcdcdcdcdcd"},
+		{"failed AMI of that name", func(o *Options) { o.Name = "pith-failed" }, func(f fakes) {
+			id, err := registerImage(context.Background(), f.c.EC2, RegisterParams{Name: "pith-failed", SnapshotID: "snap-9", BootMode: "uefi"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.e.SetImageState(id, "failed")
+		}, "already exists but is failed: deregister it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakes(t)

@@ -99,7 +99,31 @@ func putImage(ctx context.Context, c *s3.Client, bucket, key, path, sum string, 
 		pr.bar.Finish()
 	}
 	if err != nil {
-		return explain(fmt.Sprintf("upload to s3://%s/%s", bucket, key), bucket, err)
+		err = explain(fmt.Sprintf("upload to s3://%s/%s", bucket, key), bucket, err)
+		if aerr := abortUploads(ctx, c, bucket, key); aerr != nil {
+			return fmt.Errorf("%v; %v", err, aerr)
+		}
+		return err
+	}
+	return nil
+}
+
+// abortUploads aborts unfinished multipart uploads of key. The uploader
+// aborts its own upload on failure, but with the run's context: after an
+// interrupt that call fails too and S3 would keep (and bill) the parts.
+func abortUploads(ctx context.Context, c *s3.Client, bucket, key string) error {
+	ctx = context.WithoutCancel(ctx)
+	l, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String(key)})
+	if err != nil {
+		return fmt.Errorf("listing unfinished uploads to abort them: %v", explain("ListMultipartUploads", bucket, err))
+	}
+	for _, u := range l.Uploads {
+		if aws.ToString(u.Key) != key {
+			continue
+		}
+		if _, err := c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(bucket), Key: u.Key, UploadId: u.UploadId}); err != nil {
+			return fmt.Errorf("upload %s of s3://%s/%s left unfinished (%v): abort it with aws s3api abort-multipart-upload", aws.ToString(u.UploadId), bucket, key, explain("AbortMultipartUpload", bucket, err))
+		}
 	}
 	return nil
 }

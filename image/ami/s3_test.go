@@ -1,6 +1,11 @@
 package ami
 
 import (
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"bytes"
 	"context"
 	"github.com/pith-os/pith/image/ami/amitest"
@@ -113,5 +118,38 @@ func TestCheckBucket(t *testing.T) {
 	err := putImage(context.Background(), c.S3, amitest.OtherRegionBucket, "k", img, "x", 5<<20, nil)
 	if err == nil || !strings.Contains(err.Error(), "eu-west-1") {
 		t.Fatalf("upload to a bucket in another region: %v", err)
+	}
+}
+
+// An interrupted upload leaves no unfinished multipart upload behind.
+func TestPutImageInterrupted(t *testing.T) {
+	amitest.AWSEnv(t, true)
+	s := amitest.NewS3(t, "pith-amis")
+	c := testClients(t, s.URL, "")
+	img := amitest.GPTImage(t, 12<<20, true, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.SetOnRequest(func(r *http.Request) {
+		if r.URL.Query().Get("partNumber") != "" {
+			cancel()
+		}
+	})
+	err := putImage(ctx, c.S3, "pith-amis", "k.raw", img, "x", 5<<20, nil)
+	if err == nil || !strings.Contains(err.Error(), "canceled") {
+		t.Fatalf("interrupted upload: %v", err)
+	}
+	s.SetOnRequest(nil)
+	l, err := c.S3.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String("pith-amis")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Uploads) != 0 {
+		t.Fatalf("%d unfinished multipart uploads left", len(l.Uploads))
+	}
+	if countPrefix(s.Requests(), "DELETE /pith-amis/k.raw?uploadId=") == 0 {
+		t.Fatalf("no AbortMultipartUpload:\n%s", strings.Join(s.Requests(), "\n"))
+	}
+	if ks := s.Keys(t, "pith-amis"); len(ks) != 0 {
+		t.Fatalf("objects: %v", ks)
 	}
 }

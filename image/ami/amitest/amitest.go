@@ -64,6 +64,8 @@ type S3 struct {
 
 	mu   sync.Mutex
 	reqs []string // "METHOD /path?query"
+	// OnRequest, if set, sees each request before it is served.
+	OnRequest func(r *http.Request)
 }
 
 const OtherRegionBucket = "pith-in-eu"
@@ -72,6 +74,7 @@ const OtherRegionBucket = "pith-in-eu"
 // mismatch: 400 AuthorizationHeaderMalformed, with x-amz-bucket-region.
 const OtherRegionBucket400 = "pith-in-ap"
 
+// NewS3 starts the server with the given buckets.
 func NewS3(t testing.TB, buckets ...string) *S3 {
 	t.Helper()
 	f := &S3{backend: s3mem.New()}
@@ -79,7 +82,11 @@ func NewS3(t testing.TB, buckets ...string) *S3 {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.reqs = append(f.reqs, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
+		hook := f.OnRequest
 		f.mu.Unlock()
+		if hook != nil {
+			hook(r)
+		}
 		if strings.HasPrefix(r.URL.Path, "/"+OtherRegionBucket) {
 			w.Header().Set("X-Amz-Bucket-Region", "eu-west-1")
 			w.Header().Set("Content-Type", "application/xml")
@@ -110,13 +117,14 @@ func NewS3(t testing.TB, buckets ...string) *S3 {
 	return f
 }
 
+// Requests lists the requests served, as "METHOD /path?query".
 func (f *S3) Requests() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.reqs...)
 }
 
-// keys lists the bucket's objects.
+// Keys lists the bucket's objects.
 func (f *S3) Keys(t testing.TB, bucket string) []string {
 	t.Helper()
 	l, err := f.backend.ListBucket(bucket, nil, gofakes3.ListBucketPage{})
@@ -130,6 +138,7 @@ func (f *S3) Keys(t testing.TB, bucket string) []string {
 	return ks
 }
 
+// Object returns an object's bytes and stored metadata.
 func (f *S3) Object(t testing.TB, bucket, key string) ([]byte, map[string]string) {
 	t.Helper()
 	o, err := f.backend.GetObject(bucket, key, nil)
@@ -193,6 +202,7 @@ type Image struct {
 
 var credRegion = regexp.MustCompile(`Credential=[^/]+/\d+/([^/]+)/ec2/`)
 
+// NewEC2 starts the server; new import tasks follow Script.
 func NewEC2(t testing.TB) *EC2 {
 	t.Helper()
 	f := &EC2{fail: map[string]APIError{}, tasks: map[string]*task{}, PendingPolls: 1,
@@ -389,7 +399,7 @@ func formTags(v url.Values, prefix string) map[string]string {
 	}
 }
 
-// calls returns the requests made for action.
+// Calls returns the requests made for action.
 func (f *EC2) Calls(action string) []Request {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -402,6 +412,7 @@ func (f *EC2) Calls(action string) []Request {
 	return out
 }
 
+// Actions lists the actions requested, in order.
 func (f *EC2) Actions() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -412,12 +423,25 @@ func (f *EC2) Actions() []string {
 	return out
 }
 
+// SetFail makes every later call of action answer e.
 func (f *EC2) SetFail(action string, e APIError) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fail[action] = e
 }
 
+// SetImageState changes an image's state (e.g. to "failed").
+func (f *EC2) SetImageState(id, state string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, im := range f.images {
+		if im.ID == id {
+			im.State = state
+		}
+	}
+}
+
+// ImageByID returns a copy of the image with that id, or nil.
 func (f *EC2) ImageByID(id string) *Image {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -430,6 +454,7 @@ func (f *EC2) ImageByID(id string) *Image {
 	return nil
 }
 
+// MustRead reads a file or fails the test.
 func MustRead(t testing.TB, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
@@ -439,6 +464,7 @@ func MustRead(t testing.TB, p string) []byte {
 	return b
 }
 
+// MustOpen opens a file for the test's duration.
 func MustOpen(t testing.TB, p string) *os.File {
 	t.Helper()
 	f, err := os.Open(p)
@@ -502,6 +528,13 @@ func Err(status int, code, message string) *APIError {
 // reports it.
 func Step(status, progress, message string) TaskStep {
 	return TaskStep{Status: status, Progress: progress, Message: message}
+}
+
+// SetOnRequest sets OnRequest safely while the server runs.
+func (f *S3) SetOnRequest(h func(r *http.Request)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.OnRequest = h
 }
 
 // Size returns the size of bucket/key, false if there is no such object.
