@@ -376,7 +376,7 @@ func TestMembership(t *testing.T) {
 	c.mustPut("/before", "1")
 	// etcd's own members client (what pithctl member uses) reads the list
 	// and the leader.
-	ec, err := etcd.New(etcd.Config{Endpoints: []string{c.members[0].clientURL}})
+	ec, err := etcd.New(etcd.Config{Endpoints: []string{c.members[0].clientURL, c.members[1].clientURL, c.members[2].clientURL}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,43 +398,49 @@ func TestMembership(t *testing.T) {
 	if ld, err := mapi.Leader(context.Background()); err != nil || ld == nil || ld.Name == "" {
 		t.Fatalf("members leader: %+v %v", ld, err)
 	}
+	// A voter dies; the operator removes it and adds a replacement.
+	if st := deleteMember(t, c.members[1].clientURL, "ffff"); st != 404 {
+		t.Fatalf("removing an unknown member: %d", st)
+	}
+	dead := c.waitLeader()
+	deadID := memberID(t, c, c.members[dead].name)
+	c.signal(dead, syscall.SIGKILL)
+	alive := (dead + 1) % 3
+	c.waitLeader(dead)
+	if st := deleteMember(t, c.members[alive].clientURL, deadID); st != 204 {
+		t.Fatalf("removing the dead member: %d", st)
+	}
 	m := c.newMember(t.TempDir(), "m3")
-	st, body := postMember(t, c.members[1].clientURL, m.peerURL)
+	st, body := postMember(t, c.members[alive].clientURL, m.peerURL)
 	if st != 201 {
 		t.Fatalf("member add: %d %s", st, body)
 	}
-	if st, body := postMember(t, c.members[1].clientURL, m.peerURL); st != 409 {
+	if st, body := postMember(t, c.members[alive].clientURL, m.peerURL); st != 409 {
 		t.Fatalf("adding the same peer URL twice: %d %s", st, body)
 	}
 	c.initial = ""
 	c.start(3, "existing")
-	c.waitLeader()
+	c.waitLeader(dead)
 	for attempt := 0; ; attempt++ {
 		st, r, _ := kvDo(context.Background(), m.clientURL, "GET", "/before", nil)
 		if st == 200 && r.Node.Value == "1" {
 			break
 		}
 		if attempt > 300 {
-			t.Fatalf("new member never caught up: %d %+v", st, r)
+			t.Fatalf("replacement member never caught up: %d %+v", st, r)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// Remove member 0 (whoever leads), then keep writing.
-	if st := deleteMember(t, c.members[2].clientURL, "ffff"); st != 404 {
-		t.Fatalf("removing an unknown member: %d", st)
-	}
-	id := memberID(t, c, c.members[0].name)
-	if st := deleteMember(t, c.members[2].clientURL, id); st != 204 {
-		t.Fatalf("member remove: %d", st)
-	}
-	c.signal(0, syscall.SIGKILL)
-	c.waitLeader(0)
 	c.mustPut("/after", "2")
+	// The replacement restarts from its data dir and rejoins by itself.
 	c.signal(3, syscall.SIGKILL)
 	c.start(3, "existing")
-	c.waitLeader(0)
+	c.waitLeader(dead)
 	if st, r := c.quorumGet(3, "/after"); st != 200 || r.Node.Value != "2" {
-		t.Fatalf("restarted new member: %d %+v", st, r)
+		t.Fatalf("restarted replacement: %d %+v", st, r)
+	}
+	if ms, err := mapi.List(context.Background()); err != nil || len(ms) != 3 {
+		t.Fatalf("members after replacement: %+v %v", ms, err)
 	}
 }
 
