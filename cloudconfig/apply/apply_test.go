@@ -281,6 +281,34 @@ func TestInvalidUserDataChangesNothing(t *testing.T) {
 	}
 }
 
+// Rejected user-data still leaves the datasource's hostname and SSH keys,
+// so the operator can log in and read the report (found by the e2e test:
+// a node with invalid user-data booted but nobody could log in).
+func TestInvalidUserDataKeepsMetadataAccess(t *testing.T) {
+	stage, rec, root := newStage(t)
+	const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl meta"
+	ud := "#cloud-config\nhostname: from-user-data\nwrite_files:\n  - path: /etc/x\n    content: x\n    permissions: '0999'\n"
+	st, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud), SSHKeys: []string{key}, Hostname: "node7"})
+	var inv *InvalidError
+	if !errors.As(err, &inv) || st.Valid || st.Applied {
+		t.Fatalf("err %v, state %+v", err, st)
+	}
+	checkFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "node7\n")
+	core, ok, _ := (&Shadow{Root: root}).LookupUser("core")
+	if !ok {
+		t.Fatal("core not created for the metadata's key")
+	}
+	if got := read(t, filepath.Join(root, core.Home, ".ssh/authorized_keys")); !strings.Contains(got, key) {
+		t.Errorf("core's authorized_keys = %q, want the metadata key", got)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/x")); !os.IsNotExist(err) {
+		t.Error("a file of the rejected user-data was written")
+	}
+	if want := "sethostname node7"; strings.Join(rec.calls, "\n") != want {
+		t.Errorf("calls %v, want only %q", rec.calls, want)
+	}
+}
+
 func TestSubstitutionAndMissingVariables(t *testing.T) {
 	stage, _, root := newStage(t)
 	ud := "#cloud-config\nwrite_files:\n  - path: /etc/addr\n    content: \"$private_ipv4 $public_ipv4\"\n"

@@ -131,11 +131,19 @@ func (s *Stage) Run(ctx context.Context, in Input) (*State, error) {
 	if err := s.save(ReportFile, []byte(rep.Format(filepath.Join(StateDir, UserDataFile))), 0o644); err != nil {
 		return nil, err
 	}
+	opt := Options{FirstBoot: first, MetadataSSHKeys: in.SSHKeys, MetadataHostname: in.Hostname}
 	if !st.Valid {
-		return st, errors.Join(&InvalidError{Source: in.Source, Report: rep}, s.record(st))
+		// The datasource's own hostname and SSH keys still apply, as
+		// coreos-cloudinit applied its metadata when user-data failed:
+		// rejected user-data must not lock the operator out of the very
+		// node that reports why (pithctl userdata needs a login).
+		var metaErr error
+		if len(in.SSHKeys) > 0 || in.Hostname != "" {
+			metaErr = s.Applier.ApplyCloudConfig(ctx, &cloudconfig.Config{}, opt)
+		}
+		return st, errors.Join(&InvalidError{Source: in.Source, Report: rep}, metaErr, s.record(st))
 	}
 
-	opt := Options{FirstBoot: first, MetadataSSHKeys: in.SSHKeys, MetadataHostname: in.Hostname}
 	applyErr := s.Applier.WriteEnvironment(in.Addresses)
 	switch {
 	case applyErr != nil:
