@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -38,6 +39,7 @@ var kvFlags struct {
 	maxWatchers              int
 	maxRequestBytes          int64
 	maxValueBytes            int
+	enablePprof              bool
 	client, peer             cluster.TLSInfo
 }
 
@@ -63,6 +65,7 @@ func init() {
 	fs.IntVar(&f.maxWatchers, "max-watchers", 10000, "concurrent watchers this member serves at most")
 	fs.Int64Var(&f.maxRequestBytes, "max-request-bytes", 2<<20, "largest request body accepted")
 	fs.IntVar(&f.maxValueBytes, "max-value-bytes", 1<<20, "largest value accepted")
+	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "serve runtime profiling data under /debug/pprof/ on the client port")
 	fs.StringVar(&f.client.CertFile, "cert-file", "", "path to the client server TLS cert file")
 	fs.StringVar(&f.client.KeyFile, "key-file", "", "path to the client server TLS key file")
 	fs.StringVar(&f.client.TrustedCAFile, "trusted-ca-file", "", "path to the client server TLS trusted CA file")
@@ -221,6 +224,13 @@ func setupKV(ctx context.Context, env *runEnv) (*kvRunner, error) {
 	node.OnLeader(r.server.RunExpiry)
 	r.server.RegisterHTTP(env.Mux)
 	node.RegisterHTTP(env.Mux)
+	if f.enablePprof {
+		env.Mux.HandleFunc("/debug/pprof/", pprof.Index)
+		env.Mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		env.Mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		env.Mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		env.Mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return r, nil
 }
 
