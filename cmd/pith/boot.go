@@ -220,6 +220,9 @@ func runBoot(cmd *cobra.Command, o *bootOpts) error {
 		return fmt.Errorf("%s did not come up: %v (see %s)", m.Config.Name, err, m.SerialLog)
 	}
 	fmt.Fprintf(out, "\n--- %s is up after %s ---\n", m.Config.Name, time.Since(m.Started).Round(time.Second))
+	sctx, scancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	waitSSH(sctx, out, c.Dir, m.Config.Name)
+	scancel()
 	printLogin(out, c.Dir)
 	fmt.Fprintln(out, "Press Ctrl-C to power the nodes off.")
 	s := <-sig
@@ -315,10 +318,48 @@ func bootDetached(cmd *cobra.Command, o *bootOpts) error {
 		return fmt.Errorf("%s did not come up: %v (see %s and %s)", n.Name, err, n.SerialLog, logPath)
 	}
 	fmt.Fprintf(out, "\n--- %s is up after %s ---\n", n.Name, time.Since(n.Started).Round(time.Second))
+	waitSSH(ctx, out, o.state, n.Name)
 	printLogin(out, o.state)
 	fmt.Fprintf(out, "Stop the machines with: pith boot stop --state %s\n", o.state)
 	return nil
 }
+
+// waitSSH waits (up to sshWait) until the node accepts the state's key: the
+// login prompt can come before sshd has host keys and the user's key.
+func waitSSH(ctx context.Context, w io.Writer, dir, node string) {
+	st, err := vm.LoadState(dir)
+	if err != nil {
+		return
+	}
+	n, err := st.Node(node)
+	if err != nil {
+		return
+	}
+	key, _, err := vm.EnsureKey(dir)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, sshWait)
+	defer cancel()
+	start := time.Now()
+	fmt.Fprintf(w, "waiting for SSH on 127.0.0.1:%d...\n", n.Ports[22])
+	for {
+		r, err := vm.RunSSH(ctx, n.Ports[22], st.User, key, "true")
+		if err == nil && r.ExitStatus == 0 {
+			fmt.Fprintf(w, "SSH is up (%s later)\n", time.Since(start).Round(time.Second))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(w, "SSH did not answer within %s (last: %v); the node may still be applying its user-data\n", sshWait, err)
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// sshWait bounds waitSSH: first boot under TCG generates host keys slowly.
+const sshWait = 10 * time.Minute
 
 func printNodes(w io.Writer, dir string) {
 	st, err := vm.LoadState(dir)
