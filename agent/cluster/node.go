@@ -314,6 +314,19 @@ func (n *Node) Stop() error {
 	close(n.stop)
 	var err error
 	if n.raft != nil {
+		if n.raft.State() == raft.Leader {
+			// Hand leadership over first, so a graceful stop (a rolling
+			// update's reboot) costs no election timeout.
+			done := make(chan error, 1)
+			go func() { done <- n.raft.LeadershipTransfer().Error() }()
+			select {
+			case terr := <-done:
+				if terr != nil {
+					n.log.Warn("leadership transfer before stop", "err", terr)
+				}
+			case <-time.After(5 * time.Second):
+			}
+		}
 		err = n.raft.Shutdown().Error()
 	}
 	if n.httpSrv != nil {

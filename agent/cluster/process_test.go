@@ -550,3 +550,28 @@ func TestDataDirLocked(t *testing.T) {
 	}
 	c.mustPut("/still", "fine")
 }
+
+// TestGracefulStopHandsOver stops the leader with SIGTERM: it transfers
+// leadership first, and the others keep serving writes.
+func TestGracefulStopHandsOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	c := newCluster(t, 3)
+	c.startAll()
+	leader := c.waitLeader()
+	c.signal(leader, syscall.SIGTERM)
+	if b, _ := os.ReadFile(c.members[leader].logPath); !strings.Contains(string(b), "pithd stopping") {
+		t.Fatalf("leader did not stop gracefully:\n%s", b)
+	}
+	next := c.waitLeader(leader)
+	if next == leader {
+		t.Fatal("stopped member still leads")
+	}
+	c.mustPut("/after-stop", "ok")
+	c.start(leader, "new")
+	c.waitLeader()
+	if st, r := c.quorumGet(leader, "/after-stop"); st != 200 || r.Node.Value != "ok" {
+		t.Fatalf("restarted member: %d %+v", st, r)
+	}
+}
