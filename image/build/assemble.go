@@ -361,10 +361,15 @@ func rate(n int64, d time.Duration) string {
 func Allocated(path string) int64 { return allocated(path) }
 
 // explain turns low-level write failures into the one-line errors users
-// need, naming the fix.
+// need, naming the fix. External tools (mksquashfs, qemu-img, mkfs) report
+// a full disk only in their own words, so an almost full output filesystem
+// after a failure is taken as the cause too.
 func explain(err error, outDir string) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("no space left on the device holding %s (a build needs about 2 GiB free there): free space or choose another --out", outDir)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || checkFree(outDir, 64*layout.MiB) != nil {
+		return fmt.Errorf("no space left on the device holding %s (a build needs about %s free there): free space or choose another --out", outDir, layout.Human(MinFree))
 	}
 	return err
 }
