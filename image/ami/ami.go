@@ -119,6 +119,8 @@ type Result struct {
 	Copies     map[string]string // region -> AMI id
 }
 
+var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$`)
 
 // DefaultName is the AMI name for a build: version, platform and the first
@@ -165,6 +167,9 @@ func Upload(ctx context.Context, c *Clients, o Options) (*Result, error) {
 		o.PollInterval = DefaultPollInterval
 	}
 	for _, r := range o.Regions {
+		if !regionRE.MatchString(r) {
+			return nil, fmt.Errorf("--regions: %q is not an AWS region name (like eu-central-1)", r)
+		}
 		if r == c.Region {
 			return nil, fmt.Errorf("--regions lists %s, the import region itself: leave it out", r)
 		}

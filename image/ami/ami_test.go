@@ -211,6 +211,7 @@ func TestUploadRefuses(t *testing.T) {
 		{"no bucket", func(o *Options) { o.Bucket = "" }, nil, "no --bucket"},
 		{"missing bucket", func(o *Options) { o.Bucket = "pith-nope" }, nil, "bucket pith-nope does not exist"},
 		{"bucket elsewhere", func(o *Options) { o.Bucket = amitest.OtherRegionBucket }, nil, "pass --region eu-west-1"},
+		{"bad region", func(o *Options) { o.Regions = []string{"eu-central-1", "eu-central1"} }, nil, `--regions: "eu-central1" is not an AWS region name`},
 		{"own region copy", func(o *Options) { o.Regions = []string{"us-east-1"} }, nil, "--regions lists us-east-1, the import region itself"},
 		{"name from another image", func(o *Options) { o.Name = "pith-taken" }, func(f fakes) {
 			if _, err := registerImage(context.Background(), f.c.EC2, RegisterParams{Name: "pith-taken", SnapshotID: "snap-9", BootMode: "uefi",
