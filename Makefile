@@ -11,7 +11,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 STATICCHECK_VERSION := v0.8.2
 CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pith
 
-.PHONY: all deps bin image demo demo-stop test unit lint e2e bench-build bench-schedule fuzz-userdata bench-userdata clean
+.PHONY: all deps bin image demo demo-stop test unit lint e2e bench-build bench-schedule fuzz-userdata bench-userdata bench-ami clean
 
 all: bin
 
@@ -68,6 +68,11 @@ fuzz-userdata:
 # Validation throughput (MB/s) on an 8 MiB generated cloud-config.
 bench-userdata:
 	$(GO) test -run '^$$' -bench Validate -benchtime 5x ./cloudconfig/
+
+# pith ami: multipart upload to the in-memory S3 server on 127.0.0.1 (MB/s),
+# and the GPT check + SHA-256 of a 4 GiB sparse image done before uploading.
+bench-ami:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./image/ami/
 
 bench-build: deps bin
 	@bash hack/bench-build.sh
