@@ -11,7 +11,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 STATICCHECK_VERSION := v0.8.2
 CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pith
 
-.PHONY: all deps bin image demo demo-stop test unit lint e2e bench-build bench-schedule fuzz-userdata bench-userdata bench-ami clean
+.PHONY: all deps bin image demo demo-stop test unit lint e2e bench-build bench-schedule fuzz-userdata bench-userdata bench-ami vagrant-cluster vagrant-cluster-destroy clean
 
 all: bin
 
@@ -73,6 +73,16 @@ bench-userdata:
 # and the GPT check + SHA-256 of a 4 GiB sparse image done before uploading.
 bench-ami:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./image/ami/
+
+# A Vagrant cluster of VAGRANT_NODES Pith machines (libvirt in its own
+# network namespace; README "Vagrant"). vagrant/cluster.sh ssh core-01 logs in.
+VAGRANT_NODES ?= 3
+vagrant-cluster: deps bin
+	@bash hack/install-vagrant-deps.sh
+	OUT=$(abspath $(OUT)) CACHE=$(CACHE) bash vagrant/cluster.sh up $(VAGRANT_NODES)
+
+vagrant-cluster-destroy:
+	OUT=$(abspath $(OUT)) CACHE=$(CACHE) bash vagrant/cluster.sh destroy
 
 bench-build: deps bin
 	@bash hack/bench-build.sh

@@ -106,6 +106,9 @@ Vagrant.configure("2") do |config|
     lv.nic_model_type = "virtio"
     # The provider's default serial console (a pty) is ttyS0, where the
     # kernel line sends the console: virsh console shows the boot.
+    # Entropy from the host: without it first boot's SSH host key
+    # generation can wait for minutes under TCG.
+    lv.random :model => "random"
     lv.graphics_type = "none"
     lv.video_type = "none"
 `)
