@@ -68,6 +68,15 @@ func TestUpload(t *testing.T) {
 	if res.Name != wantName || res.Reused || res.SnapshotID == "" || len(res.Copies) != 2 {
 		t.Fatalf("result %+v", res)
 	}
+	// The first call looks for an AMI of that name owned by the account.
+	d := f.e.Calls("DescribeImages")
+	if len(d) == 0 {
+		t.Fatal("no DescribeImages")
+	}
+	wantForm(t, d[0].Form, map[string]string{"Owner.1": "self", "Filter.1.Name": "name", "Filter.1.Value.1": wantName, "ImageId.1": ""})
+	if a := f.e.Actions(); a[0] != "DescribeImages" || a[1] != "ImportSnapshot" {
+		t.Fatalf("EC2 calls %v: want DescribeImages, then ImportSnapshot", a)
+	}
 	// The import read the object the upload wrote; the object is gone now.
 	imp := f.e.Calls("ImportSnapshot")
 	if len(imp) != 1 || imp[0].Form.Get("DiskContainer.UserBucket.S3Key") != "pith-import/"+sum+".raw" {
