@@ -24,6 +24,9 @@ func TestBoot(t *testing.T) {
 			// systemd-analyze says when the guest itself got there.
 			t.Logf("MEASURE firmware=%s accel=%s qemu-start->login-prompt=%s qemu-start->is-system-running(%s) observed=%s; guest: %s",
 				fw, c.Accel.Name, login.Round(100e6), state, n.Since().Round(100e6), n.Exec("systemd-analyze time").Stdout)
+			if state == "degraded" {
+				t.Logf("degraded by:\n%s", n.Exec("systemctl --failed --no-pager --no-legend").Stdout)
+			}
 			if state != "running" && state != "degraded" {
 				t.Errorf("is-system-running = %q; failed units:\n%s", state, n.Exec("systemctl --failed --no-pager").Stdout)
 			}

@@ -3,6 +3,7 @@ package vm
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -81,10 +82,51 @@ func probeAccel(ctx context.Context, qemu string) Accel {
 	if err := kvmCreateVM(); err != nil {
 		return Accel{Name: "tcg", Reason: err.Error()}
 	}
-	if err := kvmRunsGuest(ctx, qemu, 10*time.Second); err != nil {
-		return Accel{Name: "tcg", Reason: err.Error()}
+	// The guest probe costs up to 10 s on a host where KVM stalls: its
+	// answer is kept until the host reboots or QEMU changes.
+	key := probeKey(qemu)
+	cache := ""
+	if dir, err := os.UserCacheDir(); err == nil {
+		cache = filepath.Join(dir, "pith", "kvm-probe.json")
 	}
-	return Accel{Name: "kvm"}
+	var cached struct {
+		Key   string
+		Accel Accel
+	}
+	if cache == "" {
+		key = ""
+	}
+	if b, err := os.ReadFile(cache); key != "" && err == nil && json.Unmarshal(b, &cached) == nil && cached.Key == key {
+		return cached.Accel
+	}
+	a := Accel{Name: "kvm"}
+	if err := kvmRunsGuest(ctx, qemu, 10*time.Second); err != nil {
+		a = Accel{Name: "tcg", Reason: err.Error()}
+	}
+	if key != "" && ctx.Err() == nil {
+		cached.Key, cached.Accel = key, a
+		if b, err := json.Marshal(cached); err == nil && os.MkdirAll(filepath.Dir(cache), 0o755) == nil {
+			writeFileAtomic(cache, b, 0o644)
+		}
+	}
+	return a
+}
+
+// probeKey identifies this boot of the host and this QEMU binary.
+func probeKey(qemu string) string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	path, err := exec.LookPath(qemu)
+	if err != nil {
+		return ""
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s %s %d %d", strings.TrimSpace(string(boot)), path, st.Size(), st.ModTime().UnixNano())
 }
 
 const kvmCreateVMIoctl = 0xAE01 // _IO(KVMIO, 0x01)

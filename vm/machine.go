@@ -72,6 +72,11 @@ type Config struct {
 	SSHKey   string // authorized_keys line for user core, passed in meta-data, optional
 	// Forwards are guest TCP ports reachable from 127.0.0.1:<host port>.
 	Forwards []int
+	// GuestFwd are QEMU guestfwd rules for the user network, e.g.
+	// "tcp:10.0.2.100:80-cmd:relay 127.0.0.1:8080": the guest's connections
+	// to that virtual address go to a host command (one per connection)
+	// while restrict=on still keeps it from the host and anything beyond.
+	GuestFwd []string
 	// Switch is the private network's socket; empty means no second NIC.
 	Switch      string
 	PrivateMAC  string            // MAC of the private NIC
@@ -281,6 +286,9 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 	user := "user,id=net0,restrict=on"
 	for _, g := range c.Forwards {
 		user += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", m.Ports[g], g)
+	}
+	for _, g := range c.GuestFwd {
+		user += ",guestfwd=" + strings.ReplaceAll(g, ",", ",,") // QEMU's option escape
 	}
 	a = append(a, "-netdev", user, "-device", "virtio-net-pci,netdev=net0,mac="+userMAC(c.PrivateMAC))
 	if c.Switch != "" {

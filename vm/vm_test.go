@@ -395,3 +395,31 @@ func TestNoOrphanAfterParentKilled(t *testing.T) {
 	syscall.Kill(pid, syscall.SIGKILL)
 	t.Fatalf("QEMU %d outlived its killed parent", pid)
 }
+
+// The guest probe's answer is cached per host boot and QEMU binary.
+func TestProbeAccelCached(t *testing.T) {
+	if err := kvmCreateVM(); err != nil {
+		t.Skipf("no KVM to probe here (%v): the answer is TCG without a guest probe", err)
+	}
+	t.Setenv("PITH_ACCEL", "")
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	first := probeAccel(context.Background(), "qemu-system-x86_64")
+	dir, _ := os.UserCacheDir()
+	b, err := os.ReadFile(filepath.Join(dir, "pith", "kvm-probe.json"))
+	if err != nil || !strings.Contains(string(b), probeKey("qemu-system-x86_64")) {
+		t.Fatalf("cache: %s %v", b, err)
+	}
+	if second := probeAccel(context.Background(), "qemu-system-x86_64"); second != first {
+		t.Errorf("cached %+v, probed %+v", second, first)
+	}
+	// An answer planted under this key is returned without probing again.
+	planted := Accel{Name: "tcg", Reason: "planted"}
+	nb, _ := json.Marshal(struct {
+		Key   string
+		Accel Accel
+	}{probeKey("qemu-system-x86_64"), planted})
+	os.WriteFile(filepath.Join(dir, "pith", "kvm-probe.json"), nb, 0o644)
+	if got := probeAccel(context.Background(), "qemu-system-x86_64"); got != planted {
+		t.Errorf("got %+v, want the cached %+v", got, planted)
+	}
+}
