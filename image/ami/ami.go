@@ -183,6 +183,7 @@ func Upload(ctx context.Context, c *Clients, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	logf("checked the GPT of %s (%d MiB, %d partitions); computing its SHA-256", o.Image, info.Size>>20, info.Partitions)
 	size, sum, err := manifest.HashFile(o.Image)
 	if err != nil {
 		return nil, err
@@ -194,7 +195,7 @@ func Upload(ctx context.Context, c *Clients, o Options) (*Result, error) {
 			}
 		}
 	}
-	logf("image %s: %d MiB, %d partitions, sha256 %s", filepath.Base(o.Image), size>>20, info.Partitions, sum)
+	logf("sha256 %s", sum)
 	if o.Name == "" {
 		if o.Manifest == nil {
 			return nil, errors.New("no build manifest and no --name: pass --manifest (pith.manifest.json) or --name")
