@@ -54,7 +54,7 @@ func slotCommand() *cobra.Command {
 				return err
 			}
 			return f.withESP(func(disk, esp string) error {
-				if err := slot.MarkGood(disk, filepath.Join(esp, "grubenv"), running); err != nil {
+				if err := slot.MarkGood(disk, filepath.Join(esp, slot.EnvPathOnESP), running); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "slot %s marked good\n", running)
@@ -80,7 +80,7 @@ place. Used by operators and the VM tests.`,
 						return fmt.Errorf("slot %s has no %s on the ESP: %v", s, name+string(s), err)
 					}
 				}
-				if err := slot.SetTrial(disk, filepath.Join(esp, "grubenv"), s); err != nil {
+				if err := slot.SetTrial(disk, filepath.Join(esp, slot.EnvPathOnESP), s); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "slot %s will be tried on the next boot\n", s)
@@ -110,7 +110,7 @@ func (f *slotFlags) withESP(fn func(disk, esp string) error) error {
 			return err
 		}
 	}
-	if _, err := os.Stat(filepath.Join(f.esp, "grubenv")); err == nil {
+	if _, err := os.Stat(filepath.Join(f.esp, slot.EnvPathOnESP)); err == nil {
 		return fn(disk, f.esp)
 	}
 	dev, err := filepath.EvalSymlinks("/dev/disk/by-partlabel/EFI-SYSTEM")
@@ -148,7 +148,7 @@ type slotInfo struct {
 }
 
 func slotStatus(w io.Writer, f *slotFlags, disk, esp string) error {
-	st, err := slot.Status(disk, filepath.Join(esp, "grubenv"))
+	st, err := slot.Status(disk, filepath.Join(esp, slot.EnvPathOnESP))
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,8 @@ func slotDisk(t *testing.T) (img, esp string) {
 	}
 	esp = filepath.Join(dir, "esp")
 	os.MkdirAll(filepath.Join(esp, "pith"), 0o755)
-	if err := slot.WriteEnvFile(filepath.Join(esp, "grubenv"), slot.InitialEnv()); err != nil {
+	os.MkdirAll(filepath.Join(esp, "grub"), 0o755)
+	if err := slot.WriteEnvFile(filepath.Join(esp, slot.EnvPathOnESP), slot.InitialEnv()); err != nil {
 		t.Fatal(err)
 	}
 	return img, esp
