@@ -12,6 +12,7 @@ pkgs=(
   dosfstools mtools e2fsprogs gdisk          # ESP, OEM/ROOT, GPT checks
   cpio xz-utils openssh-client               # initramfs checks, VM login
   cryptsetup-bin                             # veritysetup: cross-checks USR dm-verity trees
+  iproute2 iptables util-linux               # KV partition test in its own network namespace
 )
 
 missing=()
