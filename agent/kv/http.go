@@ -35,13 +35,11 @@ type Server struct {
 	raft  Raft
 	lim   Limits
 	now   func() time.Time
-	bufs  sync.Pool
 }
 
 // NewServer returns the keys API for store, replicated through r.
 func NewServer(store *Store, r Raft, lim Limits) *Server {
-	return &Server{store: store, raft: r, lim: lim.withDefaults(), now: time.Now,
-		bufs: sync.Pool{New: func() any { return new(bytes.Buffer) }}}
+	return &Server{store: store, raft: r, lim: lim.withDefaults(), now: time.Now}
 }
 
 // Store returns the served store.
@@ -148,14 +146,9 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rr *Request,
 		}
 		return
 	}
-	cmd := rr.Command(s.now())
-	buf := s.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	b := cmd.AppendTo(buf.Bytes())
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	res, idx, err := s.raft.Propose(ctx, b)
-	s.bufs.Put(buf)
+	res, idx, err := s.raft.Propose(ctx, rr.Command(s.now()).Marshal())
 	if err != nil {
 		s.writeErr(w, err)
 		return
