@@ -213,7 +213,9 @@ func (h *eventHistory) scan(key string, recursive bool, index uint64) (*Event, *
 		}
 		ok := k == key || (recursive && strings.HasPrefix(k, prefix))
 		if (e.Action == ActionDelete || e.Action == ActionExpire) && e.PrevNode != nil && e.PrevNode.Dir {
-			ok = ok || strings.HasPrefix(key, k)
+			// A deleted directory took key with it only if key lies below
+			// it: "/d" going away says nothing about "/dx".
+			ok = ok || strings.HasPrefix(key, k+"/")
 		}
 		if ok {
 			return e, nil
