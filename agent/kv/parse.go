@@ -2,6 +2,7 @@ package kv
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -184,7 +185,12 @@ func checkKey(raw string, lim Limits) *Error {
 func (rr *Request) Command(now time.Time) *Command {
 	c := &Command{Path: rr.Path, Value: rr.Value, Dir: rr.Dir, PrevValue: rr.PrevValue, PrevIndex: rr.PrevIndex, Recursive: rr.Recursive, Sorted: rr.Sorted}
 	if rr.TTL != nil {
-		c.Expire = now.Add(time.Duration(*rr.TTL) * time.Second).UnixNano()
+		// Past year 2262 Unix nanoseconds overflow: such a TTL means
+		// "practically never", not a negative (already passed) expiry.
+		c.Expire = math.MaxInt64
+		if n := now.UnixNano(); *rr.TTL < uint64(math.MaxInt64-n)/uint64(time.Second) {
+			c.Expire = n + int64(*rr.TTL)*int64(time.Second)
+		}
 	}
 	c.Refresh = rr.Refresh != nil && *rr.Refresh
 	switch rr.Method {

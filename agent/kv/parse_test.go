@@ -23,6 +23,7 @@ func FuzzParseKeyRequest(f *testing.F) {
 		{"PUT", "/v2/keysfoo", ""},
 		{"GET", "/v2/keys", "ttl=-1"},
 		{"PUT", "/v2/keys/a", "ttl=18446744073709551615"},
+		{"PUT", "/v2/keys/a", "ttl=9000000000"},
 		{"PUT", "/v2/keys/a%zz", "value=%zz"},
 	}
 	for _, s := range seeds {
@@ -49,6 +50,9 @@ func FuzzParseKeyRequest(f *testing.F) {
 			}
 		}
 		c := rr.Command(t0)
+		if rr.TTL != nil && c.Expire < t0.UnixNano() {
+			t.Fatalf("ttl %d expires at %d, before now %d", *rr.TTL, c.Expire, t0.UnixNano())
+		}
 		got, err := UnmarshalCommand(c.Marshal())
 		if err != nil || *got != *c {
 			t.Fatalf("command round trip: %+v vs %+v (%v)", c, got, err)
