@@ -22,7 +22,6 @@ import (
 
 	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
-	"github.com/pith-os/pith/version"
 )
 
 var updFlags struct {
@@ -30,7 +29,7 @@ var updFlags struct {
 	windowStart, windowLength      string
 	group, disk, esp, stateDir     string
 	running, rebootCmd, updateConf string
-	cmdline                        string
+	cmdline, settings, osRelease   string
 	keys                           []string
 	interval, lockRetry            time.Duration
 	fs                             *pflag.FlagSet
@@ -63,6 +62,8 @@ func init() {
 			fs.StringVar(&f.running, "update-running-version", "", "version of the running release (default: pithd's own)")
 			fs.StringVar(&f.rebootCmd, "update-reboot-command", "systemctl reboot", "command that reboots the machine (a hook in simulations)")
 			fs.StringVar(&f.cmdline, "update-cmdline", "/proc/cmdline", "kernel command line to read pith.slot= and pith.usr= from (a file in simulations)")
+			fs.StringVar(&f.settings, "update-settings", "/var/lib/pith/settings.json", "user-data's coreos.update/coreos.locksmith/pith.update as pithd firstboot saved them (empty: none)")
+			fs.StringVar(&f.osRelease, "update-os-release", "/usr/lib/os-release", "os-release whose VERSION is the running release (when --update-running-version is not given)")
 			fs.StringVar(&f.updateConf, "update-conf", "/etc/coreos/update.conf", "update_engine-style GROUP=/SERVER=/REBOOT_STRATEGY= defaults")
 		},
 		Setup: setupUpdate,
@@ -144,6 +145,11 @@ func setupUpdate(env *runEnv) error {
 		}
 	}
 	if f.fs != nil {
+		// user-data first: it is the operator's word for this boot;
+		// update.conf fills what it leaves unset.
+		if err := readUpdateSettings(f.fs, f.settings); err != nil {
+			return err
+		}
 		if err := readUpdateConf(f.fs, f.updateConf); err != nil {
 			return err
 		}
@@ -173,6 +179,9 @@ func newUpdateAgent(env *runEnv) error {
 	if err != nil {
 		return err
 	}
+	for _, k := range updExtraKeys {
+		keys.Add(k)
+	}
 	if keys.Len() == 0 {
 		return fmt.Errorf("update: no trusted release key in %s; bake one in with pith build or put it on the OEM partition", strings.Join(f.keys, ", "))
 	}
@@ -188,7 +197,7 @@ func newUpdateAgent(env *runEnv) error {
 	}
 	running := f.running
 	if running == "" {
-		running = version.Version
+		running = imageVersion(f.osRelease)
 	}
 	stateDir := f.stateDir
 	if stateDir == "" {

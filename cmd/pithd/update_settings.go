@@ -1,0 +1,104 @@
+package main
+
+// What the update subsystem takes from the image and from user-data: the
+// running release's version from /usr/lib/os-release (pithd's own version
+// is the build of the agent binary, the same in every image built from it),
+// and cloud-config's coreos.update / coreos.locksmith / pith.update as
+// `pithd firstboot` saved them (settings.json), so user-data configures the
+// updater the way it did on CoreOS.
+
+import (
+	"bufio"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/version"
+)
+
+// updExtraKeys are trusted release keys from user-data (pith.update.public_keys).
+var updExtraKeys []ed25519.PublicKey
+
+// readUpdateSettings applies the update section of the settings firstboot
+// saved from user-data to flags not given on the command line. A missing
+// file is no error (no user-data, or Ignition).
+func readUpdateSettings(fs_ *pflag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) || path == "" {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var s cloudconfig.Settings
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	u := s.Update
+	set := func(flag, val string) error {
+		if f := fs_.Lookup(flag); f != nil && !f.Changed && val != "" {
+			return fs_.Set(flag, val)
+		}
+		return nil
+	}
+	for _, kv := range [][2]string{
+		{"update-server", u.Server}, {"update-channel", u.Channel}, {"reboot-strategy", u.RebootStrategy},
+		{"reboot-window-start", u.WindowStart},
+	} {
+		if err := set(kv[0], kv[1]); err != nil {
+			return fmt.Errorf("%s: %s: %w", path, kv[0], err)
+		}
+	}
+	if u.WindowLength > 0 {
+		if err := set("reboot-window-length", u.WindowLength.String()); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if u.CheckInterval > 0 {
+		if err := set("update-interval", u.CheckInterval.String()); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	updExtraKeys = nil
+	for _, k := range u.PublicKeys {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
+		if err != nil || len(raw) != ed25519.PublicKeySize {
+			return fmt.Errorf("%s: pith.update.public_keys: %q is not a base64 ed25519 public key", path, k)
+		}
+		updExtraKeys = append(updExtraKeys, ed25519.PublicKey(raw))
+	}
+	return nil
+}
+
+// imageVersion is VERSION's first word in os-release ("1.2.0 (bookworm)"
+// -> "1.2.0", exactly what pith build was given and pith release
+// publishes), else VERSION_ID, else pithd's own version.
+func imageVersion(osRelease string) string {
+	f, err := os.Open(osRelease)
+	if err != nil {
+		return version.Version
+	}
+	defer f.Close()
+	vals := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "="); ok {
+			vals[k] = strings.Trim(v, `"'`)
+		}
+	}
+	if w := strings.Fields(vals["VERSION"]); len(w) > 0 {
+		return w[0]
+	}
+	if v := vals["VERSION_ID"]; v != "" {
+		return v
+	}
+	return version.Version
+}
