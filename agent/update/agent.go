@@ -266,6 +266,15 @@ func (a *Agent) AfterBoot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if running != p.Slot {
+		// GRUB does not count gptprio tries: left as SetTrial made them
+		// (tries 1, top priority), the failed slot would still look
+		// bootable to gptprio readers. It holds a release that did not
+		// come up: make it unbootable until the next update rewrites it.
+		if err := a.slots.Invalidate(p.Slot); err != nil {
+			return fmt.Errorf("update: invalidate failed slot %s: %w", p.Slot, err)
+		}
+	}
 	a.mu.Lock()
 	if running != p.Slot {
 		// The trial did not come up (or never booted): GRUB went back to

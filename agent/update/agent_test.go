@@ -230,6 +230,9 @@ func TestAgentUpdateAndRollback(t *testing.T) {
 	if last := st.History[len(st.History)-1]; last.Kind != "rollback" || last.Version != "1.2.0" {
 		t.Fatalf("rollback not reported: %+v", st.History)
 	}
+	if ev := slots.events(); ev[len(ev)-1] != "invalidate a" {
+		t.Fatalf("the failed slot a was not made unbootable after the rollback: %v", ev)
+	}
 	// 1.2.0 is not tried again; 1.3.0 is.
 	n = len(slots.events())
 	if err := a.CheckOnce(ctx); err != nil || len(slots.events()) != n || rb.count() != 2 {
