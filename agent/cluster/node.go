@@ -245,6 +245,11 @@ func (n *Node) Start(handler http.Handler) error {
 		// Every founding member bootstraps the same configuration; raft
 		// treats that as one cluster.
 		if err := r.BootstrapCluster(*boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			// Stop would not run for a node that failed to start: release
+			// raft, the peer port and the data dir's lock here.
+			_ = r.Shutdown().Error()
+			n.mux.Close()
+			logs.Close()
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
