@@ -234,13 +234,26 @@ func (n *Node) AddMember(ctx context.Context, name string, peerURLs []string) (*
 }
 
 // RemoveMember removes a member (leader only).
+// A member still in the raft configuration but no longer listed (an
+// earlier removal failed between the two steps) can be removed again.
 func (n *Node) RemoveMember(ctx context.Context, id string) error {
-	if n.members.get(id) == nil {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	inRaft := false
+	for _, s := range f.Configuration().Servers {
+		inRaft = inRaft || string(s.ID) == id
+	}
+	listed := n.members.get(id) != nil
+	if !listed && !inRaft {
 		return ErrNoMember
 	}
-	b, _ := json.Marshal(memberCmd{Op: "remove", Members: []*Member{{ID: id}}})
-	if _, _, err := n.Propose(ctx, NamespaceMembers, b); err != nil {
-		return err
+	if listed {
+		b, _ := json.Marshal(memberCmd{Op: "remove", Members: []*Member{{ID: id}}})
+		if _, _, err := n.Propose(ctx, NamespaceMembers, b); err != nil {
+			return err
+		}
 	}
 	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
 		return fmt.Errorf("remove from raft: %w", err)
