@@ -245,8 +245,9 @@ func (n *Node) Start(handler http.Handler) error {
 		// Every founding member bootstraps the same configuration; raft
 		// treats that as one cluster.
 		if err := r.BootstrapCluster(*boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			// Stop would not run for a node that failed to start: release
-			// raft, the peer port and the data dir's lock here.
+			// A failed Start releases what it took (raft, the peer port,
+			// the data dir's lock) like its earlier error paths; Stop
+			// after it stays harmless (each close is idempotent).
 			_ = r.Shutdown().Error()
 			n.mux.Close()
 			logs.Close()
