@@ -420,7 +420,9 @@ func TestIgnition(t *testing.T) {
 	}
 	checkFile(t, filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-ignition"), 0o600, a.UID, aliceKey+"\n")
 	checkFile(t, filepath.Join(root, "etc/systemd/system/docker.service.d/50-opts.conf"), 0o644, 0, "[Service]\nEnvironment=X=1\n")
-	want := "daemon-reload,enable hello.service runtime=false,start hello.service"
+	// The running hostname follows the config's /etc/hostname (Ignition
+	// writes it before boot; Pith applies on the running system).
+	want := "sethostname node3,daemon-reload,enable hello.service runtime=false,start hello.service"
 	if strings.Join(rec.calls, ",") != want {
 		t.Errorf("calls %v, want %s", rec.calls, want)
 	}

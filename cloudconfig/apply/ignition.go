@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	igntypes "github.com/coreos/ignition/v2/config/v3_5/types"
 
@@ -63,7 +64,47 @@ func (a *Applier) ApplyIgnition(ctx context.Context, c *cloudconfig.IgnitionConf
 			return fmt.Errorf("link %s: %w", l.Path, err)
 		}
 	}
+	if err := a.ignHostname(c, opt); err != nil {
+		return err
+	}
 	return a.applyIgnUnits(ctx, c.Systemd.Units)
+}
+
+// ignHostname sets the running hostname. Ignition writes /etc/hostname
+// before systemd reads it at boot; Pith applies the config on the running
+// system, so the name in that file must also be set now (before units, so
+// their %H sees it). Without one, the datasource's hostname is used, as for
+// cloud-config.
+func (a *Applier) ignHostname(c *cloudconfig.IgnitionConfig, opt Options) error {
+	p, err := a.path("/etc/hostname")
+	if err != nil {
+		return err
+	}
+	for _, f := range c.Storage.Files {
+		if filepath.Clean(f.Path) != "/etc/hostname" {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("hostname: %w", err)
+		}
+		name := strings.TrimSpace(string(b))
+		if name == "" || a.Host == nil {
+			return nil
+		}
+		if err := a.Host.SetHostname(name); err != nil {
+			return fmt.Errorf("set hostname: %w", err)
+		}
+		a.logf("hostname set to %s (from /etc/hostname)", name)
+		return nil
+	}
+	if opt.MetadataHostname == "" || !cloudconfig.ValidHostname(opt.MetadataHostname) {
+		return nil
+	}
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	return a.setHostname(opt.MetadataHostname)
 }
 
 // checkIgnition decodes every file's contents and checks overwrite rules
