@@ -17,6 +17,8 @@ import (
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+
+	"github.com/pith-os/pith/cloudconfig"
 )
 
 const testKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl op@laptop"
@@ -305,11 +307,14 @@ func TestConfigDrive(t *testing.T) {
 
 func TestKernelURL(t *testing.T) {
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/node.yaml" {
+		switch r.URL.Path {
+		case "/node.yaml":
+			w.Write([]byte("#cloud-config\nhostname: fromurl\n"))
+		case "/huge.yaml":
+			w.Write(make([]byte, cloudconfig.MaxSize+1))
+		default:
 			http.NotFound(w, r)
-			return
 		}
-		w.Write([]byte("#cloud-config\nhostname: fromurl\n"))
 	}))
 	defer ts.Close()
 	for _, key := range []string{"pith.config.url", "cloud-config-url"} {
@@ -326,6 +331,10 @@ func TestKernelURL(t *testing.T) {
 	cfg.Cmdline = &line
 	if _, err := Fetch(context.Background(), cfg); err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("missing URL must be an error, got %v", err)
+	}
+	line = "pith.config.url=" + ts.URL + "/huge.yaml"
+	if _, err := Fetch(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("user-data over cloudconfig.MaxSize must be refused, got %v", err)
 	}
 }
 

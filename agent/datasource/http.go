@@ -10,8 +10,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/pith-os/pith/cloudconfig"
 )
 
 // errUnreachable means no HTTP server answered: the service is absent.
@@ -262,9 +260,6 @@ func (u *URL) Fetch(ctx context.Context) (*Result, error) {
 	}
 	if status != http.StatusOK {
 		return nil, fmt.Errorf("fetch %s: HTTP %d", u.URL, status)
-	}
-	if len(body) > cloudconfig.MaxSize {
-		return nil, fmt.Errorf("fetch %s: larger than %d MiB", u.URL, cloudconfig.MaxSize>>20)
 	}
 	return &Result{UserData: body}, nil
 }
