@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log"
 	"net"
 	"net/http"
@@ -75,12 +74,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := s.root.Open(name)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			http.NotFound(w, r)
-			return
-		}
-		// os.Root reports escapes (symlinks out of the repository) as
-		// errors; never reveal more than "not found".
+		// Missing, or an escape os.Root refused (a symlink out of the
+		// repository): never reveal more than "not found".
 		http.NotFound(w, r)
 		return
 	}
