@@ -93,16 +93,10 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 }
 
 func (a *Agent) apply(ctx context.Context, u *Unit, haveHash string) error {
-	changed := haveHash != u.Hash
-	if changed {
-		if err := a.Backend.Load(ctx, u.Name, u.Contents()); err != nil {
-			return err
-		}
-		if haveHash == "" {
-			a.achieved[u.Name] = Loaded
-		}
-	} else if _, ok := a.achieved[u.Name]; !ok {
-		// Found on disk after an agent restart: trust systemd's view.
+	if _, ok := a.achieved[u.Name]; !ok && haveHash != "" {
+		// Found on disk after an agent restart: trust systemd's view, also
+		// when the contents changed meanwhile (a running old version must
+		// be restarted below, not merely "started").
 		_, active, _, err := a.Backend.Status(ctx, u.Name)
 		if err != nil {
 			return err
@@ -110,6 +104,15 @@ func (a *Agent) apply(ctx context.Context, u *Unit, haveHash string) error {
 		a.achieved[u.Name] = Loaded
 		if isActive(active) {
 			a.achieved[u.Name] = Launched
+		}
+	}
+	changed := haveHash != u.Hash
+	if changed {
+		if err := a.Backend.Load(ctx, u.Name, u.Contents()); err != nil {
+			return err
+		}
+		if haveHash == "" {
+			a.achieved[u.Name] = Loaded
 		}
 	}
 	switch u.Desired {

@@ -166,3 +166,24 @@ func TestAgentRestartAdoptsRunningUnits(t *testing.T) {
 		t.Fatalf("adopted report %+v", r)
 	}
 }
+
+// New contents that arrive while the agent is down must still restart the
+// running unit: a bare start of an active unit leaves the old version up.
+func TestAgentRestartWithChangedContentsRestartsUnit(t *testing.T) {
+	s := newAgentSim(t, mach("m1"))
+	s.submit("a.service", Launched)
+	s.round()
+	s.agents["m1"] = NewAgent(*s.ms["m1"], s.store.State(), s.sims["m1"])
+	opts, _ := ParseUnitFile([]byte(unitText() + "\n[Service]\nEnvironment=V=2\n"))
+	if _, err := s.store.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "a.service", Options: opts, Desired: Launched}}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(s.sims["m1"].Ops)
+	s.round()
+	if ops := strings.Join(s.sims["m1"].Ops[before:], ";"); ops != "load a.service;stop a.service;start a.service" {
+		t.Fatalf("ops on new contents after an agent restart: %q", ops)
+	}
+	if r := report(s.agents["m1"], "a.service"); r.Current != Launched || r.Hash != s.store.State().Unit("a.service").Hash {
+		t.Fatalf("report %+v", r)
+	}
+}
