@@ -151,11 +151,14 @@ func TestWatchHTTP(t *testing.T) {
 	}
 }
 
+// waitWatchers polls until the store has n watchers. Only the test
+// binary's -timeout bounds it: a fixed count of sleeps is a wall-clock
+// limit that fails on a loaded machine.
 func waitWatchers(t *testing.T, s *Server, n int64) {
 	t.Helper()
 	for i := 0; s.store.hub.count.Load() != n; i++ {
-		if i > 2000 {
-			t.Fatalf("watchers stayed at %d, want %d", s.store.hub.count.Load(), n)
+		if i == 2000 {
+			t.Logf("still waiting: %d watchers, want %d", s.store.hub.count.Load(), n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
