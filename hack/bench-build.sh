@@ -10,9 +10,6 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-_out/bin}
 PITH=$BIN/pith
 [ -x "$PITH" ] || { echo "bench-build: $PITH missing: run make bin" >&2; exit 1; }
-# u-root's busybox build reads GOROOT from the environment when the pith
-# binary was built with -trimpath (cold cache only); the Go toolchain's own.
-if [ -z "${GOROOT:-}" ] && command -v go >/dev/null; then export GOROOT=$(go env GOROOT); fi
 tmp=$(mktemp -d /var/tmp/pith-bench.XXXXXX)
 if [ "${KEEP:-0}" != 1 ]; then trap 'rm -rf "$tmp"' EXIT; fi
 

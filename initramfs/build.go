@@ -430,7 +430,14 @@ func Busybox(ctx context.Context, cacheDir string, commands []string, logf func(
 		return "", false, err
 	}
 	defer os.RemoveAll(work)
+	// Ask the toolchain for its root: a pith built with -trimpath has no
+	// runtime.GOROOT, which gobusybox's default would rely on.
+	goroot, err := goOutput(ctx, "", "env", "GOROOT")
+	if err != nil {
+		return "", false, err
+	}
 	env := golang.Default(golang.DisableCGO(), golang.WithGOARCH("amd64"), golang.WithGOOS("linux"),
+		golang.WithGOROOT(strings.TrimSpace(goroot)),
 		golang.WithWorkingDir(mod.Dir), golang.WithBuildTag(busyboxTags...))
 	tmpBin := filepath.Join(work, "bb")
 	var buildLog bytes.Buffer
