@@ -22,10 +22,10 @@ func parseWants(t *testing.T, data []byte, prefix string) []want {
 			continue
 		}
 		f := strings.SplitN(strings.TrimSpace(strings.TrimPrefix(l, prefix)), " ", 3)
-		lc := strings.SplitN(f[0], ":", 2)
-		line, err1 := strconv.Atoi(lc[0])
-		col, err2 := strconv.Atoi(lc[1])
-		if len(f) != 3 || err1 != nil || err2 != nil {
+		ls, cs, ok := strings.Cut(f[0], ":")
+		line, err1 := strconv.Atoi(ls)
+		col, err2 := strconv.Atoi(cs)
+		if !ok || len(f) != 3 || err1 != nil || err2 != nil {
 			t.Fatalf("bad want line %q", l)
 		}
 		out = append(out, want{line, col, Severity(f[1]), f[2]})
