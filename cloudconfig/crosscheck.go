@@ -38,11 +38,6 @@ func crossCheck(c *Config, rep *Report) {
 			rep.Errorf(c.Pos(p+".name"), p+".name", "user %q is already defined in users[%d]; merge the two entries", u.Name, prev)
 		}
 		users[u.Name] = i
-		if u.NoUserGroup && u.PrimaryGroup == "" {
-			// useradd -N without -g falls back to the "users" group: fine,
-			// but often not what was meant.
-			continue
-		}
 	}
 
 	for i, u := range c.CoreOS.Units {
