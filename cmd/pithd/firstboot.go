@@ -121,12 +121,8 @@ func runFirstBoot(cmd *cobra.Command, ds datasource.Config, noUnits, useSaved bo
 			say(cmd, prio, "%s/%s:%s", apply.StateDir, apply.UserDataFile, e.String())
 		}
 	}
-	var inv *apply.InvalidError
-	switch {
-	case errors.As(err, &inv):
-		say(cmd, journal.PriErr, "pithd firstboot: %v", err)
-		return err
-	case err != nil:
+	if err != nil {
+		// Invalid user-data (apply.InvalidError) or a failed apply alike.
 		say(cmd, journal.PriErr, "pithd firstboot: %v", err)
 		return err
 	}
