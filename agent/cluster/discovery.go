@@ -174,6 +174,9 @@ func JoinCluster(ctx context.Context, members []InitialMember, clientTLS *tls.Co
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 		return m.dial(ctx, addr, protoHTTP)
 	}}}
+	// A transport per call (pithd retries every second until it is added):
+	// its kept-alive connections would otherwise never be closed.
+	defer hc.CloseIdleConnections()
 	body, _ := json.Marshal(map[string]any{"name": name, "peerURLs": peerURLs})
 	var errs []error
 	for _, mb := range members {
