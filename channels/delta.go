@@ -182,16 +182,7 @@ func BuildDelta(base, target io.Reader, dst string) (Payload, DeltaStats, error)
 	if err := enc.Close(); err != nil {
 		return Payload{}, st, err
 	}
-	if err := f.Sync(); err != nil {
-		return Payload{}, st, err
-	}
-	if err := f.Close(); err != nil {
-		return Payload{}, st, err
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return Payload{}, st, err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := publishPayload(f, dst); err != nil {
 		return Payload{}, st, err
 	}
 	return Payload{

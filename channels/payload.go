@@ -43,16 +43,7 @@ func BuildPayload(src io.Reader, dst string) (Payload, error) {
 	if n == 0 {
 		return Payload{}, fmt.Errorf("payload %s: source is empty", filepath.Base(dst))
 	}
-	if err := f.Sync(); err != nil {
-		return Payload{}, err
-	}
-	if err := f.Close(); err != nil {
-		return Payload{}, err
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return Payload{}, err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := publishPayload(f, dst); err != nil {
 		return Payload{}, err
 	}
 	return Payload{
@@ -82,20 +73,30 @@ func StoreRawPayload(src io.Reader, dst string) (Payload, error) {
 	if n == 0 {
 		return Payload{}, fmt.Errorf("payload %s: source is empty", filepath.Base(dst))
 	}
-	if err := f.Sync(); err != nil {
-		return Payload{}, err
-	}
-	if err := f.Close(); err != nil {
-		return Payload{}, err
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return Payload{}, err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := publishPayload(f, dst); err != nil {
 		return Payload{}, err
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	return Payload{Compression: CompressionNone, Size: n, SHA256: sum, UncompressedSize: n, UncompressedSHA256: sum}, nil
+}
+
+// publishPayload turns the temporary file f into the payload dst: fsync,
+// close, world-readable (the channel server serves it), rename, and fsync
+// the directory so the name survives a crash like the manifest naming it.
+func publishPayload(f *os.File, dst string) error {
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), dst); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
 }
 
 type countWriter struct{ n int64 }
