@@ -104,18 +104,28 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 
 // Units lists every unit, following page tokens.
 func (c *Client) Units(ctx context.Context) ([]*Unit, error) {
-	var all []*Unit
+	return collect(ctx, c, Prefix+"/units", nil, func(p *UnitPage) ([]*Unit, string) { return p.Units, p.NextPageToken })
+}
+
+// collect GETs path page by page until the server gives no page token. A
+// server that hands back the token it was just sent would loop forever.
+func collect[T, P any](ctx context.Context, c *Client, path string, extra url.Values, page func(*P) ([]T, string)) ([]T, error) {
+	var all []T
 	tok := ""
 	for {
-		var p UnitPage
-		if err := c.do(ctx, http.MethodGet, Prefix+"/units"+tokenQuery(tok, nil), nil, &p); err != nil {
+		var p P
+		if err := c.do(ctx, http.MethodGet, path+tokenQuery(tok, extra), nil, &p); err != nil {
 			return nil, err
 		}
-		all = append(all, p.Units...)
-		if p.NextPageToken == "" {
+		items, next := page(&p)
+		all = append(all, items...)
+		if next == "" {
 			return all, nil
 		}
-		tok = p.NextPageToken
+		if next == tok {
+			return nil, fmt.Errorf("%s: the server sent page token %q again", path, next)
+		}
+		tok = next
 	}
 }
 
@@ -170,36 +180,12 @@ func (c *Client) UnitStates(ctx context.Context, units, machines []string) ([]*U
 	if len(machines) > 0 {
 		extra["machineID"] = machines
 	}
-	var all []*UnitState
-	tok := ""
-	for {
-		var p UnitStatePage
-		if err := c.do(ctx, http.MethodGet, Prefix+"/state"+tokenQuery(tok, extra), nil, &p); err != nil {
-			return nil, err
-		}
-		all = append(all, p.States...)
-		if p.NextPageToken == "" {
-			return all, nil
-		}
-		tok = p.NextPageToken
-	}
+	return collect(ctx, c, Prefix+"/state", extra, func(p *UnitStatePage) ([]*UnitState, string) { return p.States, p.NextPageToken })
 }
 
 // Machines lists live machines.
 func (c *Client) Machines(ctx context.Context) ([]*Machine, error) {
-	var all []*Machine
-	tok := ""
-	for {
-		var p MachinePage
-		if err := c.do(ctx, http.MethodGet, Prefix+"/machines"+tokenQuery(tok, nil), nil, &p); err != nil {
-			return nil, err
-		}
-		all = append(all, p.Machines...)
-		if p.NextPageToken == "" {
-			return all, nil
-		}
-		tok = p.NextPageToken
-	}
+	return collect(ctx, c, Prefix+"/machines", nil, func(p *MachinePage) ([]*Machine, string) { return p.Machines, p.NextPageToken })
 }
 
 // Inspect streams /pith/v1/units/NAME/{status,journal} from the pithd at

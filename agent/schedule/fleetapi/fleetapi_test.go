@@ -322,3 +322,19 @@ func TestUnixSocketAndInspect(t *testing.T) {
 		t.Fatal("ftp endpoint accepted")
 	}
 }
+
+// A server that answers every page with the same token must not make the
+// client loop forever.
+func TestClientRefusesRepeatedPageToken(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		send(w, http.StatusOK, MachinePage{Machines: []*Machine{{ID: "m1"}}, NextPageToken: encodeToken("m1")})
+	}))
+	defer srv.Close()
+	c, err := NewClient(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := c.Machines(context.Background()); err == nil || !strings.Contains(err.Error(), "page token") {
+		t.Fatalf("got %d machines, err %v; want a repeated-token error", len(ms), err)
+	}
+}
