@@ -108,16 +108,8 @@ func (e *EC2) Fetch(ctx context.Context) (*Result, error) {
 		return nil, ErrNotFound // a metadata service, but not EC2's
 	}
 	r := &Result{Metadata: Metadata{InstanceID: strings.TrimSpace(string(id))}}
-	status, ud, err := get("/latest/user-data")
-	switch {
-	case err != nil:
+	if r.UserData, err = userData(get, "/latest/user-data"); err != nil {
 		return nil, err
-	case status == http.StatusOK:
-		r.UserData = ud
-	case status == http.StatusNotFound:
-		// No user-data given to the instance.
-	default:
-		return nil, fmt.Errorf("GET /latest/user-data: HTTP %d", status)
 	}
 	text := func(p string) (string, error) {
 		status, b, err := get("/latest/meta-data/" + p)
@@ -222,17 +214,26 @@ func (d *DigitalOcean) Fetch(ctx context.Context) (*Result, error) {
 	}
 	r.Metadata.PublicIPv4, r.Metadata.PublicIPv6 = pick("public")
 	r.Metadata.PrivateIPv4, r.Metadata.PrivateIPv6 = pick("private")
-	status, ud, err := do(ctx, d.cfg, http.MethodGet, base+"/metadata/v1/user-data", nil)
+	get := func(p string) (int, []byte, error) { return do(ctx, d.cfg, http.MethodGet, base+p, nil) }
+	if r.UserData, err = userData(get, "/metadata/v1/user-data"); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// userData reads a metadata service's user-data path: 200 is the data,
+// 404 means the instance was given none.
+func userData(get func(string) (int, []byte, error), path string) ([]byte, error) {
+	status, ud, err := get(path)
 	switch {
 	case err != nil:
 		return nil, err
 	case status == http.StatusOK:
-		r.UserData = ud
+		return ud, nil
 	case status == http.StatusNotFound:
-	default:
-		return nil, fmt.Errorf("GET /metadata/v1/user-data: HTTP %d", status)
+		return nil, nil
 	}
-	return r, nil
+	return nil, fmt.Errorf("GET %s: HTTP %d", path, status)
 }
 
 // URL fetches user-data from the URL named on the kernel line. The
