@@ -29,7 +29,9 @@ type DiskSlots struct {
 	ByPartUUID string
 }
 
-func (d *DiskSlots) envPath() string { return filepath.Join(d.ESP, "grubenv") }
+// envPath is GRUB's environment block: grub/grubenv on the ESP, where
+// the builder puts it and grub.cfg's load_env/save_env read it.
+func (d *DiskSlots) envPath() string { return filepath.Join(d.ESP, slot.EnvPathOnESP) }
 
 // Running reads pith.slot= from the kernel command line.
 func (d *DiskSlots) Running() (string, error) {

@@ -14,7 +14,7 @@ import (
 )
 
 // newDiskImage makes a GPT disk image with sgdisk (USR-A good, USR-B
-// empty), an "ESP" directory with grubenv, and a kernel command line.
+// empty), an "ESP" directory with grub/grubenv (as the image has it), and a kernel command line.
 func newDiskImage(t *testing.T, running string) *DiskSlots {
 	t.Helper()
 	if _, err := exec.LookPath("sgdisk"); err != nil {
@@ -39,7 +39,8 @@ func newDiskImage(t *testing.T, running string) *DiskSlots {
 	}
 	esp := filepath.Join(dir, "esp")
 	os.MkdirAll(filepath.Join(esp, "pith"), 0o755)
-	if err := slot.WriteEnvFile(filepath.Join(esp, "grubenv"), slot.InitialEnv()); err != nil {
+	os.MkdirAll(filepath.Join(esp, "grub"), 0o755)
+	if err := slot.WriteEnvFile(filepath.Join(esp, slot.EnvPathOnESP), slot.InitialEnv()); err != nil {
 		t.Fatal(err)
 	}
 	cmdline := filepath.Join(dir, "cmdline")

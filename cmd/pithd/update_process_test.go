@@ -91,7 +91,8 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 			t.Fatalf("sgdisk: %v\n%s", err, out)
 		}
 		slot.WritePrio(m.disk, slot.A, slot.Prio{Priority: 1, Successful: true})
-		if err := slot.WriteEnvFile(filepath.Join(m.esp, "grubenv"), slot.InitialEnv()); err != nil {
+		os.MkdirAll(filepath.Join(m.esp, "grub"), 0o755)
+		if err := slot.WriteEnvFile(filepath.Join(m.esp, slot.EnvPathOnESP), slot.InitialEnv()); err != nil {
 			t.Fatal(err)
 		}
 		os.WriteFile(m.cmdline, []byte("pith.slot=a\n"), 0o644)
@@ -223,7 +224,7 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 		updated[down.name] = true
 	}
 	for _, m := range ms {
-		st, err := slot.Status(m.disk, filepath.Join(m.esp, "grubenv"))
+		st, err := slot.Status(m.disk, filepath.Join(m.esp, slot.EnvPathOnESP))
 		if err != nil || st.Saved != "b" || !st.Parts[slot.B].Successful {
 			t.Fatalf("%s boot state %+v %v", m.name, st, err)
 		}
