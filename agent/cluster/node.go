@@ -185,7 +185,13 @@ func (n *Node) Start(handler http.Handler) error {
 		return fmt.Errorf("listen on peer address %s: %w", cfg.ListenPeer, err)
 	}
 	n.mux = newPeerMux(ln, cfg.PeerServerTLS, cfg.PeerClientTLS)
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: raftStream{n.mux}, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl})
+	adv, err := peerAddr(cfg.PeerURLs[0])
+	if err != nil {
+		n.mux.Close()
+		logs.Close()
+		return fmt.Errorf("--initial-advertise-peer-urls: %w", err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: raftStream{m: n.mux, advertise: advertisedAddr(adv)}, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl})
 	n.fwd = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			return n.mux.dial(ctx, addr, protoHTTP)

@@ -123,11 +123,29 @@ func (m *peerMux) dial(ctx context.Context, addr string, proto byte) (net.Conn, 
 }
 
 // raftStream is the raft.StreamLayer over the mux.
-type raftStream struct{ m *peerMux }
+type raftStream struct {
+	m *peerMux
+	// advertise is this member's peer address as others dial it. Raft
+	// sends Addr() to followers as the leader's address, which Forward
+	// dials: the listener's own address is wrong when it is 0.0.0.0 or
+	// [::] (followers then "forwarded" to themselves).
+	advertise net.Addr
+}
 
 func (s raftStream) Accept() (net.Conn, error) { return s.m.raftL.Accept() }
 func (s raftStream) Close() error              { return s.m.Close() }
-func (s raftStream) Addr() net.Addr            { return s.m.ln.Addr() }
+func (s raftStream) Addr() net.Addr {
+	if s.advertise != nil {
+		return s.advertise
+	}
+	return s.m.ln.Addr()
+}
+
+// advertisedAddr is a host:port from an advertised peer URL.
+type advertisedAddr string
+
+func (a advertisedAddr) Network() string { return "tcp" }
+func (a advertisedAddr) String() string  { return string(a) }
 func (s raftStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
