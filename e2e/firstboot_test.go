@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// The container the first-boot configs start: hello.path (started by the
+// config) waits for the offline image, which the test copies in over SSH;
+// hello.service imports it (no registry) and runs it with docker.
+const helloPathUnit = `[Unit]
+Description=Start hello.service once its image is there
+
+[Path]
+PathExists=` + helloImagePath + `
+Unit=hello.service
+`
+
+const helloUnitBody = `[Unit]
+Description=Static HTTP server in a container from an offline image
+Requires=docker.socket
+After=docker.socket
+
+[Service]
+# dockerd starts on first use through its socket; under TCG that is slow.
+TimeoutStartSec=15min
+ExecStartPre=-/usr/bin/docker rm -f hello
+ExecStartPre=/bin/sh -c '/usr/bin/docker image inspect ` + helloImageName + ` >/dev/null 2>&1 || /usr/bin/docker import ` + helloImagePath + ` ` + helloImageName + `'
+ExecStart=/usr/bin/docker run --rm --name hello --network host ` + helloImageName + ` /hello -addr :8080 -msg "hello from %H"
+ExecStop=/usr/bin/docker stop hello
+Restart=on-failure
+RestartSec=5s
+`
+
+// dockerDaemon keeps dockerd from setting up iptables and its bridge: the
+// containers use the host's network, and under TCG those iptables calls
+// take minutes.
+const dockerDaemon = `{"iptables": false, "bridge": "none"}` + "\n"
+
+// dockerDaemonJSON is dockerDaemon as a cloud-config write_files entry.
+const dockerDaemonJSON = `  - path: /etc/docker/daemon.json
+    content: |
+      ` + dockerDaemon
+
+const fileContent = "written at first boot\nsecond line\n"
+
+func cloudConfigUserData(t *testing.T, pub string) string {
+	indent := func(s, in string) string {
+		return in + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+in) + "\n"
+	}
+	return `#cloud-config
+hostname: e2e-cc
+users:
+  - name: alice
+    gecos: E2E Alice
+    groups: [docker]
+    ssh-authorized-keys:
+      - ` + pub + `
+write_files:
+  - path: /etc/pith-e2e/motd
+    permissions: '0640'
+    owner: alice:alice
+    content: |
+` + indent(fileContent, "      ") + dockerDaemonJSON + `coreos:
+  units:
+    - name: hello.service
+      content: |
+` + indent(helloUnitBody, "        ") + `    - name: hello.path
+      command: start
+      content: |
+` + indent(helloPathUnit, "        ")
+}
+
+func ignitionUserData(t *testing.T, pub string) string {
+	t.Helper()
+	type contents struct {
+		Source      string `json:"source"`
+		Compression string `json:"compression,omitempty"`
+	}
+	type named struct {
+		Name string `json:"name"`
+	}
+	type file struct {
+		Path      string   `json:"path"`
+		Mode      int      `json:"mode"`
+		User      *named   `json:"user,omitempty"`
+		Group     *named   `json:"group,omitempty"`
+		Contents  contents `json:"contents"`
+		Overwrite bool     `json:"overwrite,omitempty"`
+	}
+	data := func(s string) string { return "data:;base64," + base64.StdEncoding.EncodeToString([]byte(s)) }
+	cfg := map[string]any{
+		"ignition": map[string]string{"version": "3.4.0"},
+		"passwd": map[string]any{"users": []map[string]any{{
+			"name": "bob", "gecos": "E2E Bob", "groups": []string{"docker"}, "sshAuthorizedKeys": []string{pub},
+		}}},
+		"storage": map[string]any{"files": []file{
+			{Path: "/etc/hostname", Mode: 0o644, Contents: contents{Source: data("e2e-ign\n")}, Overwrite: true},
+			{Path: "/etc/pith-e2e/motd", Mode: 0o640, User: &named{"bob"}, Group: &named{"bob"}, Contents: contents{Source: data(fileContent)}},
+			{Path: "/etc/docker/daemon.json", Mode: 0o644, Contents: contents{Source: data(dockerDaemon)}},
+		}},
+		"systemd": map[string]any{"units": []map[string]any{
+			{"name": "hello.service", "contents": helloUnitBody},
+			{"name": "hello.path", "enabled": true, "contents": helloPathUnit + "\n[Install]\nWantedBy=paths.target\n"},
+		}},
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// invalidUserData has errors of several kinds; all must be reported.
+const invalidUserData = `#cloud-config
+hostname: not_a_valid_host!
+write_files:
+  - path: relative/path
+    permissions: '0999'
+    content: x
+coreos:
+  update:
+    reboot-strategy: sometimes
+  units:
+    - name: nosuffix
+      command: start
+`
+
+// TestFirstBoot (issue 4): three machines booted at once. One with a
+// cloud-config (hostname, a user with an SSH key, write_files, a unit
+// running a container from an offline image), one with the same in
+// Ignition, one with invalid user-data that must be rejected without
+// bricking the node. All three start before any check, so the test takes
+// one boot's time whatever go test's -parallel is.
+func TestFirstBoot(t *testing.T) {
+	type machine struct {
+		name, user, hostname string
+		userData             func(t *testing.T, pub string) string
+		key                  ssh.Signer
+		c                    *Cluster
+	}
+	ms := []*machine{
+		{name: "cloud-config", user: "alice", hostname: "e2e-cc", userData: cloudConfigUserData},
+		{name: "ignition", user: "bob", hostname: "e2e-ign", userData: ignitionUserData},
+		{name: "invalid", userData: func(*testing.T, string) string { return invalidUserData }},
+	}
+	for _, m := range ms {
+		var pub string
+		m.key, pub = newUserKey(t)
+		ud := m.userData(t, pub)
+		m.c = Boot(t, Options{UserData: writeUserData(t, m.name+".user-data", ud)})
+		t.Logf("%s: %s, user-data %d KiB", m.name, m.c.Nodes[0], len(ud)>>10)
+	}
+	ups := upAll(t, []*Node{ms[0].c.Nodes[0], ms[1].c.Nodes[0], ms[2].c.Nodes[0]})
+	for i, m := range ms {
+		t.Logf("MEASURE %s: qemu-start->login-prompt=%s qemu-start->ssh-ready=%s", m.name, ups[i].login.Round(100*time.Millisecond), ups[i].ssh.Round(100*time.Millisecond))
+	}
+	for _, m := range ms {
+		t.Run(m.name, func(t *testing.T) {
+			n := m.c.Nodes[0]
+			n.t = t
+			if m.user == "" {
+				checkRejected(t, n)
+				return
+			}
+			checkApplied(t, n, m.user, m.key, m.hostname)
+		})
+	}
+}
+
+// checkApplied logs in as the configured user, with the configured key, and
+// checks everything the config asked for.
+func checkApplied(t *testing.T, n *Node, user string, key ssh.Signer, hostname string) {
+	if got := n.RunAs(user, key, "whoami"); got != user {
+		t.Fatalf("SSH with %s's key logged in as %q", user, got)
+	}
+	if got := n.RunAs(user, key, "hostname"); got != hostname {
+		t.Errorf("hostname = %q, want %q", got, hostname)
+	}
+	if got := n.RunAs(user, key, "id -nG"); !strings.Contains(" "+got+" ", " docker ") {
+		t.Errorf("%s's groups are %q, want docker among them", user, got)
+	}
+	if got := n.RunAs(user, key, "stat -c '%a %U:%G' /etc/pith-e2e/motd"); got != "640 "+user+":"+user {
+		t.Errorf("/etc/pith-e2e/motd: mode and owner %q, want 640 %s:%s", got, user, user)
+	}
+	if got, _ := n.ExecAs(user, key, "cat /etc/pith-e2e/motd"); string(got.Stdout) != fileContent {
+		t.Errorf("/etc/pith-e2e/motd = %q, want %q", got.Stdout, fileContent)
+	}
+	// The first-boot stage started hello.path, which waits for the image.
+	if got := n.RunAs(user, key, "systemctl is-active hello.path"); got != "active" {
+		t.Errorf("hello.path is %q, want active (started by the config)", got)
+	}
+	n.loadHelloImage(t)
+	// dockerd and the image import under TCG take a while: wait for the
+	// container to answer.
+	want := "hello from " + hostname
+	took := n.Poll("hello.service answering on :8080", 3*time.Second, func() (bool, string) {
+		r, err := n.ExecAs(user, key, httpGetScript("8080"))
+		if err != nil {
+			return false, err.Error()
+		}
+		body := strings.TrimSpace(string(r.Stdout))
+		if body == want {
+			return true, ""
+		}
+		st, _ := n.ExecAs(user, key, "systemctl is-active hello.service; systemctl status --no-pager -n 5 hello.service")
+		return false, fmt.Sprintf("body %q; %s", body, st.Stdout)
+	})
+	t.Logf("MEASURE container answering %s after SSH was ready", took.Round(100*time.Millisecond))
+	if got := n.RunAs(user, key, "systemctl is-active hello.service"); got != "active" {
+		t.Errorf("hello.service is %q", got)
+	}
+	if got := n.RunAs(user, key, "docker inspect -f '{{.Config.Image}} {{.State.Running}}' hello"); got != helloImageName+" true" {
+		t.Errorf("docker inspect hello: %q, want %q", got, helloImageName+" true")
+	}
+	if got := n.RunAs(user, key, "docker image inspect -f '{{len .RootFS.Layers}}' "+helloImageName); got != "1" {
+		t.Errorf("image %s has %s layers, want the 1 imported", helloImageName, got)
+	}
+	st := n.RunAs(user, key, "pithctl userdata")
+	if !strings.Contains(st, "status:     applied") {
+		t.Errorf("pithctl userdata:\n%s", st)
+	}
+	t.Logf("pithctl userdata:\n%s", st)
+}
+
+// checkRejected: the node is up, and the console, the journal and pithctl
+// all say the user-data was rejected, with every error.
+func checkRejected(t *testing.T, n *Node) {
+	console := n.ConsoleText()
+	journal := n.Run("sudo journalctl -b --no-pager -o cat -t pithd-firstboot")
+	r := n.Exec("pithctl userdata")
+	status := string(r.Stdout) + string(r.Stderr)
+	t.Logf("pithctl userdata (exit %d):\n%s", r.ExitStatus, status)
+	if r.ExitStatus == 0 || !strings.Contains(status, "REJECTED") {
+		t.Errorf("pithctl userdata does not say the user-data was rejected (exit %d)", r.ExitStatus)
+	}
+	// Each error, with its line, in all three places.
+	for _, want := range []string{
+		"user-data:2:",  // hostname
+		"user-data:4:",  // relative path
+		"user-data:5:",  // file mode
+		"user-data:9:",  // reboot strategy
+		"user-data:11:", // unit name
+	} {
+		for where, text := range map[string]string{"console": console, "journal": journal, "pithctl userdata": status} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s lacks an error at %s", where, want)
+			}
+		}
+	}
+	if got := n.Run("hostname"); got == "not_a_valid_host!" {
+		t.Errorf("the rejected hostname was applied")
+	}
+	if n.Exec("test -e relative/path -o -e /relative/path").ExitStatus == 0 {
+		t.Errorf("a file of the rejected user-data was written")
+	}
+	if got := n.Exec("systemctl is-failed pithd-firstboot.service"); strings.TrimSpace(string(got.Stdout)) != "failed" {
+		t.Errorf("pithd-firstboot.service is %q, want failed (it reports the rejection)", strings.TrimSpace(string(got.Stdout)))
+	}
+	if got := strings.TrimSpace(string(n.Exec("systemctl is-system-running --wait").Stdout)); got != "degraded" {
+		t.Logf("is-system-running: %q", got)
+	}
+}
