@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -288,6 +289,55 @@ func TestWatch(t *testing.T) {
 				t.Fatalf("%d watchers left", n)
 			}
 		})
+	}
+}
+
+// A streaming watch that starts in the history gets every matching event
+// since waitIndex, then the live ones; a long backlog ends the stream
+// after a full buffer instead of skipping events.
+func TestStreamWatchReplaysHistory(t *testing.T) {
+	s := newTestStore()
+	for _, p := range []string{"/a", "/b", "/a", "/a"} {
+		s.Set(p, false, "v", 0, false)
+	}
+	w, err := s.Watch("/a", false, true, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Set("/a", false, "live", 0, false)
+	// Delivery is synchronous (history at Watch, live events at Set), so
+	// whatever is not buffered now never comes.
+	var got []uint64
+	for len(got) < 4 {
+		select {
+		case e := <-w.EventChan():
+			got = append(got, e.Index())
+		default:
+			t.Fatalf("stream events at %v, want [1 3 4 5]", got)
+		}
+	}
+	if fmt.Sprint(got) != "[1 3 4 5]" {
+		t.Fatalf("stream events at %v, want [1 3 4 5]", got)
+	}
+	w.Remove()
+
+	s = NewStore(Options{}) // a history longer than the buffer
+	for i := 0; i < watcherChanSize+10; i++ {
+		s.Set("/k", false, "v", 0, false)
+	}
+	w, err = s.Watch("/k", false, true, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx []uint64
+	for e := range w.EventChan() {
+		idx = append(idx, e.Index())
+	}
+	if len(idx) != watcherChanSize || idx[0] != 1 || idx[len(idx)-1] != watcherChanSize {
+		t.Fatalf("backlog delivered %d events (%v...), want 1..%d then the end", len(idx), idx[:min(3, len(idx))], watcherChanSize)
+	}
+	if n := s.hub.count.Load(); n != 0 {
+		t.Fatalf("%d watchers registered after the stream ended", n)
 	}
 }
 

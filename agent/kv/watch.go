@@ -70,6 +70,25 @@ func (h *watcherHub) watch(key string, recursive, stream bool, since, storeIndex
 			close(w.c)
 			return w, nil
 		}
+		// A stream goes on through the history: every later match up to
+		// now, not only the first, or its client silently misses them.
+		// More than the buffer holds ends the stream (as a slow reader's
+		// does); the client watches again from the last index it got.
+		for next := ev.Index() + 1; ; {
+			e, _ := h.history.scan(key, recursive, next)
+			if e == nil {
+				break
+			}
+			if len(w.c) == cap(w.c) {
+				w.removed = true
+				close(w.c)
+				return w, nil
+			}
+			ce := *e
+			ce.EtcdIndex = storeIndex
+			w.c <- &ce
+			next = e.Index() + 1
+		}
 	}
 	if h.max > 0 && h.count.Load() >= int64(h.max) {
 		return nil, ErrTooManyWatchers
