@@ -8,6 +8,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,6 +210,21 @@ func (n *Node) Exec(cmd string) vm.SSHResult {
 		n.t.Fatalf("%s: ssh %q: %v", n.Name, cmd, err)
 	}
 	return r
+}
+
+// RunInput runs a command that must succeed with stdin read from in.
+func (n *Node) RunInput(cmd string, in io.Reader) string {
+	n.t.Helper()
+	ctx, cancel := n.ctx()
+	defer cancel()
+	r, err := vm.RunSSHInput(ctx, n.M.Ports[22], vm.DefaultUser, n.c.VM.Key, cmd, in)
+	if err != nil {
+		n.t.Fatalf("%s: ssh %q: %v", n.Name, cmd, err)
+	}
+	if r.ExitStatus != 0 {
+		n.t.Fatalf("%s: %q exited %d\nstdout: %s\nstderr: %s", n.Name, cmd, r.ExitStatus, r.Stdout, r.Stderr)
+	}
+	return strings.TrimSpace(string(r.Stdout))
 }
 
 // Run runs a command that must succeed and returns its trimmed stdout.

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -72,6 +73,11 @@ type SSHResult struct {
 // RunSSH runs cmd on 127.0.0.1:port as user. A non-zero exit is not an error
 // (see ExitStatus); transport failures are.
 func RunSSH(ctx context.Context, port int, user string, key ssh.Signer, cmd string) (SSHResult, error) {
+	return RunSSHInput(ctx, port, user, key, cmd, nil)
+}
+
+// RunSSHInput is RunSSH with stdin fed from in (e.g. an image to write).
+func RunSSHInput(ctx context.Context, port int, user string, key ssh.Signer, cmd string, in io.Reader) (SSHResult, error) {
 	client, err := DialSSH(ctx, port, user, key)
 	if err != nil {
 		return SSHResult{}, err
@@ -84,6 +90,9 @@ func RunSSH(ctx context.Context, port int, user string, key ssh.Signer, cmd stri
 	defer sess.Close()
 	var out, errb bytes.Buffer
 	sess.Stdout, sess.Stderr = &out, &errb
+	if in != nil {
+		sess.Stdin = in
+	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Run(cmd) }()
 	select {
