@@ -1,0 +1,261 @@
+package e2e
+
+// Helpers of the update VM test: a release repository served by `pith
+// channel serve` on the host, reached from the guest through a QEMU
+// guestfwd (the harness's user network is restrict=on, so 10.0.2.2 is not
+// reachable; guestfwd rules still are), nodes booted with extra QEMU
+// settings, and the node's update API read through the forwarded port.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pith-os/pith/agent/update"
+	"github.com/pith-os/pith/vm"
+)
+
+// updGuestServer is the address the guest uses for the channel server; the
+// guestfwd rule hands each connection to it to a relay to the host's
+// 127.0.0.1 listener.
+const updGuestServer = "10.0.2.100:8080"
+
+// updRelayArg marks the test binary started by QEMU as a relay.
+const updRelayArg = "pith-e2e-relay"
+
+// TestUpdateRelayHelper is not a test: QEMU starts the test binary as the
+// guestfwd command (`e2e.test -test.run=^TestUpdateRelayHelper$
+// pith-e2e-relay 127.0.0.1:PORT`), one process per guest connection, and it
+// copies between its stdin/stdout (the guest's connection) and the host
+// address. Run as a test, it has nothing to do.
+func TestUpdateRelayHelper(t *testing.T) {
+	args := flag.Args()
+	if len(args) != 2 || args[0] != updRelayArg {
+		t.Skip("helper process for the update test's guestfwd relay")
+	}
+	c, err := net.Dial("tcp", args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relay:", err)
+		os.Exit(1)
+	}
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(c, os.Stdin); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	go func() { io.Copy(os.Stdout, c); os.Stdout.Close(); done <- struct{}{} }()
+	<-done
+	<-done
+	os.Exit(0)
+}
+
+// updGuestFwd is the guestfwd rule sending the guest's updGuestServer to
+// host (127.0.0.1:PORT) through this test binary as relay.
+func updGuestFwd(t *testing.T, host string) string {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(exe, " ,'\"") {
+		t.Fatalf("test binary path %q cannot go into a QEMU guestfwd command", exe)
+	}
+	return fmt.Sprintf("tcp:%s-cmd:%s -test.run=^TestUpdateRelayHelper$ %s %s", updGuestServer, exe, updRelayArg, host)
+}
+
+// updBinDir is PITH_E2E_BIN_DIR (pith, pithd, pithctl from make bin).
+func updBinDir(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("PITH_E2E_BIN_DIR")
+	if bin == "" {
+		t.Fatal("PITH_E2E_BIN_DIR is not set: run make e2e")
+	}
+	return bin
+}
+
+// updPith runs the pith CLI and returns its combined output.
+func updPith(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(updBinDir(t), "pith"), args...)
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=") // the config's epoch applies
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pith %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	return string(b)
+}
+
+// updServe starts `pith channel serve` on a free 127.0.0.1 port and
+// returns that address; the server stops with the test.
+func updServe(t *testing.T, repo string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	logf, err := os.Create(filepath.Join(t.TempDir(), "serve.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(updBinDir(t), "pith"), "channel", "serve", "--repo", repo, "--listen", addr)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("pith channel serve log:\n%s", b)
+		}
+	})
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://" + addr + "/channels/stable.json")
+		if err == nil {
+			resp.Body.Close()
+			return addr
+		}
+		if i == 300 {
+			t.Fatalf("pith channel serve never answered on %s: %v", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// updBoot starts one node like Boot, with the channel server's guestfwd,
+// on image img (a base image, or the disk of an earlier QEMU of this test
+// to continue that machine). The state directory lives as long as the test.
+func updBoot(t *testing.T, img, userData, guestFwd string, key *vm.Cluster) *Cluster {
+	t.Helper()
+	a := testAccel(t)
+	dir, err := os.MkdirTemp("", "pith-e2e-upd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{t: t, Accel: a}
+	t.Cleanup(func() {
+		if c.VM != nil {
+			if t.Failed() {
+				c.DumpLogs()
+			}
+			c.VM.Stop(0)
+		}
+		if t.Failed() && os.Getenv("PITH_E2E_KEEP") != "" {
+			t.Logf("state kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	node := vm.Config{Image: img, UserData: userData, Accel: a, GuestFwd: []string{guestFwd}}
+	if key != nil {
+		node.SSHKey = key.PubKey
+		// The same key pair, so the continued machine accepts it.
+		for _, f := range []string{vm.KeyFile, vm.KeyFile + ".pub"} {
+			if b, err := os.ReadFile(filepath.Join(key.Dir, f)); err == nil {
+				os.WriteFile(filepath.Join(dir, f), b, 0o600)
+			}
+		}
+	}
+	cv, err := vm.StartCluster(context.Background(), vm.ClusterConfig{Dir: dir, Nodes: 1, Log: t.Logf, Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.VM = cv
+	m := cv.Machines[0]
+	c.Nodes = []*Node{{t: t, c: c, M: m, Name: m.Config.Name, Started: m.Started}}
+	return c
+}
+
+// updStatus reads the node's update agent through the forwarded API port;
+// ok is false when pithd does not answer (rebooting, not started yet).
+func (n *Node) updStatus() (st update.Status, ok bool) {
+	cl := &http.Client{Timeout: 10 * time.Second}
+	resp, err := cl.Get(fmt.Sprintf("http://127.0.0.1:%d/pith/v1/update", n.M.Ports[2379]))
+	if err != nil {
+		return st, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, false
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st) == nil
+}
+
+// updWaitStatus polls the update API until cond holds and returns that
+// status; it fails if QEMU exits or the safety timeout passes.
+func (n *Node) updWaitStatus(what string, cond func(update.Status) bool) update.Status {
+	n.t.Helper()
+	deadline := time.Now().Add(BootTimeout(n.c.Accel))
+	var last update.Status
+	for time.Now().Before(deadline) {
+		if st, ok := n.updStatus(); ok {
+			last = st
+			if cond(st) {
+				return st
+			}
+		}
+		select {
+		case <-n.M.Done():
+			n.t.Fatalf("%s: QEMU exited while waiting for %s: %v (last status %+v)", n.Name, what, n.M.Err(), last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	n.t.Fatalf("%s: never reached %s; last update status %+v", n.Name, what, last)
+	return last
+}
+
+// updHasEvent reports whether the history has an event of that kind and version.
+func updHasEvent(st update.Status, kind, version string) bool {
+	return updCountEvents(st, kind, version) > 0
+}
+
+func updCountEvents(st update.Status, kind, version string) int {
+	n := 0
+	for _, e := range st.History {
+		if e.Kind == kind && e.Version == version {
+			n++
+		}
+	}
+	return n
+}
+
+// updOSVersion is os-release's VERSION on the node.
+func (n *Node) updOSVersion() string {
+	return n.Run(". /usr/lib/os-release && echo \"$VERSION\"")
+}
+
+// updNextPatch returns MAJOR.MINOR.(PATCH+1) of a MAJOR.MINOR.PATCH version.
+func updNextPatch(t *testing.T, v string) string {
+	p := strings.Split(v, ".")
+	if len(p) != 3 {
+		t.Fatalf("image version %q is not MAJOR.MINOR.PATCH: build the image with such a version", v)
+	}
+	n, err := strconv.Atoi(p[2])
+	if err != nil {
+		t.Fatalf("image version %q: %v", v, err)
+	}
+	return fmt.Sprintf("%s.%s.%d", p[0], p[1], n+1)
+}
+
+// updDD parses dd's summary line ("... copied, 3.2 s, 168 MB/s").
+func updDD(out string) string {
+	sc := bufio.NewScanner(strings.NewReader(out))
+	last := ""
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "copied") {
+			last = strings.TrimSpace(sc.Text())
+		}
+	}
+	return last
+}

@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pith-os/pith/agent/update"
+	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/image/manifest"
+)
+
+// TestUpdate is issue 7's VM test, on one machine and as few boots as the
+// story allows (TCG: ~1.5 min a boot):
+//
+//  1. The image N+1 is built from the same cache (pith build --version),
+//     signed with a new key (pith keygen, pith release) and served by
+//     `pith channel serve` on 127.0.0.1; a node of version N is told by
+//     its cloud-config (coreos.update.server/group, reboot-strategy
+//     reboot, pith.update.public_keys) to follow that channel. Its API
+//     listens on every address so the test reads the agent's status
+//     through the forwarded port.
+//  2. The node starts writing slot B; QEMU is killed in the middle of it.
+//     The machine, started again on the same disk, boots the old release.
+//  3. The agent starts over, writes slot B, reboots into it, marks it good
+//     and reports N+1.
+//  4. N+2 is released with a kernel that cannot boot: the node writes it
+//     to slot A, tries it, comes back on N+1 by itself, reports the
+//     rollback and does not try N+2 again.
+//  5. Figures: the update's phases as the agent timed them, against dd's
+//     write throughput to the same kind of partition in the same VM.
+func TestUpdate(t *testing.T) {
+	imgDir := builtImageDir(t)
+	baseImg := bootImagePath(t)
+	m, err := manifest.Read(filepath.Join(imgDir, manifest.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n0 := m.Version
+	n1 := updNextPatch(t, n0)
+	n2 := updNextPatch(t, n1)
+	tmp := t.TempDir()
+
+	// Version N+1 from the same inputs and cache: only the version differs.
+	in := m.Inputs
+	cfg := fmt.Sprintf("version: %q\nplatform: %s\ndebian:\n  suite: %s\n  mirror: %s\n  packages: [%s]\n  kernel: %s\ndisk:\n  size: %d\nformats: [raw]\nsource_date_epoch: %d\n",
+		n1, m.Platform, in.Suite, in.Mirror, strings.Join(in.Packages, ", "), in.KernelPackage, in.DiskSize, in.SourceDateEpoch)
+	cfgPath := filepath.Join(tmp, "pith.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out1 := filepath.Join(tmp, "n1")
+	args := []string{"build", "--config", cfgPath, "--out", out1, "--agent-bin-dir", updBinDir(t)}
+	if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
+		args = append(args, "--cache", c)
+	}
+	start := time.Now()
+	updPith(t, args...)
+	t.Logf("MEASURE build of %s (warm cache): %s", n1, time.Since(start).Round(time.Second))
+
+	keys := filepath.Join(tmp, "keys")
+	repo := filepath.Join(tmp, "repo")
+	t.Log(updPith(t, "keygen", "--out", keys))
+	priv := filepath.Join(keys, "pith-release.key")
+	t.Log(updPith(t, "release", "--channel", "stable", "--image", out1, "--key", priv, "--repo", repo))
+	addr := updServe(t, repo)
+	pub, err := channels.LoadPublicKeyFile(filepath.Join(keys, "pith-release.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ud := filepath.Join(tmp, "user-data")
+	if err := os.WriteFile(ud, []byte(fmt.Sprintf(`#cloud-config
+coreos:
+  etcd2:
+    listen-client-urls: http://0.0.0.0:2379
+  update:
+    group: stable
+    server: http://%s/
+    reboot-strategy: reboot
+pith:
+  update:
+    public_keys: [%q]
+`, updGuestServer, base64.StdEncoding.EncodeToString(pub))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fwd := updGuestFwd(t, addr)
+
+	// 2. Kill QEMU while the agent writes slot B.
+	c := updBoot(t, baseImg, ud, fwd, nil)
+	n := c.Nodes[0]
+	n.WaitConsole(LoginMarker)
+	st := n.updWaitStatus("the write of slot B", func(s update.Status) bool {
+		if s.LastError != "" {
+			t.Fatalf("update agent error before writing: %s", s.LastError)
+		}
+		return s.Phase == update.PhaseWriting
+	})
+	t.Logf("agent writing: %+v", st)
+	time.Sleep(2 * time.Second) // well into the write: the USR payload takes far longer
+	if st, ok := n.updStatus(); !ok || st.Phase != update.PhaseWriting {
+		t.Fatalf("the write ended before QEMU could be killed in the middle of it: %+v (ok %v)", st, ok)
+	}
+	n.M.Kill()
+	t.Logf("QEMU killed while the agent wrote slot B")
+
+	c2 := updBoot(t, n.M.Disk, ud, fwd, c.VM)
+	n = c2.Nodes[0]
+	n.WaitConsole(LoginMarker)
+	boot := n.ConsoleText()
+	if strings.Contains(boot, "Loading Pith slot B") || !strings.Contains(boot, "Loading Pith slot A") {
+		t.Fatalf("after the killed write GRUB did not boot slot A alone (console: slot A %v, slot B %v)",
+			strings.Contains(boot, "Loading Pith slot A"), strings.Contains(boot, "Loading Pith slot B"))
+	}
+	st = n.updWaitStatus("pithd up after the killed write", func(update.Status) bool { return true })
+	if st.Running != n0 {
+		t.Fatalf("after the killed write the node runs %q, want the old release %s", st.Running, n0)
+	}
+	t.Logf("after the killed write: back on slot A, release %s; agent %s", st.Running, st.Phase)
+
+	// 3. The agent starts over, writes B and reboots into it.
+	n.MarkConsole()
+	st = n.updWaitStatus("the update to "+n1+" applied", func(s update.Status) bool {
+		return s.Timing != nil || s.Running == n1
+	})
+	if st.Timing != nil {
+		t.Logf("MEASURE update %s -> %s inside the VM (agent's timing, s): download+verify %.1f, write(decompress+write+fsync) %.1f, read-back verify %.1f, kernel+initrd to ESP %.1f",
+			n0, n1, st.Timing["download"], st.Timing["write"], st.Timing["readback"], st.Timing["esp"])
+	}
+	n.WaitConsole("Loading Pith slot B")
+	n.WaitConsole(LoginMarker)
+	n.WaitSSH()
+	st = n.updWaitStatus(n1+" marked good", func(s update.Status) bool { return updHasEvent(s, "updated", n1) })
+	if cl := n.Run("cat /proc/cmdline"); !strings.Contains(cl, "pith.slot=b") {
+		t.Fatalf("after the update the node runs %s, want slot b", cl)
+	}
+	if v := n.updOSVersion(); !strings.HasPrefix(v, n1+" ") {
+		t.Errorf("os-release VERSION %q, want %s", v, n1)
+	}
+	ust := n.Run("pithctl update status")
+	t.Logf("pithctl update status:\n%s\npithctl update history:\n%s\nslot status:\n%s", ust, n.Run("pithctl update history"), n.Run("sudo pithctl slot status"))
+	if !strings.Contains(ust, "Running:   "+n1+"\n") {
+		t.Errorf("pithctl update status does not report %s running", n1)
+	}
+	ss := n.slots()
+	if b := ss.Slots[1]; ss.Saved != "b" || ss.Next != "" || !b.Successful || !b.Running || b.Version != n1 {
+		t.Errorf("slot status after the update: %+v", ss)
+	}
+	for _, e := range st.History {
+		if e.Kind == "applied" && e.Version == n1 {
+			t.Logf("MEASURE applied event: %s", e.Detail)
+		}
+	}
+
+	// 4. A broken N+2: the USR of N+1, a kernel GRUB cannot load.
+	img1, err := channels.OpenImage(out1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img1.Close()
+	sk, err := channels.LoadPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := make([]byte, 4<<20)
+	rand.Read(garbage)
+	m2, err := channels.Publish(repo, channels.Release{
+		Channel: "stable", Version: n2, Platform: img1.Platform, USRVerityHash: img1.USRVerityHash,
+		Payloads: []channels.PayloadSource{
+			{Name: channels.PayloadUSR, File: "usr", Open: img1.OpenUSR},
+			{Name: channels.PayloadKernel, File: "vmlinuz", Open: func() (io.ReadCloser, error) {
+				return io.NopCloser(bytes.NewReader(garbage)), nil
+			}},
+			{Name: channels.PayloadInitrd, File: "initrd", Open: func() (io.ReadCloser, error) { return img1.OpenESPFile("pith/initrd-a") }},
+		},
+	}, []ed25519.PrivateKey{sk}, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.MarkConsole()
+	n.Run("pithctl update check")
+	n.WaitConsole("Loading Pith slot A")
+	n.WaitConsole(LoginMarker)
+	n.WaitSSH()
+	st = n.updWaitStatus("the rollback of "+n2, func(s update.Status) bool { return updHasEvent(s, "rollback", n2) })
+	if cl := n.Run("cat /proc/cmdline"); !strings.Contains(cl, "pith.slot=b") {
+		t.Fatalf("after the broken %s the node runs %s, want slot b", n2, cl)
+	}
+	if v := n.updOSVersion(); !strings.HasPrefix(v, n1+" ") {
+		t.Errorf("os-release VERSION %q after the rollback, want %s", v, n1)
+	}
+	ust = n.Run("pithctl update status")
+	hist := n.Run("pithctl update history")
+	t.Logf("after the rollback:\npithctl update status:\n%s\npithctl update history:\n%s\nslot status:\n%s", ust, hist, n.Run("sudo pithctl slot status"))
+	if !strings.Contains(ust, "Rollback:  "+n2) || !strings.Contains(ust, "Running:   "+n1+"\n") {
+		t.Errorf("pithctl update status does not report running %s and the rollback of %s", n1, n2)
+	}
+	rolledBack := false
+	for _, line := range strings.Split(hist, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[1] == n2 && f[2] == "rollback" {
+			rolledBack = true
+		}
+	}
+	if !rolledBack {
+		t.Errorf("pithctl update history has no rollback of %s", n2)
+	}
+	ss = n.slots()
+	if a := ss.Slots[0]; ss.Saved != "b" || ss.Next != "" || a.Successful || a.Tries != 0 || !ss.Slots[1].Running {
+		t.Errorf("slot status after the rollback: %+v", ss)
+	}
+	// Not retried: another check sees N+2 on the channel and leaves it.
+	checked := st.LastCheck
+	n.Run("pithctl update check")
+	st = n.updWaitStatus("a check after the rollback", func(s update.Status) bool {
+		return s.LastCheck.After(checked) && s.Phase == update.PhaseIdle
+	})
+	if st.Available != n2 || st.Pending != nil || updCountEvents(st, "applied", n2) != 1 {
+		t.Errorf("after the rollback a check retried %s: available %q pending %+v history %+v", n2, st.Available, st.Pending, st.History)
+	}
+	if ss := n.slots(); ss.Next != "" || ss.Saved != "b" {
+		t.Errorf("a trial was set again after the rollback: %+v", ss)
+	}
+
+	// 5. The disk's own write speed in this VM, for the write phase above:
+	// the same size as the USR payload, onto the now unused USR-A.
+	usr, _ := m2.Payload(channels.PayloadUSR)
+	mib := (usr.UncompressedSize + 1<<20 - 1) >> 20
+	dd := n.Run(fmt.Sprintf("sudo dd if=/dev/zero of=/dev/disk/by-partlabel/USR-A bs=1M count=%d conv=fsync 2>&1", mib))
+	t.Logf("MEASURE USR payload %d bytes (%d compressed); dd of %d MiB to USR-A in the same VM: %s", usr.UncompressedSize, usr.Size, mib, updDD(dd))
+}
