@@ -182,8 +182,9 @@ var reYAMLLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 func ParseCloudConfig(data []byte) (*Config, *Report) {
 	rep := &Report{}
 	// About one value per 16 bytes of YAML; sizing the map up front
-	// saves rehashing on large documents.
-	cfg := &Config{pos: make(map[string]Pos, len(data)/16)}
+	// saves rehashing. Capped: a document that is mostly one big
+	// write_files block would otherwise reserve ~80 MiB for nothing.
+	cfg := &Config{pos: make(map[string]Pos, min(len(data)/16, 1<<16))}
 	if first := firstLine(data); strings.TrimRight(first, " \t") != first {
 		rep.Warnf(Pos{Line: 1, Column: len("#cloud-config") + 1}, "", "trailing whitespace after \"#cloud-config\"; coreos-cloudinit would not recognise this file")
 	}
