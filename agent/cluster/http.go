@@ -212,6 +212,7 @@ func (n *Node) AddMember(ctx context.Context, name string, peerURLs []string) (*
 	}
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
+		n.unlistFailedAdd(m.ID)
 		return nil, err
 	}
 	voters := 0
@@ -228,9 +229,30 @@ func (n *Node) AddMember(ctx context.Context, name string, peerURLs []string) (*
 		err = n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(addr), 0, 10*time.Second).Error()
 	}
 	if err != nil {
+		n.unlistFailedAdd(m.ID)
 		return nil, fmt.Errorf("add to raft: %w", err)
 	}
 	return m, nil
+}
+
+// unlistFailedAdd takes back the member record of an add that did not reach
+// the raft configuration. Left listed, the peer URL would answer 409 to a
+// retry, which JoinCluster takes for "already added": the node would start
+// as a member that raft never replicates to.
+func (n *Node) unlistFailedAdd(id string) {
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) == id {
+				return // the change is in the log after all: keep the record
+			}
+		}
+	}
+	b, _ := json.Marshal(memberCmd{Op: "remove", Members: []*Member{{ID: id}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := n.Propose(ctx, NamespaceMembers, b); err != nil {
+		n.log.Warn("take back the record of a failed member add", "id", id, "err", err)
+	}
 }
 
 // RemoveMember removes a member (leader only).
