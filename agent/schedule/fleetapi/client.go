@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Client speaks fleet's v1 API (to pithd or to fleet itself).
@@ -62,20 +64,48 @@ func IsNotFound(err error) bool {
 	return ok && ae.Code == http.StatusNotFound
 }
 
+// UnavailableRetry is how long a call retries 503 answers: pithd answers
+// 503 while a raft election is on or a leader change is not yet known
+// (found by the e2e cluster test under TCG, where `pithctl start` failed on
+// one such moment). Every fleet API call is idempotent, so retrying is safe.
+var UnavailableRetry = 30 * time.Second
+
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
+	var data []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+		data = b
+	}
+	deadline := time.Now().Add(UnavailableRetry)
+	delay := 100 * time.Millisecond
+	for {
+		err := c.doOnce(ctx, method, path, data, out)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Code != http.StatusServiceUnavailable || time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+func (c *Client) doOnce(ctx context.Context, method, path string, data []byte, out any) error {
+	var rd io.Reader
+	if data != nil {
+		rd = bytes.NewReader(data)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return err
 	}
-	if body != nil {
+	if data != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
