@@ -137,9 +137,11 @@ func setupSchedule(env *runEnv) error {
 	var b service.Backend
 	switch backend {
 	case "systemd":
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		s, err := units.NewSystemd(ctx, units.DefaultDir)
-		cancel()
+		// No timeout context here: go-systemd hands it to godbus, which
+		// closes the connection when the context ends. A cancelled one left
+		// every later call failing with "dbus: connection closed by user"
+		// (found by the e2e cluster test: no scheduled unit ever started).
+		s, err := units.NewSystemd(context.Background(), units.DefaultDir)
 		if err != nil {
 			return err
 		}
