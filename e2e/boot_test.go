@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,13 +153,64 @@ func TestRollback(t *testing.T) {
 	}
 }
 
-// TestSlotBTrialMarkedGood: a good slot B (a copy of A) trial-boots, is
-// marked good, and stays the default on the next reboot.
+// usrWithVersion extracts the image's USR-A squashfs, sets os-release's
+// VERSION_ID/VERSION to version and packs it again: slot B's content for
+// an "update" to a new version without a release server.
+func usrWithVersion(t *testing.T, version string) string {
+	t.Helper()
+	img := filepath.Join(os.Getenv("PITH_E2E_IMAGE_DIR"), "pith.img")
+	info, err := exec.Command("sgdisk", "-i", "3", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sgdisk -i 3 %s: %v\n%s", img, err, info)
+	}
+	m := regexp.MustCompile(`First sector: (\d+)`).FindSubmatch(info)
+	if m == nil {
+		t.Fatalf("no first sector for USR-A in:\n%s", info)
+	}
+	first, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	dir := t.TempDir()
+	root, out := filepath.Join(dir, "usr"), filepath.Join(dir, "usr.squashfs")
+	if b, err := exec.Command("unsquashfs", "-n", "-q", "-o", strconv.FormatInt(first*512, 10), "-d", root, img).CombinedOutput(); err != nil {
+		t.Fatalf("unsquashfs USR-A of %s: %v\n%s", img, err, b)
+	}
+	osr := filepath.Join(root, "lib", "os-release")
+	b, err := os.ReadFile(osr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(l, "VERSION_ID="):
+			l = "VERSION_ID=" + version
+		case strings.HasPrefix(l, "VERSION="):
+			l = `VERSION="` + version + `"`
+		}
+		lines = append(lines, l)
+	}
+	if err := os.WriteFile(osr, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("mksquashfs", root, out, "-noappend", "-comp", "zstd", "-no-progress", "-quiet").CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, b)
+	}
+	return out
+}
+
+// TestSlotBTrialMarkedGood: a good slot B (a copy of A with a new version
+// string) trial-boots, is marked good, and stays the default on the next
+// reboot.
 func TestSlotBTrialMarkedGood(t *testing.T) {
 	c := Boot(t, Options{})
 	n := c.Nodes[0]
+	usr := usrWithVersion(t, "0.1.0-e2e-b")
 	n.Up()
-	n.Run("sudo dd if=/dev/disk/by-partlabel/USR-A of=/dev/disk/by-partlabel/USR-B bs=4M conv=fsync status=none")
+	f, err := os.Open(usr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n.RunInput("sudo dd of=/dev/disk/by-partlabel/USR-B bs=1M conv=fsync status=none", f)
 	n.Run(onESP("cp pith/vmlinuz-a pith/vmlinuz-b && cp pith/initrd-a pith/initrd-b"))
 	n.Run("sudo pithctl slot trial b")
 	n.Reboot()
@@ -166,10 +221,13 @@ func TestSlotBTrialMarkedGood(t *testing.T) {
 	if labels := n.Run("lsblk -n -s -o PARTLABEL $(findmnt -n -o SOURCE /usr)"); !strings.Contains(labels, "USR-B") {
 		t.Errorf("/usr of the trial boot is not on USR-B: %q", labels)
 	}
+	if v := n.Run(". /usr/lib/os-release && echo $VERSION_ID"); v != "0.1.0-e2e-b" {
+		t.Errorf("slot B runs version %q, want 0.1.0-e2e-b", v)
+	}
 	n.Run("sudo pithctl slot mark-good")
 	st := n.slots()
 	t.Logf("after mark-good:\n%s", n.Run("sudo pithctl slot status"))
-	if b := st.Slots[1]; st.Saved != "b" || st.Next != "" || !b.Successful || !b.Running {
+	if b := st.Slots[1]; st.Saved != "b" || st.Next != "" || !b.Successful || !b.Running || b.Version != "0.1.0-e2e-b" {
 		t.Fatalf("after mark-good: %+v", st)
 	}
 	n.Reboot()
