@@ -94,9 +94,10 @@ pith:
 	fwd := updGuestFwd(t, addr)
 
 	// 2. Kill QEMU while the agent writes slot B.
+	// No waits for the console's login prompt: under load systemd can give
+	// up on ttyS0's getty. The agent's API and SSH say the node is up.
 	c := updBoot(t, baseImg, ud, fwd, nil)
 	n := c.Nodes[0]
-	n.WaitConsole(LoginMarker)
 	st := n.updWaitStatus("the write of slot B", func(s update.Status) bool {
 		if s.LastError != "" {
 			t.Fatalf("update agent error before writing: %s", s.LastError)
@@ -113,13 +114,12 @@ pith:
 
 	c2 := updBoot(t, n.M.Disk, ud, fwd, c.VM)
 	n = c2.Nodes[0]
-	n.WaitConsole(LoginMarker)
+	st = n.updWaitStatus("pithd up after the killed write", func(update.Status) bool { return true })
 	boot := n.ConsoleText()
 	if strings.Contains(boot, "Loading Pith slot B") || !strings.Contains(boot, "Loading Pith slot A") {
 		t.Fatalf("after the killed write GRUB did not boot slot A alone (console: slot A %v, slot B %v)",
 			strings.Contains(boot, "Loading Pith slot A"), strings.Contains(boot, "Loading Pith slot B"))
 	}
-	st = n.updWaitStatus("pithd up after the killed write", func(update.Status) bool { return true })
 	if st.Running != n0 {
 		t.Fatalf("after the killed write the node runs %q, want the old release %s", st.Running, n0)
 	}
@@ -135,7 +135,6 @@ pith:
 			n0, n1, st.Timing["download"], st.Timing["write"], st.Timing["readback"], st.Timing["esp"])
 	}
 	n.WaitConsole("Loading Pith slot B")
-	n.WaitConsole(LoginMarker)
 	n.WaitSSH()
 	st = n.updWaitStatus(n1+" marked good", func(s update.Status) bool { return updHasEvent(s, "updated", n1) })
 	if cl := n.Run("cat /proc/cmdline"); !strings.Contains(cl, "pith.slot=b") {
@@ -187,7 +186,6 @@ pith:
 	n.MarkConsole()
 	n.Run("pithctl update check")
 	n.WaitConsole("Loading Pith slot A")
-	n.WaitConsole(LoginMarker)
 	n.WaitSSH()
 	st = n.updWaitStatus("the rollback of "+n2, func(s update.Status) bool { return updHasEvent(s, "rollback", n2) })
 	if cl := n.Run("cat /proc/cmdline"); !strings.Contains(cl, "pith.slot=b") {
