@@ -62,6 +62,31 @@ func slotCommand() *cobra.Command {
 			})
 		},
 	}, &cobra.Command{
+		Use:   "settle",
+		Short: "Record a failed trial: the other slot loses its tries once GRUB fell back (run at boot)",
+		Long: `GRUB clears next_entry as it boots a trial but does not touch the GPT, so
+after a trial that did not come up the slot still shows tries=1. Run once per
+boot (pith-slot-settle.service does, before sshd and pithd): when no trial is
+pending and the slot that is not running has tries left without ever being
+marked successful, it failed its trial and gets priority 0, tries 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			running, err := f.running()
+			if err != nil {
+				return err
+			}
+			return f.withESP(func(disk, esp string) error {
+				failed, ok, err := slot.SettleTrial(disk, filepath.Join(esp, slot.EnvPathOnESP), running)
+				if err != nil {
+					return err
+				}
+				if ok {
+					fmt.Fprintf(cmd.OutOrStdout(), "slot %s failed its trial boot (running slot %s): marked unbootable\n", failed, running)
+				}
+				return nil
+			})
+		},
+	}, &cobra.Command{
 		Use:   "trial a|b",
 		Short: "Boot a slot once on the next reboot (falls back to the good slot if it fails)",
 		Long: `Arrange a one-time trial boot of a slot, as the update agent does after

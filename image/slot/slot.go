@@ -242,3 +242,32 @@ var (
 	InitialA = Prio{Priority: 1, Successful: true}
 	InitialB = Prio{}
 )
+
+// SettleTrial records a one-time trial that did not come up. GRUB clears
+// next_entry as it boots a trial but never touches the GPT, so after it fell
+// back the failed slot still shows the tries SetTrial gave it and looks
+// bootable to gptprio readers. Called on the slot that is running: once no
+// trial is pending, the other slot with tries left and never marked
+// successful failed its trial, and gets no priority and no tries. It returns
+// that slot, if any.
+func SettleTrial(dev, envPath string, running Slot) (Slot, bool, error) {
+	env, err := ReadEnvFile(envPath)
+	if err != nil {
+		return "", false, err
+	}
+	if env.Get(KeyNext) != "" {
+		return "", false, nil // a trial is still pending: nothing booted it yet
+	}
+	parts, err := ReadParts(dev)
+	if err != nil {
+		return "", false, err
+	}
+	other := running.Other()
+	if p := parts[other].Prio; p.Tries == 0 || p.Successful {
+		return "", false, nil
+	}
+	if err := WritePrio(dev, other, Prio{}); err != nil {
+		return "", false, err
+	}
+	return other, true, nil
+}
