@@ -44,6 +44,10 @@ write_files:
     advertise-client-urls: http://$private_ipv4:2379
     listen-peer-urls: http://0.0.0.0:2380
     listen-client-urls: http://0.0.0.0:2379
+    # Under TCG a guest often stalls for over a second: etcd's 100 ms /
+    # 1 s defaults made the leader change every few seconds.
+    heartbeat-interval: 500
+    election-timeout: 5000
   fleet:
     public-ip: $private_ipv4
     metadata: role=e2e
