@@ -50,7 +50,7 @@ unit: bin
 # VM tests: boot the default image under QEMU (KVM when usable, TCG otherwise).
 e2e: image
 	PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
-		$(GO) test -count=1 -timeout 60m -v ./e2e/...
+		$(GO) test -count=1 -timeout 80m -v ./e2e/...
 
 test: deps lint unit e2e
 
