@@ -11,12 +11,16 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 STATICCHECK_VERSION := v0.8.2
 CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pith
 
-.PHONY: all deps bin image demo demo-stop test unit lint e2e bench-build bench-schedule fuzz-userdata bench-userdata bench-ami vagrant-cluster vagrant-cluster-destroy clean
+.PHONY: all deps deps-vagrant bin image demo demo-stop test unit lint e2e bench-build bench-schedule fuzz-userdata bench-userdata bench-ami vagrant-cluster vagrant-cluster-destroy clean
 
 all: bin
 
 deps:
 	@bash hack/install-deps.sh
+
+# The suite also runs the Vagrant test (and vagrant/'s Vagrantfile tests need Ruby).
+deps-vagrant:
+	@bash hack/install-deps.sh vagrant
 
 bin:
 	@mkdir -p $(BIN)
@@ -52,7 +56,7 @@ e2e: image
 	PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
 		$(GO) test -count=1 -timeout 80m -v ./e2e/...
 
-test: deps lint unit e2e
+test: deps deps-vagrant lint unit e2e
 
 # Scheduler: engine simulation (in-memory store), then a real 3-node raft.
 bench-schedule:

@@ -2,6 +2,9 @@
 # Installs the Debian packages Pith's build, demo and tests need, only those
 # missing, so repeat runs cost a dpkg query. Packages come from the machine's
 # configured Debian apt repositories only.
+#   hack/install-deps.sh           the build, boot and test tools
+#   hack/install-deps.sh vagrant   also Vagrant with libvirt (the Vagrant test,
+#                                  make vagrant-cluster)
 set -euo pipefail
 
 pkgs=(
@@ -14,6 +17,14 @@ pkgs=(
   cryptsetup-bin                             # veritysetup: cross-checks USR dm-verity trees
   iproute2 iptables util-linux               # KV partition test in its own network namespace
 )
+
+if [ "${1:-}" = vagrant ]; then
+  pkgs+=(
+    vagrant vagrant-libvirt               # vagrant up/ssh/destroy with the libvirt provider
+    libvirt-daemon-system libvirt-clients # libvirtd, virtlogd, virsh
+    dnsmasq-base                          # DHCP on libvirt's networks
+  )
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -36,4 +47,6 @@ if [ ! -e "$stamp" ] || [ -n "$(find "$stamp" -mmin +1440 2>/dev/null)" ]; then
   apt-get update -q
   mkdir -p "$(dirname "$stamp")" && touch "$stamp"
 fi
+# Without systemd the packages' postinst scripts cannot start libvirtd; the
+# Vagrant test starts it by hand inside its own network namespace.
 apt-get install -y -q --no-install-recommends "${missing[@]}"
