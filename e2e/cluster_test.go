@@ -84,7 +84,7 @@ Requires=docker.service pith-e2e-images.service
 TimeoutStartSec=15min
 ExecStartPre=-/usr/bin/docker kill mongo-%i
 ExecStartPre=-/usr/bin/docker rm mongo-%i
-ExecStart=/usr/bin/docker run --rm --name mongo-%i --network host --security-opt apparmor=unconfined ` + helloImageName + ` /hello -addr :27017 -msg "mongo@%i on %H"
+ExecStart=/usr/bin/docker run --rm --name mongo-%i --network host ` + helloImageName + ` /hello -addr :27017 -msg "mongo@%i on %H"
 ExecStop=/usr/bin/docker stop mongo-%i
 
 [X-Fleet]

@@ -32,7 +32,7 @@ After=docker.socket
 TimeoutStartSec=15min
 ExecStartPre=-/usr/bin/docker rm -f hello
 ExecStartPre=/bin/sh -c '/usr/bin/docker image inspect ` + helloImageName + ` >/dev/null 2>&1 || /usr/bin/docker import ` + helloImagePath + ` ` + helloImageName + `'
-ExecStart=/usr/bin/docker run --rm --name hello --network host --security-opt apparmor=unconfined ` + helloImageName + ` /hello -addr :8080 -msg "hello from %H"
+ExecStart=/usr/bin/docker run --rm --name hello --network host ` + helloImageName + ` /hello -addr :8080 -msg "hello from %H"
 ExecStop=/usr/bin/docker stop hello
 Restart=on-failure
 RestartSec=5s

@@ -85,12 +85,6 @@ type buildError struct {
 
 func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
 
-// The image's kernel has AppArmor on but the image has no apparmor_parser,
-// so dockerd refuses every container ("AppArmor enabled on system but the
-// docker-default profile could not be loaded"). Until the image ships
-// apparmor (or boots with apparmor=0), the tests' units run containers with
-// --security-opt apparmor=unconfined; remove it then.
-
 // helloImagePath is where the tests copy the image tarball on a node.
 const helloImagePath = "/var/lib/pith-e2e/hello.tar.gz"
 

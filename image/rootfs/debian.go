@@ -26,12 +26,15 @@ import (
 // issue asks for, plus what an operator needs on a node (pager, ping, ps,
 // filesystem tools), passwd for user-data's users, networkd's companions
 // (resolved, timesyncd) and libpam-systemd for logind sessions over SSH.
+// apparmor: the kernel has AppArmor on, and dockerd refuses to start any
+// container when it cannot load its docker-default profile with
+// apparmor_parser.
 var BasePackages = []string{
 	"systemd", "systemd-sysv", "dbus", "udev", "openssh-server", "iproute2",
 	"ca-certificates", "sudo", "rsync", "curl", "docker.io",
 	"systemd-resolved", "systemd-timesyncd", "libpam-systemd", "kmod",
 	"passwd", "procps", "less", "iputils-ping", "e2fsprogs", "netbase",
-	"vim-tiny",
+	"vim-tiny", "apparmor",
 }
 
 // recipeVersion changes when the recipe changes in a way the hashed inputs
