@@ -68,6 +68,14 @@ type Options struct {
 	MemoryMiB int    // default 1024
 	DiskSize  int64  // overlay size; 0 = the image's
 	UserData  string // file; default an empty cloud-config
+	// Image is the base disk; default the built pith.qcow2. A disk of an
+	// earlier QEMU continues that machine.
+	Image string
+	// GuestFwd are QEMU guestfwd rules on the user network.
+	GuestFwd []string
+	// KeyFrom reuses an earlier cluster's SSH key pair, so a continued
+	// machine accepts the key it was given on its first boot.
+	KeyFrom *vm.Cluster
 }
 
 // Cluster is the machines of one test.
@@ -92,7 +100,10 @@ type Node struct {
 // when the test ends, after their serial logs were dumped if it failed.
 func Boot(t *testing.T, o Options) *Cluster {
 	t.Helper()
-	img := bootImagePath(t)
+	img := o.Image
+	if img == "" {
+		img = bootImagePath(t)
+	}
 	if o.Nodes == 0 {
 		o.Nodes = 1
 	}
@@ -116,10 +127,20 @@ func Boot(t *testing.T, o Options) *Cluster {
 		}
 		os.RemoveAll(dir)
 	})
-	cv, err := vm.StartCluster(context.Background(), vm.ClusterConfig{
-		Dir: dir, Nodes: o.Nodes, Log: t.Logf,
-		Node: vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a},
-	})
+	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd}
+	if k := o.KeyFrom; k != nil {
+		node.SSHKey = k.PubKey
+		for _, f := range []string{vm.KeyFile, vm.KeyFile + ".pub"} {
+			b, err := os.ReadFile(filepath.Join(k.Dir, f))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, f), b, 0o600)
+			}
+			if err != nil {
+				t.Fatalf("reusing the SSH key of %s: %v", k.Dir, err)
+			}
+		}
+	}
+	cv, err := vm.StartCluster(context.Background(), vm.ClusterConfig{Dir: dir, Nodes: o.Nodes, Log: t.Logf, Node: node})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -133,48 +132,12 @@ func updServe(t *testing.T, repo string) string {
 	}
 }
 
-// updBoot starts one node like Boot, with the channel server's guestfwd,
-// on image img (a base image, or the disk of an earlier QEMU of this test
-// to continue that machine). The state directory lives as long as the test.
+// updBoot starts one node with the channel server's guestfwd, on image img
+// (a base image, or the disk of an earlier QEMU of this test to continue
+// that machine with key's SSH key pair).
 func updBoot(t *testing.T, img, userData, guestFwd string, key *vm.Cluster) *Cluster {
 	t.Helper()
-	a := testAccel(t)
-	dir, err := os.MkdirTemp("", "pith-e2e-upd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &Cluster{t: t, Accel: a}
-	t.Cleanup(func() {
-		if c.VM != nil {
-			if t.Failed() {
-				c.DumpLogs()
-			}
-			c.VM.Stop(0)
-		}
-		if t.Failed() && os.Getenv("PITH_E2E_KEEP") != "" {
-			t.Logf("state kept in %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
-	node := vm.Config{Image: img, UserData: userData, Accel: a, GuestFwd: []string{guestFwd}}
-	if key != nil {
-		node.SSHKey = key.PubKey
-		// The same key pair, so the continued machine accepts it.
-		for _, f := range []string{vm.KeyFile, vm.KeyFile + ".pub"} {
-			if b, err := os.ReadFile(filepath.Join(key.Dir, f)); err == nil {
-				os.WriteFile(filepath.Join(dir, f), b, 0o600)
-			}
-		}
-	}
-	cv, err := vm.StartCluster(context.Background(), vm.ClusterConfig{Dir: dir, Nodes: 1, Log: t.Logf, Node: node})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.VM = cv
-	m := cv.Machines[0]
-	c.Nodes = []*Node{{t: t, c: c, M: m, Name: m.Config.Name, Started: m.Started}}
-	return c
+	return Boot(t, Options{Image: img, UserData: userData, GuestFwd: []string{guestFwd}, KeyFrom: key})
 }
 
 // updStatus reads the node's update agent through the forwarded API port;
