@@ -73,6 +73,8 @@ type Options struct {
 	Image string
 	// GuestFwd are QEMU guestfwd rules on the user network.
 	GuestFwd []string
+	// UserNet is the user network's range (vm.Config.UserNet); default QEMU's.
+	UserNet string
 	// KeyFrom reuses an earlier cluster's SSH key pair, so a continued
 	// machine accepts the key it was given on its first boot.
 	KeyFrom *vm.Cluster
@@ -127,7 +129,7 @@ func Boot(t *testing.T, o Options) *Cluster {
 		}
 		os.RemoveAll(dir)
 	})
-	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd}
+	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd, UserNet: o.UserNet}
 	if k := o.KeyFrom; k != nil {
 		node.SSHKey = k.PubKey
 		for _, f := range []string{vm.KeyFile, vm.KeyFile + ".pub"} {

@@ -77,6 +77,11 @@ type Config struct {
 	// to that virtual address go to a host command (one per connection)
 	// while restrict=on still keeps it from the host and anything beyond.
 	GuestFwd []string
+	// UserNet is the user network's IPv4 range (QEMU's net=), e.g.
+	// "169.254.0.0/16": QEMU accepts guestfwd addresses only inside it, so
+	// EC2's metadata address 169.254.169.254 needs a link-local network.
+	// Empty keeps QEMU's 10.0.2.0/24.
+	UserNet string
 	// Switch is the private network's socket; empty means no second NIC.
 	Switch      string
 	PrivateMAC  string            // MAC of the private NIC
@@ -284,6 +289,9 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 	// User-mode network: restrict=on keeps the guest from reaching the host
 	// or anything beyond it; only the forwards below, bound to 127.0.0.1, pass.
 	user := "user,id=net0,restrict=on"
+	if c.UserNet != "" {
+		user += ",net=" + c.UserNet
+	}
 	for _, g := range c.Forwards {
 		user += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", m.Ports[g], g)
 	}

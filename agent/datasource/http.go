@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 )
 
@@ -66,99 +65,6 @@ func doOnce(ctx context.Context, cfg Config, method, u string, hdr map[string]st
 		return 0, nil, err
 	}
 	return resp.StatusCode, body, nil
-}
-
-// EC2 reads the EC2 instance metadata service: an IMDSv2 session token
-// first (PUT /latest/api/token), then IMDSv1 if the service predates
-// tokens. Metadata comes from /latest/meta-data/, user-data from
-// /latest/user-data (404 there means none was given).
-type EC2 struct{ cfg Config }
-
-// Name implements Source.
-func (e *EC2) Name() string { return "ec2" }
-
-// NewEC2 returns the EC2 source for cfg.
-func NewEC2(cfg Config) *EC2 { return &EC2{cfg: cfg.withDefaults()} }
-
-// Fetch implements Source.
-func (e *EC2) Fetch(ctx context.Context) (*Result, error) {
-	base := e.cfg.MetadataURL
-	hdr := map[string]string{}
-	status, tok, err := do(ctx, e.cfg, http.MethodPut, base+"/latest/api/token", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
-	switch {
-	case errors.Is(err, errUnreachable):
-		return nil, ErrNotFound
-	case err != nil:
-		return nil, err
-	case status == http.StatusOK && len(tok) > 0:
-		hdr["X-aws-ec2-metadata-token"] = strings.TrimSpace(string(tok))
-	default:
-		// No IMDSv2 (404/405/403 from an old or non-EC2 service): try v1.
-	}
-	get := func(p string) (int, []byte, error) { return do(ctx, e.cfg, http.MethodGet, base+p, hdr) }
-
-	status, id, err := get("/latest/meta-data/instance-id")
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case status == http.StatusUnauthorized:
-		return nil, errors.New("the metadata service requires an IMDSv2 token but issued none (is the hop limit too low?)")
-	case status != http.StatusOK:
-		return nil, ErrNotFound // a metadata service, but not EC2's
-	}
-	r := &Result{Metadata: Metadata{InstanceID: strings.TrimSpace(string(id))}}
-	if r.UserData, err = userData(get, "/latest/user-data"); err != nil {
-		return nil, err
-	}
-	text := func(p string) (string, error) {
-		status, b, err := get("/latest/meta-data/" + p)
-		if err != nil {
-			return "", err
-		}
-		if status == http.StatusNotFound {
-			return "", nil
-		}
-		if status != http.StatusOK {
-			return "", fmt.Errorf("GET /latest/meta-data/%s: HTTP %d", p, status)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	md := &r.Metadata
-	for _, f := range []struct {
-		path string
-		set  func(string)
-	}{
-		{"local-hostname", func(s string) { md.Hostname = s }},
-		{"local-ipv4", func(s string) { md.PrivateIPv4 = net.ParseIP(s) }},
-		{"public-ipv4", func(s string) { md.PublicIPv4 = net.ParseIP(s) }},
-		{"ipv6", func(s string) { md.PrivateIPv6 = net.ParseIP(s) }},
-	} {
-		v, err := text(f.path)
-		if err != nil {
-			return nil, err
-		}
-		f.set(v)
-	}
-	keys, err := text("public-keys/")
-	if err != nil {
-		return nil, err
-	}
-	// The listing is "0=name" per line; each key is at public-keys/N/openssh-key.
-	for _, line := range strings.Split(keys, "\n") {
-		idx, _, ok := strings.Cut(strings.TrimSpace(line), "=")
-		if !ok {
-			continue
-		}
-		k, err := text("public-keys/" + idx + "/openssh-key")
-		if err != nil {
-			return nil, err
-		}
-		if k != "" {
-			md.SSHPublicKeys = append(md.SSHPublicKeys, k)
-		}
-	}
-	return r, nil
 }
 
 // DigitalOcean reads DigitalOcean's metadata service: /metadata/v1.json

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 
@@ -124,5 +125,43 @@ func TestAMIUploadErrors(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// TestAMIUploadProfile: with no AWS_* keys, credentials and region come from
+// the shared config files through AWS_PROFILE, as the AWS CLI takes them,
+// and the upload without a terminal reports its progress in tenths.
+func TestAMIUploadProfile(t *testing.T) {
+	amitest.AWSEnv(t, false)
+	os.Unsetenv("AWS_REGION")
+	cfg, creds := os.Getenv("AWS_CONFIG_FILE"), os.Getenv("AWS_SHARED_CREDENTIALS_FILE")
+	if err := os.WriteFile(cfg, []byte("[default]\nregion = us-east-1\n\n[profile release]\nregion = eu-north-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(creds, []byte("[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = d\n\n[release]\naws_access_key_id = AKIDRELEASEPROFILE\naws_secret_access_key = r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_PROFILE", "release")
+	s := amitest.NewS3(t, "pith-amis")
+	e := amitest.NewEC2(t)
+	amitest.Link(e, s)
+	img := amitest.GPTImage(t, 11<<20, true, true)
+	amitest.WriteManifest(t, img, "2.0.3", "ec2")
+	out, err := runAMI(t, "ami", "upload", "--image", img, "--bucket", "pith-amis",
+		"--s3-endpoint-url", s.URL, "--ec2-endpoint-url", e.URL, "--part-size", "5242880", "--poll-interval", "1us")
+	if err != nil {
+		t.Fatalf("pith ami upload: %v\n%s", err, out)
+	}
+	calls := e.Calls("RegisterImage")
+	if len(calls) != 1 || calls[0].Region != "eu-north-1" || calls[0].AccessKey != "AKIDRELEASEPROFILE" {
+		t.Fatalf("RegisterImage signed as %+v, want the release profile's key and region", calls)
+	}
+	if !strings.Contains(out, "registered eu-north-1 ami-") {
+		t.Errorf("output lacks the profile's region:\n%s", out)
+	}
+	for _, want := range []string{": 10% (", ": 50% (", ": 100% (11 of 11 MiB"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("upload progress lacks %q:\n%s", want, out)
+		}
 	}
 }

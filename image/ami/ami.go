@@ -299,7 +299,7 @@ func makeImage(ctx context.Context, c *Clients, o Options, size int64, sum strin
 		logf("s3://%s/%s already holds this image, not uploading again", o.Bucket, key)
 	} else {
 		start := time.Now()
-		if err := putImage(ctx, c.S3, o.Bucket, key, o.Image, sum, o.PartSize, o.Bars); err != nil {
+		if err := putImage(ctx, c.S3, o.Bucket, key, o.Image, sum, o.PartSize, o.Bars, logf); err != nil {
 			return err
 		}
 		secs := time.Since(start).Seconds()

@@ -127,7 +127,7 @@ func TestUploadReusesObject(t *testing.T) {
 	size, sum, _ := manifest.HashFile(img)
 	key := "pith-import/" + sum + ".raw"
 	// An earlier run died after its upload.
-	if err := putImage(context.Background(), f.c.S3, "pith-amis", key, img, sum, 5<<20, nil); err != nil {
+	if err := putImage(context.Background(), f.c.S3, "pith-amis", key, img, sum, 5<<20, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	puts := countPrefix(f.s.Requests(), "PUT ")

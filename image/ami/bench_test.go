@@ -23,7 +23,7 @@ func BenchmarkPutImage(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		key := fmt.Sprintf("k%d", i)
-		if err := putImage(context.Background(), c.S3, "pith-amis", key, img, "x", 8<<20, nil); err != nil {
+		if err := putImage(context.Background(), c.S3, "pith-amis", key, img, "x", 8<<20, nil, nil); err != nil {
 			b.Fatal(err)
 		}
 		if err := deleteObject(context.Background(), c.S3, "pith-amis", key); err != nil {

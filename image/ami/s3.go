@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
@@ -52,8 +53,9 @@ func objectMatches(ctx context.Context, c *s3.Client, bucket, key string, size i
 }
 
 // putImage uploads path to bucket/key in parts, showing a progress bar on
-// bars (nil: none).
-func putImage(ctx context.Context, c *s3.Client, bucket, key, path, sum string, partSize int64, bars io.Writer) error {
+// bars, or without bars (a log, CI) a line per tenth uploaded on logf: an
+// upload of a few GiB takes minutes and must not look hung.
+func putImage(ctx context.Context, c *s3.Client, bucket, key, path, sum string, partSize int64, bars io.Writer, logf func(string, ...any)) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -71,6 +73,12 @@ func putImage(ctx context.Context, c *s3.Client, bucket, key, path, sum string, 
 		partSize = min
 	}
 	pr := &progressReader{f: f, size: st.Size(), partSize: partSize, seen: map[int64]int64{}}
+	if bars == nil && logf != nil {
+		start := time.Now()
+		pr.tenth = func(n int, done int64) {
+			logf("upload s3://%s/%s: %d%% (%d of %d MiB, %s)", bucket, key, n*10, done>>20, st.Size()>>20, time.Since(start).Round(time.Second))
+		}
+	}
 	if bars != nil {
 		pr.bar = progressbar.NewOptions64(st.Size(),
 			progressbar.OptionSetWriter(bars),
@@ -144,8 +152,11 @@ type progressReader struct {
 	size     int64
 	partSize int64
 	bar      *progressbar.ProgressBar
+	// tenth, if set, is called once per tenth of the size read (1..10).
+	tenth func(n int, done int64)
 
 	mu   sync.Mutex
+	told int             // tenths reported
 	seen map[int64]int64 // part index -> bytes of it read so far
 	done int64
 	pos  int64
@@ -162,6 +173,10 @@ func (p *progressReader) ReadAt(b []byte, off int64) (int, error) {
 			p.seen[part] = end
 			if p.bar != nil {
 				p.bar.Set64(p.done)
+			}
+			for p.tenth != nil && p.size > 0 && int(p.done*10/p.size) > p.told {
+				p.told++
+				p.tenth(p.told, p.done)
 			}
 		}
 		p.mu.Unlock()

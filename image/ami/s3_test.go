@@ -31,7 +31,7 @@ func TestPutImageMultipart(t *testing.T) {
 		t.Fatalf("before upload: matches=%v err=%v", same, err)
 	}
 	var bars bytes.Buffer
-	if err := putImage(ctx, c.S3, "pith-amis", key, img, sum, 5<<20, &bars); err != nil {
+	if err := putImage(ctx, c.S3, "pith-amis", key, img, sum, 5<<20, &bars, nil); err != nil {
 		t.Fatal(err)
 	}
 	// 12 MiB in 5 MiB parts: a multipart upload of three parts.
@@ -84,7 +84,10 @@ func TestPutImageMultipart(t *testing.T) {
 func TestProgressCountsEachByteOnce(t *testing.T) {
 	img := amitest.GPTImage(t, 8<<20, true, true)
 	f := amitest.MustOpen(t, img)
-	p := &progressReader{f: f, size: 8 << 20, partSize: 3 << 20, seen: map[int64]int64{}}
+	var tenths []int
+	var lastDone int64
+	p := &progressReader{f: f, size: 8 << 20, partSize: 3 << 20, seen: map[int64]int64{},
+		tenth: func(n int, done int64) { tenths = append(tenths, n); lastDone = done }}
 	buf := make([]byte, 1<<20)
 	// Part 1 read twice (signing, then sending), part 0 once, part 2 in a
 	// short tail: 8 MiB counted, not more.
@@ -95,6 +98,15 @@ func TestProgressCountsEachByteOnce(t *testing.T) {
 	}
 	if p.Done() != 8<<20 {
 		t.Fatalf("progress %d, want %d", p.Done(), 8<<20)
+	}
+	// Without bars, each tenth is reported once, in order, up to 100%.
+	if len(tenths) != 10 || tenths[0] != 1 || tenths[9] != 10 || lastDone != 8<<20 {
+		t.Fatalf("tenths reported %v (last at %d bytes), want 1..10 once each ending at %d", tenths, lastDone, 8<<20)
+	}
+	for i := 1; i < len(tenths); i++ {
+		if tenths[i] != tenths[i-1]+1 {
+			t.Fatalf("tenths out of order: %v", tenths)
+		}
 	}
 }
 
@@ -115,7 +127,7 @@ func TestCheckBucket(t *testing.T) {
 	}
 	// Uploading straight into the other region's bucket says the same.
 	img := amitest.GPTImage(t, 8<<20, true, true)
-	err := putImage(context.Background(), c.S3, amitest.OtherRegionBucket, "k", img, "x", 5<<20, nil)
+	err := putImage(context.Background(), c.S3, amitest.OtherRegionBucket, "k", img, "x", 5<<20, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "eu-west-1") {
 		t.Fatalf("upload to a bucket in another region: %v", err)
 	}
@@ -134,7 +146,7 @@ func TestPutImageInterrupted(t *testing.T) {
 			cancel()
 		}
 	})
-	err := putImage(ctx, c.S3, "pith-amis", "k.raw", img, "x", 5<<20, nil)
+	err := putImage(ctx, c.S3, "pith-amis", "k.raw", img, "x", 5<<20, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "canceled") {
 		t.Fatalf("interrupted upload: %v", err)
 	}

@@ -48,6 +48,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	// A disk too small for the fixed partitions fails before any work.
+	if err := checkPlatformFormats(c); err != nil {
+		return nil, err
+	}
 	if _, err := layout.New(c.DiskSize, Seed(c)); err != nil {
 		return nil, err
 	}
@@ -101,6 +104,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			return in.UsrHash[:16], err
 		})
 		if err != nil {
+		if err := checkPlatformModules(c.Platform, rfs.KernelVersion, res.Absent); err != nil {
+			return "", err
+		}
 			return nil, explain(err, o.OutDir)
 		}
 	}

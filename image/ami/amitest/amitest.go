@@ -175,6 +175,7 @@ type EC2 struct {
 
 type Request struct {
 	Action, Region string
+	AccessKey      string // the signing credential's access key id
 	Form           url.Values
 }
 
@@ -200,7 +201,7 @@ type Image struct {
 	polls                               int
 }
 
-var credRegion = regexp.MustCompile(`Credential=[^/]+/\d+/([^/]+)/ec2/`)
+var credRegion = regexp.MustCompile(`Credential=([^/]+)/\d+/([^/]+)/ec2/`)
 
 // NewEC2 starts the server; new import tasks follow Script.
 func NewEC2(t testing.TB) *EC2 {
@@ -218,14 +219,14 @@ func (f *EC2) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
-	region := ""
+	region, key := "", ""
 	if m := credRegion.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
-		region = m[1]
+		key, region = m[1], m[2]
 	}
 	action := r.PostForm.Get("Action")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.reqs = append(f.reqs, Request{action, region, r.PostForm})
+	f.reqs = append(f.reqs, Request{Action: action, Region: region, AccessKey: key, Form: r.PostForm})
 	if e, ok := f.fail[action]; ok {
 		w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
 		w.WriteHeader(e.Status)
