@@ -86,6 +86,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return "", err
 		}
+		if err := checkPlatformModules(c.Platform, rfs.KernelVersion, res.Absent); err != nil {
+			return "", err
+		}
 		return fmt.Sprintf("%d modules, %s", len(res.Modules), layout.Human(res.Size)), nil
 	})
 	if err != nil {
@@ -104,9 +107,6 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			return in.UsrHash[:16], err
 		})
 		if err != nil {
-		if err := checkPlatformModules(c.Platform, rfs.KernelVersion, res.Absent); err != nil {
-			return "", err
-		}
 			return nil, explain(err, o.OutDir)
 		}
 	}
