@@ -47,10 +47,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := CheckFormats(c.Formats); err != nil {
 		return nil, err
 	}
-	// A disk too small for the fixed partitions fails before any work.
 	if err := checkPlatformFormats(c); err != nil {
 		return nil, err
 	}
+	// A disk too small for the fixed partitions fails before any work.
 	if _, err := layout.New(c.DiskSize, Seed(c)); err != nil {
 		return nil, err
 	}
