@@ -81,6 +81,10 @@ func checkUnit(c *Config, rep *Report, p string, u Unit) {
 	if u.Name == "" {
 		return // reported as missing
 	}
+	if IsNetworkUnit(u.Name) {
+		checkNetworkUnit(c, rep, p, u)
+		return
+	}
 	template := strings.Contains(u.Name, "@.")
 	if template && u.Command != "" {
 		rep.Errorf(c.Pos(p+".command"), p+".command", "%s is a template; a command needs an instance name such as %s", u.Name, strings.Replace(u.Name, "@.", "@1.", 1))
@@ -110,6 +114,39 @@ func checkUnit(c *Config, rep *Report, p string, u Unit) {
 		if d.Content == "" {
 			rep.Warnf(c.Pos(dp), dp, "drop-in %s has no content", d.Name)
 		} else {
+			checkUnitContent(c, rep, dp+".content", d.Content)
+		}
+	}
+}
+
+// checkNetworkUnit: networkd reads its files itself and is restarted
+// after they are written, so commands, enable and mask mean nothing for
+// them (coreos-cloudinit ignored them too); names must be plain files.
+func checkNetworkUnit(c *Config, rep *Report, p string, u Unit) {
+	if strings.Contains(u.Name, "@") {
+		rep.Errorf(c.Pos(p+".name"), p+".name", "%s: networkd files cannot be templates; drop the '@'", u.Name)
+	}
+	if u.Command != "" {
+		rep.Warnf(c.Pos(p+".command"), p+".command", "%s is a networkd file: the command is ignored (systemd-networkd is restarted when its files change)", u.Name)
+	}
+	if u.Enable {
+		rep.Warnf(c.Pos(p+".enable"), p+".enable", "%s is a networkd file: enable is ignored (networkd reads every file in /etc/systemd/network)", u.Name)
+	}
+	if u.Mask {
+		rep.Errorf(c.Pos(p+".mask"), p+".mask", "%s is a networkd file and cannot be masked; to disable a shipped one, override it with a file of the same name (content: \"# disabled\")", u.Name)
+	}
+	if u.Content == "" && len(u.DropIns) == 0 {
+		rep.Warnf(c.Pos(p), p, "%s has no content or drop-ins: it does nothing", u.Name)
+	}
+	if u.Content != "" {
+		checkUnitContent(c, rep, p+".content", u.Content)
+		if strings.HasSuffix(u.Name, ".network") && !strings.Contains(u.Content, "[Match]") {
+			rep.Warnf(c.Pos(p+".content"), p+".content", "%s has no [Match] section: networkd applies it to every interface", u.Name)
+		}
+	}
+	for j, d := range u.DropIns {
+		dp := fmt.Sprintf("%s.drop_ins[%d]", p, j)
+		if d.Content != "" {
 			checkUnitContent(c, rep, dp+".content", d.Content)
 		}
 	}

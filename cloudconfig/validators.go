@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,17 @@ var (
 
 // unitTypes are the unit suffixes systemd knows (systemd.unit(5)).
 var unitTypes = []string{"service", "socket", "device", "mount", "automount", "swap", "target", "path", "timer", "slice", "scope"}
+
+// networkTypes are systemd-networkd's files, which coreos.units also
+// takes (coreos-cloudinit wrote them to /etc/systemd/network and
+// restarted networkd).
+var networkTypes = []string{"network", "netdev", "link"}
+
+// IsNetworkUnit reports whether a coreos.units name is a networkd file.
+func IsNetworkUnit(name string) bool {
+	dot := strings.LastIndexByte(name, '.')
+	return dot >= 0 && slices.Contains(networkTypes, name[dot+1:])
+}
 
 var validators map[string]validator
 
@@ -211,15 +223,11 @@ func checkUnitName(s string) (string, Severity) {
 	}
 	dot := strings.LastIndexByte(s, '.')
 	if dot < 0 {
-		return bad("invalid unit name %q: it needs a type suffix such as .service (one of %s)", short(s), strings.Join(unitTypes, ", "))
+		return bad("invalid unit name %q: it needs a type suffix such as .service (one of %s)", short(s), strings.Join(allUnitTypes(), ", "))
 	}
 	typ := s[dot+1:]
-	known := false
-	for _, t := range unitTypes {
-		known = known || t == typ
-	}
-	if !known {
-		return bad("invalid unit name %q: unknown unit type %q (want one of %s)", short(s), typ, strings.Join(unitTypes, ", "))
+	if !slices.Contains(unitTypes, typ) && !slices.Contains(networkTypes, typ) {
+		return bad("invalid unit name %q: unknown unit type %q (want one of %s)", short(s), typ, strings.Join(allUnitTypes(), ", "))
 	}
 	name := s[:dot]
 	prefix, instance, templated := strings.Cut(name, "@")
@@ -228,6 +236,8 @@ func checkUnitName(s string) (string, Severity) {
 	}
 	return ok()
 }
+
+func allUnitTypes() []string { return append(slices.Clone(unitTypes), networkTypes...) }
 
 func checkDropInName(s string) (string, Severity) {
 	if strings.Contains(s, "/") || !strings.HasSuffix(s, ".conf") || s == ".conf" {

@@ -113,14 +113,14 @@ func prefixFor(config string) string {
 func TestRubySyntax(t *testing.T) {
 	ruby := needRuby(t)
 	dir := t.TempDir()
-	files := map[string]string{"box-bootstrap": box.Vagrantfile(true), "box-plain": box.Vagrantfile(false)}
+	files := map[string]string{"box": box.Vagrantfile()}
 	for name, content := range files {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, p := range []string{"Vagrantfile", "config.rb.sample", filepath.Join(dir, "box-bootstrap"), filepath.Join(dir, "box-plain")} {
+	for _, p := range []string{"Vagrantfile", "config.rb.sample", filepath.Join(dir, "box")} {
 		if out, err := exec.Command(ruby, "-c", p).CombinedOutput(); err != nil {
 			t.Errorf("%s: %v\n%s", p, err, out)
 		}

@@ -60,6 +60,9 @@ type Result struct {
 	Source   string   `json:"source"`
 	UserData []byte   `json:"-"`
 	Metadata Metadata `json:"metadata"`
+	// Note says how the data was read, for the log (e.g. the fw_cfg path
+	// and time).
+	Note string `json:"-"`
 }
 
 // Source is one place user-data can come from.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/pith-os/pith/cloudconfig"
 )
@@ -40,14 +41,15 @@ func (f *FwCfg) Name() string { return "qemu-fw-cfg" }
 // Fetch implements Source.
 func (f *FwCfg) Fetch(context.Context) (*Result, error) {
 	dir := filepath.Join(f.Root, FwCfgDir)
-	ud, err := readLimited(filepath.Join(dir, "user-data", "raw"))
+	start := time.Now()
+	ud, how, err := readFwCfg(f.Root, filepath.Join(dir, "user-data"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	r := &Result{UserData: ud}
+	r := &Result{UserData: ud, Note: fmt.Sprintf("read through %s in %s", how, time.Since(start).Round(time.Millisecond))}
 	md, err := readLimited(filepath.Join(dir, "meta-data", "raw"))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

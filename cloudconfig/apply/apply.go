@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/pith-os/pith/cloudconfig"
 )
@@ -25,6 +26,9 @@ type Applier struct {
 	Host     Host
 	// Logf reports each step (the journal in pithd); may be nil.
 	Logf func(format string, args ...any)
+
+	mu      sync.Mutex
+	changes []string
 }
 
 func (a *Applier) logf(format string, args ...any) {
@@ -46,6 +50,10 @@ type Options struct {
 	// MetadataHostname is the datasource's hostname, used when the
 	// cloud-config sets none (as coreos-cloudinit did).
 	MetadataHostname string
+	// OEM marks the OEM partition's cloud-config: it does not configure
+	// pithd (coreos.etcd2, coreos.fleet and pith: belong to the user's
+	// user-data, applied after it), so the agent's drop-in is left alone.
+	OEM bool
 }
 
 // ApplyCloudConfig applies a validated cloud-config. The caller must have
@@ -94,9 +102,14 @@ func (a *Applier) ApplyCloudConfig(ctx context.Context, c *cloudconfig.Config, o
 			return err
 		}
 	}
-	envChanged, err := a.writeAgentEnv(c)
-	if err != nil {
-		return err
+	envChanged := false
+	if !opt.OEM {
+		var err error
+		if envChanged, err = a.writeAgentEnv(c); err != nil {
+			return err
+		}
+	} else if len(AgentEnv(c)) > 0 {
+		a.logf("the OEM cloud-config's coreos.etcd2, coreos.fleet and pith: settings are ignored; give them in user-data")
 	}
 	return a.applyUnits(ctx, c.CoreOS.Units, envChanged)
 }
@@ -114,13 +127,17 @@ func (a *Applier) writeAgentEnv(c *cloudconfig.Config) (changed bool, err error)
 		if os.IsNotExist(err) {
 			return false, nil
 		}
+		if err == nil {
+			a.changed("removed %s", AgentDropIn)
+		}
 		return err == nil, err
 	}
 	text, err := agentDropIn(env)
 	if err != nil {
 		return false, err
 	}
-	if err := writeAtomic(p, []byte(text), 0o644, 0, 0); err != nil {
+	changed, err = a.write(p, []byte(text), 0o644, 0, 0)
+	if err != nil || !changed {
 		return false, err
 	}
 	a.logf("wrote %s (%d settings for %s)", AgentDropIn, len(env), AgentUnit)
@@ -182,7 +199,7 @@ func (a *Applier) setHostname(name string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(p, []byte(name+"\n"), 0o644, 0, 0); err != nil {
+	if _, err := a.write(p, []byte(name+"\n"), 0o644, 0, 0); err != nil {
 		return fmt.Errorf("write /etc/hostname: %w", err)
 	}
 	if a.Host != nil {
@@ -219,7 +236,8 @@ func (a *Applier) writeEtcHosts(hostname string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(p, []byte(content), 0o644, 0, 0)
+	_, err = a.write(p, []byte(content), 0o644, 0, 0)
+	return err
 }
 
 func (a *Applier) writeOEMRelease(o cloudconfig.OEM) error {
@@ -233,7 +251,8 @@ func (a *Applier) writeOEMRelease(o cloudconfig.OEM) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(p, []byte(b.String()), 0o644, 0, 0)
+	_, err = a.write(p, []byte(b.String()), 0o644, 0, 0)
+	return err
 }
 
 func (a *Applier) writeFile(f cloudconfig.File) error {
@@ -255,8 +274,13 @@ func (a *Applier) writeFile(f cloudconfig.File) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(p, data, fileMode(uint32(mode)), uid, gid); err != nil {
+	changed, err := a.write(p, data, fileMode(uint32(mode)), uid, gid)
+	if err != nil {
 		return err
+	}
+	if !changed {
+		a.logf("%s unchanged", f.Path)
+		return nil
 	}
 	a.logf("wrote %s (%d bytes, mode %04o)", f.Path, len(data), mode)
 	return nil
@@ -342,7 +366,7 @@ func (a *Applier) applyUser(ctx context.Context, u cloudconfig.User) error {
 			return err
 		}
 		// sudo ignores files that are not 0440 root:root.
-		if err := writeAtomic(p, []byte(b.String()), 0o440, 0, 0); err != nil {
+		if _, err := a.write(p, []byte(b.String()), 0o440, 0, 0); err != nil {
 			return err
 		}
 	}
@@ -366,6 +390,7 @@ func (a *Applier) ensureUser(ctx context.Context, spec UserSpec) error {
 		}
 		if !ok {
 			a.logf("creating group %s for user %s", g, spec.Name)
+			a.changed("created group %s", g)
 			if err := a.Accounts.AddGroup(ctx, g, nil, spec.System, ""); err != nil {
 				return err
 			}
@@ -380,6 +405,7 @@ func (a *Applier) ensureUser(ctx context.Context, spec UserSpec) error {
 		return a.Accounts.UpdateUser(ctx, spec)
 	}
 	a.logf("creating user %s", spec.Name)
+	a.changed("created user %s", spec.Name)
 	return a.Accounts.AddUser(ctx, spec)
 }
 
@@ -423,7 +449,7 @@ func (a *Applier) setSSHKeys(user, name string, keys []string) error {
 		b.WriteString(strings.TrimSpace(k))
 		b.WriteByte('\n')
 	}
-	if err := writeAtomic(filepath.Join(dDir, name), []byte(b.String()), 0o600, acct.UID, acct.GID); err != nil {
+	if _, err := a.write(filepath.Join(dDir, name), []byte(b.String()), 0o600, acct.UID, acct.GID); err != nil {
 		return err
 	}
 	entries, err := os.ReadDir(dDir)
@@ -449,7 +475,7 @@ func (a *Applier) setSSHKeys(user, name string, keys []string) error {
 			merged.WriteByte('\n')
 		}
 	}
-	if err := writeAtomic(filepath.Join(sshDir, "authorized_keys"), []byte(merged.String()), 0o600, acct.UID, acct.GID); err != nil {
+	if _, err := a.write(filepath.Join(sshDir, "authorized_keys"), []byte(merged.String()), 0o600, acct.UID, acct.GID); err != nil {
 		return err
 	}
 	a.logf("installed %d SSH key(s) for %s", len(keys), user)
@@ -458,6 +484,8 @@ func (a *Applier) setSSHKeys(user, name string, keys []string) error {
 
 // unitDir is where unit files go: /etc/systemd/system, or
 // /run/systemd/system for runtime units that must vanish at reboot.
+// networkd's files (.network, .netdev, .link) go to /etc/systemd/network
+// or /run/systemd/network, as coreos-cloudinit placed them.
 func unitDir(runtime bool) string {
 	if runtime {
 		return "/run/systemd/system"
@@ -465,34 +493,60 @@ func unitDir(runtime bool) string {
 	return "/etc/systemd/system"
 }
 
+func unitDirFor(u cloudconfig.Unit) string {
+	if cloudconfig.IsNetworkUnit(u.Name) {
+		if u.Runtime {
+			return "/run/systemd/network"
+		}
+		return "/etc/systemd/network"
+	}
+	return unitDir(u.Runtime)
+}
+
+// NetworkdUnit is restarted when user-data changed networkd's files.
+const NetworkdUnit = "systemd-networkd.service"
+
 // applyUnits writes unit files and drop-ins, reloads systemd, enables and
 // masks, then runs the commands, in that order (systemd must know a unit
-// before it can enable or start it).
+// before it can enable or start it). Files already as written are left
+// alone and systemd is reloaded only when a file changed (or reload is
+// set), so applying the same units again only re-runs their commands.
+// networkd's files take no command: networkd is restarted once, after
+// all are written, when one changed.
 func (a *Applier) applyUnits(ctx context.Context, units []cloudconfig.Unit, reload bool) error {
 	if len(units) == 0 && !reload {
 		return nil
 	}
+	network := false
 	for _, u := range units {
-		dir := unitDir(u.Runtime)
+		dir := unitDirFor(u)
+		changed := false
 		if u.Content != "" {
 			p, err := a.path(filepath.Join(dir, u.Name))
 			if err != nil {
 				return err
 			}
-			if err := writeAtomic(p, []byte(u.Content), 0o644, 0, 0); err != nil {
+			c, err := a.write(p, []byte(u.Content), 0o644, 0, 0)
+			if err != nil {
 				return fmt.Errorf("unit %s: %w", u.Name, err)
 			}
-			reload = true
+			changed = changed || c
 		}
 		for _, d := range u.DropIns {
 			p, err := a.path(filepath.Join(dir, u.Name+".d", d.Name))
 			if err != nil {
 				return err
 			}
-			if err := writeAtomic(p, []byte(d.Content), 0o644, 0, 0); err != nil {
+			c, err := a.write(p, []byte(d.Content), 0o644, 0, 0)
+			if err != nil {
 				return fmt.Errorf("unit %s drop-in %s: %w", u.Name, d.Name, err)
 			}
-			reload = true
+			changed = changed || c
+		}
+		if cloudconfig.IsNetworkUnit(u.Name) {
+			network = network || changed
+		} else {
+			reload = reload || changed
 		}
 	}
 	if a.Units == nil {
@@ -504,6 +558,9 @@ func (a *Applier) applyUnits(ctx context.Context, units []cloudconfig.Unit, relo
 		}
 	}
 	for _, u := range units {
+		if cloudconfig.IsNetworkUnit(u.Name) {
+			continue
+		}
 		switch {
 		case u.Mask:
 			if err := a.Units.Mask(ctx, []string{u.Name}, u.Runtime); err != nil {
@@ -515,8 +572,15 @@ func (a *Applier) applyUnits(ctx context.Context, units []cloudconfig.Unit, relo
 			}
 		}
 	}
+	if network {
+		if err := a.Units.Run(ctx, NetworkdUnit, "restart"); err != nil {
+			return fmt.Errorf("restart %s: %w", NetworkdUnit, err)
+		}
+		a.logf("restart %s (network files changed)", NetworkdUnit)
+		a.changed("restarted %s", NetworkdUnit)
+	}
 	for _, u := range units {
-		if u.Command == "" {
+		if u.Command == "" || cloudconfig.IsNetworkUnit(u.Name) {
 			continue
 		}
 		if err := a.Units.Run(ctx, u.Name, u.Command); err != nil {
@@ -535,20 +599,27 @@ const ScriptPath = "/var/lib/pith/user-data-script"
 const scriptUnit = "pith-user-data-script.service"
 
 // ApplyScript saves and starts a #! user-data script (first boot only).
-func (a *Applier) ApplyScript(ctx context.Context, script []byte) error {
+// always=false starts it only when it differs from the saved one, so
+// applying the same user-data again does not run it twice.
+func (a *Applier) ApplyScript(ctx context.Context, script []byte, always bool) error {
 	p, err := a.path(ScriptPath)
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(p, script, 0o700, 0, 0); err != nil {
+	changed, err := a.write(p, script, 0o700, 0, 0)
+	if err != nil {
 		return err
+	}
+	if !changed && !always {
+		a.logf("user-data script unchanged; not run again")
+		return nil
 	}
 	unit := fmt.Sprintf("[Unit]\nDescription=User-data script from the datasource (first boot)\n\n[Service]\nType=simple\nExecStart=%s\n", ScriptPath)
 	up, err := a.path(filepath.Join(unitDir(true), scriptUnit))
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(up, []byte(unit), 0o644, 0, 0); err != nil {
+	if _, err := a.write(up, []byte(unit), 0o644, 0, 0); err != nil {
 		return err
 	}
 	if a.Units == nil {
@@ -557,6 +628,7 @@ func (a *Applier) ApplyScript(ctx context.Context, script []byte) error {
 	if err := a.Units.DaemonReload(ctx); err != nil {
 		return err
 	}
+	a.changed("started %s", scriptUnit)
 	return a.Units.Run(ctx, scriptUnit, "start")
 }
 
@@ -602,5 +674,6 @@ func (a *Applier) WriteEnvironment(addrs cloudconfig.Addresses) error {
 	if n == 0 && len(old) == 0 {
 		return nil
 	}
-	return writeAtomic(p, []byte(b.String()), 0o644, 0, 0)
+	_, err = a.write(p, []byte(b.String()), 0o644, 0, 0)
+	return err
 }

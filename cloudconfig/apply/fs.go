@@ -1,10 +1,12 @@
 package apply
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // under joins an absolute path to the root, refusing paths that climb out
@@ -74,4 +76,68 @@ func fileMode(unix uint32) os.FileMode {
 		m |= os.ModeSticky
 	}
 	return m
+}
+
+// sameFile reports whether p already is a regular file with exactly data,
+// mode and (when uid/gid >= 0) owner: then it is left alone, so applying
+// the same user-data again changes nothing, not even mtimes.
+func sameFile(p string, data []byte, mode os.FileMode, uid, gid int) bool {
+	st, err := os.Lstat(p)
+	if err != nil || !st.Mode().IsRegular() || st.Size() != int64(len(data)) {
+		return false
+	}
+	const bits = os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky
+	if st.Mode()&bits != mode&bits {
+		return false
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		if (uid >= 0 && int(sys.Uid) != uid) || (gid >= 0 && int(sys.Gid) != gid) {
+			return false
+		}
+	}
+	old, err := os.ReadFile(p)
+	return err == nil && bytes.Equal(old, data)
+}
+
+// write writes p (a path under Root) unless it already holds data with
+// that mode and owner, and records the change. It reports whether the
+// file changed.
+func (a *Applier) write(p string, data []byte, mode os.FileMode, uid, gid int) (bool, error) {
+	if sameFile(p, data, mode, uid, gid) {
+		return false, nil
+	}
+	if err := writeAtomic(p, data, mode, uid, gid); err != nil {
+		return false, err
+	}
+	a.changed("wrote %s", a.shown(p))
+	return true, nil
+}
+
+// shown is p as seen on the node (without the root prefix).
+func (a *Applier) shown(p string) string {
+	if a.Root == "" || a.Root == "/" {
+		return p
+	}
+	rel, err := filepath.Rel(a.Root, p)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return p
+	}
+	return "/" + rel
+}
+
+// changed records one change to the system (pithctl userdata apply lists
+// them).
+func (a *Applier) changed(format string, args ...any) {
+	a.mu.Lock()
+	a.changes = append(a.changes, fmt.Sprintf(format, args...))
+	a.mu.Unlock()
+}
+
+// TakeChanges returns the changes recorded since the last call, in order.
+func (a *Applier) TakeChanges() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.changes
+	a.changes = nil
+	return c
 }

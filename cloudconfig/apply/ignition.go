@@ -247,10 +247,13 @@ func (a *Applier) applyIgnFile(f igntypes.File, fd fileData) error {
 			return os.Chmod(p, fileMode(mode))
 		}
 	}
-	if err := writeAtomic(p, data, fileMode(mode), uid, gid); err != nil {
+	changed, err := a.write(p, data, fileMode(mode), uid, gid)
+	if err != nil {
 		return err
 	}
-	a.logf("wrote %s (%d bytes, mode %04o)", f.Path, len(data), mode)
+	if changed {
+		a.logf("wrote %s (%d bytes, mode %04o)", f.Path, len(data), mode)
+	}
 	return nil
 }
 
@@ -386,7 +389,7 @@ func (a *Applier) applyIgnUnits(ctx context.Context, units []igntypes.Unit) erro
 			if err != nil {
 				return err
 			}
-			if err := writeAtomic(p, []byte(*u.Contents), 0o644, 0, 0); err != nil {
+			if _, err := a.write(p, []byte(*u.Contents), 0o644, 0, 0); err != nil {
 				return err
 			}
 		}
@@ -398,7 +401,7 @@ func (a *Applier) applyIgnUnits(ctx context.Context, units []igntypes.Unit) erro
 			if err != nil {
 				return err
 			}
-			if err := writeAtomic(p, []byte(*d.Contents), 0o644, 0, 0); err != nil {
+			if _, err := a.write(p, []byte(*d.Contents), 0o644, 0, 0); err != nil {
 				return err
 			}
 		}

@@ -37,6 +37,10 @@ type Input struct {
 	Addresses cloudconfig.Addresses
 	SSHKeys   []string
 	Hostname  string // the datasource's, used when user-data sets none
+	// Full applies everything, as on first boot, on a node whose first
+	// boot is done (pithctl userdata apply). A script runs again only if
+	// it changed.
+	Full bool
 }
 
 // State records a run of the stage; `pithctl status` shows it.
@@ -55,17 +59,30 @@ type State struct {
 	Addresses cloudconfig.Addresses `json:"addresses"`
 	SSHKeys   []string              `json:"ssh_keys,omitempty"`
 	Hostname  string                `json:"metadata_hostname,omitempty"`
+	// Waiting names the datasource the node waits for (Vagrant uploads
+	// user-data after boot); pithd.service does not start until then.
+	Waiting string `json:"waiting_for,omitempty"`
 }
 
 // InvalidError is returned when user-data is rejected: nothing was applied.
 type InvalidError struct {
 	Source string
 	Report *cloudconfig.Report
+	// ReportFile is the report's name under StateDir (default ReportFile).
+	ReportFile string
 }
 
 func (e *InvalidError) Error() string {
 	n, w := e.Report.Count()
-	return fmt.Sprintf("user-data from %s rejected: %d error(s), %d warning(s); nothing applied (report in %s)", e.Source, n, w, filepath.Join(StateDir, ReportFile))
+	f := e.ReportFile
+	if f == "" {
+		f = ReportFile
+	}
+	what := "user-data from " + e.Source
+	if e.ReportFile == OEMReportFile {
+		what = "cloud-config from " + e.Source
+	}
+	return fmt.Sprintf("%s rejected: %d error(s), %d warning(s); nothing applied (report in %s)", what, n, w, filepath.Join(StateDir, f))
 }
 
 // Stage is pithd's first-boot stage.
@@ -99,17 +116,13 @@ func (s *Stage) FirstBootDone() (bool, error) {
 // data was applied (or there was none), so fixed user-data is picked up
 // on the next boot.
 func (s *Stage) Run(ctx context.Context, in Input) (*State, error) {
-	first, err := s.FirstBootDone()
+	done, err := s.FirstBootDone()
 	if err != nil {
 		return nil, err
 	}
-	first = !first
-	now := time.Now
-	if s.Now != nil {
-		now = s.Now
-	}
+	first := !done || in.Full
 	sum := sha256.Sum256(in.UserData)
-	st := &State{Time: now().UTC(), FirstBoot: first, Source: in.Source, SHA256: hex.EncodeToString(sum[:]), Addresses: in.Addresses, SSHKeys: in.SSHKeys, Hostname: in.Hostname}
+	st := &State{Time: s.now().UTC(), FirstBoot: first, Source: in.Source, SHA256: hex.EncodeToString(sum[:]), Addresses: in.Addresses, SSHKeys: in.SSHKeys, Hostname: in.Hostname}
 	if err := s.save(UserDataFile, in.UserData, 0o600); err != nil {
 		return nil, err
 	}
@@ -158,7 +171,7 @@ func (s *Stage) Run(ctx context.Context, in Input) (*State, error) {
 		// The metadata's hostname and keys still apply around a script.
 		applyErr = s.Applier.ApplyCloudConfig(ctx, &cloudconfig.Config{}, opt)
 		if applyErr == nil && first {
-			applyErr = s.Applier.ApplyScript(ctx, ud.Script)
+			applyErr = s.Applier.ApplyScript(ctx, ud.Script, !done)
 		}
 	case ud.Format == cloudconfig.FormatEmpty:
 		applyErr = s.Applier.ApplyCloudConfig(ctx, &cloudconfig.Config{}, opt)
@@ -262,18 +275,4 @@ func ReadSettings(root string) (cloudconfig.Settings, error) {
 }
 
 // ReadState returns the last State recorded under root.
-func ReadState(root string) (*State, error) {
-	p, err := under(root, filepath.Join(StateDir, StateFile))
-	if err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, err
-	}
-	var st State
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	return &st, nil
-}
+func ReadState(root string) (*State, error) { return readStateFile(root, StateFile) }

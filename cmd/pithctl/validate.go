@@ -19,7 +19,7 @@ func init() {
 	var root, format string
 	cmd := &cobra.Command{
 		Use:   "userdata",
-		Short: "Show what the first-boot stage did with this node's user-data",
+		Short: "Show what the first-boot stage did with this node's user-data (apply: apply it now)",
 		Long: `Show the last run of pithd's first-boot stage on this node: where user-data
 came from, its format, whether it was valid and applied, and its validation
 report. Exit status 1 when the user-data was rejected or failed to apply.`,
@@ -42,6 +42,8 @@ report. Exit status 1 when the user-data was rejected or failed to apply.`,
 			} else {
 				status := "applied"
 				switch {
+				case st.Waiting != "":
+					status = "WAITING for user-data from " + st.Waiting + " (pithd.service starts once it is applied: pithctl userdata apply)"
 				case !st.Valid:
 					status = "REJECTED (invalid; nothing applied)"
 				case !st.Applied:
@@ -53,6 +55,21 @@ report. Exit status 1 when the user-data was rejected or failed to apply.`,
 					fmt.Fprintf(w, "%s/%s:%s\n", apply.StateDir, apply.UserDataFile, e)
 				}
 			}
+			if oem, err := apply.ReadOEMState(root); err == nil && format != "json" {
+				status := "applied"
+				if !oem.Valid {
+					status = "REJECTED (invalid; nothing applied)"
+				} else if !oem.Applied {
+					status = "FAILED to apply: " + oem.ApplyErr
+				}
+				fmt.Fprintf(w, "OEM:        %s/cloud-config.yml %s (%d error(s), %d warning(s))\n", "/usr/share/oem", status, oem.Errors, oem.Warnings)
+				for _, e := range oem.Report {
+					fmt.Fprintf(w, "%s/%s:%s\n", apply.StateDir, apply.OEMUserDataFile, e)
+				}
+			}
+			if st.Waiting != "" {
+				return nil
+			}
 			if !st.Valid || !st.Applied {
 				return errors.New("user-data was not applied")
 			}
@@ -61,5 +78,6 @@ report. Exit status 1 when the user-data was rejected or failed to apply.`,
 	}
 	cmd.Flags().StringVar(&root, "root", "/", "root of the node's filesystem")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	cmd.AddCommand(userdataApplyCmd())
 	rootCmd.AddCommand(cmd)
 }

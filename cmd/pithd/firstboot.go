@@ -7,7 +7,6 @@ package main
 // ships it as image/rootfs/overlay/usr/lib/systemd/system/pithd-firstboot.service.
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -30,12 +29,15 @@ func init() {
 	cmd := &cobra.Command{
 		Use:   "firstboot",
 		Short: "Fetch, validate and apply user-data (the first-boot stage)",
-		Long: `Find user-data (QEMU fw_cfg, config drive, EC2, DigitalOcean, Vagrant, a
-pith.config.url= on the kernel line, or --from-file), validate it, and apply
-it: everything on first boot, then on later boots only what coreos-cloudinit
+		Long: `Apply the OEM partition's cloud-config (/usr/share/oem/cloud-config.yml),
+then find user-data (QEMU fw_cfg, config drive, EC2, DigitalOcean, Vagrant,
+a pith.config.url= on the kernel line, or --from-file), validate it, and
+apply it: everything on first boot, then on later boots only what coreos-cloudinit
 re-applied (hostname, write_files, /etc/hosts, units). Invalid user-data is
 rejected as a whole and the report goes to the console and the journal; the
-node boots on without it. Exit status 1 means user-data was not applied.`,
+node boots on without it. On the vagrant platform, where user-data comes
+after boot, pithd.service waits for it (pithctl userdata apply). Exit status
+1 means user-data was not applied.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("config-drive") {
@@ -65,6 +67,12 @@ func say(cmd *cobra.Command, prio journal.Priority, format string, args ...any) 
 	}
 }
 
+// journalLevel maps the stage's levels to journal priorities.
+var journalLevel = map[apply.Level]journal.Priority{
+	apply.LevelInfo: journal.PriInfo, apply.LevelNotice: journal.PriNotice,
+	apply.LevelWarning: journal.PriWarning, apply.LevelError: journal.PriErr,
+}
+
 func runFirstBoot(cmd *cobra.Command, ds datasource.Config, noUnits, useSaved bool) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -85,47 +93,14 @@ func runFirstBoot(cmd *cobra.Command, ds datasource.Config, noUnits, useSaved bo
 			ap.Units = sd
 		}
 	}
-	stage := &apply.Stage{Applier: ap}
-
-	res, err := datasource.Fetch(ctx, ds)
-	var st *apply.State
-	switch {
-	case errors.Is(err, datasource.ErrNotFound):
-		done, derr := stage.FirstBootDone()
-		if derr != nil {
-			return derr
-		}
-		if done && useSaved {
-			say(cmd, journal.PriInfo, "no datasource found; re-applying the user-data saved at first boot")
-			st, err = stage.RunSaved(ctx)
-		} else {
-			say(cmd, journal.PriNotice, "%v; booting without user-data", err)
-			st, err = stage.Run(ctx, apply.Input{Source: "none"})
-		}
-	case err != nil:
-		say(cmd, journal.PriErr, "pithd firstboot: %v; booting without user-data", err)
-		return err
-	default:
-		say(cmd, journal.PriInfo, "user-data from %s (%d bytes)", res.Source, len(res.UserData))
-		st, err = stage.Run(ctx, apply.Input{
-			Source: res.Source, UserData: res.UserData, Metadata: res.Metadata,
-			Addresses: res.Metadata.Addresses(), SSHKeys: res.Metadata.SSHPublicKeys, Hostname: res.Metadata.Hostname,
-		})
-	}
-	if st != nil {
-		for _, e := range st.Report {
-			prio := journal.PriWarning
-			if e.Severity == "error" {
-				prio = journal.PriErr
-			}
-			say(cmd, prio, "%s/%s:%s", apply.StateDir, apply.UserDataFile, e.String())
-		}
-	}
+	_, err := apply.Boot(ctx, &apply.Stage{Applier: ap}, apply.BootOptions{
+		Datasource: ds, UseSaved: useSaved,
+		Say: func(l apply.Level, format string, args ...any) { say(cmd, journalLevel[l], format, args...) },
+	})
 	if err != nil {
-		// Invalid user-data (apply.InvalidError) or a failed apply alike.
-		say(cmd, journal.PriErr, "pithd firstboot: %v", err)
-		return err
+		// Invalid user-data (apply.InvalidError) or a failed apply alike:
+		// the unit fails, the node boots on.
+		return fmt.Errorf("pithd firstboot: %w", err)
 	}
-	say(cmd, journal.PriInfo, "user-data (%s) applied; first boot: %v", st.Format, st.FirstBoot)
 	return nil
 }

@@ -59,9 +59,10 @@ type Options struct {
 	// Platform is the image's platform from its manifest ("" if unknown);
 	// Build fills it in.
 	Platform string
-	// Bootstrap adds the fw_cfg bootstrap (see Bootstrap) to the box's
-	// Vagrantfile.
-	Bootstrap bool
+	// OEM puts the box's cloud-config (OEMCloudConfig: the vagrant user)
+	// on the image's OEM partition, where pithd applies it on first boot.
+	// box.img is then a copy of Image with that partition rebuilt.
+	OEM bool
 }
 
 // Result describes a written box.
@@ -191,7 +192,24 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.URL == "" {
 		o.URL = (&url.URL{Scheme: "file", Path: abs}).String()
 	}
-	st, err := os.Stat(o.Image)
+	boxImg := o.Image
+	if o.OEM {
+		dir := filepath.Dir(abs)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("cannot create %s: %v: choose another --out", dir, errors.Unwrap(err))
+		}
+		tmp, err := os.CreateTemp(dir, "."+filepath.Base(abs)+".img-")
+		if err != nil {
+			return nil, fmt.Errorf("cannot write in %s: %v: choose another --out", dir, errors.Unwrap(err))
+		}
+		tmp.Close()
+		defer os.Remove(tmp.Name())
+		if err := addOEMFiles(ctx, o.Image, tmp.Name(), map[string]string{OEMConfigPath: OEMCloudConfig()}, o.Epoch); err != nil {
+			return nil, err
+		}
+		boxImg = tmp.Name()
+	}
+	st, err := os.Stat(boxImg)
 	if err != nil {
 		return nil, err
 	}
@@ -200,8 +218,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	entries := []entry{
-		{name: "Vagrantfile", data: []byte(Vagrantfile(o.Bootstrap))},
-		{name: "box.img", path: o.Image, size: st.Size()},
+		{name: "Vagrantfile", data: []byte(Vagrantfile())},
+		{name: "box.img", path: boxImg, size: st.Size()},
 		{name: "metadata.json", data: append(md, '\n')},
 	}
 	sum, size, err := writeAtomic(o.Out, func(w io.Writer) error { return WriteTar(ctx, w, entries, o.Epoch) })

@@ -191,7 +191,7 @@ func TestBuild(t *testing.T) {
 	imgBytes, _ := os.ReadFile(img)
 
 	out := filepath.Join(dir, "o", "pith.box")
-	res, err := Build(ctx, Options{Image: img, Out: out, Bootstrap: true})
+	res, err := Build(ctx, Options{Image: img, Out: out, OEM: false})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestBuild(t *testing.T) {
 		t.Errorf("metadata.json %s (%v)", files[2].data, err)
 	}
 	if vf := string(files[0].data); !strings.Contains(vf, `lv.driver = driver`) || !strings.Contains(vf, `ENV.fetch("PITH_LIBVIRT_DRIVER", "kvm")`) ||
-		!strings.Contains(vf, `lv.disk_bus = "virtio"`) || !strings.Contains(vf, "-fw_cfg") {
+		!strings.Contains(vf, `lv.disk_bus = "virtio"`) || strings.Contains(vf, "fw_cfg") {
 		t.Errorf("Vagrantfile lacks the provider defaults:\n%s", vf)
 	}
 
@@ -238,7 +238,7 @@ func TestBuild(t *testing.T) {
 
 	// Reproducible: the same image gives the same bytes.
 	out2 := filepath.Join(dir, "again.box")
-	if _, err := Build(ctx, Options{Image: img, Out: out2, Bootstrap: true}); err != nil {
+	if _, err := Build(ctx, Options{Image: img, Out: out2, OEM: false}); err != nil {
 		t.Fatal(err)
 	}
 	raw2, _ := os.ReadFile(out2)
@@ -247,10 +247,10 @@ func TestBuild(t *testing.T) {
 	}
 
 	// A second version joins the catalog, ordered numerically.
-	if _, err := Build(ctx, Options{Image: img, Out: out, Version: "1.10.0", Bootstrap: true}); err != nil {
+	if _, err := Build(ctx, Options{Image: img, Out: out, Version: "1.10.0", OEM: false}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Build(ctx, Options{Image: img, Out: out, Version: "1.9.0", Bootstrap: true}); err != nil {
+	if _, err := Build(ctx, Options{Image: img, Out: out, Version: "1.9.0", OEM: false}); err != nil {
 		t.Fatal(err)
 	}
 	cat, _ = ReadCatalog(res.Catalog)
@@ -302,25 +302,19 @@ func TestBuildErrors(t *testing.T) {
 	}
 }
 
-// TestBootstrapIsValidIgnition checks the first-boot config with the same
-// parser pithd uses, and that it survives QEMU's option escaping.
-func TestBootstrapIsValidIgnition(t *testing.T) {
-	b := Bootstrap()
-	if strings.ContainsAny(b, "\n'&<") {
-		t.Fatalf("bootstrap must be one line without XML/Ruby quoting hazards: %s", b)
+// TestOEMCloudConfigIsValid checks the box's OEM config with the parser
+// pithd uses: valid, and making the vagrant user with the insecure key.
+func TestOEMCloudConfigIsValid(t *testing.T) {
+	ud, rep := cloudconfig.Parse([]byte(OEMCloudConfig()))
+	if rep.HasErrors() || len(rep.Entries) != 0 || ud.Format != cloudconfig.FormatCloudConfig {
+		t.Fatalf("format %v, report:\n%s", ud.Format, rep.Format("oem"))
 	}
-	ud, rep := cloudconfig.Parse([]byte(b))
-	if rep.HasErrors() || ud.Format != cloudconfig.FormatIgnition {
-		t.Fatalf("format %v, report:\n%s", ud.Format, rep.Format("bootstrap"))
+	c := ud.CloudConfig
+	if len(c.Users) != 1 || c.Users[0].Name != User || len(c.Users[0].SSHAuthorizedKeys) != 1 || c.Users[0].SSHAuthorizedKeys[0] != InsecurePublicKey {
+		t.Errorf("users %+v", c.Users)
 	}
-	if !strings.Contains(b, InsecurePublicKey) || !strings.Contains(b, `"/etc/sudoers.d/vagrant"`) {
-		t.Errorf("bootstrap lacks the key or sudoers: %s", b)
-	}
-	arg := FwCfgArg(b)
-	// QEMU splits options on single commas: undoing the doubling must give b back.
-	val := strings.TrimPrefix(arg, "name="+FwCfgName+",string=")
-	if strings.ReplaceAll(val, ",,", ",") != b {
-		t.Errorf("fw_cfg escaping is lossy: %s", arg)
+	if len(c.WriteFiles) != 1 || c.WriteFiles[0].Path != "/etc/sudoers.d/vagrant" || c.WriteFiles[0].Permissions != "0440" || c.WriteFiles[0].Content != "vagrant ALL=(ALL) NOPASSWD: ALL\n" {
+		t.Errorf("write_files %+v", c.WriteFiles)
 	}
 }
 

@@ -1,0 +1,134 @@
+package datasource
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestOEMDevice(t *testing.T) {
+	for _, tc := range []struct{ cmdline, want string }{
+		{"console=ttyS0 pith.oem=PARTUUID=3C0CE2FB-06B8-5893-90B9-15D463EB1F03 pith.platform=qemu", "/dev/disk/by-partuuid/3c0ce2fb-06b8-5893-90b9-15d463eb1f03"},
+		{"pith.oem=PARTLABEL=OEM", "/dev/disk/by-partlabel/OEM"},
+		{"pith.oem=LABEL=OEM", "/dev/disk/by-label/OEM"},
+		{"pith.oem=UUID=44E1CB14-4F8E-5481-A2D5-9CF16C81E972", "/dev/disk/by-uuid/44e1cb14-4f8e-5481-a2d5-9cf16c81e972"},
+		{"pith.oem=/dev/vda6", "/dev/vda6"},
+		{"pith.oem=PARTUUID=a pith.oem=PARTUUID=b", "/dev/disk/by-partuuid/b"},
+		{"pith.oem=PARTUUID=../../x", ""},
+		{"pith.oem=FOO=bar", ""},
+		{"pith.oem=PARTUUID=", ""},
+		{"pith.oem=vda6", ""},
+		{"console=ttyS0", ""},
+	} {
+		if got := OEMDevice(tc.cmdline); got != tc.want {
+			t.Errorf("OEMDevice(%q) = %q, want %q", tc.cmdline, got, tc.want)
+		}
+	}
+}
+
+func TestOEMFetch(t *testing.T) {
+	root := t.TempDir()
+	cmdline := "pith.oem=PARTUUID=3c0ce2fb-06b8-5893-90b9-15d463eb1f03"
+	o := &OEM{Root: root, Cmdline: &cmdline}
+	if _, err := o.Fetch(); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("no OEM dir: %v, want ErrNotFound", err)
+	}
+	dir := filepath.Join(root, OEMDir)
+	os.MkdirAll(filepath.Join(dir, "pith"), 0o755)
+	if _, err := o.Fetch(); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("OEM without cloud-config: %v, want ErrNotFound", err)
+	}
+	os.WriteFile(filepath.Join(dir, OEMCloudConfig), []byte("#cloud-config\nhostname: oem\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, OEMPlatform), []byte("vagrant\n"), 0o644)
+	r, err := o.Fetch()
+	if err != nil || r.Source != "oem" || string(r.UserData) != "#cloud-config\nhostname: oem\n" {
+		t.Fatalf("Fetch = %+v, %v", r, err)
+	}
+	if got := OEMPlatformID(root); got != "vagrant" {
+		t.Errorf("OEMPlatformID = %q", got)
+	}
+	os.WriteFile(filepath.Join(dir, OEMCloudConfig), make([]byte, 33<<20), 0o644)
+	if _, err := o.Fetch(); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("huge OEM config: %v", err)
+	}
+}
+
+// sameDevice refuses a filesystem that is not on the named device: a
+// temp dir against a block device node the test makes (loop device
+// numbers; nothing is opened).
+func TestSameDevice(t *testing.T) {
+	if err := sameDevice(t.TempDir(), filepath.Join(t.TempDir(), "missing")); err != nil {
+		t.Errorf("a device link that does not exist is not checked: %v", err)
+	}
+	if err := sameDevice(t.TempDir(), "/dev/null"); err != nil {
+		t.Errorf("a character device is not checked: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("making a block device node needs root")
+	}
+	dir := t.TempDir()
+	node := filepath.Join(t.TempDir(), "oem-partition")
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	// A node with the device number of dir's filesystem matches...
+	if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(st.Dev)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sameDevice(dir, node); err != nil {
+		t.Errorf("same device: %v", err)
+	}
+	// ...any other does not.
+	other := filepath.Join(t.TempDir(), "other")
+	if err := unix.Mknod(other, unix.S_IFBLK|0o600, int(unix.Mkdev(7, 250))); err != nil {
+		t.Fatal(err)
+	}
+	if err := sameDevice(dir, other); err == nil || !strings.Contains(err.Error(), "second Pith disk") {
+		t.Errorf("mismatch: %v", err)
+	}
+}
+
+func TestFwCfgPortBase(t *testing.T) {
+	for _, tc := range []struct {
+		ioports string
+		base    uint16
+		ok      bool
+	}{
+		{"0000-0cf7 : PCI Bus 0000:00\n  0000-001f : dma1\n  0510-051b : QEMU0002:00\n  0600-067f : 0000:00:1f.0\n", 0x510, true},
+		{"  0510-0511 : fw_cfg_io\n", 0x510, true},
+		{"0000-0cf7 : PCI Bus 0000:00\n  0060-0060 : keyboard\n", 0, false},
+		{"  zzzz-0511 : fw_cfg_io\n", 0, false},
+		{"", 0, false},
+	} {
+		base, ok := fwcfgPortBase([]byte(tc.ioports))
+		if base != tc.base || ok != tc.ok {
+			t.Errorf("fwcfgPortBase(%q) = %#x, %v; want %#x, %v", tc.ioports, base, ok, tc.base, tc.ok)
+		}
+	}
+}
+
+// Without the kernel's word that fw_cfg sits on I/O ports (a root with no
+// /proc/ioports, as on every host running these tests), readFwCfg never
+// touches ports and reads the sysfs file.
+func TestReadFwCfgFallsBackToSysfs(t *testing.T) {
+	root := t.TempDir()
+	entry := filepath.Join(root, FwCfgDir, "user-data")
+	os.MkdirAll(entry, 0o755)
+	data := []byte("#cloud-config\n" + strings.Repeat("# padding\n", 2000))
+	os.WriteFile(filepath.Join(entry, "raw"), data, 0o644)
+	os.WriteFile(filepath.Join(entry, "size"), []byte("20014\n"), 0o644)
+	os.WriteFile(filepath.Join(entry, "key"), []byte("37\n"), 0o644)
+	got, how, err := readFwCfg(root, entry)
+	if err != nil || how != "sysfs" || string(got) != string(data) {
+		t.Fatalf("readFwCfg = %d bytes via %q, %v", len(got), how, err)
+	}
+	os.WriteFile(filepath.Join(entry, "size"), []byte("99999999\n"), 0o644)
+	if _, _, err := readFwCfg(root, entry); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("oversized entry: %v", err)
+	}
+}

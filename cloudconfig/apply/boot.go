@@ -1,0 +1,251 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pith-os/pith/agent/datasource"
+	"github.com/pith-os/pith/cloudconfig"
+)
+
+// WaitDropIn keeps pithd.service from starting while the node waits for
+// user-data that arrives after boot (Vagrant's provisioner uploads it over
+// SSH): a KV started before would bootstrap a one-node cluster instead of
+// joining the one the user-data describes. It lives under /run and is
+// written on each boot that still waits.
+const WaitDropIn = "/run/systemd/system/pithd.service.d/10-wait-user-data.conf"
+
+// Level is how important a message of Boot is (the journal's priority in
+// pithd).
+type Level int
+
+// Levels of Boot's messages.
+const (
+	LevelInfo Level = iota
+	LevelNotice
+	LevelWarning
+	LevelError
+)
+
+// BootOptions say how to run the first-boot stage.
+type BootOptions struct {
+	Datasource datasource.Config
+	// UseSaved re-applies the saved user-data on later boots without a
+	// datasource.
+	UseSaved bool
+	// Now is an operator's "apply now" (pithctl userdata apply): the
+	// user-data is applied in full, as on first boot, whatever boot this is.
+	Now bool
+	// Say reports progress (console and journal in pithd).
+	Say func(l Level, format string, args ...any)
+}
+
+// BootResult is what Boot did.
+type BootResult struct {
+	OEM      *State // nil without an OEM cloud-config
+	UserData *State // nil while waiting
+	// Waiting names the datasource the node waits for ("" if none).
+	Waiting string
+	// AgentChanged: pithd's settings (its drop-in) changed, so a running
+	// pithd must restart to use them.
+	AgentChanged bool
+	// Changes lists what was changed on the system, in order.
+	Changes []string
+}
+
+// waitsForUserData reports the datasource whose user-data arrives only
+// after boot on this platform.
+func waitsForUserData(cfg datasource.Config, root string) string {
+	p := cfg.Platform()
+	if p == "" {
+		p = datasource.OEMPlatformID(root)
+	}
+	switch strings.ToLower(p) {
+	case "vagrant", "vagrant-virtualbox", "vagrant-libvirt":
+		return "vagrant"
+	}
+	return ""
+}
+
+// Boot runs the first-boot stage: the OEM partition's cloud-config, then
+// the user-data of the first datasource present. One run at a time per
+// node (a lock under StateDir), so pithctl userdata apply and the boot
+// unit never interleave.
+func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
+	say := o.Say
+	if say == nil {
+		say = func(Level, string, ...any) {}
+	}
+	root := s.Applier.Root
+	if o.Datasource.Root == "" {
+		o.Datasource.Root = root
+	}
+	unlock, err := lockState(root)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	s.Applier.TakeChanges()
+	agentBefore := readOrNil(s.Applier.path(AgentDropIn))
+	res := &BootResult{}
+	var errs []error
+
+	// OEM first, as coreos-cloudinit applied it before user-data.
+	oem, err := (&datasource.OEM{Root: o.Datasource.Root, Cmdline: o.Datasource.Cmdline}).Fetch()
+	switch {
+	case errors.Is(err, datasource.ErrNotFound):
+	case err != nil:
+		say(LevelError, "OEM cloud-config: %v", err)
+		errs = append(errs, err)
+	default:
+		st, err := s.RunOEM(ctx, oem.UserData)
+		res.OEM = st
+		if st != nil {
+			for _, e := range st.Report {
+				say(levelOf(e.Severity), "%s/%s:%s", StateDir, OEMUserDataFile, e.String())
+			}
+		}
+		if err != nil {
+			say(LevelError, "%v", err)
+			errs = append(errs, err)
+		} else {
+			say(LevelInfo, "OEM cloud-config (%s) applied; in full: %v", filepath.Join(datasource.OEMDir, datasource.OEMCloudConfig), st.FirstBoot)
+		}
+	}
+
+	ds, err := datasource.Fetch(ctx, o.Datasource)
+	var st *State
+	switch {
+	case errors.Is(err, datasource.ErrNotFound):
+		done, derr := s.FirstBootDone()
+		if derr != nil {
+			return res, errors.Join(append(errs, derr)...)
+		}
+		if w := waitsForUserData(o.Datasource, root); w != "" && !done {
+			res.Waiting = w
+			say(LevelNotice, "no user-data yet; waiting for the %s datasource (pithd.service starts once it is applied: vagrant provision, or pithctl userdata apply)", w)
+			st = &State{Time: s.now().UTC(), FirstBoot: true, Source: "none", Valid: true, Waiting: w}
+			if err := s.record(st); err != nil {
+				errs = append(errs, err)
+			}
+			if err := s.setWait(ctx, true); err != nil {
+				errs = append(errs, err)
+			}
+			res.Changes = s.Applier.TakeChanges()
+			return res, errors.Join(errs...)
+		}
+		if done && o.UseSaved {
+			say(LevelInfo, "no datasource found; re-applying the user-data saved at first boot")
+			st, err = s.RunSaved(ctx)
+		} else {
+			say(LevelNotice, "%v; booting without user-data", err)
+			st, err = s.Run(ctx, Input{Source: "none", Full: o.Now})
+		}
+	case err != nil:
+		say(LevelError, "%v; booting without user-data", err)
+		return res, errors.Join(append(errs, err)...)
+	default:
+		note := ""
+		if ds.Note != "" {
+			note = ", " + ds.Note
+		}
+		say(LevelInfo, "user-data from %s (%d bytes%s)", ds.Source, len(ds.UserData), note)
+		st, err = s.Run(ctx, Input{
+			Source: ds.Source, UserData: ds.UserData, Metadata: ds.Metadata,
+			Addresses: ds.Metadata.Addresses(), SSHKeys: ds.Metadata.SSHPublicKeys, Hostname: ds.Metadata.Hostname,
+			Full: o.Now,
+		})
+	}
+	res.UserData = st
+	if st != nil {
+		for _, e := range st.Report {
+			say(levelOf(e.Severity), "%s/%s:%s", StateDir, UserDataFile, e.String())
+		}
+	}
+	if err != nil {
+		say(LevelError, "%v", err)
+		errs = append(errs, err)
+	} else {
+		say(LevelInfo, "user-data (%s) applied; first boot: %v", st.Format, st.FirstBoot)
+	}
+	if done, _ := s.FirstBootDone(); done {
+		if werr := s.setWait(ctx, false); werr != nil {
+			errs = append(errs, werr)
+		}
+	}
+	res.AgentChanged = !bytes.Equal(agentBefore, readOrNil(s.Applier.path(AgentDropIn)))
+	res.Changes = s.Applier.TakeChanges()
+	return res, errors.Join(errs...)
+}
+
+// setWait writes or removes WaitDropIn and has systemd reload when it
+// changed (pithd.service's start job reads its conditions when it runs).
+func (s *Stage) setWait(ctx context.Context, wait bool) error {
+	p, err := s.Applier.path(WaitDropIn)
+	if err != nil {
+		return err
+	}
+	changed := false
+	if wait {
+		text := fmt.Sprintf("# Written by pithd firstboot: no user-data yet from a datasource that\n# delivers it after boot. pithd starts once it is applied.\n[Unit]\nConditionPathExists=%s\n", filepath.Join(StateDir, FirstBootFile))
+		if changed, err = s.Applier.write(p, []byte(text), 0o644, 0, 0); err != nil {
+			return err
+		}
+	} else {
+		err := os.Remove(p)
+		if err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		if err == nil {
+			changed = true
+			s.Applier.changed("removed %s", WaitDropIn)
+		}
+	}
+	if changed && s.Applier.Units != nil {
+		return s.Applier.Units.DaemonReload(ctx)
+	}
+	return nil
+}
+
+func readOrNil(p string, err error) []byte {
+	if err != nil {
+		return nil
+	}
+	b, _ := os.ReadFile(p)
+	return b
+}
+
+func levelOf(severity cloudconfig.Severity) Level {
+	if severity == cloudconfig.SeverityError {
+		return LevelError
+	}
+	return LevelWarning
+}
+
+// lockState takes an exclusive lock on StateDir/.lock, waiting for a run
+// in progress to finish.
+func lockState(root string) (func(), error) {
+	p, err := under(root, filepath.Join(StateDir, ".lock"))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	return func() { f.Close() }, nil
+}
