@@ -22,19 +22,30 @@ type UnitBackend interface {
 
 // Agent makes one machine's systemd match its assignments in the local
 // State replica, and reports what it reached for the leader's heartbeat.
+//
+// Reconciling and heartbeating are independent: a systemd call that takes
+// long (a daemon-reload or a stop under load) must never silence the
+// machine, or the leader declares it dead after one TTL and moves its units
+// away while they start (which is what broke the walkthrough on slow VMs).
 type Agent struct {
 	Machine Machine
 	State   *State
 	Backend UnitBackend
 
-	mu       sync.Mutex
+	recMu    sync.Mutex              // one Reconcile at a time; guards achieved
 	achieved map[string]DesiredState // what this agent did: loaded/launched
-	reports  []UnitReport
+
+	mu      sync.Mutex // guards reports
+	reports []UnitReport
+	// changed is signalled when a reconcile changed the reports, so the
+	// next heartbeat leaves at once (start sees launched without waiting
+	// a full interval).
+	changed chan struct{}
 }
 
 // NewAgent returns an agent for machine m.
 func NewAgent(m Machine, st *State, b UnitBackend) *Agent {
-	return &Agent{Machine: m, State: st, Backend: b, achieved: map[string]DesiredState{}}
+	return &Agent{Machine: m, State: st, Backend: b, achieved: map[string]DesiredState{}, changed: make(chan struct{}, 1)}
 }
 
 func isActive(active string) bool {
@@ -49,8 +60,8 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: list units: %w", err)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.recMu.Lock()
+	defer a.recMu.Unlock()
 	var errs []error
 	wanted := make(map[string]bool, len(want))
 	for _, u := range want {
@@ -88,7 +99,15 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		reports = append(reports, r)
 	}
 	sort.Slice(reports, func(i, j int) bool { return reports[i].Name < reports[j].Name })
+	a.mu.Lock()
+	if !sameReports(a.reports, reports) {
+		select {
+		case a.changed <- struct{}{}:
+		default:
+		}
+	}
 	a.reports = reports
+	a.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -149,33 +168,43 @@ func (a *Agent) Heartbeat() Heartbeat {
 	return Heartbeat{Machine: a.Machine, Units: append([]UnitReport(nil), a.reports...)}
 }
 
-// Run reconciles on every state change and at least every interval, and
-// calls beat with a heartbeat every interval (beat delivers it to the
-// leader; errors there are the caller's to log).
+// Run reconciles on every state change and at least every interval, and,
+// in its own goroutine, calls beat with a heartbeat every interval and as
+// soon as a reconcile changed what this machine reports. beat delivers it
+// to the leader (errors there are the caller's to log); a slow beat delays
+// only the next beat, a slow reconcile no beat at all.
 func (a *Agent) Run(ctx context.Context, interval time.Duration, beat func(Heartbeat), onErr func(error)) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if beat != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				beat(a.Heartbeat())
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				case <-a.changed:
+				}
+			}
+		}()
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var last []UnitReport
-	tick := true
 	for {
 		ch := a.State.Changed()
 		if err := a.Reconcile(ctx); err != nil && onErr != nil && ctx.Err() == nil {
 			onErr(err)
 		}
-		// Beat on the interval, and at once when what we report changed
-		// (so `start` sees launched without waiting a full interval).
-		hb := a.Heartbeat()
-		if beat != nil && (tick || !sameReports(last, hb.Units)) {
-			beat(hb)
-			last = hb.Units
-		}
-		tick = false
 		select {
 		case <-ctx.Done():
 			return
 		case <-ch:
 		case <-t.C:
-			tick = true
 		}
 	}
 }

@@ -3,6 +3,7 @@ package schedule
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,5 +186,71 @@ func TestAgentRestartWithChangedContentsRestartsUnit(t *testing.T) {
 	}
 	if r := report(s.agents["m1"], "a.service"); r.Current != Launched || r.Hash != s.store.State().Unit("a.service").Hash {
 		t.Fatalf("report %+v", r)
+	}
+}
+
+// slowStart is a backend whose Start blocks until released, like systemd
+// starting a unit whose dependencies take minutes.
+type slowStart struct {
+	UnitBackend
+	entered chan string
+	release chan struct{}
+}
+
+func (b *slowStart) Start(ctx context.Context, name string) error {
+	b.entered <- name
+	<-b.release
+	return b.UnitBackend.Start(ctx, name)
+}
+
+// A reconcile stuck in systemd must not silence the machine: the leader
+// would declare it dead after one TTL and move its units while they start.
+func TestAgentHeartbeatsWhileReconcileBlocks(t *testing.T) {
+	s := newAgentSim(t, mach("m1"))
+	b := &slowStart{UnitBackend: s.sims["m1"], entered: make(chan string, 1), release: make(chan struct{})}
+	a := NewAgent(*s.ms["m1"], s.store.State(), b)
+	beats := make(chan Heartbeat, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Run(ctx, 5*time.Millisecond, func(hb Heartbeat) {
+			select {
+			case beats <- hb:
+			default:
+			}
+		}, nil)
+	}()
+	var once sync.Once
+	release := func() { once.Do(func() { close(b.release) }) }
+	defer func() { release(); cancel(); <-done }()
+	s.submit("slow.service", Launched)
+	s.reconcile()                        // the engine places it on m1; the agent starts it
+	guard := time.After(2 * time.Minute) // only against a hang, not a speed limit
+	select {
+	case <-b.entered:
+	case <-guard:
+		t.Fatal("the agent never started slow.service")
+	}
+	for n := 0; n < 3; {
+		select {
+		case <-beats:
+			n++
+		case <-guard:
+			t.Fatalf("%d heartbeats while Start blocked, want 3", n)
+		}
+	}
+	release()
+	for {
+		select {
+		case hb := <-beats:
+			for _, r := range hb.Units {
+				if r.Name == "slow.service" && r.Current == Launched && r.ActiveState == "active" {
+					return
+				}
+			}
+		case <-guard:
+			t.Fatal("no heartbeat reported slow.service launched after Start returned")
+		}
 	}
 }

@@ -109,12 +109,21 @@ func (s *Systemd) job(ctx context.Context, what, name string, call func(context.
 	}
 }
 
-// Start implements Manager.
+// Start implements Manager: it queues the start job and returns once
+// systemd accepted it, as fleet did. Waiting for the result would hold the
+// agent for as long as the unit's dependencies take (a container image
+// import under TCG: minutes); the outcome shows in Status instead, and a
+// unit that fails is left to its Restart=.
 func (s *Systemd) Start(ctx context.Context, name string) error {
-	return s.job(ctx, "start", name, s.conn.StartUnitContext)
+	if _, err := s.conn.StartUnitContext(ctx, name, "replace", nil); err != nil {
+		return fmt.Errorf("units: start %s: %w", name, err)
+	}
+	return nil
 }
 
-// Stop implements Manager.
+// Stop implements Manager. Unlike Start it waits for the job: a unit
+// moving to another machine must be down here before it is unlinked, and a
+// stop is bounded by the unit's TimeoutStopSec.
 func (s *Systemd) Stop(ctx context.Context, name string) error {
 	return s.job(ctx, "stop", name, s.conn.StopUnitContext)
 }

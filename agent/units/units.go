@@ -28,7 +28,7 @@ type Manager interface {
 	Load(ctx context.Context, name string, contents []byte) error
 	// Unload stops the unit, unlinks it and removes its file.
 	Unload(ctx context.Context, name string) error
-	// Start starts the unit and waits for systemd's job result.
+	// Start asks systemd to start the unit; the outcome shows in Status.
 	Start(ctx context.Context, name string) error
 	// Stop stops the unit and waits for systemd's job result.
 	Stop(ctx context.Context, name string) error

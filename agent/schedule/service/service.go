@@ -178,7 +178,11 @@ func (s *Service) RunAgent(ctx context.Context) {
 		return
 	}
 	s.agent.Run(ctx, s.cfg.Interval, func(hb schedule.Heartbeat) {
-		if err := s.deliver(ctx, hb); err != nil && ctx.Err() == nil {
+		// A leader that hangs must not hold the next beats back past the
+		// TTL: by then a new leader may be waiting for them.
+		bctx, cancel := context.WithTimeout(ctx, s.cfg.TTL)
+		defer cancel()
+		if err := s.deliver(bctx, hb); err != nil && ctx.Err() == nil {
 			s.cfg.Logf("schedule heartbeat: %v", err)
 		}
 	}, func(err error) { s.cfg.Logf("schedule agent: %v", err) })
