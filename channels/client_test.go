@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -516,7 +517,7 @@ func TestPromote(t *testing.T) {
 	tr := newTestRepo(t, "1.1.0", 64<<10)
 	tr.publish(t, "beta", "1.2.0")
 	trusted := NewKeyring(pubOf(tr.key))
-	m, err := Promote(tr.dir, "beta", "stable", "", []ed25519.PrivateKey{tr.key}, trusted)
+	m, err := Promote(tr.dir, "beta", "stable", "", []ed25519.PrivateKey{tr.key}, trusted, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,17 +529,130 @@ func TestPromote(t *testing.T) {
 	if err != nil || got.Version != "1.2.0" {
 		t.Fatalf("stable after promote: %v %v", got, err)
 	}
-	if _, err := Promote(tr.dir, "beta", "stable", "", []ed25519.PrivateKey{tr.key}, trusted); err == nil {
+	if _, err := Promote(tr.dir, "beta", "stable", "", []ed25519.PrivateKey{tr.key}, trusted, 0); err == nil {
 		t.Fatal("promoting the same version twice accepted")
 	}
-	if _, err := Promote(tr.dir, "", "stable", "1.1.0", []ed25519.PrivateKey{tr.key}, trusted); err == nil {
+	if _, err := Promote(tr.dir, "", "stable", "1.1.0", []ed25519.PrivateKey{tr.key}, trusted, 0); err == nil {
 		t.Fatal("promotion to an older version accepted")
 	}
-	if _, err := Promote(tr.dir, "", "alpha", "1.1.0", []ed25519.PrivateKey{tr.key}, NewKeyring(pubOf(testKey(t)))); !errors.Is(err, ErrUnknownKey) {
+	if _, err := Promote(tr.dir, "", "alpha", "1.1.0", []ed25519.PrivateKey{tr.key}, NewKeyring(pubOf(testKey(t))), 0); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("promotion of a release signed by an untrusted key: %v", err)
 	}
 	// Old versions stay downloadable.
 	if _, err := os.Stat(filepath.Join(tr.dir, "1.1.0", "usr.zst")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestResign: an expired channel is refused by nodes until the publisher
+// re-signs it; the release itself stays as it was.
+func TestResign(t *testing.T) {
+	tr := newTestRepo(t, "1.1.0", 64<<10)
+	trusted := NewKeyring(pubOf(tr.key))
+	body, sig := readChannelFiles(t, tr.dir, "stable")
+	m, err := Verify(body, sig, Policy{Keys: trusted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := m.Expires.Sub(m.Released); d != DefaultValidity {
+		t.Fatalf("published manifest valid for %s, want %s", d, DefaultValidity)
+	}
+	later := m.Expires.Add(time.Hour)
+	if _, err := Verify(body, sig, Policy{Keys: trusted, Now: later}); !errors.Is(err, ErrExpired) {
+		t.Fatalf("after its expiry: %v, want ErrExpired", err)
+	}
+	tests := []struct {
+		name     string
+		validFor time.Duration
+		keys     []ed25519.PrivateKey
+		trusted  *Keyring
+		err      string
+	}{
+		{"too short", 10 * time.Minute, []ed25519.PrivateKey{tr.key}, trusted, "too short"},
+		{"no key", 0, nil, trusted, "no signing key"},
+		{"signed by an untrusted key", 0, []ed25519.PrivateKey{tr.key}, NewKeyring(pubOf(testKey(t))), "signed by no trusted key"},
+		{"a year", 365 * 24 * time.Hour, []ed25519.PrivateKey{tr.key}, trusted, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := time.Now()
+			r, err := Resign(tr.dir, "stable", tt.keys, tt.trusted, tt.validFor)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				if b, _ := readChannelFiles(t, tr.dir, "stable"); !bytes.Equal(b, body) {
+					t.Fatal("a refused resign changed the channel")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, s := readChannelFiles(t, tr.dir, "stable")
+			got, err := Verify(b, s, Policy{Keys: trusted, Now: later})
+			if err != nil {
+				t.Fatalf("re-signed channel: %v", err)
+			}
+			if got.Version != m.Version || !got.Released.Equal(m.Released) || !reflect.DeepEqual(got.Payloads, m.Payloads) || got.Expires != r.Expires {
+				t.Fatalf("re-signed manifest changed the release: %+v, was %+v", got, m)
+			}
+			if got.Expires.Before(before.Add(tt.validFor).Truncate(time.Second)) {
+				t.Fatalf("expires %s, want %s from now", got.Expires, tt.validFor)
+			}
+		})
+	}
+}
+
+func readChannelFiles(t *testing.T, dir, channel string) (body, sig []byte) {
+	t.Helper()
+	p := filepath.Join(dir, "channels", channel+".json")
+	body, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sig, err = os.ReadFile(p + ".sig"); err != nil {
+		t.Fatal(err)
+	}
+	return body, sig
+}
+
+func TestPublishValidity(t *testing.T) {
+	tests := []struct {
+		name     string
+		released time.Time
+		validFor time.Duration
+		err      string
+	}{
+		{"default", time.Time{}, 0, ""},
+		{"a week", time.Time{}, 7 * 24 * time.Hour, ""},
+		{"expired already", time.Now().AddDate(-1, 0, 0), 0, "would be expired already"},
+		{"too short", time.Time{}, time.Minute, "too short"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			m, err := Publish(dir, Release{Channel: "stable", Version: "1.0.0", Platform: "linux/amd64", Released: tt.released, ValidFor: tt.validFor,
+				Payloads: []PayloadSource{bytesSource(PayloadUSR, "usr", []byte("usr"))}}, []ed25519.PrivateKey{testKey(t)}, nil)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				if ents, _ := os.ReadDir(filepath.Join(dir, "channels")); len(ents) != 0 {
+					t.Fatalf("refused release wrote %v", ents)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tt.validFor
+			if want == 0 {
+				want = DefaultValidity
+			}
+			if d := m.Expires.Sub(m.Released); d != want {
+				t.Fatalf("valid for %s, want %s", d, want)
+			}
+		})
 	}
 }

@@ -277,8 +277,8 @@ func (d *deltaReader) Read(p []byte) (int, error) {
 
 // ApplyDelta rebuilds the target USR from the verified delta file src and
 // base (the running slot's USR content), streaming it onto t like
-// WritePayload: the result's SHA-256 is checked as it is written and read
-// back after fsync. Call VerifyBase first.
+// WritePayload: the result's SHA-256 is checked on the read-back after
+// fsync. Call VerifyBase first.
 func ApplyDelta(ctx context.Context, src string, p Payload, base io.ReaderAt, t Target, progress func(done, total int64)) (WriteStats, error) {
 	if p.BaseSHA256 == "" {
 		return WriteStats{}, fmt.Errorf("payload %s is not a delta", p.Name)
@@ -299,5 +299,6 @@ func ApplyDelta(ctx context.Context, src string, p Payload, base io.ReaderAt, t 
 		return WriteStats{}, fmt.Errorf("payload %s: not a Pith delta", p.Name)
 	}
 	r := newVerifyingReader(&deltaReader{ops: ops, base: base, size: p.BaseSize}, p.Name+" (rebuilt USR)", p.UncompressedSize, p.UncompressedSHA256)
+	r.sizeOnly = true // writeStream's read-back hashes the rebuilt USR
 	return writeStream(ctx, r, p, t, progress)
 }

@@ -22,6 +22,16 @@ const (
 	PublicKeyFile  = "pith-release.pub"
 )
 
+// Where a node finds the release keys it trusts. ImageKeyDir is inside
+// USR (`pith build --release-key` puts keys there), so every node of an
+// image trusts them without user-data, and a release rotates keys by
+// shipping a USR with a new set. OEMKeyDir is the OEM partition's, for
+// keys a platform adds without rebuilding the image.
+const (
+	ImageKeyDir = "/usr/share/pith/release-keys"
+	OEMKeyDir   = "/usr/share/oem/pith/release-keys"
+)
+
 // KeyID names a public key: the first 16 bytes of SHA-256 over the raw
 // 32-byte key, in hex. Signatures carry it so a verifier with several
 // trusted keys (rotation) knows which one to try.
@@ -53,14 +63,14 @@ func WriteKeyPair(dir string, pub ed25519.PublicKey, priv ed25519.PrivateKey) (p
 	if err != nil {
 		return "", "", err
 	}
-	pubDER, err := x509.MarshalPKIXPublicKey(pub)
+	pubPEM, err := EncodePublicKey(pub)
 	if err != nil {
 		return "", "", err
 	}
 	if err := writeFileAtomic(privPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return "", "", err
 	}
-	if err := writeFileAtomic(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
+	if err := writeFileAtomic(pubPath, pubPEM, 0o644); err != nil {
 		return "", "", err
 	}
 	return privPath, pubPath, nil
@@ -93,6 +103,15 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("signing key %s: %T is not ed25519; make one with `pith keygen`", path, k)
 	}
 	return priv, nil
+}
+
+// EncodePublicKey is the PEM PKIX form ParsePublicKey reads.
+func EncodePublicKey(pub ed25519.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
 
 // ParsePublicKey reads a PEM PKIX ed25519 public key.
@@ -166,8 +185,8 @@ func (r *Keyring) Len() int {
 	return len(r.keys)
 }
 
-// LoadKeyring trusts every *.pub file in the given directories (the image's
-// /usr/share/pith/keys and the OEM partition's, typically); missing
+// LoadKeyring trusts every *.pub file in the given directories (ImageKeyDir
+// and OEMKeyDir, typically); missing
 // directories are skipped so the OEM one can be absent. A malformed key file
 // is an error rather than silently ignored.
 func LoadKeyring(dirs ...string) (*Keyring, error) {

@@ -51,6 +51,11 @@ type Manifest struct {
 	Channel  string    `json:"channel"`
 	Version  string    `json:"version"`
 	Released time.Time `json:"released"`
+	// Expires bounds how long this signed manifest is believed: past it a
+	// node refuses the manifest, so a server (or a man in the middle)
+	// cannot keep replaying an old channel state to hold nodes back on a
+	// release with known holes. `pith release resign` renews it.
+	Expires time.Time `json:"expires"`
 	// MinVersion is the oldest running version that may update to this one
 	// directly (e.g. after an on-disk format change); empty means any.
 	MinVersion string `json:"min_version,omitempty"`
@@ -117,6 +122,9 @@ func (m *Manifest) Validate() error {
 	}
 	if m.Released.IsZero() {
 		return errors.New("released: missing release date")
+	}
+	if !m.Expires.After(m.Released) {
+		return errors.New("expires: missing, or not after the release date; sign with pith release (--valid-for)")
 	}
 	if os, arch, ok := strings.Cut(m.Platform, "/"); !ok || os == "" || arch == "" {
 		return fmt.Errorf("platform %q: want GOOS/GOARCH, e.g. linux/amd64", m.Platform)
@@ -232,6 +240,7 @@ var (
 	ErrBadSignature  = errors.New("bad signature")
 	ErrUnknownKey    = errors.New("signed by no trusted key")
 	ErrNotNewer      = errors.New("not newer than the running version")
+	ErrExpired       = errors.New("manifest expired")
 	ErrTooOld        = errors.New("running version too old for this release")
 	ErrWrongPlatform = errors.New("release for another platform")
 	ErrWrongChannel  = errors.New("release for another channel")
@@ -251,6 +260,11 @@ type Policy struct {
 	// no replay of the running release). Empty skips the check (a release
 	// tool checking its own output).
 	Running string
+	// Now is the time expiry is checked against; zero means time.Now().
+	Now time.Time
+	// AllowExpired skips the expiry check, for release tools re-signing or
+	// promoting a manifest (never for a node).
+	AllowExpired bool
 }
 
 // Verify checks the signature file against the trusted keys, then decodes
@@ -313,6 +327,16 @@ func decodeAndCheck(manifest []byte, pol Policy) (*Manifest, error) {
 	}
 	if pol.Channel != "" && m.Channel != pol.Channel {
 		return nil, fmt.Errorf("%w: manifest is for channel %q, this node follows %q", ErrWrongChannel, m.Channel, pol.Channel)
+	}
+	if !pol.AllowExpired {
+		now := pol.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if now.After(m.Expires) {
+			return nil, fmt.Errorf("%w: the manifest of %s on channel %s expired at %s (now %s); the publisher must re-sign it (pith release resign), or check this machine's clock",
+				ErrExpired, m.Version, m.Channel, m.Expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
 	}
 	if pol.Platform != "" && m.Platform != pol.Platform {
 		return nil, fmt.Errorf("%w: release %s is for %s, this node is %s", ErrWrongPlatform, m.Version, m.Platform, pol.Platform)

@@ -26,11 +26,19 @@ func sampleManifest() *Manifest {
 	return &Manifest{
 		Schema: SchemaVersion, Channel: "stable", Version: "1.2.0",
 		Released: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC), MinVersion: "1.0.0",
+		Expires:  sampleExpires,
 		Platform: "linux/amd64",
 		Payloads: []Payload{{Name: "usr", Path: "1.2.0/usr.zst", Compression: CompressionZstd,
 			Size: 10, SHA256: h, UncompressedSize: 20, UncompressedSHA256: h}},
 	}
 }
+
+// The sample manifest's expiry, and a time inside its validity that the
+// tests check against (not the wall clock: the tests must not expire).
+var (
+	sampleExpires = time.Date(2027, 2, 23, 12, 0, 0, 0, time.UTC)
+	sampleNow     = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+)
 
 func TestVerify(t *testing.T) {
 	key, other, next := testKey(t), testKey(t), testKey(t)
@@ -57,7 +65,7 @@ func TestVerify(t *testing.T) {
 			return b, s
 		}
 	}
-	pol := Policy{Keys: NewKeyring(pubOf(key)), Channel: "stable", Platform: "linux/amd64", Running: "1.1.0"}
+	pol := Policy{Keys: NewKeyring(pubOf(key)), Channel: "stable", Platform: "linux/amd64", Running: "1.1.0", Now: sampleNow}
 	tests := []struct {
 		name  string
 		input func() ([]byte, []byte)
@@ -65,7 +73,7 @@ func TestVerify(t *testing.T) {
 		want  error // nil: accepted
 	}{
 		{"good", good, pol, nil},
-		{"no running version check", good, Policy{Keys: pol.Keys}, nil},
+		{"no running version check", good, Policy{Keys: pol.Keys, Now: sampleNow}, nil},
 		{"tampered version", func() ([]byte, []byte) {
 			b, s := good()
 			return bytes.Replace(b, []byte(`"1.2.0"`), []byte(`"9.2.0"`), 1), s
@@ -92,22 +100,36 @@ func TestVerify(t *testing.T) {
 			s, _ := Sign(b, other)
 			return b, s
 		}, pol, ErrUnknownKey},
-		{"node trusts no key", good, Policy{}, ErrUnknownKey},
+		{"node trusts no key", good, Policy{Now: sampleNow}, ErrUnknownKey},
 		{"rotation: signed by old and new, node trusts new", func() ([]byte, []byte) {
 			b, _ := good()
 			s, _ := Sign(b, key, next)
 			return b, s
-		}, Policy{Keys: NewKeyring(pubOf(next))}, nil},
+		}, Policy{Keys: NewKeyring(pubOf(next)), Now: sampleNow}, nil},
 		{"rotation: signed by new only, node trusts both", func() ([]byte, []byte) {
 			b, _ := good()
 			s, _ := Sign(b, next)
 			return b, s
-		}, Policy{Keys: NewKeyring(pubOf(key), pubOf(next))}, nil},
-		{"replay of running version", good, Policy{Keys: pol.Keys, Running: "1.2.0"}, ErrNotNewer},
-		{"downgrade", good, Policy{Keys: pol.Keys, Running: "1.3.0"}, ErrNotNewer},
-		{"running older than min_version", good, Policy{Keys: pol.Keys, Running: "0.9.0"}, ErrTooOld},
-		{"other platform", good, Policy{Keys: pol.Keys, Platform: "linux/arm64"}, ErrWrongPlatform},
-		{"other channel", good, Policy{Keys: pol.Keys, Channel: "beta"}, ErrWrongChannel},
+		}, Policy{Keys: NewKeyring(pubOf(key), pubOf(next)), Now: sampleNow}, nil},
+		{"replay of running version", good, Policy{Keys: pol.Keys, Running: "1.2.0", Now: sampleNow}, ErrNotNewer},
+		{"downgrade", good, Policy{Keys: pol.Keys, Running: "1.3.0", Now: sampleNow}, ErrNotNewer},
+		{"running older than min_version", good, Policy{Keys: pol.Keys, Running: "0.9.0", Now: sampleNow}, ErrTooOld},
+		{"other platform", good, Policy{Keys: pol.Keys, Platform: "linux/arm64", Now: sampleNow}, ErrWrongPlatform},
+		{"other channel", good, Policy{Keys: pol.Keys, Channel: "beta", Now: sampleNow}, ErrWrongChannel},
+		{"expired", good, Policy{Keys: pol.Keys, Now: sampleExpires.Add(time.Second)}, ErrExpired},
+		{"last second of validity", good, Policy{Keys: pol.Keys, Now: sampleExpires}, nil},
+		{"expired, but a release tool allows it", good, Policy{Keys: pol.Keys, Now: sampleExpires.Add(time.Hour), AllowExpired: true}, nil},
+		// An old signed manifest replayed: refused when it has expired
+		// even though it is newer than the running release, and refused
+		// as a downgrade when the node has moved past it.
+		{"replayed old manifest, expired", good, Policy{Keys: pol.Keys, Running: "1.0.0", Now: sampleExpires.AddDate(1, 0, 0)}, ErrExpired},
+		{"replayed old manifest, node moved past it", good, Policy{Keys: pol.Keys, Running: "1.2.1", Now: sampleNow}, ErrNotNewer},
+		{"tampered expiry", func() ([]byte, []byte) {
+			b, s := good()
+			return bytes.Replace(b, []byte("2027-02-23"), []byte("2099-02-23"), 1), s
+		}, pol, ErrBadSignature},
+		{"signed without expiry", resign(func(m *Manifest) { m.Expires = time.Time{} }), pol, ErrMalformed},
+		{"signed with expiry before release", resign(func(m *Manifest) { m.Expires = m.Released.Add(-time.Hour) }), pol, ErrMalformed},
 		{"signed but unknown schema", resign(func(m *Manifest) { m.Schema = 2 }), pol, ErrMalformed},
 		{"signed but escaping payload path", resign(func(m *Manifest) { m.Payloads[0].Path = "../../etc/shadow" }), pol, ErrMalformed},
 		{"signed but absolute payload URL", resign(func(m *Manifest) { m.Payloads[0].Path = "http://evil/x" }), pol, ErrMalformed},

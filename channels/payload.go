@@ -167,12 +167,12 @@ func Decompress(r io.Reader, p Payload) (io.ReadCloser, error) {
 	return decompress(r, p, true)
 }
 
-// decompress is Decompress; with hashCompressed false the compressed
-// stream is only size-checked (for a file Download verified already: the
-// uncompressed hash still covers every byte that comes out).
-func decompress(r io.Reader, p Payload, hashCompressed bool) (io.ReadCloser, error) {
+// decompress is Decompress; with verify false both streams are only
+// size-checked, for a file Download verified already whose output is read
+// back and hashed where it lands (WritePayload).
+func decompress(r io.Reader, p Payload, verify bool) (io.ReadCloser, error) {
 	cv := newVerifyingReader(r, p.Name+" (compressed)", p.Size, p.SHA256)
-	cv.sizeOnly = !hashCompressed && p.Compression != CompressionNone
+	cv.sizeOnly = !verify
 	switch p.Compression {
 	case CompressionNone:
 		return io.NopCloser(cv), nil
@@ -183,7 +183,9 @@ func decompress(r io.Reader, p Payload, hashCompressed bool) (io.ReadCloser, err
 		if err != nil {
 			return nil, err
 		}
-		return &zstdPayloadReader{dec: dec, cv: cv, uv: newVerifyingReader(dec, p.Name, p.UncompressedSize, p.UncompressedSHA256)}, nil
+		uv := newVerifyingReader(dec, p.Name, p.UncompressedSize, p.UncompressedSHA256)
+		uv.sizeOnly = !verify
+		return &zstdPayloadReader{dec: dec, cv: cv, uv: uv}, nil
 	}
 	return nil, fmt.Errorf("payload %s: compression %q unknown", p.Name, p.Compression)
 }

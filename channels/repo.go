@@ -37,11 +37,36 @@ type Release struct {
 	Platform      string
 	USRVerityHash string
 	Released      time.Time
-	Payloads      []PayloadSource
+	// ValidFor is how long nodes believe the signed manifest, from the
+	// release date (default DefaultValidity).
+	ValidFor time.Duration
+	Payloads []PayloadSource
 	// DeltaFrom names an earlier release in the repository; the release
 	// then also carries a usr-delta payload against that release's USR,
 	// for nodes running it.
 	DeltaFrom string
+}
+
+// DefaultValidity is how long a signed channel manifest stays valid unless
+// the publisher says otherwise: long enough that a quiet channel needs
+// re-signing only now and then, short enough that a replayed old channel
+// state stops working within a release cycle or two.
+const DefaultValidity = 90 * 24 * time.Hour
+
+// expiry is the expiry of a manifest signed at from for validFor (0: the
+// default).
+func expiry(from time.Time, validFor time.Duration) (time.Time, error) {
+	if validFor == 0 {
+		validFor = DefaultValidity
+	}
+	if validFor < time.Hour {
+		return time.Time{}, fmt.Errorf("validity %s is too short for nodes to fetch the manifest in time: use at least 1h, e.g. 720h", validFor)
+	}
+	e := from.Add(validFor).UTC().Truncate(time.Second)
+	if !e.After(time.Now()) {
+		return time.Time{}, fmt.Errorf("the manifest would be expired already (%s): give a later release date or a longer validity", e.Format(time.RFC3339))
+	}
+	return e, nil
 }
 
 // Publish writes DIR/<version>/ (payloads and the signed manifest, built in
@@ -93,6 +118,9 @@ func Publish(dir string, rel Release, keys []ed25519.PrivateKey, logf func(strin
 	}
 	if m.Released.IsZero() {
 		m.Released = time.Now().UTC().Truncate(time.Second)
+	}
+	if m.Expires, err = expiry(m.Released, rel.ValidFor); err != nil {
+		return nil, fmt.Errorf("release: %w", err)
 	}
 	for _, ps := range rel.Payloads {
 		start := time.Now()
@@ -166,7 +194,7 @@ func addDelta(dir, tmp string, rel Release, m *Manifest, logf func(string, ...an
 	if err != nil {
 		return fmt.Errorf("delta from %s: %w", rel.DeltaFrom, err)
 	}
-	old, err := decodeAndCheck(body, Policy{})
+	old, err := decodeAndCheck(body, Policy{AllowExpired: true})
 	if err != nil {
 		return fmt.Errorf("delta from %s: %w", rel.DeltaFrom, err)
 	}
@@ -215,9 +243,10 @@ func addDelta(dir, tmp string, rel Release, m *Manifest, logf func(string, ...an
 }
 
 // Promote points channel `to` at the release channel `from` currently has
-// (or at version, when set), re-signed for `to`. The source manifest must
-// verify against trusted (which should include the signing keys).
-func Promote(dir, from, to, version string, keys []ed25519.PrivateKey, trusted *Keyring) (*Manifest, error) {
+// (or at version, when set), re-signed for `to` and valid for validFor from
+// now (0: DefaultValidity). The source manifest must verify against trusted
+// (which should include the signing keys); it may have expired.
+func Promote(dir, from, to, version string, keys []ed25519.PrivateKey, trusted *Keyring, validFor time.Duration) (*Manifest, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("promote: no signing key; pass --key")
 	}
@@ -244,9 +273,13 @@ func Promote(dir, from, to, version string, keys []ed25519.PrivateKey, trusted *
 	if err != nil {
 		return nil, fmt.Errorf("promote: %w", err)
 	}
-	src, err := Verify(body, sig, Policy{Keys: trusted})
+	src, err := Verify(body, sig, Policy{Keys: trusted, AllowExpired: true})
 	if err != nil {
 		return nil, fmt.Errorf("promote: %s: %w", mPath, err)
+	}
+	exp, err := expiry(time.Now(), validFor)
+	if err != nil {
+		return nil, fmt.Errorf("promote: %w", err)
 	}
 	if cur, err := readChannelVersion(dir, to); err != nil {
 		return nil, err
@@ -254,7 +287,7 @@ func Promote(dir, from, to, version string, keys []ed25519.PrivateKey, trusted *
 		return nil, fmt.Errorf("promote: channel %s is at %s already; %s is not newer", to, cur, src.Version)
 	}
 	m := *src
-	m.Channel = to
+	m.Channel, m.Expires = to, exp
 	body, sig, err = signManifest(&m, keys)
 	if err != nil {
 		return nil, err
@@ -263,6 +296,41 @@ func Promote(dir, from, to, version string, keys []ed25519.PrivateKey, trusted *
 		return nil, err
 	}
 	return &m, nil
+}
+
+// Resign renews the expiry of the manifest a channel names: verified against
+// trusted (it may have expired), given a new expiry validFor from now (0:
+// DefaultValidity), signed with keys. The release itself does not change.
+func Resign(dir, channel string, keys []ed25519.PrivateKey, trusted *Keyring, validFor time.Duration) (*Manifest, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("resign: no signing key; pass --key")
+	}
+	if !ValidChannelName(channel) {
+		return nil, fmt.Errorf("channel %q: use lowercase letters, digits, '.', '_' or '-'", channel)
+	}
+	p := filepath.Join(dir, channelsDir, channel+".json")
+	body, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("resign: %w", err)
+	}
+	sig, err := os.ReadFile(p + sigSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("resign: %w", err)
+	}
+	m, err := Verify(body, sig, Policy{Keys: trusted, Channel: channel, AllowExpired: true})
+	if err != nil {
+		return nil, fmt.Errorf("resign: %s: %w", p, err)
+	}
+	if m.Expires, err = expiry(time.Now(), validFor); err != nil {
+		return nil, fmt.Errorf("resign: %w", err)
+	}
+	if body, sig, err = signManifest(m, keys); err != nil {
+		return nil, err
+	}
+	if err := writeChannel(dir, channel, body, sig); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func signManifest(m *Manifest, keys []ed25519.PrivateKey) (body, sig []byte, err error) {
@@ -295,7 +363,7 @@ func readChannelVersion(dir, channel string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	m, err := decodeAndCheck(body, Policy{})
+	m, err := decodeAndCheck(body, Policy{AllowExpired: true})
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", p, err)
 	}
@@ -309,5 +377,5 @@ func ChannelManifest(dir, channel string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeAndCheck(body, Policy{})
+	return decodeAndCheck(body, Policy{AllowExpired: true})
 }

@@ -75,6 +75,7 @@ func releaseCmd() *cobra.Command {
 		channel, imageDir, repo, version, minVersion, platform string
 		deltaFrom                                              string
 		keyPaths                                               []string
+		validFor                                               time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "release --channel NAME --image DIR --key KEY --repo DIR",
@@ -84,7 +85,8 @@ payloads (USR-A's filesystem, pith/vmlinuz-a and pith/initrd-a from the ESP),
 compresses them with zstd, and writes REPO/<version>/ and the signed
 REPO/channels/<channel>.json(.sig). Released versions are never changed or
 removed. --key may be given twice to sign with an old and a new key while
-rotating keys.`,
+rotating keys. Nodes believe the signed channel manifest until --valid-for
+has passed (default 90 days); renew it with pith release resign.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if channel == "" || imageDir == "" || repo == "" {
@@ -111,7 +113,7 @@ rotating keys.`,
 			start := time.Now()
 			m, err := channels.Publish(repo, channels.Release{
 				Channel: channel, Version: version, MinVersion: minVersion, Platform: platform,
-				USRVerityHash: img.USRVerityHash, DeltaFrom: deltaFrom,
+				USRVerityHash: img.USRVerityHash, DeltaFrom: deltaFrom, ValidFor: validFor,
 				Payloads: []channels.PayloadSource{
 					{Name: channels.PayloadUSR, File: "usr", Open: func() (io.ReadCloser, error) {
 						return withBar(cmd.ErrOrStderr(), img.USRSize, "usr", img.OpenUSR)
@@ -123,7 +125,7 @@ rotating keys.`,
 			if err != nil {
 				return err
 			}
-			logf("released %s on channel %s in %.1fs: %s", m.Version, m.Channel, time.Since(start).Seconds(), filepath.Join(repo, "channels", channel+".json"))
+			logf("released %s on channel %s in %.1fs: %s (valid until %s)", m.Version, m.Channel, time.Since(start).Seconds(), filepath.Join(repo, "channels", channel+".json"), m.Expires.Format(time.RFC3339))
 			return nil
 		},
 	}
@@ -136,7 +138,8 @@ rotating keys.`,
 	f.StringVar(&minVersion, "min-version", "", "oldest version that may update to this release directly")
 	f.StringVar(&platform, "platform", "", "GOOS/GOARCH (default: the image's)")
 	f.StringVar(&deltaFrom, "delta-from", "", "also ship a USR delta against this earlier release in the repo (nodes running it download only what changed)")
-	cmd.AddCommand(promoteCmd())
+	f.DurationVar(&validFor, "valid-for", channels.DefaultValidity, "how long nodes believe the signed channel manifest (renew with pith release resign)")
+	cmd.AddCommand(promoteCmd(), resignCmd())
 	return cmd
 }
 
@@ -144,6 +147,7 @@ func promoteCmd() *cobra.Command {
 	var (
 		from, to, repo, version string
 		keyPaths, trustPaths    []string
+		validFor                time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "promote --from beta --to stable --repo DIR --key KEY",
@@ -156,22 +160,11 @@ replaces REPO/channels/<to>.json(.sig). Refuses to move a channel backwards.`,
 			if to == "" || repo == "" || (from == "" && version == "") {
 				return errors.New("--to, --repo and one of --from or --version are required")
 			}
-			keys, err := loadKeys(keyPaths)
+			keys, trusted, err := signingKeys(keyPaths, trustPaths)
 			if err != nil {
 				return err
 			}
-			trusted := channels.NewKeyring()
-			for _, k := range keys {
-				trusted.Add(k.Public().(ed25519.PublicKey))
-			}
-			for _, p := range trustPaths {
-				k, err := channels.LoadPublicKeyFile(p)
-				if err != nil {
-					return err
-				}
-				trusted.Add(k)
-			}
-			m, err := channels.Promote(repo, from, to, version, keys, trusted)
+			m, err := channels.Promote(repo, from, to, version, keys, trusted, validFor)
 			if err != nil {
 				return err
 			}
@@ -179,7 +172,7 @@ replaces REPO/channels/<to>.json(.sig). Refuses to move a channel backwards.`,
 			if version != "" {
 				src = "version " + version
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "channel %s now at %s (from %s)\n", to, m.Version, src)
+			fmt.Fprintf(cmd.OutOrStdout(), "channel %s now at %s (from %s), valid until %s\n", to, m.Version, src, m.Expires.Format(time.RFC3339))
 			return nil
 		},
 	}
@@ -190,6 +183,70 @@ replaces REPO/channels/<to>.json(.sig). Refuses to move a channel backwards.`,
 	f.StringVar(&repo, "repo", "", "release repository directory")
 	f.StringArrayVar(&keyPaths, "key", nil, "private signing key (repeatable)")
 	f.StringArrayVar(&trustPaths, "trust", nil, "extra public key the source manifest may be signed with (repeatable)")
+	f.DurationVar(&validFor, "valid-for", channels.DefaultValidity, "how long nodes believe the promoted channel manifest")
+	return cmd
+}
+
+// signingKeys loads the private keys and the keys a manifest being
+// re-signed may carry a signature of: the signing keys' public halves and
+// the --trust files.
+func signingKeys(keyPaths, trustPaths []string) ([]ed25519.PrivateKey, *channels.Keyring, error) {
+	keys, err := loadKeys(keyPaths)
+	if err != nil {
+		return nil, nil, err
+	}
+	trusted := channels.NewKeyring()
+	for _, k := range keys {
+		trusted.Add(k.Public().(ed25519.PublicKey))
+	}
+	for _, p := range trustPaths {
+		k, err := channels.LoadPublicKeyFile(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		trusted.Add(k)
+	}
+	return keys, trusted, nil
+}
+
+func resignCmd() *cobra.Command {
+	var (
+		channel, repo        string
+		keyPaths, trustPaths []string
+		validFor             time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "resign --channel NAME --repo DIR --key KEY",
+		Short: "Renew the expiry of a channel's signed manifest",
+		Long: `Nodes refuse a channel manifest past its expiry, so an old signed channel
+state cannot be replayed to them forever. A channel without a new release
+for a while must be re-signed before it expires: this verifies the current
+manifest (against the signing keys and --trust keys; it may have expired),
+sets a new expiry --valid-for from now, and signs it again. The release
+itself (version, payloads) does not change.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if channel == "" || repo == "" {
+				return errors.New("--channel and --repo are required")
+			}
+			keys, trusted, err := signingKeys(keyPaths, trustPaths)
+			if err != nil {
+				return err
+			}
+			m, err := channels.Resign(repo, channel, keys, trusted, validFor)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "channel %s (%s) re-signed, valid until %s\n", channel, m.Version, m.Expires.Format(time.RFC3339))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&channel, "channel", "", "channel to re-sign")
+	f.StringVar(&repo, "repo", "", "release repository directory")
+	f.StringArrayVar(&keyPaths, "key", nil, "private signing key (repeatable)")
+	f.StringArrayVar(&trustPaths, "trust", nil, "extra public key the current manifest may be signed with (repeatable)")
+	f.DurationVar(&validFor, "valid-for", channels.DefaultValidity, "how long nodes believe the re-signed manifest")
 	return cmd
 }
 

@@ -64,6 +64,11 @@ func updateCmd() *cobra.Command {
 			if st.Available != "" {
 				fmt.Fprintf(w, "Available: %s\n", st.Available)
 			}
+			keys := "none (every update is refused)"
+			if len(st.TrustedKeys) > 0 {
+				keys = strings.Join(st.TrustedKeys, ", ")
+			}
+			fmt.Fprintf(w, "Keys:      %s\n", keys)
 			if st.Pending != nil {
 				fmt.Fprintf(w, "Pending:   %s on slot %s (applied %s)\n", st.Pending.Version, st.Pending.Slot, st.Pending.Applied.Format(time.RFC3339))
 			}

@@ -67,7 +67,7 @@ func TestUpdateCommands(t *testing.T) {
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
 	out, err := runCtl(t, "update", "status", "--endpoint", ts.URL)
-	if err != nil || !strings.Contains(out, "Phase:     idle\nRunning:   1.0.0\nChannel:   stable\n") {
+	if err != nil || !strings.Contains(out, "Phase:     idle\nRunning:   1.0.0\nChannel:   stable\nKeys:      none (every update is refused)\n") {
 		t.Fatalf("status: %q %v", out, err)
 	}
 	if out, err := runCtl(t, "update", "check", "--endpoint", ts.URL); err != nil || !strings.Contains(out, "Check requested") {
