@@ -27,9 +27,16 @@ bin:
 	$(GOBUILD) -o $(BIN)/ ./cmd/...
 	$(GOBUILD) -o $(BIN)/pith-init ./initramfs/cmd/pith-init
 
+# The development release key, made once per cache: make image bakes its
+# public half into the image, so releases signed with its private half (the
+# e2e update test, demos) are trusted without user-data. Real images take
+# their own key: pith build --release-key FILE.
+RELEASE_KEY_DIR ?= $(CACHE)/release-key
+
 # The default image, built from the built-in config (cached under $(CACHE)).
 image: deps bin
-	$(BIN)/pith build --out $(OUT) --cache $(CACHE)
+	@test -f $(RELEASE_KEY_DIR)/pith-release.pub || $(BIN)/pith keygen --out $(RELEASE_KEY_DIR)
+	$(BIN)/pith build --out $(OUT) --cache $(CACHE) --release-key $(RELEASE_KEY_DIR)/pith-release.pub
 
 # Boot the image (KVM when usable, TCG otherwise), show the console until
 # the node is up, then how to log in; the node keeps running until demo-stop.
@@ -54,6 +61,7 @@ unit: bin
 # VM tests: boot the default image under QEMU (KVM when usable, TCG otherwise).
 e2e: image
 	PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
+		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key \
 		$(GO) test -count=1 -timeout 80m -v ./e2e/...
 
 test: deps deps-vagrant lint unit e2e

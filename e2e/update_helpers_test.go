@@ -80,6 +80,26 @@ func updBinDir(t *testing.T) string {
 	return bin
 }
 
+// updReleaseKey is the private half of the development release key whose
+// public half make image bakes into the image: PITH_E2E_RELEASE_KEY, else
+// release-key/pith-release.key in PITH_E2E_CACHE_DIR (make's $(CACHE)).
+func updReleaseKey(t *testing.T) string {
+	t.Helper()
+	k := os.Getenv("PITH_E2E_RELEASE_KEY")
+	if k == "" {
+		if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
+			k = filepath.Join(c, "release-key", "pith-release.key")
+		}
+	}
+	if k == "" {
+		t.Fatal("no development release key: set PITH_E2E_RELEASE_KEY or PITH_E2E_CACHE_DIR (make e2e sets both)")
+	}
+	if _, err := os.Stat(k); err != nil {
+		t.Fatalf("development release key: %v: build the image with make image, which makes the key and bakes its public half in", err)
+	}
+	return k
+}
+
 // updPith runs the pith CLI and returns its combined output.
 func updPith(t *testing.T, args ...string) string {
 	t.Helper()

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,17 +22,20 @@ import (
 // story allows (TCG: ~1.5 min a boot):
 //
 //  1. The image N+1 is built from the same cache (pith build --version),
-//     signed with a new key (pith keygen, pith release) and served by
-//     `pith channel serve` on 127.0.0.1; a node of version N is told by
-//     its cloud-config (coreos.update.server/group, reboot-strategy
-//     reboot, pith.update.public_keys) to follow that channel. Its API
+//     with the development release key make image baked into N and a new
+//     key (pith keygen) baked in beside it, signed with the development
+//     key (pith release) and served by `pith channel serve` on 127.0.0.1;
+//     a node of version N is told by its cloud-config (coreos.update.
+//     server/group, reboot-strategy reboot) to follow that channel. No key
+//     comes through user-data: the node trusts the key in its USR. Its API
 //     listens on every address so the test reads the agent's status
 //     through the forwarded port.
 //  2. The node starts writing slot B; QEMU is killed in the middle of it.
 //     The machine, started again on the same disk, boots the old release.
 //  3. The agent starts over, writes slot B, reboots into it, marks it good
 //     and reports N+1.
-//  4. N+2 is released with a kernel that cannot boot: the node writes it
+//  4. N+2 is released with a kernel that cannot boot, signed only with
+//     the new key (a key rotated in through N+1's USR): the node writes it
 //     to slot A, tries it, comes back on N+1 by itself, reports the
 //     rollback and does not try N+2 again.
 //  5. Figures: the update's phases as the agent timed them, against dd's
@@ -57,8 +60,26 @@ func TestUpdate(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The development key that make image baked into N, and a new key
+	// that N+1 brings (rotation through a release).
+	devKey := updReleaseKey(t)
+	devPub, err := channels.LoadPrivateKey(devKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devID := channels.KeyID(devPub.Public().(ed25519.PublicKey))
+	keys := filepath.Join(tmp, "keys")
+	t.Log(updPith(t, "keygen", "--out", keys))
+	newKey := filepath.Join(keys, "pith-release.key")
+	newPub, err := channels.LoadPublicKeyFile(filepath.Join(keys, "pith-release.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newID := channels.KeyID(newPub)
+
 	out1 := filepath.Join(tmp, "n1")
-	args := []string{"build", "--config", cfgPath, "--out", out1, "--agent-bin-dir", updBinDir(t)}
+	args := []string{"build", "--config", cfgPath, "--out", out1, "--agent-bin-dir", updBinDir(t),
+		"--release-key", strings.TrimSuffix(devKey, ".key") + ".pub", "--release-key", filepath.Join(keys, "pith-release.pub")}
 	if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
 		args = append(args, "--cache", c)
 	}
@@ -66,16 +87,9 @@ func TestUpdate(t *testing.T) {
 	updPith(t, args...)
 	t.Logf("MEASURE build of %s (warm cache): %s", n1, time.Since(start).Round(time.Second))
 
-	keys := filepath.Join(tmp, "keys")
 	repo := filepath.Join(tmp, "repo")
-	t.Log(updPith(t, "keygen", "--out", keys))
-	priv := filepath.Join(keys, "pith-release.key")
-	t.Log(updPith(t, "release", "--channel", "stable", "--image", out1, "--key", priv, "--repo", repo))
+	t.Log(updPith(t, "release", "--channel", "stable", "--image", out1, "--key", devKey, "--repo", repo))
 	addr := updServe(t, repo)
-	pub, err := channels.LoadPublicKeyFile(filepath.Join(keys, "pith-release.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ud := filepath.Join(tmp, "user-data")
 	if err := os.WriteFile(ud, []byte(fmt.Sprintf(`#cloud-config
 coreos:
@@ -85,10 +99,7 @@ coreos:
     group: stable
     server: http://%s/
     reboot-strategy: reboot
-pith:
-  update:
-    public_keys: [%q]
-`, updGuestServer, base64.StdEncoding.EncodeToString(pub))), 0o644); err != nil {
+`, updGuestServer)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	fwd := updGuestFwd(t, addr)
@@ -105,6 +116,9 @@ pith:
 		return s.Phase == update.PhaseWriting
 	})
 	t.Logf("agent writing: %+v", st)
+	if !slices.Equal(st.TrustedKeys, []string{devID}) {
+		t.Fatalf("release %s trusts keys %v, want only the one make image baked in (%s)", n0, st.TrustedKeys, devID)
+	}
 	time.Sleep(2 * time.Second) // well into the write: the USR payload takes far longer
 	if st, ok := n.updStatus(); !ok || st.Phase != update.PhaseWriting {
 		t.Fatalf("the write ended before QEMU could be killed in the middle of it: %+v (ok %v)", st, ok)
@@ -143,6 +157,9 @@ pith:
 	if v := n.updOSVersion(); !strings.HasPrefix(v, n1+" ") {
 		t.Errorf("os-release VERSION %q, want %s", v, n1)
 	}
+	if want := []string{devID, newID}; !slices.Equal(st.TrustedKeys, slices.Sorted(slices.Values(want))) {
+		t.Errorf("release %s trusts keys %v, want the two its USR carries %v", n1, st.TrustedKeys, want)
+	}
 	ust := n.Run("pithctl update status")
 	t.Logf("pithctl update status:\n%s\npithctl update history:\n%s\nslot status:\n%s", ust, n.Run("pithctl update history"), n.Run("sudo pithctl slot status"))
 	if !strings.Contains(ust, "Running:   "+n1+"\n") {
@@ -164,7 +181,7 @@ pith:
 		t.Fatal(err)
 	}
 	defer img1.Close()
-	sk, err := channels.LoadPrivateKey(priv)
+	sk, err := channels.LoadPrivateKey(newKey)
 	if err != nil {
 		t.Fatal(err)
 	}

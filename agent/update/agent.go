@@ -125,6 +125,9 @@ type Status struct {
 	History   []Event            `json:"history,omitempty"`
 	// Timing of the last applied update, seconds.
 	Timing map[string]float64 `json:"timing,omitempty"`
+	// TrustedKeys are the ids of the release keys manifests are checked
+	// against (the image's, the OEM partition's, user-data's).
+	TrustedKeys []string `json:"trusted_keys"`
 }
 
 // Agent is pithd's update subsystem.
@@ -174,7 +177,7 @@ func New(cfg Config, slots Slots, reboot Rebooter, kv KV, logf func(string, ...a
 	if err := a.load(); err != nil {
 		return nil, err
 	}
-	a.status = Status{Phase: PhaseIdle, Running: cfg.Running, Channel: cfg.Channel, Pending: a.st.Pending}
+	a.status = Status{Phase: PhaseIdle, Running: cfg.Running, Channel: cfg.Channel, Pending: a.st.Pending, TrustedKeys: cfg.Keys.IDs()}
 	return a, nil
 }
 
@@ -238,6 +241,14 @@ func (a *Agent) Status() Status {
 	s.Pending = a.st.Pending
 	s.History = slices.Clone(a.st.History)
 	return s
+}
+
+// SetWaiting shows why the agent is waiting (empty: not waiting) as the
+// status's last error; HealthCheck reports through it.
+func (a *Agent) SetWaiting(reason string) {
+	a.mu.Lock()
+	a.status.LastError = reason
+	a.mu.Unlock()
 }
 
 // CheckNow asks the running loop for a check at once (pithctl update check).
@@ -380,7 +391,14 @@ func (a *Agent) CheckOnce(ctx context.Context) error {
 	return a.rebootPhase(ctx)
 }
 
+// ErrNoTrustedKey: the node has no release key, so it cannot tell a real
+// release from anyone's; it refuses to look rather than trust anything.
+var ErrNoTrustedKey = errors.New("update: this node trusts no release key, so every release is refused; build the image with pith build --release-key FILE, or add pith.update.public_keys to user-data")
+
 func (a *Agent) fetchAndApply(ctx context.Context) (bool, error) {
+	if a.cfg.Keys.Len() == 0 {
+		return false, ErrNoTrustedKey
+	}
 	a.setPhase(PhaseChecking)
 	c, err := channels.NewClient(a.cfg.Server, channels.Policy{
 		Keys: a.cfg.Keys, Channel: a.cfg.Channel, Platform: a.cfg.Platform, Running: a.cfg.Running,

@@ -267,6 +267,18 @@ func TestAgentRejectsBadPayloadBeforeTouchingSlots(t *testing.T) {
 	if err := a.CheckOnce(context.Background()); !errors.Is(err, channels.ErrUnknownKey) {
 		t.Fatalf("wrong key: %v", err)
 	}
+	// No key at all: refused before the server is asked anything.
+	a.cfg.Keys = channels.NewKeyring()
+	asked := len(cs.requested())
+	if err := a.CheckOnce(context.Background()); !errors.Is(err, ErrNoTrustedKey) {
+		t.Fatalf("no key: %v, want ErrNoTrustedKey", err)
+	}
+	if len(cs.requested()) != asked {
+		t.Errorf("a node without keys fetched %v", cs.requested()[asked:])
+	}
+	if ev := slots.events(); len(ev) != 0 || rb.count() != 0 {
+		t.Fatalf("slots touched (%v) or reboot (%d) with a wrong or no key", ev, rb.count())
+	}
 }
 
 // TestAgentEtcdLock: two machines, max one holder: the second reboots only

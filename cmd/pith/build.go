@@ -18,6 +18,7 @@ import (
 func init() {
 	var (
 		configPath, outDir, cacheDir, agentDir, platform, osVersion string
+		releaseKeys                                                 []string
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -38,7 +39,8 @@ second build with a warm cache downloads nothing. Building the root
 filesystem needs root.`,
 		Example: `  pith build
   pith build --config pith.yaml --out _out
-  SOURCE_DATE_EPOCH=1767225600 pith build --version 1.2.0 --platform vagrant`,
+  SOURCE_DATE_EPOCH=1767225600 pith build --version 1.2.0 --platform vagrant
+  pith keygen --out keys && pith build --release-key keys/pith-release.pub`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := config.Load(configPath)
@@ -51,6 +53,7 @@ filesystem needs root.`,
 			if cmd.Flags().Changed("version") {
 				c.Version = osVersion
 			}
+			c.ReleaseKeys = append(c.ReleaseKeys, releaseKeys...)
 			if err := c.Validate(); err != nil {
 				return err
 			}
@@ -97,6 +100,7 @@ filesystem needs root.`,
 	f.StringVar(&agentDir, "agent-bin-dir", "", "`DIR` holding static pithd, pithctl and pith-init to put in the image (default: the directory of this pith executable; make bin builds them into _out/bin)")
 	f.StringVar(&platform, "platform", "", "target `PLATFORM` written to OEM and the kernel line: qemu, vagrant or ec2 (overrides the config's platform)")
 	f.StringVar(&osVersion, "version", "", "OS `VERSION` string for os-release and the manifest (overrides the config's version)")
+	f.StringArrayVar(&releaseKeys, "release-key", nil, "public release key `FILE` (pith keygen's pith-release.pub) the image's update agent trusts, put into /usr/share/pith/release-keys (repeatable; adds to the config's release_keys). Without any, nodes refuse updates")
 	rootCmd.AddCommand(cmd)
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/pith-os/pith/agent/schedule/fleetapi"
 	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
 )
@@ -55,7 +56,7 @@ func init() {
 			fs.StringVar(&f.group, "reboot-group", "", "reboot lock group (coreos.locksmith.group)")
 			fs.DurationVar(&f.interval, "update-interval", time.Hour, "time between channel checks (plus up to 10% jitter)")
 			fs.DurationVar(&f.lockRetry, "reboot-lock-retry", 30*time.Second, "time between attempts to take a busy reboot lock")
-			fs.StringSliceVar(&f.keys, "update-keys", []string{"/usr/share/pith/keys", "/usr/share/oem/pith/keys"}, "directories of trusted release keys (*.pub)")
+			fs.StringSliceVar(&f.keys, "update-keys", []string{channels.ImageKeyDir, channels.OEMKeyDir}, "directories of trusted release keys (*.pub): the image's (pith build --release-key) and the OEM partition's; user-data's pith.update.public_keys add to them")
 			fs.StringVar(&f.disk, "update-disk", "", "boot disk holding USR-A/USR-B (default: the disk of pith.usr= on the kernel line)")
 			fs.StringVar(&f.esp, "update-esp", "/boot", "mount point of the EFI system partition (grubenv, pith/vmlinuz-*)")
 			fs.StringVar(&f.stateDir, "update-state-dir", "", "downloads and update state (default DATA_DIR/update)")
@@ -183,7 +184,9 @@ func newUpdateAgent(env *runEnv) error {
 		keys.Add(k)
 	}
 	if keys.Len() == 0 {
-		return fmt.Errorf("update: no trusted release key in %s; bake one in with pith build or put it on the OEM partition", strings.Join(f.keys, ", "))
+		// The agent still runs, so pithctl update status shows why
+		// nothing is updated; every check refuses before any download.
+		env.Log.Warn("update: no trusted release key; every update will be refused", "dirs", strings.Join(f.keys, ", "))
 	}
 	id, err := updateMachineID()
 	if err != nil {
@@ -216,26 +219,21 @@ func newUpdateAgent(env *runEnv) error {
 	if err != nil {
 		return err
 	}
-	if upd.kv != nil {
-		// Healthy once the KV answers a quorum read through the client
-		// API: this node has rejoined the cluster and a leader exists.
-		kv := upd.kv
-		a.Healthy = func(ctx context.Context) error {
-			for {
-				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				_, _, err := kv.Get(rctx, update.SemaphoreKey)
-				cancel()
-				if err == nil || errors.Is(err, update.ErrKeyNotFound) {
-					return nil
-				}
-				select {
-				case <-ctx.Done():
-					return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-				case <-time.After(5 * time.Second):
-				}
+	// Healthy once the KV answers a quorum read (this node rejoined the
+	// cluster, a leader exists) and the units the scheduler launched here
+	// run: only then is the slot marked good and the reboot lock released.
+	var units update.ScheduledUnits
+	if sched.svc != nil {
+		urls, _ := runCmd.Flags().GetStringSlice("advertise-client-urls")
+		if len(urls) > 0 {
+			c, err := fleetapi.NewClient(urls[0])
+			if err != nil {
+				return err
 			}
+			units = &fleetUnits{c: c, machine: id}
 		}
 	}
+	a.Healthy = update.HealthCheck(upd.kv, units, 5*time.Second, a.SetWaiting)
 	a.RegisterHTTP(env.Mux)
 	upd.agent = a
 	env.Log.Info("update agent configured", "server", f.server, "channel", f.channel, "strategy", strategy, "window", window.String(), "disk", disk, "running", running)
@@ -266,3 +264,38 @@ func startUpdate(ctx context.Context, env *runEnv) error {
 }
 
 func goarch() string { return runtime.GOARCH }
+
+// fleetUnits reads this machine's scheduled units through the fleet API
+// (the leader's view: assignments and the reports of this machine's
+// scheduler agent).
+type fleetUnits struct {
+	c       *fleetapi.Client
+	machine string
+}
+
+func (f *fleetUnits) MachineUnits(ctx context.Context) ([]update.UnitState, error) {
+	us, err := f.c.Units(ctx)
+	if err != nil {
+		return nil, err
+	}
+	states, err := f.c.UnitStates(ctx, nil, []string{f.machine})
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*fleetapi.UnitState{}
+	for _, s := range states {
+		byName[s.Name] = s
+	}
+	var out []update.UnitState
+	for _, u := range us {
+		if u.MachineID != f.machine {
+			continue
+		}
+		st := update.UnitState{Name: u.Name, Desired: u.DesiredState}
+		if s := byName[u.Name]; s != nil {
+			st.Active, st.Sub = s.SystemdActiveState, s.SystemdSubState
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}

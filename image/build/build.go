@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pith-os/pith/image/config"
@@ -54,6 +55,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if _, err := layout.New(c.DiskSize, Seed(c)); err != nil {
 		return nil, err
 	}
+	keys, err := readReleaseKeys(c.ReleaseKeys)
+	if err != nil {
+		return nil, err
+	}
 	if o.OutDir == "" {
 		o.OutDir = "_out"
 	}
@@ -72,6 +77,19 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			return "", err
 		}
 		return "kernel " + rfs.KernelVersion, nil
+	})
+	if err != nil {
+		return nil, explain(err, o.OutDir)
+	}
+	err = r.Step("release keys", func() (string, error) {
+		ids, err := installReleaseKeys(rfs.UsrDir, keys, c.Epoch)
+		if err != nil {
+			return "", err
+		}
+		if len(ids) == 0 {
+			return "none: nodes refuse every update unless user-data adds a key (pith build --release-key)", nil
+		}
+		return "trusted by the update agent: " + strings.Join(ids, ", "), nil
 	})
 	if err != nil {
 		return nil, explain(err, o.OutDir)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -29,6 +30,10 @@ type Config struct {
 	DiskSize      int64    // "disk.size" in bytes
 	Formats       []string // "formats"
 	Epoch         int64    // SOURCE_DATE_EPOCH env > "source_date_epoch" > DefaultEpoch
+	// ReleaseKeys ("release_keys") are PEM ed25519 public key files baked
+	// into USR as the keys the node's update agent trusts. Load resolves
+	// paths relative to the config file; pith build --release-key adds more.
+	ReleaseKeys []string
 }
 
 // Built-in defaults: with no config file, these build a useful qemu image.
@@ -112,6 +117,13 @@ func Load(path string) (Config, error) {
 		if c, err = Parse(data, path); err != nil {
 			return Config{}, err
 		}
+		// Key files next to the config are named relative to it, so the
+		// config means the same from any working directory.
+		for i, k := range c.ReleaseKeys {
+			if !filepath.IsAbs(k) {
+				c.ReleaseKeys[i] = filepath.Join(filepath.Dir(path), k)
+			}
+		}
 	}
 	e, ok, err := envEpoch()
 	if err != nil {
@@ -154,6 +166,7 @@ func (c Config) Validate() error {
 		{"disk.size", checkDiskSize(c.DiskSize)},
 		{"formats", checkFormats(c.Formats)},
 		{"source_date_epoch", checkEpoch(c.Epoch)},
+		{"release_keys", checkReleaseKeys(c.ReleaseKeys)},
 	}
 	for _, ch := range checks {
 		if ch.err != nil {
@@ -282,6 +295,22 @@ func checkFormats(fs []string) error {
 			return &itemError{i, fmt.Errorf("%q is listed twice: remove one", f)}
 		}
 		seen[f] = true
+	}
+	return nil
+}
+
+// checkReleaseKeys checks the list's shape; the builder reads and parses
+// the files (before any long work) and names a bad one.
+func checkReleaseKeys(paths []string) error {
+	seen := map[string]bool{}
+	for i, p := range paths {
+		if strings.TrimSpace(p) == "" {
+			return &itemError{i, errors.New("empty path: name a public key file from `pith keygen` (pith-release.pub)")}
+		}
+		if seen[p] {
+			return &itemError{i, fmt.Errorf("%q is listed twice: remove one", p)}
+		}
+		seen[p] = true
 	}
 	return nil
 }

@@ -39,6 +39,10 @@ source_date_epoch: 1700000000
 			c.Formats = []string{"qcow2", "box"}
 			c.Epoch = 1700000000
 		}},
+		{name: "release keys", yaml: "release_keys: [k/a.pub, /abs/b.pub]\n", want: func(c *Config) { c.ReleaseKeys = []string{"k/a.pub", "/abs/b.pub"} }},
+		{name: "release key twice", yaml: "release_keys:\n  - a.pub\n  - a.pub\n", err: `pith.yaml:3: release_keys: "a.pub" is listed twice`},
+		{name: "release key empty", yaml: "release_keys: ['']\n", err: `pith.yaml:1: release_keys: empty path`},
+		{name: "release keys not a list", yaml: "release_keys: a.pub\n", err: `release_keys: expected a list`},
 		{name: "numeric version keeps its text", yaml: "version: 1.10\n", want: func(c *Config) { c.Version = "1.10" }},
 		{name: "size in bytes", yaml: "disk:\n  size: 3221225472\n", want: func(c *Config) { c.DiskSize = 3 << 30 }},
 		{name: "size G", yaml: "disk: {size: 2G}\n", want: func(c *Config) { c.DiskSize = 2 << 30 }},
@@ -48,7 +52,7 @@ source_date_epoch: 1700000000
 
 		{name: "unknown top key with hint", yaml: "version: 1.0\ndebain:\n  suite: bookworm\n", err: `pith.yaml:2: unknown key "debain": did you mean "debian"?`},
 		{name: "unknown nested key", yaml: "debian:\n  suit: bookworm\n", err: `pith.yaml:2: unknown key "debian.suit": did you mean "debian.suite"?`},
-		{name: "unknown key far from any", yaml: "colour: blue\n", err: `pith.yaml:1: unknown key "colour": remove it (keys here: debian, disk, formats, platform, source_date_epoch, version)`},
+		{name: "unknown key far from any", yaml: "colour: blue\n", err: `pith.yaml:1: unknown key "colour": remove it (keys here: debian, disk, formats, platform, release_keys, source_date_epoch, version)`},
 		{name: "duplicate key", yaml: "platform: qemu\nplatform: ec2\n", err: `pith.yaml:2: key "platform" is already set at line 1`},
 		{name: "size with space", yaml: "disk:\n  size: 4 GB\n", err: `pith.yaml:2: disk.size: "4 GB" is not a size: use e.g. 4GiB`},
 		{name: "size decimal unit", yaml: "disk:\n  size: 4GB\n", err: `disk.size: "4GB" is not a size`},
@@ -294,5 +298,27 @@ func TestExampleFile(t *testing.T) {
 	}
 	if want := builtin(); !reflect.DeepEqual(c, want) {
 		t.Errorf("the example differs from the defaults:\n got %+v\nwant %+v", c, want)
+	}
+}
+
+// Key paths in a config file are relative to that file, not to the
+// directory pith build runs in.
+func TestLoadReleaseKeysRelativeToConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "pith.yaml")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("release_keys: [keys/a.pub, /abs/b.pub]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EpochEnv, "")
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, "sub", "keys", "a.pub"), "/abs/b.pub"}
+	if !reflect.DeepEqual(c.ReleaseKeys, want) {
+		t.Errorf("release keys %q, want %q", c.ReleaseKeys, want)
 	}
 }

@@ -50,6 +50,7 @@ var schema = section{
 	},
 	"formats":           field{setList(func(c *Config) *[]string { return &c.Formats }, "[raw, qcow2]"), func(c *Config) error { return checkFormats(c.Formats) }},
 	"source_date_epoch": field{setEpoch, func(c *Config) error { return checkEpoch(c.Epoch) }},
+	"release_keys":      field{setList(func(c *Config) *[]string { return &c.ReleaseKeys }, "[keys/pith-release.pub]"), func(c *Config) error { return checkReleaseKeys(c.ReleaseKeys) }},
 }
 
 // Parse reads YAML config data on top of the defaults and validates it.
