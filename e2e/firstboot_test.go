@@ -1,14 +1,21 @@
 package e2e
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/pith-os/pith/vagrant/box"
 )
 
 // The container the first-boot configs start: hello.path (started by the
@@ -265,5 +272,137 @@ func checkRejected(t *testing.T, n *Node) {
 	}
 	if got := strings.TrimSpace(string(n.Exec("systemctl is-system-running --wait").Stdout)); got != "degraded" {
 		t.Logf("is-system-running: %q", got)
+	}
+}
+
+// oemCloudConfig is what TestFirstBootOEM puts on the image's OEM partition.
+func oemCloudConfig(pub string) string {
+	return `#cloud-config
+users:
+  - name: oemuser
+    gecos: From the OEM partition
+    ssh-authorized-keys:
+      - ` + pub + `
+write_files:
+  - path: /etc/pith-e2e/oem
+    content: from the OEM partition
+`
+}
+
+// bigUserData is a cloud-config of about size bytes (most of it one
+// write_files entry) with networkd files in coreos.units: a dummy link and
+// an address on it (a documentation range; no traffic leaves the guest).
+func bigUserData(size int) (text string, bigSum string) {
+	line := strings.Repeat("0123456789abcdef", 4)[:63] + "\n"
+	var big strings.Builder
+	for big.Len() < size {
+		big.WriteString(line)
+	}
+	sum := sha256.Sum256([]byte(big.String()))
+	return `#cloud-config
+hostname: e2e-oem
+write_files:
+  - path: /etc/pith-e2e/big
+    content: |
+` + "      " + strings.ReplaceAll(strings.TrimSuffix(big.String(), "\n"), "\n", "\n      ") + `
+coreos:
+  units:
+    - name: 50-e2e-dummy.netdev
+      content: |
+        [NetDev]
+        Name=e2edummy0
+        Kind=dummy
+    - name: 50-e2e-dummy.network
+      content: |
+        [Match]
+        Name=e2edummy0
+        [Network]
+        Address=198.51.100.7/24
+`, hex.EncodeToString(sum[:])
+}
+
+// TestFirstBootOEM (issues 4 and 8): the OEM partition is mounted at
+// /usr/share/oem and its cloud-config applied before the user-data; the
+// user-data (1 MiB, through fw_cfg) brings networkd files; pithctl
+// userdata apply re-applies it without changing anything, then applies a
+// new one and says what changed.
+func TestFirstBootOEM(t *testing.T) {
+	base := bootImagePath(t)
+	oemKey, oemPub := newUserKey(t)
+	img := filepath.Join(t.TempDir(), "pith-oem.qcow2")
+	if err := box.AddOEMFiles(context.Background(), base, img, map[string]string{"cloud-config.yml": oemCloudConfig(oemPub)}, 1767225600); err != nil {
+		t.Fatal(err)
+	}
+	ud, bigSum := bigUserData(1 << 20)
+	c := Boot(t, Options{Image: img, UserData: writeUserData(t, "oem.user-data", ud)})
+	n := c.Nodes[0]
+	t.Logf("%s: user-data %d KiB", n, len(ud)>>10)
+	up := upAll(t, []*Node{n})[0]
+	t.Logf("MEASURE qemu-start->ssh-ready=%s", up.ssh.Round(100*time.Millisecond))
+
+	// The mount: OEM, ext4, read-only, from the partition labelled OEM.
+	mnt := n.Run("findmnt -no SOURCE,FSTYPE,OPTIONS /usr/share/oem")
+	dev := n.Run("readlink -f /dev/disk/by-partlabel/OEM")
+	if f := strings.Fields(mnt); len(f) != 3 || f[0] != dev || f[1] != "ext4" || !strings.HasPrefix(f[2], "ro,") {
+		t.Errorf("/usr/share/oem: findmnt %q, OEM partition %q", mnt, dev)
+	}
+	if got := n.Run("cat /usr/share/oem/pith/platform"); got == "" {
+		t.Error("the OEM partition's platform file is not readable")
+	}
+	// Its cloud-config applied: the user logs in with its key.
+	if got := n.RunAs("oemuser", oemKey, "whoami; cat /etc/pith-e2e/oem"); got != "oemuser\nfrom the OEM partition" {
+		t.Errorf("OEM user and file: %q", got)
+	}
+	if got := n.Run("sudo cat /var/lib/pith/oem.json"); !strings.Contains(got, `"applied": true`) || !strings.Contains(got, `"source": "oem"`) {
+		t.Errorf("oem.json:\n%s", got)
+	}
+	// Before the user-data, in the stage's log.
+	journal := n.Run("sudo journalctl -b --no-pager -o cat -t pithd-firstboot")
+	iOEM, iUD := strings.Index(journal, "OEM cloud-config (/usr/share/oem/cloud-config.yml) applied"), strings.Index(journal, "user-data from qemu-fw-cfg")
+	if iOEM < 0 || iUD < 0 || iOEM > iUD {
+		t.Errorf("OEM config not applied before the user-data:\n%s", journal)
+	}
+
+	// 1 MiB through fw_cfg: read once through the I/O ports.
+	re := regexp.MustCompile(`user-data from qemu-fw-cfg \((\d+) bytes, read through (.*) in (\S+)\)`)
+	m := re.FindStringSubmatch(journal)
+	if m == nil || m[2] != "fw_cfg I/O ports" {
+		t.Errorf("fw_cfg read not through the ports: %q", m)
+	} else {
+		t.Logf("MEASURE fw_cfg user-data %s bytes read through %s in %s", m[1], m[2], m[3])
+	}
+	if got := n.Run("sha256sum < /etc/pith-e2e/big"); !strings.HasPrefix(got, bigSum) {
+		t.Errorf("/etc/pith-e2e/big: sha256 %q, want %s", got, bigSum)
+	}
+	// The old way for comparison: the kernel's sysfs file, 256 KiB of it.
+	if got := n.Run(`sudo bash -c 'TIMEFORMAT="%R s"; { time head -c 262144 /sys/firmware/qemu_fw_cfg/by_name/opt/org.pith/user-data/raw | wc -c; } 2>&1'`); got != "" {
+		t.Logf("MEASURE sysfs read of the first 256 KiB (bytes, time): %q", got)
+	}
+
+	// networkd's files: written, networkd restarted, the link configured.
+	if got := n.Run("cat /etc/systemd/network/50-e2e-dummy.network"); !strings.Contains(got, "Address=198.51.100.7/24") {
+		t.Errorf("50-e2e-dummy.network: %q", got)
+	}
+	n.Poll("e2edummy0 configured by networkd", 3*time.Second, func() (bool, string) {
+		out, _ := n.try("ip -4 -o addr show dev e2edummy0")
+		return strings.Contains(out, "198.51.100.7/24"), out
+	})
+
+	// Apply again now: nothing changes.
+	r := n.Exec("sudo pithctl userdata apply")
+	out := string(r.Stdout) + string(r.Stderr)
+	if r.ExitStatus != 0 || !strings.Contains(out, "changed: nothing") {
+		t.Errorf("pithctl userdata apply (exit %d):\n%s", r.ExitStatus, out)
+	}
+	// A new user-data from a file: exactly its changes.
+	n.Run(`printf '#cloud-config\nhostname: e2e-oem\nwrite_files:\n  - path: /etc/pith-e2e/new\n    content: applied now\n' > /tmp/ud2`)
+	r = n.Exec("sudo pithctl userdata apply --from-file /tmp/ud2")
+	out = string(r.Stdout) + string(r.Stderr)
+	if r.ExitStatus != 0 || !strings.Contains(out, "  wrote /etc/pith-e2e/new\n") || strings.Contains(out, "wrote /etc/hostname") {
+		t.Errorf("pithctl userdata apply --from-file (exit %d):\n%s", r.ExitStatus, out)
+	}
+	t.Logf("pithctl userdata apply --from-file:\n%s", out)
+	if got := n.Run("cat /etc/pith-e2e/new; systemctl is-active pithd.service"); got != "applied now\nactive" {
+		t.Errorf("after apply: %q", got)
 	}
 }

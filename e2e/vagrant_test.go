@@ -243,6 +243,26 @@ pith:
 			t.Errorf("%s: %q gave %q, want %q", c.what, c.cmd, got, c.want)
 		}
 	}
+	// The vagrant user came from the box's OEM partition, not from QEMU.
+	if got := ssh("sudo cat /var/lib/pith/oem.json | tr -d ' \\n'"); !strings.Contains(got, `"source":"oem"`) || !strings.Contains(got, `"applied":true`) {
+		t.Errorf("oem.json: %s", got)
+	}
+	if got := ssh("test -e /sys/firmware/qemu_fw_cfg/by_name/opt/org.pith && echo fw_cfg || echo none"); got != "none" {
+		t.Errorf("the box passed user-data through fw_cfg: %s", got)
+	}
+	// pithd waited for the Vagrant user-data: at boot its start was
+	// skipped on the wait condition, and its KV was made only afterwards.
+	if got := ssh("sudo journalctl -b --no-pager -o cat -t pithd-firstboot | grep -c 'waiting for the vagrant datasource' || true"); got == "0" {
+		t.Errorf("first boot did not wait for the Vagrant user-data")
+	}
+	if got := ssh("sudo journalctl -b --no-pager -o cat -u pithd.service | head -n 3"); !strings.Contains(got, "ConditionPathExists=/var/lib/pith/first-boot.done") {
+		t.Errorf("pithd.service was not held back at boot; its journal starts:\n%s", got)
+	}
+	// Provisioning again with the same user-data changes nothing.
+	prov := v.must(ctx, v.project, "vagrant", "provision")
+	if !strings.Contains(prov, "changed: nothing") {
+		t.Errorf("vagrant provision with the same user-data:\n%s", tail(prov, 30))
+	}
 	// pithd answers as the cluster the user-data named: core-01 is its only member.
 	if got := ssh("pithctl member list"); !strings.Contains(got, "core-01") || !strings.Contains(got, "172.17.8.101") {
 		t.Errorf("pithctl member list: %q, want core-01 at 172.17.8.101", got)

@@ -204,7 +204,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		}
 		tmp.Close()
 		defer os.Remove(tmp.Name())
-		if err := addOEMFiles(ctx, o.Image, tmp.Name(), map[string]string{OEMConfigPath: OEMCloudConfig()}, o.Epoch); err != nil {
+		if err := AddOEMFiles(ctx, o.Image, tmp.Name(), map[string]string{OEMConfigPath: OEMCloudConfig()}, o.Epoch); err != nil {
 			return nil, err
 		}
 		boxImg = tmp.Name()

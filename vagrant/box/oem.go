@@ -112,11 +112,11 @@ func readExt4Identity(r io.ReaderAt) (ext4Identity, error) {
 	}, nil
 }
 
-// addOEMFiles writes out, a qcow2 copy of image whose OEM partition holds
+// AddOEMFiles writes out, a qcow2 copy of image whose OEM partition holds
 // its old files plus files (path -> content). The OEM filesystem is
 // rebuilt with the image builder's own recipe (same label, UUID and hash
 // seed, every time set to epoch), so the same image gives the same box.
-func addOEMFiles(ctx context.Context, image, out string, files map[string]string, epoch int64) error {
+func AddOEMFiles(ctx context.Context, image, out string, files map[string]string, epoch int64) error {
 	work, err := os.MkdirTemp(filepath.Dir(out), ".pith-box-oem-")
 	if err != nil {
 		return fmt.Errorf("cannot work beside %s: %v", out, errors.Unwrap(err))
