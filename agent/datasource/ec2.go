@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -143,10 +144,12 @@ func (e *EC2) Fetch(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The listing is "0=name" per line; each key is at public-keys/N/openssh-key.
+	// EC2 lists "0=name" per line; Amazon's metadata emulator lists "0/".
+	// Each key is at public-keys/N/openssh-key.
 	for _, line := range strings.Split(keys, "\n") {
-		idx, _, ok := strings.Cut(strings.TrimSpace(line), "=")
-		if !ok {
+		idx, _, _ := strings.Cut(strings.TrimSpace(line), "=")
+		idx = strings.TrimSuffix(idx, "/")
+		if _, err := strconv.ParseUint(idx, 10, 16); err != nil {
 			continue
 		}
 		k, err := text("public-keys/" + idx + "/openssh-key")
