@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Side-by-side KV benchmark: a 3-member pithd cluster and (when an etcd
 # binary is given) a 3-member etcd v2 cluster, both on 127.0.0.1, measured
-# with the same `pithctl bench`. Usage:
+# with the same `pithctl bench`. Both clusters run at once and each
+# measurement alternates between them (ROUNDS times), so both see the same
+# machine load. Usage:
 #   hack/bench-kv.sh [path/to/etcd]     (etcd 3.5 with --enable-v2)
+#   ROUNDS=3 VAL=256 ONLY="put1 put16" hack/bench-kv.sh ~/.cache/pith/etcd/etcd
+# Measurements: put1 put16 put256 qget16 get16 watch16 (ONLY picks some).
 # Needs: go. Writes data under a temp dir, removed at exit.
 set -euo pipefail
 ETCD=${1:-}
@@ -14,6 +18,8 @@ trap cleanup EXIT
 (cd "$ROOT" && go build -o "$TMP/pithd" ./cmd/pithd && go build -o "$TMP/pithctl" ./cmd/pithctl)
 CTL="$TMP/pithctl"
 VAL=${VAL:-256}
+ROUNDS=${ROUNDS:-1}
+ONLY=${ONLY:-put1 put16 put256 qget16 get16 watch16}
 
 start_cluster() { # kind baseport
 	local kind=$1 base=$2 ic=""
@@ -31,7 +37,8 @@ start_cluster() { # kind baseport
 		PIDS+=($!)
 	done
 	for _ in $(seq 100); do
-		"$CTL" member list --endpoints "http://127.0.0.1:$((base + 1))" 2>/dev/null | grep -q isLeader=true && return 0
+		# Leader elected and its client URL published.
+		"$CTL" member list --endpoints "http://127.0.0.1:$((base + 1))" 2>/dev/null | grep -q 'clientURLs=http.*isLeader=true' && return 0
 		sleep 0.2
 	done
 	echo "$kind cluster did not elect a leader" >&2
@@ -40,28 +47,44 @@ start_cluster() { # kind baseport
 
 leader_url() { "$CTL" member list --endpoints "http://127.0.0.1:$(($1 + 1))" | grep isLeader=true | sed 's/.*clientURLs=\([^ ]*\).*/\1/'; }
 
-run() { # kind baseport
-	local kind=$1 base=$2
-	start_cluster "$kind" "$base"
-	local L
+measure() { # kind baseport what round
+	local kind=$1 base=$2 what=$3 round=$4 L
 	L=$(leader_url "$base")
-	for c in 1 16 256; do
+	case $what in
+	put*)
+		local c=${what#put}
 		local conns=$((c < 16 ? c : 16)) total=$((c == 1 ? 2000 : 20000))
-		echo "== $kind put clients=$c"
-		"$CTL" bench put --endpoints "$L" --clients $c --conns $conns --total $total --val-size "$VAL" --prefix /bench-$c
-	done
-	echo "== $kind get (quorum) clients=16"
-	"$CTL" bench get --quorum --endpoints "$L" --clients 16 --conns 16 --total 20000 --val-size "$VAL" --prefix /bench-get
-	echo "== $kind get (local) clients=16, all members"
-	"$CTL" bench get --endpoints "http://127.0.0.1:$((base + 1)),http://127.0.0.1:$((base + 2)),http://127.0.0.1:$((base + 3))" --clients 16 --conns 16 --total 20000 --val-size "$VAL" --prefix /bench-get
-	echo "== $kind watch 16 watchers"
-	"$CTL" bench watch --endpoints "$L" --clients 16 --conns 16 --total 2000 --watchers 16 --val-size "$VAL" --prefix /bench-watch
+		echo "== $kind put clients=$c (round $round)"
+		"$CTL" bench put --endpoints "$L" --clients "$c" --conns $conns --total $total --val-size "$VAL" --prefix "/bench-$c"
+		;;
+	qget16)
+		echo "== $kind get (quorum) clients=16 (round $round)"
+		"$CTL" bench get --quorum --endpoints "$L" --clients 16 --conns 16 --total 20000 --val-size "$VAL" --prefix /bench-get
+		;;
+	get16)
+		echo "== $kind get (local) clients=16, all members (round $round)"
+		"$CTL" bench get --endpoints "http://127.0.0.1:$((base + 1)),http://127.0.0.1:$((base + 2)),http://127.0.0.1:$((base + 3))" --clients 16 --conns 16 --total 20000 --val-size "$VAL" --prefix /bench-get
+		;;
+	watch16)
+		echo "== $kind watch 16 watchers (round $round)"
+		"$CTL" bench watch --endpoints "$L" --clients 16 --conns 16 --total 2000 --watchers 16 --val-size "$VAL" --prefix /bench-watch
+		;;
+	*)
+		echo "unknown measurement $what (want put1 put16 put256 qget16 get16 watch16)" >&2
+		return 1
+		;;
+	esac
 }
 
-run pithd 24300
+start_cluster pithd 24300
 if [ -n "$ETCD" ]; then
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	PIDS=()
-	run etcd 24400
+	start_cluster etcd 24400
 fi
+for what in $ONLY; do
+	for round in $(seq "$ROUNDS"); do
+		measure pithd 24300 "$what" "$round"
+		if [ -n "$ETCD" ]; then
+			measure etcd 24400 "$what" "$round"
+		fi
+	done
+done

@@ -50,6 +50,10 @@ type StateMachine interface {
 type fsm struct {
 	mu  sync.RWMutex
 	sms map[Namespace]StateMachine
+	// beforePersist makes the log durable first: a snapshot must never be
+	// on disk ahead of the entries it covers (the leader syncs its log in
+	// the background, see walsync.go).
+	beforePersist func() error
 }
 
 func newFSM() *fsm { return &fsm{sms: map[Namespace]StateMachine{}} }
@@ -104,7 +108,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		out.Write(binary.AppendUvarint(nil, uint64(sec.Len())))
 		out.Write(sec.Bytes())
 	}
-	return &fsmSnapshot{data: out.Bytes()}, nil
+	return &fsmSnapshot{data: out.Bytes(), beforePersist: f.beforePersist}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -146,9 +150,18 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 }
 
-type fsmSnapshot struct{ data []byte }
+type fsmSnapshot struct {
+	data          []byte
+	beforePersist func() error
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if s.beforePersist != nil {
+		if err := s.beforePersist(); err != nil {
+			sink.Cancel()
+			return err
+		}
+	}
 	if _, err := sink.Write(s.data); err != nil {
 		sink.Cancel()
 		return err

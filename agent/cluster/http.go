@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -329,14 +328,9 @@ func (n *Node) handleStatsLeader(w http.ResponseWriter, r *http.Request) {
 		if string(s.ID) == n.id {
 			continue
 		}
-		var fails uint64
-		if c, ok := n.hbFail.Load(string(s.ID)); ok {
-			fails = c.(*atomic.Uint64).Load()
-		}
-		followers[string(s.ID)] = map[string]any{
-			"counts":   map[string]uint64{"fail": fails},
-			"suffrage": s.Suffrage.String(),
-		}
+		f := n.stats.follower(string(s.ID)).snapshot()
+		f["suffrage"] = s.Suffrage.String()
+		followers[string(s.ID)] = f
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"leader": n.id, "followers": followers})
 }

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -20,8 +19,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 )
 
 // InitialMember is one entry of --initial-cluster.
@@ -65,7 +62,7 @@ type Node struct {
 	members *membership
 	raft    *raft.Raft
 	mux     *peerMux
-	logs    *raftboltdb.BoltStore
+	logs    *logStore
 	httpSrv *http.Server
 	fwd     *http.Client
 	log     *slog.Logger
@@ -75,7 +72,7 @@ type Node struct {
 	// readyTerm is the term in which this leader's barrier completed: from
 	// then on its state machines hold every committed entry.
 	readyTerm atomic.Uint64
-	hbFail    sync.Map // follower id -> *atomic.Uint64
+	stats     leaderStats
 	stop      chan struct{}
 	wg        sync.WaitGroup
 }
@@ -159,21 +156,12 @@ func (n *Node) Start(handler http.Handler) error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), BoltOptions: &bbolt.Options{
-		// The file lock: a second pithd on the same data dir fails fast.
-		Timeout: 2 * time.Second,
-		// Like etcd: the freelist is rebuilt on open instead of written on
-		// every commit, which shrinks each fsync'd write.
-		NoFreelistSync: true,
-		FreelistType:   bbolt.FreelistMapType,
-	}})
-	if errors.Is(err, bbolt.ErrTimeout) {
-		return fmt.Errorf("data dir %s is in use by another process (is pithd already running?)", cfg.DataDir)
-	}
+	logs, err := openLogStore(cfg.DataDir, n.log.Info)
 	if err != nil {
-		return fmt.Errorf("open raft log in %s: %w", cfg.DataDir, err)
+		return err
 	}
 	n.logs = logs
+	n.fsm.beforePersist = logs.sync.syncAll
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
 	if err != nil {
 		logs.Close()
@@ -191,7 +179,7 @@ func (n *Node) Start(handler http.Handler) error {
 		logs.Close()
 		return fmt.Errorf("--initial-advertise-peer-urls: %w", err)
 	}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: raftStream{m: n.mux, advertise: advertisedAddr(adv)}, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl})
+	trans := timedTransport{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: raftStream{m: n.mux, advertise: advertisedAddr(adv)}, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl}), &n.stats}
 	n.fwd = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			return n.mux.dial(ctx, addr, protoHTTP)
@@ -246,6 +234,7 @@ func (n *Node) Start(handler http.Handler) error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	logs.raft.Store(r)
 	n.start = time.Now()
 	if boot != nil {
 		// Every founding member bootstraps the same configuration; raft
@@ -260,29 +249,11 @@ func (n *Node) Start(handler http.Handler) error {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
-	obs := make(chan raft.Observation, 64)
-	r.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
-		_, ok := o.Data.(raft.FailedHeartbeatObservation)
-		return ok
-	}))
 	n.httpSrv = &http.Server{Handler: n.peerHandler(handler), ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Add(3)
 	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.mux.httpL) }()
 	go func() { defer n.wg.Done(); n.leaderLoop() }()
 	go func() { defer n.wg.Done(); n.publishLoop() }()
-	go func() {
-		for {
-			select {
-			case o := <-obs:
-				if f, ok := o.Data.(raft.FailedHeartbeatObservation); ok {
-					c, _ := n.hbFail.LoadOrStore(string(f.PeerID), new(atomic.Uint64))
-					c.(*atomic.Uint64).Add(1)
-				}
-			case <-n.stop:
-				return
-			}
-		}
-	}()
 	return nil
 }
 
@@ -506,6 +477,11 @@ func (n *Node) Propose(ctx context.Context, ns Namespace, cmd []byte) (any, uint
 		}
 		return nil, 0, err
 	}
+	// Committed means fsynced on a quorum counting this leader, whose own
+	// fsync runs beside replication: wait for it before acknowledging.
+	if err := n.logs.sync.waitDurable(f.Index(), n.stop); err != nil {
+		return nil, 0, err
+	}
 	return f.Response(), f.Index(), nil
 }
 
@@ -566,7 +542,8 @@ func (n *Node) LinearizableRead(ctx context.Context) error {
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return ErrNotLeader
 	}
-	return nil
+	// Serve only state whose entries are on this leader's disk too.
+	return n.logs.sync.waitDurable(n.raft.AppliedIndex(), n.stop)
 }
 
 // RaftStatus is the applied index and current term (X-Raft-Index/-Term).

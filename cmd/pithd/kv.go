@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -303,7 +301,7 @@ func (r *kvRunner) stop() {
 func discoverCluster(ctx context.Context, env *runEnv, discoURL string) ([]cluster.InitialMember, string, error) {
 	f := &kvFlags
 	self := []cluster.InitialMember{{Name: f.name, PeerURLs: f.initialAdvertisePeerURLs}}
-	if _, err := os.Stat(filepath.Join(f.dataDir, "raft.db")); err == nil {
+	if cluster.HasState(f.dataDir) {
 		return self, "existing", nil
 	}
 	d := &cluster.Discovery{URL: discoURL, Name: f.name, ID: cluster.MemberID(f.initialAdvertisePeerURLs, f.initialClusterToken), PeerURLs: f.initialAdvertisePeerURLs}
