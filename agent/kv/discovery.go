@@ -1,11 +1,16 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -25,11 +30,29 @@ type Discovery struct {
 	mux       *http.ServeMux
 }
 
-// NewDiscovery returns a discovery service announcing publicURL.
+// NewDiscovery returns a discovery service announcing publicURL, with its
+// tokens in memory only.
 func NewDiscovery(publicURL string) *Discovery {
+	d, _ := OpenDiscovery(publicURL, "")
+	return d
+}
+
+// OpenDiscovery returns a discovery service whose tokens and registrations
+// are kept in stateFile (read back at start, rewritten after each change),
+// so a restart loses no cluster mid-bootstrap. stateFile "" keeps them in
+// memory only.
+func OpenDiscovery(publicURL, stateFile string) (*Discovery, error) {
 	st := NewStore(Options{MaxWatchers: 10000})
 	l := NewLocal(st)
 	l.ID = "discovery"
+	if stateFile != "" {
+		idx, err := loadDiscoveryState(stateFile, st)
+		if err != nil {
+			return nil, err
+		}
+		l.index = idx
+		l.AfterApply = func(index uint64) error { return saveDiscoveryState(stateFile, st, index) }
+	}
 	d := &Discovery{server: NewServer(st, l, Limits{MaxValueBytes: 64 << 10, MaxBodyBytes: 128 << 10}), local: l, PublicURL: strings.TrimRight(publicURL, "/")}
 	d.mux = http.NewServeMux()
 	d.mux.HandleFunc("/new", d.handleNew)
@@ -37,7 +60,7 @@ func NewDiscovery(publicURL string) *Discovery {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintln(w, `{"health":"true"}`)
 	})
-	return d
+	return d, nil
 }
 
 // Run expires keys with TTLs until ctx ends.
@@ -89,4 +112,74 @@ func (d *Discovery) handleNew(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	fmt.Fprintln(w, u)
+}
+
+// discoveryState is the discovery service's file: the store as Save writes
+// it and the count of applied commands (the store's index only counts
+// changes that succeeded).
+type discoveryState struct {
+	Version int             `json:"version"`
+	Applied uint64          `json:"applied"`
+	Store   json.RawMessage `json:"store"`
+}
+
+func loadDiscoveryState(path string, st *Store) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("discovery state: %w", err)
+	}
+	var ds discoveryState
+	if err := json.Unmarshal(b, &ds); err != nil {
+		return 0, fmt.Errorf("discovery state %s is not valid JSON (%v): move it aside to start with no tokens", path, err)
+	}
+	if ds.Version != 1 {
+		return 0, fmt.Errorf("discovery state %s has version %d, this pith reads 1: use a matching pith or move the file aside", path, ds.Version)
+	}
+	if err := st.Restore(bytes.NewReader(ds.Store)); err != nil {
+		return 0, fmt.Errorf("discovery state %s: %w: move it aside to start with no tokens", path, err)
+	}
+	return ds.Applied, nil
+}
+
+// saveDiscoveryState replaces path atomically: a crash leaves the old or
+// the new state, never a mix.
+func saveDiscoveryState(path string, st *Store, applied uint64) error {
+	var buf bytes.Buffer
+	if err := st.Save(&buf); err != nil {
+		return err
+	}
+	b, err := json.Marshal(discoveryState{Version: 1, Applied: applied, Store: bytes.TrimSpace(buf.Bytes())})
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("discovery state: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".discovery-*.tmp")
+	if err != nil {
+		return fmt.Errorf("discovery state: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("discovery state %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
 }

@@ -263,13 +263,17 @@ func (s *Server) RunExpiry(ctx context.Context) {
 	}
 }
 
-// Local runs a store without replication: one process, always leader,
-// nothing durable. It serves tests and the discovery service.
+// Local runs a store without replication: one process, always leader.
+// It serves tests and the discovery service, which makes it durable with
+// AfterApply.
 type Local struct {
 	mu    sync.Mutex
 	store *Store
 	index uint64
 	ID    string
+	// AfterApply, when set, runs after each command (in order, before the
+	// proposer gets its answer); an error fails the proposal.
+	AfterApply func(index uint64) error
 }
 
 // NewLocal returns a Raft that applies directly to store.
@@ -280,7 +284,13 @@ func (l *Local) Propose(_ context.Context, cmd []byte) (any, uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.index++
-	return l.store.Apply(l.index, cmd), l.index, nil
+	res := l.store.Apply(l.index, cmd)
+	if l.AfterApply != nil {
+		if err := l.AfterApply(l.index); err != nil {
+			return nil, 0, err
+		}
+	}
+	return res, l.index, nil
 }
 
 // IsLeader is always true.

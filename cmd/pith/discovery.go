@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -21,10 +22,10 @@ import (
 func init() {
 	disc := &cobra.Command{Use: "discovery", Short: "Run an etcd-style discovery service and create cluster tokens"}
 
-	var listen, advertise string
+	var listen, advertise, statePath string
 	serve := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve discovery on this workstation (the etcd v2 keys API, in memory)",
+		Short: "Serve discovery on this workstation (the etcd v2 keys API; tokens kept in --state)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ln, err := net.Listen("tcp", listen)
@@ -34,12 +35,19 @@ func init() {
 			if advertise == "" {
 				advertise = "http://" + ln.Addr().String()
 			}
-			d := kv.NewDiscovery(advertise)
+			d, err := kv.OpenDiscovery(advertise, statePath)
+			if err != nil {
+				ln.Close()
+				return err
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			go d.Run(ctx)
 			srv := &http.Server{Handler: d, ReadHeaderTimeout: 30 * time.Second}
 			go func() { <-ctx.Done(); srv.Close() }()
+			if statePath != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "discovery: tokens kept in %s\n", statePath)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "discovery: serving on %s; new token: curl '%s/new?size=3' or pith discovery new --server %s\n", ln.Addr(), advertise, advertise)
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -49,6 +57,7 @@ func init() {
 	}
 	serve.Flags().StringVar(&listen, "listen", "127.0.0.1:8087", "address to listen on")
 	serve.Flags().StringVar(&advertise, "advertise", "", "base URL nodes reach this service at (default http://<listen address>)")
+	serve.Flags().StringVar(&statePath, "state", defaultDiscoveryState(), `file keeping tokens and registrations across restarts ("" keeps them in memory only)`)
 
 	var server string
 	var size int
@@ -79,4 +88,18 @@ func init() {
 
 	disc.AddCommand(serve, newCmd)
 	rootCmd.AddCommand(disc)
+}
+
+// defaultDiscoveryState is $XDG_STATE_HOME/pith/discovery.json, else
+// ~/.local/state/pith/discovery.json.
+func defaultDiscoveryState() string {
+	dir := os.Getenv("XDG_STATE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(dir, "pith", "discovery.json")
 }
