@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // DiscoveryPrefix is where discovery tokens live in the key space, as on
@@ -28,6 +30,17 @@ type Discovery struct {
 	// PublicURL is the base URL tokens are handed out under.
 	PublicURL string
 	mux       *http.ServeMux
+	lock      *os.File
+}
+
+// Close releases the state file for another process.
+func (d *Discovery) Close() error {
+	if d.lock == nil {
+		return nil
+	}
+	err := d.lock.Close()
+	d.lock = nil
+	return err
 }
 
 // NewDiscovery returns a discovery service announcing publicURL, with its
@@ -45,15 +58,21 @@ func OpenDiscovery(publicURL, stateFile string) (*Discovery, error) {
 	st := NewStore(Options{MaxWatchers: 10000})
 	l := NewLocal(st)
 	l.ID = "discovery"
+	var lock *os.File
 	if stateFile != "" {
+		var err error
+		if lock, err = lockDiscoveryState(stateFile); err != nil {
+			return nil, err
+		}
 		idx, err := loadDiscoveryState(stateFile, st)
 		if err != nil {
+			lock.Close()
 			return nil, err
 		}
 		l.index = idx
 		l.AfterApply = func(index uint64) error { return saveDiscoveryState(stateFile, st, index) }
 	}
-	d := &Discovery{server: NewServer(st, l, Limits{MaxValueBytes: 64 << 10, MaxBodyBytes: 128 << 10}), local: l, PublicURL: strings.TrimRight(publicURL, "/")}
+	d := &Discovery{lock: lock, server: NewServer(st, l, Limits{MaxValueBytes: 64 << 10, MaxBodyBytes: 128 << 10}), local: l, PublicURL: strings.TrimRight(publicURL, "/")}
 	d.mux = http.NewServeMux()
 	d.mux.HandleFunc("/new", d.handleNew)
 	d.mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
@@ -182,4 +201,24 @@ func saveDiscoveryState(path string, st *Store, applied uint64) error {
 		d.Close()
 	}
 	return nil
+}
+
+// lockDiscoveryState takes path+".lock": two services writing one state
+// file would each overwrite the other's tokens.
+func lockDiscoveryState(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("discovery state: %w", err)
+	}
+	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("discovery state: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("discovery state %s is in use by another pith discovery serve: stop it or give this one its own --state", path)
+		}
+		return nil, fmt.Errorf("lock discovery state %s: %w", path, err)
+	}
+	return f, nil
 }

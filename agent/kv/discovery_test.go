@@ -30,12 +30,18 @@ func TestDiscoveryStateSurvivesRestart(t *testing.T) {
 		}
 	}
 	_, h, before := do(t, ts.URL, "GET", tokPath+"?recursive=true&sorted=true", "")
+	// While it runs, a second service on the same state file is refused.
+	if _, err := OpenDiscovery("http://other", state); err == nil || !strings.Contains(err.Error(), "in use by another") {
+		t.Fatalf("second service on the same state: %v", err)
+	}
 	ts.Close()
+	d.Close()
 
 	d2, err := OpenDiscovery("http://disco.test", state)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer d2.Close()
 	ts2 := httptest.NewServer(d2)
 	defer ts2.Close()
 	_, h2, after := do(t, ts2.URL, "GET", tokPath+"?recursive=true&sorted=true", "")
@@ -61,8 +67,12 @@ func TestDiscoveryStateSurvivesRestart(t *testing.T) {
 	// Nothing but the state file is left in its directory (temp files
 	// are renamed or removed).
 	ents, _ := os.ReadDir(filepath.Dir(state))
-	if len(ents) != 1 || ents[0].Name() != "discovery.json" {
-		t.Errorf("state dir holds %v, want only discovery.json", ents)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "discovery.json discovery.json.lock" {
+		t.Errorf("state dir holds %v, want only discovery.json and its lock", names)
 	}
 }
 
@@ -81,7 +91,10 @@ func TestDiscoveryStateErrors(t *testing.T) {
 			if err := os.WriteFile(p, []byte(c.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := OpenDiscovery("http://x", p)
+			d, err := OpenDiscovery("http://x", p)
+			if err == nil {
+				d.Close()
+			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("OpenDiscovery = %v, want an error with %q", err, c.want)
 			}
@@ -99,6 +112,7 @@ func TestDiscoveryStateErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "none.json")); !os.IsNotExist(err) {
 		t.Errorf("opening created the state file before any change: %v", err)
 	}
+	defer d.Close()
 	if _, err := d.NewToken(1); err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ func init() {
 				ln.Close()
 				return err
 			}
+			defer d.Close()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			go d.Run(ctx)
