@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pith-os/pith/channels"
 )
@@ -48,5 +51,46 @@ func TestKeygen(t *testing.T) {
 	os.Chmod(priv, 0o644)
 	if _, err := channels.LoadPrivateKey(priv); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("group-readable key accepted: %v", err)
+	}
+}
+
+func TestReleaseResign(t *testing.T) {
+	dir, repo := t.TempDir(), t.TempDir()
+	pub, priv, err := channels.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath, _, err := channels.WriteKeyPair(dir, pub, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := channels.Publish(repo, channels.Release{Channel: "stable", Version: "1.0.0", Platform: "linux/amd64", ValidFor: 2 * time.Hour,
+		Payloads: []channels.PayloadSource{{Name: channels.PayloadUSR, File: "usr", Open: func() (io.ReadCloser, error) {
+			return io.NopCloser(strings.NewReader("usr")), nil
+		}}}}, []ed25519.PrivateKey{priv}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		out  string // substring of output or error
+		ok   bool
+	}{
+		{[]string{"release", "resign", "--repo", repo, "--key", keyPath}, "--channel and --repo are required", false},
+		{[]string{"release", "resign", "--channel", "beta", "--repo", repo, "--key", keyPath}, "no such file", false},
+		{[]string{"release", "resign", "--channel", "stable", "--repo", repo, "--key", keyPath, "--valid-for", "720h"}, "channel stable (1.0.0) re-signed, valid until", true},
+	}
+	for _, tt := range tests {
+		out, err := runPith(t, tt.args...)
+		if tt.ok != (err == nil) || (!strings.Contains(out, tt.out) && (err == nil || !strings.Contains(err.Error(), tt.out))) {
+			t.Errorf("pith %s: %q, %v; want ok=%v and %q", strings.Join(tt.args, " "), out, err, tt.ok, tt.out)
+		}
+	}
+	got, err := channels.ChannelManifest(repo, "stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != m.Version || got.Expires.Before(time.Now().Add(719*time.Hour)) {
+		t.Fatalf("after resign: version %s, expires %s (was %s)", got.Version, got.Expires, m.Expires)
 	}
 }
