@@ -225,6 +225,24 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, rr *Request)
 			if err := enc.Encode(ev); err != nil || !rr.Stream {
 				return
 			}
+			// Write whatever else is queued before flushing: one network
+			// write per burst instead of one per event.
+			for more := true; more; {
+				select {
+				case ev, ok := <-wa.EventChan():
+					if !ok {
+						if fl != nil {
+							fl.Flush()
+						}
+						return
+					}
+					if err := enc.Encode(ev); err != nil {
+						return
+					}
+				default:
+					more = false
+				}
+			}
 			if fl != nil {
 				fl.Flush()
 			}
