@@ -157,11 +157,19 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 			note = ", " + ds.Note
 		}
 		say(LevelInfo, "user-data from %s (%d bytes%s)", ds.Source, len(ds.UserData), note)
-		st, err = s.Run(ctx, Input{
+		in := Input{
 			Source: ds.Source, UserData: ds.UserData, Metadata: ds.Metadata,
 			Addresses: ds.Metadata.Addresses(), SSHKeys: ds.Metadata.SSHPublicKeys, Hostname: ds.Metadata.Hostname,
 			Full: o.Now,
-		})
+		}
+		// A file replaces the user-data only: the machine's addresses,
+		// keys and hostname stay those its datasource gave.
+		if ds.Source == (&datasource.File{}).Name() {
+			if prev, err := ReadState(root); err == nil {
+				in.Addresses, in.SSHKeys, in.Hostname = prev.Addresses, prev.SSHKeys, prev.Hostname
+			}
+		}
+		st, err = s.Run(ctx, in)
 	}
 	res.UserData = st
 	if st != nil {

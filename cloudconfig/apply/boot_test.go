@@ -242,3 +242,28 @@ coreos:
 		t.Errorf("unchanged network files restarted networkd: %v", rec.calls)
 	}
 }
+
+// pithctl userdata apply --from-file replaces the user-data, not the
+// machine's metadata: the addresses fw_cfg gave stay in /etc/environment.
+func TestBootFromFileKeepsMetadata(t *testing.T) {
+	stage, _, root := newStage(t)
+	fw := filepath.Join(root, datasource.FwCfgDir)
+	writeTestFile(t, filepath.Join(fw, "user-data", "raw"), "#cloud-config\nhostname: a\n")
+	writeTestFile(t, filepath.Join(fw, "meta-data", "raw"), `{"private_ipv4": "10.0.2.15"}`)
+	if _, err := Boot(context.Background(), stage, BootOptions{Datasource: bootConfig(root, "pith.platform=qemu", "")}); err != nil {
+		t.Fatal(err)
+	}
+	env := read(t, filepath.Join(root, "etc/environment"))
+	if !strings.Contains(env, "COREOS_PRIVATE_IPV4=10.0.2.15") {
+		t.Fatalf("/etc/environment:\n%s", env)
+	}
+	ud := filepath.Join(t.TempDir(), "ud")
+	writeTestFile(t, ud, "#cloud-config\nhostname: a\nwrite_files:\n  - path: /etc/x\n    content: $private_ipv4\n")
+	res, err := Boot(context.Background(), stage, BootOptions{Datasource: bootConfig(root, "pith.platform=qemu", ud), Now: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Changes, []string{"wrote /etc/x"}) || read(t, filepath.Join(root, "etc/x")) != "10.0.2.15" {
+		t.Errorf("changes %q, /etc/x %q", res.Changes, read(t, filepath.Join(root, "etc/x")))
+	}
+}
