@@ -221,11 +221,16 @@ func (n *Node) AddMember(ctx context.Context, name string, peerURLs []string) (*
 		}
 	}
 	addr, _ := peerAddr(peerURLs[0])
-	var err error
+	var fut raft.IndexFuture
 	if voters < n.cfg.MaxVoters {
-		err = n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(addr), 0, 10*time.Second).Error()
+		fut = n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(addr), 0, 10*time.Second)
 	} else {
-		err = n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(addr), 0, 10*time.Second).Error()
+		fut = n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(addr), 0, 10*time.Second)
+	}
+	err := fut.Error()
+	if err == nil {
+		// Like a write: acknowledged once on this leader's disk too.
+		err = n.logs.sync.waitDurable(fut.Index(), n.stop)
 	}
 	if err != nil {
 		n.unlistFailedAdd(m.ID)
@@ -276,10 +281,11 @@ func (n *Node) RemoveMember(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
+	fut := n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second)
+	if err := fut.Error(); err != nil {
 		return fmt.Errorf("remove from raft: %w", err)
 	}
-	return nil
+	return n.logs.sync.waitDurable(fut.Index(), n.stop)
 }
 
 func (n *Node) handleStatsSelf(w http.ResponseWriter, r *http.Request) {
