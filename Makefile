@@ -55,11 +55,13 @@ lint:
 
 # Unit and multi-process tests: no VM, no image.
 # -timeout: image/rootfs builds a real Debian tree (minutes when the cache is cold).
-# Amazon's EC2 metadata emulator is what the EC2 datasource is tested against.
+# Amazon's EC2 metadata emulator is what the EC2 datasource is tested against;
+# fleet's own fleetctl (v1.0.0, pinned in hack/fleetctl) what /fleet/v1 is.
 AEMM_VERSION := v1.13.0
 unit: bin
 	@GOBIN=$(CACHE)/tools $(GO) install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$(AEMM_VERSION)
-	PITH_AEMM=$(CACHE)/tools/ec2-metadata-mock $(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e)
+	@cd hack/fleetctl && $(GO) build -o $(CACHE)/tools/fleetctl -ldflags '-X github.com/coreos/fleet/version.Version=1.0.0' github.com/coreos/fleet/fleetctl
+	PITH_AEMM=$(CACHE)/tools/ec2-metadata-mock PITH_FLEETCTL=$(CACHE)/tools/fleetctl $(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e)
 
 # VM tests: boot the default image under QEMU (KVM when usable, TCG otherwise).
 e2e: image

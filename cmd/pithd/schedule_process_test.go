@@ -54,10 +54,11 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	}
 }
 
-func TestScheduleProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs pithd processes")
-	}
+// startSchedCluster builds pithd and starts n members with the simulated
+// unit backend, each its own machine (metadata n=INDEX), killed at cleanup
+// (their logs shown when the test failed).
+func startSchedCluster(t *testing.T, n int) []*schedMember {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "pithd")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -65,31 +66,13 @@ func TestScheduleProcesses(t *testing.T) {
 	}
 	var ms []*schedMember
 	var ic []string
-	for i := 0; i < 3; i++ {
+	for i := 0; i < n; i++ {
 		m := &schedMember{id: fmt.Sprintf("%032x", 0xa0+i),
 			client: fmt.Sprintf("http://127.0.0.1:%d", schedFreePort(t)),
 			peer:   fmt.Sprintf("http://127.0.0.1:%d", schedFreePort(t)),
 			dir:    filepath.Join(dir, fmt.Sprintf("m%d", i)), log: filepath.Join(dir, fmt.Sprintf("m%d.log", i))}
 		ms = append(ms, m)
 		ic = append(ic, fmt.Sprintf("m%d=%s", i, m.peer))
-	}
-	for i, m := range ms {
-		logf, err := os.Create(m.log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.cmd = exec.Command(bin, "run", "--name", fmt.Sprintf("m%d", i), "--data-dir", m.dir,
-			"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
-			"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
-			"--initial-cluster", strings.Join(ic, ","), "--initial-cluster-token", "sched-test",
-			"--unit-backend", "sim", "--machine-id", m.id, "--metadata", fmt.Sprintf("n=%d", i),
-			"--agent-ttl", "1s", "--fleet-socket", filepath.Join(m.dir+".sock"))
-		m.cmd.Stdout, m.cmd.Stderr = logf, logf
-		if err := m.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		m.done = make(chan struct{})
-		go func(m *schedMember) { m.cmd.Wait(); logf.Close(); close(m.done) }(m)
 	}
 	t.Cleanup(func() {
 		for _, m := range ms {
@@ -108,6 +91,32 @@ func TestScheduleProcesses(t *testing.T) {
 			}
 		}
 	})
+	for i, m := range ms {
+		logf, err := os.Create(m.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.cmd = exec.Command(bin, "run", "--name", fmt.Sprintf("m%d", i), "--data-dir", m.dir,
+			"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
+			"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
+			"--initial-cluster", strings.Join(ic, ","), "--initial-cluster-token", "sched-test",
+			"--unit-backend", "sim", "--machine-id", m.id, "--metadata", fmt.Sprintf("n=%d", i),
+			"--agent-ttl", "1s", "--fleet-socket", filepath.Join(m.dir+".sock"))
+		m.cmd.Stdout, m.cmd.Stderr = logf, logf
+		if err := m.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		m.done = make(chan struct{})
+		go func(m *schedMember) { m.cmd.Wait(); logf.Close(); close(m.done) }(m)
+	}
+	return ms
+}
+
+func TestScheduleProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs pithd processes")
+	}
+	ms := startSchedCluster(t, 3)
 	ctx := context.Background()
 	clients := make([]*fleetapi.Client, len(ms))
 	for i, m := range ms {

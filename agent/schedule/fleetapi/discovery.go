@@ -71,7 +71,10 @@ const discoveryDoc = `{
           "nextPageToken": {"type": "string", "location": "query"},
           "unitName": {"type": "string", "location": "query"},
           "machineID": {"type": "string", "location": "query"}},
-        "response": {"$ref": "UnitStatePage"}}}}
+        "response": {"$ref": "UnitStatePage"}},
+      "Get": {"id": "fleet.UnitState.Get", "httpMethod": "GET", "path": "state/{unitName}",
+        "parameters": {"unitName": {"type": "string", "location": "path", "required": true}},
+        "parameterOrder": ["unitName"], "response": {"$ref": "UnitState"}}}}
   }
 }
 `

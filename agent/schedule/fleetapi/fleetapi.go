@@ -104,6 +104,7 @@ func New(store schedule.Store, cluster Cluster) http.Handler {
 	mux.HandleFunc(Prefix+"/units", h.units)
 	mux.HandleFunc(Prefix+"/units/", h.units)
 	mux.HandleFunc(Prefix+"/state", h.state)
+	mux.HandleFunc(Prefix+"/state/", h.stateItem)
 	mux.HandleFunc(Prefix+"/machines", h.machines)
 	mux.HandleFunc(Prefix+"/discovery", discovery)
 	mux.HandleFunc(Prefix+"/discovery.json", discovery)
@@ -410,6 +411,47 @@ func (h *handler) state(w http.ResponseWriter, r *http.Request) {
 	}
 	lo, hi, next := page(keys, start)
 	send(w, http.StatusOK, UnitStatePage{States: all[lo:hi], NextPageToken: next})
+}
+
+// stateItem serves GET /state/NAME: one unit's state, which fleetctl start
+// polls until systemd reports the unit active (fleetctl dereferences the
+// result of a 404, so a missing route made it crash). A global unit has one
+// state per machine; like fleet, this answers with the first by machine ID.
+func (h *handler) stateItem(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		sendError(w, http.StatusMethodNotAllowed, errors.New("only GET supported against this resource"))
+		return
+	}
+	name := strings.TrimPrefix(r.URL.Path, Prefix+"/state/")
+	if name == "" || strings.Contains(name, "/") {
+		sendError(w, http.StatusNotFound, nil)
+		return
+	}
+	var found *UnitState
+	if h.cluster != nil {
+		// The unit's own machine first: a unit that moved may still be
+		// reported by the machine it left until that one unloads it.
+		owner := ""
+		if u := h.store.State().Unit(name); u != nil {
+			owner = u.Machine
+		}
+		for _, mr := range h.cluster.Reports() {
+			for _, u := range mr.Units {
+				if u.Name != name {
+					continue
+				}
+				if found == nil || mr.MachineID == owner {
+					found = &UnitState{Name: u.Name, Hash: u.Hash, MachineID: mr.MachineID,
+						SystemdLoadState: u.LoadState, SystemdActiveState: u.ActiveState, SystemdSubState: u.SubState}
+				}
+			}
+		}
+	}
+	if found == nil {
+		sendError(w, http.StatusNotFound, errors.New("unit state does not exist"))
+		return
+	}
+	send(w, http.StatusOK, found)
 }
 
 func (h *handler) machines(w http.ResponseWriter, r *http.Request) {

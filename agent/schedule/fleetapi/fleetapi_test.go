@@ -270,6 +270,19 @@ func TestMachinesStateDiscoveryHeartbeat(t *testing.T) {
 	if err != nil || len(st) != 1 || st[0].MachineID != "machine2" || st[0].SystemdActiveState != "active" {
 		t.Fatalf("machine2 states %+v %v", st, err)
 	}
+	// One unit's state (fleetctl start polls it): the first machine's for
+	// a global unit, and fleet's 404 body for a unit nobody reports.
+	var one UnitState
+	code, body = cl.raw("GET", Prefix+"/state/g.service", "", "")
+	if code != 200 || json.Unmarshal([]byte(body), &one) != nil || one.Name != "g.service" || one.MachineID != "machine0" || one.SystemdActiveState != "active" || one.SystemdLoadState != "loaded" {
+		t.Fatalf("state of g.service: %d %s", code, body)
+	}
+	if code, body = cl.raw("GET", Prefix+"/state/nope.service", "", ""); code != 404 || !strings.Contains(body, "unit state does not exist") {
+		t.Fatalf("state of an unknown unit: %d %s", code, body)
+	}
+	if code, _ = cl.raw("PUT", Prefix+"/state/g.service", "application/json", "{}"); code != 405 {
+		t.Fatalf("PUT state: %d", code)
+	}
 	code, body = cl.raw("GET", Prefix+"/discovery", "", "")
 	var d map[string]any
 	if code != 200 || json.Unmarshal([]byte(body), &d) != nil || d["kind"] != "discovery#restDescription" || d["basePath"] != "/fleet/v1/" {
