@@ -145,8 +145,8 @@ coreos:
 		return s.Timing != nil || s.Running == n1
 	})
 	if st.Timing != nil {
-		t.Logf("MEASURE update %s -> %s inside the VM (agent's timing, s): download+verify %.1f, write(decompress+write+fsync) %.1f, read-back verify %.1f, kernel+initrd to ESP %.1f",
-			n0, n1, st.Timing["download"], st.Timing["write"], st.Timing["readback"], st.Timing["esp"])
+		t.Logf("MEASURE update %s -> %s inside the VM (agent's timing, s): download+verify %.1f, write(decompress+write+fsync) %.1f, read-back verify %.1f, kernel+initrd to ESP %.1f; O_DIRECT %v",
+			n0, n1, st.Timing["download"], st.Timing["write"], st.Timing["readback"], st.Timing["esp"], st.Timing["direct"] == 1)
 	}
 	n.WaitConsole("Loading Pith slot B")
 	n.WaitSSH()

@@ -503,6 +503,9 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 		return fmt.Errorf("update: write slot %s: %w", target, err)
 	}
 	timing["write"], timing["readback"] = ws.Write, ws.ReadBack
+	if ws.Direct {
+		timing["direct"] = 1
+	}
 	if delta != nil {
 		timing["delta"] = 1
 	}

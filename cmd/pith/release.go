@@ -373,8 +373,12 @@ func fetchCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "write %s to %s: %.2fs (%.0f MB/s, decompress+write+fsync), read-back verify %.2fs (%.0f MB/s)\n",
-				humanBytes(st.Bytes), target, st.Write, float64(st.Bytes)/1e6/st.Write, st.ReadBack, float64(st.Bytes)/1e6/st.ReadBack)
+			how := "page cache"
+			if st.Direct {
+				how = "O_DIRECT"
+			}
+			fmt.Fprintf(out, "write %s to %s (%s): %.2fs (%.0f MB/s, decompress+write+fsync), read-back verify %.2fs (%.0f MB/s)\n",
+				humanBytes(st.Bytes), target, how, st.Write, float64(st.Bytes)/1e6/st.Write, st.ReadBack, float64(st.Bytes)/1e6/st.ReadBack)
 			return nil
 		},
 	}
