@@ -26,6 +26,7 @@ bin:
 	@mkdir -p $(BIN)
 	$(GOBUILD) -o $(BIN)/ ./cmd/...
 	$(GOBUILD) -o $(BIN)/pith-init ./initramfs/cmd/pith-init
+	$(GOBUILD) -o $(BIN)/pith-hello ./e2e/testdata/hello
 
 # The development release key, made once per cache: make image bakes its
 # public half into the image, so releases signed with its private half (the
@@ -38,14 +39,17 @@ image: deps bin
 	@test -f $(RELEASE_KEY_DIR)/pith-release.pub || $(BIN)/pith keygen --out $(RELEASE_KEY_DIR)
 	$(BIN)/pith build --out $(OUT) --cache $(CACHE) --release-key $(RELEASE_KEY_DIR)/pith-release.pub
 
-# Boot the image (KVM when usable, TCG otherwise), show the console until
-# the node is up, then how to log in; the node keeps running until demo-stop.
+# The walkthrough (README "The walkthrough"): a discovery token, three nodes
+# (KVM when usable, TCG otherwise), the KV, the mongo@ template, failover,
+# and an update published to the nodes' channel. The cluster, the discovery
+# service and the channel server keep running until demo-stop.
+# pith-hello is the container the nodes run (loaded offline).
 demo: image
-	@$(BIN)/pith boot stop --state $(OUT)/boot >/dev/null 2>&1 || true
-	$(BIN)/pith boot --nodes 1 --image $(OUT)/pith.qcow2 --state $(OUT)/boot --detach
+	@$(BIN)/pith boot stop --state $(OUT)/demo >/dev/null 2>&1 || true
+	$(BIN)/pith demo --image-dir $(OUT) --state $(OUT)/demo --cache $(CACHE) --release-key $(RELEASE_KEY_DIR)/pith-release.key
 
 demo-stop:
-	$(BIN)/pith boot stop --state $(OUT)/boot
+	$(BIN)/pith boot stop --state $(OUT)/demo
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
