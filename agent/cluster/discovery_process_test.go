@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"net/url"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,5 +78,27 @@ func TestDiscovery(t *testing.T) {
 	}
 	if n := len(ls.Followers); n != 3 {
 		t.Fatalf("%d followers, want 3", n)
+	}
+
+	// A founder killed and restarted with the same --discovery finds its
+	// data dir and rejoins from it, instead of asking to join a full
+	// cluster as a new member; the member list keeps four entries.
+	c.signal(0, syscall.SIGKILL)
+	c.mustPut("/while-down", "x")
+	c.start(0, "new")
+	c.waitLeader()
+	if st, r := c.quorumGet(0, "/while-down"); st != 200 || r.Node.Value != "x" {
+		t.Fatalf("restarted founder: %d %+v", st, r)
+	}
+	resp2, err := httpc.Get(c.members[0].clientURL + "/v2/members")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	var ml struct {
+		Members []struct{ Name string } `json:"members"`
+	}
+	if err := json.NewDecoder(resp2.Body).Decode(&ml); err != nil || len(ml.Members) != 4 {
+		t.Fatalf("members after the founder's restart: %+v %v", ml, err)
 	}
 }

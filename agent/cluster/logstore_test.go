@@ -247,3 +247,40 @@ func TestOldDataDirInUse(t *testing.T) {
 		t.Error("a WAL was created although the migration failed")
 	}
 }
+
+func TestHasState(t *testing.T) {
+	cases := []struct {
+		name  string
+		files []string
+		want  bool
+	}{
+		{"missing dir", nil, false},
+		{"empty", []string{}, false},
+		{"lock only", []string{lockFile}, false},
+		{"wal", []string{walDir + "/wal-meta.db"}, true},
+		{"old release", []string{boltLog}, true},
+		{"half-copied migration only", []string{walDir + ".tmp/wal-meta.db"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "d")
+			if c.files != nil {
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, f := range c.files {
+				p := filepath.Join(dir, f)
+				if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := HasState(dir); got != c.want {
+				t.Errorf("HasState = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
