@@ -288,7 +288,8 @@ func (f *fleetUnits) MachineUnits(ctx context.Context) ([]update.UnitState, erro
 	}
 	var out []update.UnitState
 	for _, u := range us {
-		if u.MachineID != f.machine {
+		// Assigned here, or a global unit this machine reports on.
+		if u.MachineID != f.machine && byName[u.Name] == nil {
 			continue
 		}
 		st := update.UnitState{Name: u.Name, Desired: u.DesiredState}
