@@ -192,7 +192,12 @@ func (n *Node) Start(handler http.Handler) error {
 	rc.LocalID = raft.ServerID(n.id)
 	rc.HeartbeatTimeout = cfg.ElectionTimeout
 	rc.ElectionTimeout = cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = cfg.ElectionTimeout / 2
+	// A leader steps down when it heard from no quorum for a whole
+	// election timeout, as etcd's CheckQuorum does; half of it made
+	// leaders of guests that stall (QEMU without KVM) step down for
+	// pauses etcd rides out. Reads never lean on the lease
+	// (LinearizableRead confirms leadership with a heartbeat round).
+	rc.LeaderLeaseTimeout = cfg.ElectionTimeout
 	rc.CommitTimeout = cfg.HeartbeatInterval / 2
 	rc.SnapshotThreshold = cfg.SnapshotCount
 	rc.TrailingLogs = cfg.SnapshotCount
@@ -249,7 +254,7 @@ func (n *Node) Start(handler http.Handler) error {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
-	n.httpSrv = &http.Server{Handler: n.peerHandler(handler), ReadHeaderTimeout: 10 * time.Second}
+	n.httpSrv = &http.Server{Handler: markPeer(n.peerHandler(handler)), ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Add(3)
 	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.mux.httpL) }()
 	go func() { defer n.wg.Done(); n.leaderLoop() }()
