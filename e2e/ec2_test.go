@@ -202,7 +202,8 @@ coreos:
 		t.Fatalf("test binary path %q cannot go into a QEMU guestfwd command", exe)
 	}
 	fwd := fmt.Sprintf("tcp:%s-cmd:%s -test.run=^TestUpdateRelayHelper$ %s %s", ec2IMDSAddr, exe, updRelayArg, l.Addr())
-	c := Boot(t, Options{Image: img, GuestFwd: []string{fwd}, UserNet: ec2UserNet})
+	// UEFI: the AMI default (uefi-preferred) boots UEFI on current instance types.
+	c := Boot(t, Options{Image: img, Firmware: vm.UEFI, GuestFwd: []string{fwd}, UserNet: ec2UserNet})
 	n := c.Nodes[0]
 
 	// Boot to metadata applied: pithd firstboot's last console line.
