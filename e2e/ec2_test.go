@@ -252,6 +252,11 @@ coreos:
 			break
 		}
 		last = err
+		// sshd is up and took the harness's fw_cfg key but not the
+		// metadata's: waiting longer cannot help.
+		if h, herr := vm.RunSSH(ctx, n.M.Ports[22], vm.DefaultUser, c.VM.Key, "cat ~/.ssh/authorized_keys"); herr == nil && h.ExitStatus == 0 {
+			t.Fatalf("the node accepts the fw_cfg key but not the IMDS key (%v); authorized_keys:\n%s", err, h.Stdout)
+		}
 		select {
 		case <-n.M.Done():
 			t.Fatalf("QEMU exited while waiting for SSH: %v", n.M.Err())
