@@ -57,9 +57,10 @@ const EpochEnv = "SOURCE_DATE_EPOCH"
 // Accepted values of the enumerated fields.
 var (
 	Platforms = []string{"qemu", "vagrant", "ec2"}
-	// FormatNames lists the output formats a config may name. box and ec2
-	// are accepted here so configs stay valid as the builder grows them;
-	// the builder reports a format it cannot write yet.
+	// FormatNames lists the output formats a config may name. ec2 is the
+	// raw import disk of an ec2-platform image (pith ami upload); box is
+	// accepted here so configs stay valid as the builder grows it, and the
+	// builder reports a format it cannot write yet.
 	FormatNames = []string{"raw", "qcow2", "box", "ec2"}
 	// Suites are the Debian codenames and aliases a config may name.
 	Suites = []string{"bullseye", "bookworm", "trixie", "forky", "sid", "oldstable", "stable", "testing", "unstable"}
