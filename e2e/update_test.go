@@ -119,12 +119,25 @@ coreos:
 	if !slices.Equal(st.TrustedKeys, []string{devID}) {
 		t.Fatalf("release %s trusts keys %v, want only the one make image baked in (%s)", n0, st.TrustedKeys, devID)
 	}
-	time.Sleep(2 * time.Second) // well into the write: the USR payload takes far longer
-	if st, ok := n.updStatus(); !ok || st.Phase != update.PhaseWriting {
-		t.Fatalf("the write ended before QEMU could be killed in the middle of it: %+v (ok %v)", st, ok)
+	// Kill QEMU once the agent reports some, but far from all, of the USR
+	// written: polled quickly, since the direct write takes only seconds.
+	var wp *channels.Progress
+	for {
+		s, ok := n.updStatus()
+		if ok && s.Phase != update.PhaseWriting {
+			t.Fatalf("the write ended before QEMU could be killed in the middle of it: %+v", s)
+		}
+		if p := s.Progress; ok && p != nil && strings.HasPrefix(p.Payload, "usr -> slot") && p.Done > 0 {
+			if p.Done > p.Total*3/4 {
+				t.Fatalf("the write was at %d of %d bytes when first seen; cannot kill QEMU in the middle of it", p.Done, p.Total)
+			}
+			wp = p
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	n.M.Kill()
-	t.Logf("QEMU killed while the agent wrote slot B")
+	t.Logf("QEMU killed while the agent wrote slot B (%d of %d bytes written)", wp.Done, wp.Total)
 
 	c2 := updBoot(t, n.M.Disk, ud, fwd, c.VM)
 	n = c2.Nodes[0]

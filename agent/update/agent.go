@@ -481,8 +481,21 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 		return err
 	}
 	var ws channels.WriteStats
+	// Progress of the slot write, for pithctl update status (and tests
+	// that must act in the middle of it).
+	what := "usr -> slot " + target
+	wstart := time.Now()
+	wprog := func(done, total int64) {
+		p := channels.Progress{Payload: what, Done: done, Total: total, Final: done == total}
+		if s := time.Since(wstart).Seconds(); s > 0 {
+			p.BytesPerSec = float64(done) / s
+		}
+		a.mu.Lock()
+		a.status.Progress = &p
+		a.mu.Unlock()
+	}
 	if delta != nil {
-		ws, err = channels.ApplyDelta(ctx, files[channels.PayloadUSRDelta], *delta, base, t, nil)
+		ws, err = channels.ApplyDelta(ctx, files[channels.PayloadUSRDelta], *delta, base, t, wprog)
 		if err != nil && ctx.Err() == nil {
 			// The slot is invalid anyway; fetch the whole USR instead.
 			a.logf("update: delta against %s failed (%v); downloading the full USR", a.cfg.Running, err)
@@ -497,7 +510,8 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 		}
 	}
 	if delta == nil {
-		ws, err = channels.WritePayload(ctx, files[channels.PayloadUSR], usr, t, nil)
+		wstart = time.Now()
+		ws, err = channels.WritePayload(ctx, files[channels.PayloadUSR], usr, t, wprog)
 	}
 	if err != nil {
 		return fmt.Errorf("update: write slot %s: %w", target, err)

@@ -194,6 +194,9 @@ func TestAgentUpdateAndRollback(t *testing.T) {
 	if rb.count() != 1 || a.Status().Pending == nil || a.Status().Pending.Version != "1.1.0" {
 		t.Fatalf("reboots %d, status %+v", rb.count(), a.Status())
 	}
+	if p := a.Status().Progress; p == nil || p.Payload != "usr -> slot b" || !p.Final || p.Done != int64(len(r11.usr)) {
+		t.Fatalf("write progress %+v, want all of usr -> slot b", p)
+	}
 
 	// The machine comes back on slot b running 1.1.0: marked good.
 	slots.running = "b"

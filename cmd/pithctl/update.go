@@ -73,7 +73,11 @@ func updateCmd() *cobra.Command {
 				fmt.Fprintf(w, "Pending:   %s on slot %s (applied %s)\n", st.Pending.Version, st.Pending.Slot, st.Pending.Applied.Format(time.RFC3339))
 			}
 			if p := st.Progress; p != nil && !p.Final {
-				fmt.Fprintf(w, "Download:  %s %d/%d bytes, %.1f MB/s\n", p.Payload, p.Done, p.Total, p.BytesPerSec/1e6)
+				label := "Download: "
+				if st.Phase == update.PhaseWriting {
+					label = "Writing:  "
+				}
+				fmt.Fprintf(w, "%s %s %d/%d bytes, %.1f MB/s\n", label, p.Payload, p.Done, p.Total, p.BytesPerSec/1e6)
 			}
 			if !st.LastCheck.IsZero() {
 				fmt.Fprintf(w, "Checked:   %s\n", st.LastCheck.Format(time.RFC3339))
