@@ -40,6 +40,7 @@ type ReconcileStats struct {
 type mstate struct {
 	m      *Machine
 	load   int
+	global int // global units that run there (not in load)
 	pos    int
 	ord    int // rank of the ID, a cheap tie-breaker
 	units  map[string]*plan
@@ -216,6 +217,17 @@ func (e *Engine) Plan() ([]Placement, ReconcileStats) {
 			pl.machine = ""
 			pl.pending = true
 			p.queue = append(p.queue, pl)
+		}
+	}
+	// Global units run beside the placed ones and count towards the
+	// machine's limit (its heartbeat reports them all).
+	for _, u := range units {
+		if u.req.Global && u.Desired != Inactive && !IsTemplate(u.Name) {
+			for _, ms := range p.machines {
+				if u.req.MatchesMetadata(ms.m.Metadata) {
+					ms.global++
+				}
+			}
 		}
 	}
 	for _, ms := range p.machines {
@@ -400,7 +412,7 @@ func (p *planner) place(pl *plan) placeResult {
 		pl.reason = "no live machines"
 		return notPlaced
 	}
-	var noMeta, busy int
+	var noMeta, busy, full int
 	var example string
 	for _, ms := range p.order {
 		why, evict := p.fits(u, ms)
@@ -413,6 +425,8 @@ func (p *planner) place(pl *plan) placeResult {
 			return placed
 		case fitMeta:
 			noMeta++
+		case fitFull:
+			full++
 		default:
 			busy++
 			if example == "" {
@@ -427,17 +441,27 @@ func (p *planner) place(pl *plan) placeResult {
 	if busy > 0 {
 		parts = append(parts, fmt.Sprintf("%d host a conflicting unit (%s)", busy, example))
 	}
+	if full > 0 {
+		parts = append(parts, fmt.Sprintf("%d already run %d units, the most one machine may: add machines", full, MaxUnitsPerMachine))
+	}
 	pl.reason = fmt.Sprintf("no eligible machine among %d live: %s", len(p.order), strings.Join(parts, ", "))
 	return notPlaced
 }
 
-const fitMeta = "metadata"
+const (
+	fitMeta = "metadata"
+	fitFull = "full"
+)
 
 // fits checks u against ms; it returns "" when u may go there, plus the
 // units u would evict (Replaces), or a short reason.
 func (p *planner) fits(u *Unit, ms *mstate) (string, []*plan) {
 	if !u.req.MatchesMetadata(ms.m.Metadata) {
 		return fitMeta, nil
+	}
+	if ms.load+ms.global >= MaxUnitsPerMachine {
+		// Its heartbeat could not report one more (MaxHeartbeatSize).
+		return fitFull, nil
 	}
 	var evict []*plan
 	mine := hasSchedReqs(u)
@@ -468,8 +492,12 @@ func (p *planner) tryOnly(pl *plan, id string) placeResult {
 		return notPlaced
 	}
 	why, evict := p.fits(pl.u, ms)
-	if why == fitMeta {
+	switch why {
+	case fitMeta:
 		pl.reason = "required machine " + id + " does not match MachineMetadata"
+		return notPlaced
+	case fitFull:
+		pl.reason = fmt.Sprintf("required machine %s already runs %d units, the most one machine may", id, MaxUnitsPerMachine)
 		return notPlaced
 	}
 	if why != "" {

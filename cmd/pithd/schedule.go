@@ -188,8 +188,11 @@ func setupSchedule(env *runEnv) error {
 		},
 		IsLeader: node.IsLeader,
 		Forward:  node.Forward,
-		TTL:      f.agentTTL,
-		Logf:     func(format string, a ...any) { env.Log.Warn(fmt.Sprintf(format, a...)) },
+		// Heartbeats only from members: over the peer port (see
+		// service.Service.membersOnly).
+		FromMember: cluster.FromPeer,
+		TTL:        f.agentTTL,
+		Logf:       func(format string, a ...any) { env.Log.Warn(fmt.Sprintf(format, a...)) },
 	})
 	if err != nil {
 		return err

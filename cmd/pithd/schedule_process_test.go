@@ -7,7 +7,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pith-os/pith/agent/cluster"
 	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
 )
@@ -126,6 +129,30 @@ func TestScheduleProcesses(t *testing.T) {
 		got, err := clients[0].Machines(ctx)
 		return err == nil && len(got) == 3, fmt.Sprint(len(got), err)
 	})
+	// Two of the three machines reached the leader over the peer port; a
+	// forged heartbeat on any client port or fleet socket is refused.
+	forged := `{"machine":{"id":"evil","primaryIP":"10.6.6.6"},"units":[]}`
+	for _, m := range ms {
+		for _, c := range []*http.Client{http.DefaultClient, {Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", m.dir+".sock")
+		}}}} {
+			req, _ := http.NewRequest(http.MethodPost, m.client+fleetapi.HeartbeatPath, strings.NewReader(forged))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set(cluster.ForwardedHeader, "m0")
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("forged heartbeat to %s: %s %s", m.client, resp.Status, b)
+			}
+		}
+	}
+	if got, err := clients[0].Machines(ctx); err != nil || len(got) != 3 {
+		t.Fatalf("machines after forged heartbeats: %v %v", got, err)
+	}
 	unit := func(name string, xfleet ...string) *fleetapi.Unit {
 		u := &fleetapi.Unit{Name: name, DesiredState: "launched", Options: []*schedule.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/usr/bin/sleep infinity"}}}
 		for _, x := range xfleet {

@@ -14,7 +14,9 @@ import (
 )
 
 // HeartbeatPath is where the leader receives agent heartbeats. They never
-// touch the raft log; pithd forwards them to the leader's client URL.
+// touch the raft log; a follower's agent sends them to the leader over the
+// peer port, and pithd accepts them only from there (service.Config's
+// FromMember): the client port and the unix socket refuse them.
 const HeartbeatPath = "/pith/v1/schedule/heartbeat"
 
 // UnitsPath is the per-machine unit inspection API:
@@ -26,7 +28,9 @@ const HeartbeatPath = "/pith/v1/schedule/heartbeat"
 // machine through /fleet/v1/units and /fleet/v1/machines.
 const UnitsPath = "/pith/v1/units/"
 
-// Heartbeats accepts agent heartbeats for the leader's liveness table.
+// Heartbeats accepts agent heartbeats for the leader's liveness table, up
+// to schedule.MaxHeartbeatSize bytes and valid per Heartbeat.Validate. It
+// does not check who sends them: mount it behind a members-only check.
 // isLeader, if set, makes non-leaders answer 503 so agents retry the
 // current leader.
 func Heartbeats(live *schedule.Liveness, isLeader func() bool) http.Handler {
@@ -39,13 +43,26 @@ func Heartbeats(live *schedule.Liveness, isLeader func() bool) http.Handler {
 			sendError(w, http.StatusServiceUnavailable, errors.New("not the leader"))
 			return
 		}
+		b, err := io.ReadAll(io.LimitReader(r.Body, int64(schedule.MaxHeartbeatSize)+1))
+		if err != nil {
+			sendError(w, http.StatusBadRequest, fmt.Errorf("unable to read heartbeat: %v", err))
+			return
+		}
+		if len(b) > schedule.MaxHeartbeatSize {
+			sendError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("heartbeat over %d bytes", schedule.MaxHeartbeatSize))
+			return
+		}
 		var hb schedule.Heartbeat
-		if err := json.NewDecoder(io.LimitReader(r.Body, 8<<20)).Decode(&hb); err != nil {
+		if err := json.Unmarshal(b, &hb); err != nil {
 			sendError(w, http.StatusBadRequest, fmt.Errorf("unable to decode heartbeat: %v", err))
 			return
 		}
 		if hb.Machine.ID == "" {
 			sendError(w, http.StatusBadRequest, errors.New("heartbeat without machine id"))
+			return
+		}
+		if err := hb.Validate(); err != nil {
+			sendError(w, http.StatusBadRequest, fmt.Errorf("invalid heartbeat: %v", err))
 			return
 		}
 		live.Heartbeat(hb)

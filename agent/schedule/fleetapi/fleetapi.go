@@ -24,9 +24,9 @@ const Prefix = "/fleet/v1"
 // PageSize is the number of items per page, as in fleet.
 const PageSize = 100
 
-// maxBody bounds a PUT body: a unit at the model's size limit plus JSON
-// overhead.
-const maxBody = 4 * schedule.MaxUnitFileSize
+// MaxBody bounds a request body: a unit at the model's size limit plus JSON
+// overhead. The leader reads PUTs with it and followers forward with it.
+const MaxBody = 4 * schedule.MaxUnitFileSize
 
 // Cluster is the leader's live view (schedule.Liveness satisfies it). On a
 // follower, pithd forwards /fleet/v1/machines and /fleet/v1/state to the
@@ -227,7 +227,7 @@ func (h *handler) set(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	var su Unit
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	dec := json.NewDecoder(io.LimitReader(r.Body, MaxBody+1))
 	if err := dec.Decode(&su); err != nil {
 		sendError(w, http.StatusBadRequest, fmt.Errorf("unable to decode body: %v", err))
 		return

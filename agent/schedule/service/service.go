@@ -53,7 +53,14 @@ type Config struct {
 	// IsLeader reports whether this node leads the log now.
 	IsLeader func() bool
 	// Forward relays a client request to the leader (nil: single node).
+	// Heartbeats travel this way too, so it must reach the leader's peer
+	// port (agent/cluster's Node.Forward does).
 	Forward func(w http.ResponseWriter, r *http.Request, body []byte) error
+	// FromMember reports whether a request came from a cluster member
+	// (agent/cluster's FromPeer: it arrived on the peer port). Heartbeats
+	// are accepted only then; nil accepts none over HTTP (a single node's
+	// agent delivers in-process).
+	FromMember func(r *http.Request) bool
 	// Backend runs this machine's units (nil: this node runs no units).
 	Backend Backend
 	// TTL after which a silent machine is dead (default 5 s).
@@ -85,6 +92,12 @@ func New(cfg Config) (*Service, error) {
 	case cfg.Backend != nil && cfg.Machine.ID == "":
 		return nil, errors.New("schedule service: a node that runs units needs a machine ID (/etc/machine-id)")
 	}
+	if cfg.Backend != nil {
+		// Its heartbeats would be refused: fail at start, not silently.
+		if err := schedule.ValidateMachine(cfg.Machine); err != nil {
+			return nil, fmt.Errorf("schedule service: %w", err)
+		}
+	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = schedule.DefaultTTL
 	}
@@ -104,8 +117,8 @@ func New(cfg Config) (*Service, error) {
 	}
 	s.mux = http.NewServeMux()
 	api := fleetapi.New(s.store, s.live)
-	s.mux.Handle(fleetapi.Prefix+"/", s.onLeader(api))
-	s.mux.Handle(fleetapi.HeartbeatPath, s.onLeader(fleetapi.Heartbeats(s.live, cfg.IsLeader)))
+	s.mux.Handle(fleetapi.Prefix+"/", s.onLeader(api, fleetapi.MaxBody))
+	s.mux.Handle(fleetapi.HeartbeatPath, s.membersOnly(s.onLeader(fleetapi.Heartbeats(s.live, cfg.IsLeader), schedule.MaxHeartbeatSize)))
 	if cfg.Backend != nil {
 		s.mux.Handle(fleetapi.UnitsPath, fleetapi.Units(cfg.Backend))
 	}
@@ -121,12 +134,31 @@ func (s *Service) Liveness() *schedule.Liveness { return s.live }
 // Store is the service's Store.
 func (s *Service) Store() schedule.Store { return s.store }
 
-// maxForwardBody bounds what a follower buffers to forward.
-const maxForwardBody = 4*schedule.MaxUnitFileSize + 4096
+// membersOnly refuses requests that did not come from a cluster member.
+// A heartbeat decides which machines exist and what runs where (fleetctl
+// start waits on it), so whoever reaches the client port or the unix
+// socket must not be able to forge one: members reach the leader over the
+// peer port, which is as trusted as raft itself (peer TLS with client
+// certificates, or a private network). A secret of the scheduler's own
+// would add nothing a peer-port attacker lacks: it could forge raft
+// messages instead.
+func (s *Service) membersOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.FromMember == nil || !s.cfg.FromMember(r) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`{"error":{"code":403,"message":"heartbeats are accepted only from cluster members, over the peer port"}}`))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 // onLeader serves h on the leader and forwards elsewhere: the leader holds
-// the liveness table and unit reports, and proposes writes.
-func (s *Service) onLeader(h http.Handler) http.Handler {
+// the liveness table and unit reports, and proposes writes. limit is the
+// body size the leader's handler reads, so what a follower forwards and
+// what the leader accepts never differ.
+func (s *Service) onLeader(h http.Handler, limit int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.IsLeader() {
 			h.ServeHTTP(w, r)
@@ -136,15 +168,15 @@ func (s *Service) onLeader(h http.Handler) http.Handler {
 			unavailable(w, errors.New("this node is not the scheduler leader"))
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody+1))
+		body, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
 		if err != nil {
 			unavailable(w, err)
 			return
 		}
-		if len(body) > maxForwardBody {
+		if len(body) > limit {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusRequestEntityTooLarge)
-			fmt.Fprintf(w, `{"error":{"code":413,"message":"request body over %d bytes"}}`, maxForwardBody)
+			fmt.Fprintf(w, `{"error":{"code":413,"message":"request body over %d bytes"}}`, limit)
 			return
 		}
 		if err := s.cfg.Forward(w, r, body); err != nil {
@@ -191,6 +223,9 @@ func (s *Service) RunAgent(ctx context.Context) {
 // deliver hands a heartbeat to the leader: directly when this node leads,
 // else through Forward (never through the log).
 func (s *Service) deliver(ctx context.Context, hb schedule.Heartbeat) error {
+	if n := hb.Clamp(); n > 0 {
+		s.cfg.Logf("schedule heartbeat: %d unit reports left out: a machine reports at most %d units", n, schedule.MaxUnitsPerMachine)
+	}
 	if s.cfg.IsLeader() {
 		s.live.Heartbeat(hb)
 		return nil
@@ -201,6 +236,11 @@ func (s *Service) deliver(ctx context.Context, hb schedule.Heartbeat) error {
 	body, err := json.Marshal(hb)
 	if err != nil {
 		return err
+	}
+	if len(body) > schedule.MaxHeartbeatSize {
+		// Clamp and the machine check in New make this unreachable; say so
+		// rather than be refused by the leader without knowing why.
+		return fmt.Errorf("heartbeat is %d bytes, over the %d-byte limit", len(body), schedule.MaxHeartbeatSize)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fleetapi.HeartbeatPath, bytes.NewReader(body))
 	if err != nil {

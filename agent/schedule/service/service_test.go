@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -55,8 +56,11 @@ func (l *log) isLeader(i int) func() bool {
 }
 
 type node struct {
-	svc    *Service
-	srv    *httptest.Server
+	svc *Service
+	srv *httptest.Server
+	// peer stands for the node's peer port: requests on it are from
+	// members (what cluster.FromPeer reports).
+	peer   *httptest.Server
 	sim    *simunits.Sim
 	cancel context.CancelFunc
 	lead   context.CancelFunc
@@ -81,20 +85,22 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 		}
 		nd := &node{sim: sim}
 		svc, err := New(Config{
-			Machine:  schedule.Machine{ID: fmt.Sprintf("m%d", i), PublicIP: "127.0.0.1", Metadata: map[string]string{"n": fmt.Sprint(i)}},
-			State:    tc.log.replicas[i],
-			Propose:  tc.log.submit(i),
-			IsLeader: tc.log.isLeader(i),
-			Forward:  tc.forward,
-			Backend:  sim,
-			TTL:      400 * time.Millisecond,
-			Interval: 40 * time.Millisecond,
+			Machine:    schedule.Machine{ID: fmt.Sprintf("m%d", i), PublicIP: "127.0.0.1", Metadata: map[string]string{"n": fmt.Sprint(i)}},
+			State:      tc.log.replicas[i],
+			Propose:    tc.log.submit(i),
+			IsLeader:   tc.log.isLeader(i),
+			Forward:    tc.forward,
+			FromMember: fromPeer,
+			Backend:    sim,
+			TTL:        400 * time.Millisecond,
+			Interval:   40 * time.Millisecond,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		nd.svc = svc
 		nd.srv = httptest.NewServer(svc.Handler())
+		nd.peer = httptest.NewServer(markPeer(svc.Handler()))
 		tc.nodes = append(tc.nodes, nd)
 	}
 	for _, nd := range tc.nodes {
@@ -109,19 +115,31 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 				nd.lead()
 			}
 			nd.srv.Close()
+			nd.peer.Close()
 		}
 	})
 	tc.elect(0, 1)
 	return tc
 }
 
-// forward relays to the leader's HTTP server, as cluster.Node.Forward
+type peerKey struct{}
+
+// markPeer and fromPeer stand for agent/cluster's peer-port mark.
+func markPeer(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, true)))
+	})
+}
+
+func fromPeer(r *http.Request) bool { return r.Context().Value(peerKey{}) != nil }
+
+// forward relays to the leader's peer server, as cluster.Node.Forward
 // relays over the peer port.
 func (tc *testCluster) forward(w http.ResponseWriter, r *http.Request, body []byte) error {
 	tc.log.mu.Lock()
 	leader := tc.nodes[tc.log.leader]
 	tc.log.mu.Unlock()
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, leader.srv.URL+r.URL.RequestURI(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, leader.peer.URL+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -158,6 +176,7 @@ func (tc *testCluster) elect(i int, term uint64) {
 func (tc *testCluster) kill(i int) {
 	tc.nodes[i].cancel()
 	tc.nodes[i].srv.Close()
+	tc.nodes[i].peer.Close()
 }
 
 // eventually polls until cond holds; the test binary's timeout is the only
@@ -327,4 +346,100 @@ func TestFollowerWithoutLeader(t *testing.T) {
 	if _, err := New(Config{State: st, Propose: svc.cfg.Propose, IsLeader: svc.cfg.IsLeader, Backend: &simunits.Sim{}}); err == nil {
 		t.Fatal("agent without machine ID accepted")
 	}
+}
+
+func post(t *testing.T, url, body string, hdr ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+fleetapi.HeartbeatPath, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Anyone who reaches a client port must not register machines or fake
+// unit states: heartbeats count only from members, over the peer port.
+func TestHeartbeatsOnlyFromMembers(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	c, _ := fleetapi.NewClient(tc.nodes[1].srv.URL)
+	ctx := context.Background()
+	machines := func() string {
+		ms, err := c.Machines(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, m := range ms {
+			ids = append(ids, m.ID)
+		}
+		return strings.Join(ids, ",")
+	}
+	eventually(t, "3 machines", func() (bool, string) { s := machines(); return s == "m0,m1,m2", s })
+	forged := `{"machine":{"id":"evil","primaryIP":"10.6.6.6"},"units":[{"name":"x.service","hash":"0123456789abcdef0123456789abcdef01234567","currentState":"launched","loadState":"loaded","activeState":"active","subState":"running"}]}`
+	for i, nd := range tc.nodes {
+		// Leader and followers alike, also with the forwarding header a
+		// follower sets: the mark comes from the listener, not the request.
+		for _, hdr := range [][]string{nil, {"X-Pith-Forwarded", "m0"}} {
+			code, body := post(t, nd.srv.URL, forged, hdr...)
+			if code != http.StatusForbidden || !strings.Contains(body, "only from cluster members") {
+				t.Fatalf("forged heartbeat on node %d's client port (%v): %d %s", i, hdr, code, body)
+			}
+		}
+	}
+	if s := machines(); s != "m0,m1,m2" {
+		t.Fatalf("forged heartbeats registered machines: %s", s)
+	}
+	// The same heartbeat from a member (a follower's peer port forwards
+	// to the leader) counts: the check above is what kept it out.
+	if code, body := post(t, tc.nodes[2].peer.URL, forged); code != http.StatusNoContent {
+		t.Fatalf("member heartbeat: %d %s", code, body)
+	}
+	if s := machines(); s != "evil,m0,m1,m2" {
+		t.Fatalf("member heartbeat not counted: %s", s)
+	}
+}
+
+// What a follower forwards and what the leader reads is one limit,
+// schedule.MaxHeartbeatSize, and the largest valid heartbeat passes both.
+func TestHeartbeatSizeLimit(t *testing.T) {
+	tc := newTestCluster(t, 2)
+	small := `{"machine":{"id":"pad","primaryIP":"127.0.0.1"},"units":[]}`
+	at := small + strings.Repeat(" ", schedule.MaxHeartbeatSize-len(small))
+	for _, via := range []struct{ name, url string }{{"leader", tc.nodes[0].peer.URL}, {"follower", tc.nodes[1].peer.URL}} {
+		if code, body := post(t, via.url, at); code != http.StatusNoContent {
+			t.Fatalf("%d-byte heartbeat via the %s: %d %s", len(at), via.name, code, body)
+		}
+		if code, body := post(t, via.url, at+" "); code != http.StatusRequestEntityTooLarge || !strings.Contains(body, fmt.Sprint(schedule.MaxHeartbeatSize)) {
+			t.Fatalf("%d-byte heartbeat via the %s: %d %s", len(at)+1, via.name, code, body)
+		}
+	}
+	// A full machine's heartbeat through a follower: every report arrives.
+	hb := schedule.Heartbeat{Machine: schedule.Machine{ID: "full", PublicIP: "127.0.0.1"}}
+	for i := 0; i < schedule.MaxUnitsPerMachine; i++ {
+		p := fmt.Sprintf("u%04d", i)
+		hb.Units = append(hb.Units, schedule.UnitReport{Name: p + strings.Repeat(`\`, schedule.MaxUnitNameLen-len(p)-8) + ".service",
+			Hash: "0123456789abcdef0123456789abcdef01234567", Current: schedule.Launched, LoadState: "loaded", ActiveState: "active", SubState: "running",
+			Error: strings.Repeat("e", schedule.MaxReportErrorLen)})
+	}
+	b, _ := json.Marshal(hb)
+	// Posted until the leader is seen holding it: the machine counts as
+	// alive for one TTL (400 ms here) after each beat.
+	eventually(t, "the full machine's reports on the leader", func() (bool, string) {
+		if code, body := post(t, tc.nodes[1].peer.URL, string(b)); code != http.StatusNoContent {
+			t.Fatalf("%d-byte full heartbeat via the follower: %d %s", len(b), code, body)
+		}
+		for _, mr := range tc.nodes[0].svc.Liveness().Reports() {
+			if mr.MachineID == "full" {
+				return len(mr.Units) == schedule.MaxUnitsPerMachine, fmt.Sprint(len(mr.Units), " reports")
+			}
+		}
+		return false, "machine not live"
+	})
 }
