@@ -484,6 +484,9 @@ func (n *Node) Propose(ctx context.Context, ns Namespace, cmd []byte) (any, uint
 	}
 	// Committed means fsynced on a quorum counting this leader, whose own
 	// fsync runs beside replication: wait for it before acknowledging.
+	if err := n.logs.sync.waitDurable(f.Index(), n.stop); err != nil {
+		return nil, 0, err
+	}
 	return f.Response(), f.Index(), nil
 }
 
