@@ -108,6 +108,14 @@ func TestBadSubmissionsStoreNothing(t *testing.T) {
 		{"padded value", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "ExecStart", " /bin/a"}}, Desired: Launched}, "surrounding whitespace"},
 		{"bad option name", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "Exec Start", "/bin/a"}}, Desired: Launched}, "malformed option name"},
 		{"bad section", UnitSpec{Name: "a.service", Options: []UnitOption{{"Serv]ice", "ExecStart", "/bin/a"}}, Desired: Launched}, "malformed section"},
+		{"long name", UnitSpec{Name: strings.Repeat("a", MaxUnitNameLen) + ".service", Options: good, Desired: Launched}, "over systemd's limit"},
+		{"name chars", UnitSpec{Name: "a/b.service", Options: good, Desired: Launched}, "contains '/'"},
+		{"two @", UnitSpec{Name: "a@b@c.service", Options: good, Desired: Launched}, "more than one"},
+		{"too many options", UnitSpec{Name: "a.service", Options: make([]UnitOption, MaxUnitOptions+1), Desired: Launched}, "over the limit of 4096"},
+		{"machineid and machineof", UnitSpec{Name: "a.service", Options: append(append([]UnitOption{}, good...), UnitOption{"X-Fleet", "MachineID", "m1"}, UnitOption{"X-Fleet", "MachineOf", "b.service"}), Desired: Launched}, "MachineID cannot be used with MachineOf"},
+		{"global and conflicts", UnitSpec{Name: "a.service", Options: append(append([]UnitOption{}, good...), UnitOption{"X-Fleet", "Global", "true"}, UnitOption{"X-Fleet", "Conflicts", "b*"}), Desired: Launched}, "Global=true allows only"},
+		{"two machine ids", UnitSpec{Name: "a.service", Options: append(append([]UnitOption{}, good...), UnitOption{"X-Fleet", "MachineID", "m1"}, UnitOption{"X-Fleet", "MachineID", "m2"}), Desired: Launched}, "given twice"},
+		{"bad glob", UnitSpec{Name: "a.service", Options: append(append([]UnitOption{}, good...), UnitOption{"X-Fleet", "Replaces", "b["}), Desired: Launched}, "bad glob"},
 	}
 	for _, tc := range tests {
 		spec := tc.spec

@@ -267,6 +267,35 @@ func (o *unitOpts) ensure(ctx context.Context, c *fleetapi.Client, arg string, d
 	return name, true, c.CreateUnit(ctx, &fleetapi.Unit{Name: name, DesiredState: string(desired), Options: ptrs(opts)})
 }
 
+// checkLocal validates every argument's name and local file before any
+// request, so `submit good.service bad.service` stores nothing rather than
+// half of what was asked.
+func checkLocal(args []string, desired schedule.DesiredState) error {
+	if desired == "" {
+		desired = schedule.Inactive
+	}
+	for _, a := range args {
+		name, body, err := localUnit(a)
+		if err != nil {
+			return fmt.Errorf("%s: %v", a, err)
+		}
+		if err := schedule.ValidateName(name); err != nil {
+			return err
+		}
+		if body == nil {
+			continue // the cluster's copy or template; checked by ensure
+		}
+		opts, err := schedule.ParseUnitFile(body)
+		if err != nil {
+			return fmt.Errorf("%s: %v", a, err)
+		}
+		if _, err := schedule.NewUnit(name, opts, desired); err != nil {
+			return fmt.Errorf("%s: %v", a, err)
+		}
+	}
+	return nil
+}
+
 func ptrs(opts []schedule.UnitOption) []*schedule.UnitOption {
 	out := make([]*schedule.UnitOption, len(opts))
 	for i := range opts {
@@ -292,6 +321,9 @@ func (o *unitOpts) transition(cmd *cobra.Command, args []string, desired schedul
 	}
 	ctx, cancel := o.ctx(cmd)
 	defer cancel()
+	if err := checkLocal(args, desired); err != nil {
+		return err
+	}
 	var names []string
 	for _, a := range args {
 		name, created, err := o.ensure(ctx, c, a, desired, cmd.ErrOrStderr())

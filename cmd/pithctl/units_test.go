@@ -225,12 +225,31 @@ func TestSubmitErrors(t *testing.T) {
 		{"both.service", "[Service]\nExecStart=/bin/true\n[X-Fleet]\nGlobal=true\nMachineOf=x.service\n", "Global=true allows only MachineMetadata"},
 		{"web.txt", "[Service]\nExecStart=/bin/true\n", `unknown type "txt"`},
 		{"broken.service", "[Service\nExecStart=/bin/true\n", "unit file does not parse"},
+		{"empty.service", "", "has no options"},
+		{"huge.service", "[Service]\nExecStart=/bin/true\nEnvironment=" + strings.Repeat("x", schedule.MaxUnitFileSize) + "\n", "over the 262144-byte limit"},
+		{"pin.service", "[Service]\nExecStart=/bin/true\n[X-Fleet]\nMachineID=abc\nConflicts=pin*\n", "MachineID cannot be used with Conflicts"},
+		{"glob.service", "[Service]\nExecStart=/bin/true\n[X-Fleet]\nConflicts=a[\n", "bad glob"},
+		{"we b.service", "[Service]\nExecStart=/bin/true\n", `contains ' '`},
+		{"tpl@.service", "[Service]\nExecStart=/bin/true\n", ""},
 	}
 	for _, tc := range tests {
+		if tc.err == "" {
+			write(tc.file, tc.body)
+			continue
+		}
 		_, err := pithctl(t, "submit", "--endpoint", ep, write(tc.file, tc.body))
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("submit %s: %v, want %q", tc.file, err, tc.err)
 		}
+	}
+	// A good file before a bad one: neither is stored.
+	good := write("good.service", "[Service]\nExecStart=/bin/true\n")
+	if _, err := pithctl(t, "submit", "--endpoint", ep, good, filepath.Join(dir, "bad.service")); err == nil || !strings.Contains(err.Error(), "MachineIDs") {
+		t.Errorf("submit good bad: %v", err)
+	}
+	// A template cannot be started, only its instances.
+	if _, err := pithctl(t, "start", "--endpoint", ep, "--no-block", filepath.Join(dir, "tpl@.service")); err == nil || !strings.Contains(err.Error(), "is a template: start an instance such as tpl@1.service") {
+		t.Errorf("start of a template: %v", err)
 	}
 	if _, err := pithctl(t, "start", "--endpoint", ep, filepath.Join(dir, "nothere@2.service")); err == nil || !strings.Contains(err.Error(), "neither it nor its template") {
 		t.Errorf("start without file or template: %v", err)

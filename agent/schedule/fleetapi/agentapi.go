@@ -49,7 +49,7 @@ func Heartbeats(live *schedule.Liveness, isLeader func() bool) http.Handler {
 			return
 		}
 		if len(b) > schedule.MaxHeartbeatSize {
-			sendError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("heartbeat over %d bytes", schedule.MaxHeartbeatSize))
+			SendTooLarge(w, schedule.MaxHeartbeatSize)
 			return
 		}
 		var hb schedule.Heartbeat

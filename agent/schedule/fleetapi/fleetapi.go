@@ -123,6 +123,12 @@ func send(w http.ResponseWriter, code int, v any) {
 	w.Write(b)
 }
 
+// SendTooLarge answers 413 for a request body over limit bytes (the
+// leader and a forwarding follower say the same).
+func SendTooLarge(w http.ResponseWriter, limit int) {
+	sendError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d bytes: a unit file may be at most %d bytes, a heartbeat at most %d", limit, schedule.MaxUnitFileSize, schedule.MaxHeartbeatSize))
+}
+
 func sendError(w http.ResponseWriter, code int, err error) {
 	var e ErrorBody
 	e.Error.Code = code
@@ -226,9 +232,18 @@ func (h *handler) set(w http.ResponseWriter, r *http.Request, name string) {
 		sendError(w, http.StatusUnsupportedMediaType, err)
 		return
 	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		sendError(w, http.StatusBadRequest, fmt.Errorf("unable to read body: %v", err))
+		return
+	}
+	if len(b) > MaxBody {
+		// Not a decode error on a cut body: say what the limit is.
+		SendTooLarge(w, MaxBody)
+		return
+	}
 	var su Unit
-	dec := json.NewDecoder(io.LimitReader(r.Body, MaxBody+1))
-	if err := dec.Decode(&su); err != nil {
+	if err := json.Unmarshal(b, &su); err != nil {
 		sendError(w, http.StatusBadRequest, fmt.Errorf("unable to decode body: %v", err))
 		return
 	}

@@ -185,6 +185,21 @@ func TestSetErrors(t *testing.T) {
 		{"bad state", "PUT", "/units/a.service", "application/json", `{"desiredState":"running","options":[{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "invalid desired state"},
 		{"template start", "PUT", "/units/a@.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "template"},
 		{"huge", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"Environment","value":"` + strings.Repeat("x", 2*schedule.MaxUnitFileSize) + `"}]}`, 400, "limit"},
+		{"huge body", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"Environment","value":"` + strings.Repeat("x", MaxBody) + `"}]}`, 413, "a unit file may be at most 262144 bytes"},
+		{"too many options", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[` + strings.Repeat(`{"section":"Service","name":"Environment","value":"x"},`, schedule.MaxUnitOptions) + `{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "options, over the limit of 4096"},
+		{"long name", "PUT", "/units/" + strings.Repeat("a", schedule.MaxUnitNameLen) + ".service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "over systemd's limit of 256"},
+		{"name chars", "PUT", "/units/a%20b.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, `contains ' '`},
+		{"no suffix", "PUT", "/units/web", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "no type suffix"},
+		{"line break in value", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"/bin/a\n[X-Fleet]"}]}`, 400, "remove line breaks"},
+		{"bad option name", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"Exec Start","value":"x"}]}`, 400, "malformed option name"},
+		{"null option", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[null]}`, 400, "null unit option"},
+		{"machineid with conflicts", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"X-Fleet","name":"MachineID","value":"abc"},{"section":"X-Fleet","name":"Conflicts","value":"b*"}]}`, 400, "MachineID cannot be used with Conflicts"},
+		{"machineof itself", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"X-Fleet","name":"MachineOf","value":"a.service"}]}`, 400, "names the unit itself"},
+		{"machineof conflicts", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"X-Fleet","name":"MachineOf","value":"b.service"},{"section":"X-Fleet","name":"Conflicts","value":"b*"}]}`, 400, "unresolvable requirements"},
+		{"bad glob", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"X-Fleet","name":"Conflicts","value":"b["}]}`, 400, "bad glob"},
+		{"bad global", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"X-Fleet","name":"Global","value":"maybe"}]}`, 400, "not a boolean"},
+		{"bad metadata", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"X-Fleet","name":"MachineMetadata","value":"region"}]}`, 400, "is not key=value"},
+		{"unterminated quote", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"X-Fleet","name":"MachineMetadata","value":"\"a=b"}]}`, 400, "unterminated quote"},
 		{"post collection", "POST", "/units", "application/json", "{}", 405, "only GET supported"},
 		{"bad token", "GET", "/units?nextPageToken=zzz", "", "", 400, "invalid page token"},
 		{"unknown path", "GET", "/nothing", "", "", 404, ""},
@@ -210,6 +225,14 @@ func TestSetErrors(t *testing.T) {
 	}
 	if code, body := cl.raw("PUT", Prefix+"/units/web.service", "application/json", `{"name":"web.service"}`); code != 409 || !strings.Contains(body, "must provide DesiredState to update existing unit") {
 		t.Fatalf("update without state: %d %s", code, body)
+	}
+	// A bad replacement leaves the stored unit as it was.
+	before := cl.store.State().Unit("web.service")
+	if code, body := cl.raw("PUT", Prefix+"/units/web.service", "application/json", `{"desiredState":"inactive","options":[{"section":"X-Fleet","name":"Bogus","value":"1"}]}`); code != 400 || !strings.Contains(body, "unrecognized requirement") {
+		t.Fatalf("bad replacement: %d %s", code, body)
+	}
+	if after := cl.store.State().Unit("web.service"); after.Hash != before.Hash || after.Desired != before.Desired {
+		t.Fatalf("bad replacement changed the unit: %+v -> %+v", before, after)
 	}
 }
 

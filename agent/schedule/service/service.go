@@ -174,9 +174,7 @@ func (s *Service) onLeader(h http.Handler, limit int) http.Handler {
 			return
 		}
 		if len(body) > limit {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusRequestEntityTooLarge)
-			fmt.Fprintf(w, `{"error":{"code":413,"message":"request body over %d bytes"}}`, limit)
+			fleetapi.SendTooLarge(w, limit)
 			return
 		}
 		if err := s.cfg.Forward(w, r, body); err != nil {
