@@ -189,8 +189,19 @@ func TestFleetctlWalkthrough(t *testing.T) {
 		return false, out
 	})
 	out = f.ok(ep(2), "list-unit-files", "--no-legend", "--fields", "unit,dstate,state")
-	if !strings.Contains(out, "mongo@1.service\tloaded\t") && !strings.Contains(strings.Join(strings.Fields(out), " "), "mongo@1.service loaded loaded") {
+	if !strings.Contains(strings.Join(strings.Fields(out), " "), "mongo@1.service loaded loaded") {
 		t.Fatalf("list-unit-files after stop: %q", out)
+	}
+
+	// unload takes mongo@2 off its machine; load puts it back, not started.
+	f.ok(ep(0), "unload", "mongo@2")
+	out = f.ok(ep(1), "list-unit-files", "--no-legend", "--fields", "unit,dstate,state,target")
+	if !strings.Contains(strings.Join(strings.Fields(out), " "), "mongo@2.service inactive inactive -") {
+		t.Fatalf("list-unit-files after unload: %q", out)
+	}
+	out = f.ok(ep(2), "load", "mongo@2")
+	if !strings.Contains(out, "Unit mongo@2.service loaded") {
+		t.Fatalf("load: %q", out)
 	}
 
 	// Bad input comes back as fleetctl's error with pithd's reason, and
