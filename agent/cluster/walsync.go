@@ -48,6 +48,8 @@ type syncer struct {
 	done     chan struct{}
 	// syncMu serialises fsync rounds so durable only moves forward.
 	syncMu sync.Mutex
+	// beforeSync, set by tests (under mu), runs before a round fsyncs.
+	beforeSync func()
 }
 
 func newSyncer() *syncer {
@@ -90,7 +92,11 @@ func (s *syncer) syncAll() error {
 		files = append(files, f)
 	}
 	clear(s.dirty)
+	hook := s.beforeSync
 	s.mu.Unlock()
+	if hook != nil && len(files) > 0 {
+		hook()
+	}
 	var err error
 	for _, f := range files {
 		if err = f.syncNow(); err != nil {

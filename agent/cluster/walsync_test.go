@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -116,4 +119,58 @@ func mkdir(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// TestProposeWaitsForLeaderSync: on a one-member cluster an entry commits
+// as soon as the leader wrote it (its fsync runs in the background), and
+// is applied; Propose still answers only after that fsync.
+func TestProposeWaitsForLeaderSync(t *testing.T) {
+	addr := freeAddr(t)
+	cfg := Config{Name: "m0", DataDir: filepath.Join(t.TempDir(), "m0"), ListenPeer: addr, PeerURLs: []string{"http://" + addr}, Token: "sync",
+		HeartbeatInterval: 50 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond}
+	cfg.InitialCluster = []InitialMember{{Name: "m0", PeerURLs: cfg.PeerURLs}}
+	n, j, err := startJournalNode(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate, entered := make(chan struct{}), make(chan struct{}, 1)
+	var release sync.Once
+	open := func() { release.Do(func() { close(gate) }) }
+	// Stop syncs the log: the gate must be open by then, also on failure.
+	defer n.Stop()
+	defer open()
+	s := n.logs.sync
+	s.mu.Lock()
+	s.beforeSync = func() {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-gate
+	}
+	s.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := n.Propose(context.Background(), NamespaceKV, []byte("held"))
+		done <- err
+	}()
+	<-entered
+	for attempt := 0; ; attempt++ {
+		if got := j.all(); len(got) > 0 && got[len(got)-1] == "held" {
+			break
+		}
+		if attempt == 1000 {
+			t.Fatal("the entry was never applied")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Propose answered (%v) while the leader's fsync was held", err)
+	default:
+	}
+	open()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
