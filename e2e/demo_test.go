@@ -94,8 +94,9 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok := strings.TrimPrefix(url, walkthrough.GuestDiscoveryURL+"/"); tok == url || tok == "" || strings.Contains(tok, "/") {
-		t.Fatalf("discovery URL %q is not a token under %s", url, walkthrough.GuestDiscoveryURL)
+	// etcd's discovery protocol: a token directory in the service's keys.
+	if tok := strings.TrimPrefix(url, walkthrough.GuestDiscoveryURL+"/v2/keys/_etcd/registry/"); tok == url || tok == "" || strings.Contains(tok, "/") {
+		t.Fatalf("discovery URL %q is not a token under %s/v2/keys/_etcd/registry/", url, walkthrough.GuestDiscoveryURL)
 	}
 
 	// 2. Three nodes from one cloud-config form the KV through discovery.
@@ -189,6 +190,9 @@ func TestDemo(t *testing.T) {
 	if want := "mongo@1 on " + d.NodeName(spare); fo.Answer != want {
 		t.Errorf("after failover mongo@1 answered %q, want %q", fo.Answer, want)
 	}
+	if got, _ := d.Exec(ctx, fo.To, "systemctl is-active mongo@1.service"); got != "active" {
+		t.Errorf("%s: systemd says mongo@1 is %q after the failover", d.NodeName(fo.To), got)
+	}
 	if got, _ := d.Exec(ctx, m2, "systemctl is-active mongo@2.service"); got != "active" {
 		t.Errorf("%s: mongo@2 is %q after the failover, want it left running", d.NodeName(m2), got)
 	}
@@ -252,6 +256,11 @@ func TestDemo(t *testing.T) {
 	}
 	if len(where) != 2 || where["mongo@1.service"] == where["mongo@2.service"] {
 		t.Errorf("after the updates mongo@1/mongo@2 are not both active on different machines:\n%s", out)
+	}
+	for i := 0; i < nodes; i++ {
+		if got, _ := d.Exec(ctx, i, "systemctl is-active announce.service"); got != "active" {
+			t.Errorf("%s: announce.service (Global) is %q after the updates", d.NodeName(i), got)
+		}
 	}
 
 	// 7. How to use what is left running.

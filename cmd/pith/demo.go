@@ -70,7 +70,7 @@ the background afterwards; 'pith boot stop --state DIR' stops all of them.`,
 		Short:  "internal: copy stdin/stdout to a TCP address (QEMU guestfwd)",
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
-		RunE:   func(_ *cobra.Command, args []string) error { return relay(args[0]) },
+		RunE:   func(_ *cobra.Command, args []string) error { return relay(args[0], os.Stdin, os.Stdout) },
 	})
 	rootCmd.AddCommand(cmd)
 }
@@ -244,16 +244,18 @@ func demoSteps(d *walkthrough.Demo, o *demoOpts) error {
 	return nil
 }
 
-// relay copies between stdin/stdout (a guest's connection, from QEMU's
-// guestfwd) and addr.
-func relay(addr string) error {
+// relay copies between in/out (a guest's connection: QEMU's guestfwd
+// gives it as the command's stdin and stdout) and addr, closing each
+// direction when its source ends.
+func relay(addr string, in io.Reader, out io.WriteCloser) error {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(c, os.Stdin); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-	go func() { io.Copy(os.Stdout, c); os.Stdout.Close(); done <- struct{}{} }()
+	go func() { io.Copy(c, in); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	go func() { io.Copy(out, c); out.Close(); done <- struct{}{} }()
 	<-done
 	<-done
 	return nil

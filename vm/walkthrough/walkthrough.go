@@ -668,7 +668,7 @@ func (d *Demo) answer(ctx context.Context, n int, inst string) (string, error) {
 	}); err != nil {
 		return got, err
 	}
-	d.transcript("core@"+d.NodeName(n)+" ", "curl http://127.0.0.1:27017/   # (bash /dev/tcp: the image has no curl)", got)
+	d.transcript("core@"+d.NodeName(n)+" ", get, got)
 	return got, nil
 }
 
@@ -891,15 +891,18 @@ release it once they are healthy on the new version.`, d.Version)
 		return res, err
 	}
 	d.say("\nThe scheduler kept the services running while machines rebooted (units move off a machine that is away longer than the TTL):")
-	if _, err := poll(ctx, "mongo@1 and mongo@2 active after the updates", 2*time.Second, func() (bool, string) {
+	if _, err := poll(ctx, "mongo@1, mongo@2 and announce.service on every machine active after the updates", 2*time.Second, func() (bool, string) {
 		rows, out, err := d.ListUnits(ctx, 0)
-		active := 0
+		mongo, announce := 0, 0
 		for _, r := range rows {
-			if strings.HasPrefix(r.Unit, "mongo@") && r.Active == "active" {
-				active++
+			switch {
+			case strings.HasPrefix(r.Unit, "mongo@") && r.Active == "active":
+				mongo++
+			case r.Unit == "announce.service" && r.Active == "active":
+				announce++
 			}
 		}
-		return err == nil && active == 2, out + fmt.Sprint(err)
+		return err == nil && mongo == 2 && announce == d.cfg.Nodes, out + fmt.Sprint(err)
 	}); err != nil {
 		return res, err
 	}
@@ -941,7 +944,9 @@ func (d *Demo) semaphore(ctx context.Context) (update.SemaphoreState, bool) {
 		if !d.Machine(i).Running() {
 			continue
 		}
-		b, code, err := httpGet(ctx, d.apiURL(i)+"/v2/keys"+update.SemaphoreKey)
+		// quorum: a node that has just rejoined would answer from its
+		// stale copy (the lock as it was before its reboot).
+		b, code, err := httpGet(ctx, d.apiURL(i)+"/v2/keys"+update.SemaphoreKey+"?quorum=true")
 		if err != nil || (code != 200 && code != 404) {
 			continue
 		}
