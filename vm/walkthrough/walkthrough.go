@@ -78,6 +78,7 @@ type Demo struct {
 	prep               chan error // release N and the build of N+1, in the background
 	prepOnce           sync.Once
 	prepErr            error
+	prepNote           string // what prepare did, how long it took
 	down               map[int]bool // nodes switched off
 	restarts           int
 }
@@ -309,10 +310,14 @@ network at %s.`, d.cfg.Nodes, GuestHost)
 // prepare publishes the image's release N on stable (the nodes run it, so
 // they find nothing to do) and builds N+1 for step 6.
 func (d *Demo) prepare() error {
+	start := time.Now()
 	if _, err := d.runPith(d.life, "release", "--channel", "stable", "--image", d.cfg.ImageDir, "--key", d.cfg.ReleaseKey, "--repo", d.repo); err != nil {
 		return err
 	}
-	_, err := d.buildNext(d.life)
+	d.prepNote = fmt.Sprintf("%s published on stable in %s", d.Version, time.Since(start).Round(time.Second))
+	start = time.Now()
+	how, err := d.buildNext(d.life)
+	d.prepNote += fmt.Sprintf("; %s %s in %s (pith build, warm cache)", d.Next, how, time.Since(start).Round(time.Second))
 	return err
 }
 
@@ -788,6 +793,7 @@ release it once they are healthy on the new version.`, d.Version)
 	if err := d.waitPrepared(); err != nil {
 		return res, fmt.Errorf("preparing release %s: %w", d.Next, err)
 	}
+	d.say("(in the background while the nodes booted: %s)", d.prepNote)
 	args := []string{"release", "--channel", "stable", "--image", filepath.Join(d.cfg.StateDir, "next"), "--key", d.cfg.ReleaseKey, "--repo", d.repo, "--delta-from", d.Version}
 	out, err := d.runPith(ctx, args...)
 	if err != nil {
