@@ -78,7 +78,7 @@ type Demo struct {
 	prep               chan error // release N and the build of N+1, in the background
 	prepOnce           sync.Once
 	prepErr            error
-	prepNote           string // what prepare did, how long it took
+	prepNote           string       // what prepare did, how long it took
 	down               map[int]bool // nodes switched off
 	restarts           int
 }
