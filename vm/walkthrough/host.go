@@ -30,6 +30,7 @@ type server struct {
 	cmd  *exec.Cmd
 	log  string
 	addr string // 127.0.0.1:PORT
+	args []string
 }
 
 // freeAddr picks a free 127.0.0.1 port.
@@ -55,7 +56,8 @@ func (d *Demo) startServer(ctx context.Context, name, probe string, args ...stri
 		return nil, err
 	}
 	defer logf.Close()
-	s.cmd = exec.Command(d.pith(), append(args, "--listen", addr)...)
+	s.args = append(args, "--listen", addr)
+	s.cmd = exec.Command(d.pith(), s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	// Killed with the walkthrough's process, whatever way it ends.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -289,8 +289,8 @@ network at %s.`, d.cfg.Nodes, GuestHost)
 	if err != nil {
 		return "", err
 	}
-	d.transcript("", "pith discovery serve --listen "+d.discovery.addr+" --advertise "+GuestDiscoveryURL+" &", "")
-	d.transcript("", "pith channel serve --repo "+d.repo+" --listen "+d.channel.addr+" &", "")
+	d.transcript("", "pith "+strings.Join(d.discovery.args, " ")+" &", "")
+	d.transcript("", "pith "+strings.Join(d.channel.args, " ")+" &", "")
 	args := []string{"discovery", "new", "--size", fmt.Sprint(d.cfg.Nodes), "--server", "http://" + d.discovery.addr}
 	out, err := d.runPith(ctx, args...)
 	if err != nil {
@@ -354,7 +354,7 @@ func (d *Demo) Boot() (BootResult, error) {
 $private_ipv4 for the addresses it advertises (each node fills in its own), the
 update channel and the reboot strategy. This is %s:`, ud)
 	fmt.Fprintln(d.cfg.Out, "    "+strings.ReplaceAll(strings.TrimRight(res.UserData, "\n"), "\n", "\n    "))
-	d.transcript("", fmt.Sprintf("pith boot --nodes %d --user-data %s --state %s", d.cfg.Nodes, ud, d.cfg.StateDir), "")
+	d.say("Booting them as `pith boot --nodes %d --user-data %s --state %s` does (package vm),\nwith guestfwd rules for the two servers:", d.cfg.Nodes, ud, d.cfg.StateDir)
 	d.say("%s", d.cfg.Accel.Notice())
 	c, err := vm.StartCluster(d.life, vm.ClusterConfig{
 		Dir: d.cfg.StateDir, Nodes: d.cfg.Nodes, Log: d.say,
