@@ -90,15 +90,22 @@ func TestDiscovery(t *testing.T) {
 	if st, r := c.quorumGet(0, "/while-down"); st != 200 || r.Node.Value != "x" {
 		t.Fatalf("restarted founder: %d %+v", st, r)
 	}
-	resp2, err := httpc.Get(c.members[0].clientURL + "/v2/members")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp2.Body.Close()
-	var ml struct {
-		Members []struct{ Name string } `json:"members"`
-	}
-	if err := json.NewDecoder(resp2.Body).Decode(&ml); err != nil || len(ml.Members) != 4 {
-		t.Fatalf("members after the founder's restart: %+v %v", ml, err)
+	// Its own member list (local state) fills in as it catches up.
+	for attempt := 0; ; attempt++ {
+		var ml struct {
+			Members []struct{ Name string } `json:"members"`
+		}
+		resp, err := httpc.Get(c.members[0].clientURL + "/v2/members")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&ml)
+			resp.Body.Close()
+		}
+		if err == nil && len(ml.Members) == 4 {
+			break
+		}
+		if attempt == 300 || len(ml.Members) > 4 {
+			t.Fatalf("members after the founder's restart: %+v %v", ml, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
