@@ -31,6 +31,12 @@ type Agent struct {
 	Machine Machine
 	State   *State
 	Backend UnitBackend
+	// Gate, if set, holds Run's first reconcile until it is closed (while
+	// heartbeats already flow): pithd closes it once the local replica has
+	// caught up with the leader. A node starting from an old snapshot
+	// would otherwise start units the leader moved away while it was
+	// gone, next to their new copies.
+	Gate <-chan struct{}
 
 	recMu    sync.Mutex              // one Reconcile at a time; guards achieved
 	achieved map[string]DesiredState // what this agent did: loaded/launched
@@ -192,6 +198,13 @@ func (a *Agent) Run(ctx context.Context, interval time.Duration, beat func(Heart
 				}
 			}
 		}()
+	}
+	if a.Gate != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.Gate:
+		}
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()

@@ -187,7 +187,11 @@ func setupSchedule(env *runEnv) error {
 			return res, err
 		},
 		IsLeader: node.IsLeader,
-		Forward:  node.Forward,
+		AppliedIndex: func() uint64 {
+			i, _ := node.RaftStatus()
+			return i
+		},
+		Forward: node.Forward,
 		// Heartbeats only from members: over the peer port (see
 		// service.Service.membersOnly).
 		FromMember: cluster.FromPeer,

@@ -28,12 +28,17 @@ const HeartbeatPath = "/pith/v1/schedule/heartbeat"
 // machine through /fleet/v1/units and /fleet/v1/machines.
 const UnitsPath = "/pith/v1/units/"
 
+// AppliedIndexHeader carries the leader's applied log index in its answer
+// to a heartbeat: an agent starting from an old replica waits until its own
+// node has applied that far before it acts on its assignments.
+const AppliedIndexHeader = "X-Pith-Applied-Index"
+
 // Heartbeats accepts agent heartbeats for the leader's liveness table, up
 // to schedule.MaxHeartbeatSize bytes and valid per Heartbeat.Validate. It
 // does not check who sends them: mount it behind a members-only check.
 // isLeader, if set, makes non-leaders answer 503 so agents retry the
-// current leader.
-func Heartbeats(live *schedule.Liveness, isLeader func() bool) http.Handler {
+// current leader; applied, if set, is sent back in AppliedIndexHeader.
+func Heartbeats(live *schedule.Liveness, isLeader func() bool, applied func() uint64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			sendError(w, http.StatusMethodNotAllowed, errors.New("only POST supported against this resource"))
@@ -66,6 +71,9 @@ func Heartbeats(live *schedule.Liveness, isLeader func() bool) http.Handler {
 			return
 		}
 		live.Heartbeat(hb)
+		if applied != nil {
+			w.Header().Set(AppliedIndexHeader, strconv.FormatUint(applied(), 10))
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 }

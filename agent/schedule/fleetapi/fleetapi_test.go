@@ -34,7 +34,7 @@ type cluster struct {
 func mux(store schedule.Store, live *schedule.Liveness, in Inspector) *http.ServeMux {
 	m := http.NewServeMux()
 	m.Handle(Prefix+"/", New(store, live))
-	m.Handle(HeartbeatPath, Heartbeats(live, nil))
+	m.Handle(HeartbeatPath, Heartbeats(live, nil, nil))
 	if in != nil {
 		m.Handle(UnitsPath, Units(in))
 	}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/pith-os/pith/agent/schedule"
@@ -52,6 +53,11 @@ type Config struct {
 	Propose func(ctx context.Context, entry []byte) (any, error)
 	// IsLeader reports whether this node leads the log now.
 	IsLeader func() bool
+	// AppliedIndex is the last log index this node applied (all
+	// namespaces). With it, the agent acts on its assignments only once
+	// the replica caught up with the leader's index at the first
+	// heartbeat; nil: at once.
+	AppliedIndex func() uint64
 	// Forward relays a client request to the leader (nil: single node).
 	// Heartbeats travel this way too, so it must reach the leader's peer
 	// port (agent/cluster's Node.Forward does).
@@ -80,6 +86,14 @@ type Service struct {
 	live  *schedule.Liveness
 	agent *schedule.Agent
 	mux   *http.ServeMux
+
+	// The catch-up gate (see Config.AppliedIndex), touched only by the
+	// heartbeat goroutine: target is the leader's index at the first
+	// answered heartbeat, caughtUp closes once this node applied it.
+	caughtUp  chan struct{}
+	target    uint64
+	hasTarget bool
+	ready     bool
 }
 
 // New checks cfg and builds the service.
@@ -114,11 +128,15 @@ func New(cfg Config) (*Service, error) {
 	s.live = schedule.NewLiveness(cfg.Clock, cfg.TTL)
 	if cfg.Backend != nil {
 		s.agent = schedule.NewAgent(cfg.Machine, cfg.State, cfg.Backend)
+		if cfg.AppliedIndex != nil {
+			s.caughtUp = make(chan struct{})
+			s.agent.Gate = s.caughtUp
+		}
 	}
 	s.mux = http.NewServeMux()
 	api := fleetapi.New(s.store, s.live)
 	s.mux.Handle(fleetapi.Prefix+"/", s.onLeader(api, fleetapi.MaxBody))
-	s.mux.Handle(fleetapi.HeartbeatPath, s.membersOnly(s.onLeader(fleetapi.Heartbeats(s.live, cfg.IsLeader), schedule.MaxHeartbeatSize)))
+	s.mux.Handle(fleetapi.HeartbeatPath, s.membersOnly(s.onLeader(fleetapi.Heartbeats(s.live, cfg.IsLeader, cfg.AppliedIndex), schedule.MaxHeartbeatSize)))
 	if cfg.Backend != nil {
 		s.mux.Handle(fleetapi.UnitsPath, fleetapi.Units(cfg.Backend))
 	}
@@ -212,47 +230,73 @@ func (s *Service) RunAgent(ctx context.Context) {
 		// TTL: by then a new leader may be waiting for them.
 		bctx, cancel := context.WithTimeout(ctx, s.cfg.TTL)
 		defer cancel()
-		if err := s.deliver(bctx, hb); err != nil && ctx.Err() == nil {
-			s.cfg.Logf("schedule heartbeat: %v", err)
+		idx, err := s.deliver(bctx, hb)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.cfg.Logf("schedule heartbeat: %v", err)
+			}
+			return
 		}
+		s.catchUp(idx)
 	}, func(err error) { s.cfg.Logf("schedule agent: %v", err) })
 }
 
+// catchUp opens the agent's gate once this node applied the log as far as
+// the leader had when it first answered a heartbeat. Until then the local
+// replica may be an old snapshot: its assignments are what the leader
+// undid while this machine was away.
+func (s *Service) catchUp(leaderIndex uint64) {
+	if s.caughtUp == nil || s.ready {
+		return
+	}
+	if !s.hasTarget {
+		s.target, s.hasTarget = leaderIndex, true
+	}
+	if have := s.cfg.AppliedIndex(); have < s.target {
+		s.cfg.Logf("schedule agent: waiting for this node's log to reach the leader's index %d (at %d) before acting on its assignments", s.target, have)
+		return
+	}
+	s.ready = true
+	close(s.caughtUp)
+}
+
 // deliver hands a heartbeat to the leader: directly when this node leads,
-// else through Forward (never through the log).
-func (s *Service) deliver(ctx context.Context, hb schedule.Heartbeat) error {
+// else through Forward (never through the log). It returns the leader's
+// applied index (0 when this node leads, or the leader did not say).
+func (s *Service) deliver(ctx context.Context, hb schedule.Heartbeat) (uint64, error) {
 	if n := hb.Clamp(); n > 0 {
 		s.cfg.Logf("schedule heartbeat: %d unit reports left out: a machine reports at most %d units", n, schedule.MaxUnitsPerMachine)
 	}
 	if s.cfg.IsLeader() {
 		s.live.Heartbeat(hb)
-		return nil
+		return 0, nil
 	}
 	if s.cfg.Forward == nil {
-		return errors.New("not the leader and no way to reach it")
+		return 0, errors.New("not the leader and no way to reach it")
 	}
 	body, err := json.Marshal(hb)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if len(body) > schedule.MaxHeartbeatSize {
 		// Clamp and the machine check in New make this unreachable; say so
 		// rather than be refused by the leader without knowing why.
-		return fmt.Errorf("heartbeat is %d bytes, over the %d-byte limit", len(body), schedule.MaxHeartbeatSize)
+		return 0, fmt.Errorf("heartbeat is %d bytes, over the %d-byte limit", len(body), schedule.MaxHeartbeatSize)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fleetapi.HeartbeatPath, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	rec := &recorder{header: http.Header{}}
 	if err := s.cfg.Forward(rec, req, body); err != nil {
-		return err
+		return 0, err
 	}
 	if rec.code != http.StatusNoContent {
-		return fmt.Errorf("leader answered %d: %s", rec.code, bytes.TrimSpace(rec.body.Bytes()))
+		return 0, fmt.Errorf("leader answered %d: %s", rec.code, bytes.TrimSpace(rec.body.Bytes()))
 	}
-	return nil
+	idx, _ := strconv.ParseUint(rec.header.Get(fleetapi.AppliedIndexHeader), 10, 64)
+	return idx, nil
 }
 
 // recorder captures a forwarded response.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -444,4 +445,104 @@ func TestHeartbeatSizeLimit(t *testing.T) {
 		}
 		return false, "machine not live"
 	})
+}
+
+// A follower whose replica is behind the leader's (restarted from an old
+// snapshot) must not act on its stale assignments: it heartbeats, learns
+// the leader's applied index, and starts units only once it applied that
+// far.
+func TestAgentWaitsForReplicaToCatchUp(t *testing.T) {
+	st := schedule.NewState()
+	apply := func(idx uint64, cmd *schedule.Command) {
+		t.Helper()
+		e, err := schedule.EncodeCommand(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := st.Apply(idx, e); res != nil {
+			if err, ok := res.(error); ok {
+				t.Fatal(err)
+			}
+		}
+	}
+	m := schedule.Machine{ID: "m1", PublicIP: "127.0.0.1"}
+	opts, err := schedule.ParseUnitFile([]byte("[Service]\nExecStart=/bin/true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(1, &schedule.Command{Op: schedule.OpRegisterMachine, Machine: &m})
+	apply(2, &schedule.Command{Op: schedule.OpCreateUnit, Unit: &schedule.UnitSpec{Name: "old.service", Options: opts, Desired: schedule.Launched}})
+	apply(3, &schedule.Command{Op: schedule.OpPlace, Term: 1, Placements: []schedule.Placement{{Unit: "old.service", To: "m1"}}})
+
+	sim, err := simunits.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	applied := uint64(3)
+	beats := make(chan struct{}, 100)
+	var logs []string
+	svc, err := New(Config{
+		Machine:      m,
+		State:        st,
+		Backend:      sim,
+		Propose:      func(context.Context, []byte) (any, error) { return nil, errNotLeader },
+		IsLeader:     func() bool { return false },
+		AppliedIndex: func() uint64 { mu.Lock(); defer mu.Unlock(); return applied },
+		// The leader is at index 7: it moved old.service away meanwhile.
+		Forward: func(w http.ResponseWriter, r *http.Request, body []byte) error {
+			w.Header().Set(fleetapi.AppliedIndexHeader, "7")
+			w.WriteHeader(http.StatusNoContent)
+			select {
+			case beats <- struct{}{}:
+			default:
+			}
+			return nil
+		},
+		TTL:      time.Second,
+		Interval: 5 * time.Millisecond,
+		Logf:     func(f string, a ...any) { mu.Lock(); logs = append(logs, fmt.Sprintf(f, a...)); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); svc.RunAgent(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i := 0; i < 5; i++ {
+		<-beats
+	}
+	if ops := sim.Ops; len(ops) != 0 {
+		t.Fatalf("the agent acted on a replica at index 3 while the leader is at 7: %v", ops)
+	}
+	mu.Lock()
+	if len(logs) == 0 || !strings.Contains(logs[0], "leader's index 7 (at 3)") {
+		t.Errorf("logs %q: want the wait explained", logs)
+	}
+	mu.Unlock()
+
+	// The log catches up: old.service was moved away (index 4), and a unit
+	// for this machine arrived.
+	apply(4, &schedule.Command{Op: schedule.OpPlace, Term: 1, Placements: []schedule.Placement{{Unit: "old.service", From: "m1", To: "m2"}}})
+	apply(5, &schedule.Command{Op: schedule.OpCreateUnit, Unit: &schedule.UnitSpec{Name: "new.service", Options: opts, Desired: schedule.Launched}})
+	apply(6, &schedule.Command{Op: schedule.OpPlace, Term: 1, Placements: []schedule.Placement{{Unit: "new.service", To: "m1"}}})
+	mu.Lock()
+	applied = 7
+	mu.Unlock()
+	guard := time.After(2 * time.Minute) // against a hang only
+	for {
+		active := sim.Active()
+		if len(active) == 1 && active[0] == "new.service" {
+			break
+		}
+		if slices.Contains(active, "old.service") {
+			t.Fatalf("old.service started after the catch-up: %v", active)
+		}
+		select {
+		case <-beats:
+		case <-guard:
+			t.Fatalf("new.service never started after the catch-up; active %v", active)
+		}
+	}
 }
