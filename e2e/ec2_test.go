@@ -203,7 +203,9 @@ coreos:
 	}
 	fwd := fmt.Sprintf("tcp:%s-cmd:%s -test.run=^TestUpdateRelayHelper$ %s %s", ec2IMDSAddr, exe, updRelayArg, l.Addr())
 	// UEFI: the AMI default (uefi-preferred) boots UEFI on current instance types.
-	c := Boot(t, Options{Image: img, Firmware: vm.UEFI, GuestFwd: []string{fwd}, UserNet: ec2UserNet})
+	// An EBS volume larger than the image: ROOT must grow to fill it.
+	const volume = 5 << 30
+	c := Boot(t, Options{Image: img, Firmware: vm.UEFI, DiskSize: volume, GuestFwd: []string{fwd}, UserNet: ec2UserNet})
 	n := c.Nodes[0]
 
 	// Boot to metadata applied: pithd firstboot's last console line.
@@ -286,6 +288,16 @@ coreos:
 	}
 	if j := run("journalctl -b -o cat -t pithd-firstboot --no-pager"); !strings.Contains(j, "user-data from ec2") {
 		t.Errorf("firstboot did not take the user-data from ec2:\n%s", j)
+	}
+
+	// ROOT grown to the volume on first boot.
+	if disk := run("lsblk -b -d -n -o SIZE /dev/$(lsblk -n -o PKNAME $(findmnt -n -o SOURCE /))"); disk != strconv.Itoa(volume) {
+		t.Errorf("the volume is %s bytes, want %d", disk, volume)
+	}
+	// ROOT is 1.7 GiB in the 4 GiB image; the extra GiB of the volume must
+	// be in its filesystem.
+	if fs, err := strconv.ParseInt(run("df -B1 --output=size / | tail -1"), 10, 64); err != nil || fs < 2400<<20 {
+		t.Errorf("ROOT's filesystem is %d bytes (%v) on a %d-byte volume: not grown (want over 2400 MiB)", fs, err, volume)
 	}
 
 	// The platform's kernel settings and drivers are live.
