@@ -44,7 +44,13 @@ up)
   start=$(date +%s)
   in_ns vagrant up
   echo "vagrant-cluster: $n nodes up in $(( $(date +%s) - start ))s"
-  in_ns vagrant ssh core-01 -c 'pithctl member list'
+  # pithd starts once the provisioner applied the user-data, so the members
+  # may still be electing a leader: ask until they answer (5 min at most).
+  for i in $(seq 60); do
+    if in_ns vagrant ssh core-01 -c 'pithctl member list' 2>/dev/null; then break; fi
+    [ "$i" = 60 ] && { echo "vagrant-cluster: the KV did not answer on core-01" >&2; exit 1; }
+    sleep 5
+  done
   echo "vagrant-cluster: log in with: $0 ssh core-01; tear down with: make vagrant-cluster-destroy"
   ;;
 ssh)
