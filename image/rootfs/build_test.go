@@ -156,7 +156,7 @@ func TestBuildDefault(t *testing.T) {
 	}
 	// Enabled units: what the preset names, not what the packages enabled.
 	wants := filepath.Join(etc, "systemd/system/multi-user.target.wants")
-	for _, u := range []string{"pithd.service", "pithd-firstboot.service", "ssh.service", "pith-ssh-keygen.service", "systemd-networkd.service"} {
+	for _, u := range []string{"pithd.service", "pithd-firstboot.service", "ssh.service", "pith-ssh-keygen.service", "pith-ssh-keygen-rsa.service", "systemd-networkd.service"} {
 		if _, err := os.Lstat(filepath.Join(wants, u)); err != nil {
 			t.Errorf("%s is not enabled: %v", u, err)
 		}
