@@ -30,6 +30,7 @@ const defaultFleetEndpoint = "unix:///var/run/fleet.sock"
 
 type unitOpts struct {
 	endpoint     string
+	nodeRoot     string // status without units: the node's root
 	timeout      time.Duration
 	noBlock      bool
 	blockTimeout time.Duration
@@ -149,10 +150,13 @@ func unitCommands() []*cobra.Command {
 		return common(c)
 	}
 	status := inspect(&cobra.Command{
-		Use:   "status UNIT...",
-		Short: "Show systemctl status of units, from the machines running them",
-		Args:  cobra.MinimumNArgs(1),
+		Use:   "status [UNIT...]",
+		Short: "Show systemctl status of units, from the machines running them; without units, this node's status",
+		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nodeStatus(cmd, o.nodeRoot)
+			}
 			for _, a := range args {
 				if err := o.inspect(cmd, mangle(a), "status"); err != nil {
 					return err
@@ -161,6 +165,7 @@ func unitCommands() []*cobra.Command {
 			return nil
 		},
 	})
+	status.Flags().StringVar(&o.nodeRoot, "root", "/", "without units: root of the node's filesystem (for its user-data record)")
 	journal := inspect(&cobra.Command{
 		Use:   "journal UNIT",
 		Short: "Print the journal of a unit, from the machine running it",

@@ -60,3 +60,32 @@ func TestUserdataApply(t *testing.T) {
 		t.Errorf("rejected user-data changed the hostname to %q", b)
 	}
 }
+
+// pithctl status without units: the node's user-data record leads, and a
+// rejected user-data makes it fail (issue 4: "pithctl status says so").
+func TestNodeStatusShowsUserData(t *testing.T) {
+	root := userdataRoot(t)
+	ud := filepath.Join(t.TempDir(), "user-data")
+	apply := []string{"userdata", "apply", "--root", root, "--from-file", ud, "--no-units", "--metadata-url", "http://127.0.0.1:1"}
+	for _, tc := range []struct {
+		name, userData, want string
+		fails             bool
+	}{
+		{"applied", "#cloud-config\nhostname: n1\n", "status:     applied", false},
+		{"rejected", "#cloud-config\nhostname: [n2\n", "status:     REJECTED (invalid; nothing applied)", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.WriteFile(ud, []byte(tc.userData), 0o644)
+			runCtl(t, apply...) // the rejected one fails; its record is what counts
+			out, err := runCtl(t, "status", "--root", root)
+			if (err != nil) != tc.fails {
+				t.Errorf("pithctl status: error %v, want failure %v\n%s", err, tc.fails, out)
+			}
+			for _, want := range []string{"== User-data (pithctl userdata) ==", tc.want, "== Boot slots", "== Updates"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("pithctl status lacks %q:\n%s", want, out)
+				}
+			}
+		})
+	}
+}
