@@ -249,8 +249,7 @@ func checkRejected(t *testing.T, n *Node) {
 	}
 	// The node's overall status leads with it too.
 	if r := n.Exec("sudo pithctl status"); r.ExitStatus == 0 || !strings.Contains(string(r.Stdout), "REJECTED") {
-		t.Errorf("pithctl status does not say the user-data was rejected (exit %d):
-%s%s", r.ExitStatus, r.Stdout, r.Stderr)
+		t.Errorf("pithctl status does not say the user-data was rejected (exit %d):\n%s%s", r.ExitStatus, r.Stdout, r.Stderr)
 	}
 	// Each error, with its line, in all three places.
 	for _, want := range []string{
