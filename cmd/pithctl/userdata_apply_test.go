@@ -69,7 +69,7 @@ func TestNodeStatusShowsUserData(t *testing.T) {
 	apply := []string{"userdata", "apply", "--root", root, "--from-file", ud, "--no-units", "--metadata-url", "http://127.0.0.1:1"}
 	for _, tc := range []struct {
 		name, userData, want string
-		fails             bool
+		fails                bool
 	}{
 		{"applied", "#cloud-config\nhostname: n1\n", "status:     applied", false},
 		{"rejected", "#cloud-config\nhostname: [n2\n", "status:     REJECTED (invalid; nothing applied)", true},
