@@ -11,6 +11,7 @@ package walkthrough
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -806,6 +807,8 @@ release it once they are healthy on the new version.`, d.Version)
 	phase := make([]string, d.cfg.Nodes)
 	asked := make([]bool, d.cfg.Nodes)
 	gone := make([]time.Time, d.cfg.Nodes)
+	lastOld := make([]time.Time, d.cfg.Nodes) // last seen answering on the old release
+	counted := make([]bool, d.cfg.Nodes)      // in res.Order
 	holders := ""
 	idName := map[string]string{}
 	for i, id := range d.MachineIDs {
@@ -834,17 +837,21 @@ release it once they are healthy on the new version.`, d.Version)
 				}
 				if st.Running != d.Next {
 					gone[i] = time.Time{} // a glitch, not a reboot
+					lastOld[i] = now
 				}
-				if st.Phase == update.PhaseRebooting && nu.Rebooting.IsZero() {
+				if st.Phase == update.PhaseRebooting && !counted[i] {
 					nu.Rebooting = now
 					res.Order = append(res.Order, i)
+					counted[i] = true
 				}
 				if st.Running == d.Next {
-					if nu.Rebooting.IsZero() {
+					if !counted[i] {
 						// Its reboot fell between two polls: it went
-						// away when it stopped answering.
-						nu.Rebooting = gone[i]
+						// away when it stopped answering, or after it
+						// was last seen on the old release.
+						nu.Rebooting = cmp.Or(gone[i], lastOld[i])
 						res.Order = append(res.Order, i)
+						counted[i] = true
 					}
 					if nu.Back.IsZero() {
 						nu.Back = now
@@ -865,7 +872,7 @@ release it once they are healthy on the new version.`, d.Version)
 			res.MaxHolders = max(res.MaxHolders, len(sem.Holders))
 			var names []string
 			for _, h := range sem.Holders {
-				names = append(names, cmpOr(idName[h], h))
+				names = append(names, cmp.Or(idName[h], h))
 			}
 			if h := strings.Join(names, ","); h != holders {
 				if h == "" {
@@ -917,13 +924,6 @@ release it once they are healthy on the new version.`, d.Version)
 	}
 	d.timed("update", start)
 	return res, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func hasEvent(st update.Status, kind, version string) bool {
