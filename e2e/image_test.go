@@ -220,7 +220,9 @@ func TestImageReproducible(t *testing.T) {
 	cfgPath := filepath.Join(tmp, "pith.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 	out := filepath.Join(tmp, "out")
-	args := []string{"build", "--config", cfgPath, "--out", out, "--agent-bin-dir", bin}
+	// make image bakes the development release key in: the same input here.
+	pub := strings.TrimSuffix(updReleaseKey(t), ".key") + ".pub"
+	args := []string{"build", "--config", cfgPath, "--out", out, "--agent-bin-dir", bin, "--release-key", pub}
 	if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
 		args = append(args, "--cache", c)
 	}
