@@ -249,11 +249,15 @@ func (s *Service) catchUp(leaderIndex uint64) {
 	if s.caughtUp == nil || s.ready {
 		return
 	}
+	have := s.cfg.AppliedIndex()
 	if !s.hasTarget {
 		s.target, s.hasTarget = leaderIndex, true
+		if have < s.target {
+			// Once, not every beat: catching up is normal after a restart.
+			s.cfg.Logf("schedule agent: waiting for this node's log to reach the leader's index %d (at %d) before acting on its assignments", s.target, have)
+		}
 	}
-	if have := s.cfg.AppliedIndex(); have < s.target {
-		s.cfg.Logf("schedule agent: waiting for this node's log to reach the leader's index %d (at %d) before acting on its assignments", s.target, have)
+	if have < s.target {
 		return
 	}
 	s.ready = true
