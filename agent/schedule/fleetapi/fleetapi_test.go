@@ -414,3 +414,22 @@ func TestClientRetriesUnavailable(t *testing.T) {
 		t.Fatalf("lasting 503: %v after %d calls", err, calls)
 	}
 }
+
+// The leader answers a heartbeat with its applied index, which a
+// restarting agent waits for before it acts on its assignments.
+func TestHeartbeatAnswerCarriesAppliedIndex(t *testing.T) {
+	live := schedule.NewLiveness(schedule.NewFakeClock(), schedule.DefaultTTL)
+	srv := httptest.NewServer(Heartbeats(live, nil, func() uint64 { return 42 }))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"machine":{"id":"m1","publicIP":"127.0.0.1"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get(AppliedIndexHeader) != "42" {
+		t.Fatalf("status %d, %s %q; want 204 and 42", resp.StatusCode, AppliedIndexHeader, resp.Header.Get(AppliedIndexHeader))
+	}
+	if live.Status("m1") != schedule.Alive {
+		t.Fatal("the heartbeat was not recorded")
+	}
+}
