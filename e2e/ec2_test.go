@@ -192,16 +192,7 @@ coreos:
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close() })
 
-	// The update test's relay (this test binary, one process per guest
-	// connection) carries each guest connection to the host listener.
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.ContainsAny(exe, " ,'\"") {
-		t.Fatalf("test binary path %q cannot go into a QEMU guestfwd command", exe)
-	}
-	fwd := fmt.Sprintf("tcp:%s-cmd:%s -test.run=^TestUpdateRelayHelper$ %s %s", ec2IMDSAddr, exe, updRelayArg, l.Addr())
+	fwd := guestFwd(t, ec2IMDSAddr, l.Addr().String())
 	// UEFI: the AMI default (uefi-preferred) boots UEFI on current instance types.
 	// An EBS volume larger than the image: ROOT must grow to fill it.
 	const volume = 5 << 30

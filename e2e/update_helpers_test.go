@@ -9,9 +9,7 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -31,43 +29,16 @@ import (
 // 127.0.0.1 listener.
 const updGuestServer = "10.0.2.100:8080"
 
-// updRelayArg marks the test binary started by QEMU as a relay.
-const updRelayArg = "pith-e2e-relay"
-
-// TestUpdateRelayHelper is not a test: QEMU starts the test binary as the
-// guestfwd command (`e2e.test -test.run=^TestUpdateRelayHelper$
-// pith-e2e-relay 127.0.0.1:PORT`), one process per guest connection, and it
-// copies between its stdin/stdout (the guest's connection) and the host
-// address. Run as a test, it has nothing to do.
-func TestUpdateRelayHelper(t *testing.T) {
-	args := flag.Args()
-	if len(args) != 2 || args[0] != updRelayArg {
-		t.Skip("helper process for the update test's guestfwd relay")
+// guestFwd is the QEMU guestfwd rule that hands each guest connection to
+// guest (an address on the user network) to `pith demo relay host`, one
+// process per connection, which carries it to host (127.0.0.1:PORT).
+func guestFwd(t *testing.T, guest, host string) string {
+	t.Helper()
+	pith := filepath.Join(updBinDir(t), "pith")
+	if strings.ContainsAny(pith, " ,'\"") {
+		t.Fatalf("%q cannot go into a QEMU guestfwd command", pith)
 	}
-	c, err := net.Dial("tcp", args[1])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "relay:", err)
-		os.Exit(1)
-	}
-	done := make(chan struct{}, 2)
-	go func() { io.Copy(c, os.Stdin); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-	go func() { io.Copy(os.Stdout, c); os.Stdout.Close(); done <- struct{}{} }()
-	<-done
-	<-done
-	os.Exit(0)
-}
-
-// updGuestFwd is the guestfwd rule sending the guest's updGuestServer to
-// host (127.0.0.1:PORT) through this test binary as relay.
-func updGuestFwd(t *testing.T, host string) string {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.ContainsAny(exe, " ,'\"") {
-		t.Fatalf("test binary path %q cannot go into a QEMU guestfwd command", exe)
-	}
-	return fmt.Sprintf("tcp:%s-cmd:%s -test.run=^TestUpdateRelayHelper$ %s %s", updGuestServer, exe, updRelayArg, host)
+	return fmt.Sprintf("tcp:%s-cmd:%s demo relay %s", guest, pith, host)
 }
 
 // updBinDir is PITH_E2E_BIN_DIR (pith, pithd, pithctl from make bin).

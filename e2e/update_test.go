@@ -102,7 +102,7 @@ coreos:
 `, updGuestServer)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fwd := updGuestFwd(t, addr)
+	fwd := guestFwd(t, updGuestServer, addr)
 
 	// 2. Kill QEMU while the agent writes slot B.
 	// No waits for the console's login prompt: under load systemd can give
