@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/channels"
 )
 
@@ -197,26 +198,10 @@ func (a *Agent) load() error {
 	return nil
 }
 
-// save writes state.json atomically; callers hold a.mu.
+// save writes state.json atomically and durably; callers hold a.mu.
 func (a *Agent) save() error {
 	b, _ := json.MarshalIndent(a.st, "", "  ")
-	tmp := a.statePath() + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, a.statePath())
+	return atomicfile.WriteFile(a.statePath(), b, 0o600)
 }
 
 func (a *Agent) event(version, kind, detail string) {
