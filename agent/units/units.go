@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // DefaultDir is where fleet (and Pith) keep the unit files of scheduled
@@ -58,33 +60,12 @@ func HashBytes(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// writeFile writes path atomically (temp file, fsync, rename).
+// writeFile writes path atomically and durably (atomicfile).
 func writeFile(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return atomicfile.WriteFile(path, b, 0o644)
 }
 
 // listDir hashes every unit file in dir (temp files skipped).
