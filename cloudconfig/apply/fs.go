@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // under joins an absolute path to the root, refusing paths that climb out
@@ -26,40 +28,27 @@ func under(root, p string) (string, error) {
 // coreos-cloudinit did for write_files parents.
 func mkdirAll(p string) error { return os.MkdirAll(p, 0o755) }
 
-// writeAtomic writes data to p through a temp file in the same directory
-// and a rename, so a crash never leaves a half-written file, then sets
-// the exact mode (umask-free) and owner.
+// writeAtomic writes data to p with the exact mode (umask-free) and owner
+// through atomicfile, so a cut never leaves a half-written file and a
+// file reported written survives one.
 func writeAtomic(p string, data []byte, mode os.FileMode, uid, gid int) error {
 	if err := mkdirAll(filepath.Dir(p)); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".pith-")
+	f, err := atomicfile.Create(p, mode)
 	if err != nil {
 		return err
 	}
-	name := tmp.Name()
-	defer os.Remove(name) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	defer f.Cleanup()
+	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	// chown before chmod: chown clears setuid/setgid bits.
 	if uid >= 0 || gid >= 0 {
-		if err := os.Lchown(name, uid, gid); err != nil {
+		if err := f.Chown(uid, gid); err != nil {
 			return err
 		}
 	}
-	if err := os.Chmod(name, mode); err != nil {
-		return err
-	}
-	return os.Rename(name, p)
+	return f.Commit()
 }
 
 // fileMode turns Unix permission bits (e.g. 04755) into Go's FileMode,
