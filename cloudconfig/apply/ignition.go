@@ -12,6 +12,7 @@ import (
 
 	igntypes "github.com/coreos/ignition/v2/config/v3_5/types"
 
+	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/cloudconfig"
 )
 
@@ -313,7 +314,7 @@ func (a *Applier) applyIgnLink(l igntypes.Link) error {
 		os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, p)
+	return atomicfile.Rename(tmp, p)
 }
 
 func (a *Applier) applyIgnGroup(ctx context.Context, g igntypes.PasswdGroup) error {
