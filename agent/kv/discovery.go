@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // DiscoveryPrefix is where discovery tokens live in the key space, as on
@@ -178,27 +180,8 @@ func saveDiscoveryState(path string, st *Store, applied uint64) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("discovery state: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".discovery-*.tmp")
-	if err != nil {
-		return fmt.Errorf("discovery state: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("discovery state %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }
