@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // maxManifestBytes bounds what the client reads for a manifest or signature:
@@ -247,7 +249,9 @@ func (c *Client) Download(ctx context.Context, p Payload, dir string) (string, e
 	if err := f.Close(); err != nil {
 		return "", err
 	}
-	if err := os.Rename(part, final); err != nil {
+	// Durable before it is reported: a cut must not lose the name of a
+	// payload the agent goes on to write to a slot.
+	if err := atomicfile.Rename(part, final); err != nil {
 		return "", err
 	}
 	return final, nil
