@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // Target is where a payload's uncompressed bytes go: a block device (the
@@ -311,35 +312,26 @@ func InstallFile(src string, p Payload, dst string) error {
 		return err
 	}
 	defer r.Close()
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
+	f, err := atomicfile.Create(dst, 0o600)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
+	defer f.Cleanup()
 	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
 		return fmt.Errorf("install %s: %w", dst, err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
 		return err
 	}
 	// Read back before the rename: vfat has no checksums of its own.
-	got, err := fileSHA256(tmp)
+	got, err := fileSHA256(f.Name())
 	if err != nil {
 		return err
 	}
 	if got != p.UncompressedSHA256 {
 		return fmt.Errorf("%w: read back of %s gives sha256 %s, want %s", ErrHash, dst, got, p.UncompressedSHA256)
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
+	return f.Commit()
 }
 
 func fileSHA256(path string) (string, error) {
