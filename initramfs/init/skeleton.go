@@ -8,6 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // MarkerPath (relative to ROOT) records that first boot prepared ROOT.
@@ -78,7 +82,29 @@ func CreateSkeleton(root, usr string) error {
 			return fmt.Errorf("copying /usr/share/pith/var to /var: %w", err)
 		}
 	}
-	return writeFileSync(filepath.Join(root, MarkerPath), []byte("pith root initialized by pith-init\n"), 0o644)
+	// Every copy must be on disk before the marker says so: one syncfs
+	// of ROOT instead of an fsync per file (copyFile does none).
+	if err := syncFS(root); err != nil {
+		return err
+	}
+	marker := filepath.Join(root, MarkerPath)
+	if err := os.MkdirAll(filepath.Dir(marker), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(marker, []byte("pith root initialized by pith-init\n"), 0o644)
+}
+
+// syncFS flushes the whole filesystem holding dir.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	return nil
 }
 
 func exists(p string) bool {
@@ -161,27 +187,4 @@ func copyFile(src, dst string, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, dst)
-}
-
-func writeFileSync(path string, data []byte, perm os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".pith-tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
