@@ -34,13 +34,13 @@ type Rule struct {
 }
 
 var (
-	read     = []string{"GET", "HEAD"}
-	write    = []string{"PUT", "POST", "DELETE", "PATCH"}
-	anyone   = []pki.Role{pki.Admin, pki.Reader, pki.Member}
-	readers  = []pki.Role{pki.Admin, pki.Reader}
-	admins   = []pki.Role{pki.Admin}
-	members  = []pki.Role{pki.Member}
-	joiners  = []pki.Role{pki.Admin, pki.Member}
+	read    = []string{"GET", "HEAD"}
+	write   = []string{"PUT", "POST", "DELETE", "PATCH"}
+	anyone  = []pki.Role{pki.Admin, pki.Reader, pki.Member}
+	readers = []pki.Role{pki.Admin, pki.Reader}
+	admins  = []pki.Role{pki.Admin}
+	members = []pki.Role{pki.Member}
+	joiners = []pki.Role{pki.Admin, pki.Member}
 )
 
 // Rules is every route of the client and peer ports and who may call it.
