@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/pith-os/pith/pki"
 )
 
 // TLSInfo names the files of one side's TLS setup, as etcd's flags do.
@@ -14,6 +16,9 @@ type TLSInfo struct {
 	KeyFile        string
 	TrustedCAFile  string
 	ClientCertAuth bool
+	// Role, when set, is the role the other side's certificate must carry
+	// (pki): the peer port and peer dialing take members only.
+	Role pki.Role
 	// InsecureSkipVerify is for clients only (pithctl --insecure-skip-tls-verify).
 	InsecureSkipVerify bool
 }
@@ -38,44 +43,44 @@ func (t TLSInfo) pool() (*x509.CertPool, error) {
 
 // ServerConfig is the listener side: our certificate, and client
 // certificates required and checked against the CA when ClientCertAuth.
+// The files are reread when they change (pki.Reloader): a renewed
+// certificate serves new connections without a restart.
 func (t TLSInfo) ServerConfig() (*tls.Config, error) {
 	if t.CertFile == "" || t.KeyFile == "" {
 		return nil, errors.New("TLS needs both a certificate and a key file (--cert-file/--key-file or --peer-cert-file/--peer-key-file)")
 	}
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load TLS key pair: %w", err)
-	}
-	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	ca := ""
 	if t.ClientCertAuth {
-		p, err := t.pool()
-		if err != nil {
-			return nil, err
-		}
-		if p == nil {
+		if t.TrustedCAFile == "" {
 			return nil, errors.New("client certificate auth needs a trusted CA file (--trusted-ca-file or --peer-trusted-ca-file)")
 		}
-		c.ClientCAs = p
-		c.ClientAuth = tls.RequireAndVerifyClientCert
+		ca = t.TrustedCAFile
 	}
-	return c, nil
+	r, err := pki.NewReloader(t.CertFile, t.KeyFile, ca)
+	if err != nil {
+		return nil, err
+	}
+	return r.ServerConfig(t.Role), nil
 }
 
 // ClientConfig is the dialing side: the CA to check servers with, and our
-// certificate when we have one (mutual TLS).
+// certificate when we have one (mutual TLS, reloaded like ServerConfig's).
 func (t TLSInfo) ClientConfig() (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify}
+	if t.CertFile != "" || t.KeyFile != "" {
+		r, err := pki.NewReloader(t.CertFile, t.KeyFile, t.TrustedCAFile)
+		if err != nil {
+			return nil, err
+		}
+		c := r.ClientConfig(t.Role)
+		c.InsecureSkipVerify = t.InsecureSkipVerify
+		return c, nil
+	}
+	c := pki.Base()
+	c.InsecureSkipVerify = t.InsecureSkipVerify
 	p, err := t.pool()
 	if err != nil {
 		return nil, err
 	}
 	c.RootCAs = p
-	if t.CertFile != "" || t.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load TLS key pair: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
 	return c, nil
 }
