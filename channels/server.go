@@ -24,6 +24,9 @@ type Server struct {
 	// stallTimeout drops a client that stops reading for this long, while a
 	// slow but moving download may take as long as it needs.
 	stallTimeout time.Duration
+	// Fleet, when set, adds the fleet API (reports, rollouts) and the
+	// dashboard at / (fleethttp.go).
+	Fleet *Fleet
 }
 
 // NewServer opens the repository at dir. logger may be nil.
@@ -55,6 +58,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if s.Fleet != nil && s.serveFleet(w, r) {
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
