@@ -67,7 +67,17 @@ type Config struct {
 	LockRetry time.Duration
 	// HTTP client for the channel server (tests, TLS roots); nil = default.
 	Client func(*channels.Client)
+	// VerifyTimeout bounds how long a node booted on a new release may
+	// take to become healthy (default 10m); then it goes back to the
+	// previous slot, so it never holds the reboot lock forever.
+	VerifyTimeout time.Duration
+	// BootID names this boot (default: the kernel's random boot_id), so
+	// a pithd restart is not taken for a reboot.
+	BootID string
 }
+
+// DefaultVerifyTimeout is Config.VerifyTimeout's default.
+const DefaultVerifyTimeout = 10 * time.Minute
 
 // Phase is what the agent is doing.
 type Phase string
@@ -100,7 +110,33 @@ type Pending struct {
 	Slot    string    `json:"slot"`
 	From    string    `json:"from"`
 	Applied time.Time `json:"applied"`
+	// Stage is how far the update got when it was last saved; after a
+	// power cut it tells AfterBoot a trial that failed from one that
+	// never started. "" (records of earlier releases) is StageArmed.
+	Stage Stage `json:"stage,omitempty"`
+	// Boot is the boot the stage was saved in.
+	Boot string `json:"boot,omitempty"`
+	// Reason says why a trial is being rolled back (StageUnhealthy).
+	Reason string `json:"reason,omitempty"`
 }
+
+// Stage is a step of an update that state.json records before taking it.
+type Stage string
+
+// Stages, in order. Each is saved before the disk changes that follow it,
+// so a cut anywhere leaves a record AfterBoot can finish from.
+const (
+	// StageWritten: slot, kernel and initrd written and verified; the
+	// trial boot is being armed.
+	StageWritten Stage = "written"
+	// StageArmed: the trial boot is armed; the next boot tries the slot.
+	StageArmed Stage = "armed"
+	// StageHealthy: the slot came up healthy and is being marked good.
+	StageHealthy Stage = "healthy"
+	// StageUnhealthy: the slot did not become healthy in time; the node
+	// is going back to the previous slot.
+	StageUnhealthy Stage = "unhealthy"
+)
 
 // persisted is state.json.
 type persisted struct {
@@ -133,8 +169,12 @@ type Status struct {
 
 // Agent is pithd's update subsystem.
 type Agent struct {
-	cfg    Config
-	slots  Slots
+	cfg   Config
+	slots Slots
+	// cut, when set (tests), is called at each point where a power cut
+	// would leave a distinct state on disk; an error stops the step there
+	// as a cut would.
+	cut    func(point string) error
 	reboot Rebooter
 	kv     KV // nil: not in a cluster
 	// Healthy reports nil once the node is healthy after a boot (pithd up,
@@ -160,6 +200,14 @@ func New(cfg Config, slots Slots, reboot Rebooter, kv KV, logf func(string, ...a
 	}
 	if cfg.Strategy == "" {
 		cfg.Strategy = StrategyBestEffort
+	}
+	if cfg.VerifyTimeout <= 0 {
+		cfg.VerifyTimeout = DefaultVerifyTimeout
+	}
+	if cfg.BootID == "" {
+		// Unreadable (not Linux): every start counts as a boot, as before.
+		b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		cfg.BootID = strings.TrimSpace(string(b))
 	}
 	if cfg.MachineID == "" {
 		return nil, errors.New("update: machine id is required (the reboot lock names its holder)")
@@ -244,62 +292,156 @@ func (a *Agent) CheckNow() {
 	}
 }
 
-// AfterBoot settles an update that a reboot was for. Booted on the trial
-// slot: wait until healthy, mark it good, release the reboot lock. Back on
-// the old slot: the trial failed; record a rollback and never try that
-// version again. Call it once at start, before Run.
+// hook is a cut point (see Agent.cut).
+func (a *Agent) hook(point string) error {
+	if a.cut == nil {
+		return nil
+	}
+	return a.cut(point)
+}
+
+// setStage records the pending update's stage durably; callers hold a.mu.
+func (a *Agent) setStage(st Stage, reason string) error {
+	a.st.Pending.Stage, a.st.Pending.Boot, a.st.Pending.Reason = st, a.cfg.BootID, reason
+	return a.save()
+}
+
+// AfterBoot settles an update that a reboot was for, from whatever state a
+// power cut left. Booted on the trial slot: wait until healthy (at most
+// VerifyTimeout), mark it good, release the reboot lock; not healthy in
+// time: go back to the previous slot. Back on the old slot after an armed
+// trial: the trial failed; record a rollback and never try that version
+// again. Back on the old slot before the trial was armed (or while it was
+// being marked good): arm it again. Call it once at start, before Run.
 func (a *Agent) AfterBoot(ctx context.Context) error {
 	a.mu.Lock()
-	p, lockHeld := a.st.Pending, a.st.LockHeld
+	var p Pending
+	if a.st.Pending != nil {
+		p = *a.st.Pending
+	}
+	pending, lockHeld := a.st.Pending != nil, a.st.LockHeld
 	a.mu.Unlock()
-	if p == nil {
+	if !pending {
 		if lockHeld {
 			return a.releaseLock(ctx)
 		}
 		return nil
+	}
+	if p.Stage == "" {
+		p.Stage = StageArmed
 	}
 	running, err := a.slots.Running()
 	if err != nil {
 		return err
 	}
-	if running != p.Slot {
-		// GRUB does not count gptprio tries: left as SetTrial made them
-		// (tries 1, top priority), the failed slot would still look
-		// bootable to gptprio readers. It holds a release that did not
-		// come up: make it unbootable until the next update rewrites it.
-		if err := a.slots.Invalidate(p.Slot); err != nil {
-			return fmt.Errorf("update: invalidate failed slot %s: %w", p.Slot, err)
-		}
+	sameBoot := p.Boot != "" && p.Boot == a.cfg.BootID
+	switch {
+	case p.Stage == StageUnhealthy && (running == p.Slot || sameBoot):
+		// The way back was decided but the reboot did not happen.
+		return a.rollBack(ctx, p.Slot, p.Reason)
+	case running == p.Slot:
+		return a.verify(ctx, p)
+	case sameBoot && p.Stage == StageWritten:
+		// pithd restarted while arming the trial: arm it (Run reboots).
+		return a.arm(p.Slot)
+	case sameBoot:
+		return nil // still waiting for its reboot: Run takes it from here
+	case p.Stage == StageWritten || p.Stage == StageHealthy:
+		// A cut before the trial was armed, or while the slot that came
+		// up healthy was being marked good: the slot's content is whole
+		// (written and read back before the record), so try it again.
+		a.mu.Lock()
+		a.event(p.Version, "retry", fmt.Sprintf("booted slot %s, not %s: a cut came while the update was %s; arming the trial again", running, p.Slot, p.Stage))
+		a.mu.Unlock()
+		return a.arm(p.Slot)
+	}
+	// The trial was armed and this is another boot on the old slot: GRUB
+	// went back by itself (the new kernel did not come up) or the agent
+	// did (not healthy in time).
+	//
+	// GRUB does not count gptprio tries: left as SetTrial made them
+	// (tries 1, top priority), the failed slot would still look bootable
+	// to gptprio readers. It holds a release that did not come up: make
+	// it unbootable until the next update rewrites it.
+	if err := a.slots.Invalidate(p.Slot); err != nil {
+		return fmt.Errorf("update: invalidate failed slot %s: %w", p.Slot, err)
+	}
+	why := fmt.Sprintf("slot %s did not come up", p.Slot)
+	if p.Stage == StageUnhealthy {
+		why = fmt.Sprintf("slot %s %s", p.Slot, p.Reason)
 	}
 	a.mu.Lock()
-	if running != p.Slot {
-		// The trial did not come up (or never booted): GRUB went back to
-		// the good slot by itself.
-		a.st.Bad = append(a.st.Bad, p.Version)
-		a.event(p.Version, "rollback", fmt.Sprintf("slot %s did not come up; running %s on slot %s; %s will not be retried", p.Slot, a.cfg.Running, running, p.Version))
-		a.st.Pending = nil
-		err := a.save()
+	a.st.Bad = append(a.st.Bad, p.Version)
+	a.event(p.Version, "rollback", fmt.Sprintf("%s; running %s on slot %s; %s will not be retried", why, a.cfg.Running, running, p.Version))
+	a.st.Pending = nil
+	err = a.save()
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if lockHeld {
+		return a.releaseLock(ctx)
+	}
+	return nil
+}
+
+// arm sets the trial boot of slot and records it (StageArmed).
+func (a *Agent) arm(slot string) error {
+	if err := a.slots.SetTrial(slot); err != nil {
+		return fmt.Errorf("update: trial boot of slot %s: %w", slot, err)
+	}
+	if err := a.hook("trial-armed"); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.status.Phase = PhaseReady
+	return a.setStage(StageArmed, "")
+}
+
+// verify waits until the node is healthy on the trial slot, at most
+// VerifyTimeout, then marks the slot good; not healthy by then, it rolls
+// back.
+func (a *Agent) verify(ctx context.Context, p Pending) error {
+	a.setPhase(PhaseVerifying)
+	if p.Stage != StageHealthy {
+		vctx, cancel := context.WithTimeout(ctx, a.cfg.VerifyTimeout)
+		err := a.Healthy(vctx)
+		cancel()
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("update: node not healthy on %s, slot %s stays on trial: %w", p.Version, p.Slot, err)
+		}
+		if err != nil {
+			reason := fmt.Sprintf("was not healthy within %s: %s", a.cfg.VerifyTimeout, healthReason(err))
+			a.mu.Lock()
+			err = a.setStage(StageUnhealthy, reason)
+			a.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			return a.rollBack(ctx, p.Slot, reason)
+		}
+		a.mu.Lock()
+		err = a.setStage(StageHealthy, "")
 		a.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		if lockHeld {
-			return a.releaseLock(ctx)
+		if err := a.hook("healthy"); err != nil {
+			return err
 		}
-		return nil
-	}
-	a.mu.Unlock()
-	a.setPhase(PhaseVerifying)
-	if err := a.Healthy(ctx); err != nil {
-		return fmt.Errorf("update: node not healthy on %s, slot %s stays on trial: %w", p.Version, p.Slot, err)
 	}
 	if err := a.slots.MarkGood(p.Slot); err != nil {
 		return fmt.Errorf("update: mark slot %s good: %w", p.Slot, err)
 	}
+	if err := a.hook("marked-good"); err != nil {
+		return err
+	}
 	a.mu.Lock()
 	a.event(p.Version, "updated", fmt.Sprintf("from %s; slot %s marked good", p.From, p.Slot))
 	a.st.Pending = nil
-	err = a.save()
+	lockHeld := a.st.LockHeld
+	err := a.save()
 	a.mu.Unlock()
 	a.setPhase(PhaseIdle)
 	if err != nil {
@@ -309,6 +451,35 @@ func (a *Agent) AfterBoot(ctx context.Context) error {
 		return a.releaseLock(ctx)
 	}
 	return nil
+}
+
+// healthReason is the health check's last complaint, without the context
+// error wrapped around it.
+func healthReason(err error) string {
+	s := err.Error()
+	if i := strings.Index(s, "(last: "); i >= 0 && strings.HasSuffix(s, ")") {
+		return s[i+len("(last: ") : len(s)-1]
+	}
+	return s
+}
+
+// rollBack leaves a trial slot that did not become healthy: the slot is
+// made unbootable (GRUB then boots saved_entry, the previous slot) and the
+// machine reboots. The lock stays held across the reboot, so no other
+// machine goes down meanwhile; AfterBoot on the old slot records the
+// rollback with reason and releases it.
+func (a *Agent) rollBack(ctx context.Context, slot, reason string) error {
+	a.logf("update: rolling back from slot %s: %s", slot, reason)
+	if err := a.slots.Invalidate(slot); err != nil {
+		return fmt.Errorf("update: invalidate slot %s to roll back: %w", slot, err)
+	}
+	if err := a.hook("rollback-invalidated"); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.status.Phase, a.status.LastError = PhaseRebooting, "rolling back: slot "+slot+" "+reason
+	a.mu.Unlock()
+	return a.reboot.Reboot(ctx, "rollback: slot "+slot+" "+reason)
 }
 
 func (a *Agent) releaseLock(ctx context.Context) error {
@@ -367,9 +538,17 @@ func (a *Agent) CheckOnce(ctx context.Context) error {
 	pending := a.st.Pending
 	a.status.LastCheck = a.now()
 	a.mu.Unlock()
-	if pending == nil {
+	switch {
+	case pending == nil:
 		applied, err := a.fetchAndApply(ctx)
 		if err != nil || !applied {
+			return err
+		}
+	case pending.Stage == StageUnhealthy:
+		return nil // rolling back: the reboot is under way
+	case pending.Stage == StageWritten:
+		// Arming failed last time: the slot is written, arm it now.
+		if err := a.arm(pending.Slot); err != nil {
 			return err
 		}
 	}
@@ -516,11 +695,13 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 		}
 	}
 	timing["esp"] = time.Since(start).Seconds()
-	if err := a.slots.SetTrial(target); err != nil {
-		return fmt.Errorf("update: trial boot of slot %s: %w", target, err)
+	if err := a.hook("written"); err != nil {
+		return err
 	}
+	// The record first, then the trial: a cut in between boots the old
+	// slot with a record saying the trial was never armed (AfterBoot arms
+	// it again), never the new slot with no record (never marked good).
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.st.Pending = &Pending{Version: m.Version, Slot: target, From: a.cfg.Running, Applied: a.now().UTC()}
 	how := ""
 	if timing["delta"] == 1 {
@@ -528,8 +709,15 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 	}
 	a.event(m.Version, "applied", fmt.Sprintf("slot %s; download%s %.1fs, write %.1fs, read-back %.1fs", target, how, timing["download"], timing["write"], timing["readback"]))
 	a.status.Timing = timing
-	a.status.Phase = PhaseReady
-	if err := a.save(); err != nil {
+	err = a.setStage(StageWritten, "")
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := a.hook("pending-saved"); err != nil {
+		return err
+	}
+	if err := a.arm(target); err != nil {
 		return err
 	}
 	// The payloads are on the slot now; keep the disk free.
@@ -602,8 +790,21 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 			continue
 		}
 		if action == ActionLockReboot {
+			// Recorded before it is taken: a cut right after taking it
+			// must not leave a lock no boot ever releases (releasing one
+			// not held is harmless).
+			var err error
+			a.mu.Lock()
+			if !a.st.LockHeld {
+				a.st.LockHeld = true
+				err = a.save()
+			}
+			a.mu.Unlock()
+			if err != nil {
+				return err
+			}
 			sem := &Semaphore{KV: a.kv, Key: GroupSemaphoreKey(a.cfg.Group)}
-			err := sem.Lock(ctx, a.cfg.MachineID)
+			err = sem.Lock(ctx, a.cfg.MachineID)
 			if err != nil && !errors.Is(err, ErrNoSlots) {
 				// The KV may be between leaders or the node rejoining:
 				// keep waiting for the lock rather than reboot without it.
@@ -621,13 +822,9 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 				}
 				continue // the window may have closed meanwhile
 			}
-			a.mu.Lock()
-			a.st.LockHeld = true
-			err = a.save()
-			a.mu.Unlock()
-			if err != nil {
-				return err
-			}
+		}
+		if err := a.hook("before-reboot"); err != nil {
+			return err
 		}
 		a.setPhase(PhaseRebooting)
 		a.mu.Lock()

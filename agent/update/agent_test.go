@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"net/http"
@@ -93,6 +94,13 @@ type channelServer struct {
 
 	mu    sync.Mutex
 	paths []string // requested, in order
+	boots int      // agents made: each stands for a new boot
+	// verifyTimeout for the agents made (0: the default).
+	verifyTimeout time.Duration
+}
+
+func (cs *channelServer) keyring() *channels.Keyring {
+	return channels.NewKeyring(cs.key.Public().(ed25519.PublicKey))
 }
 
 func (cs *channelServer) requested() []string {
@@ -146,10 +154,14 @@ func (cs *channelServer) publishUSR(t *testing.T, version, deltaFrom string, usr
 
 func (cs *channelServer) agent(t *testing.T, stateDir, id, running string, slots Slots, rb Rebooter, kv KV, strategy Strategy) *Agent {
 	t.Helper()
+	cs.mu.Lock()
+	cs.boots++
+	boot := fmt.Sprintf("boot-%d", cs.boots)
+	cs.mu.Unlock()
 	a, err := New(Config{
 		Server: cs.url, Channel: "stable", Strategy: strategy, MachineID: id, Running: running,
 		Platform: "linux/amd64", Keys: channels.NewKeyring(cs.key.Public().(ed25519.PublicKey)),
-		StateDir: stateDir, LockRetry: 5 * time.Millisecond,
+		StateDir: stateDir, LockRetry: 5 * time.Millisecond, BootID: boot, VerifyTimeout: cs.verifyTimeout,
 	}, slots, rb, kv, t.Logf)
 	if err != nil {
 		t.Fatal(err)
