@@ -44,6 +44,11 @@ type Client struct {
 	MaxAttempts int
 	// Backoff is the pause before retry n (1-based); default 1s, 2s, 4s, .. 30s.
 	Backoff func(n int) time.Duration
+	// Gate, when set, sees each verified channel manifest before Manifest
+	// returns it and may hold the node back (an error wrapping ErrNotNewer)
+	// or pick an earlier signed release: the phased rollout (see
+	// RolloutDoc.Decide).
+	Gate func(context.Context, *Manifest) (*Manifest, error)
 }
 
 // Progress is a download's state.
@@ -117,6 +122,9 @@ func (c *Client) Manifest(ctx context.Context, channel string) (*Manifest, error
 			return nil, err
 		}
 		m, err := Verify(body, sig, pol)
+		if err == nil && c.Gate != nil {
+			return c.Gate(ctx, m)
+		}
 		if err == nil {
 			return m, nil
 		}

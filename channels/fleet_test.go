@@ -236,3 +236,70 @@ func TestFleetHTTP(t *testing.T) {
 		t.Errorf("GET /v1/report: %s", resp.Status)
 	}
 }
+
+// TestRolloutGate: the node's view. The rollout picks among signed
+// releases of the channel or holds back; it cannot make the node take an
+// unsigned or older one.
+func TestRolloutGate(t *testing.T) {
+	tr := newTestRepo(t, "1.1.0", 16<<10)
+	tr.publish(t, "stable", "1.2.0")
+	s, err := NewServer(tr.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dir := t.TempDir()
+	if s.Fleet, err = OpenFleet(dir); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	ctx := context.Background()
+	var decisions []string
+	c := tr.client(t, ts.URL+"/")
+	c.Gate = c.RolloutGate("node-1", "", func(offered string, d Decision, err error) {
+		decisions = append(decisions, offered+"->"+d.Take)
+	})
+	take := func() string {
+		t.Helper()
+		m, err := c.Manifest(ctx, "")
+		if errors.Is(err, ErrNotNewer) {
+			return ""
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Version
+	}
+	if v := take(); v != "1.2.0" {
+		t.Fatalf("no rollout: took %q", v)
+	}
+	r := &Rollout{Channel: "stable", Version: "1.2.0", Percent: 0, State: RolloutActive, Halt: DefaultHaltRule}
+	if err := WriteRollout(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	if v := take(); v != "" {
+		t.Fatalf("at 0%%: took %q", v)
+	}
+	r.Barrier = "1.1.0"
+	WriteRollout(dir, r)
+	if v := take(); v != "1.1.0" {
+		t.Fatalf("barrier 1.1.0: took %q", v)
+	}
+	// A barrier that was never signed for this channel is refused, and
+	// one older than the running release is not a step at all.
+	r.Barrier = "1.1.5"
+	WriteRollout(dir, r)
+	if _, err := c.Manifest(ctx, ""); err == nil || errors.Is(err, ErrNotNewer) {
+		t.Fatalf("barrier without a signed release: %v", err)
+	}
+	c.Policy.Running = "1.1.0"
+	r.Barrier, r.Percent = "1.0.0", 100
+	WriteRollout(dir, r)
+	if v := take(); v != "1.2.0" {
+		t.Fatalf("at 100%%, barrier passed: took %q", v)
+	}
+	if len(decisions) != 5 {
+		t.Errorf("decisions heard: %v", decisions)
+	}
+}

@@ -89,3 +89,47 @@ func (c *Client) SendReport(ctx context.Context, signed []byte) error {
 	}
 	return nil
 }
+
+// ErrHeldBack: the channel offers a newer release but its rollout holds
+// this machine back for now. It wraps ErrNotNewer, so an agent treats it
+// as "nothing to do yet".
+var ErrHeldBack = fmt.Errorf("%w: held back by the channel's rollout", ErrNotNewer)
+
+// RolloutGate returns a Client.Gate that applies the channel's rollout to
+// the machine: it fetches the rollout document and takes the offered
+// release, an earlier signed one (barrier, pin), or holds back. decided,
+// when set, hears each decision (the node reports it). A rollout document
+// that cannot be fetched holds the machine back until the next check; a
+// server without rollouts (404) lets it take the offer.
+func (c *Client) RolloutGate(machineID, group string, decided func(offered string, d Decision, err error)) func(context.Context, *Manifest) (*Manifest, error) {
+	if group == "" {
+		group = "default"
+	}
+	return func(ctx context.Context, m *Manifest) (*Manifest, error) {
+		note := func(d Decision, err error) {
+			if decided != nil {
+				decided(m.Version, d, err)
+			}
+		}
+		doc, err := c.Rollout(ctx, m.Channel)
+		if err != nil {
+			note(Decision{}, err)
+			return nil, err
+		}
+		d := doc.Decide(machineID, group, c.Policy.Running, m.Version)
+		switch d.Take {
+		case m.Version:
+			note(d, nil)
+			return m, nil
+		case "":
+			note(d, nil)
+			return nil, fmt.Errorf("%w: %s", ErrHeldBack, d.Reason)
+		}
+		em, err := c.VersionManifest(ctx, d.Take)
+		note(d, err)
+		if err != nil {
+			return nil, fmt.Errorf("rollout: %s: %w", d.Reason, err)
+		}
+		return em, nil
+	}
+}
