@@ -61,6 +61,7 @@ type UpdateSettings struct {
 	MaxHolders     int           `json:"max_holders,omitempty"`
 	CheckInterval  time.Duration `json:"check_interval,omitempty"`
 	PublicKeys     []string      `json:"public_keys,omitempty"`
+	VerifyTimeout  time.Duration `json:"verify_timeout,omitempty"`
 }
 
 func first[T comparable](vals ...T) T {
@@ -177,6 +178,7 @@ func (c *Config) Settings() Settings {
 		MaxHolders:     p.Update.MaxHolders,
 		CheckInterval:  dur(p.Update.CheckInterval),
 		PublicKeys:     p.Update.PublicKeys,
+		VerifyTimeout:  dur(p.Update.VerifyTimeout),
 	}
 	return s
 }

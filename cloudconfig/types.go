@@ -297,4 +297,7 @@ type PithUpdate struct {
 	MaxHolders     int      `yaml:"max_holders" valid:"positive"`
 	CheckInterval  string   `yaml:"check_interval" valid:"duration"`
 	PublicKeys     []string `yaml:"public_keys" valid:"ed25519key"`
+	// VerifyTimeout bounds how long a node booted on a new release may
+	// take to become healthy before it goes back to the previous slot.
+	VerifyTimeout string `yaml:"verify_timeout" valid:"duration"`
 }
