@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/node"
 )
 
 // AgentDropIn is the drop-in through which cloud-config reaches `pithd
@@ -22,41 +23,44 @@ const AgentUnit = "pithd.service"
 
 // AgentEnv returns the environment for `pithd run` from a cloud-config:
 // coreos.etcd2 and coreos.fleet key for key (ETCD_<KEY>, FLEET_<KEY>), the
-// legacy coreos.etcd's addresses, and the pith: section on top.
+// legacy coreos.etcd's addresses, and the pith: section on top. Variable
+// names come from node's settings table (node.EnvOf, node.EnvForKey), the
+// one pithd reads them by.
 func AgentEnv(c *cloudconfig.Config) map[string]string {
 	env := map[string]string{}
-	structEnv(env, "ETCD_", reflect.ValueOf(c.CoreOS.Etcd2))
+	v := node.EnvOf
+	structEnv(env, "coreos.etcd2", "ETCD_", reflect.ValueOf(c.CoreOS.Etcd2))
 	e1 := c.CoreOS.Etcd
 	set := func(k, v string) {
 		if v != "" {
 			env[k] = v
 		}
 	}
-	if e1.Addr != "" && env["ETCD_ADVERTISE_CLIENT_URLS"] == "" {
-		set("ETCD_ADVERTISE_CLIENT_URLS", "http://"+e1.Addr)
+	if e1.Addr != "" && env[v("advertise-client-urls")] == "" {
+		set(v("advertise-client-urls"), "http://"+e1.Addr)
 	}
-	if e1.PeerAddr != "" && env["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == "" {
-		set("ETCD_INITIAL_ADVERTISE_PEER_URLS", "http://"+e1.PeerAddr)
+	if e1.PeerAddr != "" && env[v("initial-advertise-peer-urls")] == "" {
+		set(v("initial-advertise-peer-urls"), "http://"+e1.PeerAddr)
 	}
-	if env["ETCD_NAME"] == "" {
-		set("ETCD_NAME", e1.Name)
+	if env[v("name")] == "" {
+		set(v("name"), e1.Name)
 	}
-	if env["ETCD_DISCOVERY"] == "" {
-		set("ETCD_DISCOVERY", e1.Discovery)
+	if env[v("discovery")] == "" {
+		set(v("discovery"), e1.Discovery)
 	}
-	structEnv(env, "FLEET_", reflect.ValueOf(c.CoreOS.Fleet))
+	structEnv(env, "coreos.fleet", "FLEET_", reflect.ValueOf(c.CoreOS.Fleet))
 
 	p := c.Pith
-	set("ETCD_INITIAL_CLUSTER_TOKEN", p.Cluster.Name)
-	set("ETCD_NAME", p.Cluster.NodeName)
+	set(v("initial-cluster-token"), p.Cluster.Name)
+	set(v("name"), p.Cluster.NodeName)
 	// pith: wins, also over the other way of bootstrapping.
 	if p.Cluster.Discovery != "" {
-		env["ETCD_DISCOVERY"] = p.Cluster.Discovery
-		delete(env, "ETCD_INITIAL_CLUSTER")
+		env[v("discovery")] = p.Cluster.Discovery
+		delete(env, v("initial-cluster"))
 	}
 	if len(p.Cluster.Peers) > 0 {
-		env["ETCD_INITIAL_CLUSTER"] = strings.Join(p.Cluster.Peers, ",")
-		delete(env, "ETCD_DISCOVERY")
+		env[v("initial-cluster")] = strings.Join(p.Cluster.Peers, ",")
+		delete(env, v("discovery"))
 	}
 	cport, pport := p.KV.ClientPort, p.KV.PeerPort
 	if ip := p.Cluster.AdvertiseIP; ip != "" {
@@ -64,41 +68,41 @@ func AgentEnv(c *cloudconfig.Config) map[string]string {
 		if strings.Contains(ip, ":") {
 			host = "[" + ip + "]"
 		}
-		env["ETCD_ADVERTISE_CLIENT_URLS"] = fmt.Sprintf("http://%s:%d", host, orInt(cport, 2379))
-		env["ETCD_INITIAL_ADVERTISE_PEER_URLS"] = fmt.Sprintf("http://%s:%d", host, orInt(pport, 2380))
-		env["FLEET_PUBLIC_IP"] = ip
+		env[v("advertise-client-urls")] = fmt.Sprintf("http://%s:%d", host, orInt(cport, 2379))
+		env[v("initial-advertise-peer-urls")] = fmt.Sprintf("http://%s:%d", host, orInt(pport, 2380))
+		env[v("public-ip")] = ip
 		// Listen on every address so both loopback and peers reach it.
-		env["ETCD_LISTEN_CLIENT_URLS"] = fmt.Sprintf("http://0.0.0.0:%d", orInt(cport, 2379))
-		env["ETCD_LISTEN_PEER_URLS"] = fmt.Sprintf("http://0.0.0.0:%d", orInt(pport, 2380))
+		env[v("listen-client-urls")] = fmt.Sprintf("http://0.0.0.0:%d", orInt(cport, 2379))
+		env[v("listen-peer-urls")] = fmt.Sprintf("http://0.0.0.0:%d", orInt(pport, 2380))
 	}
-	set("ETCD_DATA_DIR", p.KV.DataDir)
+	set(v("data-dir"), p.KV.DataDir)
 	if p.KV.SnapshotCount > 0 {
-		env["ETCD_SNAPSHOT_COUNT"] = strconv.Itoa(p.KV.SnapshotCount)
+		env[v("snapshot-count")] = strconv.Itoa(p.KV.SnapshotCount)
 	}
 	if p.KV.MaxVoters > 0 {
-		env["ETCD_MAX_VOTERS"] = strconv.Itoa(p.KV.MaxVoters)
+		env[v("max-voters")] = strconv.Itoa(p.KV.MaxVoters)
 	}
 	s := c.Settings()
 	if p.KV.HeartbeatInterval != "" {
-		env["ETCD_HEARTBEAT_INTERVAL"] = strconv.FormatInt(s.KV.HeartbeatInterval.Milliseconds(), 10)
+		env[v("heartbeat-interval")] = strconv.FormatInt(s.KV.HeartbeatInterval.Milliseconds(), 10)
 	}
 	if p.KV.ElectionTimeout != "" {
-		env["ETCD_ELECTION_TIMEOUT"] = strconv.FormatInt(s.KV.ElectionTimeout.Milliseconds(), 10)
+		env[v("election-timeout")] = strconv.FormatInt(s.KV.ElectionTimeout.Milliseconds(), 10)
 	}
-	set("ETCD_CERT_FILE", p.KV.TLS.CertFile)
-	set("ETCD_KEY_FILE", p.KV.TLS.KeyFile)
-	set("ETCD_TRUSTED_CA_FILE", p.KV.TLS.TrustedCAFile)
+	set(v("cert-file"), p.KV.TLS.CertFile)
+	set(v("key-file"), p.KV.TLS.KeyFile)
+	set(v("trusted-ca-file"), p.KV.TLS.TrustedCAFile)
 	if p.KV.TLS.ClientCertAuth {
-		env["ETCD_CLIENT_CERT_AUTH"] = "true"
+		env[v("client-cert-auth")] = "true"
 	}
 	if len(p.Cluster.Metadata) > 0 {
 		var kv []string
 		for _, k := range sortedKeys(p.Cluster.Metadata) {
 			kv = append(kv, k+"="+p.Cluster.Metadata[k])
 		}
-		env["FLEET_METADATA"] = strings.Join(kv, ",")
+		env[v("metadata")] = strings.Join(kv, ",")
 	}
-	set("FLEET_AGENT_TTL", p.Schedule.AgentTTL)
+	set(v("agent-ttl"), p.Schedule.AgentTTL)
 	return env
 }
 
@@ -118,8 +122,10 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// structEnv adds PREFIX<KEY> for each set field of a coreos.* section.
-func structEnv(env map[string]string, prefix string, v reflect.Value) {
+// structEnv adds a variable for each set field of a coreos.* section:
+// the table's for keys pithd reads, PREFIX<KEY> for the others (as
+// coreos-cloudinit wrote them; pithd ignores them).
+func structEnv(env map[string]string, section, prefix string, v reflect.Value) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		key := t.Field(i).Tag.Get("yaml")
@@ -143,7 +149,11 @@ func structEnv(env map[string]string, prefix string, v reflect.Value) {
 		default:
 			continue
 		}
-		env[prefix+strings.ToUpper(key)] = s
+		name, ok := node.EnvForKey(section + "." + key)
+		if !ok {
+			name = prefix + strings.ToUpper(key)
+		}
+		env[name] = s
 	}
 }
 

@@ -14,19 +14,19 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/node"
 )
 
-// StateDir keeps what first boot fetched and did.
-const StateDir = "/var/lib/pith"
-
-// Files under StateDir.
+// StateDir and the files under it are node's (pithd and pithctl read
+// them too).
 const (
-	UserDataFile  = "user-data"        // the raw user-data, as fetched
-	MetadataFile  = "metadata.json"    // the datasource's metadata
-	ReportFile    = "user-data.report" // the validation report, file:line:col lines
-	StateFile     = "user-data.json"   // State of the last run
-	FirstBootFile = "first-boot.done"  // exists once first boot applied user-data
-	SettingsFile  = "settings.json"    // cloudconfig.Settings for the agent's subsystems
+	StateDir      = node.StateDir
+	UserDataFile  = node.UserDataFile
+	MetadataFile  = node.MetadataFile
+	ReportFile    = node.ReportFile
+	StateFile     = node.StateFile
+	FirstBootFile = node.FirstBootFile
+	SettingsFile  = node.SettingsFile
 )
 
 // Input is what the datasource found.

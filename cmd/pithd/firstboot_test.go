@@ -19,6 +19,7 @@ func runFirstBootCmd(t *testing.T, root, userData string) (string, error) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
+	rootCmd := newRootCmd()
 	rootCmd.SetOut(&out)
 	rootCmd.SetErr(&out)
 	rootCmd.SetArgs([]string{"firstboot", "--root", root, "--from-file", ud, "--no-units", "--metadata-url", "http://127.0.0.1:1", "--config-drive", ""})
@@ -102,6 +103,7 @@ func TestFirstBootFromConfigDrive(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "proc", "cmdline"), []byte("console=ttyS0 pith.platform=openstack\n"), 0o644)
 
 	var out bytes.Buffer
+	rootCmd := newRootCmd()
 	rootCmd.SetOut(&out)
 	rootCmd.SetErr(&out)
 	rootCmd.SetArgs([]string{"firstboot", "--root", root, "--from-file", "", "--no-units", "--metadata-url", "http://127.0.0.1:1", "--config-drive", img})

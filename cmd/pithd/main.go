@@ -1,39 +1,111 @@
-// Command pithd is the Pith node agent. One process runs several subsystems
-// (datasource and first boot, the KV store, the scheduler, updates); each is a
-// package under agent/ and is wired here. Subcommands and flags for each
-// subsystem live in their own files and register from init functions.
+// Command pithd is the Pith node agent. `pithd run` parses its flags and
+// the environment into an agent/daemon Config and runs the daemon that
+// package assembles (cluster, KV, scheduler, updater); `pithd firstboot`
+// runs the first-boot stage. Nothing else lives here.
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pith-os/pith/agent/daemon"
+	"github.com/pith-os/pith/agent/datasource"
 	"github.com/pith-os/pith/version"
 )
 
-var rootCmd = &cobra.Command{
-	Use:           "pithd",
-	Short:         "The Pith node agent",
-	SilenceUsage:  true,
-	SilenceErrors: true,
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "pithd:", err)
+		os.Exit(1)
+	}
 }
 
-func init() {
-	rootCmd.AddCommand(&cobra.Command{
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "pithd",
+		Short:         "The Pith node agent",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print pithd's version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintln(cmd.OutOrStdout(), "pithd", version.Version)
 		},
-	})
+	}, newRunCmd(), newFirstBootCmd())
+	return root
 }
 
-func main() {
-	if err := rootCmd.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "pithd:", err)
-		os.Exit(1)
+func newRunCmd() *cobra.Command {
+	var cfg daemon.Config
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the node agent: the KV store and every other subsystem",
+		Long: `Run the node agent. The KV store takes etcd's flags and ETCD_* environment
+variables (ETCD_NAME, ETCD_INITIAL_CLUSTER, ...), the scheduler fleet's
+FLEET_* ones, so cloud-config's coreos.etcd2 and coreos.fleet sections map
+onto it one to one. A flag given on the command line wins over its
+environment variable.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cfg.Load(cmd.Flags()); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			d, err := daemon.New(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			return d.Run(ctx)
+		},
 	}
+	cfg.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func newFirstBootCmd() *cobra.Command {
+	var (
+		cfg    daemon.FirstBootConfig
+		drives []string
+	)
+	cmd := &cobra.Command{
+		Use:   "firstboot",
+		Short: "Fetch, validate and apply user-data (the first-boot stage)",
+		Long: `Apply the OEM partition's cloud-config (/usr/share/oem/cloud-config.yml),
+then find user-data (QEMU fw_cfg, config drive, EC2, DigitalOcean, Vagrant,
+a pith.config.url= on the kernel line, or --from-file), validate it, and
+apply it: everything on first boot, then on later boots only what coreos-cloudinit
+re-applied (hostname, write_files, /etc/hosts, units). Invalid user-data is
+rejected as a whole and the report goes to the console and the journal; the
+node boots on without it. On the vagrant platform, where user-data comes
+after boot, pithd.service waits for it (pithctl userdata apply). Exit status
+1 means user-data was not applied.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("config-drive") {
+				cfg.Datasource.ConfigDrives = drives
+			}
+			cfg.Out = cmd.OutOrStdout()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return daemon.FirstBoot(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	ds := &cfg.Datasource
+	f.StringVar(&ds.Root, "root", "/", "root of the system to configure (tests and image builds)")
+	f.StringVar(&ds.FromFile, "from-file", "", "use this user-data file instead of probing datasources")
+	f.StringVar(&ds.MetadataURL, "metadata-url", datasource.DefaultMetadataURL, "base URL of the EC2/DigitalOcean metadata service")
+	f.StringSliceVar(&drives, "config-drive", nil, "block devices or images to try as a config-2 drive (default: by-label config-2, /dev/sr0)")
+	f.BoolVar(&cfg.NoUnits, "no-units", false, "do not connect to systemd (units in user-data then fail the stage)")
+	f.BoolVar(&cfg.UseSaved, "saved", true, "on later boots without a datasource, re-apply the user-data saved by first boot")
+	return cmd
 }

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,7 +59,7 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 	src := func(name, file string, b []byte) channels.PayloadSource {
 		return channels.PayloadSource{Name: name, File: file, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
 	}
-	if _, err := channels.Publish(repo, channels.Release{Channel: "stable", Version: "1.1.0", Platform: "linux/" + goarch(),
+	if _, err := channels.Publish(repo, channels.Release{Channel: "stable", Version: "1.1.0", Platform: "linux/" + runtime.GOARCH,
 		Payloads: []channels.PayloadSource{src("usr", "usr", usr), src("kernel", "vmlinuz", []byte("kernel 1.1.0")), src("initrd", "initrd", []byte("initrd 1.1.0"))},
 	}, []ed25519.PrivateKey{key}, nil); err != nil {
 		t.Fatal(err)

@@ -152,6 +152,30 @@ func (s *Service) Liveness() *schedule.Liveness { return s.live }
 // Store is the service's Store.
 func (s *Service) Store() schedule.Store { return s.store }
 
+// LocalUnits returns what this machine must run (its assignments in the
+// local replica, as the agent runs them) and what its agent last reported
+// of each, by name: the in-process view pithd's update health check reads.
+// It fails until the replica caught up with the leader (see
+// Config.AppliedIndex): before that the assignments may be ones the leader
+// undid while this machine was away. Without a Backend there is nothing.
+func (s *Service) LocalUnits() ([]*schedule.Unit, map[string]schedule.UnitReport, error) {
+	if s.agent == nil {
+		return nil, nil, nil
+	}
+	if s.caughtUp != nil {
+		select {
+		case <-s.caughtUp:
+		default:
+			return nil, nil, errors.New("the scheduler's replica has not caught up with the leader yet")
+		}
+	}
+	reports := map[string]schedule.UnitReport{}
+	for _, r := range s.agent.Heartbeat().Units {
+		reports[r.Name] = r
+	}
+	return s.cfg.State.Assigned(s.cfg.Machine.ID), reports, nil
+}
+
 // membersOnly refuses requests that did not come from a cluster member.
 // A heartbeat decides which machines exist and what runs where (fleetctl
 // start waits on it), so whoever reaches the client port or the unix

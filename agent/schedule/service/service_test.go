@@ -516,6 +516,10 @@ func TestAgentWaitsForReplicaToCatchUp(t *testing.T) {
 	if ops := sim.Ops; len(ops) != 0 {
 		t.Fatalf("the agent acted on a replica at index 3 while the leader is at 7: %v", ops)
 	}
+	// The updater's health check must not trust the stale assignments either.
+	if us, _, err := svc.LocalUnits(); err == nil {
+		t.Fatalf("LocalUnits before the catch-up: %d units, no error", len(us))
+	}
 	mu.Lock()
 	if len(logs) == 0 || !strings.Contains(logs[0], "leader's index 7 (at 3)") {
 		t.Errorf("logs %q: want the wait explained", logs)
@@ -543,6 +547,24 @@ func TestAgentWaitsForReplicaToCatchUp(t *testing.T) {
 		case <-beats:
 		case <-guard:
 			t.Fatalf("new.service never started after the catch-up; active %v", active)
+		}
+	}
+	// In-process, what this machine runs and what its agent reports.
+	for {
+		us, reports, err := svc.LocalUnits()
+		if err != nil {
+			t.Fatalf("LocalUnits after the catch-up: %v", err)
+		}
+		if len(us) != 1 || us[0].Name != "new.service" || us[0].Desired != schedule.Launched {
+			t.Fatalf("LocalUnits = %v, want new.service launched", us)
+		}
+		if reports["new.service"].ActiveState == "active" {
+			break
+		}
+		select {
+		case <-beats:
+		case <-guard:
+			t.Fatalf("no active report for new.service: %v", reports)
 		}
 	}
 }

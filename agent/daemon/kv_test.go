@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"reflect"
@@ -36,8 +36,9 @@ func TestParseInitialCluster(t *testing.T) {
 	}
 }
 
-// TestEnvOverrides: ETCD_<FLAG> sets a flag unless the command line did.
-func TestEnvOverrides(t *testing.T) {
+// TestReadEnvironment: a setting's variable sets its flag unless the
+// command line did.
+func TestReadEnvironment(t *testing.T) {
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	name := fs.String("name", "default", "")
 	ic := fs.String("initial-cluster", "", "")
@@ -50,7 +51,7 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("ETCD_INITIAL_CLUSTER", "a=http://h:1")
 	t.Setenv("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:1,http://127.0.0.1:2")
 	t.Setenv("ETCD_ELECTION_TIMEOUT", "2500")
-	if err := envOverrides(fs); err != nil {
+	if err := readEnvironment(fs); err != nil {
 		t.Fatal(err)
 	}
 	if *name != "fromflag" || *ic != "a=http://h:1" || len(*urls) != 2 || *elec != 2500 {
@@ -59,7 +60,7 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("ETCD_ELECTION_TIMEOUT", "soon")
 	fs2 := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	fs2.Int("election-timeout", 1000, "")
-	if err := envOverrides(fs2); err == nil || !strings.Contains(err.Error(), "ETCD_ELECTION_TIMEOUT") {
+	if err := readEnvironment(fs2); err == nil || !strings.Contains(err.Error(), "ETCD_ELECTION_TIMEOUT") {
 		t.Fatalf("bad env value: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // What the update subsystem takes from the image and from user-data: the
 // running release's version from /usr/lib/os-release (pithd's own version
@@ -24,23 +24,21 @@ import (
 	"github.com/pith-os/pith/version"
 )
 
-// updExtraKeys are trusted release keys from user-data (pith.update.public_keys).
-var updExtraKeys []ed25519.PublicKey
-
 // readUpdateSettings applies the update section of the settings firstboot
-// saved from user-data to flags not given on the command line. A missing
-// file is no error (no user-data, or Ignition).
-func readUpdateSettings(fs_ *pflag.FlagSet, path string) error {
+// saved from user-data to flags not given on the command line, and returns
+// its trusted release keys (pith.update.public_keys). A missing file is no
+// error (no user-data, or Ignition).
+func readUpdateSettings(fs_ *pflag.FlagSet, path string) ([]ed25519.PublicKey, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) || path == "" {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var s cloudconfig.Settings
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("%s: %v", path, err)
+		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	u := s.Update
 	set := func(flag, val string) error {
@@ -54,28 +52,28 @@ func readUpdateSettings(fs_ *pflag.FlagSet, path string) error {
 		{"reboot-window-start", u.WindowStart},
 	} {
 		if err := set(kv[0], kv[1]); err != nil {
-			return fmt.Errorf("%s: %s: %w", path, kv[0], err)
+			return nil, fmt.Errorf("%s: %s: %w", path, kv[0], err)
 		}
 	}
 	if u.WindowLength > 0 {
 		if err := set("reboot-window-length", u.WindowLength.String()); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}
 	if u.CheckInterval > 0 {
 		if err := set("update-interval", u.CheckInterval.String()); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	updExtraKeys = nil
+	var keys []ed25519.PublicKey
 	for _, k := range u.PublicKeys {
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
 		if err != nil || len(raw) != ed25519.PublicKeySize {
-			return fmt.Errorf("%s: pith.update.public_keys: %q is not a base64 ed25519 public key", path, k)
+			return nil, fmt.Errorf("%s: pith.update.public_keys: %q is not a base64 ed25519 public key", path, k)
 		}
-		updExtraKeys = append(updExtraKeys, ed25519.PublicKey(raw))
+		keys = append(keys, ed25519.PublicKey(raw))
 	}
-	return nil
+	return keys, nil
 }
 
 // imageVersion is VERSION's first word in os-release ("1.2.0 (bookworm)"
@@ -101,4 +99,53 @@ func imageVersion(osRelease string) string {
 		return v
 	}
 	return version.Version
+}
+
+// readUpdateConf applies update.conf and LOCKSMITHD_* variables to flags
+// not given on the command line.
+func readUpdateConf(fs *pflag.FlagSet, path string) error {
+	set := func(flag, val string) error {
+		if f := fs.Lookup(flag); f != nil && !f.Changed && val != "" {
+			return fs.Set(flag, val)
+		}
+		return nil
+	}
+	if f, err := os.Open(path); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+			if !ok || strings.HasPrefix(k, "#") {
+				continue
+			}
+			v = strings.Trim(v, `"'`)
+			var err error
+			switch k {
+			case "SERVER":
+				err = set("update-server", v)
+			case "GROUP":
+				err = set("update-channel", v)
+			case "REBOOT_STRATEGY":
+				err = set("reboot-strategy", v)
+			case "LOCKSMITHD_REBOOT_WINDOW_START":
+				err = set("reboot-window-start", v)
+			case "LOCKSMITHD_REBOOT_WINDOW_LENGTH":
+				err = set("reboot-window-length", v)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %s: %w", path, k, err)
+			}
+		}
+	}
+	for env, flag := range map[string]string{
+		"LOCKSMITHD_REBOOT_WINDOW_START":  "reboot-window-start",
+		"LOCKSMITHD_REBOOT_WINDOW_LENGTH": "reboot-window-length",
+		"LOCKSMITHD_GROUP":                "reboot-group",
+		"REBOOT_STRATEGY":                 "reboot-strategy",
+	} {
+		if err := set(flag, os.Getenv(env)); err != nil {
+			return fmt.Errorf("%s: %w", env, err)
+		}
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"crypto/ed25519"
@@ -67,7 +67,7 @@ func TestReadUpdateSettings(t *testing.T) {
 			}
 			p := filepath.Join(t.TempDir(), "settings.json")
 			os.WriteFile(p, []byte(tc.json), 0o644)
-			err := readUpdateSettings(fs, p)
+			keys, err := readUpdateSettings(fs, p)
 			if (err != nil) != tc.err {
 				t.Fatalf("err = %v, want error %v", err, tc.err)
 			}
@@ -79,12 +79,12 @@ func TestReadUpdateSettings(t *testing.T) {
 					t.Errorf("%s = %q, want %q", k, got, v)
 				}
 			}
-			if len(updExtraKeys) != tc.keys {
-				t.Errorf("%d extra keys, want %d", len(updExtraKeys), tc.keys)
+			if len(keys) != tc.keys {
+				t.Errorf("%d extra keys, want %d", len(keys), tc.keys)
 			}
 		})
 	}
-	if err := readUpdateSettings(pflag.NewFlagSet("t", pflag.ContinueOnError), "/nonexistent/settings.json"); err != nil {
+	if _, err := readUpdateSettings(pflag.NewFlagSet("t", pflag.ContinueOnError), "/nonexistent/settings.json"); err != nil {
 		t.Errorf("missing settings: %v", err)
 	}
 }

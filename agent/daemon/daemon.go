@@ -1,0 +1,165 @@
+// Package daemon assembles pithd, the node agent: New builds, in order, the
+// cluster's raft node, the KV store on it, the scheduler and the updater,
+// and hands each what it needs of the others as Go values (the updater's
+// health check asks the scheduler in-process, through the interface the
+// update package declares); Run opens the listeners and runs them until
+// its context ends. cmd/pithd only parses flags and the environment into a
+// Config (Config.AddFlags, Config.Load) and calls New and Run; the
+// first-boot stage (`pithd firstboot`) is FirstBoot.
+//
+// Everything a Daemon holds is built here and reachable from it: no
+// subsystem registers itself or keeps package-level state. Listeners and
+// HTTP servers are all made in listen.go.
+package daemon
+
+import (
+	"context"
+	"crypto/ed25519"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/pith-os/pith/agent/cluster"
+	"github.com/pith-os/pith/agent/kv"
+	"github.com/pith-os/pith/agent/update"
+)
+
+// Config is everything `pithd run` is told: one field per flag (the
+// flag's name is in AddFlags and in node's settings table).
+type Config struct {
+	KV       KVConfig
+	Schedule ScheduleConfig
+	Update   UpdateConfig
+	// Log receives every subsystem's messages (default: text on stderr).
+	Log *slog.Logger
+}
+
+// KVConfig is etcd's flags: the KV store and the cluster's raft.
+type KVConfig struct {
+	Enabled                  bool
+	Name                     string
+	DataDir                  string
+	ListenClientURLs         []string
+	AdvertiseClientURLs      []string
+	ListenPeerURLs           []string
+	InitialAdvertisePeerURLs []string
+	InitialCluster           string
+	InitialClusterState      string
+	InitialClusterToken      string
+	Discovery                string
+	HeartbeatMS              int
+	ElectionMS               int
+	SnapshotCount            uint64
+	SnapshotInterval         time.Duration
+	MaxVoters                int
+	MaxWatchers              int
+	MaxRequestBytes          int64
+	MaxValueBytes            int
+	EnablePprof              bool
+	ClientTLS, PeerTLS       cluster.TLSInfo
+}
+
+// ScheduleConfig is fleet's flags: the unit scheduler.
+type ScheduleConfig struct {
+	Enabled     bool
+	Backend     string // systemd, sim, none or auto
+	SimDir      string
+	MachineID   string
+	PublicIP    string
+	Metadata    string
+	AgentTTL    time.Duration
+	FleetSocket string // "" default, "none" off
+}
+
+// UpdateConfig is the updater's flags.
+type UpdateConfig struct {
+	Server, Channel, Strategy string
+	WindowStart, WindowLength string
+	Group                     string
+	Interval, LockRetry       time.Duration
+	KeyDirs                   []string
+	// ExtraKeys are trusted release keys from user-data
+	// (pith.update.public_keys, read by Load from Settings).
+	ExtraKeys                    []ed25519.PublicKey
+	Disk, ESP, StateDir          string
+	Running, RebootCommand       string
+	Cmdline, Settings, OSRelease string
+	UpdateConf                   string
+}
+
+// Daemon is one running pithd.
+type Daemon struct {
+	cfg Config
+	log *slog.Logger
+	// mux serves the client port next to /v2/keys (members, fleet API,
+	// locks, update status...).
+	mux *http.ServeMux
+
+	// Each nil when off.
+	node     *cluster.Node
+	kvServer *kv.Server
+	sched    *scheduler
+	updater  *update.Agent
+
+	clients []*http.Server
+	errc    chan error
+}
+
+// New builds pithd from cfg: the cluster and KV (with discovery, which
+// may wait for the rest of the cluster), then the scheduler on the
+// cluster's log, then the updater, which checks health with the KV and the
+// scheduler. Nothing listens or runs until Run.
+func New(ctx context.Context, cfg Config) (*Daemon, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), errc: make(chan error, 4)}
+	if err := d.buildKV(ctx); err != nil {
+		return nil, err
+	}
+	var err error
+	if d.sched, err = d.buildScheduler(); err != nil {
+		d.stop()
+		return nil, err
+	}
+	if err := d.buildUpdater(); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Run starts the raft node and the listeners, then the scheduler's agent
+// and the updater, and runs until ctx ends or a listener fails.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.stop()
+	if err := d.listen(); err != nil {
+		return err
+	}
+	if err := d.startScheduler(ctx); err != nil {
+		return err
+	}
+	d.startUpdater(ctx)
+	d.log.Info("pithd running", "name", d.cfg.KV.Name, "kv", d.cfg.KV.Enabled)
+	select {
+	case <-ctx.Done():
+	case err := <-d.errc:
+		return err
+	}
+	d.log.Info("pithd stopping")
+	return nil
+}
+
+// stop closes the client listeners and stops raft.
+func (d *Daemon) stop() {
+	for _, s := range d.clients {
+		// Watches are long polls: close rather than wait for them.
+		_ = s.Close()
+	}
+	if d.node != nil {
+		if err := d.node.Stop(); err != nil {
+			d.log.Warn("raft shutdown", "err", err)
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package daemon
+
+// Every listener and HTTP server pithd opens is made here: the client
+// ports (--listen-client-urls, plain or TLS), the fleet API's unix socket
+// and, through cluster.Node.Start, the peer port. Server timeouts, TLS and
+// authorization of these listeners belong in this file.
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pith-os/pith/agent/kv"
+)
+
+func listenHostPort(u string) (string, *url.URL, error) {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "", nil, err
+	}
+	if p.Scheme != "http" && p.Scheme != "https" {
+		return "", nil, fmt.Errorf("URL %q: scheme must be http or https", u)
+	}
+	if p.Port() == "" {
+		return "", nil, fmt.Errorf("URL %q: needs a port", u)
+	}
+	return p.Host, p, nil
+}
+
+// clientHandler routes /v2/keys straight to the KV (http.ServeMux would
+// redirect keys with ".." instead of answering the etcd error) and the
+// rest to the mux. The peer port serves it too (forwarded requests).
+func (d *Daemon) clientHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if d.kvServer != nil && (req.URL.Path == kv.KeysPrefix || strings.HasPrefix(req.URL.Path, kv.KeysPrefix+"/")) {
+			d.kvServer.ServeHTTP(w, req)
+			return
+		}
+		d.mux.ServeHTTP(w, req)
+	})
+}
+
+// listen starts the raft node (its peer listener) and serves the client
+// URLs. A client listener that fails later is reported on d.errc.
+func (d *Daemon) listen() error {
+	f := &d.cfg.KV
+	h := d.clientHandler()
+	if d.node != nil {
+		if err := d.node.Start(h); err != nil {
+			return err
+		}
+	}
+	var clientTLS *tls.Config
+	for _, u := range f.ListenClientURLs {
+		host, p, err := listenHostPort(u)
+		if err != nil {
+			return fmt.Errorf("--listen-client-urls: %w", err)
+		}
+		ln, err := net.Listen("tcp", host)
+		if err != nil {
+			return fmt.Errorf("listen for clients on %s: %w", host, err)
+		}
+		if p.Scheme == "https" {
+			if clientTLS == nil {
+				if clientTLS, err = f.ClientTLS.ServerConfig(); err != nil {
+					ln.Close()
+					return fmt.Errorf("client TLS: %w", err)
+				}
+			}
+			ln = tls.NewListener(ln, clientTLS)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
+		d.clients = append(d.clients, srv)
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.errc <- fmt.Errorf("client listener %s: %w", host, err)
+			}
+		}()
+	}
+	return nil
+}
+
+// serveFleetSocket serves h (the fleet API) on the unix socket sock until
+// ctx ends, then removes the socket.
+func (d *Daemon) serveFleetSocket(ctx context.Context, sock string, h http.Handler) error {
+	// A socket left by a previous run would make Listen fail.
+	if fi, err := os.Lstat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		os.Remove(sock)
+	}
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		return fmt.Errorf("--fleet-socket: %w", err)
+	}
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("--fleet-socket %s: %w", sock, err)
+	}
+	// Whoever can write the socket controls the cluster's units: root and
+	// the socket's group only, as fleet.socket had it.
+	if err := os.Chmod(sock, 0o660); err != nil {
+		ln.Close()
+		return fmt.Errorf("--fleet-socket %s: %w", sock, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+		os.Remove(sock)
+	}()
+	d.log.Info("fleet API on unix socket", "path", sock)
+	return nil
+}

@@ -1,0 +1,147 @@
+package daemon
+
+// The updater: follows a release channel, writes the inactive USR slot,
+// reboots by locksmith's strategy, marks the slot good once the node is
+// healthy, and reports rollbacks. Off unless an update server is set
+// (--update-server, or SERVER= in /etc/coreos/update.conf as
+// coreos-cloudinit writes it). Also serves the reboot lock at
+// /pith/v1/locks whenever the KV runs.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/pith-os/pith/agent/update"
+	"github.com/pith-os/pith/channels"
+)
+
+func (d *Daemon) updateMachineID() (string, error) {
+	if id := d.cfg.Schedule.MachineID; id != "" {
+		return id, nil
+	}
+	b, err := os.ReadFile("/etc/machine-id")
+	if err != nil || strings.TrimSpace(string(b)) == "" {
+		return "", fmt.Errorf("update: no machine ID in /etc/machine-id (give --machine-id)")
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// buildUpdater serves the reboot lock when the KV runs and builds the
+// update agent when an update server is set. A misconfigured agent is
+// logged, not fatal: the node's other duties (KV, units) matter more
+// than its updates.
+func (d *Daemon) buildUpdater() error {
+	var kv update.KV
+	if d.node != nil && len(d.cfg.KV.AdvertiseClientURLs) > 0 {
+		ekv, err := update.NewEtcdKV(d.cfg.KV.AdvertiseClientURLs)
+		if err != nil {
+			return err
+		}
+		kv = ekv
+		update.RegisterLockHTTP(d.mux, ekv)
+	}
+	if d.cfg.Update.Server == "" {
+		return nil
+	}
+	if err := d.newUpdateAgent(kv); err != nil {
+		d.log.Error("update agent disabled", "err", err)
+	}
+	return nil
+}
+
+func (d *Daemon) newUpdateAgent(kv update.KV) error {
+	f := &d.cfg.Update
+	strategy, err := update.ParseStrategy(f.Strategy)
+	if err != nil {
+		return err
+	}
+	window, err := update.ParseWindow(f.WindowStart, f.WindowLength)
+	if err != nil {
+		return err
+	}
+	keys, err := channels.LoadKeyring(f.KeyDirs...)
+	if err != nil {
+		return err
+	}
+	for _, k := range f.ExtraKeys {
+		keys.Add(k)
+	}
+	if keys.Len() == 0 {
+		// The agent still runs, so pithctl update status shows why
+		// nothing is updated; every check refuses before any download.
+		d.log.Warn("update: no trusted release key; every update will be refused", "dirs", strings.Join(f.KeyDirs, ", "))
+	}
+	id, err := d.updateMachineID()
+	if err != nil {
+		return err
+	}
+	disk := f.Disk
+	if disk == "" {
+		if disk, err = update.BootDisk(f.Cmdline, "", ""); err != nil {
+			return err
+		}
+	}
+	running := f.Running
+	if running == "" {
+		running = imageVersion(f.OSRelease)
+	}
+	stateDir := f.StateDir
+	if stateDir == "" {
+		stateDir = filepath.Join(d.cfg.KV.DataDir, "update")
+	}
+	argv := strings.Fields(f.RebootCommand)
+	if len(argv) == 0 {
+		return errors.New("--update-reboot-command is empty")
+	}
+	logf := func(format string, a ...any) { d.log.Info(fmt.Sprintf(format, a...)) }
+	a, err := update.New(update.Config{
+		Server: f.Server, Channel: f.Channel, Strategy: strategy, Window: window, Group: f.Group,
+		MachineID: id, Running: running, Platform: "linux/" + runtime.GOARCH, Keys: keys,
+		StateDir: stateDir, Interval: f.Interval, LockRetry: f.LockRetry,
+	}, &update.DiskSlots{Disk: disk, ESP: f.ESP, Cmdline: f.Cmdline}, &update.CommandRebooter{Argv: argv}, kv, logf)
+	if err != nil {
+		return err
+	}
+	// Healthy once the KV answers a quorum read (this node rejoined the
+	// cluster, a leader exists) and the units the scheduler launched here
+	// run: only then is the slot marked good and the reboot lock released.
+	var units update.ScheduledUnits
+	if d.sched != nil {
+		units = machineUnits{d.sched.svc}
+	}
+	a.Healthy = update.HealthCheck(kv, units, 5*time.Second, a.SetWaiting)
+	a.RegisterHTTP(d.mux)
+	d.updater = a
+	d.log.Info("update agent configured", "server", f.Server, "channel", f.Channel, "strategy", strategy, "window", window.String(), "disk", disk, "running", running)
+	return nil
+}
+
+// startUpdater settles the last update (marks the slot good once healthy,
+// or reports the rollback), then follows the channel.
+func (d *Daemon) startUpdater(ctx context.Context) {
+	a := d.updater
+	if a == nil {
+		return
+	}
+	go func() {
+		for {
+			err := a.AfterBoot(ctx)
+			if err == nil {
+				break
+			}
+			d.log.Warn("update: settling the last update", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(30 * time.Second):
+			}
+		}
+		_ = a.Run(ctx)
+	}()
+}

@@ -1,0 +1,24 @@
+// Package node holds what pithd and the programs around it share without
+// importing the agent: the table of pithd's settings (flag, environment
+// variable, cloud-config key), read by pithd's flag and environment
+// parsing and by the cloud-config writer, and the paths of node state.
+// It imports nothing from Pith, so cloudconfig, the CLIs and agent/ may all
+// import it.
+package node
+
+// StateDir keeps what first boot fetched and did, and what pithd reads of it.
+const StateDir = "/var/lib/pith"
+
+// Files under StateDir.
+const (
+	UserDataFile  = "user-data"        // the raw user-data, as fetched
+	MetadataFile  = "metadata.json"    // the datasource's metadata
+	ReportFile    = "user-data.report" // the validation report, file:line:col lines
+	StateFile     = "user-data.json"   // the first-boot stage's record of its last run
+	FirstBootFile = "first-boot.done"  // exists once first boot applied user-data
+	SettingsFile  = "settings.json"    // cloudconfig.Settings for pithd's subsystems
+)
+
+// SettingsPath is where pithd run reads the settings first boot saved
+// (its --update-settings default).
+const SettingsPath = StateDir + "/" + SettingsFile
