@@ -6,8 +6,8 @@
 // then, at the first 4 KiB boundary after the filesystem's own size (the
 // squashfs superblock's bytes_used, or erofs' block count), the verity
 // superblock followed by the hash tree. The root hash goes on the kernel
-// command line as pith.usrhash=. The image builder calls Format; the init
-// calls FindSuperblock and Setup.
+// command line as pith.usrhash=. The image builder calls Format, the init
+// Find and Setup, the update agent Find and Verify on a slot it wrote.
 package verity
 
 import (
@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // BlockSize is the data and hash block size Pith uses.
@@ -130,6 +131,79 @@ func Format(dev interface {
 	io.ReaderAt
 	io.WriterAt
 }, dataSize int64, salt []byte, uuid [16]byte) (string, error) {
+	if len(salt) > 256 {
+		return "", errors.New("verity: salt longer than 256 bytes")
+	}
+	sb := &Superblock{Version: 1, HashType: 1, UUID: uuid, Algorithm: algorithm,
+		DataBlockSize: BlockSize, HashBlockSize: BlockSize, DataBlocks: uint64(dataSize / BlockSize), Salt: salt}
+	root, err := tree(dev, dataSize, salt, func(b []byte, off int64) error {
+		_, err := dev.WriteAt(b, off)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	if _, err := dev.WriteAt(append(sb.marshal(), make([]byte, BlockSize-sbSize)...), dataSize); err != nil {
+		return "", err
+	}
+	return root, nil
+}
+
+// ErrCorrupt means data or hash tree do not match the root hash.
+var ErrCorrupt = errors.New("verity: data or hash tree do not match the root hash")
+
+// Verify reads the data and hash tree that Format wrote at the start of r
+// (the superblock sb at sb.DataBlocks*BlockSize) and checks every hash
+// block and the root against rootHash, as `veritysetup verify` does: a
+// device that passes is one the kernel will read without a verity error.
+func Verify(r io.ReaderAt, sb *Superblock, rootHash string) error {
+	root, err := Check(r, sb)
+	if err != nil {
+		return err
+	}
+	if root != strings.ToLower(rootHash) {
+		return fmt.Errorf("%w: root hash is %s, want %s", ErrCorrupt, root, rootHash)
+	}
+	return nil
+}
+
+// Check recomputes the hash tree of the data in r, compares it with the
+// stored one block by block and returns its root hash.
+func Check(r io.ReaderAt, sb *Superblock) (string, error) {
+	dataSize := int64(sb.DataBlocks) * BlockSize
+	stored := make([]byte, BlockSize)
+	return tree(r, dataSize, sb.Salt, func(b []byte, off int64) error {
+		if _, err := r.ReadAt(stored, off); err != nil {
+			return fmt.Errorf("verity: reading hash block at %d: %w", off, err)
+		}
+		if !bytes.Equal(stored, b) {
+			return fmt.Errorf("%w: hash block at offset %d differs", ErrCorrupt, off)
+		}
+		return nil
+	})
+}
+
+// CheckRoot compares rootHash with the hash of the tree's top block, which
+// costs one block read: a wrong root hash is then reported before the
+// kernel, which restarts the machine on any mismatch, ever reads a block.
+func CheckRoot(r io.ReaderAt, sb *Superblock, rootHash string) error {
+	top := make([]byte, BlockSize)
+	// The top level is the single block right after the superblock.
+	if _, err := r.ReadAt(top, int64(sb.DataBlocks+1)*BlockSize); err != nil {
+		return fmt.Errorf("verity: reading the top hash block: %w", err)
+	}
+	if got := hex.EncodeToString(hashBlock(sb.Salt, top)); got != strings.ToLower(rootHash) {
+		return fmt.Errorf("%w: the tree's root hash is %s, the expected one %s", ErrCorrupt, got, strings.ToLower(rootHash))
+	}
+	return nil
+}
+
+// tree computes the hash tree of the first dataSize bytes of r, level by
+// level from the data up, passing each hash block and its offset (after
+// the superblock, top level first as the kernel lays it out) to emit, and
+// returns the root hash. Each level is read back from r, so emit must
+// have stored (or checked) the level below.
+func tree(r io.ReaderAt, dataSize int64, salt []byte, emit func(block []byte, off int64) error) (string, error) {
 	if dataSize <= 0 || dataSize%BlockSize != 0 {
 		return "", fmt.Errorf("verity: data size %d is not a positive multiple of %d", dataSize, BlockSize)
 	}
@@ -138,12 +212,7 @@ func Format(dev interface {
 		// that small.
 		return "", fmt.Errorf("verity: data size %d is below two blocks", dataSize)
 	}
-	if len(salt) > 256 {
-		return "", errors.New("verity: salt longer than 256 bytes")
-	}
-	sb := &Superblock{Version: 1, HashType: 1, UUID: uuid, Algorithm: algorithm,
-		DataBlockSize: BlockSize, HashBlockSize: BlockSize, DataBlocks: uint64(dataSize / BlockSize), Salt: salt}
-	lv := levels(sb.DataBlocks)
+	lv := levels(uint64(dataSize / BlockSize))
 	// Level i starts after the superblock and all levels above it.
 	start := make([]int64, len(lv))
 	pos := dataSize + BlockSize
@@ -151,42 +220,48 @@ func Format(dev interface {
 		start[i] = pos
 		pos += int64(lv[i]) * BlockSize
 	}
-	buf := make([]byte, BlockSize)
+	// Large reads: one system call per 1 MiB instead of per block.
+	const chunk = 256 * BlockSize
+	buf := make([]byte, chunk)
 	out := make([]byte, 0, BlockSize)
-	// Level 0 hashes the data; each higher level hashes the one below.
-	srcOff, srcBlocks := int64(0), sb.DataBlocks
+	h := sha256.New()
+	srcOff, srcBlocks := int64(0), uint64(dataSize/BlockSize)
 	for i := range lv {
 		dst := start[i]
 		out = out[:0]
-		for b := uint64(0); b < srcBlocks; b++ {
-			if _, err := dev.ReadAt(buf, srcOff+int64(b)*BlockSize); err != nil {
+		for b := uint64(0); b < srcBlocks; {
+			n := min(srcBlocks-b, chunk/BlockSize)
+			if _, err := r.ReadAt(buf[:n*BlockSize], srcOff+int64(b)*BlockSize); err != nil {
 				return "", fmt.Errorf("verity: reading block %d: %w", b, err)
 			}
-			out = append(out, hashBlock(salt, buf)...)
-			if len(out) == BlockSize {
-				if _, err := dev.WriteAt(out, dst); err != nil {
-					return "", err
+			for j := uint64(0); j < n; j++ {
+				h.Reset()
+				h.Write(salt)
+				h.Write(buf[j*BlockSize : (j+1)*BlockSize])
+				out = h.Sum(out)
+				if len(out) == BlockSize {
+					if err := emit(out, dst); err != nil {
+						return "", err
+					}
+					dst += BlockSize
+					out = out[:0]
 				}
-				dst += BlockSize
-				out = out[:0]
 			}
+			b += n
 		}
 		if len(out) > 0 {
 			out = append(out, make([]byte, BlockSize-len(out))...)
-			if _, err := dev.WriteAt(out, dst); err != nil {
+			if err := emit(out, dst); err != nil {
 				return "", err
 			}
 		}
 		srcOff, srcBlocks = start[i], lv[i]
 	}
-	if _, err := dev.ReadAt(buf, start[len(lv)-1]); err != nil {
+	top := make([]byte, BlockSize)
+	if _, err := r.ReadAt(top, start[len(lv)-1]); err != nil {
 		return "", err
 	}
-	root := hashBlock(salt, buf)
-	if _, err := dev.WriteAt(append(sb.marshal(), make([]byte, BlockSize-sbSize)...), dataSize); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(root), nil
+	return hex.EncodeToString(hashBlock(salt, top)), nil
 }
 
 // Table is the device-mapper "verity" target line for a device holding
@@ -197,8 +272,25 @@ func Table(dev string, sb *Superblock, rootHash string) string {
 		salt = hex.EncodeToString(sb.Salt)
 	}
 	hashStart := sb.DataBlocks + 1 // the superblock takes one hash block
-	return fmt.Sprintf("1 %s %s %d %d %d %d %s %s %s", dev, dev, sb.DataBlockSize, sb.HashBlockSize,
+	// restart_on_corruption: a block that fails its hash restarts the
+	// machine instead of returning EIO, so corrupted code never runs and
+	// the boot loader's boot counting can fall back to the other slot.
+	return fmt.Sprintf("1 %s %s %d %d %d %d %s %s %s 1 restart_on_corruption", dev, dev, sb.DataBlockSize, sb.HashBlockSize,
 		sb.DataBlocks, hashStart, sb.Algorithm, rootHash, salt)
+}
+
+// Find returns the superblock Format wrote after the squashfs or erofs
+// filesystem at the start of r.
+func Find(r io.ReaderAt) (*Superblock, error) {
+	end, err := FSEnd(r)
+	if err != nil {
+		return nil, err
+	}
+	sb, err := ReadSuperblock(r, end)
+	if err != nil {
+		return nil, fmt.Errorf("%w (no hash tree after the filesystem: an image built without verity?)", err)
+	}
+	return sb, nil
 }
 
 // FSEnd returns where the read-only filesystem at the start of r ends,

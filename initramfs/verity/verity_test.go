@@ -3,9 +3,12 @@ package verity
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,8 +68,18 @@ func TestFormatMatchesVeritysetup(t *testing.T) {
 					t.Errorf("superblock %+v", sb)
 				}
 				want := "1 /dev/vda3 /dev/vda3 4096 4096 " + strconv.Itoa(blocks) + " " + strconv.Itoa(blocks+1) + " sha256 " + root + " "
-				if got := Table("/dev/vda3", sb, root); !strings.HasPrefix(got, want) {
-					t.Errorf("Table = %q, want prefix %q", got, want)
+				got := Table("/dev/vda3", sb, root)
+				if !strings.HasPrefix(got, want) || !strings.HasSuffix(got, " 1 restart_on_corruption") {
+					t.Errorf("Table = %q, want prefix %q and restart_on_corruption", got, want)
+				}
+				if err := Verify(f, sb, root); err != nil {
+					t.Errorf("Verify of the tree Format wrote: %v", err)
+				}
+				if err := CheckRoot(f, sb, strings.ToUpper(root)); err != nil {
+					t.Errorf("CheckRoot of the tree Format wrote: %v", err)
+				}
+				if err := CheckRoot(f, sb, strings.Repeat("0", 64)); !errors.Is(err, ErrCorrupt) {
+					t.Errorf("CheckRoot with another root hash: %v, want ErrCorrupt", err)
 				}
 				// A flipped data bit must fail verification.
 				b := make([]byte, 1)
@@ -79,6 +92,91 @@ func TestFormatMatchesVeritysetup(t *testing.T) {
 			})
 		}
 	}
+}
+
+// veritysetup format, given the same salt, must write the same tree and
+// print the same root hash as Format.
+func TestRootHashEqualsVeritysetup(t *testing.T) {
+	salt := bytes.Repeat([]byte{0x5a}, 32)
+	for _, blocks := range []int{2, 129, 20000} {
+		t.Run(strconv.Itoa(blocks), func(t *testing.T) {
+			f, size := writeData(t, blocks)
+			ours, err := Format(f, size, salt, [16]byte{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tree := make([]byte, TreeSize(size)-BlockSize)
+			if _, err := f.ReadAt(tree, size+BlockSize); err != nil {
+				t.Fatal(err)
+			}
+			theirs := filepath.Join(t.TempDir(), "hash")
+			out, err := exec.Command("veritysetup", "format", f.Name(), theirs, "--salt="+hex.EncodeToString(salt),
+				"--data-block-size=4096", "--hash-block-size=4096", "--hash=sha256", "--data-blocks="+strconv.Itoa(blocks)).CombinedOutput()
+			if err != nil {
+				t.Fatalf("veritysetup format: %v\n%s", err, out)
+			}
+			m := regexp.MustCompile(`Root hash:\s+([0-9a-f]{64})`).FindSubmatch(out)
+			if m == nil {
+				t.Fatalf("no root hash in veritysetup's output:\n%s", out)
+			}
+			if string(m[1]) != ours {
+				t.Errorf("root hash %s, veritysetup's %s", ours, m[1])
+			}
+			b, err := os.ReadFile(theirs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Their hash device: superblock, then the tree.
+			if !bytes.Equal(b[BlockSize:], tree) {
+				t.Errorf("hash tree differs from veritysetup's (%d and %d bytes)", len(tree), len(b)-BlockSize)
+			}
+		})
+	}
+}
+
+func TestVerifyFindsTampering(t *testing.T) {
+	const blocks = 300 // two levels
+	for _, tc := range []struct {
+		name string
+		off  func(size int64) int64 // byte to flip
+	}{
+		{"first data block", func(int64) int64 { return 0 }},
+		{"last data block", func(size int64) int64 { return size - 1 }},
+		{"lowest hash level", func(size int64) int64 { return size + 2*BlockSize + 100 }},
+		{"top hash block", func(size int64) int64 { return size + BlockSize }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, size := writeData(t, blocks)
+			root, err := Format(f, size, []byte("salt"), [16]byte{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sb, err := ReadSuperblock(f, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := make([]byte, 1)
+			f.ReadAt(b, tc.off(size))
+			b[0] ^= 0x80
+			f.WriteAt(b, tc.off(size))
+			if err := Verify(f, sb, root); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Verify after flipping a bit: %v, want ErrCorrupt", err)
+			}
+			if err := veritysetupVerify(t, f.Name(), size, root); err == nil {
+				t.Error("veritysetup accepts the tampered device too: the case tampers nothing")
+			}
+		})
+	}
+	t.Run("wrong root hash", func(t *testing.T) {
+		f, size := writeData(t, blocks)
+		if _, err := Format(f, size, nil, [16]byte{}); err != nil {
+			t.Fatal(err)
+		}
+		sb, _ := ReadSuperblock(f, size)
+		if err := Verify(f, sb, strings.Repeat("ab", 32)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("Verify with another root hash: %v, want ErrCorrupt", err)
+		}
+	})
 }
 
 func TestFormatErrors(t *testing.T) {
@@ -124,6 +222,9 @@ func TestFSEnd(t *testing.T) {
 	}
 	if again, _ := FSEnd(f); again != end {
 		t.Errorf("FSEnd after Format = %d, want %d", again, end)
+	}
+	if sb, err := Find(f); err != nil || sb.DataBlocks != uint64(end/BlockSize) {
+		t.Errorf("Find after Format: %+v, %v", sb, err)
 	}
 	if out, err := exec.Command("unsquashfs", "-s", sq).CombinedOutput(); err != nil {
 		t.Errorf("unsquashfs -s after appending the tree: %v\n%s", err, out)
