@@ -9,10 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -23,17 +26,80 @@ import (
 // discovery.etcd.io.
 const DiscoveryPrefix = "/_etcd/registry"
 
-// Discovery is an etcd-style discovery service: the plain keys API over an
-// in-memory store, plus GET /new?size=N which creates a token and answers
-// its URL. Members register under the token; nothing else is special.
+// Discovery is an etcd-style discovery service: GET /new?size=N creates a
+// token and answers its URL; members register under the token and read each
+// other's registrations with the etcd v2 keys API. Only that much of the
+// keys API is served (see discovery_access.go): the token is the only
+// credential, so a caller reads and writes only below the token it names,
+// registrations are create-only, and tokens expire.
 type Discovery struct {
 	server *Server
 	local  *Local
+	opt    DiscoveryOptions
 	// PublicURL is the base URL tokens are handed out under.
 	PublicURL string
-	mux       *http.ServeMux
 	lock      *os.File
+	// mu serialises every change (token creation, registration, expiry):
+	// the checks before a change (token exists, limits) hold until it is
+	// applied.
+	mu sync.Mutex
 }
+
+// DiscoveryOptions bound what the service keeps and who may mint tokens.
+// Zero fields take the defaults below.
+type DiscoveryOptions struct {
+	// StateFile keeps tokens and registrations across restarts ("" keeps
+	// them in memory only).
+	StateFile string
+	// TokenTTL is how long a token and its registrations live (default
+	// 7 days: a cluster bootstraps in minutes, and nodes added later
+	// with the same user-data have a week to join).
+	TokenTTL time.Duration
+	// MaxTokens bounds live tokens (default 1024).
+	MaxTokens int
+	// MaxRegistrations bounds registrations under one token, and so the
+	// largest size a token may ask for (default 128).
+	MaxRegistrations int
+	// NewFrom lists the networks allowed to create tokens (default
+	// loopback only: minting tokens is the operator's act, nodes only
+	// register and read).
+	NewFrom []netip.Prefix
+	// HeaderTimeout bounds how long a client may take to send its request
+	// headers and body (default 10 s; slow senders are cut off).
+	HeaderTimeout time.Duration
+	// MaxConns bounds open connections (default 1024): more wait in the
+	// kernel's accept queue.
+	MaxConns int
+}
+
+// DefaultTokenTTL is how long a discovery token lives by default.
+const DefaultTokenTTL = 7 * 24 * time.Hour
+
+func (o DiscoveryOptions) withDefaults() DiscoveryOptions {
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = DefaultTokenTTL
+	}
+	if o.MaxTokens <= 0 {
+		o.MaxTokens = 1024
+	}
+	if o.MaxRegistrations <= 0 {
+		o.MaxRegistrations = 128
+	}
+	if o.NewFrom == nil {
+		o.NewFrom = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	if o.HeaderTimeout <= 0 {
+		o.HeaderTimeout = 10 * time.Second
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 1024
+	}
+	return o
+}
+
+// discoveryLimits bound one request: a registration is a member name and
+// a few peer URLs, far below these.
+var discoveryLimits = Limits{MaxBodyBytes: 4 << 10, MaxValueBytes: 1 << 10, MaxKeyBytes: 256, WatchTimeout: time.Minute}
 
 // Close releases the state file for another process.
 func (d *Discovery) Close() error {
@@ -46,77 +112,146 @@ func (d *Discovery) Close() error {
 }
 
 // NewDiscovery returns a discovery service announcing publicURL, with its
-// tokens in memory only.
+// tokens in memory only and the default limits.
 func NewDiscovery(publicURL string) *Discovery {
-	d, _ := OpenDiscovery(publicURL, "")
+	d, _ := OpenDiscovery(publicURL, DiscoveryOptions{})
 	return d
 }
 
-// OpenDiscovery returns a discovery service whose tokens and registrations
-// are kept in stateFile (read back at start, rewritten after each change),
-// so a restart loses no cluster mid-bootstrap. stateFile "" keeps them in
-// memory only.
-func OpenDiscovery(publicURL, stateFile string) (*Discovery, error) {
-	st := NewStore(Options{MaxWatchers: 10000})
+// OpenDiscovery returns a discovery service announcing publicURL. With
+// opt.StateFile its tokens and registrations are read back at start and
+// the file rewritten after each change, so a restart loses no cluster
+// mid-bootstrap.
+func OpenDiscovery(publicURL string, opt DiscoveryOptions) (*Discovery, error) {
+	opt = opt.withDefaults()
+	st := NewStore(Options{MaxWatchers: opt.MaxConns})
 	l := NewLocal(st)
 	l.ID = "discovery"
-	var lock *os.File
-	if stateFile != "" {
+	d := &Discovery{local: l, opt: opt, PublicURL: strings.TrimRight(publicURL, "/")}
+	// The keys API only proposes expiry; it goes through d.mu like every
+	// other change.
+	d.server = NewServer(st, lockedLocal{d}, discoveryLimits)
+	if opt.StateFile != "" {
 		var err error
-		if lock, err = lockDiscoveryState(stateFile); err != nil {
+		if d.lock, err = lockDiscoveryState(opt.StateFile); err != nil {
 			return nil, err
 		}
-		idx, err := loadDiscoveryState(stateFile, st)
+		idx, err := loadDiscoveryState(opt.StateFile, st)
 		if err != nil {
-			lock.Close()
+			d.Close()
 			return nil, err
 		}
 		l.index = idx
-		l.AfterApply = func(index uint64) error { return saveDiscoveryState(stateFile, st, index) }
+		l.AfterApply = func(index uint64) error { return saveDiscoveryState(opt.StateFile, st, index) }
+		if err := d.expireOldTokens(); err != nil {
+			d.Close()
+			return nil, err
+		}
 	}
-	d := &Discovery{lock: lock, server: NewServer(st, l, Limits{MaxValueBytes: 64 << 10, MaxBodyBytes: 128 << 10}), local: l, PublicURL: strings.TrimRight(publicURL, "/")}
-	d.mux = http.NewServeMux()
-	d.mux.HandleFunc("/new", d.handleNew)
-	d.mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, `{"health":"true"}`)
-	})
 	return d, nil
 }
 
-// Run expires keys with TTLs until ctx ends.
-func (d *Discovery) Run(ctx context.Context) { d.server.RunExpiry(ctx) }
+// lockedLocal is the Raft the keys API sees: proposals under d.mu.
+type lockedLocal struct{ d *Discovery }
 
-func (d *Discovery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == KeysPrefix || strings.HasPrefix(r.URL.Path, KeysPrefix+"/") {
-		d.server.ServeHTTP(w, r)
-		return
+func (l lockedLocal) Propose(ctx context.Context, cmd []byte) (any, uint64, error) {
+	l.d.mu.Lock()
+	defer l.d.mu.Unlock()
+	return l.d.local.Propose(ctx, cmd)
+}
+func (l lockedLocal) IsLeader() bool                             { return true }
+func (l lockedLocal) LinearizableRead(ctx context.Context) error { return nil }
+func (l lockedLocal) Forward(w http.ResponseWriter, r *http.Request, b []byte) error {
+	return l.d.local.Forward(w, r, b)
+}
+func (l lockedLocal) RaftStatus() (uint64, uint64) { return l.d.local.RaftStatus() }
+func (l lockedLocal) ClusterID() string            { return l.d.local.ClusterID() }
+
+// propose applies c; the caller holds d.mu.
+func (d *Discovery) propose(c Command) (*Event, uint64, error) {
+	res, idx, err := d.local.Propose(context.Background(), c.Marshal())
+	if err != nil {
+		return nil, 0, err
 	}
-	d.mux.ServeHTTP(w, r)
+	r := res.(Result)
+	return r.Event, idx, r.Err
 }
 
-// NewToken creates a token for a cluster of size members and returns its URL.
+// expireOldTokens gives tokens from a state file written before tokens
+// expired the TTL from now, instead of keeping them forever.
+func (d *Discovery) expireOldTokens() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ev, err := d.server.store.Get(DiscoveryPrefix, false, false)
+	if err != nil {
+		return nil // no tokens yet
+	}
+	expire := time.Now().Add(d.opt.TokenTTL).UnixNano()
+	for _, n := range ev.Node.Nodes {
+		if n.Dir && n.Expiration == nil {
+			if _, _, err := d.propose(Command{Op: OpUpdate, Path: n.Key, Expire: expire}); err != nil {
+				return fmt.Errorf("discovery: give token %s an expiry: %w", n.Key, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Run expires tokens whose TTL passed until ctx ends.
+func (d *Discovery) Run(ctx context.Context) { d.server.RunExpiry(ctx) }
+
+// errTooManyTokens answers /new when MaxTokens are live.
+var errTooManyTokens = errors.New("too many live discovery tokens: retry once some expire, or raise --max-tokens")
+
+// NewToken creates a token for a cluster of size members and returns its
+// URL. The token is 128 random bits: knowing it is the only credential.
 func (d *Discovery) NewToken(size int) (string, error) {
-	if size < 1 || size > 1000 {
-		return "", fmt.Errorf("size %d: must be between 1 and 1000", size)
+	if size < 1 || size > d.opt.MaxRegistrations {
+		return "", fmt.Errorf("size %d: must be between 1 and %d (--max-registrations)", size, d.opt.MaxRegistrations)
 	}
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
 	token := hex.EncodeToString(b[:])
-	c := Command{Op: OpCreate, Path: DiscoveryPrefix + "/" + token + "/_config/size", Value: strconv.Itoa(size)}
-	res, _, err := d.local.Propose(context.Background(), c.Marshal())
-	if err != nil {
+	dir := DiscoveryPrefix + "/" + token
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.countChildren(DiscoveryPrefix) >= d.opt.MaxTokens {
+		return "", errTooManyTokens
+	}
+	// The directory carries the TTL: when it expires its registrations go
+	// with it.
+	expire := time.Now().Add(d.opt.TokenTTL).UnixNano()
+	if _, _, err := d.propose(Command{Op: OpCreate, Path: dir, Dir: true, Expire: expire}); err != nil {
 		return "", err
 	}
-	if r := res.(Result); r.Err != nil {
-		return "", r.Err
+	if _, _, err := d.propose(Command{Op: OpCreate, Path: dir + "/_config/size", Value: strconv.Itoa(size)}); err != nil {
+		_, _, _ = d.propose(Command{Op: OpDelete, Path: dir, Dir: true, Recursive: true})
+		return "", err
 	}
-	return d.PublicURL + KeysPrefix + DiscoveryPrefix + "/" + token, nil
+	return d.PublicURL + KeysPrefix + dir, nil
+}
+
+// countChildren counts the visible entries of directory p (0 if absent).
+func (d *Discovery) countChildren(p string) int {
+	ev, err := d.server.store.Get(p, false, false)
+	if err != nil || ev.Node == nil {
+		return 0
+	}
+	return len(ev.Node.Nodes)
 }
 
 func (d *Discovery) handleNew(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "use GET /new?size=N", http.StatusMethodNotAllowed)
+		return
+	}
+	if !d.mayCreate(r.RemoteAddr) {
+		http.Error(w, "discovery: tokens are created only from "+prefixList(d.opt.NewFrom)+" (pith discovery serve --new-from)", http.StatusForbidden)
+		return
+	}
 	size := 3
 	if s := r.URL.Query().Get("size"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -127,12 +262,37 @@ func (d *Discovery) handleNew(w http.ResponseWriter, r *http.Request) {
 		size = n
 	}
 	u, err := d.NewToken(size)
-	if err != nil {
+	switch {
+	case errors.Is(err, errTooManyTokens):
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	case err != nil:
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	fmt.Fprintln(w, u)
+}
+
+func (d *Discovery) mayCreate(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	for _, p := range d.opt.NewFrom {
+		if p.Contains(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+func prefixList(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // discoveryState is the discovery service's file: the store as Save writes

@@ -14,7 +14,7 @@ import (
 // registration and the index carried over.
 func TestDiscoveryStateSurvivesRestart(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "sub", "discovery.json")
-	d, err := OpenDiscovery("http://disco.test", state)
+	d, err := OpenDiscovery("http://disco.test", DiscoveryOptions{StateFile: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,13 +31,13 @@ func TestDiscoveryStateSurvivesRestart(t *testing.T) {
 	}
 	_, h, before := do(t, ts.URL, "GET", tokPath+"?recursive=true&sorted=true", "")
 	// While it runs, a second service on the same state file is refused.
-	if _, err := OpenDiscovery("http://other", state); err == nil || !strings.Contains(err.Error(), "in use by another") {
+	if _, err := OpenDiscovery("http://other", DiscoveryOptions{StateFile: state}); err == nil || !strings.Contains(err.Error(), "in use by another") {
 		t.Fatalf("second service on the same state: %v", err)
 	}
 	ts.Close()
 	d.Close()
 
-	d2, err := OpenDiscovery("http://disco.test", state)
+	d2, err := OpenDiscovery("http://disco.test", DiscoveryOptions{StateFile: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestDiscoveryStateErrors(t *testing.T) {
 			if err := os.WriteFile(p, []byte(c.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			d, err := OpenDiscovery("http://x", p)
+			d, err := OpenDiscovery("http://x", DiscoveryOptions{StateFile: p})
 			if err == nil {
 				d.Close()
 			}
@@ -105,7 +105,7 @@ func TestDiscoveryStateErrors(t *testing.T) {
 		})
 	}
 	// A missing file is an empty service, and memory-only leaves no file.
-	d, err := OpenDiscovery("http://x", filepath.Join(dir, "none.json"))
+	d, err := OpenDiscovery("http://x", DiscoveryOptions{StateFile: filepath.Join(dir, "none.json")})
 	if err != nil {
 		t.Fatal(err)
 	}

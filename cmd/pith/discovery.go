@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,20 +23,47 @@ import (
 func init() {
 	disc := &cobra.Command{Use: "discovery", Short: "Run an etcd-style discovery service and create cluster tokens"}
 
-	var listen, advertise, statePath string
+	var listen, advertise, certFile, keyFile string
+	var newFrom []string
+	opt := kv.DiscoveryOptions{}
 	serve := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve discovery on this workstation (the etcd v2 keys API; tokens kept in --state)",
-		Args:  cobra.NoArgs,
+		Short: "Serve discovery on this workstation (tokens kept in --state, expiring after --token-ttl)",
+		Long: `Serve an etcd-style discovery service. A token (128 random bits) is the only
+credential: a caller reads and registers only under the token it names, a
+registration cannot be overwritten or deleted, tokens expire, and only
+--new-from may create them (default: this machine). See the README's
+"Discovery" section for the threat model.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, s := range newFrom {
+				p, err := netip.ParsePrefix(s)
+				if err != nil {
+					return fmt.Errorf("--new-from %q: %w (want a network such as 10.0.0.0/8)", s, err)
+				}
+				opt.NewFrom = append(opt.NewFrom, p)
+			}
+			if (certFile == "") != (keyFile == "") {
+				return fmt.Errorf("--cert-file and --key-file go together")
+			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w (pick another --listen address)", listen, err)
 			}
-			if advertise == "" {
-				advertise = "http://" + ln.Addr().String()
+			scheme := "http"
+			if certFile != "" {
+				cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+				if err != nil {
+					ln.Close()
+					return fmt.Errorf("--cert-file/--key-file: %w", err)
+				}
+				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+				scheme = "https"
 			}
-			d, err := kv.OpenDiscovery(advertise, statePath)
+			if advertise == "" {
+				advertise = scheme + "://" + ln.Addr().String()
+			}
+			d, err := kv.OpenDiscovery(advertise, opt)
 			if err != nil {
 				ln.Close()
 				return err
@@ -44,21 +72,26 @@ func init() {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			go d.Run(ctx)
-			srv := &http.Server{Handler: d, ReadHeaderTimeout: 30 * time.Second}
-			go func() { <-ctx.Done(); srv.Close() }()
-			if statePath != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "discovery: tokens kept in %s\n", statePath)
+			out := cmd.OutOrStdout()
+			if opt.StateFile != "" {
+				fmt.Fprintf(out, "discovery: tokens kept in %s\n", opt.StateFile)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "discovery: serving on %s; new token: curl '%s/new?size=3' or pith discovery new --server %s\n", ln.Addr(), advertise, advertise)
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
+			if scheme == "http" && !isLoopbackListen(ln.Addr()) {
+				fmt.Fprintf(out, "discovery: warning: plain HTTP on %s: anyone on the path sees the tokens; give --cert-file/--key-file\n", ln.Addr())
 			}
-			return nil
+			fmt.Fprintf(out, "discovery: serving on %s; new token: curl '%s/new?size=3' or pith discovery new --server %s\n", ln.Addr(), advertise, advertise)
+			return d.Serve(ctx, ln)
 		},
 	}
 	serve.Flags().StringVar(&listen, "listen", "127.0.0.1:8087", "address to listen on")
-	serve.Flags().StringVar(&advertise, "advertise", "", "base URL nodes reach this service at (default http://<listen address>)")
-	serve.Flags().StringVar(&statePath, "state", defaultDiscoveryState(), `file keeping tokens and registrations across restarts ("" keeps them in memory only)`)
+	serve.Flags().StringVar(&advertise, "advertise", "", "base URL nodes reach this service at (default http(s)://<listen address>)")
+	serve.Flags().StringVar(&opt.StateFile, "state", defaultDiscoveryState(), `file keeping tokens and registrations across restarts, 0600 ("" keeps them in memory only)`)
+	serve.Flags().DurationVar(&opt.TokenTTL, "token-ttl", kv.DefaultTokenTTL, "how long a token and its registrations live")
+	serve.Flags().IntVar(&opt.MaxTokens, "max-tokens", 1024, "live tokens at most")
+	serve.Flags().IntVar(&opt.MaxRegistrations, "max-registrations", 128, "registrations per token at most (and the largest --size)")
+	serve.Flags().StringSliceVar(&newFrom, "new-from", []string{"127.0.0.0/8", "::1/128"}, "networks allowed to create tokens (GET /new)")
+	serve.Flags().StringVar(&certFile, "cert-file", "", "serve HTTPS with this certificate (PEM)")
+	serve.Flags().StringVar(&keyFile, "key-file", "", "the certificate's private key (PEM)")
 
 	var server string
 	var size int
@@ -103,4 +136,11 @@ func defaultDiscoveryState() string {
 		dir = filepath.Join(home, ".local", "state")
 	}
 	return filepath.Join(dir, "pith", "discovery.json")
+}
+
+// isLoopbackListen reports whether a is on a loopback address, where plain
+// HTTP crosses no network.
+func isLoopbackListen(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
