@@ -44,14 +44,10 @@ func defaultEndpoints() []string {
 			return strings.Split(v, ",")
 		}
 	}
-	return []string{"http://127.0.0.1:2379"}
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
+	if ep := socketEndpoint(); ep != "" {
+		return []string{ep}
 	}
-	return def
+	return []string{"http://127.0.0.1:2379"}
 }
 
 // addClientFlags adds etcdctl's global flags to a command group.
@@ -62,9 +58,7 @@ func addClientFlags(c *cobra.Command) {
 	fs.DurationVar(&kvOpts.timeout, "timeout", 2*time.Second, "connection timeout per request")
 	fs.DurationVar(&kvOpts.totalTimeout, "total-timeout", 5*time.Second, "timeout for the whole command (watches excepted)")
 	fs.BoolVar(&kvOpts.noSync, "no-sync", false, "do not sync the member list before the request")
-	fs.StringVar(&kvOpts.tls.CertFile, "cert-file", envOr("ETCDCTL_CERT_FILE", ""), "client TLS certificate")
-	fs.StringVar(&kvOpts.tls.KeyFile, "key-file", envOr("ETCDCTL_KEY_FILE", ""), "client TLS key")
-	fs.StringVar(&kvOpts.tls.TrustedCAFile, "ca-file", envOr("ETCDCTL_CA_FILE", ""), "CA to verify the servers' certificates")
+	addTLSFlags(fs)
 	fs.BoolVar(&kvOpts.tls.InsecureSkipVerify, "insecure-skip-tls-verify", false, "do not verify server certificates (unsafe)")
 }
 
@@ -83,21 +77,29 @@ func fail(code int, err error) error {
 }
 
 func newEtcdClient(ctx context.Context) (etcd.Client, error) {
-	tlsConf, err := kvOpts.tls.ClientConfig()
-	if err != nil {
-		return nil, &exitError{exitBadArgs, err}
-	}
 	tr := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: kvOpts.timeout, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout: kvOpts.timeout,
-		TLSClientConfig:     tlsConf,
 	}
-	c, err := etcd.New(etcd.Config{Endpoints: kvOpts.endpoints, Transport: tr, HeaderTimeoutPerRequest: 0})
+	eps := kvOpts.endpoints
+	noSync := kvOpts.noSync
+	if len(eps) > 0 {
+		base, err := transport(eps[0], tr)
+		if err != nil {
+			return nil, &exitError{exitBadArgs, err}
+		}
+		if strings.HasPrefix(eps[0], "unix:") {
+			// The socket is this node's pithd: syncing would swap it for
+			// the members' TCP URLs, which need a certificate.
+			eps, noSync = []string{base}, true
+		}
+	}
+	c, err := etcd.New(etcd.Config{Endpoints: eps, Transport: tr, HeaderTimeoutPerRequest: 0})
 	if err != nil {
 		return nil, &exitError{exitBadArgs, err}
 	}
-	if !kvOpts.noSync {
+	if !noSync {
 		sctx, cancel := context.WithTimeout(ctx, kvOpts.totalTimeout)
 		defer cancel()
 		if err := c.Sync(sctx); err != nil {

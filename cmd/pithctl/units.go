@@ -3,6 +3,7 @@ package main
 // fleetctl's commands, against fleet's v1 API on pithd (or fleet itself).
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,11 +50,16 @@ func (o *unitOpts) client() (*fleetapi.Client, error) {
 		ep = os.Getenv("FLEETCTL_ENDPOINT")
 	}
 	if ep == "" {
-		ep = defaultFleetEndpoint
+		ep = cmp.Or(socketEndpoint(), defaultFleetEndpoint)
 	}
 	// fleetctl accepts a comma-separated list; the first one is used.
 	ep = strings.TrimSpace(strings.Split(ep, ",")[0])
-	return fleetapi.NewClient(ep)
+	tr := &http.Transport{Proxy: http.ProxyFromEnvironment}
+	base, err := transport(ep, tr)
+	if err != nil {
+		return nil, err
+	}
+	return fleetapi.NewClientWith(base, &http.Client{Transport: tr}), nil
 }
 
 func (o *unitOpts) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
@@ -69,6 +75,7 @@ func unitCommands() []*cobra.Command {
 	common := func(c *cobra.Command) *cobra.Command {
 		c.Flags().StringVar(&o.endpoint, "endpoint", "", "fleet API endpoint, http://HOST:PORT or unix:///PATH (env FLEETCTL_ENDPOINT; default "+defaultFleetEndpoint+")")
 		c.Flags().DurationVar(&o.timeout, "request-timeout", 0, "give up after this long (0: no limit)")
+		addTLSFlags(c.Flags())
 		return c
 	}
 	table := func(c *cobra.Command, fields string) *cobra.Command {
