@@ -184,6 +184,11 @@ type Agent struct {
 	now     func() time.Time
 	logf    func(string, ...any)
 
+	// Notify, when set, hears each phase change (ev nil) and history event
+	// (the channel-server reporter, report.go). It must not block; for
+	// events it is called with the agent's lock held.
+	Notify func(p Phase, ev *Event)
+
 	mu     sync.Mutex
 	st     persisted
 	status Status
@@ -258,12 +263,18 @@ func (a *Agent) event(version, kind, detail string) {
 		a.st.History = a.st.History[len(a.st.History)-maxHistory:]
 	}
 	a.logf("update: %s %s %s", kind, version, detail)
+	if a.Notify != nil {
+		a.Notify("", &Event{Time: a.now().UTC(), Version: version, Kind: kind, Detail: detail})
+	}
 }
 
 func (a *Agent) setPhase(p Phase) {
 	a.mu.Lock()
 	a.status.Phase = p
 	a.mu.Unlock()
+	if a.Notify != nil {
+		a.Notify(p, nil)
+	}
 }
 
 // Status returns a snapshot of the agent's state.

@@ -1,0 +1,240 @@
+package update
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pith-os/pith/channels"
+)
+
+// Reports to the channel server, and the phased rollout.
+//
+// The node reports each update event to the server it fetches from
+// (POST /v1/report). Reports are signed with a per-machine Ed25519 key kept
+// in StateDir/report.key (0600, made on first use); the server binds the
+// key to the machine ID the first time it sees it (trust on first use), so
+// afterwards no other machine can report for this one. A reinstalled
+// machine has a new key and is refused until the operator runs `pith
+// channel forget`.
+//
+// Reports are best-effort: they are queued (a few dozen at most, the
+// oldest dropped) and sent by one goroutine with a short timeout; a server
+// that is down delays no update.
+
+// reportTimeout bounds one report's POST.
+const reportTimeout = 10 * time.Second
+
+// Reporter sends the agent's update events to the channel server.
+type Reporter struct {
+	a      *Agent
+	key    ed25519.PrivateKey
+	client *channels.Client
+	q      chan channels.Report
+	logf   func(string, ...any)
+
+	mu       sync.Mutex
+	seq      uint64
+	offered  string // last release the channel offered
+	taking   string // the release the rollout let this machine take
+	checking bool   // a check is under way and no decision was reported yet
+	failing  bool   // the last send failed (logged once until one succeeds)
+}
+
+// NewReporter attaches a reporter to the agent (before AfterBoot and Run)
+// and applies the channel's rollout to its checks. keyFile holds the
+// machine's report key ("": StateDir/report.key).
+func NewReporter(a *Agent, keyFile string) (*Reporter, error) {
+	if keyFile == "" {
+		keyFile = filepath.Join(a.cfg.StateDir, "report.key")
+	}
+	key, err := loadOrMakeReportKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	c, err := channels.NewClient(a.cfg.Server, channels.Policy{Channel: a.cfg.Channel})
+	if err != nil {
+		return nil, err
+	}
+	if a.cfg.Client != nil {
+		a.cfg.Client(c)
+	}
+	r := &Reporter{a: a, key: key, client: c, q: make(chan channels.Report, 32), logf: a.logf,
+		seq: uint64(time.Now().UnixNano())}
+	a.Notify = r.notify
+	prev := a.cfg.Client
+	a.cfg.Client = func(c *channels.Client) {
+		if prev != nil {
+			prev(c)
+		}
+		c.Gate = c.RolloutGate(a.cfg.MachineID, a.cfg.Group, r.decided)
+	}
+	return r, nil
+}
+
+// loadOrMakeReportKey reads the machine's report key, or makes one.
+func loadOrMakeReportKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return nil, fmt.Errorf("report key %s: not PEM (remove it to make a new one, then pith channel forget this machine)", path)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("report key %s: %v", path, err)
+		}
+		ek, ok := k.(ed25519.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("report key %s: not an Ed25519 key", path)
+		}
+		return ek, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return nil, err
+	}
+	if err := syncFile(tmp); err != nil {
+		return nil, err
+	}
+	return k, os.Rename(tmp, path)
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// Run sends queued reports until ctx ends.
+func (r *Reporter) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case rep := <-r.q:
+			r.send(ctx, rep)
+		}
+	}
+}
+
+func (r *Reporter) send(ctx context.Context, rep channels.Report) {
+	body, err := channels.SignReport(rep, r.key)
+	if err == nil {
+		sctx, cancel := context.WithTimeout(ctx, reportTimeout)
+		err = r.client.SendReport(sctx, body)
+		cancel()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil && !r.failing {
+		r.logf("update: report %s to %s: %v (reports are best-effort; later ones are tried)", rep.Event, r.a.cfg.Server, err)
+	}
+	r.failing = err != nil
+}
+
+// Report queues an event; it never blocks (a full queue drops its oldest).
+func (r *Reporter) Report(event, version, reason string) {
+	r.mu.Lock()
+	r.seq = max(r.seq+1, uint64(time.Now().UnixNano()))
+	rep := channels.Report{
+		Machine: r.a.cfg.MachineID, Group: r.a.cfg.Group, Channel: r.a.cfg.Channel, Arch: r.a.cfg.Platform,
+		Running: r.a.cfg.Running, Version: version, Event: event, Reason: reason, Time: time.Now().UTC(), Seq: r.seq,
+	}
+	r.mu.Unlock()
+	for {
+		select {
+		case r.q <- rep:
+			return
+		default:
+		}
+		select {
+		case <-r.q:
+		default:
+		}
+	}
+}
+
+// decided hears the rollout's decision on an offered release.
+func (r *Reporter) decided(offered string, d channels.Decision, err error) {
+	r.mu.Lock()
+	r.offered, r.taking, r.checking = offered, d.Take, false
+	r.mu.Unlock()
+	switch {
+	case err != nil:
+		r.Report(channels.EventChecked, offered, "rollout: "+err.Error())
+	case d.Take == "":
+		r.Report(channels.EventChecked, offered, "held back: "+d.Reason)
+	case d.Take != offered:
+		r.Report(channels.EventChecked, offered, "taking "+d.Take+" first: "+d.Reason)
+	default:
+		r.Report(channels.EventChecked, offered, "")
+	}
+}
+
+// notify maps the agent's phases and history to report events. The agent
+// may hold its lock: only the reporter's own state is touched here.
+func (r *Reporter) notify(p Phase, ev *Event) {
+	if ev != nil {
+		switch ev.Kind {
+		case "applied":
+			r.Report(channels.EventWritten, ev.Version, ev.Detail)
+		case "updated":
+			r.Report(channels.EventGood, ev.Version, ev.Detail)
+		case "rollback":
+			r.Report(channels.EventRolledBack, ev.Version, ev.Detail)
+		}
+		return
+	}
+	r.mu.Lock()
+	taking, wasChecking := r.taking, r.checking
+	r.checking = p == PhaseChecking
+	r.mu.Unlock()
+	switch p {
+	case PhaseIdle:
+		if wasChecking {
+			// The check ended without a rollout decision: up to date.
+			r.Report(channels.EventChecked, "", "")
+		}
+	case PhaseDownloading:
+		r.Report(channels.EventDownloading, taking, "")
+	case PhaseRebooting:
+		r.Report(channels.EventRebooting, r.pendingVersion(), "")
+	case PhaseVerifying:
+		r.Report(channels.EventRunning, r.pendingVersion(), "")
+	}
+}
+
+// pendingVersion is the update a reboot is for; the agent calls notify
+// for phases without its lock held.
+func (r *Reporter) pendingVersion() string {
+	if p := r.a.Status().Pending; p != nil {
+		return p.Version
+	}
+	return ""
+}

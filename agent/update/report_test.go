@@ -1,0 +1,249 @@
+package update
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pith-os/pith/channels"
+)
+
+// fleetServer serves cs's repository with the fleet API and records which
+// release payloads were downloaded.
+type fleetServer struct {
+	fleet *channels.Fleet
+	dir   string
+	mu    sync.Mutex
+	got   []string
+}
+
+func newFleetServer(t *testing.T, cs *channelServer) *fleetServer {
+	srv, err := channels.NewServer(cs.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &fleetServer{dir: t.TempDir()}
+	if srv.Fleet, err = channels.OpenFleet(fs.dir); err != nil {
+		t.Fatal(err)
+	}
+	fs.fleet = srv.Fleet
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fs.mu.Lock()
+		fs.got = append(fs.got, r.URL.Path)
+		fs.mu.Unlock()
+		srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { ts.Close(); srv.Close() })
+	cs.url = ts.URL // the agents cs makes now talk to this server
+	return fs
+}
+
+// downloaded reports whether any payload of version was fetched.
+func (fs *fleetServer) downloaded(version string) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return slices.ContainsFunc(fs.got, func(p string) bool {
+		return strings.HasPrefix(p, "/"+version+"/") && !strings.HasSuffix(p, "manifest.json") && !strings.HasSuffix(p, ".sig")
+	})
+}
+
+func (fs *fleetServer) rollout(t *testing.T, r *channels.Rollout) {
+	t.Helper()
+	r.Channel, r.Generation = "stable", r.Generation+1
+	if r.State == "" {
+		r.State = channels.RolloutActive
+	}
+	if err := channels.WriteRollout(fs.dir, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// drain sends the reporter's queue now (its Run goroutine would, later).
+func drain(r *Reporter) {
+	for len(r.q) > 0 {
+		r.send(context.Background(), <-r.q)
+	}
+}
+
+type node struct {
+	id    string
+	state string
+	slots *fakeSlots
+	rb    *fakeReboot
+	a     *Agent
+	rep   *Reporter
+}
+
+func (n *node) boot(t *testing.T, cs *channelServer, running string) {
+	t.Helper()
+	n.a = cs.agent(t, n.state, n.id, running, n.slots, n.rb, nil, StrategyReboot)
+	var err error
+	if n.rep, err = NewReporter(n.a, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.a.AfterBoot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	drain(n.rep)
+}
+
+func (n *node) check(t *testing.T) {
+	t.Helper()
+	if err := n.a.CheckOnce(context.Background()); err != nil {
+		t.Fatalf("%s: %v", n.id, err)
+	}
+	drain(n.rep)
+}
+
+func lastEvent(fs *fleetServer, id string) channels.MachineView {
+	for _, m := range fs.fleet.View(0).Last {
+		if m.ID == id {
+			return m
+		}
+	}
+	return channels.MachineView{}
+}
+
+// TestRolloutThroughAgents is the VM scenario on fake slots: a
+// rollout admitting one of three machines updates only that one; resume
+// updates the rest; a release that rolls back on its first machine halts
+// the rollout and the other two never download it. Every step is reported.
+func TestRolloutThroughAgents(t *testing.T) {
+	cs := newChannelServer(t)
+	fs := newFleetServer(t, cs)
+	cs.publish(t, "1.0.0", 1)
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		nodes[i] = &node{id: fmt.Sprintf("machine-%d", i+1), state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
+		nodes[i].boot(t, cs, "1.0.0")
+	}
+	cs.publish(t, "1.1.0", 10)
+	// A percentage between the first and second machine's place admits
+	// exactly the first.
+	places := make([]float64, 3)
+	for i, n := range nodes {
+		places[i] = channels.Bucket(n.id, "1.1.0")
+	}
+	order := []int{0, 1, 2}
+	slices.SortFunc(order, func(a, b int) int { return int(1e6 * (places[a] - places[b])) })
+	first := nodes[order[0]]
+	fs.rollout(t, &channels.Rollout{Version: "1.1.0", Percent: (places[order[0]] + places[order[1]]) / 2, Halt: channels.DefaultHaltRule})
+	for _, n := range nodes {
+		n.check(t)
+	}
+	for _, n := range nodes {
+		updating := n.rb.count() == 1
+		if updating != (n == first) {
+			t.Fatalf("%s (place %.1f): rebooted %d times; only %s should update", n.id, channels.Bucket(n.id, "1.1.0"), n.rb.count(), first.id)
+		}
+		if ev := lastEvent(fs, n.id); n != first && (ev.Event != channels.EventChecked || !strings.Contains(ev.Reason, "held back")) {
+			t.Errorf("%s: last report %+v, want checked, held back", n.id, ev)
+		}
+	}
+	if ev := lastEvent(fs, first.id); ev.Event != channels.EventRebooting || ev.Version != "1.1.0" {
+		t.Errorf("%s: last report %+v, want rebooting 1.1.0", first.id, ev)
+	}
+	first.slots.running = "b"
+	first.boot(t, cs, "1.1.0")
+	if ev := lastEvent(fs, first.id); ev.Event != channels.EventGood || ev.Running != "1.1.0" {
+		t.Errorf("%s after its reboot: last report %+v, want good on 1.1.0", first.id, ev)
+	}
+
+	// Resume to everyone.
+	fs.rollout(t, &channels.Rollout{Version: "1.1.0", Percent: 100, Halt: channels.DefaultHaltRule, Generation: 1})
+	for _, n := range nodes {
+		if n == first {
+			continue
+		}
+		n.check(t)
+		if n.rb.count() != 1 {
+			t.Fatalf("%s did not update after the resume", n.id)
+		}
+		n.slots.running = "b"
+		n.boot(t, cs, "1.1.0")
+	}
+	for _, vc := range fs.fleet.View(0).Channels[0].Versions {
+		if vc.Version != "1.1.0" || vc.Machines != 3 {
+			t.Fatalf("fleet after the resume: %+v", fs.fleet.View(0).Channels[0].Versions)
+		}
+	}
+
+	// 1.2.0 rolls back on its first machine: halt at the first failure.
+	cs.publish(t, "1.2.0", 20)
+	fs.rollout(t, &channels.Rollout{Version: "1.2.0", Percent: 100, Halt: channels.HaltRule{First: 5, MaxFirst: 0, MaxPercent: 5}, Generation: 2})
+	bad := nodes[0]
+	bad.check(t)
+	if bad.rb.count() != 2 {
+		t.Fatal("1.2.0 not tried")
+	}
+	bad.boot(t, cs, "1.1.0") // GRUB fell back to slot b
+	if ev := lastEvent(fs, bad.id); ev.Event != channels.EventRolledBack || ev.Version != "1.2.0" {
+		t.Fatalf("%s: last report %+v, want rolled-back 1.2.0", bad.id, ev)
+	}
+	doc := fs.fleet.RolloutDoc("stable")
+	if v := doc.Rollouts[0]; v.State != channels.RolloutHalted || !strings.Contains(v.Reason, bad.id) {
+		t.Fatalf("rollout after the rollback: %+v", v)
+	}
+	if !fs.downloaded("1.2.0") {
+		t.Fatal("the first machine's download of 1.2.0 was not seen")
+	}
+	fs.mu.Lock()
+	fs.got = nil
+	fs.mu.Unlock()
+	for _, n := range nodes[1:] {
+		n.check(t)
+		if n.rb.count() != 1 {
+			t.Fatalf("%s took 1.2.0 from a halted rollout", n.id)
+		}
+		if ev := lastEvent(fs, n.id); !strings.Contains(ev.Reason, "halted") {
+			t.Errorf("%s: last report %+v, want held back by the halt", n.id, ev)
+		}
+	}
+	if fs.downloaded("1.2.0") {
+		t.Fatal("a machine downloaded 1.2.0 after the halt")
+	}
+}
+
+// TestReportsBestEffort: a server that is down costs the agent nothing;
+// reports queue (bounded) and are dropped, never block.
+func TestReportsBestEffort(t *testing.T) {
+	cs := newChannelServer(t)
+	cs.publish(t, "1.0.0", 1)
+	cs.url = "http://127.0.0.1:1" // nothing listens
+	a := cs.agent(t, t.TempDir(), "m1", "1.0.0", newFakeSlots(t, "a"), &fakeReboot{}, nil, StrategyReboot)
+	r, err := NewReporter(a, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		r.Report(channels.EventChecked, "", fmt.Sprint(i))
+	}
+	if len(r.q) != cap(r.q) {
+		t.Fatalf("queue holds %d, want %d", len(r.q), cap(r.q))
+	}
+	if last := <-r.q; last.Reason != fmt.Sprint(1000-cap(r.q)) {
+		t.Fatalf("oldest kept report %q: the newest must be kept", last.Reason)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	cancel()
+	<-done
+	// The same key on the next start: the server's binding stays valid.
+	r2, err := NewReporter(a, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r2.key.Equal(r.key) {
+		t.Fatal("report key changed between starts")
+	}
+	if r2.seq < r.seq || time.Unix(0, int64(r2.seq)).After(time.Now()) {
+		t.Fatalf("sequence %d after %d", r2.seq, r.seq)
+	}
+}
