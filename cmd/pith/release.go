@@ -139,7 +139,7 @@ has passed (default 90 days); renew it with pith release resign.`,
 	f.StringVar(&platform, "platform", "", "GOOS/GOARCH (default: the image's)")
 	f.StringVar(&deltaFrom, "delta-from", "", "also ship a USR delta against this earlier release in the repo (nodes running it download only what changed)")
 	f.DurationVar(&validFor, "valid-for", channels.DefaultValidity, "how long nodes believe the signed channel manifest (renew with pith release resign)")
-	cmd.AddCommand(promoteCmd(), resignCmd())
+	cmd.AddCommand(promoteCmd(), resignCmd(), rolloutCmd())
 	return cmd
 }
 
@@ -252,8 +252,9 @@ itself (version, payloads) does not change.`,
 
 func channelCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "channel", Short: "Serve release channels"}
-	var repo, listen, cert, key string
+	var repo, listen, cert, key, state string
 	var quiet bool
+	var sampleEvery time.Duration
 	serve := &cobra.Command{
 		Use:   "serve --repo DIR --listen ADDR",
 		Short: "Serve a release repository over HTTP(S), with range requests",
@@ -272,6 +273,11 @@ func channelCmd() *cobra.Command {
 				return err
 			}
 			defer s.Close()
+			stopFleet, err := startFleet(s, repo, state, sampleEvery, logger)
+			if err != nil {
+				return err
+			}
+			defer stopFleet()
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", listen, err)
@@ -303,7 +309,9 @@ func channelCmd() *cobra.Command {
 	f.StringVar(&cert, "tls-cert", "", "TLS certificate (PEM); serves HTTPS with --tls-key")
 	f.StringVar(&key, "tls-key", "", "TLS private key (PEM)")
 	f.BoolVar(&quiet, "quiet", false, "do not log each request")
-	cmd.AddCommand(serve, fetchCmd())
+	f.StringVar(&state, "state", "", "fleet state directory: reports, rollouts, history (default REPO/.fleet)")
+	f.DurationVar(&sampleEvery, "sample-every", time.Minute, "spacing of the dashboard's versions-over-time samples")
+	cmd.AddCommand(serve, fetchCmd(), forgetCmd())
 	return cmd
 }
 
