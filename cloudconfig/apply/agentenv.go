@@ -18,6 +18,13 @@ import (
 // it is rewritten from user-data on every boot.
 const AgentDropIn = "/run/systemd/system/pithd.service.d/20-cloudinit.conf"
 
+// AgentSecretsFile holds the variables that are credentials (passwords,
+// the discovery URL whose token is the discovery service's only key), mode
+// 0600, read through EnvironmentFile=: systemd shows every Environment=
+// value of a unit to any local user (systemctl show), an EnvironmentFile
+// only by its path. systemd expands no % specifiers in it.
+const AgentSecretsFile = "/run/pith/pithd-secrets.env"
+
 // AgentUnit is the unit the drop-in configures.
 const AgentUnit = "pithd.service"
 
@@ -157,19 +164,69 @@ func structEnv(env map[string]string, section, prefix string, v reflect.Value) {
 	}
 }
 
-// agentDropIn renders env as a [Service] drop-in. Values are quoted for
-// systemd; % is left alone so specifiers like %H expand, as CoreOS users
-// relied on (etcd2's "http://%H:2380").
-func agentDropIn(env map[string]string) (string, error) {
+// isSecretEnv reports whether a variable carries a credential.
+func isSecretEnv(name string) bool {
+	return strings.Contains(name, "PASSWORD") || name == node.EnvOf("discovery")
+}
+
+// splitSecrets moves the credentials out of env into their own map.
+func splitSecrets(env map[string]string) (plain, secret map[string]string) {
+	plain, secret = map[string]string{}, map[string]string{}
+	for k, v := range env {
+		if isSecretEnv(k) {
+			secret[k] = v
+		} else {
+			plain[k] = v
+		}
+	}
+	return plain, secret
+}
+
+// agentDropIn renders env as a [Service] drop-in, naming AgentSecretsFile
+// when there are secrets. Values are quoted for systemd; % is left alone
+// so specifiers like %H expand, as CoreOS users relied on (etcd2's
+// "http://%H:2380").
+func agentDropIn(env map[string]string, secrets bool) (string, error) {
 	var b strings.Builder
 	b.WriteString("# Written by pithd firstboot from user-data; rewritten every boot.\n[Service]\n")
+	if secrets {
+		fmt.Fprintf(&b, "EnvironmentFile=%s\n", AgentSecretsFile)
+	}
+	if err := writeEnvLines(&b, "Environment=", env); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// agentSecrets renders the secrets file: KEY="value" lines, quoted as
+// systemd reads an EnvironmentFile.
+func agentSecrets(env map[string]string) (string, error) {
+	var b strings.Builder
+	b.WriteString("# Written by pithd firstboot from user-data (mode 0600); rewritten every boot.\n")
+	if err := writeEnvLines(&b, "", env); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+func writeEnvLines(b *strings.Builder, prefix string, env map[string]string) error {
 	for _, k := range sortedKeys(env) {
 		v := env[k]
 		if strings.ContainsAny(v, "\n\r") {
-			return "", fmt.Errorf("%s: value contains a newline", k)
+			return fmt.Errorf("%s: value contains a newline", k)
 		}
 		v = strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), `"`, `\"`)
-		fmt.Fprintf(&b, "Environment=\"%s=%s\"\n", k, v)
+		if prefix != "" {
+			fmt.Fprintf(b, "%s\"%s=%s\"\n", prefix, k, v)
+		} else {
+			fmt.Fprintf(b, "%s=\"%s\"\n", k, v)
+		}
 	}
-	return b.String(), nil
+	return nil
+}
+
+// agentConfig is what pithd.service gets from user-data: the drop-in and
+// the secrets file, to tell whether pithd must restart.
+func (a *Applier) agentConfig() []byte {
+	return append(readOrNil(a.path(AgentDropIn)), readOrNil(a.path(AgentSecretsFile))...)
 }

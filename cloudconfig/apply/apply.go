@@ -114,33 +114,59 @@ func (a *Applier) ApplyCloudConfig(ctx context.Context, c *cloudconfig.Config, o
 	return a.applyUnits(ctx, c.CoreOS.Units, envChanged)
 }
 
-// writeAgentEnv writes AgentDropIn (or removes a stale one); systemd
-// must then be reloaded so the next start of pithd.service sees it.
+// writeAgentEnv writes AgentDropIn and, for credentials, AgentSecretsFile
+// (0600), or removes stale ones; systemd must then be reloaded so the next
+// start of pithd.service sees them.
 func (a *Applier) writeAgentEnv(c *cloudconfig.Config) (changed bool, err error) {
+	env := AgentEnv(c)
+	plain, secret := splitSecrets(env)
+	sp, err := a.path(AgentSecretsFile)
+	if err != nil {
+		return false, err
+	}
+	if len(secret) > 0 {
+		text, err := agentSecrets(secret)
+		if err != nil {
+			return false, err
+		}
+		if changed, err = a.write(sp, []byte(text), 0o600, 0, 0); err != nil {
+			return false, err
+		}
+	} else if changed, err = a.remove(sp); err != nil {
+		return false, err
+	}
 	p, err := a.path(AgentDropIn)
 	if err != nil {
 		return false, err
 	}
-	env := AgentEnv(c)
 	if len(env) == 0 {
-		err := os.Remove(p)
-		if os.IsNotExist(err) {
-			return false, nil
-		}
-		if err == nil {
-			a.changed("removed %s", AgentDropIn)
-		}
-		return err == nil, err
+		removed, err := a.remove(p)
+		return changed || removed, err
 	}
-	text, err := agentDropIn(env)
+	text, err := agentDropIn(plain, len(secret) > 0)
 	if err != nil {
 		return false, err
 	}
-	changed, err = a.write(p, []byte(text), 0o644, 0, 0)
-	if err != nil || !changed {
+	wrote, err := a.write(p, []byte(text), 0o644, 0, 0)
+	if err != nil {
 		return false, err
 	}
-	a.logf("wrote %s (%d settings for %s)", AgentDropIn, len(env), AgentUnit)
+	if wrote {
+		a.logf("wrote %s (%d settings for %s, %d of them in %s)", AgentDropIn, len(env), AgentUnit, len(secret), AgentSecretsFile)
+	}
+	return changed || wrote, nil
+}
+
+// remove deletes p if it exists, recording the change.
+func (a *Applier) remove(p string) (bool, error) {
+	err := os.Remove(p)
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	a.changed("removed %s", a.shown(p))
 	return true, nil
 }
 

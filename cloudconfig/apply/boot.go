@@ -93,7 +93,7 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 	}
 	defer unlock()
 	s.Applier.TakeChanges()
-	agentBefore := readOrNil(s.Applier.path(AgentDropIn))
+	agentBefore := s.Applier.agentConfig()
 	res := &BootResult{}
 	var errs []error
 
@@ -188,7 +188,7 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 			errs = append(errs, werr)
 		}
 	}
-	res.AgentChanged = !bytes.Equal(agentBefore, readOrNil(s.Applier.path(AgentDropIn)))
+	res.AgentChanged = !bytes.Equal(agentBefore, s.Applier.agentConfig())
 	res.Changes = s.Applier.TakeChanges()
 	return res, errors.Join(errs...)
 }
