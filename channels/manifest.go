@@ -52,6 +52,11 @@ type Manifest struct {
 	// USRVerityHash is the dm-verity root hash of the USR payload when the
 	// image was built with verity; the agent puts it on the slot's kernel line.
 	USRVerityHash string `json:"usr_verity_hash,omitempty"`
+	// SecurityUpgrades are the packages the release upgrades to a version
+	// from Debian's security archive, against the channel's previous
+	// release ("libssl3 3.0.20-1~deb12u2 -> 3.0.22-1~deb12u2"): nodes show
+	// them for a pending release.
+	SecurityUpgrades []string `json:"security_upgrades,omitempty"`
 }
 
 // Payload is one file of a release.

@@ -45,6 +45,11 @@ type Release struct {
 	// then also carries a usr-delta payload against that release's USR,
 	// for nodes running it.
 	DeltaFrom string
+	// SecurityUpgrades go into the signed manifest (see Manifest).
+	SecurityUpgrades []string
+	// Files are extra files of the release directory by name (the SBOM and
+	// its diff against the previous release), written with the payloads.
+	Files map[string][]byte
 }
 
 // DefaultValidity is how long a signed channel manifest stays valid unless
@@ -114,7 +119,7 @@ func Publish(dir string, rel Release, keys []ed25519.PrivateKey, logf func(strin
 	m := &Manifest{
 		Schema: SchemaVersion, Channel: rel.Channel, Version: rel.Version,
 		Released: rel.Released.UTC().Truncate(time.Second), MinVersion: rel.MinVersion,
-		Platform: rel.Platform, USRVerityHash: rel.USRVerityHash,
+		Platform: rel.Platform, USRVerityHash: rel.USRVerityHash, SecurityUpgrades: rel.SecurityUpgrades,
 	}
 	if m.Released.IsZero() {
 		m.Released = time.Now().UTC().Truncate(time.Second)
@@ -154,6 +159,14 @@ func Publish(dir string, rel Release, keys []ed25519.PrivateKey, logf func(strin
 		secs := time.Since(start).Seconds()
 		logf("payload %-7s %s: %d -> %d bytes (%.1f%%) in %.1fs, %.0f MB/s in",
 			p.Name, p.Path, p.UncompressedSize, p.Size, 100*float64(p.Size)/float64(p.UncompressedSize), secs, float64(p.UncompressedSize)/1e6/secs)
+	}
+	for name, b := range rel.Files {
+		if name != path.Base(name) || name == versionManifest || name[0] == '.' {
+			return nil, fmt.Errorf("release: extra file %q must be a plain name other than %s", name, versionManifest)
+		}
+		if err := writeFileAtomic(filepath.Join(tmp, name), b, 0o644); err != nil {
+			return nil, err
+		}
 	}
 	if rel.DeltaFrom != "" {
 		if err := addDelta(dir, tmp, rel, m, logf); err != nil {
