@@ -178,11 +178,32 @@ set timeout={{.Timeout}}
 set timeout_style=menu
 
 set default=a
-load_env
+# grubenv is kept in two copies (image/slot), each framed by pith_gen and
+# pith_gen_end, equal in a whole copy: a copy torn by a power cut, or
+# missing, does not count; the newer whole copy does, and every save_env
+# goes to it. Images from before the copies have one block without them,
+# which counts as it is.
+set pith_env=grubenv
+set pith_gen0=0
+set pith_gen1=0
+unset pith_gen
+unset pith_gen_end
+if load_env -f ${prefix}/grubenv pith_gen pith_gen_end; then
+  if [ -n "${pith_gen}" -a "${pith_gen}" = "${pith_gen_end}" ]; then set pith_gen0="${pith_gen}"; fi
+fi
+unset pith_gen
+unset pith_gen_end
+if [ -f ${prefix}/grubenv.1 ]; then
+  if load_env -f ${prefix}/grubenv.1 pith_gen pith_gen_end; then
+    if [ -n "${pith_gen}" -a "${pith_gen}" = "${pith_gen_end}" ]; then set pith_gen1="${pith_gen}"; fi
+  fi
+fi
+if [ "${pith_gen1}" -gt "${pith_gen0}" ]; then set pith_env=grubenv.1; fi
+load_env -f ${prefix}/${pith_env}
 if [ -n "${next_entry}" ]; then
   set default="${next_entry}"
   set next_entry=
-  save_env next_entry
+  save_env -f ${prefix}/${pith_env} next_entry
 elif [ -n "${saved_entry}" ]; then
   set default="${saved_entry}"
 fi

@@ -44,7 +44,8 @@ func TestGrubCfg(t *testing.T) {
 	for _, want := range []string{
 		`menuentry "Pith slot A" --id a {`, `menuentry "Pith slot B" --id b {`,
 		"linux /pith/vmlinuz-a " + KernelArgs(params, "a"), "initrd /pith/initrd-b",
-		"load_env", "save_env next_entry", `set default="${saved_entry}"`, "set timeout=1",
+		"load_env -f ${prefix}/grubenv pith_gen pith_gen_end", "load_env -f ${prefix}/grubenv.1 pith_gen pith_gen_end",
+		`if [ "${pith_gen1}" -gt "${pith_gen0}" ]; then set pith_env=grubenv.1; fi`, "save_env -f ${prefix}/${pith_env} next_entry", `set default="${saved_entry}"`, "set timeout=1",
 		"terminal_output console serial", "set fallback=0", "set fallback=1",
 	} {
 		if !strings.Contains(s, want) {
