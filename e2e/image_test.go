@@ -157,7 +157,7 @@ func TestImage(t *testing.T) {
 	if st, err := os.Stat(env); err != nil || st.Size() != 1024 {
 		t.Errorf("grubenv is not a 1024-byte block: %v", err)
 	}
-	if got := imgTool(t, "grub-editenv", env, "list"); got != "saved_entry=a\nnext_entry=\n" {
+	if got := imgTool(t, "grub-editenv", env, "list"); got != "pith_gen=1\nsaved_entry=a\nnext_entry=\npith_gen_end=1\n" {
 		t.Errorf("grub-editenv list: %q", got)
 	}
 	cfg := imgTool(t, "mtype", "-i", esp, "::/grub/grub.cfg")

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // EnvSize is the size of GRUB's environment block (grubenv); GRUB rewrites
@@ -138,23 +140,102 @@ func (e *Env) Encode() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// ReadEnvFile reads a grubenv file.
-func ReadEnvFile(path string) (*Env, error) {
+// grubenv is kept in two copies, path and path+EnvCopySuffix, so a power
+// cut in the middle of a write leaves one whole: each copy is framed by a
+// generation number, KeyGen its first variable and KeyGenEnd its last.
+// A copy whose two differ, that lacks them or that is not a GRUB block at
+// all was torn (or is missing); of the whole copies, the newer counts.
+// The writer always rewrites the older (or torn) copy, never the one that
+// counts. grub.cfg (image/bootloader) makes the same choice at boot.
+// Images from before the copies have one block without generations; it is
+// read and written as before.
+const (
+	KeyGen    = "pith_gen"
+	KeyGenEnd = "pith_gen_end"
+	// EnvCopySuffix names the second copy: grub/grubenv.1.
+	EnvCopySuffix = ".1"
+)
+
+// envCopy is one copy as read: gen 0 when it is torn, missing or legacy.
+type envCopy struct {
+	env *Env
+	gen uint64
+	err error
+}
+
+func readCopy(path string) envCopy {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return envCopy{err: err}
 	}
 	e, err := ParseEnv(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return envCopy{err: fmt.Errorf("%s: %w", path, err)}
 	}
-	return e, nil
+	return envCopy{env: e, gen: Generation(e)}
 }
 
-// WriteEnvFile writes e to path. An existing 1024-byte block is rewritten in
-// place, as GRUB's save_env does, so its sectors never move; otherwise the
-// file is created through a temporary name and a rename.
+// Generation is the generation of a whole copy, 0 for a torn or legacy
+// one. Only the pair's values are compared, not their places: GRUB's
+// save_env appends a variable it did not find after KeyGenEnd.
+func Generation(e *Env) uint64 {
+	if !e.Has(KeyGen) || e.Get(KeyGen) != e.Get(KeyGenEnd) {
+		return 0
+	}
+	g, err := strconv.ParseUint(e.Get(KeyGen), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return g
+}
+
+// framed returns e's variables between the generation pair.
+func framed(e *Env, gen uint64) *Env {
+	out := NewEnv()
+	out.Set(KeyGen, strconv.FormatUint(gen, 10))
+	for _, k := range e.Keys() {
+		if k != KeyGen && k != KeyGenEnd {
+			out.Set(k, e.Get(k))
+		}
+	}
+	out.Set(KeyGenEnd, strconv.FormatUint(gen, 10))
+	return out
+}
+
+// ReadEnvFile reads grubenv at path: the newer whole copy of path and
+// path+EnvCopySuffix, or a legacy single block as it is. Like grub.cfg,
+// with no whole copy it falls back to path's block if that parses.
+func ReadEnvFile(path string) (*Env, error) {
+	c0, c1 := readCopy(path), readCopy(path+EnvCopySuffix)
+	if c1.gen > c0.gen {
+		return c1.env, nil
+	}
+	if c0.err != nil {
+		return nil, c0.err
+	}
+	return c0.env, nil
+}
+
+// WriteEnvFile writes e as grubenv at path. With copies, the older (or
+// torn, or missing) copy gets e with the next generation, so the copy that
+// counts until the write is complete is never touched; a legacy single
+// block is rewritten in place.
 func WriteEnvFile(path string, e *Env) error {
+	c0, c1 := readCopy(path), readCopy(path+EnvCopySuffix)
+	if c0.err == nil && c0.gen == 0 && !c0.env.Has(KeyGen) && c1.gen == 0 {
+		return writeBlock(path, e)
+	}
+	target := path
+	if c1.gen < c0.gen {
+		target = path + EnvCopySuffix
+	}
+	return writeBlock(target, framed(e, max(c0.gen, c1.gen)+1))
+}
+
+// writeBlock writes e to path. An existing 1024-byte block is rewritten in
+// place, as GRUB's save_env does, so its sectors never move; otherwise the
+// file is created through atomicfile.
+func writeBlock(path string, e *Env) error {
 	b, err := e.Encode()
 	if err != nil {
 		return err
@@ -174,21 +255,5 @@ func WriteEnvFile(path string, e *Env) error {
 		}
 		return f.Close()
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".grubenv-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFile(path, b, 0o644)
 }

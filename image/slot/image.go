@@ -3,6 +3,7 @@ package slot
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,21 +57,33 @@ func withImageEnv(img string, fn func(envPath string) error) error {
 		}
 		return nil
 	}
-	if err := mtools("mcopy", "-n", "-i", vol, "::/"+EnvPathOnESP, env); err != nil {
+	// Both copies; the second is absent in images from before the copies
+	// and until the first write.
+	files := map[string]string{env: "::/" + EnvPathOnESP, env + EnvCopySuffix: "::/" + EnvPathOnESP + EnvCopySuffix}
+	if err := mtools("mcopy", "-n", "-i", vol, files[env], env); err != nil {
 		return err
 	}
-	before, err := os.ReadFile(env)
-	if err != nil {
-		return err
+	_ = mtools("mcopy", "-n", "-i", vol, files[env+EnvCopySuffix], env+EnvCopySuffix)
+	before := map[string][]byte{}
+	for local := range files {
+		before[local], _ = os.ReadFile(local)
 	}
 	if err := fn(env); err != nil {
 		return err
 	}
-	after, err := os.ReadFile(env)
-	if err != nil || bytes.Equal(before, after) {
-		return err
+	for local, onESP := range files {
+		after, err := os.ReadFile(local)
+		if errors.Is(err, os.ErrNotExist) || (err == nil && bytes.Equal(before[local], after)) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := mtools("mcopy", "-o", "-i", vol, local, onESP); err != nil {
+			return err
+		}
 	}
-	return mtools("mcopy", "-o", "-i", vol, env, "::/"+EnvPathOnESP)
+	return nil
 }
 
 // ImageStatus is Status for a raw disk image, reading grubenv from its ESP.

@@ -48,10 +48,11 @@ func TestImageSlotState(t *testing.T) {
 	}
 	// grub-editenv reads what landed in the ESP.
 	out := filepath.Join(t.TempDir(), "back")
-	if b, err := exec.Command("mcopy", "-i", vol, "::/grub/grubenv", out).CombinedOutput(); err != nil {
+	// The trial went to the second copy (generation 2); the first is untouched.
+	if b, err := exec.Command("mcopy", "-i", vol, "::/grub/grubenv.1", out).CombinedOutput(); err != nil {
 		t.Fatalf("mcopy: %v %s", err, b)
 	}
-	if got, err := exec.Command("grub-editenv", out, "list").Output(); err != nil || string(got) != "saved_entry=a\nnext_entry=b\n" {
+	if got, err := exec.Command("grub-editenv", out, "list").Output(); err != nil || string(got) != "pith_gen=2\nsaved_entry=a\nnext_entry=b\npith_gen_end=2\n" {
 		t.Errorf("grub-editenv list: %q %v", got, err)
 	}
 	if st, _ := os.Stat(out); st.Size() != EnvSize {

@@ -228,12 +228,13 @@ func MarkGood(dev, envPath string, s Slot) error {
 	return WriteEnvFile(envPath, env)
 }
 
-// InitialEnv is the grubenv of a freshly built image: slot a is good, no trial.
+// InitialEnv is the grubenv of a freshly built image: slot a is good, no
+// trial; generation 1 of the copies (the second is made by the first write).
 func InitialEnv() *Env {
 	e := NewEnv()
 	e.Set(KeySaved, string(A))
 	e.Set(KeyNext, "")
-	return e
+	return framed(e, 1)
 }
 
 // Built-image gptprio state (CONTRACT.md): USR-A priority 1, successful;
