@@ -1,0 +1,158 @@
+package walkthrough
+
+// Step 2: boot the nodes from one cloud-config.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pith-os/pith/vm"
+)
+
+// BootResult is what step 2 measured, from each QEMU's start.
+type BootResult struct {
+	UserData string
+	SSH      []time.Duration // to SSH accepting the key
+	Formed   time.Duration   // to the KV having all members and a leader (from the first start)
+	Members  string          // pithctl member list
+}
+
+// Boot writes the cloud-config and boots the nodes (pith boot --nodes N),
+// showing their progress, copies the container image to each, and waits
+// until the KV has formed and every machine joined the scheduler.
+func (d *Demo) Boot() (BootResult, error) {
+	start := time.Now()
+	ctx, cancel := d.stepCtx()
+	defer cancel()
+	var res BootResult
+	d.heading(2, fmt.Sprintf("Boot %d nodes from one cloud-config", d.cfg.Nodes))
+	res.UserData = UserData(d.DiscoveryURL, d.cfg.Nodes)
+	ud := filepath.Join(d.cfg.StateDir, "user-data")
+	if err := os.WriteFile(ud, []byte(res.UserData), 0o644); err != nil {
+		return res, err
+	}
+	d.say(`Every node gets the same user-data, as CoreOS machines did: the discovery URL,
+$private_ipv4 for the addresses it advertises (each node fills in its own), the
+update channel and the reboot strategy. This is %s:`, ud)
+	fmt.Fprintln(d.cfg.Out, "    "+strings.ReplaceAll(strings.TrimRight(res.UserData, "\n"), "\n", "\n    "))
+	d.say("Booting them as `pith boot --nodes %d --user-data %s --state %s` does (package vm),\nwith guestfwd rules for the two servers:", d.cfg.Nodes, ud, d.cfg.StateDir)
+	d.say("%s", d.cfg.Accel.Notice())
+	c, err := vm.StartCluster(d.life, vm.ClusterConfig{
+		Dir: d.cfg.StateDir, Nodes: d.cfg.Nodes, Log: d.say,
+		Node: vm.Config{
+			Image: filepath.Join(d.cfg.ImageDir, "pith.qcow2"), UserData: ud, Accel: d.cfg.Accel,
+			GuestFwd: []string{
+				d.cfg.Relay(strings.TrimPrefix(GuestDiscoveryURL, "http://"), d.discovery.addr),
+				d.cfg.Relay(strings.TrimSuffix(strings.TrimPrefix(GuestChannelURL, "http://"), "/"), d.channel.addr),
+			},
+		},
+	})
+	if err != nil {
+		return res, err
+	}
+	d.Cluster = c
+	first := c.Machines[0].Started
+
+	// Each node: SSH up, then the container image copied in at once, so
+	// dockerd's slow first start overlaps the rest.
+	res.SSH = make([]time.Duration, d.cfg.Nodes)
+	errs := make(chan error, d.cfg.Nodes)
+	var mu sync.Mutex
+	for i := range c.Machines {
+		go func() {
+			m := c.Machines[i]
+			_, err := poll(ctx, m.Config.Name+" accepting SSH", 2*time.Second, func() (bool, string) {
+				if !m.Running() {
+					return true, ""
+				}
+				_, err := d.try(ctx, i, "true")
+				return err == nil, fmt.Sprint(err)
+			})
+			if err == nil && !m.Running() {
+				err = fmt.Errorf("%s: QEMU exited: %v (console: %s)", m.Config.Name, m.Err(), m.SerialLog)
+			}
+			if err == nil {
+				mu.Lock()
+				res.SSH[i] = time.Since(m.Started)
+				mu.Unlock()
+				err = d.copyContainer(ctx, i)
+			}
+			errs <- err
+		}()
+	}
+	// Progress while they boot.
+	tick := time.NewTicker(15 * time.Second)
+	defer tick.Stop()
+	var bootErr error
+	for left := d.cfg.Nodes; left > 0; {
+		select {
+		case err := <-errs:
+			left--
+			if err != nil && bootErr == nil {
+				bootErr = err
+			}
+		case <-tick.C:
+			var st []string
+			mu.Lock()
+			for i, m := range c.Machines {
+				s := stage(m.SerialLog)
+				if res.SSH[i] != 0 {
+					s = "up (SSH)"
+				}
+				st = append(st, m.Config.Name+": "+s)
+			}
+			mu.Unlock()
+			d.say("  [%s] %s", time.Since(first).Round(time.Second), strings.Join(st, ", "))
+		}
+	}
+	if bootErr != nil {
+		return res, bootErr
+	}
+	for i, t := range res.SSH {
+		d.say("%s up: SSH %s after its QEMU started", d.NodeName(i), t.Round(time.Second))
+	}
+
+	d.say("\nThe nodes found each other through the token; waiting for the KV to have %d members and a leader...", d.cfg.Nodes)
+	if _, err := poll(ctx, fmt.Sprintf("%d KV members with a leader", d.cfg.Nodes), 2*time.Second, func() (bool, string) {
+		out, err := d.try(ctx, 0, "pithctl member list")
+		res.Members = out
+		return err == nil && strings.Count(out, "name=") == d.cfg.Nodes && strings.Count(out, "isLeader=true") == 1, out + fmt.Sprint(err)
+	}); err != nil {
+		return res, err
+	}
+	res.Formed = time.Since(first)
+	d.say("cluster formed %s after the first QEMU started", res.Formed.Round(time.Second))
+	d.MachineIDs = make([]string, d.cfg.Nodes)
+	for i := range d.MachineIDs {
+		id, err := d.Exec(ctx, i, "cat /etc/machine-id")
+		if err != nil {
+			return res, err
+		}
+		d.MachineIDs[i] = id
+	}
+	d.timed("boot", start)
+	return res, nil
+}
+
+// copyContainer copies the image tarball to node i atomically (a path
+// unit imports it the moment it appears).
+func (d *Demo) copyContainer(ctx context.Context, i int) error {
+	m := d.Machine(i)
+	dir := filepath.Dir(ContainerTarball)
+	r, err := vm.RunSSHInput(ctx, m.Ports[22], vm.DefaultUser, d.Cluster.Key,
+		"sudo sh -c 'mkdir -p "+dir+" && cat > "+ContainerTarball+".tmp && mv "+ContainerTarball+".tmp "+ContainerTarball+"'",
+		bytes.NewReader(d.container))
+	if err == nil && r.ExitStatus != 0 {
+		err = fmt.Errorf("exit %d: %s", r.ExitStatus, r.Stderr)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: copy the container image: %w", m.Config.Name, err)
+	}
+	return nil
+}
