@@ -54,13 +54,29 @@ type fsm struct {
 	// on disk ahead of the entries it covers (the leader syncs its log in
 	// the background, see walsync.go).
 	beforePersist func() error
+	// durable, when set, returns once this node's log is fsynced through
+	// an index. A leader counts its own copy toward a commit as soon as
+	// it is written (its fsync runs beside replication, see walsync.go),
+	// so an entry raft calls committed may still be on only one disk:
+	// applying waits for this node's fsync, so nothing observable (a
+	// read, a watch event, fleet state) runs ahead of a quorum's disks.
+	durable func(index uint64) error
+	// applied is the last entry applied here (see Node.WaitApplied).
+	applied appliedIndex
 }
+
+// snapIndexSection is the snapshot section holding the last applied
+// index. Releases that do not know it skip it like any unknown namespace.
+const snapIndexSection = 0xff
 
 func newFSM() *fsm { return &fsm{sms: map[Namespace]StateMachine{}} }
 
 func (f *fsm) register(ns Namespace, sm StateMachine) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if ns == snapIndexSection {
+		return fmt.Errorf("cluster: namespace %d is reserved", ns)
+	}
 	if _, ok := f.sms[ns]; ok {
 		return fmt.Errorf("cluster: namespace %d registered twice", ns)
 	}
@@ -72,7 +88,20 @@ func (f *fsm) register(ns Namespace, sm StateMachine) error {
 // binary does not have (a newer node wrote it); every node answers the same.
 var ErrUnknownNamespace = errors.New("cluster: command for an unknown namespace")
 
+// errStopping is the result of entries left unapplied by a node that stops.
+var errStopping = errors.New("cluster: member stopping")
+
 func (f *fsm) Apply(l *raft.Log) any {
+	if f.durable != nil {
+		if err := f.durable(l.Index); errors.Is(err, errSyncStopped) {
+			return errStopping
+		} else if err != nil {
+			// The log cannot be made durable: applying on would show
+			// state that may be lost. etcd stops the same way.
+			panic(fmt.Sprintf("raft log entry %d cannot be made durable: %v", l.Index, err))
+		}
+	}
+	defer f.applied.set(l.Index)
 	if l.Type != raft.LogCommand || len(l.Data) == 0 {
 		return nil
 	}
@@ -99,6 +128,10 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	sort.Ints(ids)
 	var out bytes.Buffer
 	out.WriteString(snapMagic)
+	idx := binary.AppendUvarint(nil, f.applied.get())
+	out.WriteByte(snapIndexSection)
+	out.Write(binary.AppendUvarint(nil, uint64(len(idx))))
+	out.Write(idx)
 	for _, id := range ids {
 		var sec bytes.Buffer
 		if err := f.sms[Namespace(id)].Save(&sec); err != nil {
@@ -120,9 +153,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	var applied uint64
 	for {
 		id, err := br.ReadByte()
 		if err == io.EOF {
+			f.applied.set(applied)
 			return nil
 		}
 		if err != nil {
@@ -133,6 +168,18 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			return fmt.Errorf("cluster: snapshot section %d: %w", id, err)
 		}
 		sec := io.LimitReader(br, int64(n))
+		if id == snapIndexSection {
+			b, err := io.ReadAll(sec)
+			if err != nil || uint64(len(b)) != n {
+				return errors.New("cluster: snapshot index section truncated")
+			}
+			idx, k := binary.Uvarint(b)
+			if k <= 0 {
+				return errors.New("cluster: snapshot index section is not a number")
+			}
+			applied = idx
+			continue
+		}
 		sm := f.sms[Namespace(id)]
 		if sm == nil {
 			// State of a namespace this binary lacks: skip it.

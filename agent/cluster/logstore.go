@@ -119,6 +119,14 @@ func openLogStore(dir string, logf func(msg string, args ...any)) (*logStore, er
 		sy.close()
 		return nil, fmt.Errorf("open raft log in %s: %w", filepath.Join(dir, walDir), err)
 	}
+	last, err := w.LastIndex()
+	if err != nil {
+		w.Close()
+		meta.Close()
+		sy.close()
+		return nil, fmt.Errorf("open raft log in %s: %w", filepath.Join(dir, walDir), err)
+	}
+	sy.opened(last)
 	ok = true
 	return &logStore{WAL: w, meta: meta, sync: sy, lock: lock}, nil
 }

@@ -61,6 +61,8 @@ type Node struct {
 	fsm     *fsm
 	members *membership
 	raft    *raft.Raft
+	trans   timedTransport
+	notices commitNotices
 	mux     *peerMux
 	logs    *logStore
 	httpSrv *http.Server
@@ -162,6 +164,7 @@ func (n *Node) Start(handler http.Handler) error {
 	}
 	n.logs = logs
 	n.fsm.beforePersist = logs.sync.syncAll
+	n.fsm.durable = func(i uint64) error { return logs.sync.waitDurable(i, n.stop) }
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
 	if err != nil {
 		logs.Close()
@@ -179,7 +182,15 @@ func (n *Node) Start(handler http.Handler) error {
 		logs.Close()
 		return fmt.Errorf("--initial-advertise-peer-urls: %w", err)
 	}
-	trans := timedTransport{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: raftStream{m: n.mux, advertise: advertisedAddr(adv)}, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl}), &n.stats}
+	trans := timedTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: raftStream{m: n.mux, advertise: advertisedAddr(adv)}, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl}),
+		stats: &n.stats, durable: logs.sync.durableIndex, acked: n.notices.acked}
+	n.trans = trans
+	n.notices.mu.Lock()
+	n.notices.start = func(id raft.ServerID, p *noticePeer) {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.sendNotices(id, p) }()
+	}
+	n.notices.mu.Unlock()
 	n.fwd = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			return n.mux.dial(ctx, addr, protoHTTP)
@@ -254,7 +265,7 @@ func (n *Node) Start(handler http.Handler) error {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
-	n.httpSrv = &http.Server{Handler: markPeer(n.peerHandler(handler)), ReadHeaderTimeout: 10 * time.Second}
+	n.httpSrv = &http.Server{Handler: markPeer(n.stampAnswers(n.peerHandler(handler))), ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Add(3)
 	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.mux.httpL) }()
 	go func() { defer n.wg.Done(); n.leaderLoop() }()
@@ -505,6 +516,7 @@ func (n *Node) ProposeAnywhere(ctx context.Context, ns Namespace, cmd []byte) (a
 	if err != nil {
 		return nil, 0, err
 	}
+	req.Header.Set(ForwardedHeader, n.id)
 	resp, err := n.fwd.Do(req)
 	if err != nil {
 		return nil, 0, err
@@ -513,6 +525,10 @@ func (n *Node) ProposeAnywhere(ctx context.Context, ns Namespace, cmd []byte) (a
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
 		return nil, 0, fmt.Errorf("leader: %s", bytes.TrimSpace(body))
+	}
+	// Applied here too before the caller goes on (read-your-writes).
+	if err := n.awaitAnswer(ctx, resp.Header); err != nil {
+		return nil, 0, err
 	}
 	return nil, 0, nil
 }
@@ -552,8 +568,10 @@ func (n *Node) LinearizableRead(ctx context.Context) error {
 }
 
 // RaftStatus is the applied index and current term (X-Raft-Index/-Term).
+// The index is what this node's state machines applied, not raft's
+// (which runs ahead of them).
 func (n *Node) RaftStatus() (index, term uint64) {
-	return n.raft.AppliedIndex(), n.raft.CurrentTerm()
+	return n.fsm.applied.get(), n.raft.CurrentTerm()
 }
 
 // ClusterID is the cluster's ID once recorded, else derived from config.
@@ -576,7 +594,9 @@ func (n *Node) Members() []*Member { return n.members.list() }
 const ForwardedHeader = "X-Pith-Forwarded"
 
 // Forward relays a client request to the leader over the peer port and
-// copies the answer back. body is the request body already read.
+// copies the answer back once this node applied the log as far as the
+// answer reflects (read-your-writes, see readyourwrites.go). body is the
+// request body already read.
 func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) error {
 	if r.Header.Get(ForwardedHeader) != "" {
 		return ErrNotLeader
@@ -603,6 +623,10 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 		return err
 	}
 	defer resp.Body.Close()
+	if err := n.awaitAnswer(r.Context(), resp.Header); err != nil {
+		return err
+	}
+	resp.Header.Del(AnswerIndexHeader)
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}

@@ -80,12 +80,32 @@ func (s *leaderStats) follower(id string) *followerStats {
 // timedTransport is the raft transport with AppendEntries timed per
 // target. Embedding keeps every other method and optional interface
 // (pre-vote, pipelining, close) of the network transport.
+//
+// It also holds the commit index it tells followers to what this leader
+// has fsynced (durable): raft counts the leader's copy toward a commit
+// once written, before the background fsync (walsync.go), and a follower
+// must not apply an entry that only it and an unsynced leader hold. And it
+// reports what each follower acknowledged (acked) for commit notices.
 type timedTransport struct {
 	*raft.NetworkTransport
-	stats *leaderStats
+	stats   *leaderStats
+	durable func() uint64
+	acked   func(id raft.ServerID, index uint64)
+}
+
+func (t timedTransport) clamp(args *raft.AppendEntriesRequest) {
+	if t.durable != nil && args.LeaderCommitIndex > 0 {
+		args.LeaderCommitIndex = min(args.LeaderCommitIndex, t.durable())
+	}
+}
+
+// ackedThrough is the last index a successful answer to req confirms.
+func ackedThrough(req *raft.AppendEntriesRequest) uint64 {
+	return req.PrevLogEntry + uint64(len(req.Entries))
 }
 
 func (t timedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	t.clamp(args)
 	start := time.Now()
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
 	f := t.stats.follower(string(id))
@@ -93,6 +113,62 @@ func (t timedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 		f.fail()
 	} else {
 		f.succ(time.Since(start))
+		if resp.Success && t.acked != nil {
+			t.acked(id, ackedThrough(args))
+		}
 	}
 	return err
+}
+
+func (t timedTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	w := &watchedPipeline{AppendPipeline: p, t: t, id: id, out: make(chan raft.AppendFuture, 128), done: make(chan struct{})}
+	go w.relay()
+	return w, nil
+}
+
+// watchedPipeline clamps pipelined requests and reads their answers on the
+// way to raft.
+type watchedPipeline struct {
+	raft.AppendPipeline
+	t    timedTransport
+	id   raft.ServerID
+	out  chan raft.AppendFuture
+	done chan struct{}
+	once sync.Once
+}
+
+func (p *watchedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	p.t.clamp(args)
+	return p.AppendPipeline.AppendEntries(args, resp)
+}
+
+func (p *watchedPipeline) Consumer() <-chan raft.AppendFuture { return p.out }
+
+func (p *watchedPipeline) Close() error {
+	err := p.AppendPipeline.Close()
+	p.once.Do(func() { close(p.done) })
+	return err
+}
+
+func (p *watchedPipeline) relay() {
+	in := p.AppendPipeline.Consumer()
+	for {
+		select {
+		case <-p.done:
+			return
+		case f := <-in:
+			if f.Error() == nil && f.Response().Success && p.t.acked != nil {
+				p.t.acked(p.id, ackedThrough(f.Request()))
+			}
+			select {
+			case p.out <- f:
+			case <-p.done:
+				return
+			}
+		}
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 func TestFollowerStats(t *testing.T) {
@@ -39,5 +41,24 @@ func TestFollowerStats(t *testing.T) {
 				t.Errorf("counts %+v, want success %d fail %d", n, len(c.latencies), c.fails)
 			}
 		})
+	}
+}
+
+// TestCommitIndexClamped: followers are never told a commit index past
+// what the leader has fsynced; heartbeats (no commit index) stay as they are.
+func TestCommitIndexClamped(t *testing.T) {
+	cases := []struct{ commit, durable, want uint64 }{
+		{0, 5, 0},
+		{3, 5, 3},
+		{5, 5, 5},
+		{9, 5, 5},
+	}
+	for _, tc := range cases {
+		tr := timedTransport{durable: func() uint64 { return tc.durable }}
+		req := &raft.AppendEntriesRequest{LeaderCommitIndex: tc.commit}
+		tr.clamp(req)
+		if req.LeaderCommitIndex != tc.want {
+			t.Errorf("commit %d, durable %d: told %d, want %d", tc.commit, tc.durable, req.LeaderCommitIndex, tc.want)
+		}
 	}
 }

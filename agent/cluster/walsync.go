@@ -139,6 +139,25 @@ func (s *syncer) forget(f *syncFile) error {
 	return nil
 }
 
+// errSyncStopped: the node stopped before the log was fsynced that far.
+var errSyncStopped = errors.New("raft log closed before it was synced")
+
+// opened records the log as it was found at open: entries through last are
+// written, and the tail segment (a crashed process may have left it
+// unsynced in the page cache) is fsynced before any of them counts durable.
+func (s *syncer) opened(last uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.written = max(s.written, last)
+}
+
+// durableIndex is the last index known fsynced.
+func (s *syncer) durableIndex() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.durable
+}
+
 // waitDurable returns once the log is fsynced through index.
 func (s *syncer) waitDurable(index uint64, abort <-chan struct{}) error {
 	for {
@@ -161,9 +180,9 @@ func (s *syncer) waitDurable(index uint64, abort <-chan struct{}) error {
 		select {
 		case <-ch:
 		case <-abort:
-			return errors.New("stopped before the raft log was synced")
+			return errSyncStopped
 		case <-s.stop:
-			return errors.New("raft log closed before it was synced")
+			return errSyncStopped
 		}
 	}
 }
@@ -221,7 +240,13 @@ func (fs syncFS) OpenWriter(dir, name string) (types.WritableFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &syncFile{File: f, s: fs.s, dir: dir}, nil
+	sf := &syncFile{File: f, s: fs.s, dir: dir}
+	// The WAL reopens its tail segment for appends: what an earlier process
+	// wrote there may never have reached the disk, so sync it once first.
+	fs.s.mu.Lock()
+	fs.s.dirty[sf] = struct{}{}
+	fs.s.mu.Unlock()
+	return sf, nil
 }
 
 type syncFile struct {

@@ -121,9 +121,10 @@ func mkdir(t *testing.T, dir string) string {
 	return dir
 }
 
-// TestProposeWaitsForLeaderSync: on a one-member cluster an entry commits
-// as soon as the leader wrote it (its fsync runs in the background), and
-// is applied; Propose still answers only after that fsync.
+// TestProposeWaitsForLeaderSync: on a one-member cluster raft counts an
+// entry committed as soon as the leader wrote it (its fsync runs in the
+// background), but it is on no disk yet: it must be neither applied
+// (visible) nor answered until that fsync.
 func TestProposeWaitsForLeaderSync(t *testing.T) {
 	addr := freeAddr(t)
 	cfg := Config{Name: "m0", DataDir: filepath.Join(t.TempDir(), "m0"), ListenPeer: addr, PeerURLs: []string{"http://" + addr}, Token: "sync",
@@ -155,22 +156,30 @@ func TestProposeWaitsForLeaderSync(t *testing.T) {
 		done <- err
 	}()
 	<-entered
-	for attempt := 0; ; attempt++ {
-		if got := j.all(); len(got) > 0 && got[len(got)-1] == "held" {
-			break
-		}
+	// raft commits the entry and hands it to the FSM; it must go no further.
+	idx := n.raft.LastIndex()
+	for attempt := 0; n.raft.AppliedIndex() < idx; attempt++ {
 		if attempt == 1000 {
-			t.Fatal("the entry was never applied")
+			t.Fatalf("raft never committed entry %d", idx)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	select {
-	case err := <-done:
-		t.Fatalf("Propose answered (%v) while the leader's fsync was held", err)
-	default:
+	for attempt := 0; attempt < 50; attempt++ {
+		if got := j.all(); len(got) > 0 && got[len(got)-1] == "held" {
+			t.Fatal("the entry was applied while the leader's fsync was held")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Propose answered (%v) while the leader's fsync was held", err)
+		default:
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	open()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	if got := j.all(); len(got) == 0 || got[len(got)-1] != "held" {
+		t.Fatalf("answered but not applied: %v", got)
 	}
 }

@@ -1,0 +1,53 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"testing"
+)
+
+// TestReadYourWrites writes through a follower and reads at once from that
+// same follower, plain (not quorum) reads, as etcd's v2 client does when it
+// pins one member: every read must see the write. Every tenth round also
+// starts a watch on the other follower at the write's index, which must
+// deliver that very write. Before followers waited to apply the leader's
+// answer, nearly every read missed.
+func TestReadYourWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	c := newCluster(t, 3)
+	c.startAll()
+	leader := c.waitLeader()
+	f, other := (leader+1)%3, (leader+2)%3
+	ctx := context.Background()
+	const rounds = 300
+	misses := 0
+	for i := 0; i < rounds; i++ {
+		key := fmt.Sprintf("/ryw/%d", i%7)
+		val := strconv.Itoa(i)
+		st, w, err := kvDo(ctx, c.members[f].clientURL, "PUT", key, url.Values{"value": {val}})
+		if err != nil || (st != 200 && st != 201) {
+			t.Fatalf("round %d: put through follower %s: %d %+v %v", i, c.members[f].name, st, w, err)
+		}
+		st, r, err := kvDo(ctx, c.members[f].clientURL, "GET", key, nil)
+		if err != nil || st != 200 || r.Node.Value != val {
+			misses++
+			if misses <= 3 {
+				t.Errorf("round %d: read after write on %s: %d %+v %v (want value %s)", i, c.members[f].name, st, r, err, val)
+			}
+		}
+		if i%10 == 0 {
+			idx := strconv.FormatUint(w.Node.ModifiedIndex, 10)
+			st, ev, err := kvDo(ctx, c.members[other].clientURL, "GET", key, url.Values{"wait": {"true"}, "waitIndex": {idx}})
+			if err != nil || st != 200 || ev.Node.Value != val || ev.Node.ModifiedIndex != w.Node.ModifiedIndex {
+				t.Errorf("round %d: watch on %s from index %s: %d %+v %v (want the write of %s)", i, c.members[other].name, idx, st, ev, err, val)
+			}
+		}
+	}
+	if misses > 0 {
+		t.Fatalf("%d of %d reads through the follower that took the write missed it", misses, rounds)
+	}
+}
