@@ -223,6 +223,7 @@ func TestValidate(t *testing.T) {
 		{"pith ports equal", "#cloud-config\npith:\n  kv: {client_port: 2379, peer_port: 2379}\n", []want{{3, 38, E, "must differ"}}},
 		{"pith metadata key", "#cloud-config\npith:\n  cluster:\n    metadata: {'bad key': x}\n", []want{{4, 16, E, "metadata key"}}},
 		{"pith public key", "#cloud-config\npith:\n  update:\n    public_keys: [AAAA]\n", []want{{4, 19, E, "ed25519"}}},
+		{"pith reboot hook with NUL", "#cloud-config\npith:\n  update:\n    pre-reboot: ['kubectl drain $HOSTNAME', \"a\\0b\"]\n", []want{{4, 45, E, "NUL"}}},
 		{"cloud-init key", "#cloud-config\npackages: [vim]\n", []want{{2, 1, W, "cloud-init key"}}},
 		{"non-string key", "#cloud-config\n[a]: b\n", []want{{2, 1, E, "keys must be plain strings"}}},
 		{"anchors and aliases", "#cloud-config\nx-key: &k " + key + "\nssh_authorized_keys: [*k]\n", []want{{2, 1, W, "unknown key"}}},

@@ -62,6 +62,8 @@ type UpdateSettings struct {
 	CheckInterval  time.Duration `json:"check_interval,omitempty"`
 	PublicKeys     []string      `json:"public_keys,omitempty"`
 	VerifyTimeout  time.Duration `json:"verify_timeout,omitempty"`
+	PreReboot      []string      `json:"pre_reboot,omitempty"`
+	PostReboot     []string      `json:"post_reboot,omitempty"`
 }
 
 func first[T comparable](vals ...T) T {
@@ -179,6 +181,8 @@ func (c *Config) Settings() Settings {
 		CheckInterval:  dur(p.Update.CheckInterval),
 		PublicKeys:     p.Update.PublicKeys,
 		VerifyTimeout:  dur(p.Update.VerifyTimeout),
+		PreReboot:      p.Update.PreReboot,
+		PostReboot:     p.Update.PostReboot,
 	}
 	return s
 }

@@ -47,14 +47,15 @@ coreos:
 	}
 
 	// pith: wins over coreos:.
-	c, rep = ParseCloudConfig([]byte(coreos + "pith:\n  cluster:\n    name: demo\n    peers: [x=http://10.1.0.1:2380]\n    metadata: {role: db}\n  kv: {client-port: 2379}\n  update: {channel: stable, reboot-strategy: \"off\", verify-timeout: 3m}\n"))
+	c, rep = ParseCloudConfig([]byte(coreos + "pith:\n  cluster:\n    name: demo\n    peers: [x=http://10.1.0.1:2380]\n    metadata: {role: db}\n  kv: {client-port: 2379}\n  update: {channel: stable, reboot-strategy: \"off\", verify-timeout: 3m, pre-reboot: [kubectl drain x], post_reboot: [kubectl uncordon x]}\n"))
 	if rep.HasErrors() {
 		t.Fatal(rep.Format("x"))
 	}
 	got = c.Settings()
 	if got.Cluster.Name != "demo" || !reflect.DeepEqual(got.Cluster.Peers, []string{"x=http://10.1.0.1:2380"}) || got.Cluster.Metadata["role"] != "db" ||
 		got.Cluster.Metadata["region"] != "eu" || got.KV.ClientPort != 2379 || got.Update.Channel != "stable" || got.Update.RebootStrategy != "off" ||
-		got.Update.VerifyTimeout != 3*time.Minute {
+		got.Update.VerifyTimeout != 3*time.Minute || !reflect.DeepEqual(got.Update.PreReboot, []string{"kubectl drain x"}) ||
+		!reflect.DeepEqual(got.Update.PostReboot, []string{"kubectl uncordon x"}) {
 		t.Errorf("pith override: %+v", got)
 	}
 }

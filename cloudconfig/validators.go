@@ -111,6 +111,7 @@ func init() {
 		"voters":         checkVoters,
 		"sudorule":       checkSudoRule,
 		"ed25519key":     checkEd25519Key,
+		"hookcommand":    checkHookCommand,
 	}
 }
 
@@ -425,6 +426,21 @@ func checkEd25519Key(s string) (string, Severity) {
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil || len(b) != 32 {
 		return bad("invalid public key: want 32 bytes of ed25519 public key in standard base64")
+	}
+	return ok()
+}
+
+// maxHookCommand bounds a reboot hook (pith.update.pre-reboot/post-reboot).
+const maxHookCommand = 4096
+
+func checkHookCommand(s string) (string, Severity) {
+	switch {
+	case strings.TrimSpace(s) == "":
+		return bad("empty reboot hook command")
+	case strings.ContainsRune(s, 0):
+		return bad("a reboot hook command must not contain NUL")
+	case len(s) > maxHookCommand:
+		return bad("reboot hook command of %d bytes; the limit is %d (put a longer script in write_files and run that)", len(s), maxHookCommand)
 	}
 	return ok()
 }
