@@ -21,15 +21,22 @@ import (
 
 // Config is everything `pith build` needs to know about the image.
 type Config struct {
-	Version       string   // "version": OS version string
-	Platform      string   // "platform": qemu | vagrant | ec2
-	Suite         string   // "debian.suite"
-	Mirror        string   // "debian.mirror"
-	Packages      []string // "debian.packages": extra packages on top of the base set
-	KernelPackage string   // "debian.kernel"
-	DiskSize      int64    // "disk.size" in bytes
-	Formats       []string // "formats"
-	Epoch         int64    // SOURCE_DATE_EPOCH env > "source_date_epoch" > DefaultEpoch
+	Version  string // "version": OS version string
+	Platform string // "platform": qemu | vagrant | ec2
+	Suite    string // "debian.suite": the release (codename or alias)
+	Mirror   string // "debian.mirror"
+	// Suites ("debian.suites") are the archive suites packages come from;
+	// empty means DefaultSuites(Suite): the release, its -updates and its
+	// -security archive. A config may pin the release alone.
+	Suites []string
+	// SecurityMirror ("debian.security_mirror") serves the -security suites:
+	// Debian publishes them in a separate archive.
+	SecurityMirror string
+	Packages       []string // "debian.packages": extra packages on top of the base set
+	KernelPackage  string   // "debian.kernel"
+	DiskSize       int64    // "disk.size" in bytes
+	Formats        []string // "formats"
+	Epoch          int64    // SOURCE_DATE_EPOCH env > "source_date_epoch" > DefaultEpoch
 	// ReleaseKeys ("release_keys") are PEM ed25519 public key files baked
 	// into USR as the keys the node's update agent trusts. Load resolves
 	// paths relative to the config file; pith build --release-key adds more.
@@ -38,12 +45,15 @@ type Config struct {
 
 // Built-in defaults: with no config file, these build a useful qemu image.
 const (
-	DefaultVersion       = "0.1.0"
-	DefaultPlatform      = "qemu"
-	DefaultSuite         = "bookworm"
-	DefaultMirror        = "http://deb.debian.org/debian"
-	DefaultKernelPackage = "linux-image-cloud-amd64"
-	DefaultDiskSize      = 4 << 30
+	DefaultVersion  = "0.1.0"
+	DefaultPlatform = "qemu"
+	DefaultSuite    = "bookworm"
+	DefaultMirror   = "http://deb.debian.org/debian"
+	// DefaultSecurityMirror is Debian's security archive on the same CDN
+	// (https://www.debian.org/security/: "deb http://deb.debian.org/debian-security").
+	DefaultSecurityMirror = "http://deb.debian.org/debian-security"
+	DefaultKernelPackage  = "linux-image-cloud-amd64"
+	DefaultDiskSize       = 4 << 30
 	// DefaultEpoch (2026-01-01T00:00:00Z) is the timestamp of every file when
 	// neither SOURCE_DATE_EPOCH nor source_date_epoch is set: a fixed value
 	// keeps default builds reproducible.
@@ -91,14 +101,15 @@ func Default() Config {
 
 func builtin() Config {
 	return Config{
-		Version:       DefaultVersion,
-		Platform:      DefaultPlatform,
-		Suite:         DefaultSuite,
-		Mirror:        DefaultMirror,
-		KernelPackage: DefaultKernelPackage,
-		DiskSize:      DefaultDiskSize,
-		Formats:       []string{"raw", "qcow2"},
-		Epoch:         DefaultEpoch,
+		Version:        DefaultVersion,
+		Platform:       DefaultPlatform,
+		Suite:          DefaultSuite,
+		Mirror:         DefaultMirror,
+		SecurityMirror: DefaultSecurityMirror,
+		KernelPackage:  DefaultKernelPackage,
+		DiskSize:       DefaultDiskSize,
+		Formats:        []string{"raw", "qcow2"},
+		Epoch:          DefaultEpoch,
 	}
 }
 
@@ -162,6 +173,8 @@ func (c Config) Validate() error {
 		{"platform", checkEnum(c.Platform, Platforms, "platform")},
 		{"debian.suite", checkSuite(c.Suite)},
 		{"debian.mirror", checkMirror(c.Mirror)},
+		{"debian.suites", checkSuites(c.Suite, c.Suites)},
+		{"debian.security_mirror", checkMirror(c.SecurityMirror)},
 		{"debian.packages", checkPackages(c.Packages)},
 		{"debian.kernel", checkPackage(c.KernelPackage)},
 		{"disk.size", checkDiskSize(c.DiskSize)},
@@ -179,7 +192,7 @@ func (c Config) Validate() error {
 
 // hashVersion changes when the meaning of a hashed field changes, so old
 // cache entries are not reused.
-const hashVersion = 1
+const hashVersion = 2
 
 // Hash is a stable digest of every field that affects the root filesystem
 // (the Debian inputs, the version written into os-release, the epoch that
@@ -195,10 +208,11 @@ func (c Config) Hash() string {
 		Version  string   `json:"version"`
 		Suite    string   `json:"suite"`
 		Mirror   string   `json:"mirror"`
+		Archives []string `json:"archives"`
 		Packages []string `json:"packages"`
 		Kernel   string   `json:"kernel"`
 		Epoch    int64    `json:"epoch"`
-	}{hashVersion, c.Version, c.Suite, NormalizeMirror(c.Mirror), pkgs, c.KernelPackage, c.Epoch})
+	}{hashVersion, c.Version, c.Suite, NormalizeMirror(c.Mirror), archiveLines(c.Archives()), pkgs, c.KernelPackage, c.Epoch})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

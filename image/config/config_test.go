@@ -48,6 +48,13 @@ source_date_epoch: 1700000000
 		{name: "size G", yaml: "disk: {size: 2G}\n", want: func(c *Config) { c.DiskSize = 2 << 30 }},
 		{name: "empty section", yaml: "debian:\n", want: func(*Config) {}},
 		{name: "null packages", yaml: "debian:\n  packages:\n", want: func(c *Config) { c.Packages = nil }},
+		{name: "one pinned suite", yaml: "debian:\n  suites: [bookworm]\n", want: func(c *Config) { c.Suites = []string{"bookworm"} }},
+		{name: "suites before suite", yaml: "debian:\n  suites: [trixie, trixie-security]\n  suite: trixie\n", want: func(c *Config) { c.Suite, c.Suites = "trixie", []string{"trixie", "trixie-security"} }},
+		{name: "security mirror", yaml: "debian:\n  security_mirror: http://security.example/debian-security\n", want: func(c *Config) { c.SecurityMirror = "http://security.example/debian-security" }},
+		{name: "suite of another release", yaml: "debian:\n  suites:\n    - bookworm\n    - trixie-security\n", err: `pith.yaml: debian.suites: "trixie-security" is not an archive suite of bookworm`},
+		{name: "suite unknown", yaml: "debian:\n  suites:\n    - bookworm\n    - bookworm-nightly\n", err: `pith.yaml:4: debian.suites: "bookworm-nightly" is not a Debian archive suite`},
+		{name: "suites without the release", yaml: "debian:\n  suites: [bookworm-security]\n", err: `debian.suites: the release bookworm itself is missing`},
+		{name: "suite twice", yaml: "debian:\n  suites: [bookworm, bookworm]\n", err: `debian.suites: "bookworm" is listed twice`},
 		{name: "block list", yaml: "debian:\n  packages:\n    - htop\n    - jq\n", want: func(c *Config) { c.Packages = []string{"htop", "jq"} }},
 
 		{name: "unknown top key with hint", yaml: "version: 1.0\ndebain:\n  suite: bookworm\n", err: `pith.yaml:2: unknown key "debain": did you mean "debian"?`},
@@ -244,6 +251,39 @@ func TestLoadEpochPrecedence(t *testing.T) {
 	}
 }
 
+func TestArchives(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(*Config)
+		lines []string
+	}{
+		{"default: release, updates, security", func(*Config) {}, []string{
+			"deb http://deb.debian.org/debian bookworm main",
+			"deb http://deb.debian.org/debian bookworm-updates main",
+			"deb http://deb.debian.org/debian-security bookworm-security main",
+		}},
+		{"pinned to the release", func(c *Config) { c.Suites = []string{"bookworm"} }, []string{"deb http://deb.debian.org/debian bookworm main"}},
+		{"unstable has no security suite", func(c *Config) { c.Suite = "sid" }, []string{"deb http://deb.debian.org/debian sid main"}},
+		{"mirrors", func(c *Config) {
+			c.Suite, c.Mirror, c.SecurityMirror = "trixie", "https://m.example/debian/", "https://s.example/ds/"
+		}, []string{
+			"deb https://m.example/debian trixie main",
+			"deb https://m.example/debian trixie-updates main",
+			"deb https://s.example/ds trixie-security main",
+		}},
+	}
+	for _, tt := range tests {
+		c := builtin()
+		tt.edit(&c)
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := archiveLines(c.Archives()); !reflect.DeepEqual(got, tt.lines) {
+			t.Errorf("%s: sources\n got %q\nwant %q", tt.name, got, tt.lines)
+		}
+	}
+}
+
 func TestHash(t *testing.T) {
 	base := builtin()
 	h := base.Hash()
@@ -256,6 +296,8 @@ func TestHash(t *testing.T) {
 		func(c *Config) { c.Formats = []string{"raw"} },
 		func(c *Config) { c.Mirror += "/" },
 		func(c *Config) { c.Packages = []string{} },
+		// The default suites spelled out are the defaults.
+		func(c *Config) { c.Suites = []string{"bookworm", "bookworm-updates", "bookworm-security"} },
 	}
 	for i, edit := range same {
 		c := builtin()
@@ -276,6 +318,8 @@ func TestHash(t *testing.T) {
 		func(c *Config) { c.Packages = []string{"htop"} },
 		func(c *Config) { c.KernelPackage = "linux-image-amd64" },
 		func(c *Config) { c.Epoch++ },
+		func(c *Config) { c.Suites = []string{"bookworm"} },
+		func(c *Config) { c.SecurityMirror = "http://security.example/debian-security" },
 	}
 	seen := map[string]int{h: -1}
 	for i, edit := range differ {

@@ -40,10 +40,12 @@ var schema = section{
 	"version":  field{setString(func(c *Config) *string { return &c.Version }), func(c *Config) error { return checkVersion(c.Version) }},
 	"platform": field{setString(func(c *Config) *string { return &c.Platform }), func(c *Config) error { return checkEnum(c.Platform, Platforms, "platform") }},
 	"debian": section{
-		"suite":    field{setString(func(c *Config) *string { return &c.Suite }), func(c *Config) error { return checkSuite(c.Suite) }},
-		"mirror":   field{setString(func(c *Config) *string { return &c.Mirror }), func(c *Config) error { return checkMirror(c.Mirror) }},
-		"packages": field{setList(func(c *Config) *[]string { return &c.Packages }, "[htop, vim]"), func(c *Config) error { return checkPackages(c.Packages) }},
-		"kernel":   field{setString(func(c *Config) *string { return &c.KernelPackage }), func(c *Config) error { return checkPackage(c.KernelPackage) }},
+		"suite":           field{setString(func(c *Config) *string { return &c.Suite }), func(c *Config) error { return checkSuite(c.Suite) }},
+		"mirror":          field{setString(func(c *Config) *string { return &c.Mirror }), func(c *Config) error { return checkMirror(c.Mirror) }},
+		"suites":          field{setList(func(c *Config) *[]string { return &c.Suites }, "[bookworm, bookworm-updates, bookworm-security]"), func(c *Config) error { return checkSuiteNames(c.Suites) }},
+		"security_mirror": field{setString(func(c *Config) *string { return &c.SecurityMirror }), func(c *Config) error { return checkMirror(c.SecurityMirror) }},
+		"packages":        field{setList(func(c *Config) *[]string { return &c.Packages }, "[htop, vim]"), func(c *Config) error { return checkPackages(c.Packages) }},
+		"kernel":          field{setString(func(c *Config) *string { return &c.KernelPackage }), func(c *Config) error { return checkPackage(c.KernelPackage) }},
 	},
 	"disk": section{
 		"size": field{setSize, func(c *Config) error { return checkDiskSize(c.DiskSize) }},
@@ -79,6 +81,10 @@ func Parse(data []byte, name string) (Config, error) {
 	}
 	if err := walk(&c, root, schema, "", name); err != nil {
 		return Config{}, err
+	}
+	// debian.suites depends on debian.suite, which may come after it.
+	if err := checkSuites(c.Suite, c.Suites); err != nil {
+		return Config{}, &Error{name, 0, "debian.suites: " + err.Error()}
 	}
 	return c, nil
 }

@@ -33,6 +33,11 @@ type Manifest struct {
 	KernelCmdline map[string]string `json:"kernel_cmdline"` // slot -> command line
 	Disk          Disk              `json:"disk"`
 	Artifacts     []Artifact        `json:"artifacts"`
+	// SBOM is the SPDX document of the image's content (pith.spdx.json).
+	SBOM *Artifact `json:"sbom,omitempty"`
+	// Packages are the versions of the Debian packages installed (name ->
+	// version), the kernel's package included.
+	Packages map[string]string `json:"debian_package_versions,omitempty"`
 }
 
 // Inputs are the build inputs (the resolved config).
@@ -40,6 +45,8 @@ type Inputs struct {
 	ConfigHash      string   `json:"config_hash"`
 	Suite           string   `json:"debian_suite"`
 	Mirror          string   `json:"debian_mirror"`
+	Suites          []string `json:"debian_suites,omitempty"` // archive suites installed from
+	SecurityMirror  string   `json:"debian_security_mirror,omitempty"`
 	Packages        []string `json:"debian_packages"`
 	KernelPackage   string   `json:"debian_kernel"`
 	DiskSize        int64    `json:"disk_size"`

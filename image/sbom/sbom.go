@@ -1,0 +1,280 @@
+// Package sbom describes what a Pith image contains as an SPDX 2.3 document
+// (pith.spdx.json beside pith.img, /usr/share/pith/pith.spdx.json on a
+// node): every Debian package with its version, architecture, source
+// package, the .deb's SHA-256 and the archive it came from, the kernel, and
+// Pith's own Go binaries with the modules linked into them. It also compares
+// two inventories (Diff) and an inventory with the archives (Outdated).
+package sbom
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// FileName is the SBOM's name beside pith.img and in /usr/share/pith.
+const FileName = "pith.spdx.json"
+
+// ImagePath is where the image carries its SBOM, relative to /usr.
+const ImagePath = "share/pith/" + FileName
+
+// Inventory is what an image contains, the content of the SBOM.
+type Inventory struct {
+	Name     string // "pith"
+	Version  string // the image's version
+	Suite    string // the Debian release (purl distro)
+	Packages []Deb  // Debian packages from dpkg's database, by name
+	Kernel   Deb    // the package the kernel was extracted from
+	// KernelRelease is the kernel's uname -r (6.1.0-57-cloud-amd64).
+	KernelRelease string
+	Binaries      []Binary // Pith's own programs
+}
+
+// Deb is one Debian binary package.
+type Deb struct {
+	Name, Version, Arch   string
+	Source, SourceVersion string
+	SHA256                string // of the .deb, from the archive's index
+	URL                   string // where the .deb is
+	Archive               string // suite it came from: bookworm, bookworm-security...
+}
+
+// Security reports whether the version came from a -security archive.
+func (d Deb) Security() bool { return strings.HasSuffix(d.Archive, "-security") }
+
+// Binary is one of Pith's Go programs.
+type Binary struct {
+	Name      string
+	Version   string // Pith's version
+	SHA256    string // of the file
+	GoVersion string // toolchain, e.g. go1.26.8
+	Main      string // main module path
+	Deps      []Module
+}
+
+// Module is a Go module linked into a binary.
+type Module struct{ Path, Version string }
+
+// Package and relationship identifiers of the fixed elements.
+const (
+	imageID  = "SPDXRef-image"
+	kernelID = "SPDXRef-kernel"
+)
+
+// comment prefixes carrying what SPDX has no field for, read back by Parse.
+const (
+	archivePrefix = "Debian archive: "
+	kernelPrefix  = "Linux kernel "
+	sourcePrefix  = "built package from: "
+)
+
+// Document renders the inventory as SPDX; created is the build's timestamp
+// (SOURCE_DATE_EPOCH: equal builds give equal documents) and tool names the
+// program writing it.
+func (inv *Inventory) Document(created time.Time, tool string) *Document {
+	d := &Document{
+		SPDXVersion: Version, DataLicense: DataLicense, SPDXID: DocumentID,
+		Name:         inv.Name + "-" + inv.Version,
+		CreationInfo: CreationInfo{Created: created.UTC().Format(TimeFormat), Creators: []string{"Tool: " + tool, "Organization: Pith"}},
+	}
+	d.Packages = append(d.Packages, Package{
+		SPDXID: imageID, Name: inv.Name, VersionInfo: inv.Version, Supplier: "Organization: Pith",
+		DownloadLocation: NoAssertion, PrimaryPackagePurpose: "OPERATING-SYSTEM",
+		Comment: "Pith disk image built from Debian " + inv.Suite,
+	})
+	d.Relationships = append(d.Relationships, Relationship{DocumentID, Describes, imageID})
+	used := map[string]bool{imageID: true, kernelID: true}
+	uniqueID := func(parts ...string) string {
+		id := SPDXIDFor(parts...)
+		for n := 2; used[id]; n++ {
+			id = SPDXIDFor(append(parts, fmt.Sprint(n))...)
+		}
+		used[id] = true
+		return id
+	}
+	if inv.Kernel.Name != "" {
+		k := inv.debPackage(kernelID, inv.Kernel)
+		k.PrimaryPackagePurpose = "OPERATING-SYSTEM"
+		k.Comment = kernelPrefix + inv.KernelRelease + "; " + k.Comment
+		d.Packages = append(d.Packages, k)
+		d.Relationships = append(d.Relationships, Relationship{imageID, Contains, kernelID})
+	}
+	for _, p := range inv.Packages {
+		id := uniqueID("deb", p.Name, p.Arch)
+		d.Packages = append(d.Packages, inv.debPackage(id, p))
+		d.Relationships = append(d.Relationships, Relationship{imageID, Contains, id})
+	}
+	modIDs := map[Module]string{}
+	for _, b := range inv.Binaries {
+		id := uniqueID("bin", b.Name)
+		d.Packages = append(d.Packages, Package{
+			SPDXID: id, Name: b.Name, VersionInfo: b.Version, Supplier: "Organization: Pith",
+			DownloadLocation: NoAssertion, PrimaryPackagePurpose: "APPLICATION",
+			Checksums:    []Checksum{{"SHA256", b.SHA256}},
+			ExternalRefs: []ExternalRef{purl(golangPURL(b.Main, b.Version))},
+			Comment:      "Go program " + b.Main + " built with " + b.GoVersion,
+		})
+		d.Relationships = append(d.Relationships, Relationship{imageID, Contains, id})
+		for _, m := range append([]Module{{"stdlib", b.GoVersion}}, b.Deps...) {
+			mid, ok := modIDs[m]
+			if !ok {
+				mid = uniqueID("go", m.Path, m.Version)
+				modIDs[m] = mid
+				d.Packages = append(d.Packages, Package{
+					SPDXID: mid, Name: m.Path, VersionInfo: m.Version, DownloadLocation: NoAssertion,
+					PrimaryPackagePurpose: "LIBRARY", ExternalRefs: []ExternalRef{purl(golangPURL(m.Path, m.Version))},
+				})
+			}
+			d.Relationships = append(d.Relationships, Relationship{id, StaticLink, mid})
+		}
+	}
+	// The namespace is unique per content, and stable for equal content.
+	h := sha256.New()
+	for _, p := range d.Packages {
+		fmt.Fprintf(h, "%s %s %s\n", p.SPDXID, p.VersionInfo, checksumOf(p))
+	}
+	d.DocumentNamespace = "https://github.com/pith-os/pith/spdx/" + d.Name + "-" + hex.EncodeToString(h.Sum(nil))[:16]
+	return d
+}
+
+func (inv *Inventory) debPackage(id string, p Deb) Package {
+	q := url.Values{"arch": {p.Arch}}
+	if inv.Suite != "" {
+		q.Set("distro", inv.Suite)
+	}
+	if p.Source != "" && p.Source != p.Name {
+		q.Set("upstream", p.Source)
+	}
+	dl := p.URL
+	if dl == "" {
+		dl = NoAssertion
+	}
+	pk := Package{
+		SPDXID: id, Name: p.Name, VersionInfo: p.Version, Supplier: "Organization: Debian",
+		DownloadLocation: dl, SourceInfo: sourcePrefix + p.Source + " " + p.SourceVersion,
+		ExternalRefs: []ExternalRef{purl("pkg:deb/debian/" + url.PathEscape(p.Name) + "@" + url.PathEscape(p.Version) + "?" + q.Encode())},
+		Comment:      archivePrefix + p.Archive,
+	}
+	if p.SHA256 != "" {
+		pk.Checksums = []Checksum{{"SHA256", p.SHA256}}
+	}
+	return pk
+}
+
+func purl(locator string) ExternalRef {
+	return ExternalRef{Category: "PACKAGE-MANAGER", Type: "purl", Locator: locator}
+}
+
+func golangPURL(path, version string) string {
+	return "pkg:golang/" + path + "@" + url.PathEscape(version)
+}
+
+func checksumOf(p Package) string {
+	for _, c := range p.Checksums {
+		if c.Algorithm == "SHA256" {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// Parse reads an inventory back from a document Pith wrote.
+func Parse(d *Document) (*Inventory, error) {
+	inv := &Inventory{}
+	byID := map[string]Package{}
+	for _, p := range d.Packages {
+		byID[p.SPDXID] = p
+	}
+	img, ok := byID[imageID]
+	if !ok {
+		return nil, fmt.Errorf("%s: no %s package: not an SBOM of a Pith image", d.Name, imageID)
+	}
+	inv.Name, inv.Version = img.Name, img.VersionInfo
+	inv.Suite, _ = strings.CutPrefix(img.Comment, "Pith disk image built from Debian ")
+	links := map[string][]string{}
+	for _, r := range d.Relationships {
+		if r.Type == StaticLink {
+			links[r.Element] = append(links[r.Element], r.Related)
+		}
+	}
+	for _, r := range d.Relationships {
+		if r.Element != imageID || r.Type != Contains {
+			continue
+		}
+		p := byID[r.Related]
+		switch {
+		case r.Related == kernelID:
+			inv.Kernel = debOf(p)
+			rel, _, _ := strings.Cut(strings.TrimPrefix(p.Comment, kernelPrefix), ";")
+			inv.KernelRelease = rel
+		case p.Supplier == "Organization: Debian":
+			inv.Packages = append(inv.Packages, debOf(p))
+		case p.PrimaryPackagePurpose == "APPLICATION":
+			b := Binary{Name: p.Name, Version: p.VersionInfo, SHA256: checksumOf(p)}
+			b.Main, _, _ = strings.Cut(strings.TrimPrefix(p.Comment, "Go program "), " ")
+			for _, id := range links[p.SPDXID] {
+				m := byID[id]
+				if m.Name == "stdlib" {
+					b.GoVersion = m.VersionInfo
+					continue
+				}
+				b.Deps = append(b.Deps, Module{m.Name, m.VersionInfo})
+			}
+			inv.Binaries = append(inv.Binaries, b)
+		}
+	}
+	slices.SortFunc(inv.Packages, func(a, b Deb) int { return strings.Compare(a.Name+" "+a.Arch, b.Name+" "+b.Arch) })
+	return inv, nil
+}
+
+func debOf(p Package) Deb {
+	d := Deb{Name: p.Name, Version: p.VersionInfo, SHA256: checksumOf(p)}
+	if p.DownloadLocation != NoAssertion {
+		d.URL = p.DownloadLocation
+	}
+	for _, part := range strings.Split(p.Comment, "; ") {
+		if a, ok := strings.CutPrefix(part, archivePrefix); ok {
+			d.Archive = a
+		}
+	}
+	src := strings.Fields(strings.TrimPrefix(p.SourceInfo, sourcePrefix))
+	if len(src) == 2 {
+		d.Source, d.SourceVersion = src[0], src[1]
+	}
+	for _, r := range p.ExternalRefs {
+		if r.Type != "purl" {
+			continue
+		}
+		if _, q, ok := strings.Cut(r.Locator, "?"); ok {
+			if v, err := url.ParseQuery(q); err == nil {
+				d.Arch = v.Get("arch")
+			}
+		}
+	}
+	return d
+}
+
+// Read loads an SBOM file: pith.spdx.json itself, or an image directory
+// (or release directory) holding one.
+func Read(path string) (*Inventory, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = path + "/" + FileName
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("%s does not exist: name a pith.spdx.json, or an image or release directory holding one (pith build writes it beside pith.img)", path)
+		}
+		return nil, err
+	}
+	d, err := Unmarshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return Parse(d)
+}
