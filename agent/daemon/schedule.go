@@ -17,7 +17,7 @@ import (
 	"github.com/pith-os/pith/agent/cluster"
 	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
-	"github.com/pith-os/pith/agent/schedule/service"
+	"github.com/pith-os/pith/agent/schedule/member"
 	"github.com/pith-os/pith/agent/units"
 	"github.com/pith-os/pith/agent/units/simunits"
 	"github.com/pith-os/pith/agent/update"
@@ -25,7 +25,7 @@ import (
 
 // scheduler is the scheduler as built for this node.
 type scheduler struct {
-	svc *service.Service
+	svc *member.Scheduler
 	// closer releases the unit backend (systemd's D-Bus connection).
 	closer func()
 	// socket is the fleet API's unix socket ("" for none).
@@ -57,7 +57,7 @@ func (d *Daemon) defaultPublicIP() string {
 
 // unitBackend returns how units run here (nil: none), its closer, and
 // the backend's name with auto resolved.
-func (d *Daemon) unitBackend(name string) (service.Backend, func(), string, error) {
+func (d *Daemon) unitBackend(name string) (member.Backend, func(), string, error) {
 	f := &d.cfg.Schedule
 	if name == "auto" {
 		name = "none"
@@ -132,7 +132,7 @@ func (d *Daemon) buildScheduler() (*scheduler, error) {
 	if err := node.Register(cluster.NamespaceSchedule, st); err != nil {
 		return nil, err
 	}
-	svc, err := service.New(service.Config{
+	svc, err := member.New(member.Config{
 		Machine: m,
 		State:   st,
 		Backend: b,
@@ -147,7 +147,7 @@ func (d *Daemon) buildScheduler() (*scheduler, error) {
 		},
 		Forward: node.Forward,
 		// Heartbeats only from members: over the peer port (see
-		// service.Service.membersOnly).
+		// member.Scheduler.membersOnly).
 		FromMember: cluster.FromPeer,
 		TTL:        f.AgentTTL,
 		Logf:       func(format string, a ...any) { d.log.Warn(fmt.Sprintf(format, a...)) },
@@ -189,7 +189,7 @@ func (d *Daemon) startScheduler(ctx context.Context) error {
 // machineUnits is the updater's view of the scheduler (update.ScheduledUnits):
 // this machine's assignments in the local replica, with what its agent
 // last reported of each, read in-process.
-type machineUnits struct{ svc *service.Service }
+type machineUnits struct{ svc *member.Scheduler }
 
 func (m machineUnits) MachineUnits(context.Context) ([]update.UnitState, error) {
 	assigned, reports, err := m.svc.LocalUnits()

@@ -21,13 +21,13 @@ import (
 
 	"github.com/pith-os/pith/agent/cluster"
 	"github.com/pith-os/pith/agent/schedule"
-	"github.com/pith-os/pith/agent/schedule/service"
+	"github.com/pith-os/pith/agent/schedule/member"
 )
 
 type raftMember struct {
 	node *cluster.Node
 	st   *schedule.State
-	svc  *service.Service
+	svc  *member.Scheduler
 }
 
 func startRaft(b *testing.B, n int, ttl time.Duration) []*raftMember {
@@ -53,7 +53,7 @@ func startRaft(b *testing.B, n int, ttl time.Duration) []*raftMember {
 		if err := node.Register(cluster.NamespaceSchedule, st); err != nil {
 			b.Fatal(err)
 		}
-		svc, err := service.New(service.Config{State: st,
+		svc, err := member.New(member.Config{State: st,
 			Propose: func(ctx context.Context, e []byte) (any, error) {
 				res, _, err := node.Propose(ctx, cluster.NamespaceSchedule, e)
 				return res, err

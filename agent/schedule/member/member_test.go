@@ -1,4 +1,4 @@
-package service
+package member
 
 import (
 	"bytes"
@@ -57,7 +57,7 @@ func (l *log) isLeader(i int) func() bool {
 }
 
 type node struct {
-	svc *Service
+	svc *Scheduler
 	srv *httptest.Server
 	// peer stands for the node's peer port: requests on it are from
 	// members (what cluster.FromPeer reports).

@@ -1,4 +1,4 @@
-// Package service wires the scheduler into a pithd node: the schedule
+// Package member runs the scheduler on one cluster member: the schedule
 // State on the cluster's log, the leader's engine and liveness table, the
 // local agent with its unit backend, heartbeat delivery to the leader, and
 // the HTTP handler for /fleet/v1 (forwarded to the leader from followers),
@@ -6,7 +6,7 @@
 //
 // It depends on the cluster only through the functions in Config, so
 // pithd connects it to agent/cluster's Node with a few lines (see Config).
-package service
+package member
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ type Backend interface {
 //
 //	st := schedule.NewState()
 //	node.Register(cluster.NamespaceSchedule, st)
-//	svc, _ := service.New(service.Config{
+//	svc, _ := member.New(member.Config{
 //	    Machine: m, State: st, Backend: b,
 //	    Propose: func(ctx context.Context, e []byte) (any, error) {
 //	        res, _, err := node.Propose(ctx, cluster.NamespaceSchedule, e); return res, err },
@@ -79,8 +79,8 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
-// Service is one node's scheduler.
-type Service struct {
+// Scheduler is one member's scheduler.
+type Scheduler struct {
 	cfg   Config
 	store *schedule.LogStore
 	live  *schedule.Liveness
@@ -96,20 +96,20 @@ type Service struct {
 	ready     bool
 }
 
-// New checks cfg and builds the service.
-func New(cfg Config) (*Service, error) {
+// New checks cfg and builds the scheduler.
+func New(cfg Config) (*Scheduler, error) {
 	switch {
 	case cfg.State == nil:
-		return nil, errors.New("schedule service: no State")
+		return nil, errors.New("scheduler: no State")
 	case cfg.Propose == nil || cfg.IsLeader == nil:
-		return nil, errors.New("schedule service: Propose and IsLeader are required")
+		return nil, errors.New("scheduler: Propose and IsLeader are required")
 	case cfg.Backend != nil && cfg.Machine.ID == "":
-		return nil, errors.New("schedule service: a node that runs units needs a machine ID (/etc/machine-id)")
+		return nil, errors.New("scheduler: a node that runs units needs a machine ID (/etc/machine-id)")
 	}
 	if cfg.Backend != nil {
 		// Its heartbeats would be refused: fail at start, not silently.
 		if err := schedule.ValidateMachine(cfg.Machine); err != nil {
-			return nil, fmt.Errorf("schedule service: %w", err)
+			return nil, fmt.Errorf("scheduler: %w", err)
 		}
 	}
 	if cfg.TTL <= 0 {
@@ -124,7 +124,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	s := &Service{cfg: cfg, store: schedule.NewLogStore(cfg.State, cfg.Propose)}
+	s := &Scheduler{cfg: cfg, store: schedule.NewLogStore(cfg.State, cfg.Propose)}
 	s.live = schedule.NewLiveness(cfg.Clock, cfg.TTL)
 	if cfg.Backend != nil {
 		s.agent = schedule.NewAgent(cfg.Machine, cfg.State, cfg.Backend)
@@ -144,13 +144,13 @@ func New(cfg Config) (*Service, error) {
 }
 
 // Handler serves /fleet/v1/, the heartbeat path and /pith/v1/units/.
-func (s *Service) Handler() http.Handler { return s.mux }
+func (s *Scheduler) Handler() http.Handler { return s.mux }
 
 // Liveness is the leader's heartbeat table (meaningful while leading).
-func (s *Service) Liveness() *schedule.Liveness { return s.live }
+func (s *Scheduler) Liveness() *schedule.Liveness { return s.live }
 
-// Store is the service's Store.
-func (s *Service) Store() schedule.Store { return s.store }
+// Store is the scheduler's Store.
+func (s *Scheduler) Store() schedule.Store { return s.store }
 
 // LocalUnits returns what this machine must run (its assignments in the
 // local replica, as the agent runs them) and what its agent last reported
@@ -158,7 +158,7 @@ func (s *Service) Store() schedule.Store { return s.store }
 // It fails until the replica caught up with the leader (see
 // Config.AppliedIndex): before that the assignments may be ones the leader
 // undid while this machine was away. Without a Backend there is nothing.
-func (s *Service) LocalUnits() ([]*schedule.Unit, map[string]schedule.UnitReport, error) {
+func (s *Scheduler) LocalUnits() ([]*schedule.Unit, map[string]schedule.UnitReport, error) {
 	if s.agent == nil {
 		return nil, nil, nil
 	}
@@ -184,7 +184,7 @@ func (s *Service) LocalUnits() ([]*schedule.Unit, map[string]schedule.UnitReport
 // certificates, or a private network). A secret of the scheduler's own
 // would add nothing a peer-port attacker lacks: it could forge raft
 // messages instead.
-func (s *Service) membersOnly(h http.Handler) http.Handler {
+func (s *Scheduler) membersOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.FromMember == nil || !s.cfg.FromMember(r) {
 			w.Header().Set("Content-Type", "application/json")
@@ -200,7 +200,7 @@ func (s *Service) membersOnly(h http.Handler) http.Handler {
 // the liveness table and unit reports, and proposes writes. limit is the
 // body size the leader's handler reads, so what a follower forwards and
 // what the leader accepts never differ.
-func (s *Service) onLeader(h http.Handler, limit int) http.Handler {
+func (s *Scheduler) onLeader(h http.Handler, limit int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.IsLeader() {
 			h.ServeHTTP(w, r)
@@ -235,7 +235,7 @@ func unavailable(w http.ResponseWriter, err error) {
 // Lead runs the engine until ctx ends (leadership lost). Call it from the
 // cluster's on-leader hook, after the leader applied all committed entries,
 // with the raft term as fence.
-func (s *Service) Lead(ctx context.Context, term uint64) {
+func (s *Scheduler) Lead(ctx context.Context, term uint64) {
 	// Soft state starts over: agents re-announce themselves within one
 	// interval, and nobody is declared dead before one TTL has passed.
 	s.live.Reset()
@@ -245,7 +245,7 @@ func (s *Service) Lead(ctx context.Context, term uint64) {
 
 // RunAgent applies this machine's assignments and heartbeats the leader
 // until ctx ends. Without a Backend it returns at once.
-func (s *Service) RunAgent(ctx context.Context) {
+func (s *Scheduler) RunAgent(ctx context.Context) {
 	if s.agent == nil {
 		return
 	}
@@ -269,7 +269,7 @@ func (s *Service) RunAgent(ctx context.Context) {
 // the leader had when it first answered a heartbeat. Until then the local
 // replica may be an old snapshot: its assignments are what the leader
 // undid while this machine was away.
-func (s *Service) catchUp(leaderIndex uint64) {
+func (s *Scheduler) catchUp(leaderIndex uint64) {
 	if s.caughtUp == nil || s.ready {
 		return
 	}
@@ -291,7 +291,7 @@ func (s *Service) catchUp(leaderIndex uint64) {
 // deliver hands a heartbeat to the leader: directly when this node leads,
 // else through Forward (never through the log). It returns the leader's
 // applied index (0 when this node leads, or the leader did not say).
-func (s *Service) deliver(ctx context.Context, hb schedule.Heartbeat) (uint64, error) {
+func (s *Scheduler) deliver(ctx context.Context, hb schedule.Heartbeat) (uint64, error) {
 	if n := hb.Clamp(); n > 0 {
 		s.cfg.Logf("schedule heartbeat: %d unit reports left out: a machine reports at most %d units", n, schedule.MaxUnitsPerMachine)
 	}
