@@ -175,7 +175,7 @@ func (n *Node) Start(handler http.Handler) error {
 		logs.Close()
 		return fmt.Errorf("listen on peer address %s: %w", cfg.ListenPeer, err)
 	}
-	n.mux = newPeerMux(ln, cfg.PeerServerTLS, cfg.PeerClientTLS)
+	n.mux = newPeerMux(ln, cfg.PeerServerTLS, cfg.PeerClientTLS, n.log)
 	adv, err := peerAddr(cfg.PeerURLs[0])
 	if err != nil {
 		n.mux.Close()
@@ -196,7 +196,10 @@ func (n *Node) Start(handler http.Handler) error {
 			return n.mux.dial(ctx, addr, protoHTTP)
 		},
 		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     30 * time.Second,
+		// Beyond this, forwarded requests queue here rather than open
+		// more connections to the leader's peer port.
+		MaxConnsPerHost: 512,
+		IdleConnTimeout: 30 * time.Second,
 	}}
 
 	rc := raft.DefaultConfig()
@@ -265,7 +268,7 @@ func (n *Node) Start(handler http.Handler) error {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	}
-	n.httpSrv = &http.Server{Handler: markPeer(n.stampAnswers(n.peerHandler(handler))), ReadHeaderTimeout: 10 * time.Second}
+	n.httpSrv = &http.Server{Handler: markPeer(n.stampAnswers(BodyReadTimeout(n.peerHandler(handler), 30*time.Second))), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	n.wg.Add(3)
 	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.mux.httpL) }()
 	go func() { defer n.wg.Done(); n.leaderLoop() }()

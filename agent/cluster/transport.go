@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -31,13 +32,21 @@ type peerMux struct {
 	raftL   *chanListener
 	httpL   *chanListener
 	closeMu sync.Once
+	closed  chan struct{}
+	log     *slog.Logger
 }
 
-func newPeerMux(ln net.Listener, serverTLS, clientTLS *tls.Config) *peerMux {
+// maxPeerConns bounds the peer port's open connections (raft's pools, its
+// pipelines and forwarded requests stay far below it): a flood waits in
+// the kernel's backlog instead of costing a goroutine each.
+const maxPeerConns = 4096
+
+func newPeerMux(ln net.Listener, serverTLS, clientTLS *tls.Config, log *slog.Logger) *peerMux {
+	ln = LimitListener(ln, maxPeerConns)
 	if serverTLS != nil {
 		ln = tls.NewListener(ln, serverTLS)
 	}
-	m := &peerMux{ln: ln, tls: clientTLS, raftL: newChanListener(ln.Addr()), httpL: newChanListener(ln.Addr())}
+	m := &peerMux{ln: ln, tls: clientTLS, raftL: newChanListener(ln.Addr()), httpL: newChanListener(ln.Addr()), closed: make(chan struct{}), log: log}
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsUnspecified() {
 		m.local = &net.TCPAddr{IP: a.IP}
 	}
@@ -46,18 +55,30 @@ func newPeerMux(ln net.Listener, serverTLS, clientTLS *tls.Config) *peerMux {
 }
 
 func (m *peerMux) serve() {
+	defer func() {
+		m.raftL.close()
+		m.httpL.close()
+	}()
+	var delay time.Duration
 	for {
 		c, err := m.ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			m.raftL.close()
-			m.httpL.close()
+		if err == nil {
+			delay = 0
+			go m.sort(c)
+			continue
+		}
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
-		go m.sort(c)
+		// The listener is still open: this accept failed (EMFILE,
+		// ECONNABORTED, ...). Back off and keep serving.
+		delay = nextAcceptDelay(delay)
+		m.log.Warn("peer port: accept failed; retrying", "err", err, "in", delay)
+		select {
+		case <-time.After(delay):
+		case <-m.closed:
+			return
+		}
 	}
 }
 
@@ -82,7 +103,10 @@ func (m *peerMux) sort(c net.Conn) {
 
 func (m *peerMux) Close() error {
 	var err error
-	m.closeMu.Do(func() { err = m.ln.Close() })
+	m.closeMu.Do(func() {
+		close(m.closed)
+		err = m.ln.Close()
+	})
 	return err
 }
 
