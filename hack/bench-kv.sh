@@ -1,16 +1,35 @@
 #!/usr/bin/env bash
-# Side-by-side KV benchmark: a 3-member pithd cluster and (when an etcd
-# binary is given) a 3-member etcd v2 cluster, both on 127.0.0.1, measured
-# with the same `pithctl bench`. Both clusters run at once and each
-# measurement alternates between them (ROUNDS times), so both see the same
-# machine load. Usage:
-#   hack/bench-kv.sh [path/to/etcd]     (etcd 3.5 with --enable-v2)
-#   ROUNDS=3 VAL=256 ONLY="put1 put16" hack/bench-kv.sh ~/.cache/pith/etcd/etcd
+# Side-by-side KV benchmark: a 3-member pithd cluster and a 3-member etcd
+# 3.5 cluster (v2 API, --enable-v2), both on 127.0.0.1, measured with the
+# same `pithctl bench`, clients spread over all three members of each.
+# Both clusters run at once and each measurement alternates between them
+# (ROUNDS times), so both see the same machine load. Usage:
+#   hack/bench-kv.sh                    (builds etcd $ETCD_VERSION from the Go module proxy, once)
+#   hack/bench-kv.sh path/to/etcd       (an etcd 3.5 binary of your own)
+#   hack/bench-kv.sh none               (pithd alone)
+#   ROUNDS=3 VAL=256 ONLY="put1 put16" hack/bench-kv.sh
 # Measurements: put1 put16 put256 qget16 get16 watch16 (ONLY picks some).
 # Needs: go. Writes data under a temp dir, removed at exit.
 set -euo pipefail
 ETCD=${1:-}
+ETCD_VERSION=${ETCD_VERSION:-v3.5.35}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${CACHE:-$HOME/.cache/pith}
+if [ -z "$ETCD" ]; then
+	# etcd's server module has a main package; built from a scratch module
+	# (go install refuses modules with replace directives).
+	ETCD=$CACHE/etcd/etcd-$ETCD_VERSION
+	if [ ! -x "$ETCD" ]; then
+		src=$(mktemp -d)
+		(cd "$src" && go mod init etcdbuild >/dev/null 2>&1 &&
+			go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 &&
+			mkdir -p "$(dirname "$ETCD")" && go build -o "$ETCD" go.etcd.io/etcd/server/v3) ||
+			{ echo "building etcd $ETCD_VERSION failed (run in $src by hand to see why)" >&2; exit 1; }
+		rm -rf "$src"
+	fi
+elif [ "$ETCD" = none ]; then
+	ETCD=
+fi
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
@@ -48,22 +67,23 @@ start_cluster() { # kind baseport
 leader_url() { "$CTL" member list --endpoints "http://127.0.0.1:$(($1 + 1))" | grep isLeader=true | sed 's/.*clientURLs=\([^ ]*\).*/\1/'; }
 
 measure() { # kind baseport what round
-	local kind=$1 base=$2 what=$3 round=$4 L
+	local kind=$1 base=$2 what=$3 round=$4 L ALL
 	L=$(leader_url "$base")
+	ALL="http://127.0.0.1:$((base + 1)),http://127.0.0.1:$((base + 2)),http://127.0.0.1:$((base + 3))"
 	case $what in
 	put*)
 		local c=${what#put}
 		local conns=$((c < 16 ? c : 16)) total=$((c == 1 ? 2000 : 20000))
-		echo "== $kind put clients=$c (round $round)"
-		"$CTL" bench put --endpoints "$L" --clients "$c" --conns $conns --total $total --val-size "$VAL" --prefix "/bench-$c"
+		echo "== $kind put clients=$c, all members (round $round)"
+		"$CTL" bench put --endpoints "$ALL" --clients "$c" --conns $conns --total $total --val-size "$VAL" --prefix "/bench-$c"
 		;;
 	qget16)
-		echo "== $kind get (quorum) clients=16 (round $round)"
-		"$CTL" bench get --quorum --endpoints "$L" --clients 16 --conns 16 --total 20000 --val-size "$VAL" --prefix /bench-get
+		echo "== $kind get (quorum) clients=16, all members (round $round)"
+		"$CTL" bench get --quorum --endpoints "$ALL" --clients 16 --conns 16 --total 20000 --val-size "$VAL" --prefix /bench-get
 		;;
 	get16)
 		echo "== $kind get (local) clients=16, all members (round $round)"
-		"$CTL" bench get --endpoints "http://127.0.0.1:$((base + 1)),http://127.0.0.1:$((base + 2)),http://127.0.0.1:$((base + 3))" --clients 16 --conns 16 --total 20000 --val-size "$VAL" --prefix /bench-get
+		"$CTL" bench get --endpoints "$ALL" --clients 16 --conns 16 --total 20000 --val-size "$VAL" --prefix /bench-get
 		;;
 	watch16)
 		echo "== $kind watch 16 watchers (round $round)"
