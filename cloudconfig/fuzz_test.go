@@ -121,7 +121,8 @@ func FuzzIgnition(f *testing.F) {
 func genConfig(size int) []byte {
 	var b strings.Builder
 	b.WriteString("#cloud-config\nhostname: bench.example.com\nmanage_etc_hosts: localhost\n")
-	b.WriteString("coreos:\n  etcd2:\n    advertise-client-urls: http://$private_ipv4:2379\n    listen-client-urls: http://0.0.0.0:2379\n")
+	b.WriteString("coreos:\n  etcd2:\n    advertise-client-urls: https://$private_ipv4:2379\n    listen-client-urls: https://0.0.0.0:2379\n")
+	b.WriteString("    cert-file: /etc/pith/tls/member.crt\n    key-file: /etc/pith/tls/member.key\n    trusted-ca-file: /etc/pith/tls/ca.crt\n    client-cert-auth: true\n")
 	b.WriteString("  update:\n    reboot-strategy: etcd-lock\n  locksmith:\n    window-start: Thu 04:00\n    window-length: 1h\n  units:\n")
 	units := size / 4
 	for i := 0; b.Len() < units; i++ {
