@@ -37,6 +37,13 @@ func AgentEnv(c *cloudconfig.Config) map[string]string {
 	env := map[string]string{}
 	v := node.EnvOf
 	structEnv(env, "coreos.etcd2", "ETCD_", reflect.ValueOf(c.CoreOS.Etcd2))
+	// URLs pith writes itself are https:// once a certificate is given
+	// (pith.kv.tls or etcd2's cert_file): TLS files alone turn nothing on.
+	tls := cloudconfig.EffectiveKVTLS(c)
+	scheme := "http"
+	if tls.On() {
+		scheme = "https"
+	}
 	e1 := c.CoreOS.Etcd
 	set := func(k, v string) {
 		if v != "" {
@@ -44,10 +51,10 @@ func AgentEnv(c *cloudconfig.Config) map[string]string {
 		}
 	}
 	if e1.Addr != "" && env[v("advertise-client-urls")] == "" {
-		set(v("advertise-client-urls"), "http://"+e1.Addr)
+		set(v("advertise-client-urls"), scheme+"://"+e1.Addr)
 	}
 	if e1.PeerAddr != "" && env[v("initial-advertise-peer-urls")] == "" {
-		set(v("initial-advertise-peer-urls"), "http://"+e1.PeerAddr)
+		set(v("initial-advertise-peer-urls"), scheme+"://"+e1.PeerAddr)
 	}
 	if env[v("name")] == "" {
 		set(v("name"), e1.Name)
@@ -75,12 +82,12 @@ func AgentEnv(c *cloudconfig.Config) map[string]string {
 		if strings.Contains(ip, ":") {
 			host = "[" + ip + "]"
 		}
-		env[v("advertise-client-urls")] = fmt.Sprintf("http://%s:%d", host, orInt(cport, 2379))
-		env[v("initial-advertise-peer-urls")] = fmt.Sprintf("http://%s:%d", host, orInt(pport, 2380))
+		env[v("advertise-client-urls")] = fmt.Sprintf("%s://%s:%d", scheme, host, orInt(cport, 2379))
+		env[v("initial-advertise-peer-urls")] = fmt.Sprintf("%s://%s:%d", scheme, host, orInt(pport, 2380))
 		env[v("public-ip")] = ip
 		// Listen on every address so both loopback and peers reach it.
-		env[v("listen-client-urls")] = fmt.Sprintf("http://0.0.0.0:%d", orInt(cport, 2379))
-		env[v("listen-peer-urls")] = fmt.Sprintf("http://0.0.0.0:%d", orInt(pport, 2380))
+		env[v("listen-client-urls")] = fmt.Sprintf("%s://0.0.0.0:%d", scheme, orInt(cport, 2379))
+		env[v("listen-peer-urls")] = fmt.Sprintf("%s://0.0.0.0:%d", scheme, orInt(pport, 2380))
 	}
 	set(v("data-dir"), p.KV.DataDir)
 	if p.KV.SnapshotCount > 0 {
@@ -99,6 +106,8 @@ func AgentEnv(c *cloudconfig.Config) map[string]string {
 	set(v("cert-file"), p.KV.TLS.CertFile)
 	set(v("key-file"), p.KV.TLS.KeyFile)
 	set(v("trusted-ca-file"), p.KV.TLS.TrustedCAFile)
+	// (A trusted CA alone already makes pithd require client
+	// certificates: it is the cluster CA.)
 	if p.KV.TLS.ClientCertAuth {
 		env[v("client-cert-auth")] = "true"
 	}
