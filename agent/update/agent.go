@@ -165,6 +165,10 @@ type Status struct {
 	// TrustedKeys are the ids of the release keys manifests are checked
 	// against (the image's, the OEM partition's, user-data's).
 	TrustedKeys []string `json:"trusted_keys"`
+
+	// SecurityUpgrades are what the available release upgrades from
+	// Debian's security archive, as its signed manifest says.
+	SecurityUpgrades []string `json:"security_upgrades,omitempty"`
 }
 
 // Agent is pithd's update subsystem.
@@ -599,6 +603,7 @@ func (a *Agent) fetchAndApply(ctx context.Context) (bool, error) {
 	}
 	a.mu.Lock()
 	a.status.Available = m.Version
+	a.status.SecurityUpgrades = m.SecurityUpgrades
 	bad := slices.Contains(a.st.Bad, m.Version)
 	a.mu.Unlock()
 	if bad {

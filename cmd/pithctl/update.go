@@ -63,6 +63,10 @@ func updateCmd() *cobra.Command {
 			fmt.Fprintf(w, "Phase:     %s\nRunning:   %s\nChannel:   %s\n", st.Phase, st.Running, st.Channel)
 			if st.Available != "" {
 				fmt.Fprintf(w, "Available: %s\n", st.Available)
+				// The release's fixes from Debian's security archive.
+				for _, u := range st.SecurityUpgrades {
+					fmt.Fprintf(w, "Security:  %s\n", u)
+				}
 			}
 			keys := "none (every update is refused)"
 			if len(st.TrustedKeys) > 0 {
