@@ -106,6 +106,7 @@ func TestPartition(t *testing.T) {
 	if !porcupine.CheckOperations(registerModel, ops) {
 		t.Fatalf("history across the partition is not linearizable")
 	}
+	checkSessions(t, h)
 	for i, k := range acked {
 		if st, _ := c.quorumGet(i%3, k); st != 200 {
 			t.Fatalf("acknowledged write %s lost", k)

@@ -91,6 +91,9 @@ type history struct {
 	acked []string // unique keys whose put was acknowledged
 	// outcomes counts answers by kind, for the log.
 	outcomes map[string]int
+	// stale lists plain reads that broke a client's session on its member:
+	// older than what the client wrote or read there before.
+	stale []string
 }
 
 func (h *history) outcome(kind string) {
@@ -116,8 +119,27 @@ func (h *history) count() int {
 	return len(h.ops)
 }
 
-// runLoad runs clients against random live members until stop closes:
-// puts and quorum gets on a few shared keys (recorded for porcupine), and
+// session is what one client saw through the member it is pinned to, as
+// etcd's v2 client pins one: per key, the newest modified index it wrote
+// or read there. A plain read on that member must be at least as new
+// (read-your-writes, monotonic reads); after the client moves to another
+// member (its member died or hung) it starts a new session.
+type session struct {
+	member int
+	floor  map[string]uint64
+}
+
+func (s *session) saw(key string, idx uint64) { s.floor[key] = max(s.floor[key], idx) }
+
+func (s *session) move(n int) {
+	s.member = (s.member + 1) % n
+	clear(s.floor)
+}
+
+// runLoad runs clients, each pinned to a member (spread over all of them,
+// followers included) until a request to it fails, until stop closes:
+// puts, compare-and-swaps and quorum gets on a few shared keys (recorded
+// for porcupine), plain gets checked against the client's session, and
 // puts of unique keys (recorded when acknowledged).
 func runLoad(c *testCluster, h *history, clients int, stop <-chan struct{}) *sync.WaitGroup {
 	var wg sync.WaitGroup
@@ -132,13 +154,14 @@ func runLoad(c *testCluster, h *history, clients int, stop <-chan struct{}) *syn
 			defer wg.Done()
 			rng := rand.New(rand.NewSource(int64(cl)))
 			lastSeen := map[string]string{}
+			ss := &session{member: cl % len(urls), floor: map[string]uint64{}}
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				base := urls[rng.Intn(len(urls))]
+				base := urls[ss.member]
 				ctx := context.Background()
 				switch n % 3 {
 				case 0, 1:
@@ -150,6 +173,9 @@ func runLoad(c *testCluster, h *history, clients int, stop <-chan struct{}) *syn
 						st, r, err := kvDo(ctx, base, "PUT", key, url.Values{"value": {val}, "prevValue": {prev}})
 						ret := h.now()
 						if notApplied(err, r) {
+							if err != nil {
+								ss.move(len(urls))
+							}
 							time.Sleep(20 * time.Millisecond)
 							continue
 						}
@@ -158,10 +184,14 @@ func runLoad(c *testCluster, h *history, clients int, stop <-chan struct{}) *syn
 						case st == 200:
 							out = "ok"
 							lastSeen[key] = val
+							ss.saw(key, r.Node.ModifiedIndex)
 						case r != nil && (r.ErrorCode == 101 || r.ErrorCode == 100):
 							out = "fail"
 						default:
 							ret = math.MaxInt64
+						}
+						if err != nil {
+							ss.move(len(urls))
 						}
 						h.outcome("cas " + out)
 						h.add(porcupine.Operation{ClientId: cl, Input: regInput{cas: true, key: key, value: val, prev: prev}, Call: call, Output: out, Return: ret})
@@ -171,6 +201,9 @@ func runLoad(c *testCluster, h *history, clients int, stop <-chan struct{}) *syn
 						st, r, err := kvDo(ctx, base, "PUT", key, url.Values{"value": {val}})
 						ret := h.now()
 						if notApplied(err, r) {
+							if err != nil {
+								ss.move(len(urls))
+							}
 							h.outcome("put not applied")
 							time.Sleep(20 * time.Millisecond) // no leader: do not spin
 							continue
@@ -190,34 +223,75 @@ func runLoad(c *testCluster, h *history, clients int, stop <-chan struct{}) *syn
 						}
 						if ret != math.MaxInt64 {
 							lastSeen[key] = val
+							ss.saw(key, r.Node.ModifiedIndex)
+						}
+						if err != nil {
+							ss.move(len(urls))
 						}
 						h.add(porcupine.Operation{ClientId: cl, Input: regInput{put: true, key: key, value: val}, Call: call, Output: "", Return: ret})
-					} else {
+					} else if rng.Intn(2) == 0 {
 						call := h.now()
 						st, r, err := kvDo(ctx, base, "GET", key, url.Values{"quorum": {"true"}})
 						ret := h.now()
 						switch {
 						case err == nil && st == 200 && r != nil:
 							lastSeen[key] = r.Node.Value
+							ss.saw(key, r.Node.ModifiedIndex)
 							h.add(porcupine.Operation{ClientId: cl, Input: regInput{key: key}, Call: call, Output: r.Node.Value, Return: ret})
 						case err == nil && st == 404 && r != nil && r.ErrorCode == 100:
 							h.add(porcupine.Operation{ClientId: cl, Input: regInput{key: key}, Call: call, Output: "", Return: ret})
+						case err != nil:
+							ss.move(len(urls))
 						}
 						// A read without an answer changes nothing: leave it out.
+					} else {
+						// A plain read, served by the member from its own state.
+						st, r, err := kvDo(ctx, base, "GET", key, nil)
+						var got uint64
+						switch {
+						case err != nil:
+							ss.move(len(urls))
+							continue
+						case st == 200 && r != nil:
+							got = r.Node.ModifiedIndex
+						case st == 404 && r != nil && r.ErrorCode == 100:
+						default:
+							continue
+						}
+						h.outcome("plain get")
+						if want := ss.floor[key]; got < want {
+							h.mu.Lock()
+							h.stale = append(h.stale, fmt.Sprintf("client %d on %s: %s at index %d, after it saw index %d there", cl, c.members[ss.member].name, key, got, want))
+							h.mu.Unlock()
+						}
+						ss.saw(key, got)
 					}
 				case 2:
 					key := fmt.Sprintf("/acked/c%d-%d", cl, n)
-					st, _, _ := kvDo(ctx, base, "PUT", key, url.Values{"value": {"x"}})
+					st, _, err := kvDo(ctx, base, "PUT", key, url.Values{"value": {"x"}})
 					if st == 200 || st == 201 {
 						h.mu.Lock()
 						h.acked = append(h.acked, key)
 						h.mu.Unlock()
+					}
+					if err != nil {
+						ss.move(len(urls))
 					}
 				}
 			}
 		}(cl)
 	}
 	return &wg
+}
+
+// checkSessions fails the test if a plain read went back in a session.
+func checkSessions(t *testing.T, h *history) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.stale) > 0 {
+		t.Errorf("%d plain reads older than what their client had written or read on the same member, e.g.\n%s", len(h.stale), strings.Join(h.stale[:min(5, len(h.stale))], "\n"))
+	}
 }
 
 // notApplied reports answers that prove a put never reached the log: the
@@ -336,6 +410,7 @@ func TestClusterFaults(t *testing.T) {
 	if !porcupine.CheckOperations(registerModel, checked) {
 		t.Errorf("history is not linearizable: %d operations", len(checked))
 	}
+	checkSessions(t, h)
 	checkAcked := func(stage string) {
 		t.Helper()
 		var lost []string
