@@ -1,6 +1,7 @@
 package channels
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -15,9 +16,10 @@ import (
 )
 
 type testMachine struct {
-	id  string
-	key ed25519.PrivateKey
-	seq uint64
+	id    string
+	group string
+	key   ed25519.PrivateKey
+	seq   uint64
 }
 
 func newTestMachine(id string) *testMachine {
@@ -27,7 +29,7 @@ func newTestMachine(id string) *testMachine {
 
 func (m *testMachine) report(t testing.TB, event, running, version, reason string) []byte {
 	m.seq++
-	b, err := SignReport(Report{Machine: m.id, Group: "default", Channel: "stable", Arch: "linux/amd64", Running: running,
+	b, err := SignReport(Report{Machine: m.id, Group: cmp.Or(m.group, "default"), Channel: "stable", Arch: "linux/amd64", Running: running,
 		Version: version, Event: event, Reason: reason, Time: time.Now(), Seq: m.seq}, m.key)
 	if err != nil {
 		t.Fatal(err)

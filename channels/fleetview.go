@@ -83,10 +83,22 @@ type MachineView struct {
 // View summarizes the fleet. lastN bounds the machines listed in Last (0:
 // all); counts always cover every machine.
 func (f *Fleet) View(lastN int) *FleetView {
+	v := f.gather()
+	// Sorted outside the lock: reports keep coming in meanwhile.
+	slices.SortFunc(v.Failed, func(a, b FailedView) int { return b.Time.Compare(a.Time) })
+	slices.SortFunc(v.Last, func(a, b MachineView) int { return cmp.Or(b.Seen.Compare(a.Seen), strings.Compare(a.ID, b.ID)) })
+	if lastN > 0 && len(v.Last) > lastN {
+		v.Last = v.Last[:lastN]
+	}
+	return v
+}
+
+// gather copies what View shows under the lock.
+func (f *Fleet) gather() *FleetView {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
-	v := &FleetView{Generated: now.UTC(), Machines: len(f.st.Machines)}
+	v := &FleetView{Generated: now.UTC(), Machines: len(f.st.Machines), Last: make([]MachineView, 0, len(f.st.Machines))}
 	type key struct{ ch, g, ver string }
 	counts := map[key]int{}
 	chans := map[string]bool{}
@@ -135,11 +147,6 @@ func (f *Fleet) View(lastN int) *FleetView {
 			cv.Groups = append(cv.Groups, gv)
 		}
 		v.Channels = append(v.Channels, cv)
-	}
-	slices.SortFunc(v.Failed, func(a, b FailedView) int { return b.Time.Compare(a.Time) })
-	slices.SortFunc(v.Last, func(a, b MachineView) int { return cmp.Or(b.Seen.Compare(a.Seen), strings.Compare(a.ID, b.ID)) })
-	if lastN > 0 && len(v.Last) > lastN {
-		v.Last = v.Last[:lastN]
 	}
 	v.History = slices.Clone(f.st.History)
 	return v
