@@ -95,6 +95,13 @@ bench-userdata:
 bench-ami:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./image/ami/
 
+# The KV's fault tests again and again (KV_COUNT runs; `unit` runs each once):
+# porcupine histories and per-member sessions through kill -9, SIGSTOP and a
+# partition (root, in a network namespace), and read-your-writes.
+KV_COUNT ?= 20
+kv-check:
+	$(GO) test -count=$(KV_COUNT) -timeout 0 -run '^(TestClusterFaults|TestPartition|TestReadYourWrites)$$' -v ./agent/cluster/
+
 # A Vagrant cluster of VAGRANT_NODES Pith machines (libvirt in its own
 # network namespace; README "Vagrant"). vagrant/cluster.sh ssh core-01 logs in.
 VAGRANT_NODES ?= 3
