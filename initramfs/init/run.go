@@ -73,6 +73,15 @@ func Main() {
 		return run(l, &debug)
 	}()
 	fmt.Fprintf(os.Stdout, "pith-init: FAILED: %v\n", err)
+	var stop *StopError
+	if errors.As(err, &stop) && !debug {
+		// Not rebooting: every slot would meet the same ROOT, and GRUB
+		// would count the boots against a good slot.
+		fmt.Fprintln(os.Stdout, "pith-init: the boot stops here (not rebooting)")
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 	if debug {
 		fmt.Fprintln(os.Stdout, "pith-init: pith.debug is set: starting the emergency shell (/bin/sh); exit it to reboot")
 		if serr := shell(); serr != nil {
@@ -144,6 +153,13 @@ func run(l *logger, debug *bool) error {
 	if typ, err := FSType(root.Path); err != nil || typ != "ext4" {
 		return fail("mounting ROOT", root.Path, fmt.Errorf("not an ext4 filesystem (%v)", orErr(typ, err)))
 	}
+	// Checked before it is mounted: a cut can leave ROOT needing a
+	// journal replay or more (issue 14).
+	checked, err := checkRoot(FsckPath, root.Path)
+	if err != nil {
+		return err
+	}
+	l.Printf("%s", checked)
 	if err := unix.Mount(root.Path, Sysroot, "ext4", 0, ""); err != nil {
 		return fail("mounting ROOT", root.Path, err)
 	}
