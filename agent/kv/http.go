@@ -87,7 +87,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Etcd-Cluster-ID", s.raft.ClusterID())
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.lim.MaxBodyBytes))
 	if err != nil {
-		s.writeErr(w, reqErr(EcodeInvalidForm, "request body over the limit of "+strconv.FormatInt(s.lim.MaxBodyBytes, 10)+" bytes"))
+		msg := "reading the request body: " + err.Error()
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			msg = "request body over the limit of " + strconv.FormatInt(s.lim.MaxBodyBytes, 10) + " bytes"
+		}
+		s.writeErr(w, reqErr(EcodeInvalidForm, msg))
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
