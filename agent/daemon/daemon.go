@@ -101,6 +101,7 @@ type Daemon struct {
 	kvServer *kv.Server
 	sched    *scheduler
 	updater  *update.Agent
+	reports  *update.Reporter
 
 	clients []*http.Server
 	errc    chan error

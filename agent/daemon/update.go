@@ -116,6 +116,19 @@ func (d *Daemon) newUpdateAgent(kv update.KV) error {
 		units = machineUnits{d.sched.svc}
 	}
 	a.Healthy = update.HealthCheck(kv, units, 5*time.Second, a.SetWaiting)
+	// Each update event goes to the channel server (best-effort), and
+	// the channel's phased rollout decides when this machine takes a
+	// release; user-data's reboot hooks run around the reboot.
+	rep, err := update.NewReporter(a, "")
+	if err != nil {
+		return err
+	}
+	hooks, err := readRebootHooks(d.cfg.Update.Settings)
+	if err != nil {
+		return err
+	}
+	update.SetHooks(a, hooks, rep)
+	d.reports = rep
 	a.RegisterHTTP(d.mux)
 	d.updater = a
 	d.log.Info("update agent configured", "server", f.Server, "channel", f.Channel, "strategy", strategy, "window", window.String(), "disk", disk, "running", running)
@@ -128,6 +141,9 @@ func (d *Daemon) startUpdater(ctx context.Context) {
 	a := d.updater
 	if a == nil {
 		return
+	}
+	if d.reports != nil {
+		go d.reports.Run(ctx)
 	}
 	go func() {
 		for {
