@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // Firmware names how the machine boots the disk.
@@ -195,12 +197,8 @@ func Start(ctx context.Context, cfg Config, dir string) (*Machine, error) {
 	}
 	// Copies: the node keeps the user-data it booted with.
 	ud := filepath.Join(dir, "user-data")
-	if cfg.UserData != "" {
-		if err := copyFile(cfg.UserData, ud); err != nil {
-			return nil, fmt.Errorf("user-data: %v", err)
-		}
-	} else if err := writeFileAtomic(ud, []byte(EmptyUserData), 0o644); err != nil {
-		return nil, err
+	if err := saveUserData(cfg.UserData, ud); err != nil {
+		return nil, fmt.Errorf("user-data: %v", err)
 	}
 	fwcfg[FwCfgUserData] = ud
 	md := MetaData{Hostname: cfg.Name, InstanceID: cfg.Name}
@@ -530,6 +528,21 @@ func freePorts(guest []int) (map[int]int, error) {
 		ports[g] = l.Addr().(*net.TCPAddr).Port
 	}
 	return ports, nil
+}
+
+// saveUserData copies the user-data file src (EmptyUserData for "") to
+// dst, mode 0600: user-data carries secrets (a member key, the discovery
+// token).
+func saveUserData(src, dst string) error {
+	data := []byte(EmptyUserData)
+	if src != "" {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		data = b
+	}
+	return atomicfile.WriteFile(dst, data, 0o600)
 }
 
 func copyFile(src, dst string) error {

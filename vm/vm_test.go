@@ -423,3 +423,34 @@ func TestProbeAccelCached(t *testing.T) {
 		t.Errorf("got %+v, want the cached %+v", got, planted)
 	}
 }
+
+// TestUserDataCopyIsPrivate: the node's copy of its user-data (which may
+// hold its member key and the discovery token) is 0600, also when it
+// replaces a world-readable copy from an earlier run.
+func TestUserDataCopyIsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "ud.yaml")
+	if err := os.WriteFile(src, []byte("#cloud-config\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, src, want string }{
+		{"given", src, "#cloud-config\n"},
+		{"empty", "", EmptyUserData},
+	} {
+		dst := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(dst, []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := saveUserData(tc.src, dst); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(dst)
+		if st.Mode().Perm() != 0o600 || string(b) != tc.want {
+			t.Errorf("%s: mode %v content %q", tc.name, st.Mode().Perm(), b)
+		}
+	}
+}

@@ -74,6 +74,20 @@ func TestDiscoveryStateSurvivesRestart(t *testing.T) {
 	if strings.Join(names, " ") != "discovery.json discovery.json.lock" {
 		t.Errorf("state dir holds %v, want only discovery.json and its lock", names)
 	}
+	// The state names every token, the only credential: owner only.
+	for _, p := range []string{state, state + ".lock", filepath.Dir(state)} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := os.FileMode(0o600)
+		if st.IsDir() {
+			want = 0o700
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, st.Mode().Perm(), want)
+		}
+	}
 }
 
 func TestDiscoveryStateErrors(t *testing.T) {

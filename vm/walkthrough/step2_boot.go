@@ -6,12 +6,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/vm"
 )
 
@@ -34,7 +34,8 @@ func (d *Demo) Boot() (BootResult, error) {
 	d.heading(2, fmt.Sprintf("Boot %d nodes from one cloud-config", d.cfg.Nodes))
 	res.UserData = UserData(d.DiscoveryURL, d.cfg.Nodes)
 	ud := filepath.Join(d.cfg.StateDir, "user-data")
-	if err := os.WriteFile(ud, []byte(res.UserData), 0o644); err != nil {
+	// 0600: it names the discovery token (and, over TLS, member keys).
+	if err := atomicfile.WriteFile(ud, []byte(res.UserData), 0o600); err != nil {
 		return res, err
 	}
 	d.say(`Every node gets the same user-data, as CoreOS machines did: the discovery URL,
