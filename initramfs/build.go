@@ -58,6 +58,10 @@ type Options struct {
 	// Compression is "zstd" (default; Debian's kernel has CONFIG_RD_ZSTD=y)
 	// or "gzip".
 	Compression string
+	// FsckFrom is the image's USR tree (the contents of /usr): its e2fsck,
+	// loader and libraries go into the archive, and the init checks ROOT
+	// with them before mounting it. Empty: no check.
+	FsckFrom string
 }
 
 // Result describes what Build wrote.
@@ -263,6 +267,17 @@ func records(opts Options, bbPath string, deps *kmod.Deps, order []string) ([]cp
 	addDir("bin")
 	recs = append(recs, cpio.Symlink("bin/sh", "../bbin/gosh"))
 	recs = append(recs, cpio.StaticFile("etc/profile", "export PATH=/bbin:/bin:/sysroot/usr/sbin:/sysroot/usr/bin\n", 0o644))
+	if opts.FsckFrom != "" {
+		files, err := fsckFiles(opts.FsckFrom)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if err := addFile(f.name, f.src, f.perm); err != nil {
+				return nil, err
+			}
+		}
+	}
 
 	modDir := path.Join("lib/modules", opts.KernelVersion)
 	addDir(modDir)
