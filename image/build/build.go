@@ -96,7 +96,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	initrd := filepath.Join(work, "initrd.img")
 	err = r.Step("initramfs", func() (string, error) {
-		opts := initramfs.Options{KernelVersion: rfs.KernelVersion, ModulesDir: rfs.ModulesDir, Out: initrd, Log: o.Log, CacheDir: o.CacheDir}
+		opts := initramfs.Options{FsckFrom: rfs.UsrDir, KernelVersion: rfs.KernelVersion, ModulesDir: rfs.ModulesDir, Out: initrd, Log: o.Log, CacheDir: o.CacheDir}
 		if p := filepath.Join(o.AgentBinDir, "pith-init"); o.AgentBinDir != "" && exists(p) {
 			opts.InitBinary = p
 		}
