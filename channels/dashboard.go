@@ -48,6 +48,7 @@ func ago(t time.Time) string {
 // chartSVG is a server-rendered line chart: one line per version.
 type chartSVG struct {
 	W, H  int
+	BaseY int
 	Lines []chartLine
 	Max   int
 	From  string
@@ -91,7 +92,7 @@ func versionChart(channel string, hist []Sample) *chartSVG {
 		}
 		return c
 	})
-	c := &chartSVG{W: w, H: h, Max: maxN, From: samples[0].Time.Format("15:04"), To: samples[len(samples)-1].Time.Format("15:04")}
+	c := &chartSVG{W: w, H: h, BaseY: h - pad, Max: maxN, From: samples[0].Time.Format("15:04"), To: samples[len(samples)-1].Time.Format("15:04")}
 	x := func(i int) float64 {
 		if len(samples) == 1 {
 			return w - pad

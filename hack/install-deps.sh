@@ -16,6 +16,7 @@ pkgs=(
   cpio xz-utils openssh-client               # initramfs checks, VM login
   cryptsetup-bin                             # veritysetup: cross-checks USR dm-verity trees
   iproute2 iptables util-linux               # KV partition test in its own network namespace
+  chromium                                   # fleet dashboard test in headless Chromium
 )
 
 if [ "${1:-}" = vagrant ]; then
