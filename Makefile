@@ -11,7 +11,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 STATICCHECK_VERSION := v0.8.2
 CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pith
 
-.PHONY: all deps deps-vagrant bin image demo demo-stop test unit lint e2e bench-build bench-schedule fuzz-userdata bench-userdata bench-ami vagrant-cluster vagrant-cluster-destroy clean
+.PHONY: all deps deps-vagrant bin image demo demo-stop test unit lint e2e release-check bench-build bench-schedule fuzz-userdata bench-userdata bench-ami vagrant-cluster vagrant-cluster-destroy clean
 
 all: bin
 
@@ -114,6 +114,12 @@ vagrant-cluster-destroy:
 
 bench-build: deps bin
 	@bash hack/bench-build.sh
+
+# Rebuild from today's Debian archives, check with pith outdated, and release
+# on CHANNEL (default stable) only when the content changed: for a timer on
+# the release machine (README "Keeping a channel patched").
+release-check: deps bin
+	@REPO=$(REPO) KEY=$(KEY) CHANNEL=$(or $(CHANNEL),stable) BIN=$(BIN) CACHE=$(CACHE) bash hack/release-check.sh
 
 clean:
 	rm -rf $(OUT)

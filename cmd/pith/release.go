@@ -73,9 +73,10 @@ func loadKeys(paths []string) ([]ed25519.PrivateKey, error) {
 func releaseCmd() *cobra.Command {
 	var (
 		channel, imageDir, repo, version, minVersion, platform string
-		deltaFrom                                              string
+		deltaFrom, cacheDir                                    string
 		keyPaths                                               []string
 		validFor                                               time.Duration
+		requireCurrent                                         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "release --channel NAME --image DIR --key KEY --repo DIR",
@@ -83,7 +84,12 @@ func releaseCmd() *cobra.Command {
 		Long: `Reads DIR/pith.img and DIR/pith.manifest.json from pith build, makes the
 payloads (USR-A's filesystem, pith/vmlinuz-a and pith/initrd-a from the ESP),
 compresses them with zstd, and writes REPO/<version>/ and the signed
-REPO/channels/<channel>.json(.sig). Released versions are never changed or
+REPO/channels/<channel>.json(.sig). The image's pith.spdx.json goes into
+REPO/<version>/ with sbom-diff.json, its diff against the channel's previous
+release; the security upgrades among them go into the signed manifest, for
+pithctl update status. An image behind Debian's security archive (pith
+outdated) is released with a warning, or refused with --require-current.
+Released versions are never changed or
 removed. --key may be given twice to sign with an old and a new key while
 rotating keys. Nodes believe the signed channel manifest until --valid-for
 has passed (default 90 days); renew it with pith release resign.`,
@@ -110,10 +116,22 @@ has passed (default 90 days); renew it with pith release resign.`,
 			out := cmd.OutOrStdout()
 			logf := func(f string, a ...any) { fmt.Fprintf(out, f+"\n", a...) }
 			logf("image %s: version %s, %s, USR payload %d bytes (%s)", img.Path, version, platform, img.USRSize, img.HowSized)
+			cache, err := defaultCache(cacheDir)
+			if err != nil {
+				return err
+			}
+			if err := checkCurrent(cmd.Context(), imageDir, cache, requireCurrent, logf); err != nil {
+				return err
+			}
+			files, security, err := releaseSBOM(imageDir, repo, channel, logf)
+			if err != nil {
+				return err
+			}
 			start := time.Now()
 			m, err := channels.Publish(repo, channels.Release{
 				Channel: channel, Version: version, MinVersion: minVersion, Platform: platform,
 				USRVerityHash: img.USRVerityHash, DeltaFrom: deltaFrom, ValidFor: validFor,
+				SecurityUpgrades: security, Files: files,
 				Payloads: []channels.PayloadSource{
 					{Name: channels.PayloadUSR, File: "usr", Open: func() (io.ReadCloser, error) {
 						return withBar(cmd.ErrOrStderr(), img.USRSize, "usr", img.OpenUSR)
@@ -139,6 +157,8 @@ has passed (default 90 days); renew it with pith release resign.`,
 	f.StringVar(&platform, "platform", "", "GOOS/GOARCH (default: the image's)")
 	f.StringVar(&deltaFrom, "delta-from", "", "also ship a USR delta against this earlier release in the repo (nodes running it download only what changed)")
 	f.DurationVar(&validFor, "valid-for", channels.DefaultValidity, "how long nodes believe the signed channel manifest (renew with pith release resign)")
+	f.BoolVar(&requireCurrent, "require-current", false, "refuse to release an image behind Debian's security archive (see pith outdated)")
+	f.StringVar(&cacheDir, "cache", "", "pith build's cache `DIR`, for the apt indexes (default ~/.cache/pith)")
 	cmd.AddCommand(promoteCmd(), resignCmd(), rolloutCmd())
 	return cmd
 }
