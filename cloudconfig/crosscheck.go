@@ -73,6 +73,7 @@ func crossCheck(c *Config, rep *Report) {
 		rep.Errorf(c.Pos("pith.kv.peer_port"), "pith.kv.peer_port", "pith.kv: client_port and peer_port must differ")
 	}
 	checkTLS(c, rep)
+	checkSecretFiles(c, rep)
 }
 
 var startCommands = map[string]bool{"start": true, "restart": true, "reload": true, "try-restart": true, "reload-or-restart": true, "reload-or-try-restart": true}

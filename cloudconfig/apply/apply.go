@@ -289,6 +289,9 @@ func (a *Applier) writeFile(f cloudconfig.File) error {
 		return err
 	}
 	mode := uint64(0o644)
+	if cloudconfig.IsPrivateKey(data) {
+		mode = 0o600 // unless the user says otherwise: a key is a secret
+	}
 	if f.Permissions != "" {
 		if mode, err = strconv.ParseUint(f.Permissions, 8, 32); err != nil {
 			return fmt.Errorf("permissions %q: %w", f.Permissions, err)

@@ -225,11 +225,14 @@ func (a *Applier) applyIgnFile(f igntypes.File, fd fileData) error {
 	if err != nil {
 		return err
 	}
+	data := append(append([]byte{}, fd.base...), fd.extra...)
 	mode := uint32(0o644)
+	if cloudconfig.IsPrivateKey(data) {
+		mode = 0o600 // unless the config gives a mode: a key is a secret
+	}
 	if f.Mode != nil {
 		mode = uint32(*f.Mode)
 	}
-	data := append(append([]byte{}, fd.base...), fd.extra...)
 	if len(f.Append) > 0 && !boolv(f.Overwrite) {
 		// Append to what is there (Ignition's rule without overwrite).
 		old, err := os.ReadFile(p)

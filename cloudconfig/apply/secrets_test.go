@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,4 +66,36 @@ coreos:
 	if d := read(t, dropIn); strings.Contains(d, "EnvironmentFile") {
 		t.Errorf("drop-in still names the secrets file:\n%s", d)
 	}
+}
+
+// TestPrivateKeyFilesDefault0600: a private key written by write_files or
+// Ignition without a mode is 0600 (a certificate stays 0644); a mode the
+// user gave is kept.
+func TestPrivateKeyFilesDefault0600(t *testing.T) {
+	const key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"
+	const cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	indent := func(s string) string {
+		return "      " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n      ") + "\n"
+	}
+	ud := "#cloud-config\nwrite_files:\n" +
+		"  - path: /etc/pith/tls/member.key\n    content: |\n" + indent(key) +
+		"  - path: /etc/pith/tls/member.crt\n    content: |\n" + indent(cert) +
+		"  - path: /etc/pith/tls/shared.key\n    permissions: '0640'\n    content: |\n" + indent(key)
+	stage, _, root := newStage(t)
+	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud)}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, filepath.Join(root, "etc/pith/tls/member.key"), 0o600, 0, key)
+	checkFile(t, filepath.Join(root, "etc/pith/tls/member.crt"), 0o644, 0, cert)
+	checkFile(t, filepath.Join(root, "etc/pith/tls/shared.key"), 0o640, 0, key)
+
+	ign := `{"ignition":{"version":"3.4.0"},"storage":{"files":[` +
+		`{"path":"/etc/ign.key","contents":{"source":"data:,` + url.PathEscape(key) + `"}},` +
+		`{"path":"/etc/ign.crt","contents":{"source":"data:,` + url.PathEscape(cert) + `"}}]}}`
+	stage, _, root = newStage(t)
+	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ign)}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, filepath.Join(root, "etc/ign.key"), 0o600, 0, key)
+	checkFile(t, filepath.Join(root, "etc/ign.crt"), 0o644, 0, cert)
 }
