@@ -2,6 +2,7 @@ package channels
 
 import (
 	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/pith-os/pith/pki"
 )
 
 // Fleet is the channel server's view of the machines that report to it and
@@ -29,6 +32,11 @@ type Fleet struct {
 	now func() time.Time
 	// SampleEvery is the spacing of the versions-over-time history.
 	SampleEvery time.Duration
+	// ClusterCAs, when set, lets nodes report with their cluster member
+	// certificate (pith cluster issue): one certificate name reports for
+	// one machine ID. RequireMember refuses reports signed by a bare key.
+	ClusterCAs    *x509.CertPool
+	RequireMember bool
 
 	mu       sync.Mutex
 	st       fleetState
@@ -36,6 +44,8 @@ type Fleet struct {
 	dirty    bool
 	// installs[channel/version] lists machines in the order they installed it.
 	installs map[string][]string
+	// members maps a member certificate name to its machine ID.
+	members map[string]string
 }
 
 type rolloutFile struct {
@@ -51,8 +61,11 @@ type fleetState struct {
 
 // Machine is what the server knows of one machine.
 type Machine struct {
-	ID      string `json:"id"`
-	Key     []byte `json:"key"`
+	ID  string `json:"id"`
+	Key []byte `json:"key,omitempty"`
+	// Member is the cluster member certificate name the machine reports
+	// with (then Key is empty).
+	Member  string `json:"member,omitempty"`
 	Group   string `json:"group"`
 	Channel string `json:"channel"`
 	Arch    string `json:"arch"`
@@ -126,7 +139,11 @@ func (f *Fleet) rebuildInstalls() {
 		t  time.Time
 	}
 	by := map[string][]inst{}
+	f.members = map[string]string{}
 	for id, m := range f.st.Machines {
+		if m.Member != "" {
+			f.members[m.Member] = id
+		}
 		for v, t := range m.Installed {
 			k := m.Channel + "/" + v
 			by[k] = append(by[k], inst{id, t})
@@ -147,19 +164,40 @@ var ErrReportRefused = errors.New("report refused")
 
 // Ingest checks and records a signed report.
 func (f *Fleet) Ingest(data []byte) error {
-	r, pub, err := OpenReport(data)
+	r, id, err := OpenReport(data)
 	if err != nil {
 		return err
 	}
+	now := f.now()
+	member, err := f.member(id, now)
+	if err != nil {
+		return fmt.Errorf("%w: machine %s: %v", ErrReportRefused, r.Machine, err)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	now := f.now()
 	m := f.st.Machines[r.Machine]
-	if m == nil {
-		// Trust on first use: the first key to report a machine ID owns it.
-		m = &Machine{ID: r.Machine, Key: slices.Clone(pub)}
+	if oid, ok := f.members[member]; ok && member != "" && oid != r.Machine {
+		return fmt.Errorf("%w: member certificate %q already reports for machine %s, not %s", ErrReportRefused, member, oid, r.Machine)
+	}
+	switch {
+	case m == nil:
+		// Trust on first use: the first key (or member certificate name)
+		// to report a machine ID owns it.
+		m = &Machine{ID: r.Machine, Key: slices.Clone(id.Key), Member: member}
 		f.st.Machines[r.Machine] = m
-	} else if !ed25519.PublicKey(m.Key).Equal(pub) {
+		if member != "" {
+			f.members[member] = r.Machine
+		}
+	case member != "" && m.Member == "":
+		// The cluster CA vouches for more than a first-use key: a
+		// machine that got its member certificate switches to it.
+		m.Member, m.Key = member, nil
+		f.members[member] = r.Machine
+	case member != "" && m.Member != member:
+		return fmt.Errorf("%w: machine %s reports as member %q, bound to member %q", ErrReportRefused, r.Machine, member, m.Member)
+	case member == "" && m.Member != "":
+		return fmt.Errorf("%w: machine %s reports with its member certificate %q; a bare key is not enough", ErrReportRefused, r.Machine, m.Member)
+	case member == "" && !ed25519.PublicKey(m.Key).Equal(id.Key):
 		return fmt.Errorf("%w: machine %s reports with another key (reset with pith channel forget %s if it was reinstalled)", ErrReportRefused, r.Machine, r.Machine)
 	}
 	if r.Seq <= m.Seq {
@@ -196,6 +234,30 @@ func (f *Fleet) Ingest(data []byte) error {
 	}
 	f.dirty = true
 	return nil
+}
+
+// member checks a certificate-signed report's chain and role and returns
+// the member's name; "" for a key-signed report the server accepts.
+func (f *Fleet) member(id Identity, now time.Time) (string, error) {
+	if id.Cert == nil {
+		if f.RequireMember {
+			return "", errors.New("this server takes reports signed with a cluster member certificate only")
+		}
+		return "", nil
+	}
+	if f.ClusterCAs == nil {
+		return "", errors.New("report signed with a member certificate, but this server trusts no cluster CA (pith channel serve --cluster-ca)")
+	}
+	if _, err := id.Cert.Verify(x509.VerifyOptions{Roots: f.ClusterCAs, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return "", fmt.Errorf("member certificate: %v", err)
+	}
+	if role, err := pki.RoleOf(id.Cert); err != nil || role != pki.Member {
+		return "", fmt.Errorf("certificate %q is not a cluster member's (role %q, %v)", id.Cert.Subject.CommonName, role, err)
+	}
+	if id.Cert.Subject.CommonName == "" {
+		return "", errors.New("member certificate without a name")
+	}
+	return id.Cert.Subject.CommonName, nil
 }
 
 func (f *Fleet) rebuildInstallsLocked() { f.rebuildInstalls() }

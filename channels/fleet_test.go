@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pith-os/pith/pki"
 )
 
 type testMachine struct {
@@ -303,5 +306,88 @@ func TestRolloutGate(t *testing.T) {
 	}
 	if len(decisions) != 5 {
 		t.Errorf("decisions heard: %v", decisions)
+	}
+}
+
+// memberSigner issues a cluster certificate (pith cluster issue) and
+// returns a signer for reports.
+func memberSigner(t *testing.T, ca *pki.CA, name string, role pki.Role) ReportSigner {
+	t.Helper()
+	certPEM, keyPEM, err := ca.Issue(pki.Request{Name: name, Role: role})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.ParseCerts(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.ParseKey(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ReportSigner{Cert: certs[0].Raw, CertKey: key}
+}
+
+// TestReportMemberCertificate: a node with a cluster member certificate
+// reports with it; the server checks it against the cluster CA, the role,
+// and that one member reports for one machine.
+func TestReportMemberCertificate(t *testing.T) {
+	ca, err := pki.NewCA("demo", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := pki.NewCA("other", time.Now())
+	f, err := OpenFleet(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := uint64(0)
+	report := func(s ReportSigner, machine string) []byte {
+		seq++
+		b, err := s.Sign(Report{Machine: machine, Channel: "stable", Running: "1.0.0", Event: EventChecked, Seq: seq})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	n1 := memberSigner(t, ca, "node1", pki.Member)
+	if err := f.Ingest(report(n1, "m1")); err == nil || !strings.Contains(err.Error(), "--cluster-ca") {
+		t.Fatalf("member report without a configured CA: %v", err)
+	}
+	f.ClusterCAs = x509.NewCertPool()
+	f.ClusterCAs.AddCert(ca.Cert)
+	// m2 reported with a first-use key before its certificate came.
+	k2 := newTestMachine("m2")
+	if err := f.Ingest(k2.report(t, EventChecked, "1.0.0", "", "")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+		ok   bool
+	}{
+		{"member", report(n1, "m1"), true},
+		{"member again", report(n1, "m1"), true},
+		{"same member for another machine", report(n1, "m9"), false},
+		{"another member for m1", report(memberSigner(t, ca, "node2", pki.Member), "m1"), false},
+		{"a bare key for m1", newTestMachine("m1").report(t, EventChecked, "1.0.0", "", ""), false},
+		{"admin certificate", report(memberSigner(t, ca, "admin", pki.Admin), "m3"), false},
+		{"another cluster's member", report(memberSigner(t, other, "node3", pki.Member), "m3"), false},
+		{"key-bound machine gets its certificate", report(memberSigner(t, ca, "node4", pki.Member), "m2"), true},
+		{"and its old key no longer counts", k2.report(t, EventChecked, "1.0.0", "", ""), false},
+	} {
+		err := f.Ingest(tc.body)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+	// A tampered certificate-signed report.
+	b := strings.Replace(string(report(n1, "m1")), `"event":"checked"`, `"event":"error"`, 1)
+	if err := f.Ingest([]byte(b)); !errors.Is(err, ErrReportSignature) {
+		t.Errorf("tampered member report: %v", err)
+	}
+	f.RequireMember = true
+	if err := f.Ingest(newTestMachine("m5").report(t, EventChecked, "1.0.0", "", "")); err == nil {
+		t.Error("key-signed report accepted with RequireMember")
 	}
 }

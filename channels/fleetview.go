@@ -78,6 +78,9 @@ type MachineView struct {
 	Version string    `json:"version,omitempty"`
 	Reason  string    `json:"reason,omitempty"`
 	Seen    time.Time `json:"seen"`
+	// Member is the cluster member certificate the machine reports with
+	// ("": its own first-use key).
+	Member string `json:"member,omitempty"`
 }
 
 // View summarizes the fleet. lastN bounds the machines listed in Last (0:
@@ -109,7 +112,7 @@ func (f *Fleet) gather() *FleetView {
 			v.Failed = append(v.Failed, FailedView{Machine: m.ID, Channel: m.Channel, Group: m.Group, Version: ver, Event: fl.Event, Reason: fl.Reason, Time: fl.Time})
 		}
 		v.Last = append(v.Last, MachineView{ID: m.ID, Group: m.Group, Channel: m.Channel, Arch: m.Arch, Running: m.Running,
-			Event: m.Last.Event, Version: m.Last.Version, Reason: m.Last.Reason, Seen: m.Seen})
+			Event: m.Last.Event, Version: m.Last.Version, Reason: m.Last.Reason, Seen: m.Seen, Member: m.Member})
 	}
 	if ents, err := os.ReadDir(filepath.Join(f.dir, rolloutDir)); err == nil {
 		for _, e := range ents {

@@ -1,7 +1,12 @@
 package channels
 
 import (
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -47,7 +52,27 @@ type Report struct {
 	Seq uint64 `json:"seq"`
 	// Key is the machine's report key (Ed25519, base64). The server binds
 	// it to the machine ID on first sight (trust on first use).
-	Key string `json:"key"`
+	Key string `json:"key,omitempty"`
+	// Cert, instead of Key, is the node's cluster member certificate
+	// (base64 DER, from `pith cluster issue`); the report is then signed
+	// with its key, and the server checks it against the cluster CA and
+	// binds the machine ID to the certificate's name.
+	Cert string `json:"cert,omitempty"`
+}
+
+// ReportSigner is who signs a node's reports: its own Ed25519 key, or its
+// cluster member certificate's key.
+type ReportSigner struct {
+	Key ed25519.PrivateKey
+	// Cert (DER) and CertKey: the member certificate and its key.
+	Cert    []byte
+	CertKey crypto.Signer
+}
+
+// Identity is who signed a report, as OpenReport checked it.
+type Identity struct {
+	Key  ed25519.PublicKey // set for key-signed reports
+	Cert *x509.Certificate // set for certificate-signed reports (chain not yet checked)
 }
 
 // SignedReport is the body a node POSTs to /v1/report.
@@ -69,44 +94,91 @@ var machineIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 // SignReport encodes and signs r with the machine's key (its public half is
 // put in r.Key).
 func SignReport(r Report, key ed25519.PrivateKey) ([]byte, error) {
-	r.Key = base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
+	return ReportSigner{Key: key}.Sign(r)
+}
+
+// Sign encodes and signs r: with the member certificate when there is one,
+// else with the Ed25519 key.
+func (s ReportSigner) Sign(r Report) ([]byte, error) {
+	r.Key, r.Cert = "", ""
+	if s.Cert != nil {
+		r.Cert = base64.StdEncoding.EncodeToString(s.Cert)
+	} else if s.Key != nil {
+		r.Key = base64.StdEncoding.EncodeToString(s.Key.Public().(ed25519.PublicKey))
+	} else {
+		return nil, errors.New("report: no key to sign with")
+	}
 	body, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
 	}
-	sig := ed25519.Sign(key, append([]byte(reportDomain), body...))
+	msg := append([]byte(reportDomain), body...)
+	var sig []byte
+	if s.Cert != nil {
+		h := sha256.Sum256(msg)
+		if sig, err = s.CertKey.Sign(rand.Reader, h[:], crypto.SHA256); err != nil {
+			return nil, err
+		}
+	} else {
+		sig = ed25519.Sign(s.Key, msg)
+	}
 	return json.Marshal(SignedReport{Report: body, Sig: base64.StdEncoding.EncodeToString(sig)})
 }
 
 // ErrReportSignature: the report is not signed by the key it carries.
 var ErrReportSignature = errors.New("report: bad signature")
 
-// OpenReport checks a signed report against the key it carries and the
-// report's own fields; the caller checks that key is the machine's.
-func OpenReport(data []byte) (*Report, ed25519.PublicKey, error) {
+// OpenReport checks a signed report against the key or certificate it
+// carries and the report's own fields; the caller checks that the signer
+// is the machine's (and a certificate's chain).
+func OpenReport(data []byte) (*Report, Identity, error) {
 	if len(data) > MaxReportBytes {
-		return nil, nil, fmt.Errorf("report: %d bytes, limit %d", len(data), MaxReportBytes)
+		return nil, Identity{}, fmt.Errorf("report: %d bytes, limit %d", len(data), MaxReportBytes)
 	}
 	var sr SignedReport
 	if err := json.Unmarshal(data, &sr); err != nil {
-		return nil, nil, fmt.Errorf("report: %v", err)
+		return nil, Identity{}, fmt.Errorf("report: %v", err)
 	}
 	var r Report
 	if err := json.Unmarshal(sr.Report, &r); err != nil {
-		return nil, nil, fmt.Errorf("report: %v", err)
-	}
-	pub, err := base64.StdEncoding.DecodeString(r.Key)
-	if err != nil || len(pub) != ed25519.PublicKeySize {
-		return nil, nil, errors.New("report: key is not a base64 Ed25519 public key")
+		return nil, Identity{}, fmt.Errorf("report: %v", err)
 	}
 	sig, err := base64.StdEncoding.DecodeString(sr.Sig)
-	if err != nil || !ed25519.Verify(pub, append([]byte(reportDomain), sr.Report...), sig) {
-		return nil, nil, ErrReportSignature
+	if err != nil {
+		return nil, Identity{}, ErrReportSignature
+	}
+	msg := append([]byte(reportDomain), sr.Report...)
+	var id Identity
+	switch {
+	case r.Cert != "" && r.Key != "":
+		return nil, Identity{}, errors.New("report: both a key and a certificate")
+	case r.Cert != "":
+		der, err := base64.StdEncoding.DecodeString(r.Cert)
+		if err != nil {
+			return nil, Identity{}, errors.New("report: certificate is not base64 DER")
+		}
+		if id.Cert, err = x509.ParseCertificate(der); err != nil {
+			return nil, Identity{}, fmt.Errorf("report: certificate: %v", err)
+		}
+		pub, ok := id.Cert.PublicKey.(*ecdsa.PublicKey)
+		h := sha256.Sum256(msg)
+		if !ok || !ecdsa.VerifyASN1(pub, h[:], sig) {
+			return nil, Identity{}, ErrReportSignature
+		}
+	default:
+		pub, err := base64.StdEncoding.DecodeString(r.Key)
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			return nil, Identity{}, errors.New("report: key is not a base64 Ed25519 public key")
+		}
+		if !ed25519.Verify(pub, msg, sig) {
+			return nil, Identity{}, ErrReportSignature
+		}
+		id.Key = ed25519.PublicKey(pub)
 	}
 	if err := r.validate(); err != nil {
-		return nil, nil, err
+		return nil, Identity{}, err
 	}
-	return &r, ed25519.PublicKey(pub), nil
+	return &r, id, nil
 }
 
 func (r *Report) validate() error {

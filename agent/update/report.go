@@ -14,17 +14,21 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/pki"
 )
 
 // Reports to the channel server, and the phased rollout.
 //
 // The node reports each update event to the server it fetches from
-// (POST /v1/report). Reports are signed with a per-machine Ed25519 key kept
-// in StateDir/report.key (0600, made on first use); the server binds the
-// key to the machine ID the first time it sees it (trust on first use), so
-// afterwards no other machine can report for this one. A reinstalled
-// machine has a new key and is refused until the operator runs `pith
-// channel forget`.
+// (POST /v1/report). A node with a cluster member certificate (pith cluster
+// issue, /etc/pith/tls/member.crt) signs with it: a server given the
+// cluster CA (pith channel serve --cluster-ca) checks the chain and role
+// and lets one member name report for one machine ID. Otherwise reports
+// are signed with a per-machine Ed25519 key kept in StateDir/report.key
+// (0600, made on first use); the server binds the key to the machine ID
+// the first time it sees it (trust on first use), so afterwards no other
+// machine can report for this one. A reinstalled machine has a new key
+// and is refused until the operator runs `pith channel forget`.
 //
 // Reports are best-effort: they are queued (a few dozen at most, the
 // oldest dropped) and sent by one goroutine with a short timeout; a server
@@ -40,6 +44,9 @@ type Reporter struct {
 	client *channels.Client
 	q      chan channels.Report
 	logf   func(string, ...any)
+	// A node with a cluster member certificate signs with it instead of
+	// key (the server then checks it against the cluster CA).
+	certFile, certKeyFile string
 
 	mu       sync.Mutex
 	seq      uint64
@@ -68,7 +75,7 @@ func NewReporter(a *Agent, keyFile string) (*Reporter, error) {
 		a.cfg.Client(c)
 	}
 	r := &Reporter{a: a, key: key, client: c, q: make(chan channels.Report, 32), logf: a.logf,
-		seq: uint64(time.Now().UnixNano())}
+		seq: uint64(time.Now().UnixNano()), certFile: pki.NodeCert, certKeyFile: pki.NodeCertKey}
 	a.Notify = r.notify
 	prev := a.cfg.Client
 	a.cfg.Client = func(c *channels.Client) {
@@ -143,8 +150,37 @@ func (r *Reporter) Run(ctx context.Context) {
 	}
 }
 
+// UseMemberCert makes the reporter sign with this member certificate and
+// key when they exist (default: pith cluster issue's paths on a node).
+func (r *Reporter) UseMemberCert(certFile, keyFile string) {
+	r.certFile, r.certKeyFile = certFile, keyFile
+}
+
+// signer is the member certificate when the node has one (read at each
+// report: a renewed certificate is picked up), else the report key.
+func (r *Reporter) signer() channels.ReportSigner {
+	s := channels.ReportSigner{Key: r.key}
+	certPEM, err := os.ReadFile(r.certFile)
+	if err != nil {
+		return s
+	}
+	keyPEM, err := os.ReadFile(r.certKeyFile)
+	if err != nil {
+		return s
+	}
+	certs, err := pki.ParseCerts(certPEM)
+	if err != nil || len(certs) == 0 {
+		return s
+	}
+	k, err := pki.ParseKey(keyPEM)
+	if err != nil {
+		return s
+	}
+	return channels.ReportSigner{Cert: certs[0].Raw, CertKey: k}
+}
+
 func (r *Reporter) send(ctx context.Context, rep channels.Report) {
-	body, err := channels.SignReport(rep, r.key)
+	body, err := r.signer().Sign(rep)
 	if err == nil {
 		sctx, cancel := context.WithTimeout(ctx, reportTimeout)
 		err = r.client.SendReport(sctx, body)

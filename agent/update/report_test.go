@@ -2,9 +2,11 @@ package update
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/pki"
 )
 
 // fleetServer serves cs's repository with the fleet API and records which
@@ -245,5 +248,39 @@ func TestReportsBestEffort(t *testing.T) {
 	}
 	if r2.seq < r.seq || time.Unix(0, int64(r2.seq)).After(time.Now()) {
 		t.Fatalf("sequence %d after %d", r2.seq, r.seq)
+	}
+}
+
+// TestReportsWithMemberCert: a node with a cluster member certificate
+// signs its reports with it; the server knows the machine as that member.
+func TestReportsWithMemberCert(t *testing.T) {
+	cs := newChannelServer(t)
+	fs := newFleetServer(t, cs)
+	cs.publish(t, "1.0.0", 1)
+	dir := t.TempDir()
+	ca, err := pki.Init(dir, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.IssueMember(dir, "node1", nil); err != nil {
+		t.Fatal(err)
+	}
+	fs.fleet.ClusterCAs = x509.NewCertPool()
+	fs.fleet.ClusterCAs.AddCert(ca.Cert)
+	fs.fleet.RequireMember = true
+	n := &node{id: "m1", state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
+	n.a = cs.agent(t, n.state, n.id, "1.0.0", n.slots, n.rb, nil, StrategyReboot)
+	if n.rep, err = NewReporter(n.a, ""); err != nil {
+		t.Fatal(err)
+	}
+	n.rep.UseMemberCert(filepath.Join(dir, "missing.crt"), filepath.Join(dir, "missing.key"))
+	n.check(t)
+	if ev := lastEvent(fs, "m1"); ev.ID != "" {
+		t.Fatalf("a key-signed report was taken by a server that requires members: %+v", ev)
+	}
+	n.rep.UseMemberCert(filepath.Join(dir, "node1.crt"), filepath.Join(dir, "node1.key"))
+	n.check(t)
+	if ev := lastEvent(fs, "m1"); ev.Member != "node1" || ev.Event != channels.EventChecked {
+		t.Fatalf("last report %+v, want checked from member node1", ev)
 	}
 }

@@ -272,9 +272,9 @@ itself (version, payloads) does not change.`,
 
 func channelCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "channel", Short: "Serve release channels"}
-	var repo, listen, cert, key, state string
+	var repo, listen, cert, key string
 	var quiet bool
-	var sampleEvery time.Duration
+	var fleet fleetOptions
 	serve := &cobra.Command{
 		Use:   "serve --repo DIR --listen ADDR",
 		Short: "Serve a release repository over HTTP(S), with range requests",
@@ -293,7 +293,7 @@ func channelCmd() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			stopFleet, err := startFleet(s, repo, state, sampleEvery, logger)
+			stopFleet, err := startFleet(s, repo, fleet, logger)
 			if err != nil {
 				return err
 			}
@@ -329,8 +329,7 @@ func channelCmd() *cobra.Command {
 	f.StringVar(&cert, "tls-cert", "", "TLS certificate (PEM); serves HTTPS with --tls-key")
 	f.StringVar(&key, "tls-key", "", "TLS private key (PEM)")
 	f.BoolVar(&quiet, "quiet", false, "do not log each request")
-	f.StringVar(&state, "state", "", "fleet state directory: reports, rollouts, history (default REPO/.fleet)")
-	f.DurationVar(&sampleEvery, "sample-every", time.Minute, "spacing of the dashboard's versions-over-time samples")
+	fleet.flags(f)
 	cmd.AddCommand(serve, fetchCmd(), forgetCmd())
 	return cmd
 }

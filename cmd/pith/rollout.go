@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/pki"
 )
 
 // defaultFleetDir is where the channel server keeps reports and rollouts
@@ -20,12 +23,28 @@ import (
 // server never serves.
 func defaultFleetDir(repo string) string { return filepath.Join(repo, ".fleet") }
 
+// fleetOptions are pith channel serve's fleet flags.
+type fleetOptions struct {
+	state         string
+	sampleEvery   time.Duration
+	clusterCA     string
+	requireMember bool
+}
+
+func (o *fleetOptions) flags(f *pflag.FlagSet) {
+	f.StringVar(&o.state, "state", "", "fleet state directory: reports, rollouts, history (default REPO/.fleet)")
+	f.DurationVar(&o.sampleEvery, "sample-every", time.Minute, "spacing of the dashboard's versions-over-time samples")
+	f.StringVar(&o.clusterCA, "cluster-ca", "", "cluster CA certificate (pith cluster init's ca.crt): nodes with a member certificate report with it")
+	f.BoolVar(&o.requireMember, "require-member", false, "refuse reports not signed with a member certificate of --cluster-ca")
+}
+
 // startFleet opens the fleet state for `pith channel serve` and runs its
 // housekeeping: fleet.json written every few seconds when reports came in
 // (halts are written at once), a history sample every sampleEvery, and
 // machines an operator asked to forget. The returned func stops it and
 // writes the state one last time.
-func startFleet(s *channels.Server, repo, state string, sampleEvery time.Duration, logger *log.Logger) (func(), error) {
+func startFleet(s *channels.Server, repo string, o fleetOptions, logger *log.Logger) (func(), error) {
+	state := o.state
 	if state == "" {
 		state = defaultFleetDir(repo)
 	}
@@ -33,9 +52,27 @@ func startFleet(s *channels.Server, repo, state string, sampleEvery time.Duratio
 	if err != nil {
 		return nil, err
 	}
-	if sampleEvery > 0 {
-		f.SampleEvery = sampleEvery
+	if o.sampleEvery > 0 {
+		f.SampleEvery = o.sampleEvery
 	}
+	if o.clusterCA != "" {
+		b, err := os.ReadFile(o.clusterCA)
+		if err != nil {
+			return nil, fmt.Errorf("--cluster-ca: %w", err)
+		}
+		certs, err := pki.ParseCerts(b)
+		if err != nil {
+			return nil, fmt.Errorf("--cluster-ca %s: %w", o.clusterCA, err)
+		}
+		f.ClusterCAs = x509.NewCertPool()
+		for _, c := range certs {
+			f.ClusterCAs.AddCert(c)
+		}
+	}
+	if o.requireMember && f.ClusterCAs == nil {
+		return nil, errors.New("--require-member needs --cluster-ca (the CA of the cluster whose members report)")
+	}
+	f.RequireMember = o.requireMember
 	s.Fleet = f
 	logger.Printf("fleet state in %s: reports at /v1/report, rollouts at /v1/rollout/<channel>, dashboard at /", state)
 	stop := make(chan struct{})
