@@ -68,7 +68,9 @@ func slotCommand() *cobra.Command {
 after a trial that did not come up the slot still shows tries=1. Run once per
 boot (pith-slot-settle.service does, before sshd and pithd): when no trial is
 pending and the slot that is not running has tries left without ever being
-marked successful, it failed its trial and gets priority 0, tries 0.`,
+marked successful, it failed its trial and gets priority 0, tries 0. It also
+clears grub.cfg's boot count of the saved slot (pith_boot): this boot reached
+userspace, so GRUB need not fall back to the other slot.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			running, err := f.running()
@@ -76,6 +78,11 @@ marked successful, it failed its trial and gets priority 0, tries 0.`,
 				return err
 			}
 			return f.withESP(func(disk, esp string) error {
+				if n, err := slot.ClearBootCount(filepath.Join(esp, slot.EnvPathOnESP)); err != nil {
+					return err
+				} else if n != "" && n != string(running)+"1" {
+					fmt.Fprintf(cmd.OutOrStdout(), "slot %s came up after GRUB counted boot %s of the saved slot that did not reach userspace\n", running, n)
+				}
 				failed, ok, err := slot.SettleTrial(disk, filepath.Join(esp, slot.EnvPathOnESP), running)
 				if err != nil {
 					return err
