@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/channels"
 	"github.com/pith-os/pith/pki"
 )
@@ -119,23 +120,9 @@ func loadOrMakeReportKey(path string) (ed25519.PrivateKey, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		return nil, err
-	}
-	if err := syncFile(tmp); err != nil {
-		return nil, err
-	}
-	return k, os.Rename(tmp, path)
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	// A key lost in a power cut would lock the machine out of reporting
+	// (the server holds the old one): written whole or not at all.
+	return k, atomicfile.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }
 
 // Run sends queued reports until ctx ends.
