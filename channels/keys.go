@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // Key files are PEM: PKCS#8 "PRIVATE KEY" and PKIX "PUBLIC KEY", the forms
@@ -231,45 +233,10 @@ func LoadPublicKeyFile(path string) (ed25519.PublicKey, error) {
 	return k, nil
 }
 
-// writeFileAtomic writes data to a temporary file beside path, fsyncs it and
-// renames it into place, so readers see the old file or the new, never half.
+// writeFileAtomic replaces path with data through atomicfile (temp file,
+// fsync, rename, fsync of the directory).
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.WriteFile(path, data, mode)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	// Some filesystems (vfat via some drivers) refuse fsync on directories;
-	// the rename is still done, so that is not worth failing for.
-	_ = d.Sync()
-	return nil
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }

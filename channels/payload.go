@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // BuildPayload reads src to its end, compresses it with zstd into dst
@@ -93,10 +95,7 @@ func publishPayload(f *os.File, dst string) error {
 	if err := os.Chmod(f.Name(), 0o644); err != nil {
 		return err
 	}
-	if err := os.Rename(f.Name(), dst); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
+	return atomicfile.Rename(f.Name(), dst)
 }
 
 type countWriter struct{ n int64 }
