@@ -101,7 +101,8 @@ func (f *Fleet) gather() *FleetView {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
-	v := &FleetView{Generated: now.UTC(), Machines: len(f.st.Machines), Last: make([]MachineView, 0, len(f.st.Machines))}
+	v := &FleetView{Generated: now.UTC(), Machines: len(f.st.Machines), Last: make([]MachineView, 0, len(f.st.Machines)),
+		Channels: []ChannelView{}, Failed: []FailedView{}, Rollouts: []RolloutAdmin{}}
 	type key struct{ ch, g, ver string }
 	counts := map[key]int{}
 	chans := map[string]bool{}
@@ -122,7 +123,7 @@ func (f *Fleet) gather() *FleetView {
 		}
 	}
 	for _, ch := range slices.Sorted(maps.Keys(chans)) {
-		cv := ChannelView{Channel: ch}
+		cv := ChannelView{Channel: ch, Groups: []GroupView{}}
 		r := f.rollout(ch)
 		if r != nil {
 			ra := f.admin(r, now)
