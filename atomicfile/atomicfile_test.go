@@ -140,3 +140,12 @@ func TestRename(t *testing.T) {
 		t.Error("SyncDir of a missing directory succeeded")
 	}
 }
+
+func TestSyncFS(t *testing.T) {
+	if err := SyncFS(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncFS(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("SyncFS of a missing directory succeeded")
+	}
+}
