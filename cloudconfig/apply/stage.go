@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/cloudconfig"
 	"github.com/pith-os/pith/node"
 )
@@ -185,6 +186,11 @@ func (s *Stage) Run(ctx context.Context, in Input) (*State, error) {
 		return st, err
 	}
 	if first {
+		// What was applied (useradd's files among it) must be on disk
+		// before the record that stops first boot from running again.
+		if err := atomicfile.SyncFS(s.Applier.Root); err != nil {
+			return st, err
+		}
 		if err := s.save(FirstBootFile, []byte(st.Time.Format(time.RFC3339)+"\n"), 0o644); err != nil {
 			return st, err
 		}

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pith-os/pith/atomicfile"
 )
 
@@ -84,7 +82,7 @@ func CreateSkeleton(root, usr string) error {
 	}
 	// Every copy must be on disk before the marker says so: one syncfs
 	// of ROOT instead of an fsync per file (copyFile does none).
-	if err := syncFS(root); err != nil {
+	if err := atomicfile.SyncFS(root); err != nil {
 		return err
 	}
 	marker := filepath.Join(root, MarkerPath)
@@ -92,19 +90,6 @@ func CreateSkeleton(root, usr string) error {
 		return err
 	}
 	return atomicfile.WriteFile(marker, []byte("pith root initialized by pith-init\n"), 0o644)
-}
-
-// syncFS flushes the whole filesystem holding dir.
-func syncFS(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
-		return fmt.Errorf("syncfs %s: %w", dir, err)
-	}
-	return nil
 }
 
 func exists(p string) bool {
