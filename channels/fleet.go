@@ -1,6 +1,7 @@
 package channels
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/json"
@@ -37,6 +38,10 @@ type Fleet struct {
 	// one machine ID. RequireMember refuses reports signed by a bare key.
 	ClusterCAs    *x509.CertPool
 	RequireMember bool
+	// MaxMachines bounds the machines the server keeps (default
+	// DefaultMaxMachines): anyone can make up new machine IDs with new
+	// keys, and they must not fill the server's memory and disk.
+	MaxMachines int
 
 	mu       sync.Mutex
 	st       fleetState
@@ -101,6 +106,9 @@ type Sample struct {
 	Counts map[string]map[string]int `json:"counts"` // channel -> version -> machines
 }
 
+// DefaultMaxMachines is Fleet.MaxMachines's default.
+const DefaultMaxMachines = 100000
+
 const (
 	fleetFile  = "fleet.json"
 	rolloutDir = "rollouts"
@@ -110,7 +118,7 @@ const (
 // OpenFleet loads (or starts) the fleet state in dir.
 func OpenFleet(dir string) (*Fleet, error) {
 	if err := os.MkdirAll(filepath.Join(dir, rolloutDir), 0o755); err != nil {
-		return nil, fmt.Errorf("fleet state: %w", err)
+		return nil, fmt.Errorf("fleet state: %w (give the server a writable state directory, pith channel serve --state DIR)", err)
 	}
 	f := &Fleet{dir: dir, now: time.Now, SampleEvery: time.Minute, rollouts: map[string]rolloutFile{}}
 	b, err := os.ReadFile(filepath.Join(dir, fleetFile))
@@ -178,6 +186,9 @@ func (f *Fleet) Ingest(data []byte) error {
 	m := f.st.Machines[r.Machine]
 	if oid, ok := f.members[member]; ok && member != "" && oid != r.Machine {
 		return fmt.Errorf("%w: member certificate %q already reports for machine %s, not %s", ErrReportRefused, member, oid, r.Machine)
+	}
+	if m == nil && len(f.st.Machines) >= cmp.Or(f.MaxMachines, DefaultMaxMachines) {
+		return fmt.Errorf("%w: machine %s: the server already knows %d machines, its limit (forget old ones with pith channel forget)", ErrReportRefused, r.Machine, len(f.st.Machines))
 	}
 	switch {
 	case m == nil:

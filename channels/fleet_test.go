@@ -89,6 +89,15 @@ func TestReportAuthentication(t *testing.T) {
 			t.Errorf("accepted %+v", r)
 		}
 	}
+	// New machine IDs stop at the limit; known machines still report.
+	f.MaxMachines = 1
+	if err := f.Ingest(newTestMachine("node-b").report(t, EventChecked, "1.0.0", "", "")); !errors.Is(err, ErrReportRefused) {
+		t.Errorf("a machine past the limit: %v", err)
+	}
+	if err := f.Ingest(a.report(t, EventChecked, "1.0.0", "", "")); err != nil {
+		t.Errorf("a known machine at the limit: %v", err)
+	}
+	f.MaxMachines = 0
 	// After forget, a reinstalled machine with a new key is accepted.
 	if !f.Forget("node-a") {
 		t.Fatal("forget: machine not found")
