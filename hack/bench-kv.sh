@@ -9,7 +9,7 @@
 #   hack/bench-kv.sh none               (pithd alone)
 #   ROUNDS=3 VAL=256 ONLY="put1 put16" hack/bench-kv.sh
 # Measurements: put1 put16 put256 qget16 get16 watch16 (ONLY picks some).
-# Needs: go. Writes data under a temp dir, removed at exit.
+# Needs: go, bc. Writes data under a temp dir, removed at exit.
 set -euo pipefail
 ETCD=${1:-}
 ETCD_VERSION=${ETCD_VERSION:-v3.5.35}
@@ -54,6 +54,7 @@ start_cluster() { # kind baseport
 			"$ETCD" --enable-v2 "${args[@]}" >"$TMP/$kind$i.log" 2>&1 &
 		fi
 		PIDS+=($!)
+		echo $! >>"$TMP/$kind.pids"
 	done
 	for _ in $(seq 100); do
 		# Leader elected and its client URL published.
@@ -65,6 +66,15 @@ start_cluster() { # kind baseport
 }
 
 leader_url() { "$CTL" member list --endpoints "http://127.0.0.1:$(($1 + 1))" | grep isLeader=true | sed 's/.*clientURLs=\([^ ]*\).*/\1/'; }
+
+# cpu kind: CPU seconds (user+system) the cluster's processes used so far.
+cpu() {
+	local t=0 p
+	for p in $(cat "$TMP/$1.pids"); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+	done
+	echo "scale=2; $t / $(getconf CLK_TCK)" | bc
+}
 
 measure() { # kind baseport what round
 	local kind=$1 base=$2 what=$3 round=$4 L ALL
@@ -100,11 +110,20 @@ start_cluster pithd 24300
 if [ -n "$ETCD" ]; then
 	start_cluster etcd 24400
 fi
+# Each measurement also says how much CPU the cluster's three members
+# spent on it: on a shared machine, throughput follows from it.
+run() { # kind baseport what round
+	local before after
+	before=$(cpu "$1")
+	measure "$@"
+	after=$(cpu "$1")
+	echo "  Server CPU:   $(echo "$after - $before" | bc) s (3 members)"
+}
 for what in $ONLY; do
 	for round in $(seq "$ROUNDS"); do
-		measure pithd 24300 "$what" "$round"
+		run pithd 24300 "$what" "$round"
 		if [ -n "$ETCD" ]; then
-			measure etcd 24400 "$what" "$round"
+			run etcd 24400 "$what" "$round"
 		fi
 	done
 done

@@ -68,6 +68,7 @@ var settings = []Setting{
 	{Flag: "reboot-group"},
 	{Flag: "update-interval"},
 	{Flag: "reboot-lock-retry"},
+	{Flag: "update-verify-timeout"},
 	{Flag: "update-keys"},
 	{Flag: "update-disk"},
 	{Flag: "update-esp"},

@@ -63,6 +63,8 @@ type fsm struct {
 	durable func(index uint64) error
 	// applied is the last entry applied here (see Node.WaitApplied).
 	applied appliedIndex
+	// results of the last entries, for proposals forwarded from here.
+	results results
 }
 
 // snapIndexSection is the snapshot section holding the last applied
@@ -108,10 +110,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 	f.mu.RLock()
 	sm := f.sms[Namespace(l.Data[0])]
 	f.mu.RUnlock()
-	if sm == nil {
-		return ErrUnknownNamespace
+	var res any = ErrUnknownNamespace
+	if sm != nil {
+		res = sm.Apply(l.Index, l.Data[1:])
 	}
-	return sm.Apply(l.Index, l.Data[1:])
+	f.results.put(l.Index, res)
+	return res
 }
 
 const snapMagic = "PITHSNAP1\n"

@@ -42,7 +42,8 @@ func (n *Node) RegisterHTTP(mux *http.ServeMux) {
 // and the internal propose endpoint.
 func (n *Node) peerHandler(client http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/pith/cluster/propose", n.handlePropose)
+	mux.HandleFunc("/pith/cluster/propose", n.handlePropose) // followers of earlier releases
+	mux.HandleFunc(proposalsPath, n.handleProposals)
 	mux.Handle("/", client)
 	return mux
 }

@@ -63,12 +63,14 @@ type Node struct {
 	raft    *raft.Raft
 	trans   timedTransport
 	notices commitNotices
-	mux     *peerMux
-	logs    *logStore
-	httpSrv *http.Server
-	fwd     *http.Client
-	log     *slog.Logger
-	start   time.Time
+	// proposals queue a follower's writes for the leader (forward.go).
+	proposals chan *proposal
+	mux       *peerMux
+	logs      *logStore
+	httpSrv   *http.Server
+	fwd       *http.Client
+	log       *slog.Logger
+	start     time.Time
 
 	leaderHooks []func(context.Context)
 	// readyTerm is the term in which this leader's barrier completed: from
@@ -124,7 +126,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	n := &Node{cfg: cfg, id: MemberID(cfg.PeerURLs, cfg.Token), fsm: newFSM(), members: newMembership(), log: cfg.Log, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, id: MemberID(cfg.PeerURLs, cfg.Token), fsm: newFSM(), members: newMembership(), log: cfg.Log, stop: make(chan struct{}), proposals: make(chan *proposal, 4*maxProposalBatch)}
 	if err := n.fsm.register(NamespaceMembers, n.members); err != nil {
 		return nil, err
 	}
@@ -269,8 +271,9 @@ func (n *Node) Start(handler http.Handler) error {
 		}
 	}
 	n.httpSrv = &http.Server{Handler: markPeer(n.stampAnswers(BodyReadTimeout(n.peerHandler(handler), 30*time.Second))), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.mux.httpL) }()
+	go func() { defer n.wg.Done(); n.sendProposalsLoop() }()
 	go func() { defer n.wg.Done(); n.leaderLoop() }()
 	go func() { defer n.wg.Done(); n.publishLoop() }()
 	return nil
@@ -504,36 +507,15 @@ func (n *Node) Propose(ctx context.Context, ns Namespace, cmd []byte) (any, uint
 	return f.Response(), f.Index(), nil
 }
 
-// ProposeAnywhere proposes on the leader, forwarding raw bytes over the
-// peer port when this node follows. The result is only success or error.
+// ProposeAnywhere proposes on the leader, through it when this node
+// follows (forward.go): either way it returns this node's own result once
+// this node applied the entry.
 func (n *Node) ProposeAnywhere(ctx context.Context, ns Namespace, cmd []byte) (any, uint64, error) {
 	res, idx, err := n.Propose(ctx, ns, cmd)
 	if !errors.Is(err, ErrNotLeader) {
 		return res, idx, err
 	}
-	addr, _ := n.raft.LeaderWithID()
-	if addr == "" {
-		return nil, 0, ErrNoLeader
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+string(addr)+"/pith/cluster/propose", bytes.NewReader(append([]byte{byte(ns)}, cmd...)))
-	if err != nil {
-		return nil, 0, err
-	}
-	req.Header.Set(ForwardedHeader, n.id)
-	resp, err := n.fwd.Do(req)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return nil, 0, fmt.Errorf("leader: %s", bytes.TrimSpace(body))
-	}
-	// Applied here too before the caller goes on (read-your-writes).
-	if err := n.awaitAnswer(ctx, resp.Header); err != nil {
-		return nil, 0, err
-	}
-	return nil, 0, nil
+	return n.proposeThroughLeader(ctx, ns, cmd)
 }
 
 // IsLeader reports whether this node leads now.

@@ -78,7 +78,10 @@ type UpdateConfig struct {
 	WindowStart, WindowLength string
 	Group                     string
 	Interval, LockRetry       time.Duration
-	KeyDirs                   []string
+	// VerifyTimeout bounds how long a new release may take to become
+	// healthy before the node goes back to the previous slot.
+	VerifyTimeout time.Duration
+	KeyDirs       []string
 	// ExtraKeys are trusted release keys from user-data
 	// (pith.update.public_keys, read by Load from Settings).
 	ExtraKeys                    []ed25519.PublicKey

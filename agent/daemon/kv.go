@@ -26,9 +26,11 @@ func errNoLeader() error {
 	return kv.NewError(kv.EcodeLeaderElect, "no leader took the request; it was not applied; retry", 0)
 }
 
+// Propose goes through the leader when this member follows, and returns
+// once this member applied the write (read-your-writes).
 func (r kvRaft) Propose(ctx context.Context, cmd []byte) (any, uint64, error) {
-	res, idx, err := r.Node.Propose(ctx, cluster.NamespaceKV, cmd)
-	if errors.Is(err, cluster.ErrNotLeader) {
+	res, idx, err := r.Node.ProposeAnywhere(ctx, cluster.NamespaceKV, cmd)
+	if errors.Is(err, cluster.ErrNotLeader) || errors.Is(err, cluster.ErrNoLeader) {
 		return nil, 0, errNoLeader()
 	}
 	return res, idx, err

@@ -103,7 +103,7 @@ func (d *Daemon) newUpdateAgent(kv update.KV) error {
 	a, err := update.New(update.Config{
 		Server: f.Server, Channel: f.Channel, Strategy: strategy, Window: window, Group: f.Group,
 		MachineID: id, Running: running, Platform: "linux/" + runtime.GOARCH, Keys: keys,
-		StateDir: stateDir, Interval: f.Interval, LockRetry: f.LockRetry,
+		StateDir: stateDir, Interval: f.Interval, LockRetry: f.LockRetry, VerifyTimeout: f.VerifyTimeout,
 	}, &update.DiskSlots{Disk: disk, ESP: f.ESP, Cmdline: f.Cmdline}, &update.CommandRebooter{Argv: argv}, kv, logf)
 	if err != nil {
 		return err

@@ -43,8 +43,8 @@ func TestReadUpdateSettings(t *testing.T) {
 		err        bool
 	}{
 		{name: "coreos.update and pith.update",
-			json: `{"update":{"server":"http://10.0.2.100:8080/","channel":"beta","reboot_strategy":"reboot","window_length":3600000000000,"public_keys":["` + key + `"]}}`,
-			want: map[string]string{"update-server": "http://10.0.2.100:8080/", "update-channel": "beta", "reboot-strategy": "reboot", "reboot-window-length": "1h0m0s"}, keys: 1},
+			json: `{"update":{"server":"http://10.0.2.100:8080/","channel":"beta","reboot_strategy":"reboot","window_length":3600000000000,"verify_timeout":120000000000,"public_keys":["` + key + `"]}}`,
+			want: map[string]string{"update-server": "http://10.0.2.100:8080/", "update-channel": "beta", "reboot-strategy": "reboot", "reboot-window-length": "1h0m0s", "update-verify-timeout": "2m0s"}, keys: 1},
 		{name: "command line wins",
 			json:    `{"update":{"server":"http://a/","channel":"beta"}}`,
 			cmdline: []string{"--update-server", "http://cmdline/"},
@@ -62,6 +62,7 @@ func TestReadUpdateSettings(t *testing.T) {
 			fs.StringVar(&ws, "reboot-window-start", "", "")
 			fs.StringVar(&wl, "reboot-window-length", "", "")
 			fs.Duration("update-interval", 0, "")
+			fs.Duration("update-verify-timeout", 0, "")
 			if err := fs.Parse(tc.cmdline); err != nil {
 				t.Fatal(err)
 			}

@@ -16,14 +16,18 @@ import (
 // provides it (through a small adapter in cmd/pithd); Local is the
 // single-process form.
 type Raft interface {
-	// Propose replicates an encoded Command and returns the store's
-	// Result once applied here, with the raft index of the entry.
+	// Propose replicates an encoded Command (through the leader when this
+	// member follows) and returns the store's Result once applied here,
+	// with the raft index of the entry: a client that stays on one member
+	// reads its own writes.
 	Propose(ctx context.Context, cmd []byte) (any, uint64, error)
 	IsLeader() bool
 	// LinearizableRead returns once local state reflects every write
 	// acknowledged before the call (leader only).
 	LinearizableRead(ctx context.Context) error
-	// Forward relays the request (with its already-read body) to the leader.
+	// Forward relays the request (with its already-read body) to the
+	// leader (quorum reads), answering once applied here as far as the
+	// leader's answer reflects.
 	Forward(w http.ResponseWriter, r *http.Request, body []byte) error
 	RaftStatus() (index, term uint64)
 	ClusterID() string
@@ -115,7 +119,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.serveGet(w, rr)
 		}
 	default:
-		s.serveWrite(w, r, rr, body)
+		s.serveWrite(w, r, rr)
 	}
 }
 
@@ -143,13 +147,7 @@ func (s *Server) serveQuorumGet(w http.ResponseWriter, r *http.Request, rr *Requ
 	}
 }
 
-func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rr *Request, body []byte) {
-	if !s.raft.IsLeader() {
-		if err := s.raft.Forward(w, r, body); err != nil {
-			s.writeErr(w, err)
-		}
-		return
-	}
+func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rr *Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	res, idx, err := s.raft.Propose(ctx, rr.Command(s.now()).Marshal())

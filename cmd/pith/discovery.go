@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -32,8 +33,8 @@ func init() {
 		Long: `Serve an etcd-style discovery service. A token (128 random bits) is the only
 credential: a caller reads and registers only under the token it names, a
 registration cannot be overwritten or deleted, tokens expire, and only
---new-from may create them (default: this machine). See the README's
-"Discovery" section for the threat model.`,
+--new-from may create them (default: this machine). The README's
+"Security" section has the threat model.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, s := range newFrom {
@@ -43,22 +44,9 @@ registration cannot be overwritten or deleted, tokens expire, and only
 				}
 				opt.NewFrom = append(opt.NewFrom, p)
 			}
-			if (certFile == "") != (keyFile == "") {
-				return fmt.Errorf("--cert-file and --key-file go together")
-			}
-			ln, err := net.Listen("tcp", listen)
+			ln, scheme, err := discoveryListen(listen, certFile, keyFile)
 			if err != nil {
-				return fmt.Errorf("listen on %s: %w (pick another --listen address)", listen, err)
-			}
-			scheme := "http"
-			if certFile != "" {
-				cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-				if err != nil {
-					ln.Close()
-					return fmt.Errorf("--cert-file/--key-file: %w", err)
-				}
-				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-				scheme = "https"
+				return err
 			}
 			if advertise == "" {
 				advertise = scheme + "://" + ln.Addr().String()
@@ -93,7 +81,7 @@ registration cannot be overwritten or deleted, tokens expire, and only
 	serve.Flags().StringVar(&certFile, "cert-file", "", "serve HTTPS with this certificate (PEM)")
 	serve.Flags().StringVar(&keyFile, "key-file", "", "the certificate's private key (PEM)")
 
-	var server string
+	var server, caCert string
 	var size int
 	newCmd := &cobra.Command{
 		Use:   "new",
@@ -104,6 +92,17 @@ registration cannot be overwritten or deleted, tokens expire, and only
 				return fmt.Errorf("--size %d: a cluster needs at least one member", size)
 			}
 			c := &http.Client{Timeout: 30 * time.Second}
+			if caCert != "" {
+				pem, err := os.ReadFile(caCert)
+				if err != nil {
+					return fmt.Errorf("--cacert: %w", err)
+				}
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(pem) {
+					return fmt.Errorf("--cacert %s: no PEM certificate in it", caCert)
+				}
+				c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+			}
 			resp, err := c.Get(fmt.Sprintf("%s/new?size=%d", strings.TrimRight(server, "/"), size))
 			if err != nil {
 				return fmt.Errorf("discovery server %s: %w (is `pith discovery serve` running?)", server, err)
@@ -119,6 +118,7 @@ registration cannot be overwritten or deleted, tokens expire, and only
 	}
 	newCmd.Flags().StringVar(&server, "server", "http://127.0.0.1:8087", "discovery service base URL")
 	newCmd.Flags().IntVar(&size, "size", 3, "number of founding members (voters)")
+	newCmd.Flags().StringVar(&caCert, "cacert", "", "CA certificate (PEM) to trust for an https --server, beside the system's")
 
 	disc.AddCommand(serve, newCmd)
 	rootCmd.AddCommand(disc)
@@ -143,4 +143,27 @@ func defaultDiscoveryState() string {
 func isLoopbackListen(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
+}
+
+// discoveryListen listens on addr, with TLS when certFile and keyFile are
+// given, and returns the listener and its URL scheme.
+func discoveryListen(addr, certFile, keyFile string) (net.Listener, string, error) {
+	if (certFile == "") != (keyFile == "") {
+		return nil, "", fmt.Errorf("--cert-file and --key-file go together")
+	}
+	var cert tls.Certificate
+	if certFile != "" {
+		var err error
+		if cert, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			return nil, "", fmt.Errorf("--cert-file/--key-file: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen on %s: %w (pick another --listen address)", addr, err)
+	}
+	if certFile == "" {
+		return ln, "http", nil
+	}
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), "https", nil
 }
