@@ -8,6 +8,8 @@ package main
 //	go test -run XXX -bench ScheduleRaft -benchtime 1x ./cmd/pithd/
 
 import (
+	"github.com/pith-os/pith/internal/pithdtest"
+
 	"context"
 	"fmt"
 	"io"
@@ -35,7 +37,7 @@ func startRaft(b *testing.B, n int, ttl time.Duration) []*raftMember {
 	var peers []cluster.InitialMember
 	var ports []int
 	for i := 0; i < n; i++ {
-		p := schedFreePort(b)
+		p := pithdtest.FreePort(b)
 		ports = append(ports, p)
 		peers = append(peers, cluster.InitialMember{Name: fmt.Sprintf("r%d", i), PeerURLs: []string{fmt.Sprintf("http://127.0.0.1:%d", p)}})
 	}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pith-os/pith/internal/pithdtest"
+
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
 )
 
@@ -104,7 +106,7 @@ func TestFleetctlWalkthrough(t *testing.T) {
 	ms := startSchedCluster(t, 3)
 	ctx := context.Background()
 	api, _ := fleetapi.NewClient(ms[0].client)
-	waitFor(t, "three machines", func() (bool, string) {
+	pithdtest.Poll(t, "three machines", func() (bool, string) {
 		got, err := api.Machines(ctx)
 		return err == nil && len(got) == 3, fmt.Sprint(len(got), err)
 	})
@@ -179,7 +181,7 @@ func TestFleetctlWalkthrough(t *testing.T) {
 
 	// stop keeps the unit loaded on its machine.
 	f.ok(ep(1), "stop", "mongo@1")
-	waitFor(t, "mongo@1 loaded, inactive", func() (bool, string) {
+	pithdtest.Poll(t, "mongo@1 loaded, inactive", func() (bool, string) {
 		out, _, _ := f.run(ep(2), "list-units", "--full", "--no-legend", "--fields", "unit,machine,active")
 		for _, r := range rows(out) {
 			if r[0] == "mongo@1.service" {
@@ -218,7 +220,7 @@ func TestFleetctlWalkthrough(t *testing.T) {
 	if out := f.ok(ep(2), "list-unit-files", "--no-legend"); strings.TrimSpace(out) != "" {
 		t.Fatalf("list-unit-files after destroy: %q", out)
 	}
-	waitFor(t, "no unit states", func() (bool, string) {
+	pithdtest.Poll(t, "no unit states", func() (bool, string) {
 		out, _, ok := f.run(ep(0), "list-units", "--no-legend")
 		return ok && strings.TrimSpace(out) == "", out
 	})

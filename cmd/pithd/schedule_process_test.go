@@ -11,106 +11,45 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/pith-os/pith/internal/pithdtest"
 
 	"github.com/pith-os/pith/agent/cluster"
 	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
 )
 
-func schedFreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 type schedMember struct {
 	id, client, peer, dir, log string
-	cmd                        *exec.Cmd
-	done                       chan struct{}
+	proc                       *pithdtest.Proc
 }
 
-// waitFor polls cond until it holds; only the test binary's timeout bounds
-// it (no wall-clock assertions).
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	last := ""
-	for {
-		ok, s := cond()
-		if ok {
-			return
-		}
-		if s != last {
-			t.Logf("waiting for %s: %s", what, s)
-			last = s
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// startSchedCluster builds pithd and starts n members with the simulated
-// unit backend, each its own machine (metadata n=INDEX), killed at cleanup
-// (their logs shown when the test failed).
+// startSchedCluster starts n pithd members with the simulated unit
+// backend, each its own machine (metadata n=INDEX).
 func startSchedCluster(t *testing.T, n int) []*schedMember {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "pithd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build pithd: %v\n%s", err, out)
-	}
+	bin := pithdtest.Binary(t)
 	var ms []*schedMember
 	var ic []string
 	for i := 0; i < n; i++ {
 		m := &schedMember{id: fmt.Sprintf("%032x", 0xa0+i),
-			client: fmt.Sprintf("http://127.0.0.1:%d", schedFreePort(t)),
-			peer:   fmt.Sprintf("http://127.0.0.1:%d", schedFreePort(t)),
+			client: fmt.Sprintf("http://127.0.0.1:%d", pithdtest.FreePort(t)),
+			peer:   fmt.Sprintf("http://127.0.0.1:%d", pithdtest.FreePort(t)),
 			dir:    filepath.Join(dir, fmt.Sprintf("m%d", i)), log: filepath.Join(dir, fmt.Sprintf("m%d.log", i))}
 		ms = append(ms, m)
 		ic = append(ic, fmt.Sprintf("m%d=%s", i, m.peer))
 	}
-	t.Cleanup(func() {
-		for _, m := range ms {
-			if m.cmd != nil {
-				m.cmd.Process.Signal(syscall.SIGKILL)
-				<-m.done
-			}
-		}
-		if t.Failed() {
-			for _, m := range ms {
-				b, _ := os.ReadFile(m.log)
-				if len(b) > 3000 {
-					b = b[len(b)-3000:]
-				}
-				t.Logf("--- %s ---\n%s", m.log, b)
-			}
-		}
-	})
 	for i, m := range ms {
-		logf, err := os.Create(m.log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.cmd = exec.Command(bin, "run", "--name", fmt.Sprintf("m%d", i), "--data-dir", m.dir,
+		m.proc = pithdtest.Start(t, bin, m.log, "run", "--name", fmt.Sprintf("m%d", i), "--data-dir", m.dir,
 			"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
 			"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
 			"--initial-cluster", strings.Join(ic, ","), "--initial-cluster-token", "sched-test",
 			"--unit-backend", "sim", "--machine-id", m.id, "--metadata", fmt.Sprintf("n=%d", i),
 			"--agent-ttl", "1s", "--fleet-socket", filepath.Join(m.dir+".sock"))
-		m.cmd.Stdout, m.cmd.Stderr = logf, logf
-		if err := m.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		m.done = make(chan struct{})
-		go func(m *schedMember) { m.cmd.Wait(); logf.Close(); close(m.done) }(m)
 	}
 	return ms
 }
@@ -125,7 +64,7 @@ func TestScheduleProcesses(t *testing.T) {
 	for i, m := range ms {
 		clients[i], _ = fleetapi.NewClient(m.client)
 	}
-	waitFor(t, "three machines", func() (bool, string) {
+	pithdtest.Poll(t, "three machines", func() (bool, string) {
 		got, err := clients[0].Machines(ctx)
 		return err == nil && len(got) == 3, fmt.Sprint(len(got), err)
 	})
@@ -175,7 +114,7 @@ func TestScheduleProcesses(t *testing.T) {
 	}
 	where := map[string]string{}
 	for _, n := range []string{"mongo@1.service", "mongo@2.service"} {
-		waitFor(t, n+" launched", func() (bool, string) {
+		pithdtest.Poll(t, n+" launched", func() (bool, string) {
 			u, err := clients[1].Unit(ctx, n)
 			if err != nil || u == nil {
 				return false, fmt.Sprint(err)
@@ -199,7 +138,7 @@ func TestScheduleProcesses(t *testing.T) {
 	if u, err := uc.Unit(ctx, "mongo@2.service"); err != nil || u == nil || u.MachineID != where["mongo@2.service"] {
 		t.Fatalf("over the unix socket: %+v %v", u, err)
 	}
-	waitFor(t, "global unit on three machines", func() (bool, string) {
+	pithdtest.Poll(t, "global unit on three machines", func() (bool, string) {
 		st, err := clients[2].UnitStates(ctx, []string{"log.service"}, nil)
 		n := 0
 		for _, s := range st {
@@ -216,12 +155,10 @@ func TestScheduleProcesses(t *testing.T) {
 			victim = i
 		}
 	}
-	ms[victim].cmd.Process.Signal(syscall.SIGKILL)
-	<-ms[victim].done
-	ms[victim].cmd = nil
+	ms[victim].proc.Kill()
 	alive := (victim + 1) % 3
 	var newMachine string
-	waitFor(t, "mongo@1 rescheduled", func() (bool, string) {
+	pithdtest.Poll(t, "mongo@1 rescheduled", func() (bool, string) {
 		u, err := clients[alive].Unit(ctx, "mongo@1.service")
 		if err != nil || u == nil {
 			return false, fmt.Sprint(err)

@@ -23,8 +23,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/pith-os/pith/internal/pithdtest"
 
 	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
@@ -34,9 +35,8 @@ import (
 type updMember struct {
 	name, id, client, peer, dir string
 	disk, esp, cmdline, hook    string
-	cmd                         *exec.Cmd
-	done                        chan struct{}
-	logs                        []string
+	proc                        *pithdtest.Proc
+	logs                        int
 }
 
 func TestUpdateProcessesEtcdLock(t *testing.T) {
@@ -47,19 +47,16 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 		t.Fatal("sgdisk not installed: run hack/install-deps.sh (make deps)")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "pithd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build pithd: %v\n%s", err, out)
-	}
+	bin := pithdtest.Binary(t)
 
 	// The channel: 1.1.0 on stable, signed with a fresh key.
 	pub, key, _ := ed25519.GenerateKey(nil)
 	repo := filepath.Join(dir, "repo")
-	usr := bytes.Repeat([]byte("pith usr 1.1.0\n"), 200000)
+	usr, usrRoot := verityUSR(t, bytes.Repeat([]byte("pith usr 1.1.0\n"), 200000))
 	src := func(name, file string, b []byte) channels.PayloadSource {
 		return channels.PayloadSource{Name: name, File: file, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
 	}
-	if _, err := channels.Publish(repo, channels.Release{Channel: "stable", Version: "1.1.0", Platform: "linux/" + runtime.GOARCH,
+	if _, err := channels.Publish(repo, channels.Release{Channel: "stable", Version: "1.1.0", Platform: "linux/" + runtime.GOARCH, USRVerityHash: usrRoot,
 		Payloads: []channels.PayloadSource{src("usr", "usr", usr), src("kernel", "vmlinuz", []byte("kernel 1.1.0")), src("initrd", "initrd", []byte("initrd 1.1.0"))},
 	}, []ed25519.PrivateKey{key}, nil); err != nil {
 		t.Fatal(err)
@@ -79,8 +76,8 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 	var ic []string
 	for i := 0; i < 3; i++ {
 		m := &updMember{name: fmt.Sprintf("u%d", i), id: fmt.Sprintf("%032x", 0xb0+i),
-			client: fmt.Sprintf("http://127.0.0.1:%d", schedFreePort(t)),
-			peer:   fmt.Sprintf("http://127.0.0.1:%d", schedFreePort(t)),
+			client: fmt.Sprintf("http://127.0.0.1:%d", pithdtest.FreePort(t)),
+			peer:   fmt.Sprintf("http://127.0.0.1:%d", pithdtest.FreePort(t)),
 			dir:    filepath.Join(dir, fmt.Sprintf("u%d", i))}
 		os.MkdirAll(filepath.Join(m.dir, "esp", "pith"), 0o755)
 		m.disk, m.esp = filepath.Join(m.dir, "disk.img"), filepath.Join(m.dir, "esp")
@@ -100,14 +97,12 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 		ms = append(ms, m)
 		ic = append(ic, fmt.Sprintf("%s=%s", m.name, m.peer))
 	}
+	// Each start logs to a new file (the harness shows them all if the
+	// test fails, and kills what still runs).
 	start := func(m *updMember, running string) {
-		log := filepath.Join(m.dir, fmt.Sprintf("pithd-%d.log", len(m.logs)))
-		m.logs = append(m.logs, log)
-		logf, err := os.Create(log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.cmd = exec.Command(bin, "run", "--name", m.name, "--data-dir", filepath.Join(m.dir, "data"),
+		m.logs++
+		log := filepath.Join(m.dir, fmt.Sprintf("pithd-%d.log", m.logs))
+		m.proc = pithdtest.Start(t, bin, log, "run", "--name", m.name, "--data-dir", filepath.Join(m.dir, "data"),
 			"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
 			"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
 			"--initial-cluster", strings.Join(ic, ","), "--initial-cluster-token", "update-test",
@@ -116,33 +111,8 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 			"--update-disk", m.disk, "--update-esp", m.esp, "--update-cmdline", m.cmdline,
 			"--update-running-version", running, "--reboot-strategy", "etcd-lock",
 			"--reboot-lock-retry", "200ms", "--update-reboot-command", "touch "+m.hook)
-		m.cmd.Stdout, m.cmd.Stderr = logf, logf
-		if err := m.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		m.done = make(chan struct{})
-		go func(c *exec.Cmd, done chan struct{}) { c.Wait(); logf.Close(); close(done) }(m.cmd, m.done)
 	}
-	kill := func(m *updMember) {
-		m.cmd.Process.Signal(syscall.SIGKILL)
-		<-m.done
-	}
-	t.Cleanup(func() {
-		for _, m := range ms {
-			kill(m)
-		}
-		if t.Failed() {
-			for _, m := range ms {
-				for _, l := range m.logs {
-					b, _ := os.ReadFile(l)
-					if len(b) > 2500 {
-						b = b[len(b)-2500:]
-					}
-					t.Logf("--- %s ---\n%s", l, b)
-				}
-			}
-		}
-	})
+	kill := func(m *updMember) { m.proc.Kill() }
 	for _, m := range ms {
 		start(m, "1.0.0")
 	}
@@ -166,7 +136,7 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 	updated := map[string]bool{}
 	for len(updated) < len(ms) {
 		var down *updMember
-		waitFor(t, "a reboot", func() (bool, string) {
+		pithdtest.Poll(t, "a reboot", func() (bool, string) {
 			var fired []string
 			for _, m := range ms {
 				if _, err := os.Stat(m.hook); err == nil && !updated[m.name] {
@@ -189,7 +159,7 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 		kill(down)
 		os.WriteFile(down.cmdline, []byte("pith.slot=b\n"), 0o644)
 		start(down, "1.1.0")
-		waitFor(t, down.name+" marked good and unlocked", func() (bool, string) {
+		pithdtest.Poll(t, down.name+" marked good and unlocked", func() (bool, string) {
 			// Other hooks first: if one fired and down is still not back
 			// afterwards, it fired while down was (back is monotonic).
 			var fired []string
