@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +50,7 @@ type Reporter struct {
 	// A node with a cluster member certificate signs with it instead of
 	// key (the server then checks it against the cluster CA).
 	certFile, certKeyFile string
+	seqFile               string
 
 	mu       sync.Mutex
 	seq      uint64
@@ -76,7 +79,15 @@ func NewReporter(a *Agent, keyFile string) (*Reporter, error) {
 		a.cfg.Client(c)
 	}
 	r := &Reporter{a: a, key: key, client: c, q: make(chan channels.Report, 32), logf: a.logf,
-		seq: uint64(time.Now().UnixNano()), certFile: pki.NodeCert, certKeyFile: pki.NodeCertKey}
+		seq: uint64(time.Now().UnixNano()), certFile: pki.NodeCert, certKeyFile: pki.NodeCertKey,
+		seqFile: filepath.Join(filepath.Dir(keyFile), "report.seq")}
+	// The server refuses a sequence number it has seen: continue above the
+	// last one sent even when the clock is behind after a reboot.
+	if b, err := os.ReadFile(r.seqFile); err == nil {
+		if last, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			r.seq = max(r.seq, last)
+		}
+	}
 	a.Notify = r.notify
 	prev := a.cfg.Client
 	a.cfg.Client = func(c *channels.Client) {
@@ -167,6 +178,9 @@ func (r *Reporter) signer() channels.ReportSigner {
 }
 
 func (r *Reporter) send(ctx context.Context, rep channels.Report) {
+	if err := atomicfile.WriteFile(r.seqFile, []byte(strconv.FormatUint(rep.Seq, 10)+"\n"), 0o600); err != nil {
+		r.logf("update: report sequence: %v", err)
+	}
 	body, err := r.signer().Sign(rep)
 	if err == nil {
 		sctx, cancel := context.WithTimeout(ctx, reportTimeout)

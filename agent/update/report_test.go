@@ -249,6 +249,18 @@ func TestReportsBestEffort(t *testing.T) {
 	if r2.seq < r.seq || time.Unix(0, int64(r2.seq)).After(time.Now()) {
 		t.Fatalf("sequence %d after %d", r2.seq, r.seq)
 	}
+	// A sent sequence number far ahead of the clock (the clock went back
+	// after a reboot): the next start continues above it.
+	ahead := uint64(time.Now().Add(time.Hour).UnixNano())
+	r2.send(context.Background(), channels.Report{Machine: "m1", Channel: "stable", Running: "1.0.0", Event: channels.EventChecked, Seq: ahead})
+	r3, err := NewReporter(a, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3.Report(channels.EventChecked, "", "")
+	if got := (<-r3.q).Seq; got <= ahead {
+		t.Fatalf("sequence %d after a restart, want above %d", got, ahead)
+	}
 }
 
 // TestReportsWithMemberCert: a node with a cluster member certificate
