@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/pith-os/pith/internal/pithdtest"
 
 	"github.com/pith-os/pith/agent/kv"
 )
@@ -81,7 +83,7 @@ func TestKVCommands(t *testing.T) {
 		out, errs, _ := run("kv", "--no-sync", "watch", "/w")
 		done <- out + errs
 	}()
-	waitFor(t, func() bool { return st.Stats()["watchers"] == 1 })
+	pithdtest.Poll(t, "one watcher", func() (bool, string) { n := st.Stats()["watchers"]; return n == 1, fmt.Sprintf("%d watchers", n) })
 	st.Set("/w", false, "hello", 0, false)
 	if got := <-done; got != "hello\n" {
 		t.Fatalf("watch printed %q", got)
@@ -94,24 +96,20 @@ func TestKVCommands(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return st.Stats()["watchers"] == 1 })
+	pithdtest.Poll(t, "one watcher", func() (bool, string) { n := st.Stats()["watchers"]; return n == 1, fmt.Sprintf("%d watchers", n) })
 	st.Set("/e/x", false, "v1", 0, false)
-	waitFor(t, func() bool { b, _ := os.ReadFile(outFile); return strings.Count(string(b), "\n") == 1 })
+	pithdtest.Poll(t, "one exec-watch run", func() (bool, string) {
+		b, _ := os.ReadFile(outFile)
+		return strings.Count(string(b), "\n") == 1, string(b)
+	})
 	st.Set("/e/x", false, "v2", 0, false)
-	waitFor(t, func() bool { b, _ := os.ReadFile(outFile); return strings.Count(string(b), "\n") == 2 })
+	pithdtest.Poll(t, "two exec-watch runs", func() (bool, string) {
+		b, _ := os.ReadFile(outFile)
+		return strings.Count(string(b), "\n") == 2, string(b)
+	})
 	cancel()
 	_ = cmd.Wait()
 	if b, _ := os.ReadFile(outFile); string(b) != "set /e/x v1\nset /e/x v2\n" {
 		t.Fatalf("exec-watch ran: %q", b)
-	}
-}
-
-// waitFor polls cond. It waits on pithctl processes starting, so only the
-// test binary's -timeout bounds it: a fixed count of sleeps is a
-// wall-clock limit that fails on a loaded machine.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -68,7 +68,7 @@ update channel and the reboot strategy. This is %s:`, ud)
 	for i := range c.Machines {
 		go func() {
 			m := c.Machines[i]
-			_, err := poll(ctx, m.Config.Name+" accepting SSH", 2*time.Second, func() (bool, string) {
+			_, err := waitFor(ctx, m.Config.Name+" accepting SSH", 2*time.Second, func() (bool, string) {
 				if !m.Running() {
 					return true, ""
 				}
@@ -120,7 +120,7 @@ update channel and the reboot strategy. This is %s:`, ud)
 	}
 
 	d.say("\nThe nodes found each other through the token; waiting for the KV to have %d members and a leader...", d.cfg.Nodes)
-	if _, err := poll(ctx, fmt.Sprintf("%d KV members with a leader", d.cfg.Nodes), 2*time.Second, func() (bool, string) {
+	if _, err := waitFor(ctx, fmt.Sprintf("%d KV members with a leader", d.cfg.Nodes), 2*time.Second, func() (bool, string) {
 		out, err := d.try(ctx, 0, "pithctl member list")
 		res.Members = out
 		return err == nil && strings.Count(out, "name=") == d.cfg.Nodes && strings.Count(out, "isLeader=true") == 1, out + fmt.Sprint(err)

@@ -26,7 +26,7 @@ func (d *Demo) ShowCluster() (ClusterResult, error) {
 	d.say(`pithd on every node runs the KV (etcd's v2 API, replicated with raft) and the
 scheduler (fleet's model and API). The scheduler lists the machines it can place
 units on, with their metadata from cloud-config (role=demo):`)
-	if _, err := poll(ctx, fmt.Sprintf("%d machines in the scheduler", d.cfg.Nodes), 2*time.Second, func() (bool, string) {
+	if _, err := waitFor(ctx, fmt.Sprintf("%d machines in the scheduler", d.cfg.Nodes), 2*time.Second, func() (bool, string) {
 		out, err := d.try(ctx, 0, "sudo pithctl list-machines --no-legend --full")
 		res.Machines = out
 		return err == nil && len(strings.Split(out, "\n")) == d.cfg.Nodes, out + fmt.Sprint(err)
@@ -45,7 +45,7 @@ units on, with their metadata from cloud-config (role=demo):`)
 	if _, err := d.show(ctx, 0, "pithctl kv set /message hello"); err != nil {
 		return res, err
 	}
-	if _, err := poll(ctx, "/message on node2", time.Second, func() (bool, string) {
+	if _, err := waitFor(ctx, "/message on node2", time.Second, func() (bool, string) {
 		out, err := d.try(ctx, 1, "pithctl kv get /message")
 		res.Got = out
 		return err == nil && out == "hello", out + fmt.Sprint(err)

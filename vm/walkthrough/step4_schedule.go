@@ -95,7 +95,7 @@ every node offline, with docker import.`)
 	}
 	d.say("(launched %s after pithctl start)", time.Since(t0).Round(time.Second))
 	want := 2 + d.cfg.Nodes
-	if _, err := poll(ctx, "mongo@1, mongo@2 and announce.service active", 2*time.Second, func() (bool, string) {
+	if _, err := waitFor(ctx, "mongo@1, mongo@2 and announce.service active", 2*time.Second, func() (bool, string) {
 		rows, out, err := d.ListUnits(ctx, 0)
 		res.Units = rows
 		active := 0
@@ -134,7 +134,7 @@ every node offline, with docker import.`)
 		}
 		res.Answers[u] = ans
 	}
-	if _, err := poll(ctx, "every machine announced in /announce", 2*time.Second, func() (bool, string) {
+	if _, err := waitFor(ctx, "every machine announced in /announce", 2*time.Second, func() (bool, string) {
 		out, err := d.try(ctx, 0, "pithctl kv ls /announce")
 		res.Announced = out
 		return err == nil && len(strings.Split(out, "\n")) == d.cfg.Nodes, out + fmt.Sprint(err)
@@ -152,7 +152,7 @@ func (d *Demo) answer(ctx context.Context, n int, inst string) (string, error) {
 	const get = `bash -c 'exec 3<>/dev/tcp/127.0.0.1/27017 && printf "GET / HTTP/1.0\r\n\r\n" >&3 && sed "1,/^\r*$/d" <&3'`
 	want := inst + " on " + d.NodeName(n)
 	var got string
-	if _, err := poll(ctx, inst+" answering on "+d.NodeName(n), 2*time.Second, func() (bool, string) {
+	if _, err := waitFor(ctx, inst+" answering on "+d.NodeName(n), 2*time.Second, func() (bool, string) {
 		out, err := d.try(ctx, n, get)
 		got = out
 		return err == nil && out == want, out + fmt.Sprint(err)

@@ -43,7 +43,7 @@ Switching off %s (QEMU quits: no clean shutdown)...`, d.NodeName(from))
 	}
 	<-m.Done()
 	d.down[from] = true
-	_, err := poll(ctx, "mongo@1 rescheduled and active", time.Second, func() (bool, string) {
+	_, err := waitFor(ctx, "mongo@1 rescheduled and active", time.Second, func() (bool, string) {
 		rows, o, err := d.ListUnits(ctx, watch)
 		for _, r := range rows {
 			if r.Unit == "mongo@1.service" && r.Node >= 0 && r.Node != from && r.Active == "active" {

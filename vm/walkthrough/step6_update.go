@@ -82,7 +82,7 @@ release it once they are healthy on the new version.`, d.Version)
 	for i, id := range d.MachineIDs {
 		idName[id] = d.NodeName(i)
 	}
-	_, err = poll(ctx, "every node on "+d.Next, 2*time.Second, func() (bool, string) {
+	_, err = waitFor(ctx, "every node on "+d.Next, 2*time.Second, func() (bool, string) {
 		done := 0
 		for i := range d.cfg.Nodes {
 			st, ok := d.updateStatus(ctx, i)
@@ -172,7 +172,7 @@ release it once they are healthy on the new version.`, d.Version)
 		return res, err
 	}
 	d.say("\nThe scheduler kept the services running while machines rebooted (units move off a machine that is away longer than the TTL):")
-	if _, err := poll(ctx, "mongo@1, mongo@2 and announce.service on every machine active after the updates", 2*time.Second, func() (bool, string) {
+	if _, err := waitFor(ctx, "mongo@1, mongo@2 and announce.service on every machine active after the updates", 2*time.Second, func() (bool, string) {
 		rows, out, err := d.ListUnits(ctx, 0)
 		mongo, announce := 0, 0
 		for _, r := range rows {

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pith-os/pith/internal/poll"
+
 	"github.com/pith-os/pith/image/manifest"
 	"github.com/pith-os/pith/vm"
 )
@@ -217,23 +219,10 @@ func (d *Demo) show(ctx context.Context, i int, cmd string) (string, error) {
 	return out, nil
 }
 
-// poll calls check every interval until it is done; the error names what
-// never happened and the last thing check saw.
-func poll(ctx context.Context, what string, interval time.Duration, check func() (bool, string)) (time.Duration, error) {
-	start := time.Now()
-	last := ""
-	for {
-		ok, desc := check()
-		if ok {
-			return time.Since(start), nil
-		}
-		last = desc
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("%s never happened (%v); last: %s", what, ctx.Err(), last)
-		case <-time.After(interval):
-		}
-	}
+// waitFor calls check every interval until it is done (internal/poll);
+// the error names what never happened and the last thing check saw.
+func waitFor(ctx context.Context, what string, interval time.Duration, check func() (bool, string)) (time.Duration, error) {
+	return poll.Until(ctx, what, interval, check, nil)
 }
 
 // apiURL is node i's pithd client port as forwarded to 127.0.0.1.

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pith-os/pith/internal/pithdtest"
+
 	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
 	"github.com/pith-os/pith/agent/units/simunits"
@@ -180,24 +182,6 @@ func (tc *testCluster) kill(i int) {
 	tc.nodes[i].peer.Close()
 }
 
-// eventually polls until cond holds; the test binary's timeout is the only
-// limit (no wall-clock assertions).
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	last := ""
-	for i := 0; ; i++ {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if state != last && i > 0 {
-			t.Logf("waiting for %s: %s", what, state)
-			last = state
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func launchedOn(c *fleetapi.Client, name string) (string, bool, string) {
 	u, err := c.Unit(context.Background(), name)
 	if err != nil || u == nil {
@@ -214,7 +198,7 @@ func TestNodesRescheduleAndLeaderChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	eventually(t, "3 machines", func() (bool, string) {
+	pithdtest.Poll(t, "3 machines", func() (bool, string) {
 		ms, err := c.Machines(ctx)
 		return err == nil && len(ms) == 3, fmt.Sprint(len(ms), err)
 	})
@@ -229,7 +213,7 @@ func TestNodesRescheduleAndLeaderChange(t *testing.T) {
 	}
 	where := map[string]string{}
 	for _, n := range []string{"mongo@1.service", "mongo@2.service"} {
-		eventually(t, n+" launched", func() (bool, string) {
+		pithdtest.Poll(t, n+" launched", func() (bool, string) {
 			m, ok, s := launchedOn(c, n)
 			where[n] = m
 			return ok, s
@@ -246,7 +230,7 @@ func TestNodesRescheduleAndLeaderChange(t *testing.T) {
 	var vi int
 	fmt.Sscanf(where[victim], "m%d", &vi)
 	tc.kill(vi)
-	eventually(t, victim+" rescheduled", func() (bool, string) {
+	pithdtest.Poll(t, victim+" rescheduled", func() (bool, string) {
 		m, ok, s := launchedOn(c, victim)
 		return ok && m != where[victim], s
 	})
@@ -287,7 +271,7 @@ func TestNodesRescheduleAndLeaderChange(t *testing.T) {
 		{Section: "Service", Name: "ExecStart", Value: "/usr/bin/logger"}, {Section: "X-Fleet", Name: "Global", Value: "true"}}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "global on live machines", func() (bool, string) {
+	pithdtest.Poll(t, "global on live machines", func() (bool, string) {
 		st, err := c2.UnitStates(ctx, []string{"log.service"}, nil)
 		var on []string
 		for _, s := range st {
@@ -382,7 +366,7 @@ func TestHeartbeatsOnlyFromMembers(t *testing.T) {
 		}
 		return strings.Join(ids, ",")
 	}
-	eventually(t, "3 machines", func() (bool, string) { s := machines(); return s == "m0,m1,m2", s })
+	pithdtest.Poll(t, "3 machines", func() (bool, string) { s := machines(); return s == "m0,m1,m2", s })
 	forged := `{"machine":{"id":"evil","primaryIP":"10.6.6.6"},"units":[{"name":"x.service","hash":"0123456789abcdef0123456789abcdef01234567","currentState":"launched","loadState":"loaded","activeState":"active","subState":"running"}]}`
 	for i, nd := range tc.nodes {
 		// Leader and followers alike, also with the forwarding header a
@@ -400,7 +384,7 @@ func TestHeartbeatsOnlyFromMembers(t *testing.T) {
 	// The same heartbeat from a member (a follower's peer port forwards
 	// to the leader) counts: the check above is what kept it out. Posted
 	// until seen: it is alive for one TTL (400 ms) after each beat.
-	eventually(t, "a member's heartbeat counted", func() (bool, string) {
+	pithdtest.Poll(t, "a member's heartbeat counted", func() (bool, string) {
 		if code, body := post(t, tc.nodes[2].peer.URL, forged); code != http.StatusNoContent {
 			t.Fatalf("member heartbeat: %d %s", code, body)
 		}
@@ -434,7 +418,7 @@ func TestHeartbeatSizeLimit(t *testing.T) {
 	b, _ := json.Marshal(hb)
 	// Posted until the leader is seen holding it: the machine counts as
 	// alive for one TTL (400 ms here) after each beat.
-	eventually(t, "the full machine's reports on the leader", func() (bool, string) {
+	pithdtest.Poll(t, "the full machine's reports on the leader", func() (bool, string) {
 		if code, body := post(t, tc.nodes[1].peer.URL, string(b)); code != http.StatusNoContent {
 			t.Fatalf("%d-byte full heartbeat via the follower: %d %s", len(b), code, body)
 		}
