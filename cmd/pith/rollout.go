@@ -216,8 +216,9 @@ func rolloutCmd() *cobra.Command {
 			fmt.Fprintf(w, "  pin: group %s stays on %s\n", g, v)
 		}
 	}
+	// save stores r. Generation changes only where a halt is lifted (a new
+	// version, resume): pausing, pinning or a barrier keep a halt.
 	save := func(cmd *cobra.Command, dir string, r *channels.Rollout) error {
-		r.Generation++
 		if err := channels.WriteRollout(dir, r); err != nil {
 			return err
 		}
@@ -250,15 +251,23 @@ machine installs is still only what the signed channel manifest offers.`,
 				}
 			}
 			now := time.Now().UTC()
-			from := 0.0
-			if r.Version == version {
+			from, same := 0.0, r.Version == version
+			if same {
+				if h, isHalted := halted(dir, r); isHalted {
+					return fmt.Errorf("the rollout of %s is halted (%s); look at the failures, then pith release rollout resume", version, h.Reason)
+				}
 				from = r.PercentAt(now) // continue the ramp from where it is
 			}
 			if percent < from {
 				return fmt.Errorf("--percent %g is below the %.1f%% already admitted; machines that took %s keep it (pause, or publish a fix)", percent, from, version)
 			}
-			r.Version, r.Percent, r.From, r.Over, r.Elapsed, r.Start, r.State = version, percent, from, over, 0, now, channels.RolloutActive
-			r.Since = now
+			r.Percent, r.From, r.Over, r.Elapsed, r.Start = percent, from, over, 0, now
+			if !same {
+				// A new rollout: failures count from now, a new generation
+				// leaves the last version's halt behind.
+				r.Version, r.State, r.Since = version, channels.RolloutActive, now
+				r.Generation++
+			}
 			if cmd.Flags().Changed("halt-first") || cmd.Flags().Changed("halt-max-first") || cmd.Flags().Changed("halt-max-percent") || noHalt {
 				r.Halt = halt
 				r.Halt.Disabled = noHalt
@@ -308,14 +317,23 @@ machine installs is still only what the signed channel manifest offers.`,
 			if r.Version == "" {
 				return fmt.Errorf("channel %s has no rollout to resume", channel)
 			}
-			_, wasHalted := halted(dir, r)
+			h, wasHalted := halted(dir, r)
 			if r.State == channels.RolloutActive && !wasHalted {
 				return fmt.Errorf("the rollout of %s is not paused or halted", r.Version)
 			}
 			now := time.Now().UTC()
-			r.Start, r.State = now, channels.RolloutActive
+			// The ramp goes on from where the pause or the halt left it.
+			switch {
+			case r.State == channels.RolloutPaused:
+				r.Start = now
+			case wasHalted:
+				r.Elapsed += max(0, h.Time.Sub(r.Start))
+				r.Start = now
+			}
+			r.State = channels.RolloutActive
 			if wasHalted {
 				r.Since = now
+				r.Generation++
 			}
 			return save(cmd, dir, r)
 		},

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,11 +61,38 @@ func TestRolloutCommands(t *testing.T) {
 	if _, err := rollout("--version", "1.2.0", "--percent", "50", "--over", "1h"); err != nil {
 		t.Fatal(err)
 	}
-	if r2 := read(); r2.From < 0 || r2.From > 10 || r2.Percent != 50 || r2.Generation <= r.Generation {
-		t.Fatalf("raised rollout %+v", r2)
+	r2 := read()
+	if r2.From < 0 || r2.From > 10 || r2.Percent != 50 || r2.Generation != r.Generation || !r2.Since.Equal(r.Since) {
+		t.Fatalf("raised rollout %+v: the same rollout (generation, failures since) goes on", r2)
 	}
 	out, err := rollout("status")
 	if err != nil || !strings.Contains(out, "rollout of 1.2.0 active") || !strings.Contains(out, "pin: group db stays on 1.1.0") {
 		t.Fatalf("status: %v\n%s", err, out)
+	}
+
+	// The server halts it (as fleet.json records): a raise is refused, a
+	// pin keeps the halt, resume lifts it and counts failures afresh.
+	halt := fmt.Sprintf(`{"machines":{},"halts":{"stable":{"version":"1.2.0","generation":%d,"reason":"2 of the first 3 failed","time":%q}}}`,
+		r2.Generation, time.Now().Add(-time.Minute).Format(time.RFC3339Nano))
+	if err := os.WriteFile(filepath.Join(st, "fleet.json"), []byte(halt), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rollout("--version", "1.2.0", "--percent", "60", "--over", "0s"); err == nil || !strings.Contains(err.Error(), "halted") {
+		t.Fatalf("raising a halted rollout: %v", err)
+	}
+	if _, err := rollout("pin", "--group", "web", "--version", "1.1.0", "--unpin=false"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := rollout("status"); !strings.Contains(out, "halted") || !strings.Contains(out, "2 of the first 3 failed") {
+		t.Fatalf("a pin lifted the halt:\n%s", out)
+	}
+	if _, err := rollout("resume"); err != nil {
+		t.Fatal(err)
+	}
+	if r3 := read(); r3.Generation != r2.Generation+1 || !r3.Since.After(r2.Since) || r3.State != channels.RolloutActive {
+		t.Fatalf("resumed rollout %+v", r3)
+	}
+	if out, _ := rollout("status"); strings.Contains(out, "halted") {
+		t.Fatalf("still halted after resume:\n%s", out)
 	}
 }
