@@ -39,6 +39,7 @@ var settings = []Setting{
 	{Flag: "max-request-bytes", Env: "ETCD_MAX_REQUEST_BYTES"},
 	{Flag: "max-value-bytes", Env: "ETCD_MAX_VALUE_BYTES"},
 	{Flag: "enable-pprof", Env: "ETCD_ENABLE_PPROF", Keys: []string{"coreos.etcd2.enable_pprof"}},
+	{Flag: "unix-socket"},
 	{Flag: "cert-file", Env: "ETCD_CERT_FILE", Keys: []string{"coreos.etcd2.cert_file", "pith.kv.tls.cert_file"}},
 	{Flag: "key-file", Env: "ETCD_KEY_FILE", Keys: []string{"coreos.etcd2.key_file", "pith.kv.tls.key_file"}},
 	{Flag: "trusted-ca-file", Env: "ETCD_TRUSTED_CA_FILE", Keys: []string{"coreos.etcd2.trusted_ca_file", "pith.kv.tls.trusted_ca_file"}},

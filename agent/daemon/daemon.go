@@ -58,6 +58,9 @@ type KVConfig struct {
 	MaxValueBytes            int
 	EnablePprof              bool
 	ClientTLS, PeerTLS       cluster.TLSInfo
+	// UnixSocket serves every route to root without a certificate
+	// ("" none).
+	UnixSocket string
 }
 
 // ScheduleConfig is fleet's flags: the unit scheduler.
@@ -140,6 +143,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.stop()
 	if err := d.listen(); err != nil {
 		return err
+	}
+	if d.cfg.KV.UnixSocket != "" {
+		if err := d.serveRootSocket(ctx, d.cfg.KV.UnixSocket, d.guard(d.clientHandler())); err != nil {
+			return err
+		}
 	}
 	if err := d.startScheduler(ctx); err != nil {
 		return err

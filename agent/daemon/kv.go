@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/pprof"
 	"net/url"
 	"strings"
 	"time"
@@ -30,7 +29,10 @@ func errNoLeader() error {
 // once this member applied the write (read-your-writes).
 func (r kvRaft) Propose(ctx context.Context, cmd []byte) (any, uint64, error) {
 	res, idx, err := r.Node.ProposeAnywhere(ctx, cluster.NamespaceKV, cmd)
-	if errors.Is(err, cluster.ErrNotLeader) || errors.Is(err, cluster.ErrNoLeader) {
+	switch {
+	case errors.Is(err, cluster.ErrLeaderTooOld):
+		return nil, 0, kv.ErrForward
+	case errors.Is(err, cluster.ErrNotLeader) || errors.Is(err, cluster.ErrNoLeader):
 		return nil, 0, errNoLeader()
 	}
 	return res, idx, err
@@ -81,6 +83,9 @@ func (d *Daemon) buildKV(ctx context.Context) error {
 	f := &d.cfg.KV
 	if !f.Enabled {
 		return nil
+	}
+	if err := f.applySecurity(d.log); err != nil {
+		return err
 	}
 	if f.DataDir == "" {
 		f.DataDir = f.Name + ".etcd"
@@ -144,11 +149,7 @@ func (d *Daemon) buildKV(ctx context.Context) error {
 	d.kvServer.RegisterHTTP(d.mux)
 	node.RegisterHTTP(d.mux)
 	if f.EnablePprof {
-		d.mux.HandleFunc("/debug/pprof/", pprof.Index)
-		d.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		d.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		d.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		d.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		registerPprof(d.mux)
 	}
 	return nil
 }

@@ -52,7 +52,9 @@ func (d *Daemon) clientHandler() http.Handler {
 // URLs. A client listener that fails later is reported on d.errc.
 func (d *Daemon) listen() error {
 	f := &d.cfg.KV
-	h := d.clientHandler()
+	// One guard for every port: on the peer port it sees member
+	// certificates and the roles followers forward (secure.go).
+	h := d.guard(d.clientHandler())
 	if d.node != nil {
 		if err := d.node.Start(h); err != nil {
 			return err
@@ -77,7 +79,9 @@ func (d *Daemon) listen() error {
 			}
 			ln = tls.NewListener(ln, clientTLS)
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
+		// ReadHeaderTimeout also bounds the TLS handshake: a client that
+		// dribbles its hello or headers (slowloris) is cut off.
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 		d.clients = append(d.clients, srv)
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
