@@ -1,6 +1,10 @@
 package apt
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -98,5 +102,42 @@ func TestConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(p); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestUnchanged(t *testing.T) {
+	served := map[string]string{"/debian/dists/bookworm/InRelease": "signed release 1", "/ds/dists/bookworm-security/InRelease": "signed security 1"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, ok := served[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, b)
+	}))
+	defer srv.Close()
+	l := Lists{Dir: t.TempDir(), Archives: []config.Archive{{URI: srv.URL + "/debian", Suite: "bookworm"}, {URI: srv.URL + "/ds", Suite: "bookworm-security"}}}
+	store := func(a config.Archive, body string) {
+		os.WriteFile(filepath.Join(l.Dir, FileName(a.URI+"/dists/"+a.Suite+"/InRelease")), []byte(body), 0o644)
+	}
+	ctx := context.Background()
+	if l.unchanged(ctx) {
+		t.Errorf("unchanged without stored files")
+	}
+	store(l.Archives[0], "signed release 1")
+	if l.unchanged(ctx) {
+		t.Errorf("unchanged with one archive never fetched")
+	}
+	store(l.Archives[1], "signed security 1")
+	if !l.unchanged(ctx) {
+		t.Errorf("the archives serve what is stored, but not unchanged")
+	}
+	served["/ds/dists/bookworm-security/InRelease"] = "signed security 2"
+	if l.unchanged(ctx) {
+		t.Errorf("the security archive changed, but unchanged")
+	}
+	served["/ds/dists/bookworm-security/InRelease"] = "signed security 1 and more"
+	if l.unchanged(ctx) {
+		t.Errorf("a longer file with the stored one as prefix counts as unchanged")
 	}
 }

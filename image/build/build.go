@@ -15,6 +15,7 @@ import (
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
 	"github.com/pith-os/pith/image/rootfs"
+	"github.com/pith-os/pith/image/sbom"
 	"github.com/pith-os/pith/initramfs"
 )
 
@@ -112,6 +113,21 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, explain(err, o.OutDir)
 	}
+	var inv *sbom.Inventory
+	var sbomPath string
+	err = r.Step("SBOM", func() (string, error) {
+		var err error
+		if inv, err = inventory(c, rfs, o.AgentBinDir); err != nil {
+			return "", err
+		}
+		if sbomPath, err = writeSBOM(inv, rfs.UsrDir, work, c.Epoch); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d Debian packages, kernel %s %s, %d Pith binaries", len(inv.Packages), inv.Kernel.Name, inv.Kernel.Version, len(inv.Binaries)), nil
+	})
+	if err != nil {
+		return nil, explain(err, o.OutDir)
+	}
 	in := Inputs{Config: c, UsrDir: rfs.UsrDir, KernelPath: rfs.KernelPath, KernelVersion: rfs.KernelVersion, InitrdPath: initrd}
 	in.AgentSHA256, err = agentHash(o.AgentBinDir)
 	if err != nil {
@@ -132,6 +148,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, explain(err, o.OutDir)
 	}
+	if err := recordSBOM(m, c, inv, sbomPath, artifacts[manifest.FileName]); err != nil {
+		return nil, explain(err, o.OutDir)
+	}
+	artifacts[sbom.FileName] = sbomPath
 	infos, err := Publish(o.OutDir, artifacts, manifest.FileName)
 	if err != nil {
 		return nil, explain(err, o.OutDir)

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pith-os/pith/image/apt"
 	"github.com/pith-os/pith/image/config"
 )
 
@@ -110,6 +111,26 @@ func TestBuildDefault(t *testing.T) {
 	}
 	if target, err := os.Readlink(filepath.Join(usr, EtcDefaults, "os-release")); err != nil || target != "../usr/lib/os-release" {
 		t.Errorf("etc/os-release -> %q, %v", target, err)
+	}
+
+	// What the SBOM is made of: dpkg's packages with their sources, the
+	// kernel's package, the lists they came from.
+	var ssl Package
+	for _, p := range res.Packages {
+		if p.Name == "libssl3" {
+			ssl = p
+		}
+	}
+	if ssl.Version == "" || ssl.Source != "openssl" || ssl.Arch != "amd64" {
+		t.Errorf("libssl3 in Packages: %+v", ssl)
+	}
+	if res.Kernel.Name != "linux-image-"+res.KernelVersion || res.Kernel.Version == "" {
+		t.Errorf("kernel package %+v for kernel %s", res.Kernel, res.KernelVersion)
+	}
+	if idx, err := res.Lists.ReadIndex(); err != nil {
+		t.Error(err)
+	} else if _, ok := idx.Find("libssl3", ssl.Version, "amd64"); !ok {
+		t.Errorf("libssl3 %s is not in the lists the tree was built from", ssl.Version)
 	}
 
 	// Kernel and modules.
@@ -266,7 +287,7 @@ func TestBuildErrors(t *testing.T) {
 			}
 			// Nothing half-built: no tree, no cache entry for this config.
 			for _, p := range []string{filepath.Join(work, "rootfs"), filepath.Join(work, "rootfs.mmdebstrap"),
-				filepath.Join(cache, "rootfs", "debian-"+debianKey(cfg)[:24]+".tar.zst")} {
+				filepath.Join(cache, "rootfs", "debian-"+debianKey(cfg, listsDigest(cache, cfg))[:24]+".tar.zst")} {
 				if _, err := os.Lstat(p); err == nil {
 					t.Errorf("%s left behind", p)
 				}
@@ -276,6 +297,12 @@ func TestBuildErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listsDigest is the digest of the config's cached apt lists ("" without).
+func listsDigest(cache string, c config.Config) string {
+	d, _ := apt.Lists{Dir: apt.ListsDir(cache, c.Archives()), Archives: c.Archives()}.Digest()
+	return d
 }
 
 func TestBuildAgentErrors(t *testing.T) {

@@ -42,7 +42,16 @@ func customize(root string, cfg config.Config, agents map[string]string) (*Resul
 		return nil, fmt.Errorf("rootfs: kernel %s has no modules.dep (depmod did not run): remove the cached tree and rebuild", kver)
 	}
 
-	manifest, err := packageManifest(filepath.Join(root, "var", "lib", "dpkg", "status"))
+	statusPath := filepath.Join(root, "var", "lib", "dpkg", "status")
+	manifest, err := packageManifest(statusPath)
+	if err != nil {
+		return nil, err
+	}
+	pkgs, err := installedPackages(statusPath)
+	if err != nil {
+		return nil, err
+	}
+	kpkg, err := kernelPackage(filepath.Join(root, "boot", "pith-kernel-package"))
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +102,8 @@ func customize(root string, cfg config.Config, agents map[string]string) (*Resul
 		KernelPath:    kernels[0],
 		KernelVersion: kver,
 		ModulesDir:    modules,
+		Packages:      pkgs,
+		Kernel:        kpkg,
 	}, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pith-os/pith/image/apt"
 	"github.com/pith-os/pith/image/config"
 )
 
@@ -45,12 +46,19 @@ const recipeVersion = 1
 var hooksFS embed.FS
 
 // debianKey names the cached Debian tree: everything that goes into the
-// mmdebstrap run, including the hook scripts.
-func debianKey(c config.Config) string {
+// mmdebstrap run, including the hook scripts and the archives' state (the
+// digest of their apt indexes), so a tree is reused only while the archives
+// offer the same package versions, and a build after Debian published a fix
+// installs it.
+func debianKey(c config.Config, listsDigest string) string {
 	h := sha256.New()
 	pkgs := packageList(c)
 	fmt.Fprintf(h, "recipe %d\nsuite %s\nmirror %s\nkernel %s\nepoch %d\npackages %s\n",
 		recipeVersion, c.Suite, config.NormalizeMirror(c.Mirror), c.KernelPackage, c.Epoch, strings.Join(pkgs, ","))
+	for _, a := range c.Archives() {
+		fmt.Fprintf(h, "archive %s\n", a.SourcesLine())
+	}
+	fmt.Fprintf(h, "lists %s\n", listsDigest)
 	_ = fs.WalkDir(hooksFS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -95,7 +103,7 @@ func writeEmbedded(src embed.FS, dir string) error {
 
 // debootstrap runs mmdebstrap into root. On failure root is removed and the
 // error is one line naming the cause and the fix.
-func debootstrap(ctx context.Context, c config.Config, cache, work, root string, logf func(string, ...any)) error {
+func debootstrap(ctx context.Context, c config.Config, lists apt.Lists, cache, work, root string, logf func(string, ...any)) error {
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
 		return errors.New("mmdebstrap is not installed: run make deps (or apt-get install mmdebstrap)")
 	}
@@ -107,13 +115,11 @@ func debootstrap(ctx context.Context, c config.Config, cache, work, root string,
 		return fmt.Errorf("write build hooks: %w", err)
 	}
 	mirror := config.NormalizeMirror(c.Mirror)
-	listKey := sha256.Sum256([]byte(c.Suite + " " + mirror))
 	archives := filepath.Join(cache, "debian", "archives")
-	lists := filepath.Join(cache, "debian", "lists", hex.EncodeToString(listKey[:8]))
 	if err := os.MkdirAll(archives, 0o755); err != nil {
 		return fmt.Errorf("create cache dir: %w", err)
 	}
-	if err := preflight(c, lists, time.Now()); err != nil {
+	if err := preflight(c, lists.Dir, time.Now()); err != nil {
 		return err
 	}
 	cached := countDebs(archives)
@@ -129,17 +135,25 @@ func debootstrap(ctx context.Context, c config.Config, cache, work, root string,
 		// package and its perl dependencies.
 		"--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
 		"--skip=essential/unlink",
+		// The setup hook seeds the lists fetched (and keyed) before: apt
+		// must install from exactly that archive state.
+		"--skip=update",
 		"--setup-hook=" + filepath.Join(recipe, "hooks", "setup.sh"),
 		"--customize-hook=" + filepath.Join(recipe, "hooks", "customize.sh"),
-		c.Suite, tmp, mirror,
+		c.Suite, tmp,
 	}
-	logf("rootfs: mmdebstrap %s from %s: %d packages + Essential, %d .debs cached", c.Suite, mirror, len(packageList(c)), cached)
+	var suites []string
+	for _, a := range lists.Archives {
+		args = append(args, a.SourcesLine())
+		suites = append(suites, a.Suite)
+	}
+	logf("rootfs: mmdebstrap %s from %s: %d packages + Essential, %d .debs cached", strings.Join(suites, " "), mirror, len(packageList(c)), cached)
 	// The tree's modes must not depend on the caller's umask.
 	cmd := exec.CommandContext(ctx, "sh", append([]string{"-c", `umask 022 && exec mmdebstrap "$@"`, "mmdebstrap"}, args...)...)
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", c.Epoch),
 		"PITH_ARCHIVES="+archives,
-		"PITH_LISTS="+lists,
+		"PITH_LISTS="+lists.Dir,
 		"PITH_KERNEL="+c.KernelPackage,
 		"PITH_WORK="+work,
 		"LC_ALL=C.UTF-8",

@@ -16,8 +16,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/pith-os/pith/image/apt"
 	"github.com/pith-os/pith/image/config"
 )
 
@@ -36,6 +39,18 @@ type Result struct {
 	KernelPath    string // vmlinuz extracted from the kernel .deb
 	KernelVersion string // e.g. 6.1.0-28-cloud-amd64
 	ModulesDir    string // UsrDir/lib/modules/<KernelVersion> (with modules.dep)
+	// Packages are the Debian packages installed (dpkg's status), sorted by
+	// name; Kernel is the package the kernel was extracted from.
+	Packages []Package
+	Kernel   Package
+	// Lists are the apt indexes the tree was installed from.
+	Lists apt.Lists
+}
+
+// Package is one Debian package in the image.
+type Package struct {
+	Name, Version, Arch   string
+	Source, SourceVersion string
 }
 
 // Build makes the USR tree for opts.Config. It needs root: mmdebstrap's root
@@ -75,8 +90,13 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
+	lists := apt.Lists{Dir: apt.ListsDir(cache, cfg.Archives()), Archives: cfg.Archives()}
+	digest, err := refreshLists(ctx, lists, work, logf)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
-	key := debianKey(cfg)
+	key := debianKey(cfg, digest)
 	tarball := filepath.Join(cache, "rootfs", "debian-"+key[:24]+".tar.zst")
 	if _, err := os.Stat(tarball); err == nil {
 		logf("rootfs: cached Debian tree %s (%s)", filepath.Base(tarball), humanSize(fileSize(tarball)))
@@ -86,7 +106,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		}
 		logf("rootfs: extracted in %s", time.Since(start).Round(100*time.Millisecond))
 	} else {
-		if err := debootstrap(ctx, cfg, cache, work, root, logf); err != nil {
+		if err := debootstrap(ctx, cfg, lists, cache, work, root, logf); err != nil {
 			return nil, err
 		}
 		logf("rootfs: mmdebstrap done in %s", time.Since(start).Round(100*time.Millisecond))
@@ -103,12 +123,48 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	res.Lists = lists
 	size, err := clampTimes(root, cfg.Epoch, filepath.Join(root, "usr"))
 	if err != nil {
 		return nil, err
 	}
 	logf("rootfs: /usr ready: %s, kernel %s, in %s", humanSize(size), res.KernelVersion, time.Since(t0).Round(100*time.Millisecond))
 	return res, nil
+}
+
+// refreshLists brings the archives' apt indexes up to date and returns
+// their digest. Without the network, lists fetched before are used (the
+// build then installs what the archives offered then, and says so).
+func refreshLists(ctx context.Context, lists apt.Lists, work string, logf func(string, ...any)) (string, error) {
+	t0 := time.Now()
+	ferr := lists.Fetch(ctx, work)
+	if ctx.Err() != nil {
+		return "", fmt.Errorf("rootfs: interrupted: %w", ctx.Err())
+	}
+	digest, err := lists.Digest()
+	switch {
+	case ferr == nil && err == nil:
+		// preflight trusts lists this recent to reject unknown packages.
+		_ = os.WriteFile(filepath.Join(lists.Dir, ".fetched"), nil, 0o644)
+		logf("rootfs: apt indexes of %d archives up to date in %s (state %s)", len(lists.Archives), time.Since(t0).Round(100*time.Millisecond), digest[:12])
+		return digest, nil
+	case err == nil:
+		when := "an earlier build"
+		if fi, err := os.Stat(filepath.Join(lists.Dir, ".fetched")); err == nil {
+			when = fi.ModTime().UTC().Format("2006-01-02 15:04Z")
+		}
+		logf("rootfs: WARNING: cannot refresh the apt indexes (%v): installing what the archives offered at %s", ferr, when)
+		return digest, nil
+	case ferr != nil:
+		var uris []string
+		for _, a := range lists.Archives {
+			if !slices.Contains(uris, a.URI) {
+				uris = append(uris, a.URI)
+			}
+		}
+		return "", fmt.Errorf("debian.mirror: cannot download from %s (%v): check the URLs (debian.mirror, debian.security_mirror) and the network, or use %s", strings.Join(uris, " and "), ferr, config.DefaultMirror)
+	}
+	return "", err
 }
 
 // agentBins are the binaries the image carries, from AgentBinDir.

@@ -429,8 +429,12 @@ func TestDebianKey(t *testing.T) {
 	a := config.Default()
 	b := a
 	b.Platform, b.DiskSize, b.Version = "ec2", 8<<30, "5.0"
-	if debianKey(a) != debianKey(b) {
+	const lists = "digest-of-the-apt-indexes"
+	if debianKey(a, lists) != debianKey(b, lists) {
 		t.Errorf("platform, disk size and version must not rebuild the Debian tree")
+	}
+	if debianKey(a, lists) == debianKey(a, "archives-published-a-fix") {
+		t.Errorf("new apt indexes must rebuild the Debian tree")
 	}
 	for i, edit := range []func(*config.Config){
 		func(c *config.Config) { c.Packages = []string{"htop"} },
@@ -438,17 +442,19 @@ func TestDebianKey(t *testing.T) {
 		func(c *config.Config) { c.KernelPackage = "linux-image-amd64" },
 		func(c *config.Config) { c.Mirror = "http://ftp.de.debian.org/debian" },
 		func(c *config.Config) { c.Epoch++ },
+		func(c *config.Config) { c.Suites = []string{"bookworm"} },
+		func(c *config.Config) { c.SecurityMirror = "http://security.example/debian-security" },
 	} {
 		c := a
 		edit(&c)
-		if debianKey(c) == debianKey(a) {
+		if debianKey(c, lists) == debianKey(a, lists) {
 			t.Errorf("edit %d does not change the Debian tree's key", i)
 		}
 	}
 	// Base packages named again in the config change nothing.
 	c := a
 	c.Packages = []string{"curl"}
-	if debianKey(c) != debianKey(a) {
+	if debianKey(c, lists) != debianKey(a, lists) {
 		t.Errorf("repeating a base package changed the key")
 	}
 }

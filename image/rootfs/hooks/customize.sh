@@ -1,8 +1,8 @@
 #!/bin/sh
 # mmdebstrap customize hook ($1 = the installed rootfs): adds the kernel from
 # its .deb (extracted, not installed: no initramfs-tools, no postinst) and
-# saves what apt downloaded into Pith's cache. Lines starting "pith-error:"
-# are read by the Go side. Pith's own files are added later, in Go, so
+# saves the .debs apt downloaded into Pith's cache (Pith fetches the lists
+# itself). Lines starting "pith-error:" are read by the Go side. Pith's own files are added later, in Go, so
 # changing them does not rebuild the Debian tree.
 set -eu
 root=$1
@@ -53,6 +53,8 @@ rm -rf "$kx"
 [ -d "$root/usr/lib/modules/$kver" ] || fail "kernel package $pkg has no modules for $kver"
 chroot "$root" depmod -a "$kver"
 echo "$kver" >"$PITH_WORK/kernel-version"
+# The kernel is not in dpkg's database: record which .deb it came from.
+echo "$pkg $ver $arch" >"$root/boot/pith-kernel-package"
 
 # Save downloads into the cache: hard links (or copies) under a temporary
 # name, renamed into place, so the cache never holds half a file.
@@ -69,5 +71,3 @@ save() { # save FROM TO: new or changed regular files
 	done
 }
 save "$archives" "$PITH_ARCHIVES" keep
-save "$root/var/lib/apt/lists" "$PITH_LISTS" replace
-touch "$PITH_LISTS/.fetched"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # mmdebstrap setup hook ($1 = the empty rootfs): seeds apt's archive and list
 # directories from Pith's cache, so packages an earlier build downloaded are
-# not downloaded again and apt-get update only revalidates the lists.
+# not downloaded again, and apt installs from the lists Pith fetched and
+# keyed the tree by (mmdebstrap runs with --skip=update).
 set -eu
 root=$1
 mkdir -p "$root/var/cache/apt/archives/partial" "$root/var/lib/apt/lists/partial"
