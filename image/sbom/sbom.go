@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -263,7 +264,7 @@ func debOf(p Package) Deb {
 // (or release directory) holding one.
 func Read(path string) (*Inventory, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		path = path + "/" + FileName
+		path = filepath.Join(path, FileName)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
