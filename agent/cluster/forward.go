@@ -46,6 +46,11 @@ const (
 	proposalUnknown    byte = 2 // followed by a message: may or may not commit
 )
 
+// ErrLeaderTooOld: the leader runs a release that takes no forwarded
+// commands (a rolling update is half way); nothing reached the log, and
+// the caller forwards the client's request whole instead (Node.Forward).
+var ErrLeaderTooOld = errors.New("cluster: the leader's release takes no forwarded commands")
+
 // ErrResultGone: the entry is applied, but so long ago that its result is
 // no longer kept.
 var ErrResultGone = errors.New("cluster: the write was applied, but its result is no longer kept on this member")
@@ -164,6 +169,12 @@ func (n *Node) sendProposals(batch []*proposal) {
 		answerAll(batch, ErrNoLeader)
 		return
 	}
+	n.postProposals("http://"+string(addr), batch)
+}
+
+// postProposals sends a batch to the leader at base and hands out its
+// answers.
+func (n *Node) postProposals(base string, batch []*proposal) {
 	var body bytes.Buffer
 	for _, p := range batch {
 		body.Write(binary.AppendUvarint(nil, uint64(len(p.data))))
@@ -171,7 +182,7 @@ func (n *Node) sendProposals(batch []*proposal) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+n.applyWait())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+string(addr)+proposalsPath, &body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+proposalsPath, &body)
 	if err != nil {
 		answerAll(batch, err)
 		return
@@ -188,6 +199,10 @@ func (n *Node) sendProposals(batch []*proposal) {
 		return
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		answerAll(batch, ErrLeaderTooOld)
+		return
+	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		if resp.StatusCode == http.StatusServiceUnavailable {

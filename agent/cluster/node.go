@@ -509,13 +509,42 @@ func (n *Node) Propose(ctx context.Context, ns Namespace, cmd []byte) (any, uint
 
 // ProposeAnywhere proposes on the leader, through it when this node
 // follows (forward.go): either way it returns this node's own result once
-// this node applied the entry.
+// this node applied the entry. A leader of an earlier release takes the
+// membership's commands one by one (their result is not returned), and
+// no others (ErrLeaderTooOld).
 func (n *Node) ProposeAnywhere(ctx context.Context, ns Namespace, cmd []byte) (any, uint64, error) {
 	res, idx, err := n.Propose(ctx, ns, cmd)
 	if !errors.Is(err, ErrNotLeader) {
 		return res, idx, err
 	}
-	return n.proposeThroughLeader(ctx, ns, cmd)
+	res, idx, err = n.proposeThroughLeader(ctx, ns, cmd)
+	if errors.Is(err, ErrLeaderTooOld) && ns == NamespaceMembers {
+		return nil, 0, n.proposeOne(ctx, ns, cmd)
+	}
+	return res, idx, err
+}
+
+// proposeOne is how earlier releases forwarded a membership command.
+func (n *Node) proposeOne(ctx context.Context, ns Namespace, cmd []byte) error {
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return ErrNoLeader
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+string(addr)+"/pith/cluster/propose", bytes.NewReader(append([]byte{byte(ns)}, cmd...)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set(ForwardedHeader, n.id)
+	resp, err := n.fwd.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("leader: %s", bytes.TrimSpace(body))
+	}
+	return n.awaitAnswer(ctx, resp.Header)
 }
 
 // IsLeader reports whether this node leads now.

@@ -19,7 +19,8 @@ type Raft interface {
 	// Propose replicates an encoded Command (through the leader when this
 	// member follows) and returns the store's Result once applied here,
 	// with the raft index of the entry: a client that stays on one member
-	// reads its own writes.
+	// reads its own writes. ErrForward: the command did not reach the
+	// log; Forward the request instead.
 	Propose(ctx context.Context, cmd []byte) (any, uint64, error)
 	IsLeader() bool
 	// LinearizableRead returns once local state reflects every write
@@ -32,6 +33,10 @@ type Raft interface {
 	RaftStatus() (index, term uint64)
 	ClusterID() string
 }
+
+// ErrForward is Propose's answer when the leader takes no commands from
+// followers (an earlier release, during a rolling update).
+var ErrForward = errors.New("kv: forward the request to the leader")
 
 // Server serves the etcd v2 keys API over a Store.
 type Server struct {
@@ -119,7 +124,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.serveGet(w, rr)
 		}
 	default:
-		s.serveWrite(w, r, rr)
+		s.serveWrite(w, r, rr, body)
 	}
 }
 
@@ -147,10 +152,17 @@ func (s *Server) serveQuorumGet(w http.ResponseWriter, r *http.Request, rr *Requ
 	}
 }
 
-func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rr *Request) {
+func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rr *Request, body []byte) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	res, idx, err := s.raft.Propose(ctx, rr.Command(s.now()).Marshal())
+	if errors.Is(err, ErrForward) {
+		err = s.raft.Forward(w, r, body)
+		if err != nil {
+			s.writeErr(w, err)
+		}
+		return
+	}
 	if err != nil {
 		s.writeErr(w, err)
 		return

@@ -263,3 +263,34 @@ func TestParseNoPanicSeeds(t *testing.T) {
 		}
 	}
 }
+
+// oldLeader is a member whose leader takes no commands from followers.
+type oldLeader struct {
+	*Local
+	forwarded []string
+}
+
+func (o *oldLeader) Propose(context.Context, []byte) (any, uint64, error) {
+	return nil, 0, ErrForward
+}
+
+func (o *oldLeader) Forward(w http.ResponseWriter, r *http.Request, body []byte) error {
+	o.forwarded = append(o.forwarded, r.Method+" "+r.URL.Path+" "+string(body))
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// TestWriteForwardedToOldLeader: when the leader takes no commands, a
+// write is forwarded whole, with its body.
+func TestWriteForwardedToOldLeader(t *testing.T) {
+	st := NewStore(Options{})
+	r := &oldLeader{Local: NewLocal(st)}
+	ts := httptest.NewServer(NewServer(st, r, Limits{}))
+	defer ts.Close()
+	if status, _, body := do(t, ts.URL, "PUT", "/v2/keys/k", "value=v"); status != http.StatusCreated {
+		t.Fatalf("write: %d %s", status, body)
+	}
+	if len(r.forwarded) != 1 || r.forwarded[0] != "PUT /v2/keys/k value=v" {
+		t.Fatalf("forwarded: %q", r.forwarded)
+	}
+}
