@@ -1,6 +1,7 @@
 // Package units is the only code in Pith that talks to systemd. The
 // scheduler's agent hands it unit files to write under /run/fleet/units,
-// link at runtime, start, stop and inspect.
+// link at runtime, start, stop and inspect; the first-boot stage enables,
+// masks and queues user-data's units through it (firstboot.go).
 //
 // Systemd (dbus.go) is the real backend over go-systemd's D-Bus client. A
 // simulated backend for hosts without systemd lives apart, in simunits.

@@ -7,6 +7,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/pith-os/pith/agent/firstboot"
+	"github.com/pith-os/pith/agent/units"
+
 	"github.com/spf13/cobra"
 
 	"github.com/pith-os/pith/agent/datasource"
@@ -48,21 +51,21 @@ rejected or failed to apply; nothing of a rejected user-data is applied.`,
 				ap.Host = apply.KernelHost{}
 			}
 			if !noUnits {
-				sd, err := apply.NewSystemd(ctx)
+				sd, err := units.NewSystemd(ctx, "")
 				if err != nil {
 					return err
 				}
 				defer sd.Close()
 				ap.Units = sd
 			}
-			res, err := apply.Boot(ctx, &apply.Stage{Applier: ap}, apply.BootOptions{
+			res, err := firstboot.Boot(ctx, &apply.Stage{Applier: ap}, firstboot.BootOptions{
 				Datasource: ds, Now: true,
-				Say: func(l apply.Level, format string, args ...any) {
+				Say: func(l firstboot.Level, format string, args ...any) {
 					prefix := ""
 					switch l {
-					case apply.LevelWarning:
+					case firstboot.LevelWarning:
 						prefix = "warning: "
-					case apply.LevelError:
+					case firstboot.LevelError:
 						prefix = "error: "
 					}
 					fmt.Fprintf(w, prefix+format+"\n", args...)

@@ -1,7 +1,7 @@
 // Command pithd is the Pith node agent. `pithd run` parses its flags and
 // the environment into an agent/daemon Config and runs the daemon that
 // package assembles (cluster, KV, scheduler, updater); `pithd firstboot`
-// runs the first-boot stage. Nothing else lives here.
+// runs the first-boot stage (agent/firstboot). Nothing else lives here.
 package main
 
 import (
@@ -15,6 +15,7 @@ import (
 
 	"github.com/pith-os/pith/agent/daemon"
 	"github.com/pith-os/pith/agent/datasource"
+	"github.com/pith-os/pith/agent/firstboot"
 	"github.com/pith-os/pith/version"
 )
 
@@ -73,7 +74,7 @@ environment variable.`,
 
 func newFirstBootCmd() *cobra.Command {
 	var (
-		cfg    daemon.FirstBootConfig
+		cfg    firstboot.Config
 		drives []string
 	)
 	cmd := &cobra.Command{
@@ -96,7 +97,7 @@ after boot, pithd.service waits for it (pithctl userdata apply). Exit status
 			cfg.Out = cmd.OutOrStdout()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return daemon.FirstBoot(ctx, cfg)
+			return firstboot.Run(ctx, cfg)
 		},
 	}
 	f := cmd.Flags()

@@ -1,56 +1,42 @@
-package apply
+package units
+
+// What the first-boot stage (cloudconfig/apply's Units) needs of systemd:
+// reload, enable/disable/mask unit files and queue commands for user-data's
+// coreos.units.
 
 import (
 	"context"
 	"fmt"
-
-	sd "github.com/coreos/go-systemd/v22/dbus"
-	"golang.org/x/sys/unix"
 )
 
-// Systemd implements Units over systemd's D-Bus API (go-systemd).
-//
-// Commands are queued, not waited for (like `systemctl --no-block`): the
-// first-boot stage runs before network-online.target and sshd, and a
-// user unit ordered After= either would otherwise deadlock waiting for the
-// stage that starts it. Failures of the units themselves show in the
-// journal and `systemctl status`; failures to queue are returned.
-type Systemd struct{ conn *sd.Conn }
-
-// NewSystemd connects to systemd on the system bus.
-func NewSystemd(ctx context.Context) (*Systemd, error) {
-	c, err := sd.NewSystemConnectionContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach systemd over D-Bus (is this a systemd host?): %w", err)
-	}
-	return &Systemd{conn: c}, nil
-}
-
-// Close drops the D-Bus connection.
-func (s *Systemd) Close() { s.conn.Close() }
-
-// DaemonReload implements Units.
+// DaemonReload has systemd reload its unit files.
 func (s *Systemd) DaemonReload(ctx context.Context) error { return s.conn.ReloadContext(ctx) }
 
-// Enable implements Units.
+// Enable links unit files into their targets; runtime puts the links under /run.
 func (s *Systemd) Enable(ctx context.Context, names []string, runtime bool) error {
 	_, _, err := s.conn.EnableUnitFilesContext(ctx, names, runtime, true)
 	return err
 }
 
-// Disable implements Units.
+// Disable removes what Enable linked.
 func (s *Systemd) Disable(ctx context.Context, names []string, runtime bool) error {
 	_, err := s.conn.DisableUnitFilesContext(ctx, names, runtime)
 	return err
 }
 
-// Mask implements Units.
+// Mask links unit files to /dev/null.
 func (s *Systemd) Mask(ctx context.Context, names []string, runtime bool) error {
 	_, err := s.conn.MaskUnitFilesContext(ctx, names, runtime, true)
 	return err
 }
 
-// Run implements Units.
+// Run queues command (start, stop, restart, reload, try-restart,
+// reload-or-restart, reload-or-try-restart) for unit name and does not
+// wait for it, like `systemctl --no-block`: the first-boot stage runs
+// before network-online.target and sshd, and a user unit ordered After=
+// either would otherwise deadlock waiting for the stage that starts it.
+// Failures of the units themselves show in the journal and `systemctl
+// status`; failures to queue are returned.
 func (s *Systemd) Run(ctx context.Context, name, command string) error {
 	var err error
 	switch command {
@@ -73,10 +59,3 @@ func (s *Systemd) Run(ctx context.Context, name, command string) error {
 	}
 	return err
 }
-
-// KernelHost sets the hostname with sethostname(2). systemd-hostnamed
-// reads /etc/hostname, which the applier writes first.
-type KernelHost struct{}
-
-// SetHostname implements Host.
-func (KernelHost) SetHostname(name string) error { return unix.Sethostname([]byte(name)) }

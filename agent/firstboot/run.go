@@ -1,11 +1,4 @@
-package daemon
-
-// The first-boot stage (`pithd firstboot`): find user-data, validate it,
-// apply it, record what happened under node.StateDir. It runs as its own
-// oneshot unit before pithd.service (which reads the ETCD_*/FLEET_*
-// drop-in this stage writes) and before sshd (so SSH keys are in place);
-// the image ships it as
-// image/rootfs/overlay/usr/lib/systemd/system/pithd-firstboot.service.
+package firstboot
 
 import (
 	"context"
@@ -15,11 +8,12 @@ import (
 	"github.com/coreos/go-systemd/v22/journal"
 
 	"github.com/pith-os/pith/agent/datasource"
+	"github.com/pith-os/pith/agent/units"
 	"github.com/pith-os/pith/cloudconfig/apply"
 )
 
-// FirstBootConfig is what `pithd firstboot` is told.
-type FirstBootConfig struct {
+// Config is what `pithd firstboot` is told.
+type Config struct {
 	// Datasource says where to look for user-data; its Root is the
 	// system to configure ("/" on a node).
 	Datasource datasource.Config
@@ -34,10 +28,11 @@ type FirstBootConfig struct {
 	Out io.Writer
 }
 
-// FirstBoot runs the first-boot stage once. An error means user-data was
-// not applied (invalid, or a failed apply): the unit fails, the node
-// boots on.
-func FirstBoot(ctx context.Context, cfg FirstBootConfig) error {
+// Run runs the first-boot stage once on the system at
+// cfg.Datasource.Root, with the host's shadow tools, hostname and systemd
+// (agent/units). An error means user-data was not applied (invalid, or a
+// failed apply): the unit fails, the node boots on.
+func Run(ctx context.Context, cfg Config) error {
 	say := func(prio journal.Priority, format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
 		fmt.Fprintln(cfg.Out, msg)
@@ -56,7 +51,7 @@ func FirstBoot(ctx context.Context, cfg FirstBootConfig) error {
 		ap.Host = apply.KernelHost{}
 	}
 	if !cfg.NoUnits {
-		sd, err := apply.NewSystemd(ctx)
+		sd, err := units.NewSystemd(ctx, "")
 		if err != nil {
 			say(journal.PriWarning, "pithd firstboot: %v; units in user-data cannot be applied", err)
 		} else {
@@ -64,9 +59,9 @@ func FirstBoot(ctx context.Context, cfg FirstBootConfig) error {
 			ap.Units = sd
 		}
 	}
-	_, err := apply.Boot(ctx, &apply.Stage{Applier: ap}, apply.BootOptions{
+	_, err := Boot(ctx, &apply.Stage{Applier: ap}, BootOptions{
 		Datasource: ds, UseSaved: cfg.UseSaved,
-		Say: func(l apply.Level, format string, args ...any) { say(journalPriority(l), format, args...) },
+		Say: func(l Level, format string, args ...any) { say(journalPriority(l), format, args...) },
 	})
 	if err != nil {
 		return fmt.Errorf("pithd firstboot: %w", err)
@@ -75,13 +70,13 @@ func FirstBoot(ctx context.Context, cfg FirstBootConfig) error {
 }
 
 // journalPriority maps the stage's levels to journal priorities.
-func journalPriority(l apply.Level) journal.Priority {
+func journalPriority(l Level) journal.Priority {
 	switch l {
-	case apply.LevelNotice:
+	case LevelNotice:
 		return journal.PriNotice
-	case apply.LevelWarning:
+	case LevelWarning:
 		return journal.PriWarning
-	case apply.LevelError:
+	case LevelError:
 		return journal.PriErr
 	}
 	return journal.PriInfo

@@ -1,26 +1,16 @@
-package apply
+package firstboot
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pith-os/pith/agent/datasource"
 	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/cloudconfig/apply"
 )
-
-// WaitDropIn keeps pithd.service from starting while the node waits for
-// user-data that arrives after boot (Vagrant's provisioner uploads it over
-// SSH): a KV started before would bootstrap a one-node cluster instead of
-// joining the one the user-data describes. It lives under /run and is
-// written on each boot that still waits.
-const WaitDropIn = "/run/systemd/system/pithd.service.d/10-wait-user-data.conf"
 
 // Level is how important a message of Boot is (the journal's priority in
 // pithd).
@@ -49,8 +39,8 @@ type BootOptions struct {
 
 // BootResult is what Boot did.
 type BootResult struct {
-	OEM      *State // nil without an OEM cloud-config
-	UserData *State // nil while waiting
+	OEM      *apply.State // nil without an OEM cloud-config
+	UserData *apply.State // nil while waiting
 	// Waiting names the datasource the node waits for ("" if none).
 	Waiting string
 	// AgentChanged: pithd's settings (its drop-in) changed, so a running
@@ -78,7 +68,7 @@ func waitsForUserData(cfg datasource.Config, root string) string {
 // the user-data of the first datasource present. One run at a time per
 // node (a lock under StateDir), so pithctl userdata apply and the boot
 // unit never interleave.
-func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
+func Boot(ctx context.Context, s *apply.Stage, o BootOptions) (*BootResult, error) {
 	say := o.Say
 	if say == nil {
 		say = func(Level, string, ...any) {}
@@ -87,13 +77,13 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 	if o.Datasource.Root == "" {
 		o.Datasource.Root = root
 	}
-	unlock, err := lockState(root)
+	unlock, err := apply.LockState(root)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	s.Applier.TakeChanges()
-	agentBefore := s.Applier.agentConfig()
+	agentBefore := s.AgentConfig()
 	res := &BootResult{}
 	var errs []error
 
@@ -109,7 +99,7 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 		res.OEM = st
 		if st != nil {
 			for _, e := range st.Report {
-				say(levelOf(e.Severity), "%s/%s:%s", StateDir, OEMUserDataFile, e.String())
+				say(levelOf(e.Severity), "%s/%s:%s", apply.StateDir, apply.OEMUserDataFile, e.String())
 			}
 		}
 		if err != nil {
@@ -121,7 +111,7 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 	}
 
 	ds, err := datasource.Fetch(ctx, o.Datasource)
-	var st *State
+	var st *apply.State
 	switch {
 	case errors.Is(err, datasource.ErrNotFound):
 		done, derr := s.FirstBootDone()
@@ -131,11 +121,10 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 		if w := waitsForUserData(o.Datasource, root); w != "" && !done {
 			res.Waiting = w
 			say(LevelNotice, "no user-data yet; waiting for the %s datasource (pithd.service starts once it is applied: vagrant provision, or pithctl userdata apply)", w)
-			st = &State{Time: s.now().UTC(), FirstBoot: true, Source: "none", Valid: true, Waiting: w}
-			if err := s.record(st); err != nil {
+			if _, err := s.RecordWaiting(w); err != nil {
 				errs = append(errs, err)
 			}
-			if err := s.setWait(ctx, true); err != nil {
+			if err := s.SetWait(ctx, true); err != nil {
 				errs = append(errs, err)
 			}
 			res.Changes = s.Applier.TakeChanges()
@@ -146,7 +135,7 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 			st, err = s.RunSaved(ctx)
 		} else {
 			say(LevelNotice, "%v; booting without user-data", err)
-			st, err = s.Run(ctx, Input{Source: "none", Full: o.Now})
+			st, err = s.Run(ctx, apply.Input{Source: "none", Full: o.Now})
 		}
 	case err != nil:
 		say(LevelError, "%v; booting without user-data", err)
@@ -157,7 +146,7 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 			note = ", " + ds.Note
 		}
 		say(LevelInfo, "user-data from %s (%d bytes%s)", ds.Source, len(ds.UserData), note)
-		in := Input{
+		in := apply.Input{
 			Source: ds.Source, UserData: ds.UserData, Metadata: ds.Metadata,
 			Addresses: ds.Metadata.Addresses(), SSHKeys: ds.Metadata.SSHPublicKeys, Hostname: ds.Metadata.Hostname,
 			Full: o.Now,
@@ -165,7 +154,7 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 		// A file replaces the user-data only: the machine's addresses,
 		// keys and hostname stay those its datasource gave.
 		if ds.Source == (&datasource.File{}).Name() {
-			if prev, err := ReadState(root); err == nil {
+			if prev, err := apply.ReadState(root); err == nil {
 				in.Addresses, in.SSHKeys, in.Hostname = prev.Addresses, prev.SSHKeys, prev.Hostname
 			}
 		}
@@ -174,7 +163,7 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 	res.UserData = st
 	if st != nil {
 		for _, e := range st.Report {
-			say(levelOf(e.Severity), "%s/%s:%s", StateDir, UserDataFile, e.String())
+			say(levelOf(e.Severity), "%s/%s:%s", apply.StateDir, apply.UserDataFile, e.String())
 		}
 	}
 	if err != nil {
@@ -184,50 +173,13 @@ func Boot(ctx context.Context, s *Stage, o BootOptions) (*BootResult, error) {
 		say(LevelInfo, "user-data (%s) applied; first boot: %v", st.Format, st.FirstBoot)
 	}
 	if done, _ := s.FirstBootDone(); done {
-		if werr := s.setWait(ctx, false); werr != nil {
+		if werr := s.SetWait(ctx, false); werr != nil {
 			errs = append(errs, werr)
 		}
 	}
-	res.AgentChanged = !bytes.Equal(agentBefore, s.Applier.agentConfig())
+	res.AgentChanged = !bytes.Equal(agentBefore, s.AgentConfig())
 	res.Changes = s.Applier.TakeChanges()
 	return res, errors.Join(errs...)
-}
-
-// setWait writes or removes WaitDropIn and has systemd reload when it
-// changed (pithd.service's start job reads its conditions when it runs).
-func (s *Stage) setWait(ctx context.Context, wait bool) error {
-	p, err := s.Applier.path(WaitDropIn)
-	if err != nil {
-		return err
-	}
-	changed := false
-	if wait {
-		text := fmt.Sprintf("# Written by pithd firstboot: no user-data yet from a datasource that\n# delivers it after boot. pithd starts once it is applied.\n[Unit]\nConditionPathExists=%s\n", filepath.Join(StateDir, FirstBootFile))
-		if changed, err = s.Applier.write(p, []byte(text), 0o644, 0, 0); err != nil {
-			return err
-		}
-	} else {
-		err := os.Remove(p)
-		if err != nil && !os.IsNotExist(err) {
-			return err
-		}
-		if err == nil {
-			changed = true
-			s.Applier.changed("removed %s", WaitDropIn)
-		}
-	}
-	if changed && s.Applier.Units != nil {
-		return s.Applier.Units.DaemonReload(ctx)
-	}
-	return nil
-}
-
-func readOrNil(p string, err error) []byte {
-	if err != nil {
-		return nil
-	}
-	b, _ := os.ReadFile(p)
-	return b
 }
 
 func levelOf(severity cloudconfig.Severity) Level {
@@ -235,25 +187,4 @@ func levelOf(severity cloudconfig.Severity) Level {
 		return LevelError
 	}
 	return LevelWarning
-}
-
-// lockState takes an exclusive lock on StateDir/.lock, waiting for a run
-// in progress to finish.
-func lockState(root string) (func(), error) {
-	p, err := under(root, filepath.Join(StateDir, ".lock"))
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", p, err)
-	}
-	return func() { f.Close() }, nil
 }

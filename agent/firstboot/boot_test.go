@@ -1,4 +1,4 @@
-package apply
+package firstboot
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pith-os/pith/cloudconfig/apply"
 
 	"github.com/pith-os/pith/agent/datasource"
 )
@@ -67,15 +69,15 @@ func TestBootOEMThenUserData(t *testing.T) {
 	}
 	checkFile(t, filepath.Join(root, "etc/oem-file"), 0o644, 0, "from OEM")
 	checkFile(t, filepath.Join(root, "etc/both"), 0o644, 0, "user's")
-	dropIn := read(t, filepath.Join(root, AgentDropIn))
+	dropIn := read(t, filepath.Join(root, apply.AgentDropIn))
 	if !strings.Contains(dropIn, "ETCD_INITIAL_CLUSTER_TOKEN=from-user") || strings.Contains(dropIn, "from-oem") {
 		t.Errorf("agent drop-in:\n%s", dropIn)
 	}
-	iOEM, iUser := slices.Index(res.Changes, "wrote /etc/oem-file"), slices.Index(res.Changes, "wrote "+AgentDropIn)
+	iOEM, iUser := slices.Index(res.Changes, "wrote /etc/oem-file"), slices.Index(res.Changes, "wrote "+apply.AgentDropIn)
 	if iOEM < 0 || iUser < 0 || iOEM > iUser || !slices.Contains(res.Changes, "created user vagrant") {
 		t.Errorf("changes %q", res.Changes)
 	}
-	if st, err := ReadOEMState(root); err != nil || !st.Applied || st.Source != "oem" {
+	if st, err := apply.ReadOEMState(root); err != nil || !st.Applied || st.Source != "oem" {
 		t.Errorf("oem.json: %+v %v", st, err)
 	}
 
@@ -111,14 +113,14 @@ func TestBootInvalidOEM(t *testing.T) {
 	ud := filepath.Join(t.TempDir(), "user-data")
 	writeTestFile(t, ud, "#cloud-config\nhostname: ok\n")
 	res, err := Boot(context.Background(), stage, BootOptions{Datasource: bootConfig(root, "", ud)})
-	var inv *InvalidError
-	if !errors.As(err, &inv) || !strings.Contains(err.Error(), "cloud-config from the OEM partition rejected") || !strings.Contains(err.Error(), OEMReportFile) {
+	var inv *apply.InvalidError
+	if !errors.As(err, &inv) || !strings.Contains(err.Error(), "cloud-config from the OEM partition rejected") || !strings.Contains(err.Error(), apply.OEMReportFile) {
 		t.Fatalf("err = %v", err)
 	}
 	if res.UserData == nil || !res.UserData.Applied || read(t, filepath.Join(root, "etc/hostname")) != "ok\n" {
 		t.Errorf("user-data not applied after a bad OEM config: %+v", res.UserData)
 	}
-	if rep := read(t, filepath.Join(root, StateDir, OEMReportFile)); !strings.Contains(rep, StateDir+"/"+OEMUserDataFile+":3:11: error:") {
+	if rep := read(t, filepath.Join(root, apply.StateDir, apply.OEMReportFile)); !strings.Contains(rep, apply.StateDir+"/"+apply.OEMUserDataFile+":3:11: error:") {
 		t.Errorf("OEM report:\n%s", rep)
 	}
 	// Ignition on OEM is refused as a format.
@@ -141,13 +143,13 @@ func TestBootWaitsForVagrant(t *testing.T) {
 	if res.Waiting != "vagrant" || res.UserData != nil {
 		t.Fatalf("result %+v", res)
 	}
-	if d := read(t, filepath.Join(root, WaitDropIn)); !strings.Contains(d, "ConditionPathExists=/var/lib/pith/first-boot.done") {
+	if d := read(t, filepath.Join(root, apply.WaitDropIn)); !strings.Contains(d, "ConditionPathExists=/var/lib/pith/first-boot.done") {
 		t.Errorf("wait drop-in:\n%s", d)
 	}
 	if done, _ := stage.FirstBootDone(); done {
 		t.Error("first boot recorded while waiting")
 	}
-	if st, err := ReadState(root); err != nil || st.Waiting != "vagrant" {
+	if st, err := apply.ReadState(root); err != nil || st.Waiting != "vagrant" {
 		t.Errorf("state %+v %v", st, err)
 	}
 	if !slices.Equal(rec.calls, []string{"daemon-reload"}) {
@@ -170,7 +172,7 @@ func TestBootWaitsForVagrant(t *testing.T) {
 	if res.Waiting != "" || res.UserData.Source != "vagrant" || !res.UserData.FirstBoot {
 		t.Errorf("result %+v state %+v", res, res.UserData)
 	}
-	if _, err := os.Stat(filepath.Join(root, WaitDropIn)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, apply.WaitDropIn)); !os.IsNotExist(err) {
 		t.Errorf("wait drop-in still there: %v", err)
 	}
 	if done, _ := stage.FirstBootDone(); !done {
@@ -179,7 +181,7 @@ func TestBootWaitsForVagrant(t *testing.T) {
 	if _, ok, _ := stage.Applier.Accounts.LookupUser("dev"); !ok {
 		t.Error("the user-data's user was not made")
 	}
-	if !slices.Contains(rec.calls, "daemon-reload") || !slices.Contains(res.Changes, "removed "+WaitDropIn) {
+	if !slices.Contains(rec.calls, "daemon-reload") || !slices.Contains(res.Changes, "removed "+apply.WaitDropIn) {
 		t.Errorf("calls %v changes %q", rec.calls, res.Changes)
 	}
 }
@@ -192,7 +194,7 @@ func TestBootNoWaitElsewhere(t *testing.T) {
 	if err != nil || res.Waiting != "" || res.UserData == nil || !res.UserData.Applied || res.UserData.Source != "none" {
 		t.Fatalf("%+v %v", res, err)
 	}
-	if _, err := os.Stat(filepath.Join(root, WaitDropIn)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, apply.WaitDropIn)); !os.IsNotExist(err) {
 		t.Error("wait drop-in written off the vagrant platform")
 	}
 }
@@ -224,18 +226,18 @@ coreos:
             [Network]
             DNS=10.0.2.3
 `
-	st, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud)})
+	st, err := stage.Run(context.Background(), apply.Input{Source: "test", UserData: []byte(ud)})
 	if err != nil {
 		t.Fatalf("%v %+v", err, st)
 	}
 	checkFile(t, filepath.Join(root, "etc/systemd/network/10-static.network"), 0o644, 0, "[Match]\nName=eth1\n[Network]\nAddress=172.17.8.101/24\n")
 	checkFile(t, filepath.Join(root, "run/systemd/network/20-br0.netdev"), 0o644, 0, "[NetDev]\nName=br0\nKind=bridge\n")
 	checkFile(t, filepath.Join(root, "etc/systemd/network/80-pith-dhcp.network.d/50-dns.conf"), 0o644, 0, "[Network]\nDNS=10.0.2.3\n")
-	if !slices.Equal(rec.calls, []string{"restart " + NetworkdUnit}) {
+	if !slices.Equal(rec.calls, []string{"restart " + apply.NetworkdUnit}) {
 		t.Errorf("calls %v, want only a networkd restart", rec.calls)
 	}
 	rec.calls = nil
-	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud), Full: true}); err != nil {
+	if _, err := stage.Run(context.Background(), apply.Input{Source: "test", UserData: []byte(ud), Full: true}); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.calls) != 0 {
