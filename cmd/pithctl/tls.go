@@ -15,6 +15,9 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	etcd "go.etcd.io/etcd/client/v2"
+
+	"github.com/pith-os/pith/agent/update"
 )
 
 // nodeSocket is pithd's root-only socket on a node (pithd --unix-socket in
@@ -83,4 +86,25 @@ func transport(endpoint string, tr *http.Transport) (base string, err error) {
 		}
 	}
 	return strings.TrimSuffix(endpoint, "/"), nil
+}
+
+// etcdKV is the updater's KV view (reboot locks) through endpoints, with
+// the TLS flags or root's socket.
+func etcdKV(endpoints []string) (*update.EtcdKV, error) {
+	if len(endpoints) == 0 {
+		return nil, fmt.Errorf("no KV endpoint")
+	}
+	tr := &http.Transport{}
+	base, err := transport(endpoints[0], tr)
+	if err != nil {
+		return nil, err
+	}
+	if strings.HasPrefix(endpoints[0], "unix:") {
+		endpoints = []string{base}
+	}
+	c, err := etcd.New(etcd.Config{Endpoints: endpoints, Transport: tr})
+	if err != nil {
+		return nil, fmt.Errorf("KV client: %w", err)
+	}
+	return &update.EtcdKV{Keys: etcd.NewKeysAPI(c)}, nil
 }

@@ -25,19 +25,24 @@ func updateCmd() *cobra.Command {
 	var endpoint string
 	cmd := &cobra.Command{Use: "update", Short: "Show and trigger the node's updates"}
 	cmd.PersistentFlags().StringVar(&endpoint, "endpoint", "", "the node's pithd API (default: first of PITHCTL_ENDPOINTS, else http://127.0.0.1:2379)")
+	addTLSFlags(cmd.PersistentFlags())
 	base := func() string {
 		if endpoint != "" {
 			return strings.TrimSuffix(endpoint, "/")
 		}
 		return strings.TrimSuffix(defaultEndpoints()[0], "/")
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
 	call := func(method, path string, v any) error {
-		req, err := http.NewRequest(method, base()+path, nil)
+		tr := &http.Transport{}
+		b, err := transport(base(), tr)
 		if err != nil {
 			return err
 		}
-		resp, err := client.Do(req)
+		req, err := http.NewRequest(method, b+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
 		if err != nil {
 			return fmt.Errorf("%v (is pithd running there? set --endpoint)", err)
 		}
@@ -134,8 +139,9 @@ func lockCmd() *cobra.Command {
 	fs := cmd.PersistentFlags()
 	fs.StringSliceVar(&endpoints, "endpoints", defaultEndpoints(), "comma-separated KV endpoints (env PITHCTL_ENDPOINTS or ETCDCTL_ENDPOINTS)")
 	fs.StringVar(&group, "group", "", "reboot group (locksmith's group); default the cluster-wide lock")
+	addTLSFlags(fs)
 	sem := func() (*update.Semaphore, error) {
-		kv, err := update.NewEtcdKV(endpoints)
+		kv, err := etcdKV(endpoints)
 		if err != nil {
 			return nil, err
 		}
