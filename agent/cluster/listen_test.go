@@ -186,3 +186,34 @@ func TestBodyReadTimeout(t *testing.T) {
 		t.Fatalf("slow handler after a full body: read %v, %d %s", err, resp.StatusCode, b)
 	}
 }
+
+// TestClientServerSurvivesAcceptErrors: a client port (http.Server on a
+// LimitListener, as pithd's are) keeps serving after accepts fail with
+// EMFILE: the limit passes the error on as it came, so net/http backs off
+// and retries instead of returning from Serve.
+func TestClientServerSurvivesAcceptErrors(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &failingListener{Listener: inner, err: &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}}
+	fl.n.Store(3)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(LimitListener(fl, 4)) }()
+	defer srv.Close()
+	resp, err := http.Get("http://" + inner.Addr().String())
+	if err != nil {
+		select {
+		case err := <-served:
+			t.Fatalf("server stopped after EMFILE: %v", err)
+		default:
+		}
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "ok" || fl.tries.Load() < 4 {
+		t.Fatalf("answer %q after %d accepts", b, fl.tries.Load())
+	}
+}

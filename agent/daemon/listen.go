@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pith-os/pith/agent/cluster"
 	"github.com/pith-os/pith/agent/kv"
 )
 
@@ -33,6 +34,24 @@ func listenHostPort(u string) (string, *url.URL, error) {
 		return "", nil, fmt.Errorf("URL %q: needs a port", u)
 	}
 	return p.Host, p, nil
+}
+
+// Every server that answers clients (client ports, the fleet socket, the
+// unix socket) has the same bounds. Watches are long polls, so there is no
+// ReadTimeout (net/http would cancel a request whose connection read times
+// out) and no WriteTimeout: headers must arrive within 10 s (this also
+// bounds a TLS handshake), a body within 30 s, and an idle keep-alive
+// connection is closed after 2 min. Accept errors such as EMFILE are
+// retried with back-off by http.Server itself.
+func clientServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: cluster.BodyReadTimeout(h, 30*time.Second), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+}
+
+// limitConns bounds a client listener's open connections, each a goroutine
+// or two: every watcher (--max-watchers) and 1024 more requests.
+func (d *Daemon) limitConns(ln net.Listener) net.Listener {
+	return cluster.LimitListener(ln, max(d.cfg.KV.MaxWatchers, 0)+1024)
 }
 
 // clientHandler routes /v2/keys straight to the KV (http.ServeMux would
@@ -70,6 +89,7 @@ func (d *Daemon) listen() error {
 		if err != nil {
 			return fmt.Errorf("listen for clients on %s: %w", host, err)
 		}
+		ln = d.limitConns(ln)
 		if p.Scheme == "https" {
 			if clientTLS == nil {
 				if clientTLS, err = f.ClientTLS.ServerConfig(); err != nil {
@@ -81,7 +101,7 @@ func (d *Daemon) listen() error {
 		}
 		// ReadHeaderTimeout also bounds the TLS handshake: a client that
 		// dribbles its hello or headers (slowloris) is cut off.
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+		srv := clientServer(h)
 		d.clients = append(d.clients, srv)
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -112,8 +132,8 @@ func (d *Daemon) serveFleetSocket(ctx context.Context, sock string, h http.Handl
 		ln.Close()
 		return fmt.Errorf("--fleet-socket %s: %w", sock, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
+	srv := clientServer(h)
+	go srv.Serve(d.limitConns(ln))
 	go func() {
 		<-ctx.Done()
 		srv.Close()

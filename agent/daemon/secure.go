@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/pith-os/pith/agent/authz"
 	"github.com/pith-os/pith/agent/cluster"
@@ -155,11 +154,11 @@ func (d *Daemon) serveRootSocket(ctx context.Context, sock string, h http.Handle
 		ln.Close()
 		return fmt.Errorf("--unix-socket %s: %w", sock, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
-			return context.WithValue(ctx, socketCtxKey{}, true)
-		}}
-	go srv.Serve(ln)
+	srv := clientServer(h)
+	srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, socketCtxKey{}, true)
+	}
+	go srv.Serve(d.limitConns(ln))
 	go func() {
 		<-ctx.Done()
 		srv.Close()
