@@ -44,11 +44,31 @@ func (d *Demo) Update() (UpdateResult, error) {
 	defer cancel()
 	res := UpdateResult{Nodes: make([]NodeUpdate, d.cfg.Nodes)}
 	d.heading(6, "Updates: publish "+d.Next+" to the stable channel")
+	out, err := d.publishNext(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.Released = out
+	r := d.newRollout(&res)
+	if _, err := waitFor(ctx, "every node on "+d.Next, 2*time.Second, func() (bool, string) { return r.poll(ctx) }); err != nil {
+		return res, err
+	}
+	res.Took = time.Since(r.published)
+	if err := d.showUpdated(ctx, &res, r.published); err != nil {
+		return res, err
+	}
+	d.timed("update", start)
+	return res, nil
+}
+
+// publishNext switches downed nodes back on, then publishes release N+1
+// (built in the background since step 1) to the stable channel.
+func (d *Demo) publishNext(ctx context.Context) (string, error) {
 	for i := range d.cfg.Nodes {
 		if d.down[i] {
 			d.say("Switching %s back on first: it rejoins the KV from its data and updates with the others.", d.NodeName(i))
 			if err := d.restart(i); err != nil {
-				return res, err
+				return "", err
 			}
 		}
 	}
@@ -60,116 +80,144 @@ reboot-strategy etcd-lock, take the cluster's reboot lock (locksmith's
 semaphore in the KV, one holder at a time) before rebooting into it, and
 release it once they are healthy on the new version.`, d.Version)
 	if err := d.waitPrepared(); err != nil {
-		return res, fmt.Errorf("preparing release %s: %w", d.Next, err)
+		return "", fmt.Errorf("preparing release %s: %w", d.Next, err)
 	}
 	d.say("(in the background while the nodes booted: %s)", d.prepNote)
 	args := []string{"release", "--channel", "stable", "--image", filepath.Join(d.cfg.StateDir, "next"), "--key", d.cfg.ReleaseKey, "--repo", d.repo, "--delta-from", d.Version}
 	out, err := d.runPith(ctx, args...)
 	if err != nil {
-		return res, err
+		return "", err
 	}
-	res.Released = out
 	d.transcript("", "pith "+strings.Join(args, " "), out)
-	published := time.Now()
+	return out, nil
+}
 
-	phase := make([]string, d.cfg.Nodes)
-	asked := make([]bool, d.cfg.Nodes)
-	gone := make([]time.Time, d.cfg.Nodes)
-	lastOld := make([]time.Time, d.cfg.Nodes) // last seen answering on the old release
-	counted := make([]bool, d.cfg.Nodes)      // in res.Order
-	holders := ""
-	idName := map[string]string{}
+// rollout follows the nodes through the rolling update, one poll at a
+// time, printing each change of a node's phase and of the lock's holders.
+type rollout struct {
+	d         *Demo
+	res       *UpdateResult
+	published time.Time
+	phase     []string
+	asked     []bool
+	gone      []time.Time
+	lastOld   []time.Time // last seen answering on the old release
+	counted   []bool      // in res.Order
+	holders   string
+	idName    map[string]string
+}
+
+func (d *Demo) newRollout(res *UpdateResult) *rollout {
+	n := d.cfg.Nodes
+	r := &rollout{d: d, res: res, published: time.Now(), phase: make([]string, n), asked: make([]bool, n),
+		gone: make([]time.Time, n), lastOld: make([]time.Time, n), counted: make([]bool, n), idName: map[string]string{}}
 	for i, id := range d.MachineIDs {
-		idName[id] = d.NodeName(i)
+		r.idName[id] = d.NodeName(i)
 	}
-	_, err = waitFor(ctx, "every node on "+d.Next, 2*time.Second, func() (bool, string) {
-		done := 0
-		for i := range d.cfg.Nodes {
-			st, ok := d.updateStatus(ctx, i)
-			now := time.Now()
-			nu := &res.Nodes[i]
-			p := "not answering"
-			if ok {
-				p = string(st.Phase)
-				if st.Running == d.Next {
-					p = "running " + d.Next
-				}
-				nu.Running = st.Running
-				if !asked[i] && st.Running == d.Version && st.Available != d.Next {
-					asked[i] = httpPost(ctx, d.apiURL(i)+"/pith/v1/update/check") == nil
-				}
-				for _, e := range st.History {
-					if e.Kind == "applied" && e.Version == d.Next {
-						nu.Applied = e.Detail
-					}
-				}
-				if st.Running != d.Next {
-					gone[i] = time.Time{} // a glitch, not a reboot
-					lastOld[i] = now
-				}
-				if st.Phase == update.PhaseRebooting && !counted[i] {
-					nu.Rebooting = now
-					res.Order = append(res.Order, i)
-					counted[i] = true
-				}
-				if st.Running == d.Next {
-					if !counted[i] {
-						// Its reboot fell between two polls: it went
-						// away when it stopped answering, or after it
-						// was last seen on the old release.
-						nu.Rebooting = cmp.Or(gone[i], lastOld[i])
-						res.Order = append(res.Order, i)
-						counted[i] = true
-					}
-					if nu.Back.IsZero() {
-						nu.Back = now
-					}
-					if hasEvent(st, "updated", d.Next) {
-						done++
-					}
-				}
-			} else if gone[i].IsZero() && (phase[i] == string(update.PhaseWaitingLock) || phase[i] == string(update.PhaseReady)) {
-				gone[i] = now
-			}
-			if p != phase[i] {
-				d.say("  [%s] %s: %s", time.Since(published).Round(time.Second), d.NodeName(i), p)
-				phase[i] = p
+	return r
+}
+
+// poll is done once every node runs N+1 with its update settled and no
+// one holds the reboot lock.
+func (r *rollout) poll(ctx context.Context) (bool, string) {
+	done := 0
+	for i := range r.d.cfg.Nodes {
+		if r.node(ctx, i) {
+			done++
+		}
+	}
+	r.lock(ctx)
+	return done == r.d.cfg.Nodes && r.holders == "", fmt.Sprintf("phases %v, lock holders %q", r.phase, r.holders)
+}
+
+// node records node i's progress and reports whether it is done.
+func (r *rollout) node(ctx context.Context, i int) bool {
+	d, res := r.d, r.res
+	st, ok := d.updateStatus(ctx, i)
+	now := time.Now()
+	nu := &res.Nodes[i]
+	p := "not answering"
+	done := false
+	if ok {
+		p = string(st.Phase)
+		if st.Running == d.Next {
+			p = "running " + d.Next
+		}
+		nu.Running = st.Running
+		if !r.asked[i] && st.Running == d.Version && st.Available != d.Next {
+			r.asked[i] = httpPost(ctx, d.apiURL(i)+"/pith/v1/update/check") == nil
+		}
+		for _, e := range st.History {
+			if e.Kind == "applied" && e.Version == d.Next {
+				nu.Applied = e.Detail
 			}
 		}
-		if sem, ok := d.semaphore(ctx); ok {
-			res.MaxHolders = max(res.MaxHolders, len(sem.Holders))
-			var names []string
-			for _, h := range sem.Holders {
-				names = append(names, cmp.Or(idName[h], h))
-			}
-			if h := strings.Join(names, ","); h != holders {
-				if h == "" {
-					d.say("  [%s] reboot lock: free", time.Since(published).Round(time.Second))
-				} else {
-					d.say("  [%s] reboot lock: held by %s", time.Since(published).Round(time.Second), h)
-				}
-				holders = h
-			}
+		if st.Running != d.Next {
+			r.gone[i] = time.Time{} // a glitch, not a reboot
+			r.lastOld[i] = now
 		}
-		return done == d.cfg.Nodes && holders == "", fmt.Sprintf("phases %v, lock holders %q", phase, holders)
-	})
-	if err != nil {
-		return res, err
+		if st.Phase == update.PhaseRebooting && !r.counted[i] {
+			nu.Rebooting = now
+			res.Order = append(res.Order, i)
+			r.counted[i] = true
+		}
+		if st.Running == d.Next {
+			if !r.counted[i] {
+				// Its reboot fell between two polls: it went
+				// away when it stopped answering, or after it
+				// was last seen on the old release.
+				nu.Rebooting = cmp.Or(r.gone[i], r.lastOld[i])
+				res.Order = append(res.Order, i)
+				r.counted[i] = true
+			}
+			if nu.Back.IsZero() {
+				nu.Back = now
+			}
+			done = hasEvent(st, "updated", d.Next)
+		}
+	} else if r.gone[i].IsZero() && (r.phase[i] == string(update.PhaseWaitingLock) || r.phase[i] == string(update.PhaseReady)) {
+		r.gone[i] = now
 	}
-	res.Took = time.Since(published)
+	if p != r.phase[i] {
+		d.say("  [%s] %s: %s", time.Since(r.published).Round(time.Second), d.NodeName(i), p)
+		r.phase[i] = p
+	}
+	return done
+}
+
+// lock records the reboot lock's holders.
+func (r *rollout) lock(ctx context.Context) {
+	sem, ok := r.d.semaphore(ctx)
+	if !ok {
+		return
+	}
+	r.res.MaxHolders = max(r.res.MaxHolders, len(sem.Holders))
+	var names []string
+	for _, h := range sem.Holders {
+		names = append(names, cmp.Or(r.idName[h], h))
+	}
+	if h := strings.Join(names, ","); h != r.holders {
+		if h == "" {
+			r.d.say("  [%s] reboot lock: free", time.Since(r.published).Round(time.Second))
+		} else {
+			r.d.say("  [%s] reboot lock: held by %s", time.Since(r.published).Round(time.Second), h)
+		}
+		r.holders = h
+	}
+}
+
+// showUpdated prints the order of the reboots and the nodes' update
+// status, and waits for the services to run everywhere again.
+func (d *Demo) showUpdated(ctx context.Context, res *UpdateResult, published time.Time) error {
 	d.say("every node runs %s, %s after the release was published; they rebooted one at a time:", d.Next, res.Took.Round(time.Second))
 	for _, i := range res.Order {
 		nu := res.Nodes[i]
 		d.say("  %s: rebooted at +%s, back on %s at +%s (%s)", d.NodeName(i), nu.Rebooting.Sub(published).Round(time.Second), d.Next, nu.Back.Sub(published).Round(time.Second), nu.Applied)
 	}
-	if _, err := d.show(ctx, 0, "pithctl update status"); err != nil {
-		return res, err
-	}
-	if _, err := d.show(ctx, 0, "pithctl update history"); err != nil {
-		return res, err
-	}
-	if _, err := d.show(ctx, 0, "grep VERSION= /usr/lib/os-release"); err != nil {
-		return res, err
+	for _, c := range []string{"pithctl update status", "pithctl update history", "grep VERSION= /usr/lib/os-release"} {
+		if _, err := d.show(ctx, 0, c); err != nil {
+			return err
+		}
 	}
 	d.say("\nThe scheduler kept the services running while machines rebooted (units move off a machine that is away longer than the TTL):")
 	if _, err := waitFor(ctx, "mongo@1, mongo@2 and announce.service on every machine active after the updates", 2*time.Second, func() (bool, string) {
@@ -185,13 +233,11 @@ release it once they are healthy on the new version.`, d.Version)
 		}
 		return err == nil && mongo == 2 && announce == d.cfg.Nodes, out + fmt.Sprint(err)
 	}); err != nil {
-		return res, err
+		return err
 	}
-	if res.ListUnits, err = d.show(ctx, 0, "sudo pithctl list-units"); err != nil {
-		return res, err
-	}
-	d.timed("update", start)
-	return res, nil
+	var err error
+	res.ListUnits, err = d.show(ctx, 0, "sudo pithctl list-units")
+	return err
 }
 
 func hasEvent(st update.Status, kind, version string) bool {
