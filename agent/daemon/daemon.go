@@ -144,6 +144,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.listen(); err != nil {
 		return err
 	}
+	d.handleHangup(ctx)
 	if d.cfg.KV.UnixSocket != "" {
 		if err := d.serveRootSocket(ctx, d.cfg.KV.UnixSocket, d.guard(d.clientHandler())); err != nil {
 			return err

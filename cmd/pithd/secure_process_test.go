@@ -500,7 +500,9 @@ func TestSecureRealClients(t *testing.T) {
 	if err := c.ca.IssueMember(c.dir, "m0", nil); err != nil {
 		t.Fatal(err)
 	}
-	// No signal: pithd notices the changed files on its next handshakes.
+	// pithd notices the changed files on its next handshakes; the
+	// operator's SIGHUP must not stop it (serial dials m0 itself).
+	c.ms[0].cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the renewed certificate served", func() (bool, string) {
 		s := serial()
 		return s != first, s
