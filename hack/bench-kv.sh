@@ -8,6 +8,8 @@
 #   hack/bench-kv.sh path/to/etcd       (an etcd 3.5 binary of your own)
 #   hack/bench-kv.sh none               (pithd alone)
 #   ROUNDS=3 VAL=256 ONLY="put1 put16" hack/bench-kv.sh
+#   TLS=1 ONLY="put1 put16 put256" hack/bench-kv.sh   (mutual TLS on every port: one
+#       `pith cluster init` CA, member certificates for both clusters, pithctl with admin's)
 # Measurements: put1 put16 put256 qget16 get16 watch16 (ONLY picks some).
 # Needs: go, bc. Writes data under a temp dir, removed at exit.
 set -euo pipefail
@@ -36,18 +38,34 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 (cd "$ROOT" && go build -o "$TMP/pithd" ./cmd/pithd && go build -o "$TMP/pithctl" ./cmd/pithctl)
 CTL="$TMP/pithctl"
+SCHEME=http
+TLSARGS=()
+if [ -n "${TLS:-}" ]; then
+	# One cluster CA; n1..n3 certificates serve both clusters (the same
+	# files for pithd and etcd), the client is the admin.
+	(cd "$ROOT" && go build -o "$TMP/pith" ./cmd/pith)
+	"$TMP/pith" cluster init --dir "$TMP/pki" >/dev/null
+	for i in 1 2 3; do "$TMP/pith" cluster issue --dir "$TMP/pki" --name "n$i" --ip 127.0.0.1 >/dev/null; done
+	export PITHCTL_CACERT=$TMP/pki/ca.crt PITHCTL_CERT=$TMP/pki/admin.crt PITHCTL_KEY=$TMP/pki/admin.key
+	SCHEME=https
+fi
 VAL=${VAL:-256}
 ROUNDS=${ROUNDS:-1}
 ONLY=${ONLY:-put1 put16 put256 qget16 get16 watch16}
 
 start_cluster() { # kind baseport
 	local kind=$1 base=$2 ic=""
-	for i in 1 2 3; do ic+="${ic:+,}n$i=http://127.0.0.1:$((base + 10 + i))"; done
+	for i in 1 2 3; do ic+="${ic:+,}n$i=$SCHEME://127.0.0.1:$((base + 10 + i))"; done
 	for i in 1 2 3; do
 		local args=(--name "n$i" --data-dir "$TMP/$kind$i"
-			--listen-client-urls "http://127.0.0.1:$((base + i))" --advertise-client-urls "http://127.0.0.1:$((base + i))"
-			--listen-peer-urls "http://127.0.0.1:$((base + 10 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((base + 10 + i))"
+			--listen-client-urls "$SCHEME://127.0.0.1:$((base + i))" --advertise-client-urls "$SCHEME://127.0.0.1:$((base + i))"
+			--listen-peer-urls "$SCHEME://127.0.0.1:$((base + 10 + i))" --initial-advertise-peer-urls "$SCHEME://127.0.0.1:$((base + 10 + i))"
 			--initial-cluster "$ic" --initial-cluster-token "bench-$kind")
+		if [ -n "${TLS:-}" ]; then
+			local c=$TMP/pki/n$i
+			args+=(--cert-file "$c.crt" --key-file "$c.key" --trusted-ca-file "$TMP/pki/ca.crt" --client-cert-auth
+				--peer-cert-file "$c.crt" --peer-key-file "$c.key" --peer-trusted-ca-file "$TMP/pki/ca.crt" --peer-client-cert-auth)
+		fi
 		if [ "$kind" = pithd ]; then
 			"$TMP/pithd" run "${args[@]}" >"$TMP/$kind$i.log" 2>&1 &
 		else
@@ -58,14 +76,14 @@ start_cluster() { # kind baseport
 	done
 	for _ in $(seq 100); do
 		# Leader elected and its client URL published.
-		"$CTL" member list --endpoints "http://127.0.0.1:$((base + 1))" 2>/dev/null | grep -q 'clientURLs=http.*isLeader=true' && return 0
+		"$CTL" member list --endpoints "$SCHEME://127.0.0.1:$((base + 1))" 2>/dev/null | grep -q 'clientURLs=http.*isLeader=true' && return 0
 		sleep 0.2
 	done
 	echo "$kind cluster did not elect a leader" >&2
 	return 1
 }
 
-leader_url() { "$CTL" member list --endpoints "http://127.0.0.1:$(($1 + 1))" | grep isLeader=true | sed 's/.*clientURLs=\([^ ]*\).*/\1/'; }
+leader_url() { "$CTL" member list --endpoints "$SCHEME://127.0.0.1:$(($1 + 1))" | grep isLeader=true | sed 's/.*clientURLs=\([^ ]*\).*/\1/'; }
 
 # cpu kind: CPU seconds (user+system) the cluster's processes used so far.
 cpu() {
@@ -79,7 +97,7 @@ cpu() {
 measure() { # kind baseport what round
 	local kind=$1 base=$2 what=$3 round=$4 L ALL
 	L=$(leader_url "$base")
-	ALL="http://127.0.0.1:$((base + 1)),http://127.0.0.1:$((base + 2)),http://127.0.0.1:$((base + 3))"
+	ALL="$SCHEME://127.0.0.1:$((base + 1)),$SCHEME://127.0.0.1:$((base + 2)),$SCHEME://127.0.0.1:$((base + 3))"
 	case $what in
 	put*)
 		local c=${what#put}
