@@ -1,7 +1,6 @@
 package schedule
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,59 +9,6 @@ import (
 	"sync"
 )
 
-// Op names one kind of replicated mutation. Each Command is one raft log
-// entry; State.Apply is the deterministic FSM step for it.
-type Op string
-
-const (
-	// OpCreateUnit adds a unit (or replaces its options when they differ).
-	OpCreateUnit Op = "create-unit"
-	// OpSetDesired changes a unit's desired state.
-	OpSetDesired Op = "set-desired"
-	// OpDestroyUnit removes a unit.
-	OpDestroyUnit Op = "destroy-unit"
-	// OpRegisterMachine adds or updates a machine record (ID, IP, metadata).
-	OpRegisterMachine Op = "register-machine"
-	// OpRemoveMachine forgets a machine.
-	OpRemoveMachine Op = "remove-machine"
-	// OpPlace is the engine's batch of placement decisions.
-	OpPlace Op = "place"
-)
-
-// Command is one replicated mutation. Only the fields its Op needs are set.
-type Command struct {
-	Op Op `json:"op"`
-	// Unit: OpCreateUnit's name, options and desired state.
-	Unit *UnitSpec `json:"unit,omitempty"`
-	// Name and Desired: OpSetDesired, OpDestroyUnit, OpRemoveMachine (Name).
-	Name    string       `json:"name,omitempty"`
-	Desired DesiredState `json:"desired,omitempty"`
-	// Machine: OpRegisterMachine; Machines registers several at once (the
-	// engine batches the records its heartbeats changed).
-	Machine  *Machine   `json:"machine,omitempty"`
-	Machines []*Machine `json:"machines,omitempty"`
-	// Term fences OpPlace: batches from an engine whose leadership term is
-	// older than one already applied are dropped whole.
-	Term       uint64      `json:"term,omitempty"`
-	Placements []Placement `json:"placements,omitempty"`
-}
-
-// UnitSpec is what an operator submits.
-type UnitSpec struct {
-	Name    string       `json:"name"`
-	Options []UnitOption `json:"options"`
-	Desired DesiredState `json:"desiredState"`
-}
-
-// Placement moves one unit From one machine To another ("" = unscheduled).
-// It applies only if the unit is still on From, so stale decisions are no-ops.
-type Placement struct {
-	Unit   string `json:"unit"`
-	From   string `json:"from,omitempty"`
-	To     string `json:"to,omitempty"`
-	Reason string `json:"reason,omitempty"`
-}
-
 // Errors Apply returns to the proposer (they are results, not failures of
 // replication: every replica computes the same one).
 var (
@@ -70,9 +16,6 @@ var (
 	ErrUnitNotFound = errors.New("unit does not exist")
 	ErrStaleTerm    = errors.New("placement from an older leadership term")
 )
-
-// PlaceResult reports how many placements of a batch took effect.
-type PlaceResult struct{ Applied, Skipped int }
 
 // State is the replicated schedule: units and machine records. Apply is
 // deterministic; every replica that applies the same commands in the same
@@ -97,25 +40,6 @@ func NewState() *State {
 		globals:   map[string]*Unit{},
 		changed:   make(chan struct{}),
 	}
-}
-
-// EncodeCommand is the log entry payload for cmd.
-func EncodeCommand(cmd *Command) ([]byte, error) { return json.Marshal(cmd) }
-
-// DecodeCommand parses a log entry payload.
-func DecodeCommand(b []byte) (*Command, error) {
-	var c Command
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("schedule: undecodable command: %v", err)
-	}
-	return &c, nil
-}
-
-// ApplyResult is what Apply returns for one log entry: the proposer's
-// value (nil, or PlaceResult for OpPlace) and the command's error.
-type ApplyResult struct {
-	Value any
-	Err   error
 }
 
 // Apply is the raft FSM step (the shape of agent/cluster's StateMachine):
@@ -432,92 +356,4 @@ func (s *State) Restore(r io.Reader) error {
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
 	return nil
-}
-
-// Store is the scheduler's view of replication. Propose commits cmd (one
-// raft log entry) and returns once it is applied on this node, with Apply's
-// result. State is the local replica, readable at any time.
-type Store interface {
-	Propose(ctx context.Context, cmd *Command) (any, error)
-	State() *State
-}
-
-// MemStore is a single-node Store: commands go through the same encoding a
-// raft log would carry, then straight into Apply.
-type MemStore struct {
-	mu    sync.Mutex
-	st    *State
-	index uint64
-	// Hook, if set, runs before each command is applied (tests use it to
-	// interleave other proposals, e.g. a leader change).
-	Hook func(*Command)
-}
-
-// NewMemStore returns an empty in-memory store.
-func NewMemStore() *MemStore { return &MemStore{st: NewState()} }
-
-// State implements Store.
-func (m *MemStore) State() *State { return m.st }
-
-// Propose implements Store.
-func (m *MemStore) Propose(ctx context.Context, cmd *Command) (any, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	b, err := EncodeCommand(cmd)
-	if err != nil {
-		return nil, err
-	}
-	if m.Hook != nil {
-		dec, err := DecodeCommand(b)
-		if err != nil {
-			return nil, err
-		}
-		m.Hook(dec)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.index++
-	// The same path a raft log entry takes.
-	r := m.st.Apply(m.index, b).(ApplyResult)
-	return r.Value, r.Err
-}
-
-// LogStore is the Store over a replicated log (pithd: the cluster's raft,
-// namespace schedule). submit appends one entry on the leader and returns
-// the value the FSM's Apply returned for it; st is this node's replica,
-// which the FSM feeds.
-type LogStore struct {
-	st     *State
-	submit func(ctx context.Context, entry []byte) (any, error)
-}
-
-// NewLogStore wires a State that the log applies to with the function that
-// proposes entries.
-func NewLogStore(st *State, submit func(ctx context.Context, entry []byte) (any, error)) *LogStore {
-	return &LogStore{st: st, submit: submit}
-}
-
-// State implements Store.
-func (l *LogStore) State() *State { return l.st }
-
-// Propose implements Store.
-func (l *LogStore) Propose(ctx context.Context, cmd *Command) (any, error) {
-	b, err := EncodeCommand(cmd)
-	if err != nil {
-		return nil, err
-	}
-	res, err := l.submit(ctx, b)
-	if err != nil {
-		return nil, err
-	}
-	switch r := res.(type) {
-	case ApplyResult:
-		return r.Value, r.Err
-	case error:
-		return nil, r
-	case nil:
-		return nil, nil
-	}
-	return nil, fmt.Errorf("schedule: unexpected apply result %T", res)
 }
