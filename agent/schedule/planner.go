@@ -302,3 +302,53 @@ func (p *planner) tryOnly(pl *plan, id string) placeResult {
 	}
 	return placed
 }
+
+// newPlanner loads the machines (those that may take units in placement
+// order) and the current assignments; it returns the units placed now.
+func newPlanner(machines []*Machine, units []*Unit, live *Liveness) (*planner, []*plan) {
+	p := &planner{machines: map[string]*mstate{}, plans: make(map[string]*plan, len(units))}
+	for i, m := range machines {
+		ms := &mstate{m: m, ord: i, units: map[string]*plan{}, status: live.Status(m.ID)}
+		ms.place = ms.status == Alive && live.Placeable(m.ID)
+		p.machines[m.ID] = ms
+	}
+	// Current assignments.
+	var sched []*plan
+	for _, u := range units {
+		if u.req.Global || u.Desired == Inactive || IsTemplate(u.Name) {
+			continue
+		}
+		pl := &plan{u: u, machine: u.Machine, reason: u.Reason}
+		p.plans[u.Name] = pl
+		if ms := p.machines[u.Machine]; u.Machine != "" && ms != nil {
+			ms.units[u.Name] = pl
+			ms.load++
+			sched = append(sched, pl)
+		} else {
+			pl.machine = ""
+			pl.pending = true
+			p.queue = append(p.queue, pl)
+		}
+	}
+	// Global units run beside the placed ones and count towards the
+	// machine's limit (its heartbeat reports them all).
+	for _, u := range units {
+		if u.req.Global && u.Desired != Inactive && !IsTemplate(u.Name) {
+			for _, ms := range p.machines {
+				if u.req.MatchesMetadata(ms.m.Metadata) {
+					ms.global++
+				}
+			}
+		}
+	}
+	for _, ms := range p.machines {
+		if ms.place {
+			p.order = append(p.order, ms)
+		}
+	}
+	sort.Slice(p.order, func(i, j int) bool { return p.less(p.order[i], p.order[j]) })
+	for i, ms := range p.order {
+		ms.pos = i
+	}
+	return p, sched
+}
