@@ -3,21 +3,15 @@ package vm
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/pith-os/pith/atomicfile"
 )
 
 // Firmware names how the machine boots the disk.
@@ -239,85 +233,6 @@ func Start(ctx context.Context, cfg Config, dir string) (*Machine, error) {
 	return m, m.writeInfo()
 }
 
-// args builds QEMU's command line.
-func (m *Machine) args(vars string, fwcfg map[string]string) []string {
-	c := m.Config
-	a := []string{
-		"-name", c.Name,
-		"-machine", "q35",
-		"-accel", c.Accel.Name,
-		"-m", strconv.Itoa(c.MemoryMiB),
-		"-smp", strconv.Itoa(c.CPUs),
-		"-nodefaults", "-display", "none",
-		"-pidfile", filepath.Join(m.Dir, "qemu.pid"),
-		"-qmp", "unix:" + m.QMPSock + ",server=on,wait=off",
-		// The console: a socket for interactive use, logged to a file across
-		// reboots (logappend) so tests can read every boot.
-		"-chardev", "socket,id=ser0,path=" + m.SerialSock + ",server=on,wait=off,logfile=" + m.SerialLog + ",logappend=on",
-		"-serial", "chardev:ser0",
-		"-device", "virtio-rng-pci",
-	}
-	if c.Accel.Name == "kvm" {
-		a = append(a, "-cpu", "host")
-	} else {
-		// TCG's "max" model has what current userspace expects (x86-64-v2, AVX).
-		a = append(a, "-cpu", "max")
-	}
-	switch {
-	case c.Firmware == UEFI:
-		a = append(a,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
-			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
-	case c.BIOSFile != "":
-		a = append(a, "-bios", c.BIOSFile)
-	}
-	if c.Image != "" {
-		a = append(a, "-drive", "if=virtio,format=qcow2,discard=unmap,file="+m.Disk)
-	}
-	if c.Kernel != "" {
-		a = append(a, "-kernel", c.Kernel, "-append", c.Append)
-		if c.Initrd != "" {
-			a = append(a, "-initrd", c.Initrd)
-		}
-	}
-	// User-mode network: restrict=on keeps the guest from reaching the host
-	// or anything beyond it; only the forwards below, bound to 127.0.0.1, pass.
-	user := "user,id=net0,restrict=on"
-	if c.UserNet != "" {
-		user += ",net=" + c.UserNet
-	}
-	for _, g := range c.Forwards {
-		user += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", m.Ports[g], g)
-	}
-	for _, g := range c.GuestFwd {
-		user += ",guestfwd=" + strings.ReplaceAll(g, ",", ",,") // QEMU's option escape
-	}
-	a = append(a, "-netdev", user, "-device", "virtio-net-pci,netdev=net0,mac="+userMAC(c.PrivateMAC))
-	if c.Switch != "" {
-		a = append(a,
-			"-netdev", "stream,id=net1,server=off,addr.type=unix,addr.path="+c.Switch,
-			"-device", "virtio-net-pci,netdev=net1,mac="+c.PrivateMAC)
-	}
-	names := make([]string, 0, len(fwcfg))
-	for k := range fwcfg {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	for _, k := range names {
-		a = append(a, "-fw_cfg", "name="+k+",file="+fwcfg[k])
-	}
-	return a
-}
-
-// userMAC derives the user-mode NIC's MAC from the private one so both are
-// stable per node.
-func userMAC(private string) string {
-	if len(private) == 17 {
-		return "52:54:00:aa" + private[11:]
-	}
-	return "52:54:00:aa:00:01"
-}
-
 func (m *Machine) start(ctx context.Context, args []string) error {
 	cmd := exec.Command(m.Config.QEMU, args...)
 	m.stderr = &syncBuffer{}
@@ -464,129 +379,4 @@ func (m *Machine) writeInfo() error {
 		return err
 	}
 	return writeFileAtomic(filepath.Join(m.Dir, "node.json"), append(b, '\n'), 0o644)
-}
-
-// createOverlay makes a qcow2 overlay on the base image, optionally larger.
-func createOverlay(ctx context.Context, base, overlay string, size int64) error {
-	base, err := filepath.Abs(base)
-	if err != nil {
-		return err
-	}
-	format, vsize, err := imageInfo(ctx, base)
-	if err != nil {
-		return err
-	}
-	if size != 0 && size < vsize {
-		return fmt.Errorf("disk size %d is smaller than the image (%d bytes): use at least the image's size", size, vsize)
-	}
-	tmp := overlay + ".tmp"
-	args := []string{"create", "-q", "-f", "qcow2", "-F", format, "-b", base, tmp}
-	if size != 0 {
-		args = append(args, strconv.FormatInt(size, 10))
-	}
-	if out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("qemu-img create overlay: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return os.Rename(tmp, overlay)
-}
-
-func imageInfo(ctx context.Context, path string) (format string, size int64, err error) {
-	out, err := exec.CommandContext(ctx, "qemu-img", "info", "--output=json", path).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return "", 0, fmt.Errorf("image %s: %s", path, strings.TrimSpace(string(ee.Stderr)))
-		}
-		return "", 0, fmt.Errorf("image %s: qemu-img: %v", path, err)
-	}
-	var info struct {
-		Format      string `json:"format"`
-		VirtualSize int64  `json:"virtual-size"`
-	}
-	if err := json.Unmarshal(out, &info); err != nil {
-		return "", 0, fmt.Errorf("image %s: qemu-img info: %v", path, err)
-	}
-	return info.Format, info.VirtualSize, nil
-}
-
-// freePorts picks a free 127.0.0.1 TCP port for each guest port.
-func freePorts(guest []int) (map[int]int, error) {
-	ports := map[int]int{}
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for _, g := range guest {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %v", err)
-		}
-		ls = append(ls, l)
-		ports[g] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
-}
-
-// saveUserData copies the user-data file src (EmptyUserData for "") to
-// dst, mode 0600: user-data carries secrets (a member key, the discovery
-// token).
-func saveUserData(src, dst string) error {
-	data := []byte(EmptyUserData)
-	if src != "" {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			return err
-		}
-		data = b
-	}
-	return atomicfile.WriteFile(dst, data, 0o600)
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-func shellQuote(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		if a != "" && strings.IndexFunc(a, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@", r))
-		}) < 0 {
-			q[i] = a
-			continue
-		}
-		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	return strings.Join(q, " ")
 }
