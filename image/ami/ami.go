@@ -151,31 +151,8 @@ func Upload(ctx context.Context, c *Clients, o Options) (*Result, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	if o.BootMode == "" {
-		o.BootMode = "uefi-preferred"
-	}
-	if !slices.Contains(BootModes, o.BootMode) {
-		return nil, fmt.Errorf("--boot-mode %q: use one of %s", o.BootMode, strings.Join(BootModes, ", "))
-	}
-	if o.Bucket == "" {
-		return nil, errors.New("no --bucket: ImportSnapshot reads the image from an S3 bucket in the import region")
-	}
-	if o.PartSize != 0 && o.PartSize < 5<<20 {
-		return nil, fmt.Errorf("part size %d: S3 needs parts of at least 5 MiB (5242880 bytes)", o.PartSize)
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = DefaultPollInterval
-	}
-	for _, r := range o.Regions {
-		if !regionRE.MatchString(r) {
-			return nil, fmt.Errorf("--regions: %q is not an AWS region name (like eu-central-1)", r)
-		}
-		if r == c.Region {
-			return nil, fmt.Errorf("--regions lists %s, the import region itself: leave it out", r)
-		}
-	}
-	if m := o.Manifest; m != nil && m.Platform != "ec2" {
-		return nil, fmt.Errorf("%s was built for platform %q, not ec2 (it would not read EC2 user-data or SSH keys): build it with pith build --platform ec2", o.Image, m.Platform)
+	if err := o.check(c.Region); err != nil {
+		return nil, err
 	}
 
 	// Check the image before touching AWS.
@@ -366,4 +343,36 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// check fills o's defaults and refuses what AWS would refuse later, before
+// any request; importRegion is the region the image is imported into.
+func (o *Options) check(importRegion string) error {
+	if o.BootMode == "" {
+		o.BootMode = "uefi-preferred"
+	}
+	if !slices.Contains(BootModes, o.BootMode) {
+		return fmt.Errorf("--boot-mode %q: use one of %s", o.BootMode, strings.Join(BootModes, ", "))
+	}
+	if o.Bucket == "" {
+		return errors.New("no --bucket: ImportSnapshot reads the image from an S3 bucket in the import region")
+	}
+	if o.PartSize != 0 && o.PartSize < 5<<20 {
+		return fmt.Errorf("part size %d: S3 needs parts of at least 5 MiB (5242880 bytes)", o.PartSize)
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	for _, r := range o.Regions {
+		if !regionRE.MatchString(r) {
+			return fmt.Errorf("--regions: %q is not an AWS region name (like eu-central-1)", r)
+		}
+		if r == importRegion {
+			return fmt.Errorf("--regions lists %s, the import region itself: leave it out", r)
+		}
+	}
+	if m := o.Manifest; m != nil && m.Platform != "ec2" {
+		return fmt.Errorf("%s was built for platform %q, not ec2 (it would not read EC2 user-data or SSH keys): build it with pith build --platform ec2", o.Image, m.Platform)
+	}
+	return nil
 }
