@@ -197,44 +197,7 @@ func (f *EC2) answer(action, region string, v url.Values) (string, string) {
 		f.images = append(f.images, im)
 		return "<imageId>" + im.ID + "</imageId>", ""
 	case "DescribeImages":
-		var out []*Image
-		for _, im := range f.images {
-			if im.Region != region {
-				continue
-			}
-			if id := v.Get("ImageId.1"); id != "" && im.ID != id {
-				continue
-			}
-			if v.Get("Filter.1.Name") == "name" && v.Get("Filter.1.Value.1") != im.Name {
-				continue
-			}
-			if v.Get("ImageId.1") != "" && im.State == "pending" {
-				im.polls++
-				if im.polls > f.PendingPolls {
-					im.State = "available"
-				}
-			}
-			out = append(out, im)
-		}
-		var b strings.Builder
-		b.WriteString("<imagesSet>")
-		for _, im := range out {
-			fmt.Fprintf(&b, `<item><imageId>%s</imageId><imageLocation>123456789012/%s</imageLocation><imageState>%s</imageState>
-<imageOwnerId>123456789012</imageOwnerId><isPublic>%t</isPublic><architecture>x86_64</architecture><imageType>machine</imageType>
-<name>%s</name><rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/xvda</rootDeviceName><virtualizationType>hvm</virtualizationType><tagSet>`,
-				im.ID, x(im.Name), im.State, im.Public, x(im.Name))
-			keys := make([]string, 0, len(im.Tags))
-			for k := range im.Tags {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				fmt.Fprintf(&b, "<item><key>%s</key><value>%s</value></item>", x(k), x(im.Tags[k]))
-			}
-			b.WriteString("</tagSet></item>")
-		}
-		b.WriteString("</imagesSet>")
-		return b.String(), ""
+		return f.describeImages(region, v), ""
 	case "ModifyImageAttribute":
 		for _, im := range f.images {
 			if im.ID == v.Get("ImageId") && im.Region == region {
@@ -327,4 +290,48 @@ func Err(status int, code, message string) *APIError {
 // reports it.
 func Step(status, progress, message string) TaskStep {
 	return TaskStep{Status: status, Progress: progress, Message: message}
+}
+
+// describeImages answers DescribeImages for region: by ImageId.1 or a
+// name filter; a pending image asked for by ID turns available after
+// PendingPolls such calls.
+func (f *EC2) describeImages(region string, v url.Values) string {
+	var out []*Image
+	for _, im := range f.images {
+		if im.Region != region {
+			continue
+		}
+		if id := v.Get("ImageId.1"); id != "" && im.ID != id {
+			continue
+		}
+		if v.Get("Filter.1.Name") == "name" && v.Get("Filter.1.Value.1") != im.Name {
+			continue
+		}
+		if v.Get("ImageId.1") != "" && im.State == "pending" {
+			im.polls++
+			if im.polls > f.PendingPolls {
+				im.State = "available"
+			}
+		}
+		out = append(out, im)
+	}
+	var b strings.Builder
+	b.WriteString("<imagesSet>")
+	for _, im := range out {
+		fmt.Fprintf(&b, `<item><imageId>%s</imageId><imageLocation>123456789012/%s</imageLocation><imageState>%s</imageState>
+<imageOwnerId>123456789012</imageOwnerId><isPublic>%t</isPublic><architecture>x86_64</architecture><imageType>machine</imageType>
+<name>%s</name><rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/xvda</rootDeviceName><virtualizationType>hvm</virtualizationType><tagSet>`,
+			im.ID, x(im.Name), im.State, im.Public, x(im.Name))
+		keys := make([]string, 0, len(im.Tags))
+		for k := range im.Tags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "<item><key>%s</key><value>%s</value></item>", x(k), x(im.Tags[k]))
+		}
+		b.WriteString("</tagSet></item>")
+	}
+	b.WriteString("</imagesSet>")
+	return b.String()
 }
