@@ -5,11 +5,12 @@
 // update package declares); Run opens the listeners and runs them until
 // its context ends. cmd/pithd only parses flags and the environment into a
 // Config (Config.AddFlags, Config.Load) and calls New and Run; the
-// first-boot stage (`pithd firstboot`) is FirstBoot.
+// first-boot stage (`pithd firstboot`) is agent/firstboot.
 //
 // Everything a Daemon holds is built here and reachable from it: no
-// subsystem registers itself or keeps package-level state. Listeners and
-// HTTP servers are all made in listen.go.
+// subsystem registers itself or keeps package-level state. The client
+// ports, the fleet socket and every HTTP server are made in listen.go; the
+// security mode (TLS, roles, --unix-socket) in secure.go.
 package daemon
 
 import (
