@@ -150,7 +150,7 @@ func (d *Daemon) buildScheduler() (*scheduler, error) {
 		// member.Scheduler.membersOnly).
 		FromMember: cluster.FromPeer,
 		TTL:        f.AgentTTL,
-		Logf:       func(format string, a ...any) { d.log.Warn(fmt.Sprintf(format, a...)) },
+		Log:        d.log,
 	})
 	if err != nil {
 		return nil, err

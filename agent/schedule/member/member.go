@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -75,8 +76,9 @@ type Config struct {
 	Interval time.Duration
 	// Clock for liveness (default the wall clock).
 	Clock schedule.Clock
-	// Logf reports errors that are retried (default: discard).
-	Logf func(format string, args ...any)
+	// Log gets errors that are retried and the catch-up wait (default:
+	// discarded).
+	Log *slog.Logger
 }
 
 // Scheduler is one member's scheduler.
@@ -121,8 +123,8 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = schedule.RealClock{}
 	}
-	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Scheduler{cfg: cfg, store: schedule.NewLogStore(cfg.State, cfg.Propose)}
 	s.live = schedule.NewLiveness(cfg.Clock, cfg.TTL)
@@ -240,7 +242,7 @@ func (s *Scheduler) Lead(ctx context.Context, term uint64) {
 	// interval, and nobody is declared dead before one TTL has passed.
 	s.live.Reset()
 	eng := &schedule.Engine{Store: s.store, Live: s.live, Term: term}
-	eng.Run(ctx, s.cfg.Interval, func(err error) { s.cfg.Logf("schedule engine: %v", err) })
+	eng.Run(ctx, s.cfg.Interval, func(err error) { s.cfg.Log.Warn("schedule engine", "err", err) })
 }
 
 // RunAgent applies this machine's assignments and heartbeats the leader
@@ -257,12 +259,12 @@ func (s *Scheduler) RunAgent(ctx context.Context) {
 		idx, err := s.deliver(bctx, hb)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.cfg.Logf("schedule heartbeat: %v", err)
+				s.cfg.Log.Warn("schedule heartbeat", "err", err)
 			}
 			return
 		}
 		s.catchUp(idx)
-	}, func(err error) { s.cfg.Logf("schedule agent: %v", err) })
+	}, func(err error) { s.cfg.Log.Warn("schedule agent", "err", err) })
 }
 
 // catchUp opens the agent's gate once this node applied the log as far as
@@ -278,7 +280,7 @@ func (s *Scheduler) catchUp(leaderIndex uint64) {
 		s.target, s.hasTarget = leaderIndex, true
 		if have < s.target {
 			// Once, not every beat: catching up is normal after a restart.
-			s.cfg.Logf("schedule agent: waiting for this node's log to reach the leader's index %d (at %d) before acting on its assignments", s.target, have)
+			s.cfg.Log.Info("schedule agent: waiting for this node's log to catch up with the leader's before acting on its assignments", "leader_index", s.target, "applied", have)
 		}
 	}
 	if have < s.target {
@@ -293,7 +295,7 @@ func (s *Scheduler) catchUp(leaderIndex uint64) {
 // applied index (0 when this node leads, or the leader did not say).
 func (s *Scheduler) deliver(ctx context.Context, hb schedule.Heartbeat) (uint64, error) {
 	if n := hb.Clamp(); n > 0 {
-		s.cfg.Logf("schedule heartbeat: %d unit reports left out: a machine reports at most %d units", n, schedule.MaxUnitsPerMachine)
+		s.cfg.Log.Warn("schedule heartbeat: unit reports left out", "dropped", n, "max_units", schedule.MaxUnitsPerMachine)
 	}
 	if s.cfg.IsLeader() {
 		s.live.Heartbeat(hb)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -465,7 +466,8 @@ func TestAgentWaitsForReplicaToCatchUp(t *testing.T) {
 	var mu sync.Mutex
 	applied := uint64(3)
 	beats := make(chan struct{}, 100)
-	var logs []string
+	var logs bytes.Buffer
+	logw := writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(b) })
 	svc, err := New(Config{
 		Machine:      m,
 		State:        st,
@@ -485,7 +487,7 @@ func TestAgentWaitsForReplicaToCatchUp(t *testing.T) {
 		},
 		TTL:      time.Second,
 		Interval: 5 * time.Millisecond,
-		Logf:     func(f string, a ...any) { mu.Lock(); logs = append(logs, fmt.Sprintf(f, a...)); mu.Unlock() },
+		Log:      slog.New(slog.NewTextHandler(logw, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -505,8 +507,8 @@ func TestAgentWaitsForReplicaToCatchUp(t *testing.T) {
 		t.Fatalf("LocalUnits before the catch-up: %d units, no error", len(us))
 	}
 	mu.Lock()
-	if len(logs) == 0 || !strings.Contains(logs[0], "leader's index 7 (at 3)") {
-		t.Errorf("logs %q: want the wait explained", logs)
+	if first, _, _ := strings.Cut(logs.String(), "\n"); !strings.Contains(first, "waiting for this node's log") || !strings.Contains(first, "leader_index=7 applied=3") {
+		t.Errorf("logs %q: want the wait explained first", logs.String())
 	}
 	mu.Unlock()
 
@@ -552,3 +554,8 @@ func TestAgentWaitsForReplicaToCatchUp(t *testing.T) {
 		}
 	}
 }
+
+// writerFunc is an io.Writer made of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
