@@ -1,5 +1,8 @@
 package fleetapi
 
+// The API description fleet published at /fleet/v1/discovery (Google's
+// discovery format), for clients generated from it.
+
 import "net/http"
 
 // discoveryDoc describes this API in the Google discovery format fleet
