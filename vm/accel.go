@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pith-os/pith/atomicfile"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -106,7 +108,7 @@ func probeAccel(ctx context.Context, qemu string) Accel {
 	if key != "" && ctx.Err() == nil {
 		cached.Key, cached.Accel = key, a
 		if b, err := json.Marshal(cached); err == nil && os.MkdirAll(filepath.Dir(cache), 0o755) == nil {
-			writeFileAtomic(cache, b, 0o644)
+			atomicfile.WriteFile(cache, b, 0o644)
 		}
 	}
 	return a

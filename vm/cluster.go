@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pith-os/pith/atomicfile"
+
 	"golang.org/x/crypto/ssh"
 )
 
@@ -105,7 +107,7 @@ func (c *Cluster) WriteState() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(c.Dir, StateFile), append(b, '\n'), 0o644)
+	return atomicfile.WriteFile(filepath.Join(c.Dir, StateFile), append(b, '\n'), 0o644)
 }
 
 // Stop powers all nodes off in parallel (ACPI, up to grace), then kills what

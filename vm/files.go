@@ -1,7 +1,7 @@
 package vm
 
-// A machine's files: its copy-on-write disk over the image, user-data and
-// state written atomically.
+// A machine's files: its copy-on-write disk over the image and its
+// user-data.
 
 import (
 	"context"
@@ -98,13 +98,4 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.Rename(tmp, dst)
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
 }

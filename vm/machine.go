@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // Firmware names how the machine boots the disk.
@@ -207,7 +209,7 @@ func Start(ctx context.Context, cfg Config, dir string) (*Machine, error) {
 		return nil, err
 	}
 	mdPath := filepath.Join(dir, "meta-data.json")
-	if err := writeFileAtomic(mdPath, append(mdb, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(mdPath, append(mdb, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	fwcfg[FwCfgMetaData] = mdPath
@@ -239,7 +241,7 @@ func (m *Machine) start(ctx context.Context, args []string) error {
 	cmd.Stdout = m.stderr
 	cmd.Stderr = m.stderr
 	cmd.SysProcAttr = childAttr()
-	if err := writeFileAtomic(filepath.Join(m.Dir, "qemu.cmdline"), []byte(shellQuote(append([]string{m.Config.QEMU}, args...))+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(m.Dir, "qemu.cmdline"), []byte(shellQuote(append([]string{m.Config.QEMU}, args...))+"\n"), 0o644); err != nil {
 		return err
 	}
 	m.Started = time.Now()
@@ -378,5 +380,5 @@ func (m *Machine) writeInfo() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(m.Dir, "node.json"), append(b, '\n'), 0o644)
+	return atomicfile.WriteFile(filepath.Join(m.Dir, "node.json"), append(b, '\n'), 0o644)
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pith-os/pith/atomicfile"
+
 	"golang.org/x/crypto/ssh"
 )
 
@@ -51,10 +53,10 @@ func EnsureKey(dir string) (ssh.Signer, string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, "", err
 	}
-	if err := writeFileAtomic(path, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
 		return nil, "", err
 	}
-	if err := writeFileAtomic(path+".pub", []byte(line+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(path+".pub", []byte(line+"\n"), 0o644); err != nil {
 		return nil, "", err
 	}
 	return s, line, nil
