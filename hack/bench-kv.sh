@@ -74,7 +74,7 @@ start_cluster() { # kind baseport
 		PIDS+=($!)
 		echo $! >>"$TMP/$kind.pids"
 	done
-	for _ in $(seq 100); do
+	for _ in $(seq 300); do
 		# Leader elected and its client URL published.
 		"$CTL" member list --endpoints "$SCHEME://127.0.0.1:$((base + 1))" 2>/dev/null | grep -q 'clientURLs=http.*isLeader=true' && return 0
 		sleep 0.2

@@ -76,6 +76,8 @@ type Node struct {
 	// readyTerm is the term in which this leader's barrier completed: from
 	// then on its state machines hold every committed entry.
 	readyTerm atomic.Uint64
+	// termStart is the log index from which entries are of readyTerm.
+	termStart atomic.Uint64
 	stats     leaderStats
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -185,7 +187,7 @@ func (n *Node) Start(handler http.Handler) error {
 		return fmt.Errorf("--initial-advertise-peer-urls: %w", err)
 	}
 	trans := timedTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: raftStream{m: n.mux, advertise: advertisedAddr(adv)}, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl}),
-		stats: &n.stats, durable: logs.sync.durableIndex, acked: n.notices.acked}
+		stats: &n.stats, durable: logs.sync.durableIndex, acked: n.notices.acked, sent: n.notices.sent}
 	n.trans = trans
 	n.notices.mu.Lock()
 	n.notices.start = func(id raft.ServerID, p *noticePeer) {
@@ -383,6 +385,8 @@ func (n *Node) lead(ctx context.Context) {
 		case <-time.After(n.cfg.HeartbeatInterval):
 		}
 	}
+	// The barrier is this term's entry: every entry from it on is too.
+	n.termStart.Store(n.raft.LastIndex())
 	n.readyTerm.Store(term)
 	if n.members.clusterIDValue() == "" {
 		var ids []string

@@ -120,9 +120,14 @@ type commitNotices struct {
 
 type noticePeer struct {
 	// want is the highest index an answer to this follower reflected;
-	// match the last index it acknowledged holding (set by the transport).
-	want, match atomic.Uint64
-	kick        chan struct{}
+	// match the last index it acknowledged holding, told the highest
+	// commit index raft's own AppendEntries carried to it (both set by the
+	// transport). Under load raft's next batch tells the follower the
+	// commit index anyway: no notice then.
+	want, match, told atomic.Uint64
+	kick              chan struct{}
+	// addr is the follower's peer address, looked up once.
+	addr raft.ServerAddress
 }
 
 func (c *commitNotices) peer(id raft.ServerID) *noticePeer {
@@ -170,6 +175,14 @@ func (c *commitNotices) acked(id raft.ServerID, index uint64) {
 	}
 }
 
+// sent records that raft sent follower id an AppendEntries that commits
+// through index once the follower accepts it.
+func (c *commitNotices) sent(id raft.ServerID, index uint64) {
+	if index > 0 {
+		raise(&c.peer(id).told, index)
+	}
+}
+
 // notifyCommit asks for follower id to be told that index is committed.
 func (n *Node) notifyCommit(id raft.ServerID, index uint64) {
 	if index == 0 || string(id) == n.id {
@@ -191,10 +204,10 @@ func (n *Node) sendNotices(id raft.ServerID, p *noticePeer) {
 		case <-p.kick:
 		}
 		idx := min(p.want.Load(), p.match.Load())
-		if idx <= sent {
+		if idx <= max(sent, p.told.Load()) {
 			continue
 		}
-		resp, err := n.sendCommit(id, idx)
+		resp, err := n.sendCommit(id, p, idx)
 		switch {
 		case err != nil:
 			n.log.Debug("commit notice", "follower", id, "index", idx, "err", err)
@@ -210,36 +223,45 @@ func (n *Node) sendNotices(id raft.ServerID, p *noticePeer) {
 
 // sendCommit sends follower id an empty AppendEntries whose previous entry
 // is index and whose commit index is index.
-func (n *Node) sendCommit(id raft.ServerID, index uint64) (*raft.AppendEntriesResponse, error) {
+func (n *Node) sendCommit(id raft.ServerID, p *noticePeer, index uint64) (*raft.AppendEntriesResponse, error) {
 	term := n.readyTerm.Load()
 	if term == 0 || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
 		return nil, ErrNotLeader
 	}
-	var addr raft.ServerAddress
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return nil, err
-	}
-	for _, s := range f.Configuration().Servers {
-		if s.ID == id {
-			addr = s.Address
+	if p.addr == "" {
+		f := n.raft.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return nil, err
+		}
+		for _, s := range f.Configuration().Servers {
+			if s.ID == id {
+				p.addr = s.Address
+			}
+		}
+		if p.addr == "" {
+			return nil, ErrNoMember
 		}
 	}
-	if addr == "" {
-		return nil, ErrNoMember
-	}
-	var l raft.Log
-	if err := n.logs.GetLog(index, &l); err != nil {
-		return nil, err
+	addr := p.addr
+	// Entries since this leader's barrier are of its term; older ones are
+	// read from the log.
+	prevTerm := term
+	if index < n.termStart.Load() {
+		var l raft.Log
+		if err := n.logs.GetLog(index, &l); err != nil {
+			return nil, err
+		}
+		prevTerm = l.Term
 	}
 	self := n.trans.EncodePeer(raft.ServerID(n.id), n.trans.LocalAddr())
 	req := &raft.AppendEntriesRequest{
 		RPCHeader:    raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(n.id), Addr: self},
 		Term:         term,
-		PrevLogEntry: index, PrevLogTerm: l.Term, LeaderCommitIndex: index,
+		PrevLogEntry: index, PrevLogTerm: prevTerm, LeaderCommitIndex: index,
 	}
 	var resp raft.AppendEntriesResponse
 	if err := n.trans.AppendEntries(id, addr, req, &resp); err != nil {
+		p.addr = "" // it may have moved: look it up again
 		return nil, err
 	}
 	return &resp, nil

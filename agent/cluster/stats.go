@@ -91,11 +91,18 @@ type timedTransport struct {
 	stats   *leaderStats
 	durable func() uint64
 	acked   func(id raft.ServerID, index uint64)
+	// sent is told the commit index an AppendEntries carries (raft's own;
+	// commit notices need not repeat it).
+	sent func(id raft.ServerID, index uint64)
 }
 
-func (t timedTransport) clamp(args *raft.AppendEntriesRequest) {
+func (t timedTransport) clamp(id raft.ServerID, args *raft.AppendEntriesRequest) {
 	if t.durable != nil && args.LeaderCommitIndex > 0 {
 		args.LeaderCommitIndex = min(args.LeaderCommitIndex, t.durable())
+	}
+	if t.sent != nil && args.LeaderCommitIndex > 0 {
+		// The follower commits no further than what it holds.
+		t.sent(id, min(args.LeaderCommitIndex, ackedThrough(args)))
 	}
 }
 
@@ -105,7 +112,7 @@ func ackedThrough(req *raft.AppendEntriesRequest) uint64 {
 }
 
 func (t timedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	t.clamp(args)
+	t.clamp(id, args)
 	start := time.Now()
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
 	f := t.stats.follower(string(id))
@@ -142,7 +149,7 @@ type watchedPipeline struct {
 }
 
 func (p *watchedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
-	p.t.clamp(args)
+	p.t.clamp(p.id, args)
 	return p.AppendPipeline.AppendEntries(args, resp)
 }
 

@@ -56,7 +56,7 @@ func TestCommitIndexClamped(t *testing.T) {
 	for _, tc := range cases {
 		tr := timedTransport{durable: func() uint64 { return tc.durable }}
 		req := &raft.AppendEntriesRequest{LeaderCommitIndex: tc.commit}
-		tr.clamp(req)
+		tr.clamp("f", req)
 		if req.LeaderCommitIndex != tc.want {
 			t.Errorf("commit %d, durable %d: told %d, want %d", tc.commit, tc.durable, req.LeaderCommitIndex, tc.want)
 		}
