@@ -18,12 +18,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pith-os/pith/internal/pithdtest"
 
 	etcd "go.etcd.io/etcd/client/v2"
 
@@ -40,8 +41,7 @@ type secureCluster struct {
 
 type secMember struct {
 	client, peer, dir, log string
-	cmd                    *exec.Cmd
-	done                   chan struct{}
+	proc                   *pithdtest.Proc
 }
 
 // startSecureCluster starts n members with member certificates from a
@@ -49,10 +49,7 @@ type secMember struct {
 func startSecureCluster(t *testing.T, n int) *secureCluster {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "pithd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build pithd: %v\n%s", err, out)
-	}
+	bin := pithdtest.Binary(t)
 	ca, err := pki.Init(filepath.Join(dir, "pki"), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -62,8 +59,8 @@ func startSecureCluster(t *testing.T, n int) *secureCluster {
 	var ic []string
 	for i := 0; i < n; i++ {
 		m := &secMember{
-			client: fmt.Sprintf("https://127.0.0.1:%d", schedFreePort(t)),
-			peer:   fmt.Sprintf("https://127.0.0.1:%d", schedFreePort(t)),
+			client: fmt.Sprintf("https://127.0.0.1:%d", pithdtest.FreePort(t)),
+			peer:   fmt.Sprintf("https://127.0.0.1:%d", pithdtest.FreePort(t)),
 			dir:    filepath.Join(dir, fmt.Sprintf("m%d", i)), log: filepath.Join(dir, fmt.Sprintf("m%d.log", i))}
 		if err := ca.IssueMember(c.dir, fmt.Sprintf("m%d", i), nil); err != nil {
 			t.Fatal(err)
@@ -71,32 +68,13 @@ func startSecureCluster(t *testing.T, n int) *secureCluster {
 		c.ms = append(c.ms, m)
 		ic = append(ic, fmt.Sprintf("m%d=%s", i, m.peer))
 	}
-	t.Cleanup(func() {
-		for _, m := range c.ms {
-			if m.cmd != nil {
-				m.cmd.Process.Signal(syscall.SIGKILL)
-				<-m.done
-			}
-		}
-		if t.Failed() {
-			for _, m := range c.ms {
-				b, _ := os.ReadFile(m.log)
-				if len(b) > 3000 {
-					b = b[len(b)-3000:]
-				}
-				t.Logf("--- %s ---\n%s", m.log, b)
-			}
-		}
-	})
+	// pithdtest kills the members at the end and shows their logs if
+	// the test failed.
 	for i, m := range c.ms {
-		logf, err := os.Create(m.log)
-		if err != nil {
-			t.Fatal(err)
-		}
 		name := fmt.Sprintf("m%d", i)
 		// Only the client-side TLS flags, as cloud-config's pith.kv.tls
 		// writes them: the peer port takes the same files.
-		m.cmd = exec.Command(bin, "run", "--name", name, "--data-dir", m.dir,
+		m.proc = pithdtest.Start(t, bin, m.log, "run", "--name", name, "--data-dir", m.dir,
 			"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
 			"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
 			"--initial-cluster", strings.Join(ic, ","), "--initial-cluster-token", "secure-test",
@@ -105,15 +83,9 @@ func startSecureCluster(t *testing.T, n int) *secureCluster {
 			"--unix-socket", m.dir+".api.sock",
 			"--unit-backend", "sim", "--machine-id", fmt.Sprintf("%032x", 0xb0+i), "--metadata", fmt.Sprintf("n=%d", i),
 			"--agent-ttl", "1s", "--fleet-socket", m.dir+".fleet.sock")
-		m.cmd.Stdout, m.cmd.Stderr = logf, logf
-		if err := m.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		m.done = make(chan struct{})
-		go func(m *secMember) { m.cmd.Wait(); logf.Close(); close(m.done) }(m)
 	}
 	admin := c.client("admin")
-	waitFor(t, "three machines over mutual TLS", func() (bool, string) {
+	pithdtest.Poll(t, "three machines over mutual TLS", func() (bool, string) {
 		resp, err := admin.Get(c.ms[0].client + "/fleet/v1/machines")
 		if err != nil {
 			return false, err.Error()
@@ -123,7 +95,7 @@ func startSecureCluster(t *testing.T, n int) *secureCluster {
 		json.NewDecoder(resp.Body).Decode(&p)
 		return len(p.Machines) == n, fmt.Sprint(resp.Status, len(p.Machines))
 	})
-	waitFor(t, "every member's client URL published", func() (bool, string) {
+	pithdtest.Poll(t, "every member's client URL published", func() (bool, string) {
 		resp, err := admin.Get(c.ms[0].client + "/v2/members")
 		if err != nil {
 			return false, err.Error()
@@ -461,7 +433,7 @@ func TestSecureRealClients(t *testing.T) {
 	}
 	fc(1, "submit", "hello.service")
 	fc(2, "start", "hello.service")
-	waitFor(t, "hello.service running", func() (bool, string) {
+	pithdtest.Poll(t, "hello.service running", func() (bool, string) {
 		out, _, _ := f.run(c.ms[0].client, append(append([]string(nil), creds...), "list-units", "--no-legend", "--fields", "unit,active")...)
 		return strings.Contains(out, "hello.service") && strings.Contains(out, "active"), out
 	})
@@ -496,19 +468,20 @@ func TestSecureRealClients(t *testing.T) {
 		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
 	}
 	first := serial()
-	pid := c.ms[0].cmd.Process.Pid
 	if err := c.ca.IssueMember(c.dir, "m0", nil); err != nil {
 		t.Fatal(err)
 	}
 	// pithd notices the changed files on its next handshakes; the
 	// operator's SIGHUP must not stop it (serial dials m0 itself).
-	c.ms[0].cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "the renewed certificate served", func() (bool, string) {
+	c.ms[0].proc.Signal(syscall.SIGHUP)
+	pithdtest.Poll(t, "the renewed certificate served", func() (bool, string) {
 		s := serial()
 		return s != first, s
 	})
-	if c.ms[0].cmd.Process.Pid != pid {
-		t.Fatal("member restarted")
+	select {
+	case <-c.ms[0].proc.Done():
+		t.Fatal("the member exited after SIGHUP")
+	default:
 	}
 	if _, err := k.Set(ctx, "/after-rotation", "ok", nil); err != nil {
 		t.Fatalf("write after rotation: %v", err)
