@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -13,7 +14,8 @@ import (
 // pins one member: every read must see the write. Every tenth round also
 // starts a watch on the other follower at the write's index, which must
 // deliver that very write. Before followers waited to apply the leader's
-// answer, nearly every read missed.
+// answer, nearly every read missed. Then member additions and removals
+// through the follower show in its own member list at once.
 func TestReadYourWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
@@ -49,5 +51,41 @@ func TestReadYourWrites(t *testing.T) {
 	}
 	if misses > 0 {
 		t.Fatalf("%d of %d reads through the follower that took the write missed it", misses, rounds)
+	}
+	// Member changes through the same follower (forwarded whole to the
+	// leader): the follower's own list shows each at once.
+	base := c.members[f].clientURL
+	listed := func(id string) bool {
+		resp, err := httpc.Get(base + "/v2/members")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ms struct{ Members []struct{ ID string } }
+		if err := json.NewDecoder(resp.Body).Decode(&ms); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms.Members {
+			if m.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; i < 10; i++ {
+		st, body := postMember(t, base, fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+		var m struct{ ID string }
+		if st != 201 || json.Unmarshal([]byte(body), &m) != nil || m.ID == "" {
+			t.Fatalf("member add through %s: %d %s", c.members[f].name, st, body)
+		}
+		if !listed(m.ID) {
+			t.Errorf("round %d: member %s added through %s is not in its list", i, m.ID, c.members[f].name)
+		}
+		if st := deleteMember(t, base, m.ID); st != 204 {
+			t.Fatalf("member remove through %s: %d", c.members[f].name, st)
+		}
+		if listed(m.ID) {
+			t.Errorf("round %d: member %s removed through %s is still in its list", i, m.ID, c.members[f].name)
+		}
 	}
 }
