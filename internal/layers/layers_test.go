@@ -1,0 +1,67 @@
+package layers
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/pith-os/pith/"
+
+// imports returns each package of the module with the module's packages it
+// imports (without the module prefix).
+func imports(t *testing.T) map[string][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	pkgs := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		p := strings.TrimPrefix(f[0], mod)
+		pkgs[p] = nil
+		for _, imp := range f[1:] {
+			if strings.HasPrefix(imp, mod) {
+				pkgs[p] = append(pkgs[p], strings.TrimPrefix(imp, mod))
+			}
+		}
+	}
+	return pkgs
+}
+
+func under(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+
+// TestLayers: the rules README's repository map states.
+func TestLayers(t *testing.T) {
+	pkgs := imports(t)
+	if len(pkgs) < 20 {
+		t.Fatalf("go list found %d packages: %v", len(pkgs), pkgs)
+	}
+	rules := []struct {
+		name   string
+		from   func(string) bool
+		banned func(string) bool
+	}{
+		{"nothing imports cmd/", func(string) bool { return true }, func(i string) bool { return under(i, "cmd") }},
+		{"cloudconfig imports nothing from agent/", func(p string) bool { return under(p, "cloudconfig") }, func(i string) bool { return under(i, "agent") }},
+		{"the node's pieces never import the workstation's", func(p string) bool { return under(p, "agent") || under(p, "cloudconfig") || under(p, "initramfs") },
+			func(i string) bool { return under(i, "vm") || under(i, "image/build") || under(i, "image/rootfs") || under(i, "e2e") }},
+		{"node, pki, atomicfile, version and cloudconfig import nothing of Pith's", func(p string) bool {
+			return p == "node" || p == "pki" || p == "atomicfile" || p == "version" || p == "cloudconfig"
+		}, func(string) bool { return true }},
+		{"agent/schedule imports only agent/schedule/...", func(p string) bool { return under(p, "agent/schedule") }, func(i string) bool { return !under(i, "agent/schedule") }},
+	}
+	for _, r := range rules {
+		for p, imps := range pkgs {
+			if !r.from(p) {
+				continue
+			}
+			for _, i := range imps {
+				if r.banned(i) {
+					t.Errorf("%s: %s imports %s", r.name, p, i)
+				}
+			}
+		}
+	}
+}
