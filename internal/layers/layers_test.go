@@ -46,7 +46,9 @@ func TestLayers(t *testing.T) {
 		{"nothing imports cmd/", func(string) bool { return true }, func(i string) bool { return under(i, "cmd") }},
 		{"cloudconfig imports nothing from agent/", func(p string) bool { return under(p, "cloudconfig") }, func(i string) bool { return under(i, "agent") }},
 		{"the node's pieces never import the workstation's", func(p string) bool { return under(p, "agent") || under(p, "cloudconfig") || under(p, "initramfs") },
-			func(i string) bool { return under(i, "vm") || under(i, "image/build") || under(i, "image/rootfs") || under(i, "e2e") }},
+			func(i string) bool {
+				return under(i, "vm") || under(i, "image/build") || under(i, "image/rootfs") || under(i, "e2e")
+			}},
 		{"node, pki, atomicfile, version and cloudconfig import nothing of Pith's", func(p string) bool {
 			return p == "node" || p == "pki" || p == "atomicfile" || p == "version" || p == "cloudconfig"
 		}, func(string) bool { return true }},
