@@ -115,7 +115,7 @@ func TestAssemble(t *testing.T) {
 	}
 	env := filepath.Join(t.TempDir(), "grubenv")
 	tool(t, "mcopy", "-i", espImg, "::/grub/grubenv", env)
-	if l := tool(t, "grub-editenv", env, "list"); l != "saved_entry=a\nnext_entry=\n" {
+	if l := tool(t, "grub-editenv", env, "list"); l != "pith_gen=1\nsaved_entry=a\nnext_entry=\npith_gen_end=1\n" {
 		t.Errorf("grubenv: %q", l)
 	}
 	for _, f := range []string{"EFI/BOOT/BOOTX64.EFI", "pith/vmlinuz-a", "pith/initrd-a"} {
