@@ -110,6 +110,13 @@ func TestDemo(t *testing.T) {
 		if st, err := d.Exec(ctx, i, "pithctl userdata"); err != nil || !strings.Contains(st, "status:     applied") {
 			t.Errorf("%s: user-data not applied: %v\n%s", d.NodeName(i), err, st)
 		}
+		// The discovery URL's token is a credential: on the node it is in a
+		// 0600 file, not in the unit's Environment= (which systemctl show
+		// prints to any user), yet pithd got it (the cluster formed).
+		tok := url[strings.LastIndex(url, "/")+1:]
+		if st, err := d.Exec(ctx, i, "sudo stat -c %a /run/pith/pithd-secrets.env && systemctl show -p Environment pithd.service"); err != nil || !strings.HasPrefix(st, "600\n") || strings.Contains(st, tok) {
+			t.Errorf("%s: secrets file mode / unit environment: %v\n%s", d.NodeName(i), err, st)
+		}
 	}
 	if n := strings.Count(boot.Members, "isLeader=true"); n != 1 {
 		t.Errorf("member list shows %d leaders, want 1:\n%s", n, boot.Members)
