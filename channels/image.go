@@ -16,6 +16,7 @@ import (
 
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/initramfs/verity"
 )
 
 // ImageFile is the raw disk image of an image build that `pith release`
@@ -76,6 +77,18 @@ func OpenImage(dir string) (*ImageRelease, error) {
 			ir.USRVerityHash = v
 		}
 	}
+	if mp, ok := im.Partition(partUSRA); ok && mp.Verity != nil {
+		if ir.USRVerityHash != "" && ir.USRVerityHash != mp.Verity.RootHash {
+			return nil, fmt.Errorf("image %s: USR-A's dm-verity root hash is %s in the manifest, %s on slot a's kernel line; rebuild the image", dir, mp.Verity.RootHash, ir.USRVerityHash)
+		}
+		ir.USRVerityHash = mp.Verity.RootHash
+	}
+	if ir.USRVerityHash == "" {
+		return nil, fmt.Errorf("image %s has no dm-verity root hash for USR-A: its release could not boot on nodes that mount /usr only through dm-verity; rebuild it with this pith", dir)
+	}
+	if !hexSHA256Re.MatchString(ir.USRVerityHash) {
+		return nil, fmt.Errorf("image %s: dm-verity root hash %q is not 64 lowercase hex digits", dir, ir.USRVerityHash)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -121,13 +134,16 @@ func OpenImage(dir string) (*ImageRelease, error) {
 	switch used, fsName := fsUsedSize(io.NewSectionReader(f, ir.USROffset, partSize)); {
 	case found && mp.ContentSize > 0:
 		ir.USRSize, ir.USRSHA256, ir.HowSized = mp.ContentSize, mp.ContentSHA256, "image manifest content_size"
-	case ir.USRVerityHash != "":
-		// A verity hash tree may follow the filesystem: ship it all.
-		ir.USRSize, ir.HowSized = partSize, "whole partition (verity)"
 	case used > 0:
-		ir.USRSize, ir.HowSized = used, fsName+" superblock"
+		// The dm-verity superblock and tree follow the filesystem.
+		sb, err := verity.Find(io.NewSectionReader(f, ir.USROffset, partSize))
+		if err != nil {
+			return nil, fmt.Errorf("image %s: USR-A: %w", imgPath, err)
+		}
+		data := int64(sb.DataBlocks) * verity.BlockSize
+		ir.USRSize, ir.HowSized = data+verity.TreeSize(data), fsName+" superblock + dm-verity tree"
 	default:
-		ir.USRSize, ir.HowSized = partSize, "whole partition (filesystem not recognised)"
+		return nil, fmt.Errorf("image %s: USR-A holds no squashfs or erofs (the init finds the dm-verity tree after one); is it a Pith image?", imgPath)
 	}
 	if ir.USRSize > partSize {
 		return nil, fmt.Errorf("image %s: USR content of %d bytes exceeds its %d-byte partition", imgPath, ir.USRSize, partSize)

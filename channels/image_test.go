@@ -12,10 +12,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/initramfs/verity"
 )
 
 func run(t testing.TB, name string, args ...string) {
@@ -41,6 +44,18 @@ func buildTestImage(t testing.TB, dir, version string, kernel, initrd []byte, ma
 	os.WriteFile(filepath.Join(tree, "os-release"), []byte("VERSION="+version+"\n"), 0o644)
 	sq := filepath.Join(work, "usr.sqfs")
 	run(t, "mksquashfs", tree, sq, "-noappend", "-quiet", "-comp", "gzip", "-all-root")
+	// The dm-verity tree after the (4 KiB padded) filesystem, as pith build
+	// appends it.
+	sqf, err := os.OpenFile(sq, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := sqf.Stat()
+	root, err := verity.Format(sqf, st.Size(), []byte("salt"), [16]byte{})
+	sqf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	usrFS, _ = os.ReadFile(sq)
 	// ESP: vfat with the kernel and initrd, files added with mtools.
 	esp := filepath.Join(work, "esp.img")
@@ -74,7 +89,7 @@ func buildTestImage(t testing.TB, dir, version string, kernel, initrd []byte, ma
 	writeAt(esp, espOff)
 	writeAt(sq, usrOff)
 	im := manifest.Manifest{Schema: manifest.SchemaVersion, Version: version, Platform: "qemu",
-		KernelCmdline: map[string]string{"a": "console=ttyS0 pith.slot=a", "b": "console=ttyS0 pith.slot=b"},
+		KernelCmdline: map[string]string{"a": "console=ttyS0 pith.slot=a pith.usrhash=" + root, "b": "console=ttyS0 pith.slot=b"},
 		Disk: manifest.Disk{SectorSize: 512, Partitions: []manifest.Partition{
 			{Partition: layout.Partition{Number: 1, Label: "EFI-SYSTEM", Start: espOff, Size: 33 << 20}},
 			{Partition: layout.Partition{Number: 3, Label: "USR-A", Start: usrOff, Size: 16 << 20}},
@@ -83,6 +98,7 @@ func buildTestImage(t testing.TB, dir, version string, kernel, initrd []byte, ma
 		sum := sha256.Sum256(usrFS)
 		im.Disk.Partitions[1].ContentSize = int64(len(usrFS))
 		im.Disk.Partitions[1].ContentSHA256 = hex.EncodeToString(sum[:])
+		im.Disk.Partitions[1].Verity = &manifest.Verity{Algorithm: "sha256", BlockSize: 4096, DataSize: st.Size(), HashOffset: st.Size(), Salt: hex.EncodeToString([]byte("salt")), RootHash: root}
 	}
 	b, _ := im.Encode()
 	os.WriteFile(filepath.Join(dir, manifest.FileName), b, 0o644)
@@ -103,12 +119,10 @@ func TestReleaseFromImage(t *testing.T) {
 			if ir.Version != "2.0.0" || ir.Platform != "linux/amd64" {
 				t.Fatalf("image %+v", ir)
 			}
-			// squashfs superblock size is rounded up to 4 KiB.
+			// The squashfs and its dm-verity tree, from the manifest or
+			// from their superblocks.
 			want := int64(len(usrFS))
-			if !withContentSize {
-				want = (want + 4095) &^ 4095
-			}
-			if ir.USRSize != want {
+			if ir.USRSize != want || !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(ir.USRVerityHash) {
 				t.Fatalf("USR size %d (%s), want %d", ir.USRSize, ir.HowSized, want)
 			}
 			key := testKey(t)
@@ -179,5 +193,39 @@ func TestReleaseRefusesChangedImage(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(repo, "channels")); len(ents) != 0 {
 		t.Fatalf("channel written after a failed release: %v", ents)
+	}
+}
+
+// A release must carry the dm-verity root hash nodes boot with: images
+// without one, or with two that disagree, are not released.
+func TestReleaseNeedsVerityRoot(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*manifest.Manifest)
+		want   string
+	}{
+		{"no root hash", func(m *manifest.Manifest) {
+			m.Disk.Partitions[1].Verity = nil
+			m.KernelCmdline["a"] = "console=ttyS0 pith.slot=a"
+		}, "no dm-verity root hash"},
+		{"manifest and kernel line differ", func(m *manifest.Manifest) {
+			m.KernelCmdline["a"] = "console=ttyS0 pith.slot=a pith.usrhash=" + strings.Repeat("ab", 32)
+		}, "on slot a's kernel line"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			buildTestImage(t, dir, "2.0.0", []byte("kernel"), []byte("initrd"), true)
+			mp := filepath.Join(dir, manifest.FileName)
+			m, err := manifest.Read(mp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.change(m)
+			b, _ := m.Encode()
+			os.WriteFile(mp, b, 0o644)
+			if _, err := OpenImage(dir); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("OpenImage = %v, want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -154,6 +154,9 @@ func (m *Manifest) Validate() error {
 			return fmt.Errorf("payload %q: uncompressed payload with differing sizes or hashes", p.Name)
 		}
 	}
+	if m.USRVerityHash != "" && !hexSHA256Re.MatchString(m.USRVerityHash) {
+		return fmt.Errorf("usr_verity_hash %q: want the dm-verity root hash, 64 lowercase hex digits", m.USRVerityHash)
+	}
 	return nil
 }
 

@@ -2,16 +2,28 @@ package e2e
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/pith-os/pith/image/layout"
+	"github.com/pith-os/pith/image/manifest"
 	"github.com/pith-os/pith/vm"
 )
 
 // TestBoot: the image boots on BIOS and on UEFI to a running system, /usr is
 // USR-A read-only, and / is ROOT grown to fill a disk larger than the image.
 func TestBoot(t *testing.T) {
+	m, err := manifest.Read(filepath.Join(builtImageDir(t), manifest.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	usrA, _ := m.Partition(layout.LabelUSRA)
+	usrVerity := usrA.Verity
+	if usrVerity == nil {
+		t.Fatal("the image manifest has no dm-verity record for USR-A")
+	}
 	for _, fw := range []string{vm.BIOS, vm.UEFI} {
 		t.Run(fw, func(t *testing.T) {
 			t.Parallel()
@@ -39,21 +51,39 @@ func TestBoot(t *testing.T) {
 			if efi != (fw == vm.UEFI) {
 				t.Errorf("booted with firmware %s but /sys/firmware/efi present=%v", fw, efi)
 			}
-			if cl := n.Run("cat /proc/cmdline"); !strings.Contains(cl, "pith.slot=a") {
-				t.Errorf("kernel line has no pith.slot=a: %s", cl)
+			if cl := n.Run("cat /proc/cmdline"); !strings.Contains(cl, "pith.slot=a") || !strings.Contains(cl+" ", " pith.usrhash="+usrVerity.RootHash+" ") {
+				t.Errorf("kernel line has no pith.slot=a or not the manifest's root hash %s: %s", usrVerity.RootHash, cl)
 			}
 
 			// /usr: read-only, from USR-A (directly or through dm-verity).
 			if opts := strings.Split(n.Run("findmnt -n -o OPTIONS /usr"), ","); opts[0] != "ro" {
 				t.Errorf("/usr mount options %v: want ro", opts)
 			}
+			// lsblk -s does not follow the dm device the initramfs made
+			// (udev never saw it): sysfs names the partition under it.
 			usrSrc := n.Run("findmnt -n -o SOURCE /usr")
-			if labels := n.Run("lsblk -n -s -o PARTLABEL " + usrSrc); !strings.Contains(labels, "USR-A") {
-				t.Errorf("/usr is %s, which is not on USR-A (partition labels: %q)", usrSrc, labels)
+			under := n.Run("ls /sys/class/block/" + filepath.Base(usrSrc) + "/slaves")
+			if labels := n.Run("lsblk -n -o PARTLABEL /dev/" + under); labels != "USR-A" {
+				t.Errorf("/usr is %s on %s, which is not USR-A (partition label %q)", usrSrc, under, labels)
 			}
 			if r := n.Exec("sudo touch /usr/.pith-e2e"); r.ExitStatus == 0 {
 				t.Error("root could write to /usr")
 			}
+			// ... through dm-verity with the manifest's root hash, which
+			// restarts the machine on a corrupted block (issue 16).
+			table := n.Run("sudo dmsetup table usr")
+			status := n.Run("sudo dmsetup status usr")
+			f := strings.Fields(table)
+			if len(f) < 13 || f[2] != "verity" || f[11] != usrVerity.RootHash || f[12] != usrVerity.Salt || !strings.HasSuffix(table, " 1 restart_on_corruption") {
+				t.Errorf("dmsetup table usr = %q, want a verity target with root hash %s, salt %s, restart_on_corruption", table, usrVerity.RootHash, usrVerity.Salt)
+			}
+			if sf := strings.Fields(status); len(sf) < 4 || sf[2] != "verity" || sf[3] != "V" {
+				t.Errorf("dmsetup status usr = %q, want verity V (verified, no corruption seen)", status)
+			}
+			if !strings.HasSuffix(usrSrc, "/dm-0") && !strings.HasSuffix(usrSrc, "/mapper/usr") {
+				t.Errorf("/usr is mounted from %s, not the dm-verity device", usrSrc)
+			}
+			t.Logf("/usr: %s; dmsetup table usr: %s", usrSrc, table)
 
 			// /: ROOT, ext4, read-write, its partition and filesystem grown to the disk's end.
 			rootSrc := n.Run("findmnt -n -o SOURCE /")

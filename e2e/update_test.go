@@ -15,6 +15,7 @@ import (
 
 	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
 )
 
@@ -158,8 +159,8 @@ coreos:
 		return s.Timing != nil || s.Running == n1
 	})
 	if st.Timing != nil {
-		t.Logf("MEASURE update %s -> %s inside the VM (agent's timing, s): download+verify %.1f, write(decompress+write+fsync) %.1f, read-back verify %.1f, kernel+initrd to ESP %.1f; O_DIRECT %v",
-			n0, n1, st.Timing["download"], st.Timing["write"], st.Timing["readback"], st.Timing["esp"], st.Timing["direct"] == 1)
+		t.Logf("MEASURE update %s -> %s inside the VM (agent's timing, s): download+verify %.1f, write(decompress+write+fsync) %.1f, read-back verify %.1f, kernel+initrd to ESP %.1f, dm-verity check of the slot %.1f; O_DIRECT %v",
+			n0, n1, st.Timing["download"], st.Timing["write"], st.Timing["readback"], st.Timing["esp"], st.Timing["verity"], st.Timing["direct"] == 1)
 	}
 	n.WaitConsole("Loading Pith slot B")
 	n.WaitSSH()
@@ -255,6 +256,19 @@ coreos:
 	if ss := n.slots(); ss.Next != "" || ss.Saved != "b" {
 		t.Errorf("a trial was set again after the rollback: %+v", ss)
 	}
+
+	// 4b. dm-verity (issue 16): slot A holds N+1's USR too (N+2's, checked
+	// by the agent); as the saved slot with blocks changed across it, it
+	// is restarted by dm-verity until GRUB falls back to slot B.
+	mf1, err := manifest.Read(filepath.Join(out1, manifest.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	usr1, _ := mf1.Partition(layout.LabelUSRA)
+	if usr1.Verity == nil || usr1.Verity.RootHash != img1.USRVerityHash {
+		t.Fatalf("%s's manifest: USR-A verity %+v, released root hash %s", n1, usr1.Verity, img1.USRVerityHash)
+	}
+	n.checkTamperedSlotFallsBack("b", usr1.Verity)
 
 	// 5. The disk's own write speed in this VM, for the write phase above:
 	// the same size as the USR payload, onto the now unused USR-A.

@@ -360,10 +360,10 @@ func TestBootQEMU(t *testing.T) {
 		}
 	})
 
-	t.Run("second boot, unverified USR", func(t *testing.T) {
-		log := boot(t, vmlinuz, initrd, disk, cmdline)
-		expectInOrder(t, log, `mounted ROOT`, `mounted USR-A \(/dev/vda3, PARTUUID=\S+\) squashfs ro at /sysroot/usr\r?\n`, `switching root`,
-			`PITH-TEST: etc.pith-test=hello etc`, `PITH-TEST: mount /usr=/dev/vda3 squashfs ro`, `PITH-TEST: done`)
+	t.Run("second boot", func(t *testing.T) {
+		log := boot(t, vmlinuz, initrd, disk, cmdline+" pith.usrhash="+rootHash)
+		expectInOrder(t, log, `mounted ROOT`, `mounted USR-A \(/dev/vda3, PARTUUID=\S+\) squashfs ro at /sysroot/usr verified by dm-verity\r?\n`, `switching root`,
+			`PITH-TEST: etc.pith-test=hello etc`, `PITH-TEST: mount /usr=/dev/(dm-0|mapper/usr) squashfs ro`, `PITH-TEST: done`)
 		for _, s := range []string{"first boot", "grew ROOT", "moved the backup GPT"} {
 			if strings.Contains(log, s) {
 				t.Errorf("second boot printed %q: first-boot work must happen once", s)
@@ -371,12 +371,68 @@ func TestBootQEMU(t *testing.T) {
 		}
 	})
 
-	t.Run("wrong usrhash is refused", func(t *testing.T) {
-		log := boot(t, vmlinuz, initrd, disk, cmdline+" pith.usrhash="+strings.Repeat("ab", 32))
-		expectInOrder(t, log, `pith-init: FAILED: mounting USR \(/dev/vda3\): mount squashfs read-only through dm-verity: .*wrong pith.usrhash`,
-			`rebooting in 10s`)
+	// USR is never mounted unverified, except on a debug image asked to.
+	debugInitrd := filepath.Join(dir, "initrd-debug")
+	if _, err := Build(context.Background(), Options{
+		KernelVersion: version, ModulesDir: modules, Out: debugInitrd, InitBinary: initBin,
+		CacheDir: pithCache(t), Log: t.Logf, AllowUnverifiedUSR: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, initrd, args, want string
+	}{
+		{"no usrhash is refused", initrd, "",
+			`pith-init: FAILED: verifying USR with dm-verity \(/dev/vda3\): no pith.usrhash= root hash on the kernel line: refusing to mount /usr unverified`},
+		{"empty usrhash (no verity-<slot>.cfg) is refused", initrd, " pith.usrhash=",
+			`pith-init: FAILED: kernel command line: pith.usrhash= is empty: the boot loader has no dm-verity root hash for this slot`},
+		{"wrong usrhash is refused", initrd, " pith.usrhash=" + strings.Repeat("ab", 32),
+			`pith-init: FAILED: verifying USR with dm-verity \(/dev/vda3\): verity: data or hash tree do not match the root hash: the tree's root hash is ` + rootHash + `, the expected one (ab)+: pith.usrhash does not belong to this USR`},
+		{"pith.verity=off is refused on a normal image", initrd, " pith.usrhash=" + rootHash + " pith.verity=off",
+			`pith-init: FAILED: verifying USR with dm-verity \(/dev/vda3\): pith.verity=off, but this image was not built to allow an unverified /usr`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := boot(t, vmlinuz, tc.initrd, disk, cmdline+tc.args)
+			expectInOrder(t, log, tc.want, `rebooting in 10s`)
+			if strings.Contains(log, "PITH-TEST") || strings.Contains(log, "mounted USR") {
+				t.Error("booted on despite the failure")
+			}
+		})
+	}
+	t.Run("pith.verity=off on a debug image", func(t *testing.T) {
+		log := boot(t, vmlinuz, debugInitrd, disk, cmdline+" pith.usrhash="+rootHash+" pith.verity=off")
+		expectInOrder(t, log, `WARNING: USR is mounted WITHOUT dm-verity \(pith.verity=off on the kernel line, allowed by this debug image's /etc/pith/allow-unverified-usr\)`,
+			`mounted USR-A \(/dev/vda3, PARTUUID=\S+\) squashfs ro at /sysroot/usr UNVERIFIED \(debug\)`,
+			`PITH-TEST: mount /usr=/dev/vda3 squashfs ro`, `PITH-TEST: done`)
+	})
+
+	// A block changed after the build: the kernel restarts the machine the
+	// moment it reads it (restart_on_corruption), so its data is never used.
+	t.Run("corrupted USR restarts the machine", func(t *testing.T) {
+		bad := filepath.Join(t.TempDir(), "disk.img")
+		mustRun(t, "", "cp", "--sparse=always", disk, bad)
+		f, err := os.OpenFile(bad, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		usrPart := offsetRW{f, 1 << 20}
+		end, err := verity.FSEnd(usrPart)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Every data block but the superblock's: whatever the kernel reads
+		// after mounting is corrupted.
+		junk := bytes.Repeat([]byte{0xa5}, verity.BlockSize)
+		for off := int64(verity.BlockSize); off < end; off += verity.BlockSize {
+			usrPart.WriteAt(junk, off)
+		}
+		f.Close()
+		log := boot(t, vmlinuz, initrd, bad, cmdline+" pith.usrhash="+rootHash)
+		expectInOrder(t, log, `dm-verity: /dev/(dm-0|mapper/usr) checks /dev/vda3`,
+			`device-mapper: verity: \S+: (data|metadata) block \d+ is corrupted`,
+			`Restarting system with command 'dm-verity device corrupted'`)
 		if strings.Contains(log, "PITH-TEST") {
-			t.Error("booted on despite the failure")
+			t.Error("the fake systemd ran from a corrupted USR")
 		}
 	})
 

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	pithinit "github.com/pith-os/pith/initramfs/init"
 	"github.com/pith-os/pith/initramfs/kmod"
 	"github.com/u-root/gobusybox/src/pkg/bb"
 	"github.com/u-root/gobusybox/src/pkg/golang"
@@ -62,6 +63,10 @@ type Options struct {
 	// loader and libraries go into the archive, and the init checks ROOT
 	// with them before mounting it. Empty: no check.
 	FsckFrom string
+	// AllowUnverifiedUSR puts the init's AllowUnverifiedFile in the
+	// archive: only then does pith.verity=off mount USR without
+	// dm-verity (debug images).
+	AllowUnverifiedUSR bool
 }
 
 // Result describes what Build wrote.
@@ -277,6 +282,10 @@ func records(opts Options, bbPath string, deps *kmod.Deps, order []string) ([]cp
 				return nil, err
 			}
 		}
+	}
+	if opts.AllowUnverifiedUSR {
+		addDir("etc/pith")
+		recs = append(recs, cpio.StaticFile(strings.TrimPrefix(pithinit.AllowUnverifiedFile, "/"), "built with pith build --debug-unverified-usr\n", 0o644))
 	}
 
 	modDir := path.Join("lib/modules", opts.KernelVersion)

@@ -33,6 +33,9 @@ type Slots interface {
 	// KernelPath and InitrdPath are the slot's files on the mounted ESP.
 	KernelPath(slot string) string
 	InitrdPath(slot string) string
+	// SetVerity checks the written slot's USR against the signed dm-verity
+	// root hash and gives the slot's boot entry that hash (DiskSlots).
+	SetVerity(slot, rootHash string) error
 	// SetTrial arranges a one-time trial boot of the slot.
 	SetTrial(slot string) error
 	// MarkGood makes the slot the default.
@@ -711,6 +714,11 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 		}
 	}
 	timing["esp"] = time.Since(start).Seconds()
+	start = time.Now()
+	if err := a.slots.SetVerity(target, m.USRVerityHash); err != nil {
+		return fmt.Errorf("update: slot %s: %w", target, err)
+	}
+	timing["verity"] = time.Since(start).Seconds()
 	if err := a.hook("written"); err != nil {
 		return err
 	}

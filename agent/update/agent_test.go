@@ -54,6 +54,10 @@ func (f *fakeSlots) KernelPath(s string) string { return filepath.Join(f.dir, "v
 func (f *fakeSlots) InitrdPath(s string) string { return filepath.Join(f.dir, "initrd-"+s) }
 func (f *fakeSlots) SetTrial(s string) error    { f.record("trial " + s); return nil }
 func (f *fakeSlots) MarkGood(s string) error    { f.record("good " + s); return nil }
+
+// SetVerity records nothing: DiskSlots' test checks the verification.
+func (f *fakeSlots) SetVerity(string, string) error { return nil }
+
 func (f *fakeSlots) USRTarget(s string) (channels.Target, error) {
 	f.record("write " + s)
 	return channels.Target{Path: f.usr(s)}, nil

@@ -1,7 +1,9 @@
 package update
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,8 +11,11 @@ import (
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
+	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/image/bootloader"
 	"github.com/pith-os/pith/image/slot"
+	"github.com/pith-os/pith/initramfs/verity"
 )
 
 // DiskSlots implements Slots with image/slot on the machine's boot disk:
@@ -54,11 +59,19 @@ func (d *DiskSlots) Running() (string, error) {
 
 func parseSlot(s string) (slot.Slot, error) { return slot.Parse(s) }
 
-// Invalidate zeroes the slot's gptprio bits and drops a pending trial of
-// it, so nothing boots the slot while it is being written.
+// Invalidate zeroes the slot's gptprio bits, drops a pending trial of it
+// and removes its root hash file, so nothing boots the slot, and GRUB does
+// not fall back to it, while it is being written.
 func (d *DiskSlots) Invalidate(s string) error {
 	sl, err := parseSlot(s)
 	if err != nil {
+		return err
+	}
+	if err := os.Remove(d.verityPath(s)); err == nil {
+		if err := atomicfile.SyncDir(filepath.Dir(d.verityPath(s))); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	env, err := slot.ReadEnvFile(d.envPath())
@@ -149,6 +162,75 @@ func (d *DiskSlots) KernelPath(s string) string {
 // InitrdPath is pith/initrd-<slot> on the ESP.
 func (d *DiskSlots) InitrdPath(s string) string {
 	return filepath.Join(d.ESP, "pith", "initrd-"+s)
+}
+
+func (d *DiskSlots) verityPath(s string) string {
+	return filepath.Join(d.ESP, filepath.FromSlash(bootloader.VerityCfgPath(s)))
+}
+
+// SetVerity checks the slot's written USR against rootHash, the signed
+// release's dm-verity root hash, block by block as the kernel will read
+// it (every hash block and the root), and only then gives the slot's boot
+// entry that hash: pith/verity-<slot>.cfg on the ESP, which grub.cfg reads
+// into pith.usrhash=. A release without a root hash is refused: its slot
+// could not boot.
+func (d *DiskSlots) SetVerity(s, rootHash string) error {
+	if _, err := parseSlot(s); err != nil {
+		return err
+	}
+	if rootHash == "" {
+		return errors.New("the release has no dm-verity root hash (usr_verity_hash): its USR could not be verified at boot; publish it with a pith release that records one")
+	}
+	cfg, err := bootloader.VerityCfg(rootHash)
+	if err != nil {
+		return err
+	}
+	t, err := d.USRTarget(s)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(t.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	size := t.Limit
+	if size == 0 {
+		if size, err = f.Seek(0, io.SeekEnd); err != nil {
+			return err
+		}
+	}
+	usr := io.NewSectionReader(f, t.Offset, size)
+	sb, err := verity.Find(usr)
+	if err != nil {
+		return fmt.Errorf("USR-%s as written: %w", strings.ToUpper(s), err)
+	}
+	if err := verity.Verify(usr, sb, rootHash); err != nil {
+		return fmt.Errorf("USR-%s as written does not match the signed dm-verity root hash: %w", strings.ToUpper(s), err)
+	}
+	// Written beside and renamed, as the kernel and initrd are: the file
+	// is either absent (slot not bootable) or complete.
+	dst := d.verityPath(s)
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(cfg); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(filepath.Dir(dst))
 }
 
 // SetTrial arranges a one-time trial boot of the slot.

@@ -19,6 +19,7 @@ func init() {
 	var (
 		configPath, outDir, cacheDir, agentDir, platform, osVersion string
 		releaseKeys                                                 []string
+		debugUnverified                                             bool
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -76,7 +77,8 @@ filesystem needs root.`,
 			out := cmd.OutOrStdout()
 			o := build.Options{
 				Config: c, OutDir: outDir, CacheDir: cacheDir, AgentBinDir: agentDir,
-				Log: func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) },
+				Log:                func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) },
+				DebugUnverifiedUSR: debugUnverified,
 			}
 			if term.IsTerminal(int(os.Stderr.Fd())) {
 				o.Bars = os.Stderr
@@ -101,6 +103,7 @@ filesystem needs root.`,
 	f.StringVar(&platform, "platform", "", "target `PLATFORM` written to OEM and the kernel line: qemu, vagrant or ec2 (overrides the config's platform)")
 	f.StringVar(&osVersion, "version", "", "OS `VERSION` string for os-release and the manifest (overrides the config's version)")
 	f.StringArrayVar(&releaseKeys, "release-key", nil, "public release key `FILE` (pith keygen's pith-release.pub) the image's update agent trusts, put into /usr/share/pith/release-keys (repeatable; adds to the config's release_keys). Without any, nodes refuse updates")
+	f.BoolVar(&debugUnverified, "debug-unverified-usr", false, "DEBUG images only: let pith.verity=off (typed at the boot menu) mount /usr without dm-verity; the init logs it, the manifest records it")
 	rootCmd.AddCommand(cmd)
 }
 

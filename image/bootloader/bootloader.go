@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"text/template"
 )
@@ -150,12 +151,17 @@ type Params struct {
 	USR      map[string]string // slot ("a", "b") -> USR partition PARTUUID
 	Root     string            // ROOT PARTUUID
 	OEM      string            // OEM PARTUUID
-	Extra    []string          // more kernel arguments (pith.usrhash=..., pith.debug)
+	Extra    []string          // more kernel arguments (pith.debug, pith.verity=off)
 	Timeout  int               // menu timeout in seconds
+	// UsrHash is the dm-verity root hash of each slot's USR, as far as the
+	// builder knows it (slot b is empty until an update writes it). It is
+	// not part of grub.cfg, which reads it from VerityCfgPath per slot; it
+	// makes KernelArgs the full command line a slot boots with.
+	UsrHash map[string]string
 }
 
-// KernelArgs is the kernel command line of slot s (CONTRACT.md).
-func KernelArgs(p Params, s string) string {
+// kernelArgs is slot s's command line up to the root hash.
+func kernelArgs(p Params, s string) []string {
 	args := []string{
 		"console=tty0", "console=ttyS0,115200n8", "panic=10",
 		"pith.slot=" + s,
@@ -164,7 +170,36 @@ func KernelArgs(p Params, s string) string {
 		"pith.oem=PARTUUID=" + strings.ToLower(p.OEM),
 		"pith.platform=" + p.Platform,
 	}
-	return strings.Join(append(args, p.Extra...), " ")
+	return append(args, p.Extra...)
+}
+
+// KernelArgs is the kernel command line of slot s (CONTRACT.md), ending in
+// pith.usrhash= when the slot's root hash is known.
+func KernelArgs(p Params, s string) string {
+	args := kernelArgs(p, s)
+	if h := p.UsrHash[s]; h != "" {
+		args = append(args, "pith.usrhash="+h)
+	}
+	return strings.Join(args, " ")
+}
+
+// VerityCfgPath is where on the ESP slot s's root hash lives: a GRUB script
+// the slot's menu entry sources, written with the slot's USR (by pith build
+// for slot a, by the update agent after it verified the slot it wrote). Its
+// absence means the slot holds no verified USR: GRUB does not fall back to
+// it, and booting it anyway stops in the initramfs.
+func VerityCfgPath(s string) string { return "pith/verity-" + s + ".cfg" }
+
+var rootHashRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// VerityCfg is the content of VerityCfgPath for a root hash: a GRUB
+// script, so the hash is checked here to be nothing but hex. It names no
+// slot: under Secure Boot a release can carry it signed, for either slot.
+func VerityCfg(rootHash string) ([]byte, error) {
+	if !rootHashRe.MatchString(rootHash) {
+		return nil, fmt.Errorf("dm-verity root hash %q: want 64 lowercase hex digits", rootHash)
+	}
+	return fmt.Appendf(nil, "# dm-verity root hash of this slot's USR, written with it\nset pith_usrhash=%s\n", rootHash), nil
 }
 
 var cfgTemplate = template.Must(template.New("grub.cfg").Parse(`# Pith {{.Version}} boot menu: one entry per USR slot (A/B).
@@ -206,6 +241,25 @@ if [ -n "${next_entry}" ]; then
   save_env -f ${prefix}/${pith_env} next_entry
 elif [ -n "${saved_entry}" ]; then
   set default="${saved_entry}"
+  # Boot counting of the good slot: pith_boot counts its boots that did
+  # not reach userspace (pith-slot-settle.service clears it). A slot whose
+  # USR fails dm-verity restarts the machine (restart_on_corruption); after
+  # three such boots the other slot becomes the good one, if it holds a
+  # verified USR (its pith/verity-<slot>.cfg exists). GRUB has no
+  # arithmetic: the count is spelled out.
+  if [ "${default}" = a ]; then set pith_other=b; else set pith_other=a; fi
+  if [ "${pith_boot}" = "${default}3" ]; then
+    if [ -f "/pith/verity-${pith_other}.cfg" ]; then
+      echo "Pith slot ${default} failed to come up three times: falling back to slot ${pith_other}"
+      set default="${pith_other}"
+      set saved_entry="${pith_other}"
+      set pith_boot="${pith_other}1"
+    fi
+  elif [ "${pith_boot}" = "${default}2" ]; then set pith_boot="${default}3"
+  elif [ "${pith_boot}" = "${default}1" ]; then set pith_boot="${default}2"
+  else set pith_boot="${default}1"
+  fi
+  save_env -f ${prefix}/${pith_env} saved_entry pith_boot
 fi
 # A slot whose kernel is missing or fails to load (B before its first
 # update) falls back to the other entry. GRUB's fallback takes entry
@@ -214,14 +268,16 @@ if [ "${default}" = b ]; then set fallback=0; else set fallback=1; fi
 {{range .Slots}}
 menuentry "Pith slot {{.Upper}}" --id {{.ID}} {
   echo "Loading Pith slot {{.Upper}}..."
-  linux /pith/vmlinuz-{{.ID}} {{.Args}}
+  set pith_usrhash=
+  source /{{.VerityCfg}}
+  linux /pith/vmlinuz-{{.ID}} {{.Args}} pith.usrhash=${pith_usrhash}
   initrd /pith/initrd-{{.ID}}
 }
 {{end}}`))
 
 // GrubCfg renders grub.cfg.
 func GrubCfg(p Params) ([]byte, error) {
-	type slotEntry struct{ ID, Upper, Args string }
+	type slotEntry struct{ ID, Upper, Args, VerityCfg string }
 	data := struct {
 		Params
 		Slots []slotEntry
@@ -230,7 +286,7 @@ func GrubCfg(p Params) ([]byte, error) {
 		if p.USR[s] == "" {
 			return nil, fmt.Errorf("grub.cfg: no PARTUUID for slot %s", s)
 		}
-		data.Slots = append(data.Slots, slotEntry{s, strings.ToUpper(s), KernelArgs(p, s)})
+		data.Slots = append(data.Slots, slotEntry{s, strings.ToUpper(s), strings.Join(kernelArgs(p, s), " "), VerityCfgPath(s)})
 	}
 	var b bytes.Buffer
 	if err := cfgTemplate.Execute(&b, data); err != nil {

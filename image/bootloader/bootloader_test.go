@@ -32,6 +32,45 @@ func TestKernelArgs(t *testing.T) {
 		if got := KernelArgs(p, tc.slot); got != tc.want {
 			t.Errorf("slot %s:\n got %s\nwant %s", tc.slot, got, tc.want)
 		}
+		// A known root hash ends the line.
+		p.UsrHash = map[string]string{tc.slot: strings.Repeat("ab", 32)}
+		if got, want := KernelArgs(p, tc.slot), tc.want+" pith.usrhash="+strings.Repeat("ab", 32); got != want {
+			t.Errorf("slot %s with a root hash:\n got %s\nwant %s", tc.slot, got, want)
+		}
+	}
+}
+
+func TestVerityCfg(t *testing.T) {
+	hash := strings.Repeat("0f", 32)
+	for _, tc := range []struct {
+		hash, err string
+	}{
+		{hash, ""},
+		{strings.ToUpper(hash), "64 lowercase hex"},
+		{hash[:62], "64 lowercase hex"},
+		{hash[:63] + ";", "64 lowercase hex"}, // it is a GRUB script: nothing but hex
+		{"", "64 lowercase hex"},
+	} {
+		b, err := VerityCfg(tc.hash)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("VerityCfg(%q) = %v, want error %q", tc.hash, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !strings.Contains(string(b), "\nset pith_usrhash="+hash+"\n") {
+			t.Errorf("VerityCfg = %q, %v", b, err)
+		}
+		if _, err := exec.LookPath("grub-script-check"); err == nil {
+			f := filepath.Join(t.TempDir(), "verity-b.cfg")
+			os.WriteFile(f, b, 0o644)
+			if out, err := exec.Command("grub-script-check", f).CombinedOutput(); err != nil {
+				t.Errorf("grub-script-check: %v: %s", err, out)
+			}
+		}
+	}
+	if VerityCfgPath("b") != "pith/verity-b.cfg" {
+		t.Errorf("VerityCfgPath(b) = %s", VerityCfgPath("b"))
 	}
 }
 
@@ -43,9 +82,11 @@ func TestGrubCfg(t *testing.T) {
 	s := string(cfg)
 	for _, want := range []string{
 		`menuentry "Pith slot A" --id a {`, `menuentry "Pith slot B" --id b {`,
-		"linux /pith/vmlinuz-a " + KernelArgs(params, "a"), "initrd /pith/initrd-b",
+		"linux /pith/vmlinuz-a " + KernelArgs(params, "a") + " pith.usrhash=${pith_usrhash}\n", "initrd /pith/initrd-b",
+		"source /pith/verity-a.cfg\n", "source /pith/verity-b.cfg\n",
 		"load_env -f ${prefix}/grubenv pith_gen pith_gen_end", "load_env -f ${prefix}/grubenv.1 pith_gen pith_gen_end",
 		`if [ "${pith_gen1}" -gt "${pith_gen0}" ]; then set pith_env=grubenv.1; fi`, "save_env -f ${prefix}/${pith_env} next_entry", `set default="${saved_entry}"`, "set timeout=1",
+		"save_env -f ${prefix}/${pith_env} saved_entry pith_boot", `if [ -f "/pith/verity-${pith_other}.cfg" ]; then`,
 		"terminal_output console serial", "set fallback=0", "set fallback=1",
 	} {
 		if !strings.Contains(s, want) {

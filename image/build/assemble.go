@@ -22,6 +22,7 @@ import (
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
 	"github.com/pith-os/pith/image/slot"
+	"github.com/pith-os/pith/initramfs/verity"
 )
 
 // Artifact names in the output directory.
@@ -52,6 +53,8 @@ type Inputs struct {
 	// tree is not compressed again.
 	UsrHash  string
 	CacheDir string
+	// DebugUnverifiedUSR: the initramfs accepts pith.verity=off.
+	DebugUnverifiedUSR bool
 }
 
 // Seed names the build inputs that all GUIDs and filesystem UUIDs derive
@@ -127,268 +130,349 @@ func has(list []string, s string) bool {
 	return false
 }
 
+// assembly is one run of Assemble: its inputs, the disk layout, and what
+// each step leaves for the next.
+type assembly struct {
+	ctx     context.Context
+	in      Inputs
+	c       config.Config
+	workDir string
+	r       *Reporter
+
+	seed      string
+	table     *layout.Table
+	espVolID  uint32
+	espSerial string
+
+	usrImg    string    // USR-A: squashfs + hash tree
+	usrVerity usrVerity // its root hash
+	params    bootloader.Params
+	core      []byte // BIOS core.img for BIOS-BOOT
+	bootCode  []byte // MBR boot code
+	espImg    string
+	oemImg    string
+	rootImg   string
+	raw       string
+	attrs     map[string]uint64
+	written   []disk.Written
+	artifacts map[string]string // final name -> path in workDir
+	rawHash   chan hashed       // pith.img's SHA-256, computed beside qcow2
+	m         *manifest.Manifest
+}
+
+type hashed struct {
+	size int64
+	sum  string
+	err  error
+}
+
+func (a *assembly) w(name string) string { return filepath.Join(a.workDir, name) }
+
+func (a *assembly) part(label string) layout.Partition { return a.table.MustLabel(label) }
+
+func (a *assembly) fsUUID(label string) string { return layout.DeriveUUID(a.seed, "fs/"+label) }
+
+func (a *assembly) hashSeed(label string) string {
+	return layout.DeriveUUID(a.seed, "fs/"+label+"/hash_seed")
+}
+
 // Assemble builds the partition contents and the disk in workDir and returns
 // the artifacts (temporary paths in workDir, keyed by final name) and the
-// manifest. Nothing is written outside workDir.
+// manifest. Nothing is written outside workDir. Each step is a method below,
+// reported under its name.
 func Assemble(ctx context.Context, in Inputs, workDir string, r *Reporter) (map[string]string, *manifest.Manifest, error) {
-	c := in.Config
-	if err := CheckFormats(c.Formats); err != nil {
-		return nil, nil, err
-	}
-	if err := checkPlatformFormats(c); err != nil {
-		return nil, nil, err
-	}
-	seed := Seed(c)
-	table, err := layout.New(c.DiskSize, seed)
+	a, err := newAssembly(ctx, in, workDir, r)
 	if err != nil {
 		return nil, nil, err
 	}
-	part := table.MustLabel
-	w := func(name string) string { return filepath.Join(workDir, name) }
-	fsUUID := func(label string) string { return layout.DeriveUUID(seed, "fs/"+label) }
-	hashSeed := func(label string) string { return layout.DeriveUUID(seed, "fs/"+label+"/hash_seed") }
-	espVolID := layout.DeriveVolumeID(seed, "fs/"+layout.LabelESP)
-	espSerial := fsimg.VfatSerial(espVolID)
-
-	// USR-A: squashfs of /usr.
-	var usrImg string
-	err = r.Step("USR-A squashfs", func() (string, error) {
-		var cached bool
-		var err error
-		usrImg, cached, err = usrImage(ctx, in, workDir, r)
-		if err != nil {
-			return "", err
-		}
-		st, err := os.Stat(usrImg)
-		if err != nil {
-			return "", err
-		}
-		if err := table.CheckFits(map[string]int64{layout.LabelUSRA: st.Size()}); err != nil {
-			return "", err
-		}
-		how := fmt.Sprintf("zstd -%d", SquashfsLevel)
-		if cached {
-			how = "cached, same /usr tree as " + filepath.Base(usrImg)
-		}
-		return fmt.Sprintf("%s, %s", layout.Human(st.Size()), how), nil
-	})
-	if err != nil {
-		return nil, nil, err
+	steps := []struct {
+		name string
+		fn   func() (string, error)
+		skip bool
+	}{
+		{name: "USR-A squashfs + dm-verity", fn: a.usr},
+		{name: "boot loader", fn: a.bootChain},
+		{name: "ESP, OEM and ROOT filesystems", fn: a.filesystems},
+		{name: "disk " + RawName, fn: a.disk},
+		{name: "qcow2 " + Qcow2Name, fn: a.qcow2, skip: !has(a.c.Formats, "qcow2")},
+		{name: "SHA-256 of artifacts", fn: a.hashArtifacts},
 	}
-
-	// Boot chain.
-	bios := part(layout.LabelBIOSBoot)
-	var core, bootCode []byte
-	params := bootloader.Params{
-		Version: c.Version, Platform: c.Platform, Timeout: 1,
-		USR:  map[string]string{"a": part(layout.LabelUSRA).GUID, "b": part(layout.LabelUSRB).GUID},
-		Root: part(layout.LabelRoot).GUID, OEM: part(layout.LabelOEM).GUID,
-		Extra: platformArgs[c.Platform],
-	}
-	err = r.Step("boot loader", func() (string, error) {
-		if err := bootloader.MakeEFI(ctx, w("BOOTX64.EFI"), espSerial); err != nil {
-			return "", err
+	for _, s := range steps {
+		if s.skip {
+			continue
 		}
-		if core, err = bootloader.MakeCore(ctx, workDir, espSerial, bios.FirstLBA(), bios.Size); err != nil {
-			return "", err
-		}
-		if bootCode, err = bootloader.BootCode(bios.FirstLBA()); err != nil {
-			return "", err
-		}
-		cfg, err := bootloader.GrubCfg(params)
-		if err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(w("grub.cfg"), cfg, 0o644); err != nil {
-			return "", err
-		}
-		env, err := slot.InitialEnv().Encode()
-		if err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(w("grubenv"), env, 0o644); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("BIOS core.img %s, UEFI BOOTX64.EFI, A/B grub.cfg", layout.Human(int64(len(core)))), nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-
-	// ESP, OEM, ROOT.
-	espImg, oemImg, rootImg := w("esp.vfat"), w("oem.ext4"), w("root.ext4")
-	err = r.Step("ESP, OEM and ROOT filesystems", func() (string, error) {
-		files := []fsimg.File{
-			{Src: w("BOOTX64.EFI"), Dst: "EFI/BOOT/BOOTX64.EFI"},
-			{Src: w("grub.cfg"), Dst: "grub/grub.cfg"},
-			{Src: w("grubenv"), Dst: "grub/grubenv"},
-			{Src: in.KernelPath, Dst: "pith/vmlinuz-a"},
-			{Src: in.InitrdPath, Dst: "pith/initrd-a"},
-		}
-		if err := fsimg.Vfat(ctx, espImg, part(layout.LabelESP).Size, layout.LabelESP, espVolID, files, c.Epoch); err != nil {
-			return "", err
-		}
-		oemDir := w("oem")
-		if err := os.MkdirAll(filepath.Join(oemDir, "pith"), 0o755); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(oemDir, "pith", "platform"), []byte(c.Platform+"\n"), 0o644); err != nil {
-			return "", err
-		}
-		if err := fsimg.Ext4(ctx, oemImg, part(layout.LabelOEM).Size, layout.LabelOEM, fsUUID(layout.LabelOEM), hashSeed(layout.LabelOEM), oemDir, c.Epoch); err != nil {
-			return "", err
-		}
-		rootSize := min(RootSize, part(layout.LabelRoot).Size)
-		if err := fsimg.Ext4(ctx, rootImg, rootSize, layout.LabelRoot, fsUUID(layout.LabelRoot), hashSeed(layout.LabelRoot), "", c.Epoch); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("ESP vfat %s, OEM ext4 (platform %s), ROOT ext4 %s", espSerial, c.Platform, layout.Human(rootSize)), nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-
-	// The raw disk.
-	raw := w(RawName)
-	attrA, _ := slot.InitialA.Apply(0)
-	attrB, _ := slot.InitialB.Apply(0)
-	attrs := map[string]uint64{layout.LabelUSRA: attrA, layout.LabelUSRB: attrB}
-	var written []disk.Written
-	err = r.Step("disk "+RawName, func() (string, error) {
-		start := time.Now()
-		bar := r.Bar(0, "disk")
-		var err error
-		written, err = disk.Write(ctx, raw, disk.Options{
-			Table: table,
-			Contents: []disk.Content{
-				{Label: layout.LabelESP, Path: espImg},
-				{Label: layout.LabelBIOSBoot, Data: core},
-				{Label: layout.LabelUSRA, Path: usrImg},
-				{Label: layout.LabelOEM, Path: oemImg},
-				{Label: layout.LabelRoot, Path: rootImg},
-			},
-			Attributes: attrs,
-			BootCode:   bootCode,
-			Progress: func(done, total int64) {
-				bar.ChangeMax64(total)
-				bar.Set64(done)
-			},
-		})
-		bar.Finish()
-		if err != nil {
-			return "", err
-		}
-		var content int64
-		for _, wr := range written {
-			content += wr.Size
-		}
-		return fmt.Sprintf("%s disk, %s of partition content copied at %s, %s allocated",
-			layout.Human(c.DiskSize), layout.Human(content), rate(content, time.Since(start)), layout.Human(allocated(raw))), nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	artifacts := map[string]string{}
-	if wantsRaw(c.Formats) {
-		artifacts[RawName] = raw
-	}
-	// Hash the raw image while qemu-img converts it: two processes, two cores.
-	type hashed struct {
-		size int64
-		sum  string
-		err  error
-	}
-	rawHash := make(chan hashed, 1)
-	go func() {
-		if !wantsRaw(c.Formats) {
-			rawHash <- hashed{}
-			return
-		}
-		n, sum, err := manifest.HashFile(raw)
-		rawHash <- hashed{n, sum, err}
-	}()
-	if has(c.Formats, "qcow2") {
-		q := w(Qcow2Name)
-		err = r.Step("qcow2 "+Qcow2Name, func() (string, error) {
-			start := time.Now()
-			bar := r.Bar(100, "qcow2")
-			err := disk.Qcow2(ctx, raw, q, func(p float64) { bar.Set(int(p)) })
-			bar.Finish()
-			if err != nil {
-				return "", err
+		if err := r.Step(s.name, s.fn); err != nil {
+			if a.rawHash != nil {
+				<-a.rawHash // the hashing goroutine reads raw from workDir
 			}
-			st, err := os.Stat(q)
-			if err != nil {
-				return "", err
-			}
-			return fmt.Sprintf("%s compressed, %s of raw data read at %s", layout.Human(st.Size()), layout.Human(allocated(raw)), rate(allocated(raw), time.Since(start))), nil
-		})
-		if err != nil {
-			<-rawHash
 			return nil, nil, err
 		}
-		artifacts[Qcow2Name] = q
 	}
+	if err := a.writeManifest(); err != nil {
+		return nil, nil, err
+	}
+	return a.artifacts, a.m, nil
+}
 
-	// The manifest.
+// newAssembly checks the formats and derives the disk layout and IDs from
+// the config's seed.
+func newAssembly(ctx context.Context, in Inputs, workDir string, r *Reporter) (*assembly, error) {
+	c := in.Config
+	if err := CheckFormats(c.Formats); err != nil {
+		return nil, err
+	}
+	if err := checkPlatformFormats(c); err != nil {
+		return nil, err
+	}
+	a := &assembly{ctx: ctx, in: in, c: c, workDir: workDir, r: r, seed: Seed(c), artifacts: map[string]string{}}
+	var err error
+	if a.table, err = layout.New(c.DiskSize, a.seed); err != nil {
+		return nil, err
+	}
+	a.espVolID = layout.DeriveVolumeID(a.seed, "fs/"+layout.LabelESP)
+	a.espSerial = fsimg.VfatSerial(a.espVolID)
+	return a, nil
+}
+
+// usr makes USR-A: the squashfs of /usr and its dm-verity hash tree.
+func (a *assembly) usr() (string, error) {
+	var cached bool
+	var err error
+	a.usrImg, cached, a.usrVerity, err = usrImage(a.ctx, a.in, a.workDir, a.r)
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(a.usrImg)
+	if err != nil {
+		return "", err
+	}
+	if err := a.table.CheckFits(map[string]int64{layout.LabelUSRA: st.Size()}); err != nil {
+		return "", err
+	}
+	how := fmt.Sprintf("zstd -%d", SquashfsLevel)
+	if cached {
+		how = "cached, same /usr tree as " + filepath.Base(a.usrImg) + ", tree checked"
+	}
+	return fmt.Sprintf("%s (%s squashfs, %s, + %s hash tree), root hash %s", layout.Human(st.Size()), layout.Human(a.usrVerity.DataSize), how,
+		layout.Human(a.usrVerity.TreeSize), a.usrVerity.RootHash[:16]), nil
+}
+
+// bootChain makes GRUB's BIOS and UEFI images, grub.cfg, grubenv and slot
+// a's root hash file.
+func (a *assembly) bootChain() (string, error) {
+	c := a.c
+	a.params = bootloader.Params{
+		Version: c.Version, Platform: c.Platform, Timeout: 1,
+		USR:  map[string]string{"a": a.part(layout.LabelUSRA).GUID, "b": a.part(layout.LabelUSRB).GUID},
+		Root: a.part(layout.LabelRoot).GUID, OEM: a.part(layout.LabelOEM).GUID,
+		Extra:   platformArgs[c.Platform],
+		UsrHash: map[string]string{"a": a.usrVerity.RootHash},
+	}
+	bios := a.part(layout.LabelBIOSBoot)
+	if err := bootloader.MakeEFI(a.ctx, a.w("BOOTX64.EFI"), a.espSerial); err != nil {
+		return "", err
+	}
+	var err error
+	if a.core, err = bootloader.MakeCore(a.ctx, a.workDir, a.espSerial, bios.FirstLBA(), bios.Size); err != nil {
+		return "", err
+	}
+	if a.bootCode, err = bootloader.BootCode(bios.FirstLBA()); err != nil {
+		return "", err
+	}
+	cfg, err := bootloader.GrubCfg(a.params)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(a.w("grub.cfg"), cfg, 0o644); err != nil {
+		return "", err
+	}
+	vcfg, err := bootloader.VerityCfg(a.usrVerity.RootHash)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(a.w("verity-a.cfg"), vcfg, 0o644); err != nil {
+		return "", err
+	}
+	env, err := slot.InitialEnv().Encode()
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(a.w("grubenv"), env, 0o644); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("BIOS core.img %s, UEFI BOOTX64.EFI, A/B grub.cfg, slot A root hash", layout.Human(int64(len(a.core)))), nil
+}
+
+// filesystems makes the ESP (boot chain, slot a's kernel and initrd), OEM
+// (the platform) and ROOT (empty, grown on first boot).
+func (a *assembly) filesystems() (string, error) {
+	c := a.c
+	a.espImg, a.oemImg, a.rootImg = a.w("esp.vfat"), a.w("oem.ext4"), a.w("root.ext4")
+	files := []fsimg.File{
+		{Src: a.w("BOOTX64.EFI"), Dst: "EFI/BOOT/BOOTX64.EFI"},
+		{Src: a.w("grub.cfg"), Dst: "grub/grub.cfg"},
+		{Src: a.w("grubenv"), Dst: "grub/grubenv"},
+		{Src: a.in.KernelPath, Dst: "pith/vmlinuz-a"},
+		{Src: a.in.InitrdPath, Dst: "pith/initrd-a"},
+		{Src: a.w("verity-a.cfg"), Dst: bootloader.VerityCfgPath("a")},
+	}
+	if err := fsimg.Vfat(a.ctx, a.espImg, a.part(layout.LabelESP).Size, layout.LabelESP, a.espVolID, files, c.Epoch); err != nil {
+		return "", err
+	}
+	oemDir := a.w("oem")
+	if err := os.MkdirAll(filepath.Join(oemDir, "pith"), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(oemDir, "pith", "platform"), []byte(c.Platform+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	if err := fsimg.Ext4(a.ctx, a.oemImg, a.part(layout.LabelOEM).Size, layout.LabelOEM, a.fsUUID(layout.LabelOEM), a.hashSeed(layout.LabelOEM), oemDir, c.Epoch); err != nil {
+		return "", err
+	}
+	rootSize := min(RootSize, a.part(layout.LabelRoot).Size)
+	if err := fsimg.Ext4(a.ctx, a.rootImg, rootSize, layout.LabelRoot, a.fsUUID(layout.LabelRoot), a.hashSeed(layout.LabelRoot), "", c.Epoch); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("ESP vfat %s, OEM ext4 (platform %s), ROOT ext4 %s", a.espSerial, c.Platform, layout.Human(rootSize)), nil
+}
+
+// disk writes the GPT disk pith.img with the partition contents, then
+// starts hashing it in the background.
+func (a *assembly) disk() (string, error) {
+	a.raw = a.w(RawName)
+	attrA, _ := slot.InitialA.Apply(0)
+	attrB, _ := slot.InitialB.Apply(0)
+	a.attrs = map[string]uint64{layout.LabelUSRA: attrA, layout.LabelUSRB: attrB}
+	start := time.Now()
+	bar := a.r.Bar(0, "disk")
+	var err error
+	a.written, err = disk.Write(a.ctx, a.raw, disk.Options{
+		Table: a.table,
+		Contents: []disk.Content{
+			{Label: layout.LabelESP, Path: a.espImg},
+			{Label: layout.LabelBIOSBoot, Data: a.core},
+			{Label: layout.LabelUSRA, Path: a.usrImg},
+			{Label: layout.LabelOEM, Path: a.oemImg},
+			{Label: layout.LabelRoot, Path: a.rootImg},
+		},
+		Attributes: a.attrs,
+		BootCode:   a.bootCode,
+		Progress: func(done, total int64) {
+			bar.ChangeMax64(total)
+			bar.Set64(done)
+		},
+	})
+	bar.Finish()
+	if err != nil {
+		return "", err
+	}
+	if wantsRaw(a.c.Formats) {
+		a.artifacts[RawName] = a.raw
+	}
+	// Hash the raw image while qemu-img converts it: two processes, two cores.
+	a.rawHash = make(chan hashed, 1)
+	go func() {
+		if !wantsRaw(a.c.Formats) {
+			a.rawHash <- hashed{}
+			return
+		}
+		n, sum, err := manifest.HashFile(a.raw)
+		a.rawHash <- hashed{n, sum, err}
+	}()
+	var content int64
+	for _, wr := range a.written {
+		content += wr.Size
+	}
+	return fmt.Sprintf("%s disk, %s of partition content copied at %s, %s allocated",
+		layout.Human(a.c.DiskSize), layout.Human(content), rate(content, time.Since(start)), layout.Human(allocated(a.raw))), nil
+}
+
+// qcow2 converts pith.img to pith.qcow2.
+func (a *assembly) qcow2() (string, error) {
+	q := a.w(Qcow2Name)
+	start := time.Now()
+	bar := a.r.Bar(100, "qcow2")
+	err := disk.Qcow2(a.ctx, a.raw, q, func(p float64) { bar.Set(int(p)) })
+	bar.Finish()
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(q)
+	if err != nil {
+		return "", err
+	}
+	a.artifacts[Qcow2Name] = q
+	return fmt.Sprintf("%s compressed, %s of raw data read at %s", layout.Human(st.Size()), layout.Human(allocated(a.raw)), rate(allocated(a.raw), time.Since(start))), nil
+}
+
+// hashArtifacts fills in the manifest: inputs, kernel lines, partitions
+// with their content hashes, and the artifacts' SHA-256.
+func (a *assembly) hashArtifacts() (string, error) {
+	c := a.c
 	m := &manifest.Manifest{
 		Schema: manifest.SchemaVersion, Version: c.Version, Platform: c.Platform,
 		Inputs: manifest.Inputs{
 			ConfigHash: c.Hash(), Suite: c.Suite, Mirror: config.NormalizeMirror(c.Mirror),
 			Packages: append([]string{}, c.Packages...), KernelPackage: c.KernelPackage,
 			DiskSize: c.DiskSize, Formats: append([]string{}, c.Formats...), SourceDateEpoch: c.Epoch,
-			AgentSHA256: in.AgentSHA256,
+			AgentSHA256: a.in.AgentSHA256, DebugUnverifiedUSR: a.in.DebugUnverifiedUSR,
 		},
-		KernelVersion: in.KernelVersion,
-		KernelCmdline: map[string]string{"a": bootloader.KernelArgs(params, "a"), "b": bootloader.KernelArgs(params, "b")},
-		Disk:          manifest.Disk{Size: table.DiskSize, SectorSize: layout.SectorSize, GUID: table.DiskGUID},
+		KernelVersion: a.in.KernelVersion,
+		KernelCmdline: map[string]string{"a": bootloader.KernelArgs(a.params, "a"), "b": bootloader.KernelArgs(a.params, "b")},
+		Disk:          manifest.Disk{Size: a.table.DiskSize, SectorSize: layout.SectorSize, GUID: a.table.DiskGUID},
 	}
 	fsInfo := map[string][2]string{
-		layout.LabelESP:  {"vfat", espSerial},
+		layout.LabelESP:  {"vfat", a.espSerial},
 		layout.LabelUSRA: {"squashfs", ""},
-		layout.LabelOEM:  {"ext4", strings.ToLower(fsUUID(layout.LabelOEM))},
-		layout.LabelRoot: {"ext4", strings.ToLower(fsUUID(layout.LabelRoot))},
+		layout.LabelOEM:  {"ext4", strings.ToLower(a.fsUUID(layout.LabelOEM))},
+		layout.LabelRoot: {"ext4", strings.ToLower(a.fsUUID(layout.LabelRoot))},
 	}
 	emptySum := sha256.Sum256(nil)
-	for _, p := range table.Partitions {
-		mp := manifest.Partition{Partition: p, Attributes: fmt.Sprintf("%016X", attrs[p.Label]),
+	for _, p := range a.table.Partitions {
+		mp := manifest.Partition{Partition: p, Attributes: fmt.Sprintf("%016X", a.attrs[p.Label]),
 			Filesystem: fsInfo[p.Label][0], FSUUID: fsInfo[p.Label][1], ContentSHA256: hex.EncodeToString(emptySum[:])}
-		for _, wr := range written {
+		for _, wr := range a.written {
 			if wr.Label == p.Label {
 				mp.ContentSize, mp.ContentSHA256 = wr.Size, wr.SHA256
 			}
 		}
+		if p.Label == layout.LabelUSRA {
+			v := a.usrVerity
+			mp.Verity = &manifest.Verity{Algorithm: "sha256", BlockSize: verity.BlockSize, DataSize: v.DataSize,
+				HashOffset: v.DataSize, Salt: v.Salt, RootHash: v.RootHash}
+		}
 		m.Disk.Partitions = append(m.Disk.Partitions, mp)
 	}
-	err = r.Step("SHA-256 of artifacts", func() (string, error) {
-		rh := <-rawHash
-		if rh.err != nil {
-			return "", rh.err
+	a.m = m
+	rh := <-a.rawHash
+	a.rawHash = nil
+	if rh.err != nil {
+		return "", rh.err
+	}
+	if wantsRaw(c.Formats) {
+		m.Artifacts = append(m.Artifacts, manifest.Artifact{Name: RawName, Format: "raw", Size: rh.size, SHA256: rh.sum})
+	}
+	if q, ok := a.artifacts[Qcow2Name]; ok {
+		n, sum, err := manifest.HashFile(q)
+		if err != nil {
+			return "", err
 		}
-		if wantsRaw(c.Formats) {
-			m.Artifacts = append(m.Artifacts, manifest.Artifact{Name: RawName, Format: "raw", Size: rh.size, SHA256: rh.sum})
-		}
-		if q, ok := artifacts[Qcow2Name]; ok {
-			n, sum, err := manifest.HashFile(q)
-			if err != nil {
-				return "", err
-			}
-			m.Artifacts = append(m.Artifacts, manifest.Artifact{Name: Qcow2Name, Format: "qcow2", Size: n, SHA256: sum})
-		}
-		return fmt.Sprintf("%d artifacts", len(m.Artifacts)), nil
-	})
+		m.Artifacts = append(m.Artifacts, manifest.Artifact{Name: Qcow2Name, Format: "qcow2", Size: n, SHA256: sum})
+	}
+	return fmt.Sprintf("%d artifacts", len(m.Artifacts)), nil
+}
+
+// writeManifest writes pith.manifest.json beside the artifacts.
+func (a *assembly) writeManifest() error {
+	b, err := a.m.Encode()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	b, err := m.Encode()
-	if err != nil {
-		return nil, nil, err
+	if err := os.WriteFile(a.w(manifest.FileName), b, 0o644); err != nil {
+		return err
 	}
-	if err := os.WriteFile(w(manifest.FileName), b, 0o644); err != nil {
-		return nil, nil, err
-	}
-	artifacts[manifest.FileName] = w(manifest.FileName)
-	return artifacts, m, nil
+	a.artifacts[manifest.FileName] = a.w(manifest.FileName)
+	return nil
 }
 
 // allocated is the bytes a (sparse) file really occupies.

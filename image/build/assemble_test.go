@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"io"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
 	"github.com/pith-os/pith/image/slot"
+	"github.com/pith-os/pith/initramfs/verity"
 )
 
 // fakeInputs is a stand-in rootfs for unit tests only: the real one comes
@@ -33,6 +35,12 @@ func fakeInputs(t *testing.T) Inputs {
 		if err := os.WriteFile(filepath.Join(usr, p), []byte(c), 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Incompressible: the squashfs spans several blocks, as dm-verity needs.
+	noise := make([]byte, 64<<10)
+	rand.Read(noise)
+	if err := os.WriteFile(filepath.Join(usr, "lib", "noise"), noise, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	kernel := filepath.Join(dir, "vmlinuz")
 	initrd := filepath.Join(dir, "initrd")
@@ -121,6 +129,22 @@ func TestAssemble(t *testing.T) {
 	for _, f := range []string{"EFI/BOOT/BOOTX64.EFI", "pith/vmlinuz-a", "pith/initrd-a"} {
 		tool(t, "mdir", "-i", espImg, "::/"+f)
 	}
+	// Slot a's root hash: on the ESP for grub.cfg, at the end of the
+	// manifest's kernel line, in the manifest's USR-A verity record.
+	usr, _ := m.Partition(layout.LabelUSRA)
+	v := usr.Verity
+	if v == nil || v.Algorithm != "sha256" || v.BlockSize != 4096 || v.HashOffset != v.DataSize || len(v.Salt) != 64 {
+		t.Fatalf("USR-A verity record %+v", v)
+	}
+	if got := tool(t, "mtype", "-i", espImg, "::/pith/verity-a.cfg"); !strings.Contains(got, "\nset pith_usrhash="+v.RootHash+"\n") {
+		t.Errorf("pith/verity-a.cfg: %q, want root hash %s", got, v.RootHash)
+	}
+	if !strings.HasSuffix(m.KernelCmdline["a"], " pith.usrhash="+v.RootHash) || strings.Contains(m.KernelCmdline["b"], "pith.usrhash") {
+		t.Errorf("kernel lines: a %q, b %q", m.KernelCmdline["a"], m.KernelCmdline["b"])
+	}
+	if usr.ContentSize != v.DataSize+verity.TreeSize(v.DataSize) {
+		t.Errorf("USR-A content %d bytes, want squashfs %d + tree %d", usr.ContentSize, v.DataSize, verity.TreeSize(v.DataSize))
+	}
 	for _, l := range []string{layout.LabelOEM, layout.LabelRoot} {
 		pp, _ := m.Partition(l)
 		ext := extract(t, img, pp)
@@ -131,10 +155,22 @@ func TestAssemble(t *testing.T) {
 			}
 		}
 	}
-	usr, _ := m.Partition(layout.LabelUSRA)
 	usrImg := extract(t, img, usr)
 	if l := tool(t, "unsquashfs", "-l", usrImg); !strings.Contains(l, "squashfs-root/bin/pithd") {
 		t.Errorf("unsquashfs -l:\n%s", l)
+	}
+	// veritysetup agrees with the recorded tree, and notices a changed block.
+	verify := func() error {
+		return exec.Command("veritysetup", "verify", usrImg, usrImg, v.RootHash, "--hash-offset="+strconv.FormatInt(v.HashOffset, 10)).Run()
+	}
+	if err := verify(); err != nil {
+		t.Errorf("veritysetup verify of USR-A with the manifest's root hash: %v", err)
+	}
+	uf, _ := os.OpenFile(usrImg, os.O_RDWR, 0)
+	uf.WriteAt([]byte("tampered"), v.DataSize-4096)
+	uf.Close()
+	if err := verify(); err == nil {
+		t.Error("veritysetup verify accepts USR-A with a changed block")
 	}
 	tool(t, "qemu-img", "check", arts[Qcow2Name])
 	// The BIOS core.img sits in BIOS-BOOT, and the MBR points at it.

@@ -27,6 +27,10 @@ type Options struct {
 	AgentBinDir string // static pithd, pithctl, pith-init
 	Log         func(format string, args ...any)
 	Bars        io.Writer // progress bars (a terminal), or nil
+	// DebugUnverifiedUSR builds an image whose initramfs accepts
+	// pith.verity=off (typed at the boot menu) to mount USR without
+	// dm-verity: for debugging only, recorded in the manifest.
+	DebugUnverifiedUSR bool
 }
 
 // Result is a finished build.
@@ -97,7 +101,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	initrd := filepath.Join(work, "initrd.img")
 	err = r.Step("initramfs", func() (string, error) {
-		opts := initramfs.Options{FsckFrom: rfs.UsrDir, KernelVersion: rfs.KernelVersion, ModulesDir: rfs.ModulesDir, Out: initrd, Log: o.Log, CacheDir: o.CacheDir}
+		opts := initramfs.Options{FsckFrom: rfs.UsrDir, KernelVersion: rfs.KernelVersion, ModulesDir: rfs.ModulesDir, Out: initrd, Log: o.Log, CacheDir: o.CacheDir,
+			AllowUnverifiedUSR: o.DebugUnverifiedUSR}
 		if p := filepath.Join(o.AgentBinDir, "pith-init"); o.AgentBinDir != "" && exists(p) {
 			opts.InitBinary = p
 		}
@@ -128,7 +133,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, explain(err, o.OutDir)
 	}
-	in := Inputs{Config: c, UsrDir: rfs.UsrDir, KernelPath: rfs.KernelPath, KernelVersion: rfs.KernelVersion, InitrdPath: initrd}
+	in := Inputs{Config: c, UsrDir: rfs.UsrDir, KernelPath: rfs.KernelPath, KernelVersion: rfs.KernelVersion, InitrdPath: initrd,
+		DebugUnverifiedUSR: o.DebugUnverifiedUSR}
 	in.AgentSHA256, err = agentHash(o.AgentBinDir)
 	if err != nil {
 		return nil, err

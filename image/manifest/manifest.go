@@ -53,6 +53,8 @@ type Inputs struct {
 	Formats         []string `json:"formats"`
 	SourceDateEpoch int64    `json:"source_date_epoch"`
 	AgentSHA256     string   `json:"agent_sha256,omitempty"` // of pithd+pithctl as installed
+	// DebugUnverifiedUSR: the initramfs lets pith.verity=off skip dm-verity.
+	DebugUnverifiedUSR bool `json:"debug_unverified_usr,omitempty"`
 }
 
 // Disk is the partition table.
@@ -74,6 +76,20 @@ type Partition struct {
 	// have size 0.
 	ContentSize   int64  `json:"content_size"`
 	ContentSHA256 string `json:"content_sha256"`
+	// Verity describes the dm-verity hash tree inside the content (USR).
+	Verity *Verity `json:"verity,omitempty"`
+}
+
+// Verity is a dm-verity hash tree in veritysetup's format (superblock at
+// HashOffset, then the tree) over the first DataSize bytes: what
+// `veritysetup verify DEV DEV ROOT --hash-offset=HashOffset` checks.
+type Verity struct {
+	Algorithm  string `json:"algorithm"`
+	BlockSize  int    `json:"block_size"`
+	DataSize   int64  `json:"data_size"`
+	HashOffset int64  `json:"hash_offset"`
+	Salt       string `json:"salt"`
+	RootHash   string `json:"root_hash"`
 }
 
 // Artifact is one output file.

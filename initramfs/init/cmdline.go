@@ -9,6 +9,7 @@ package pithinit
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -20,7 +21,8 @@ type Cmdline struct {
 	Usr      Spec   // pith.usr=
 	Root     Spec   // pith.root=
 	OEM      Spec   // pith.oem= (optional)
-	UsrHash  string // pith.usrhash= dm-verity root hash (hex), optional
+	UsrHash  string // pith.usrhash= dm-verity root hash (hex); required unless NoVerity
+	NoVerity bool   // pith.verity=off: debug images only (AllowUnverifiedFile)
 	Debug    bool   // pith.debug: shell instead of reboot on failure
 	Platform string // pith.platform=
 	Init     string // pith.init=: what to switch_root into
@@ -72,10 +74,19 @@ func ParseCmdline(line string) (*Cmdline, error) {
 		case "pith.oem":
 			c.OEM, err = parseSpec(key, val)
 		case "pith.usrhash":
+			if val == "" {
+				// GRUB found no verity-<slot>.cfg for the slot.
+				return nil, errors.New("pith.usrhash= is empty: the boot loader has no dm-verity root hash for this slot (pith/verity-<slot>.cfg missing on the ESP): refusing to boot an unverifiable /usr")
+			}
 			if _, herr := hex.DecodeString(val); herr != nil || len(val) != 64 {
 				return nil, fmt.Errorf("pith.usrhash=%q: want the SHA-256 dm-verity root hash (64 hex digits)", val)
 			}
 			c.UsrHash = strings.ToLower(val)
+		case "pith.verity":
+			if val != "off" {
+				return nil, fmt.Errorf("pith.verity=%q: the only setting is off (debug images)", val)
+			}
+			c.NoVerity = true
 		case "pith.debug":
 			c.Debug = !hasVal || val == "1" || val == "yes" || val == "true"
 		case "pith.platform":

@@ -174,13 +174,23 @@ func run(l *logger, debug *bool) error {
 		return fail("mounting USR", usr.Path, err)
 	}
 	usrSource, how := usr.Path, ""
-	if c.UsrHash != "" {
+	switch {
+	case c.NoVerity && fileExists(AllowUnverifiedFile):
+		// The debug switch wins over the slot's root hash, which the
+		// boot loader always passes.
+		l.Printf("WARNING: USR is mounted WITHOUT dm-verity (pith.verity=off on the kernel line, allowed by this debug image's %s): nothing checks /usr", AllowUnverifiedFile)
+		how = " UNVERIFIED (debug)"
+	case c.NoVerity:
+		return fail("verifying USR with dm-verity", usr.Path, errors.New("pith.verity=off, but this image was not built to allow an unverified /usr (pith build --debug-unverified-usr): refusing to boot"))
+	case c.UsrHash != "":
 		dm, blocks, err := setupVerity(usr.Path, c.UsrHash)
 		if err != nil {
 			return fail("verifying USR with dm-verity", usr.Path, err)
 		}
 		l.Printf("dm-verity: %s checks %s (%d blocks) against root hash %s...", dm, usr.Path, blocks, c.UsrHash[:16])
 		usrSource, how = dm, " verified by dm-verity"
+	default:
+		return fail("verifying USR with dm-verity", usr.Path, errors.New("no pith.usrhash= root hash on the kernel line: refusing to mount /usr unverified"))
 	}
 	if err := unix.Mount(usrSource, usrDir, typ, unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
 		if c.UsrHash != "" {
@@ -216,6 +226,11 @@ func run(l *logger, debug *bool) error {
 	return nil
 }
 
+// AllowUnverifiedFile, present only in the initramfs of images built with
+// pith build --debug-unverified-usr, lets pith.verity=off mount USR
+// without dm-verity. A kernel line alone cannot turn verification off.
+const AllowUnverifiedFile = "/etc/pith/allow-unverified-usr"
+
 // setupVerity maps USR through dm-verity using the hash tree Pith's
 // builder appends after the filesystem (see package verity).
 func setupVerity(dev, rootHash string) (string, uint64, error) {
@@ -224,17 +239,18 @@ func setupVerity(dev, rootHash string) (string, uint64, error) {
 		return "", 0, err
 	}
 	defer f.Close()
-	end, err := verity.FSEnd(f)
+	sb, err := verity.Find(f)
 	if err != nil {
 		return "", 0, err
 	}
-	sb, err := verity.ReadSuperblock(f, end)
-	if err != nil {
-		return "", 0, fmt.Errorf("%w (the build did not append a hash tree to USR but put pith.usrhash on the kernel line?)", err)
+	if err := verity.CheckRoot(f, sb, rootHash); err != nil {
+		return "", 0, fmt.Errorf("%w: pith.usrhash does not belong to this USR (or USR is corrupted)", err)
 	}
 	dm, err := verity.Setup("usr", dev, sb, rootHash)
 	return dm, sb.DataBlocks, err
 }
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // loadModules loads the modules the builder listed, with their dependencies.
 func loadModules(dir string, l *logger) (int, error) {
