@@ -1,0 +1,108 @@
+package bootloader
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/pith-os/pith/image/slot"
+)
+
+// grubRun runs the top of grub.cfg (everything before the menu entries)
+// in GRUB itself (grub-emu) against a FAT image holding the ESP's files,
+// as one boot would, and returns the RESULT line it prints.
+func grubRun(t *testing.T, dir string) string {
+	t.Helper()
+	out, _ := exec.Command("grub-emu", "-d", filepath.Join(dir, "prefix"), "-m", filepath.Join(dir, "device.map"), "-r", "host").CombinedOutput()
+	m := regexp.MustCompile(`(?:falling back to slot \w\s*)?RESULT [^\r\n]*`).Find(out)
+	if m == nil {
+		t.Fatalf("grub-emu printed no RESULT:\n%s", out)
+	}
+	return strings.Join(strings.Fields(string(m)), " ")
+}
+
+// The boot counting of grub.cfg, run by GRUB 2.06 on a FAT ESP with
+// grubenv in its two copies: the saved slot is counted on every boot and,
+// after three that nothing cleared, the other slot takes over if it has a
+// root hash file; a trial is not counted.
+func TestGrubBootCounting(t *testing.T) {
+	for _, tool := range []string{"grub-emu", "mkfs.vfat", "mcopy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)
+		}
+	}
+	cfg, err := GrubCfg(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := string(cfg[:strings.Index(string(cfg), "menuentry")])
+	head = regexp.MustCompile(`(?m)^(serial|terminal_input|terminal_output) .*$`).ReplaceAllString(head, "")
+	head = strings.NewReplacer("${prefix}", "(hd0)/grub", "/pith/", "(hd0)/pith/").Replace(head)
+	head += "echo \"RESULT default=${default} saved=${saved_entry} next=${next_entry} boot=${pith_boot}\"\nreboot\n"
+
+	for _, tc := range []struct {
+		name    string
+		next    string // a pending trial
+		verityB bool   // slot b has a root hash file
+		want    []string
+	}{
+		{"falls back after three", "", true, []string{
+			"RESULT default=a saved=a next= boot=a1", "RESULT default=a saved=a next= boot=a2", "RESULT default=a saved=a next= boot=a3",
+			"falling back to slot b RESULT default=b saved=b next= boot=b1", "RESULT default=b saved=b next= boot=b2"}},
+		{"no verified slot to fall back to", "", false, []string{
+			"RESULT default=a saved=a next= boot=a1", "RESULT default=a saved=a next= boot=a2", "RESULT default=a saved=a next= boot=a3",
+			"RESULT default=a saved=a next= boot=a3"}},
+		{"a trial is not counted", "b", true, []string{
+			"RESULT default=b saved=a next= boot=", "RESULT default=a saved=a next= boot=a1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.MkdirAll(filepath.Join(dir, "prefix"), 0o755)
+			os.WriteFile(filepath.Join(dir, "prefix", "grub.cfg"), []byte(head), 0o644)
+			esp := filepath.Join(dir, "esp.img")
+			os.WriteFile(filepath.Join(dir, "device.map"), []byte("(hd0) "+esp+"\n"), 0o644)
+			// grubenv as a node has it after updates: two copies, the
+			// second newer (slot writes the older copy each time).
+			env := filepath.Join(dir, "grubenv")
+			e := slot.InitialEnv()
+			for range 2 {
+				if err := slot.WriteEnvFile(env, e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.Set(slot.KeyNext, tc.next)
+			if err := slot.WriteEnvFile(env, e); err != nil {
+				t.Fatal(err)
+			}
+			files := []string{env, env + slot.EnvCopySuffix}
+			run(t, "truncate", "-s", "16M", esp)
+			run(t, "mkfs.vfat", esp)
+			run(t, "mmd", "-i", esp, "::grub", "::pith")
+			run(t, "mcopy", append([]string{"-i", esp}, append(files, "::grub/")...)...)
+			for _, s := range []string{"a", "b"} {
+				if s == "b" && !tc.verityB {
+					continue
+				}
+				b, _ := VerityCfg(strings.Repeat("ab", 32))
+				p := filepath.Join(dir, VerityCfgPath(s)[len("pith/"):])
+				os.WriteFile(p, b, 0o644)
+				run(t, "mcopy", "-i", esp, p, "::pith/")
+			}
+			for i, want := range tc.want {
+				if got := grubRun(t, dir); got != want {
+					t.Fatalf("boot %d: %q, want %q", i+1, got, want)
+				}
+			}
+		})
+	}
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
