@@ -293,6 +293,9 @@ func TestBootQEMU(t *testing.T) {
 	res, err := Build(context.Background(), Options{
 		KernelVersion: version, ModulesDir: modules, Out: initrd, InitBinary: initBin,
 		CacheDir: pithCache(t), Log: t.Logf,
+		// The host's /usr stands in for the image's USR (both Debian): the
+		// init checks ROOT with a real e2fsck, as on a built image.
+		FsckFrom: "/usr",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -308,6 +311,7 @@ func TestBootQEMU(t *testing.T) {
 			`slot=a usr=PARTUUID=`+bootUsrUUID+` root=PARTUUID=`+bootRootUUID+` platform=qemu`,
 			`loaded \d+ kernel modules for `+regexp.QuoteMeta(version),
 			`grew ROOT partition 9 on /dev/vda: \d+ -> \d+ sectors`,
+			`checked ROOT \(/dev/vda9\): clean`,
 			`mounted ROOT \(/dev/vda9, PARTUUID=`+bootRootUUID+`\) rw at /sysroot`,
 			`dm-verity: /dev/(dm-0|mapper/usr) checks /dev/vda3 \(\d+ blocks\) against root hash `+rootHash[:16],
 			`mounted USR-A \(/dev/vda3, PARTUUID=`+bootUsrUUID+`\) squashfs ro at /sysroot/usr verified by dm-verity`,
