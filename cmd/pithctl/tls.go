@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 	etcd "go.etcd.io/etcd/client/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/pith-os/pith/agent/update"
 )
@@ -24,12 +25,16 @@ import (
 // the image's pithd.service).
 const nodeSocket = "/run/pith/pithd.sock"
 
-// socketEndpoint is what pithctl dials by default on a node.
+// socketEndpoint is what pithctl dials by default on a node: root's
+// socket when this user may connect to it (connecting needs write
+// permission), else "", so a plain user (core) falls back to the loopback
+// client port as etcdctl does, instead of failing with "permission denied".
 func socketEndpoint() string {
-	if fi, err := os.Stat(nodeSocket); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		return "unix://" + nodeSocket
+	fi, err := os.Stat(nodeSocket)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 || unix.Access(nodeSocket, unix.W_OK) != nil {
+		return ""
 	}
-	return ""
+	return "unix://" + nodeSocket
 }
 
 // tlsEnv is the first set variable of the names, for a flag's default.
