@@ -1,0 +1,264 @@
+package update
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/pith-os/pith/channels"
+)
+
+// ErrNoTrustedKey: the node has no release key, so it cannot tell a real
+// release from anyone's; it refuses to look rather than trust anything.
+var ErrNoTrustedKey = errors.New("update: this node trusts no release key, so every release is refused; build the image with pith build --release-key FILE, or add pith.update.public_keys to user-data")
+
+func (a *Agent) fetchAndApply(ctx context.Context) (bool, error) {
+	if a.cfg.Keys.Len() == 0 {
+		return false, ErrNoTrustedKey
+	}
+	a.setPhase(PhaseChecking)
+	c, err := channels.NewClient(a.cfg.Server, channels.Policy{
+		Keys: a.cfg.Keys, Channel: a.cfg.Channel, Platform: a.cfg.Platform, Running: a.cfg.Running,
+	})
+	if err != nil {
+		return false, err
+	}
+	c.Progress = func(p channels.Progress) {
+		a.mu.Lock()
+		a.status.Progress = &p
+		a.mu.Unlock()
+	}
+	if a.cfg.Client != nil {
+		a.cfg.Client(c)
+	}
+	m, err := c.Manifest(ctx, "")
+	if errors.Is(err, channels.ErrNotNewer) {
+		a.setPhase(PhaseIdle)
+		return false, nil // up to date
+	}
+	if err != nil {
+		return false, err
+	}
+	a.mu.Lock()
+	a.status.Available = m.Version
+	a.status.SecurityUpgrades = m.SecurityUpgrades
+	bad := slices.Contains(a.st.Bad, m.Version)
+	a.mu.Unlock()
+	if bad {
+		a.setPhase(PhaseIdle)
+		return false, nil // rolled back before: wait for a newer release
+	}
+	return true, a.apply(ctx, c, m)
+}
+
+// apply downloads and verifies every payload, then writes the other slot.
+// Nothing touches a partition before all payloads are verified.
+func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manifest) error {
+	timing := map[string]float64{}
+	running, err := a.slots.Running()
+	if err != nil {
+		return err
+	}
+	target := "b"
+	if running == "b" {
+		target = "a"
+	}
+	a.setPhase(PhaseDownloading)
+	dl := filepath.Join(a.cfg.StateDir, "downloads")
+	pruneDownloads(dl, m)
+	// A delta against the running release saves most of the download; it
+	// is used only if the running slot really holds its base.
+	base, closeBase, delta := a.deltaBase(m, running)
+	defer closeBase()
+	files, err := a.download(ctx, c, m, dl, delta != nil, timing)
+	if err != nil {
+		return err
+	}
+
+	a.setPhase(PhaseWriting)
+	if err := a.slots.Invalidate(target); err != nil {
+		return fmt.Errorf("update: invalidate slot %s: %w", target, err)
+	}
+	if err := a.writeUSR(ctx, c, m, target, dl, files, base, delta, timing); err != nil {
+		return err
+	}
+	if err := a.installBoot(m, target, files, timing); err != nil {
+		return err
+	}
+	if err := a.hook("written"); err != nil {
+		return err
+	}
+	// The record first, then the trial: a cut in between boots the old
+	// slot with a record saying the trial was never armed (AfterBoot arms
+	// it again), never the new slot with no record (never marked good).
+	a.mu.Lock()
+	a.st.Pending = &Pending{Version: m.Version, Slot: target, From: a.cfg.Running, Applied: a.now().UTC()}
+	how := ""
+	if timing["delta"] == 1 {
+		how = " (delta from " + a.cfg.Running + ")"
+	}
+	a.event(m.Version, "applied", fmt.Sprintf("slot %s; download%s %.1fs, write %.1fs, read-back %.1fs", target, how, timing["download"], timing["write"], timing["readback"]))
+	a.status.Timing = timing
+	err = a.setStage(StageWritten, "")
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := a.hook("pending-saved"); err != nil {
+		return err
+	}
+	if err := a.arm(target); err != nil {
+		return err
+	}
+	// The payloads are on the slot now; keep the disk free.
+	for _, f := range files {
+		os.Remove(f)
+	}
+	return nil
+}
+
+// download fetches and verifies the release's payloads into dl (the USR
+// delta in place of the whole USR when useDelta) and returns their paths
+// by payload name.
+func (a *Agent) download(ctx context.Context, c *channels.Client, m *channels.Manifest, dl string, useDelta bool, timing map[string]float64) (map[string]string, error) {
+	files := map[string]string{}
+	start := time.Now()
+	names := []string{channels.PayloadUSR, channels.PayloadKernel, channels.PayloadInitrd}
+	if useDelta {
+		names[0] = channels.PayloadUSRDelta
+	}
+	for _, name := range names {
+		p, ok := m.Payload(name)
+		if !ok {
+			return nil, fmt.Errorf("update: release %s has no %s payload", m.Version, name)
+		}
+		path, err := c.Download(ctx, p, dl)
+		if err != nil {
+			return nil, fmt.Errorf("update: %s: %w", m.Version, err)
+		}
+		files[name] = path
+	}
+	timing["download"] = time.Since(start).Seconds()
+	return files, nil
+}
+
+// writeUSR writes the release's USR to the target slot: from the delta
+// against base when there is one (falling back to downloading the whole
+// USR if the delta fails), else from the whole payload, and reads it back.
+func (a *Agent) writeUSR(ctx context.Context, c *channels.Client, m *channels.Manifest, target, dl string, files map[string]string, base io.ReaderAt, delta *channels.Payload, timing map[string]float64) error {
+	usr, _ := m.Payload(channels.PayloadUSR)
+	t, err := a.slots.USRTarget(target)
+	if err != nil {
+		return err
+	}
+	var ws channels.WriteStats
+	// Progress of the slot write, for pithctl update status (and tests
+	// that must act in the middle of it).
+	what := "usr -> slot " + target
+	wstart := time.Now()
+	wprog := func(done, total int64) {
+		p := channels.Progress{Payload: what, Done: done, Total: total, Final: done == total}
+		if s := time.Since(wstart).Seconds(); s > 0 {
+			p.BytesPerSec = float64(done) / s
+		}
+		a.mu.Lock()
+		a.status.Progress = &p
+		a.mu.Unlock()
+	}
+	if delta != nil {
+		ws, err = channels.ApplyDelta(ctx, files[channels.PayloadUSRDelta], *delta, base, t, wprog)
+		if err != nil && ctx.Err() == nil {
+			// The slot is invalid anyway; fetch the whole USR instead.
+			a.logf("update: delta against %s failed (%v); downloading the full USR", a.cfg.Running, err)
+			start := time.Now()
+			path, derr := c.Download(ctx, usr, dl)
+			if derr != nil {
+				return fmt.Errorf("update: %s: %w", m.Version, derr)
+			}
+			timing["download"] += time.Since(start).Seconds()
+			files[channels.PayloadUSR] = path
+			delta = nil
+		}
+	}
+	if delta == nil {
+		wstart = time.Now()
+		ws, err = channels.WritePayload(ctx, files[channels.PayloadUSR], usr, t, wprog)
+	}
+	if err != nil {
+		return fmt.Errorf("update: write slot %s: %w", target, err)
+	}
+	timing["write"], timing["readback"] = ws.Write, ws.ReadBack
+	if ws.Direct {
+		timing["direct"] = 1
+	}
+	if delta != nil {
+		timing["delta"] = 1
+	}
+	return nil
+}
+
+// installBoot puts the release's kernel and initrd on the ESP for the
+// target slot and records the slot's verity root hash.
+func (a *Agent) installBoot(m *channels.Manifest, target string, files map[string]string, timing map[string]float64) error {
+	start := time.Now()
+	for name, dst := range map[string]string{channels.PayloadKernel: a.slots.KernelPath(target), channels.PayloadInitrd: a.slots.InitrdPath(target)} {
+		p, _ := m.Payload(name)
+		if err := channels.InstallFile(files[name], p, dst); err != nil {
+			return fmt.Errorf("update: install %s: %w", name, err)
+		}
+	}
+	timing["esp"] = time.Since(start).Seconds()
+	start = time.Now()
+	if err := a.slots.SetVerity(target, m.USRVerityHash); err != nil {
+		return fmt.Errorf("update: slot %s: %w", target, err)
+	}
+	timing["verity"] = time.Since(start).Seconds()
+	return nil
+}
+
+// deltaBase returns the running slot's USR as a delta base when the release
+// has a usr-delta made against exactly that content.
+func (a *Agent) deltaBase(m *channels.Manifest, running string) (io.ReaderAt, func(), *channels.Payload) {
+	nop := func() {}
+	d, ok := m.Payload(channels.PayloadUSRDelta)
+	if !ok {
+		return nil, nop, nil
+	}
+	src, err := a.slots.USRTarget(running)
+	if err != nil {
+		a.logf("update: no delta: running slot: %v", err)
+		return nil, nop, nil
+	}
+	f, err := os.Open(src.Path)
+	if err != nil {
+		a.logf("update: no delta: %v", err)
+		return nil, nop, nil
+	}
+	base := io.NewSectionReader(f, src.Offset, d.BaseSize)
+	if err := channels.VerifyBase(base, d); err != nil {
+		f.Close()
+		a.logf("update: no delta: %v", err)
+		return nil, nop, nil
+	}
+	return base, func() { f.Close() }, &d
+}
+
+// pruneDownloads removes files of other releases (a superseded release's
+// partial download, say) so they do not pile up on ROOT.
+func pruneDownloads(dir string, m *channels.Manifest) {
+	keep := map[string]bool{}
+	for _, p := range m.Payloads {
+		keep[p.SHA256], keep[p.SHA256+".part"] = true, true
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if !keep[e.Name()] {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+}

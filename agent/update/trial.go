@@ -1,0 +1,197 @@
+package update
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// AfterBoot settles an update that a reboot was for, from whatever state a
+// power cut left. Booted on the trial slot: wait until healthy (at most
+// VerifyTimeout), mark it good, release the reboot lock; not healthy in
+// time: go back to the previous slot. Back on the old slot after an armed
+// trial: the trial failed; record a rollback and never try that version
+// again. Back on the old slot before the trial was armed (or while it was
+// being marked good): arm it again. Call it once at start, before Run.
+func (a *Agent) AfterBoot(ctx context.Context) error {
+	a.mu.Lock()
+	var p Pending
+	if a.st.Pending != nil {
+		p = *a.st.Pending
+	}
+	pending, lockHeld := a.st.Pending != nil, a.st.LockHeld
+	a.mu.Unlock()
+	if !pending {
+		if lockHeld {
+			return a.releaseLock(ctx)
+		}
+		return nil
+	}
+	if p.Stage == "" {
+		p.Stage = StageArmed
+	}
+	running, err := a.slots.Running()
+	if err != nil {
+		return err
+	}
+	sameBoot := p.Boot != "" && p.Boot == a.cfg.BootID
+	switch {
+	case p.Stage == StageUnhealthy && (running == p.Slot || sameBoot):
+		// The way back was decided but the reboot did not happen.
+		return a.rollBack(ctx, p.Slot, p.Reason)
+	case running == p.Slot:
+		return a.verify(ctx, p)
+	case sameBoot && p.Stage == StageWritten:
+		// pithd restarted while arming the trial: arm it (Run reboots).
+		return a.arm(p.Slot)
+	case sameBoot:
+		return nil // still waiting for its reboot: Run takes it from here
+	case p.Stage == StageWritten || p.Stage == StageHealthy:
+		// A cut before the trial was armed, or while the slot that came
+		// up healthy was being marked good: the slot's content is whole
+		// (written and read back before the record), so try it again.
+		a.mu.Lock()
+		a.event(p.Version, "retry", fmt.Sprintf("booted slot %s, not %s: a cut came while the update was %s; arming the trial again", running, p.Slot, p.Stage))
+		a.mu.Unlock()
+		return a.arm(p.Slot)
+	}
+	// The trial was armed and this is another boot on the old slot: GRUB
+	// went back by itself (the new kernel did not come up) or the agent
+	// did (not healthy in time).
+	//
+	// GRUB does not count gptprio tries: left as SetTrial made them
+	// (tries 1, top priority), the failed slot would still look bootable
+	// to gptprio readers. It holds a release that did not come up: make
+	// it unbootable until the next update rewrites it.
+	if err := a.slots.Invalidate(p.Slot); err != nil {
+		return fmt.Errorf("update: invalidate failed slot %s: %w", p.Slot, err)
+	}
+	why := fmt.Sprintf("slot %s did not come up", p.Slot)
+	if p.Stage == StageUnhealthy {
+		why = fmt.Sprintf("slot %s %s", p.Slot, p.Reason)
+	}
+	a.mu.Lock()
+	a.st.Bad = append(a.st.Bad, p.Version)
+	a.event(p.Version, "rollback", fmt.Sprintf("%s; running %s on slot %s; %s will not be retried", why, a.cfg.Running, running, p.Version))
+	a.st.Pending = nil
+	err = a.save()
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if lockHeld {
+		return a.releaseLock(ctx)
+	}
+	return nil
+}
+
+// arm sets the trial boot of slot and records it (StageArmed).
+func (a *Agent) arm(slot string) error {
+	if err := a.slots.SetTrial(slot); err != nil {
+		return fmt.Errorf("update: trial boot of slot %s: %w", slot, err)
+	}
+	if err := a.hook("trial-armed"); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.status.Phase = PhaseReady
+	return a.setStage(StageArmed, "")
+}
+
+// verify waits until the node is healthy on the trial slot, at most
+// VerifyTimeout, then marks the slot good; not healthy by then, it rolls
+// back.
+func (a *Agent) verify(ctx context.Context, p Pending) error {
+	a.setPhase(PhaseVerifying)
+	if p.Stage != StageHealthy {
+		vctx, cancel := context.WithTimeout(ctx, a.cfg.VerifyTimeout)
+		err := a.Healthy(vctx)
+		cancel()
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("update: node not healthy on %s, slot %s stays on trial: %w", p.Version, p.Slot, err)
+		}
+		if err != nil {
+			reason := fmt.Sprintf("was not healthy within %s: %s", a.cfg.VerifyTimeout, healthReason(err))
+			a.mu.Lock()
+			err = a.setStage(StageUnhealthy, reason)
+			a.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			return a.rollBack(ctx, p.Slot, reason)
+		}
+		a.mu.Lock()
+		err = a.setStage(StageHealthy, "")
+		a.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if err := a.hook("healthy"); err != nil {
+			return err
+		}
+	}
+	if err := a.slots.MarkGood(p.Slot); err != nil {
+		return fmt.Errorf("update: mark slot %s good: %w", p.Slot, err)
+	}
+	if err := a.hook("marked-good"); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.event(p.Version, "updated", fmt.Sprintf("from %s; slot %s marked good", p.From, p.Slot))
+	a.st.Pending = nil
+	lockHeld := a.st.LockHeld
+	err := a.save()
+	a.mu.Unlock()
+	a.setPhase(PhaseIdle)
+	if err != nil {
+		return err
+	}
+	if lockHeld {
+		return a.releaseLock(ctx)
+	}
+	return nil
+}
+
+// healthReason is the health check's last complaint, without the context
+// error wrapped around it.
+func healthReason(err error) string {
+	s := err.Error()
+	if i := strings.Index(s, "(last: "); i >= 0 && strings.HasSuffix(s, ")") {
+		return s[i+len("(last: ") : len(s)-1]
+	}
+	return s
+}
+
+// rollBack leaves a trial slot that did not become healthy: the slot is
+// made unbootable (GRUB then boots saved_entry, the previous slot) and the
+// machine reboots. The lock stays held across the reboot, so no other
+// machine goes down meanwhile; AfterBoot on the old slot records the
+// rollback with reason and releases it.
+func (a *Agent) rollBack(ctx context.Context, slot, reason string) error {
+	a.logf("update: rolling back from slot %s: %s", slot, reason)
+	if err := a.slots.Invalidate(slot); err != nil {
+		return fmt.Errorf("update: invalidate slot %s to roll back: %w", slot, err)
+	}
+	if err := a.hook("rollback-invalidated"); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.status.Phase, a.status.LastError = PhaseRebooting, "rolling back: slot "+slot+" "+reason
+	a.mu.Unlock()
+	return a.reboot.Reboot(ctx, "rollback: slot "+slot+" "+reason)
+}
+
+func (a *Agent) releaseLock(ctx context.Context) error {
+	if a.kv != nil {
+		sem := &Semaphore{KV: a.kv, Key: GroupSemaphoreKey(a.cfg.Group)}
+		if err := sem.Unlock(ctx, a.cfg.MachineID); err != nil && !errors.Is(err, ErrNotHolder) {
+			return fmt.Errorf("update: release reboot lock: %w", err)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.st.LockHeld = false
+	return a.save()
+}
