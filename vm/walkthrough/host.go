@@ -177,15 +177,16 @@ func (d *Demo) buildNext(ctx context.Context) (string, error) {
 	return "built", os.WriteFile(stamp, baseMf, 0o644)
 }
 
-// httpGet fetches a URL on 127.0.0.1 with a short timeout.
-func httpGet(ctx context.Context, url string) ([]byte, int, error) {
+// httpGet fetches a URL of the cluster's API (forwarded to 127.0.0.1)
+// with the workstation's admin certificate, with a short timeout.
+func (d *Demo) httpGet(ctx context.Context, url string) ([]byte, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := d.client.Do(req)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -194,15 +195,15 @@ func httpGet(ctx context.Context, url string) ([]byte, int, error) {
 	return b, resp.StatusCode, err
 }
 
-// httpPost posts an empty body.
-func httpPost(ctx context.Context, url string) error {
+// httpPost posts an empty body, as httpGet.
+func (d *Demo) httpPost(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := d.client.Do(req)
 	if err != nil {
 		return err
 	}

@@ -145,7 +145,7 @@ func (r *rollout) node(ctx context.Context, i int) bool {
 		}
 		nu.Running = st.Running
 		if !r.asked[i] && st.Running == d.Version && st.Available != d.Next {
-			r.asked[i] = httpPost(ctx, d.apiURL(i)+"/pith/v1/update/check") == nil
+			r.asked[i] = d.httpPost(ctx, d.apiURL(i)+"/pith/v1/update/check") == nil
 		}
 		for _, e := range st.History {
 			if e.Kind == "applied" && e.Version == d.Next {
@@ -250,7 +250,7 @@ func (d *Demo) updateStatus(ctx context.Context, i int) (update.Status, bool) {
 	if !d.Machine(i).Running() {
 		return st, false
 	}
-	b, code, err := httpGet(ctx, d.apiURL(i)+"/pith/v1/update")
+	b, code, err := d.httpGet(ctx, d.apiURL(i)+"/pith/v1/update")
 	if err != nil || code != 200 {
 		return st, false
 	}
@@ -266,7 +266,7 @@ func (d *Demo) semaphore(ctx context.Context) (update.SemaphoreState, bool) {
 		}
 		// quorum: a node that has just rejoined would answer from its
 		// stale copy (the lock as it was before its reboot).
-		b, code, err := httpGet(ctx, d.apiURL(i)+"/v2/keys"+update.SemaphoreKey+"?quorum=true")
+		b, code, err := d.httpGet(ctx, d.apiURL(i)+"/v2/keys"+update.SemaphoreKey+"?quorum=true")
 		if err != nil || (code != 200 && code != 404) {
 			continue
 		}

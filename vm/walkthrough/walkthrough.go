@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,6 +72,7 @@ type Demo struct {
 	Times        []StepTime
 
 	discovery, channel *server
+	client             *http.Client // the workstation's, to the nodes' forwarded API ports
 	repo               string
 	container          []byte
 	prep               chan error // release N and the build of N+1, in the background
@@ -138,7 +140,7 @@ func New(cfg Config) (*Demo, error) {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &Demo{cfg: cfg, life: life, stop: stop, base: m, Version: m.Version, Next: next,
-		repo: filepath.Join(cfg.StateDir, "repo"), container: container, down: map[int]bool{}}, nil
+		repo: filepath.Join(cfg.StateDir, "repo"), container: container, down: map[int]bool{}, client: http.DefaultClient}, nil
 }
 
 // Close powers the nodes off and stops the host's servers.
