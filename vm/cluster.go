@@ -19,7 +19,10 @@ type ClusterConfig struct {
 	Dir   string // state directory: key pair, switch socket, one subdirectory per node
 	Nodes int
 	Node  Config // template; Name, Switch, MACs, IPs and SSHKey are filled per node
-	Log   func(format string, args ...any)
+	// UserData, if set, is node i's user-data file in place of
+	// Node.UserData: what differs per node, such as its member certificate.
+	UserData []string
+	Log      func(format string, args ...any)
 }
 
 // Cluster is a set of running nodes.
@@ -58,6 +61,9 @@ func StartCluster(ctx context.Context, cc ClusterConfig) (*Cluster, error) {
 	if cc.Log == nil {
 		cc.Log = func(string, ...any) {}
 	}
+	if cc.UserData != nil && len(cc.UserData) != cc.Nodes {
+		return nil, fmt.Errorf("%d user-data files for %d nodes", len(cc.UserData), cc.Nodes)
+	}
 	dir, err := filepath.Abs(cc.Dir)
 	if err != nil {
 		return nil, err
@@ -83,6 +89,9 @@ func StartCluster(ctx context.Context, cc ClusterConfig) (*Cluster, error) {
 		cfg.Switch = sock
 		cfg.PrivateMAC = fmt.Sprintf("52:54:00:77:00:%02x", i+1)
 		cfg.PrivateIPv4 = PrivateIPv4(i)
+		if cc.UserData != nil {
+			cfg.UserData = cc.UserData[i]
+		}
 		if cfg.SSHKey == "" {
 			cfg.SSHKey = pub
 		}
