@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anishathalye/porcupine"
+	"github.com/pith-os/pith/internal/kvcheck"
 )
 
 // TestPartition isolates the leader from the other two members with
@@ -60,7 +60,7 @@ func TestPartition(t *testing.T) {
 	old := c.waitLeader()
 	c.mustPut("/p/before", "1")
 
-	h := &history{start: time.Now()}
+	h := kvcheck.NewHistory()
 	stop := make(chan struct{})
 	wg := runLoad(c, h, 4, stop)
 	waitOps(t, h, 30)
@@ -99,11 +99,10 @@ func TestPartition(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	h.mu.Lock()
-	ops, acked := pruneUnknown(h.ops), h.acked
-	h.mu.Unlock()
-	t.Logf("history: %d operations checked, %d acknowledged unique puts; answers: %v", len(ops), len(acked), h.outcomes)
-	if !porcupine.CheckOperations(registerModel, ops) {
+	acked := h.Acked()
+	res := kvcheck.Check(h.Ops())
+	t.Logf("history: %s, %d acknowledged unique puts; answers: %v", res, len(acked), h.Outcomes())
+	if !res.Linearizable {
 		t.Fatalf("history across the partition is not linearizable")
 	}
 	checkSessions(t, h)
