@@ -23,11 +23,16 @@ const ScriptDonePath = ScriptPath + ".done"
 
 // scriptDoneShell is the shell command that records, after the script's
 // unit stopped, that the script with hash ran to its end: written beside,
-// fsynced, renamed, directory fsynced (atomicfile's steps in sh).
+// fsynced, renamed, directory fsynced (atomicfile's steps in sh). Then it
+// says so on the console (ScriptDoneLine; a host cutting the power after
+// it knows the record is on disk).
 func scriptDoneShell(done, hash string) string {
-	return fmt.Sprintf(`[ "${EXIT_CODE}" = exited ] || exit 0; echo %s > %s.tmp && sync %s.tmp && mv %s.tmp %s && sync %s`,
-		hash, done, done, done, done, filepath.Dir(done))
+	return fmt.Sprintf(`[ "${EXIT_CODE}" = exited ] || exit 0; echo %s > %s.tmp && sync %s.tmp && mv %s.tmp %s && sync %s && { (echo "<5>%s" > /dev/kmsg) 2>/dev/null || :; }`,
+		hash, done, done, done, done, filepath.Dir(done), ScriptDoneLine)
 }
+
+// ScriptDoneLine is the console line once a script's end is on disk.
+const ScriptDoneLine = "pith: user-data script ran to its end"
 
 // scriptUnit runs the user-data script once, like coreos-cloudinit's
 // transient unit: in the background, so a long script never holds up boot.

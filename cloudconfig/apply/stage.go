@@ -16,6 +16,7 @@ import (
 	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/cloudconfig"
 	"github.com/pith-os/pith/node"
+	"github.com/pith-os/pith/node/crashpoint"
 )
 
 // StateDir and the files under it are node's (pithd and pithctl read
@@ -191,6 +192,9 @@ func (s *Stage) Run(ctx context.Context, in Input) (*State, error) {
 		if err := atomicfile.SyncFS(s.Applier.Root); err != nil {
 			return st, err
 		}
+		// A cut here: everything applied, first boot not recorded; the
+		// next boot applies it again, a #! script only if it did not end.
+		crashpoint.Reach("firstboot-marker")
 		if err := s.save(FirstBootFile, []byte(st.Time.Format(time.RFC3339)+"\n"), 0o644); err != nil {
 			return st, err
 		}
