@@ -14,6 +14,7 @@ import (
 
 	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/node/crashpoint"
 )
 
 // Slots is the machine's A/B mechanism as the agent needs it. On a node it
@@ -309,7 +310,10 @@ func (a *Agent) CheckNow() {
 }
 
 // hook is a cut point (see Agent.cut).
+// On a node, a boot that names "update-"+point as its crash point stops
+// here for good (node/crashpoint), for VM tests that cut the power there.
 func (a *Agent) hook(point string) error {
+	crashpoint.Reach("update-" + point)
 	if a.cut == nil {
 		return nil
 	}
