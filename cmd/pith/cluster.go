@@ -5,7 +5,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -31,7 +33,7 @@ func init() {
 			fmt.Fprintf(out, "cluster CA in %s: ca.crt, ca.key (never copy it to a node)\n", dir)
 			fmt.Fprintf(out, "clients: admin.crt/admin.key (everything), reader.crt/reader.key (read only)\n\n")
 			fmt.Fprintf(out, "each node needs its own member certificate in its user-data:\n")
-			fmt.Fprintf(out, "  pith cluster issue --dir %s --name NODE --ip NODE_IP > NODE.user-data.yaml\n", dir)
+			fmt.Fprintf(out, "  pith cluster issue --dir %s --name NODE --ip NODE_IP --out NODE-tls.yaml    (0600: it holds the key)\n", dir)
 			fmt.Fprintf(out, "whose cloud-config lines are (merge them into the node's user-data):\n")
 			fmt.Fprintf(out, "  write_files: %s (0644), %s (0644), %s (0600)\n", pki.NodeCA, pki.NodeCert, pki.NodeCertKey)
 			fmt.Fprintf(out, "  pith: {kv: {tls: {cert_file: %s, key_file: %s, trusted_ca_file: %s, client_cert_auth: true}}}\n\n", pki.NodeCert, pki.NodeCertKey, pki.NodeCA)
@@ -46,6 +48,7 @@ func init() {
 
 	var ips []net.IP
 	var dnsNames []string
+	var outFile string
 	issue := &cobra.Command{
 		Use:   "issue",
 		Short: "Issue (or renew) a member certificate DIR/NAME.crt, DIR/NAME.key and print the node's cloud-config",
@@ -70,14 +73,41 @@ at once on SIGHUP), without a restart.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprint(c.OutOrStdout(), cc)
-			return nil
+			if outFile != "" {
+				if err := pki.WriteFile(outFile, []byte(cc), 0o600); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.OutOrStdout(), "wrote %s (0600: it holds %s's member key)\n", outFile, name)
+				return nil
+			}
+			return printSecret(c.OutOrStdout(), cc)
 		},
 	}
 	issue.Flags().StringVar(&name, "name", "", "the member's name (its hostname or ETCD_NAME)")
 	issue.Flags().IPSliceVar(&ips, "ip", nil, "an address of the member (repeat or comma-separate)")
 	issue.Flags().StringSliceVar(&dnsNames, "dns", nil, "a DNS name of the member")
+	issue.Flags().StringVar(&outFile, "out", "", "write the node's cloud-config to this file (mode 0600) instead of stdout")
 	_ = issue.MarkFlagRequired("name")
 	cmd.AddCommand(initCmd, issue)
 	rootCmd.AddCommand(cmd)
+}
+
+// printSecret writes text holding a private key to out. Redirected to a
+// file (`> node1.yaml`), the shell created it with the umask's mode,
+// 0644 by default: the file is made 0600 before the key is written, and
+// nothing is written if that fails. A terminal or a pipe gets it as is.
+func printSecret(out io.Writer, text string) error {
+	if f, ok := out.(*os.File); ok {
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
+			if err := f.Chmod(0o600); err != nil {
+				return fmt.Errorf("stdout is the file %s, mode %v, and cannot be made 0600 for a private key: %w (use --out FILE)", f.Name(), fi.Mode().Perm(), err)
+			}
+		}
+	}
+	_, err := io.WriteString(out, text)
+	return err
 }
