@@ -1,18 +1,14 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -195,36 +191,8 @@ func (n *Node) Start(handler http.Handler) error {
 		go func() { defer n.wg.Done(); n.sendNotices(id, p) }()
 	}
 	n.notices.mu.Unlock()
-	n.fwd = &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return n.mux.dial(ctx, addr, protoHTTP)
-		},
-		MaxIdleConnsPerHost: 64,
-		// Beyond this, forwarded requests queue here rather than open
-		// more connections to the leader's peer port.
-		MaxConnsPerHost: 512,
-		IdleConnTimeout: 30 * time.Second,
-	}}
-
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(n.id)
-	rc.HeartbeatTimeout = cfg.ElectionTimeout
-	rc.ElectionTimeout = cfg.ElectionTimeout
-	// A leader steps down when it heard from no quorum for a whole
-	// election timeout, as etcd's CheckQuorum does; half of it made
-	// leaders of guests that stall (QEMU without KVM) step down for
-	// pauses etcd rides out. Reads never lean on the lease
-	// (LinearizableRead confirms leadership with a heartbeat round).
-	rc.LeaderLeaseTimeout = cfg.ElectionTimeout
-	rc.CommitTimeout = cfg.HeartbeatInterval / 2
-	rc.SnapshotThreshold = cfg.SnapshotCount
-	rc.TrailingLogs = cfg.SnapshotCount
-	rc.SnapshotInterval = cfg.SnapshotInterval
-	rc.Logger = hl
-	// Group concurrent proposals: one log append (one fsync) and one
-	// AppendEntries per batch instead of per write.
-	rc.BatchApplyCh = true
-	rc.MaxAppendEntries = 512
+	n.fwd = peerHTTPClient(n.mux)
+	rc := raftConfig(n.id, cfg, hl)
 
 	existing, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
@@ -279,6 +247,45 @@ func (n *Node) Start(handler http.Handler) error {
 	go func() { defer n.wg.Done(); n.leaderLoop() }()
 	go func() { defer n.wg.Done(); n.publishLoop() }()
 	return nil
+}
+
+// raftConfig is raft's configuration for member id from the node's Config.
+func raftConfig(id string, cfg Config, hl hclog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(id)
+	rc.HeartbeatTimeout = cfg.ElectionTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	// A leader steps down when it heard from no quorum for a whole
+	// election timeout, as etcd's CheckQuorum does; half of it made
+	// leaders of guests that stall (QEMU without KVM) step down for
+	// pauses etcd rides out. Reads never lean on the lease
+	// (LinearizableRead confirms leadership with a heartbeat round).
+	rc.LeaderLeaseTimeout = cfg.ElectionTimeout
+	rc.CommitTimeout = cfg.HeartbeatInterval / 2
+	rc.SnapshotThreshold = cfg.SnapshotCount
+	rc.TrailingLogs = cfg.SnapshotCount
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.Logger = hl
+	// Group concurrent proposals: one log append (one fsync) and one
+	// AppendEntries per batch instead of per write.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 512
+	return rc
+}
+
+// peerHTTPClient sends HTTP requests (forwarded client requests, reads
+// of the leader's state) to other members over the peer port's mux.
+func peerHTTPClient(m *peerMux) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return m.dial(ctx, addr, protoHTTP)
+		},
+		MaxIdleConnsPerHost: 64,
+		// Beyond this, forwarded requests queue here rather than open
+		// more connections to the leader's peer port.
+		MaxConnsPerHost: 512,
+		IdleConnTimeout: 30 * time.Second,
+	}}
 }
 
 func (n *Node) bootConfiguration() (raft.Configuration, error) {
@@ -351,240 +358,6 @@ func (n *Node) Stop() error {
 	return err
 }
 
-// leaderLoop runs the leader's duties for as long as it leads.
-func (n *Node) leaderLoop() {
-	stopLead := context.CancelFunc(func() {})
-	defer func() { stopLead() }()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case isLeader := <-n.raft.LeaderCh():
-			stopLead()
-			n.readyTerm.Store(0)
-			if isLeader {
-				ctx, cancel := context.WithCancel(context.Background())
-				stopLead = cancel
-				go n.lead(ctx)
-			}
-		}
-	}
-}
-
-func (n *Node) lead(ctx context.Context) {
-	term := n.raft.CurrentTerm()
-	// The barrier makes this leader apply every entry committed by earlier
-	// leaders before it serves linearizable reads or acts on state.
-	for {
-		if err := n.raft.Barrier(n.cfg.ElectionTimeout * 5).Error(); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(n.cfg.HeartbeatInterval):
-		}
-	}
-	// The barrier is this term's entry: every entry from it on is too.
-	n.termStart.Store(n.raft.LastIndex())
-	n.readyTerm.Store(term)
-	if n.members.clusterIDValue() == "" {
-		var ids []string
-		var ms []*Member
-		for _, m := range n.cfg.InitialCluster {
-			id := MemberID(m.PeerURLs, n.cfg.Token)
-			ids = append(ids, id)
-			ms = append(ms, &Member{ID: id, Name: m.Name, PeerURLs: m.PeerURLs})
-		}
-		b, _ := json.Marshal(memberCmd{Op: "init", ClusterID: ClusterID(ids, n.cfg.Token), Token: n.cfg.Token, Members: ms})
-		if _, _, err := n.Propose(ctx, NamespaceMembers, b); err != nil {
-			n.log.Warn("record initial members", "err", err)
-		}
-	}
-	for _, h := range n.leaderHooks {
-		go h(ctx)
-	}
-	n.balanceVoters(ctx)
-}
-
-// balanceVoters keeps up to MaxVoters voters by promoting non-voters when a
-// voter was removed.
-func (n *Node) balanceVoters(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		f := n.raft.GetConfiguration()
-		if f.Error() != nil {
-			continue
-		}
-		voters := 0
-		var non []raft.Server
-		for _, s := range f.Configuration().Servers {
-			if s.Suffrage == raft.Voter {
-				voters++
-			} else {
-				non = append(non, s)
-			}
-		}
-		if voters < n.cfg.MaxVoters && len(non) > 0 {
-			sort.Slice(non, func(i, j int) bool { return non[i].ID < non[j].ID })
-			s := non[0]
-			if err := n.raft.AddVoter(s.ID, s.Address, f.Index(), 5*time.Second).Error(); err != nil {
-				n.log.Warn("promote non-voter", "id", s.ID, "err", err)
-			} else {
-				n.log.Info("promoted non-voter", "id", s.ID)
-			}
-		}
-	}
-}
-
-// publishLoop records this node's name and client URLs in the members
-// namespace (through the leader) until they are there.
-func (n *Node) publishLoop() {
-	for {
-		if m := n.members.get(n.id); m != nil && m.Name == n.cfg.Name && equalStrings(m.ClientURLs, n.cfg.ClientURLs) {
-			return
-		}
-		if n.members.get(n.id) != nil {
-			if err := n.publish(); err != nil {
-				n.log.Debug("publish member attributes", "err", err)
-			}
-		}
-		select {
-		case <-n.stop:
-			return
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
-func (n *Node) publish() error {
-	b, _ := json.Marshal(memberCmd{Op: "publish", Members: []*Member{{ID: n.id, Name: n.cfg.Name, ClientURLs: n.cfg.ClientURLs}}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, _, err := n.ProposeAnywhere(ctx, NamespaceMembers, b)
-	return err
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// Propose appends a command for namespace ns and waits until this node
-// applied it. Only the leader can propose (ErrNotLeader otherwise).
-func (n *Node) Propose(ctx context.Context, ns Namespace, cmd []byte) (any, uint64, error) {
-	if n.raft.State() != raft.Leader {
-		return nil, 0, ErrNotLeader
-	}
-	data := make([]byte, 1+len(cmd))
-	data[0] = byte(ns)
-	copy(data[1:], cmd)
-	timeout := 5 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
-	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) {
-			return nil, 0, ErrNotLeader
-		}
-		return nil, 0, err
-	}
-	// Committed means fsynced on a quorum counting this leader, whose own
-	// fsync runs beside replication: wait for it before acknowledging.
-	if err := n.logs.sync.waitDurable(f.Index(), n.stop); err != nil {
-		return nil, 0, err
-	}
-	return f.Response(), f.Index(), nil
-}
-
-// ProposeAnywhere proposes on the leader, through it when this node
-// follows (forward.go): either way it returns this node's own result once
-// this node applied the entry. A leader of an earlier release takes the
-// membership's commands one by one (their result is not returned), and
-// no others (ErrLeaderTooOld).
-func (n *Node) ProposeAnywhere(ctx context.Context, ns Namespace, cmd []byte) (any, uint64, error) {
-	res, idx, err := n.Propose(ctx, ns, cmd)
-	if !errors.Is(err, ErrNotLeader) {
-		return res, idx, err
-	}
-	res, idx, err = n.proposeThroughLeader(ctx, ns, cmd)
-	if errors.Is(err, ErrLeaderTooOld) && ns == NamespaceMembers {
-		return nil, 0, n.proposeOne(ctx, ns, cmd)
-	}
-	return res, idx, err
-}
-
-// proposeOne is how earlier releases forwarded a membership command.
-func (n *Node) proposeOne(ctx context.Context, ns Namespace, cmd []byte) error {
-	addr, _ := n.raft.LeaderWithID()
-	if addr == "" {
-		return ErrNoLeader
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+string(addr)+"/pith/cluster/propose", bytes.NewReader(append([]byte{byte(ns)}, cmd...)))
-	if err != nil {
-		return err
-	}
-	req.Header.Set(ForwardedHeader, n.id)
-	resp, err := n.fwd.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("leader: %s", bytes.TrimSpace(body))
-	}
-	return n.awaitAnswer(ctx, resp.Header)
-}
-
-// IsLeader reports whether this node leads now.
-func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
-
-// Leader returns the leader's member ID, or "".
-func (n *Node) Leader() string {
-	_, id := n.raft.LeaderWithID()
-	return string(id)
-}
-
-// LinearizableRead returns once local state machines reflect every write
-// acknowledged before the call; only on the leader (ErrNotLeader).
-func (n *Node) LinearizableRead(ctx context.Context) error {
-	if n.raft.State() != raft.Leader {
-		return ErrNotLeader
-	}
-	for n.readyTerm.Load() != n.raft.CurrentTerm() {
-		select {
-		case <-ctx.Done():
-			return ErrNoLeader
-		case <-time.After(10 * time.Millisecond):
-		}
-		if n.raft.State() != raft.Leader {
-			return ErrNotLeader
-		}
-	}
-	// Confirms no newer leader exists: then every acknowledged write was
-	// applied here (a leader applies before it acknowledges).
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return ErrNotLeader
-	}
-	// Serve only state whose entries are on this leader's disk too.
-	return n.logs.sync.waitDurable(n.raft.AppliedIndex(), n.stop)
-}
-
 // RaftStatus is the applied index and current term (X-Raft-Index/-Term).
 // The index is what this node's state machines applied, not raft's
 // (which runs ahead of them).
@@ -606,49 +379,3 @@ func (n *Node) ClusterID() string {
 
 // Members lists the cluster's members.
 func (n *Node) Members() []*Member { return n.members.list() }
-
-// ForwardedHeader marks a request a follower forwarded, so it is never
-// forwarded twice.
-const ForwardedHeader = "X-Pith-Forwarded"
-
-// Forward relays a client request to the leader over the peer port and
-// copies the answer back once this node applied the log as far as the
-// answer reflects (read-your-writes, see readyourwrites.go). body is the
-// request body already read.
-func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) error {
-	if r.Header.Get(ForwardedHeader) != "" {
-		return ErrNotLeader
-	}
-	addr, _ := n.raft.LeaderWithID()
-	if addr == "" {
-		return ErrNoLeader
-	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+string(addr)+r.URL.RequestURI(), bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	for k, v := range r.Header {
-		req.Header[k] = v
-	}
-	req.Header.Set(ForwardedHeader, n.id)
-	resp, err := n.fwd.Do(req)
-	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			// The request never left: the leader is gone (not yet noticed).
-			return ErrNoLeader
-		}
-		return err
-	}
-	defer resp.Body.Close()
-	if err := n.awaitAnswer(r.Context(), resp.Header); err != nil {
-		return err
-	}
-	resp.Header.Del(AnswerIndexHeader)
-	for k, v := range resp.Header {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, resp.Body)
-	return nil
-}
