@@ -120,6 +120,10 @@ type Pending struct {
 	Boot string `json:"boot,omitempty"`
 	// Reason says why a trial is being rolled back (StageUnhealthy).
 	Reason string `json:"reason,omitempty"`
+	// TrialStart is when pithd first came up on the trial slot: the
+	// verify timeout counts from it, so pithd restarting on the trial
+	// (crashing, say) cannot put off the way back forever.
+	TrialStart time.Time `json:"trial_start,omitzero"`
 }
 
 // Stage is a step of an update that state.json records before taking it.

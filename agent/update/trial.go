@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // AfterBoot settles an update that a reboot was for, from whatever state a
@@ -97,6 +98,7 @@ func (a *Agent) arm(slot string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.status.Phase = PhaseReady
+	a.st.Pending.TrialStart = time.Time{} // a trial armed again starts afresh
 	return a.setStage(StageArmed, "")
 }
 
@@ -106,8 +108,12 @@ func (a *Agent) arm(slot string) error {
 func (a *Agent) verify(ctx context.Context, p Pending) error {
 	a.setPhase(PhaseVerifying)
 	if p.Stage != StageHealthy {
-		vctx, cancel := context.WithTimeout(ctx, a.cfg.VerifyTimeout)
-		err := a.Healthy(vctx)
+		left, err := a.verifyLeft()
+		if err != nil {
+			return err
+		}
+		vctx, cancel := context.WithTimeout(ctx, left)
+		err = a.Healthy(vctx)
 		cancel()
 		if err != nil && ctx.Err() != nil {
 			return fmt.Errorf("update: node not healthy on %s, slot %s stays on trial: %w", p.Version, p.Slot, err)
@@ -152,6 +158,23 @@ func (a *Agent) verify(ctx context.Context, p Pending) error {
 		return a.releaseLock(ctx)
 	}
 	return nil
+}
+
+// verifyLeft is how much of VerifyTimeout is left of the trial, counted
+// from its first start (recorded durably now if this is it). A clock set
+// back since cannot make it longer than VerifyTimeout.
+func (a *Agent) verifyLeft() (time.Duration, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	if a.st.Pending.TrialStart.IsZero() {
+		a.st.Pending.TrialStart = now.UTC()
+		if err := a.save(); err != nil {
+			return 0, err
+		}
+	}
+	left := a.st.Pending.TrialStart.Add(a.cfg.VerifyTimeout).Sub(now)
+	return max(min(left, a.cfg.VerifyTimeout), 0), nil
 }
 
 // healthReason is the health check's last complaint, without the context
