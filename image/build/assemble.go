@@ -21,6 +21,7 @@ import (
 	"github.com/pith-os/pith/image/fsimg"
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/image/secureboot"
 	"github.com/pith-os/pith/image/slot"
 	"github.com/pith-os/pith/initramfs/verity"
 )
@@ -55,6 +56,8 @@ type Inputs struct {
 	CacheDir string
 	// DebugUnverifiedUSR: the initramfs accepts pith.verity=off.
 	DebugUnverifiedUSR bool
+	// SecureBoot signs the UEFI boot chain with the operator's keys.
+	SecureBoot *secureboot.Keys
 }
 
 // Seed names the build inputs that all GUIDs and filesystem UUIDs derive
@@ -62,72 +65,6 @@ type Inputs struct {
 func Seed(c config.Config) string {
 	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d", c.Hash(), c.Platform, c.DiskSize))
 	return hex.EncodeToString(h[:16])
-}
-
-// CheckFormats rejects formats this builder cannot write yet.
-func CheckFormats(formats []string) error {
-	for _, f := range formats {
-		if f != "raw" && f != "qcow2" && f != "ec2" {
-			return fmt.Errorf("output format %q is not built yet: set formats to raw, qcow2 and/or ec2", f)
-		}
-	}
-	return nil
-}
-
-// checkPlatformFormats rejects outputs that do not fit the platform: the
-// ec2 format is the disk `pith ami upload` imports (pith.img, the raw GPT
-// disk ImportSnapshot takes as format RAW), and an AMI of an image built for
-// another platform would boot without EC2's datasource and kernel settings.
-func checkPlatformFormats(c config.Config) error {
-	if has(c.Formats, "ec2") && c.Platform != "ec2" {
-		return fmt.Errorf("format ec2 needs the ec2 platform, this build is for %s: add --platform ec2 (or platform: ec2 in the config)", c.Platform)
-	}
-	return nil
-}
-
-// wantsRaw reports whether pith.img is an output: raw, or the ec2 import disk.
-func wantsRaw(formats []string) bool { return has(formats, "raw") || has(formats, "ec2") }
-
-// platformArgs are the kernel arguments a platform needs beyond the
-// common ones (the serial console on ttyS0 is common: EC2's console
-// output and serial console read ttyS0 too).
-var platformArgs = map[string][]string{
-	// EBS volumes are NVMe devices on Nitro instances; AWS asks for the
-	// longest NVMe I/O timeout so a slow EBS path is waited out instead of
-	// failing I/O (which would turn ROOT read-only).
-	"ec2": {"nvme_core.io_timeout=4294967295"},
-}
-
-// PlatformModules are the drivers an image for the platform cannot boot
-// or reach its network without; the build fails if the kernel has them
-// neither built in nor as modules. EC2: NVMe (EBS and instance store on
-// Nitro), ENA (Nitro networking), xen-blkfront (older Xen-based types).
-var PlatformModules = map[string][]string{
-	"ec2": {"nvme", "ena", "xen_blkfront"},
-}
-
-// checkPlatformModules names the platform's required drivers that the
-// initramfs build found absent from the kernel.
-func checkPlatformModules(platform, kernel string, absent []string) error {
-	var missing []string
-	for _, m := range PlatformModules[platform] {
-		if has(absent, m) {
-			missing = append(missing, m)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("kernel %s lacks %s, needed on %s: use a kernel package that has them (debian.kernel: %s)", kernel, strings.Join(missing, ", "), platform, config.DefaultKernelPackage)
-	}
-	return nil
-}
-
-func has(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // assembly is one run of Assemble: its inputs, the disk layout, and what
@@ -269,7 +206,11 @@ func (a *assembly) bootChain() (string, error) {
 		UsrHash: map[string]string{"a": a.usrVerity.RootHash},
 	}
 	bios := a.part(layout.LabelBIOSBoot)
-	if err := bootloader.MakeEFI(a.ctx, a.w("BOOTX64.EFI"), a.espSerial); err != nil {
+	var sec *bootloader.SecureConfig
+	if a.in.SecureBoot != nil {
+		sec = &bootloader.SecureConfig{PubKey: a.in.SecureBoot.GrubPub()}
+	}
+	if err := bootloader.MakeEFI(a.ctx, a.w("BOOTX64.EFI"), a.espSerial, sec); err != nil {
 		return "", err
 	}
 	var err error
@@ -300,7 +241,40 @@ func (a *assembly) bootChain() (string, error) {
 	if err := os.WriteFile(a.w("grubenv"), env, 0o644); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("BIOS core.img %s, UEFI BOOTX64.EFI, A/B grub.cfg, slot A root hash", layout.Human(int64(len(a.core)))), nil
+	signed := ""
+	if a.in.SecureBoot != nil {
+		if err := a.signBootChain(); err != nil {
+			return "", err
+		}
+		signed = ", signed for Secure Boot (db " + secureboot.Fingerprint(a.in.SecureBoot.Certs["db"])[:16] + ")"
+	}
+	return fmt.Sprintf("BIOS core.img %s, UEFI BOOTX64.EFI, A/B grub.cfg, slot A root hash%s", layout.Human(int64(len(a.core))), signed), nil
+}
+
+// signBootChain signs what the UEFI boot runs: GRUB and the kernel with db
+// (Authenticode), then grub.cfg, slot a's verity cfg, kernel and initrd
+// with GRUB's OpenPGP key, as check_signatures=enforce requires.
+func (a *assembly) signBootChain() error {
+	k := a.in.SecureBoot
+	unsigned := a.w("BOOTX64.EFI.unsigned")
+	if err := os.Rename(a.w("BOOTX64.EFI"), unsigned); err != nil {
+		return err
+	}
+	if err := k.SignEFI(a.ctx, unsigned, a.w("BOOTX64.EFI")); err != nil {
+		return err
+	}
+	if err := k.SignEFI(a.ctx, a.in.KernelPath, a.w("vmlinuz-a")); err != nil {
+		return err
+	}
+	if err := copyFile(a.in.InitrdPath, a.w("initrd-a")); err != nil {
+		return err
+	}
+	for _, f := range []string{"grub.cfg", "verity-a.cfg", "vmlinuz-a", "initrd-a"} {
+		if err := k.SignFile(a.w(f)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // filesystems makes the ESP (boot chain, slot a's kernel and initrd), OEM
@@ -315,6 +289,20 @@ func (a *assembly) filesystems() (string, error) {
 		{Src: a.in.KernelPath, Dst: "pith/vmlinuz-a"},
 		{Src: a.in.InitrdPath, Dst: "pith/initrd-a"},
 		{Src: a.w("verity-a.cfg"), Dst: bootloader.VerityCfgPath("a")},
+	}
+	if k := a.in.SecureBoot; k != nil {
+		files[3].Src, files[4].Src = a.w("vmlinuz-a"), a.w("initrd-a")
+		for _, f := range files[1:] {
+			if f.Dst == "grub/grubenv" {
+				continue
+			}
+			files = append(files, fsimg.File{Src: f.Src + secureboot.SigSuffix, Dst: f.Dst + secureboot.SigSuffix})
+		}
+		// The boot chain's public halves, for the update agent's check of a
+		// release before it writes anything.
+		files = append(files,
+			fsimg.File{Src: k.GrubPub(), Dst: SecureBootGrubPub},
+			fsimg.File{Src: filepath.Join(k.Dir, secureboot.CertFile("db")), Dst: SecureBootDBCert})
 	}
 	if err := fsimg.Vfat(a.ctx, a.espImg, a.part(layout.LabelESP).Size, layout.LabelESP, a.espVolID, files, c.Epoch); err != nil {
 		return "", err
@@ -418,6 +406,7 @@ func (a *assembly) hashArtifacts() (string, error) {
 			AgentSHA256: a.in.AgentSHA256, DebugUnverifiedUSR: a.in.DebugUnverifiedUSR,
 		},
 		KernelVersion: a.in.KernelVersion,
+		SecureBoot:    a.secureBootRecord(),
 		KernelCmdline: map[string]string{"a": bootloader.KernelArgs(a.params, "a"), "b": bootloader.KernelArgs(a.params, "b")},
 		Disk:          manifest.Disk{Size: a.table.DiskSize, SectorSize: layout.SectorSize, GUID: a.table.DiskGUID},
 	}
@@ -460,6 +449,24 @@ func (a *assembly) hashArtifacts() (string, error) {
 		m.Artifacts = append(m.Artifacts, manifest.Artifact{Name: Qcow2Name, Format: "qcow2", Size: n, SHA256: sum})
 	}
 	return fmt.Sprintf("%d artifacts", len(m.Artifacts)), nil
+}
+
+// Where the ESP of a Secure Boot image holds the public keys of its chain.
+const (
+	SecureBootGrubPub = "pith/boot.pub"
+	SecureBootDBCert  = "pith/db.crt"
+)
+
+func (a *assembly) secureBootRecord() *manifest.SecureBoot {
+	k := a.in.SecureBoot
+	if k == nil {
+		return nil
+	}
+	sb := &manifest.SecureBoot{Certs: map[string]string{}}
+	for r, c := range k.Certs {
+		sb.Certs[r] = secureboot.Fingerprint(c)
+	}
+	return sb
 }
 
 // writeManifest writes pith.manifest.json beside the artifacts.
