@@ -78,6 +78,9 @@ type Options struct {
 	// KeyFrom reuses an earlier cluster's SSH key pair, so a continued
 	// machine accepts the key it was given on its first boot.
 	KeyFrom *vm.Cluster
+	// FwCfg are more fw_cfg entries (name -> file) for these QEMU launches
+	// only, e.g. a crash point (crashpointFwCfg).
+	FwCfg map[string]string
 }
 
 // Cluster is the machines of one test.
@@ -129,7 +132,7 @@ func Boot(t *testing.T, o Options) *Cluster {
 		}
 		os.RemoveAll(dir)
 	})
-	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd, UserNet: o.UserNet}
+	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd, UserNet: o.UserNet, FwCfg: o.FwCfg}
 	if k := o.KeyFrom; k != nil {
 		node.SSHKey = k.PubKey
 		for _, f := range []string{vm.KeyFile, vm.KeyFile + ".pub"} {
