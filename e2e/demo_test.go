@@ -261,6 +261,15 @@ func TestDemo(t *testing.T) {
 		}
 	}
 
+	demoCheckFirstWave(t, d, up)
+
+	// 6b. A broken release halts its own rollout (issue 20).
+	hr, err := d.BadRelease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoCheckHalt(t, d, hr)
+
 	// 7. How to use what is left running.
 	fin := d.Finish("make demo-stop")
 	for i := 0; i < nodes; i++ {

@@ -240,6 +240,9 @@ func demoSteps(d *walkthrough.Demo, o *demoOpts) error {
 	if _, err := d.Update(); err != nil {
 		return err
 	}
+	if _, err := d.BadRelease(); err != nil {
+		return err
+	}
 	d.Finish(fmt.Sprintf("make demo-stop      (or: pith boot stop --state %s)", o.state))
 	return nil
 }

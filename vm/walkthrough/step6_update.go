@@ -1,6 +1,7 @@
 package walkthrough
 
-// Step 6: updates: publish N+1 to the stable channel, applied one machine at a time.
+// Step 6: updates: publish N+1 to the stable channel as a phased rollout
+// (one node first, then the rest), applied one machine at a time.
 
 import (
 	"cmp"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/agent/update"
+	"github.com/pith-os/pith/channels"
 	"github.com/pith-os/pith/vm"
 )
 
@@ -26,6 +28,14 @@ type NodeUpdate struct {
 
 // UpdateResult is step 6's output.
 type UpdateResult struct {
+	// Percent is the first wave's share, First the one node it admitted;
+	// HeldBack says why each other node stayed on the old release then,
+	// as it reported to the channel server.
+	Percent  float64
+	First    int
+	HeldBack []string
+	// Rollout is `pith release rollout status` after the first wave.
+	Rollout    string
 	Nodes      []NodeUpdate
 	Order      []int // nodes in the order they rebooted
 	MaxHolders int   // most reboot-lock holders seen at once
@@ -34,24 +44,70 @@ type UpdateResult struct {
 	ListUnits  string
 }
 
-// Update switches the stopped node back on, publishes release Next on
-// stable (with a delta against the running release), tells every node to
-// check, and follows them as they take the reboot lock one at a time,
-// reboot into the other slot and come back on the new version.
+// Update switches the stopped node back on, sets a phased rollout of
+// release Next on stable that admits one node, publishes Next (with a
+// delta against the running release) and tells every node to check: the
+// admitted node updates, the others check in and stay. Then the rollout
+// goes to 100% and the rest follow, taking the reboot lock one at a time,
+// rebooting into the other slot and coming back on the new version.
 func (d *Demo) Update() (UpdateResult, error) {
 	start := time.Now()
 	ctx, cancel := d.stepCtx()
 	defer cancel()
-	res := UpdateResult{Nodes: make([]NodeUpdate, d.cfg.Nodes)}
-	d.heading(6, "Updates: publish "+d.Next+" to the stable channel")
+	res := UpdateResult{Nodes: make([]NodeUpdate, d.cfg.Nodes), HeldBack: make([]string, d.cfg.Nodes)}
+	d.heading(6, "Updates: publish "+d.Next+" to the stable channel, one node first")
+	if err := d.restartDowned(); err != nil {
+		return res, err
+	}
+	d.say(`The channel server steers who takes a release: a phased rollout admits a
+machine only when its stable place for the release (a hash of its machine ID
+and the version, 0-100) is under the rollout's share. The rollout is set
+before the release is published, so no machine takes it at 100%% in between.
+Watch the fleet on the channel server's dashboard: %s`, d.DashboardURL())
+	var err error
+	if res.Percent, res.First, err = d.firstWave(ctx, d.Next); err != nil {
+		return res, err
+	}
 	out, err := d.publishNext(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.Released = out
 	r := d.newRollout(&res)
+	for i := range r.admitted {
+		r.admitted[i] = i == res.First
+	}
+	if _, err := waitFor(ctx, d.NodeName(res.First)+" on "+d.Next+", the others held back", 2*time.Second, func() (bool, string) { return r.poll(ctx) }); err != nil {
+		return res, err
+	}
+	if r.err != nil {
+		return res, r.err
+	}
+	d.say("\n%s runs %s; the others checked in and were held back:", d.NodeName(res.First), d.Next)
+	for i, why := range res.HeldBack {
+		if i != res.First {
+			d.say("  %s: %s", d.NodeName(i), why)
+		}
+	}
+	if res.Rollout, err = d.rolloutCmd(ctx, false, "status"); err != nil {
+		return res, err
+	}
+	d.say(`
+The first node came back healthy, so the operator lets the rest in. Raising
+the share admits them (it never takes the release away from a machine that
+has it); a ramp (--over 2h) would admit them gradually instead.`)
+	if _, err := d.rolloutCmd(ctx, false, "--version", d.Next, "--percent", "100"); err != nil {
+		return res, err
+	}
+	for i := range r.admitted {
+		r.admitted[i] = true
+		r.asked[i] = false // ask again: the last check held them back
+	}
 	if _, err := waitFor(ctx, "every node on "+d.Next, 2*time.Second, func() (bool, string) { return r.poll(ctx) }); err != nil {
 		return res, err
+	}
+	if r.err != nil {
+		return res, r.err
 	}
 	res.Took = time.Since(r.published)
 	if err := d.showUpdated(ctx, &res, r.published); err != nil {
@@ -61,24 +117,46 @@ func (d *Demo) Update() (UpdateResult, error) {
 	return res, nil
 }
 
-// publishNext switches downed nodes back on, then publishes release N+1
-// (built in the background since step 1) to the stable channel.
-func (d *Demo) publishNext(ctx context.Context) (string, error) {
+// firstWave sets the stable channel's rollout of version to a share that
+// admits exactly one node, before the release is published (so no
+// machine can take it meanwhile), and returns the share and the node.
+// extra are more `pith release rollout` flags (a halt rule).
+func (d *Demo) firstWave(ctx context.Context, version string, extra ...string) (float64, int, error) {
+	p, first, err := admitOne(d.MachineIDs, version)
+	if err != nil {
+		return 0, 0, err
+	}
+	d.say("A share of %s%% admits one of the %d nodes to %s: %s (its place for %s is %.1f; the others' are above).",
+		pct(p), d.cfg.Nodes, version, d.NodeName(first), version, channels.Bucket(d.MachineIDs[first], version))
+	_, err = d.rolloutCmd(ctx, true, append([]string{"--version", version, "--percent", pct(p)}, extra...)...)
+	return p, first, err
+}
+
+// restartDowned switches nodes stopped by an earlier step back on.
+func (d *Demo) restartDowned() error {
 	for i := range d.cfg.Nodes {
 		if d.down[i] {
 			d.say("Switching %s back on first: it rejoins the KV from its data and updates with the others.", d.NodeName(i))
 			if err := d.restart(i); err != nil {
-				return "", err
+				return err
 			}
 		}
 	}
+	return nil
+}
+
+// publishNext publishes release N+1 (built in the background since step
+// 1) to the stable channel.
+func (d *Demo) publishNext(ctx context.Context) (string, error) {
 	d.say(`Each node follows the channel named in its cloud-config (group: stable). A new
 release is signed with the release key whose public half is baked into the
 image, and carries a delta against %s: only the changed blocks of /usr travel.
 The nodes download and write it to their other /usr slot, then, with
 reboot-strategy etcd-lock, take the cluster's reboot lock (locksmith's
 semaphore in the KV, one holder at a time) before rebooting into it, and
-release it once they are healthy on the new version.`, d.Version)
+release it once they are healthy on the new version. Each reports what it
+does (checked, held back, written, rebooting, good, rolled back) to the
+channel server, signed with its own key.`, d.Version)
 	if err := d.waitPrepared(); err != nil {
 		return "", fmt.Errorf("preparing release %s: %w", d.Next, err)
 	}
@@ -105,29 +183,62 @@ type rollout struct {
 	counted   []bool      // in res.Order
 	holders   string
 	idName    map[string]string
+	// admitted: the nodes this wave updates; the others must check in,
+	// be held back and stay on the old release.
+	admitted []bool
+	askedAt  []time.Time
+	err      error // a held-back node took the release
 }
 
 func (d *Demo) newRollout(res *UpdateResult) *rollout {
 	n := d.cfg.Nodes
 	r := &rollout{d: d, res: res, published: time.Now(), phase: make([]string, n), asked: make([]bool, n),
-		gone: make([]time.Time, n), lastOld: make([]time.Time, n), counted: make([]bool, n), idName: map[string]string{}}
+		gone: make([]time.Time, n), lastOld: make([]time.Time, n), counted: make([]bool, n), idName: map[string]string{}, admitted: make([]bool, n), askedAt: make([]time.Time, n)}
 	for i, id := range d.MachineIDs {
 		r.idName[id] = d.NodeName(i)
 	}
 	return r
 }
 
-// poll is done once every node runs N+1 with its update settled and no
-// one holds the reboot lock.
+// poll is done once every admitted node runs N+1 with its update settled,
+// every other node reported to the channel server that the rollout held
+// it back, and no one holds the reboot lock.
 func (r *rollout) poll(ctx context.Context) (bool, string) {
 	done := 0
+	fv, ferr := r.d.Fleet(ctx)
 	for i := range r.d.cfg.Nodes {
-		if r.node(ctx, i) {
+		onNext := r.node(ctx, i)
+		switch {
+		case r.admitted[i]:
+			if onNext {
+				done++
+			}
+		case r.res.Nodes[i].Running == r.d.Next:
+			r.err = fmt.Errorf("%s took %s, which the rollout did not admit it to", r.d.NodeName(i), r.d.Next)
+			return true, r.err.Error()
+		case ferr == nil && r.heldBack(fv, i):
 			done++
+		case r.asked[i] && time.Since(r.askedAt[i]) > time.Minute:
+			// Reports are best-effort: a lost one is asked for again.
+			r.asked[i] = false
 		}
 	}
 	r.lock(ctx)
-	return done == r.d.cfg.Nodes && r.holders == "", fmt.Sprintf("phases %v, lock holders %q", r.phase, r.holders)
+	return done == r.d.cfg.Nodes && r.holders == "", fmt.Sprintf("phases %v, lock holders %q, fleet %v", r.phase, r.holders, ferr)
+}
+
+// heldBack reports whether node i's last report to the channel server
+// says the rollout held it back from N+1, and records why.
+func (r *rollout) heldBack(fv channels.FleetView, i int) bool {
+	m, ok := lastReport(fv, r.d.MachineIDs[i])
+	if !ok || m.Event != channels.EventChecked || m.Version != r.d.Next || !strings.HasPrefix(m.Reason, "held back: ") {
+		return false
+	}
+	if r.res.HeldBack[i] != m.Reason {
+		r.d.say("  [%s] %s reports: %s", time.Since(r.published).Round(time.Second), r.d.NodeName(i), m.Reason)
+		r.res.HeldBack[i] = m.Reason
+	}
+	return true
 }
 
 // node records node i's progress and reports whether it is done.
@@ -145,7 +256,7 @@ func (r *rollout) node(ctx context.Context, i int) bool {
 		}
 		nu.Running = st.Running
 		if !r.asked[i] && st.Running == d.Version && st.Available != d.Next {
-			r.asked[i] = d.httpPost(ctx, d.apiURL(i)+"/pith/v1/update/check") == nil
+			r.asked[i], r.askedAt[i] = d.httpPost(ctx, d.apiURL(i)+"/pith/v1/update/check") == nil, now
 		}
 		for _, e := range st.History {
 			if e.Kind == "applied" && e.Version == d.Next {
