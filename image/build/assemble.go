@@ -21,7 +21,6 @@ import (
 	"github.com/pith-os/pith/image/fsimg"
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
-	"github.com/pith-os/pith/image/secureboot"
 	"github.com/pith-os/pith/image/slot"
 	"github.com/pith-os/pith/initramfs/verity"
 )
@@ -56,8 +55,6 @@ type Inputs struct {
 	CacheDir string
 	// DebugUnverifiedUSR: the initramfs accepts pith.verity=off.
 	DebugUnverifiedUSR bool
-	// SecureBoot signs the UEFI boot chain with the operator's keys.
-	SecureBoot *secureboot.Keys
 }
 
 // Seed names the build inputs that all GUIDs and filesystem UUIDs derive
@@ -206,11 +203,7 @@ func (a *assembly) bootChain() (string, error) {
 		UsrHash: map[string]string{"a": a.usrVerity.RootHash},
 	}
 	bios := a.part(layout.LabelBIOSBoot)
-	var sec *bootloader.SecureConfig
-	if a.in.SecureBoot != nil {
-		sec = &bootloader.SecureConfig{PubKey: a.in.SecureBoot.GrubPub()}
-	}
-	if err := bootloader.MakeEFI(a.ctx, a.w("BOOTX64.EFI"), a.espSerial, sec); err != nil {
+	if err := bootloader.MakeEFI(a.ctx, a.w("BOOTX64.EFI"), a.espSerial); err != nil {
 		return "", err
 	}
 	var err error
@@ -241,40 +234,7 @@ func (a *assembly) bootChain() (string, error) {
 	if err := os.WriteFile(a.w("grubenv"), env, 0o644); err != nil {
 		return "", err
 	}
-	signed := ""
-	if a.in.SecureBoot != nil {
-		if err := a.signBootChain(); err != nil {
-			return "", err
-		}
-		signed = ", signed for Secure Boot (db " + secureboot.Fingerprint(a.in.SecureBoot.Certs["db"])[:16] + ")"
-	}
-	return fmt.Sprintf("BIOS core.img %s, UEFI BOOTX64.EFI, A/B grub.cfg, slot A root hash%s", layout.Human(int64(len(a.core))), signed), nil
-}
-
-// signBootChain signs what the UEFI boot runs: GRUB and the kernel with db
-// (Authenticode), then grub.cfg, slot a's verity cfg, kernel and initrd
-// with GRUB's OpenPGP key, as check_signatures=enforce requires.
-func (a *assembly) signBootChain() error {
-	k := a.in.SecureBoot
-	unsigned := a.w("BOOTX64.EFI.unsigned")
-	if err := os.Rename(a.w("BOOTX64.EFI"), unsigned); err != nil {
-		return err
-	}
-	if err := k.SignEFI(a.ctx, unsigned, a.w("BOOTX64.EFI")); err != nil {
-		return err
-	}
-	if err := k.SignEFI(a.ctx, a.in.KernelPath, a.w("vmlinuz-a")); err != nil {
-		return err
-	}
-	if err := copyFile(a.in.InitrdPath, a.w("initrd-a")); err != nil {
-		return err
-	}
-	for _, f := range []string{"grub.cfg", "verity-a.cfg", "vmlinuz-a", "initrd-a"} {
-		if err := k.SignFile(a.w(f)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return fmt.Sprintf("BIOS core.img %s, UEFI BOOTX64.EFI, A/B grub.cfg, slot A root hash", layout.Human(int64(len(a.core)))), nil
 }
 
 // filesystems makes the ESP (boot chain, slot a's kernel and initrd), OEM
@@ -289,20 +249,6 @@ func (a *assembly) filesystems() (string, error) {
 		{Src: a.in.KernelPath, Dst: "pith/vmlinuz-a"},
 		{Src: a.in.InitrdPath, Dst: "pith/initrd-a"},
 		{Src: a.w("verity-a.cfg"), Dst: bootloader.VerityCfgPath("a")},
-	}
-	if k := a.in.SecureBoot; k != nil {
-		files[3].Src, files[4].Src = a.w("vmlinuz-a"), a.w("initrd-a")
-		for _, f := range files[1:] {
-			if f.Dst == "grub/grubenv" {
-				continue
-			}
-			files = append(files, fsimg.File{Src: f.Src + secureboot.SigSuffix, Dst: f.Dst + secureboot.SigSuffix})
-		}
-		// The boot chain's public halves, for the update agent's check of a
-		// release before it writes anything.
-		files = append(files,
-			fsimg.File{Src: k.GrubPub(), Dst: SecureBootGrubPub},
-			fsimg.File{Src: filepath.Join(k.Dir, secureboot.CertFile("db")), Dst: SecureBootDBCert})
 	}
 	if err := fsimg.Vfat(a.ctx, a.espImg, a.part(layout.LabelESP).Size, layout.LabelESP, a.espVolID, files, c.Epoch); err != nil {
 		return "", err
@@ -406,7 +352,6 @@ func (a *assembly) hashArtifacts() (string, error) {
 			AgentSHA256: a.in.AgentSHA256, DebugUnverifiedUSR: a.in.DebugUnverifiedUSR,
 		},
 		KernelVersion: a.in.KernelVersion,
-		SecureBoot:    a.secureBootRecord(),
 		KernelCmdline: map[string]string{"a": bootloader.KernelArgs(a.params, "a"), "b": bootloader.KernelArgs(a.params, "b")},
 		Disk:          manifest.Disk{Size: a.table.DiskSize, SectorSize: layout.SectorSize, GUID: a.table.DiskGUID},
 	}
@@ -449,24 +394,6 @@ func (a *assembly) hashArtifacts() (string, error) {
 		m.Artifacts = append(m.Artifacts, manifest.Artifact{Name: Qcow2Name, Format: "qcow2", Size: n, SHA256: sum})
 	}
 	return fmt.Sprintf("%d artifacts", len(m.Artifacts)), nil
-}
-
-// Where the ESP of a Secure Boot image holds the public keys of its chain.
-const (
-	SecureBootGrubPub = "pith/boot.pub"
-	SecureBootDBCert  = "pith/db.crt"
-)
-
-func (a *assembly) secureBootRecord() *manifest.SecureBoot {
-	k := a.in.SecureBoot
-	if k == nil {
-		return nil
-	}
-	sb := &manifest.SecureBoot{Certs: map[string]string{}}
-	for r, c := range k.Certs {
-		sb.Certs[r] = secureboot.Fingerprint(c)
-	}
-	return sb
 }
 
 // writeManifest writes pith.manifest.json beside the artifacts.
