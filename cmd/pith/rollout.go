@@ -159,73 +159,84 @@ func fleetDir(repo, state string) (string, error) {
 	return defaultFleetDir(repo), nil
 }
 
+// rolloutOpts are the flags every rollout subcommand shares.
+type rolloutOpts struct{ repo, state, channel string }
+
+// load reads the channel's rollout, or a new active one when there is none.
+func (o *rolloutOpts) load() (string, *channels.Rollout, error) {
+	dir, err := fleetDir(o.repo, o.state)
+	if err != nil {
+		return "", nil, err
+	}
+	if o.channel == "" {
+		return "", nil, errors.New("--channel is required")
+	}
+	r, err := channels.ReadRollout(dir, o.channel)
+	if errors.Is(err, os.ErrNotExist) {
+		return dir, &channels.Rollout{Channel: o.channel, State: channels.RolloutActive, Halt: channels.DefaultHaltRule, Start: time.Now().UTC()}, nil
+	}
+	return dir, r, err
+}
+
+// rolloutHalted returns the channel's halt when it is for r's version and generation.
+func rolloutHalted(dir string, r *channels.Rollout) (channels.Halt, bool) {
+	h, ok, err := channels.ReadHalt(dir, r.Channel)
+	return h, err == nil && ok && h.Version == r.Version && h.Generation == r.Generation
+}
+
+// showRollout prints the rollout's state.
+func showRollout(w io.Writer, dir string, r *channels.Rollout) {
+	now := time.Now()
+	state := r.State
+	h, isHalted := rolloutHalted(dir, r)
+	if isHalted {
+		state = channels.RolloutHalted
+	}
+	if r.Version != "" {
+		fmt.Fprintf(w, "channel %s: rollout of %s %s at %.1f%% (target %g%%", r.Channel, r.Version, state, r.PercentAt(now), r.Percent)
+		if r.Over > 0 {
+			fmt.Fprintf(w, ", ramp from %g%% over %s", r.From, r.Over)
+		}
+		fmt.Fprintln(w, ")")
+	} else {
+		fmt.Fprintf(w, "channel %s: no rollout (machines take what the channel offers)\n", r.Channel)
+	}
+	if isHalted {
+		fmt.Fprintf(w, "  halted %s: %s\n", h.Time.Format(time.RFC3339), h.Reason)
+	}
+	if r.Halt.Disabled {
+		fmt.Fprintln(w, "  automatic halt: off")
+	} else {
+		fmt.Fprintf(w, "  automatic halt: more than %d of the first %d, or more than %g%%, of the machines that installed it failed\n", r.Halt.MaxFirst, r.Halt.First, r.Halt.MaxPercent)
+	}
+	if r.Barrier != "" {
+		fmt.Fprintf(w, "  barrier: %s\n", r.Barrier)
+	}
+	for g, v := range r.Pins {
+		fmt.Fprintf(w, "  pin: group %s stays on %s\n", g, v)
+	}
+}
+
+// saveRollout stores r and shows it. Generation changes only where a halt
+// is lifted (a new version, resume): pausing, pinning or a barrier keep a
+// halt.
+func saveRollout(cmd *cobra.Command, dir string, r *channels.Rollout) error {
+	if err := channels.WriteRollout(dir, r); err != nil {
+		return err
+	}
+	showRollout(cmd.OutOrStdout(), dir, r)
+	return nil
+}
+
 func rolloutCmd() *cobra.Command {
 	var (
-		repo, state, channel, version string
-		percent                       float64
-		over                          time.Duration
-		halt                          = channels.DefaultHaltRule
-		noHalt                        bool
+		version string
+		percent float64
+		over    time.Duration
+		halt    = channels.DefaultHaltRule
+		noHalt  bool
 	)
-	load := func() (string, *channels.Rollout, error) {
-		dir, err := fleetDir(repo, state)
-		if err != nil {
-			return "", nil, err
-		}
-		if channel == "" {
-			return "", nil, errors.New("--channel is required")
-		}
-		r, err := channels.ReadRollout(dir, channel)
-		if errors.Is(err, os.ErrNotExist) {
-			return dir, &channels.Rollout{Channel: channel, State: channels.RolloutActive, Halt: channels.DefaultHaltRule, Start: time.Now().UTC()}, nil
-		}
-		return dir, r, err
-	}
-	halted := func(dir string, r *channels.Rollout) (channels.Halt, bool) {
-		h, ok, err := channels.ReadHalt(dir, r.Channel)
-		return h, err == nil && ok && h.Version == r.Version && h.Generation == r.Generation
-	}
-	show := func(w io.Writer, dir string, r *channels.Rollout) {
-		now := time.Now()
-		state := r.State
-		h, isHalted := halted(dir, r)
-		if isHalted {
-			state = channels.RolloutHalted
-		}
-		if r.Version != "" {
-			fmt.Fprintf(w, "channel %s: rollout of %s %s at %.1f%% (target %g%%", r.Channel, r.Version, state, r.PercentAt(now), r.Percent)
-			if r.Over > 0 {
-				fmt.Fprintf(w, ", ramp from %g%% over %s", r.From, r.Over)
-			}
-			fmt.Fprintln(w, ")")
-		} else {
-			fmt.Fprintf(w, "channel %s: no rollout (machines take what the channel offers)\n", r.Channel)
-		}
-		if isHalted {
-			fmt.Fprintf(w, "  halted %s: %s\n", h.Time.Format(time.RFC3339), h.Reason)
-		}
-		if r.Halt.Disabled {
-			fmt.Fprintln(w, "  automatic halt: off")
-		} else {
-			fmt.Fprintf(w, "  automatic halt: more than %d of the first %d, or more than %g%%, of the machines that installed it failed\n", r.Halt.MaxFirst, r.Halt.First, r.Halt.MaxPercent)
-		}
-		if r.Barrier != "" {
-			fmt.Fprintf(w, "  barrier: %s\n", r.Barrier)
-		}
-		for g, v := range r.Pins {
-			fmt.Fprintf(w, "  pin: group %s stays on %s\n", g, v)
-		}
-	}
-	// save stores r. Generation changes only where a halt is lifted (a new
-	// version, resume): pausing, pinning or a barrier keep a halt.
-	save := func(cmd *cobra.Command, dir string, r *channels.Rollout) error {
-		if err := channels.WriteRollout(dir, r); err != nil {
-			return err
-		}
-		show(cmd.OutOrStdout(), dir, r)
-		return nil
-	}
-
+	o := &rolloutOpts{}
 	cmd := &cobra.Command{
 		Use:   "rollout --repo DIR --channel NAME --version V --percent P [--over DURATION]",
 		Short: "Phase a release in: only a share of machines takes it, growing over time; halts by itself on failures",
@@ -238,22 +249,22 @@ roll back or fail health. The rollout can only hold machines back: what a
 machine installs is still only what the signed channel manifest offers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, r, err := load()
+			dir, r, err := o.load()
 			if err != nil {
 				return err
 			}
 			if version == "" || !cmd.Flags().Changed("percent") {
 				return errors.New("--version and --percent are required (or use pause, resume, pin, barrier, status)")
 			}
-			if repo != "" {
-				if _, err := os.Stat(filepath.Join(repo, version, "manifest.json")); err != nil {
-					return fmt.Errorf("version %s was not released in %s: %w", version, repo, err)
+			if o.repo != "" {
+				if _, err := os.Stat(filepath.Join(o.repo, version, "manifest.json")); err != nil {
+					return fmt.Errorf("version %s was not released in %s: %w", version, o.repo, err)
 				}
 			}
 			now := time.Now().UTC()
 			from, same := 0.0, r.Version == version
 			if same {
-				if h, isHalted := halted(dir, r); isHalted {
+				if h, isHalted := rolloutHalted(dir, r); isHalted {
 					return fmt.Errorf("the rollout of %s is halted (%s); look at the failures, then pith release rollout resume", version, h.Reason)
 				}
 				from = r.PercentAt(now) // continue the ramp from where it is
@@ -272,13 +283,13 @@ machine installs is still only what the signed channel manifest offers.`,
 				r.Halt = halt
 				r.Halt.Disabled = noHalt
 			}
-			return save(cmd, dir, r)
+			return saveRollout(cmd, dir, r)
 		},
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&repo, "repo", "", "release repository directory")
-	pf.StringVar(&state, "state", "", "fleet state directory the channel server uses (default REPO/.fleet)")
-	pf.StringVar(&channel, "channel", "", "channel")
+	pf.StringVar(&o.repo, "repo", "", "release repository directory")
+	pf.StringVar(&o.state, "state", "", "fleet state directory the channel server uses (default REPO/.fleet)")
+	pf.StringVar(&o.channel, "channel", "", "channel")
 	f := cmd.Flags()
 	f.StringVar(&version, "version", "", "release to roll out")
 	f.Float64Var(&percent, "percent", 0, "share of machines (0-100) that take it at the end of the ramp")
@@ -287,16 +298,21 @@ machine installs is still only what the signed channel manifest offers.`,
 	f.IntVar(&halt.MaxFirst, "halt-max-first", halt.MaxFirst, "halt when more than this many of the first N fail")
 	f.Float64Var(&halt.MaxPercent, "halt-max-percent", halt.MaxPercent, "after the first N, halt when more than this percentage fails")
 	f.BoolVar(&noHalt, "no-halt", false, "never halt automatically")
+	cmd.AddCommand(rolloutPauseCmd(o), rolloutResumeCmd(o), rolloutPinCmd(o), rolloutBarrierCmd(o), rolloutStatusCmd(o))
+	return cmd
+}
 
+// rolloutPauseCmd stops admitting machines.
+func rolloutPauseCmd(o *rolloutOpts) *cobra.Command {
 	pause := &cobra.Command{
 		Use: "pause --channel NAME", Short: "Stop admitting more machines (those admitted keep the release)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, r, err := load()
+			dir, r, err := o.load()
 			if err != nil {
 				return err
 			}
 			if r.Version == "" {
-				return fmt.Errorf("channel %s has no rollout to pause", channel)
+				return fmt.Errorf("channel %s has no rollout to pause", o.channel)
 			}
 			if r.State == channels.RolloutPaused {
 				return fmt.Errorf("the rollout of %s is already paused", r.Version)
@@ -304,20 +320,25 @@ machine installs is still only what the signed channel manifest offers.`,
 			now := time.Now().UTC()
 			r.Elapsed += max(0, now.Sub(r.Start))
 			r.Start, r.State = now, channels.RolloutPaused
-			return save(cmd, dir, r)
+			return saveRollout(cmd, dir, r)
 		},
 	}
+	return pause
+}
+
+// rolloutResumeCmd continues a paused or halted rollout.
+func rolloutResumeCmd(o *rolloutOpts) *cobra.Command {
 	resume := &cobra.Command{
 		Use: "resume --channel NAME", Short: "Continue a paused or halted rollout (failures so far no longer count towards a halt)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, r, err := load()
+			dir, r, err := o.load()
 			if err != nil {
 				return err
 			}
 			if r.Version == "" {
-				return fmt.Errorf("channel %s has no rollout to resume", channel)
+				return fmt.Errorf("channel %s has no rollout to resume", o.channel)
 			}
-			h, wasHalted := halted(dir, r)
+			h, wasHalted := rolloutHalted(dir, r)
 			if r.State == channels.RolloutActive && !wasHalted {
 				return fmt.Errorf("the rollout of %s is not paused or halted", r.Version)
 			}
@@ -335,15 +356,20 @@ machine installs is still only what the signed channel manifest offers.`,
 				r.Since = now
 				r.Generation++
 			}
-			return save(cmd, dir, r)
+			return saveRollout(cmd, dir, r)
 		},
 	}
+	return resume
+}
+
+// rolloutPinCmd keeps a group on a version.
+func rolloutPinCmd(o *rolloutOpts) *cobra.Command {
 	var group, pinVersion string
 	var unpin bool
 	pin := &cobra.Command{
 		Use: "pin --channel NAME --group G --version V | --unpin", Short: "Keep a group of machines (their reboot group) on a version", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, r, err := load()
+			dir, r, err := o.load()
 			if err != nil {
 				return err
 			}
@@ -361,41 +387,50 @@ machine installs is still only what the signed channel manifest offers.`,
 				}
 				r.Pins[group] = pinVersion
 			}
-			return save(cmd, dir, r)
+			return saveRollout(cmd, dir, r)
 		},
 	}
 	pin.Flags().StringVar(&group, "group", "", "group (the machines' reboot group; \"default\" when they set none)")
 	pin.Flags().StringVar(&pinVersion, "version", "", "version the group stays on")
 	pin.Flags().BoolVar(&unpin, "unpin", false, "remove the group's pin")
+	return pin
+}
+
+// rolloutBarrierCmd sets the version every machine runs before anything newer.
+func rolloutBarrierCmd(o *rolloutOpts) *cobra.Command {
 	var barrierVersion string
 	barrier := &cobra.Command{
 		Use: "barrier --channel NAME --version V", Short: "Make every machine run V before anything newer (empty --version clears it)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, r, err := load()
+			dir, r, err := o.load()
 			if err != nil {
 				return err
 			}
-			if barrierVersion != "" && repo != "" {
-				if _, err := os.Stat(filepath.Join(repo, barrierVersion, "manifest.json")); err != nil {
-					return fmt.Errorf("barrier %s was not released in %s: %w", barrierVersion, repo, err)
+			if barrierVersion != "" && o.repo != "" {
+				if _, err := os.Stat(filepath.Join(o.repo, barrierVersion, "manifest.json")); err != nil {
+					return fmt.Errorf("barrier %s was not released in %s: %w", barrierVersion, o.repo, err)
 				}
 			}
 			r.Barrier = barrierVersion
-			return save(cmd, dir, r)
+			return saveRollout(cmd, dir, r)
 		},
 	}
 	barrier.Flags().StringVar(&barrierVersion, "version", "", "barrier release")
+	return barrier
+}
+
+// rolloutStatusCmd shows the rollout.
+func rolloutStatusCmd(o *rolloutOpts) *cobra.Command {
 	status := &cobra.Command{
 		Use: "status --channel NAME", Short: "Show the rollout", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, r, err := load()
+			dir, r, err := o.load()
 			if err != nil {
 				return err
 			}
-			show(cmd.OutOrStdout(), dir, r)
+			showRollout(cmd.OutOrStdout(), dir, r)
 			return nil
 		},
 	}
-	cmd.AddCommand(pause, resume, pin, barrier, status)
-	return cmd
+	return status
 }
