@@ -29,16 +29,24 @@ const (
 	ContainerTarball = "/var/lib/pith-demo/hello.tar.gz"
 )
 
-// UserData is the cloud-config every node boots with: what a CoreOS user
-// writes for a cluster (a discovery URL, $private_ipv4, the stable channel,
-// the etcd-lock reboot strategy), plus two things this playground needs:
-// a networkd file for the private network (it has no DHCP), and a path
-// unit that imports the container image as soon as the walkthrough has
-// copied it (no registry is reachable from the nodes).
-func UserData(discoveryURL string, nodes int) string {
+// UserData is the cloud-config node boots with: what a CoreOS user writes
+// for a cluster (a discovery URL, $private_ipv4, the stable channel, the
+// etcd-lock reboot strategy), over TLS: the URLs are https:// and the
+// node's member part from `pith cluster issue` (Member) adds its
+// certificate, key and the cluster CA with pith.kv.tls. Two things serve
+// this playground: a networkd file for the private network (it has no
+// DHCP), and a path unit that imports the container image as soon as the
+// walkthrough has copied it (no registry is reachable from the nodes).
+// Every node's user-data is the same but for its Member.
+func UserData(discoveryURL string, nodes int, m Member) string {
 	var macs []string
 	for i := 0; i < nodes; i++ {
 		macs = append(macs, privateMAC(i))
+	}
+	files := ""
+	if m.Files != "" {
+		files = "  # This node's member certificate and key and the cluster CA, from\n" +
+			"  # pith cluster issue: the node's identity on the KV's two ports.\n" + m.Files
 	}
 	return `#cloud-config
 write_files:
@@ -55,14 +63,14 @@ write_files:
   - path: /etc/docker/daemon.json
     content: |
       {"iptables": false, "bridge": "none"}
-coreos:
+` + files + `coreos:
   etcd2:
     name: "%H"
     discovery: ` + discoveryURL + `
-    advertise-client-urls: http://$private_ipv4:2379
-    initial-advertise-peer-urls: http://$private_ipv4:2380
-    listen-client-urls: http://0.0.0.0:2379
-    listen-peer-urls: http://0.0.0.0:2380
+    advertise-client-urls: https://$private_ipv4:2379
+    initial-advertise-peer-urls: https://$private_ipv4:2380
+    listen-client-urls: https://0.0.0.0:2379
+    listen-peer-urls: https://0.0.0.0:2380
     # Software-emulated guests stall for over a second at times: etcd's
     # 100 ms / 1 s defaults would elect a new leader every few seconds.
     heartbeat-interval: 500
@@ -93,7 +101,48 @@ coreos:
         RemainAfterExit=yes
         TimeoutStartSec=15min
         ExecStart=/bin/sh -c '/usr/bin/docker image inspect ` + ContainerImage + ` >/dev/null 2>&1 || /usr/bin/docker import ` + ContainerTarball + ` ` + ContainerImage + `'
-`
+` + m.Pith
+}
+
+// Member is a node's own part of its user-data, cut from the cloud-config
+// `pith cluster issue` prints: its write_files entries (the cluster CA, the
+// member certificate and its 0600 key) and the pith: section whose kv.tls
+// turns mutual TLS on.
+type Member struct {
+	Files string // write_files list entries, indented as in the list
+	Pith  string // the top-level pith: section
+}
+
+// ParseIssued splits `pith cluster issue`'s cloud-config into its parts.
+func ParseIssued(cc string) (Member, error) {
+	const head = "#cloud-config\nwrite_files:\n"
+	files, pith, ok := strings.Cut(strings.TrimPrefix(cc, head), "\npith:\n")
+	if !strings.HasPrefix(cc, head) || !ok || !strings.HasPrefix(files, "  - path: ") {
+		return Member{}, fmt.Errorf("pith cluster issue printed no write_files list and pith: section:\n%.200s", cc)
+	}
+	return Member{Files: files + "\n", Pith: "pith:\n" + pith}, nil
+}
+
+// elidePEM shortens each PEM block of s to its first and last lines, for
+// showing a user-data without its key.
+func elidePEM(s string) string {
+	lines := strings.Split(s, "\n")
+	var out []string
+	in := false
+	for _, l := range lines {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, "-----BEGIN "):
+			in = true
+			out = append(out, l, strings.Repeat(" ", len(l)-len(t))+"...")
+		case strings.HasPrefix(t, "-----END "):
+			in = false
+			out = append(out, l)
+		case !in:
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // privateMAC is the private NIC's MAC of the i-th node (vm.StartCluster's).

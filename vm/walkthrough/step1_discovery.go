@@ -1,6 +1,7 @@
 package walkthrough
 
-// Step 1: a discovery token, and the channel server with release N published.
+// Step 1: the cluster's CA, a discovery token, and the channel server with
+// release N published.
 
 import (
 	"fmt"
@@ -8,9 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pith-os/pith/pki"
 )
 
-// Discovery starts the discovery service and the channel server on the
+// Discovery makes the cluster's CA and client certificates (pith cluster
+// init), starts the discovery service and the channel server on the
 // workstation, and makes a token for a cluster of Nodes members. Release N
 // (the image's) is published to stable and N+1 is built in the background
 // meanwhile, for step 6.
@@ -18,8 +22,16 @@ func (d *Demo) Discovery() (string, error) {
 	start := time.Now()
 	ctx, cancel := d.stepCtx()
 	defer cancel()
-	d.heading(1, "A discovery token")
-	d.say(`A new cluster needs a way for its first machines to find each other. As with
+	d.heading(1, "The cluster's CA and a discovery token")
+	d.say(`The cluster's certificate authority stays on this workstation. Its admin
+certificate may do everything, the reader's only read; each node will get its
+own member certificate. With a CA, every KV port speaks only mutual TLS and
+lets in only certificates it issued (README, "Security").`)
+	if err := d.initCluster(ctx); err != nil {
+		return "", err
+	}
+	d.say(`
+A new cluster needs a way for its first machines to find each other. As with
 CoreOS's discovery.etcd.io, each node is given one URL; the first %d to register
 become the KV's voting members. Here the discovery service runs on this
 workstation (pith discovery serve), as does the release channel server the
@@ -34,7 +46,8 @@ network at %s.`, d.cfg.Nodes, GuestHost)
 	if err := os.MkdirAll(d.repo, 0o755); err != nil {
 		return "", err
 	}
-	d.channel, err = d.startServer(ctx, "channel", "/", "channel", "serve", "--repo", d.repo)
+	d.channel, err = d.startServer(ctx, "channel", "/", "channel", "serve", "--repo", d.repo,
+		"--cluster-ca", filepath.Join(d.ClusterDir(), pki.CACertFile))
 	if err != nil {
 		return "", err
 	}

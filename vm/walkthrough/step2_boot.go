@@ -17,10 +17,11 @@ import (
 
 // BootResult is what step 2 measured, from each QEMU's start.
 type BootResult struct {
-	UserData string
-	SSH      []time.Duration // to SSH accepting the key
-	Formed   time.Duration   // to the KV having all members and a leader (from the first start)
-	Members  string          // pithctl member list
+	UserData      []string // each node's, with its member certificate and key
+	UserDataFiles []string
+	SSH           []time.Duration // to SSH accepting the key
+	Formed        time.Duration   // to the KV having all members and a leader (from the first start)
+	Members       string          // pithctl member list
 }
 
 // Boot writes the cloud-config and boots the nodes (pith boot --nodes N),
@@ -32,22 +33,36 @@ func (d *Demo) Boot() (BootResult, error) {
 	defer cancel()
 	var res BootResult
 	d.heading(2, fmt.Sprintf("Boot %d nodes from one cloud-config", d.cfg.Nodes))
-	res.UserData = UserData(d.DiscoveryURL, d.cfg.Nodes)
-	ud := filepath.Join(d.cfg.StateDir, "user-data")
-	// 0600: it names the discovery token (and, over TLS, member keys).
-	if err := atomicfile.WriteFile(ud, []byte(res.UserData), 0o600); err != nil {
-		return res, err
+	d.say(`Each node needs its own member certificate, naming the addresses peers and
+clients dial it by (its private address; loopback is always in). pith cluster
+issue writes it with its key and the CA as cloud-config lines (0600: the key is
+in them):`)
+	// 0600: each names the discovery token and the node's member key.
+	for i := range d.cfg.Nodes {
+		m, err := d.issueMember(ctx, i)
+		if err != nil {
+			return res, err
+		}
+		ud := filepath.Join(d.cfg.StateDir, "user-data-"+d.NodeName(i))
+		text := UserData(d.DiscoveryURL, d.cfg.Nodes, m)
+		if err := atomicfile.WriteFile(ud, []byte(text), 0o600); err != nil {
+			return res, err
+		}
+		res.UserData = append(res.UserData, text)
+		res.UserDataFiles = append(res.UserDataFiles, ud)
 	}
-	d.say(`Every node gets the same user-data, as CoreOS machines did: the discovery URL,
-$private_ipv4 for the addresses it advertises (each node fills in its own), the
-update channel and the reboot strategy. This is %s:`, ud)
-	fmt.Fprintln(d.cfg.Out, "    "+strings.ReplaceAll(strings.TrimRight(res.UserData, "\n"), "\n", "\n    "))
-	d.say("Booting them as `pith boot --nodes %d --user-data %s --state %s` does (package vm),\nwith guestfwd rules for the two servers:", d.cfg.Nodes, ud, d.cfg.StateDir)
+	d.say(`
+Every node's user-data is otherwise the same, as CoreOS machines had: the
+discovery URL, $private_ipv4 for the addresses it advertises (each node fills
+in its own), https:// for the KV's ports, the update channel and the reboot
+strategy. This is %s (PEM bodies cut):`, res.UserDataFiles[0])
+	fmt.Fprintln(d.cfg.Out, "    "+strings.ReplaceAll(strings.TrimRight(elidePEM(res.UserData[0]), "\n"), "\n", "\n    "))
+	d.say("Booting them as `pith boot --nodes %d --user-data FILE --state %s` does (package vm),\nwith guestfwd rules for the two servers:", d.cfg.Nodes, d.cfg.StateDir)
 	d.say("%s", d.cfg.Accel.Notice())
 	c, err := vm.StartCluster(d.life, vm.ClusterConfig{
-		Dir: d.cfg.StateDir, Nodes: d.cfg.Nodes, Log: d.say,
+		Dir: d.cfg.StateDir, Nodes: d.cfg.Nodes, Log: d.say, UserData: res.UserDataFiles,
 		Node: vm.Config{
-			Image: filepath.Join(d.cfg.ImageDir, "pith.qcow2"), UserData: ud, Accel: d.cfg.Accel,
+			Image: filepath.Join(d.cfg.ImageDir, "pith.qcow2"), Accel: d.cfg.Accel,
 			GuestFwd: []string{
 				d.cfg.Relay(strings.TrimPrefix(GuestDiscoveryURL, "http://"), d.discovery.addr),
 				d.cfg.Relay(strings.TrimSuffix(strings.TrimPrefix(GuestChannelURL, "http://"), "/"), d.channel.addr),
@@ -121,7 +136,7 @@ update channel and the reboot strategy. This is %s:`, ud)
 
 	d.say("\nThe nodes found each other through the token; waiting for the KV to have %d members and a leader...", d.cfg.Nodes)
 	if _, err := waitFor(ctx, fmt.Sprintf("%d KV members with a leader", d.cfg.Nodes), 2*time.Second, func() (bool, string) {
-		out, err := d.try(ctx, 0, "pithctl member list")
+		out, err := d.try(ctx, 0, "sudo pithctl member list")
 		res.Members = out
 		return err == nil && strings.Count(out, "name=") == d.cfg.Nodes && strings.Count(out, "isLeader=true") == 1, out + fmt.Sprint(err)
 	}); err != nil {

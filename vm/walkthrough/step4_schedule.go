@@ -135,13 +135,13 @@ every node offline, with docker import.`)
 		res.Answers[u] = ans
 	}
 	if _, err := waitFor(ctx, "every machine announced in /announce", 2*time.Second, func() (bool, string) {
-		out, err := d.try(ctx, 0, "pithctl kv ls /announce")
+		out, err := d.try(ctx, 0, "sudo pithctl kv ls /announce")
 		res.Announced = out
 		return err == nil && len(strings.Split(out, "\n")) == d.cfg.Nodes, out + fmt.Sprint(err)
 	}); err != nil {
 		return res, err
 	}
-	d.transcript("core@"+d.NodeName(0)+" ", "pithctl kv ls /announce", res.Announced)
+	d.transcript("core@"+d.NodeName(0)+" ", "sudo pithctl kv ls /announce", res.Announced)
 	d.timed("schedule", start)
 	return res, nil
 }

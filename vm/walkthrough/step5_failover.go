@@ -67,7 +67,7 @@ Switching off %s (QEMU quits: no clean shutdown)...`, d.NodeName(from))
 	res.Answering = time.Since(killed)
 	d.say("(its container answered %s after the switch-off)", res.Answering.Round(100*time.Millisecond))
 	d.say("\nThe KV lost one of three members and still has a quorum:")
-	if res.Message, err = d.show(ctx, res.To, "pithctl kv get /message"); err != nil {
+	if res.Message, err = d.show(ctx, res.To, "sudo pithctl kv get /message"); err != nil {
 		return res, err
 	}
 	d.timed("failover", start)

@@ -128,11 +128,11 @@ func New(cfg Config) (*Demo, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, err
 	}
-	// A fresh cluster every run: old nodes, tokens and releases go; the
-	// SSH key and the next release's build (next/) stay.
+	// A fresh cluster every run: old nodes, tokens, CA and releases go;
+	// the SSH key and the next release's build (next/) stay.
 	ents, _ := os.ReadDir(cfg.StateDir)
 	for _, e := range ents {
-		if n := e.Name(); strings.HasPrefix(n, "node") || n == "repo" || n == "discovery.json" || n == "discovery.json.lock" || n == "user-data" || n == vm.StateFile {
+		if n := e.Name(); strings.HasPrefix(n, "node") || n == "repo" || n == "discovery.json" || n == "discovery.json.lock" || strings.HasPrefix(n, "user-data") || n == "cluster" || n == vm.StateFile {
 			if err := os.RemoveAll(filepath.Join(cfg.StateDir, n)); err != nil {
 				return nil, err
 			}
@@ -227,10 +227,13 @@ func waitFor(ctx context.Context, what string, interval time.Duration, check fun
 	return poll.Until(ctx, what, interval, check, nil)
 }
 
-// apiURL is node i's pithd client port as forwarded to 127.0.0.1.
-func (d *Demo) apiURL(i int) string {
-	return fmt.Sprintf("http://127.0.0.1:%d", d.Machine(i).Ports[2379])
+// APIURL is node i's pithd client port as forwarded to 127.0.0.1: mutual
+// TLS (its member certificate names 127.0.0.1).
+func (d *Demo) APIURL(i int) string {
+	return fmt.Sprintf("https://127.0.0.1:%d", d.Machine(i).Ports[2379])
 }
+
+func (d *Demo) apiURL(i int) string { return d.APIURL(i) }
 
 // stage names how far a node's boot got, from its console.
 func stage(serialLog string) string {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,27 +16,59 @@ import (
 	"github.com/pith-os/pith/cloudconfig"
 	"github.com/pith-os/pith/image/config"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/pki"
 )
 
-// The user-data is what a CoreOS user would write: it must pass Pith's own
-// validator with no warning but the one that its KV URLs are plain HTTP
-// (until the walkthrough runs the cluster over TLS), and say what the
-// walkthrough relies on.
+// issued is what `pith cluster issue` prints for node1 of a new cluster.
+func issued(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := pki.Init(dir, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.IssueMember(dir, "node1", []net.IP{net.ParseIP(privateIP(0))}); err != nil {
+		t.Fatal(err)
+	}
+	cc, err := pki.NodeCloudConfig(dir, "node1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cc
+}
+
+// The user-data is what a CoreOS user would write, over TLS with the
+// node's member part from pith cluster issue: it must pass Pith's own
+// validator with no warning at all (no plain-HTTP KV URL), turn mutual
+// TLS on, and say what the walkthrough relies on.
 func TestUserDataValidates(t *testing.T) {
-	ud := UserData(GuestDiscoveryURL+"/0123abcd", 3)
-	rep := cloudconfig.Validate([]byte(ud))
-	for _, e := range rep.Entries {
-		if e.Severity != cloudconfig.SeverityWarning || !strings.Contains(e.Message, "is plain HTTP") {
-			t.Fatalf("user-data has problems:\n%s\n%s", rep.Format("user-data"), ud)
-		}
+	m, err := ParseIssued(issued(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ud := UserData(GuestDiscoveryURL+"/0123abcd", 3, m)
+	if rep := cloudconfig.Validate([]byte(ud)); len(rep.Entries) != 0 {
+		t.Fatalf("user-data has problems:\n%s\n%s", rep.Format("user-data"), ud)
 	}
 	c, rep := cloudconfig.ParseCloudConfig([]byte(ud))
-	if rep.HasErrors() {
+	if rep.HasErrors() || c == nil {
 		t.Fatal(rep.Format("user-data"))
+	}
+	tls := cloudconfig.EffectiveKVTLS(c)
+	if tls.CertFile != pki.NodeCert || tls.KeyFile != pki.NodeCertKey || tls.TrustedCAFile != pki.NodeCA || !tls.ClientCertAuth {
+		t.Errorf("KV TLS %+v, want the member certificate, its key and the cluster CA with client certificates required", tls)
+	}
+	files := map[string]string{}
+	for _, f := range c.WriteFiles {
+		files[f.Path] = f.Permissions
+	}
+	if files[pki.NodeCertKey] != "0600" || files[pki.NodeCert] == "" || files[pki.NodeCA] == "" {
+		t.Errorf("write_files %v: want the CA, the member certificate and its key (0600)", files)
 	}
 	for _, want := range []string{
 		"discovery: " + GuestDiscoveryURL + "/0123abcd",
-		"advertise-client-urls: http://$private_ipv4:2379",
+		"advertise-client-urls: https://$private_ipv4:2379",
+		"initial-advertise-peer-urls: https://$private_ipv4:2380",
 		"server: " + GuestChannelURL,
 		"group: stable",
 		"reboot-strategy: etcd-lock",
@@ -45,8 +78,35 @@ func TestUserDataValidates(t *testing.T) {
 			t.Errorf("user-data lacks %q", want)
 		}
 	}
-	if c == nil {
-		t.Fatal("no config parsed")
+	// Shown without the PEM bodies: no base64 line of the key is left.
+	shown := elidePEM(ud)
+	_, key, _ := strings.Cut(m.Files, "-----BEGIN PRIVATE KEY-----\n")
+	key, _, _ = strings.Cut(key, "-----END")
+	for _, l := range strings.Fields(key) {
+		if strings.Contains(shown, l) {
+			t.Errorf("elidePEM left the key line %q", l)
+		}
+	}
+	if key == "" || !strings.Contains(shown, "-----BEGIN PRIVATE KEY-----\n      ...\n      -----END PRIVATE KEY-----") {
+		t.Errorf("elidePEM cut the markers:\n%s", shown)
+	}
+}
+
+// The plain-HTTP user-data a CoreOS user wrote before TLS keeps working:
+// it validates with the plain-HTTP warning only.
+func TestPlainUserDataWarns(t *testing.T) {
+	ud := strings.ReplaceAll(UserData(GuestDiscoveryURL+"/0123abcd", 3, Member{}), "https://", "http://")
+	rep := cloudconfig.Validate([]byte(ud))
+	if rep.HasErrors() || len(rep.Entries) != 1 || !strings.Contains(rep.Entries[0].Message, "is plain HTTP") {
+		t.Fatalf("plain-HTTP user-data: want exactly the plain-HTTP warning:\n%s", rep.Format("user-data"))
+	}
+}
+
+func TestParseIssuedRefusesOther(t *testing.T) {
+	for _, cc := range []string{"", "#cloud-config\n", "#cloud-config\nwrite_files:\n  - path: /x\n", "#cloud-config\npith:\n  kv: {}\n"} {
+		if _, err := ParseIssued(cc); err == nil {
+			t.Errorf("ParseIssued(%q): no error", cc)
+		}
 	}
 }
 
