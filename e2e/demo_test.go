@@ -99,13 +99,24 @@ func TestDemo(t *testing.T) {
 		t.Logf("MEASURE %s: qemu-start->ssh-ready=%s", d.NodeName(i), s.Round(100*time.Millisecond))
 	}
 	t.Logf("MEASURE cluster formed (%d members, leader) %s after the first QEMU start", nodes, boot.Formed.Round(100*time.Millisecond))
-	if !strings.Contains(boot.UserData, "discovery: "+url) || !strings.Contains(boot.UserData, "reboot-strategy: etcd-lock") {
-		t.Errorf("user-data lacks the discovery URL or etcd-lock:\n%s", boot.UserData)
+	for i, ud := range boot.UserData {
+		if !strings.Contains(ud, "discovery: "+url) || !strings.Contains(ud, "reboot-strategy: etcd-lock") || !strings.Contains(ud, "listen-peer-urls: https://") {
+			t.Errorf("%s's user-data lacks the discovery URL, etcd-lock or https:\n%s", d.NodeName(i), ud)
+		}
 	}
 	for i := 0; i < nodes; i++ {
+		// Every member on https with its member certificate, whose key
+		// only root reads.
 		ip := strings.SplitN(vm.PrivateIPv4(i), "/", 2)[0]
-		if want := "name=" + vm.NodeName(i) + " peerURLs=http://" + ip + ":2380 clientURLs=http://" + ip + ":2379"; !strings.Contains(boot.Members, want) {
+		if want := "name=" + vm.NodeName(i) + " peerURLs=https://" + ip + ":2380 clientURLs=https://" + ip + ":2379"; !strings.Contains(boot.Members, want) {
 			t.Errorf("member list lacks %q:\n%s", want, boot.Members)
+		}
+		if st, err := d.Exec(ctx, i, "sudo stat -c '%a %U' /etc/pith/tls/member.key /run/pith/pithd.sock"); err != nil || st != "600 root\n600 root" {
+			t.Errorf("%s: member key and root socket modes: %v\n%s", d.NodeName(i), err, st)
+		}
+		issued, _ := os.ReadFile(filepath.Join(d.ClusterDir(), d.NodeName(i)+".crt"))
+		if crt, err := d.Exec(ctx, i, "cat /etc/pith/tls/member.crt"); err != nil || len(issued) == 0 || crt != strings.TrimSpace(string(issued)) {
+			t.Errorf("%s: /etc/pith/tls/member.crt is not the certificate pith cluster issue made for it: %v", d.NodeName(i), err)
 		}
 		if st, err := d.Exec(ctx, i, "pithctl userdata"); err != nil || !strings.Contains(st, "status:     applied") {
 			t.Errorf("%s: user-data not applied: %v\n%s", d.NodeName(i), err, st)
@@ -129,6 +140,17 @@ func TestDemo(t *testing.T) {
 	}
 	if cl.Got != "hello" {
 		t.Errorf("/message on node2 = %q, want hello", cl.Got)
+	}
+	// From the workstation: the admin certificate lists the members on
+	// https, none is refused, the reader reads and may not write.
+	if strings.Count(cl.HostMembers, "clientURLs=https://") != nodes {
+		t.Errorf("the workstation's member list with the admin certificate:\n%s", cl.HostMembers)
+	}
+	if cl.NoCert == nil || !strings.Contains(cl.NoCert.Error(), "certificate") {
+		t.Errorf("pithctl without a certificate: %v, want refused at the handshake", cl.NoCert)
+	}
+	if cl.ReaderGot != "hello" || cl.ReaderSet == nil || !strings.Contains(cl.ReaderSet.Error(), "forbidden") || cl.After != "hello" {
+		t.Errorf("reader: get %q, set %v (want forbidden), /message afterwards %q", cl.ReaderGot, cl.ReaderSet, cl.After)
 	}
 	for i := 0; i < nodes; i++ {
 		ip := strings.SplitN(vm.PrivateIPv4(i), "/", 2)[0]
@@ -174,6 +196,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("%s answered %q, want %q", u, sc.Answers[u], want)
 		}
 	}
+	demoSecurity(t, d)
 
 	// 5. Failover: mongo@1 moves to the only machine Conflicts leaves it.
 	fo, err := d.Failover(sc)
@@ -277,10 +300,17 @@ func TestDemo(t *testing.T) {
 			t.Errorf("the closing text does not say how to log in to %s (port %d):\n%s", d.NodeName(i), p, fin)
 		}
 	}
-	if b, code, err := demoGet(fmt.Sprintf("http://127.0.0.1:%d/v2/keys/message", d.Machine(0).Ports[2379])); err != nil || code != 200 || !strings.Contains(string(b), `"value":"hello"`) {
+	if !strings.Contains(fin, d.APIURL(0)) || !strings.Contains(fin, "admin.crt") {
+		t.Errorf("the closing text does not say how to reach %s with the admin certificate:\n%s", d.APIURL(0), fin)
+	}
+	admin, err := d.HTTPClient("admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, code, err := demoGetWith(admin, d.APIURL(0)+"/v2/keys/message"); err != nil || code != 200 || !strings.Contains(string(b), `"value":"hello"`) {
 		t.Errorf("the KV from the host as the closing text says: %d %v %s", code, err, b)
 	}
-	if b, code, err := demoGet(fmt.Sprintf("http://127.0.0.1:%d/fleet/v1/units", d.Machine(0).Ports[2379])); err != nil || code != 200 || !strings.Contains(string(b), "mongo@1.service") {
+	if b, code, err := demoGetWith(admin, d.APIURL(0)+"/fleet/v1/units"); err != nil || code != 200 || !strings.Contains(string(b), "mongo@1.service") {
 		t.Errorf("the scheduler from the host as the closing text says: %d %v %s", code, err, b)
 	}
 
@@ -322,7 +352,11 @@ func demoDumpLogs(t *testing.T, d *walkthrough.Demo, dir string) {
 
 // demoGet fetches a URL on 127.0.0.1.
 func demoGet(url string) ([]byte, int, error) {
-	c := &http.Client{Timeout: 30 * time.Second}
+	return demoGetWith(&http.Client{Timeout: 30 * time.Second}, url)
+}
+
+// demoGetWith fetches a URL with client c.
+func demoGetWith(c *http.Client, url string) ([]byte, int, error) {
 	resp, err := c.Get(url)
 	if err != nil {
 		return nil, 0, err
