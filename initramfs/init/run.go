@@ -147,64 +147,13 @@ func run(l *logger, debug *bool) error {
 		}
 	}
 
-	if err := os.MkdirAll(Sysroot, 0o755); err != nil {
-		return fail("creating /sysroot", "", err)
+	if err := mountRoot(l, root); err != nil {
+		return err
 	}
-	if typ, err := FSType(root.Path); err != nil || typ != "ext4" {
-		return fail("mounting ROOT", root.Path, fmt.Errorf("not an ext4 filesystem (%v)", orErr(typ, err)))
-	}
-	// Checked before it is mounted: a cut can leave ROOT needing a
-	// journal replay or more (issue 14).
-	checked, err := checkRoot(FsckPath, root.Path)
+	usrDir, err := mountUSR(l, c, root, usr)
 	if err != nil {
 		return err
 	}
-	l.Printf("%s", checked)
-	if err := unix.Mount(root.Path, Sysroot, "ext4", 0, ""); err != nil {
-		return fail("mounting ROOT", root.Path, err)
-	}
-	l.Printf("mounted ROOT (%s) rw at %s", describe(root), Sysroot)
-
-	usrDir := filepath.Join(Sysroot, "usr")
-	if err := os.MkdirAll(usrDir, 0o755); err != nil {
-		return fail("creating /sysroot/usr", root.Path, err)
-	}
-	typ, err := FSType(usr.Path)
-	if err != nil {
-		return fail("mounting USR", usr.Path, err)
-	}
-	usrSource, how := usr.Path, ""
-	switch {
-	case c.NoVerity && fileExists(AllowUnverifiedFile):
-		// The debug switch wins over the slot's root hash, which the
-		// boot loader always passes.
-		l.Printf("WARNING: USR is mounted WITHOUT dm-verity (pith.verity=off on the kernel line, allowed by this debug image's %s): nothing checks /usr", AllowUnverifiedFile)
-		how = " UNVERIFIED (debug)"
-	case c.NoVerity:
-		return fail("verifying USR with dm-verity", usr.Path, errors.New("pith.verity=off, but this image was not built to allow an unverified /usr (pith build --debug-unverified-usr): refusing to boot"))
-	case c.UsrHash != "":
-		dm, blocks, err := setupVerity(usr.Path, c.UsrHash)
-		if err != nil {
-			return fail("verifying USR with dm-verity", usr.Path, err)
-		}
-		l.Printf("dm-verity: %s checks %s (%d blocks) against root hash %s...", dm, usr.Path, blocks, c.UsrHash[:16])
-		usrSource, how = dm, " verified by dm-verity"
-	default:
-		return fail("verifying USR with dm-verity", usr.Path, errors.New("no pith.usrhash= root hash on the kernel line: refusing to mount /usr unverified"))
-	}
-	if err := unix.Mount(usrSource, usrDir, typ, unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
-		if c.UsrHash != "" {
-			err = fmt.Errorf("mount %s read-only through dm-verity: %w (wrong pith.usrhash, or USR is corrupted)", typ, err)
-		} else {
-			err = fmt.Errorf("mount %s read-only: %w", typ, err)
-		}
-		return fail("mounting USR", usr.Path, err)
-	}
-	name := "USR"
-	if c.Slot != "" {
-		name += "-" + strings.ToUpper(c.Slot)
-	}
-	l.Printf("mounted %s (%s) %s ro at %s%s", name, describe(usr), typ, usrDir, how)
 
 	if !Initialized(Sysroot) {
 		if err := CreateSkeleton(Sysroot, usrDir); err != nil {
@@ -224,6 +173,75 @@ func run(l *logger, debug *bool) error {
 		return fail("switch_root", c.Init, err)
 	}
 	return nil
+}
+
+// mountRoot checks ROOT's ext4 and mounts it read-write at Sysroot.
+func mountRoot(l *logger, root *Device) error {
+	if err := os.MkdirAll(Sysroot, 0o755); err != nil {
+		return fail("creating /sysroot", "", err)
+	}
+	if typ, err := FSType(root.Path); err != nil || typ != "ext4" {
+		return fail("mounting ROOT", root.Path, fmt.Errorf("not an ext4 filesystem (%v)", orErr(typ, err)))
+	}
+	// Checked before it is mounted: a cut can leave ROOT needing a
+	// journal replay or more (issue 14).
+	checked, err := checkRoot(FsckPath, root.Path)
+	if err != nil {
+		return err
+	}
+	l.Printf("%s", checked)
+	if err := unix.Mount(root.Path, Sysroot, "ext4", 0, ""); err != nil {
+		return fail("mounting ROOT", root.Path, err)
+	}
+	l.Printf("mounted ROOT (%s) rw at %s", describe(root), Sysroot)
+	return nil
+}
+
+// mountUSR mounts the slot's USR read-only at Sysroot/usr, through
+// dm-verity against the kernel line's root hash (unverified only where a
+// debug image allows it), and returns where it is mounted.
+func mountUSR(l *logger, c *Cmdline, root, usr *Device) (string, error) {
+	usrDir := filepath.Join(Sysroot, "usr")
+	if err := os.MkdirAll(usrDir, 0o755); err != nil {
+		return "", fail("creating /sysroot/usr", root.Path, err)
+	}
+	typ, err := FSType(usr.Path)
+	if err != nil {
+		return "", fail("mounting USR", usr.Path, err)
+	}
+	usrSource, how := usr.Path, ""
+	switch {
+	case c.NoVerity && fileExists(AllowUnverifiedFile):
+		// The debug switch wins over the slot's root hash, which the
+		// boot loader always passes.
+		l.Printf("WARNING: USR is mounted WITHOUT dm-verity (pith.verity=off on the kernel line, allowed by this debug image's %s): nothing checks /usr", AllowUnverifiedFile)
+		how = " UNVERIFIED (debug)"
+	case c.NoVerity:
+		return "", fail("verifying USR with dm-verity", usr.Path, errors.New("pith.verity=off, but this image was not built to allow an unverified /usr (pith build --debug-unverified-usr): refusing to boot"))
+	case c.UsrHash != "":
+		dm, blocks, err := setupVerity(usr.Path, c.UsrHash)
+		if err != nil {
+			return "", fail("verifying USR with dm-verity", usr.Path, err)
+		}
+		l.Printf("dm-verity: %s checks %s (%d blocks) against root hash %s...", dm, usr.Path, blocks, c.UsrHash[:16])
+		usrSource, how = dm, " verified by dm-verity"
+	default:
+		return "", fail("verifying USR with dm-verity", usr.Path, errors.New("no pith.usrhash= root hash on the kernel line: refusing to mount /usr unverified"))
+	}
+	if err := unix.Mount(usrSource, usrDir, typ, unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
+		if c.UsrHash != "" {
+			err = fmt.Errorf("mount %s read-only through dm-verity: %w (wrong pith.usrhash, or USR is corrupted)", typ, err)
+		} else {
+			err = fmt.Errorf("mount %s read-only: %w", typ, err)
+		}
+		return "", fail("mounting USR", usr.Path, err)
+	}
+	name := "USR"
+	if c.Slot != "" {
+		name += "-" + strings.ToUpper(c.Slot)
+	}
+	l.Printf("mounted %s (%s) %s ro at %s%s", name, describe(usr), typ, usrDir, how)
+	return usrDir, nil
 }
 
 // AllowUnverifiedFile, present only in the initramfs of images built with
