@@ -37,19 +37,8 @@ func (d *Demo) Boot() (BootResult, error) {
 clients dial it by (its private address; loopback is always in). pith cluster
 issue writes it with its key and the CA as cloud-config lines (0600: the key is
 in them):`)
-	// 0600: each names the discovery token and the node's member key.
-	for i := range d.cfg.Nodes {
-		m, err := d.issueMember(ctx, i)
-		if err != nil {
-			return res, err
-		}
-		ud := filepath.Join(d.cfg.StateDir, "user-data-"+d.NodeName(i))
-		text := UserData(d.DiscoveryURL, d.cfg.Nodes, m)
-		if err := atomicfile.WriteFile(ud, []byte(text), 0o600); err != nil {
-			return res, err
-		}
-		res.UserData = append(res.UserData, text)
-		res.UserDataFiles = append(res.UserDataFiles, ud)
+	if err := d.writeUserData(ctx, &res); err != nil {
+		return res, err
 	}
 	d.say(`
 Every node's user-data is otherwise the same, as CoreOS machines had: the
@@ -75,6 +64,60 @@ strategy. This is %s (PEM bodies cut):`, res.UserDataFiles[0])
 	d.Cluster = c
 	first := c.Machines[0].Started
 
+	if err := d.waitUp(ctx, &res); err != nil {
+		return res, err
+	}
+	for i, t := range res.SSH {
+		d.say("%s up: SSH %s after its QEMU started", d.NodeName(i), t.Round(time.Second))
+	}
+
+	d.say("\nThe nodes found each other through the token; waiting for the KV to have %d members and a leader...", d.cfg.Nodes)
+	if _, err := waitFor(ctx, fmt.Sprintf("%d KV members with a leader", d.cfg.Nodes), 2*time.Second, func() (bool, string) {
+		out, err := d.try(ctx, 0, "sudo pithctl member list")
+		res.Members = out
+		return err == nil && strings.Count(out, "name=") == d.cfg.Nodes && strings.Count(out, "isLeader=true") == 1, out + fmt.Sprint(err)
+	}); err != nil {
+		return res, err
+	}
+	res.Formed = time.Since(first)
+	d.say("cluster formed %s after the first QEMU started", res.Formed.Round(time.Second))
+	d.MachineIDs = make([]string, d.cfg.Nodes)
+	for i := range d.MachineIDs {
+		id, err := d.Exec(ctx, i, "cat /etc/machine-id")
+		if err != nil {
+			return res, err
+		}
+		d.MachineIDs[i] = id
+	}
+	d.timed("boot", start)
+	return res, nil
+}
+
+// writeUserData issues each node's member certificate and writes its
+// user-data.
+func (d *Demo) writeUserData(ctx context.Context, res *BootResult) error {
+	// 0600: each names the discovery token and the node's member key.
+	for i := range d.cfg.Nodes {
+		m, err := d.issueMember(ctx, i)
+		if err != nil {
+			return err
+		}
+		ud := filepath.Join(d.cfg.StateDir, "user-data-"+d.NodeName(i))
+		text := UserData(d.DiscoveryURL, d.cfg.Nodes, m)
+		if err := atomicfile.WriteFile(ud, []byte(text), 0o600); err != nil {
+			return err
+		}
+		res.UserData = append(res.UserData, text)
+		res.UserDataFiles = append(res.UserDataFiles, ud)
+	}
+	return nil
+}
+
+// waitUp waits until every node accepts SSH and has the container image,
+// showing each node's boot stage meanwhile.
+func (d *Demo) waitUp(ctx context.Context, res *BootResult) error {
+	c := d.Cluster
+	first := c.Machines[0].Started
 	// Each node: SSH up, then the container image copied in at once, so
 	// dockerd's slow first start overlaps the rest.
 	res.SSH = make([]time.Duration, d.cfg.Nodes)
@@ -127,33 +170,7 @@ strategy. This is %s (PEM bodies cut):`, res.UserDataFiles[0])
 			d.say("  [%s] %s", time.Since(first).Round(time.Second), strings.Join(st, ", "))
 		}
 	}
-	if bootErr != nil {
-		return res, bootErr
-	}
-	for i, t := range res.SSH {
-		d.say("%s up: SSH %s after its QEMU started", d.NodeName(i), t.Round(time.Second))
-	}
-
-	d.say("\nThe nodes found each other through the token; waiting for the KV to have %d members and a leader...", d.cfg.Nodes)
-	if _, err := waitFor(ctx, fmt.Sprintf("%d KV members with a leader", d.cfg.Nodes), 2*time.Second, func() (bool, string) {
-		out, err := d.try(ctx, 0, "sudo pithctl member list")
-		res.Members = out
-		return err == nil && strings.Count(out, "name=") == d.cfg.Nodes && strings.Count(out, "isLeader=true") == 1, out + fmt.Sprint(err)
-	}); err != nil {
-		return res, err
-	}
-	res.Formed = time.Since(first)
-	d.say("cluster formed %s after the first QEMU started", res.Formed.Round(time.Second))
-	d.MachineIDs = make([]string, d.cfg.Nodes)
-	for i := range d.MachineIDs {
-		id, err := d.Exec(ctx, i, "cat /etc/machine-id")
-		if err != nil {
-			return res, err
-		}
-		d.MachineIDs[i] = id
-	}
-	d.timed("boot", start)
-	return res, nil
+	return bootErr
 }
 
 // copyContainer copies the image tarball to node i atomically (a path
