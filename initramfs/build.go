@@ -106,6 +106,7 @@ var DefaultModules = []string{
 	"squashfs", "erofs", "ext4", "crc32c_generic", "vfat", "nls_cp437",
 	"nls_iso8859_1", "nls_utf8", "dm_mod", "dm_verity", "overlay",
 	"qemu_fw_cfg",
+	"loop", // the live ISO/PXE system's USR image (pith.live)
 }
 
 // busyboxTags select gosh's line editor: liner works on a serial console,

@@ -24,6 +24,7 @@ type Cmdline struct {
 	UsrHash  string // pith.usrhash= dm-verity root hash (hex); required unless NoVerity
 	NoVerity bool   // pith.verity=off: debug images only (AllowUnverifiedFile)
 	Debug    bool   // pith.debug: shell instead of reboot on failure
+	Live     bool   // pith.live: USR from the initramfs, ROOT in RAM (live.go)
 	Platform string // pith.platform=
 	Init     string // pith.init=: what to switch_root into
 	Wait     time.Duration
@@ -89,6 +90,8 @@ func ParseCmdline(line string) (*Cmdline, error) {
 			c.NoVerity = true
 		case "pith.debug":
 			c.Debug = !hasVal || val == "1" || val == "yes" || val == "true"
+		case "pith.live":
+			c.Live = !hasVal || val == "1" || val == "yes" || val == "true"
 		case "pith.platform":
 			c.Platform = val
 		case "pith.init":
@@ -106,6 +109,12 @@ func ParseCmdline(line string) (*Cmdline, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if c.Live {
+		if c.UsrHash == "" && !c.NoVerity {
+			return nil, errors.New("pith.live without pith.usrhash=: a live system mounts its /usr only through dm-verity too")
+		}
+		return c, nil
 	}
 	if c.Usr.Kind == "" {
 		return nil, fmt.Errorf("no pith.usr= on the kernel command line (e.g. pith.usr=PARTUUID=<USR-A partition GUID>)")

@@ -38,6 +38,12 @@ func TestParseCmdline(t *testing.T) {
 			line: "pith.usr=/dev/vda3 pith.verity=off",
 			want: Cmdline{Usr: Spec{"path", "/dev/vda3"}, Root: Spec{"PARTLABEL", "ROOT"}, NoVerity: true, Init: DefaultInit, Wait: DefaultWait},
 		},
+		{
+			name: "live: no disk partitions needed",
+			line: "console=ttyS0 pith.live pith.usrhash=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+			want: Cmdline{Live: true, UsrHash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", Init: DefaultInit, Wait: DefaultWait},
+		},
+		{name: "live without a root hash", line: "pith.live", err: "pith.live without pith.usrhash="},
 		{name: "no usr", line: "console=ttyS0 pith.slot=a", err: "no pith.usr="},
 		{name: "bad slot", line: "pith.slot=c pith.usr=/dev/vda3", err: `pith.slot="c"`},
 		{name: "bad guid", line: "pith.usr=PARTUUID=1234", err: "not a GUID"},

@@ -124,6 +124,9 @@ func run(l *logger, debug *bool) error {
 		return fail("loading kernel modules", "", err)
 	}
 	l.Printf("loaded %d kernel modules for %s", n, release)
+	if c.Live {
+		return runLive(l, c)
+	}
 
 	usr, err := WaitDevice(c.Usr, c.Wait, l.Printf)
 	if err != nil {
