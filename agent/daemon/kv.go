@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -164,7 +165,13 @@ func (d *Daemon) discoverCluster(ctx context.Context) ([]cluster.InitialMember, 
 	if cluster.HasState(f.DataDir) {
 		return self, "existing", nil
 	}
-	disc := &cluster.Discovery{URL: f.Discovery, Name: f.Name, ID: cluster.MemberID(f.InitialAdvertisePeerURLs, f.InitialClusterToken), PeerURLs: f.InitialAdvertisePeerURLs}
+	// An https discovery service may have a certificate from the cluster
+	// CA (or a public one): the client trusts both.
+	client, err := cluster.DiscoveryClient(cmp.Or(f.ClientTLS.TrustedCAFile, f.PeerTLS.TrustedCAFile))
+	if err != nil {
+		return nil, "", fmt.Errorf("discovery: %w", err)
+	}
+	disc := &cluster.Discovery{URL: f.Discovery, Name: f.Name, ID: cluster.MemberID(f.InitialAdvertisePeerURLs, f.InitialClusterToken), PeerURLs: f.InitialAdvertisePeerURLs, Client: client}
 	res, err := disc.Run(ctx)
 	if err != nil {
 		return nil, "", err
