@@ -102,7 +102,7 @@ const (
 type Event struct {
 	Time    time.Time `json:"time"`
 	Version string    `json:"version"`
-	Kind    string    `json:"kind"` // applied, updated, rollback
+	Kind    string    `json:"kind"` // applied, updated, unhealthy, rollback
 	Detail  string    `json:"detail,omitempty"`
 }
 
@@ -165,7 +165,10 @@ type Status struct {
 	Progress  *channels.Progress `json:"progress,omitempty"`
 	LastCheck time.Time          `json:"last_check"`
 	LastError string             `json:"last_error,omitempty"`
-	History   []Event            `json:"history,omitempty"`
+	// HeldBack says why the channel's rollout keeps this machine from the
+	// available release (not admitted yet, paused, pinned, halted).
+	HeldBack string  `json:"held_back,omitempty"`
+	History  []Event `json:"history,omitempty"`
 	// Timing of the last applied update, seconds.
 	Timing map[string]float64 `json:"timing,omitempty"`
 	// TrustedKeys are the ids of the release keys manifests are checked

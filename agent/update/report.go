@@ -40,6 +40,10 @@ import (
 // reportTimeout bounds one report's POST.
 const reportTimeout = 10 * time.Second
 
+// flushTimeout bounds how long a reboot waits for queued reports (the
+// last word of a node going down: rebooting, unhealthy) to be sent.
+const flushTimeout = 5 * time.Second
+
 // Reporter sends the agent's update events to the channel server.
 type Reporter struct {
 	a      *Agent
@@ -54,6 +58,8 @@ type Reporter struct {
 
 	mu       sync.Mutex
 	seq      uint64
+	unsent   int    // queued or being sent
+	running  int    // Run loops sending them
 	offered  string // last release the channel offered
 	taking   string // the release the rollout let this machine take
 	checking bool   // a check is under way and no decision was reported yet
@@ -89,6 +95,7 @@ func NewReporter(a *Agent, keyFile string) (*Reporter, error) {
 		}
 	}
 	a.Notify = r.notify
+	a.reboot = flushFirst{r: r, next: a.reboot}
 	prev := a.cfg.Client
 	a.cfg.Client = func(c *channels.Client) {
 		if prev != nil {
@@ -138,6 +145,14 @@ func loadOrMakeReportKey(path string) (ed25519.PrivateKey, error) {
 
 // Run sends queued reports until ctx ends.
 func (r *Reporter) Run(ctx context.Context) {
+	r.mu.Lock()
+	r.running++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.running--
+		r.mu.Unlock()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -178,6 +193,11 @@ func (r *Reporter) signer() channels.ReportSigner {
 }
 
 func (r *Reporter) send(ctx context.Context, rep channels.Report) {
+	defer func() {
+		r.mu.Lock()
+		r.unsent--
+		r.mu.Unlock()
+	}()
 	if err := atomicfile.WriteFile(r.seqFile, []byte(strconv.FormatUint(rep.Seq, 10)+"\n"), 0o600); err != nil {
 		r.logf("update: report sequence: %v", err)
 	}
@@ -203,6 +223,7 @@ func (r *Reporter) Report(event, version, reason string) {
 		Machine: r.a.cfg.MachineID, Group: r.a.cfg.Group, Channel: r.a.cfg.Channel, Arch: r.a.cfg.Platform,
 		Running: r.a.cfg.Running, Version: version, Event: event, Reason: reason, Time: time.Now().UTC(), Seq: r.seq,
 	}
+	r.unsent++
 	r.mu.Unlock()
 	for {
 		select {
@@ -212,9 +233,47 @@ func (r *Reporter) Report(event, version, reason string) {
 		}
 		select {
 		case <-r.q:
+			r.mu.Lock()
+			r.unsent--
+			r.mu.Unlock()
 		default:
 		}
 	}
+}
+
+// Flush waits until every queued report was sent (or given up on), at
+// most until ctx ends; at once when nothing is sending them (Run).
+func (r *Reporter) Flush(ctx context.Context) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		r.mu.Lock()
+		n, running := r.unsent, r.running
+		r.mu.Unlock()
+		if n <= 0 || running == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// flushFirst lets the reporter send what is queued before the machine
+// reboots, at most flushTimeout: the reports of a node going down
+// (rebooting, unhealthy) would otherwise be lost with it.
+type flushFirst struct {
+	r    *Reporter
+	next Rebooter
+}
+
+func (f flushFirst) Reboot(ctx context.Context, reason string) error {
+	fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+	f.r.Flush(fctx)
+	cancel()
+	return f.next.Reboot(ctx, reason)
 }
 
 // decided hears the rollout's decision on an offered release.
@@ -222,6 +281,14 @@ func (r *Reporter) decided(offered string, d channels.Decision, err error) {
 	r.mu.Lock()
 	r.offered, r.taking, r.checking = offered, d.Take, false
 	r.mu.Unlock()
+	// pithctl update status says why the machine does not take the offer.
+	// The gate runs inside the agent's check, without its lock.
+	r.a.mu.Lock()
+	r.a.status.HeldBack = ""
+	if err == nil && d.Take == "" {
+		r.a.status.Available, r.a.status.HeldBack = offered, d.Reason
+	}
+	r.a.mu.Unlock()
 	switch {
 	case err != nil:
 		r.Report(channels.EventChecked, offered, "rollout: "+err.Error())
@@ -243,6 +310,8 @@ func (r *Reporter) notify(p Phase, ev *Event) {
 			r.Report(channels.EventWritten, ev.Version, ev.Detail)
 		case "updated":
 			r.Report(channels.EventGood, ev.Version, ev.Detail)
+		case "unhealthy":
+			r.Report(channels.EventUnhealthy, ev.Version, ev.Detail)
 		case "rollback":
 			r.Report(channels.EventRolledBack, ev.Version, ev.Detail)
 		}
@@ -253,6 +322,12 @@ func (r *Reporter) notify(p Phase, ev *Event) {
 	r.checking = p == PhaseChecking
 	r.mu.Unlock()
 	switch p {
+	case PhaseChecking:
+		// A new check: the last one's hold-back no longer says anything
+		// (setPhase calls without the agent's lock).
+		r.a.mu.Lock()
+		r.a.status.HeldBack = ""
+		r.a.mu.Unlock()
 	case PhaseIdle:
 		if wasChecking {
 			// The check ended without a rollout decision: up to date.

@@ -296,3 +296,83 @@ func TestReportsWithMemberCert(t *testing.T) {
 		t.Fatalf("last report %+v, want checked from member node1", ev)
 	}
 }
+
+// TestUnhealthyReportedBeforeRollback: a node whose new release fails its
+// health check says so itself, with the reason, to the channel server, and
+// the report is there before the machine reboots back to the old slot.
+func TestUnhealthyReportedBeforeRollback(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cs := newChannelServer(t)
+	fs := newFleetServer(t, cs)
+	cs.publish(t, "1.0.0", 1)
+	n := &node{id: "m1", state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
+	n.boot(t, cs, "1.0.0")
+	cs.publish(t, "1.1.0", 10)
+	n.check(t)
+	if n.rb.count() != 1 {
+		t.Fatalf("1.1.0 not applied: %d reboots", n.rb.count())
+	}
+	// The trial boot: the scheduled units fail.
+	n.slots.running = "b"
+	cs.verifyTimeout = time.Millisecond
+	n.a = cs.agent(t, n.state, n.id, "1.1.0", n.slots, n.rb, nil, StrategyReboot)
+	n.a.Healthy = func(ctx context.Context) error {
+		<-ctx.Done()
+		return fmt.Errorf("%w (last: scheduled units failed: web.service (failed/failed))", ctx.Err())
+	}
+	var err error
+	if n.rep, err = NewReporter(n.a, ""); err != nil {
+		t.Fatal(err)
+	}
+	go n.rep.Run(ctx)
+	var atReboot channels.MachineView
+	n.rb.hook = func() { atReboot = lastEvent(fs, n.id) }
+	if err := n.a.AfterBoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n.rb.count() != 2 {
+		t.Fatalf("no rollback reboot: %d reboots", n.rb.count())
+	}
+	if atReboot.Event != channels.EventUnhealthy || atReboot.Version != "1.1.0" || !strings.Contains(atReboot.Reason, "web.service (failed/failed)") || !strings.Contains(atReboot.Reason, "slot b") {
+		t.Fatalf("the server's last report when the rollback reboot began: %+v, want unhealthy 1.1.0 with the reason", atReboot)
+	}
+	if h := n.a.Status().History; !slices.ContainsFunc(h, func(e Event) bool { return e.Kind == "unhealthy" && e.Version == "1.1.0" }) {
+		t.Fatalf("history %+v lacks the unhealthy event", h)
+	}
+}
+
+// TestHeldBackInStatus: the agent's status names the release the rollout
+// holds it back from and why (not admitted yet, paused, pinned), and
+// forgets it once the machine is let through.
+func TestHeldBackInStatus(t *testing.T) {
+	cs := newChannelServer(t)
+	fs := newFleetServer(t, cs)
+	cs.publish(t, "1.0.0", 1)
+	n := &node{id: "m1", state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
+	n.boot(t, cs, "1.0.0")
+	cs.publish(t, "1.1.0", 10)
+	gen := 0
+	for _, tc := range []struct {
+		name string
+		r    channels.Rollout
+		want string // "" : taken
+	}{
+		{"not admitted", channels.Rollout{Version: "1.1.0", Percent: 0}, "rollout of 1.1.0 at 0.0%; this machine's place is"},
+		{"paused", channels.Rollout{Version: "1.1.0", Percent: 0, State: channels.RolloutPaused}, "rollout of 1.1.0 paused at 0.0%"},
+		{"pinned", channels.Rollout{Version: "1.1.0", Percent: 100, Pins: map[string]string{"default": "1.0.0"}}, "group default is pinned to 1.0.0"},
+		{"admitted", channels.Rollout{Version: "1.1.0", Percent: 100}, ""},
+	} {
+		gen++
+		tc.r.Generation = gen
+		fs.rollout(t, &tc.r)
+		n.check(t)
+		st := n.a.Status()
+		switch {
+		case tc.want == "" && (st.HeldBack != "" || n.rb.count() != 1):
+			t.Errorf("%s: held back %q, %d reboots; want it taken", tc.name, st.HeldBack, n.rb.count())
+		case tc.want != "" && (!strings.HasPrefix(st.HeldBack, tc.want) || st.Available != "1.1.0" || n.rb.count() != 0):
+			t.Errorf("%s: held back %q (available %q, %d reboots), want %q...", tc.name, st.HeldBack, st.Available, n.rb.count(), tc.want)
+		}
+	}
+}

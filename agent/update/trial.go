@@ -121,6 +121,8 @@ func (a *Agent) verify(ctx context.Context, p Pending) error {
 		if err != nil {
 			reason := fmt.Sprintf("was not healthy within %s: %s", a.cfg.VerifyTimeout, healthReason(err))
 			a.mu.Lock()
+			// Said (and reported) by the node itself, before it goes back.
+			a.event(p.Version, "unhealthy", "slot "+p.Slot+" "+reason)
 			err = a.setStage(StageUnhealthy, reason)
 			a.mu.Unlock()
 			if err != nil {

@@ -73,6 +73,11 @@ func updateCmd() *cobra.Command {
 					fmt.Fprintf(w, "Security:  %s\n", u)
 				}
 			}
+			if st.HeldBack != "" {
+				// The channel's phased rollout: not admitted yet, paused,
+				// pinned or halted, and why.
+				fmt.Fprintf(w, "Held back: %s\n", st.HeldBack)
+			}
 			keys := "none (every update is refused)"
 			if len(st.TrustedKeys) > 0 {
 				keys = strings.Join(st.TrustedKeys, ", ")

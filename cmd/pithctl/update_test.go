@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -80,5 +81,28 @@ func TestUpdateCommands(t *testing.T) {
 	defer empty.Close()
 	if _, err := runCtl(t, "update", "status", "--endpoint", empty.URL); err == nil || !strings.Contains(err.Error(), "--update-server") {
 		t.Fatalf("node without an agent: %v", err)
+	}
+}
+
+// TestUpdateStatusHeldBack: pithctl update status says why the channel's
+// rollout holds the node back, and says nothing of it when it does not.
+func TestUpdateStatusHeldBack(t *testing.T) {
+	for _, tc := range []struct {
+		heldBack, want string
+	}{
+		{"rollout of 1.1.0 at 20.0%; this machine's place is 57.3%", "Available: 1.1.0\nHeld back: rollout of 1.1.0 at 20.0%; this machine's place is 57.3%\n"},
+		{"rollout of 1.1.0 paused at 20.0%", "Held back: rollout of 1.1.0 paused at 20.0%\n"},
+		{"group db is pinned to 1.0.0", "Held back: group db is pinned to 1.0.0\n"},
+		{"rollout of 1.1.0 halted: 1 of the first 1 machines that installed it failed", "Held back: rollout of 1.1.0 halted: 1 of the first 1"},
+		{"", ""},
+	} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			json.NewEncoder(w).Encode(update.Status{Phase: update.PhaseIdle, Running: "1.0.0", Channel: "stable", Available: "1.1.0", HeldBack: tc.heldBack})
+		}))
+		out, err := runCtl(t, "update", "status", "--endpoint", ts.URL)
+		ts.Close()
+		if err != nil || !strings.Contains(out, tc.want) || (tc.heldBack == "") == strings.Contains(out, "Held back:") {
+			t.Errorf("held back %q: status %q %v, want %q", tc.heldBack, out, err, tc.want)
+		}
 	}
 }
