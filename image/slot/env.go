@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pith-os/pith/atomicfile"
+	"github.com/pith-os/pith/node/crashpoint"
 )
 
 // EnvSize is the size of GRUB's environment block (grubenv); GRUB rewrites
@@ -244,6 +245,18 @@ func writeBlock(path string, e *Env) error {
 		f, err := os.OpenFile(path, os.O_WRONLY, 0)
 		if err != nil {
 			return err
+		}
+		if crashpoint.Armed("grubenv-torn") {
+			// For VM tests: the block written up to its generation's
+			// end mark, the rest as it was, as a torn write leaves it.
+			n := bytes.Index(b, []byte(KeyGenEnd+"="))
+			if n < 0 {
+				n = len(b) / 2
+			}
+			if _, err := f.WriteAt(b[:n], 0); err == nil {
+				f.Sync()
+			}
+			crashpoint.Reach("grubenv-torn")
 		}
 		if _, err := f.WriteAt(b, 0); err != nil {
 			f.Close()
