@@ -28,6 +28,7 @@ func demoCheckFirstWave(t *testing.T, d *walkthrough.Demo, up walkthrough.Update
 	}
 	if len(up.Order) == 0 || up.Order[0] != up.First {
 		t.Errorf("nodes rebooted in order %v, want the first wave's %s first", up.Order, d.NodeName(up.First))
+		return
 	}
 	for i, why := range up.HeldBack {
 		want := "held back: rollout of " + d.Next + " at "

@@ -255,7 +255,9 @@ func (r *rollout) node(ctx context.Context, i int) bool {
 			p = "running " + d.Next
 		}
 		nu.Running = st.Running
-		if !r.asked[i] && st.Running == d.Version && st.Available != d.Next {
+		// Ask a node that has not found N+1, or that the rollout held
+		// back from it (it is asked again once admitted).
+		if !r.asked[i] && st.Running == d.Version && (st.Available != d.Next || st.HeldBack != "") {
 			r.asked[i], r.askedAt[i] = d.httpPost(ctx, d.apiURL(i)+"/pith/v1/update/check") == nil, now
 		}
 		for _, e := range st.History {
