@@ -35,8 +35,8 @@ func (d *Demo) Boot() (BootResult, error) {
 	d.heading(2, fmt.Sprintf("Boot %d nodes from one cloud-config", d.cfg.Nodes))
 	d.say(`Each node needs its own member certificate, naming the addresses peers and
 clients dial it by (its private address; loopback is always in). pith cluster
-issue writes it with its key and the CA as cloud-config lines (0600: the key is
-in them):`)
+issue prints it with its key and the CA as cloud-config lines, here into files
+made 0600 first (the key is in them; --out FILE does the same):`)
 	if err := d.writeUserData(ctx, &res); err != nil {
 		return res, err
 	}

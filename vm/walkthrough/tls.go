@@ -7,6 +7,7 @@ package walkthrough
 // certificate.
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -65,15 +66,26 @@ func (d *Demo) certFile(name string) string { return filepath.Join(d.ClusterDir(
 func (d *Demo) keyFile(name string) string  { return filepath.Join(d.ClusterDir(), name+".key") }
 
 // issueMember runs `pith cluster issue` for node i (its private address;
-// loopback is always in the certificate) and returns its user-data part.
+// loopback is always in the certificate) into a 0600 file, and returns
+// its user-data part.
 func (d *Demo) issueMember(ctx context.Context, i int) (Member, error) {
 	out := filepath.Join(d.ClusterDir(), d.NodeName(i)+"-tls.yaml")
-	args := []string{"cluster", "issue", "--dir", d.ClusterDir(), "--name", d.NodeName(i), "--ip", privateIP(i), "--out", out}
-	msg, err := d.runPith(ctx, args...)
+	args := []string{"cluster", "issue", "--dir", d.ClusterDir(), "--name", d.NodeName(i), "--ip", privateIP(i)}
+	f, err := os.OpenFile(out, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return Member{}, err
 	}
-	d.transcript("", "pith "+strings.Join(args, " "), msg)
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, d.pith(), args...)
+	cmd.Stdout, cmd.Stderr = f, &stderr
+	err = cmd.Run()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Member{}, fmt.Errorf("pith %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	d.transcript("", "pith "+strings.Join(args, " ")+" > "+out, "")
 	b, err := os.ReadFile(out)
 	if err != nil {
 		return Member{}, err
