@@ -54,6 +54,8 @@ type fsm struct {
 	durable func(index uint64) error
 	// applied is the last entry applied here (see Node.WaitApplied).
 	applied appliedIndex
+	// config is the last configuration entry applied here.
+	config appliedConfig
 	// results of the last entries, for proposals forwarded from here.
 	results results
 }
@@ -146,6 +148,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapMagic {
 		return errors.New("cluster: snapshot has no pith header")
 	}
+	f.config.forget()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var applied uint64

@@ -325,13 +325,13 @@ func (n *Node) handleStatsLeader(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusForbidden, "not current leader")
 		return
 	}
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	conf, err := n.appliedConfiguration()
+	if err != nil {
 		writeMessage(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	followers := map[string]any{}
-	for _, s := range f.Configuration().Servers {
+	for _, s := range conf.Servers {
 		if string(s.ID) == n.id {
 			continue
 		}
