@@ -14,6 +14,8 @@ import (
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/pith-os/pith/node/crashpoint"
 )
 
 // Systemd manages units through systemd's D-Bus API. It is kept small on
@@ -50,6 +52,9 @@ func (s *Systemd) Load(ctx context.Context, name string, contents []byte) error 
 	if err := writeFile(p, contents); err != nil {
 		return fmt.Errorf("units: write %s: %w", p, err)
 	}
+	// A cut with the file written, not linked nor loaded: the next boot's
+	// scheduler agent writes it again from the KV.
+	crashpoint.Reach("unit-file-written")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.conn.LinkUnitFilesContext(ctx, []string{p}, true, true); err != nil {

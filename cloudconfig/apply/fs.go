@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/pith-os/pith/atomicfile"
+	"github.com/pith-os/pith/node/crashpoint"
 )
 
 // under joins an absolute path to the root, refusing paths that climb out
@@ -98,6 +99,8 @@ func (a *Applier) write(p string, data []byte, mode os.FileMode, uid, gid int) (
 	if err := writeAtomic(p, data, mode, uid, gid); err != nil {
 		return false, err
 	}
+	// A cut in the middle of an apply: the next boot applies it again.
+	crashpoint.Reach("apply-file-written")
 	a.changed("wrote %s", a.shown(p))
 	return true, nil
 }
