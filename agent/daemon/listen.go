@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -113,23 +112,11 @@ func (d *Daemon) listen() error {
 }
 
 // serveFleetSocket serves h (the fleet API) on the unix socket sock until
-// ctx ends, then removes the socket.
+// ctx ends, then removes the socket. Whoever can connect controls the
+// cluster's units, so it is root's only, made as root's pithd socket is.
 func (d *Daemon) serveFleetSocket(ctx context.Context, sock string, h http.Handler) error {
-	// A socket left by a previous run would make Listen fail.
-	if fi, err := os.Lstat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		os.Remove(sock)
-	}
-	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
-		return fmt.Errorf("--fleet-socket: %w", err)
-	}
-	ln, err := net.Listen("unix", sock)
+	ln, err := listenRootSocket(sock)
 	if err != nil {
-		return fmt.Errorf("--fleet-socket %s: %w", sock, err)
-	}
-	// Whoever can write the socket controls the cluster's units: root and
-	// the socket's group only, as fleet.socket had it.
-	if err := os.Chmod(sock, 0o660); err != nil {
-		ln.Close()
 		return fmt.Errorf("--fleet-socket %s: %w", sock, err)
 	}
 	srv := clientServer(h)
@@ -139,6 +126,6 @@ func (d *Daemon) serveFleetSocket(ctx context.Context, sock string, h http.Handl
 		srv.Close()
 		os.Remove(sock)
 	}()
-	d.log.Info("fleet API on unix socket", "path", sock)
+	d.log.Info("fleet API on unix socket (root only, mode 0600)", "path", sock)
 	return nil
 }

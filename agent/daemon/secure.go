@@ -132,26 +132,10 @@ func fromSocket(r *http.Request) bool {
 }
 
 // serveRootSocket serves h to root on the unix socket sock (mode 0600)
-// until ctx ends. The socket is made under a temporary name, restricted,
-// then renamed into place, so it is never reachable with a wider mode.
+// until ctx ends.
 func (d *Daemon) serveRootSocket(ctx context.Context, sock string, h http.Handler) error {
-	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
-		return fmt.Errorf("--unix-socket: %w", err)
-	}
-	tmp := sock + ".new"
-	os.Remove(tmp)
-	ln, err := net.Listen("unix", tmp)
+	ln, err := listenRootSocket(sock)
 	if err != nil {
-		return fmt.Errorf("--unix-socket %s: %w", sock, err)
-	}
-	// Renamed below: closing must not unlink the final path's new owner.
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		ln.Close()
-		return fmt.Errorf("--unix-socket %s: %w", sock, err)
-	}
-	if err := os.Rename(tmp, sock); err != nil {
-		ln.Close()
 		return fmt.Errorf("--unix-socket %s: %w", sock, err)
 	}
 	srv := clientServer(h)
@@ -166,4 +150,33 @@ func (d *Daemon) serveRootSocket(ctx context.Context, sock string, h http.Handle
 	}()
 	d.log.Info("root API on unix socket (no certificate, mode 0600)", "path", sock)
 	return nil
+}
+
+// listenRootSocket listens on the unix socket sock, mode 0600 (connecting
+// needs write permission: root only). The socket is made under a
+// temporary name, restricted, then renamed into place, so it is never
+// reachable with a wider mode; a stale socket at sock is replaced.
+func listenRootSocket(sock string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		return nil, err
+	}
+	tmp := sock + ".new"
+	os.Remove(tmp)
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	// Renamed below: closing must not unlink the final path's new owner.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	if err := os.Rename(tmp, sock); err != nil {
+		ln.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	return ln, nil
 }

@@ -209,8 +209,10 @@ func TestSecureHostileClients(t *testing.T) {
 	if st, b, err := do(sock, "PUT", "http://pithd/v2/keys/from-root", form, strings.NewReader("value=r")); err != nil || st != 201 {
 		t.Fatalf("root over the unix socket: %d %s %v", st, b, err)
 	}
-	if fi, err := os.Stat(c.ms[2].dir + ".api.sock"); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("root socket mode: %v %v", fi.Mode(), err)
+	for _, s := range []string{".api.sock", ".fleet.sock"} {
+		if fi, err := os.Stat(c.ms[2].dir + s); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s mode: %v %v, want 0600 (root only)", s, fi.Mode(), err)
+		}
 	}
 	before := c.state(admin)
 	t.Logf("state before: %+v", before)
