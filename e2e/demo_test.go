@@ -314,6 +314,8 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the scheduler from the host as the closing text says: %d %v %s", code, err, b)
 	}
 
+	demoPowerCut(t, d) // issue 14: the whole cluster cut under load, last (it reboots every node)
+
 	for _, s := range d.Times {
 		t.Logf("MEASURE step %-16s %s", s.Step, s.Took.Round(time.Second))
 	}
