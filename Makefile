@@ -11,7 +11,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 STATICCHECK_VERSION := v0.8.2
 CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pith
 
-.PHONY: soak all deps deps-vagrant bin image demo demo-stop test unit lint e2e release-check bench-build bench-schedule fuzz-userdata bench-userdata bench-ami vagrant-cluster vagrant-cluster-destroy clean
+.PHONY: soak soak-node all deps deps-vagrant bin image demo demo-stop test unit lint e2e release-check bench-build bench-schedule fuzz-userdata bench-userdata bench-ami vagrant-cluster vagrant-cluster-destroy clean
 
 all: bin
 
@@ -104,6 +104,12 @@ soak: image
 	SOAK_CUTS=$(SOAK_CUTS) PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
 		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key \
 		$(GO) test -tags soak -count=1 -timeout 0 -run '^TestSoak$$' -v ./e2e/
+
+# Node-state crash points (issue 14): outside the suite, see e2e/soak_node_test.go.
+soak-node: image
+	PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
+		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key \
+		$(GO) test -tags soak -count=1 -timeout 0 -run '^TestSoakNode$$' -v ./e2e/
 
 # The KV's fault tests again and again (KV_COUNT runs; `unit` runs each once):
 # porcupine histories and per-member sessions through kill -9, SIGSTOP and a
