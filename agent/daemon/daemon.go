@@ -24,6 +24,7 @@ import (
 	"github.com/pith-os/pith/agent/cluster"
 	"github.com/pith-os/pith/agent/kv"
 	"github.com/pith-os/pith/agent/update"
+	"github.com/pith-os/pith/pki"
 )
 
 // Config is everything `pithd run` is told: one field per flag (the
@@ -58,7 +59,7 @@ type KVConfig struct {
 	MaxRequestBytes          int64
 	MaxValueBytes            int
 	EnablePprof              bool
-	ClientTLS, PeerTLS       cluster.TLSInfo
+	ClientTLS, PeerTLS       pki.TLSInfo
 	// UnixSocket serves every route to root without a certificate
 	// ("" none).
 	UnixSocket string

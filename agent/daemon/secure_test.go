@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pith-os/pith/agent/cluster"
 	"github.com/pith-os/pith/pki"
 )
 
@@ -20,7 +19,7 @@ func TestApplySecurity(t *testing.T) {
 	if err := ca.IssueMember(dir, "n1", nil); err != nil {
 		t.Fatal(err)
 	}
-	member := cluster.TLSInfo{CertFile: filepath.Join(dir, "n1.crt"), KeyFile: filepath.Join(dir, "n1.key"), TrustedCAFile: filepath.Join(dir, "ca.crt")}
+	member := pki.TLSInfo{CertFile: filepath.Join(dir, "n1.crt"), KeyFile: filepath.Join(dir, "n1.key"), TrustedCAFile: filepath.Join(dir, "ca.crt")}
 	adminCert := member
 	adminCert.CertFile, adminCert.KeyFile = filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key")
 	defaults := func() KVConfig {
@@ -61,7 +60,7 @@ func TestApplySecurity(t *testing.T) {
 			f.ClientTLS = member
 			f.InitialCluster = "a=http://127.0.0.1:2380,b=http://10.0.0.2:2380"
 		}, err: "http://10.0.0.2:2380"},
-		{name: "CA without this member's certificate", edit: func(f *KVConfig) { f.ClientTLS = cluster.TLSInfo{TrustedCAFile: member.TrustedCAFile} },
+		{name: "CA without this member's certificate", edit: func(f *KVConfig) { f.ClientTLS = pki.TLSInfo{TrustedCAFile: member.TrustedCAFile} },
 			err: "needs --cert-file and --key-file"},
 		{name: "CA with an admin certificate as the member's", edit: func(f *KVConfig) { f.ClientTLS = adminCert }, err: "must have the member role"},
 	} {

@@ -14,10 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pith-os/pith/pki"
 	"github.com/spf13/cobra"
 	etcd "go.etcd.io/etcd/client/v2"
-
-	"github.com/pith-os/pith/agent/cluster"
 )
 
 // etcdctl's exit codes.
@@ -34,7 +33,7 @@ var kvOpts struct {
 	timeout      time.Duration
 	totalTimeout time.Duration
 	noSync       bool
-	tls          cluster.TLSInfo
+	tls          pki.TLSInfo
 }
 
 func defaultEndpoints() []string {
