@@ -40,9 +40,11 @@ type PowerCutResult struct {
 }
 
 // kvClient reaches the members' client ports from the host, as step 7's
-// closing text tells a user to (a restarted node gets new host ports).
+// closing text tells a user to (a restarted node gets new host ports),
+// with the admin certificate (kvcheck's 10 s timeout).
 func (d *Demo) kvClient() *kvcheck.Client {
-	return &kvcheck.Client{Members: d.cfg.Nodes, URL: d.apiURL}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: d.client.Transport}
+	return &kvcheck.Client{Members: d.cfg.Nodes, URL: d.apiURL, HTTP: hc}
 }
 
 // PowerCut runs clients writing and reading through all members, kills
