@@ -68,10 +68,13 @@ unit: bin
 	PITH_AEMM=$(CACHE)/tools/ec2-metadata-mock PITH_FLEETCTL=$(CACHE)/tools/fleetctl $(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e)
 
 # VM tests: boot the default image under QEMU (KVM when usable, TCG otherwise).
+# They run side by side within VM slots, one guest per core (e2e/vmslots.go;
+# PITH_E2E_VM_SLOTS overrides): -parallel only has to exceed the number of
+# tests, so that one waiting for slots never keeps a runnable one waiting.
 e2e: image
 	PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
 		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key \
-		$(GO) test -count=1 -timeout 80m -v ./e2e/...
+		$(GO) test -count=1 -timeout 80m -parallel 64 -v ./e2e/...
 
 test: deps deps-vagrant lint unit e2e
 

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
@@ -15,6 +16,7 @@ import (
 // TestBoot: the image boots on BIOS and on UEFI to a running system, /usr is
 // USR-A read-only, and / is ROOT grown to fill a disk larger than the image.
 func TestBoot(t *testing.T) {
+	t.Parallel() // each firmware's subtest holds its own VM slot
 	m, err := manifest.Read(filepath.Join(builtImageDir(t), manifest.FileName))
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +28,7 @@ func TestBoot(t *testing.T) {
 	}
 	for _, fw := range []string{vm.BIOS, vm.UEFI} {
 		t.Run(fw, func(t *testing.T) {
-			t.Parallel()
+			NeedVMs(t, 1, 3*time.Minute)
 			const disk = 5 << 30 // the image is 4 GiB: growth must show
 			c := Boot(t, Options{Firmware: fw, DiskSize: disk})
 			n := c.Nodes[0]

@@ -48,6 +48,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 // the stable channel that the nodes apply one at a time (etcd-lock), the
 // stopped node switched back on first.
 func TestDemo(t *testing.T) {
+	NeedVMs(t, 3, 18*time.Minute)
 	imgDir := builtImageDir(t)
 	bootImagePath(t)
 	// Short path: unix socket paths are limited to 107 bytes.

@@ -4,4 +4,36 @@
 // cluster walkthrough, updates and rollback, EC2, Vagrant, reproducible
 // images). They skip, saying how to run them, unless PITH_E2E_IMAGE_DIR
 // and its siblings are set, as `make e2e` sets them.
+//
+// # Sharing the machine
+//
+// The suite's budget is 45 minutes for lint, unit and e2e on two cores
+// under TCG, where a guest keeps about one core busy and a boot costs
+// 1.5-3 minutes. So:
+//
+//   - Every VM test starts with NeedVMs(t, guests, typical) (vmslots.go):
+//     it runs in parallel with the others, holding one VM slot per guest
+//     it runs at once (PITH_E2E_VM_SLOTS, default one per CPU); a test with
+//     more guests than slots (TestDemo's and TestFirstBoot's three) has the
+//     machine to itself. A test that builds an image holds a slot for it.
+//     Boot refuses to start more guests than the test declared.
+//     Longer tests (typical) are started first, so the one-guest tests
+//     pair up instead of the longest running alone at the end.
+//   - A new check rides on a boot that already happens: a step in
+//     TestDemo's cluster (cluster behaviour, failover, power cuts,
+//     rollouts), TestUpdate's machine (update, rollback, crash points of
+//     the agent), TestFirstBoot's three machines (user-data, first-boot
+//     crash points), TestBoot's BIOS and UEFI machines (firmware, boot
+//     chain, dm-verity, Secure Boot). A new top-level VM test is for a
+//     machine none of these can be (another platform, another installer),
+//     and its boot's minutes come out of the same budget.
+//   - Nothing the tests share may collide when they run side by side:
+//     state lives in os.MkdirTemp/t.TempDir directories (QEMU overlays,
+//     OVMF vars copies, user-data, sockets), host ports are picked free on
+//     127.0.0.1 (QEMU's hostfwd retries when one was taken in between),
+//     guestfwd addresses are inside each QEMU's own user network, image
+//     builds write only below their own --out and replace cache entries by
+//     rename, and no test changes the process environment (t.Setenv).
+//   - Soaks and repetitions (make kv-check, make soak) stay out of the
+//     suite; a capability is covered in it once.
 package e2e

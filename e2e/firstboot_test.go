@@ -146,6 +146,9 @@ coreos:
 // bricking the node. All three start before any check, so the test takes
 // one boot's time whatever go test's -parallel is.
 func TestFirstBoot(t *testing.T) {
+	// Up to four guests at once: the three user-data machines and the #!
+	// script machine whose power is cut, booted again beside them.
+	NeedVMs(t, 4, 7*time.Minute)
 	type machine struct {
 		name, user, hostname string
 		userData             func(t *testing.T, pub string) string
@@ -331,6 +334,7 @@ coreos:
 // userdata apply re-applies it without changing anything, then applies a
 // new one and says what changed.
 func TestFirstBootOEM(t *testing.T) {
+	NeedVMs(t, 1, 3*time.Minute)
 	base := bootImagePath(t)
 	oemKey, oemPub := newUserKey(t)
 	img := filepath.Join(t.TempDir(), "pith-oem.qcow2")

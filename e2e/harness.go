@@ -103,6 +103,7 @@ type Node struct {
 
 // Boot starts the machines in a temporary state directory. They are stopped
 // when the test ends, after their serial logs were dumped if it failed.
+// The test must hold VM slots for them (NeedVMs).
 func Boot(t *testing.T, o Options) *Cluster {
 	t.Helper()
 	img := o.Image
@@ -112,6 +113,7 @@ func Boot(t *testing.T, o Options) *Cluster {
 	if o.Nodes == 0 {
 		o.Nodes = 1
 	}
+	checkGuests(t, o.Nodes)
 	a := testAccel(t)
 	// Short path: unix socket paths are limited to 107 bytes.
 	dir, err := os.MkdirTemp("", "pith-e2e-")
@@ -153,6 +155,7 @@ func Boot(t *testing.T, o Options) *Cluster {
 	for _, m := range cv.Machines {
 		c.Nodes = append(c.Nodes, &Node{t: t, c: c, M: m, Name: m.Config.Name, Started: m.Started})
 	}
+	trackGuests(t, c)
 	return c
 }
 

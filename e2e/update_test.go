@@ -42,6 +42,7 @@ import (
 //  5. Figures: the update's phases as the agent timed them, against dd's
 //     write throughput to the same kind of partition in the same VM.
 func TestUpdate(t *testing.T) {
+	NeedVMs(t, 1, 16*time.Minute) // one guest at a time: a killed QEMU is gone before the next starts
 	imgDir := builtImageDir(t)
 	baseImg := bootImagePath(t)
 	m, err := manifest.Read(filepath.Join(imgDir, manifest.FileName))

@@ -68,6 +68,8 @@ func tail(s string, n int) string {
 }
 
 func TestVagrantUp(t *testing.T) {
+	// The vagrant image's build, then one libvirt guest.
+	NeedVMs(t, 1, 4*time.Minute)
 	bootImagePath(t) // the image dir decides whether VM tests run at all (skip/fatal as the others)
 	binDir := os.Getenv("PITH_E2E_BIN_DIR")
 	if binDir == "" {

@@ -1,0 +1,213 @@
+package e2e
+
+// VM slots: how the VM tests share the machine. A TCG guest keeps about one
+// core busy, so the machine has one slot per core (PITH_E2E_VM_SLOTS
+// overrides it). Each VM test calls NeedVMs first: the test becomes
+// parallel and waits until it holds a slot per guest it runs at once (all
+// of them for a test with more guests than slots), so two one-guest tests
+// run side by side on two cores while a three-node cluster has the machine
+// to itself. The slots, not go test's -parallel, bound how much runs at
+// once (`make e2e` passes a -parallel larger than the number of tests).
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// vmSlotSettle is how long the pool waits after the first request before it
+// grants any: go test releases its parallel tests together, and within this
+// time all of them have asked, so the longest go first whatever order the
+// goroutines ran in.
+const vmSlotSettle = time.Second
+
+// slotRequest is one test's claim.
+type slotRequest struct {
+	name    string
+	n       int           // slots, at most the pool's size
+	typical time.Duration // the test's usual length: longer ones start first
+}
+
+// slotPool hands out slots: a waiting request is granted when it fits into
+// the free slots and no waiting request that also fits is longer (so a
+// long one-guest test is not left alone at the end, and a test needing
+// every slot runs once the ones ahead of it that fit have started).
+type slotPool struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	size    int
+	free    int
+	opens   time.Time // no grant before (zero until the first request)
+	waiting []*slotRequest
+	granted []string // test names in the order they got their slots
+}
+
+func newSlotPool(size int) *slotPool {
+	p := &slotPool{size: size, free: size}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+// acquire blocks until r holds its slots.
+func (p *slotPool) acquire(r *slotRequest) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.n > p.size {
+		r.n = p.size
+	}
+	if p.opens.IsZero() {
+		p.opens = time.Now().Add(vmSlotSettle)
+		go func() {
+			time.Sleep(vmSlotSettle)
+			p.mu.Lock()
+			p.cond.Broadcast()
+			p.mu.Unlock()
+		}()
+	}
+	p.waiting = append(p.waiting, r)
+	for time.Now().Before(p.opens) || p.next() != r {
+		p.cond.Wait()
+	}
+	p.free -= r.n
+	p.granted = append(p.granted, r.name)
+	p.waiting = slices.DeleteFunc(p.waiting, func(w *slotRequest) bool { return w == r })
+	p.cond.Broadcast() // another request may fit in what is left
+}
+
+// next is the waiting request to grant now: the longest that fits (by name
+// on a tie), or nil.
+func (p *slotPool) next() *slotRequest {
+	var best *slotRequest
+	for _, w := range p.waiting {
+		if w.n > p.free {
+			continue
+		}
+		if best == nil || w.typical > best.typical || w.typical == best.typical && w.name < best.name {
+			best = w
+		}
+	}
+	return best
+}
+
+func (p *slotPool) release(r *slotRequest) {
+	p.mu.Lock()
+	p.free += r.n
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+var (
+	vmPoolOnce sync.Once
+	vmPool     *slotPool
+	// vmDeclared is, per test holding slots, how many guests it said it
+	// runs at once; Boot checks against it.
+	vmDeclared sync.Map // test name -> int
+)
+
+// vmSlotCount is PITH_E2E_VM_SLOTS, else the number of CPUs.
+func vmSlotCount() (int, error) {
+	if s := os.Getenv("PITH_E2E_VM_SLOTS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("PITH_E2E_VM_SLOTS=%q: want a positive number of guests to run at once", s)
+		}
+		return n, nil
+	}
+	return max(1, runtime.NumCPU()), nil
+}
+
+// NeedVMs marks t parallel and waits until it holds a slot for each of the
+// guests it runs at once (every slot if guests is more), then keeps them
+// until t ends. typical is the test's usual length under TCG on two cores:
+// only the order tests start in depends on it. Call it first in every test
+// that boots a guest or builds an image; a parent whose subtests boot lets
+// each subtest call it instead (a parent holding slots while its parallel
+// subtests wait for go test's own limit could deadlock).
+func NeedVMs(t *testing.T, guests int, typical time.Duration) {
+	t.Helper()
+	if guests < 1 {
+		t.Fatalf("NeedVMs(%d): a VM test runs at least one guest", guests)
+	}
+	t.Parallel()
+	vmPoolOnce.Do(func() {
+		n, err := vmSlotCount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		vmPool = newSlotPool(n)
+	})
+	if vmPool == nil {
+		t.Fatal("no VM slot pool (PITH_E2E_VM_SLOTS is invalid)")
+	}
+	r := &slotRequest{name: t.Name(), n: guests, typical: typical}
+	start := time.Now()
+	vmPool.acquire(r)
+	vmDeclared.Store(t.Name(), guests)
+	t.Cleanup(func() {
+		vmDeclared.Delete(t.Name())
+		vmPool.release(r)
+	})
+	t.Logf("VM slots: %d of %d for %d guest(s), after waiting %s", r.n, vmPool.size, guests, time.Since(start).Round(time.Second))
+}
+
+// declaredGuests is what NeedVMs declared for t or the nearest parent
+// test that called it, 0 if none did.
+func declaredGuests(t *testing.T) int {
+	for name := t.Name(); ; {
+		if v, ok := vmDeclared.Load(name); ok {
+			return v.(int)
+		}
+		i := strings.LastIndexByte(name, '/')
+		if i < 0 {
+			return 0
+		}
+		name = name[:i]
+	}
+}
+
+// liveGuests counts, per test, the QEMUs Boot started that still run.
+var liveGuests = struct {
+	sync.Mutex
+	byTest map[string][]*Cluster
+}{byTest: map[string][]*Cluster{}}
+
+// checkGuests fails t if booting n more guests would run more at once
+// than NeedVMs declared: the slots would no longer match the machine's load.
+func checkGuests(t *testing.T, n int) {
+	t.Helper()
+	declared := declaredGuests(t)
+	if declared == 0 {
+		t.Fatalf("%s boots a guest without NeedVMs(t, guests, typical) at its start: VM tests share the machine through VM slots (e2e/vmslots.go)", t.Name())
+	}
+	liveGuests.Lock()
+	defer liveGuests.Unlock()
+	running := 0
+	for _, c := range liveGuests.byTest[t.Name()] {
+		for _, n := range c.Nodes {
+			if n.M.Running() {
+				running++
+			}
+		}
+	}
+	if running+n > declared {
+		t.Fatalf("%s would run %d guests at once but declared %d with NeedVMs: declare what the test really runs", t.Name(), running+n, declared)
+	}
+}
+
+// trackGuests records c's machines for checkGuests.
+func trackGuests(t *testing.T, c *Cluster) {
+	liveGuests.Lock()
+	defer liveGuests.Unlock()
+	liveGuests.byTest[t.Name()] = append(liveGuests.byTest[t.Name()], c)
+	t.Cleanup(func() {
+		liveGuests.Lock()
+		defer liveGuests.Unlock()
+		delete(liveGuests.byTest, t.Name())
+	})
+}
