@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/atomicfile"
+	"github.com/pith-os/pith/node"
 )
 
 // maxManifestBytes bounds what the client reads for a manifest or signature:
@@ -51,17 +52,9 @@ type Client struct {
 	Gate func(context.Context, *Manifest) (*Manifest, error)
 }
 
-// Progress is a download's state.
-type Progress struct {
-	Payload     string
-	Done, Total int64
-	// BytesPerSec is the average rate of this run of Download (resumed
-	// bytes already on disk do not count).
-	BytesPerSec float64
-	// Resumed is how many bytes were already on disk when Download began.
-	Resumed int64
-	Final   bool
-}
+// Progress is a download's state (package node's, shared with the
+// update agent's status and pithctl).
+type Progress = node.Progress
 
 // NewClient returns a client for the server at base.
 func NewClient(base string, pol Policy) (*Client, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/node/crashpoint"
 )
 
@@ -81,67 +82,36 @@ type Config struct {
 // DefaultVerifyTimeout is Config.VerifyTimeout's default.
 const DefaultVerifyTimeout = 10 * time.Minute
 
-// Phase is what the agent is doing.
-type Phase string
+// The update agent's API types (GET /update/v1/status and the history in
+// state.json) are package node's, shared with pithctl.
+type (
+	Phase   = node.UpdatePhase
+	Event   = node.UpdateEvent
+	Pending = node.UpdatePending
+	Stage   = node.UpdateStage
+	Status  = node.UpdateStatus
+)
 
 // Phases, shown by `pithctl update status`.
 const (
-	PhaseIdle          Phase = "idle"
-	PhaseChecking      Phase = "checking"
-	PhaseDownloading   Phase = "downloading"
-	PhaseWriting       Phase = "writing"
-	PhaseReady         Phase = "update ready, reboot needed"
-	PhaseWaitingWindow Phase = "waiting for reboot window"
-	PhaseWaitingLock   Phase = "waiting for reboot lock"
-	PhaseRebooting     Phase = "rebooting"
-	PhaseVerifying     Phase = "verifying new release"
-	PhaseError         Phase = "error"
+	PhaseIdle          = node.PhaseIdle
+	PhaseChecking      = node.PhaseChecking
+	PhaseDownloading   = node.PhaseDownloading
+	PhaseWriting       = node.PhaseWriting
+	PhaseReady         = node.PhaseReady
+	PhaseWaitingWindow = node.PhaseWaitingWindow
+	PhaseWaitingLock   = node.PhaseWaitingLock
+	PhaseRebooting     = node.PhaseRebooting
+	PhaseVerifying     = node.PhaseVerifying
+	PhaseError         = node.PhaseError
 )
 
-// Event is one line of the update history.
-type Event struct {
-	Time    time.Time `json:"time"`
-	Version string    `json:"version"`
-	Kind    string    `json:"kind"` // applied, updated, unhealthy, rollback
-	Detail  string    `json:"detail,omitempty"`
-}
-
-// Pending is an applied release waiting for (or just back from) its reboot.
-type Pending struct {
-	Version string    `json:"version"`
-	Slot    string    `json:"slot"`
-	From    string    `json:"from"`
-	Applied time.Time `json:"applied"`
-	// Stage is how far the update got when it was last saved; after a
-	// power cut it tells AfterBoot a trial that failed from one that
-	// never started. "" (records of earlier releases) is StageArmed.
-	Stage Stage `json:"stage,omitempty"`
-	// Boot is the boot the stage was saved in.
-	Boot string `json:"boot,omitempty"`
-	// Reason says why a trial is being rolled back (StageUnhealthy).
-	Reason string `json:"reason,omitempty"`
-	// TrialStart is when pithd first came up on the trial slot: the
-	// verify timeout counts from it, so pithd restarting on the trial
-	// (crashing, say) cannot put off the way back forever.
-	TrialStart time.Time `json:"trial_start,omitzero"`
-}
-
-// Stage is a step of an update that state.json records before taking it.
-type Stage string
-
-// Stages, in order. Each is saved before the disk changes that follow it,
-// so a cut anywhere leaves a record AfterBoot can finish from.
+// Stages of an update, in order (node.UpdateStage says what each means).
 const (
-	// StageWritten: slot, kernel and initrd written and verified; the
-	// trial boot is being armed.
-	StageWritten Stage = "written"
-	// StageArmed: the trial boot is armed; the next boot tries the slot.
-	StageArmed Stage = "armed"
-	// StageHealthy: the slot came up healthy and is being marked good.
-	StageHealthy Stage = "healthy"
-	// StageUnhealthy: the slot did not become healthy in time; the node
-	// is going back to the previous slot.
-	StageUnhealthy Stage = "unhealthy"
+	StageWritten   = node.StageWritten
+	StageArmed     = node.StageArmed
+	StageHealthy   = node.StageHealthy
+	StageUnhealthy = node.StageUnhealthy
 )
 
 // persisted is state.json.
@@ -154,31 +124,6 @@ type persisted struct {
 }
 
 const maxHistory = 50
-
-// Status is the agent's state for `pithctl update status`.
-type Status struct {
-	Phase     Phase              `json:"phase"`
-	Running   string             `json:"running"`
-	Channel   string             `json:"channel"`
-	Available string             `json:"available,omitempty"`
-	Pending   *Pending           `json:"pending,omitempty"`
-	Progress  *channels.Progress `json:"progress,omitempty"`
-	LastCheck time.Time          `json:"last_check"`
-	LastError string             `json:"last_error,omitempty"`
-	// HeldBack says why the channel's rollout keeps this machine from the
-	// available release (not admitted yet, paused, pinned, halted).
-	HeldBack string  `json:"held_back,omitempty"`
-	History  []Event `json:"history,omitempty"`
-	// Timing of the last applied update, seconds.
-	Timing map[string]float64 `json:"timing,omitempty"`
-	// TrustedKeys are the ids of the release keys manifests are checked
-	// against (the image's, the OEM partition's, user-data's).
-	TrustedKeys []string `json:"trusted_keys"`
-
-	// SecurityUpgrades are what the available release upgrades from
-	// Debian's security archive, as its signed manifest says.
-	SecurityUpgrades []string `json:"security_upgrades,omitempty"`
-}
 
 // Agent is pithd's update subsystem.
 type Agent struct {

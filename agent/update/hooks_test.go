@@ -26,7 +26,7 @@ func TestRebootHooks(t *testing.T) {
 		PreReboot:  []string{"echo draining", "test -e " + gate + " || { echo pods still running; exit 3; }"},
 		PostReboot: []string{"echo $PITH_UPDATE_HOOK $PITH_UPDATE_VERSION $PITH_UPDATE_RUNNING > " + post + ".tmp && mv " + post + ".tmp " + post},
 	}
-	n := &node{id: "m1", state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
+	n := &testNode{id: "m1", state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
 	boot := func(running string) {
 		n.a = cs.agent(t, n.state, n.id, running, n.slots, n.rb, nil, StrategyReboot)
 		var err error

@@ -74,7 +74,7 @@ func drain(r *Reporter) {
 	}
 }
 
-type node struct {
+type testNode struct {
 	id    string
 	state string
 	slots *fakeSlots
@@ -83,7 +83,7 @@ type node struct {
 	rep   *Reporter
 }
 
-func (n *node) boot(t *testing.T, cs *channelServer, running string) {
+func (n *testNode) boot(t *testing.T, cs *channelServer, running string) {
 	t.Helper()
 	n.a = cs.agent(t, n.state, n.id, running, n.slots, n.rb, nil, StrategyReboot)
 	var err error
@@ -96,7 +96,7 @@ func (n *node) boot(t *testing.T, cs *channelServer, running string) {
 	drain(n.rep)
 }
 
-func (n *node) check(t *testing.T) {
+func (n *testNode) check(t *testing.T) {
 	t.Helper()
 	if err := n.a.CheckOnce(context.Background()); err != nil {
 		t.Fatalf("%s: %v", n.id, err)
@@ -121,9 +121,9 @@ func TestRolloutThroughAgents(t *testing.T) {
 	cs := newChannelServer(t)
 	fs := newFleetServer(t, cs)
 	cs.publish(t, "1.0.0", 1)
-	nodes := make([]*node, 3)
+	nodes := make([]*testNode, 3)
 	for i := range nodes {
-		nodes[i] = &node{id: fmt.Sprintf("machine-%d", i+1), state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
+		nodes[i] = &testNode{id: fmt.Sprintf("machine-%d", i+1), state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
 		nodes[i].boot(t, cs, "1.0.0")
 	}
 	cs.publish(t, "1.1.0", 10)
@@ -280,7 +280,7 @@ func TestReportsWithMemberCert(t *testing.T) {
 	fs.fleet.ClusterCAs = x509.NewCertPool()
 	fs.fleet.ClusterCAs.AddCert(ca.Cert)
 	fs.fleet.RequireMember = true
-	n := &node{id: "m1", state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
+	n := &testNode{id: "m1", state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
 	n.a = cs.agent(t, n.state, n.id, "1.0.0", n.slots, n.rb, nil, StrategyReboot)
 	if n.rep, err = NewReporter(n.a, ""); err != nil {
 		t.Fatal(err)
@@ -306,7 +306,7 @@ func TestUnhealthyReportedBeforeRollback(t *testing.T) {
 	cs := newChannelServer(t)
 	fs := newFleetServer(t, cs)
 	cs.publish(t, "1.0.0", 1)
-	n := &node{id: "m1", state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
+	n := &testNode{id: "m1", state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
 	n.boot(t, cs, "1.0.0")
 	cs.publish(t, "1.1.0", 10)
 	n.check(t)
@@ -349,7 +349,7 @@ func TestHeldBackInStatus(t *testing.T) {
 	cs := newChannelServer(t)
 	fs := newFleetServer(t, cs)
 	cs.publish(t, "1.0.0", 1)
-	n := &node{id: "m1", state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
+	n := &testNode{id: "m1", state: t.TempDir(), slots: newFakeSlots(t, "a"), rb: &fakeReboot{}}
 	n.boot(t, cs, "1.0.0")
 	cs.publish(t, "1.1.0", 10)
 	gen := 0

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pith-os/pith/agent/update"
+	"github.com/pith-os/pith/node"
 )
 
 func init() { rootCmd.AddCommand(updateCmd(), lockCmd()) }
@@ -60,7 +61,7 @@ func updateCmd() *cobra.Command {
 	status := &cobra.Command{
 		Use: "status", Short: "Phase, running and available versions, progress, last error", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			var st update.Status
+			var st node.UpdateStatus
 			if err := call("GET", "/pith/v1/update", &st); err != nil {
 				return err
 			}
@@ -88,7 +89,7 @@ func updateCmd() *cobra.Command {
 			}
 			if p := st.Progress; p != nil && !p.Final {
 				label := "Download: "
-				if st.Phase == update.PhaseWriting {
+				if st.Phase == node.PhaseWriting {
 					label = "Writing:  "
 				}
 				fmt.Fprintf(w, "%s %s %d/%d bytes, %.1f MB/s\n", label, p.Payload, p.Done, p.Total, p.BytesPerSec/1e6)
@@ -121,7 +122,7 @@ func updateCmd() *cobra.Command {
 	history := &cobra.Command{
 		Use: "history", Short: "Applied updates, updates marked good, rollbacks", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			var evs []update.Event
+			var evs []node.UpdateEvent
 			if err := call("GET", "/pith/v1/update/history", &evs); err != nil {
 				return err
 			}

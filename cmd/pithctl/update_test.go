@@ -11,6 +11,7 @@ import (
 
 	"github.com/pith-os/pith/agent/kv"
 	"github.com/pith-os/pith/agent/update"
+	"github.com/pith-os/pith/node"
 )
 
 func runCtl(t *testing.T, args ...string) (string, error) {
@@ -97,7 +98,7 @@ func TestUpdateStatusHeldBack(t *testing.T) {
 		{"", ""},
 	} {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			json.NewEncoder(w).Encode(update.Status{Phase: update.PhaseIdle, Running: "1.0.0", Channel: "stable", Available: "1.1.0", HeldBack: tc.heldBack})
+			json.NewEncoder(w).Encode(node.UpdateStatus{Phase: node.PhaseIdle, Running: "1.0.0", Channel: "stable", Available: "1.1.0", HeldBack: tc.heldBack})
 		}))
 		out, err := runCtl(t, "update", "status", "--endpoint", ts.URL)
 		ts.Close()
