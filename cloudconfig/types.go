@@ -248,6 +248,7 @@ type Pith struct {
 	KV       PithKV       `yaml:"kv"`
 	Schedule PithSchedule `yaml:"schedule"`
 	Update   PithUpdate   `yaml:"update"`
+	Install  PithInstall  `yaml:"install"`
 }
 
 // PithCluster says how this node finds and joins its cluster.

@@ -112,6 +112,7 @@ func init() {
 		"sudorule":       checkSudoRule,
 		"ed25519key":     checkEd25519Key,
 		"hookcommand":    checkHookCommand,
+		"installafter":   oneOf("poweroff", "reboot", "none"),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,7 +85,15 @@ func (a *Applier) ApplyCloudConfig(ctx context.Context, c *cloudconfig.Config, o
 			}
 		}
 	}
-	for i, f := range c.WriteFiles {
+	var installFiles []cloudconfig.File
+	var installUnits []cloudconfig.Unit
+	if !opt.OEM { // pith.install is for user-data only
+		var err error
+		if installFiles, installUnits, err = installPlan(c.Pith.Install); err != nil {
+			return err
+		}
+	}
+	for i, f := range slices.Concat(c.WriteFiles, installFiles) {
 		if err := a.writeFile(f); err != nil {
 			return fmt.Errorf("write_files[%d] %s: %w", i, f.Path, err)
 		}
@@ -108,7 +117,7 @@ func (a *Applier) ApplyCloudConfig(ctx context.Context, c *cloudconfig.Config, o
 	} else if len(AgentEnv(c)) > 0 {
 		a.logf("the OEM cloud-config's coreos.etcd2, coreos.fleet and pith: settings are ignored; give them in user-data")
 	}
-	return a.applyUnits(ctx, c.CoreOS.Units, envChanged)
+	return a.applyUnits(ctx, slices.Concat(c.CoreOS.Units, installUnits), envChanged)
 }
 
 // writeAgentEnv writes AgentDropIn and, for credentials, AgentSecretsFile
