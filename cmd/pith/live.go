@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pith-os/pith/image/build"
+	"github.com/pith-os/pith/image/layout"
+	"github.com/pith-os/pith/image/live"
+	"github.com/pith-os/pith/image/manifest"
+)
+
+func init() {
+	var imageDir, outDir, formats string
+	cmd := &cobra.Command{
+		Use:   "live",
+		Short: "Make the live ISO and PXE artifacts of a built image (pith.iso, pith-pxe.*)",
+		Long: `Make a live Pith from a built image (pith build's pith.img and manifest):
+
+  pith.iso          hybrid ISO: BIOS and UEFI, from CD or a USB stick (dd it)
+  pith-pxe.vmlinuz  kernel, pith-pxe.initrd (initramfs + USR), pith-pxe.ipxe
+
+The live system runs from RAM with its /usr verified by dm-verity against
+the image's root hash, takes user-data from the usual datasources and from
+pith.config.url= on the kernel line, and can install the image to a disk
+(pith install, or unattended from its user-data's pith.install section).
+pith build --formats iso,pxe makes the same files.`,
+		Example: `  pith live --image-dir _out --out _out/live
+  pith live --image-dir _out --out _out/live --formats pxe`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := manifest.Read(filepath.Join(imageDir, manifest.FileName))
+			if err != nil {
+				return fmt.Errorf("%v: run pith build first (or pass --image-dir)", err)
+			}
+			work, err := build.PrepareOut(outDir)
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(work)
+			arts, err := live.Build(cmd.Context(), filepath.Join(imageDir, "pith.img"), m, strings.Split(formats, ","), work, m.Inputs.SourceDateEpoch)
+			if err != nil {
+				return err
+			}
+			infos, err := build.Publish(outDir, arts, "")
+			if err != nil {
+				return err
+			}
+			for _, a := range infos {
+				fmt.Fprintf(cmd.OutOrStdout(), "  %-20s %s\n", a.Name, layout.Human(a.Size))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&imageDir, "image-dir", "_out", "`DIR` holding pith.img and pith.manifest.json")
+	f.StringVar(&outDir, "out", "_out/live", "output `DIR`")
+	f.StringVar(&formats, "formats", "iso,pxe", "comma-separated: iso, pxe")
+	rootCmd.AddCommand(cmd)
+}
