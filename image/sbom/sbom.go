@@ -59,7 +59,10 @@ type Binary struct {
 }
 
 // Module is a Go module linked into a binary.
-type Module struct{ Path, Version string }
+type Module struct {
+	Path, Version string
+	Sum           string // go.sum's hash, "h1:..." ("" for the standard library)
+}
 
 // Package and relationship identifiers of the fixed elements.
 const (
@@ -72,6 +75,7 @@ const (
 	archivePrefix = "Debian archive: "
 	kernelPrefix  = "Linux kernel "
 	sourcePrefix  = "built package from: "
+	goSumPrefix   = "Go module; SHA256 checksum = go.sum hash (dirhash of its files) "
 )
 
 // Document renders the inventory as SPDX; created is the build's timestamp
@@ -121,15 +125,22 @@ func (inv *Inventory) Document(created time.Time, tool string) *Document {
 			Comment:      "Go program " + b.Main + " built with " + b.GoVersion,
 		})
 		d.Relationships = append(d.Relationships, Relationship{imageID, Contains, id})
-		for _, m := range append([]Module{{"stdlib", b.GoVersion}}, b.Deps...) {
+		for _, m := range append([]Module{{Path: "stdlib", Version: b.GoVersion}}, b.Deps...) {
 			mid, ok := modIDs[m]
 			if !ok {
 				mid = uniqueID("go", m.Path, m.Version)
 				modIDs[m] = mid
-				d.Packages = append(d.Packages, Package{
+				mp := Package{
 					SPDXID: mid, Name: m.Path, VersionInfo: m.Version, DownloadLocation: NoAssertion,
 					PrimaryPackagePurpose: "LIBRARY", ExternalRefs: []ExternalRef{purl(golangPURL(m.Path, m.Version))},
-				})
+				}
+				// The module's go.sum hash, as syft records it too: SPDX
+				// checksums are hex, the comment keeps go.sum's form.
+				if digest, ok := h1Hex(m.Sum); ok {
+					mp.Checksums = []Checksum{{"SHA256", digest}}
+					mp.Comment = goSumPrefix + m.Sum
+				}
+				d.Packages = append(d.Packages, mp)
 			}
 			d.Relationships = append(d.Relationships, Relationship{id, StaticLink, mid})
 		}
@@ -224,7 +235,7 @@ func Parse(d *Document) (*Inventory, error) {
 					b.GoVersion = m.VersionInfo
 					continue
 				}
-				b.Deps = append(b.Deps, Module{m.Name, m.VersionInfo})
+				b.Deps = append(b.Deps, Module{Path: m.Name, Version: m.VersionInfo, Sum: hexH1(checksumOf(m))})
 			}
 			inv.Binaries = append(inv.Binaries, b)
 		}

@@ -1,8 +1,12 @@
 package sbom
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -18,6 +22,12 @@ const (
 	sumB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 )
 
+// mod is a module with a go.sum hash made up from its path and version.
+func mod(path, version string) Module {
+	h := sha256.Sum256([]byte(path + "@" + version))
+	return Module{Path: path, Version: version, Sum: "h1:" + base64.StdEncoding.EncodeToString(h[:])}
+}
+
 func sample() *Inventory {
 	return &Inventory{
 		Name: "pith", Version: "1.0.0", Suite: "bookworm", KernelRelease: "6.1.0-50-cloud-amd64",
@@ -32,9 +42,9 @@ func sample() *Inventory {
 		},
 		Binaries: []Binary{
 			{Name: "pithd", Version: "1.0.0", SHA256: sumA, GoVersion: "go1.26.8", Main: "github.com/pith-os/pith",
-				Deps: []Module{{"github.com/hashicorp/raft", "v1.7.3"}, {"golang.org/x/sys", "v0.50.0"}}},
+				Deps: []Module{mod("github.com/hashicorp/raft", "v1.7.3"), mod("golang.org/x/sys", "v0.50.0")}},
 			{Name: "pithctl", Version: "1.0.0", SHA256: sumB, GoVersion: "go1.26.8", Main: "github.com/pith-os/pith",
-				Deps: []Module{{"golang.org/x/sys", "v0.50.0"}}},
+				Deps: []Module{mod("golang.org/x/sys", "v0.50.0")}},
 		},
 	}
 }
@@ -189,7 +199,7 @@ func TestCompare(t *testing.T) {
 	new.Packages = append(new.Packages[:2], new.Packages[3:]...)                               // libstdc++6 removed
 	new.Packages = append(new.Packages, Deb{Name: "zstd", Version: "1.5.4+dfsg2-5", Arch: "amd64", Archive: "bookworm"})
 	new.Kernel = Deb{Name: "linux-image-6.1.0-57-cloud-amd64", Version: "6.1.192-3", Arch: "amd64", Archive: "bookworm-security"}
-	new.Binaries[0].Deps = []Module{{"github.com/hashicorp/raft", "v1.7.4"}, {"golang.org/x/sys", "v0.50.0"}}
+	new.Binaries[0].Deps = []Module{mod("github.com/hashicorp/raft", "v1.7.4"), mod("golang.org/x/sys", "v0.50.0")}
 	new.Binaries[0].SHA256 = sumB
 
 	d := Compare(old, new)
@@ -282,5 +292,87 @@ func TestOutdated(t *testing.T) {
 	cur.Kernel.Name, cur.Kernel.Version, cur.KernelRelease = "linux-image-6.1.0-57-cloud-amd64", "6.1.192-3", "6.1.0-57-cloud-amd64"
 	if got := Outdated(cur, idx); len(got) != 0 {
 		t.Errorf("a current image is outdated: %+v", got)
+	}
+}
+
+// TestGoModuleChecksums: every Go module a binary links is an SPDX package
+// with its version and its go.sum hash as a SHA256 checksum (hex) and in
+// go.sum's form in the comment, and reads back; the modules come from the
+// binary's build information, here of a program built from testdata
+// (a test binary's own lists no modules).
+func TestGoModuleChecksums(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "modprog")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", exe, "./testdata/modprog")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./testdata/modprog: %v\n%s", err, out)
+	}
+	b, err := ReadBinary(exe, "1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Deps) == 0 {
+		t.Fatalf("%s links no modules per its build information", exe)
+	}
+	for _, m := range b.Deps {
+		if m.Version == "" || !strings.HasPrefix(m.Sum, "h1:") {
+			t.Errorf("module %s: version %q, sum %q: want both from the build information", m.Path, m.Version, m.Sum)
+		}
+	}
+	inv := &Inventory{Name: "pith", Version: "1.0.0", Suite: "bookworm", Binaries: []Binary{b}}
+	d := inv.Document(time.Unix(1767225600, 0), "pith-test")
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Package{}
+	for _, p := range d.Packages {
+		byName[p.Name+"@"+p.VersionInfo] = p
+	}
+	for _, bin := range inv.Binaries {
+		for _, m := range bin.Deps {
+			p, ok := byName[m.Path+"@"+m.Version]
+			if !ok {
+				t.Errorf("%s: module %s %s is not in the document", bin.Name, m.Path, m.Version)
+				continue
+			}
+			raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(m.Sum, "h1:"))
+			if want := (Checksum{"SHA256", hex.EncodeToString(raw)}); len(p.Checksums) != 1 || p.Checksums[0] != want {
+				t.Errorf("module %s: checksums %+v, want %+v (its %s)", m.Path, p.Checksums, want, m.Sum)
+			}
+			if !strings.HasSuffix(p.Comment, " "+m.Sum) {
+				t.Errorf("module %s: comment %q lacks %s", m.Path, p.Comment, m.Sum)
+			}
+		}
+	}
+	if p, ok := byName["stdlib@"+b.GoVersion]; !ok || len(p.Checksums) != 0 {
+		t.Errorf("stdlib %s: package %v with checksums %+v, want one without (Go has no go.sum hash for it)", b.GoVersion, ok, p.Checksums)
+	}
+	got, err := Parse(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := got.Binaries[0]; !reflect.DeepEqual(g.Deps, b.Deps) {
+		t.Errorf("modules read back:\n got %+v\nwant %+v", g.Deps, b.Deps)
+	}
+}
+
+func TestH1Hex(t *testing.T) {
+	for _, tt := range []struct {
+		sum, hex string
+		ok       bool
+	}{
+		{"h1:NgAacnzqPeGH49Ky19QKLBZEuFRqtTG9cdaucc3Vncs=", "36001a727cea3de187e3d2b2d7d40a2c1644b8546ab531bd71d6ae71cdd59dcb", true},
+		{"", "", false},
+		{"h2:NgAacnzqPeGH49Ky19QKLBZEuFRqtTG9cdaucc3Vncs=", "", false}, // another hash kind
+		{"h1:NgAacnzq", "", false},                                     // not 32 bytes
+		{"h1:not base64!", "", false},
+	} {
+		got, ok := h1Hex(tt.sum)
+		if got != tt.hex || ok != tt.ok {
+			t.Errorf("h1Hex(%q) = %q, %v; want %q, %v", tt.sum, got, ok, tt.hex, tt.ok)
+		}
+		if ok && hexH1(got) != tt.sum {
+			t.Errorf("hexH1(%q) = %q, want %q", got, hexH1(got), tt.sum)
+		}
 	}
 }
