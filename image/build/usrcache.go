@@ -131,7 +131,8 @@ func storeCache(src, dst string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp := dst + ".tmp"
+	// Per process: builds sharing the cache may store the same entry at once.
+	tmp := fmt.Sprintf("%s.tmp%d", dst, os.Getpid())
 	os.Remove(tmp)
 	if err := os.Link(src, tmp); err != nil {
 		if err := copyFile(src, tmp); err != nil {

@@ -137,6 +137,14 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 // build then installs what the archives offered then, and says so).
 func refreshLists(ctx context.Context, lists apt.Lists, work string, logf func(string, ...any)) (string, error) {
 	t0 := time.Now()
+	// Builds sharing a cache (the VM tests run several at once) take turns:
+	// apt-get runs without its own locking here, and two updates of one
+	// lists directory would overwrite each other's downloads.
+	unlock, err := lockDir(ctx, lists.Dir)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	ferr := lists.Fetch(ctx, work)
 	if ctx.Err() != nil {
 		return "", fmt.Errorf("rootfs: interrupted: %w", ctx.Err())
