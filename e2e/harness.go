@@ -81,6 +81,8 @@ type Options struct {
 	// FwCfg are more fw_cfg entries (name -> file) for these QEMU launches
 	// only, e.g. a crash point (crashpointFwCfg).
 	FwCfg map[string]string
+	// CDROM is an ISO attached as a CD-ROM (the live pith.iso).
+	CDROM string
 }
 
 // Cluster is the machines of one test.
@@ -134,7 +136,7 @@ func Boot(t *testing.T, o Options) *Cluster {
 		}
 		os.RemoveAll(dir)
 	})
-	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd, UserNet: o.UserNet, FwCfg: o.FwCfg}
+	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd, UserNet: o.UserNet, FwCfg: o.FwCfg, CDROM: o.CDROM}
 	if k := o.KeyFrom; k != nil {
 		node.SSHKey = k.PubKey
 		for _, f := range []string{vm.KeyFile, vm.KeyFile + ".pub"} {

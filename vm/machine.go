@@ -88,6 +88,8 @@ type Config struct {
 	Kernel, Initrd, Append string
 	// BIOSFile replaces the BIOS firmware image (tests).
 	BIOSFile string
+	// CDROM is an ISO image attached as a read-only CD-ROM (pith.iso).
+	CDROM string
 }
 
 // Machine is a running (or finished) QEMU process and its files.

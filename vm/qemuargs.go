@@ -47,6 +47,11 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 	if c.Image != "" {
 		a = append(a, "-drive", "if=virtio,format=qcow2,discard=unmap,file="+m.Disk)
 	}
+	if c.CDROM != "" {
+		// On the q35 machine's own AHCI controller; the firmware boots it
+		// when the disk holds nothing bootable.
+		a = append(a, "-drive", "if=none,id=cd0,media=cdrom,readonly=on,format=raw,file="+c.CDROM, "-device", "ide-cd,drive=cd0")
+	}
 	if c.Kernel != "" {
 		a = append(a, "-kernel", c.Kernel, "-append", c.Append)
 		if c.Initrd != "" {
