@@ -90,6 +90,11 @@ type Config struct {
 	BIOSFile string
 	// CDROM is an ISO image attached as a read-only CD-ROM (pith.iso).
 	CDROM string
+	// SecureBoot, with UEFI: OVMF enforces Secure Boot with these
+	// certificates enrolled as PK, KEK and db.
+	SecureBoot *SecureBootCerts
+	// TPM attaches a TPM 2.0 (swtpm).
+	TPM bool
 }
 
 // Machine is a running (or finished) QEMU process and its files.
@@ -185,7 +190,7 @@ func Start(ctx context.Context, cfg Config, dir string) (*Machine, error) {
 		if _, err := os.Stat(OVMFCode); err != nil {
 			return nil, fmt.Errorf("UEFI firmware missing: %v (install Debian's ovmf package)", err)
 		}
-		if err := copyFile(OVMFVars, vars); err != nil {
+		if err := m.firmwareVars(vars); err != nil {
 			return nil, fmt.Errorf("per-node OVMF vars: %v", err)
 		}
 	}
@@ -238,6 +243,9 @@ func Start(ctx context.Context, cfg Config, dir string) (*Machine, error) {
 }
 
 func (m *Machine) start(ctx context.Context, args []string) error {
+	if err := m.startTPM(ctx); err != nil {
+		return err
+	}
 	cmd := exec.Command(m.Config.QEMU, args...)
 	m.stderr = &syncBuffer{}
 	cmd.Stdout = m.stderr

@@ -15,9 +15,15 @@ import (
 // args builds QEMU's command line.
 func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 	c := m.Config
+	machine := "q35"
+	if c.SecureBoot != nil {
+		// OVMF's Secure Boot build keeps its variables behind SMM, so the
+		// guest OS cannot rewrite db or PK through the flash.
+		machine += ",smm=on"
+	}
 	a := []string{
 		"-name", c.Name,
-		"-machine", "q35",
+		"-machine", machine,
 		"-accel", c.Accel.Name,
 		"-m", strconv.Itoa(c.MemoryMiB),
 		"-smp", strconv.Itoa(c.CPUs),
@@ -37,6 +43,11 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 		a = append(a, "-cpu", "max")
 	}
 	switch {
+	case c.Firmware == UEFI && c.SecureBoot != nil:
+		a = append(a,
+			"-global", "driver=cfi.pflash01,property=secure,value=on",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCodeSecure,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
 	case c.Firmware == UEFI:
 		a = append(a,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
@@ -76,6 +87,7 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 			"-netdev", "stream,id=net1,server=off,addr.type=unix,addr.path="+c.Switch,
 			"-device", "virtio-net-pci,netdev=net1,mac="+c.PrivateMAC)
 	}
+	a = append(a, m.tpmArgs()...)
 	names := make([]string, 0, len(fwcfg))
 	for k := range fwcfg {
 		names = append(names, k)

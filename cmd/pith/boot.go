@@ -25,8 +25,9 @@ import (
 // bootOpts are `pith boot`'s flags.
 type bootOpts struct {
 	image, userData, firmware, state, diskSize, forwards, marker string
+	secureBootKeys                                               string
 	nodes, memory, cpus                                          int
-	detach, supervise, quiet                                     bool
+	detach, supervise, quiet, secureBoot, tpm                    bool
 }
 
 // LoginMarker is what the console shows once a node is up (serial getty).
@@ -64,6 +65,7 @@ off. With --detach, the machines run under a background supervisor until
 	f.StringVar(&o.diskSize, "disk-size", "", "virtual disk size per node, e.g. 8GiB (default: the image's size)")
 	f.StringVar(&o.forwards, "forward", "22,2379,49153", "guest TCP ports forwarded to 127.0.0.1")
 	f.StringVar(&o.marker, "wait-for", loginMarker, "console text that means node1 is up")
+	o.secureBootFlags(f)
 	f.BoolVar(&o.detach, "detach", false, "leave the machines running in the background after node1 is up")
 	f.BoolVar(&o.quiet, "quiet", false, "do not copy node1's console to the terminal")
 	f.BoolVar(&o.supervise, "supervise", false, "internal: run as the background supervisor of --detach")
@@ -87,61 +89,6 @@ off. With --detach, the machines run under a background supervisor until
 		RunE:  func(cmd *cobra.Command, _ []string) error { return bootStop(cmd.OutOrStdout(), o.state) },
 	})
 	rootCmd.AddCommand(boot)
-}
-
-func (o *bootOpts) clusterConfig(ctx context.Context, log func(string, ...any)) (vm.ClusterConfig, error) {
-	var cc vm.ClusterConfig
-	if _, err := os.Stat(o.image); err != nil {
-		return cc, fmt.Errorf("image %s: %v (build it with `make image` or pass --image)", o.image, errors.Unwrap(err))
-	}
-	if o.userData != "" {
-		if _, err := os.Stat(o.userData); err != nil {
-			return cc, fmt.Errorf("user-data: %v", err)
-		}
-	}
-	var size int64
-	if o.diskSize != "" {
-		var err error
-		if size, err = parseSize(o.diskSize); err != nil {
-			return cc, fmt.Errorf("--disk-size %q: %v (e.g. 8GiB, 4096MiB)", o.diskSize, err)
-		}
-	}
-	fwd := []int{}
-	for _, p := range strings.Split(o.forwards, ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
-		}
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return cc, fmt.Errorf("--forward %q: %q is not a TCP port", o.forwards, p)
-		}
-		fwd = append(fwd, n)
-	}
-	return vm.ClusterConfig{
-		Dir: o.state, Nodes: o.nodes, Log: log,
-		Node: vm.Config{
-			Image: o.image, Firmware: o.firmware, MemoryMiB: o.memory, CPUs: o.cpus,
-			DiskSize: size, UserData: o.userData, Forwards: fwd,
-			Accel: vm.ProbeAccel(ctx, "qemu-system-x86_64"),
-		},
-	}, nil
-}
-
-func parseSize(s string) (int64, error) {
-	units := []struct {
-		suf  string
-		mult int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"G", 1 << 30}, {"M", 1 << 20}, {"", 1}}
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suf) {
-			n, err := strconv.ParseInt(strings.TrimSuffix(s, u.suf), 10, 64)
-			if err != nil || n <= 0 {
-				return 0, errors.New("not a size")
-			}
-			return n * u.mult, nil
-		}
-	}
-	return 0, errors.New("not a size")
 }
 
 // running returns the supervisor pid of a live cluster in dir, or 0.

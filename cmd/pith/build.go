@@ -13,11 +13,13 @@ import (
 
 	"github.com/pith-os/pith/image/build"
 	"github.com/pith-os/pith/image/config"
+	"github.com/pith-os/pith/image/secureboot"
 )
 
 func init() {
 	var (
 		configPath, outDir, cacheDir, agentDir, platform, osVersion string
+		secureBootKeys                                              string
 		releaseKeys                                                 []string
 		debugUnverified                                             bool
 	)
@@ -41,7 +43,8 @@ filesystem needs root.`,
 		Example: `  pith build
   pith build --config pith.yaml --out _out
   SOURCE_DATE_EPOCH=1767225600 pith build --version 1.2.0 --platform vagrant
-  pith keygen --out keys && pith build --release-key keys/pith-release.pub`,
+  pith keygen --out keys && pith build --release-key keys/pith-release.pub
+  pith keygen --secure-boot --out sb && pith build --secure-boot-keys sb`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := config.Load(configPath)
@@ -80,6 +83,11 @@ filesystem needs root.`,
 				Log:                func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) },
 				DebugUnverifiedUSR: debugUnverified,
 			}
+			if secureBootKeys != "" {
+				if o.SecureBoot, err = secureboot.Load(secureBootKeys); err != nil {
+					return err
+				}
+			}
 			if term.IsTerminal(int(os.Stderr.Fd())) {
 				o.Bars = os.Stderr
 			}
@@ -104,6 +112,7 @@ filesystem needs root.`,
 	f.StringVar(&osVersion, "version", "", "OS `VERSION` string for os-release and the manifest (overrides the config's version)")
 	f.StringArrayVar(&releaseKeys, "release-key", nil, "public release key `FILE` (pith keygen's pith-release.pub) the image's update agent trusts, put into /usr/share/pith/release-keys (repeatable; adds to the config's release_keys). Without any, nodes refuse updates")
 	f.BoolVar(&debugUnverified, "debug-unverified-usr", false, "DEBUG images only: let pith.verity=off (typed at the boot menu) mount /usr without dm-verity; the init logs it, the manifest records it")
+	f.StringVar(&secureBootKeys, "secure-boot-keys", "", "sign the UEFI boot chain for Secure Boot with the keys in `DIR` (pith keygen --secure-boot): GRUB and the kernel with db, grub.cfg, verity cfgs, kernel and initrd with DIR/grub.key for GRUB's check_signatures=enforce")
 	rootCmd.AddCommand(cmd)
 }
 

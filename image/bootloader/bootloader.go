@@ -42,18 +42,39 @@ func earlyConfig(espUUID string) string {
 	return fmt.Sprintf("search --no-floppy --fs-uuid --set=root %s\nset prefix=($root)/grub\n", espUUID)
 }
 
-func mkimage(ctx context.Context, format, out, espUUID string) error {
+// secureModules check detached OpenPGP signatures (pgp with RSA and the
+// hashes GnuPG and Go sign with) and measure what GRUB loads into the TPM
+// (tpm: files into PCR 9, commands and kernel lines into PCR 8).
+var secureModules = []string{"pgp", "gcry_rsa", "gcry_sha256", "gcry_sha512", "tpm"}
+
+// SecureConfig makes the UEFI image the Secure Boot one: PubKey is the
+// OpenPGP public key embedded for check_signatures=enforce.
+type SecureConfig struct{ PubKey string }
+
+func mkimage(ctx context.Context, format, out, espUUID string, sec *SecureConfig) error {
 	dir := filepath.Join(GrubLib, format)
 	if _, err := os.Stat(filepath.Join(dir, "kernel.img")); err != nil {
 		pkg := map[string]string{"i386-pc": "grub-pc-bin", "x86_64-efi": "grub-efi-amd64-bin"}[format]
 		return fmt.Errorf("GRUB %s images missing in %s: install %s (make deps)", format, dir, pkg)
 	}
 	cfg := out + ".early.cfg"
-	if err := os.WriteFile(cfg, []byte(earlyConfig(espUUID)), 0o644); err != nil {
+	early := earlyConfig(espUUID)
+	if sec != nil {
+		// Set before anything is read from the ESP: from here on GRUB opens
+		// no file as code or config without a good <file>.sig.
+		early = "set check_signatures=enforce\nexport check_signatures\n" + early
+	}
+	if err := os.WriteFile(cfg, []byte(early), 0o644); err != nil {
 		return err
 	}
 	defer os.Remove(cfg)
 	args := []string{"-O", format, "-d", dir, "-o", out, "-c", cfg, "-p", "/grub"}
+	if sec != nil {
+		// Without shim there is no shim_lock protocol: GRUB 2.06's shim_lock
+		// verifier would refuse every kernel, so the pgp verifier checks it.
+		args = append(args, "--disable-shim-lock", "--pubkey", sec.PubKey)
+		args = append(args, secureModules...)
+	}
 	args = append(args, platformModules[format]...)
 	args = append(args, modules...)
 	cmd := exec.CommandContext(ctx, "grub-mkimage", args...)
@@ -63,16 +84,17 @@ func mkimage(ctx context.Context, format, out, espUUID string) error {
 	return nil
 }
 
-// MakeEFI writes GRUB's UEFI image (to be copied to EFI/BOOT/BOOTX64.EFI).
-func MakeEFI(ctx context.Context, out, espUUID string) error {
-	return mkimage(ctx, "x86_64-efi", out, espUUID)
+// MakeEFI writes GRUB's UEFI image (to be copied to EFI/BOOT/BOOTX64.EFI);
+// with sec, the Secure Boot image that enforces signatures.
+func MakeEFI(ctx context.Context, out, espUUID string, sec *SecureConfig) error {
+	return mkimage(ctx, "x86_64-efi", out, espUUID, sec)
 }
 
 // MakeCore returns GRUB's BIOS core.img, patched to load itself from
 // coreLBA (the first sector of the BIOS-BOOT partition).
 func MakeCore(ctx context.Context, workDir, espUUID string, coreLBA uint64, maxSize int64) ([]byte, error) {
 	out := filepath.Join(workDir, "core.img")
-	if err := mkimage(ctx, "i386-pc", out, espUUID); err != nil {
+	if err := mkimage(ctx, "i386-pc", out, espUUID, nil); err != nil {
 		return nil, err
 	}
 	core, err := os.ReadFile(out)
@@ -223,18 +245,21 @@ set pith_gen0=0
 set pith_gen1=0
 unset pith_gen
 unset pith_gen_end
-if load_env -f ${prefix}/grubenv pith_gen pith_gen_end; then
+if load_env --skip-sig -f ${prefix}/grubenv pith_gen pith_gen_end; then
   if [ -n "${pith_gen}" -a "${pith_gen}" = "${pith_gen_end}" ]; then set pith_gen0="${pith_gen}"; fi
 fi
 unset pith_gen
 unset pith_gen_end
 if [ -f ${prefix}/grubenv.1 ]; then
-  if load_env -f ${prefix}/grubenv.1 pith_gen pith_gen_end; then
+  if load_env --skip-sig -f ${prefix}/grubenv.1 pith_gen pith_gen_end; then
     if [ -n "${pith_gen}" -a "${pith_gen}" = "${pith_gen_end}" ]; then set pith_gen1="${pith_gen}"; fi
   fi
 fi
 if [ "${pith_gen1}" -gt "${pith_gen0}" ]; then set pith_env=grubenv.1; fi
-load_env -f ${prefix}/${pith_env}
+# Only the A/B variables: grubenv is unsigned (GRUB writes it), read with
+# --skip-sig under Secure Boot, so nothing else in it may set GRUB's state
+# (check_signatures, pith_usrhash...).
+load_env --skip-sig -f ${prefix}/${pith_env} saved_entry next_entry pith_boot
 if [ -n "${next_entry}" ]; then
   set default="${next_entry}"
   set next_entry=

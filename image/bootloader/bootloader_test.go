@@ -84,7 +84,7 @@ func TestGrubCfg(t *testing.T) {
 		`menuentry "Pith slot A" --id a {`, `menuentry "Pith slot B" --id b {`,
 		"linux /pith/vmlinuz-a " + KernelArgs(params, "a") + " pith.usrhash=${pith_usrhash}\n", "initrd /pith/initrd-b",
 		"source /pith/verity-a.cfg\n", "source /pith/verity-b.cfg\n",
-		"load_env -f ${prefix}/grubenv pith_gen pith_gen_end", "load_env -f ${prefix}/grubenv.1 pith_gen pith_gen_end",
+		"load_env --skip-sig -f ${prefix}/grubenv pith_gen pith_gen_end", "load_env --skip-sig -f ${prefix}/grubenv.1 pith_gen pith_gen_end",
 		`if [ "${pith_gen1}" -gt "${pith_gen0}" ]; then set pith_env=grubenv.1; fi`, "save_env -f ${prefix}/${pith_env} next_entry", `set default="${saved_entry}"`, "set timeout=1",
 		"save_env -f ${prefix}/${pith_env} saved_entry pith_boot", `if [ -f "/pith/verity-${pith_other}.cfg" ]; then`,
 		"terminal_output console serial", "set fallback=0", "set fallback=1",
@@ -147,7 +147,7 @@ func TestBootCodeAndCore(t *testing.T) {
 	}
 
 	efi := filepath.Join(t.TempDir(), "BOOTX64.EFI")
-	if err := MakeEFI(context.Background(), efi, "CAFE-1234"); err != nil {
+	if err := MakeEFI(context.Background(), efi, "CAFE-1234", nil); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(efi)
@@ -156,5 +156,25 @@ func TestBootCodeAndCore(t *testing.T) {
 	}
 	if !bytes.Contains(b, []byte("--fs-uuid --set=root CAFE-1234")) {
 		t.Error("early config not embedded in BOOTX64.EFI")
+	}
+	if bytes.Contains(b, []byte("check_signatures=enforce")) {
+		t.Error("unsigned BOOTX64.EFI enforces signatures")
+	}
+
+	// The Secure Boot image: signature checks on before the ESP is read,
+	// the key embedded, and the pgp verifier in.
+	pub := filepath.Join(t.TempDir(), "grub.pub")
+	key := []byte("\x99pith-test-public-key-bytes")
+	os.WriteFile(pub, key, 0o644)
+	if err := MakeEFI(context.Background(), efi, "CAFE-1234", &SecureConfig{PubKey: pub}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(efi)
+	early := bytes.Index(b, []byte("set check_signatures=enforce"))
+	if early < 0 || early > bytes.Index(b, []byte("--fs-uuid --set=root CAFE-1234")) {
+		t.Error("Secure Boot BOOTX64.EFI does not set check_signatures=enforce before finding the ESP")
+	}
+	if !bytes.Contains(b, key) || !bytes.Contains(b, []byte("verify_detached")) {
+		t.Error("Secure Boot BOOTX64.EFI lacks the embedded key or the pgp module")
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/pith-os/pith/image/fsimg"
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/image/secureboot"
 	"github.com/pith-os/pith/image/slot"
 	"github.com/pith-os/pith/initramfs/verity"
 )
@@ -55,6 +56,8 @@ type Inputs struct {
 	CacheDir string
 	// DebugUnverifiedUSR: the initramfs accepts pith.verity=off.
 	DebugUnverifiedUSR bool
+	// SecureBoot signs the UEFI boot chain with the operator's keys.
+	SecureBoot *secureboot.Keys
 }
 
 // Seed names the build inputs that all GUIDs and filesystem UUIDs derive
@@ -203,7 +206,11 @@ func (a *assembly) bootChain() (string, error) {
 		UsrHash: map[string]string{"a": a.usrVerity.RootHash},
 	}
 	bios := a.part(layout.LabelBIOSBoot)
-	if err := bootloader.MakeEFI(a.ctx, a.w("BOOTX64.EFI"), a.espSerial); err != nil {
+	var sec *bootloader.SecureConfig
+	if a.in.SecureBoot != nil {
+		sec = &bootloader.SecureConfig{PubKey: a.in.SecureBoot.GrubPub()}
+	}
+	if err := bootloader.MakeEFI(a.ctx, a.w("BOOTX64.EFI"), a.espSerial, sec); err != nil {
 		return "", err
 	}
 	var err error
@@ -234,7 +241,14 @@ func (a *assembly) bootChain() (string, error) {
 	if err := os.WriteFile(a.w("grubenv"), env, 0o644); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("BIOS core.img %s, UEFI BOOTX64.EFI, A/B grub.cfg, slot A root hash", layout.Human(int64(len(a.core)))), nil
+	signed := ""
+	if a.in.SecureBoot != nil {
+		if err := a.signBootChain(); err != nil {
+			return "", err
+		}
+		signed = ", signed for Secure Boot (db " + secureboot.Fingerprint(a.in.SecureBoot.Certs["db"])[:16] + ")"
+	}
+	return fmt.Sprintf("BIOS core.img %s, UEFI BOOTX64.EFI, A/B grub.cfg, slot A root hash%s", layout.Human(int64(len(a.core))), signed), nil
 }
 
 // filesystems makes the ESP (boot chain, slot a's kernel and initrd), OEM
@@ -249,6 +263,20 @@ func (a *assembly) filesystems() (string, error) {
 		{Src: a.in.KernelPath, Dst: "pith/vmlinuz-a"},
 		{Src: a.in.InitrdPath, Dst: "pith/initrd-a"},
 		{Src: a.w("verity-a.cfg"), Dst: bootloader.VerityCfgPath("a")},
+	}
+	if k := a.in.SecureBoot; k != nil {
+		files[3].Src, files[4].Src = a.w("vmlinuz-a"), a.w("initrd-a")
+		for _, f := range files[1:] {
+			if f.Dst == "grub/grubenv" {
+				continue
+			}
+			files = append(files, fsimg.File{Src: f.Src + secureboot.SigSuffix, Dst: f.Dst + secureboot.SigSuffix})
+		}
+		// The boot chain's public halves, for the update agent's check of a
+		// release before it writes anything.
+		files = append(files,
+			fsimg.File{Src: k.GrubPub(), Dst: SecureBootGrubPub},
+			fsimg.File{Src: filepath.Join(k.Dir, secureboot.CertFile("db")), Dst: SecureBootDBCert})
 	}
 	if err := fsimg.Vfat(a.ctx, a.espImg, a.part(layout.LabelESP).Size, layout.LabelESP, a.espVolID, files, c.Epoch); err != nil {
 		return "", err
@@ -352,6 +380,7 @@ func (a *assembly) hashArtifacts() (string, error) {
 			AgentSHA256: a.in.AgentSHA256, DebugUnverifiedUSR: a.in.DebugUnverifiedUSR,
 		},
 		KernelVersion: a.in.KernelVersion,
+		SecureBoot:    a.secureBootRecord(),
 		KernelCmdline: map[string]string{"a": bootloader.KernelArgs(a.params, "a"), "b": bootloader.KernelArgs(a.params, "b")},
 		Disk:          manifest.Disk{Size: a.table.DiskSize, SectorSize: layout.SectorSize, GUID: a.table.DiskGUID},
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pith-os/pith/image/manifest"
 	"github.com/pith-os/pith/image/rootfs"
 	"github.com/pith-os/pith/image/sbom"
+	"github.com/pith-os/pith/image/secureboot"
 	"github.com/pith-os/pith/initramfs"
 )
 
@@ -31,6 +32,9 @@ type Options struct {
 	// pith.verity=off (typed at the boot menu) to mount USR without
 	// dm-verity: for debugging only, recorded in the manifest.
 	DebugUnverifiedUSR bool
+	// SecureBoot signs the UEFI boot chain (secureboot.Load of a pith keygen
+	// --secure-boot directory); nil: unsigned.
+	SecureBoot *secureboot.Keys
 }
 
 // Result is a finished build.
@@ -134,7 +138,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, explain(err, o.OutDir)
 	}
 	in := Inputs{Config: c, UsrDir: rfs.UsrDir, KernelPath: rfs.KernelPath, KernelVersion: rfs.KernelVersion, InitrdPath: initrd,
-		DebugUnverifiedUSR: o.DebugUnverifiedUSR}
+		DebugUnverifiedUSR: o.DebugUnverifiedUSR, SecureBoot: o.SecureBoot}
 	in.AgentSHA256, err = agentHash(o.AgentBinDir)
 	if err != nil {
 		return nil, err

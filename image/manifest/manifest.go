@@ -35,9 +35,17 @@ type Manifest struct {
 	Artifacts     []Artifact        `json:"artifacts"`
 	// SBOM is the SPDX document of the image's content (pith.spdx.json).
 	SBOM *Artifact `json:"sbom,omitempty"`
+	// SecureBoot is set when the UEFI boot chain is signed.
+	SecureBoot *SecureBoot `json:"secure_boot,omitempty"`
 	// Packages are the versions of the Debian packages installed (name ->
 	// version), the kernel's package included.
 	Packages map[string]string `json:"debian_package_versions,omitempty"`
+}
+
+// SecureBoot names the keys an image's UEFI boot chain is signed for.
+type SecureBoot struct {
+	// Certs: PK, KEK, db -> SHA-256 of the certificate (DER).
+	Certs map[string]string `json:"certs_sha256"`
 }
 
 // Inputs are the build inputs (the resolved config).

@@ -1,0 +1,102 @@
+package main
+
+// pith boot's flags turned into the machines' configuration.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/pith-os/pith/vm"
+)
+
+// secureBootFlags are the boot chain's: Secure Boot and the TPM.
+func (o *bootOpts) secureBootFlags(f *pflag.FlagSet) {
+	f.BoolVar(&o.secureBoot, "secure-boot", false, "with --firmware uefi: enforce UEFI Secure Boot, with the image's PK, KEK and db enrolled in the firmware (an image built with --secure-boot-keys)")
+	f.StringVar(&o.secureBootKeys, "secure-boot-keys", "", "`DIR` with PK.crt, KEK.crt and db.crt to enroll (default: the pith-sb-*.crt beside --image)")
+	f.BoolVar(&o.tpm, "tpm", false, "attach a TPM 2.0 (swtpm) to each machine: the firmware, GRUB and the kernel measure the boot into it")
+}
+
+func (o *bootOpts) clusterConfig(ctx context.Context, log func(string, ...any)) (vm.ClusterConfig, error) {
+	var cc vm.ClusterConfig
+	if _, err := os.Stat(o.image); err != nil {
+		return cc, fmt.Errorf("image %s: %v (build it with `make image` or pass --image)", o.image, errors.Unwrap(err))
+	}
+	if o.userData != "" {
+		if _, err := os.Stat(o.userData); err != nil {
+			return cc, fmt.Errorf("user-data: %v", err)
+		}
+	}
+	var size int64
+	if o.diskSize != "" {
+		var err error
+		if size, err = parseSize(o.diskSize); err != nil {
+			return cc, fmt.Errorf("--disk-size %q: %v (e.g. 8GiB, 4096MiB)", o.diskSize, err)
+		}
+	}
+	fwd := []int{}
+	for _, p := range strings.Split(o.forwards, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return cc, fmt.Errorf("--forward %q: %q is not a TCP port", o.forwards, p)
+		}
+		fwd = append(fwd, n)
+	}
+	sb, err := o.secureBootCerts()
+	if err != nil {
+		return cc, err
+	}
+	return vm.ClusterConfig{
+		Dir: o.state, Nodes: o.nodes, Log: log,
+		Node: vm.Config{
+			Image: o.image, Firmware: o.firmware, MemoryMiB: o.memory, CPUs: o.cpus,
+			DiskSize: size, UserData: o.userData, Forwards: fwd,
+			Accel:      vm.ProbeAccel(ctx, "qemu-system-x86_64"),
+			SecureBoot: sb, TPM: o.tpm,
+		},
+	}, nil
+}
+
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suf  string
+		mult int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"G", 1 << 30}, {"M", 1 << 20}, {"", 1}}
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suf) {
+			n, err := strconv.ParseInt(strings.TrimSuffix(s, u.suf), 10, 64)
+			if err != nil || n <= 0 {
+				return 0, errors.New("not a size")
+			}
+			return n * u.mult, nil
+		}
+	}
+	return 0, errors.New("not a size")
+}
+
+// secureBootCerts are the certificates --secure-boot enrolls: from
+// --secure-boot-keys, or those pith build wrote beside the image.
+func (o *bootOpts) secureBootCerts() (*vm.SecureBootCerts, error) {
+	if !o.secureBoot {
+		if o.secureBootKeys != "" {
+			return nil, errors.New("--secure-boot-keys needs --secure-boot")
+		}
+		return nil, nil
+	}
+	if o.firmware != vm.UEFI {
+		return nil, errors.New("--secure-boot needs --firmware uefi")
+	}
+	if o.secureBootKeys != "" {
+		return vm.LoadSecureBootCerts(o.secureBootKeys, "")
+	}
+	return vm.LoadSecureBootCerts(filepath.Dir(o.image), vm.SecureBootCertPrefix)
+}
