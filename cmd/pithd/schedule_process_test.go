@@ -126,9 +126,10 @@ func TestScheduleProcesses(t *testing.T) {
 	if where["mongo@1.service"] == where["mongo@2.service"] {
 		t.Fatalf("conflicting units on one machine %s", where["mongo@1.service"])
 	}
-	// The same API on member 2's unix socket (mode 0660).
+	// The same API on member 2's unix socket (mode 0600: root's, as
+	// pithd.sock).
 	sock := ms[2].dir + ".sock"
-	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("fleet socket: %v %v", fi, err)
 	}
 	uc, err := fleetapi.NewClient("unix://" + sock)
