@@ -23,6 +23,7 @@ func nodeStatus(cmd *cobra.Command, root string) error {
 	}{
 		{"User-data", []string{"userdata"}, "pithctl userdata", map[string]string{"root": root, "format": "text"}},
 		{"Boot slots", []string{"slot", "status"}, "sudo pithctl slot status", nil},
+		{"Boot integrity", []string{"boot"}, "sudo pithctl boot", nil},
 		{"Updates", []string{"update", "status"}, "pithctl update status", nil},
 	}
 	var userData error
