@@ -19,6 +19,8 @@ import (
 
 	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/image/slot"
+	"github.com/pith-os/pith/rebootlock"
 )
 
 func (d *Daemon) updateMachineID() (string, error) {
@@ -37,9 +39,9 @@ func (d *Daemon) updateMachineID() (string, error) {
 // logged, not fatal: the node's other duties (KV, units) matter more
 // than its updates.
 func (d *Daemon) buildUpdater() error {
-	var kv update.KV
+	var kv rebootlock.KV
 	if d.node != nil && len(d.cfg.KV.AdvertiseClientURLs) > 0 {
-		ekv, err := update.NewEtcdKV(d.cfg.KV.AdvertiseClientURLs)
+		ekv, err := rebootlock.NewEtcdKV(d.cfg.KV.AdvertiseClientURLs)
 		if err != nil {
 			return err
 		}
@@ -55,7 +57,7 @@ func (d *Daemon) buildUpdater() error {
 	return nil
 }
 
-func (d *Daemon) newUpdateAgent(kv update.KV) error {
+func (d *Daemon) newUpdateAgent(kv rebootlock.KV) error {
 	f := &d.cfg.Update
 	strategy, err := update.ParseStrategy(f.Strategy)
 	if err != nil {
@@ -83,7 +85,7 @@ func (d *Daemon) newUpdateAgent(kv update.KV) error {
 	}
 	disk := f.Disk
 	if disk == "" {
-		if disk, err = update.BootDisk(f.Cmdline, "", ""); err != nil {
+		if disk, err = slot.BootDisk(f.Cmdline, "", ""); err != nil {
 			return err
 		}
 	}

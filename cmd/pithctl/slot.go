@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/image/slot"
 )
 
@@ -124,11 +123,7 @@ place. Used by operators and the VM tests.`,
 }
 
 func (f *slotFlags) running() (slot.Slot, error) {
-	r, err := (&update.DiskSlots{Cmdline: f.cmdline}).Running()
-	if err != nil {
-		return "", err
-	}
-	return slot.Parse(r)
+	return slot.Running(f.cmdline)
 }
 
 // withESP runs fn with the boot disk and a directory holding the ESP. When
@@ -138,7 +133,7 @@ func (f *slotFlags) withESP(fn func(disk, esp string) error) error {
 	disk := f.disk
 	if disk == "" {
 		var err error
-		if disk, err = update.BootDisk(f.cmdline, "", ""); err != nil {
+		if disk, err = slot.BootDisk(f.cmdline, "", ""); err != nil {
 			return err
 		}
 	}

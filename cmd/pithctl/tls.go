@@ -14,11 +14,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/pith-os/pith/rebootlock"
 	"github.com/spf13/pflag"
 	etcd "go.etcd.io/etcd/client/v2"
 	"golang.org/x/sys/unix"
-
-	"github.com/pith-os/pith/agent/update"
 )
 
 // nodeSocket is pithd's root-only socket on a node (pithd --unix-socket in
@@ -95,7 +94,7 @@ func transport(endpoint string, tr *http.Transport) (base string, err error) {
 
 // etcdKV is the updater's KV view (reboot locks) through endpoints, with
 // the TLS flags or root's socket.
-func etcdKV(endpoints []string) (*update.EtcdKV, error) {
+func etcdKV(endpoints []string) (*rebootlock.EtcdKV, error) {
 	if len(endpoints) == 0 {
 		return nil, fmt.Errorf("no KV endpoint")
 	}
@@ -111,5 +110,5 @@ func etcdKV(endpoints []string) (*update.EtcdKV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("KV client: %w", err)
 	}
-	return &update.EtcdKV{Keys: etcd.NewKeysAPI(c)}, nil
+	return &rebootlock.EtcdKV{Keys: etcd.NewKeysAPI(c)}, nil
 }

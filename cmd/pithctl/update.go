@@ -16,8 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/node"
+	"github.com/pith-os/pith/rebootlock"
 )
 
 func init() { rootCmd.AddCommand(updateCmd(), lockCmd()) }
@@ -146,12 +146,12 @@ func lockCmd() *cobra.Command {
 	fs.StringSliceVar(&endpoints, "endpoints", defaultEndpoints(), "comma-separated KV endpoints (env PITHCTL_ENDPOINTS or ETCDCTL_ENDPOINTS)")
 	fs.StringVar(&group, "group", "", "reboot group (locksmith's group); default the cluster-wide lock")
 	addTLSFlags(fs)
-	sem := func() (*update.Semaphore, error) {
+	sem := func() (*rebootlock.Semaphore, error) {
 		kv, err := etcdKV(endpoints)
 		if err != nil {
 			return nil, err
 		}
-		return &update.Semaphore{KV: kv, Key: update.GroupSemaphoreKey(group)}, nil
+		return &rebootlock.Semaphore{KV: kv, Key: rebootlock.GroupSemaphoreKey(group)}, nil
 	}
 	status := &cobra.Command{
 		Use: "status", Short: "Free slots, max holders, and the machines holding the lock", Args: cobra.NoArgs,
@@ -183,7 +183,7 @@ func lockCmd() *cobra.Command {
 				return err
 			}
 			if err := s.Unlock(c.Context(), args[0]); err != nil {
-				if errors.Is(err, update.ErrNotHolder) {
+				if errors.Is(err, rebootlock.ErrNotHolder) {
 					return fmt.Errorf("%s does not hold the reboot lock (see pithctl lock status)", args[0])
 				}
 				return err

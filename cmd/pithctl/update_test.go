@@ -12,6 +12,7 @@ import (
 	"github.com/pith-os/pith/agent/kv"
 	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/node"
+	"github.com/pith-os/pith/rebootlock"
 )
 
 func runCtl(t *testing.T, args ...string) (string, error) {
@@ -35,8 +36,8 @@ func TestLockCommands(t *testing.T) {
 	if err != nil || out != "Available: 1\nMax: 1\n" {
 		t.Fatalf("status: %q %v", out, err)
 	}
-	ekv, _ := update.NewEtcdKV([]string{ts.URL})
-	if err := (&update.Semaphore{KV: ekv}).Lock(context.Background(), "69d27b356a94476da859461d3a3bc6fd"); err != nil {
+	ekv, _ := rebootlock.NewEtcdKV([]string{ts.URL})
+	if err := (&rebootlock.Semaphore{KV: ekv}).Lock(context.Background(), "69d27b356a94476da859461d3a3bc6fd"); err != nil {
 		t.Fatal(err)
 	}
 	if out, _ := runCtl(t, "lock", "status", ep); out != "Available: 0\nMax: 1\n\nMACHINE ID\n69d27b356a94476da859461d3a3bc6fd\n" {

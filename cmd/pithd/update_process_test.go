@@ -26,6 +26,7 @@ import (
 	"testing"
 
 	"github.com/pith-os/pith/internal/pithdtest"
+	"github.com/pith-os/pith/rebootlock"
 
 	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
@@ -117,11 +118,11 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 		start(m, "1.0.0")
 	}
 	ctx := context.Background()
-	kv, err := update.NewEtcdKV([]string{ms[0].client, ms[1].client, ms[2].client})
+	kv, err := rebootlock.NewEtcdKV([]string{ms[0].client, ms[1].client, ms[2].client})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sem := &update.Semaphore{KV: kv}
+	sem := &rebootlock.Semaphore{KV: kv}
 	status := func(m *updMember) (update.Status, error) {
 		var st update.Status
 		resp, err := http.Get(m.client + "/pith/v1/update")

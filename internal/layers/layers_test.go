@@ -32,14 +32,12 @@ func imports(t *testing.T) map[string][]string {
 
 // cliAgentImports are the agent packages cmd/pith and cmd/pithctl still
 // import (issue 21 wants none beyond the shared types): the fleet API
-// client and unit files (pithctl units), the reboot lock, the slot reader
-// and the update lock's KV client (pithctl update, slot), the first-boot
-// stage pithctl userdata apply runs on its node, and the discovery service
-// pith discovery serve runs. The list may only shrink.
+// client and unit files (pithctl units), the first-boot stage pithctl
+// userdata apply runs on its node, and the discovery service pith
+// discovery serve runs. The list may only shrink.
 var cliAgentImports = map[string]bool{
 	"agent/schedule":          true,
 	"agent/schedule/fleetapi": true,
-	"agent/update":            true,
 	"agent/firstboot":         true,
 	"agent/units":             true,
 	"agent/datasource":        true,

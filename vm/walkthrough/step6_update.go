@@ -15,6 +15,7 @@ import (
 
 	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/rebootlock"
 	"github.com/pith-os/pith/vm"
 )
 
@@ -371,15 +372,15 @@ func (d *Demo) updateStatus(ctx context.Context, i int) (update.Status, bool) {
 }
 
 // semaphore reads the reboot lock from the first node whose KV answers.
-func (d *Demo) semaphore(ctx context.Context) (update.SemaphoreState, bool) {
-	var sem update.SemaphoreState
+func (d *Demo) semaphore(ctx context.Context) (rebootlock.SemaphoreState, bool) {
+	var sem rebootlock.SemaphoreState
 	for i := range d.cfg.Nodes {
 		if !d.Machine(i).Running() {
 			continue
 		}
 		// quorum: a node that has just rejoined would answer from its
 		// stale copy (the lock as it was before its reboot).
-		b, code, err := d.httpGet(ctx, d.apiURL(i)+"/v2/keys"+update.SemaphoreKey+"?quorum=true")
+		b, code, err := d.httpGet(ctx, d.apiURL(i)+"/v2/keys"+rebootlock.SemaphoreKey+"?quorum=true")
 		if err != nil || (code != 200 && code != 404) {
 			continue
 		}

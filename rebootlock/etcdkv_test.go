@@ -1,4 +1,4 @@
-package update_test
+package rebootlock_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/pith-os/pith/agent/kv"
-	"github.com/pith-os/pith/agent/update"
+	"github.com/pith-os/pith/rebootlock"
 )
 
 // TestSemaphoreOverEtcdAPI races machines for the reboot semaphore through
@@ -22,11 +22,11 @@ func TestSemaphoreOverEtcdAPI(t *testing.T) {
 	defer ts.Close()
 	ctx := context.Background()
 	const machines, slots = 6, 2
-	admin, err := update.NewEtcdKV([]string{ts.URL})
+	admin, err := rebootlock.NewEtcdKV([]string{ts.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sem := &update.Semaphore{KV: admin}
+	sem := &rebootlock.Semaphore{KV: admin}
 	if _, err := sem.SetMax(ctx, slots); err != nil {
 		t.Fatal(err)
 	}
@@ -37,18 +37,18 @@ func TestSemaphoreOverEtcdAPI(t *testing.T) {
 		wg.Add(1)
 		go func(id string) {
 			defer wg.Done()
-			c, err := update.NewEtcdKV([]string{ts.URL})
+			c, err := rebootlock.NewEtcdKV([]string{ts.URL})
 			if err != nil {
 				errc <- err
 				return
 			}
-			s := &update.Semaphore{KV: c}
+			s := &rebootlock.Semaphore{KV: c}
 			for {
 				err := s.Lock(ctx, id)
 				if err == nil {
 					break
 				}
-				if !errors.Is(err, update.ErrNoSlots) {
+				if !errors.Is(err, rebootlock.ErrNoSlots) {
 					errc <- err
 					return
 				}
@@ -78,13 +78,13 @@ func TestSemaphoreOverEtcdAPI(t *testing.T) {
 		t.Fatalf("final %+v %v", final, err)
 	}
 	// Errors map to the interface's.
-	if _, _, err := admin.Get(ctx, "/nope"); !errors.Is(err, update.ErrKeyNotFound) {
+	if _, _, err := admin.Get(ctx, "/nope"); !errors.Is(err, rebootlock.ErrKeyNotFound) {
 		t.Fatalf("missing key: %v", err)
 	}
-	if _, err := admin.Create(ctx, update.SemaphoreKey, "{}"); !errors.Is(err, update.ErrKeyExists) {
+	if _, err := admin.Create(ctx, rebootlock.SemaphoreKey, "{}"); !errors.Is(err, rebootlock.ErrKeyExists) {
 		t.Fatalf("create over an existing key: %v", err)
 	}
-	if _, err := admin.CompareAndSwap(ctx, update.SemaphoreKey, "{}", 1); !errors.Is(err, update.ErrCompareFailed) {
+	if _, err := admin.CompareAndSwap(ctx, rebootlock.SemaphoreKey, "{}", 1); !errors.Is(err, rebootlock.ErrCompareFailed) {
 		t.Fatalf("stale compare-and-swap: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package update
+package rebootlock
 
 import (
 	"context"
@@ -11,55 +11,8 @@ import (
 	"time"
 )
 
-// memKV is an in-memory KV with etcd v2's index semantics, for unit tests.
-type memKV struct {
-	mu    sync.Mutex
-	index uint64
-	vals  map[string]string
-	mod   map[string]uint64
-	cas   atomic.Int64 // failed compare-and-swaps: proof of contention
-}
-
-func newMemKV() *memKV { return &memKV{vals: map[string]string{}, mod: map[string]uint64{}} }
-
-func (m *memKV) Get(_ context.Context, key string) (string, uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	v, ok := m.vals[key]
-	if !ok {
-		return "", 0, ErrKeyNotFound
-	}
-	return v, m.mod[key], nil
-}
-
-func (m *memKV) Create(_ context.Context, key, value string) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.vals[key]; ok {
-		return 0, ErrKeyExists
-	}
-	m.index++
-	m.vals[key], m.mod[key] = value, m.index
-	return m.index, nil
-}
-
-func (m *memKV) CompareAndSwap(_ context.Context, key, value string, prev uint64) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.vals[key]; !ok {
-		return 0, ErrKeyNotFound
-	}
-	if m.mod[key] != prev {
-		m.cas.Add(1)
-		return 0, fmt.Errorf("%w: [%d != %d]", ErrCompareFailed, prev, m.mod[key])
-	}
-	m.index++
-	m.vals[key], m.mod[key] = value, m.index
-	return m.index, nil
-}
-
 func TestSemaphoreLocksmithFormat(t *testing.T) {
-	kv := newMemKV()
+	kv := NewMemKV()
 	s := &Semaphore{KV: kv}
 	ctx := context.Background()
 	st, err := s.Status(ctx)
@@ -124,7 +77,7 @@ func TestSemaphoreLocksmithFormat(t *testing.T) {
 // document ends consistent.
 func TestSemaphoreContention(t *testing.T) {
 	const machines, slots, rounds = 24, 3, 3
-	kv := newMemKV()
+	kv := NewMemKV()
 	ctx := context.Background()
 	setup := &Semaphore{KV: kv}
 	if _, err := setup.SetMax(ctx, slots); err != nil {
