@@ -20,7 +20,7 @@ func init() {
 	var (
 		configPath, outDir, cacheDir, agentDir, platform, osVersion string
 		secureBootKeys                                              string
-		releaseKeys                                                 []string
+		releaseKeys, formats                                        []string
 		debugUnverified                                             bool
 	)
 	cmd := &cobra.Command{
@@ -53,6 +53,9 @@ filesystem needs root.`,
 			}
 			if cmd.Flags().Changed("platform") {
 				c.Platform = platform
+			}
+			if cmd.Flags().Changed("formats") {
+				c.Formats = formats
 			}
 			if cmd.Flags().Changed("version") {
 				c.Version = osVersion
@@ -99,6 +102,9 @@ filesystem needs root.`,
 				}
 				return err
 			}
+			if res.Artifacts, err = buildLive(ctx, c, outDir, res); err != nil {
+				return err
+			}
 			build.Summary(out, outDir, res.Artifacts, res.Steps, res.Total)
 			return nil
 		},
@@ -109,6 +115,7 @@ filesystem needs root.`,
 	f.StringVar(&cacheDir, "cache", "", "cache `DIR` for Debian packages, root filesystem trees and the initramfs busybox (default: the user cache dir's pith/, e.g. ~/.cache/pith)")
 	f.StringVar(&agentDir, "agent-bin-dir", "", "`DIR` holding static pithd, pithctl and pith-init to put in the image (default: the directory of this pith executable; make bin builds them into _out/bin)")
 	f.StringVar(&platform, "platform", "", "target `PLATFORM` written to OEM and the kernel line: qemu, vagrant or ec2 (overrides the config's platform)")
+	f.StringSliceVar(&formats, "formats", nil, "output `FORMATS`, comma-separated: raw, qcow2, ec2, iso (live ISO), pxe (live PXE files) (overrides the config's formats)")
 	f.StringVar(&osVersion, "version", "", "OS `VERSION` string for os-release and the manifest (overrides the config's version)")
 	f.StringArrayVar(&releaseKeys, "release-key", nil, "public release key `FILE` (pith keygen's pith-release.pub) the image's update agent trusts, put into /usr/share/pith/release-keys (repeatable; adds to the config's release_keys). Without any, nodes refuse updates")
 	f.BoolVar(&debugUnverified, "debug-unverified-usr", false, "DEBUG images only: let pith.verity=off (typed at the boot menu) mount /usr without dm-verity; the init logs it, the manifest records it")

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pith-os/pith/image/build"
+	"github.com/pith-os/pith/image/config"
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/live"
 	"github.com/pith-os/pith/image/manifest"
@@ -61,4 +65,34 @@ pith build --formats iso,pxe makes the same files.`,
 	f.StringVar(&outDir, "out", "_out/live", "output `DIR`")
 	f.StringVar(&formats, "formats", "iso,pxe", "comma-separated: iso, pxe")
 	rootCmd.AddCommand(cmd)
+}
+
+// buildLive makes the iso and pxe formats of pith build from the
+// published pith.img, and returns the build's artifacts with them.
+func buildLive(ctx context.Context, c config.Config, outDir string, res *build.Result) ([]build.ArtifactInfo, error) {
+	var want []string
+	for _, f := range c.Formats {
+		if slices.Contains(live.Formats, f) {
+			want = append(want, f)
+		}
+	}
+	if len(want) == 0 {
+		return res.Artifacts, nil
+	}
+	start := time.Now()
+	work, err := build.PrepareOut(outDir)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	arts, err := live.Build(ctx, filepath.Join(outDir, "pith.img"), res.Manifest, want, work, c.Epoch)
+	if err != nil {
+		return nil, fmt.Errorf("live %v: %v (pith.img and its manifest are built)", want, err)
+	}
+	infos, err := build.Publish(outDir, arts, "")
+	if err != nil {
+		return nil, err
+	}
+	res.Steps = append(res.Steps, build.Step{Name: "live " + strings.Join(want, ", "), Duration: time.Since(start)})
+	return append(res.Artifacts, infos...), nil
 }

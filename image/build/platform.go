@@ -10,8 +10,8 @@ import (
 // CheckFormats rejects formats this builder cannot write yet.
 func CheckFormats(formats []string) error {
 	for _, f := range formats {
-		if f != "raw" && f != "qcow2" && f != "ec2" {
-			return fmt.Errorf("output format %q is not built yet: set formats to raw, qcow2 and/or ec2", f)
+		if f != "raw" && f != "qcow2" && f != "ec2" && f != "iso" && f != "pxe" {
+			return fmt.Errorf("output format %q is not built yet: set formats to raw, qcow2, ec2, iso and/or pxe", f)
 		}
 	}
 	return nil
@@ -28,8 +28,11 @@ func checkPlatformFormats(c config.Config) error {
 	return nil
 }
 
-// wantsRaw reports whether pith.img is an output: raw, or the ec2 import disk.
-func wantsRaw(formats []string) bool { return has(formats, "raw") || has(formats, "ec2") }
+// wantsRaw reports whether pith.img is an output: raw, the ec2 import
+// disk, or the image the live ISO/PXE artifacts are made from (and install).
+func wantsRaw(formats []string) bool {
+	return has(formats, "raw") || has(formats, "ec2") || has(formats, "iso") || has(formats, "pxe")
+}
 
 // platformArgs are the kernel arguments a platform needs beyond the
 // common ones (the serial console on ttyS0 is common: EC2's console

@@ -70,8 +70,9 @@ var (
 	// FormatNames lists the output formats a config may name. ec2 is the
 	// raw import disk of an ec2-platform image (pith ami upload); box is
 	// accepted here so configs stay valid as the builder grows it, and the
-	// builder reports a format it cannot write yet.
-	FormatNames = []string{"raw", "qcow2", "box", "ec2"}
+	// builder reports a format it cannot write yet. iso and pxe are the
+	// live system (image/live), made from pith.img.
+	FormatNames = []string{"raw", "qcow2", "box", "ec2", "iso", "pxe"}
 	// Suites are the Debian codenames and aliases a config may name.
 	Suites = []string{"bullseye", "bookworm", "trixie", "forky", "sid", "oldstable", "stable", "testing", "unstable"}
 )

@@ -86,7 +86,7 @@ source_date_epoch: 1700000000
 		{name: "format unknown", yaml: "formats: [raw, vmdk]\n", err: `formats: "vmdk" is not a format: use one of raw, qcow2, box, ec2`},
 		{name: "formats empty", yaml: "formats: []\n", err: `formats: no output format`},
 		{name: "formats twice", yaml: "formats: [raw, raw]\n", err: `"raw" is listed twice`},
-		{name: "format line", yaml: "formats:\n  - raw\n  - iso\n", err: `pith.yaml:3: formats: "iso" is not a format`},
+		{name: "format line", yaml: "formats:\n  - raw\n  - vmdk\n", err: `pith.yaml:3: formats: "vmdk" is not a format`},
 		{name: "epoch text", yaml: "source_date_epoch: yesterday\n", err: `source_date_epoch: "yesterday" is not a Unix time`},
 		{name: "epoch float", yaml: "source_date_epoch: 1.5e9\n", err: `is not a Unix time`},
 		{name: "epoch before 1980", yaml: "source_date_epoch: 0\n", err: `source_date_epoch: 0 is outside 1980-01-01..2100-01-01`},
