@@ -10,11 +10,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,42 +84,48 @@ func updPith(t *testing.T, args ...string) string {
 }
 
 // updServe starts `pith channel serve` on a free 127.0.0.1 port and
-// returns that address; the server stops with the test.
+// returns that address; the server stops with the test. The server binds
+// port 0 itself and the address is read from its log: a port picked here
+// and bound there could be taken in between by a test running beside.
 func updServe(t *testing.T, repo string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
 	logf, err := os.Create(filepath.Join(t.TempDir(), "serve.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(updBinDir(t), "pith"), "channel", "serve", "--repo", repo, "--listen", addr)
+	cmd := exec.Command(filepath.Join(updBinDir(t), "pith"), "channel", "serve", "--repo", repo, "--listen", "127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
 			t.Logf("pith channel serve log:\n%s", b)
 		}
 	})
+	serving := regexp.MustCompile(`serving .* at http://(127\.0\.0\.1:\d+)/`)
 	for i := 0; ; i++ {
-		resp, err := http.Get("http://" + addr + "/channels/stable.json")
-		if err == nil {
-			resp.Body.Close()
-			return addr
+		b, _ := os.ReadFile(logf.Name())
+		if m := serving.FindSubmatch(b); m != nil {
+			addr := string(m[1])
+			if resp, err := http.Get("http://" + addr + "/channels/stable.json"); err == nil {
+				resp.Body.Close()
+				return addr
+			}
 		}
-		if i == 300 {
-			t.Fatalf("pith channel serve never answered on %s: %v", addr, err)
+		select {
+		case <-exited:
+			t.Fatalf("pith channel serve exited: %s", b)
+		case <-time.After(100 * time.Millisecond):
 		}
-		time.Sleep(100 * time.Millisecond)
+		if i == 600 {
+			t.Fatalf("pith channel serve never said where it serves:\n%s", b)
+		}
 	}
 }
 
