@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# make pxe-boot: boot the live PXE artifacts (pith live --formats pxe) the
+# way a PXE machine does - the NIC's iPXE ROM (Debian's ipxe-qemu) asks
+# QEMU's own DHCP/TFTP server (-netdev user,tftp=,bootfile=) for
+# pith-pxe.ipxe, which loads pith-pxe.vmlinuz and pith-pxe.initrd - and
+# wait until the live system answers SSH with the key from its user-data
+# (fw_cfg). No disk is attached. Prints the time to SSH.
+#   OUT=_out bash hack/pxe-boot.sh      (ACCEL=kvm where KVM works)
+set -euo pipefail
+OUT=${OUT:-_out}
+ACCEL=${ACCEL:-tcg}
+TIMEOUT=${TIMEOUT:-2400}
+dir=$(mktemp -d /tmp/pith-pxe.XXXXXX)
+qpid=
+cleanup() {
+  [ -n "$qpid" ] && kill "$qpid" 2>/dev/null && wait "$qpid" 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+"$OUT/bin/pith" live --image-dir "$OUT" --out "$dir/tftp" --formats pxe
+ssh-keygen -q -t ed25519 -N '' -f "$dir/key"
+printf '#cloud-config\nssh_authorized_keys:\n  - %s\n' "$(cat "$dir/key.pub")" >"$dir/user-data"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cpu=max
+[ "$ACCEL" = kvm ] && cpu=host
+start=$(date +%s)
+qemu-system-x86_64 -machine q35 -accel "$ACCEL" -cpu "$cpu" -m 2048 -nodefaults -display none \
+  -serial "file:$dir/console.log" -boot n \
+  -netdev "user,id=n0,restrict=on,tftp=$dir/tftp,bootfile=pith-pxe.ipxe,hostfwd=tcp:127.0.0.1:$port-:22" \
+  -device virtio-net-pci,netdev=n0 \
+  -fw_cfg "name=opt/org.pith/user-data,file=$dir/user-data" &
+qpid=$!
+ssh_() { ssh -i "$dir/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -o LogLevel=ERROR -p "$port" core@127.0.0.1 "$@"; }
+until ssh_ true 2>/dev/null; do
+  if ! kill -0 "$qpid" 2>/dev/null; then echo "pxe-boot: QEMU exited"; tail -40 "$dir/console.log"; exit 1; fi
+  if [ $(($(date +%s) - start)) -ge "$TIMEOUT" ]; then echo "pxe-boot: no SSH after ${TIMEOUT}s"; tail -40 "$dir/console.log"; exit 1; fi
+  sleep 5
+done
+echo "pxe-boot: the live system answers SSH $(($(date +%s) - start)) s after QEMU started (accel $ACCEL)"
+grep -m1 -o 'live: ROOT is a tmpfs.*' "$dir/console.log" || true
+ssh_ 'cat /proc/cmdline; sudo dmsetup table usr | cut -c1-80; findmnt -no SOURCE,FSTYPE /'
