@@ -79,6 +79,9 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 	if err != nil {
 		return err
 	}
+	if err := a.downloadBootSigs(ctx, c, m, dl, files); err != nil {
+		return err
+	}
 
 	a.setPhase(PhaseWriting)
 	if err := a.slots.Invalidate(target); err != nil {
@@ -211,6 +214,9 @@ func (a *Agent) installBoot(m *channels.Manifest, target string, files map[strin
 		if err := channels.InstallFile(files[name], p, dst); err != nil {
 			return fmt.Errorf("update: install %s: %w", name, err)
 		}
+	}
+	if err := a.installBootSigs(m, target, files); err != nil {
+		return err
 	}
 	timing["esp"] = time.Since(start).Seconds()
 	start = time.Now()

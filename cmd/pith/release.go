@@ -145,18 +145,22 @@ has passed (default 90 days); renew it with pith release resign.`,
 			if err != nil {
 				return err
 			}
+			sigs, err := bootSigPayloads(img)
+			if err != nil {
+				return err
+			}
 			start := time.Now()
 			m, err := channels.Publish(repo, channels.Release{
 				Channel: channel, Version: version, MinVersion: minVersion, Platform: platform,
 				USRVerityHash: img.USRVerityHash, DeltaFrom: deltaFrom, ValidFor: validFor,
 				SecurityUpgrades: security, Files: files,
-				Payloads: []channels.PayloadSource{
+				Payloads: append([]channels.PayloadSource{
 					{Name: channels.PayloadUSR, File: "usr", Open: func() (io.ReadCloser, error) {
 						return withBar(cmd.ErrOrStderr(), img.USRSize, "usr", img.OpenUSR)
 					}},
 					{Name: channels.PayloadKernel, File: "vmlinuz", Open: func() (io.ReadCloser, error) { return img.OpenESPFile("pith/vmlinuz-a") }},
 					{Name: channels.PayloadInitrd, File: "initrd", Open: func() (io.ReadCloser, error) { return img.OpenESPFile("pith/initrd-a") }},
-				},
+				}, sigs...),
 			}, keys, logf)
 			if err != nil {
 				return err

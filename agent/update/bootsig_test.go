@@ -1,0 +1,122 @@
+package update
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/image/bootloader"
+	"github.com/pith-os/pith/image/secureboot"
+)
+
+// publishSigned publishes a release whose boot signatures are by keys
+// (none when keys is nil), as pith release does from a signed image.
+func publishSigned(t *testing.T, cs *channelServer, version string, keys *secureboot.Keys) release {
+	t.Helper()
+	dir := t.TempDir()
+	root := strings.Repeat("5a", 32)
+	r := release{usr: data(40, 1<<20), kernel: data(41, 200<<10), initrd: data(42, 300<<10)}
+	vcfg, _ := bootloader.VerityCfg(root)
+	contents := map[string][]byte{"usr": r.usr, "vmlinuz": r.kernel, "initrd": r.initrd, "verity.cfg": vcfg}
+	for name, b := range contents {
+		os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		if keys != nil {
+			if err := keys.SignFile(filepath.Join(dir, name), time.Unix(1767225600, 0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	src := func(name, file string) channels.PayloadSource {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return channels.PayloadSource{Name: name, File: name, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
+	}
+	ps := []channels.PayloadSource{src("usr", "usr"), src("kernel", "vmlinuz"), src("initrd", "initrd")}
+	if keys != nil {
+		ps = append(ps, src(channels.PayloadKernelSig, "vmlinuz.sig"), src(channels.PayloadInitrdSig, "initrd.sig"), src(channels.PayloadVeritySig, "verity.cfg.sig"))
+	}
+	if _, err := channels.Publish(cs.dir, channels.Release{Channel: "stable", Version: version, Platform: "linux/amd64", USRVerityHash: root, Payloads: ps},
+		[]ed25519.PrivateKey{cs.key}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs.rel[version] = r
+	return r
+}
+
+// On a machine whose ESP holds the boot chain's key, a release applies only
+// with boot signatures by that key, which go beside the slot's kernel,
+// initrd and verity cfg; any other release is refused before the slot is
+// touched.
+func TestAgentBootSignatures(t *testing.T) {
+	mine, other := t.TempDir(), t.TempDir()
+	for _, d := range []string{mine, other} {
+		if err := secureboot.Generate(d, "Test", time.Unix(1767225600, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func(d string) *secureboot.Keys {
+		k, err := secureboot.Load(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	for _, tc := range []struct {
+		name string
+		keys *secureboot.Keys
+		want string // error; "" = applies
+	}{
+		{"signed by this machine's key", load(mine), ""},
+		{"signed with another key", load(other), "refused before writing anything: its kernel is not signed by this machine's boot chain key"},
+		{"not signed", nil, "has no kernel-sig payload"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := newChannelServer(t)
+			publishSigned(t, cs, "1.1.0", tc.keys)
+			fs := newFakeSlots(t, "a")
+			pub, _ := os.ReadFile(filepath.Join(mine, secureboot.GrubPubFile))
+			os.WriteFile(filepath.Join(fs.dir, "boot.pub"), pub, 0o644)
+			a := cs.agent(t, t.TempDir(), "m1", "1.0.0", fs, &fakeReboot{}, nil, StrategyReboot)
+			err := a.CheckOnce(context.Background())
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("CheckOnce = %v, want %q", err, tc.want)
+				}
+				if slices.Contains(fs.events(), "write b") || slices.Contains(fs.events(), "invalidate b") {
+					t.Errorf("slot b touched: %v", fs.events())
+				}
+				if _, err := os.Stat(fs.KernelPath("b")); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("kernel of slot b written: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{fs.KernelPath("b"), fs.InitrdPath("b"), filepath.Join(fs.dir, "verity-b.cfg")} {
+				sig, err := os.ReadFile(f + secureboot.SigSuffix)
+				if err != nil {
+					t.Fatalf("no signature beside %s: %v", f, err)
+				}
+				data, _ := os.ReadFile(f)
+				if filepath.Base(f) == "verity-b.cfg" {
+					data, _ = bootloader.VerityCfg(strings.Repeat("5a", 32))
+				}
+				if err := secureboot.VerifyDetached(pub, data, sig); err != nil {
+					t.Errorf("%s%s: %v", f, secureboot.SigSuffix, err)
+				}
+			}
+		})
+	}
+}
