@@ -54,11 +54,20 @@ func (o *unitOpts) client() (*fleetapi.Client, error) {
 	return fleetapi.NewClientWith(base, &http.Client{Transport: tr}), nil
 }
 
-func (o *unitOpts) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	if o.timeout <= 0 {
-		return context.WithCancel(cmd.Context())
+// session is what every unit command starts with: the fleet API client and
+// the command's context (bounded by --request-timeout when set); defer
+// cancel.
+func (o *unitOpts) session(cmd *cobra.Command) (*fleetapi.Client, context.Context, context.CancelFunc, error) {
+	c, err := o.client()
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	return context.WithTimeout(cmd.Context(), o.timeout)
+	if o.timeout > 0 {
+		ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+		return c, ctx, cancel, nil
+	}
+	ctx, cancel := context.WithCancel(cmd.Context())
+	return c, ctx, cancel, nil
 }
 
 // unitCommands builds fresh command objects (tests build their own root).

@@ -91,11 +91,10 @@ func unitDescription(u *fleetapi.Unit) string {
 }
 
 func (o *unitOpts) listUnits(cmd *cobra.Command, _ []string) error {
-	c, err := o.client()
+	c, ctx, cancel, err := o.session(cmd)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := o.ctx(cmd)
 	defer cancel()
 	units, err := c.Units(ctx)
 	if err != nil {
@@ -136,11 +135,10 @@ func (o *unitOpts) listUnits(cmd *cobra.Command, _ []string) error {
 }
 
 func (o *unitOpts) listUnitFiles(cmd *cobra.Command, _ []string) error {
-	c, err := o.client()
+	c, ctx, cancel, err := o.session(cmd)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := o.ctx(cmd)
 	defer cancel()
 	units, err := c.Units(ctx)
 	if err != nil {
@@ -169,11 +167,10 @@ func (o *unitOpts) listUnitFiles(cmd *cobra.Command, _ []string) error {
 }
 
 func (o *unitOpts) listMachines(cmd *cobra.Command, _ []string) error {
-	c, err := o.client()
+	c, ctx, cancel, err := o.session(cmd)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := o.ctx(cmd)
 	defer cancel()
 	ms, err := c.Machines(ctx)
 	if err != nil {
@@ -204,19 +201,15 @@ func mdKeys(m map[string]string) []string {
 }
 
 func (o *unitOpts) cat(cmd *cobra.Command, args []string) error {
-	c, err := o.client()
+	c, ctx, cancel, err := o.session(cmd)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := o.ctx(cmd)
 	defer cancel()
 	name := mangle(args[0])
-	u, err := c.Unit(ctx, name)
+	u, err := existingUnit(ctx, c, name)
 	if err != nil {
 		return err
-	}
-	if u == nil {
-		return fmt.Errorf("unit %s does not exist", name)
 	}
 	opts := make([]schedule.UnitOption, len(u.Options))
 	for i, op := range u.Options {
@@ -228,18 +221,14 @@ func (o *unitOpts) cat(cmd *cobra.Command, args []string) error {
 
 // inspect runs status/journal on the pithd of the unit's machine.
 func (o *unitOpts) inspect(cmd *cobra.Command, name, what string) error {
-	c, err := o.client()
+	c, ctx, cancel, err := o.session(cmd)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := o.ctx(cmd)
 	defer cancel()
-	u, err := c.Unit(ctx, name)
+	u, err := existingUnit(ctx, c, name)
 	if err != nil {
 		return err
-	}
-	if u == nil {
-		return fmt.Errorf("unit %s does not exist", name)
 	}
 	if u.MachineID == "" {
 		if u.Reason != "" {
@@ -253,4 +242,13 @@ func (o *unitOpts) inspect(cmd *cobra.Command, name, what string) error {
 	}
 	agent := "http://" + net.JoinHostPort(ip, strconv.Itoa(o.agentPort))
 	return fleetapi.Inspect(ctx, http.DefaultClient, agent, name, what, o.lines, o.follow, cmd.OutOrStdout())
+}
+
+// existingUnit reads unit name, an error if the cluster has none.
+func existingUnit(ctx context.Context, c *fleetapi.Client, name string) (*fleetapi.Unit, error) {
+	u, err := c.Unit(ctx, name)
+	if err == nil && u == nil {
+		err = fmt.Errorf("unit %s does not exist", name)
+	}
+	return u, err
 }

@@ -20,11 +20,10 @@ import (
 // transition submits (if needed) and moves units to desired ("" = submit
 // only), then waits unless --no-block.
 func (o *unitOpts) transition(cmd *cobra.Command, args []string, desired schedule.DesiredState) error {
-	c, err := o.client()
+	c, ctx, cancel, err := o.session(cmd)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := o.ctx(cmd)
 	defer cancel()
 	if err := checkLocal(args, desired); err != nil {
 		return err
@@ -52,11 +51,10 @@ func (o *unitOpts) transition(cmd *cobra.Command, args []string, desired schedul
 }
 
 func (o *unitOpts) setState(cmd *cobra.Command, args []string, desired schedule.DesiredState) error {
-	c, err := o.client()
+	c, ctx, cancel, err := o.session(cmd)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := o.ctx(cmd)
 	defer cancel()
 	var names []string
 	for _, a := range args {
@@ -180,11 +178,10 @@ func unitNamesSorted(m map[string]bool) []string {
 }
 
 func (o *unitOpts) destroy(cmd *cobra.Command, args []string) error {
-	c, err := o.client()
+	c, ctx, cancel, err := o.session(cmd)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := o.ctx(cmd)
 	defer cancel()
 	for _, a := range args {
 		name := mangle(a)
