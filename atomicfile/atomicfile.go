@@ -12,6 +12,7 @@ package atomicfile
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -90,6 +91,25 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	defer f.Cleanup()
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Commit()
+}
+
+// CopyFile replaces dst with the content of src, mode perm, as WriteFile
+// does, streaming rather than reading src whole.
+func CopyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	f, err := Create(dst, perm)
+	if err != nil {
+		return err
+	}
+	defer f.Cleanup()
+	if _, err := io.Copy(f, in); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	return f.Commit()
 }

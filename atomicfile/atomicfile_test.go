@@ -149,3 +149,43 @@ func TestSyncFS(t *testing.T) {
 		t.Error("SyncFS of a missing directory succeeded")
 	}
 }
+
+func TestCopyFile(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.WriteFile(src, []byte("new content"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, src string
+		perm      os.FileMode
+		want      string // dst's content afterwards
+		wantErr   bool
+	}{
+		{name: "copy with the given mode", src: src, perm: 0o640, want: "new content"},
+		{name: "setuid bit kept", src: src, perm: os.ModeSetuid | 0o755, want: "new content"},
+		{name: "missing source keeps the old file", src: filepath.Join(dir, "absent"), perm: 0o644, want: "old", wantErr: true},
+		{name: "a directory as source keeps the old file", src: dir, perm: 0o644, want: "old", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "dst")
+			if err := os.WriteFile(dst, []byte("old"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := CopyFile(tc.src, dst, tc.perm)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("CopyFile: %v, want error %v", err, tc.wantErr)
+			}
+			got, rerr := os.ReadFile(dst)
+			if rerr != nil || string(got) != tc.want {
+				t.Fatalf("dst = %q, %v; want %q", got, rerr, tc.want)
+			}
+			if fi, _ := os.Stat(dst); err == nil && fi.Mode()&(os.ModePerm|os.ModeSetuid) != tc.perm&(os.ModePerm|os.ModeSetuid) {
+				t.Fatalf("mode %v, want %v", fi.Mode(), tc.perm)
+			}
+			if l := leftovers(t, filepath.Dir(dst)); len(l) != 0 {
+				t.Fatalf("temporary files left: %v", l)
+			}
+		})
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/pith-os/pith/atomicfile"
 )
 
 // Secure Boot firmware: OVMF built with SMM-protected variables, which
@@ -23,7 +25,7 @@ const SecureBootCertPrefix = "pith-sb-"
 func (m *Machine) firmwareVars(vars string) error {
 	c := m.Config
 	if c.SecureBoot == nil {
-		return copyFile(OVMFVars, vars)
+		return atomicfile.CopyFile(OVMFVars, vars, 0o644)
 	}
 	if _, err := os.Stat(OVMFCodeSecure); err != nil {
 		return fmt.Errorf("secure boot firmware missing: %v (install Debian's ovmf package)", err)

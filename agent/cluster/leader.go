@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sort"
 	"time"
 
@@ -105,7 +106,7 @@ func (n *Node) balanceVoters(ctx context.Context) {
 // namespace (through the leader) until they are there.
 func (n *Node) publishLoop() {
 	for {
-		if m := n.members.get(n.id); m != nil && m.Name == n.cfg.Name && equalStrings(m.ClientURLs, n.cfg.ClientURLs) {
+		if m := n.members.get(n.id); m != nil && m.Name == n.cfg.Name && slices.Equal(m.ClientURLs, n.cfg.ClientURLs) {
 			return
 		}
 		if n.members.get(n.id) != nil {
@@ -127,16 +128,4 @@ func (n *Node) publish() error {
 	defer cancel()
 	_, _, err := n.ProposeAnywhere(ctx, NamespaceMembers, b)
 	return err
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -106,7 +107,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	}
 	sort.Slice(reports, func(i, j int) bool { return reports[i].Name < reports[j].Name })
 	a.mu.Lock()
-	if !sameReports(a.reports, reports) {
+	if !slices.Equal(a.reports, reports) {
 		select {
 		case a.changed <- struct{}{}:
 		default:
@@ -220,16 +221,4 @@ func (a *Agent) Run(ctx context.Context, interval time.Duration, beat func(Heart
 		case <-t.C:
 		}
 	}
-}
-
-func sameReports(a, b []UnitReport) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

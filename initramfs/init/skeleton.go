@@ -3,7 +3,6 @@ package pithinit
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -130,7 +129,7 @@ func copyTree(src, dst string) error {
 				return err
 			}
 		case info.Mode().IsRegular():
-			if err := copyFile(p, target, info.Mode().Perm()); err != nil {
+			if err := atomicfile.CopyFile(p, target, info.Mode().Perm()); err != nil {
 				return err
 			}
 		default:
@@ -147,29 +146,4 @@ func copyTree(src, dst string) error {
 		}
 		return nil
 	})
-}
-
-// copyFile writes through a temporary name so a crash never leaves a
-// truncated file under the final name.
-func copyFile(src, dst string, perm os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".pith-tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
 }
