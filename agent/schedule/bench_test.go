@@ -12,7 +12,7 @@ import (
 // against the in-memory store.
 func benchCluster(b *testing.B, n, m int) *sim {
 	s := &sim{t: b, clock: NewFakeClock(), store: NewMemStore(), ms: map[string]*Machine{}, up: map[string]bool{}}
-	s.live = NewLiveness(s.clock, DefaultTTL)
+	s.live = NewLiveness(s.clock.Now, DefaultTTL)
 	s.eng = &Engine{Store: s.store, Live: s.live, Term: 1}
 	zones := []string{"a", "b", "c"}
 	for i := 0; i < n; i++ {

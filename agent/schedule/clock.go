@@ -1,21 +1,12 @@
 package schedule
 
-// Clock: the wall clock, or a fake one tests advance by hand.
+// Clocks in Pith are func() time.Time (time.Now on a node); FakeClock is
+// the one tests and simulations advance by hand.
 
 import (
 	"sync"
 	"time"
 )
-
-// Clock is injectable so liveness and the engine can be tested without
-// sleeping.
-type Clock interface{ Now() time.Time }
-
-// RealClock is the wall clock.
-type RealClock struct{}
-
-// Now implements Clock.
-func (RealClock) Now() time.Time { return time.Now() }
 
 // FakeClock is a manually advanced clock for tests and simulations.
 type FakeClock struct {
@@ -26,7 +17,8 @@ type FakeClock struct {
 // NewFakeClock starts a fake clock at a fixed instant.
 func NewFakeClock() *FakeClock { return &FakeClock{t: time.Unix(1_700_000_000, 0)} }
 
-// Now implements Clock.
+// Now is the fake time; pass c.Now where a clock (func() time.Time) is
+// taken.
 func (c *FakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -36,7 +36,7 @@ type seen struct {
 // heartbeat interval, which is why it waits one TTL before declaring
 // anyone dead.
 type Liveness struct {
-	clock   Clock
+	now     func() time.Time
 	ttl     time.Duration
 	mu      sync.Mutex
 	since   time.Time
@@ -44,12 +44,13 @@ type Liveness struct {
 	changed chan struct{}
 }
 
-// NewLiveness returns a table whose grace period starts now.
-func NewLiveness(clock Clock, ttl time.Duration) *Liveness {
+// NewLiveness returns a table whose grace period starts now; now is the
+// clock (time.Now, or a FakeClock's Now in tests).
+func NewLiveness(now func() time.Time, ttl time.Duration) *Liveness {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
-	l := &Liveness{clock: clock, ttl: ttl, changed: make(chan struct{})}
+	l := &Liveness{now: now, ttl: ttl, changed: make(chan struct{})}
 	l.Reset()
 	return l
 }
@@ -61,14 +62,14 @@ func (l *Liveness) TTL() time.Duration { return l.ttl }
 // leadership).
 func (l *Liveness) Reset() {
 	l.mu.Lock()
-	l.since = l.clock.Now()
+	l.since = l.now()
 	l.seen = map[string]*seen{}
 	l.mu.Unlock()
 }
 
 // Heartbeat records one agent heartbeat.
 func (l *Liveness) Heartbeat(hb Heartbeat) {
-	now := l.clock.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.seen[hb.Machine.ID]
@@ -104,7 +105,7 @@ func (l *Liveness) Changed() <-chan struct{} {
 
 // Status returns a machine's liveness now.
 func (l *Liveness) Status(id string) MachineStatus {
-	now := l.clock.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.status(id, now)
@@ -123,7 +124,7 @@ func (l *Liveness) status(id string, now time.Time) MachineStatus {
 // SilentFor is how long machine id has not been heard from by this
 // leader (since the leader started, for machines it never heard).
 func (l *Liveness) SilentFor(id string) time.Duration {
-	now := l.clock.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if s := l.seen[id]; s != nil {
@@ -136,7 +137,7 @@ func (l *Liveness) SilentFor(id string) time.Duration {
 // alive and, if it came back after being dead, has stayed alive for one TTL
 // (so a flapping machine does not attract work).
 func (l *Liveness) Placeable(id string) bool {
-	now := l.clock.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.status(id, now) != Alive {
@@ -149,7 +150,7 @@ func (l *Liveness) Placeable(id string) bool {
 // Live returns the machine records of live machines, sorted by ID, as
 // their heartbeats describe them.
 func (l *Liveness) Live() []Machine {
-	now := l.clock.Now()
+	now := l.now()
 	l.mu.Lock()
 	out := make([]Machine, 0, len(l.seen))
 	for id, s := range l.seen {
@@ -170,7 +171,7 @@ type MachineReport struct {
 
 // Reports returns the latest unit reports of live machines, sorted.
 func (l *Liveness) Reports() []MachineReport {
-	now := l.clock.Now()
+	now := l.now()
 	l.mu.Lock()
 	out := make([]MachineReport, 0, len(l.seen))
 	for id, s := range l.seen {

@@ -22,7 +22,7 @@ type sim struct {
 
 func newSim(t testing.TB, machines ...Machine) *sim {
 	s := &sim{t: t, clock: NewFakeClock(), store: NewMemStore(), ms: map[string]*Machine{}, up: map[string]bool{}}
-	s.live = NewLiveness(s.clock, DefaultTTL)
+	s.live = NewLiveness(s.clock.Now, DefaultTTL)
 	s.eng = &Engine{Store: s.store, Live: s.live, Term: 1}
 	for i := range machines {
 		m := machines[i]
@@ -468,7 +468,7 @@ func TestNewLeaderGrace(t *testing.T) {
 	s.reconcile()
 	// A new leader: fresh liveness table. m1 has gone silent, m2 beats.
 	s.up["m1"] = false
-	s.live = NewLiveness(s.clock, DefaultTTL)
+	s.live = NewLiveness(s.clock.Now, DefaultTTL)
 	s.eng = &Engine{Store: s.store, Live: s.live, Term: 2}
 	s.pass(DefaultTTL - time.Second)
 	if s.where("a.service") != "m1" {
@@ -494,7 +494,7 @@ func TestLeaderChangeMidReconcile(t *testing.T) {
 	// The new leader hears only from m1 at first (as far as it knows m2 is
 	// unknown): it places a on m1 and cannot place b (conflict).
 	s.eng = newEng
-	live2 := NewLiveness(s.clock, DefaultTTL)
+	live2 := NewLiveness(s.clock.Now, DefaultTTL)
 	live2.Heartbeat(Heartbeat{Machine: *s.ms["m1"]})
 	newEng.Live = live2
 	if _, err := newEng.Reconcile(context.Background()); err != nil {
@@ -565,7 +565,7 @@ func TestMachineOfFollowsPeerOnDeath(t *testing.T) {
 
 func TestLivenessChangedAndStatus(t *testing.T) {
 	clock := NewFakeClock()
-	l := NewLiveness(clock, DefaultTTL)
+	l := NewLiveness(clock.Now, DefaultTTL)
 	closed := func(ch <-chan struct{}) bool {
 		select {
 		case <-ch:

@@ -47,7 +47,7 @@ func (a anySim) Journal(ctx context.Context, name string, lines int, follow bool
 // behind a real HTTP server; it returns the endpoint and its port.
 func startCluster(t *testing.T, n int) (string, int) {
 	store := schedule.NewMemStore()
-	live := schedule.NewLiveness(schedule.RealClock{}, schedule.DefaultTTL)
+	live := schedule.NewLiveness(time.Now, schedule.DefaultTTL)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	var sims anySim

@@ -43,7 +43,7 @@ func mux(store schedule.Store, live *schedule.Liveness, in Inspector) *http.Serv
 
 func newCluster(t *testing.T, n int) *cluster {
 	cl := &cluster{t: t, store: schedule.NewMemStore(), clock: schedule.NewFakeClock()}
-	cl.live = schedule.NewLiveness(cl.clock, schedule.DefaultTTL)
+	cl.live = schedule.NewLiveness(cl.clock.Now, schedule.DefaultTTL)
 	cl.eng = &schedule.Engine{Store: cl.store, Live: cl.live, Term: 1}
 	for i := 0; i < n; i++ {
 		sim, err := simunits.New(t.TempDir())
@@ -418,7 +418,7 @@ func TestClientRetriesUnavailable(t *testing.T) {
 // The leader answers a heartbeat with its applied index, which a
 // restarting agent waits for before it acts on its assignments.
 func TestHeartbeatAnswerCarriesAppliedIndex(t *testing.T) {
-	live := schedule.NewLiveness(schedule.NewFakeClock(), schedule.DefaultTTL)
+	live := schedule.NewLiveness(schedule.NewFakeClock().Now, schedule.DefaultTTL)
 	srv := httptest.NewServer(Heartbeats(live, nil, func() uint64 { return 42 }))
 	defer srv.Close()
 	resp, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"machine":{"id":"m1","publicIP":"127.0.0.1"}}`))

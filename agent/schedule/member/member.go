@@ -74,8 +74,8 @@ type Config struct {
 	TTL time.Duration
 	// Interval between heartbeats and periodic reconciles (default TTL/5).
 	Interval time.Duration
-	// Clock for liveness (default the wall clock).
-	Clock schedule.Clock
+	// Now is the clock of liveness (default time.Now).
+	Now func() time.Time
 	// Log gets errors that are retried and the catch-up wait (default:
 	// discarded).
 	Log *slog.Logger
@@ -120,14 +120,14 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = cfg.TTL / 5
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = schedule.RealClock{}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Scheduler{cfg: cfg, store: schedule.NewLogStore(cfg.State, cfg.Propose)}
-	s.live = schedule.NewLiveness(cfg.Clock, cfg.TTL)
+	s.live = schedule.NewLiveness(cfg.Now, cfg.TTL)
 	if cfg.Backend != nil {
 		s.agent = schedule.NewAgent(cfg.Machine, cfg.State, cfg.Backend)
 		if cfg.AppliedIndex != nil {
