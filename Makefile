@@ -144,7 +144,7 @@ bench-build: deps bin
 # on CHANNEL (default stable) only when the content changed: for a timer on
 # the release machine (README "Keeping a channel patched").
 release-check: deps bin
-	@REPO=$(REPO) KEY=$(KEY) CHANNEL=$(or $(CHANNEL),stable) BIN=$(BIN) CACHE=$(CACHE) bash hack/release-check.sh
+	@REPO=$(REPO) KEY=$(KEY) CHANNEL=$(or $(CHANNEL),stable) OUT=$(OUT)/release-check BIN=$(BIN) CACHE=$(CACHE) bash hack/release-check.sh
 
 clean:
 	rm -rf $(OUT)
