@@ -48,7 +48,7 @@ func init() {
 
 	var ips []net.IP
 	var dnsNames []string
-	var outFile string
+	var outFile, role string
 	issue := &cobra.Command{
 		Use:   "issue",
 		Short: "Issue (or renew) a member certificate DIR/NAME.crt, DIR/NAME.key and print the node's cloud-config",
@@ -56,12 +56,29 @@ func init() {
 with the addresses peers and clients dial it by, and print the cloud-config
 that installs it. Running it again renews the certificate: copy the new
 files over the node's and pithd picks them up on its next connections (or
-at once on SIGHUP), without a restart.`,
+at once on SIGHUP), without a restart.
+
+--role admin or --role reader issues (or renews) a client certificate
+instead, DIR/NAME.crt and DIR/NAME.key: --name admin renews the admin's.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ca, err := pki.LoadCA(dir)
 			if err != nil {
 				return err
+			}
+			switch pki.Role(role) {
+			case pki.Admin, pki.Reader:
+				if len(ips) > 0 || len(dnsNames) > 0 || outFile != "" {
+					return fmt.Errorf("--role %s: a client certificate has no --ip, --dns or --out", role)
+				}
+				if err := ca.IssueFiles(dir, name, pki.Request{Name: name, Role: pki.Role(role)}); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.OutOrStdout(), "wrote %s.crt and %s.key (0600), role %s\n", filepath.Join(dir, name), filepath.Join(dir, name), role)
+				return nil
+			case pki.Member:
+			default:
+				return fmt.Errorf("--role %q: want member, admin or reader", role)
 			}
 			if len(ips) == 0 {
 				return fmt.Errorf("--ip: give the address(es) peers and clients dial %s by", name)
@@ -87,6 +104,7 @@ at once on SIGHUP), without a restart.`,
 	issue.Flags().IPSliceVar(&ips, "ip", nil, "an address of the member (repeat or comma-separate)")
 	issue.Flags().StringSliceVar(&dnsNames, "dns", nil, "a DNS name of the member")
 	issue.Flags().StringVar(&outFile, "out", "", "write the node's cloud-config to this file (mode 0600) instead of stdout")
+	issue.Flags().StringVar(&role, "role", string(pki.Member), "member (a node), or admin/reader for a client certificate")
 	_ = issue.MarkFlagRequired("name")
 	cmd.AddCommand(initCmd, issue)
 	rootCmd.AddCommand(cmd)
