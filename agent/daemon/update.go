@@ -101,12 +101,11 @@ func (d *Daemon) newUpdateAgent(kv rebootlock.KV) error {
 	if len(argv) == 0 {
 		return errors.New("--update-reboot-command is empty")
 	}
-	logf := func(format string, a ...any) { d.log.Info(fmt.Sprintf(format, a...)) }
 	a, err := update.New(update.Config{
 		Server: f.Server, Channel: f.Channel, Strategy: strategy, Window: window, Group: f.Group,
 		MachineID: id, Running: running, Platform: "linux/" + runtime.GOARCH, Keys: keys,
 		StateDir: stateDir, Interval: f.Interval, LockRetry: f.LockRetry, VerifyTimeout: f.VerifyTimeout,
-	}, &update.DiskSlots{Disk: disk, ESP: f.ESP, Cmdline: f.Cmdline}, &update.CommandRebooter{Argv: argv}, kv, logf)
+	}, &update.DiskSlots{Disk: disk, ESP: f.ESP, Cmdline: f.Cmdline}, &update.CommandRebooter{Argv: argv}, kv, d.log)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -140,7 +141,7 @@ type Agent struct {
 	// and releases the reboot lock only then.
 	Healthy func(ctx context.Context) error
 	now     func() time.Time
-	logf    func(string, ...any)
+	log     *slog.Logger
 
 	// Notify, when set, hears each phase change (ev nil) and history event
 	// (the channel-server reporter, report.go). It must not block; for
@@ -154,7 +155,7 @@ type Agent struct {
 }
 
 // New makes an agent. kv may be nil (no cluster).
-func New(cfg Config, slots Slots, reboot Rebooter, kv KV, logf func(string, ...any)) (*Agent, error) {
+func New(cfg Config, slots Slots, reboot Rebooter, kv KV, log *slog.Logger) (*Agent, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Hour
 	}
@@ -178,13 +179,13 @@ func New(cfg Config, slots Slots, reboot Rebooter, kv KV, logf func(string, ...a
 	if _, err := channels.ParseVersion(cfg.Running); err != nil {
 		return nil, fmt.Errorf("update: running version: %w", err)
 	}
-	if logf == nil {
-		logf = func(string, ...any) {}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "downloads"), 0o700); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, slots: slots, reboot: reboot, kv: kv, now: time.Now, logf: logf, check: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, slots: slots, reboot: reboot, kv: kv, now: time.Now, log: log, check: make(chan struct{}, 1)}
 	a.Healthy = func(context.Context) error { return nil }
 	if err := a.load(); err != nil {
 		return nil, err
@@ -220,7 +221,7 @@ func (a *Agent) event(version, kind, detail string) {
 	if len(a.st.History) > maxHistory {
 		a.st.History = a.st.History[len(a.st.History)-maxHistory:]
 	}
-	a.logf("update: %s %s %s", kind, version, detail)
+	a.log.Info("update: "+kind, "version", version, "detail", detail)
 	if a.Notify != nil {
 		a.Notify("", &Event{Time: a.now().UTC(), Version: version, Kind: kind, Detail: detail})
 	}

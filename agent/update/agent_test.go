@@ -166,7 +166,7 @@ func (cs *channelServer) agent(t *testing.T, stateDir, id, running string, slots
 		Server: cs.url, Channel: "stable", Strategy: strategy, MachineID: id, Running: running,
 		Platform: "linux/amd64", Keys: channels.NewKeyring(cs.key.Public().(ed25519.PublicKey)),
 		StateDir: stateDir, LockRetry: 5 * time.Millisecond, BootID: boot, VerifyTimeout: cs.verifyTimeout,
-	}, slots, rb, kv, t.Logf)
+	}, slots, rb, kv, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

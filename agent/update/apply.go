@@ -177,7 +177,7 @@ func (a *Agent) writeUSR(ctx context.Context, c *channels.Client, m *channels.Ma
 		ws, err = channels.ApplyDelta(ctx, files[channels.PayloadUSRDelta], *delta, base, t, wprog)
 		if err != nil && ctx.Err() == nil {
 			// The slot is invalid anyway; fetch the whole USR instead.
-			a.logf("update: delta against %s failed (%v); downloading the full USR", a.cfg.Running, err)
+			a.log.Warn("update: delta failed; downloading the full USR", "base", a.cfg.Running, "err", err)
 			start := time.Now()
 			path, derr := c.Download(ctx, usr, dl)
 			if derr != nil {
@@ -237,18 +237,18 @@ func (a *Agent) deltaBase(m *channels.Manifest, running string) (io.ReaderAt, fu
 	}
 	src, err := a.slots.USRTarget(running)
 	if err != nil {
-		a.logf("update: no delta: running slot: %v", err)
+		a.log.Info("update: no delta: running slot", "err", err)
 		return nil, nop, nil
 	}
 	f, err := os.Open(src.Path)
 	if err != nil {
-		a.logf("update: no delta: %v", err)
+		a.log.Info("update: no delta", "err", err)
 		return nil, nop, nil
 	}
 	base := io.NewSectionReader(f, src.Offset, d.BaseSize)
 	if err := channels.VerifyBase(base, d); err != nil {
 		f.Close()
-		a.logf("update: no delta: %v", err)
+		a.log.Info("update: no delta", "err", err)
 		return nil, nop, nil
 	}
 	return base, func() { f.Close() }, &d

@@ -229,14 +229,14 @@ func TestAfterBootSameBootIsNoRollback(t *testing.T) {
 		return Config{Server: cs.url, Channel: "stable", Strategy: StrategyOff, MachineID: "m1", Running: "1.0.0",
 			Platform: "linux/amd64", Keys: cs.keyring(), StateDir: state, BootID: "one-boot"}
 	}
-	a, err := New(cfg(), g, &fakeReboot{}, nil, t.Logf)
+	a, err := New(cfg(), g, &fakeReboot{}, nil, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := a.CheckOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a, err = New(cfg(), g, &fakeReboot{}, nil, t.Logf)
+	a, err = New(cfg(), g, &fakeReboot{}, nil, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

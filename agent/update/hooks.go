@@ -98,7 +98,7 @@ func (hr *hookRebooter) run(ctx context.Context, which string, cmds []string, ve
 			}
 			return fmt.Errorf("%s hook %q: %v; output: %s", which, c, err, o)
 		}
-		hr.a.logf("update: %s hook %q done in %.1fs", which, c, time.Since(start).Seconds())
+		hr.a.log.Info("update: hook done", "hook", which, "command", c, "seconds", time.Since(start).Seconds())
 	}
 	return nil
 }
@@ -114,7 +114,7 @@ func (hr *hookRebooter) Reboot(ctx context.Context, reason string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		hr.a.logf("update: %v", err)
+		hr.a.log.Warn("update: hook", "err", err)
 		if hr.rep != nil {
 			hr.rep.Report(channels.EventHookFailed, version, err.Error())
 		}
@@ -135,7 +135,7 @@ func (hr *hookRebooter) postReboot(version string, rolledBack bool) {
 		cancel()
 		if err != nil {
 			err = fmt.Errorf("post-reboot hooks not run: node not healthy after the rollback: %w", err)
-			hr.a.logf("update: %v", err)
+			hr.a.log.Warn("update: hook", "err", err)
 			if hr.rep != nil {
 				hr.rep.Report(channels.EventHookFailed, version, err.Error())
 			}
@@ -143,7 +143,7 @@ func (hr *hookRebooter) postReboot(version string, rolledBack bool) {
 		}
 	}
 	if err := hr.run(ctx, "post-reboot", hr.h.PostReboot, version); err != nil {
-		hr.a.logf("update: %v", err)
+		hr.a.log.Warn("update: hook", "err", err)
 		if hr.rep != nil && !errors.Is(err, context.Canceled) {
 			hr.rep.Report(channels.EventHookFailed, version, err.Error())
 		}

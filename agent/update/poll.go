@@ -22,7 +22,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.mu.Lock()
 			a.status.Phase, a.status.LastError = PhaseError, strings.TrimSpace(err.Error())
 			a.mu.Unlock()
-			a.logf("update: %v", err)
+			a.log.Warn("update: check failed", "err", err)
 			// A failed check (server or KV briefly away) is retried
 			// sooner than the next regular poll: 30s, 1m, 2m, ...
 			failures++
@@ -110,7 +110,7 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 				a.mu.Lock()
 				a.status.LastError = strings.TrimSpace(err.Error())
 				a.mu.Unlock()
-				a.logf("update: reboot lock: %v", err)
+				a.log.Warn("update: reboot lock", "err", err)
 			}
 			if err != nil {
 				a.setPhase(PhaseWaitingLock)

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,7 +51,7 @@ type Reporter struct {
 	key    ed25519.PrivateKey
 	client *channels.Client
 	q      chan channels.Report
-	logf   func(string, ...any)
+	log    *slog.Logger
 	// A node with a cluster member certificate signs with it instead of
 	// key (the server then checks it against the cluster CA).
 	certFile, certKeyFile string
@@ -84,7 +85,7 @@ func NewReporter(a *Agent, keyFile string) (*Reporter, error) {
 	if a.cfg.Client != nil {
 		a.cfg.Client(c)
 	}
-	r := &Reporter{a: a, key: key, client: c, q: make(chan channels.Report, 32), logf: a.logf,
+	r := &Reporter{a: a, key: key, client: c, q: make(chan channels.Report, 32), log: a.log,
 		seq: uint64(time.Now().UnixNano()), certFile: pki.NodeCert, certKeyFile: pki.NodeCertKey,
 		seqFile: filepath.Join(filepath.Dir(keyFile), "report.seq")}
 	// The server refuses a sequence number it has seen: continue above the
@@ -199,7 +200,7 @@ func (r *Reporter) send(ctx context.Context, rep channels.Report) {
 		r.mu.Unlock()
 	}()
 	if err := atomicfile.WriteFile(r.seqFile, []byte(strconv.FormatUint(rep.Seq, 10)+"\n"), 0o600); err != nil {
-		r.logf("update: report sequence: %v", err)
+		r.log.Warn("update: report sequence", "err", err)
 	}
 	body, err := r.signer().Sign(rep)
 	if err == nil {
@@ -210,7 +211,7 @@ func (r *Reporter) send(ctx context.Context, rep channels.Report) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil && !r.failing {
-		r.logf("update: report %s to %s: %v (reports are best-effort; later ones are tried)", rep.Event, r.a.cfg.Server, err)
+		r.log.Warn("update: report failed (reports are best-effort; later ones are tried)", "event", rep.Event, "server", r.a.cfg.Server, "err", err)
 	}
 	r.failing = err != nil
 }

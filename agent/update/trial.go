@@ -195,7 +195,7 @@ func healthReason(err error) string {
 // machine goes down meanwhile; AfterBoot on the old slot records the
 // rollback with reason and releases it.
 func (a *Agent) rollBack(ctx context.Context, slot, reason string) error {
-	a.logf("update: rolling back from slot %s: %s", slot, reason)
+	a.log.Warn("update: rolling back", "slot", slot, "reason", reason)
 	if err := a.slots.Invalidate(slot); err != nil {
 		return fmt.Errorf("update: invalidate slot %s to roll back: %w", slot, err)
 	}
