@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/cloudconfig/apply"
+	"github.com/pith-os/pith/cloudconfig/apply/applytest"
 
 	"github.com/pith-os/pith/agent/datasource"
 )
@@ -67,9 +68,9 @@ func TestBootOEMThenUserData(t *testing.T) {
 	if _, ok, _ := stage.Applier.Accounts.LookupUser("vagrant"); !ok {
 		t.Error("the OEM user was not made")
 	}
-	checkFile(t, filepath.Join(root, "etc/oem-file"), 0o644, 0, "from OEM")
-	checkFile(t, filepath.Join(root, "etc/both"), 0o644, 0, "user's")
-	dropIn := read(t, filepath.Join(root, apply.AgentDropIn))
+	applytest.CheckFile(t, filepath.Join(root, "etc/oem-file"), 0o644, 0, "from OEM")
+	applytest.CheckFile(t, filepath.Join(root, "etc/both"), 0o644, 0, "user's")
+	dropIn := applytest.Read(t, filepath.Join(root, apply.AgentDropIn))
 	if !strings.Contains(dropIn, "ETCD_INITIAL_CLUSTER_TOKEN=from-user") || strings.Contains(dropIn, "from-oem") {
 		t.Errorf("agent drop-in:\n%s", dropIn)
 	}
@@ -82,7 +83,7 @@ func TestBootOEMThenUserData(t *testing.T) {
 	}
 
 	// Again, now and in full: nothing changes, systemd is not reloaded.
-	rec.calls = nil
+	rec.Calls = nil
 	o.Now = true
 	res, err = Boot(context.Background(), stage, o)
 	if err != nil {
@@ -91,8 +92,8 @@ func TestBootOEMThenUserData(t *testing.T) {
 	if len(res.Changes) != 0 || res.AgentChanged || res.OEM.FirstBoot || !res.UserData.FirstBoot {
 		t.Errorf("second apply changed %q (agent %v, OEM in full %v, user-data in full %v)", res.Changes, res.AgentChanged, res.OEM.FirstBoot, res.UserData.FirstBoot)
 	}
-	if slices.Contains(rec.calls, "daemon-reload") {
-		t.Errorf("systemd reloaded for nothing: %v", rec.calls)
+	if slices.Contains(rec.Calls, "daemon-reload") {
+		t.Errorf("systemd reloaded for nothing: %v", rec.Calls)
 	}
 
 	// A new user-data: only its change, and pithd's settings changed.
@@ -117,10 +118,10 @@ func TestBootInvalidOEM(t *testing.T) {
 	if !errors.As(err, &inv) || !strings.Contains(err.Error(), "cloud-config from the OEM partition rejected") || !strings.Contains(err.Error(), apply.OEMReportFile) {
 		t.Fatalf("err = %v", err)
 	}
-	if res.UserData == nil || !res.UserData.Applied || read(t, filepath.Join(root, "etc/hostname")) != "ok\n" {
+	if res.UserData == nil || !res.UserData.Applied || applytest.Read(t, filepath.Join(root, "etc/hostname")) != "ok\n" {
 		t.Errorf("user-data not applied after a bad OEM config: %+v", res.UserData)
 	}
-	if rep := read(t, filepath.Join(root, apply.StateDir, apply.OEMReportFile)); !strings.Contains(rep, apply.StateDir+"/"+apply.OEMUserDataFile+":3:11: error:") {
+	if rep := applytest.Read(t, filepath.Join(root, apply.StateDir, apply.OEMReportFile)); !strings.Contains(rep, apply.StateDir+"/"+apply.OEMUserDataFile+":3:11: error:") {
 		t.Errorf("OEM report:\n%s", rep)
 	}
 	// Ignition on OEM is refused as a format.
@@ -143,7 +144,7 @@ func TestBootWaitsForVagrant(t *testing.T) {
 	if res.Waiting != "vagrant" || res.UserData != nil {
 		t.Fatalf("result %+v", res)
 	}
-	if d := read(t, filepath.Join(root, apply.WaitDropIn)); !strings.Contains(d, "ConditionPathExists=/var/lib/pith/first-boot.done") {
+	if d := applytest.Read(t, filepath.Join(root, apply.WaitDropIn)); !strings.Contains(d, "ConditionPathExists=/var/lib/pith/first-boot.done") {
 		t.Errorf("wait drop-in:\n%s", d)
 	}
 	if done, _ := stage.FirstBootDone(); done {
@@ -152,18 +153,18 @@ func TestBootWaitsForVagrant(t *testing.T) {
 	if st, err := apply.ReadState(root); err != nil || st.Waiting != "vagrant" {
 		t.Errorf("state %+v %v", st, err)
 	}
-	if !slices.Equal(rec.calls, []string{"daemon-reload"}) {
-		t.Errorf("calls %v", rec.calls)
+	if !slices.Equal(rec.Calls, []string{"daemon-reload"}) {
+		t.Errorf("calls %v", rec.Calls)
 	}
 	// A reboot still waiting: the drop-in is as it was, no reload.
-	rec.calls = nil
-	if res, err = Boot(context.Background(), stage, o); err != nil || res.Waiting != "vagrant" || len(rec.calls) != 0 {
-		t.Errorf("second wait: %+v %v calls %v", res, err, rec.calls)
+	rec.Calls = nil
+	if res, err = Boot(context.Background(), stage, o); err != nil || res.Waiting != "vagrant" || len(rec.Calls) != 0 {
+		t.Errorf("second wait: %+v %v calls %v", res, err, rec.Calls)
 	}
 
 	writeTestFile(t, filepath.Join(root, datasource.VagrantFile), "#cloud-config\nusers:\n  - name: dev\n")
 	writeTestFile(t, filepath.Join(root, filepath.Dir(datasource.VagrantFile), "private-ipv4"), "172.17.8.101\n")
-	rec.calls = nil
+	rec.Calls = nil
 	o.Now = true
 	res, err = Boot(context.Background(), stage, o)
 	if err != nil {
@@ -181,8 +182,8 @@ func TestBootWaitsForVagrant(t *testing.T) {
 	if _, ok, _ := stage.Applier.Accounts.LookupUser("dev"); !ok {
 		t.Error("the user-data's user was not made")
 	}
-	if !slices.Contains(rec.calls, "daemon-reload") || !slices.Contains(res.Changes, "removed "+apply.WaitDropIn) {
-		t.Errorf("calls %v changes %q", rec.calls, res.Changes)
+	if !slices.Contains(rec.Calls, "daemon-reload") || !slices.Contains(res.Changes, "removed "+apply.WaitDropIn) {
+		t.Errorf("calls %v changes %q", rec.Calls, res.Changes)
 	}
 }
 
@@ -230,18 +231,18 @@ coreos:
 	if err != nil {
 		t.Fatalf("%v %+v", err, st)
 	}
-	checkFile(t, filepath.Join(root, "etc/systemd/network/10-static.network"), 0o644, 0, "[Match]\nName=eth1\n[Network]\nAddress=172.17.8.101/24\n")
-	checkFile(t, filepath.Join(root, "run/systemd/network/20-br0.netdev"), 0o644, 0, "[NetDev]\nName=br0\nKind=bridge\n")
-	checkFile(t, filepath.Join(root, "etc/systemd/network/80-pith-dhcp.network.d/50-dns.conf"), 0o644, 0, "[Network]\nDNS=10.0.2.3\n")
-	if !slices.Equal(rec.calls, []string{"restart " + apply.NetworkdUnit}) {
-		t.Errorf("calls %v, want only a networkd restart", rec.calls)
+	applytest.CheckFile(t, filepath.Join(root, "etc/systemd/network/10-static.network"), 0o644, 0, "[Match]\nName=eth1\n[Network]\nAddress=172.17.8.101/24\n")
+	applytest.CheckFile(t, filepath.Join(root, "run/systemd/network/20-br0.netdev"), 0o644, 0, "[NetDev]\nName=br0\nKind=bridge\n")
+	applytest.CheckFile(t, filepath.Join(root, "etc/systemd/network/80-pith-dhcp.network.d/50-dns.conf"), 0o644, 0, "[Network]\nDNS=10.0.2.3\n")
+	if !slices.Equal(rec.Calls, []string{"restart " + apply.NetworkdUnit}) {
+		t.Errorf("calls %v, want only a networkd restart", rec.Calls)
 	}
-	rec.calls = nil
+	rec.Calls = nil
 	if _, err := stage.Run(context.Background(), apply.Input{Source: "test", UserData: []byte(ud), Full: true}); err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.calls) != 0 {
-		t.Errorf("unchanged network files restarted networkd: %v", rec.calls)
+	if len(rec.Calls) != 0 {
+		t.Errorf("unchanged network files restarted networkd: %v", rec.Calls)
 	}
 }
 
@@ -255,7 +256,7 @@ func TestBootFromFileKeepsMetadata(t *testing.T) {
 	if _, err := Boot(context.Background(), stage, BootOptions{Datasource: bootConfig(root, "pith.platform=qemu", "")}); err != nil {
 		t.Fatal(err)
 	}
-	env := read(t, filepath.Join(root, "etc/environment"))
+	env := applytest.Read(t, filepath.Join(root, "etc/environment"))
 	if !strings.Contains(env, "COREOS_PRIVATE_IPV4=10.0.2.15") {
 		t.Fatalf("/etc/environment:\n%s", env)
 	}
@@ -265,7 +266,7 @@ func TestBootFromFileKeepsMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(res.Changes, []string{"wrote /etc/x"}) || read(t, filepath.Join(root, "etc/x")) != "10.0.2.15" {
-		t.Errorf("changes %q, /etc/x %q", res.Changes, read(t, filepath.Join(root, "etc/x")))
+	if !slices.Equal(res.Changes, []string{"wrote /etc/x"}) || applytest.Read(t, filepath.Join(root, "etc/x")) != "10.0.2.15" {
+		t.Errorf("changes %q, /etc/x %q", res.Changes, applytest.Read(t, filepath.Join(root, "etc/x")))
 	}
 }

@@ -3,108 +3,26 @@ package apply
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/cloudconfig/apply/applytest"
 )
 
-// recorder is the systemd side of a test: it records calls in order.
-type recorder struct {
-	mu    sync.Mutex
-	calls []string
-	fail  string // a call to fail, e.g. "start a.service"
-}
-
-func (r *recorder) add(s string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.calls = append(r.calls, s)
-	if s == r.fail {
-		return errors.New("injected failure")
-	}
-	return nil
-}
-func (r *recorder) DaemonReload(context.Context) error { return r.add("daemon-reload") }
-func (r *recorder) Enable(_ context.Context, n []string, rt bool) error {
-	return r.add(fmt.Sprintf("enable %s runtime=%v", strings.Join(n, ","), rt))
-}
-func (r *recorder) Disable(_ context.Context, n []string, rt bool) error {
-	return r.add(fmt.Sprintf("disable %s runtime=%v", strings.Join(n, ","), rt))
-}
-func (r *recorder) Mask(_ context.Context, n []string, rt bool) error {
-	return r.add(fmt.Sprintf("mask %s runtime=%v", strings.Join(n, ","), rt))
-}
-func (r *recorder) Run(_ context.Context, name, cmd string) error { return r.add(cmd + " " + name) }
-func (r *recorder) SetHostname(n string) error                    { return r.add("sethostname " + n) }
-
-// newRoot makes a root with the host's account files, so shadow's real
-// tools (useradd --prefix, chpasswd --root) work on it.
-func newRoot(t *testing.T) string {
-	t.Helper()
-	root := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"passwd", "group", "shadow", "gshadow", "login.defs"} {
-		b, err := os.ReadFile(filepath.Join("/etc", f))
-		if err != nil {
-			t.Fatalf("host account file: %v", err)
-		}
-		mode := os.FileMode(0o644)
-		if f == "shadow" || f == "gshadow" {
-			mode = 0o640
-		}
-		if err := os.WriteFile(filepath.Join(root, "etc", f), b, mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return root
-}
-
-func newStage(t *testing.T) (*Stage, *recorder, string) {
-	root := newRoot(t)
-	rec := &recorder{}
+func newStage(t *testing.T) (*Stage, *applytest.Recorder, string) {
+	root := applytest.NewRoot(t)
+	rec := &applytest.Recorder{}
 	return &Stage{Applier: &Applier{Root: root, Accounts: &Shadow{Root: root}, Units: rec, Host: rec, Logf: t.Logf}}, rec, root
-}
-
-func read(t *testing.T, p string) string {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func checkFile(t *testing.T, p string, mode os.FileMode, uid int, content string) {
-	t.Helper()
-	st, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode() != mode {
-		t.Errorf("%s: mode %v, want %v", p, st.Mode(), mode)
-	}
-	if got := fileUID(st); got != uid {
-		t.Errorf("%s: uid %d, want %d", p, got, uid)
-	}
-	if content != "" {
-		if got := read(t, p); got != content {
-			t.Errorf("%s = %q, want %q", p, got, content)
-		}
-	}
 }
 
 func field(t *testing.T, root, file, name string, i int) string {
 	t.Helper()
-	for _, l := range strings.Split(read(t, filepath.Join(root, "etc", file)), "\n") {
+	for _, l := range strings.Split(applytest.Read(t, filepath.Join(root, "etc", file)), "\n") {
 		f := strings.Split(l, ":")
 		if f[0] == name && len(f) > i {
 			return f[i]
@@ -134,8 +52,8 @@ func TestCloudConfigFirstAndLaterBoots(t *testing.T) {
 	}
 
 	// hostname and /etc/hosts
-	checkFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "node1.example.com\n")
-	if h := read(t, filepath.Join(root, "etc/hosts")); !strings.Contains(h, "127.0.0.1 node1.example.com node1 localhost") {
+	applytest.CheckFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "node1.example.com\n")
+	if h := applytest.Read(t, filepath.Join(root, "etc/hosts")); !strings.Contains(h, "127.0.0.1 node1.example.com node1 localhost") {
 		t.Errorf("/etc/hosts = %q", h)
 	}
 	// users, made by the real tools
@@ -167,20 +85,20 @@ func TestCloudConfigFirstAndLaterBoots(t *testing.T) {
 	if got := field(t, root, "shadow", "svc", 7); got != "1" {
 		t.Errorf("svc (inactive) expiry %q, want 1", got)
 	}
-	checkFile(t, filepath.Join(root, "etc/sudoers.d/90-pith-alice"), 0o440, 0, "# Written by pithd from user-data.\nalice ALL=(ALL) NOPASSWD:ALL\n")
+	applytest.CheckFile(t, filepath.Join(root, "etc/sudoers.d/90-pith-alice"), 0o440, 0, "# Written by pithd from user-data.\nalice ALL=(ALL) NOPASSWD:ALL\n")
 	if _, err := os.Stat(filepath.Join(root, "etc/sudoers.d/90-pith-svc")); !os.IsNotExist(err) {
 		t.Errorf("sudo: false wrote a sudoers file: %v", err)
 	}
 	// SSH keys
-	checkFile(t, filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-cloudinit"), 0o600, a.UID, aliceKey+"\n")
-	if got := read(t, filepath.Join(root, "home/alice/.ssh/authorized_keys")); !strings.Contains(got, aliceKey) {
+	applytest.CheckFile(t, filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-cloudinit"), 0o600, a.UID, aliceKey+"\n")
+	if got := applytest.Read(t, filepath.Join(root, "home/alice/.ssh/authorized_keys")); !strings.Contains(got, aliceKey) {
 		t.Errorf("alice authorized_keys %q", got)
 	}
 	core, ok, _ := (&Shadow{Root: root}).LookupUser("core")
 	if !ok {
 		t.Fatal("core not created for top-level keys")
 	}
-	ck := read(t, filepath.Join(root, core.Home, ".ssh/authorized_keys"))
+	ck := applytest.Read(t, filepath.Join(root, core.Home, ".ssh/authorized_keys"))
 	if !strings.Contains(ck, "core@workstation") || !strings.Contains(ck, " meta") {
 		t.Errorf("core's keys (user-data and metadata) = %q", ck)
 	}
@@ -189,26 +107,26 @@ func TestCloudConfigFirstAndLaterBoots(t *testing.T) {
 		t.Errorf("~core/.ssh mode %v uid %d", st2.Mode(), fileUID(st2))
 	}
 	// write_files: exact modes, decoded content
-	checkFile(t, filepath.Join(root, "etc/motd"), 0o644, 0, "Welcome to Pith.\n")
-	checkFile(t, filepath.Join(root, "opt/bin/hello"), 0o755, 0, "#!/bin/sh\necho hello\n")
-	checkFile(t, filepath.Join(root, "etc/pith/gz.txt"), 0o644, 0, "hello\n")
+	applytest.CheckFile(t, filepath.Join(root, "etc/motd"), 0o644, 0, "Welcome to Pith.\n")
+	applytest.CheckFile(t, filepath.Join(root, "opt/bin/hello"), 0o755, 0, "#!/bin/sh\necho hello\n")
+	applytest.CheckFile(t, filepath.Join(root, "etc/pith/gz.txt"), 0o644, 0, "hello\n")
 	// units: files, then reload, mask/enable, then commands
-	checkFile(t, filepath.Join(root, "etc/systemd/system/hello.service"), 0o644, 0, "")
-	checkFile(t, filepath.Join(root, "run/systemd/system/tmp-scratch.mount"), 0o644, 0, "")
-	checkFile(t, filepath.Join(root, "etc/systemd/system/docker.service.d/50-opts.conf"), 0o644, 0, "[Service]\nEnvironment=DOCKER_OPTS=--log-level=warn\n")
+	applytest.CheckFile(t, filepath.Join(root, "etc/systemd/system/hello.service"), 0o644, 0, "")
+	applytest.CheckFile(t, filepath.Join(root, "run/systemd/system/tmp-scratch.mount"), 0o644, 0, "")
+	applytest.CheckFile(t, filepath.Join(root, "etc/systemd/system/docker.service.d/50-opts.conf"), 0o644, 0, "[Service]\nEnvironment=DOCKER_OPTS=--log-level=warn\n")
 	want := []string{"sethostname node1.example.com", "daemon-reload", "enable hello.service runtime=false", "mask update-engine.service runtime=false",
 		"start etcd2.service", "start hello.service", "start tmp-scratch.mount"}
-	if strings.Join(rec.calls, "\n") != strings.Join(want, "\n") {
-		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(rec.calls, "\n"), strings.Join(want, "\n"))
+	if strings.Join(rec.Calls, "\n") != strings.Join(want, "\n") {
+		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(rec.Calls, "\n"), strings.Join(want, "\n"))
 	}
 	// records
-	if b := read(t, filepath.Join(root, StateDir, UserDataFile)); b != string(data) {
+	if b := applytest.Read(t, filepath.Join(root, StateDir, UserDataFile)); b != string(data) {
 		t.Error("user-data not saved as fetched")
 	}
 	if done, _ := stage.FirstBootDone(); !done {
 		t.Error("first boot not recorded")
 	}
-	if read(t, filepath.Join(root, StateDir, MetadataFile)) != "{\n  \"k\": \"v\"\n}\n" {
+	if applytest.Read(t, filepath.Join(root, StateDir, MetadataFile)) != "{\n  \"k\": \"v\"\n}\n" {
 		t.Error("metadata not saved")
 	}
 
@@ -217,7 +135,7 @@ func TestCloudConfigFirstAndLaterBoots(t *testing.T) {
 		t.Errorf("settings %+v %v", set, err)
 	}
 
-	dropIn := read(t, filepath.Join(root, AgentDropIn))
+	dropIn := applytest.Read(t, filepath.Join(root, AgentDropIn))
 	for _, w := range []string{
 		`Environment="ETCD_NAME=node1"`, // pith.cluster.node-name (and etcd2.name)
 		`Environment="ETCD_INITIAL_CLUSTER=node1=http://10.0.2.15:2380"`,
@@ -241,25 +159,25 @@ func TestCloudConfigFirstAndLaterBoots(t *testing.T) {
 	// A later boot: files and units again, accounts untouched.
 	os.Remove(filepath.Join(root, "etc/motd"))
 	os.Remove(filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-cloudinit"))
-	rec.calls = nil
+	rec.Calls = nil
 	st, err = stage.RunSaved(context.Background())
 	if err != nil || st.FirstBoot || !st.Applied {
 		t.Fatalf("later boot: %+v %v", st, err)
 	}
-	checkFile(t, filepath.Join(root, "etc/motd"), 0o644, 0, "Welcome to Pith.\n")
+	applytest.CheckFile(t, filepath.Join(root, "etc/motd"), 0o644, 0, "Welcome to Pith.\n")
 	if _, err := os.Stat(filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-cloudinit")); !os.IsNotExist(err) {
 		t.Error("a later boot rewrote SSH keys")
 	}
 	// The unit files are as the first boot wrote them: no daemon-reload,
 	// the rest again.
-	if len(rec.calls) != len(want)-1 || slices.Contains(rec.calls, "daemon-reload") {
-		t.Errorf("later boot calls %v", rec.calls)
+	if len(rec.Calls) != len(want)-1 || slices.Contains(rec.Calls, "daemon-reload") {
+		t.Errorf("later boot calls %v", rec.Calls)
 	}
 }
 
 func TestInvalidUserDataChangesNothing(t *testing.T) {
 	stage, rec, root := newStage(t)
-	before := read(t, filepath.Join(root, "etc/passwd"))
+	before := applytest.Read(t, filepath.Join(root, "etc/passwd"))
 	ud := "#cloud-config\nhostname: good\nusers:\n  - name: bob\nwrite_files:\n  - path: /etc/x\n    content: x\ncoreos:\n  units:\n    - name: a.service\n      command: begin\n"
 	st, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud)})
 	var inv *InvalidError
@@ -271,10 +189,10 @@ func TestInvalidUserDataChangesNothing(t *testing.T) {
 			t.Errorf("%s exists after invalid user-data", p)
 		}
 	}
-	if read(t, filepath.Join(root, "etc/passwd")) != before || len(rec.calls) != 0 {
-		t.Errorf("system changed: calls %v", rec.calls)
+	if applytest.Read(t, filepath.Join(root, "etc/passwd")) != before || len(rec.Calls) != 0 {
+		t.Errorf("system changed: calls %v", rec.Calls)
 	}
-	rep := read(t, filepath.Join(root, StateDir, ReportFile))
+	rep := applytest.Read(t, filepath.Join(root, StateDir, ReportFile))
 	if !strings.Contains(rep, "/var/lib/pith/user-data:11:16: error: coreos.units[0].command") {
 		t.Errorf("report file: %q", rep)
 	}
@@ -296,19 +214,19 @@ func TestInvalidUserDataKeepsMetadataAccess(t *testing.T) {
 	if !errors.As(err, &inv) || st.Valid || st.Applied {
 		t.Fatalf("err %v, state %+v", err, st)
 	}
-	checkFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "node7\n")
+	applytest.CheckFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "node7\n")
 	core, ok, _ := (&Shadow{Root: root}).LookupUser("core")
 	if !ok {
 		t.Fatal("core not created for the metadata's key")
 	}
-	if got := read(t, filepath.Join(root, core.Home, ".ssh/authorized_keys")); !strings.Contains(got, key) {
+	if got := applytest.Read(t, filepath.Join(root, core.Home, ".ssh/authorized_keys")); !strings.Contains(got, key) {
 		t.Errorf("core's authorized_keys = %q, want the metadata key", got)
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc/x")); !os.IsNotExist(err) {
 		t.Error("a file of the rejected user-data was written")
 	}
-	if want := "sethostname node7"; strings.Join(rec.calls, "\n") != want {
-		t.Errorf("calls %v, want only %q", rec.calls, want)
+	if want := "sethostname node7"; strings.Join(rec.Calls, "\n") != want {
+		t.Errorf("calls %v, want only %q", rec.Calls, want)
 	}
 }
 
@@ -319,7 +237,7 @@ func TestSubstitutionAndMissingVariables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFile(t, filepath.Join(root, "etc/addr"), 0o644, 0, "10.0.2.15 $public_ipv4")
+	applytest.CheckFile(t, filepath.Join(root, "etc/addr"), 0o644, 0, "10.0.2.15 $public_ipv4")
 	if st.Warnings != 1 || st.Report[0].Line != 4 || st.Report[0].Column != 25 || !strings.Contains(st.Report[0].Message, "$public_ipv4") {
 		t.Errorf("report %+v", st.Report)
 	}
@@ -348,9 +266,9 @@ write_files:
 		t.Fatal(err)
 	}
 	d, _, _ := (&Shadow{Root: root}).LookupUser("dave")
-	checkFile(t, filepath.Join(root, "opt/suid"), os.ModeSetuid|0o755, d.UID, "x")
-	checkFile(t, filepath.Join(root, "var/tmpdir/sticky"), os.ModeSticky|0o777, 0, "y")
-	checkFile(t, filepath.Join(root, "etc/private"), 0o600, d.UID, "z")
+	applytest.CheckFile(t, filepath.Join(root, "opt/suid"), os.ModeSetuid|0o755, d.UID, "x")
+	applytest.CheckFile(t, filepath.Join(root, "var/tmpdir/sticky"), os.ModeSticky|0o777, 0, "y")
+	applytest.CheckFile(t, filepath.Join(root, "etc/private"), 0o600, d.UID, "z")
 	// No temp files left behind.
 	entries, _ := os.ReadDir(filepath.Join(root, "opt"))
 	if len(entries) != 1 {
@@ -360,7 +278,7 @@ write_files:
 
 func TestApplyFailureIsRecordedAndRetried(t *testing.T) {
 	stage, rec, root := newStage(t)
-	rec.fail = "start a.service"
+	rec.Fail = "start a.service"
 	ud := "#cloud-config\ncoreos:\n  units:\n    - name: a.service\n      command: start\n      content: \"[Service]\\nExecStart=/bin/true\\n\"\n"
 	st, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud)})
 	if err == nil || st.Applied || !strings.Contains(st.ApplyErr, "injected failure") {
@@ -369,7 +287,7 @@ func TestApplyFailureIsRecordedAndRetried(t *testing.T) {
 	if done, _ := stage.FirstBootDone(); done {
 		t.Error("failed first boot recorded as done")
 	}
-	rec.fail = ""
+	rec.Fail = ""
 	if st, err = stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud)}); err != nil || !st.FirstBoot || !st.Applied {
 		t.Fatalf("retry: %v %+v", err, st)
 	}
@@ -382,17 +300,17 @@ func TestScript(t *testing.T) {
 	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(script)}); err != nil {
 		t.Fatal(err)
 	}
-	checkFile(t, filepath.Join(root, ScriptPath), 0o700, 0, script)
-	if u := read(t, filepath.Join(root, "run/systemd/system", scriptUnit)); !strings.Contains(u, "ExecStart="+ScriptPath) {
+	applytest.CheckFile(t, filepath.Join(root, ScriptPath), 0o700, 0, script)
+	if u := applytest.Read(t, filepath.Join(root, "run/systemd/system", scriptUnit)); !strings.Contains(u, "ExecStart="+ScriptPath) {
 		t.Errorf("unit %q", u)
 	}
-	if strings.Join(rec.calls, ",") != "daemon-reload,start "+scriptUnit {
-		t.Errorf("calls %v", rec.calls)
+	if strings.Join(rec.Calls, ",") != "daemon-reload,start "+scriptUnit {
+		t.Errorf("calls %v", rec.Calls)
 	}
 	// Scripts run on first boot only.
-	rec.calls = nil
-	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(script)}); err != nil || len(rec.calls) != 0 {
-		t.Errorf("second boot ran the script again: %v %v", rec.calls, err)
+	rec.Calls = nil
+	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(script)}); err != nil || len(rec.Calls) != 0 {
+		t.Errorf("second boot ran the script again: %v %v", rec.Calls, err)
 	}
 }
 
@@ -405,8 +323,8 @@ func TestIgnition(t *testing.T) {
 	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: data}); err != nil {
 		t.Fatal(err)
 	}
-	checkFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "node3\n")
-	checkFile(t, filepath.Join(root, "etc/motd"), 0o644, 0, "Welcome to Pith.\n")
+	applytest.CheckFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "node3\n")
+	applytest.CheckFile(t, filepath.Join(root, "etc/motd"), 0o644, 0, "Welcome to Pith.\n")
 	st, err := os.Stat(filepath.Join(root, "var/lib/app"))
 	if err != nil || st.Mode() != os.ModeDir|0o755 {
 		t.Errorf("directory: %v %v", st, err)
@@ -421,13 +339,13 @@ func TestIgnition(t *testing.T) {
 	if !ok {
 		t.Fatal("alice missing")
 	}
-	checkFile(t, filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-ignition"), 0o600, a.UID, aliceKey+"\n")
-	checkFile(t, filepath.Join(root, "etc/systemd/system/docker.service.d/50-opts.conf"), 0o644, 0, "[Service]\nEnvironment=X=1\n")
+	applytest.CheckFile(t, filepath.Join(root, "home/alice/.ssh/authorized_keys.d/pith-ignition"), 0o600, a.UID, aliceKey+"\n")
+	applytest.CheckFile(t, filepath.Join(root, "etc/systemd/system/docker.service.d/50-opts.conf"), 0o644, 0, "[Service]\nEnvironment=X=1\n")
 	// The running hostname follows the config's /etc/hostname (Ignition
 	// writes it before boot; Pith applies on the running system).
 	want := "sethostname node3,daemon-reload,enable hello.service runtime=false,start hello.service"
-	if strings.Join(rec.calls, ",") != want {
-		t.Errorf("calls %v, want %s", rec.calls, want)
+	if strings.Join(rec.Calls, ",") != want {
+		t.Errorf("calls %v, want %s", rec.Calls, want)
 	}
 }
 
@@ -444,8 +362,8 @@ func TestIgnitionOverwriteConflictChangesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "overwrite is not true") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "etc/new")); !os.IsNotExist(err) || read(t, filepath.Join(root, "etc/existing")) != "old" || len(rec.calls) != 0 {
-		t.Errorf("conflicting config changed the system: %v", rec.calls)
+	if _, err := os.Stat(filepath.Join(root, "etc/new")); !os.IsNotExist(err) || applytest.Read(t, filepath.Join(root, "etc/existing")) != "old" || len(rec.Calls) != 0 {
+		t.Errorf("conflicting config changed the system: %v", rec.Calls)
 	}
 }
 
@@ -459,26 +377,26 @@ func TestMetadataHostnameAndEnvironment(t *testing.T) {
 	if _, err := stage.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
-	checkFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "ip-10-0-0-5.ec2.internal\n")
-	if h := read(t, filepath.Join(root, "etc/hosts")); !strings.Contains(h, "127.0.0.1 ip-10-0-0-5.ec2.internal ip-10-0-0-5 localhost") {
+	applytest.CheckFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "ip-10-0-0-5.ec2.internal\n")
+	if h := applytest.Read(t, filepath.Join(root, "etc/hosts")); !strings.Contains(h, "127.0.0.1 ip-10-0-0-5.ec2.internal ip-10-0-0-5 localhost") {
 		t.Errorf("/etc/hosts %q", h)
 	}
 	want := "PATH=/usr/bin\nCOREOS_PRIVATE_IPV4=10.0.0.5\nPITH_PRIVATE_IPV4=10.0.0.5\nCOREOS_PRIVATE_IPV6=fd00::5\nPITH_PRIVATE_IPV6=fd00::5\n"
-	checkFile(t, filepath.Join(root, "etc/environment"), 0o644, 0, want)
-	if strings.Join(rec.calls, ",") != "sethostname ip-10-0-0-5.ec2.internal" {
-		t.Errorf("calls %v", rec.calls)
+	applytest.CheckFile(t, filepath.Join(root, "etc/environment"), 0o644, 0, want)
+	if strings.Join(rec.Calls, ",") != "sethostname ip-10-0-0-5.ec2.internal" {
+		t.Errorf("calls %v", rec.Calls)
 	}
 	// user-data's hostname wins over the metadata's; a bad metadata name is ignored.
-	rec.calls = nil
+	rec.Calls = nil
 	in.UserData = []byte("#cloud-config\nhostname: mine\n")
 	if _, err := stage.Run(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
-	checkFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "mine\n")
+	applytest.CheckFile(t, filepath.Join(root, "etc/hostname"), 0o644, 0, "mine\n")
 	in.UserData, in.Hostname = nil, "bad_name!"
-	rec.calls = nil
-	if _, err := stage.Run(context.Background(), in); err != nil || len(rec.calls) != 0 {
-		t.Errorf("bad metadata hostname applied: %v %v", rec.calls, err)
+	rec.Calls = nil
+	if _, err := stage.Run(context.Background(), in); err != nil || len(rec.Calls) != 0 {
+		t.Errorf("bad metadata hostname applied: %v %v", rec.Calls, err)
 	}
 }
 
@@ -489,8 +407,8 @@ func TestMissingOwnerChangesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `/etc/b: no user "nobody-here"`) || strings.Contains(err.Error(), "erin") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "etc/hostname")); !os.IsNotExist(err) || len(rec.calls) != 0 {
-		t.Errorf("something was applied: %v", rec.calls)
+	if _, err := os.Stat(filepath.Join(root, "etc/hostname")); !os.IsNotExist(err) || len(rec.Calls) != 0 {
+		t.Errorf("something was applied: %v", rec.Calls)
 	}
 	if _, ok, _ := (&Shadow{Root: root}).LookupUser("erin"); ok {
 		t.Error("erin was created")

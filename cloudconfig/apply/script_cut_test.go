@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pith-os/pith/cloudconfig/apply/applytest"
 )
 
 // TestScriptCutFirstBoot: power is cut during first boot after the user-data
@@ -34,7 +36,7 @@ func TestScriptCutFirstBoot(t *testing.T) {
 			if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(script)}); err != nil {
 				t.Fatal(err)
 			}
-			unit := read(t, filepath.Join(root, "run/systemd/system", scriptUnit))
+			unit := applytest.Read(t, filepath.Join(root, "run/systemd/system", scriptUnit))
 			want := "ExecStopPost=/bin/sh -c '" + strings.ReplaceAll(scriptDoneShell(ScriptDonePath, hash), "$", "$$") + "'"
 			if !strings.Contains(unit, want) || !strings.Contains(unit, "$${EXIT_CODE}") {
 				t.Fatalf("unit does not record the script's end:\n%s", unit)
@@ -50,12 +52,12 @@ func TestScriptCutFirstBoot(t *testing.T) {
 			if err := os.Remove(filepath.Join(root, StateDir, FirstBootFile)); err != nil {
 				t.Fatal(err)
 			}
-			rec.calls = nil
+			rec.Calls = nil
 			if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(script)}); err != nil {
 				t.Fatal(err)
 			}
-			if ran := slices.Contains(rec.calls, "start "+scriptUnit); ran != tc.runAgain {
-				t.Fatalf("script started again: %v, want %v (calls %v)", ran, tc.runAgain, rec.calls)
+			if ran := slices.Contains(rec.Calls, "start "+scriptUnit); ran != tc.runAgain {
+				t.Fatalf("script started again: %v, want %v (calls %v)", ran, tc.runAgain, rec.Calls)
 			}
 			if done, _ := stage.FirstBootDone(); !done {
 				t.Error("first boot not recorded as done on the boot after the cut")
@@ -72,7 +74,7 @@ func TestScriptCutFirstBoot(t *testing.T) {
 	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(script + "echo more\n")}); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(rec.calls, "start "+scriptUnit) {
-		t.Errorf("a changed script did not run: %v", rec.calls)
+	if !slices.Contains(rec.Calls, "start "+scriptUnit) {
+		t.Errorf("a changed script did not run: %v", rec.Calls)
 	}
 }

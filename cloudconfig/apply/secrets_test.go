@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/cloudconfig/apply/applytest"
 )
 
 // TestAgentSecretsFile: credentials from user-data (fleet's etcd_password,
@@ -46,9 +47,9 @@ coreos:
     etcd_password: "s3cr\"et"
     public_ip: 10.0.0.1
 `)
-	checkFile(t, secrets, 0o600, 0, "# Written by pithd firstboot from user-data (mode 0600); rewritten every boot.\n"+
+	applytest.CheckFile(t, secrets, 0o600, 0, "# Written by pithd firstboot from user-data (mode 0600); rewritten every boot.\n"+
 		"ETCD_DISCOVERY=\""+discovery+"\"\nFLEET_ETCD_PASSWORD=\"s3cr\\\"et\"\n")
-	d := read(t, dropIn)
+	d := applytest.Read(t, dropIn)
 	st, err := os.Stat(dropIn)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ coreos:
 	if _, err := os.Stat(secrets); !os.IsNotExist(err) {
 		t.Errorf("secrets file kept: %v", err)
 	}
-	if d := read(t, dropIn); strings.Contains(d, "EnvironmentFile") {
+	if d := applytest.Read(t, dropIn); strings.Contains(d, "EnvironmentFile") {
 		t.Errorf("drop-in still names the secrets file:\n%s", d)
 	}
 }
@@ -85,9 +86,9 @@ func TestPrivateKeyFilesDefault0600(t *testing.T) {
 	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ud)}); err != nil {
 		t.Fatal(err)
 	}
-	checkFile(t, filepath.Join(root, "etc/pith/tls/member.key"), 0o600, 0, key)
-	checkFile(t, filepath.Join(root, "etc/pith/tls/member.crt"), 0o644, 0, cert)
-	checkFile(t, filepath.Join(root, "etc/pith/tls/shared.key"), 0o640, 0, key)
+	applytest.CheckFile(t, filepath.Join(root, "etc/pith/tls/member.key"), 0o600, 0, key)
+	applytest.CheckFile(t, filepath.Join(root, "etc/pith/tls/member.crt"), 0o644, 0, cert)
+	applytest.CheckFile(t, filepath.Join(root, "etc/pith/tls/shared.key"), 0o640, 0, key)
 
 	ign := `{"ignition":{"version":"3.4.0"},"storage":{"files":[` +
 		`{"path":"/etc/ign.key","contents":{"source":"data:,` + url.PathEscape(key) + `"}},` +
@@ -96,6 +97,6 @@ func TestPrivateKeyFilesDefault0600(t *testing.T) {
 	if _, err := stage.Run(context.Background(), Input{Source: "test", UserData: []byte(ign)}); err != nil {
 		t.Fatal(err)
 	}
-	checkFile(t, filepath.Join(root, "etc/ign.key"), 0o600, 0, key)
-	checkFile(t, filepath.Join(root, "etc/ign.crt"), 0o644, 0, cert)
+	applytest.CheckFile(t, filepath.Join(root, "etc/ign.key"), 0o600, 0, key)
+	applytest.CheckFile(t, filepath.Join(root, "etc/ign.crt"), 0o644, 0, cert)
 }
