@@ -1,83 +1,24 @@
 package cluster_test
 
-// A harness for tests with real pithd processes on 127.0.0.1: the test
-// builds pithd once, then starts, kills, pauses and restarts members.
+// A cluster of real pithd processes on 127.0.0.1 for the process tests,
+// on internal/pithdtest (one pithd build, fresh ports, processes whose logs
+// a failed test shows): start, kill, pause and restart members.
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pith-os/pith/internal/pithdtest"
 )
-
-var (
-	buildOnce sync.Once
-	pithdBin  string
-	buildErr  error
-)
-
-// pithd builds cmd/pithd into a temp dir once per test binary.
-func pithd(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if p := os.Getenv("PITH_TEST_PITHD"); p != "" {
-			pithdBin = p // built by the parent test (netns re-exec)
-			return
-		}
-		dir, err := os.MkdirTemp("", "pithd-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		pithdBin = filepath.Join(dir, "pithd")
-		out, err := exec.Command("go", "build", "-o", pithdBin, "github.com/pith-os/pith/cmd/pithd").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build pithd: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return pithdBin
-}
-
-var (
-	portsMu sync.Mutex
-	used    = map[int]bool{}
-)
-
-// freePort returns a port free now and never handed out before in this
-// test binary (the kernel may offer a just-closed port again).
-func freePort(t *testing.T) int {
-	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for attempt := 0; attempt < 100; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !used[p] {
-			used[p] = true
-			return p
-		}
-	}
-	t.Fatal("no fresh free port")
-	return 0
-}
 
 type member struct {
 	name      string
@@ -85,8 +26,7 @@ type member struct {
 	peerURL   string
 	dataDir   string
 	logPath   string
-	cmd       *exec.Cmd
-	done      chan struct{}
+	proc      *pithdtest.Proc // nil while not running
 	extra     []string
 }
 
@@ -119,8 +59,8 @@ func (c *testCluster) newMember(dir, name string) *member {
 		ip = c.ips[len(c.members)]
 	}
 	m := &member{name: name,
-		clientURL: fmt.Sprintf("http://%s:%d", ip, freePort(c.t)),
-		peerURL:   fmt.Sprintf("http://%s:%d", ip, freePort(c.t)),
+		clientURL: fmt.Sprintf("http://%s:%d", ip, pithdtest.FreePort(c.t)),
+		peerURL:   fmt.Sprintf("http://%s:%d", ip, pithdtest.FreePort(c.t)),
 		dataDir:   filepath.Join(dir, name), logPath: filepath.Join(dir, name+".log")}
 	c.members = append(c.members, m)
 	return m
@@ -129,10 +69,6 @@ func (c *testCluster) newMember(dir, name string) *member {
 func (c *testCluster) start(i int, state string) {
 	c.t.Helper()
 	m := c.members[i]
-	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		c.t.Fatal(err)
-	}
 	args := []string{"run", "--name", m.name, "--data-dir", m.dataDir,
 		"--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
 		"--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL,
@@ -141,13 +77,7 @@ func (c *testCluster) start(i int, state string) {
 		args = append(args, "--initial-cluster", c.initial)
 	}
 	args = append(args, m.extra...)
-	cmd := exec.Command(pithd(c.t), args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	m.cmd, m.done = cmd, make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(m.done) }()
+	m.proc = pithdtest.Start(c.t, pithdtest.Binary(c.t), m.logPath, args...)
 }
 
 func (c *testCluster) startAll() {
@@ -156,37 +86,31 @@ func (c *testCluster) startAll() {
 	}
 }
 
+// signal sends sig to member i; after SIGKILL or SIGTERM (a paused member
+// is resumed first) it waits for the member to end.
 func (c *testCluster) signal(i int, sig syscall.Signal) {
 	m := c.members[i]
-	if m.cmd == nil {
+	if m.proc == nil {
 		return
 	}
-	_ = m.cmd.Process.Signal(sig)
-	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
-		if sig == syscall.SIGTERM {
-			// Resume first in case the member is paused.
-			_ = m.cmd.Process.Signal(syscall.SIGCONT)
-		}
-		<-m.done
-		m.cmd = nil
+	switch sig {
+	case syscall.SIGKILL:
+		m.proc.Kill()
+		m.proc = nil
+	case syscall.SIGTERM:
+		m.proc.Resume()
+		m.proc.Stop()
+		m.proc = nil
+	default:
+		m.proc.Signal(sig)
 	}
 }
 
+// stopAll kills every member still running (pithdtest shows the logs of
+// a failed test).
 func (c *testCluster) stopAll() {
-	for i, m := range c.members {
-		if m.cmd != nil {
-			_ = m.cmd.Process.Signal(syscall.SIGCONT)
-			c.signal(i, syscall.SIGKILL)
-		}
-	}
-	if c.t.Failed() {
-		for _, m := range c.members {
-			b, _ := os.ReadFile(m.logPath)
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			c.t.Logf("--- %s log (tail) ---\n%s", m.name, b)
-		}
+	for i := range c.members {
+		c.signal(i, syscall.SIGKILL)
 	}
 }
 
@@ -225,7 +149,7 @@ func (c *testCluster) waitLeader(skip ...int) int {
 	for attempt := 0; attempt < 600; attempt++ {
 		leader, agree := "", true
 		for i, m := range c.members {
-			if skipped[i] || m.cmd == nil {
+			if skipped[i] || m.proc == nil {
 				continue
 			}
 			s, err := c.selfStats(i)
@@ -237,7 +161,7 @@ func (c *testCluster) waitLeader(skip ...int) int {
 		}
 		if agree && leader != "" {
 			for i, m := range c.members {
-				if skipped[i] || m.cmd == nil {
+				if skipped[i] || m.proc == nil {
 					continue
 				}
 				if s, err := c.selfStats(i); err == nil && s.ID == leader && s.State == "StateLeader" {
@@ -302,7 +226,7 @@ func (c *testCluster) mustPut(key, value string) {
 	c.t.Helper()
 	for attempt := 0; attempt < 300; attempt++ {
 		m := c.members[attempt%len(c.members)]
-		if m.cmd != nil {
+		if m.proc != nil {
 			st, _, _ := kvDo(context.Background(), m.clientURL, "PUT", key, url.Values{"value": {value}})
 			if st == 200 || st == 201 {
 				return

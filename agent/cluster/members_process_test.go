@@ -33,7 +33,7 @@ func deleteMember(t *testing.T, base, id string) int {
 func memberID(t *testing.T, c *testCluster, name string) string {
 	t.Helper()
 	for i, m := range c.members {
-		if m.cmd == nil {
+		if m.proc == nil {
 			continue
 		}
 		resp, err := httpc.Get(c.members[i].clientURL + "/v2/members")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/internal/kvcheck"
+	"github.com/pith-os/pith/internal/pithdtest"
 )
 
 // TestPartition isolates the leader from the other two members with
@@ -37,7 +38,7 @@ func TestPartition(t *testing.T) {
 				skip("needs %s for the network namespace partition", tool)
 			}
 		}
-		bin := pithd(t)
+		bin := pithdtest.Binary(t)
 		cmd := exec.Command("unshare", "-n", os.Args[0], "-test.run", "^TestPartition$", "-test.v", "-test.count=1")
 		cmd.Env = append(os.Environ(), "PITH_TEST_NETNS=1", "PITH_TEST_PITHD="+bin)
 		out, err := cmd.CombinedOutput()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/internal/kvcheck"
+	"github.com/pith-os/pith/internal/pithdtest"
 	etcd "go.etcd.io/etcd/client/v2"
 )
 
@@ -271,9 +272,9 @@ func TestDataDirLocked(t *testing.T) {
 	c.startAll()
 	c.waitLeader()
 	m := c.members[0]
-	out, err := exec.Command(pithd(t), "run", "--name", m.name, "--data-dir", m.dataDir,
-		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+	out, err := exec.Command(pithdtest.Binary(t), "run", "--name", m.name, "--data-dir", m.dataDir,
+		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", pithdtest.FreePort(t)),
+		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", pithdtest.FreePort(t)),
 		"--initial-advertise-peer-urls", m.peerURL, "--initial-cluster", c.initial).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "is in use by another process") {
 		t.Fatalf("second pithd on the same data dir: %v\n%s", err, out)

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"testing"
+
+	"github.com/pith-os/pith/internal/pithdtest"
 )
 
 // TestReadYourWrites writes through a follower and reads at once from that
@@ -73,7 +75,7 @@ func TestReadYourWrites(t *testing.T) {
 		return false
 	}
 	for i := 0; i < 10; i++ {
-		st, body := postMember(t, base, fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+		st, body := postMember(t, base, fmt.Sprintf("http://127.0.0.1:%d", pithdtest.FreePort(t)))
 		var m struct{ ID string }
 		if st != 201 || json.Unmarshal([]byte(body), &m) != nil || m.ID == "" {
 			t.Fatalf("member add through %s: %d %s", c.members[f].name, st, body)
