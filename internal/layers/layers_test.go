@@ -83,3 +83,20 @@ func TestLayers(t *testing.T) {
 		}
 	}
 }
+
+// TestPackageComments: every package of the module says what it is for.
+func TestPackageComments(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}	{{.Doc}}`, mod+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 20 {
+		t.Fatalf("go list found %d packages", len(lines))
+	}
+	for _, l := range lines {
+		if p, doc, _ := strings.Cut(l, "\t"); strings.TrimSpace(doc) == "" {
+			t.Errorf("%s has no package comment: put one in doc.go or the package's main file", p)
+		}
+	}
+}
