@@ -3,13 +3,10 @@ package cluster_test
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"net/url"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/pith-os/pith/agent/kv"
 )
 
 // TestDiscovery bootstraps members from a discovery URL served by the same
@@ -20,17 +17,7 @@ func TestDiscovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	d := kv.NewDiscovery("")
-	srv := httptest.NewServer(d)
-	defer srv.Close()
-	d.PublicURL = srv.URL
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go d.Run(ctx)
-	token, err := d.NewToken(3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := discoveryToken(t, 3)
 	c := newCluster(t, 4)
 	c.initial = ""
 	for _, m := range c.members {

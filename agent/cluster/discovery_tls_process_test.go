@@ -5,14 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pith-os/pith/agent/kv"
 	"github.com/pith-os/pith/pki"
 )
 
@@ -24,17 +22,7 @@ func TestDiscoveryTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	d := kv.NewDiscovery("")
-	srv := httptest.NewServer(d)
-	defer srv.Close()
-	d.PublicURL = srv.URL
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go d.Run(ctx)
-	token, err := d.NewToken(3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := discoveryToken(t, 3)
 	dir := t.TempDir()
 	ca, err := pki.Init(dir, "test")
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pith-os/pith/agent/kv"
 	"github.com/pith-os/pith/internal/pithdtest"
 )
 
@@ -146,33 +148,34 @@ func (c *testCluster) waitLeader(skip ...int) int {
 	for _, s := range skip {
 		skipped[s] = true
 	}
-	for attempt := 0; attempt < 600; attempt++ {
-		leader, agree := "", true
+	found := -1
+	pithdtest.Poll(c.t, "a leader agreed on by the running members", func() (bool, string) {
+		leader := ""
 		for i, m := range c.members {
 			if skipped[i] || m.proc == nil {
 				continue
 			}
 			s, err := c.selfStats(i)
-			if err != nil || s.Leader.Leader == "" || (leader != "" && s.Leader.Leader != leader) {
-				agree = false
-				break
+			if err != nil {
+				return false, fmt.Sprintf("%s: %v", m.name, err)
+			}
+			if s.Leader.Leader == "" || (leader != "" && s.Leader.Leader != leader) {
+				return false, fmt.Sprintf("%s sees leader %q, others %q", m.name, s.Leader.Leader, leader)
 			}
 			leader = s.Leader.Leader
 		}
-		if agree && leader != "" {
-			for i, m := range c.members {
-				if skipped[i] || m.proc == nil {
-					continue
-				}
-				if s, err := c.selfStats(i); err == nil && s.ID == leader && s.State == "StateLeader" {
-					return i
-				}
+		for i, m := range c.members {
+			if skipped[i] || m.proc == nil {
+				continue
+			}
+			if s, err := c.selfStats(i); err == nil && s.ID == leader && s.State == "StateLeader" {
+				found = i
+				return true, ""
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	c.t.Fatalf("no leader agreed on by the running members")
-	return -1
+		return false, fmt.Sprintf("leader %q is not a running member in state StateLeader", leader)
+	})
+	return found
 }
 
 type kvResp struct {
@@ -224,30 +227,46 @@ func kvDo(ctx context.Context, base, method, key string, q url.Values) (int, *kv
 // mustPut retries a put on any member until one acknowledges it.
 func (c *testCluster) mustPut(key, value string) {
 	c.t.Helper()
-	for attempt := 0; attempt < 300; attempt++ {
+	attempt := 0
+	pithdtest.Poll(c.t, "a member acknowledging PUT "+key, func() (bool, string) {
 		m := c.members[attempt%len(c.members)]
-		if m.proc != nil {
-			st, _, _ := kvDo(context.Background(), m.clientURL, "PUT", key, url.Values{"value": {value}})
-			if st == 200 || st == 201 {
-				return
-			}
+		attempt++
+		if m.proc == nil {
+			return false, m.name + " is not running"
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	c.t.Fatalf("no member acknowledged PUT %s", key)
+		st, _, err := kvDo(context.Background(), m.clientURL, "PUT", key, url.Values{"value": {value}})
+		return st == 200 || st == 201, fmt.Sprintf("%s: %d %v", m.name, st, err)
+	})
 }
 
 // quorumGet reads through member i with quorum=true, retrying while the
 // cluster has no leader.
 func (c *testCluster) quorumGet(i int, key string) (int, *kvResp) {
 	c.t.Helper()
-	for attempt := 0; attempt < 300; attempt++ {
-		st, r, err := kvDo(context.Background(), c.members[i].clientURL, "GET", key, url.Values{"quorum": {"true"}, "recursive": {"true"}})
-		if err == nil && st < 500 {
-			return st, r
-		}
-		time.Sleep(100 * time.Millisecond)
+	var st int
+	var r *kvResp
+	pithdtest.Poll(c.t, "a quorum read of "+key+" through "+c.members[i].name, func() (bool, string) {
+		var err error
+		st, r, err = kvDo(context.Background(), c.members[i].clientURL, "GET", key, url.Values{"quorum": {"true"}, "recursive": {"true"}})
+		return err == nil && st < 500, fmt.Sprintf("%d %v", st, err)
+	})
+	return st, r
+}
+
+// discoveryToken serves a discovery service (the code of pith discovery
+// serve) for the test and returns a new token for a cluster of size.
+func discoveryToken(t *testing.T, size int) string {
+	t.Helper()
+	d := kv.NewDiscovery("")
+	srv := httptest.NewServer(d)
+	t.Cleanup(srv.Close)
+	d.PublicURL = srv.URL
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go d.Run(ctx)
+	token, err := d.NewToken(size)
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.t.Fatalf("quorum read of %s through %s never answered", key, c.members[i].name)
-	return 0, nil
+	return token
 }
