@@ -144,7 +144,9 @@ coreos:
 // running a container from an offline image), one with the same in
 // Ignition, one with invalid user-data that must be rejected without
 // bricking the node. All three start before any check, so the test takes
-// one boot's time whatever go test's -parallel is.
+// one boot's time whatever go test's -parallel is. A fourth machine, with a
+// #! script, has its power cut at the end of first boot and is booted again
+// meanwhile (scriptCutBoot).
 func TestFirstBoot(t *testing.T) {
 	// Up to four guests at once: the three user-data machines and the #!
 	// script machine whose power is cut, booted again beside them.
@@ -167,6 +169,7 @@ func TestFirstBoot(t *testing.T) {
 		m.c = Boot(t, Options{UserData: writeUserData(t, m.name+".user-data", ud)})
 		t.Logf("%s: %s, user-data %d KiB", m.name, m.c.Nodes[0], len(ud)>>10)
 	}
+	cut := scriptCutBoot(t)
 	ups := upAll(t, []*Node{ms[0].c.Nodes[0], ms[1].c.Nodes[0], ms[2].c.Nodes[0]})
 	for i, m := range ms {
 		t.Logf("MEASURE %s: qemu-start->login-prompt=%s qemu-start->ssh-ready=%s", m.name, ups[i].login.Round(100*time.Millisecond), ups[i].ssh.Round(100*time.Millisecond))
@@ -182,6 +185,11 @@ func TestFirstBoot(t *testing.T) {
 			checkApplied(t, n, m.user, m.key, m.hostname)
 		})
 	}
+	t.Run("script cut", func(t *testing.T) {
+		n := cut.Nodes[0]
+		n.t = t
+		checkScriptCut(t, n)
+	})
 }
 
 // checkApplied logs in as the configured user, with the configured key, and

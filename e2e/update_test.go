@@ -27,20 +27,28 @@ import (
 //     key (pith keygen) baked in beside it, signed with the development
 //     key (pith release) and served by `pith channel serve` on 127.0.0.1;
 //     a node of version N is told by its cloud-config (coreos.update.
-//     server/group, reboot-strategy reboot) to follow that channel. No key
+//     server/group, reboot-strategy etcd-lock on its own KV, a verify
+//     timeout of 90 s) to follow that channel. No key
 //     comes through user-data: the node trusts the key in its USR. Its API
 //     listens on every address so the test reads the agent's status
 //     through the forwarded port.
 //  2. The node starts writing slot B; QEMU is killed in the middle of it.
 //     The machine, started again on the same disk, boots the old release.
-//  3. The agent starts over, writes slot B, reboots into it, marks it good
-//     and reports N+1.
+//  3. The agent starts over and writes slot B; that QEMU was launched with
+//     the crash point update-pending-saved (node/crashpoint), so it is
+//     killed once the pending record is saved and before the trial is
+//     armed. The next boot, on slot A, arms the trial again ("retry"),
+//     reboots into B, marks it good and reports N+1.
 //  4. N+2 is released with a kernel that cannot boot, signed only with
 //     the new key (a key rotated in through N+1's USR): the node writes it
 //     to slot A, tries it, comes back on N+1 by itself, reports the
 //     rollback and does not try N+2 again.
 //  5. Figures: the update's phases as the agent timed them, against dd's
 //     write throughput to the same kind of partition in the same VM.
+//  6. N+3 boots, but a unit scheduled on the node never becomes healthy on
+//     it: after the verify timeout the node goes back to N+1 by itself,
+//     pithctl update status and history say why, and the reboot lock is
+//     free again.
 func TestUpdate(t *testing.T) {
 	NeedVMs(t, 1, 16*time.Minute) // one guest at a time: a killed QEMU is gone before the next starts
 	imgDir := builtImageDir(t)
@@ -100,8 +108,11 @@ coreos:
   update:
     group: stable
     server: http://%s/
-    reboot-strategy: reboot
-`, updGuestServer)), 0o644); err != nil {
+    reboot-strategy: etcd-lock
+pith:
+  update:
+    verify_timeout: %s
+`, updGuestServer, updVerifyTimeout)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	fwd := guestFwd(t, updGuestServer, addr)
@@ -141,7 +152,7 @@ coreos:
 	n.M.Kill()
 	t.Logf("QEMU killed while the agent wrote slot B (%d of %d bytes written)", wp.Done, wp.Total)
 
-	c2 := updBoot(t, n.M.Disk, ud, fwd, c.VM)
+	c2 := Boot(t, Options{Image: n.M.Disk, UserData: ud, GuestFwd: []string{fwd}, KeyFrom: c.VM, FwCfg: crashpointFwCfg(t, "update-pending-saved")})
 	n = c2.Nodes[0]
 	st = n.updWaitStatus("pithd up after the killed write", func(update.Status) bool { return true })
 	boot := n.ConsoleText()
@@ -163,9 +174,17 @@ coreos:
 		t.Logf("MEASURE update %s -> %s inside the VM (agent's timing, s): download+verify %.1f, write(decompress+write+fsync) %.1f, read-back verify %.1f, kernel+initrd to ESP %.1f, dm-verity check of the slot %.1f; O_DIRECT %v",
 			n0, n1, st.Timing["download"], st.Timing["write"], st.Timing["readback"], st.Timing["esp"], st.Timing["verity"], st.Timing["direct"] == 1)
 	}
+	// The cut between the pending record and the trial: the next boot is
+	// on slot A and arms the trial again.
+	n.cutAt("update-pending-saved")
+	t.Logf("QEMU killed at crash point update-pending-saved: slot B written, pending record saved, trial not armed")
+	n = updBoot(t, n.M.Disk, ud, fwd, c.VM).Nodes[0]
 	n.WaitConsole("Loading Pith slot B")
 	n.WaitSSH()
 	st = n.updWaitStatus(n1+" marked good", func(s update.Status) bool { return updHasEvent(s, "updated", n1) })
+	if !updHasEvent(st, "retry", n1) || updCountEvents(st, "applied", n1) != 1 {
+		t.Errorf("after the cut at update-pending-saved: history %+v, want %s applied once and its trial armed again (retry)", st.History, n1)
+	}
 	if cl := n.Run("cat /proc/cmdline"); !strings.Contains(cl, "pith.slot=b") {
 		t.Fatalf("after the update the node runs %s, want slot b", cl)
 	}
@@ -277,4 +296,6 @@ coreos:
 	mib := (usr.UncompressedSize + 1<<20 - 1) >> 20
 	dd := n.Run(fmt.Sprintf("sudo dd if=/dev/zero of=/dev/disk/by-partlabel/USR-A bs=1M count=%d conv=fsync 2>&1", mib))
 	t.Logf("MEASURE USR payload %d bytes (%d compressed); dd of %d MiB to USR-A in the same VM: %s", usr.UncompressedSize, usr.Size, mib, updDD(dd))
+
+	n.checkNeverHealthyRollsBack(repo, img1, sk, updNextPatch(t, n2), n1)
 }
