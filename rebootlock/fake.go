@@ -20,6 +20,7 @@ type MemKV struct {
 // NewMemKV returns an empty MemKV.
 func NewMemKV() *MemKV { return &MemKV{vals: map[string]string{}, mod: map[string]uint64{}} }
 
+// Get implements KV.
 func (m *MemKV) Get(_ context.Context, key string) (string, uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -30,6 +31,7 @@ func (m *MemKV) Get(_ context.Context, key string) (string, uint64, error) {
 	return v, m.mod[key], nil
 }
 
+// Create implements KV.
 func (m *MemKV) Create(_ context.Context, key, value string) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -41,6 +43,7 @@ func (m *MemKV) Create(_ context.Context, key, value string) (uint64, error) {
 	return m.index, nil
 }
 
+// CompareAndSwap implements KV; each failed compare is counted.
 func (m *MemKV) CompareAndSwap(_ context.Context, key, value string, prev uint64) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
