@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -99,7 +100,7 @@ func HasState(dir string) bool {
 
 // openLogStore locks dir and opens its WAL, first moving a raft-boltdb log
 // left by an earlier release into it.
-func openLogStore(dir string, logf func(msg string, args ...any)) (*logStore, error) {
+func openLogStore(dir string, log *slog.Logger) (*logStore, error) {
 	lock, err := lockDataDir(dir)
 	if err != nil {
 		return nil, err
@@ -110,7 +111,7 @@ func openLogStore(dir string, logf func(msg string, args ...any)) (*logStore, er
 			lock.Close()
 		}
 	}()
-	if err := migrateBolt(dir, logf); err != nil {
+	if err := migrateBolt(dir, log); err != nil {
 		return nil, err
 	}
 	sy := newSyncer()
@@ -166,7 +167,7 @@ func lockDataDir(dir string) (*os.File, error) {
 // new WAL. The copy is built in wal.tmp and renamed into place, so a crash
 // part way leaves raft.db authoritative and the next start redoes it; only
 // then is raft.db renamed aside (kept, not deleted).
-func migrateBolt(dir string, logf func(msg string, args ...any)) error {
+func migrateBolt(dir string, log *slog.Logger) error {
 	src := filepath.Join(dir, boltLog)
 	if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -214,7 +215,7 @@ func migrateBolt(dir string, logf func(msg string, args ...any)) error {
 	}
 	first, _ := bolt.FirstIndex()
 	last, _ := bolt.LastIndex()
-	logf("moved the raft log to the WAL format", "from", src, "to", dst, "first", first, "last", last, "old", filepath.Join(dir, boltLogOld))
+	log.Info("moved the raft log to the WAL format", "from", src, "to", dst, "first", first, "last", last, "old", filepath.Join(dir, boltLogOld))
 	return finishMigration(dir)
 }
 

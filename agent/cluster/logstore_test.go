@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -157,7 +158,7 @@ func TestMigrateBoltDataDir(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer lock.Close()
-			if err := migrateBolt(dir, func(string, ...any) {}); err != nil {
+			if err := migrateBolt(dir, slog.New(slog.DiscardHandler)); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Rename(filepath.Join(dir, boltLogOld), filepath.Join(dir, boltLog)); err != nil {

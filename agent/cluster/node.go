@@ -158,7 +158,7 @@ func (n *Node) Start(handler http.Handler) error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
-	logs, err := openLogStore(cfg.DataDir, n.log.Info)
+	logs, err := openLogStore(cfg.DataDir, n.log)
 	if err != nil {
 		return err
 	}

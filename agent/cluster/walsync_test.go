@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -25,7 +26,7 @@ func entries(from, to uint64) []*raft.Log {
 // on disk, and that everything written is there after a reopen.
 func TestLogStoreSyncBookkeeping(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
-	s, err := openLogStore(mkdir(t, dir), func(string, ...any) {})
+	s, err := openLogStore(mkdir(t, dir), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestLogStoreSyncBookkeeping(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = openLogStore(dir, func(string, ...any) {})
+	s, err = openLogStore(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
