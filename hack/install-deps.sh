@@ -16,7 +16,7 @@ pkgs=(
   xorriso ipxe-qemu                          # live ISO (grub-mkrescue), PXE boot test (iPXE ROMs)
   cpio xz-utils openssh-client               # initramfs checks, VM login
   cryptsetup-bin                             # veritysetup: cross-checks USR dm-verity trees
-  sbsigntool swtpm                           # Secure Boot: sbsign for EFI binaries; a TPM 2.0 for pith boot --tpm
+  sbsigntool faketime swtpm                  # Secure Boot: sbsign (under faketime: reproducible) for EFI binaries; a TPM 2.0 for pith boot --tpm
   iproute2 iptables util-linux               # KV partition test in its own network namespace
   chromium                                   # fleet dashboard test in headless Chromium
 )

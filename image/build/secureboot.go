@@ -18,10 +18,10 @@ func (a *assembly) signBootChain() error {
 	if err := os.Rename(a.w("BOOTX64.EFI"), unsigned); err != nil {
 		return err
 	}
-	if err := k.SignEFI(a.ctx, unsigned, a.w("BOOTX64.EFI")); err != nil {
+	if err := k.SignEFI(a.ctx, unsigned, a.w("BOOTX64.EFI"), time.Unix(a.c.Epoch, 0)); err != nil {
 		return err
 	}
-	if err := k.SignEFI(a.ctx, a.in.KernelPath, a.w("vmlinuz-a")); err != nil {
+	if err := k.SignEFI(a.ctx, a.in.KernelPath, a.w("vmlinuz-a"), time.Unix(a.c.Epoch, 0)); err != nil {
 		return err
 	}
 	if err := copyFile(a.in.InitrdPath, a.w("initrd-a")); err != nil {

@@ -1,6 +1,9 @@
 package secureboot
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,5 +193,40 @@ func TestGrubChecksSignatures(t *testing.T) {
 	got := strings.Join(regexp.MustCompile(`RESULT \w+=\w+`).FindAllString(string(out), -1), " ")
 	if want := "RESULT good=good RESULT changed=refused RESULT other=refused RESULT unsigned=refused"; got != want {
 		t.Fatalf("grub-emu: %s\nwant %s\n%s", got, want, out)
+	}
+}
+
+// SignEFI: an Authenticode signature by db that sbverify accepts with db's
+// certificate and not with another's, and the same bytes for the same time.
+func TestSignEFI(t *testing.T) {
+	for _, tool := range []string{"sbsign", "sbverify", "faketime", "grub-mkimage"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)
+		}
+	}
+	k, other := newKeys(t), newKeys(t)
+	dir := t.TempDir()
+	efi := filepath.Join(dir, "grub.efi")
+	if out, err := exec.Command("grub-mkimage", "-O", "x86_64-efi", "-o", efi, "-p", "/grub", "echo").CombinedOutput(); err != nil {
+		t.Fatalf("grub-mkimage: %v: %s", err, out)
+	}
+	var signed [2][]byte
+	for i := range signed {
+		out := filepath.Join(dir, fmt.Sprintf("signed%d.efi", i))
+		if err := k.SignEFI(context.Background(), efi, out, epoch); err != nil {
+			t.Fatal(err)
+		}
+		signed[i], _ = os.ReadFile(out)
+		time.Sleep(1100 * time.Millisecond) // a different wall-clock second
+	}
+	if !bytes.Equal(signed[0], signed[1]) {
+		t.Error("two signatures at the same build time differ")
+	}
+	out := filepath.Join(dir, "signed0.efi")
+	if b, err := exec.Command("sbverify", "--cert", filepath.Join(k.Dir, CertFile("db")), out).CombinedOutput(); err != nil {
+		t.Errorf("sbverify with db: %v: %s", err, b)
+	}
+	if b, err := exec.Command("sbverify", "--cert", filepath.Join(other.Dir, CertFile("db")), out).CombinedOutput(); err == nil {
+		t.Errorf("sbverify with another db accepted it: %s", b)
 	}
 }
