@@ -17,6 +17,7 @@ import (
 	"github.com/pith-os/pith/channels"
 	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/node/crashpoint"
+	"github.com/pith-os/pith/rebootlock"
 )
 
 // Slots is the machine's A/B mechanism as the agent needs it. On a node it
@@ -135,7 +136,7 @@ type Agent struct {
 	// as a cut would.
 	cut    func(point string) error
 	reboot Rebooter
-	kv     KV // nil: not in a cluster
+	kv     rebootlock.KV // nil: not in a cluster
 	// Healthy reports nil once the node is healthy after a boot (pithd up,
 	// KV joined, scheduled units started); the agent marks the slot good
 	// and releases the reboot lock only then.
@@ -155,7 +156,7 @@ type Agent struct {
 }
 
 // New makes an agent. kv may be nil (no cluster).
-func New(cfg Config, slots Slots, reboot Rebooter, kv KV, log *slog.Logger) (*Agent, error) {
+func New(cfg Config, slots Slots, reboot Rebooter, kv rebootlock.KV, log *slog.Logger) (*Agent, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Hour
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/rebootlock"
 )
 
 // fakeSlots keeps the two slots as files and records what the agent did,
@@ -156,7 +157,7 @@ func (cs *channelServer) publishUSR(t *testing.T, version, deltaFrom string, usr
 	return r
 }
 
-func (cs *channelServer) agent(t *testing.T, stateDir, id, running string, slots Slots, rb Rebooter, kv KV, strategy Strategy) *Agent {
+func (cs *channelServer) agent(t *testing.T, stateDir, id, running string, slots Slots, rb Rebooter, kv rebootlock.KV, strategy Strategy) *Agent {
 	t.Helper()
 	cs.mu.Lock()
 	cs.boots++
@@ -316,7 +317,7 @@ func TestAgentEtcdLock(t *testing.T) {
 	if err := a1.CheckOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sem := &Semaphore{KV: kv}
+	sem := &rebootlock.Semaphore{KV: kv}
 	if st, _ := sem.Status(ctx); len(st.Holders) != 1 || st.Holders[0] != "m1" {
 		t.Fatalf("m1 rebooted without holding the lock: %+v", st)
 	}
@@ -392,7 +393,7 @@ func TestAgentWaitsForKV(t *testing.T) {
 	rb := &fakeReboot{}
 	a := cs.agent(t, t.TempDir(), "m1", "1.0.0", newFakeSlots(t, "a"), rb, kv, StrategyBestEffort)
 	rb.hook = func() {
-		if st, _ := (&Semaphore{KV: kv.memKV}).Status(context.Background()); len(st.Holders) != 1 {
+		if st, _ := (&rebootlock.Semaphore{KV: kv.memKV}).Status(context.Background()); len(st.Holders) != 1 {
 			t.Errorf("rebooted without the lock: %+v", st)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pith-os/pith/rebootlock"
 )
 
 // grubSlots models what survives a power cut of the boot state and what
@@ -111,7 +113,7 @@ func (m *machine) history() []string {
 }
 
 func (m *machine) lockHolders(ctx context.Context) []string {
-	st, err := (&Semaphore{KV: m.kv}).Status(ctx)
+	st, err := (&rebootlock.Semaphore{KV: m.kv}).Status(ctx)
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -207,7 +209,7 @@ func TestUpdateNeverHealthyRollsBack(t *testing.T) {
 				t.Fatalf("reboot lock still held by %v after the rollback", hs)
 			}
 			// The rest of the cluster carries on: another machine gets the lock.
-			if err := (&Semaphore{KV: m.kv}).Lock(ctx, "m2"); err != nil {
+			if err := (&rebootlock.Semaphore{KV: m.kv}).Lock(ctx, "m2"); err != nil {
 				t.Fatalf("m2 cannot take the lock after the rollback: %v", err)
 			}
 			if ev := m.g.events(); !slices.Contains(ev, "invalidate b") || slices.Contains(ev, "good b") {

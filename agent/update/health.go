@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/pith-os/pith/rebootlock"
 )
 
 // UnitState is what the cluster scheduler knows about one unit it placed
@@ -64,16 +66,16 @@ func unitsStarted(units []UnitState) error {
 // leader exists) and every unit the scheduler launched here is running.
 // kv or units may be nil (no cluster, no scheduler). report gets the
 // reason while it waits (for pithctl update status).
-func HealthCheck(kv KV, units ScheduledUnits, retry time.Duration, report func(string)) func(context.Context) error {
+func HealthCheck(kv rebootlock.KV, units ScheduledUnits, retry time.Duration, report func(string)) func(context.Context) error {
 	if report == nil {
 		report = func(string) {}
 	}
 	check := func(ctx context.Context) error {
 		if kv != nil {
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, _, err := kv.Get(rctx, SemaphoreKey)
+			_, _, err := kv.Get(rctx, rebootlock.SemaphoreKey)
 			cancel()
-			if err != nil && !errors.Is(err, ErrKeyNotFound) {
+			if err != nil && !errors.Is(err, rebootlock.ErrKeyNotFound) {
 				return fmt.Errorf("KV quorum read: %w", err)
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pith-os/pith/rebootlock"
 )
 
 func TestUnitsStarted(t *testing.T) {
@@ -59,7 +61,7 @@ func (s *scriptedUnits) MachineUnits(context.Context) ([]UnitState, error) {
 	return s.answers[i], nil
 }
 
-type downKV struct{ KV }
+type downKV struct{ rebootlock.KV }
 
 func (downKV) Get(context.Context, string) (string, uint64, error) {
 	return "", 0, errors.New("no leader")
@@ -85,7 +87,7 @@ func TestHealthCheck(t *testing.T) {
 
 	for _, tt := range []struct {
 		name  string
-		kv    KV
+		kv    rebootlock.KV
 		units ScheduledUnits
 		want  string
 	}{

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+
+	"github.com/pith-os/pith/rebootlock"
 )
 
 // RegisterHTTP serves the agent on pithd's API:
@@ -30,9 +32,9 @@ func (a *Agent) RegisterHTTP(mux *http.ServeMux) {
 //	GET  /pith/v1/locks[?group=G]                  status
 //	POST /pith/v1/locks/unlock?machine=ID[&group=G] release a holder's slot
 //	POST /pith/v1/locks/max?n=N[&group=G]           set max holders
-func RegisterLockHTTP(mux *http.ServeMux, kv KV) {
-	sem := func(r *http.Request) *Semaphore {
-		return &Semaphore{KV: kv, Key: GroupSemaphoreKey(r.URL.Query().Get("group"))}
+func RegisterLockHTTP(mux *http.ServeMux, kv rebootlock.KV) {
+	sem := func(r *http.Request) *rebootlock.Semaphore {
+		return &rebootlock.Semaphore{KV: kv, Key: rebootlock.GroupSemaphoreKey(r.URL.Query().Get("group"))}
 	}
 	mux.HandleFunc("GET /pith/v1/locks", func(w http.ResponseWriter, r *http.Request) {
 		st, err := sem(r).Status(r.Context())
@@ -71,7 +73,7 @@ func RegisterLockHTTP(mux *http.ServeMux, kv KV) {
 
 func writeErr(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
-	if errors.Is(err, ErrNotHolder) {
+	if errors.Is(err, rebootlock.ErrNotHolder) {
 		code = http.StatusNotFound
 	}
 	writeJSON(w, code, map[string]string{"error": err.Error()})

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pith-os/pith/rebootlock"
 )
 
 func TestLockHTTP(t *testing.T) {
@@ -17,7 +19,7 @@ func TestLockHTTP(t *testing.T) {
 	RegisterLockHTTP(mux, kv)
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
-	sem := &Semaphore{KV: kv}
+	sem := &rebootlock.Semaphore{KV: kv}
 	if err := sem.Lock(context.Background(), "m1"); err != nil {
 		t.Fatal(err)
 	}

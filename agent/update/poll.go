@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"github.com/pith-os/pith/rebootlock"
 )
 
 // Run polls the channel until ctx ends: at start, every Interval (with
@@ -102,9 +104,9 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			sem := &Semaphore{KV: a.kv, Key: GroupSemaphoreKey(a.cfg.Group)}
+			sem := &rebootlock.Semaphore{KV: a.kv, Key: rebootlock.GroupSemaphoreKey(a.cfg.Group)}
 			err = sem.Lock(ctx, a.cfg.MachineID)
-			if err != nil && !errors.Is(err, ErrNoSlots) {
+			if err != nil && !errors.Is(err, rebootlock.ErrNoSlots) {
 				// The KV may be between leaders or the node rejoining:
 				// keep waiting for the lock rather than reboot without it.
 				a.mu.Lock()

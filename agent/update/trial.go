@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pith-os/pith/rebootlock"
 )
 
 // AfterBoot settles an update that a reboot was for, from whatever state a
@@ -210,8 +212,8 @@ func (a *Agent) rollBack(ctx context.Context, slot, reason string) error {
 
 func (a *Agent) releaseLock(ctx context.Context) error {
 	if a.kv != nil {
-		sem := &Semaphore{KV: a.kv, Key: GroupSemaphoreKey(a.cfg.Group)}
-		if err := sem.Unlock(ctx, a.cfg.MachineID); err != nil && !errors.Is(err, ErrNotHolder) {
+		sem := &rebootlock.Semaphore{KV: a.kv, Key: rebootlock.GroupSemaphoreKey(a.cfg.Group)}
+		if err := sem.Unlock(ctx, a.cfg.MachineID); err != nil && !errors.Is(err, rebootlock.ErrNotHolder) {
 			return fmt.Errorf("update: release reboot lock: %w", err)
 		}
 	}
