@@ -29,8 +29,8 @@ func demoPowerCut(t *testing.T, d *walkthrough.Demo) {
 // test for any promise it broke.
 func checkPowerCut(t *testing.T, name string, res walkthrough.PowerCutResult) {
 	t.Helper()
-	t.Logf("MEASURE %s: %d/%d acknowledged writes found, %s, %d stale plain reads, serving again %s after the cut; answers %v",
-		name, res.Acked-len(res.Lost), res.Acked, res.Check, len(res.Stale), res.Serving.Round(time.Second), res.Outcomes)
+	t.Logf("MEASURE %s: %d/%d acknowledged writes found, %s, %d stale plain reads, serving again %s after the cut, %s in all; answers %v",
+		name, res.Acked-len(res.Lost), res.Acked, res.Check, len(res.Stale), res.Serving.Round(time.Second), res.Took.Round(time.Second), res.Outcomes)
 	if res.Acked == 0 || res.Check.Checked == 0 {
 		t.Errorf("%s: the load recorded nothing to check (%d acknowledged, %d operations)", name, res.Acked, res.Check.Checked)
 	}

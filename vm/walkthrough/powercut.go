@@ -37,6 +37,7 @@ type PowerCutResult struct {
 	Stale    []string       // plain reads older than the client's own session
 	Outcomes map[string]int
 	Serving  time.Duration // cut -> every member takes a write and a quorum read
+	Took     time.Duration // the whole cut, load and checks included
 }
 
 // kvClient reaches the members' client ports from the host, as step 7's
@@ -54,6 +55,7 @@ func (d *Demo) kvClient() *kvcheck.Client {
 // whole history linearizable, no plain read behind its client's session.
 // The cluster must be healthy (all members up) when it is called.
 func (d *Demo) PowerCut(ctx context.Context, o PowerCutOptions) (PowerCutResult, error) {
+	start := time.Now()
 	var res PowerCutResult
 	if o.Clients == 0 {
 		o.Clients = 6
@@ -133,6 +135,7 @@ func (d *Demo) PowerCut(ctx context.Context, o PowerCutOptions) (PowerCutResult,
 	res.Check = kvcheck.Check(ops)
 	res.Stale = h.Stale()
 	res.Outcomes = h.Outcomes()
+	res.Took = time.Since(start)
 	d.say("checked: %d of %d acknowledged writes found; history %s; %d stale plain reads",
 		res.Acked-len(res.Lost), res.Acked, res.Check, len(res.Stale))
 	return res, nil
