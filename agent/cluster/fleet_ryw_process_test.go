@@ -8,19 +8,12 @@ import (
 	"testing"
 )
 
-// TestFleetReadYourWrites: fleet's API keeps etcd's read-your-writes as
-// the keys do. Units created (PUT with options) and set (PUT of a new
+// fleetReadYourWrites (in TestReadYourWrites, on its cluster): fleet's
+// API keeps etcd's read-your-writes as the keys do. Units created (PUT with options) and set (PUT of a new
 // desiredState) through a follower are read back at once, from that same
 // follower, as fleetctl pinned to one endpoint would: every read must show
 // the write.
-func TestFleetReadYourWrites(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	c := newCluster(t, 3)
-	c.startAll()
-	leader := c.waitLeader()
-	f := (leader + 1) % 3
+func fleetReadYourWrites(t *testing.T, c *testCluster, f int) {
 	base := c.members[f].clientURL + "/fleet/v1/units/"
 	put := func(name string, body any) {
 		t.Helper()

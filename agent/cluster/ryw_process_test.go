@@ -16,8 +16,9 @@ import (
 // pins one member: every read must see the write. Every tenth round also
 // starts a watch on the other follower at the write's index, which must
 // deliver that very write. Before followers waited to apply the leader's
-// answer, nearly every read missed. Then member additions and removals
-// through the follower show in its own member list at once.
+// answer, nearly every read missed. Then fleet units written through the
+// follower read back there at once (fleetReadYourWrites), and member
+// additions and removals through it show in its own member list at once.
 func TestReadYourWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
@@ -54,6 +55,8 @@ func TestReadYourWrites(t *testing.T) {
 	if misses > 0 {
 		t.Fatalf("%d of %d reads through the follower that took the write missed it", misses, rounds)
 	}
+	// Fleet's API through the same follower, on the same cluster.
+	t.Run("fleet", func(t *testing.T) { fleetReadYourWrites(t, c, f) })
 	// Member changes through the same follower (forwarded whole to the
 	// leader): the follower's own list shows each at once.
 	base := c.members[f].clientURL
