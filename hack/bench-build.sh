@@ -4,9 +4,12 @@
 # with that same cache, and the artifacts' sizes. Targets on a 2-core
 # machine: warm build < 60 s, pith.qcow2 < 300 MB.
 #   BENCH_COLD=0   skip the cold build and time a warm build on the normal cache
-#   BENCH_PINNED=1 also time a warm build pinned to the release alone
+#   BENCH_PINNED=1 also time warm builds pinned to the release alone
 #                  (debian.suites: [bookworm], no -updates/-security), the
 #                  builds before issue 22: the cost of the two extra archives
+#   BENCH_ROUNDS=N with BENCH_PINNED: N rounds of one build of each kind,
+#                  interleaved; medians (default 3: single builds on a shared
+#                  machine vary more than the archives cost)
 #   KEEP=1         keep the temporary directory
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,14 +45,29 @@ else
   echo "bench-build: warm build (cache $cache)..."
 fi
 warm=$(build warm "$cache")
+# rootfs_step LOG: the build's own time for the root filesystem step (apt
+# indexes, Debian tree), the step the archives change.
+rootfs_step() { sed -n 's/^  root filesystem ([^)]*) *\([0-9.]*\)\(m\{0,1\}s\)$/\1 \2/p' "$1" | awk '{ print ($2 == "ms") ? $1 / 1000 : $1 }'; }
+median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 if [ "${BENCH_PINNED:-0}" = 1 ]; then
+  rounds=${BENCH_ROUNDS:-3}
   printf 'debian:\n  suites: [bookworm]\n' >"$tmp/pinned.yaml"
   echo "bench-build: build pinned to bookworm alone (its own Debian tree, once)..."
   build pinned-first "$cache" --config "$tmp/pinned.yaml" >/dev/null
-  echo "bench-build: warm build pinned to bookworm alone..."
-  pinned=$(build pinned "$cache" --config "$tmp/pinned.yaml")
-  echo "bench-build: warm build with the three archives again..."
-  warm2=$(build warm2 "$cache")
+  three="" pinned="" three_fs="" pinned_fs=""
+  # Alternating which goes first cancels a drift in the machine's load.
+  for i in $(seq "$rounds"); do
+    echo "bench-build: round $i of $rounds: a warm build with the three archives and one pinned to bookworm alone..."
+    for kind in $(if [ $((i % 2)) = 1 ]; then echo three pinned; else echo pinned three; fi); do
+      if [ "$kind" = three ]; then
+        three="$three $(build "three$i" "$cache")"
+        three_fs="$three_fs $(rootfs_step "$tmp/three$i.log")"
+      else
+        pinned="$pinned $(build "pinned$i" "$cache" --config "$tmp/pinned.yaml")"
+        pinned_fs="$pinned_fs $(rootfs_step "$tmp/pinned$i.log")"
+      fi
+    done
+  done
 fi
 
 img=$tmp/warm/pith.img
@@ -66,9 +84,12 @@ printf '  %-28s %s\n' "pith.img apparent size" "$(mib "$apparent")"
 printf '  %-28s %s\n' "pith.img allocated" "$(mib "$alloc")"
 printf '  %-28s %s\n' "pith.qcow2" "$(mib "$qsize") (target < 300 MB = $(mib 300000000))"
 if [ "${BENCH_PINNED:-0}" = 1 ]; then
-  printf '  %-28s %s\n' "warm, release alone" "$pinned s"
-  printf '  %-28s %s\n' "warm, 3 archives (again)" "$warm2 s"
-  awk -v a="$warm" -v b="$warm2" -v p="$pinned" 'BEGIN { m = (a + b) / 2; printf "  %-28s %+.1f%% (target within 10%%)\n", "3 archives vs release alone", 100 * (m - p) / p }'
+  m3=$(echo "$three" | median) mp=$(echo "$pinned" | median)
+  f3=$(echo "$three_fs" | median) fp=$(echo "$pinned_fs" | median)
+  printf '  %-28s %s\n' "warm, 3 archives ($rounds)" "median $m3 s (each:$three)"
+  printf '  %-28s %s\n' "warm, release alone ($rounds)" "median $mp s (each:$pinned)"
+  awk -v a="$m3" -v p="$mp" 'BEGIN { printf "  %-28s %+.1f%% (target within 10%%)\n", "3 archives vs release alone", 100 * (a - p) / p }'
+  printf '  %-28s %s\n' "root filesystem step" "median $f3 s with 3 archives, $fp s alone (each:$three_fs /$pinned_fs)"
 fi
 if [ "$cold" != skipped ]; then
   if cmp -s "$tmp/cold/pith.img" "$img"; then same=yes; else same=NO; fi
