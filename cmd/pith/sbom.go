@@ -180,6 +180,11 @@ func outdated(ctx context.Context, img, cache string) ([]sbom.Update, error) {
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return nil, err
 	}
+	unlock, err := lists.Lock(ctx) // a build may be refreshing them
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := lists.Fetch(ctx, cache); err != nil {
 		return nil, fmt.Errorf("cannot bring the apt indexes up to date, so cannot tell whether the image is current: %w", err)
 	}

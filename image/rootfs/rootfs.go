@@ -137,10 +137,8 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 // build then installs what the archives offered then, and says so).
 func refreshLists(ctx context.Context, lists apt.Lists, work string, logf func(string, ...any)) (string, error) {
 	t0 := time.Now()
-	// Builds sharing a cache (the VM tests run several at once) take turns:
-	// apt-get runs without its own locking here, and two updates of one
-	// lists directory would overwrite each other's downloads.
-	unlock, err := lockDir(ctx, lists.Dir)
+	// Builds sharing a cache (the VM tests run several at once) take turns.
+	unlock, err := lists.Lock(ctx)
 	if err != nil {
 		return "", err
 	}

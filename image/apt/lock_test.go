@@ -1,23 +1,24 @@
-package rootfs
+package apt
 
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 )
 
-// TestLockDir: a second holder waits until the first unlocks (seen through
-// a cancelled wait), then gets the lock.
-func TestLockDir(t *testing.T) {
-	dir := t.TempDir()
-	unlock, err := lockDir(context.Background(), dir)
+// TestLock: a second holder waits until the first unlocks (seen through a
+// cancelled wait), then gets the lock.
+func TestLock(t *testing.T) {
+	l := Lists{Dir: filepath.Join(t.TempDir(), "lists")}
+	unlock, err := l.Lock(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan error, 1)
 	go func() {
-		u, err := lockDir(ctx, dir)
+		u, err := l.Lock(ctx)
 		if err == nil {
 			u()
 		}
@@ -28,7 +29,7 @@ func TestLockDir(t *testing.T) {
 		t.Fatalf("second lock while the first is held: %v, want to wait until cancelled", err)
 	}
 	unlock()
-	u2, err := lockDir(context.Background(), dir)
+	u2, err := l.Lock(context.Background())
 	if err != nil {
 		t.Fatalf("lock after unlock: %v", err)
 	}

@@ -1,4 +1,4 @@
-package rootfs
+package apt
 
 import (
 	"context"
@@ -10,12 +10,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockFile is the lock a build holds on a shared cache directory.
+// lockFile is the lock on a lists directory.
 const lockFile = ".pith-lock"
 
-// lockDir takes dir's build lock (an exclusive flock on dir/.pith-lock,
-// released by the returned func or when the process dies), waiting while
-// another build holds it.
+// Lock takes the lists directory's lock (an exclusive flock on
+// Dir/.pith-lock, released by the returned func or when the process dies),
+// waiting while another process holds it: builds and pith outdated sharing
+// a cache take turns to refresh and read the indexes, as apt-get runs here
+// without its own locking (Debug::NoLocking) and two updates of one lists
+// directory would overwrite each other's downloads.
+func (l Lists) Lock(ctx context.Context) (unlock func(), err error) {
+	return lockDir(ctx, l.Dir)
+}
+
 func lockDir(ctx context.Context, dir string) (unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -37,7 +44,7 @@ func lockDir(ctx context.Context, dir string) (unlock func(), err error) {
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("rootfs: interrupted waiting for %s: %w", p, ctx.Err())
+			return nil, fmt.Errorf("interrupted waiting for %s: %w", p, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
