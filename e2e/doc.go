@@ -33,9 +33,10 @@
 //     127.0.0.1 (QEMU's hostfwd retries when one was taken in between),
 //     guestfwd addresses are inside each QEMU's own user network, image
 //     builds write only below their own --out, replace cache entries by
-//     rename and refresh apt's indexes under a lock (apt.Lists.Lock), the
-//     channel servers bind port 0 themselves, and no test changes the
-//     process environment (t.Setenv).
+//     rename and refresh apt's indexes under a lock (apt.Lists.Lock),
+//     TestUpdate's channel server binds port 0 itself (the walkthrough's
+//     servers pick a free port just before they start, while its test has
+//     every slot), and no test changes the process environment (t.Setenv).
 //   - Soaks and repetitions (make kv-check, make soak) stay out of the
 //     suite; a capability is covered in it once.
 package e2e
