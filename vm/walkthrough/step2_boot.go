@@ -32,7 +32,7 @@ func (d *Demo) Boot() (BootResult, error) {
 	ctx, cancel := d.stepCtx()
 	defer cancel()
 	var res BootResult
-	d.heading(2, fmt.Sprintf("Boot %d nodes from one cloud-config", d.cfg.Nodes))
+	d.heading(2, fmt.Sprintf("Boot %d nodes: one cloud-config, a certificate each", d.cfg.Nodes))
 	d.say(`Each node needs its own member certificate, naming the addresses peers and
 clients dial it by (its private address; loopback is always in). pith cluster
 issue prints it with its key and the CA as cloud-config lines, here into files

@@ -105,11 +105,11 @@ func (d *Demo) hostEnv(i int, name string) []string {
 }
 
 // hostPithctl runs the workstation's pithctl against node i's forwarded
-// client port with the certificate name ("" for none) and shows it after
-// the prompt given (the variables that differ from the exported ones).
+// client port with the certificate name ("" for none) and shows it with
+// the variables that differ from the exported ones (prefix).
 // --no-sync: the member list names the nodes' private addresses, which
 // the workstation does not reach.
-func (d *Demo) hostPithctl(ctx context.Context, i int, name, prompt string, args ...string) (string, error) {
+func (d *Demo) hostPithctl(ctx context.Context, i int, name, prefix string, args ...string) (string, error) {
 	args = append(args, "--no-sync")
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -117,7 +117,7 @@ func (d *Demo) hostPithctl(ctx context.Context, i int, name, prompt string, args
 	cmd.Env = append(os.Environ(), d.hostEnv(i, name)...)
 	b, err := cmd.CombinedOutput()
 	out := strings.TrimSpace(string(b))
-	d.transcript(prompt, "pithctl "+strings.Join(args, " "), out)
+	d.transcript("", prefix+"pithctl "+strings.Join(args, " "), out)
 	if err != nil {
 		return out, fmt.Errorf("pithctl %s: %w: %s", strings.Join(args, " "), err, out)
 	}
