@@ -62,7 +62,10 @@ func mkimage(ctx context.Context, format, out, espUUID string, sec *SecureConfig
 	if sec != nil {
 		// Set before anything is read from the ESP: from here on GRUB opens
 		// no file as code or config without a good <file>.sig.
-		early = "set check_signatures=enforce\nexport check_signatures\n" + early
+		// A superuser nobody can log in as: GRUB's command line and menu
+		// editing (where a kernel line could be typed unsigned) are locked;
+		// the menu entries are --unrestricted, so booting needs no login.
+		early = "set check_signatures=enforce\nexport check_signatures\nset superusers=pith-locked\nexport superusers\n" + early
 	}
 	if err := os.WriteFile(cfg, []byte(early), 0o644); err != nil {
 		return err
@@ -291,7 +294,7 @@ fi
 # numbers only (a is 0, b is 1).
 if [ "${default}" = b ]; then set fallback=0; else set fallback=1; fi
 {{range .Slots}}
-menuentry "Pith slot {{.Upper}}" --id {{.ID}} {
+menuentry "Pith slot {{.Upper}}" --id {{.ID}} --unrestricted {
   echo "Loading Pith slot {{.Upper}}..."
   set pith_usrhash=
   source /{{.VerityCfg}}

@@ -81,7 +81,7 @@ func TestGrubCfg(t *testing.T) {
 	}
 	s := string(cfg)
 	for _, want := range []string{
-		`menuentry "Pith slot A" --id a {`, `menuentry "Pith slot B" --id b {`,
+		`menuentry "Pith slot A" --id a --unrestricted {`, `menuentry "Pith slot B" --id b --unrestricted {`,
 		"linux /pith/vmlinuz-a " + KernelArgs(params, "a") + " pith.usrhash=${pith_usrhash}\n", "initrd /pith/initrd-b",
 		"source /pith/verity-a.cfg\n", "source /pith/verity-b.cfg\n",
 		"load_env --skip-sig -f ${prefix}/grubenv pith_gen pith_gen_end", "load_env --skip-sig -f ${prefix}/grubenv.1 pith_gen pith_gen_end",
@@ -173,6 +173,9 @@ func TestBootCodeAndCore(t *testing.T) {
 	early := bytes.Index(b, []byte("set check_signatures=enforce"))
 	if early < 0 || early > bytes.Index(b, []byte("--fs-uuid --set=root CAFE-1234")) {
 		t.Error("Secure Boot BOOTX64.EFI does not set check_signatures=enforce before finding the ESP")
+	}
+	if !bytes.Contains(b, []byte("set superusers=pith-locked")) {
+		t.Error("Secure Boot BOOTX64.EFI leaves GRUB's command line open")
 	}
 	if !bytes.Contains(b, key) || !bytes.Contains(b, []byte("verify_detached")) {
 		t.Error("Secure Boot BOOTX64.EFI lacks the embedded key or the pgp module")
