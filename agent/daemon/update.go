@@ -41,12 +41,13 @@ func (d *Daemon) updateMachineID() (string, error) {
 func (d *Daemon) buildUpdater() error {
 	var kv rebootlock.KV
 	if d.node != nil && len(d.cfg.KV.AdvertiseClientURLs) > 0 {
-		ekv, err := rebootlock.NewEtcdKV(d.cfg.KV.AdvertiseClientURLs)
+		ekv, err := lockKV(&d.cfg.KV)
 		if err != nil {
-			return err
+			d.log.Warn("reboot lock unavailable", "err", err)
+		} else {
+			kv = ekv
+			update.RegisterLockHTTP(d.mux, ekv)
 		}
-		kv = ekv
-		update.RegisterLockHTTP(d.mux, ekv)
 	}
 	if d.cfg.Update.Server == "" {
 		return nil
