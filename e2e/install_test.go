@@ -104,10 +104,10 @@ func installFromISO(t *testing.T, fw string) {
 	// The disk alone: no CD, the default (empty) user-data on fw_cfg.
 	d := Boot(t, Options{Image: n.M.Disk, Firmware: fw, KeyFrom: c.VM, DiskSize: 6 << 30}).Nodes[0]
 	d.WaitSSH()
-	if got := d.Run("cat /etc/pith-installed"); got != "installed from pith.iso\n" {
+	if got := d.Run("cat /etc/pith-installed"); got != "installed from pith.iso" {
 		t.Errorf("/etc/pith-installed = %q: the OEM user-data was not applied", got)
 	}
-	if got := d.Run("sudo stat -c '%a %U' /usr/share/oem/cloud-config.yml && sudo cat /usr/share/oem/cloud-config.yml"); got != "600 root\n"+installedUserData {
+	if got := d.Run("sudo stat -c '%a %U' /usr/share/oem/cloud-config.yml && sudo cat /usr/share/oem/cloud-config.yml"); got != "600 root\n"+strings.TrimSpace(installedUserData) {
 		t.Errorf("OEM cloud-config.yml: %q", got)
 	}
 	// pith install moved the GPT to the 6 GiB disk's end; first boot grew
