@@ -201,7 +201,15 @@ func PXE(p *Parts, dir string, epoch int64) error {
 	if err != nil {
 		return err
 	}
-	err = writeUSRCpio(f, p.USR, epoch)
+	// The kernel reads an archive after a compressed one only at a 4-byte
+	// aligned offset (GRUB pads each initrd it loads the same way).
+	st, err := f.Stat()
+	if err == nil {
+		_, err = f.Write(make([]byte, (4-st.Size()%4)%4))
+	}
+	if err == nil {
+		err = writeUSRCpio(f, p.USR, epoch)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

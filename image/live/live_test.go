@@ -39,6 +39,7 @@ func fakeParts(t *testing.T) *Parts {
 	w := cpio.Newc.Writer(&ir)
 	w.WriteRecord(cpio.StaticFile("init", "#!/bin/sh\n", 0o755))
 	cpio.WriteTrailer(w)
+	ir.WriteString("x") // an odd length, as a compressed initramfs has
 	os.WriteFile(p.Initrd, ir.Bytes(), 0o644)
 	os.WriteFile(p.USR, bytes.Repeat([]byte("usr!"), 300000), 0o644)
 	return p
@@ -58,7 +59,11 @@ func TestPXE(t *testing.T) {
 	if !bytes.HasPrefix(raw, first) {
 		t.Fatalf("pith-pxe.initrd does not start with the image's initramfs")
 	}
-	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw[len(first):])))
+	second := (len(first) + 3) / 4 * 4 // the kernel's alignment
+	if !bytes.Equal(raw[len(first):second], make([]byte, second-len(first))) {
+		t.Fatalf("padding after the image's initramfs is not zeros")
+	}
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw[second:])))
 	if err != nil {
 		t.Fatal(err)
 	}
