@@ -138,7 +138,7 @@ holds them back.`, first, bad, d.Next, bad)
 		return res, err
 	}
 	for _, i := range []int{res.First, (res.First + 1) % d.cfg.Nodes} {
-		for _, c := range []string{"pithctl update status", "pithctl update history"} {
+		for _, c := range []string{"sudo pithctl update status", "sudo pithctl update history"} {
 			out, err := d.show(ctx, i, c)
 			if err != nil {
 				return res, err

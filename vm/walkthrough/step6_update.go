@@ -328,7 +328,7 @@ func (d *Demo) showUpdated(ctx context.Context, res *UpdateResult, published tim
 		nu := res.Nodes[i]
 		d.say("  %s: rebooted at +%s, back on %s at +%s (%s)", d.NodeName(i), nu.Rebooting.Sub(published).Round(time.Second), d.Next, nu.Back.Sub(published).Round(time.Second), nu.Applied)
 	}
-	for _, c := range []string{"pithctl update status", "pithctl update history", "grep VERSION= /usr/lib/os-release"} {
+	for _, c := range []string{"sudo pithctl update status", "sudo pithctl update history", "grep VERSION= /usr/lib/os-release"} {
 		if _, err := d.show(ctx, 0, c); err != nil {
 			return err
 		}
