@@ -1,6 +1,7 @@
 package build
 
 import (
+	"github.com/pith-os/pith/atomicfile"
 	"os"
 	"path/filepath"
 	"time"
@@ -24,7 +25,7 @@ func (a *assembly) signBootChain() error {
 	if err := k.SignEFI(a.ctx, a.in.KernelPath, a.w("vmlinuz-a"), time.Unix(a.c.Epoch, 0)); err != nil {
 		return err
 	}
-	if err := copyFile(a.in.InitrdPath, a.w("initrd-a")); err != nil {
+	if err := atomicfile.CopyFile(a.in.InitrdPath, a.w("initrd-a"), 0o644); err != nil {
 		return err
 	}
 	for _, f := range []string{"grub.cfg", "verity-a.cfg", "vmlinuz-a", "initrd-a"} {
@@ -36,7 +37,7 @@ func (a *assembly) signBootChain() error {
 	// enrolls, and what an operator enrolls in a real machine's firmware.
 	for _, r := range secureboot.Roles {
 		name := SecureBootCertPrefix + secureboot.CertFile(r)
-		if err := copyFile(filepath.Join(k.Dir, secureboot.CertFile(r)), a.w(name)); err != nil {
+		if err := atomicfile.CopyFile(filepath.Join(k.Dir, secureboot.CertFile(r)), a.w(name), 0o644); err != nil {
 			return err
 		}
 		a.artifacts[name] = a.w(name)

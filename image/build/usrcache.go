@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
+	"github.com/pith-os/pith/atomicfile"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,7 +135,7 @@ func storeCache(src, dst string) error {
 	tmp := fmt.Sprintf("%s.tmp%d", dst, os.Getpid())
 	os.Remove(tmp)
 	if err := os.Link(src, tmp); err != nil {
-		if err := copyFile(src, tmp); err != nil {
+		if err := atomicfile.CopyFile(src, tmp, 0o644); err != nil {
 			os.Remove(tmp)
 			return err
 		}
@@ -146,23 +146,6 @@ func storeCache(src, dst string) error {
 	}
 	pruneCache(dir, usrCacheKeep)
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // pruneCache removes all but the keep most recently used USR images.

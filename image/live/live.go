@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/pith-os/pith/atomicfile"
 	"io"
 	"os"
 	"os/exec"
@@ -153,7 +154,7 @@ func ISO(ctx context.Context, p *Parts, out, work string, epoch int64) error {
 		return err
 	}
 	for src, dst := range map[string]string{p.Kernel: "vmlinuz", p.Initrd: "initrd"} {
-		if err := copyFile(src, filepath.Join(tree, "pith", dst)); err != nil {
+		if err := atomicfile.CopyFile(src, filepath.Join(tree, "pith", dst), 0o644); err != nil {
 			return err
 		}
 	}
@@ -191,10 +192,10 @@ boot
 // initramfs followed by the USR cpio: one file, as iPXE and most PXE
 // loaders take one initrd best) and dir/pith-pxe.ipxe.
 func PXE(p *Parts, dir string, epoch int64) error {
-	if err := copyFile(p.Kernel, filepath.Join(dir, PXEKernelName)); err != nil {
+	if err := atomicfile.CopyFile(p.Kernel, filepath.Join(dir, PXEKernelName), 0o644); err != nil {
 		return err
 	}
-	if err := copyFile(p.Initrd, filepath.Join(dir, PXEInitrdName)); err != nil {
+	if err := atomicfile.CopyFile(p.Initrd, filepath.Join(dir, PXEInitrdName), 0o644); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(filepath.Join(dir, PXEInitrdName), os.O_WRONLY|os.O_APPEND, 0)
@@ -222,23 +223,6 @@ func PXE(p *Parts, dir string, epoch int64) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, PXEScriptName), b.Bytes(), 0o644)
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 func lastLines(b []byte, n int) string {
