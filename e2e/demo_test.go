@@ -49,34 +49,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 // stopped node switched back on first.
 func TestDemo(t *testing.T) {
 	NeedVMs(t, 3, 18*time.Minute)
-	imgDir := builtImageDir(t)
-	bootImagePath(t)
-	// Short path: unix socket paths are limited to 107 bytes.
-	dir, err := os.MkdirTemp("", "pith-demo-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := walkthrough.New(walkthrough.Config{
-		ImageDir: imgDir, BinDir: updBinDir(t), CacheDir: os.Getenv("PITH_E2E_CACHE_DIR"),
-		ReleaseKey: updReleaseKey(t), StateDir: dir, Accel: testAccel(t),
-		Relay:     func(guest, host string) string { return guestFwd(t, guest, host) },
-		Container: helloImageTarGz(t),
-		Out:       &logWriter{t: t},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			demoDumpLogs(t, d, dir)
-		}
-		d.Close()
-		if t.Failed() && os.Getenv("PITH_E2E_KEEP") != "" {
-			t.Logf("state kept in %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
+	d := newDemo(t, "pith-demo-")
 	start := time.Now()
 	const nodes = 3
 	ctx := t.Context()
@@ -367,4 +340,40 @@ func demoGetWith(c *http.Client, url string) ([]byte, int, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return b, resp.StatusCode, err
+}
+
+// newDemo starts the walkthrough's workstation side (image, binaries,
+// relay) with its state in a fresh short temporary directory, and closes it
+// when the test ends, dumping the nodes' logs if the test failed.
+func newDemo(t *testing.T, prefix string) *walkthrough.Demo {
+	t.Helper()
+	imgDir := builtImageDir(t)
+	bootImagePath(t)
+	// Short path: unix socket paths are limited to 107 bytes.
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := walkthrough.New(walkthrough.Config{
+		ImageDir: imgDir, BinDir: updBinDir(t), CacheDir: os.Getenv("PITH_E2E_CACHE_DIR"),
+		ReleaseKey: updReleaseKey(t), StateDir: dir, Accel: testAccel(t),
+		Relay:     func(guest, host string) string { return guestFwd(t, guest, host) },
+		Container: helloImageTarGz(t),
+		Out:       &logWriter{t: t},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			demoDumpLogs(t, d, dir)
+		}
+		d.Close()
+		if t.Failed() && os.Getenv("PITH_E2E_KEEP") != "" {
+			t.Logf("state kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return d
 }

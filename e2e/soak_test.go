@@ -24,33 +24,7 @@ func TestSoak(t *testing.T) {
 		}
 		cuts = n
 	}
-	imgDir := builtImageDir(t)
-	bootImagePath(t)
-	dir, err := os.MkdirTemp("", "pith-soak-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := walkthrough.New(walkthrough.Config{
-		ImageDir: imgDir, BinDir: updBinDir(t), CacheDir: os.Getenv("PITH_E2E_CACHE_DIR"),
-		ReleaseKey: updReleaseKey(t), StateDir: dir, Accel: testAccel(t),
-		Relay:     func(guest, host string) string { return guestFwd(t, guest, host) },
-		Container: helloImageTarGz(t),
-		Out:       &logWriter{t: t},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			demoDumpLogs(t, d, dir)
-		}
-		d.Close()
-		if t.Failed() && os.Getenv("PITH_E2E_KEEP") != "" {
-			t.Logf("state kept in %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
+	d := newDemo(t, "pith-soak-")
 	if _, err := d.Discovery(); err != nil {
 		t.Fatal(err)
 	}
