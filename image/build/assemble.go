@@ -372,7 +372,7 @@ func (a *assembly) qcow2() (string, error) {
 func (a *assembly) hashArtifacts() (string, error) {
 	c := a.c
 	m := &manifest.Manifest{
-		Schema: manifest.SchemaVersion, Version: c.Version, Platform: c.Platform,
+		Schema: manifest.SchemaVersion, Version: c.Version, Platform: c.Platform, Arch: c.Arch,
 		Inputs: manifest.Inputs{
 			ConfigHash: c.Hash(), Suite: c.Suite, Mirror: config.NormalizeMirror(c.Mirror),
 			Packages: append([]string{}, c.Packages...), KernelPackage: c.KernelPackage,

@@ -23,6 +23,7 @@ import (
 type Config struct {
 	Version  string // "version": OS version string
 	Platform string // "platform": qemu | vagrant | ec2
+	Arch     string // "arch": the machine architecture, amd64 | arm64 (Debian's and Go's names)
 	Suite    string // "debian.suite": the release (codename or alias)
 	Mirror   string // "debian.mirror"
 	// Suites ("debian.suites") are the archive suites packages come from;
@@ -47,6 +48,7 @@ type Config struct {
 const (
 	DefaultVersion  = "0.1.0"
 	DefaultPlatform = "qemu"
+	DefaultArch     = "amd64"
 	DefaultSuite    = "bookworm"
 	DefaultMirror   = "http://deb.debian.org/debian"
 	// DefaultSecurityMirror is Debian's security archive on the same CDN
@@ -67,6 +69,9 @@ const EpochEnv = "SOURCE_DATE_EPOCH"
 // Accepted values of the enumerated fields.
 var (
 	Platforms = []string{"qemu", "vagrant", "ec2"}
+	// Arches are the architectures an image can be built for; Debian and
+	// Go name them alike.
+	Arches = []string{"amd64", "arm64"}
 	// FormatNames lists the output formats a config may name. ec2 is the
 	// raw import disk of an ec2-platform image (pith ami upload); box is
 	// accepted here so configs stay valid as the builder grows it, and the
@@ -104,6 +109,7 @@ func builtin() Config {
 	return Config{
 		Version:        DefaultVersion,
 		Platform:       DefaultPlatform,
+		Arch:           DefaultArch,
 		Suite:          DefaultSuite,
 		Mirror:         DefaultMirror,
 		SecurityMirror: DefaultSecurityMirror,
@@ -172,6 +178,7 @@ func (c Config) Validate() error {
 	}{
 		{"version", checkVersion(c.Version)},
 		{"platform", checkEnum(c.Platform, Platforms, "platform")},
+		{"arch", checkArch(c.Arch, c.KernelPackage)},
 		{"debian.suite", checkSuite(c.Suite)},
 		{"debian.mirror", checkMirror(c.Mirror)},
 		{"debian.suites", checkSuites(c.Suite, c.Suites)},
@@ -213,7 +220,9 @@ func (c Config) Hash() string {
 		Packages []string `json:"packages"`
 		Kernel   string   `json:"kernel"`
 		Epoch    int64    `json:"epoch"`
-	}{hashVersion, c.Version, c.Suite, NormalizeMirror(c.Mirror), archiveLines(c.Archives()), pkgs, c.KernelPackage, c.Epoch})
+		// Arch is left out for amd64, so amd64 digests stay what they were.
+		Arch string `json:"arch,omitempty"`
+	}{hashVersion, c.Version, c.Suite, NormalizeMirror(c.Mirror), archiveLines(c.Archives()), pkgs, c.KernelPackage, c.Epoch, c.nonDefaultArch()})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

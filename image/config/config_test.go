@@ -59,7 +59,7 @@ source_date_epoch: 1700000000
 
 		{name: "unknown top key with hint", yaml: "version: 1.0\ndebain:\n  suite: bookworm\n", err: `pith.yaml:2: unknown key "debain": did you mean "debian"?`},
 		{name: "unknown nested key", yaml: "debian:\n  suit: bookworm\n", err: `pith.yaml:2: unknown key "debian.suit": did you mean "debian.suite"?`},
-		{name: "unknown key far from any", yaml: "colour: blue\n", err: `pith.yaml:1: unknown key "colour": remove it (keys here: debian, disk, formats, platform, release_keys, source_date_epoch, version)`},
+		{name: "unknown key far from any", yaml: "colour: blue\n", err: `pith.yaml:1: unknown key "colour": remove it (keys here: arch, debian, disk, formats, platform, release_keys, source_date_epoch, version)`},
 		{name: "duplicate key", yaml: "platform: qemu\nplatform: ec2\n", err: `pith.yaml:2: key "platform" is already set at line 1`},
 		{name: "size with space", yaml: "disk:\n  size: 4 GB\n", err: `pith.yaml:2: disk.size: "4 GB" is not a size: use e.g. 4GiB`},
 		{name: "size decimal unit", yaml: "disk:\n  size: 4GB\n", err: `disk.size: "4GB" is not a size`},
@@ -70,6 +70,9 @@ source_date_epoch: 1700000000
 		{name: "size list", yaml: "disk:\n  size: [4GiB]\n", err: `disk.size: expected a value, got a list`},
 		{name: "disk not mapping", yaml: "disk: 4GiB\n", err: `pith.yaml:1: disk: expected a mapping of keys (size), got "4GiB"`},
 		{name: "top not mapping", yaml: "- a\n- b\n", err: `pith.yaml:1: the file: expected a mapping of keys`},
+		{name: "arch arm64 takes its cloud kernel", yaml: "arch: arm64\n", want: func(c *Config) { c.Arch, c.KernelPackage = "arm64", "linux-image-cloud-arm64" }},
+		{name: "arch arm64 keeps a named kernel", yaml: "arch: arm64\ndebian:\n  kernel: linux-image-arm64\n", want: func(c *Config) { c.Arch, c.KernelPackage = "arm64", "linux-image-arm64" }},
+		{name: "bad arch", yaml: "arch: x86_64\n", err: `pith.yaml:1: arch: "x86_64" is not a machine architecture: use one of amd64, arm64`},
 		{name: "bad platform", yaml: "platform: aws\n", err: `pith.yaml:1: platform: "aws" is not a platform: use one of qemu, vagrant, ec2`},
 		{name: "bad suite", yaml: "debian:\n  suite: bokworm\n", err: `pith.yaml:2: debian.suite: "bokworm" is not a Debian suite`},
 		{name: "mirror ftp", yaml: "debian:\n  mirror: ftp://ftp.debian.org/debian\n", err: `debian.mirror: "ftp://ftp.debian.org/debian" is not a Debian mirror URL`},
@@ -364,5 +367,44 @@ func TestLoadReleaseKeysRelativeToConfig(t *testing.T) {
 	want := []string{filepath.Join(dir, "sub", "keys", "a.pub"), "/abs/b.pub"}
 	if !reflect.DeepEqual(c.ReleaseKeys, want) {
 		t.Errorf("release keys %q, want %q", c.ReleaseKeys, want)
+	}
+}
+
+func TestArch(t *testing.T) {
+	tests := []struct {
+		name, arch, kernel string // kernel "" keeps the default
+		wantKernel, err    string
+	}{
+		{name: "default", arch: "amd64", wantKernel: "linux-image-cloud-amd64"},
+		{name: "arm64 switches the default kernel", arch: "arm64", wantKernel: "linux-image-cloud-arm64"},
+		{name: "arm64 keeps a chosen kernel", arch: "arm64", kernel: "linux-image-arm64", wantKernel: "linux-image-arm64"},
+		{name: "amd64 kernel in an arm64 image", arch: "arm64", kernel: "linux-image-amd64", err: "arch: debian.kernel linux-image-amd64 is an amd64 kernel, the image is arm64: use linux-image-cloud-arm64"},
+		{name: "unknown arch", arch: "riscv64", err: `arch: "riscv64" is not a machine architecture: use one of amd64, arm64`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			if tt.kernel != "" {
+				c.KernelPackage = tt.kernel
+			}
+			c.SetArch(tt.arch)
+			err := c.Validate()
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("Validate: %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || c.KernelPackage != tt.wantKernel {
+				t.Fatalf("Validate: %v, kernel %s, want nil and %s", err, c.KernelPackage, tt.wantKernel)
+			}
+		})
+	}
+	// amd64's digest leaves the arch out (caches stay valid); arm64's differs.
+	a, b := Default(), Default()
+	b.SetArch("arm64")
+	b.KernelPackage = a.KernelPackage
+	if a.Hash() == b.Hash() {
+		t.Error("amd64 and arm64 configs hash alike")
 	}
 }

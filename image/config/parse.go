@@ -39,6 +39,7 @@ type section map[string]any // values: field or section
 var schema = section{
 	"version":  field{setString(func(c *Config) *string { return &c.Version }), func(c *Config) error { return checkVersion(c.Version) }},
 	"platform": field{setString(func(c *Config) *string { return &c.Platform }), func(c *Config) error { return checkEnum(c.Platform, Platforms, "platform") }},
+	"arch":     field{setString(func(c *Config) *string { return &c.Arch }), func(c *Config) error { return checkEnum(c.Arch, Arches, "machine architecture") }},
 	"debian": section{
 		"suite":           field{setString(func(c *Config) *string { return &c.Suite }), func(c *Config) error { return checkSuite(c.Suite) }},
 		"mirror":          field{setString(func(c *Config) *string { return &c.Mirror }), func(c *Config) error { return checkMirror(c.Mirror) }},
@@ -81,6 +82,10 @@ func Parse(data []byte, name string) (Config, error) {
 	}
 	if err := walk(&c, root, schema, "", name); err != nil {
 		return Config{}, err
+	}
+	// The default kernel follows the architecture unless the file names one.
+	if c.KernelPackage == DefaultKernelPackage {
+		c.KernelPackage = DefaultKernelFor(c.Arch)
 	}
 	// debian.suites depends on debian.suite, which may come after it.
 	if err := checkSuites(c.Suite, c.Suites); err != nil {

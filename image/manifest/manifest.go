@@ -25,9 +25,12 @@ const SchemaVersion = 1
 
 // Manifest is the content of pith.manifest.json.
 type Manifest struct {
-	Schema        int               `json:"schema"`
-	Version       string            `json:"version"`
-	Platform      string            `json:"platform"`
+	Schema   int    `json:"schema"`
+	Version  string `json:"version"`
+	Platform string `json:"platform"`
+	// Arch is the machine architecture (amd64, arm64); manifests of images
+	// built before it existed are amd64 (see Architecture).
+	Arch          string            `json:"arch,omitempty"`
 	Inputs        Inputs            `json:"inputs"`
 	KernelVersion string            `json:"kernel_version"`
 	KernelCmdline map[string]string `json:"kernel_cmdline"` // slot -> command line
@@ -40,6 +43,15 @@ type Manifest struct {
 	// Packages are the versions of the Debian packages installed (name ->
 	// version), the kernel's package included.
 	Packages map[string]string `json:"debian_package_versions,omitempty"`
+}
+
+// Architecture is the image's machine architecture: Arch, or amd64 for a
+// manifest written before images named theirs.
+func (m *Manifest) Architecture() string {
+	if m.Arch == "" {
+		return "amd64"
+	}
+	return m.Arch
 }
 
 // SecureBoot names the keys an image's UEFI boot chain is signed for.
