@@ -142,7 +142,9 @@ type Agent struct {
 	// and releases the reboot lock only then.
 	Healthy func(ctx context.Context) error
 	now     func() time.Time
-	log     *slog.Logger
+	// after is time.After; tests see the pauses of the lock release.
+	after func(time.Duration) <-chan time.Time
+	log   *slog.Logger
 
 	// Notify, when set, hears each phase change (ev nil) and history event
 	// (the channel-server reporter, report.go). It must not block; for
@@ -186,7 +188,7 @@ func New(cfg Config, slots Slots, reboot Rebooter, kv rebootlock.KV, log *slog.L
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "downloads"), 0o700); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, slots: slots, reboot: reboot, kv: kv, now: time.Now, log: log, check: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, slots: slots, reboot: reboot, kv: kv, now: time.Now, after: time.After, log: log, check: make(chan struct{}, 1)}
 	a.Healthy = func(context.Context) error { return nil }
 	if err := a.load(); err != nil {
 		return nil, err

@@ -137,6 +137,7 @@ func TestUpdateSurvivesCuts(t *testing.T) {
 		{"before-reboot", 2}, // lock taken, about to reboot
 		{"healthy", 4},       // healthy, not marked good: GRUB goes back, tried again
 		{"marked-good", 3},   // marked good, record not cleared: marked again
+		{"lock-released", 3}, // released, lock_held still saved: released again
 	} {
 		t.Run(cmpOr(tc.point, "no cut"), func(t *testing.T) {
 			cs := newChannelServer(t)
@@ -178,7 +179,16 @@ func TestUpdateNeverHealthyRollsBack(t *testing.T) {
 		<-ctx.Done()
 		return fmt.Errorf("%w (last: scheduled units failed: web.service (failed/failed))", ctx.Err())
 	}
-	for _, point := range []string{"", "rollback-invalidated"} {
+	for _, tc := range []struct {
+		point string
+		boots int // update, trial, back; one more after a cut on the old slot
+	}{
+		{"", 3},
+		{"rollback-invalidated", 3}, // invalidated, no reboot yet: invalidated again
+		{"rollback-recorded", 4},    // rollback saved, lock not released: released next boot
+		{"lock-released", 4},        // released, lock_held still saved: released again
+	} {
+		point := tc.point
 		t.Run(cmpOr(point, "no cut"), func(t *testing.T) {
 			cs := newChannelServer(t)
 			cs.publish(t, "1.1.0", 10)
@@ -191,8 +201,11 @@ func TestUpdateNeverHealthyRollsBack(t *testing.T) {
 			}
 			// newAgent sets the configured timeout through Config.
 			cs.verifyTimeout = 1
-			if boots := m.run(ctx); boots != 3 {
-				t.Errorf("%d boots, want 3: update, trial, back (slot ops %v)", boots, m.g.events())
+			if boots := m.run(ctx); boots != tc.boots {
+				t.Errorf("%d boots, want %d (slot ops %v)", boots, tc.boots, m.g.events())
+			}
+			if point != "" && m.cuts != 1 {
+				t.Fatalf("cut point %q never reached", point)
 			}
 			if m.g.running != "a" || m.g.saved != "a" {
 				t.Fatalf("running %s, saved %s; want back on a", m.g.running, m.g.saved)

@@ -83,6 +83,9 @@ func (a *Agent) AfterBoot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.hook("rollback-recorded"); err != nil {
+		return err
+	}
 	if lockHeld {
 		return a.releaseLock(ctx)
 	}
@@ -210,12 +213,52 @@ func (a *Agent) rollBack(ctx context.Context, slot, reason string) error {
 	return a.reboot.Reboot(ctx, "rollback: slot "+slot+" "+reason)
 }
 
+// Pauses between attempts to release the reboot lock: a node that rolled
+// back releases it right after boot, before its KV has a leader (no health
+// wait comes first), so the first attempts fail; it retries soon and often
+// rather than leave the cluster waiting for a lock nobody uses.
+const (
+	releaseFirstPause = 250 * time.Millisecond
+	releaseMaxPause   = 4 * time.Second
+	releaseAttempt    = 10 * time.Second // one attempt hung on a dead member
+)
+
+// releaseLock gives this machine's slot of the reboot semaphore back,
+// retrying (pauses from releaseFirstPause doubling up to releaseMaxPause,
+// never longer than LockRetry) until the KV takes it or ctx ends. LockHeld
+// stays saved until then, so a cut before it is done releases on the next
+// boot; releasing again is harmless (Unlock removes only this machine's
+// id: a slot another machine took since is never touched).
 func (a *Agent) releaseLock(ctx context.Context) error {
 	if a.kv != nil {
 		sem := &rebootlock.Semaphore{KV: a.kv, Key: rebootlock.GroupSemaphoreKey(a.cfg.Group)}
-		if err := sem.Unlock(ctx, a.cfg.MachineID); err != nil && !errors.Is(err, rebootlock.ErrNotHolder) {
-			return fmt.Errorf("update: release reboot lock: %w", err)
+		pause := min(releaseFirstPause, a.cfg.LockRetry)
+		for attempt := 1; ; attempt++ {
+			actx, cancel := context.WithTimeout(ctx, releaseAttempt)
+			err := sem.Unlock(actx, a.cfg.MachineID)
+			cancel()
+			if err == nil || errors.Is(err, rebootlock.ErrNotHolder) {
+				if attempt > 1 {
+					a.log.Info("update: reboot lock released", "attempts", attempt)
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("update: release reboot lock: %w", err)
+			}
+			if attempt == 1 {
+				a.log.Warn("update: releasing the reboot lock, retrying", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("update: release reboot lock: %w", err)
+			case <-a.after(pause):
+			}
+			pause = min(pause*2, releaseMaxPause, a.cfg.LockRetry)
 		}
+	}
+	if err := a.hook("lock-released"); err != nil {
+		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
