@@ -82,18 +82,20 @@ func newEtcdClient(ctx context.Context) (etcd.Client, error) {
 	}
 	eps := kvOpts.endpoints
 	noSync := kvOpts.noSync
+	var rt etcd.CancelableTransport = tr
 	if len(eps) > 0 {
-		base, err := transport(eps[0], tr)
+		base, tp, err := transport(eps[0], tr)
 		if err != nil {
 			return nil, &exitError{exitBadArgs, err}
 		}
+		rt = tp
 		if strings.HasPrefix(eps[0], "unix:") {
 			// The socket is this node's pithd: syncing would swap it for
 			// the members' TCP URLs, which need a certificate.
 			eps, noSync = []string{base}, true
 		}
 	}
-	c, err := etcd.New(etcd.Config{Endpoints: eps, Transport: tr, HeaderTimeoutPerRequest: 0})
+	c, err := etcd.New(etcd.Config{Endpoints: eps, Transport: rt, HeaderTimeoutPerRequest: 0})
 	if err != nil {
 		return nil, &exitError{exitBadArgs, err}
 	}
@@ -127,6 +129,16 @@ func handle(err error) error {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return fail(ee.code, ee.err)
+	}
+	// etcd's client buries the transport's advice in "cluster is
+	// unavailable or misconfigured; error #0: ...": say it alone.
+	var cle *etcd.ClusterError
+	if errors.As(err, &cle) {
+		for _, e := range cle.Errors {
+			if errors.Is(e, errTLSPort) {
+				return fail(exitBadConnection, e)
+			}
+		}
 	}
 	var ce etcd.Error
 	if errors.As(err, &ce) {

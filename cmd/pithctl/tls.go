@@ -6,13 +6,17 @@ package main
 // needs no certificate.
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/pith-os/pith/rebootlock"
 	"github.com/spf13/pflag"
@@ -67,12 +71,14 @@ func addTLSFlags(fs *pflag.FlagSet) {
 
 // transport reaches endpoint: a unix:// endpoint through its socket (the
 // returned base is then http://localhost), anything else over TCP with the
-// TLS settings.
-func transport(endpoint string, tr *http.Transport) (base string, err error) {
+// TLS settings. The returned RoundTripper is tr, watching for a TLS port
+// that was sent plain HTTP (see tlsPort).
+func transport(endpoint string, tr *http.Transport) (base string, rt *tlsPort, err error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "unix" && u.Scheme != "http" && u.Scheme != "https") {
-		return "", fmt.Errorf("bad endpoint %q: use https://HOST:PORT, http://HOST:PORT or unix:///PATH", endpoint)
+		return "", nil, fmt.Errorf("bad endpoint %q: use https://HOST:PORT, http://HOST:PORT or unix:///PATH", endpoint)
 	}
+	rt = &tlsPort{Transport: tr}
 	if u.Scheme == "unix" {
 		sock := u.Path
 		if sock == "" {
@@ -82,14 +88,90 @@ func transport(endpoint string, tr *http.Transport) (base string, err error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)
 		}
-		return "http://localhost", nil
+		return "http://localhost", rt, nil
 	}
 	if u.Scheme == "https" || !kvOpts.tls.Empty() {
 		if tr.TLSClientConfig, err = kvOpts.tls.ClientConfig(); err != nil {
-			return "", err
+			return "", nil, err
 		}
+		rt.withCert = kvOpts.tls.CertFile != ""
 	}
-	return strings.TrimSuffix(endpoint, "/"), nil
+	return strings.TrimSuffix(endpoint, "/"), rt, nil
+}
+
+// errTLSPort: plain HTTP went to a port that speaks only TLS, and pithctl
+// has no client certificate to speak TLS with.
+var errTLSPort = errors.New("this node's KV requires a client certificate: run as root (sudo pithctl ...) to go through pithd's socket, or pass --cacert/--cert/--key (or PITHCTL_CACERT, PITHCTL_CERT, PITHCTL_KEY) with the cluster's admin or reader certificate")
+
+// goTLSRefusal is what Go's TLS server (pithd's client port under a
+// cluster CA) answers a plain HTTP request with, as a 400.
+const goTLSRefusal = "Client sent an HTTP request to an HTTPS server"
+
+// tlsPort is the transport pithctl's clients use. On a node whose cluster
+// has a CA, a plain user has no access to root's socket and falls back to
+// http://127.0.0.1:2379, which speaks only TLS: the answer is a bare "400
+// Bad Request". tlsPort recognises that answer: with a client certificate
+// it sends the request again over TLS (and every later one to that host);
+// without one it fails with errTLSPort, which says what to do.
+type tlsPort struct {
+	*http.Transport // embedded: etcd's client also calls CancelRequest
+	withCert        bool
+	mu              sync.Mutex
+	tlsHosts        map[string]bool
+}
+
+func (t *tlsPort) isTLS(host string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.tlsHosts[host]
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *tlsPort) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme == "http" && t.isTLS(r.URL.Host) {
+		return t.overTLS(r)
+	}
+	resp, err := t.Transport.RoundTrip(r)
+	if err != nil || r.URL.Scheme != "http" || resp.StatusCode != http.StatusBadRequest {
+		return resp, err
+	}
+	head := make([]byte, 128)
+	n, _ := io.ReadFull(resp.Body, head)
+	if !strings.Contains(string(head[:n]), goTLSRefusal) {
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(head[:n]), resp.Body), resp.Body}
+		return resp, nil
+	}
+	resp.Body.Close()
+	if !t.withCert {
+		return nil, fmt.Errorf("%s speaks only TLS: %w", r.URL.Host, errTLSPort)
+	}
+	t.mu.Lock()
+	if t.tlsHosts == nil {
+		t.tlsHosts = map[string]bool{}
+	}
+	t.tlsHosts[r.URL.Host] = true
+	t.mu.Unlock()
+	return t.overTLS(r)
+}
+
+// overTLS sends r again to the same host over https.
+func (t *tlsPort) overTLS(r *http.Request) (*http.Response, error) {
+	r2 := r.Clone(r.Context())
+	r2.URL.Scheme = "https"
+	if r.Body != nil && r.Body != http.NoBody {
+		if r.GetBody == nil {
+			return nil, fmt.Errorf("%s speaks only TLS: use https://%s", r.URL.Host, r.URL.Host)
+		}
+		b, err := r.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		r2.Body = b
+	}
+	return t.Transport.RoundTrip(r2)
 }
 
 // etcdKV is the updater's KV view (reboot locks) through endpoints, with
@@ -98,15 +180,14 @@ func etcdKV(endpoints []string) (*rebootlock.EtcdKV, error) {
 	if len(endpoints) == 0 {
 		return nil, fmt.Errorf("no KV endpoint")
 	}
-	tr := &http.Transport{}
-	base, err := transport(endpoints[0], tr)
+	base, rt, err := transport(endpoints[0], &http.Transport{})
 	if err != nil {
 		return nil, err
 	}
 	if strings.HasPrefix(endpoints[0], "unix:") {
 		endpoints = []string{base}
 	}
-	c, err := etcd.New(etcd.Config{Endpoints: endpoints, Transport: tr})
+	c, err := etcd.New(etcd.Config{Endpoints: endpoints, Transport: rt})
 	if err != nil {
 		return nil, fmt.Errorf("KV client: %w", err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -69,6 +70,9 @@ func TestClientCertificates(t *testing.T) {
 		return out.String(), errb.String(), 0
 	}
 	ep := "PITHCTL_ENDPOINTS=" + srv.URL
+	// What core's pithctl dials on a TLS node it has no socket access on.
+	plain := "http://" + srv.Listener.Addr().String()
+	const advice = "this node's KV requires a client certificate: run as root (sudo pithctl ...)"
 	for _, tc := range []struct {
 		name   string
 		env    []string
@@ -81,6 +85,10 @@ func TestClientCertificates(t *testing.T) {
 		{"reader by ETCDCTL_ v2 names reads", []string{ep, "ETCDCTL_CA_FILE=" + f("ca.crt"), "ETCDCTL_CERT_FILE=" + f("reader.crt"), "ETCDCTL_KEY_FILE=" + f("reader.key")}, []string{"kv", "--no-sync", "get", "/a"}, "2\n", ""},
 		{"reader by ETCDCTL_ v3 names writes", []string{ep, "ETCDCTL_CACERT=" + f("ca.crt"), "ETCDCTL_CERT=" + f("reader.crt"), "ETCDCTL_KEY=" + f("reader.key")}, []string{"kv", "--no-sync", "set", "/a", "3"}, "", "forbidden: role reader may not PUT /v2/keys/a"},
 		{"no certificate", []string{ep}, []string{"kv", "--no-sync", "--cacert", f("ca.crt"), "get", "/a"}, "", "certificate"},
+		{"plain HTTP to the TLS port, no certificate", []string{"PITHCTL_ENDPOINTS=" + plain}, []string{"kv", "--no-sync", "get", "/a"}, "", advice},
+		{"plain HTTP to the TLS port, no certificate, syncing", []string{"PITHCTL_ENDPOINTS=" + plain}, []string{"kv", "get", "/a"}, "", advice},
+		{"update status over plain HTTP to the TLS port", nil, []string{"update", "status", "--endpoint", plain}, "", advice},
+		{"plain HTTP to the TLS port with a certificate speaks TLS", []string{"PITHCTL_ENDPOINTS=" + plain}, []string{"kv", "--no-sync", "--cacert", f("ca.crt"), "--cert", f("reader.crt"), "--key", f("reader.key"), "get", "/a"}, "2\n", ""},
 		{"root socket", []string{"PITHCTL_ENDPOINTS=unix://" + sockPath}, []string{"kv", "set", "/a", "4"}, "4\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,5 +104,29 @@ func TestClientCertificates(t *testing.T) {
 	ev, err := st.Get("/a", false, false)
 	if err != nil || ev.Node.Value == nil || *ev.Node.Value != "4" || ev.Node.ModifiedIndex != 3 {
 		t.Fatalf("store holds %+v %v, want /a=4 at index 3 (the reader's write changed nothing)", ev, err)
+	}
+}
+
+// TestTLSPortKeepsOtherBadRequests: only Go's answer to plain HTTP on a TLS
+// port is taken for one; any other 400 reaches the caller whole.
+func TestTLSPortKeepsOtherBadRequests(t *testing.T) {
+	for _, body := range []string{"", "short", strings.Repeat("a real complaint about the request. ", 20)} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, body, http.StatusBadRequest)
+		}))
+		base, rt, err := transport(srv.URL, &http.Transport{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := (&http.Client{Transport: rt}).Get(base + "/v2/keys/a")
+		if err != nil {
+			t.Fatalf("body %q: %v", body, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		if resp.StatusCode != http.StatusBadRequest || string(got) != body+"\n" {
+			t.Fatalf("got %d %q, want 400 %q", resp.StatusCode, got, body+"\n")
+		}
 	}
 }

@@ -46,12 +46,11 @@ func (o *unitOpts) client() (*fleetapi.Client, error) {
 	}
 	// fleetctl accepts a comma-separated list; the first one is used.
 	ep = strings.TrimSpace(strings.Split(ep, ",")[0])
-	tr := &http.Transport{Proxy: http.ProxyFromEnvironment}
-	base, err := transport(ep, tr)
+	base, rt, err := transport(ep, &http.Transport{Proxy: http.ProxyFromEnvironment})
 	if err != nil {
 		return nil, err
 	}
-	return fleetapi.NewClientWith(base, &http.Client{Transport: tr}), nil
+	return fleetapi.NewClientWith(base, &http.Client{Transport: rt}), nil
 }
 
 // session is what every unit command starts with: the fleet API client and

@@ -34,8 +34,7 @@ func updateCmd() *cobra.Command {
 		return strings.TrimSuffix(defaultEndpoints()[0], "/")
 	}
 	call := func(method, path string, v any) error {
-		tr := &http.Transport{}
-		b, err := transport(base(), tr)
+		b, rt, err := transport(base(), &http.Transport{})
 		if err != nil {
 			return err
 		}
@@ -43,7 +42,10 @@ func updateCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
+		resp, err := (&http.Client{Transport: rt, Timeout: 30 * time.Second}).Do(req)
+		if errors.Is(err, errTLSPort) {
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("%v (is pithd running there? set --endpoint)", err)
 		}
