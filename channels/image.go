@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -68,7 +67,7 @@ func OpenImage(dir string) (*ImageRelease, error) {
 	// The image manifest's platform is the OEM platform (qemu, ec2, ...);
 	// the USR payload is the same for all of them and differs by
 	// architecture only, as in CoreOS.
-	ir := &ImageRelease{Path: imgPath, Version: im.Version, Platform: "linux/" + runtime.GOARCH, disk: d}
+	ir := &ImageRelease{Path: imgPath, Version: im.Version, Platform: "linux/" + im.Architecture(), disk: d}
 	if strings.Contains(im.Platform, "/") {
 		ir.Platform = im.Platform
 	}

@@ -22,7 +22,7 @@ func (a *Agent) fetchAndApply(ctx context.Context) (bool, error) {
 		return false, ErrNoTrustedKey
 	}
 	a.setPhase(PhaseChecking)
-	c, err := channels.NewClient(a.cfg.Server, channels.Policy{
+	c, err := channels.NewClient(a.channelURL(), channels.Policy{
 		Keys: a.cfg.Keys, Channel: a.cfg.Channel, Platform: a.cfg.Platform, Running: a.cfg.Running,
 	})
 	if err != nil {
@@ -40,6 +40,9 @@ func (a *Agent) fetchAndApply(ctx context.Context) (bool, error) {
 	if errors.Is(err, channels.ErrNotNewer) {
 		a.setPhase(PhaseIdle)
 		return false, nil // up to date
+	}
+	if errors.Is(err, channels.ErrWrongPlatform) {
+		return false, fmt.Errorf("update: refused: %w: publish this architecture's release there (pith release of an image built with --arch %s)", err, a.arch())
 	}
 	if err != nil {
 		return false, err

@@ -108,7 +108,8 @@ release; the security upgrades among them go into the signed manifest, for
 pithctl update status. An image behind Debian's security archive (pith
 outdated) is released with a warning, or refused with --require-current.
 Released versions are never changed or
-removed. --key may be given twice to sign with an old and a new key while
+removed. Releases of an arm64 image go to REPO/arm64/ (same layout; nodes
+fetch SERVER/arm64/), amd64's stay at REPO's root. --key may be given twice to sign with an old and a new key while
 rotating keys. Nodes believe the signed channel manifest until --valid-for
 has passed (default 90 days); renew it with pith release resign.`,
 		Args: cobra.NoArgs,
@@ -131,6 +132,13 @@ has passed (default 90 days); renew it with pith release resign.`,
 			if platform == "" {
 				platform = img.Platform
 			}
+			// Each architecture is its own repository under REPO (amd64 at
+			// the root): the same channel carries a release per architecture.
+			arch, err := channels.PlatformArch(platform)
+			if err != nil {
+				return err
+			}
+			repo = channels.ArchDir(repo, arch)
 			out := cmd.OutOrStdout()
 			logf := func(f string, a ...any) { fmt.Fprintf(out, f+"\n", a...) }
 			logf("image %s: version %s, %s, USR payload %d bytes (%s)", img.Path, version, platform, img.USRSize, img.HowSized)
@@ -187,9 +195,9 @@ has passed (default 90 days); renew it with pith release resign.`,
 
 func promoteCmd() *cobra.Command {
 	var (
-		from, to, repo, version string
-		keyPaths, trustPaths    []string
-		validFor                time.Duration
+		from, to, repo, version, arch string
+		keyPaths, trustPaths          []string
+		validFor                      time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "promote --from beta --to stable --repo DIR --key KEY",
@@ -206,7 +214,7 @@ replaces REPO/channels/<to>.json(.sig). Refuses to move a channel backwards.`,
 			if err != nil {
 				return err
 			}
-			m, err := channels.Promote(repo, from, to, version, keys, trusted, validFor)
+			m, err := channels.Promote(channels.ArchDir(repo, arch), from, to, version, keys, trusted, validFor)
 			if err != nil {
 				return err
 			}
@@ -223,6 +231,7 @@ replaces REPO/channels/<to>.json(.sig). Refuses to move a channel backwards.`,
 	f.StringVar(&to, "to", "", "target channel")
 	f.StringVar(&version, "version", "", "promote this released version instead of --from's")
 	f.StringVar(&repo, "repo", "", "release repository directory")
+	f.StringVar(&arch, "arch", channels.RootArch, "architecture whose channel to change: amd64 (REPO itself) or arm64 (REPO/arm64)")
 	f.StringArrayVar(&keyPaths, "key", nil, "private signing key (repeatable)")
 	f.StringArrayVar(&trustPaths, "trust", nil, "extra public key the source manifest may be signed with (repeatable)")
 	f.DurationVar(&validFor, "valid-for", channels.DefaultValidity, "how long nodes believe the promoted channel manifest")
@@ -253,7 +262,7 @@ func signingKeys(keyPaths, trustPaths []string) ([]ed25519.PrivateKey, *channels
 
 func resignCmd() *cobra.Command {
 	var (
-		channel, repo        string
+		channel, repo, arch  string
 		keyPaths, trustPaths []string
 		validFor             time.Duration
 	)
@@ -275,7 +284,7 @@ itself (version, payloads) does not change.`,
 			if err != nil {
 				return err
 			}
-			m, err := channels.Resign(repo, channel, keys, trusted, validFor)
+			m, err := channels.Resign(channels.ArchDir(repo, arch), channel, keys, trusted, validFor)
 			if err != nil {
 				return err
 			}
@@ -286,6 +295,7 @@ itself (version, payloads) does not change.`,
 	f := cmd.Flags()
 	f.StringVar(&channel, "channel", "", "channel to re-sign")
 	f.StringVar(&repo, "repo", "", "release repository directory")
+	f.StringVar(&arch, "arch", channels.RootArch, "architecture whose channel to change: amd64 (REPO itself) or arm64 (REPO/arm64)")
 	f.StringArrayVar(&keyPaths, "key", nil, "private signing key (repeatable)")
 	f.StringArrayVar(&trustPaths, "trust", nil, "extra public key the current manifest may be signed with (repeatable)")
 	f.DurationVar(&validFor, "valid-for", channels.DefaultValidity, "how long nodes believe the re-signed manifest")
