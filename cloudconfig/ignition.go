@@ -108,16 +108,13 @@ func pithIgnitionLimits(cfg *IgnitionConfig, raw []byte, rep *Report) {
 	if len(cfg.KernelArguments.ShouldExist)+len(cfg.KernelArguments.ShouldNotExist) > 0 {
 		add(root.Append("kernelArguments"), "Pith does not support kernelArguments; kernel arguments come from the image's grub.cfg")
 	}
-	if len(cfg.Ignition.Config.Merge) > 0 || cfg.Ignition.Config.Replace.Source != nil {
-		add(root.Append("ignition", "config"), "Pith does not fetch remote Ignition configs (merge/replace); inline the config")
+	checkRes := func(p vpath.ContextPath, r igntypes.Resource) { checkIgnitionResource(&pr, p, r, false) }
+	for i, r := range cfg.Ignition.Config.Merge {
+		checkRes(root.Append("ignition", "config", "merge", i), r)
 	}
-	checkRes := func(p vpath.ContextPath, r igntypes.Resource) {
-		if r.Source == nil {
-			return
-		}
-		if _, err := decodeIgnitionResource(r); err != nil {
-			add(p.Append("source"), "%v", err)
-		}
+	checkRes(root.Append("ignition", "config", "replace"), cfg.Ignition.Config.Replace)
+	for i, r := range cfg.Ignition.Security.TLS.CertificateAuthorities {
+		checkIgnitionResource(&pr, root.Append("ignition", "security", "tls", "certificateAuthorities", i), r, true)
 	}
 	for i, f := range cfg.Storage.Files {
 		p := root.Append("storage", "files", i)
@@ -155,30 +152,37 @@ func pithIgnitionLimits(cfg *IgnitionConfig, raw []byte, rep *Report) {
 	addIgnitionReport(pr, rep, "ignition config")
 }
 
-// DecodeIgnitionResource returns the bytes of a file's contents. Pith
-// supports inline data: URLs (optionally gzip-compressed), which is what
-// Butane and `ignition-validate`-checked configs embed.
+// DecodeIgnitionResource returns the bytes of an inline data: URL
+// resource (optionally gzip-compressed, which is what Butane embeds),
+// checked against its verification.hash. http(s) sources are fetched by
+// the first-boot stage (cloudconfig/apply).
 func DecodeIgnitionResource(r igntypes.Resource) ([]byte, error) {
 	if r.Source == nil {
 		return nil, nil
 	}
-	return decodeIgnitionResource(r)
+	data, err := decodeIgnitionResource(r)
+	if err != nil {
+		return nil, err
+	}
+	return data, VerifyIgnitionHash(r.Verification, data)
 }
 
+// decodeIgnitionResource decodes a data: URL and decompresses it; the
+// hash is not checked.
 func decodeIgnitionResource(r igntypes.Resource) ([]byte, error) {
 	src := *r.Source
 	if !strings.HasPrefix(src, "data:") {
-		u, _ := url.Parse(src)
-		scheme := src
-		if u != nil {
-			scheme = u.Scheme
-		}
-		return nil, fmt.Errorf("Pith supports only inline data: URLs as file sources, not %q; embed the contents (butane --files-dir does this)", scheme)
+		return nil, fmt.Errorf("source %q is not a data: URL (http and https sources are fetched at first boot)", src)
 	}
 	data, err := decodeDataURL(src)
 	if err != nil {
 		return nil, err
 	}
+	return decompressResource(r, data)
+}
+
+// decompressResource undoes a resource's compression (gzip or none).
+func decompressResource(r igntypes.Resource, data []byte) ([]byte, error) {
 	if r.Compression != nil && *r.Compression == "gzip" {
 		zr, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {

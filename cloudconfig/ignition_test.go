@@ -47,11 +47,14 @@ func TestIgnitionErrors(t *testing.T) {
 		{"no version", `{"storage":{}}`, []want{{1, 1, E, "ignition.version is missing"}}},
 		{"experimental", `{"ignition":{"version":"3.6.0-experimental"}}`, []want{{1, 1, E, "unsupported"}}},
 		{"every problem at once", "{\"ignition\":{\"version\":\"3.4.0\"},\n \"storage\":{\"files\":[{\"path\":\"relative\",\"contents\":{\"source\":\"http://x/y\"}}],\n \"disks\":[{\"device\":\"/dev/sdb\"}]},\n \"systemd\":{\"units\":[{\"name\":\"bad\"}]}}\n",
-			[]want{{2, 30, E, "path not absolute"}, {2, 62, E, "only inline data: URLs"}, {3, 11, E, "storage.disks"}, {4, 30, E, "invalid systemd unit extension"}}},
+			[]want{{2, 30, E, "path not absolute"}, {2, 62, W, "plain HTTP"}, {3, 11, E, "storage.disks"}, {4, 30, E, "invalid systemd unit extension"}}},
 		{"usr is read-only", `{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/usr/bin/x"}]}}`, []want{{1, 61, E, "read-only /usr"}}},
 		{"bad ssh key", `{"ignition":{"version":"3.0.0"},"passwd":{"users":[{"name":"core","sshAuthorizedKeys":["x"]}]}}`, []want{{1, 88, E, "not a valid SSH public key"}}},
 		{"kernel args", `{"ignition":{"version":"3.3.0"},"kernelArguments":{"shouldExist":["quiet"]}}`, []want{{1, 52, E, "kernelArguments"}}},
-		{"remote merge", `{"ignition":{"version":"3.4.0","config":{"merge":[{"source":"http://10.0.2.2/x.ign"}]}}}`, []want{{1, 42, E, "remote Ignition configs"}}},
+		{"plain http merge", `{"ignition":{"version":"3.4.0","config":{"merge":[{"source":"http://10.0.2.2/x.ign"}]}}}`, []want{{1, 61, W, "plain HTTP at first boot: anyone on the path can change it; use https or give verification.hash"}}},
+		{"https replace", `{"ignition":{"version":"3.4.0","config":{"replace":{"source":"https://10.0.2.2/x.ign"}}}}`, nil},
+		{"tftp source", `{"ignition":{"version":"3.4.0","config":{"replace":{"source":"tftp://10.0.2.2/x.ign"}}}}`, []want{{1, 62, E, `not "tftp://10.0.2.2/x.ign"`}}},
+		{"CA not PEM", `{"ignition":{"version":"3.4.0","security":{"tls":{"certificateAuthorities":[{"source":"data:,nope"}]}}}}`, []want{{1, 87, E, "no PEM certificate"}}},
 		{"bad data url", `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/a","contents":{"source":"data:;base64,@@@"}}]}}`, []want{{1, 91, E, "invalid data character"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,9 +28,14 @@ func (a *Applier) ApplyIgnition(ctx context.Context, c *cloudconfig.IgnitionConf
 	if !opt.FirstBoot {
 		return nil
 	}
-	contents, err := a.checkIgnition(c)
+	rendered, fetcher, err := a.renderIgnition(ctx, *c, nil, 0)
 	if err != nil {
-		return err
+		return fmt.Errorf("not applied, nothing of this Ignition config was written: %w", err)
+	}
+	c = &rendered
+	contents, err := a.checkIgnition(ctx, c, fetcher)
+	if err != nil {
+		return fmt.Errorf("not applied, nothing of this Ignition config was written: %w", err)
 	}
 	for _, g := range c.Passwd.Groups {
 		if err := a.applyIgnGroup(ctx, g); err != nil {
@@ -108,23 +113,24 @@ func (a *Applier) ignHostname(c *cloudconfig.IgnitionConfig, opt Options) error 
 	return a.setHostname(opt.MetadataHostname)
 }
 
-// checkIgnition decodes every file's contents and checks overwrite rules
-// before anything is written.
 // fileData is a file's decoded contents and the data to append to it.
 type fileData struct{ base, extra []byte }
 
-func (a *Applier) checkIgnition(c *cloudconfig.IgnitionConfig) ([]fileData, error) {
+// checkIgnition fetches every file's contents (checking each
+// verification.hash) and checks overwrite rules before anything is
+// written.
+func (a *Applier) checkIgnition(ctx context.Context, c *cloudconfig.IgnitionConfig, fetcher *ignFetcher) ([]fileData, error) {
 	contents := make([]fileData, len(c.Storage.Files))
 	var errs []error
 	for i, f := range c.Storage.Files {
-		data, err := cloudconfig.DecodeIgnitionResource(f.Contents)
+		data, err := fetcher.fetch(ctx, f.Contents)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("file %s: %w", f.Path, err))
 			continue
 		}
 		var extra []byte
 		for _, ap := range f.Append {
-			more, err := cloudconfig.DecodeIgnitionResource(ap)
+			more, err := fetcher.fetch(ctx, ap)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("file %s append: %w", f.Path, err))
 			}

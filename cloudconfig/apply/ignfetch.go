@@ -1,0 +1,261 @@
+package apply
+
+// Fetching an Ignition config's remote parts at first boot: the configs
+// it merges or is replaced by, and file contents over http(s). Everything
+// is fetched and its verification.hash checked before anything is
+// written, so a wrong hash or an unreachable source applies nothing of
+// the config (Ignition's fail-closed rule).
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coreos/ignition/v2/config/v3_5"
+	igntypes "github.com/coreos/ignition/v2/config/v3_5/types"
+
+	"github.com/pith-os/pith/cloudconfig"
+)
+
+// maxIgnitionDepth bounds merge/replace chains (a config that merges
+// itself would otherwise never end).
+const maxIgnitionDepth = 10
+
+// ignFetcher fetches resources with one config's CAs, proxy and timeouts.
+type ignFetcher struct {
+	client *http.Client
+	// total bounds retries of one resource (ignition.timeouts.httpTotal;
+	// default fetchTotal).
+	total time.Duration
+	logf  func(format string, args ...any)
+}
+
+// fetchTotal is how long a source that does not answer (the network may
+// still be coming up at first boot) is retried without httpTotal.
+const fetchTotal = 5 * time.Minute
+
+// newIgnFetcher builds a fetcher trusting the system roots plus c's
+// ignition.security.tls.certificateAuthorities (fetched with parent, or
+// the system roots when parent is nil).
+func newIgnFetcher(ctx context.Context, c *cloudconfig.IgnitionConfig, parent *ignFetcher, logf func(string, ...any)) (*ignFetcher, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if parent == nil {
+		parent = &ignFetcher{client: &http.Client{}, total: fetchTotal, logf: logf}
+	}
+	for i, ca := range c.Ignition.Security.TLS.CertificateAuthorities {
+		data, err := parent.fetch(ctx, ca)
+		if err != nil {
+			return nil, fmt.Errorf("ignition.security.tls.certificateAuthorities[%d]: %w", i, err)
+		}
+		if err := cloudconfig.CertPoolFromPEM(pool, data); err != nil {
+			return nil, fmt.Errorf("ignition.security.tls.certificateAuthorities[%d]: %w", i, err)
+		}
+	}
+	proxy, err := proxyFunc(c.Ignition.Proxy)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
+		Proxy:           proxy,
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	}
+	f := &ignFetcher{client: &http.Client{Transport: tr}, total: fetchTotal, logf: logf}
+	if t := c.Ignition.Timeouts.HTTPResponseHeaders; t != nil && *t > 0 {
+		tr.ResponseHeaderTimeout = time.Duration(*t) * time.Second
+	}
+	if t := c.Ignition.Timeouts.HTTPTotal; t != nil && *t > 0 {
+		f.total = time.Duration(*t) * time.Second
+	}
+	return f, nil
+}
+
+// proxyFunc applies ignition.proxy: httpProxy for http sources,
+// httpsProxy for https ones, except hosts in noProxy (a name matches
+// itself and its subdomains; "*" matches every host).
+func proxyFunc(p igntypes.Proxy) (func(*http.Request) (*url.URL, error), error) {
+	parse := func(s string) (*url.URL, error) {
+		if s == "" {
+			return nil, nil
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("ignition.proxy: %q is not a proxy URL", s)
+		}
+		return u, nil
+	}
+	hp, err := parse(deref(p.HTTPProxy))
+	if err != nil {
+		return nil, err
+	}
+	hsp, err := parse(deref(p.HTTPSProxy))
+	if err != nil {
+		return nil, err
+	}
+	return func(r *http.Request) (*url.URL, error) {
+		host := r.URL.Hostname()
+		for _, n := range p.NoProxy {
+			n := strings.TrimPrefix(string(n), ".")
+			if n == "*" || host == n || strings.HasSuffix(host, "."+n) {
+				return nil, nil
+			}
+		}
+		if r.URL.Scheme == "https" {
+			return hsp, nil
+		}
+		return hp, nil
+	}, nil
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// errPermanent marks a fetch error that a retry cannot fix.
+type errPermanent struct{ error }
+
+func (e errPermanent) Unwrap() error { return e.error }
+
+// fetch returns a resource's contents, decompressed and checked against
+// its verification.hash. A resource without a source is empty.
+func (f *ignFetcher) fetch(ctx context.Context, r igntypes.Resource) ([]byte, error) {
+	if r.Source == nil {
+		return nil, nil
+	}
+	src := *r.Source
+	switch cloudconfig.SourceScheme(src) {
+	case "data":
+		return cloudconfig.DecodeIgnitionResource(r)
+	case "http", "https":
+	default:
+		return nil, fmt.Errorf("source %q: Pith fetches data:, http and https sources only", src)
+	}
+	if cloudconfig.SourceScheme(src) == "http" {
+		f.logf("warning: fetching %s over plain HTTP: anyone on the path can change it; use https or give verification.hash", src)
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.total)
+	defer cancel()
+	wait := time.Second
+	for {
+		raw, err := f.get(ctx, src, r.HTTPHeaders)
+		if err == nil {
+			data, err := cloudconfig.DecodeIgnitionData(r, raw)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", src, err)
+			}
+			return data, nil
+		}
+		var perm errPermanent
+		if errors.As(err, &perm) {
+			return nil, err
+		}
+		f.logf("fetching %s: %v; retrying in %s", src, err, wait)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: %w (gave up after %s)", src, err, f.total)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+func (f *ignFetcher) get(ctx context.Context, src string, headers igntypes.HTTPHeaders) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	if err != nil {
+		return nil, errPermanent{err}
+	}
+	req.Header.Set("Accept-Encoding", "identity")
+	for _, h := range headers {
+		if h.Value != nil {
+			req.Header.Set(h.Name, *h.Value)
+		}
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		var uerr x509.UnknownAuthorityError
+		if errors.As(err, &uerr) {
+			return nil, errPermanent{fmt.Errorf("%w (give the CA in ignition.security.tls.certificateAuthorities)", err)}
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 500:
+		return nil, fmt.Errorf("%s: %s", src, resp.Status)
+	case resp.StatusCode != http.StatusOK:
+		return nil, errPermanent{fmt.Errorf("%s: %s", src, resp.Status)}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, cloudconfig.MaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > cloudconfig.MaxSize {
+		return nil, errPermanent{fmt.Errorf("%s: larger than %d MiB", src, cloudconfig.MaxSize>>20)}
+	}
+	return body, nil
+}
+
+// renderIgnition resolves ignition.config.replace and .merge as Ignition
+// does: a replacing config takes the place of c (and is resolved in
+// turn); merged configs are resolved and merged onto c in order, later
+// ones winning. It returns the fetcher of the resulting config.
+func (a *Applier) renderIgnition(ctx context.Context, c cloudconfig.IgnitionConfig, parent *ignFetcher, depth int) (cloudconfig.IgnitionConfig, *ignFetcher, error) {
+	if depth > maxIgnitionDepth {
+		return c, nil, fmt.Errorf("ignition.config: merge/replace nested more than %d deep", maxIgnitionDepth)
+	}
+	f, err := newIgnFetcher(ctx, &c, parent, a.logf)
+	if err != nil {
+		return c, nil, err
+	}
+	if r := c.Ignition.Config.Replace; r.Source != nil {
+		child, err := f.fetchConfig(ctx, r)
+		if err != nil {
+			return c, nil, fmt.Errorf("ignition.config.replace: %w", err)
+		}
+		a.logf("Ignition config replaced by %s", *r.Source)
+		return a.renderIgnition(ctx, child, f, depth+1)
+	}
+	merges := c.Ignition.Config.Merge
+	c.Ignition.Config = igntypes.IgnitionConfig{}
+	for i, r := range merges {
+		child, err := f.fetchConfig(ctx, r)
+		if err != nil {
+			return c, nil, fmt.Errorf("ignition.config.merge[%d]: %w", i, err)
+		}
+		if child, _, err = a.renderIgnition(ctx, child, f, depth+1); err != nil {
+			return c, nil, err
+		}
+		a.logf("Ignition config merged with %s", *r.Source)
+		c = v3_5.Merge(c, child)
+		if f, err = newIgnFetcher(ctx, &c, parent, a.logf); err != nil {
+			return c, nil, err
+		}
+	}
+	return c, f, nil
+}
+
+// fetchConfig fetches a referenced config and validates it as user-data
+// is validated: an invalid one fails the whole config.
+func (f *ignFetcher) fetchConfig(ctx context.Context, r igntypes.Resource) (cloudconfig.IgnitionConfig, error) {
+	data, err := f.fetch(ctx, r)
+	if err != nil {
+		return cloudconfig.IgnitionConfig{}, err
+	}
+	c, rep := cloudconfig.ParseIgnition(data)
+	if rep.HasErrors() || c == nil {
+		return cloudconfig.IgnitionConfig{}, fmt.Errorf("%s is not a valid config:\n%s", *r.Source, rep.Format(*r.Source))
+	}
+	return *c, nil
+}
