@@ -17,8 +17,10 @@
 //     more guests than slots (TestDemo's and TestFirstBoot's three) has the
 //     machine to itself. A test that builds an image holds a slot for it.
 //     Boot refuses to start more guests than the test declared.
-//     Longer tests (typical) are started first, so the one-guest tests
-//     pair up instead of the longest running alone at the end.
+//     Tests needing the most slots start first, then longer (typical)
+//     ones, so the one-guest tests pair up instead of the longest running
+//     alone at the end; a shorter test fills a free slot only if it ends
+//     before the next cluster test could start.
 //   - A new check rides on a boot that already happens: a step in
 //     TestDemo's cluster (cluster behaviour, failover, power cuts,
 //     rollouts), TestUpdate's machine (update, rollback, crash points of

@@ -34,6 +34,9 @@ write_files:
 // a UEFI run (pith.iso's second El Torito entry, the disk's UEFI path) is
 // installFromISO(t, vm.UEFI) for ~10 more TCG minutes.
 func TestInstallFromISO(t *testing.T) {
+	// Parallel, so its subtest waits for a VM slot with the other VM tests
+	// instead of running alone in go test's sequential phase.
+	t.Parallel()
 	t.Run(vm.BIOS, func(t *testing.T) { installFromISO(t, vm.BIOS) })
 }
 

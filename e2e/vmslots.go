@@ -21,9 +21,9 @@ import (
 	"time"
 )
 
-// vmSlotSettle is how long the pool waits after the first request before it
+// vmSlotSettle is how long an idle pool waits after a request before it
 // grants any: go test releases its parallel tests together, and within this
-// time all of them have asked, so the longest go first whatever order the
+// time all of them have asked, so the ranking decides whatever order the
 // goroutines ran in.
 const vmSlotSettle = time.Second
 
@@ -34,10 +34,15 @@ type slotRequest struct {
 	typical time.Duration // the test's usual length: longer ones start first
 }
 
-// slotPool hands out slots: a waiting request is granted when it fits into
-// the free slots and no waiting request that also fits is longer (so a
-// long one-guest test is not left alone at the end, and a test needing
-// every slot runs once the ones ahead of it that fit have started).
+// slotPool hands out slots. Waiting requests are ranked: more slots first
+// (a cluster test needs the whole machine, and started after the one-guest
+// tests it would wait for every one of them), then longer first, then by
+// name. The first in rank is granted as soon as it fits. While it does not
+// fit, a later request may start in the free slots only if its typical
+// length ends before the first could start anyway (when, by their typical
+// lengths, the holders will have freed enough): backfilling never delays
+// the first, so a test needing every slot is not starved by a stream of
+// one-guest tests.
 type slotPool struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -45,11 +50,19 @@ type slotPool struct {
 	free    int
 	opens   time.Time // no grant before (zero until the first request)
 	waiting []*slotRequest
+	holders []*slotHold
 	granted []string // test names in the order they got their slots
+	now     func() time.Time
+}
+
+// slotHold is a granted request and when it is expected to end.
+type slotHold struct {
+	r   *slotRequest
+	end time.Time
 }
 
 func newSlotPool(size int) *slotPool {
-	p := &slotPool{size: size, free: size}
+	p := &slotPool{size: size, free: size, now: time.Now}
 	p.cond = sync.NewCond(&p.mu)
 	return p
 }
@@ -61,8 +74,11 @@ func (p *slotPool) acquire(r *slotRequest) {
 	if r.n > p.size {
 		r.n = p.size
 	}
-	if p.opens.IsZero() {
-		p.opens = time.Now().Add(vmSlotSettle)
+	// Requests arriving at an idle pool wait a moment for the others go
+	// test releases with them (again after a sequential test that held
+	// slots), so the ranking, not goroutine order, decides who starts.
+	if len(p.waiting) == 0 && len(p.holders) == 0 && !p.now().Before(p.opens) {
+		p.opens = p.now().Add(vmSlotSettle)
 		go func() {
 			time.Sleep(vmSlotSettle)
 			p.mu.Lock()
@@ -71,33 +87,81 @@ func (p *slotPool) acquire(r *slotRequest) {
 		}()
 	}
 	p.waiting = append(p.waiting, r)
-	for time.Now().Before(p.opens) || p.next() != r {
+	for p.now().Before(p.opens) || p.next() != r {
 		p.cond.Wait()
 	}
 	p.free -= r.n
 	p.granted = append(p.granted, r.name)
+	p.holders = append(p.holders, &slotHold{r: r, end: p.now().Add(r.typical)})
 	p.waiting = slices.DeleteFunc(p.waiting, func(w *slotRequest) bool { return w == r })
 	p.cond.Broadcast() // another request may fit in what is left
 }
 
-// next is the waiting request to grant now: the longest that fits (by name
-// on a tie), or nil.
+// ranksBefore orders waiting requests: more slots, then longer, then name.
+func ranksBefore(a, b *slotRequest) bool {
+	if a.n != b.n {
+		return a.n > b.n
+	}
+	if a.typical != b.typical {
+		return a.typical > b.typical
+	}
+	return a.name < b.name
+}
+
+// next is the waiting request to grant now, or nil: the first in rank if
+// it fits, else the first in rank of those that fit and end before the
+// first could start.
 func (p *slotPool) next() *slotRequest {
-	var best *slotRequest
-	for _, w := range p.waiting {
-		if w.n > p.free {
-			continue
+	if len(p.waiting) == 0 {
+		return nil
+	}
+	ranked := slices.Clone(p.waiting)
+	slices.SortFunc(ranked, func(a, b *slotRequest) int {
+		if ranksBefore(a, b) {
+			return -1
 		}
-		if best == nil || w.typical > best.typical || w.typical == best.typical && w.name < best.name {
-			best = w
+		return 1
+	})
+	head := ranked[0]
+	if head.n <= p.free {
+		return head
+	}
+	shadow := p.startsAt(head.n)
+	for _, w := range ranked[1:] {
+		if w.n <= p.free && !p.now().Add(w.typical).After(shadow) {
+			return w
 		}
 	}
-	return best
+	return nil
+}
+
+// startsAt is when n slots will be free if every holder ends at its
+// typical length (an overrunning holder counts as ending now).
+func (p *slotPool) startsAt(n int) time.Time {
+	now := p.now()
+	ends := make([]slotHold, len(p.holders))
+	for i, h := range p.holders {
+		ends[i] = *h
+	}
+	slices.SortFunc(ends, func(a, b slotHold) int { return a.end.Compare(b.end) })
+	free := p.free
+	at := now
+	for _, h := range ends {
+		if free >= n {
+			break
+		}
+		free += h.r.n
+		if h.end.After(at) {
+			at = h.end
+		}
+	}
+	return at
 }
 
 func (p *slotPool) release(r *slotRequest) {
 	p.mu.Lock()
 	p.free += r.n
+	p.holders = slices.DeleteFunc(p.holders, func(h *slotHold) bool { return h.r == r })
 	p.cond.Broadcast()
 	p.mu.Unlock()
 }

@@ -6,16 +6,19 @@ import (
 	"time"
 )
 
-// TestSlotPool: requests arriving together are granted longest first among
-// those that fit, a request for more slots than the pool has takes them
-// all, a freed slot goes to the longest waiting request that fits in it,
-// and no more slots are ever out than the pool has. Each step releases one
-// holder ("" first: nothing) and lists what is granted then.
+// TestSlotPool: waiting requests are granted in rank (more slots, then
+// longer, then by name), a request for more slots than the pool has takes
+// them all, a request that fits may pass a first-ranked one that does not
+// only if it ends before that one could start, and no more slots are ever
+// out than the pool has. Each step lets requests arrive (those with that
+// step's number; step 0's arrive together at the start), releases one
+// holder ("" for none) and lists what is granted then.
 func TestSlotPool(t *testing.T) {
 	type req struct {
 		name    string
 		n       int
 		typical time.Duration
+		step    int // the step it arrives at
 	}
 	type step struct {
 		release string
@@ -28,14 +31,20 @@ func TestSlotPool(t *testing.T) {
 		steps []step
 	}{
 		{"cluster first, then one-guest tests in pairs", 2,
-			[]req{{"EC2", 1, 2 * time.Minute}, {"Demo", 3, 18 * time.Minute}, {"OEM", 1, 3 * time.Minute}, {"Update", 1, 14 * time.Minute}, {"FirstBoot", 3, 6 * time.Minute}},
-			[]step{{"", []string{"Demo"}}, {"Demo", []string{"Update", "OEM"}}, {"OEM", []string{"EC2"}}, {"EC2", nil}, {"Update", []string{"FirstBoot"}}, {"FirstBoot", nil}}},
+			[]req{{"EC2", 1, 2 * time.Minute, 0}, {"Demo", 3, 18 * time.Minute, 0}, {"OEM", 1, 3 * time.Minute, 0}, {"Update", 1, 14 * time.Minute, 0}, {"FirstBoot", 3, 6 * time.Minute, 0}},
+			[]step{{"", []string{"Demo"}}, {"Demo", []string{"FirstBoot"}}, {"FirstBoot", []string{"Update", "OEM"}}, {"OEM", []string{"EC2"}}, {"EC2", nil}, {"Update", nil}}},
 		{"one slot: one test at a time, ties by name", 1,
-			[]req{{"C", 1, 5 * time.Minute}, {"B", 2, time.Minute}, {"A", 1, 5 * time.Minute}},
+			[]req{{"C", 1, 5 * time.Minute, 0}, {"B", 2, time.Minute, 0}, {"A", 1, 5 * time.Minute, 0}},
 			[]step{{"", []string{"A"}}, {"A", []string{"C"}}, {"C", []string{"B"}}, {"B", nil}}},
 		{"a short test fills what the long one leaves", 4,
-			[]req{{"E", 1, 2 * time.Minute}, {"U", 2, 14 * time.Minute}, {"Demo", 3, 18 * time.Minute}},
+			[]req{{"E", 1, 2 * time.Minute, 0}, {"U", 2, 14 * time.Minute, 0}, {"Demo", 3, 18 * time.Minute, 0}},
 			[]step{{"", []string{"Demo", "E"}}, {"E", nil}, {"Demo", []string{"U"}}, {"U", nil}}},
+		// The last run's defect: a cluster test arriving while one-guest
+		// tests hold the slots waited for every one-guest test behind it.
+		{"a late cluster test is not starved by one-guest tests", 2,
+			[]req{{"A", 1, 10 * time.Minute, 0}, {"B", 1, 10 * time.Minute, 0},
+				{"Demo", 3, 18 * time.Minute, 1}, {"Short", 1, time.Minute, 1}, {"Long", 1, 30 * time.Minute, 1}},
+			[]step{{"", []string{"A", "B"}}, {"A", []string{"Short"}}, {"Short", nil}, {"B", []string{"Demo"}}, {"Demo", []string{"Long"}}, {"Long", nil}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newSlotPool(tc.size)
@@ -44,16 +53,27 @@ func TestSlotPool(t *testing.T) {
 			for _, r := range tc.reqs {
 				release[r.name] = make(chan struct{})
 				size[r.name] = min(r.n, tc.size)
-				go func() {
-					sr := &slotRequest{name: r.name, n: r.n, typical: r.typical}
-					p.acquire(sr)
-					<-release[r.name]
-					p.release(sr)
-				}()
+			}
+			arrive := func(step int) int {
+				n := 0
+				for _, r := range tc.reqs {
+					if r.step != step {
+						continue
+					}
+					n++
+					go func() {
+						sr := &slotRequest{name: r.name, n: r.n, typical: r.typical}
+						p.acquire(sr)
+						<-release[r.name]
+						p.release(sr)
+					}()
+				}
+				return n
 			}
 			holding := map[string]bool{}
-			granted, released := 0, 0
-			for _, s := range tc.steps {
+			granted, released, arrived := 0, 0, 0
+			for i, s := range tc.steps {
+				arrived += arrive(i)
 				if s.release != "" {
 					if !holding[s.release] {
 						t.Fatalf("step releases %s, which holds no slots", s.release)
@@ -62,8 +82,9 @@ func TestSlotPool(t *testing.T) {
 					delete(holding, s.release)
 					released++
 				}
-				// Settled: the release is counted, every request not yet
-				// released holds or waits, and none that waits fits.
+				// Settled: the release is counted, every request that
+				// arrived and is not released holds or waits, and none
+				// that waits is due.
 				for {
 					p.mu.Lock()
 					got := slices.Clone(p.granted[granted:])
@@ -75,7 +96,7 @@ func TestSlotPool(t *testing.T) {
 						used += size[name]
 					}
 					free := p.free
-					settled := !time.Now().Before(p.opens) && len(p.waiting)+len(holding)+len(got) == len(tc.reqs)-released &&
+					settled := !time.Now().Before(p.opens) && len(p.waiting)+len(holding)+len(got) == arrived-released &&
 						p.next() == nil && free == tc.size-used
 					p.mu.Unlock()
 					if free < 0 {
