@@ -3,6 +3,7 @@ package pithinit
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -71,16 +72,28 @@ func CreateSkeleton(root, usr string) error {
 	if _, err := os.Stat(etc); err != nil {
 		return fmt.Errorf("USR has no /usr/share/pith/etc (the /etc defaults): %w", err)
 	}
-	if err := copyTree(etc, filepath.Join(root, "etc")); err != nil {
+	var copied []string
+	if err := copyTree(etc, filepath.Join(root, "etc"), &copied); err != nil {
 		return fmt.Errorf("copying /usr/share/pith/etc to /etc: %w", err)
 	}
 	if v := filepath.Join(usr, "share/pith/var"); exists(v) {
-		if err := copyTree(v, filepath.Join(root, "var")); err != nil {
+		if err := copyTree(v, filepath.Join(root, "var"), &copied); err != nil {
 			return fmt.Errorf("copying /usr/share/pith/var to /var: %w", err)
 		}
 	}
-	// Every copy must be on disk before the marker says so: one syncfs
-	// of ROOT instead of an fsync per file (copyFile does none).
+	// Files are written under a temporary name and renamed only once a
+	// syncfs of ROOT has them on disk, so a cut never leaves a truncated
+	// file under its final name (a resumed first boot keeps what exists).
+	// One syncfs instead of an fsync per file and directory: per file
+	// (3b47cc2), the copy took ~10 s of first boot under TCG, not 0.2-0.4 s.
+	if err := atomicfile.SyncFS(root); err != nil {
+		return err
+	}
+	for _, target := range copied {
+		if err := os.Rename(target+copyTemp, target); err != nil {
+			return err
+		}
+	}
 	if err := atomicfile.SyncFS(root); err != nil {
 		return err
 	}
@@ -96,9 +109,14 @@ func exists(p string) bool {
 	return err == nil
 }
 
+// copyTemp is the suffix a regular file is copied under until renamed.
+const copyTemp = ".pith-tmp"
+
 // copyTree copies src into dst keeping modes, owners and symlinks; entries
-// already in dst are left alone.
-func copyTree(src, dst string) error {
+// already in dst are left alone. Regular files are written to their name
+// plus copyTemp, not synced, and their names appended to copied: the
+// caller syncs and renames them.
+func copyTree(src, dst string, copied *[]string) error {
 	return filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -129,9 +147,11 @@ func copyTree(src, dst string) error {
 				return err
 			}
 		case info.Mode().IsRegular():
-			if err := atomicfile.CopyFile(p, target, info.Mode().Perm()); err != nil {
+			if err := copyFile(p, target+copyTemp); err != nil {
 				return err
 			}
+			*copied = append(*copied, target)
+			target += copyTemp
 		default:
 			return fmt.Errorf("%s: unsupported file type %s", p, info.Mode().Type())
 		}
@@ -146,4 +166,22 @@ func copyTree(src, dst string) error {
 		}
 		return nil
 	})
+}
+
+// copyFile writes src's content to dst, truncating a leftover of a cut.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return out.Close()
 }
