@@ -96,15 +96,7 @@ func pithIgnitionLimits(cfg *IgnitionConfig, raw []byte, rep *Report) {
 		pr.AddOnError(p, fmt.Errorf(format, args...))
 	}
 	root := vpath.New("json")
-	unsupported := func(name string, n int) {
-		if n > 0 {
-			add(root.Append("storage", name), "Pith does not support storage.%s (it needs the initramfs); partition and format with the image builder or a unit instead", name)
-		}
-	}
-	unsupported("disks", len(cfg.Storage.Disks))
-	unsupported("filesystems", len(cfg.Storage.Filesystems))
-	unsupported("raid", len(cfg.Storage.Raid))
-	unsupported("luks", len(cfg.Storage.Luks))
+	ignitionStorageLimits(cfg, add)
 	if len(cfg.KernelArguments.ShouldExist)+len(cfg.KernelArguments.ShouldNotExist) > 0 {
 		add(root.Append("kernelArguments"), "Pith does not support kernelArguments; kernel arguments come from the image's grub.cfg")
 	}

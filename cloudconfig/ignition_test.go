@@ -47,7 +47,7 @@ func TestIgnitionErrors(t *testing.T) {
 		{"no version", `{"storage":{}}`, []want{{1, 1, E, "ignition.version is missing"}}},
 		{"experimental", `{"ignition":{"version":"3.6.0-experimental"}}`, []want{{1, 1, E, "unsupported"}}},
 		{"every problem at once", "{\"ignition\":{\"version\":\"3.4.0\"},\n \"storage\":{\"files\":[{\"path\":\"relative\",\"contents\":{\"source\":\"http://x/y\"}}],\n \"disks\":[{\"device\":\"/dev/sdb\"}]},\n \"systemd\":{\"units\":[{\"name\":\"bad\"}]}}\n",
-			[]want{{2, 30, E, "path not absolute"}, {2, 62, W, "plain HTTP"}, {3, 11, E, "storage.disks"}, {4, 30, E, "invalid systemd unit extension"}}},
+			[]want{{2, 30, E, "path not absolute"}, {2, 62, W, "plain HTTP"}, {4, 30, E, "invalid systemd unit extension"}}},
 		{"usr is read-only", `{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/usr/bin/x"}]}}`, []want{{1, 61, E, "read-only /usr"}}},
 		{"bad ssh key", `{"ignition":{"version":"3.0.0"},"passwd":{"users":[{"name":"core","sshAuthorizedKeys":["x"]}]}}`, []want{{1, 88, E, "not a valid SSH public key"}}},
 		{"kernel args", `{"ignition":{"version":"3.3.0"},"kernelArguments":{"shouldExist":["quiet"]}}`, []want{{1, 52, E, "kernelArguments"}}},

@@ -1,0 +1,214 @@
+package pithinit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pith-os/pith/agent/datasource"
+	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/initramfs/storage"
+	"golang.org/x/sys/unix"
+)
+
+// The markers of Ignition's storage stage on ROOT. Started is written
+// before the first disk is touched and Done after the last unit: a ROOT
+// with Started but not Done had its first boot stopped half-way through
+// the storage stage, and no later boot may present it as provisioned.
+// Done holds the config's sha256, so pithd's first-boot stage can tell
+// that this config's storage is the one applied.
+const (
+	StorageStarted = "var/lib/pith/ignition-storage.started"
+	StorageDone    = "var/lib/pith/ignition-storage.done"
+)
+
+// checkStorageMarkers runs on every boot.
+func checkStorageMarkers(root string) error {
+	if exists(filepath.Join(root, StorageStarted)) && !exists(filepath.Join(root, StorageDone)) {
+		return &StopError{Msg: "Ignition storage: a previous first boot stopped while partitioning or formatting (" + StorageStarted + " without .done): the disks are half-provisioned; reprovision this machine (a fresh ROOT) with a corrected config"}
+	}
+	return nil
+}
+
+// ignitionStorage is the first boot's storage stage: it reads the user-data
+// from QEMU's fw_cfg (opt/org.pith/user-data), and when it is an Ignition
+// config with storage.disks or storage.filesystems, applies them. Any
+// error stops the boot (StopError): Ignition fails closed.
+func ignitionStorage(l *logger) error {
+	res, err := (&datasource.FwCfg{Root: "/"}).Fetch(context.Background())
+	if errors.Is(err, datasource.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return storageStop("reading fw_cfg user-data", err)
+	}
+	data, err := cloudconfig.Decompress(res.UserData)
+	if err != nil || cloudconfig.Detect(data) != cloudconfig.FormatIgnition {
+		return nil // not Ignition: pithd's first-boot stage reports it
+	}
+	cfg, rep := cloudconfig.ParseIgnition(data)
+	if cfg == nil || rep.HasErrors() {
+		// Without storage, pithd's first-boot stage rejects it with every
+		// error and its line, and the node boots on. With storage, nothing
+		// may be half-applied and the machine is not what was asked: stop.
+		var partial cloudconfig.IgnitionConfig
+		if json.Unmarshal(data, &partial) != nil || !hasStorage(&partial) {
+			return nil
+		}
+		return storageStop("validating the Ignition config", rep.Err())
+	}
+	plan, err := storage.FromConfig(cfg)
+	if err != nil {
+		return storageStop("checking storage", err)
+	}
+	if plan.Empty() {
+		return nil
+	}
+	l.Printf("Ignition storage: %d disks, %d filesystems from fw_cfg", len(plan.Disks), len(plan.Filesystems))
+	if err := writeMarker(filepath.Join(Sysroot, StorageStarted), ""); err != nil {
+		return storageStop("writing "+StorageStarted, err)
+	}
+	umount, err := bindSystem(Sysroot)
+	if err != nil {
+		return storageStop("preparing the tools' chroot", err)
+	}
+	err = storage.Apply(plan, storage.Env{
+		Root:    Sysroot,
+		Run:     chrootRunner{root: Sysroot},
+		Resolve: resolveDevice,
+		Logf:    func(f string, a ...any) { l.Printf("Ignition storage: "+f, a...) },
+	})
+	umount()
+	if err != nil {
+		return storageStop("applying", err)
+	}
+	sum := sha256.Sum256(data)
+	if err := writeMarker(filepath.Join(Sysroot, StorageDone), hex.EncodeToString(sum[:])+"\n"); err != nil {
+		return storageStop("writing "+StorageDone, err)
+	}
+	l.Printf("Ignition storage: done")
+	return nil
+}
+
+func hasStorage(c *cloudconfig.IgnitionConfig) bool {
+	s := c.Storage
+	return len(s.Disks)+len(s.Filesystems)+len(s.Raid)+len(s.Luks) > 0
+}
+
+func storageStop(step string, err error) error {
+	return &StopError{Msg: fmt.Sprintf("Ignition storage (%s) failed, the first boot stops here as Ignition does: %v", step, strings.ReplaceAll(err.Error(), "\n", "; "))}
+}
+
+func writeMarker(p, body string) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(body); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// bindSystem bind-mounts /dev, /proc and /sys into root for the tools
+// (mkfs checks /proc/mounts; blkid reads /sys) and returns the undo, which
+// must run before switch_root moves the real ones there.
+func bindSystem(root string) (func(), error) {
+	var done []string
+	undo := func() {
+		for i := len(done) - 1; i >= 0; i-- {
+			_ = unix.Unmount(done[i], unix.MNT_DETACH)
+		}
+	}
+	for _, d := range []string{"/dev", "/proc", "/sys"} {
+		t := filepath.Join(root, d)
+		if err := os.MkdirAll(t, 0o755); err != nil {
+			undo()
+			return nil, err
+		}
+		if err := unix.Mount(d, t, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			undo()
+			return nil, fmt.Errorf("bind %s: %w", d, err)
+		}
+		done = append(done, t)
+	}
+	return undo, nil
+}
+
+// chrootRunner runs a tool of the new root (its /usr is the verified USR).
+type chrootRunner struct{ root string }
+
+func (c chrootRunner) Run(name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Path = ""
+	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
+		if fi, err := os.Stat(filepath.Join(c.root, dir, name)); err == nil && !fi.IsDir() {
+			cmd.Path = filepath.Join(dir, name)
+			break
+		}
+	}
+	if cmd.Path == "" {
+		return nil, fmt.Errorf("%s is not in this image's /usr (add its package to the image to use it)", name)
+	}
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin", "LC_ALL=C"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: c.root}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.Bytes(), err
+}
+
+// resolveDevice finds the node for a config's device name: kernel names
+// directly, by-partlabel and by-partuuid links through the GPTs (there is
+// no udev here). It waits, as new partitions appear asynchronously.
+func resolveDevice(dev string) (string, error) {
+	const wait = 15 * time.Second
+	var spec Spec
+	switch {
+	case strings.HasPrefix(dev, "/dev/disk/by-partlabel/"):
+		spec = Spec{Kind: "PARTLABEL", Value: strings.TrimPrefix(dev, "/dev/disk/by-partlabel/")}
+	case strings.HasPrefix(dev, "/dev/disk/by-partuuid/"):
+		g, err := ParseGUID(strings.TrimPrefix(dev, "/dev/disk/by-partuuid/"))
+		if err != nil {
+			return "", err
+		}
+		spec = Spec{Kind: "PARTUUID", Value: g.String()}
+	case strings.HasPrefix(dev, "/dev/disk/"):
+		return "", fmt.Errorf("the initramfs resolves /dev/<name>, /dev/disk/by-partlabel/ and /dev/disk/by-partuuid/ names only")
+	default:
+		deadline := time.Now().Add(wait)
+		for {
+			if fi, err := os.Stat(dev); err == nil && fi.Mode()&os.ModeDevice != 0 {
+				return dev, nil
+			}
+			if time.Now().After(deadline) {
+				return "", fmt.Errorf("no such device after %s (disks seen: %s)", wait, seenDisks())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	d, err := WaitDevice(spec, wait, nil)
+	if err != nil {
+		return "", err
+	}
+	return d.Path, nil
+}

@@ -1,0 +1,122 @@
+package storage
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/coreos/go-systemd/v22/unit"
+)
+
+// Env is what Apply needs from the init.
+type Env struct {
+	// Root is the new root (/sysroot): the units go to its /etc.
+	Root string
+	// Run runs the filesystem tools.
+	Run Runner
+	// Resolve turns a config's device (/dev/vdb1,
+	// /dev/disk/by-partlabel/data) into a device node that exists now,
+	// waiting for it to appear; the initramfs has no udev links.
+	Resolve func(dev string) (string, error)
+	Logf    func(string, ...any)
+}
+
+// UnitDir is where Apply writes the mount and swap units, in Root.
+const UnitDir = "etc/systemd/system"
+
+// Apply partitions the disks, makes the filesystems and writes a unit for
+// each filesystem with a path (and each swap area), in the plan's order.
+// The first error stops it.
+func Apply(p *Plan, env Env) error {
+	for _, d := range p.Disks {
+		if err := partitionDisk(d, env.Logf); err != nil {
+			return err
+		}
+	}
+	for _, fs := range p.Filesystems {
+		dev, err := env.Resolve(fs.Device)
+		if err != nil {
+			return fmt.Errorf("%s: %w", fs.Device, err)
+		}
+		found, err := makeFilesystem(env.Run, fs, dev, env.Logf)
+		if err != nil {
+			return err
+		}
+		name, body := Unit(fs, found.UUID)
+		if name == "" {
+			continue
+		}
+		if err := writeUnit(env.Root, name, body); err != nil {
+			return err
+		}
+		env.Logf("wrote %s (%s on %s)", name, fs.Device, orSwap(fs.Path))
+	}
+	return nil
+}
+
+func orSwap(p string) string {
+	if p == "" {
+		return "swap"
+	}
+	return p
+}
+
+// Unit returns the name and text of the unit that mounts fs on every
+// boot (a .swap unit for swap), or "" when it has no path. The device is
+// named by its filesystem UUID (udev makes the link), so a disk that
+// comes up under another name still mounts.
+func Unit(fs Filesystem, uuid string) (name, body string) {
+	what := fs.Device
+	if uuid != "" {
+		what = "/dev/disk/by-uuid/" + uuid
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by pith-init from the Ignition config's storage.filesystems (%s).\n", fs.Device)
+	if fs.Format == "swap" {
+		name = unit.UnitNamePathEscape(what) + ".swap"
+		fmt.Fprintf(&b, "[Unit]\nDescription=Ignition swap %s\n\n[Swap]\nWhat=%s\n", fs.Device, what)
+		if len(fs.MountOptions) > 0 {
+			fmt.Fprintf(&b, "Options=%s\n", strings.Join(fs.MountOptions, ","))
+		}
+		fmt.Fprintf(&b, "\n[Install]\nRequiredBy=swap.target\n")
+		return name, b.String()
+	}
+	if fs.Path == "" {
+		return "", ""
+	}
+	p := filepath.Clean(fs.Path)
+	name = unit.UnitNamePathEscape(p) + ".mount"
+	// Before=local-fs.target through the default dependencies; the
+	// first-boot stage (after sysinit.target) writes storage.files onto it.
+	fmt.Fprintf(&b, "[Unit]\nDescription=Ignition filesystem %s\n\n[Mount]\nWhat=%s\nWhere=%s\nType=%s\n", p, what, p, fs.Format)
+	if len(fs.MountOptions) > 0 {
+		fmt.Fprintf(&b, "Options=%s\n", strings.Join(fs.MountOptions, ","))
+	}
+	fmt.Fprintf(&b, "\n[Install]\nRequiredBy=local-fs.target\n")
+	return name, b.String()
+}
+
+// writeUnit writes the unit and enables it the way systemctl enable would
+// (a link in the target's .requires directory).
+func writeUnit(root, name, body string) error {
+	dir := filepath.Join(root, UnitDir)
+	target := "local-fs.target"
+	if strings.HasSuffix(name, ".swap") {
+		target = "swap.target"
+	}
+	req := filepath.Join(dir, target+".requires")
+	if err := os.MkdirAll(req, 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	link := filepath.Join(req, name)
+	_ = os.Remove(link)
+	return os.Symlink("../"+name, link)
+}

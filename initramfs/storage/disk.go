@@ -1,0 +1,93 @@
+package storage
+
+import (
+	"fmt"
+	"strings"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/partition/gpt"
+)
+
+// partitionDisk applies d to its device: reads the GPT, computes the new
+// layout and, if anything changes, writes both GPTs and has the kernel
+// re-read them. The device is opened exclusively, so a disk in use (the
+// boot disk, a mounted partition) is refused by the kernel itself.
+func partitionDisk(d Disk, logf func(string, ...any)) error {
+	dk, err := diskfs.Open(d.Device, diskfs.WithOpenMode(diskfs.ReadWriteExclusive))
+	if err != nil {
+		return fmt.Errorf("%s: opening exclusively: %w (is it the boot disk, or in use?)", d.Device, err)
+	}
+	defer dk.Close()
+	g := Geometry{SectorSize: uint64(dk.LogicalBlocksize)}
+	if g.SectorSize == 0 {
+		g.SectorSize = 512
+	}
+	g.Sectors = uint64(dk.Size) / g.SectorSize
+	var existing []Entry
+	diskGUID := ""
+	if t, err := dk.GetPartitionTable(); err == nil {
+		gt, ok := t.(*gpt.Table)
+		switch {
+		case !ok && !d.WipeTable:
+			return fmt.Errorf("%s has a %s partition table, not GPT; set wipeTable to replace it", d.Device, t.Type())
+		case ok:
+			existing = entriesOf(gt)
+			diskGUID = gt.GUID
+		}
+	}
+	entries, lines, err := Layout(d, existing, g)
+	if err != nil {
+		return err
+	}
+	for _, l := range lines {
+		logf("%s", l)
+	}
+	if !d.WipeTable && sameEntries(existing, entries) {
+		return nil
+	}
+	if d.WipeTable {
+		diskGUID = ""
+	}
+	table := &gpt.Table{
+		LogicalSectorSize:  int(g.SectorSize),
+		PhysicalSectorSize: int(g.SectorSize),
+		GUID:               diskGUID,
+		ProtectiveMBR:      true,
+	}
+	for _, e := range entries {
+		table.Partitions = append(table.Partitions, &gpt.Partition{
+			Index: e.Number, Start: e.Start, End: e.End, Size: (e.End - e.Start + 1) * g.SectorSize,
+			Type: gpt.Type(e.Type), Name: e.Label, GUID: e.GUID, Attributes: e.Attributes,
+		})
+	}
+	if err := dk.Partition(table); err != nil {
+		return fmt.Errorf("%s: writing the partition table: %w", d.Device, err)
+	}
+	return nil
+}
+
+func entriesOf(t *gpt.Table) []Entry {
+	var out []Entry
+	for _, p := range t.Partitions {
+		if p.Type == gpt.Unused {
+			continue
+		}
+		out = append(out, Entry{
+			Number: p.Index, Start: p.Start, End: p.End, Type: strings.ToUpper(string(p.Type)),
+			GUID: strings.ToUpper(p.GUID), Label: p.Name, Attributes: p.Attributes,
+		})
+	}
+	return out
+}
+
+func sameEntries(a, b []Entry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if b[i].New || a[i].Number != b[i].Number || a[i].Start != b[i].Start || a[i].End != b[i].End {
+			return false
+		}
+	}
+	return true
+}
