@@ -201,6 +201,9 @@ func etcDefaults(etc, usr string, cfg config.Config) error {
 	if err := os.Symlink("/dev/null", mask); err != nil {
 		return err
 	}
+	if err := disableStockAppArmor(etc); err != nil {
+		return err
+	}
 	osr := filepath.Join(etc, "os-release")
 	if err := os.RemoveAll(osr); err != nil {
 		return err
@@ -383,4 +386,34 @@ func parseStatus(r io.Reader) ([]byte, error) {
 	flush()
 	slices.Sort(out)
 	return []byte(strings.Join(out, "\n") + "\n"), nil
+}
+
+// stockAppArmorProfiles are the profiles Debian's apparmor package puts in
+// /etc/apparmor.d, for programs Pith does not ship. apparmor.service (needed
+// so dockerd finds apparmor_parser and a loaded policy) compiled them on
+// every first boot before sysinit.target: 41 s of a loaded TCG boot, 7.8 s
+// of an idle one, against 1.8 s with them disabled.
+var stockAppArmorProfiles = []string{"lsb_release", "nvidia_modprobe"}
+
+// disableStockAppArmor links the stock profiles into apparmor.d/disable,
+// AppArmor's own way to keep a profile from loading; profiles added later
+// (user-data, extra packages) still load.
+func disableStockAppArmor(etc string) error {
+	dir := filepath.Join(etc, "apparmor.d")
+	for _, p := range stockAppArmorProfiles {
+		if _, err := os.Lstat(filepath.Join(dir, p)); err != nil {
+			continue // not in this apparmor release
+		}
+		if err := mkdirAll(filepath.Join(dir, "disable")); err != nil {
+			return err
+		}
+		link := filepath.Join(dir, "disable", p)
+		if err := os.RemoveAll(link); err != nil {
+			return err
+		}
+		if err := os.Symlink("/etc/apparmor.d/"+p, link); err != nil {
+			return err
+		}
+	}
+	return nil
 }
