@@ -83,6 +83,8 @@ type Options struct {
 	FwCfg map[string]string
 	// CDROM is an ISO attached as a CD-ROM (the live pith.iso).
 	CDROM string
+	// ExtraDisks are raw disk files attached after the boot disk (vdb...).
+	ExtraDisks []string
 }
 
 // Cluster is the machines of one test.
@@ -136,7 +138,7 @@ func Boot(t *testing.T, o Options) *Cluster {
 		}
 		os.RemoveAll(dir)
 	})
-	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd, UserNet: o.UserNet, FwCfg: o.FwCfg, CDROM: o.CDROM}
+	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd, UserNet: o.UserNet, FwCfg: o.FwCfg, CDROM: o.CDROM, ExtraDisks: o.ExtraDisks}
 	if k := o.KeyFrom; k != nil {
 		node.SSHKey = k.PubKey
 		for _, f := range []string{vm.KeyFile, vm.KeyFile + ".pub"} {

@@ -90,6 +90,9 @@ type Config struct {
 	BIOSFile string
 	// CDROM is an ISO image attached as a read-only CD-ROM (pith.iso).
 	CDROM string
+	// ExtraDisks are raw disk files attached as virtio disks after the
+	// boot disk (/dev/vdb, /dev/vdc, ...).
+	ExtraDisks []string
 	// SecureBoot, with UEFI: OVMF enforces Secure Boot with these
 	// certificates enrolled as PK, KEK and db.
 	SecureBoot *SecureBootCerts

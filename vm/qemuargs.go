@@ -58,6 +58,9 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 	if c.Image != "" {
 		a = append(a, "-drive", "if=virtio,format=qcow2,discard=unmap,file="+m.Disk)
 	}
+	for _, d := range c.ExtraDisks {
+		a = append(a, "-drive", "if=virtio,format=raw,discard=unmap,file="+d)
+	}
 	if c.CDROM != "" {
 		// On the q35 machine's own AHCI controller; the firmware boots it
 		// when the disk holds nothing bootable.
