@@ -36,8 +36,86 @@ import (
 type updMember struct {
 	name, id, client, peer, dir string
 	disk, esp, cmdline, hook    string
+	cluster, token              string // --initial-cluster, --initial-cluster-token
 	proc                        *pithdtest.Proc
 	logs                        int
+}
+
+// updKeys writes the channel's public key where --update-keys reads it.
+func updKeys(t *testing.T, dir string, pub ed25519.PublicKey) string {
+	t.Helper()
+	keys := filepath.Join(dir, "keys")
+	os.MkdirAll(keys, 0o755)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	if err := os.WriteFile(filepath.Join(keys, "release.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// updMembers makes n members of one cluster, each with an A/B disk image
+// booted from slot a (marked good), its ESP and its kernel command line.
+func updMembers(t *testing.T, dir string, n int, token string) []*updMember {
+	t.Helper()
+	var ms []*updMember
+	var ic []string
+	for i := 0; i < n; i++ {
+		m := &updMember{name: fmt.Sprintf("u%d", i), id: fmt.Sprintf("%032x", 0xb0+i),
+			client: fmt.Sprintf("http://127.0.0.1:%d", pithdtest.FreePort(t)),
+			peer:   fmt.Sprintf("http://127.0.0.1:%d", pithdtest.FreePort(t)),
+			dir:    filepath.Join(dir, fmt.Sprintf("u%d", i)), token: token}
+		os.MkdirAll(filepath.Join(m.dir, "esp", "pith"), 0o755)
+		m.disk, m.esp = filepath.Join(m.dir, "disk.img"), filepath.Join(m.dir, "esp")
+		m.cmdline, m.hook = filepath.Join(m.dir, "cmdline"), filepath.Join(m.dir, "rebooted")
+		os.WriteFile(m.disk, nil, 0o600)
+		os.Truncate(m.disk, 24<<20)
+		if out, err := exec.Command("sgdisk", "-o", "-n", "1:2048:+2M", "-c", "1:EFI-SYSTEM",
+			"-n", "3:0:+8M", "-c", "3:USR-A", "-n", "4:0:+8M", "-c", "4:USR-B", m.disk).CombinedOutput(); err != nil {
+			t.Fatalf("sgdisk: %v\n%s", err, out)
+		}
+		slot.WritePrio(m.disk, slot.A, slot.Prio{Priority: 1, Successful: true})
+		os.MkdirAll(filepath.Join(m.esp, "grub"), 0o755)
+		if err := slot.WriteEnvFile(filepath.Join(m.esp, slot.EnvPathOnESP), slot.InitialEnv()); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(m.cmdline, []byte("pith.slot=a\n"), 0o644)
+		ms = append(ms, m)
+		ic = append(ic, fmt.Sprintf("%s=%s", m.name, m.peer))
+	}
+	for _, m := range ms {
+		m.cluster = strings.Join(ic, ",")
+	}
+	return ms
+}
+
+// start runs the member's pithd with the etcd-lock strategy following
+// server, as a machine running version; each start logs to a new file
+// (the harness shows them all if the test fails, and kills what still
+// runs). Its "reboot" touches m.hook.
+func (m *updMember) start(t *testing.T, bin, server, keys, running string) {
+	t.Helper()
+	m.logs++
+	log := filepath.Join(m.dir, fmt.Sprintf("pithd-%d.log", m.logs))
+	m.proc = pithdtest.Start(t, bin, log, "run", "--name", m.name, "--data-dir", filepath.Join(m.dir, "data"),
+		"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
+		"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
+		"--initial-cluster", m.cluster, "--initial-cluster-token", m.token,
+		"--unit-backend", "none", "--fleet-socket", "none", "--machine-id", m.id,
+		"--update-server", server, "--update-keys", keys, "--update-conf", "/nonexistent",
+		"--update-disk", m.disk, "--update-esp", m.esp, "--update-cmdline", m.cmdline,
+		"--update-running-version", running, "--reboot-strategy", "etcd-lock",
+		"--reboot-lock-retry", "200ms", "--update-reboot-command", "touch "+m.hook)
+}
+
+// status is the member's update status (pithctl update status).
+func (m *updMember) status() (update.Status, error) {
+	var st update.Status
+	resp, err := http.Get(m.client + "/pith/v1/update")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
 func TestUpdateProcessesEtcdLock(t *testing.T) {
@@ -68,70 +146,19 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 	}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
-	keys := filepath.Join(dir, "keys")
-	os.MkdirAll(keys, 0o755)
-	der, _ := x509.MarshalPKIXPublicKey(pub)
-	os.WriteFile(filepath.Join(keys, "release.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
-
-	var ms []*updMember
-	var ic []string
-	for i := 0; i < 3; i++ {
-		m := &updMember{name: fmt.Sprintf("u%d", i), id: fmt.Sprintf("%032x", 0xb0+i),
-			client: fmt.Sprintf("http://127.0.0.1:%d", pithdtest.FreePort(t)),
-			peer:   fmt.Sprintf("http://127.0.0.1:%d", pithdtest.FreePort(t)),
-			dir:    filepath.Join(dir, fmt.Sprintf("u%d", i))}
-		os.MkdirAll(filepath.Join(m.dir, "esp", "pith"), 0o755)
-		m.disk, m.esp = filepath.Join(m.dir, "disk.img"), filepath.Join(m.dir, "esp")
-		m.cmdline, m.hook = filepath.Join(m.dir, "cmdline"), filepath.Join(m.dir, "rebooted")
-		os.WriteFile(m.disk, nil, 0o600)
-		os.Truncate(m.disk, 24<<20)
-		if out, err := exec.Command("sgdisk", "-o", "-n", "1:2048:+2M", "-c", "1:EFI-SYSTEM",
-			"-n", "3:0:+8M", "-c", "3:USR-A", "-n", "4:0:+8M", "-c", "4:USR-B", m.disk).CombinedOutput(); err != nil {
-			t.Fatalf("sgdisk: %v\n%s", err, out)
-		}
-		slot.WritePrio(m.disk, slot.A, slot.Prio{Priority: 1, Successful: true})
-		os.MkdirAll(filepath.Join(m.esp, "grub"), 0o755)
-		if err := slot.WriteEnvFile(filepath.Join(m.esp, slot.EnvPathOnESP), slot.InitialEnv()); err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(m.cmdline, []byte("pith.slot=a\n"), 0o644)
-		ms = append(ms, m)
-		ic = append(ic, fmt.Sprintf("%s=%s", m.name, m.peer))
-	}
-	// Each start logs to a new file (the harness shows them all if the
-	// test fails, and kills what still runs).
-	start := func(m *updMember, running string) {
-		m.logs++
-		log := filepath.Join(m.dir, fmt.Sprintf("pithd-%d.log", m.logs))
-		m.proc = pithdtest.Start(t, bin, log, "run", "--name", m.name, "--data-dir", filepath.Join(m.dir, "data"),
-			"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
-			"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
-			"--initial-cluster", strings.Join(ic, ","), "--initial-cluster-token", "update-test",
-			"--unit-backend", "none", "--fleet-socket", "none", "--machine-id", m.id,
-			"--update-server", ts.URL, "--update-keys", keys, "--update-conf", "/nonexistent",
-			"--update-disk", m.disk, "--update-esp", m.esp, "--update-cmdline", m.cmdline,
-			"--update-running-version", running, "--reboot-strategy", "etcd-lock",
-			"--reboot-lock-retry", "200ms", "--update-reboot-command", "touch "+m.hook)
+	keys := updKeys(t, dir, pub)
+	ms := updMembers(t, dir, 3, "update-test")
+	for _, m := range ms {
+		m.start(t, bin, ts.URL, keys, "1.0.0")
 	}
 	kill := func(m *updMember) { m.proc.Kill() }
-	for _, m := range ms {
-		start(m, "1.0.0")
-	}
+	start := func(m *updMember, running string) { m.start(t, bin, ts.URL, keys, running) }
 	ctx := context.Background()
 	kv, err := rebootlock.NewEtcdKV([]string{ms[0].client, ms[1].client, ms[2].client})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sem := &rebootlock.Semaphore{KV: kv}
-	status := func(m *updMember) (update.Status, error) {
-		var st update.Status
-		resp, err := http.Get(m.client + "/pith/v1/update")
-		if err != nil {
-			return st, err
-		}
-		defer resp.Body.Close()
-		return st, json.NewDecoder(resp.Body).Decode(&st)
-	}
 
 	// Reboot each machine as its hook fires; never two down at once.
 	updated := map[string]bool{}
@@ -169,7 +196,7 @@ func TestUpdateProcessesEtcdLock(t *testing.T) {
 					fired = append(fired, m.name)
 				}
 			}
-			s, err := status(down)
+			s, err := down.status()
 			if err != nil || len(s.History) == 0 || s.History[len(s.History)-1].Kind != "updated" {
 				if len(fired) > 0 {
 					t.Fatalf("%v rebooted while %s was still rebooting", fired, down.name)
