@@ -45,6 +45,7 @@ func checkStorageMarkers(root string) error {
 // config with storage.disks or storage.filesystems, applies them. Any
 // error stops the boot (StopError): Ignition fails closed.
 func ignitionStorage(l *logger) error {
+	waitFwCfg(l)
 	res, err := (&datasource.FwCfg{Root: "/"}).Fetch(context.Background())
 	if errors.Is(err, datasource.ErrNotFound) {
 		return nil
@@ -98,6 +99,26 @@ func ignitionStorage(l *logger) error {
 	}
 	l.Printf("Ignition storage: done")
 	return nil
+}
+
+// FwCfgACPI is QEMU's fw_cfg device as ACPI lists it from the start.
+const FwCfgACPI = "/sys/bus/acpi/devices/QEMU0002:00"
+
+// waitFwCfg waits, on a machine with fw_cfg, until the qemu_fw_cfg driver
+// (probed asynchronously, like every module here) shows its entries: read
+// too early, the user-data would look absent and the storage be skipped.
+func waitFwCfg(l *logger) {
+	if !exists(FwCfgACPI) {
+		return
+	}
+	dir := filepath.Dir(datasource.FwCfgDir) // .../by_name
+	for deadline := time.Now().Add(10 * time.Second); !exists(dir); {
+		if time.Now().After(deadline) {
+			l.Printf("warning: QEMU fw_cfg is present but %s did not appear within 10s", dir)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func hasStorage(c *cloudconfig.IgnitionConfig) bool {
@@ -157,8 +178,8 @@ func bindSystem(root string) (func(), error) {
 type chrootRunner struct{ root string }
 
 func (c chrootRunner) Run(name string, args ...string) ([]byte, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Path = ""
+	// Not exec.Command: it would look the name up in the initramfs.
+	cmd := &exec.Cmd{Args: append([]string{name}, args...)}
 	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
 		if fi, err := os.Stat(filepath.Join(c.root, dir, name)); err == nil && !fi.IsDir() {
 			cmd.Path = filepath.Join(dir, name)
