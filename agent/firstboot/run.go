@@ -8,7 +8,6 @@ import (
 	"github.com/coreos/go-systemd/v22/journal"
 
 	"github.com/pith-os/pith/agent/datasource"
-	"github.com/pith-os/pith/agent/units"
 	"github.com/pith-os/pith/cloudconfig/apply"
 )
 
@@ -42,24 +41,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	ds := cfg.Datasource
-	ap := &apply.Applier{
-		Root:     ds.Root,
-		Accounts: &apply.Shadow{Root: ds.Root},
-		Logf:     func(format string, args ...any) { say(journal.PriInfo, format, args...) },
+	ap, closeUnits, err := newApplier(ctx, ds.Root, cfg.NoUnits)
+	if err != nil {
+		say(journal.PriWarning, "pithd firstboot: %v; units in user-data cannot be applied", err)
 	}
-	if ds.Root == "/" {
-		ap.Host = apply.KernelHost{}
-	}
-	if !cfg.NoUnits {
-		sd, err := units.NewSystemd(ctx, "")
-		if err != nil {
-			say(journal.PriWarning, "pithd firstboot: %v; units in user-data cannot be applied", err)
-		} else {
-			defer sd.Close()
-			ap.Units = sd
-		}
-	}
-	_, err := Boot(ctx, &apply.Stage{Applier: ap}, BootOptions{
+	defer closeUnits()
+	ap.Logf = func(format string, args ...any) { say(journal.PriInfo, format, args...) }
+	_, err = Boot(ctx, &apply.Stage{Applier: ap}, BootOptions{
 		Datasource: ds, UseSaved: cfg.UseSaved,
 		Say: func(l Level, format string, args ...any) { say(journalPriority(l), format, args...) },
 	})

@@ -7,12 +7,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/pith-os/pith/agent/firstboot"
-	"github.com/pith-os/pith/agent/units"
-
 	"github.com/spf13/cobra"
 
-	"github.com/pith-os/pith/agent/datasource"
+	"github.com/pith-os/pith/agent/firstboot"
 	"github.com/pith-os/pith/cloudconfig/apply"
 )
 
@@ -20,8 +17,7 @@ import (
 // in full. Wired under `pithctl userdata` in validate.go.
 func userdataApplyCmd() *cobra.Command {
 	var (
-		ds        datasource.Config
-		noUnits   bool
+		o         = firstboot.NowOptions{}
 		noRestart bool
 	)
 	cmd := &cobra.Command{
@@ -43,33 +39,23 @@ rejected or failed to apply; nothing of a rejected user-data is applied.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			w := cmd.OutOrStdout()
-			if ds.Root == "/" && os.Geteuid() != 0 {
+			if o.Root == "/" && os.Geteuid() != 0 {
 				return errors.New("pithctl userdata apply changes the system: run it as root (sudo)")
 			}
-			ap := &apply.Applier{Root: ds.Root, Accounts: &apply.Shadow{Root: ds.Root}}
-			if ds.Root == "/" {
-				ap.Host = apply.KernelHost{}
+			now, err := firstboot.OpenNow(ctx, o)
+			if err != nil {
+				return err
 			}
-			if !noUnits {
-				sd, err := units.NewSystemd(ctx, "")
-				if err != nil {
-					return err
+			defer now.Close()
+			res, err := now.Apply(ctx, func(l firstboot.Level, format string, args ...any) {
+				prefix := ""
+				switch l {
+				case firstboot.LevelWarning:
+					prefix = "warning: "
+				case firstboot.LevelError:
+					prefix = "error: "
 				}
-				defer sd.Close()
-				ap.Units = sd
-			}
-			res, err := firstboot.Boot(ctx, &apply.Stage{Applier: ap}, firstboot.BootOptions{
-				Datasource: ds, Now: true,
-				Say: func(l firstboot.Level, format string, args ...any) {
-					prefix := ""
-					switch l {
-					case firstboot.LevelWarning:
-						prefix = "warning: "
-					case firstboot.LevelError:
-						prefix = "error: "
-					}
-					fmt.Fprintf(w, prefix+format+"\n", args...)
-				},
+				fmt.Fprintf(w, prefix+format+"\n", args...)
 			})
 			if res != nil {
 				if len(res.Changes) == 0 {
@@ -84,17 +70,14 @@ rejected or failed to apply; nothing of a rejected user-data is applied.`,
 			if err != nil {
 				return errors.New("user-data was not applied (see above; pithctl userdata shows the report)")
 			}
-			if res.Waiting != "" || noUnits || noRestart {
+			if noRestart {
 				return nil
 			}
-			how := "start"
-			if res.AgentChanged {
-				how = "restart"
+			how, err := now.StartAgent(ctx, res)
+			if err != nil || how == "" {
+				return err
 			}
-			if err := ap.Units.Run(ctx, apply.AgentUnit, how); err != nil {
-				return fmt.Errorf("%s %s: %w", how, apply.AgentUnit, err)
-			}
-			if res.AgentChanged {
+			if how == "restart" {
 				fmt.Fprintf(w, "%s: restarted (its settings changed; a KV that already has data keeps its cluster membership)\n", apply.AgentUnit)
 			} else {
 				fmt.Fprintf(w, "%s: started if it was not running (its settings are unchanged)\n", apply.AgentUnit)
@@ -103,10 +86,10 @@ rejected or failed to apply; nothing of a rejected user-data is applied.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&ds.Root, "root", "/", "root of the node's filesystem (tests)")
-	f.StringVar(&ds.FromFile, "from-file", "", "apply this user-data file instead of probing datasources")
-	f.StringVar(&ds.MetadataURL, "metadata-url", datasource.DefaultMetadataURL, "base URL of the EC2/DigitalOcean metadata service")
-	f.BoolVar(&noUnits, "no-units", false, "do not connect to systemd (tests; units in user-data then fail)")
+	f.StringVar(&o.Root, "root", "/", "root of the node's filesystem (tests)")
+	f.StringVar(&o.FromFile, "from-file", "", "apply this user-data file instead of probing datasources")
+	f.StringVar(&o.MetadataURL, "metadata-url", "", "base URL of the EC2/DigitalOcean metadata service (default http://169.254.169.254)")
+	f.BoolVar(&o.NoUnits, "no-units", false, "do not connect to systemd (tests; units in user-data then fail)")
 	f.BoolVar(&noRestart, "no-restart", false, "do not start or restart pithd.service afterwards")
 	return cmd
 }

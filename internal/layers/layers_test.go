@@ -33,14 +33,13 @@ func imports(t *testing.T) map[string][]string {
 // cliAgentImports are the agent packages cmd/pith and cmd/pithctl still
 // import (issue 21 wants none beyond the shared types): the fleet API
 // client and unit files (pithctl units), the first-boot stage pithctl
-// userdata apply runs on its node, and the discovery service pith
-// discovery serve runs. The list may only shrink.
+// userdata apply runs on its node (firstboot.OpenNow: it wires systemd
+// and the datasources itself), and the discovery service pith discovery
+// serve runs. The list may only shrink.
 var cliAgentImports = map[string]bool{
 	"agent/schedule":          true,
 	"agent/schedule/fleetapi": true,
 	"agent/firstboot":         true,
-	"agent/units":             true,
-	"agent/datasource":        true,
 	"agent/kv":                true,
 }
 
