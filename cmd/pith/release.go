@@ -132,9 +132,7 @@ has passed (default 90 days); renew it with pith release resign.`,
 			if platform == "" {
 				platform = img.Platform
 			}
-			// Each architecture is its own repository under REPO (amd64 at
-			// the root): the same channel carries a release per architecture.
-			arch, err := channels.PlatformArch(platform)
+			arch, err := channels.PlatformArch(platform) // one repository per arch under REPO (channels.ArchDir)
 			if err != nil {
 				return err
 			}
