@@ -21,15 +21,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The markers of Ignition's storage stage on ROOT. Started is written
-// before the first disk is touched and Done after the last unit: a ROOT
-// with Started but not Done had its first boot stopped half-way through
-// the storage stage, and no later boot may present it as provisioned.
-// Done holds the config's sha256, so pithd's first-boot stage can tell
-// that this config's storage is the one applied.
+// The storage stage's markers on ROOT (see storage.StartedMarker).
 const (
-	StorageStarted = "var/lib/pith/ignition-storage.started"
-	StorageDone    = "var/lib/pith/ignition-storage.done"
+	StorageStarted = storage.StartedMarker
+	StorageDone    = storage.DoneMarker
 )
 
 // checkStorageMarkers runs on every boot.

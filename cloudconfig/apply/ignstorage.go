@@ -1,0 +1,31 @@
+package apply
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/initramfs/storage"
+)
+
+// checkStorageApplied rejects an Ignition config whose storage.disks or
+// storage.filesystems the initramfs did not apply (it reads QEMU's fw_cfg
+// only; a config from EC2, a config drive or a URL reaches only this
+// stage, which does not partition): writing its files would put them
+// where the missing filesystems should have been. raw is the decompressed
+// user-data, hashed as the initramfs hashed it.
+func checkStorageApplied(root, source string, raw []byte, ud *cloudconfig.UserData, rep *cloudconfig.Report) {
+	if ud == nil || ud.Ignition == nil || len(ud.Ignition.Storage.Disks)+len(ud.Ignition.Storage.Filesystems) == 0 {
+		return
+	}
+	sum := sha256.Sum256(raw)
+	done, err := os.ReadFile(filepath.Join(root, storage.DoneMarker))
+	if err == nil && strings.TrimSpace(string(done)) == hex.EncodeToString(sum[:]) {
+		return
+	}
+	rep.Errorf(cloudconfig.Pos{Line: 1, Column: 1}, "storage",
+		"storage.disks/filesystems were not applied: the initramfs applies them on first boot from QEMU fw_cfg user-data only, and this config came from %s (or after first boot); its files would land beside the missing filesystems", source)
+}
