@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/image/manifest"
 	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/rebootlock"
@@ -181,7 +180,7 @@ func soakUpdateCut(t *testing.T, point, ud, fwd, n1 string) {
 	t.Logf("cut at %s %s after QEMU started", point, took.Round(time.Second))
 	n := Boot(t, Options{UserData: ud, GuestFwd: []string{fwd}, Image: c.Nodes[0].M.Disk, KeyFrom: c.VM}).Nodes[0]
 	n.t = t
-	st := n.updWaitStatus(n1+" marked good", func(s update.Status) bool { return updHasEvent(s, "updated", n1) })
+	st := n.updWaitStatus(n1+" marked good", func(s node.UpdateStatus) bool { return updHasEvent(s, "updated", n1) })
 	n.WaitSSH()
 	if cl := n.Run("cat /proc/cmdline"); !strings.Contains(cl, "pith.slot=b") {
 		t.Errorf("after the cut at %s the node runs %s, want slot b", point, cl)

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pith-os/pith/agent/update"
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/vm"
 )
 
@@ -139,7 +139,7 @@ func updBoot(t *testing.T, img, userData, guestFwd string, key *vm.Cluster) *Clu
 
 // updStatus reads the node's update agent through the forwarded API port;
 // ok is false when pithd does not answer (rebooting, not started yet).
-func (n *Node) updStatus() (st update.Status, ok bool) {
+func (n *Node) updStatus() (st node.UpdateStatus, ok bool) {
 	cl := &http.Client{Timeout: 10 * time.Second}
 	resp, err := cl.Get(fmt.Sprintf("http://127.0.0.1:%d/pith/v1/update", n.M.Ports[2379]))
 	if err != nil {
@@ -154,10 +154,10 @@ func (n *Node) updStatus() (st update.Status, ok bool) {
 
 // updWaitStatus polls the update API until cond holds and returns that
 // status; it fails if QEMU exits or the safety timeout passes.
-func (n *Node) updWaitStatus(what string, cond func(update.Status) bool) update.Status {
+func (n *Node) updWaitStatus(what string, cond func(node.UpdateStatus) bool) node.UpdateStatus {
 	n.t.Helper()
 	deadline := time.Now().Add(BootTimeout(n.c.Accel))
-	var last update.Status
+	var last node.UpdateStatus
 	for time.Now().Before(deadline) {
 		if st, ok := n.updStatus(); ok {
 			last = st
@@ -176,11 +176,11 @@ func (n *Node) updWaitStatus(what string, cond func(update.Status) bool) update.
 }
 
 // updHasEvent reports whether the history has an event of that kind and version.
-func updHasEvent(st update.Status, kind, version string) bool {
+func updHasEvent(st node.UpdateStatus, kind, version string) bool {
 	return updCountEvents(st, kind, version) > 0
 }
 
-func updCountEvents(st update.Status, kind, version string) int {
+func updCountEvents(st node.UpdateStatus, kind, version string) int {
 	n := 0
 	for _, e := range st.History {
 		if e.Kind == kind && e.Version == version {

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/rebootlock"
 )
 
@@ -56,7 +56,7 @@ func (n *Node) checkNeverHealthyRollsBack(repo string, img *channels.ImageReleas
 	n.WaitConsole("Loading Pith slot B")
 	t.Logf("MEASURE never-healthy %s: trial boot of slot A to the boot back on slot B: %s (verify timeout %s)", version, time.Since(trial).Round(time.Second), updVerifyTimeout)
 	n.WaitSSH()
-	st := n.updWaitStatus("the rollback of "+version, func(s update.Status) bool { return updHasEvent(s, "rollback", version) })
+	st := n.updWaitStatus("the rollback of "+version, func(s node.UpdateStatus) bool { return updHasEvent(s, "rollback", version) })
 	if cl := n.Run("cat /proc/cmdline"); !strings.Contains(cl, "pith.slot=b") {
 		t.Fatalf("after the never-healthy %s the node runs %s, want slot b", version, cl)
 	}
@@ -87,7 +87,7 @@ func (n *Node) checkNeverHealthyRollsBack(repo string, img *channels.ImageReleas
 		t.Fatal(err)
 	}
 	// AfterBoot records the rollback, then releases the lock (retried
-	// every 30 s while the node's KV has no leader yet).
+	// after 250 ms doubling to 4 s while the node's KV has no leader yet).
 	took := n.Poll("the reboot lock free after the rollback of "+version, 3*time.Second, func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/node"
 )
 
 // TestUpdate is issue 7's VM test, on one machine and as few boots as the
@@ -122,11 +122,11 @@ pith:
 	// up on ttyS0's getty. The agent's API and SSH say the node is up.
 	c := updBoot(t, baseImg, ud, fwd, nil)
 	n := c.Nodes[0]
-	st := n.updWaitStatus("the write of slot B", func(s update.Status) bool {
+	st := n.updWaitStatus("the write of slot B", func(s node.UpdateStatus) bool {
 		if s.LastError != "" {
 			t.Fatalf("update agent error before writing: %s", s.LastError)
 		}
-		return s.Phase == update.PhaseWriting
+		return s.Phase == node.PhaseWriting
 	})
 	t.Logf("agent writing: %+v", st)
 	if !slices.Equal(st.TrustedKeys, []string{devID}) {
@@ -137,7 +137,7 @@ pith:
 	var wp *channels.Progress
 	for {
 		s, ok := n.updStatus()
-		if ok && s.Phase != update.PhaseWriting {
+		if ok && s.Phase != node.PhaseWriting {
 			t.Fatalf("the write ended before QEMU could be killed in the middle of it: %+v", s)
 		}
 		if p := s.Progress; ok && p != nil && strings.HasPrefix(p.Payload, "usr -> slot") && p.Done > 0 {
@@ -154,7 +154,7 @@ pith:
 
 	c2 := Boot(t, Options{Image: n.M.Disk, UserData: ud, GuestFwd: []string{fwd}, KeyFrom: c.VM, FwCfg: crashpointFwCfg(t, "update-pending-saved")})
 	n = c2.Nodes[0]
-	st = n.updWaitStatus("pithd up after the killed write", func(update.Status) bool { return true })
+	st = n.updWaitStatus("pithd up after the killed write", func(node.UpdateStatus) bool { return true })
 	boot := n.ConsoleText()
 	if strings.Contains(boot, "Loading Pith slot B") || !strings.Contains(boot, "Loading Pith slot A") {
 		t.Fatalf("after the killed write GRUB did not boot slot A alone (console: slot A %v, slot B %v)",
@@ -167,7 +167,7 @@ pith:
 
 	// 3. The agent starts over, writes B and reboots into it.
 	n.MarkConsole()
-	st = n.updWaitStatus("the update to "+n1+" applied", func(s update.Status) bool {
+	st = n.updWaitStatus("the update to "+n1+" applied", func(s node.UpdateStatus) bool {
 		return s.Timing != nil || s.Running == n1
 	})
 	if st.Timing != nil {
@@ -181,7 +181,7 @@ pith:
 	n = updBoot(t, n.M.Disk, ud, fwd, c.VM).Nodes[0]
 	n.WaitConsole("Loading Pith slot B")
 	n.WaitSSH()
-	st = n.updWaitStatus(n1+" marked good", func(s update.Status) bool { return updHasEvent(s, "updated", n1) })
+	st = n.updWaitStatus(n1+" marked good", func(s node.UpdateStatus) bool { return updHasEvent(s, "updated", n1) })
 	if !updHasEvent(st, "retry", n1) || updCountEvents(st, "applied", n1) != 1 {
 		t.Errorf("after the cut at update-pending-saved: history %+v, want %s applied once and its trial armed again (retry)", st.History, n1)
 	}
@@ -238,7 +238,7 @@ pith:
 	n.Run("pithctl update check")
 	n.WaitConsole("Loading Pith slot A")
 	n.WaitSSH()
-	st = n.updWaitStatus("the rollback of "+n2, func(s update.Status) bool { return updHasEvent(s, "rollback", n2) })
+	st = n.updWaitStatus("the rollback of "+n2, func(s node.UpdateStatus) bool { return updHasEvent(s, "rollback", n2) })
 	if cl := n.Run("cat /proc/cmdline"); !strings.Contains(cl, "pith.slot=b") {
 		t.Fatalf("after the broken %s the node runs %s, want slot b", n2, cl)
 	}
@@ -267,8 +267,8 @@ pith:
 	// Not retried: another check sees N+2 on the channel and leaves it.
 	checked := st.LastCheck
 	n.Run("pithctl update check")
-	st = n.updWaitStatus("a check after the rollback", func(s update.Status) bool {
-		return s.LastCheck.After(checked) && s.Phase == update.PhaseIdle
+	st = n.updWaitStatus("a check after the rollback", func(s node.UpdateStatus) bool {
+		return s.LastCheck.After(checked) && s.Phase == node.PhaseIdle
 	})
 	if st.Available != n2 || st.Pending != nil || updCountEvents(st, "applied", n2) != 1 {
 		t.Errorf("after the rollback a check retried %s: available %q pending %+v history %+v", n2, st.Available, st.Pending, st.History)

@@ -84,45 +84,17 @@ type Config struct {
 // DefaultVerifyTimeout is Config.VerifyTimeout's default.
 const DefaultVerifyTimeout = 10 * time.Minute
 
-// The update agent's API types (GET /update/v1/status and the history in
-// state.json) are package node's, shared with pithctl.
-type (
-	Phase   = node.UpdatePhase
-	Event   = node.UpdateEvent
-	Pending = node.UpdatePending
-	Stage   = node.UpdateStage
-	Status  = node.UpdateStatus
-)
-
-// Phases, shown by `pithctl update status`.
-const (
-	PhaseIdle          = node.PhaseIdle
-	PhaseChecking      = node.PhaseChecking
-	PhaseDownloading   = node.PhaseDownloading
-	PhaseWriting       = node.PhaseWriting
-	PhaseReady         = node.PhaseReady
-	PhaseWaitingWindow = node.PhaseWaitingWindow
-	PhaseWaitingLock   = node.PhaseWaitingLock
-	PhaseRebooting     = node.PhaseRebooting
-	PhaseVerifying     = node.PhaseVerifying
-	PhaseError         = node.PhaseError
-)
-
-// Stages of an update, in order (node.UpdateStage says what each means).
-const (
-	StageWritten   = node.StageWritten
-	StageArmed     = node.StageArmed
-	StageHealthy   = node.StageHealthy
-	StageUnhealthy = node.StageUnhealthy
-)
+// The update agent's API types (GET /pith/v1/update, the history in
+// state.json), its phases and stages are package node's (UpdateStatus,
+// PhaseIdle, StageArmed...), shared with pithctl.
 
 // persisted is state.json.
 type persisted struct {
-	Pending *Pending `json:"pending,omitempty"`
+	Pending *node.UpdatePending `json:"pending,omitempty"`
 	// Bad versions came back as rollbacks; they are never tried again.
-	Bad      []string `json:"bad,omitempty"`
-	LockHeld bool     `json:"lock_held,omitempty"`
-	History  []Event  `json:"history,omitempty"`
+	Bad      []string           `json:"bad,omitempty"`
+	LockHeld bool               `json:"lock_held,omitempty"`
+	History  []node.UpdateEvent `json:"history,omitempty"`
 }
 
 const maxHistory = 50
@@ -149,11 +121,11 @@ type Agent struct {
 	// Notify, when set, hears each phase change (ev nil) and history event
 	// (the channel-server reporter, report.go). It must not block; for
 	// events it is called with the agent's lock held.
-	Notify func(p Phase, ev *Event)
+	Notify func(p node.UpdatePhase, ev *node.UpdateEvent)
 
 	mu     sync.Mutex
 	st     persisted
-	status Status
+	status node.UpdateStatus
 	check  chan struct{}
 }
 
@@ -193,7 +165,7 @@ func New(cfg Config, slots Slots, reboot Rebooter, kv rebootlock.KV, log *slog.L
 	if err := a.load(); err != nil {
 		return nil, err
 	}
-	a.status = Status{Phase: PhaseIdle, Running: cfg.Running, Channel: cfg.Channel, Pending: a.st.Pending, TrustedKeys: cfg.Keys.IDs()}
+	a.status = node.UpdateStatus{Phase: node.PhaseIdle, Running: cfg.Running, Channel: cfg.Channel, Pending: a.st.Pending, TrustedKeys: cfg.Keys.IDs()}
 	return a, nil
 }
 
@@ -220,17 +192,17 @@ func (a *Agent) save() error {
 }
 
 func (a *Agent) event(version, kind, detail string) {
-	a.st.History = append(a.st.History, Event{Time: a.now().UTC(), Version: version, Kind: kind, Detail: detail})
+	a.st.History = append(a.st.History, node.UpdateEvent{Time: a.now().UTC(), Version: version, Kind: kind, Detail: detail})
 	if len(a.st.History) > maxHistory {
 		a.st.History = a.st.History[len(a.st.History)-maxHistory:]
 	}
 	a.log.Info("update: "+kind, "version", version, "detail", detail)
 	if a.Notify != nil {
-		a.Notify("", &Event{Time: a.now().UTC(), Version: version, Kind: kind, Detail: detail})
+		a.Notify("", &node.UpdateEvent{Time: a.now().UTC(), Version: version, Kind: kind, Detail: detail})
 	}
 }
 
-func (a *Agent) setPhase(p Phase) {
+func (a *Agent) setPhase(p node.UpdatePhase) {
 	a.mu.Lock()
 	a.status.Phase = p
 	a.mu.Unlock()
@@ -240,7 +212,7 @@ func (a *Agent) setPhase(p Phase) {
 }
 
 // Status returns a snapshot of the agent's state.
-func (a *Agent) Status() Status {
+func (a *Agent) Status() node.UpdateStatus {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.status
@@ -277,7 +249,7 @@ func (a *Agent) hook(point string) error {
 }
 
 // setStage records the pending update's stage durably; callers hold a.mu.
-func (a *Agent) setStage(st Stage, reason string) error {
+func (a *Agent) setStage(st node.UpdateStage, reason string) error {
 	a.st.Pending.Stage, a.st.Pending.Boot, a.st.Pending.Reason = st, a.cfg.BootID, reason
 	return a.save()
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/rebootlock"
 )
 
@@ -323,7 +324,7 @@ func TestAgentEtcdLock(t *testing.T) {
 	}
 	done2 := make(chan error, 1)
 	go func() { done2 <- a2.CheckOnce(ctx) }()
-	for a2.Status().Phase != PhaseWaitingLock {
+	for a2.Status().Phase != node.PhaseWaitingLock {
 		time.Sleep(time.Millisecond)
 	}
 	if rb2.count() != 0 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/node"
 )
 
 // ErrNoTrustedKey: the node has no release key, so it cannot tell a real
@@ -21,7 +22,7 @@ func (a *Agent) fetchAndApply(ctx context.Context) (bool, error) {
 	if a.cfg.Keys.Len() == 0 {
 		return false, ErrNoTrustedKey
 	}
-	a.setPhase(PhaseChecking)
+	a.setPhase(node.PhaseChecking)
 	c, err := channels.NewClient(a.channelURL(), channels.Policy{
 		Keys: a.cfg.Keys, Channel: a.cfg.Channel, Platform: a.cfg.Platform, Running: a.cfg.Running,
 	})
@@ -38,7 +39,7 @@ func (a *Agent) fetchAndApply(ctx context.Context) (bool, error) {
 	}
 	m, err := c.Manifest(ctx, "")
 	if errors.Is(err, channels.ErrNotNewer) {
-		a.setPhase(PhaseIdle)
+		a.setPhase(node.PhaseIdle)
 		return false, nil // up to date
 	}
 	if errors.Is(err, channels.ErrWrongPlatform) {
@@ -53,7 +54,7 @@ func (a *Agent) fetchAndApply(ctx context.Context) (bool, error) {
 	bad := slices.Contains(a.st.Bad, m.Version)
 	a.mu.Unlock()
 	if bad {
-		a.setPhase(PhaseIdle)
+		a.setPhase(node.PhaseIdle)
 		return false, nil // rolled back before: wait for a newer release
 	}
 	return true, a.apply(ctx, c, m)
@@ -71,7 +72,7 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 	if running == "b" {
 		target = "a"
 	}
-	a.setPhase(PhaseDownloading)
+	a.setPhase(node.PhaseDownloading)
 	dl := filepath.Join(a.cfg.StateDir, "downloads")
 	pruneDownloads(dl, m)
 	// A delta against the running release saves most of the download; it
@@ -86,7 +87,7 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 		return err
 	}
 
-	a.setPhase(PhaseWriting)
+	a.setPhase(node.PhaseWriting)
 	if err := a.slots.Invalidate(target); err != nil {
 		return fmt.Errorf("update: invalidate slot %s: %w", target, err)
 	}
@@ -103,14 +104,14 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 	// slot with a record saying the trial was never armed (AfterBoot arms
 	// it again), never the new slot with no record (never marked good).
 	a.mu.Lock()
-	a.st.Pending = &Pending{Version: m.Version, Slot: target, From: a.cfg.Running, Applied: a.now().UTC()}
+	a.st.Pending = &node.UpdatePending{Version: m.Version, Slot: target, From: a.cfg.Running, Applied: a.now().UTC()}
 	how := ""
 	if timing["delta"] == 1 {
 		how = " (delta from " + a.cfg.Running + ")"
 	}
 	a.event(m.Version, "applied", fmt.Sprintf("slot %s; download%s %.1fs, write %.1fs, read-back %.1fs", target, how, timing["download"], timing["write"], timing["readback"]))
 	a.status.Timing = timing
-	err = a.setStage(StageWritten, "")
+	err = a.setStage(node.StageWritten, "")
 	a.mu.Unlock()
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/rebootlock"
 )
 
@@ -258,7 +259,7 @@ func TestAfterBootSameBootIsNoRollback(t *testing.T) {
 	if err := a.AfterBoot(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := a.Status(); st.Pending == nil || st.Pending.Stage != StageArmed || g.next != "b" || len(a.st.Bad) != 0 {
+	if st := a.Status(); st.Pending == nil || st.Pending.Stage != node.StageArmed || g.next != "b" || len(a.st.Bad) != 0 {
 		t.Fatalf("after a restart: pending %+v, next_entry %q, bad %v", st.Pending, g.next, a.st.Bad)
 	}
 }

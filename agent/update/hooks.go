@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/node"
 )
 
 // Reboot hooks (cloud-config pith.update.pre-reboot / post-reboot): shell
@@ -52,7 +53,7 @@ func SetHooks(a *Agent, h Hooks, rep *Reporter) {
 	hr := &hookRebooter{Rebooter: a.reboot, a: a, h: h, rep: rep}
 	a.reboot = hr
 	prev := a.Notify
-	a.Notify = func(p Phase, ev *Event) {
+	a.Notify = func(p node.UpdatePhase, ev *node.UpdateEvent) {
 		if prev != nil {
 			prev(p, ev)
 		}

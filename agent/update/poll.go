@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/rebootlock"
 )
 
@@ -22,7 +23,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				return ctx.Err()
 			}
 			a.mu.Lock()
-			a.status.Phase, a.status.LastError = PhaseError, strings.TrimSpace(err.Error())
+			a.status.Phase, a.status.LastError = node.PhaseError, strings.TrimSpace(err.Error())
 			a.mu.Unlock()
 			a.log.Warn("update: check failed", "err", err)
 			// A failed check (server or KV briefly away) is retried
@@ -59,9 +60,9 @@ func (a *Agent) CheckOnce(ctx context.Context) error {
 		if err != nil || !applied {
 			return err
 		}
-	case pending.Stage == StageUnhealthy:
+	case pending.Stage == node.StageUnhealthy:
 		return nil // rolling back: the reboot is under way
-	case pending.Stage == StageWritten:
+	case pending.Stage == node.StageWritten:
 		// Arming failed last time: the slot is written, arm it now.
 		if err := a.arm(pending.Slot); err != nil {
 			return err
@@ -77,12 +78,12 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 		return errors.New("update: reboot strategy etcd-lock needs the cluster's KV; use best-effort or reboot on a single machine")
 	}
 	if action == ActionNone {
-		a.setPhase(PhaseReady)
+		a.setPhase(node.PhaseReady)
 		return nil
 	}
 	for {
 		if wait := a.cfg.Window.Until(a.now()); wait > 0 {
-			a.setPhase(PhaseWaitingWindow)
+			a.setPhase(node.PhaseWaitingWindow)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -115,7 +116,7 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 				a.log.Warn("update: reboot lock", "err", err)
 			}
 			if err != nil {
-				a.setPhase(PhaseWaitingLock)
+				a.setPhase(node.PhaseWaitingLock)
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
@@ -127,7 +128,7 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 		if err := a.hook("before-reboot"); err != nil {
 			return err
 		}
-		a.setPhase(PhaseRebooting)
+		a.setPhase(node.PhaseRebooting)
 		a.mu.Lock()
 		v := a.st.Pending.Version
 		a.mu.Unlock()

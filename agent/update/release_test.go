@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/rebootlock"
 )
 
@@ -19,7 +20,7 @@ func rolledBack(t *testing.T, kv rebootlock.KV) (state string) {
 	t.Helper()
 	state = t.TempDir()
 	b, _ := json.Marshal(persisted{
-		Pending:  &Pending{Version: "1.1.0", Slot: "b", From: "1.0.0", Stage: StageUnhealthy, Boot: "an-earlier-boot", Reason: "was not healthy within 10m0s"},
+		Pending:  &node.UpdatePending{Version: "1.1.0", Slot: "b", From: "1.0.0", Stage: node.StageUnhealthy, Boot: "an-earlier-boot", Reason: "was not healthy within 10m0s"},
 		LockHeld: true,
 	})
 	if err := os.WriteFile(filepath.Join(state, "state.json"), b, 0o600); err != nil {

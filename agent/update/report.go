@@ -18,6 +18,7 @@ import (
 
 	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/pki"
 )
 
@@ -304,7 +305,7 @@ func (r *Reporter) decided(offered string, d channels.Decision, err error) {
 
 // notify maps the agent's phases and history to report events. The agent
 // may hold its lock: only the reporter's own state is touched here.
-func (r *Reporter) notify(p Phase, ev *Event) {
+func (r *Reporter) notify(p node.UpdatePhase, ev *node.UpdateEvent) {
 	if ev != nil {
 		switch ev.Kind {
 		case "applied":
@@ -320,25 +321,25 @@ func (r *Reporter) notify(p Phase, ev *Event) {
 	}
 	r.mu.Lock()
 	taking, wasChecking := r.taking, r.checking
-	r.checking = p == PhaseChecking
+	r.checking = p == node.PhaseChecking
 	r.mu.Unlock()
 	switch p {
-	case PhaseChecking:
+	case node.PhaseChecking:
 		// A new check: the last one's hold-back no longer says anything
 		// (setPhase calls without the agent's lock).
 		r.a.mu.Lock()
 		r.a.status.HeldBack = ""
 		r.a.mu.Unlock()
-	case PhaseIdle:
+	case node.PhaseIdle:
 		if wasChecking {
 			// The check ended without a rollout decision: up to date.
 			r.Report(channels.EventChecked, "", "")
 		}
-	case PhaseDownloading:
+	case node.PhaseDownloading:
 		r.Report(channels.EventDownloading, taking, "")
-	case PhaseRebooting:
+	case node.PhaseRebooting:
 		r.Report(channels.EventRebooting, r.pendingVersion(), "")
-	case PhaseVerifying:
+	case node.PhaseVerifying:
 		r.Report(channels.EventRunning, r.pendingVersion(), "")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/pki"
 )
 
@@ -337,7 +338,7 @@ func TestUnhealthyReportedBeforeRollback(t *testing.T) {
 	if atReboot.Event != channels.EventUnhealthy || atReboot.Version != "1.1.0" || !strings.Contains(atReboot.Reason, "web.service (failed/failed)") || !strings.Contains(atReboot.Reason, "slot b") {
 		t.Fatalf("the server's last report when the rollback reboot began: %+v, want unhealthy 1.1.0 with the reason", atReboot)
 	}
-	if h := n.a.Status().History; !slices.ContainsFunc(h, func(e Event) bool { return e.Kind == "unhealthy" && e.Version == "1.1.0" }) {
+	if h := n.a.Status().History; !slices.ContainsFunc(h, func(e node.UpdateEvent) bool { return e.Kind == "unhealthy" && e.Version == "1.1.0" }) {
 		t.Fatalf("history %+v lacks the unhealthy event", h)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/rebootlock"
 )
 
@@ -19,7 +20,7 @@ import (
 // being marked good): arm it again. Call it once at start, before Run.
 func (a *Agent) AfterBoot(ctx context.Context) error {
 	a.mu.Lock()
-	var p Pending
+	var p node.UpdatePending
 	if a.st.Pending != nil {
 		p = *a.st.Pending
 	}
@@ -32,7 +33,7 @@ func (a *Agent) AfterBoot(ctx context.Context) error {
 		return nil
 	}
 	if p.Stage == "" {
-		p.Stage = StageArmed
+		p.Stage = node.StageArmed
 	}
 	running, err := a.slots.Running()
 	if err != nil {
@@ -40,17 +41,17 @@ func (a *Agent) AfterBoot(ctx context.Context) error {
 	}
 	sameBoot := p.Boot != "" && p.Boot == a.cfg.BootID
 	switch {
-	case p.Stage == StageUnhealthy && (running == p.Slot || sameBoot):
+	case p.Stage == node.StageUnhealthy && (running == p.Slot || sameBoot):
 		// The way back was decided but the reboot did not happen.
 		return a.rollBack(ctx, p.Slot, p.Reason)
 	case running == p.Slot:
 		return a.verify(ctx, p)
-	case sameBoot && p.Stage == StageWritten:
+	case sameBoot && p.Stage == node.StageWritten:
 		// pithd restarted while arming the trial: arm it (Run reboots).
 		return a.arm(p.Slot)
 	case sameBoot:
 		return nil // still waiting for its reboot: Run takes it from here
-	case p.Stage == StageWritten || p.Stage == StageHealthy:
+	case p.Stage == node.StageWritten || p.Stage == node.StageHealthy:
 		// A cut before the trial was armed, or while the slot that came
 		// up healthy was being marked good: the slot's content is whole
 		// (written and read back before the record), so try it again.
@@ -71,7 +72,7 @@ func (a *Agent) AfterBoot(ctx context.Context) error {
 		return fmt.Errorf("update: invalidate failed slot %s: %w", p.Slot, err)
 	}
 	why := fmt.Sprintf("slot %s did not come up", p.Slot)
-	if p.Stage == StageUnhealthy {
+	if p.Stage == node.StageUnhealthy {
 		why = fmt.Sprintf("slot %s %s", p.Slot, p.Reason)
 	}
 	a.mu.Lock()
@@ -102,17 +103,17 @@ func (a *Agent) arm(slot string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.status.Phase = PhaseReady
+	a.status.Phase = node.PhaseReady
 	a.st.Pending.TrialStart = time.Time{} // a trial armed again starts afresh
-	return a.setStage(StageArmed, "")
+	return a.setStage(node.StageArmed, "")
 }
 
 // verify waits until the node is healthy on the trial slot, at most
 // VerifyTimeout, then marks the slot good; not healthy by then, it rolls
 // back.
-func (a *Agent) verify(ctx context.Context, p Pending) error {
-	a.setPhase(PhaseVerifying)
-	if p.Stage != StageHealthy {
+func (a *Agent) verify(ctx context.Context, p node.UpdatePending) error {
+	a.setPhase(node.PhaseVerifying)
+	if p.Stage != node.StageHealthy {
 		left, err := a.verifyLeft()
 		if err != nil {
 			return err
@@ -128,7 +129,7 @@ func (a *Agent) verify(ctx context.Context, p Pending) error {
 			a.mu.Lock()
 			// Said (and reported) by the node itself, before it goes back.
 			a.event(p.Version, "unhealthy", "slot "+p.Slot+" "+reason)
-			err = a.setStage(StageUnhealthy, reason)
+			err = a.setStage(node.StageUnhealthy, reason)
 			a.mu.Unlock()
 			if err != nil {
 				return err
@@ -136,7 +137,7 @@ func (a *Agent) verify(ctx context.Context, p Pending) error {
 			return a.rollBack(ctx, p.Slot, reason)
 		}
 		a.mu.Lock()
-		err = a.setStage(StageHealthy, "")
+		err = a.setStage(node.StageHealthy, "")
 		a.mu.Unlock()
 		if err != nil {
 			return err
@@ -157,7 +158,7 @@ func (a *Agent) verify(ctx context.Context, p Pending) error {
 	lockHeld := a.st.LockHeld
 	err := a.save()
 	a.mu.Unlock()
-	a.setPhase(PhaseIdle)
+	a.setPhase(node.PhaseIdle)
 	if err != nil {
 		return err
 	}
@@ -208,7 +209,7 @@ func (a *Agent) rollBack(ctx context.Context, slot, reason string) error {
 		return err
 	}
 	a.mu.Lock()
-	a.status.Phase, a.status.LastError = PhaseRebooting, "rolling back: slot "+slot+" "+reason
+	a.status.Phase, a.status.LastError = node.PhaseRebooting, "rolling back: slot "+slot+" "+reason
 	a.mu.Unlock()
 	return a.reboot.Reboot(ctx, "rollback: slot "+slot+" "+reason)
 }

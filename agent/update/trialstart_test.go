@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pith-os/pith/node"
 )
 
 // TestVerifyTimeoutCountsFromTrialStart: pithd restarting on the trial slot
@@ -66,7 +68,7 @@ func TestVerifyTimeoutCountsFromTrialStart(t *testing.T) {
 		if given <= tc.min || given > tc.max {
 			t.Errorf("pithd started %s into the trial: health check given %s, want (%s, %s]", tc.after, given, tc.min, tc.max)
 		}
-		if p := a.Status().Pending; p == nil || !p.TrialStart.Equal(t0) || p.Stage != StageArmed {
+		if p := a.Status().Pending; p == nil || !p.TrialStart.Equal(t0) || p.Stage != node.StageArmed {
 			t.Fatalf("pending after a restart %s into the trial: %+v, want trial start %s", tc.after, p, t0)
 		}
 	}
@@ -80,7 +82,7 @@ func TestVerifyTimeoutCountsFromTrialStart(t *testing.T) {
 		t.Errorf("health check given %s after the timeout was spent", given)
 	}
 	p := a.Status().Pending
-	if rb.count() != reboots+1 || p == nil || p.Stage != StageUnhealthy || !strings.Contains(p.Reason, "not healthy within 10m0s: scheduled units failed: web.service") {
+	if rb.count() != reboots+1 || p == nil || p.Stage != node.StageUnhealthy || !strings.Contains(p.Reason, "not healthy within 10m0s: scheduled units failed: web.service") {
 		t.Fatalf("no rollback once the timeout was spent: reboots %d, pending %+v", rb.count()-reboots, p)
 	}
 	if ev := g.events(); !slices.Contains(ev, "invalidate b") {
@@ -94,11 +96,11 @@ func TestTrialStartClearedWhenArmedAgain(t *testing.T) {
 	cs := newChannelServer(t)
 	g := newGrubSlots(t)
 	a := cs.agent(t, t.TempDir(), "m1", "1.0.0", g, &fakeReboot{}, nil, StrategyReboot)
-	a.st.Pending = &Pending{Version: "1.1.0", Slot: "b", From: "1.0.0", Stage: StageWritten, TrialStart: time.Now().Add(-time.Hour)}
+	a.st.Pending = &node.UpdatePending{Version: "1.1.0", Slot: "b", From: "1.0.0", Stage: node.StageWritten, TrialStart: time.Now().Add(-time.Hour)}
 	if err := a.arm("b"); err != nil {
 		t.Fatal(err)
 	}
-	if p := a.Status().Pending; !p.TrialStart.IsZero() || p.Stage != StageArmed {
+	if p := a.Status().Pending; !p.TrialStart.IsZero() || p.Stage != node.StageArmed {
 		t.Fatalf("armed again: %+v", p)
 	}
 }

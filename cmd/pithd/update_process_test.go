@@ -26,9 +26,9 @@ import (
 	"testing"
 
 	"github.com/pith-os/pith/internal/pithdtest"
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/rebootlock"
 
-	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
 	"github.com/pith-os/pith/image/slot"
 )
@@ -108,8 +108,8 @@ func (m *updMember) start(t *testing.T, bin, server, keys, running string) {
 }
 
 // status is the member's update status (pithctl update status).
-func (m *updMember) status() (update.Status, error) {
-	var st update.Status
+func (m *updMember) status() (node.UpdateStatus, error) {
+	var st node.UpdateStatus
 	resp, err := http.Get(m.client + "/pith/v1/update")
 	if err != nil {
 		return st, err

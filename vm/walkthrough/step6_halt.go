@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/node"
 )
 
 // HaltResult is what the broken release did.
@@ -26,7 +26,7 @@ type HaltResult struct {
 	Halt     string
 	// Status is each node's update status at the end; Reported its last
 	// report to the channel server.
-	Status   []update.Status
+	Status   []node.UpdateStatus
 	Reported []channels.MachineView
 	// Raise is the refused `pith release rollout --percent 100`, RaiseErr
 	// its error (nil would mean the halt was lifted).
@@ -55,7 +55,7 @@ func (d *Demo) BadRelease() (HaltResult, error) {
 	if err != nil {
 		return HaltResult{}, err
 	}
-	res := HaltResult{Version: bad, Status: make([]update.Status, d.cfg.Nodes), Reported: make([]channels.MachineView, d.cfg.Nodes), Shown: map[string][]string{}}
+	res := HaltResult{Version: bad, Status: make([]node.UpdateStatus, d.cfg.Nodes), Reported: make([]channels.MachineView, d.cfg.Nodes), Shown: map[string][]string{}}
 	d.say("\n--- 6b. A broken release halts its own rollout ---")
 	d.say(`Release %s is broken: its kernel is not one (a build gone wrong), yet it is
 signed and published like any other. Its rollout starts with one node again,
@@ -109,7 +109,7 @@ that install it failing stops it.`, bad)
 			}
 			// Ask every node to check: at once, then each minute while
 			// not done (after the halt the others must check again).
-			if ok && time.Since(asked[i]) > time.Minute && (st.Phase == update.PhaseIdle || st.Phase == update.PhaseError) {
+			if ok && time.Since(asked[i]) > time.Minute && (st.Phase == node.PhaseIdle || st.Phase == node.PhaseError) {
 				if d.httpPost(ctx, d.apiURL(i)+"/pith/v1/update/check") == nil {
 					asked[i] = time.Now()
 				}
@@ -182,11 +182,11 @@ func (d *Demo) publishBroken(version string) error {
 }
 
 // eventOf is the history event of kind for version.
-func eventOf(st update.Status, kind, version string) (update.Event, bool) {
+func eventOf(st node.UpdateStatus, kind, version string) (node.UpdateEvent, bool) {
 	for _, e := range st.History {
 		if e.Kind == kind && e.Version == version {
 			return e, true
 		}
 	}
-	return update.Event{}, false
+	return node.UpdateEvent{}, false
 }

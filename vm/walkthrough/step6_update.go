@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/rebootlock"
 	"github.com/pith-os/pith/vm"
 )
@@ -270,7 +270,7 @@ func (r *rollout) node(ctx context.Context, i int) bool {
 			r.gone[i] = time.Time{} // a glitch, not a reboot
 			r.lastOld[i] = now
 		}
-		if st.Phase == update.PhaseRebooting && !r.counted[i] {
+		if st.Phase == node.PhaseRebooting && !r.counted[i] {
 			nu.Rebooting = now
 			res.Order = append(res.Order, i)
 			r.counted[i] = true
@@ -289,7 +289,7 @@ func (r *rollout) node(ctx context.Context, i int) bool {
 			}
 			done = hasEvent(st, "updated", d.Next)
 		}
-	} else if r.gone[i].IsZero() && (r.phase[i] == string(update.PhaseWaitingLock) || r.phase[i] == string(update.PhaseReady)) {
+	} else if r.gone[i].IsZero() && (r.phase[i] == string(node.PhaseWaitingLock) || r.phase[i] == string(node.PhaseReady)) {
 		r.gone[i] = now
 	}
 	if p != r.phase[i] {
@@ -354,13 +354,13 @@ func (d *Demo) showUpdated(ctx context.Context, res *UpdateResult, published tim
 	return err
 }
 
-func hasEvent(st update.Status, kind, version string) bool {
-	return slices.ContainsFunc(st.History, func(e update.Event) bool { return e.Kind == kind && e.Version == version })
+func hasEvent(st node.UpdateStatus, kind, version string) bool {
+	return slices.ContainsFunc(st.History, func(e node.UpdateEvent) bool { return e.Kind == kind && e.Version == version })
 }
 
 // updateStatus reads node i's update agent through its forwarded API port.
-func (d *Demo) updateStatus(ctx context.Context, i int) (update.Status, bool) {
-	var st update.Status
+func (d *Demo) updateStatus(ctx context.Context, i int) (node.UpdateStatus, bool) {
+	var st node.UpdateStatus
 	if !d.Machine(i).Running() {
 		return st, false
 	}
