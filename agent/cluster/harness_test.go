@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/agent/kv"
+	"github.com/pith-os/pith/internal/kvcheck"
 	"github.com/pith-os/pith/internal/pithdtest"
 )
 
@@ -178,50 +178,9 @@ func (c *testCluster) waitLeader(skip ...int) int {
 	return found
 }
 
-type kvResp struct {
-	Action string `json:"action"`
-	Node   struct {
-		Key           string `json:"key"`
-		Value         string `json:"value"`
-		ModifiedIndex uint64 `json:"modifiedIndex"`
-		Nodes         []struct {
-			Key   string `json:"key"`
-			Value string `json:"value"`
-		} `json:"nodes"`
-	} `json:"node"`
-	ErrorCode int    `json:"errorCode"`
-	Message   string `json:"message"`
-	Cause     string `json:"cause"`
-}
-
-// kvDo sends one keys request; status -1 means no answer.
-func kvDo(ctx context.Context, base, method, key string, q url.Values) (int, *kvResp, error) {
-	u := base + "/v2/keys" + key
-	var body io.Reader
-	if method == "GET" {
-		if len(q) > 0 {
-			u += "?" + q.Encode()
-		}
-	} else {
-		body = strings.NewReader(q.Encode())
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return -1, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	resp, err := httpc.Do(req)
-	if err != nil {
-		return -1, nil, err
-	}
-	defer resp.Body.Close()
-	var r kvResp
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return resp.StatusCode, nil, err
-	}
-	return resp.StatusCode, &r, nil
+// kvDo sends one keys request with httpc; status -1 means no answer.
+func kvDo(ctx context.Context, base, method, key string, q url.Values) (int, *kvcheck.Resp, error) {
+	return kvcheck.Do(ctx, httpc, base, method, key, q)
 }
 
 // mustPut retries a put on any member until one acknowledges it.
@@ -241,10 +200,10 @@ func (c *testCluster) mustPut(key, value string) {
 
 // quorumGet reads through member i with quorum=true, retrying while the
 // cluster has no leader.
-func (c *testCluster) quorumGet(i int, key string) (int, *kvResp) {
+func (c *testCluster) quorumGet(i int, key string) (int, *kvcheck.Resp) {
 	c.t.Helper()
 	var st int
-	var r *kvResp
+	var r *kvcheck.Resp
 	pithdtest.Poll(c.t, "a quorum read of "+key+" through "+c.members[i].name, func() (bool, string) {
 		var err error
 		st, r, err = kvDo(context.Background(), c.members[i].clientURL, "GET", key, url.Values{"quorum": {"true"}, "recursive": {"true"}})

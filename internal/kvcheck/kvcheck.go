@@ -246,7 +246,14 @@ var defaultHTTP = &http.Client{Timeout: 10 * time.Second}
 
 // Do sends one keys request to member i; status -1 means no answer.
 func (c *Client) Do(ctx context.Context, i int, method, key string, q url.Values) (int, *Resp, error) {
-	u := c.URL(i) + "/v2/keys" + key
+	return Do(ctx, c.HTTP, c.URL(i), method, key, q)
+}
+
+// Do sends one keys request to the member at base (its client URL) with
+// hc (nil: a client with a 10 s timeout): q is the query of a GET, the
+// form of anything else. Status -1 means no answer.
+func Do(ctx context.Context, hc *http.Client, base, method, key string, q url.Values) (int, *Resp, error) {
+	u := base + "/v2/keys" + key
 	var body io.Reader
 	if method == http.MethodGet {
 		if len(q) > 0 {
@@ -262,7 +269,6 @@ func (c *Client) Do(ctx context.Context, i int, method, key string, q url.Values
 	if body != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
-	hc := c.HTTP
 	if hc == nil {
 		hc = defaultHTTP
 	}
