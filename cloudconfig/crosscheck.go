@@ -74,6 +74,7 @@ func crossCheck(c *Config, rep *Report) {
 	}
 	checkTLS(c, rep)
 	checkSecretFiles(c, rep)
+	checkUnhonoured(c, rep)
 }
 
 var startCommands = map[string]bool{"start": true, "restart": true, "reload": true, "try-restart": true, "reload-or-restart": true, "reload-or-try-restart": true}

@@ -58,6 +58,7 @@ type UpdateSettings struct {
 	RebootStrategy string        `json:"reboot_strategy,omitempty"`
 	WindowStart    string        `json:"window_start,omitempty"`
 	WindowLength   time.Duration `json:"window_length,omitempty"`
+	Group          string        `json:"group,omitempty"` // locksmith's reboot group
 	MaxHolders     int           `json:"max_holders,omitempty"`
 	CheckInterval  time.Duration `json:"check_interval,omitempty"`
 	PublicKeys     []string      `json:"public_keys,omitempty"`
@@ -166,10 +167,6 @@ func (c *Config) Settings() Settings {
 		AgentTTL:          first(dur(p.Schedule.AgentTTL), dur(fl.AgentTTL)),
 		ReconcileInterval: first(dur(p.Schedule.ReconcileInterval), time.Duration(fl.EngineReconcileInterval*float64(time.Second))),
 	}
-	if fl.DisableEngine && s.Schedule.Enabled == nil {
-		off := false
-		s.Schedule.Enabled = &off
-	}
 	// locksmith's strategy supersedes update's, as on CoreOS.
 	s.Update = UpdateSettings{
 		Channel:        first(p.Update.Channel, up.Group),
@@ -177,6 +174,7 @@ func (c *Config) Settings() Settings {
 		RebootStrategy: first(p.Update.RebootStrategy, ls.Strategy, up.RebootStrategy),
 		WindowStart:    first(p.Update.WindowStart, ls.WindowStart),
 		WindowLength:   first(dur(p.Update.WindowLength), dur(ls.WindowLength)),
+		Group:          ls.Group,
 		MaxHolders:     p.Update.MaxHolders,
 		CheckInterval:  dur(p.Update.CheckInterval),
 		PublicKeys:     p.Update.PublicKeys,

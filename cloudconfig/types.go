@@ -98,13 +98,13 @@ type Etcd2 struct {
 	CAFile                   string `yaml:"ca_file" valid:"abspath" deprecated:"use trusted_ca_file and client_cert_auth"`
 	CertFile                 string `yaml:"cert_file" valid:"abspath"`
 	ClientCertAuth           bool   `yaml:"client_cert_auth"`
-	CorsOrigins              string `yaml:"cors"`
+	CorsOrigins              string `yaml:"cors" ignored:"Pith's KV API sends no CORS headers, so browsers cannot call it from other origins"`
 	DataDir                  string `yaml:"data_dir" valid:"abspath"`
 	Debug                    bool   `yaml:"debug"`
 	Discovery                string `yaml:"discovery" valid:"url"`
 	DiscoveryFallback        string `yaml:"discovery_fallback" valid:"fallback"`
 	DiscoverySRV             string `yaml:"discovery_srv" valid:"hostname"`
-	DiscoveryProxy           string `yaml:"discovery_proxy" valid:"url"`
+	DiscoveryProxy           string `yaml:"discovery_proxy" valid:"url" ignored:"pithd reaches the discovery URL directly, or through HTTPS_PROXY/HTTP_PROXY set in a pithd.service drop-in"`
 	ElectionTimeout          int    `yaml:"election_timeout" valid:"positive"`
 	EnablePprof              bool   `yaml:"enable_pprof"`
 	ForceNewCluster          bool   `yaml:"force_new_cluster"`
@@ -134,7 +134,7 @@ type Etcd2 struct {
 	SnapshotCount            int    `yaml:"snapshot_count" valid:"nonnegative"`
 	StrictReconfigCheck      bool   `yaml:"strict_reconfig_check"`
 	TrustedCAFile            string `yaml:"trusted_ca_file" valid:"abspath"`
-	WalDir                   string `yaml:"wal_dir" valid:"abspath"`
+	WalDir                   string `yaml:"wal_dir" valid:"abspath" ignored:"the raft log stays under data_dir"`
 }
 
 // Etcd is the legacy etcd 0.4 section `coreos.etcd:`.
@@ -220,12 +220,12 @@ type Update struct {
 
 // Locksmith is `coreos.locksmith:`: reboot coordination through the KV.
 type Locksmith struct {
-	Endpoint     string `yaml:"endpoint" valid:"urllist"`
-	EtcdCAFile   string `yaml:"etcd_cafile" valid:"abspath"`
-	EtcdCertFile string `yaml:"etcd_certfile" valid:"abspath"`
-	EtcdKeyFile  string `yaml:"etcd_keyfile" valid:"abspath"`
-	EtcdUsername string `yaml:"etcd_username"`
-	EtcdPassword string `yaml:"etcd_password"`
+	Endpoint     string `yaml:"endpoint" valid:"urllist" ignored:"the reboot lock lives in this cluster's own KV, which pithd reaches itself"`
+	EtcdCAFile   string `yaml:"etcd_cafile" valid:"abspath" ignored:"the reboot lock lives in this cluster's own KV, which pithd reaches itself"`
+	EtcdCertFile string `yaml:"etcd_certfile" valid:"abspath" ignored:"the reboot lock lives in this cluster's own KV, which pithd reaches itself"`
+	EtcdKeyFile  string `yaml:"etcd_keyfile" valid:"abspath" ignored:"the reboot lock lives in this cluster's own KV, which pithd reaches itself"`
+	EtcdUsername string `yaml:"etcd_username" ignored:"the reboot lock lives in this cluster's own KV, which pithd reaches itself"`
+	EtcdPassword string `yaml:"etcd_password" ignored:"the reboot lock lives in this cluster's own KV, which pithd reaches itself"`
 	Group        string `yaml:"group" valid:"channel"`
 	Strategy     string `yaml:"strategy" valid:"rebootstrategy"`
 	WindowStart  string `yaml:"window_start" valid:"windowstart"`

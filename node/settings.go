@@ -50,13 +50,14 @@ var settings = []Setting{
 	{Flag: "peer-client-cert-auth", Env: "ETCD_PEER_CLIENT_CERT_AUTH", Keys: []string{"coreos.etcd2.peer_client_cert_auth"}},
 
 	// The scheduler: fleet's flags and FLEET_* variables.
-	{Flag: "schedule"},
+	{Flag: "schedule", Env: "PITH_SCHEDULE", Keys: []string{"pith.schedule.enabled"}},
 	{Flag: "unit-backend", Env: "FLEET_UNIT_BACKEND"},
 	{Flag: "sim-units-dir"},
 	{Flag: "machine-id", Env: "FLEET_MACHINE_ID"},
 	{Flag: "public-ip", Env: "FLEET_PUBLIC_IP", Keys: []string{"coreos.fleet.public_ip", "pith.cluster.advertise_ip"}},
 	{Flag: "metadata", Env: "FLEET_METADATA", Keys: []string{"coreos.fleet.metadata", "pith.cluster.metadata"}},
 	{Flag: "agent-ttl", Env: "FLEET_AGENT_TTL", Keys: []string{"coreos.fleet.agent_ttl", "pith.schedule.agent_ttl"}},
+	{Flag: "engine-reconcile-interval", Env: "FLEET_ENGINE_RECONCILE_INTERVAL", Keys: []string{"coreos.fleet.engine_reconcile_interval", "pith.schedule.reconcile_interval"}},
 	{Flag: "fleet-socket", Env: "FLEET_FLEET_SOCKET"},
 
 	// Updates: settings.json (coreos.update, coreos.locksmith, pith.update)
@@ -67,6 +68,7 @@ var settings = []Setting{
 	{Flag: "reboot-window-start"},
 	{Flag: "reboot-window-length"},
 	{Flag: "reboot-group"},
+	{Flag: "reboot-lock-max"},
 	{Flag: "update-interval"},
 	{Flag: "reboot-lock-retry"},
 	{Flag: "update-verify-timeout"},

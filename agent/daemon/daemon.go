@@ -25,6 +25,7 @@ import (
 	"github.com/pith-os/pith/agent/kv"
 	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/pki"
+	"github.com/pith-os/pith/rebootlock"
 )
 
 // Config is everything `pithd run` is told: one field per flag (the
@@ -75,6 +76,9 @@ type ScheduleConfig struct {
 	Metadata    string
 	AgentTTL    time.Duration
 	FleetSocket string // "" default, "none" off
+	// ReconcileInterval is how often the engine reconciles without a
+	// change (fleet's engine_reconcile_interval; 0: the heartbeat interval).
+	ReconcileInterval time.Duration
 }
 
 // UpdateConfig is the updater's flags.
@@ -82,7 +86,10 @@ type UpdateConfig struct {
 	Server, Channel, Strategy string
 	WindowStart, WindowLength string
 	Group                     string
-	Interval, LockRetry       time.Duration
+	// LockMax is how many machines may hold the reboot lock at once
+	// (pith.update.max_holders); 0 leaves the semaphore as it is.
+	LockMax             int
+	Interval, LockRetry time.Duration
 	// VerifyTimeout bounds how long a new release may take to become
 	// healthy before the node goes back to the previous slot.
 	VerifyTimeout time.Duration
@@ -110,6 +117,8 @@ type Daemon struct {
 	sched    *scheduler
 	updater  *update.Agent
 	reports  *update.Reporter
+	// lockKV is the reboot lock's store (nil without the KV).
+	lockKV rebootlock.KV
 
 	clients []*http.Server
 	errc    chan error

@@ -55,6 +55,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.PublicIP, "public-ip", "", "IP other machines and pithctl reach this one at (default: host of --advertise-client-urls)")
 	fs.StringVar(&s.Metadata, "metadata", "", "machine metadata for MachineMetadata=, as key=value,key=value")
 	fs.DurationVar(&s.AgentTTL, "agent-ttl", schedule.DefaultTTL, "a machine silent this long is dead and its units move")
+	fs.Var(secondsOrDuration{&s.ReconcileInterval}, "engine-reconcile-interval", "how often the scheduling engine reconciles without a change: seconds (fleet's form, e.g. 2 or 0.5) or a duration (default: the heartbeat interval, agent-ttl/5)")
 	fs.StringVar(&s.FleetSocket, "fleet-socket", "", "unix socket serving /fleet/v1 (default /var/run/fleet.sock on machines that run units; \"none\" to disable)")
 
 	u := &c.Update
@@ -64,6 +65,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&u.WindowStart, "reboot-window-start", "", `reboot window start, e.g. "Thu 04:00" or "04:00" (coreos.locksmith.window-start)`)
 	fs.StringVar(&u.WindowLength, "reboot-window-length", "", `reboot window length, e.g. "1h" (coreos.locksmith.window-length)`)
 	fs.StringVar(&u.Group, "reboot-group", "", "reboot lock group (coreos.locksmith.group)")
+	fs.IntVar(&u.LockMax, "reboot-lock-max", 0, "machines that may hold the reboot lock (of --reboot-group) at once; set on the cluster's semaphore at start (pith.update.max_holders; 0: leave it, locksmith's default is 1)")
 	fs.DurationVar(&u.Interval, "update-interval", time.Hour, "time between channel checks (plus up to 10% jitter)")
 	fs.DurationVar(&u.LockRetry, "reboot-lock-retry", 30*time.Second, "time between attempts to take a busy reboot lock")
 	fs.DurationVar(&u.VerifyTimeout, "update-verify-timeout", 10*time.Minute, "after an update, how long the node may take to become healthy (KV quorum, its scheduled units running) before it goes back to the previous slot and releases the reboot lock (pith.update.verify_timeout)")

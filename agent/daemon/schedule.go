@@ -148,9 +148,10 @@ func (d *Daemon) buildScheduler() (*scheduler, error) {
 		Forward: node.Forward,
 		// Heartbeats only from members: over the peer port (see
 		// member.Scheduler.membersOnly).
-		FromMember: cluster.FromPeer,
-		TTL:        f.AgentTTL,
-		Log:        d.log,
+		FromMember:        cluster.FromPeer,
+		TTL:               f.AgentTTL,
+		ReconcileInterval: f.ReconcileInterval,
+		Log:               d.log,
 	})
 	if err != nil {
 		return nil, err

@@ -46,6 +46,7 @@ func (d *Daemon) buildUpdater() error {
 			d.log.Warn("reboot lock unavailable", "err", err)
 		} else {
 			kv = ekv
+			d.lockKV = ekv
 			update.RegisterLockHTTP(d.mux, ekv)
 		}
 	}
@@ -140,6 +141,9 @@ func (d *Daemon) newUpdateAgent(kv rebootlock.KV) error {
 // startUpdater settles the last update (marks the slot good once healthy,
 // or reports the rollback), then follows the channel.
 func (d *Daemon) startUpdater(ctx context.Context) {
+	if u := d.cfg.Update; u.LockMax > 0 && d.lockKV != nil {
+		go setLockMax(ctx, d.lockKV, u.Group, u.LockMax, u.LockRetry, d.log)
+	}
 	a := d.updater
 	if a == nil {
 		return

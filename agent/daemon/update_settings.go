@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -49,7 +50,7 @@ func readUpdateSettings(fs_ *pflag.FlagSet, path string) ([]ed25519.PublicKey, e
 	}
 	for _, kv := range [][2]string{
 		{"update-server", u.Server}, {"update-channel", u.Channel}, {"reboot-strategy", u.RebootStrategy},
-		{"reboot-window-start", u.WindowStart},
+		{"reboot-window-start", u.WindowStart}, {"reboot-group", u.Group},
 	} {
 		if err := set(kv[0], kv[1]); err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", path, kv[0], err)
@@ -57,6 +58,11 @@ func readUpdateSettings(fs_ *pflag.FlagSet, path string) ([]ed25519.PublicKey, e
 	}
 	if u.WindowLength > 0 {
 		if err := set("reboot-window-length", u.WindowLength.String()); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if u.MaxHolders > 0 {
+		if err := set("reboot-lock-max", strconv.Itoa(u.MaxHolders)); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}

@@ -49,7 +49,9 @@ func TestReadUpdateSettings(t *testing.T) {
 			json:    `{"update":{"server":"http://a/","channel":"beta"}}`,
 			cmdline: []string{"--update-server", "http://cmdline/"},
 			want:    map[string]string{"update-server": "http://cmdline/", "update-channel": "beta"}},
-		{name: "no update section", json: `{"kv":{}}`, want: map[string]string{"update-server": "", "update-channel": "stable"}},
+		{name: "no update section", json: `{"kv":{}}`, want: map[string]string{"update-server": "", "update-channel": "stable", "reboot-group": "", "reboot-lock-max": "0"}},
+		{name: "locksmith group and max holders", json: `{"update":{"group":"db","max_holders":3}}`,
+			want: map[string]string{"reboot-group": "db", "reboot-lock-max": "3"}},
 		{name: "bad key", json: `{"update":{"public_keys":["bm90IGEga2V5"]}}`, err: true},
 		{name: "bad json", json: `{`, err: true},
 	} {
@@ -61,6 +63,8 @@ func TestReadUpdateSettings(t *testing.T) {
 			fs.StringVar(&strategy, "reboot-strategy", "best-effort", "")
 			fs.StringVar(&ws, "reboot-window-start", "", "")
 			fs.StringVar(&wl, "reboot-window-length", "", "")
+			fs.String("reboot-group", "", "")
+			fs.Int("reboot-lock-max", 0, "")
 			fs.Duration("update-interval", 0, "")
 			fs.Duration("update-verify-timeout", 0, "")
 			if err := fs.Parse(tc.cmdline); err != nil {

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
 	"sort"
@@ -119,6 +120,18 @@ func AgentEnv(c *cloudconfig.Config) map[string]string {
 		env[v("metadata")] = strings.Join(kv, ",")
 	}
 	set(v("agent-ttl"), p.Schedule.AgentTTL)
+	set(v("engine-reconcile-interval"), p.Schedule.ReconcileInterval)
+	if p.Schedule.Enabled != nil {
+		env[v("schedule")] = strconv.FormatBool(*p.Schedule.Enabled)
+	}
+	// A member's name defaults to the hostname, as documented for
+	// pith.cluster.node_name (etcd2's name defaulted to the machine ID on
+	// CoreOS, which the image still uses when user-data configures no
+	// cluster): the config's hostname, else the one the datasource set,
+	// which systemd's %H reads when pithd starts.
+	if len(env) > 0 && env[v("name")] == "" {
+		env[v("name")] = cmp.Or(c.Hostname, "%H")
+	}
 	return env
 }
 

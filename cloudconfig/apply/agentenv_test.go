@@ -41,6 +41,11 @@ func setKey(c *cloudconfig.Config, key string) bool {
 		v.Set(reflect.ValueOf([]string{"a=http://10.0.0.7:2380"}))
 	case reflect.Map:
 		v.Set(reflect.ValueOf(map[string]string{"role": "web"}))
+	case reflect.Pointer:
+		if v.Type().Elem().Kind() != reflect.Bool {
+			return false
+		}
+		v.Set(reflect.ValueOf(new(bool)))
 	default:
 		return false
 	}
@@ -78,7 +83,10 @@ func TestAgentEnvMatchesTable(t *testing.T) {
 			if !setKey(&c, key) {
 				continue
 			}
-			for name := range AgentEnv(&c) {
+			for name, val := range AgentEnv(&c) {
+				if name == node.EnvOf("name") && val == "%H" {
+					continue // the hostname default of any pithd config
+				}
 				if s, ok := read[name]; ok && !containsKey(s.Keys, key) {
 					t.Errorf("%s is written to %s, which pithd reads for --%s, but the table does not list it there", key, name, s.Flag)
 				}
@@ -94,4 +102,40 @@ func containsKey(keys []string, key string) bool {
 		}
 	}
 	return false
+}
+
+// TestAgentEnvKeyDecisions: the cloud-config keys issue 17 found ignored
+// reach pithd's variables (node's table gives their flags).
+func TestAgentEnvKeyDecisions(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     map[string]string // "" = absent
+	}{
+		{"name defaults to the config's hostname", "hostname: web1\npith:\n  cluster: {name: c}\n",
+			map[string]string{"ETCD_NAME": "web1", "ETCD_INITIAL_CLUSTER_TOKEN": "c"}},
+		{"name defaults to the running hostname", "coreos:\n  etcd2: {initial-cluster-token: c}\n",
+			map[string]string{"ETCD_NAME": "%H"}},
+		{"explicit name wins", "hostname: web1\npith:\n  cluster: {node-name: n1}\n", map[string]string{"ETCD_NAME": "n1"}},
+		{"etcd2 name wins", "hostname: web1\ncoreos:\n  etcd2: {name: e1}\n", map[string]string{"ETCD_NAME": "e1"}},
+		{"no cluster settings: the image's default stays", "hostname: web1\n", map[string]string{"ETCD_NAME": ""}},
+		{"scheduler off", "pith:\n  schedule: {enabled: false}\n", map[string]string{"PITH_SCHEDULE": "false"}},
+		{"scheduler on", "pith:\n  schedule: {enabled: true}\n", map[string]string{"PITH_SCHEDULE": "true"}},
+		{"disable_engine does not turn the scheduler off", "coreos:\n  fleet: {disable-engine: true}\n", map[string]string{"PITH_SCHEDULE": ""}},
+		{"fleet's reconcile interval", "coreos:\n  fleet: {engine-reconcile-interval: 0.5}\n", map[string]string{"FLEET_ENGINE_RECONCILE_INTERVAL": "0.5"}},
+		{"pith's reconcile interval wins", "coreos:\n  fleet: {engine-reconcile-interval: 0.5}\npith:\n  schedule: {reconcile-interval: 3s}\n",
+			map[string]string{"FLEET_ENGINE_RECONCILE_INTERVAL": "3s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, rep := cloudconfig.ParseCloudConfig([]byte("#cloud-config\n" + tc.in))
+			if rep.HasErrors() {
+				t.Fatal(rep.Format("in"))
+			}
+			env := AgentEnv(c)
+			for k, v := range tc.want {
+				if got, ok := env[k]; got != v || ok != (v != "") {
+					t.Errorf("%s = %q (set %v), want %q; env %v", k, got, ok, v, env)
+				}
+			}
+		})
+	}
 }

@@ -145,7 +145,8 @@ func TestCloudConfigFirstAndLaterBoots(t *testing.T) {
 		`Environment="FLEET_METADATA=disk=ssd,role=web"`,
 		`Environment="FLEET_PUBLIC_IP=10.0.2.15"`,
 		`Environment="FLEET_AGENT_TTL=30s"`,
-		`Environment="FLEET_ENGINE_RECONCILE_INTERVAL=2"`,
+		`Environment="FLEET_ENGINE_RECONCILE_INTERVAL=2s"`, // pith.schedule's, over fleet's 2
+		`Environment="PITH_SCHEDULE=true"`,
 	} {
 		if !strings.Contains(dropIn, w+"\n") {
 			t.Errorf("pithd drop-in lacks %s:\n%s", w, dropIn)

@@ -74,6 +74,9 @@ type Config struct {
 	TTL time.Duration
 	// Interval between heartbeats and periodic reconciles (default TTL/5).
 	Interval time.Duration
+	// ReconcileInterval, when set, is the engine's period instead
+	// (fleet's engine_reconcile_interval); heartbeats keep Interval.
+	ReconcileInterval time.Duration
 	// Now is the clock of liveness (default time.Now).
 	Now func() time.Time
 	// Log gets errors that are retried and the catch-up wait (default:
@@ -119,6 +122,9 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = cfg.TTL / 5
+	}
+	if cfg.ReconcileInterval <= 0 {
+		cfg.ReconcileInterval = cfg.Interval
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -242,7 +248,7 @@ func (s *Scheduler) Lead(ctx context.Context, term uint64) {
 	// interval, and nobody is declared dead before one TTL has passed.
 	s.live.Reset()
 	eng := &schedule.Engine{Store: s.store, Live: s.live, Term: term}
-	eng.Run(ctx, s.cfg.Interval, func(err error) { s.cfg.Log.Warn("schedule engine", "err", err) })
+	eng.Run(ctx, s.cfg.ReconcileInterval, func(err error) { s.cfg.Log.Warn("schedule engine", "err", err) })
 }
 
 // RunAgent applies this machine's assignments and heartbeats the leader
