@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"strings"
+
+	"github.com/pith-os/pith/cloudconfig"
 )
 
 // Runner runs a tool of the OS (mkfs.ext4, blkid...) and returns its
@@ -58,7 +60,7 @@ func decide(fs Filesystem, found Found) (bool, error) {
 
 // mkfsArgs is the command that makes fs on dev (the resolved device).
 func mkfsArgs(fs Filesystem, dev string) []string {
-	cmd := []string{Formats[fs.Format]}
+	cmd := []string{cloudconfig.StorageFormats[fs.Format]}
 	switch fs.Format {
 	case "ext4":
 		cmd = append(cmd, "-F", "-q")

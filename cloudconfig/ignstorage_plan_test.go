@@ -1,0 +1,91 @@
+package cloudconfig
+
+import (
+	"strings"
+	"testing"
+
+	igntypes "github.com/coreos/ignition/v2/config/v3_5/types"
+)
+
+func bp(b bool) *bool     { return &b }
+func sp(s string) *string { return &s }
+
+func TestIgnitionStoragePlan(t *testing.T) {
+	fs := func(dev, format, path string) igntypes.Filesystem {
+		f := igntypes.Filesystem{Device: dev, Format: sp(format)}
+		if path != "" {
+			f.Path = sp(path)
+		}
+		return f
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  igntypes.Storage
+		want *StoragePlan
+		err  string
+	}{
+		{name: "nothing", want: &StoragePlan{}},
+		{name: "disk with defaults",
+			cfg:  igntypes.Storage{Disks: []igntypes.Disk{{Device: "/dev/vdb", WipeTable: bp(true), Partitions: []igntypes.Partition{{Label: sp("data"), TypeGUID: sp("0fc63daf-8483-4772-8e79-3d69d8477de4")}}}}},
+			want: &StoragePlan{Disks: []StorageDisk{{Device: "/dev/vdb", WipeTable: true, Partitions: []StoragePartition{{Label: sp("data"), TypeGUID: "0FC63DAF-8483-4772-8E79-3D69D8477DE4", ShouldExist: true}}}}}},
+		{name: "filesystem without format is skipped as Ignition does",
+			cfg:  igntypes.Storage{Filesystems: []igntypes.Filesystem{{Device: "/dev/vdb"}}},
+			want: &StoragePlan{}},
+		{name: "ext4 with options",
+			cfg: igntypes.Storage{Filesystems: []igntypes.Filesystem{{Device: "/dev/vdb1", Format: sp("ext4"), Path: sp("/var/lib/docker"), Label: sp("docker"),
+				WipeFilesystem: bp(true), Options: []igntypes.FilesystemOption{"-E", "lazy_itable_init=1"}, MountOptions: []igntypes.MountOption{"noatime"}}}},
+			want: &StoragePlan{Filesystems: []StorageFilesystem{{Device: "/dev/vdb1", Format: "ext4", Path: "/var/lib/docker", Label: "docker", Wipe: true,
+				Options: []string{"-E", "lazy_itable_init=1"}, MountOptions: []string{"noatime"}}}}},
+		{name: "raid refused", cfg: igntypes.Storage{Raid: []igntypes.Raid{{Name: "md0"}}}, err: "storage.raid: Pith does not build RAID"},
+		{name: "luks refused", cfg: igntypes.Storage{Luks: []igntypes.Luks{{Name: "x"}}}, err: "storage.luks"},
+		{name: "btrfs refused", cfg: igntypes.Storage{Filesystems: []igntypes.Filesystem{fs("/dev/vdb", "btrfs", "/srv")}}, err: "storage.filesystems.0.format"},
+		{name: "mount over /etc refused", cfg: igntypes.Storage{Filesystems: []igntypes.Filesystem{fs("/dev/vdb", "ext4", "/etc")}}, err: "/etc is part of the OS"},
+		{name: "mount in /usr refused", cfg: igntypes.Storage{Filesystems: []igntypes.Filesystem{fs("/dev/vdb", "ext4", "/usr/local")}}, err: "read-only /usr"},
+		{name: "relative device", cfg: igntypes.Storage{Filesystems: []igntypes.Filesystem{fs("vdb", "ext4", "/srv")}}, err: "not a /dev path"},
+		{name: "disk twice", cfg: igntypes.Storage{Disks: []igntypes.Disk{{Device: "/dev/vdb"}, {Device: "/dev/vdb"}}}, err: "listed twice"},
+		{name: "resize refused", cfg: igntypes.Storage{Disks: []igntypes.Disk{{Device: "/dev/vdb", Partitions: []igntypes.Partition{{Number: 1, Resize: bp(true)}}}}}, err: "partitions.0.resize"},
+		{name: "every problem reported", cfg: igntypes.Storage{Raid: []igntypes.Raid{{Name: "md0"}}, Filesystems: []igntypes.Filesystem{fs("/dev/vdb", "zfs", "")}}, err: "storage.raid: Pith does not build RAID arrays yet\nstorage.filesystems.0.format"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := IgnitionStoragePlan(&igntypes.Config{Storage: tc.cfg})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g, w := dump(got), dump(tc.want); g != w {
+				t.Errorf("plan\n%s\nwant\n%s", g, w)
+			}
+		})
+	}
+}
+
+func dump(p *StoragePlan) string {
+	var b strings.Builder
+	for _, d := range p.Disks {
+		b.WriteString(d.Device)
+		if d.WipeTable {
+			b.WriteString(" wipe")
+		}
+		for _, pt := range d.Partitions {
+			b.WriteString(" [" + strOf(pt.Label) + " " + pt.TypeGUID)
+			if pt.ShouldExist {
+				b.WriteString(" exist")
+			}
+			b.WriteString("]")
+		}
+		b.WriteString("\n")
+	}
+	for _, f := range p.Filesystems {
+		b.WriteString(strings.Join([]string{f.Device, f.Format, f.Path, f.Label, f.UUID, strings.Join(f.Options, ","), strings.Join(f.MountOptions, ",")}, "|"))
+		if f.Wipe {
+			b.WriteString(" wipe")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
