@@ -257,5 +257,11 @@ func (f *ignFetcher) fetchConfig(ctx context.Context, r igntypes.Resource) (clou
 	if rep.HasErrors() || c == nil {
 		return cloudconfig.IgnitionConfig{}, fmt.Errorf("%s is not a valid config:\n%s", *r.Source, rep.Format(*r.Source))
 	}
+	// The initramfs partitions and formats from the user-data alone; a
+	// fetched config's storage would be skipped while its files land
+	// where the missing filesystems should be.
+	if s := c.Storage; len(s.Disks)+len(s.Filesystems)+len(s.Raid)+len(s.Luks) > 0 {
+		return cloudconfig.IgnitionConfig{}, fmt.Errorf("%s has storage.disks/filesystems/raid/luks: Pith applies storage only from the user-data's own config (in the initramfs), not from merged or replacing configs; move them there", *r.Source)
+	}
 	return *c, nil
 }

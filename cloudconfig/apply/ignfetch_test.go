@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	igntypes "github.com/coreos/ignition/v2/config/v3_5/types"
+
 	"github.com/pith-os/pith/cloudconfig/apply/applytest"
 )
 
@@ -32,6 +34,7 @@ func TestIgnitionRemoteSources(t *testing.T) {
 		"/replace.ign": `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/replaced","contents":{"source":"data:,replaced"}}]}}`,
 		"/bad.ign":     `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/usr/bin/x","contents":{"source":"data:,x"}}]}}`,
 		"/loop.ign":    "", // set below: merges itself
+		"/storage.ign": `{"ignition":{"version":"3.4.0"},"storage":{"filesystems":[{"device":"/dev/vdb","format":"ext4","path":"/var/data"}]}}`,
 	}
 	var fails atomic.Int32
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -104,6 +107,8 @@ func TestIgnitionRemoteSources(t *testing.T) {
 			err: "wrong sha512 sum"},
 		{name: "merged config invalid", ignition: `"config":{"merge":[{"source":"` + h + `/bad.ign"}]}`,
 			err: "read-only /usr"},
+		{name: "merged storage", ignition: `"config":{"merge":[{"source":"` + h + `/storage.ign"}]}`,
+			err: "applies storage only from the user-data's own config"},
 		{name: "merge loop", ignition: `"config":{"merge":[{"source":"` + h + `/loop.ign"}]}`,
 			err: "nested more than"},
 		{name: "replace", ignition: `"config":{"replace":{"source":"` + h + `/replace.ign","verification":{"hash":"` + sum256(files["/replace.ign"]) + `"}}}`,
@@ -160,5 +165,37 @@ func TestIgnitionRemoteSources(t *testing.T) {
 				applytest.CheckFile(t, filepath.Join(root, p), 0o644, 0, content)
 			}
 		})
+	}
+}
+
+func TestIgnitionProxy(t *testing.T) {
+	hp, hsp := "http://proxy:3128", "http://sproxy:3128"
+	p := igntypes.Proxy{HTTPProxy: &hp, HTTPSProxy: &hsp, NoProxy: []igntypes.NoProxyItem{"internal.example", ".corp", "10.0.0.1"}}
+	proxy, err := proxyFunc(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		"http://a.example/x":         hp,
+		"https://a.example/x":        hsp,
+		"https://internal.example/":  "",
+		"https://a.internal.example": "",
+		"http://x.corp/":             "",
+		"http://10.0.0.1:8080/":      "",
+		"http://10.0.0.10/":          hp,
+	} {
+		req, _ := http.NewRequest("GET", in, nil)
+		u, err := proxy(req)
+		got := ""
+		if u != nil {
+			got = u.String()
+		}
+		if err != nil || got != want {
+			t.Errorf("%s: proxy %q, %v; want %q", in, got, err, want)
+		}
+	}
+	bad := "not a url"
+	if _, err := proxyFunc(igntypes.Proxy{HTTPSProxy: &bad}); err == nil {
+		t.Error("bad proxy URL accepted")
 	}
 }
