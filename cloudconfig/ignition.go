@@ -98,7 +98,11 @@ func pithIgnitionLimits(cfg *IgnitionConfig, raw []byte, rep *Report) {
 	root := vpath.New("json")
 	ignitionStorageLimits(cfg, add)
 	if len(cfg.KernelArguments.ShouldExist)+len(cfg.KernelArguments.ShouldNotExist) > 0 {
-		add(root.Append("kernelArguments"), "Pith does not support kernelArguments; kernel arguments come from the image's grub.cfg")
+		// A per-machine line would have to live outside the image's
+		// grub.cfg, which Secure Boot signs; GRUB loads only the boot
+		// counters from the unsigned grubenv, so an argument kept there
+		// could be forged by anyone who can write the ESP.
+		add(root.Append("kernelArguments"), "Pith does not apply kernelArguments yet: each slot's kernel command line is fixed in the image's grub.cfg (signed under Secure Boot) and there is no per-machine one; remove kernelArguments")
 	}
 	checkRes := func(p vpath.ContextPath, r igntypes.Resource) { checkIgnitionResource(&pr, p, r, false) }
 	for i, r := range cfg.Ignition.Config.Merge {
