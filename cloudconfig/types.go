@@ -100,7 +100,7 @@ type Etcd2 struct {
 	ClientCertAuth           bool   `yaml:"client_cert_auth"`
 	CorsOrigins              string `yaml:"cors" ignored:"Pith's KV API sends no CORS headers, so browsers cannot call it from other origins"`
 	DataDir                  string `yaml:"data_dir" valid:"abspath"`
-	Debug                    bool   `yaml:"debug"`
+	Debug                    bool   `yaml:"debug" ignored:"pithd's log level is not set from user-data"`
 	Discovery                string `yaml:"discovery" valid:"url"`
 	DiscoveryFallback        string `yaml:"discovery_fallback" valid:"fallback"`
 	DiscoverySRV             string `yaml:"discovery_srv" valid:"hostname"`
@@ -116,9 +116,9 @@ type Etcd2 struct {
 	KeyFile                  string `yaml:"key_file" valid:"abspath"`
 	ListenClientURLs         string `yaml:"listen_client_urls" valid:"urllist"`
 	ListenPeerURLs           string `yaml:"listen_peer_urls" valid:"urllist"`
-	LogPackageLevels         string `yaml:"log_package_levels"`
-	MaxSnapshots             int    `yaml:"max_snapshots" valid:"nonnegative"`
-	MaxWALs                  int    `yaml:"max_wals" valid:"nonnegative"`
+	LogPackageLevels         string `yaml:"log_package_levels" ignored:"pithd's log level is not set from user-data"`
+	MaxSnapshots             int    `yaml:"max_snapshots" valid:"nonnegative" ignored:"pithd's raft keeps its own number of snapshots"`
+	MaxWALs                  int    `yaml:"max_wals" valid:"nonnegative" ignored:"pithd's raft log is compacted by snapshot_count, not by file count"`
 	Name                     string `yaml:"name"`
 	PeerCAFile               string `yaml:"peer_ca_file" valid:"abspath" deprecated:"use peer_trusted_ca_file and peer_client_cert_auth"`
 	PeerCertFile             string `yaml:"peer_cert_file" valid:"abspath"`
@@ -126,13 +126,13 @@ type Etcd2 struct {
 	PeerClientCertAuth       bool   `yaml:"peer_client_cert_auth"`
 	PeerTrustedCAFile        string `yaml:"peer_trusted_ca_file" valid:"abspath"`
 	Proxy                    string `yaml:"proxy" valid:"etcdproxy"`
-	ProxyDialTimeout         int    `yaml:"proxy_dial_timeout" valid:"nonnegative"`
-	ProxyFailureWait         int    `yaml:"proxy_failure_wait" valid:"nonnegative"`
-	ProxyReadTimeout         int    `yaml:"proxy_read_timeout" valid:"nonnegative"`
-	ProxyRefreshInterval     int    `yaml:"proxy_refresh_interval" valid:"nonnegative"`
-	ProxyWriteTimeout        int    `yaml:"proxy_write_timeout" valid:"nonnegative"`
+	ProxyDialTimeout         int    `yaml:"proxy_dial_timeout" valid:"nonnegative" ignored:"Pith has no etcd proxy mode"`
+	ProxyFailureWait         int    `yaml:"proxy_failure_wait" valid:"nonnegative" ignored:"Pith has no etcd proxy mode"`
+	ProxyReadTimeout         int    `yaml:"proxy_read_timeout" valid:"nonnegative" ignored:"Pith has no etcd proxy mode"`
+	ProxyRefreshInterval     int    `yaml:"proxy_refresh_interval" valid:"nonnegative" ignored:"Pith has no etcd proxy mode"`
+	ProxyWriteTimeout        int    `yaml:"proxy_write_timeout" valid:"nonnegative" ignored:"Pith has no etcd proxy mode"`
 	SnapshotCount            int    `yaml:"snapshot_count" valid:"nonnegative"`
-	StrictReconfigCheck      bool   `yaml:"strict_reconfig_check"`
+	StrictReconfigCheck      bool   `yaml:"strict_reconfig_check" ignored:"Pith has no such switch"`
 	TrustedCAFile            string `yaml:"trusted_ca_file" valid:"abspath"`
 	WalDir                   string `yaml:"wal_dir" valid:"abspath" ignored:"the raft log stays under data_dir"`
 }
@@ -140,59 +140,59 @@ type Etcd2 struct {
 // Etcd is the legacy etcd 0.4 section `coreos.etcd:`.
 type Etcd struct {
 	Addr                  string  `yaml:"addr" valid:"hostport"`
-	BindAddr              string  `yaml:"bind_addr" valid:"hostport"`
-	CAFile                string  `yaml:"ca_file" valid:"abspath"`
-	CertFile              string  `yaml:"cert_file" valid:"abspath"`
-	ClusterActiveSize     int     `yaml:"cluster_active_size" valid:"nonnegative"`
-	ClusterRemoveDelay    float64 `yaml:"cluster_remove_delay"`
-	ClusterSyncInterval   float64 `yaml:"cluster_sync_interval"`
-	CorsOrigins           string  `yaml:"cors"`
-	DataDir               string  `yaml:"data_dir" valid:"abspath"`
+	BindAddr              string  `yaml:"bind_addr" valid:"hostport" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	CAFile                string  `yaml:"ca_file" valid:"abspath" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	CertFile              string  `yaml:"cert_file" valid:"abspath" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	ClusterActiveSize     int     `yaml:"cluster_active_size" valid:"nonnegative" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	ClusterRemoveDelay    float64 `yaml:"cluster_remove_delay" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	ClusterSyncInterval   float64 `yaml:"cluster_sync_interval" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	CorsOrigins           string  `yaml:"cors" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	DataDir               string  `yaml:"data_dir" valid:"abspath" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
 	Discovery             string  `yaml:"discovery" valid:"url"`
-	GraphiteHost          string  `yaml:"graphite_host"`
-	HTTPReadTimeout       float64 `yaml:"http_read_timeout"`
-	HTTPWriteTimeout      float64 `yaml:"http_write_timeout"`
-	KeyFile               string  `yaml:"key_file" valid:"abspath"`
-	MaxResultBuffer       int     `yaml:"max_result_buffer" valid:"nonnegative"`
-	MaxRetryAttempts      int     `yaml:"max_retry_attempts" valid:"nonnegative"`
+	GraphiteHost          string  `yaml:"graphite_host" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	HTTPReadTimeout       float64 `yaml:"http_read_timeout" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	HTTPWriteTimeout      float64 `yaml:"http_write_timeout" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	KeyFile               string  `yaml:"key_file" valid:"abspath" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	MaxResultBuffer       int     `yaml:"max_result_buffer" valid:"nonnegative" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	MaxRetryAttempts      int     `yaml:"max_retry_attempts" valid:"nonnegative" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
 	Name                  string  `yaml:"name"`
 	PeerAddr              string  `yaml:"peer_addr" valid:"hostport"`
-	PeerBindAddr          string  `yaml:"peer_bind_addr" valid:"hostport"`
-	PeerCAFile            string  `yaml:"peer_ca_file" valid:"abspath"`
-	PeerCertFile          string  `yaml:"peer_cert_file" valid:"abspath"`
-	PeerElectionTimeout   int     `yaml:"peer_election_timeout" valid:"positive"`
-	PeerHeartbeatInterval int     `yaml:"peer_heartbeat_interval" valid:"positive"`
-	PeerKeyFile           string  `yaml:"peer_key_file" valid:"abspath"`
-	Peers                 string  `yaml:"peers" valid:"hostportlist"`
-	PeersFile             string  `yaml:"peers_file" valid:"abspath"`
-	RetryInterval         float64 `yaml:"retry_interval"`
-	Snapshot              bool    `yaml:"snapshot"`
-	SnapshotCount         int     `yaml:"snapshot_count" valid:"nonnegative"`
-	StrTrace              string  `yaml:"trace"`
-	Verbose               bool    `yaml:"verbose"`
-	VeryVerbose           bool    `yaml:"very_verbose"`
-	VeryVeryVerbose       bool    `yaml:"very_very_verbose"`
+	PeerBindAddr          string  `yaml:"peer_bind_addr" valid:"hostport" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	PeerCAFile            string  `yaml:"peer_ca_file" valid:"abspath" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	PeerCertFile          string  `yaml:"peer_cert_file" valid:"abspath" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	PeerElectionTimeout   int     `yaml:"peer_election_timeout" valid:"positive" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	PeerHeartbeatInterval int     `yaml:"peer_heartbeat_interval" valid:"positive" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	PeerKeyFile           string  `yaml:"peer_key_file" valid:"abspath" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	Peers                 string  `yaml:"peers" valid:"hostportlist" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	PeersFile             string  `yaml:"peers_file" valid:"abspath" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	RetryInterval         float64 `yaml:"retry_interval" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	Snapshot              bool    `yaml:"snapshot" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	SnapshotCount         int     `yaml:"snapshot_count" valid:"nonnegative" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	StrTrace              string  `yaml:"trace" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	Verbose               bool    `yaml:"verbose" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	VeryVerbose           bool    `yaml:"very_verbose" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
+	VeryVeryVerbose       bool    `yaml:"very_very_verbose" ignored:"etcd 0.4's setting: of coreos.etcd Pith reads addr, peer_addr, name and discovery; use coreos.etcd2 or pith.kv"`
 }
 
 // Fleet is `coreos.fleet:`; Pith's scheduler speaks fleet's model.
 type Fleet struct {
 	AgentTTL                string  `yaml:"agent_ttl" valid:"duration"`
 	DisableEngine           bool    `yaml:"disable_engine"`
-	DisableWatches          bool    `yaml:"disable_watches"`
-	EnableGRPC              bool    `yaml:"enable_grpc"`
+	DisableWatches          bool    `yaml:"disable_watches" ignored:"Pith's scheduler has no etcd watches to turn off"`
+	EnableGRPC              bool    `yaml:"enable_grpc" ignored:"Pith's scheduler has no gRPC registry"`
 	EngineReconcileInterval float64 `yaml:"engine_reconcile_interval" valid:"positive"`
-	EtcdCAFile              string  `yaml:"etcd_cafile" valid:"abspath"`
-	EtcdCertFile            string  `yaml:"etcd_certfile" valid:"abspath"`
-	EtcdKeyFile             string  `yaml:"etcd_keyfile" valid:"abspath"`
-	EtcdKeyPrefix           string  `yaml:"etcd_key_prefix" valid:"abspath"`
-	EtcdRequestTimeout      float64 `yaml:"etcd_request_timeout" valid:"positive"`
-	EtcdServers             string  `yaml:"etcd_servers" valid:"urllist"`
-	EtcdUsername            string  `yaml:"etcd_username"`
-	EtcdPassword            string  `yaml:"etcd_password"`
+	EtcdCAFile              string  `yaml:"etcd_cafile" valid:"abspath" ignored:"Pith's scheduler keeps its state on the cluster's own raft log, not in an etcd it connects to"`
+	EtcdCertFile            string  `yaml:"etcd_certfile" valid:"abspath" ignored:"Pith's scheduler keeps its state on the cluster's own raft log, not in an etcd it connects to"`
+	EtcdKeyFile             string  `yaml:"etcd_keyfile" valid:"abspath" ignored:"Pith's scheduler keeps its state on the cluster's own raft log, not in an etcd it connects to"`
+	EtcdKeyPrefix           string  `yaml:"etcd_key_prefix" valid:"abspath" ignored:"Pith's scheduler keeps its state on the cluster's own raft log, not in an etcd it connects to"`
+	EtcdRequestTimeout      float64 `yaml:"etcd_request_timeout" valid:"positive" ignored:"Pith's scheduler keeps its state on the cluster's own raft log, not in an etcd it connects to"`
+	EtcdServers             string  `yaml:"etcd_servers" valid:"urllist" ignored:"Pith's scheduler keeps its state on the cluster's own raft log, not in an etcd it connects to"`
+	EtcdUsername            string  `yaml:"etcd_username" ignored:"Pith's scheduler keeps its state on the cluster's own raft log, not in an etcd it connects to"`
+	EtcdPassword            string  `yaml:"etcd_password" ignored:"Pith's scheduler keeps its state on the cluster's own raft log, not in an etcd it connects to"`
 	Metadata                string  `yaml:"metadata" valid:"fleetmetadata"`
 	PublicIP                string  `yaml:"public_ip" valid:"ip"`
-	TokenLimit              int     `yaml:"token_limit" valid:"positive"`
-	Verbosity               int     `yaml:"verbosity" valid:"nonnegative"`
+	TokenLimit              int     `yaml:"token_limit" valid:"positive" ignored:"Pith's fleet API has no page tokens to limit"`
+	Verbosity               int     `yaml:"verbosity" valid:"nonnegative" ignored:"pithd's log level is not set from user-data"`
 }
 
 // Flannel is accepted so CoreOS configs validate; Pith ignores it.
