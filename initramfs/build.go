@@ -38,6 +38,9 @@ type Options struct {
 
 	// CacheDir holds the compiled busybox; default: the user cache dir's "pith".
 	CacheDir string
+	// Arch is the GOARCH the busybox is compiled for and InitBinary must
+	// be built for; default amd64.
+	Arch string
 	// InitBinary is the static pith-init; default: pith-init next to the
 	// running executable (the Makefile builds it into _out/bin/).
 	InitBinary string
@@ -151,6 +154,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err := checkStatic(opts.InitBinary); err != nil {
 		return nil, err
 	}
+	if err := checkArch(opts.InitBinary, opts.arch()); err != nil {
+		return nil, err
+	}
 	if st, err := os.Stat(opts.ModulesDir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("initramfs: modules directory %s is missing: pass the kernel's lib/modules/%s", opts.ModulesDir, opts.KernelVersion)
 	}
@@ -187,7 +193,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	bbStart := time.Now()
 	bbPath, cached := opts.BusyboxBinary, true
 	if bbPath == "" {
-		bbPath, cached, err = Busybox(ctx, opts.CacheDir, opts.Commands, logf)
+		bbPath, cached, err = BusyboxArch(ctx, opts.CacheDir, opts.arch(), opts.Commands, logf)
 		if err != nil {
 			return nil, err
 		}

@@ -20,6 +20,12 @@ import (
 // Busybox returns the path of a busybox built from commands, compiling it
 // into cacheDir unless an identical one is there. cached reports a hit.
 func Busybox(ctx context.Context, cacheDir string, commands []string, logf func(string, ...any)) (bbPath string, cached bool, err error) {
+	return BusyboxArch(ctx, cacheDir, "amd64", commands, logf)
+}
+
+// BusyboxArch is Busybox cross-compiled for GOARCH arch (CGO off: u-root
+// needs no C), cached per architecture.
+func BusyboxArch(ctx context.Context, cacheDir, arch string, commands []string, logf func(string, ...any)) (bbPath string, cached bool, err error) {
 	if _, err := exec.LookPath("go"); err != nil {
 		return "", false, fmt.Errorf("initramfs: the Go toolchain (`go` in PATH) is needed to compile u-root's busybox: %w", err)
 	}
@@ -29,7 +35,7 @@ func Busybox(ctx context.Context, cacheDir string, commands []string, logf func(
 	}
 	ver := urootVersion()
 	h := sha256.New()
-	fmt.Fprintf(h, "u-root %s\ngo %s\nGOARCH amd64\ntags %s\n", ver, goVersion, strings.Join(busyboxTags, ","))
+	fmt.Fprintf(h, "u-root %s\ngo %s\nGOARCH %s\ntags %s\n", ver, goVersion, arch, strings.Join(busyboxTags, ","))
 	for _, c := range commands {
 		fmt.Fprintln(h, c)
 	}
@@ -66,7 +72,7 @@ func Busybox(ctx context.Context, cacheDir string, commands []string, logf func(
 	if err != nil {
 		return "", false, err
 	}
-	env := golang.Default(golang.DisableCGO(), golang.WithGOARCH("amd64"), golang.WithGOOS("linux"),
+	env := golang.Default(golang.DisableCGO(), golang.WithGOARCH(arch), golang.WithGOOS("linux"),
 		golang.WithGOROOT(strings.TrimSpace(goroot)),
 		golang.WithWorkingDir(mod.Dir), golang.WithBuildTag(busyboxTags...))
 	tmpBin := filepath.Join(work, "bb")

@@ -83,6 +83,9 @@ type Config struct {
 	FwCfg       map[string]string // extra fw_cfg name -> file
 	Accel       Accel
 	QEMU        string // qemu-system-x86_64 binary; empty = from PATH
+	// Arch is the guest's architecture: amd64 (default) or arm64 (QEMU's
+	// virt board with AAVMF, see archDefaults).
+	Arch string
 	// Kernel/Initrd/Append boot a kernel directly instead of the disk's boot
 	// loader (development only: the image boots through GRUB).
 	Kernel, Initrd, Append string
@@ -121,6 +124,9 @@ type Machine struct {
 func (c *Config) defaults() error {
 	if c.Name == "" {
 		c.Name = "node1"
+	}
+	if err := c.archDefaults(); err != nil {
+		return err
 	}
 	if c.Firmware == "" {
 		c.Firmware = BIOS
@@ -190,8 +196,8 @@ func Start(ctx context.Context, cfg Config, dir string) (*Machine, error) {
 	}
 	vars := filepath.Join(dir, "OVMF_VARS.fd")
 	if cfg.Firmware == UEFI {
-		if _, err := os.Stat(OVMFCode); err != nil {
-			return nil, fmt.Errorf("UEFI firmware missing: %v (install Debian's ovmf package)", err)
+		if code, _ := cfg.uefiFiles(); !exists(code) {
+			return nil, fmt.Errorf("UEFI firmware %s missing: install Debian's %s package", code, cfg.firmwarePackage())
 		}
 		if err := m.firmwareVars(vars); err != nil {
 			return nil, fmt.Errorf("per-node OVMF vars: %v", err)

@@ -15,7 +15,7 @@ import (
 // args builds QEMU's command line.
 func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 	c := m.Config
-	machine := "q35"
+	machine := c.machineType()
 	if c.SecureBoot != nil {
 		// OVMF's Secure Boot build keeps its variables behind SMM, so the
 		// guest OS cannot rewrite db or PK through the flash.
@@ -49,8 +49,9 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCodeSecure,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
 	case c.Firmware == UEFI:
+		code, _ := c.uefiFiles()
 		a = append(a,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
 	case c.BIOSFile != "":
 		a = append(a, "-bios", c.BIOSFile)

@@ -25,7 +25,8 @@ const SecureBootCertPrefix = "pith-sb-"
 func (m *Machine) firmwareVars(vars string) error {
 	c := m.Config
 	if c.SecureBoot == nil {
-		return atomicfile.CopyFile(OVMFVars, vars, 0o644)
+		_, empty := c.uefiFiles()
+		return atomicfile.CopyFile(empty, vars, 0o644)
 	}
 	if _, err := os.Stat(OVMFCodeSecure); err != nil {
 		return fmt.Errorf("secure boot firmware missing: %v (install Debian's ovmf package)", err)

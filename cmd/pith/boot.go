@@ -25,6 +25,7 @@ import (
 // bootOpts are `pith boot`'s flags.
 type bootOpts struct {
 	image, userData, firmware, state, diskSize, forwards, marker string
+	arch                                                         string
 	secureBootKeys                                               string
 	nodes, memory, cpus                                          int
 	detach, supervise, quiet, secureBoot, tpm                    bool
@@ -59,7 +60,8 @@ off. With --detach, the machines run under a background supervisor until
 	f.StringVar(&o.image, "image", "_out/pith.qcow2", "disk image to boot (qcow2 or raw; never modified)")
 	f.IntVar(&o.nodes, "nodes", 1, "number of machines")
 	f.StringVar(&o.userData, "user-data", "", "cloud-config, script or Ignition file for every node")
-	f.StringVar(&o.firmware, "firmware", vm.BIOS, "bios (SeaBIOS) or uefi (OVMF)")
+	f.StringVar(&o.firmware, "firmware", "", "bios (SeaBIOS, the default on amd64) or uefi (OVMF; AAVMF on arm64, which has no BIOS)")
+	o.archFlags(f)
 	f.IntVar(&o.memory, "memory", 1024, "memory per node in MiB")
 	f.IntVar(&o.cpus, "cpus", 1, "virtual CPUs per node")
 	f.StringVar(&o.diskSize, "disk-size", "", "virtual disk size per node, e.g. 8GiB (default: the image's size)")

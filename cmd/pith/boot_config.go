@@ -55,13 +55,17 @@ func (o *bootOpts) clusterConfig(ctx context.Context, log func(string, ...any)) 
 	if err != nil {
 		return cc, err
 	}
+	arch, err := o.imageArch()
+	if err != nil {
+		return cc, err
+	}
 	return vm.ClusterConfig{
 		Dir: o.state, Nodes: o.nodes, Log: log,
 		Node: vm.Config{
 			Image: o.image, Firmware: o.firmware, MemoryMiB: o.memory, CPUs: o.cpus,
 			DiskSize: size, UserData: o.userData, Forwards: fwd,
 			Accel:      vm.ProbeAccel(ctx, "qemu-system-x86_64"),
-			SecureBoot: sb, TPM: o.tpm,
+			SecureBoot: sb, TPM: o.tpm, Arch: arch,
 		},
 	}, nil
 }

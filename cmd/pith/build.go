@@ -19,6 +19,7 @@ import (
 func init() {
 	var (
 		configPath, outDir, cacheDir, agentDir, platform, osVersion string
+		arch                                                        string
 		secureBootKeys                                              string
 		releaseKeys, formats                                        []string
 		debugUnverified                                             bool
@@ -42,6 +43,7 @@ second build with a warm cache downloads nothing. Building the root
 filesystem needs root.`,
 		Example: `  pith build
   pith build --config pith.yaml --out _out
+  pith build --arch arm64 --out _out/arm64
   SOURCE_DATE_EPOCH=1767225600 pith build --version 1.2.0 --platform vagrant
   pith keygen --out keys && pith build --release-key keys/pith-release.pub
   pith keygen --secure-boot --out sb && pith build --secure-boot-keys sb`,
@@ -53,6 +55,9 @@ filesystem needs root.`,
 			}
 			if cmd.Flags().Changed("platform") {
 				c.Platform = platform
+			}
+			if cmd.Flags().Changed("arch") {
+				c.SetArch(arch)
 			}
 			if cmd.Flags().Changed("formats") {
 				c.Formats = formats
@@ -76,7 +81,7 @@ filesystem needs root.`,
 				if err != nil {
 					return fmt.Errorf("cannot locate the pith executable (%v): pass --agent-bin-dir", err)
 				}
-				agentDir = filepath.Dir(exe)
+				agentDir = build.AgentDirFor(filepath.Dir(exe), c.Arch)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -94,7 +99,7 @@ filesystem needs root.`,
 			if term.IsTerminal(int(os.Stderr.Fd())) {
 				o.Bars = os.Stderr
 			}
-			fmt.Fprintf(out, "pith build: Pith %s for %s, %s disk, formats %v, cache %s\n", c.Version, c.Platform, humanDisk(c.DiskSize), c.Formats, cacheDir)
+			fmt.Fprintf(out, "pith build: Pith %s for %s/%s, %s disk, formats %v, cache %s\n", c.Version, c.Platform, c.Arch, humanDisk(c.DiskSize), c.Formats, cacheDir)
 			res, err := build.Build(ctx, o)
 			if err != nil {
 				if ctx.Err() == context.Canceled {
@@ -113,7 +118,8 @@ filesystem needs root.`,
 	f.StringVar(&configPath, "config", "", "build config `FILE` (YAML, strict; see image/pith.yaml.example); default: the built-in config")
 	f.StringVar(&outDir, "out", "_out", "output `DIR` for pith.img, pith.qcow2 and pith.manifest.json (created if missing)")
 	f.StringVar(&cacheDir, "cache", "", "cache `DIR` for Debian packages, root filesystem trees and the initramfs busybox (default: the user cache dir's pith/, e.g. ~/.cache/pith)")
-	f.StringVar(&agentDir, "agent-bin-dir", "", "`DIR` holding static pithd, pithctl and pith-init to put in the image (default: the directory of this pith executable; make bin builds them into _out/bin)")
+	f.StringVar(&agentDir, "agent-bin-dir", "", "`DIR` holding static pithd, pithctl and pith-init to put in the image (default: the directory of this pith executable, its linux_ARCH/ for another arch; make bin builds them into _out/bin, make bin-arm64 into _out/bin/linux_arm64)")
+	f.StringVar(&arch, "arch", config.DefaultArch, "machine `ARCH`: amd64 or arm64 (overrides the config's arch; arm64 is built under qemu-user and needs make deps-arm64 and make bin-arm64)")
 	f.StringVar(&platform, "platform", "", "target `PLATFORM` written to OEM and the kernel line: qemu, vagrant or ec2 (overrides the config's platform)")
 	f.StringSliceVar(&formats, "formats", nil, "output `FORMATS`, comma-separated: raw, qcow2, ec2, iso (live ISO), pxe (live PXE files) (overrides the config's formats)")
 	f.StringVar(&osVersion, "version", "", "OS `VERSION` string for os-release and the manifest (overrides the config's version)")

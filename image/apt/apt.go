@@ -24,7 +24,7 @@ import (
 	"github.com/pith-os/pith/image/config"
 )
 
-// Arch is the only architecture Pith images are built for.
+// Arch is the default architecture of lists (Lists.Arch empty).
 const Arch = "amd64"
 
 // Keyring verifies Debian's archives (package debian-archive-keyring).
@@ -34,6 +34,26 @@ const Keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
 type Lists struct {
 	Dir      string
 	Archives []config.Archive
+	// Arch is the Debian architecture indexed (empty: Arch, amd64).
+	Arch string
+}
+
+func (l Lists) arch() string {
+	if l.Arch == "" {
+		return Arch
+	}
+	return l.Arch
+}
+
+// ListsFor are the lists of archives for arch in cache: amd64's directory
+// is ListsDir's (as before architectures), another architecture's is
+// beside it with the architecture appended.
+func ListsFor(cache string, archives []config.Archive, arch string) Lists {
+	l := Lists{Dir: ListsDir(cache, archives), Archives: archives, Arch: arch}
+	if l.arch() != Arch {
+		l.Dir += "-" + arch
+	}
+	return l
 }
 
 // ListsDir is the cache directory of the archives' indexes: one per set of
@@ -66,14 +86,14 @@ func FileName(uri string) string {
 	return strings.ReplaceAll(b.String(), "/", "_")
 }
 
-// PackagesFile is the path of an archive's main/binary-amd64 index.
+// PackagesFile is the path of an archive's main/binary-<arch> index.
 func (l Lists) PackagesFile(a config.Archive) string {
-	return filepath.Join(l.Dir, FileName(a.URI+"/dists/"+a.Suite+"/main/binary-"+Arch+"/Packages"))
+	return filepath.Join(l.Dir, FileName(a.URI+"/dists/"+a.Suite+"/main/binary-"+l.arch()+"/Packages"))
 }
 
 // Config writes a private apt configuration for these lists into dir and
 // returns its path (for APT_CONFIG): the archives as sources, the lists
-// directory, amd64 only, no translations, and none of the host's settings.
+// directory, the lists' one architecture, no translations, and none of the host's settings.
 func (l Lists) Config(dir string) (string, error) {
 	etc := filepath.Join(dir, "etc")
 	for _, d := range []string{filepath.Join(etc, "apt.conf.d"), filepath.Join(etc, "sources.list.d"), filepath.Join(dir, "cache"), filepath.Join(dir, "state"), filepath.Join(l.Dir, "partial")} {
@@ -106,7 +126,7 @@ Acquire::Retries "3";
 APT::Sandbox::User "root";
 Debug::NoLocking "true";
 `, etc, filepath.Join(etc, "sources.list"), filepath.Join(etc, "sources.list.d"), filepath.Join(etc, "apt.conf.d"),
-		filepath.Join(dir, "cache"), filepath.Join(dir, "state"), l.Dir, filepath.Join(dir, "status"), Arch, Arch)
+		filepath.Join(dir, "cache"), filepath.Join(dir, "state"), l.Dir, filepath.Join(dir, "status"), l.arch(), l.arch())
 	p := filepath.Join(dir, "apt.conf")
 	return p, os.WriteFile(p, []byte(conf), 0o644)
 }

@@ -33,6 +33,7 @@ var modules = []string{
 var platformModules = map[string][]string{
 	"i386-pc":    {"biosdisk"},
 	"x86_64-efi": {"efi_gop", "efi_uga"},
+	"arm64-efi":  {"efi_gop"},
 }
 
 // earlyConfig is embedded in the GRUB image: it finds the ESP by its FAT
@@ -52,9 +53,13 @@ var secureModules = []string{"pgp", "gcry_rsa", "gcry_sha256", "gcry_sha512", "t
 type SecureConfig struct{ PubKey string }
 
 func mkimage(ctx context.Context, format, out, espUUID string, sec *SecureConfig) error {
-	dir := filepath.Join(GrubLib, format)
+	return mkimageFrom(ctx, GrubLib, format, out, espUUID, sec)
+}
+
+func mkimageFrom(ctx context.Context, lib, format, out, espUUID string, sec *SecureConfig) error {
+	dir := filepath.Join(lib, format)
 	if _, err := os.Stat(filepath.Join(dir, "kernel.img")); err != nil {
-		pkg := map[string]string{"i386-pc": "grub-pc-bin", "x86_64-efi": "grub-efi-amd64-bin"}[format]
+		pkg := map[string]string{"i386-pc": "grub-pc-bin", "x86_64-efi": "grub-efi-amd64-bin", "arm64-efi": "grub-efi-arm64-bin (pith build fetches it for arm64)"}[format]
 		return fmt.Errorf("GRUB %s images missing in %s: install %s (make deps)", format, dir, pkg)
 	}
 	cfg := out + ".early.cfg"
@@ -173,6 +178,7 @@ func BootCode(coreLBA uint64) ([]byte, error) {
 type Params struct {
 	Version  string
 	Platform string
+	Arch     string            // machine architecture; empty: amd64
 	USR      map[string]string // slot ("a", "b") -> USR partition PARTUUID
 	Root     string            // ROOT PARTUUID
 	OEM      string            // OEM PARTUUID
@@ -188,7 +194,7 @@ type Params struct {
 // kernelArgs is slot s's command line up to the root hash.
 func kernelArgs(p Params, s string) []string {
 	args := []string{
-		"console=tty0", "console=ttyS0,115200n8", "panic=10",
+		"console=tty0", "console=" + SerialConsole(p.Arch) + ",115200n8", "panic=10",
 		"pith.slot=" + s,
 		"pith.usr=PARTUUID=" + strings.ToLower(p.USR[s]),
 		"pith.root=PARTUUID=" + strings.ToLower(p.Root),

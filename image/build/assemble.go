@@ -58,6 +58,9 @@ type Inputs struct {
 	DebugUnverifiedUSR bool
 	// SecureBoot signs the UEFI boot chain with the operator's keys.
 	SecureBoot *secureboot.Keys
+	// GrubLib holds GRUB's module directories for the image's
+	// architecture when it is not the host's (rootfs.FetchGrub).
+	GrubLib string
 }
 
 // Seed names the build inputs that all GUIDs and filesystem UUIDs derive
@@ -205,20 +208,28 @@ func (a *assembly) bootChain() (string, error) {
 		Extra:   platformArgs[c.Platform],
 		UsrHash: map[string]string{"a": a.usrVerity.RootHash},
 	}
+	a.params.Arch = c.Arch
 	bios := a.part(layout.LabelBIOSBoot)
 	var sec *bootloader.SecureConfig
 	if a.in.SecureBoot != nil {
 		sec = &bootloader.SecureConfig{PubKey: a.in.SecureBoot.GrubPub()}
 	}
-	if err := bootloader.MakeEFI(a.ctx, a.w("BOOTX64.EFI"), a.espSerial, sec); err != nil {
+	// The UEFI image is BOOTX64.EFI in the work dir whatever the
+	// architecture; the ESP names it as the firmware looks for it.
+	if err := bootloader.MakeEFIArch(a.ctx, a.in.GrubLib, c.Arch, a.w("BOOTX64.EFI"), a.espSerial, sec); err != nil {
 		return "", err
 	}
-	var err error
-	if a.core, err = bootloader.MakeCore(a.ctx, a.workDir, a.espSerial, bios.FirstLBA(), bios.Size); err != nil {
-		return "", err
-	}
-	if a.bootCode, err = bootloader.BootCode(bios.FirstLBA()); err != nil {
-		return "", err
+	efi, _ := bootloader.EFIFor(c.Arch)
+	// No BIOS on arm64: BIOS-BOOT stays in the table (the same layout on
+	// every architecture) and empty, and the MBR has no boot code.
+	if bootloader.HasBIOS(c.Arch) {
+		var err error
+		if a.core, err = bootloader.MakeCore(a.ctx, a.workDir, a.espSerial, bios.FirstLBA(), bios.Size); err != nil {
+			return "", err
+		}
+		if a.bootCode, err = bootloader.BootCode(bios.FirstLBA()); err != nil {
+			return "", err
+		}
 	}
 	cfg, err := bootloader.GrubCfg(a.params)
 	if err != nil {
@@ -248,7 +259,10 @@ func (a *assembly) bootChain() (string, error) {
 		}
 		signed = ", signed for Secure Boot (db " + secureboot.Fingerprint(a.in.SecureBoot.Certs["db"])[:16] + ")"
 	}
-	return fmt.Sprintf("BIOS core.img %s, UEFI BOOTX64.EFI, A/B grub.cfg, slot A root hash%s", layout.Human(int64(len(a.core))), signed), nil
+	if !bootloader.HasBIOS(c.Arch) {
+		return fmt.Sprintf("UEFI %s (%s, no BIOS), A/B grub.cfg, slot A root hash%s", efi.File, c.Arch, signed), nil
+	}
+	return fmt.Sprintf("BIOS core.img %s, UEFI %s, A/B grub.cfg, slot A root hash%s", layout.Human(int64(len(a.core))), efi.File, signed), nil
 }
 
 // filesystems makes the ESP (boot chain, slot a's kernel and initrd), OEM
@@ -257,7 +271,7 @@ func (a *assembly) filesystems() (string, error) {
 	c := a.c
 	a.espImg, a.oemImg, a.rootImg = a.w("esp.vfat"), a.w("oem.ext4"), a.w("root.ext4")
 	files := []fsimg.File{
-		{Src: a.w("BOOTX64.EFI"), Dst: "EFI/BOOT/BOOTX64.EFI"},
+		{Src: a.w("BOOTX64.EFI"), Dst: "EFI/BOOT/" + bootloader.EFIFile(c.Arch)},
 		{Src: a.w("grub.cfg"), Dst: "grub/grub.cfg"},
 		{Src: a.w("grubenv"), Dst: "grub/grubenv"},
 		{Src: a.in.KernelPath, Dst: "pith/vmlinuz-a"},

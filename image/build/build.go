@@ -57,7 +57,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := CheckFormats(c.Formats); err != nil {
 		return nil, err
 	}
-	if err := checkPlatformFormats(c); err != nil {
+	if err := checkTarget(c, o.SecureBoot != nil); err != nil {
 		return nil, err
 	}
 	// A disk too small for the fixed partitions fails before any work.
@@ -106,7 +106,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	initrd := filepath.Join(work, "initrd.img")
 	err = r.Step("initramfs", func() (string, error) {
 		opts := initramfs.Options{FsckFrom: rfs.UsrDir, KernelVersion: rfs.KernelVersion, ModulesDir: rfs.ModulesDir, Out: initrd, Log: o.Log, CacheDir: o.CacheDir,
-			AllowUnverifiedUSR: o.DebugUnverifiedUSR}
+			AllowUnverifiedUSR: o.DebugUnverifiedUSR, Arch: c.Arch}
 		if p := filepath.Join(o.AgentBinDir, "pith-init"); o.AgentBinDir != "" && exists(p) {
 			opts.InitBinary = p
 		}
@@ -138,7 +138,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, explain(err, o.OutDir)
 	}
 	in := Inputs{Config: c, UsrDir: rfs.UsrDir, KernelPath: rfs.KernelPath, KernelVersion: rfs.KernelVersion, InitrdPath: initrd,
-		DebugUnverifiedUSR: o.DebugUnverifiedUSR, SecureBoot: o.SecureBoot}
+		DebugUnverifiedUSR: o.DebugUnverifiedUSR, SecureBoot: o.SecureBoot, GrubLib: rfs.GrubLib}
 	in.AgentSHA256, err = agentHash(o.AgentBinDir)
 	if err != nil {
 		return nil, err

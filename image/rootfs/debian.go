@@ -58,6 +58,9 @@ func debianKey(c config.Config, listsDigest string) string {
 	for _, a := range c.Archives() {
 		fmt.Fprintf(h, "archive %s\n", a.SourcesLine())
 	}
+	if c.Arch != config.DefaultArch {
+		fmt.Fprintf(h, "arch %s\n", c.Arch) // amd64 keys stay what they were
+	}
 	fmt.Fprintf(h, "lists %s\n", listsDigest)
 	_ = fs.WalkDir(hooksFS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -123,6 +126,10 @@ func debootstrap(ctx context.Context, c config.Config, lists apt.Lists, cache, w
 		return err
 	}
 	cached := countDebs(archives)
+	foreign, err := foreignArchArgs(c.Arch)
+	if err != nil {
+		return err
+	}
 
 	tmp := root + ".mmdebstrap"
 	if err := safeRemoveAll(tmp); err != nil {
@@ -140,8 +147,8 @@ func debootstrap(ctx context.Context, c config.Config, lists apt.Lists, cache, w
 		"--skip=update",
 		"--setup-hook=" + filepath.Join(recipe, "hooks", "setup.sh"),
 		"--customize-hook=" + filepath.Join(recipe, "hooks", "customize.sh"),
-		c.Suite, tmp,
 	}
+	args = append(append(args, foreign...), c.Suite, tmp)
 	var suites []string
 	for _, a := range lists.Archives {
 		args = append(args, a.SourcesLine())

@@ -45,6 +45,9 @@ type Result struct {
 	Kernel   Package
 	// Lists are the apt indexes the tree was installed from.
 	Lists apt.Lists
+	// GrubLib holds GRUB's <format>/ module directories for a foreign
+	// architecture (FetchGrub); empty: the host's.
+	GrubLib string
 }
 
 // Package is one Debian package in the image.
@@ -67,7 +70,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if opts.WorkDir == "" || opts.CacheDir == "" {
 		return nil, errors.New("rootfs: WorkDir and CacheDir must be set")
 	}
-	agents, err := findAgents(opts.AgentBinDir)
+	agents, err := findAgents(opts.AgentBinDir, cfg.Arch)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +93,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	lists := apt.Lists{Dir: apt.ListsDir(cache, cfg.Archives()), Archives: cfg.Archives()}
+	lists := apt.ListsFor(cache, cfg.Archives(), cfg.Arch)
 	digest, err := refreshLists(ctx, lists, work, logf)
 	if err != nil {
 		return nil, err
@@ -124,6 +127,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res.Lists = lists
+	if res.GrubLib, err = FetchGrub(ctx, lists, cache); err != nil {
+		return nil, err
+	}
 	size, err := clampTimes(root, cfg.Epoch, filepath.Join(root, "usr"))
 	if err != nil {
 		return nil, err
@@ -178,7 +184,7 @@ var agentBins = []string{"pithd", "pithctl"}
 
 // findAgents checks that AgentBinDir holds static pithd and pithctl: the
 // image has no Go runtime libraries to satisfy a dynamic one.
-func findAgents(dir string) (map[string]string, error) {
+func findAgents(dir, arch string) (map[string]string, error) {
 	if dir == "" {
 		return nil, errors.New("no agent binary directory: pass the directory holding pithd and pithctl (make bin builds them into _out/bin)")
 	}
@@ -203,8 +209,8 @@ func findAgents(dir string) (map[string]string, error) {
 		if interp {
 			return nil, fmt.Errorf("%s is dynamically linked: build it static with CGO_ENABLED=0 (make bin does)", p)
 		}
-		if machine != elf.EM_X86_64 {
-			return nil, fmt.Errorf("%s is built for %v, the image is amd64: build with GOARCH=amd64 (make bin)", p, machine)
+		if err := CheckMachine(p, machine, arch); err != nil {
+			return nil, err
 		}
 		out[name] = p
 	}
