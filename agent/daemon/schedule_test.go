@@ -11,6 +11,7 @@ import (
 	"github.com/pith-os/pith/agent/units/simunits"
 	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/internal/pithdtest"
+	"github.com/pith-os/pith/unitfile"
 )
 
 // TestMachineUnits: the updater's health check reads, in-process, what the
@@ -30,14 +31,14 @@ func TestMachineUnits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	opts, err := schedule.ParseUnitFile([]byte("[Service]\nExecStart=/bin/true\n"))
+	opts, err := unitfile.ParseUnitFile([]byte("[Service]\nExecStart=/bin/true\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := schedule.Machine{ID: "m1", PublicIP: "127.0.0.1"}
 	apply(&schedule.Command{Op: schedule.OpRegisterMachine, Machine: &m})
 	for _, u := range []string{"here.service", "there.service"} {
-		apply(&schedule.Command{Op: schedule.OpCreateUnit, Unit: &schedule.UnitSpec{Name: u, Options: opts, Desired: schedule.Launched}})
+		apply(&schedule.Command{Op: schedule.OpCreateUnit, Unit: &schedule.UnitSpec{Name: u, Options: opts, Desired: unitfile.Launched}})
 	}
 	apply(&schedule.Command{Op: schedule.OpPlace, Term: 1, Placements: []schedule.Placement{{Unit: "here.service", To: "m1"}, {Unit: "there.service", To: "m2"}}})
 

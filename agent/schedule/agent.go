@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/pith-os/pith/unitfile"
 )
 
 // UnitBackend is what the agent needs from agent/units (its Manager
@@ -39,8 +41,8 @@ type Agent struct {
 	// gone, next to their new copies.
 	Gate <-chan struct{}
 
-	recMu    sync.Mutex              // one Reconcile at a time; guards achieved
-	achieved map[string]DesiredState // what this agent did: loaded/launched
+	recMu    sync.Mutex                       // one Reconcile at a time; guards achieved
+	achieved map[string]unitfile.DesiredState // what this agent did: loaded/launched
 
 	mu      sync.Mutex // guards reports
 	reports []UnitReport
@@ -52,7 +54,7 @@ type Agent struct {
 
 // NewAgent returns an agent for machine m.
 func NewAgent(m Machine, st *State, b UnitBackend) *Agent {
-	return &Agent{Machine: m, State: st, Backend: b, achieved: map[string]DesiredState{}, changed: make(chan struct{}, 1)}
+	return &Agent{Machine: m, State: st, Backend: b, achieved: map[string]unitfile.DesiredState{}, changed: make(chan struct{}, 1)}
 }
 
 func isActive(active string) bool {
@@ -127,9 +129,9 @@ func (a *Agent) apply(ctx context.Context, u *Unit, haveHash string) error {
 		if err != nil {
 			return err
 		}
-		a.achieved[u.Name] = Loaded
+		a.achieved[u.Name] = unitfile.Loaded
 		if isActive(active) {
-			a.achieved[u.Name] = Launched
+			a.achieved[u.Name] = unitfile.Launched
 		}
 	}
 	changed := haveHash != u.Hash
@@ -138,32 +140,32 @@ func (a *Agent) apply(ctx context.Context, u *Unit, haveHash string) error {
 			return err
 		}
 		if haveHash == "" {
-			a.achieved[u.Name] = Loaded
+			a.achieved[u.Name] = unitfile.Loaded
 		}
 	}
 	switch u.Desired {
-	case Launched:
+	case unitfile.Launched:
 		// Start on the way to launched, or restart on new contents. A unit
 		// that later fails is left to systemd's Restart=, as fleet did.
-		if a.achieved[u.Name] != Launched || changed {
-			if changed && a.achieved[u.Name] == Launched {
+		if a.achieved[u.Name] != unitfile.Launched || changed {
+			if changed && a.achieved[u.Name] == unitfile.Launched {
 				if err := a.Backend.Stop(ctx, u.Name); err != nil {
 					return err
 				}
 			}
 			if err := a.Backend.Start(ctx, u.Name); err != nil {
-				a.achieved[u.Name] = Loaded
+				a.achieved[u.Name] = unitfile.Loaded
 				return err
 			}
-			a.achieved[u.Name] = Launched
+			a.achieved[u.Name] = unitfile.Launched
 		}
-	case Loaded:
-		if a.achieved[u.Name] == Launched {
+	case unitfile.Loaded:
+		if a.achieved[u.Name] == unitfile.Launched {
 			if err := a.Backend.Stop(ctx, u.Name); err != nil {
 				return err
 			}
 		}
-		a.achieved[u.Name] = Loaded
+		a.achieved[u.Name] = unitfile.Loaded
 	}
 	return nil
 }

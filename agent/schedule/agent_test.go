@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/agent/units/simunits"
+	"github.com/pith-os/pith/unitfile"
 )
 
 // agentSim adds simulated agents (real files, simulated systemd) to sim.
@@ -76,10 +77,10 @@ func report(a *Agent, name string) UnitReport {
 
 func TestAgentLifecycle(t *testing.T) {
 	s := newAgentSim(t, mach("m1"), mach("m2"))
-	s.submit("mongo@1.service", Launched, "Conflicts=mongo@*.service")
-	s.submit("mongo@2.service", Launched, "Conflicts=mongo@*.service")
-	s.submit("cache.service", Loaded)
-	s.submit("log.service", Launched, "Global=true")
+	s.submit("mongo@1.service", unitfile.Launched, "Conflicts=mongo@*.service")
+	s.submit("mongo@2.service", unitfile.Launched, "Conflicts=mongo@*.service")
+	s.submit("cache.service", unitfile.Loaded)
+	s.submit("log.service", unitfile.Launched, "Global=true")
 	s.round()
 	run := s.running()
 	if run["mongo@1.service"] == "" || run["mongo@2.service"] == "" || run["mongo@1.service"] == run["mongo@2.service"] {
@@ -92,16 +93,16 @@ func TestAgentLifecycle(t *testing.T) {
 		t.Fatal("loaded unit was started")
 	}
 	cm := s.where("cache.service")
-	if r := report(s.agents[cm], "cache.service"); r.Current != Loaded || r.LoadState != "loaded" || r.ActiveState != "inactive" {
+	if r := report(s.agents[cm], "cache.service"); r.Current != unitfile.Loaded || r.LoadState != "loaded" || r.ActiveState != "inactive" {
 		t.Fatalf("cache report %+v", r)
 	}
 	m1 := run["mongo@1.service"]
-	if r := report(s.agents[m1], "mongo@1.service"); r.Current != Launched || r.ActiveState != "active" || r.SubState != "running" || r.Hash != s.store.State().Unit("mongo@1.service").Hash {
+	if r := report(s.agents[m1], "mongo@1.service"); r.Current != unitfile.Launched || r.ActiveState != "active" || r.SubState != "running" || r.Hash != s.store.State().Unit("mongo@1.service").Hash {
 		t.Fatalf("mongo@1 report %+v", r)
 	}
 
 	// Stop (launched -> loaded), then destroy.
-	s.setDesired("mongo@1.service", Loaded)
+	s.setDesired("mongo@1.service", unitfile.Loaded)
 	s.round()
 	if _, ok := s.running()["mongo@1.service"]; ok {
 		t.Fatal("mongo@1 still running after stop")
@@ -118,8 +119,8 @@ func TestAgentLifecycle(t *testing.T) {
 	// New contents restart the unit in place.
 	m2 := s.where("mongo@2.service")
 	before := len(s.sims[m2].Ops)
-	opts, _ := ParseUnitFile([]byte(unitText("Conflicts=mongo@*.service") + "\n[Service]\nEnvironment=V=2\n"))
-	if _, err := s.store.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "mongo@2.service", Options: opts, Desired: Launched}}); err != nil {
+	opts, _ := unitfile.ParseUnitFile([]byte(unitText("Conflicts=mongo@*.service") + "\n[Service]\nEnvironment=V=2\n"))
+	if _, err := s.store.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "mongo@2.service", Options: opts, Desired: unitfile.Launched}}); err != nil {
 		t.Fatal(err)
 	}
 	s.round()
@@ -131,14 +132,14 @@ func TestAgentLifecycle(t *testing.T) {
 
 func TestAgentFailureReportedAndMachineLoss(t *testing.T) {
 	s := newAgentSim(t, mach("m1"), mach("m2"))
-	opts, _ := ParseUnitFile([]byte("[Service]\nExecStart=/bin/false\n"))
-	if _, err := s.store.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "bad.service", Options: opts, Desired: Launched}}); err != nil {
+	opts, _ := unitfile.ParseUnitFile([]byte("[Service]\nExecStart=/bin/false\n"))
+	if _, err := s.store.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "bad.service", Options: opts, Desired: unitfile.Launched}}); err != nil {
 		t.Fatal(err)
 	}
-	s.submit("good.service", Launched)
+	s.submit("good.service", unitfile.Launched)
 	s.round()
 	bm := s.where("bad.service")
-	if r := report(s.agents[bm], "bad.service"); r.Current != Loaded || r.ActiveState != "failed" || !strings.Contains(r.Error, "failed") {
+	if r := report(s.agents[bm], "bad.service"); r.Current != unitfile.Loaded || r.ActiveState != "failed" || !strings.Contains(r.Error, "failed") {
 		t.Fatalf("bad report %+v", r)
 	}
 	gm := s.where("good.service")
@@ -154,7 +155,7 @@ func TestAgentFailureReportedAndMachineLoss(t *testing.T) {
 
 func TestAgentRestartAdoptsRunningUnits(t *testing.T) {
 	s := newAgentSim(t, mach("m1"))
-	s.submit("a.service", Launched)
+	s.submit("a.service", unitfile.Launched)
 	s.round()
 	before := len(s.sims["m1"].Ops)
 	// A fresh agent process over the same backend does not restart it.
@@ -163,7 +164,7 @@ func TestAgentRestartAdoptsRunningUnits(t *testing.T) {
 	if ops := s.sims["m1"].Ops[before:]; len(ops) != 0 {
 		t.Fatalf("restarted agent did %v", ops)
 	}
-	if r := report(s.agents["m1"], "a.service"); r.Current != Launched {
+	if r := report(s.agents["m1"], "a.service"); r.Current != unitfile.Launched {
 		t.Fatalf("adopted report %+v", r)
 	}
 }
@@ -172,11 +173,11 @@ func TestAgentRestartAdoptsRunningUnits(t *testing.T) {
 // running unit: a bare start of an active unit leaves the old version up.
 func TestAgentRestartWithChangedContentsRestartsUnit(t *testing.T) {
 	s := newAgentSim(t, mach("m1"))
-	s.submit("a.service", Launched)
+	s.submit("a.service", unitfile.Launched)
 	s.round()
 	s.agents["m1"] = NewAgent(*s.ms["m1"], s.store.State(), s.sims["m1"])
-	opts, _ := ParseUnitFile([]byte(unitText() + "\n[Service]\nEnvironment=V=2\n"))
-	if _, err := s.store.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "a.service", Options: opts, Desired: Launched}}); err != nil {
+	opts, _ := unitfile.ParseUnitFile([]byte(unitText() + "\n[Service]\nEnvironment=V=2\n"))
+	if _, err := s.store.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "a.service", Options: opts, Desired: unitfile.Launched}}); err != nil {
 		t.Fatal(err)
 	}
 	before := len(s.sims["m1"].Ops)
@@ -184,7 +185,7 @@ func TestAgentRestartWithChangedContentsRestartsUnit(t *testing.T) {
 	if ops := strings.Join(s.sims["m1"].Ops[before:], ";"); ops != "load a.service;stop a.service;start a.service" {
 		t.Fatalf("ops on new contents after an agent restart: %q", ops)
 	}
-	if r := report(s.agents["m1"], "a.service"); r.Current != Launched || r.Hash != s.store.State().Unit("a.service").Hash {
+	if r := report(s.agents["m1"], "a.service"); r.Current != unitfile.Launched || r.Hash != s.store.State().Unit("a.service").Hash {
 		t.Fatalf("report %+v", r)
 	}
 }
@@ -224,7 +225,7 @@ func TestAgentHeartbeatsWhileReconcileBlocks(t *testing.T) {
 	var once sync.Once
 	release := func() { once.Do(func() { close(b.release) }) }
 	defer func() { release(); cancel(); <-done }()
-	s.submit("slow.service", Launched)
+	s.submit("slow.service", unitfile.Launched)
 	s.reconcile()                        // the engine places it on m1; the agent starts it
 	guard := time.After(2 * time.Minute) // only against a hang, not a speed limit
 	select {
@@ -245,7 +246,7 @@ func TestAgentHeartbeatsWhileReconcileBlocks(t *testing.T) {
 		select {
 		case hb := <-beats:
 			for _, r := range hb.Units {
-				if r.Name == "slow.service" && r.Current == Launched && r.ActiveState == "active" {
+				if r.Name == "slow.service" && r.Current == unitfile.Launched && r.ActiveState == "active" {
 					return
 				}
 			}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pith-os/pith/unitfile"
 )
 
 // benchCluster builds N machines and M launched units (every twentieth unit a
@@ -20,15 +22,15 @@ func benchCluster(b *testing.B, n, m int) *sim {
 		s.ms[id] = &Machine{ID: id, PublicIP: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Metadata: map[string]string{"zone": zones[i%3]}}
 		s.up[id] = true
 	}
-	plain, _ := ParseUnitFile([]byte(unitText()))
-	conf, _ := ParseUnitFile([]byte(unitText("Conflicts=db@*.service")))
-	meta, _ := ParseUnitFile([]byte(unitText("MachineMetadata=zone=a", "MachineMetadata=zone=b")))
+	plain, _ := unitfile.ParseUnitFile([]byte(unitText()))
+	conf, _ := unitfile.ParseUnitFile([]byte(unitText("Conflicts=db@*.service")))
+	meta, _ := unitfile.ParseUnitFile([]byte(unitText("MachineMetadata=zone=a", "MachineMetadata=zone=b")))
 	ctx := context.Background()
 	for i := 0; i < m; i++ {
-		spec := &UnitSpec{Name: fmt.Sprintf("app%05d.service", i), Options: plain, Desired: Launched}
+		spec := &UnitSpec{Name: fmt.Sprintf("app%05d.service", i), Options: plain, Desired: unitfile.Launched}
 		switch {
 		case i%20 == 0:
-			spec = &UnitSpec{Name: fmt.Sprintf("db@%d.service", i), Options: conf, Desired: Launched}
+			spec = &UnitSpec{Name: fmt.Sprintf("db@%d.service", i), Options: conf, Desired: unitfile.Launched}
 		case i%5 == 0:
 			spec.Options = meta
 		}

@@ -5,6 +5,8 @@ package schedule
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/pith-os/pith/unitfile"
 )
 
 // Op names one kind of replicated mutation. Each Command is one raft log
@@ -32,8 +34,8 @@ type Command struct {
 	// Unit: OpCreateUnit's name, options and desired state.
 	Unit *UnitSpec `json:"unit,omitempty"`
 	// Name and Desired: OpSetDesired, OpDestroyUnit, OpRemoveMachine (Name).
-	Name    string       `json:"name,omitempty"`
-	Desired DesiredState `json:"desired,omitempty"`
+	Name    string                `json:"name,omitempty"`
+	Desired unitfile.DesiredState `json:"desired,omitempty"`
 	// Machine: OpRegisterMachine; Machines registers several at once (the
 	// engine batches the records its heartbeats changed).
 	Machine  *Machine   `json:"machine,omitempty"`
@@ -46,9 +48,9 @@ type Command struct {
 
 // UnitSpec is what an operator submits.
 type UnitSpec struct {
-	Name    string       `json:"name"`
-	Options []UnitOption `json:"options"`
-	Desired DesiredState `json:"desiredState"`
+	Name    string                `json:"name"`
+	Options []unitfile.UnitOption `json:"options"`
+	Desired unitfile.DesiredState `json:"desiredState"`
 }
 
 // Placement moves one unit From one machine To another ("" = unscheduled).

@@ -10,6 +10,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/pith-os/pith/unitfile"
 )
 
 // DefaultTTL is how long a machine may go without a heartbeat before the
@@ -21,10 +23,10 @@ type UnitReport struct {
 	Name string `json:"name"`
 	Hash string `json:"hash"`
 	// Current is the state the agent reached: loaded or launched.
-	Current     DesiredState `json:"currentState"`
-	LoadState   string       `json:"loadState"`
-	ActiveState string       `json:"activeState"`
-	SubState    string       `json:"subState"`
+	Current     unitfile.DesiredState `json:"currentState"`
+	LoadState   string                `json:"loadState"`
+	ActiveState string                `json:"activeState"`
+	SubState    string                `json:"subState"`
 	// Error is the last error applying the unit, if any.
 	Error string `json:"error,omitempty"`
 }
@@ -60,8 +62,8 @@ const (
 	MaxReportErrorLen = 256
 
 	hashLen        = 40 // hex SHA-1 (Hash)
-	maxCurrentLen  = len(Launched)
-	maxReportJSON  = len(`{"name":"","hash":"","currentState":"","loadState":"","activeState":"","subState":"","error":""}`) + 2*MaxUnitNameLen + hashLen + maxCurrentLen + 3*MaxReportStateLen + MaxReportErrorLen
+	maxCurrentLen  = len(unitfile.Launched)
+	maxReportJSON  = len(`{"name":"","hash":"","currentState":"","loadState":"","activeState":"","subState":"","error":""}`) + 2*unitfile.MaxUnitNameLen + hashLen + maxCurrentLen + 3*MaxReportStateLen + MaxReportErrorLen
 	maxMachineJSON = len(`{"id":"","primaryIP":"","metadata":{}}`) + MaxMachineIDLen + maxIPLen + MaxMetadataEntries*(len(`"":"",`)+2*MaxMetadataLen)
 
 	// MaxHeartbeatSize is the encoded size of the largest valid heartbeat:
@@ -156,7 +158,7 @@ func (hb *Heartbeat) Validate() error {
 		return fmt.Errorf("heartbeat reports %d units, over the limit of %d per machine", len(hb.Units), MaxUnitsPerMachine)
 	}
 	for _, u := range hb.Units {
-		if err := ValidateName(u.Name); err != nil {
+		if err := unitfile.ValidateName(u.Name); err != nil {
 			return fmt.Errorf("unit report: %v", err)
 		}
 		if u.Hash != "" {
@@ -165,7 +167,7 @@ func (hb *Heartbeat) Validate() error {
 			}
 		}
 		switch u.Current {
-		case "", Inactive, Loaded, Launched:
+		case "", unitfile.Inactive, unitfile.Loaded, unitfile.Launched:
 		default:
 			return fmt.Errorf("unit report %s: current state %q is not inactive, loaded or launched", u.Name, u.Current)
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/pith-os/pith/unitfile"
 )
 
 const testHash = "0123456789abcdef0123456789abcdef01234567"
@@ -23,8 +25,8 @@ func worstHeartbeat() Heartbeat {
 	}
 	for i := 0; i < MaxUnitsPerMachine; i++ {
 		p := fmt.Sprintf("u%04d", i)
-		name := p + strings.Repeat(`\`, MaxUnitNameLen-len(p)-len(".service")) + ".service"
-		hb.Units = append(hb.Units, UnitReport{Name: name, Hash: testHash, Current: Launched,
+		name := p + strings.Repeat(`\`, unitfile.MaxUnitNameLen-len(p)-len(".service")) + ".service"
+		hb.Units = append(hb.Units, UnitReport{Name: name, Hash: testHash, Current: unitfile.Launched,
 			LoadState: strings.Repeat("l", MaxReportStateLen), ActiveState: strings.Repeat("a", MaxReportStateLen),
 			SubState: strings.Repeat("s", MaxReportStateLen), Error: strings.Repeat("e", MaxReportErrorLen)})
 	}
@@ -58,7 +60,7 @@ func TestMaxHeartbeatSizeIsTight(t *testing.T) {
 func TestHeartbeatValidate(t *testing.T) {
 	ok := func() Heartbeat {
 		return Heartbeat{Machine: Machine{ID: "abc123", PublicIP: "10.0.0.1", Metadata: map[string]string{"role": "db"}},
-			Units: []UnitReport{{Name: "a.service", Hash: testHash, Current: Launched, LoadState: "loaded", ActiveState: "active", SubState: "running"}}}
+			Units: []UnitReport{{Name: "a.service", Hash: testHash, Current: unitfile.Launched, LoadState: "loaded", ActiveState: "active", SubState: "running"}}}
 	}
 	tests := []struct {
 		name string
@@ -131,23 +133,23 @@ func TestMachineUnitLimit(t *testing.T) {
 		t.Skip("schedules 4096 units")
 	}
 	s := newSim(t, mach("m1"))
-	opts, _ := ParseUnitFile([]byte(unitText()))
+	opts, _ := unitfile.ParseUnitFile([]byte(unitText()))
 	var cmds []*Command
 	for i := 0; i < MaxUnitsPerMachine-1; i++ {
-		cmds = append(cmds, &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: fmt.Sprintf("u%04d.service", i), Options: opts, Desired: Launched}})
+		cmds = append(cmds, &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: fmt.Sprintf("u%04d.service", i), Options: opts, Desired: unitfile.Launched}})
 	}
 	for _, c := range cmds {
 		if _, err := s.store.Propose(t.Context(), c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.submit("global.service", Launched, "Global=true")
+	s.submit("global.service", unitfile.Launched, "Global=true")
 	s.reconcile()
 	if n := s.count("m1"); n != MaxUnitsPerMachine-1 {
 		t.Fatalf("%d units on m1, want %d", n, MaxUnitsPerMachine-1)
 	}
-	s.submit("more.service", Launched)
-	s.submit("pinned.service", Launched, "MachineID=m1")
+	s.submit("more.service", unitfile.Launched)
+	s.submit("pinned.service", unitfile.Launched, "MachineID=m1")
 	s.reconcile()
 	for _, n := range []string{"more.service", "pinned.service"} {
 		if w, r := s.where(n), s.reason(n); w != "" || !strings.Contains(r, "the most one machine may") {
@@ -158,7 +160,7 @@ func TestMachineUnitLimit(t *testing.T) {
 		t.Fatalf("m1 runs %d units, limit %d", got, MaxUnitsPerMachine)
 	}
 	// Room again: one goes.
-	s.setDesired("u0000.service", Inactive)
+	s.setDesired("u0000.service", unitfile.Inactive)
 	s.reconcile()
 	if s.where("more.service") == "" && s.where("pinned.service") == "" {
 		t.Fatal("nothing placed once m1 had room")

@@ -7,74 +7,46 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/pith-os/pith/unitfile"
 )
 
 // Unit is one unit known to the cluster. Values in State are immutable:
 // commands replace the pointer with a modified copy, so readers may keep
 // them without locking.
 type Unit struct {
-	Name    string       `json:"name"`
-	Options []UnitOption `json:"options"`
-	Desired DesiredState `json:"desiredState"`
-	Hash    string       `json:"hash"`
+	Name    string                `json:"name"`
+	Options []unitfile.UnitOption `json:"options"`
+	Desired unitfile.DesiredState `json:"desiredState"`
+	Hash    string                `json:"hash"`
 	// Machine is the target machine; empty while unscheduled.
 	Machine string `json:"machineID,omitempty"`
 	// Reason says why an unscheduled unit that should run is not placed.
 	Reason string `json:"reason,omitempty"`
 
-	req *Requirements
+	req *unitfile.Requirements
 }
 
 // Req returns the unit's parsed requirements.
-func (u *Unit) Req() *Requirements { return u.req }
+func (u *Unit) Req() *unitfile.Requirements { return u.req }
 
 // Global reports whether the unit runs on every eligible machine.
 func (u *Unit) Global() bool { return u.req.Global }
 
-// NewUnit validates a unit submission: its name, its options and their
-// [X-Fleet] requirements. Templates may be submitted but never scheduled.
-func NewUnit(name string, opts []UnitOption, desired DesiredState) (*Unit, error) {
-	if err := ValidateName(name); err != nil {
-		return nil, err
-	}
-	if _, err := ParseDesiredState(string(desired)); err != nil {
-		return nil, err
-	}
-	if len(opts) == 0 {
-		return nil, fmt.Errorf("unit %s has no options: submit a unit file with at least one section", name)
-	}
-	if len(opts) > MaxUnitOptions {
-		return nil, fmt.Errorf("unit %s has %d options, over the limit of %d", name, len(opts), MaxUnitOptions)
-	}
-	size := 0
-	for _, o := range opts {
-		if o.Section == "" || o.Name == "" {
-			return nil, fmt.Errorf("unit %s: option with empty section or name (section %q, name %q)", name, o.Section, o.Name)
-		}
-		if err := checkOption(o); err != nil {
-			return nil, fmt.Errorf("unit %s: %v", name, err)
-		}
-		size += len(o.Section) + len(o.Name) + len(o.Value) + 4
-	}
-	if size > MaxUnitFileSize {
-		return nil, fmt.Errorf("unit %s is about %d bytes, over the %d-byte limit: move data out of the unit", name, size, MaxUnitFileSize)
-	}
-	if err := checkRoundTrip(opts); err != nil {
-		return nil, fmt.Errorf("unit %s: %v", name, err)
-	}
-	if IsTemplate(name) && desired != Inactive {
-		return nil, fmt.Errorf("unit %s is a template: start an instance such as %s", name, strings.Replace(name, "@.", "@1.", 1))
-	}
-	req, err := ParseRequirements(name, opts)
+// NewUnit validates a unit submission (unitfile.Check: its name, its
+// options and their [X-Fleet] requirements) and makes the unit. Templates
+// may be submitted but never scheduled.
+func NewUnit(name string, opts []unitfile.UnitOption, desired unitfile.DesiredState) (*Unit, error) {
+	req, err := unitfile.Check(name, opts, desired)
 	if err != nil {
-		return nil, fmt.Errorf("unit %s: %v", name, err)
+		return nil, err
 	}
-	o := append([]UnitOption(nil), opts...)
-	return &Unit{Name: name, Options: o, Desired: desired, Hash: Hash(o), req: req}, nil
+	o := append([]unitfile.UnitOption(nil), opts...)
+	return &Unit{Name: name, Options: o, Desired: desired, Hash: unitfile.Hash(o), req: req}, nil
 }
 
 // Contents returns the unit file text the agent writes.
-func (u *Unit) Contents() []byte { return Serialize(u.Options) }
+func (u *Unit) Contents() []byte { return unitfile.Serialize(u.Options) }
 
 // Machine is one member of the cluster as the scheduler sees it.
 type Machine struct {

@@ -3,119 +3,40 @@ package schedule
 import (
 	"bytes"
 	"context"
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/pith-os/pith/unitfile"
 )
-
-func TestValidateName(t *testing.T) {
-	tests := []struct {
-		name string
-		err  string // substring; "" = valid
-	}{
-		{"web.service", ""},
-		{"mongo@1.service", ""},
-		{"mongo@.service", ""},
-		{"a-b_c:d.e\\x.timer", ""},
-		{"", "empty"},
-		{"web", "no type suffix"},
-		{"web.", `ends in "."`},
-		{"web.txt", `unknown type "txt"`},
-		{"@1.service", `starts with "@"`},
-		{"we b.service", `contains ' '`},
-		{"a@b@c.service", "more than one"},
-		{".service", "empty prefix"},
-		{strings.Repeat("a", 300) + ".service", "over systemd's limit"},
-	}
-	for _, tc := range tests {
-		err := ValidateName(tc.name)
-		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
-			t.Errorf("ValidateName(%q) = %v, want %q", tc.name, err, tc.err)
-		}
-	}
-}
-
-func TestParseRequirements(t *testing.T) {
-	tests := []struct {
-		name   string
-		unit   string
-		xfleet []string
-		want   *Requirements
-		err    string
-	}{
-		{name: "none", unit: "a.service", want: &Requirements{}},
-		{name: "specifiers", unit: "web@7.service", xfleet: []string{"Conflicts=%p@*.service", "MachineOf=%p-data@%i.service", "MachineMetadata=inst=%i"},
-			want: &Requirements{Conflicts: []string{"web@*.service"}, MachineOf: []string{"web-data@7.service"}, Metadata: map[string][]string{"inst": {"7"}}}},
-		{name: "quoted metadata", unit: "a.service", xfleet: []string{`MachineMetadata="region=us-east-1" "diskType=SSD"`, "MachineMetadata=region=us-west-1"},
-			want: &Requirements{Metadata: map[string][]string{"region": {"us-east-1", "us-west-1"}, "diskType": {"SSD"}}}},
-		{name: "deprecated names", unit: "a.service", xfleet: []string{"X-ConditionMachineID=abc", "X-ConditionMachineMetadata=a=b"},
-			want: &Requirements{MachineID: "abc", Metadata: map[string][]string{"a": {"b"}}}},
-		{name: "global last wins", unit: "a.service", xfleet: []string{"Global=true", "Global=false", "Global=yes"}, want: &Requirements{Global: true}},
-		{name: "replaces", unit: "a.service", xfleet: []string{"Replaces=b.service c*.service"}, want: &Requirements{Replaces: []string{"b.service", "c*.service"}}},
-		{name: "unknown key", unit: "a.service", xfleet: []string{"MachineIDs=x"}, err: `unrecognized requirement in [X-Fleet] section: "MachineIDs"`},
-		{name: "bad metadata", unit: "a.service", xfleet: []string{"MachineMetadata=region"}, err: "not key=value"},
-		{name: "bad glob", unit: "a.service", xfleet: []string{"Conflicts=[ab"}, err: "bad glob"},
-		{name: "bad bool", unit: "a.service", xfleet: []string{"Global=maybe"}, err: "not a boolean"},
-		{name: "unterminated quote", unit: "a.service", xfleet: []string{`MachineMetadata="a=b`}, err: "unterminated quote"},
-		{name: "MachineID+Conflicts", unit: "a.service", xfleet: []string{"MachineID=x", "Conflicts=b*"}, err: "MachineID cannot be used with Conflicts"},
-		{name: "MachineID+MachineOf", unit: "a.service", xfleet: []string{"MachineID=x", "MachineOf=b.service"}, err: "MachineID cannot be used with MachineOf"},
-		{name: "Global+Conflicts", unit: "a.service", xfleet: []string{"Global=true", "Conflicts=b*"}, err: "Global=true allows only MachineMetadata"},
-		{name: "peer conflicts", unit: "a.service", xfleet: []string{"MachineOf=b.service", "Conflicts=b*"}, err: "unresolvable requirements"},
-		{name: "peer replaced", unit: "a.service", xfleet: []string{"MachineOf=b.service", "Replaces=b.service"}, err: "unresolvable requirements"},
-		{name: "bad peer name", unit: "a.service", xfleet: []string{"MachineOf=b"}, err: "no type suffix"},
-		{name: "two MachineIDs", unit: "a.service", xfleet: []string{"MachineID=x", "MachineID=y"}, err: "given twice"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			opts, err := ParseUnitFile([]byte(unitText(tc.xfleet...)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := ParseRequirements(tc.unit, opts)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("err %v, want %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-}
 
 func TestBadSubmissionsStoreNothing(t *testing.T) {
 	s := NewMemStore()
-	good, _ := ParseUnitFile([]byte(unitText()))
-	huge := []UnitOption{{Section: "Service", Name: "Environment", Value: strings.Repeat("x", MaxUnitFileSize)}}
+	good, _ := unitfile.ParseUnitFile([]byte(unitText()))
+	huge := []unitfile.UnitOption{{Section: "Service", Name: "Environment", Value: strings.Repeat("x", unitfile.MaxUnitFileSize)}}
 	tests := []struct {
 		name string
 		spec UnitSpec
 		err  string
 	}{
-		{"bad name", UnitSpec{Name: "web", Options: good, Desired: Launched}, "no type suffix"},
-		{"no options", UnitSpec{Name: "a.service", Desired: Launched}, "no options"},
+		{"bad name", UnitSpec{Name: "web", Options: good, Desired: unitfile.Launched}, "no type suffix"},
+		{"no options", UnitSpec{Name: "a.service", Desired: unitfile.Launched}, "no options"},
 		{"bad desired", UnitSpec{Name: "a.service", Options: good, Desired: "running"}, "invalid desired state"},
-		{"huge", UnitSpec{Name: "a.service", Options: huge, Desired: Launched}, "over the"},
-		{"unknown xfleet", UnitSpec{Name: "a.service", Options: append(append([]UnitOption{}, good...), UnitOption{"X-Fleet", "Bogus", "1"}), Desired: Launched}, "unrecognized requirement"},
-		{"template launched", UnitSpec{Name: "a@.service", Options: good, Desired: Launched}, "template"},
-		{"newline in value", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "ExecStart", "/bin/a\n[X-Fleet]"}}, Desired: Launched}, "remove line breaks"},
-		{"trailing backslash", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "ExecStart", "/bin/a \\"}}, Desired: Launched}, "trailing backslashes"},
-		{"padded value", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "ExecStart", " /bin/a"}}, Desired: Launched}, "surrounding whitespace"},
-		{"bad option name", UnitSpec{Name: "a.service", Options: []UnitOption{{"Service", "Exec Start", "/bin/a"}}, Desired: Launched}, "malformed option name"},
-		{"bad section", UnitSpec{Name: "a.service", Options: []UnitOption{{"Serv]ice", "ExecStart", "/bin/a"}}, Desired: Launched}, "malformed section"},
-		{"long name", UnitSpec{Name: strings.Repeat("a", MaxUnitNameLen) + ".service", Options: good, Desired: Launched}, "over systemd's limit"},
-		{"name chars", UnitSpec{Name: "a/b.service", Options: good, Desired: Launched}, "contains '/'"},
-		{"two @", UnitSpec{Name: "a@b@c.service", Options: good, Desired: Launched}, "more than one"},
-		{"too many options", UnitSpec{Name: "a.service", Options: make([]UnitOption, MaxUnitOptions+1), Desired: Launched}, "over the limit of 4096"},
-		{"machineid and machineof", UnitSpec{Name: "a.service", Options: append(append([]UnitOption{}, good...), UnitOption{"X-Fleet", "MachineID", "m1"}, UnitOption{"X-Fleet", "MachineOf", "b.service"}), Desired: Launched}, "MachineID cannot be used with MachineOf"},
-		{"global and conflicts", UnitSpec{Name: "a.service", Options: append(append([]UnitOption{}, good...), UnitOption{"X-Fleet", "Global", "true"}, UnitOption{"X-Fleet", "Conflicts", "b*"}), Desired: Launched}, "Global=true allows only"},
-		{"two machine ids", UnitSpec{Name: "a.service", Options: append(append([]UnitOption{}, good...), UnitOption{"X-Fleet", "MachineID", "m1"}, UnitOption{"X-Fleet", "MachineID", "m2"}), Desired: Launched}, "given twice"},
-		{"bad glob", UnitSpec{Name: "a.service", Options: append(append([]UnitOption{}, good...), UnitOption{"X-Fleet", "Replaces", "b["}), Desired: Launched}, "bad glob"},
+		{"huge", UnitSpec{Name: "a.service", Options: huge, Desired: unitfile.Launched}, "over the"},
+		{"unknown xfleet", UnitSpec{Name: "a.service", Options: append(append([]unitfile.UnitOption{}, good...), unitfile.UnitOption{Section: "X-Fleet", Name: "Bogus", Value: "1"}), Desired: unitfile.Launched}, "unrecognized requirement"},
+		{"template launched", UnitSpec{Name: "a@.service", Options: good, Desired: unitfile.Launched}, "template"},
+		{"newline in value", UnitSpec{Name: "a.service", Options: []unitfile.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/bin/a\n[X-Fleet]"}}, Desired: unitfile.Launched}, "remove line breaks"},
+		{"trailing backslash", UnitSpec{Name: "a.service", Options: []unitfile.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/bin/a \\"}}, Desired: unitfile.Launched}, "trailing backslashes"},
+		{"padded value", UnitSpec{Name: "a.service", Options: []unitfile.UnitOption{{Section: "Service", Name: "ExecStart", Value: " /bin/a"}}, Desired: unitfile.Launched}, "surrounding whitespace"},
+		{"bad option name", UnitSpec{Name: "a.service", Options: []unitfile.UnitOption{{Section: "Service", Name: "Exec Start", Value: "/bin/a"}}, Desired: unitfile.Launched}, "malformed option name"},
+		{"bad section", UnitSpec{Name: "a.service", Options: []unitfile.UnitOption{{Section: "Serv]ice", Name: "ExecStart", Value: "/bin/a"}}, Desired: unitfile.Launched}, "malformed section"},
+		{"long name", UnitSpec{Name: strings.Repeat("a", unitfile.MaxUnitNameLen) + ".service", Options: good, Desired: unitfile.Launched}, "over systemd's limit"},
+		{"name chars", UnitSpec{Name: "a/b.service", Options: good, Desired: unitfile.Launched}, "contains '/'"},
+		{"two @", UnitSpec{Name: "a@b@c.service", Options: good, Desired: unitfile.Launched}, "more than one"},
+		{"too many options", UnitSpec{Name: "a.service", Options: make([]unitfile.UnitOption, unitfile.MaxUnitOptions+1), Desired: unitfile.Launched}, "over the limit of 4096"},
+		{"machineid and machineof", UnitSpec{Name: "a.service", Options: append(append([]unitfile.UnitOption{}, good...), unitfile.UnitOption{Section: "X-Fleet", Name: "MachineID", Value: "m1"}, unitfile.UnitOption{Section: "X-Fleet", Name: "MachineOf", Value: "b.service"}), Desired: unitfile.Launched}, "MachineID cannot be used with MachineOf"},
+		{"global and conflicts", UnitSpec{Name: "a.service", Options: append(append([]unitfile.UnitOption{}, good...), unitfile.UnitOption{Section: "X-Fleet", Name: "Global", Value: "true"}, unitfile.UnitOption{Section: "X-Fleet", Name: "Conflicts", Value: "b*"}), Desired: unitfile.Launched}, "Global=true allows only"},
+		{"two machine ids", UnitSpec{Name: "a.service", Options: append(append([]unitfile.UnitOption{}, good...), unitfile.UnitOption{Section: "X-Fleet", Name: "MachineID", Value: "m1"}, unitfile.UnitOption{Section: "X-Fleet", Name: "MachineID", Value: "m2"}), Desired: unitfile.Launched}, "given twice"},
+		{"bad glob", UnitSpec{Name: "a.service", Options: append(append([]unitfile.UnitOption{}, good...), unitfile.UnitOption{Section: "X-Fleet", Name: "Replaces", Value: "b["}), Desired: unitfile.Launched}, "bad glob"},
 	}
 	for _, tc := range tests {
 		spec := tc.spec
@@ -127,21 +48,21 @@ func TestBadSubmissionsStoreNothing(t *testing.T) {
 	if n := len(s.State().Units()); n != 0 {
 		t.Fatalf("%d units stored after bad submissions", n)
 	}
-	if _, err := ParseUnitFile(bytes.Repeat([]byte("#"), MaxUnitFileSize+1)); err == nil || !strings.Contains(err.Error(), "limit") {
+	if _, err := unitfile.ParseUnitFile(bytes.Repeat([]byte("#"), unitfile.MaxUnitFileSize+1)); err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("huge unit file: %v", err)
 	}
-	if _, err := ParseUnitFile([]byte("[Service\nExecStart=x\n")); err == nil {
+	if _, err := unitfile.ParseUnitFile([]byte("[Service\nExecStart=x\n")); err == nil {
 		t.Fatal("malformed unit file parsed")
 	}
 }
 
 func TestContinuationLinesAccepted(t *testing.T) {
 	text := "[Service]\nExecStart=/usr/bin/docker run \\\n  --name web \\\n  nginx\nDescription=trailing space   \n"
-	opts, err := ParseUnitFile([]byte(text))
+	opts, err := unitfile.ParseUnitFile([]byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := NewUnit("web.service", opts, Launched)
+	u, err := NewUnit("web.service", opts, unitfile.Launched)
 	if err != nil {
 		t.Fatalf("multi-line ExecStart refused: %v", err)
 	}
@@ -150,28 +71,11 @@ func TestContinuationLinesAccepted(t *testing.T) {
 	}
 }
 
-func TestHashAndTemplates(t *testing.T) {
-	a, _ := ParseUnitFile([]byte("[Service]\nExecStart=/bin/a\n"))
-	b, _ := ParseUnitFile([]byte("[Service]\nExecStart=/bin/b\n"))
-	if Hash(a) == Hash(b) || Hash(a) != Hash(append([]UnitOption{}, a...)) || len(Hash(a)) != 40 {
-		t.Fatalf("hashes: %s %s", Hash(a), Hash(b))
-	}
-	if tpl, ok := TemplateOf("mongo@1.service"); !ok || tpl != "mongo@.service" {
-		t.Fatalf("TemplateOf = %q %v", tpl, ok)
-	}
-	if _, ok := TemplateOf("mongo.service"); ok {
-		t.Fatal("plain unit has a template")
-	}
-	if !IsTemplate("mongo@.service") || IsTemplate("mongo@1.service") {
-		t.Fatal("IsTemplate wrong")
-	}
-}
-
 func TestSnapshotRestore(t *testing.T) {
 	s := newSim(t, mach("m1", "a=b"), mach("m2"))
-	s.submit("x.service", Launched, "Conflicts=y*")
-	s.submit("g.service", Launched, "Global=true")
-	s.submit("y.service", Loaded)
+	s.submit("x.service", unitfile.Launched, "Conflicts=y*")
+	s.submit("g.service", unitfile.Launched, "Global=true")
+	s.submit("y.service", unitfile.Loaded)
 	s.reconcile()
 	var buf bytes.Buffer
 	if err := s.store.State().Snapshot(&buf); err != nil {
@@ -219,11 +123,11 @@ func TestApplyLogEntries(t *testing.T) {
 		c.Apply(idx, e)
 		return a.Apply(idx, e), nil
 	})
-	opts, _ := ParseUnitFile([]byte(unitText()))
-	if _, err := ls.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "a.service", Options: opts, Desired: Launched}}); err != nil {
+	opts, _ := unitfile.ParseUnitFile([]byte(unitText()))
+	if _, err := ls.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "a.service", Options: opts, Desired: unitfile.Launched}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ls.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "a.service", Options: opts, Desired: Launched}}); err != ErrUnitExists {
+	if _, err := ls.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: "a.service", Options: opts, Desired: unitfile.Launched}}); err != ErrUnitExists {
 		t.Fatalf("duplicate create through the log: %v", err)
 	}
 	ls.Propose(context.Background(), &Command{Op: OpRegisterMachine, Machine: &Machine{ID: "m1"}})
@@ -241,11 +145,11 @@ func TestApplyLogEntries(t *testing.T) {
 
 func TestReplaceContents(t *testing.T) {
 	s := newSim(t, mach("m1"), mach("m2"))
-	s.submit("a.service", Launched)
+	s.submit("a.service", unitfile.Launched)
 	s.reconcile()
 	m := s.where("a.service")
 	h := s.store.State().Unit("a.service").Hash
-	s.submit("a.service", Launched, "MachineMetadata=x=y")
+	s.submit("a.service", unitfile.Launched, "MachineMetadata=x=y")
 	if got := s.store.State().Unit("a.service"); got.Machine != m || got.Hash == h {
 		t.Fatalf("replaced unit: machine %q (was %q), hash changed %v", got.Machine, m, got.Hash != h)
 	}
@@ -254,11 +158,11 @@ func TestReplaceContents(t *testing.T) {
 	if s.where("a.service") != "" || !strings.Contains(s.reason("a.service"), "MachineMetadata") {
 		t.Fatalf("after replace: on %q, %q", s.where("a.service"), s.reason("a.service"))
 	}
-	if err := s.trySubmit("a.service", Launched, "MachineMetadata=x=y"); err != ErrUnitExists {
+	if err := s.trySubmit("a.service", unitfile.Launched, "MachineMetadata=x=y"); err != ErrUnitExists {
 		t.Fatalf("identical resubmit: %v", err)
 	}
-	s.submit("a.service", Inactive)
-	if u := s.store.State().Unit("a.service"); u.Desired != Inactive || u.Machine != "" {
+	s.submit("a.service", unitfile.Inactive)
+	if u := s.store.State().Unit("a.service"); u.Desired != unitfile.Inactive || u.Machine != "" {
 		t.Fatalf("replace to inactive: %+v", u)
 	}
 }
@@ -272,19 +176,19 @@ func FuzzUnitFile(f *testing.F) {
 	f.Add("x.timer", "[Timer]\nOnCalendar=daily\n")
 	f.Add("b.service", "[Service]\nExecStart=/bin/sh -c 'echo \\\n continued'\n")
 	f.Fuzz(func(t *testing.T, name, text string) {
-		opts, err := ParseUnitFile([]byte(text))
+		opts, err := unitfile.ParseUnitFile([]byte(text))
 		if err != nil {
 			return
 		}
-		u, err := NewUnit(name, opts, Inactive)
+		u, err := NewUnit(name, opts, unitfile.Inactive)
 		if err != nil {
 			return
 		}
-		back, err := ParseUnitFile(u.Contents())
+		back, err := unitfile.ParseUnitFile(u.Contents())
 		if err != nil {
 			t.Fatalf("serialized unit does not parse: %v\n%s", err, u.Contents())
 		}
-		if Hash(back) != u.Hash {
+		if unitfile.Hash(back) != u.Hash {
 			t.Fatalf("hash changed through serialize/parse:\n%q\n%q", opts, back)
 		}
 	})

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/pith-os/pith/unitfile"
 )
 
 type mstate struct {
@@ -74,12 +76,12 @@ func (p *planner) unassign(pl *plan, reason string) {
 // counts from the replaced unit's side only: b replaces a keeps a away.
 func conflicts(a, b *Unit) bool {
 	for _, c := range a.req.Conflicts {
-		if globMatch(c, b.Name) {
+		if unitfile.GlobMatch(c, b.Name) {
 			return true
 		}
 	}
 	for _, c := range b.req.Conflicts {
-		if globMatch(c, a.Name) {
+		if unitfile.GlobMatch(c, a.Name) {
 			return true
 		}
 	}
@@ -91,7 +93,7 @@ func conflicts(a, b *Unit) bool {
 func replaces(a, b *Unit) bool {
 	ab, ba := false, false
 	for _, r := range a.req.Replaces {
-		if globMatch(r, b.Name) {
+		if unitfile.GlobMatch(r, b.Name) {
 			ab = true
 			break
 		}
@@ -100,7 +102,7 @@ func replaces(a, b *Unit) bool {
 		return false
 	}
 	for _, r := range b.req.Replaces {
-		if globMatch(r, a.Name) {
+		if unitfile.GlobMatch(r, a.Name) {
 			ba = true
 			break
 		}
@@ -315,7 +317,7 @@ func newPlanner(machines []*Machine, units []*Unit, live *Liveness) (*planner, [
 	// Current assignments.
 	var sched []*plan
 	for _, u := range units {
-		if u.req.Global || u.Desired == Inactive || IsTemplate(u.Name) {
+		if u.req.Global || u.Desired == unitfile.Inactive || unitfile.IsTemplate(u.Name) {
 			continue
 		}
 		pl := &plan{u: u, machine: u.Machine, reason: u.Reason}
@@ -333,7 +335,7 @@ func newPlanner(machines []*Machine, units []*Unit, live *Liveness) (*planner, [
 	// Global units run beside the placed ones and count towards the
 	// machine's limit (its heartbeat reports them all).
 	for _, u := range units {
-		if u.req.Global && u.Desired != Inactive && !IsTemplate(u.Name) {
+		if u.req.Global && u.Desired != unitfile.Inactive && !unitfile.IsTemplate(u.Name) {
 			for _, ms := range p.machines {
 				if u.req.MatchesMetadata(ms.m.Metadata) {
 					ms.global++

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pith-os/pith/unitfile"
 )
 
 // sim is an in-process cluster: a MemStore, a leader engine with a fake
@@ -72,7 +74,7 @@ func (s *sim) pass(d time.Duration) {
 	}
 }
 
-func (s *sim) submit(name string, desired DesiredState, xfleet ...string) {
+func (s *sim) submit(name string, desired unitfile.DesiredState, xfleet ...string) {
 	s.t.Helper()
 	if err := s.trySubmit(name, desired, xfleet...); err != nil {
 		s.t.Fatalf("submit %s: %v", name, err)
@@ -91,8 +93,8 @@ func unitText(xfleet ...string) string {
 	return b.String()
 }
 
-func (s *sim) trySubmit(name string, desired DesiredState, xfleet ...string) error {
-	opts, err := ParseUnitFile([]byte(unitText(xfleet...)))
+func (s *sim) trySubmit(name string, desired unitfile.DesiredState, xfleet ...string) error {
+	opts, err := unitfile.ParseUnitFile([]byte(unitText(xfleet...)))
 	if err != nil {
 		return err
 	}
@@ -100,7 +102,7 @@ func (s *sim) trySubmit(name string, desired DesiredState, xfleet ...string) err
 	return err
 }
 
-func (s *sim) setDesired(name string, d DesiredState) {
+func (s *sim) setDesired(name string, d unitfile.DesiredState) {
 	s.t.Helper()
 	if _, err := s.store.Propose(context.Background(), &Command{Op: OpSetDesired, Name: name, Desired: d}); err != nil {
 		s.t.Fatal(err)
@@ -126,7 +128,7 @@ func (s *sim) check() {
 		if u.Machine == "" {
 			continue
 		}
-		if u.Desired == Inactive {
+		if u.Desired == unitfile.Inactive {
 			s.t.Fatalf("inactive unit %s is on %s", u.Name, u.Machine)
 		}
 		if u.Global() {
@@ -176,7 +178,7 @@ func names(us []*Unit) string {
 func TestLeastLoadedSpread(t *testing.T) {
 	s := newSim(t, mach("m1"), mach("m2"), mach("m3"))
 	for i := 0; i < 9; i++ {
-		s.submit(fmt.Sprintf("web%d.service", i), Launched)
+		s.submit(fmt.Sprintf("web%d.service", i), unitfile.Launched)
 	}
 	s.reconcile()
 	for _, m := range []string{"m1", "m2", "m3"} {
@@ -284,7 +286,7 @@ func TestOptions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSim(t, tc.machines...)
 			for _, u := range tc.units {
-				s.submit(u.name, Launched, u.xfleet...)
+				s.submit(u.name, unitfile.Launched, u.xfleet...)
 				s.reconcile()
 			}
 			s.reconcile()
@@ -307,13 +309,13 @@ func TestOptions(t *testing.T) {
 
 func TestTemplateInstances(t *testing.T) {
 	s := newSim(t, mach("m1"), mach("m2"))
-	if err := s.trySubmit("mongo@.service", Launched, "Conflicts=%p@*.service"); err == nil {
+	if err := s.trySubmit("mongo@.service", unitfile.Launched, "Conflicts=%p@*.service"); err == nil {
 		t.Fatal("launching a template was accepted")
 	}
-	s.submit("mongo@.service", Inactive, "Conflicts=%p@*.service")
+	s.submit("mongo@.service", unitfile.Inactive, "Conflicts=%p@*.service")
 	tmpl := s.store.State().Unit("mongo@.service")
 	for _, n := range []string{"mongo@1.service", "mongo@2.service"} {
-		if _, err := s.store.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: n, Options: tmpl.Options, Desired: Launched}}); err != nil {
+		if _, err := s.store.Propose(context.Background(), &Command{Op: OpCreateUnit, Unit: &UnitSpec{Name: n, Options: tmpl.Options, Desired: unitfile.Launched}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -329,8 +331,8 @@ func TestTemplateInstances(t *testing.T) {
 
 func TestGlobalJoinLeave(t *testing.T) {
 	s := newSim(t, mach("m1", "role=web"), mach("m2", "role=db"))
-	s.submit("log.service", Launched, "Global=true")
-	s.submit("webagent.service", Launched, "Global=true", "MachineMetadata=role=web")
+	s.submit("log.service", unitfile.Launched, "Global=true")
+	s.submit("webagent.service", unitfile.Launched, "Global=true", "MachineMetadata=role=web")
 	s.reconcile()
 	st := s.store.State()
 	assigned := func(id string) string { return names(st.Assigned(id)) }
@@ -354,7 +356,7 @@ func TestGlobalJoinLeave(t *testing.T) {
 		t.Errorf("m1 after metadata change runs %q", got)
 	}
 	// Stopping the global removes it everywhere.
-	s.setDesired("log.service", Inactive)
+	s.setDesired("log.service", unitfile.Inactive)
 	if got := assigned("m2"); got != "" {
 		t.Errorf("m2 after stopping global runs %q", got)
 	}
@@ -362,7 +364,7 @@ func TestGlobalJoinLeave(t *testing.T) {
 
 func TestMetadataChangeMovesUnit(t *testing.T) {
 	s := newSim(t, mach("m1", "disk=ssd"), mach("m2", "disk=hdd"))
-	s.submit("db.service", Launched, "MachineMetadata=disk=ssd")
+	s.submit("db.service", unitfile.Launched, "MachineMetadata=disk=ssd")
 	s.reconcile()
 	if s.where("db.service") != "m1" {
 		t.Fatal("db not on m1")
@@ -378,9 +380,9 @@ func TestMetadataChangeMovesUnit(t *testing.T) {
 func TestDeadMachineRescheduleAndNoStealBack(t *testing.T) {
 	s := newSim(t, mach("m1"), mach("m2"), mach("m3"))
 	for i := 0; i < 6; i++ {
-		s.submit(fmt.Sprintf("u%d.service", i), Launched)
+		s.submit(fmt.Sprintf("u%d.service", i), unitfile.Launched)
 	}
-	s.submit("pinned.service", Launched, "MachineID=m1")
+	s.submit("pinned.service", unitfile.Launched, "MachineID=m1")
 	s.reconcile()
 	var onM1 []string
 	for _, u := range s.store.State().Units() {
@@ -433,8 +435,8 @@ func TestDeadMachineRescheduleAndNoStealBack(t *testing.T) {
 
 func TestFlappingMachine(t *testing.T) {
 	s := newSim(t, mach("m1"), mach("m2"))
-	s.submit("a.service", Launched)
-	s.submit("b.service", Launched)
+	s.submit("a.service", unitfile.Launched)
+	s.submit("b.service", unitfile.Launched)
 	s.reconcile()
 	moves := 0
 	last := map[string]string{"a.service": s.where("a.service"), "b.service": s.where("b.service")}
@@ -463,8 +465,8 @@ func TestFlappingMachine(t *testing.T) {
 
 func TestNewLeaderGrace(t *testing.T) {
 	s := newSim(t, mach("m1"), mach("m2"))
-	s.submit("a.service", Launched, "MachineID=m1")
-	s.submit("b.service", Launched)
+	s.submit("a.service", unitfile.Launched, "MachineID=m1")
+	s.submit("b.service", unitfile.Launched)
 	s.reconcile()
 	// A new leader: fresh liveness table. m1 has gone silent, m2 beats.
 	s.up["m1"] = false
@@ -482,8 +484,8 @@ func TestNewLeaderGrace(t *testing.T) {
 
 func TestLeaderChangeMidReconcile(t *testing.T) {
 	s := newSim(t, mach("m1"), mach("m2"))
-	s.submit("a.service", Launched, "Conflicts=b.service")
-	s.submit("b.service", Launched)
+	s.submit("a.service", unitfile.Launched, "Conflicts=b.service")
+	s.submit("b.service", unitfile.Launched)
 	// The old leader (term 1) plans but is slow to commit; meanwhile a new
 	// leader (term 2) with a different view places the units.
 	oldPlan, _ := s.eng.Plan()
@@ -510,8 +512,8 @@ func TestLeaderChangeMidReconcile(t *testing.T) {
 	}
 	// Interleaving inside Propose: the new leader commits while the old
 	// one's command is in flight.
-	s.setDesired("a.service", Inactive)
-	s.setDesired("a.service", Launched)
+	s.setDesired("a.service", unitfile.Inactive)
+	s.setDesired("a.service", unitfile.Launched)
 	stale, _ := (&Engine{Store: s.store, Live: s.live, Term: 1}).Plan()
 	fired := false
 	s.store.Hook = func(c *Command) {
@@ -531,13 +533,13 @@ func TestLeaderChangeMidReconcile(t *testing.T) {
 
 func TestInactiveUnschedules(t *testing.T) {
 	s := newSim(t, mach("m1"))
-	s.submit("a.service", Launched)
+	s.submit("a.service", unitfile.Launched)
 	s.reconcile()
-	s.setDesired("a.service", Inactive)
+	s.setDesired("a.service", unitfile.Inactive)
 	if got := s.where("a.service"); got != "" {
 		t.Fatalf("inactive unit still on %q", got)
 	}
-	s.setDesired("a.service", Loaded)
+	s.setDesired("a.service", unitfile.Loaded)
 	s.reconcile()
 	if got := s.where("a.service"); got != "m1" {
 		t.Fatalf("loaded unit on %q", got)
@@ -549,8 +551,8 @@ func TestInactiveUnschedules(t *testing.T) {
 
 func TestMachineOfFollowsPeerOnDeath(t *testing.T) {
 	s := newSim(t, mach("m1"), mach("m2"))
-	s.submit("db.service", Launched)
-	s.submit("backup.service", Launched, "MachineOf=db.service")
+	s.submit("db.service", unitfile.Launched)
+	s.submit("backup.service", unitfile.Launched, "MachineOf=db.service")
 	s.reconcile()
 	m := s.where("db.service")
 	if s.where("backup.service") != m {
@@ -609,7 +611,7 @@ func TestLivenessChangedAndStatus(t *testing.T) {
 func TestForgetDeadEmptyMachines(t *testing.T) {
 	s := newSim(t, mach("m1"), mach("m2"))
 	s.eng.ForgetAfter = time.Minute
-	s.submit("pinned.service", Launched, "MachineID=m2")
+	s.submit("pinned.service", unitfile.Launched, "MachineID=m2")
 	s.reconcile()
 	s.up["m1"], s.up["m2"] = false, false
 	m3 := mach("m3")

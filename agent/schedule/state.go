@@ -7,6 +7,8 @@ import (
 	"io"
 	"sort"
 	"sync"
+
+	"github.com/pith-os/pith/unitfile"
 )
 
 // Errors Apply returns to the proposer (they are results, not failures of
@@ -96,7 +98,7 @@ func (s *State) apply(cmd *Command) (any, error) {
 			// New contents replace the old, with the command's desired
 			// state; the placement is kept (unless now inactive) and the
 			// engine re-checks it against the new requirements.
-			if u.Desired != Inactive {
+			if u.Desired != unitfile.Inactive {
 				u.Machine = old.Machine
 				u.Reason = old.Reason
 			}
@@ -108,11 +110,11 @@ func (s *State) apply(cmd *Command) (any, error) {
 		if !ok {
 			return nil, ErrUnitNotFound
 		}
-		d, err := ParseDesiredState(string(cmd.Desired))
+		d, err := unitfile.ParseDesiredState(string(cmd.Desired))
 		if err != nil {
 			return nil, err
 		}
-		if IsTemplate(old.Name) && d != Inactive {
+		if unitfile.IsTemplate(old.Name) && d != unitfile.Inactive {
 			return nil, fmt.Errorf("unit %s is a template: start an instance of it instead", old.Name)
 		}
 		if old.Desired == d {
@@ -120,7 +122,7 @@ func (s *State) apply(cmd *Command) (any, error) {
 		}
 		u := *old
 		u.Desired = d
-		if d == Inactive {
+		if d == unitfile.Inactive {
 			u.Machine, u.Reason = "", ""
 		}
 		s.putUnit(&u)
@@ -166,7 +168,7 @@ func (s *State) apply(cmd *Command) (any, error) {
 		var r PlaceResult
 		for _, p := range cmd.Placements {
 			old, ok := s.units[p.Unit]
-			if !ok || old.Machine != p.From || (p.To != "" && old.Desired == Inactive) {
+			if !ok || old.Machine != p.From || (p.To != "" && old.Desired == unitfile.Inactive) {
 				r.Skipped++
 				continue
 			}
@@ -292,13 +294,13 @@ func (s *State) Assigned(id string) []*Unit {
 	s.mu.RLock()
 	var out []*Unit
 	for _, u := range s.byMachine[id] {
-		if u.Desired != Inactive {
+		if u.Desired != unitfile.Inactive {
 			out = append(out, u)
 		}
 	}
 	if m := s.machines[id]; m != nil {
 		for _, u := range s.globals {
-			if u.Desired != Inactive && u.req.MatchesMetadata(m.Metadata) {
+			if u.Desired != unitfile.Inactive && u.req.MatchesMetadata(m.Metadata) {
 				out = append(out, u)
 			}
 		}
@@ -339,7 +341,7 @@ func (s *State) Restore(r io.Reader) error {
 	fresh := NewState()
 	fresh.index, fresh.term = snap.Index, snap.Term
 	for _, su := range snap.Units {
-		req, err := ParseRequirements(su.Name, su.Options)
+		req, err := unitfile.ParseRequirements(su.Name, su.Options)
 		if err != nil {
 			return fmt.Errorf("schedule: snapshot unit %s: %v", su.Name, err)
 		}

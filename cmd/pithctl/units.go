@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
+	"github.com/pith-os/pith/unitfile"
 )
 
 func init() { rootCmd.AddCommand(unitCommands()...) }
@@ -102,25 +102,25 @@ func unitCommands() []*cobra.Command {
 		Use:   "load UNIT...",
 		Short: "Schedule units to machines without starting them",
 		Args:  cobra.MinimumNArgs(1),
-		RunE:  func(cmd *cobra.Command, args []string) error { return o.transition(cmd, args, schedule.Loaded) },
+		RunE:  func(cmd *cobra.Command, args []string) error { return o.transition(cmd, args, unitfile.Loaded) },
 	}))
 	start := blocking(common(&cobra.Command{
 		Use:   "start UNIT...",
 		Short: "Schedule and start units; waits until they are launched or says why not",
 		Args:  cobra.MinimumNArgs(1),
-		RunE:  func(cmd *cobra.Command, args []string) error { return o.transition(cmd, args, schedule.Launched) },
+		RunE:  func(cmd *cobra.Command, args []string) error { return o.transition(cmd, args, unitfile.Launched) },
 	}))
 	stop := blocking(common(&cobra.Command{
 		Use:   "stop UNIT...",
 		Short: "Stop units (they stay loaded on their machines)",
 		Args:  cobra.MinimumNArgs(1),
-		RunE:  func(cmd *cobra.Command, args []string) error { return o.setState(cmd, args, schedule.Loaded) },
+		RunE:  func(cmd *cobra.Command, args []string) error { return o.setState(cmd, args, unitfile.Loaded) },
 	}))
 	unload := blocking(common(&cobra.Command{
 		Use:   "unload UNIT...",
 		Short: "Stop units and take them off their machines (they stay known)",
 		Args:  cobra.MinimumNArgs(1),
-		RunE:  func(cmd *cobra.Command, args []string) error { return o.setState(cmd, args, schedule.Inactive) },
+		RunE:  func(cmd *cobra.Command, args []string) error { return o.setState(cmd, args, unitfile.Inactive) },
 	}))
 	destroy := common(&cobra.Command{
 		Use:   "destroy UNIT...",

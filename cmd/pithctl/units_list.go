@@ -15,8 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
+	"github.com/pith-os/pith/unitfile"
 )
 
 func (o *unitOpts) machineIPs(ctx context.Context, c *fleetapi.Client) map[string]string {
@@ -125,7 +125,7 @@ func (o *unitOpts) listUnits(cmd *cobra.Command, _ []string) error {
 	}
 	// Units that should run but no machine reports yet.
 	for _, u := range units {
-		if seen[u.Name] || u.DesiredState == string(schedule.Inactive) || u.DesiredState == "" {
+		if seen[u.Name] || u.DesiredState == string(unitfile.Inactive) || u.DesiredState == "" {
 			continue
 		}
 		rows = append(rows, map[string]string{"unit": u.Name, "machine": machineLabel(u.MachineID, ips[u.MachineID], o.full), "desc": unitDescription(u)})
@@ -211,11 +211,11 @@ func (o *unitOpts) cat(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := make([]schedule.UnitOption, len(u.Options))
+	opts := make([]unitfile.UnitOption, len(u.Options))
 	for i, op := range u.Options {
 		opts[i] = *op
 	}
-	_, err = cmd.OutOrStdout().Write(schedule.Serialize(opts))
+	_, err = cmd.OutOrStdout().Write(unitfile.Serialize(opts))
 	return err
 }
 

@@ -13,13 +13,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
+	"github.com/pith-os/pith/unitfile"
 )
 
 // transition submits (if needed) and moves units to desired ("" = submit
 // only), then waits unless --no-block.
-func (o *unitOpts) transition(cmd *cobra.Command, args []string, desired schedule.DesiredState) error {
+func (o *unitOpts) transition(cmd *cobra.Command, args []string, desired unitfile.DesiredState) error {
 	c, ctx, cancel, err := o.session(cmd)
 	if err != nil {
 		return err
@@ -50,7 +50,7 @@ func (o *unitOpts) transition(cmd *cobra.Command, args []string, desired schedul
 	return o.wait(cmd, ctx, c, names, desired)
 }
 
-func (o *unitOpts) setState(cmd *cobra.Command, args []string, desired schedule.DesiredState) error {
+func (o *unitOpts) setState(cmd *cobra.Command, args []string, desired unitfile.DesiredState) error {
 	c, ctx, cancel, err := o.session(cmd)
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func (o *unitOpts) setState(cmd *cobra.Command, args []string, desired schedule.
 
 // wait polls until every unit's currentState reaches desired. With
 // --block-timeout it gives up and explains what it sees.
-func (o *unitOpts) wait(cmd *cobra.Command, ctx context.Context, c *fleetapi.Client, names []string, desired schedule.DesiredState) error {
+func (o *unitOpts) wait(cmd *cobra.Command, ctx context.Context, c *fleetapi.Client, names []string, desired unitfile.DesiredState) error {
 	if o.noBlock {
 		return nil
 	}
@@ -107,7 +107,7 @@ func (o *unitOpts) wait(cmd *cobra.Command, ctx context.Context, c *fleetapi.Cli
 			if u.CurrentState != string(desired) {
 				// Say at once why a unit is not placed, and keep waiting:
 				// the cluster may change (a machine joins, a conflict stops).
-				if desired != schedule.Inactive && u.MachineID == "" && u.Reason != "" && told[n] != u.Reason {
+				if desired != unitfile.Inactive && u.MachineID == "" && u.Reason != "" && told[n] != u.Reason {
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s: waiting: not scheduled: %s\n", n, u.Reason)
 					told[n] = u.Reason
 				}
@@ -115,7 +115,7 @@ func (o *unitOpts) wait(cmd *cobra.Command, ctx context.Context, c *fleetapi.Cli
 			}
 			delete(pending, n)
 			switch {
-			case desired == schedule.Inactive:
+			case desired == unitfile.Inactive:
 				fmt.Fprintf(cmd.OutOrStdout(), "Unit %s inactive\n", n)
 			case u.MachineID == "":
 				fmt.Fprintf(cmd.OutOrStdout(), "Unit %s %s on all eligible machines\n", n, desired)
@@ -140,7 +140,7 @@ func (o *unitOpts) wait(cmd *cobra.Command, ctx context.Context, c *fleetapi.Cli
 }
 
 // whyNot explains, per unit, why it has not reached desired.
-func (o *unitOpts) whyNot(c *fleetapi.Client, pending map[string]bool, desired schedule.DesiredState, cause error) error {
+func (o *unitOpts) whyNot(c *fleetapi.Client, pending map[string]bool, desired unitfile.DesiredState, cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var msgs []string

@@ -12,8 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
+	"github.com/pith-os/pith/unitfile"
 )
 
 // mangle appends .service to names without a unit type, as fleetctl does.
@@ -30,7 +30,7 @@ func mangle(arg string) string {
 func localUnit(arg string) (string, []byte, error) {
 	name := mangle(arg)
 	candidates := []string{arg, name}
-	if tpl, ok := schedule.TemplateOf(name); ok {
+	if tpl, ok := unitfile.TemplateOf(name); ok {
 		candidates = append(candidates, filepath.Join(filepath.Dir(arg), tpl))
 	}
 	for _, p := range candidates {
@@ -51,29 +51,29 @@ func localUnit(arg string) (string, []byte, error) {
 
 // ensure makes sure the unit exists in the cluster, creating it from a
 // local file or template (local first, then the cluster's template).
-func (o *unitOpts) ensure(ctx context.Context, c *fleetapi.Client, arg string, desired schedule.DesiredState, warn io.Writer) (string, bool, error) {
+func (o *unitOpts) ensure(ctx context.Context, c *fleetapi.Client, arg string, desired unitfile.DesiredState, warn io.Writer) (string, bool, error) {
 	name, body, err := localUnit(arg)
 	if err != nil {
 		return name, false, fmt.Errorf("%s: %v", arg, err)
 	}
-	if err := schedule.ValidateName(name); err != nil {
+	if err := unitfile.ValidateName(name); err != nil {
 		return name, false, err
 	}
 	existing, err := c.Unit(ctx, name)
 	if err != nil {
 		return name, false, err
 	}
-	var opts []schedule.UnitOption
+	var opts []unitfile.UnitOption
 	if body != nil {
-		if opts, err = schedule.ParseUnitFile(body); err != nil {
+		if opts, err = unitfile.ParseUnitFile(body); err != nil {
 			return name, false, fmt.Errorf("%s: %v", arg, err)
 		}
 	}
 	if existing != nil {
-		if opts != nil && schedule.Hash(opts) != hashOf(existing) {
+		if opts != nil && unitfile.Hash(opts) != hashOf(existing) {
 			switch {
 			case o.replace:
-				if _, err := schedule.NewUnit(name, opts, schedule.DesiredState(existing.DesiredState)); err != nil {
+				if _, err := unitfile.Check(name, opts, unitfile.DesiredState(existing.DesiredState)); err != nil {
 					return name, false, err
 				}
 				return name, false, c.CreateUnit(ctx, &fleetapi.Unit{Name: name, DesiredState: existing.DesiredState, Options: ptrs(opts)})
@@ -86,7 +86,7 @@ func (o *unitOpts) ensure(ctx context.Context, c *fleetapi.Client, arg string, d
 		return name, false, nil
 	}
 	if opts == nil {
-		tpl, ok := schedule.TemplateOf(name)
+		tpl, ok := unitfile.TemplateOf(name)
 		if !ok {
 			return name, false, fmt.Errorf("unit %s not found in the cluster, and no file %s here", name, name)
 		}
@@ -102,10 +102,10 @@ func (o *unitOpts) ensure(ctx context.Context, c *fleetapi.Client, arg string, d
 		}
 	}
 	if desired == "" {
-		desired = schedule.Inactive
+		desired = unitfile.Inactive
 	}
 	// Validate locally for a clear message before any request.
-	if _, err := schedule.NewUnit(name, opts, desired); err != nil {
+	if _, err := unitfile.Check(name, opts, desired); err != nil {
 		return name, false, err
 	}
 	return name, true, c.CreateUnit(ctx, &fleetapi.Unit{Name: name, DesiredState: string(desired), Options: ptrs(opts)})
@@ -114,34 +114,34 @@ func (o *unitOpts) ensure(ctx context.Context, c *fleetapi.Client, arg string, d
 // checkLocal validates every argument's name and local file before any
 // request, so `submit good.service bad.service` stores nothing rather than
 // half of what was asked.
-func checkLocal(args []string, desired schedule.DesiredState) error {
+func checkLocal(args []string, desired unitfile.DesiredState) error {
 	if desired == "" {
-		desired = schedule.Inactive
+		desired = unitfile.Inactive
 	}
 	for _, a := range args {
 		name, body, err := localUnit(a)
 		if err != nil {
 			return fmt.Errorf("%s: %v", a, err)
 		}
-		if err := schedule.ValidateName(name); err != nil {
+		if err := unitfile.ValidateName(name); err != nil {
 			return err
 		}
 		if body == nil {
 			continue // the cluster's copy or template; checked by ensure
 		}
-		opts, err := schedule.ParseUnitFile(body)
+		opts, err := unitfile.ParseUnitFile(body)
 		if err != nil {
 			return fmt.Errorf("%s: %v", a, err)
 		}
-		if _, err := schedule.NewUnit(name, opts, desired); err != nil {
+		if _, err := unitfile.Check(name, opts, desired); err != nil {
 			return fmt.Errorf("%s: %v", a, err)
 		}
 	}
 	return nil
 }
 
-func ptrs(opts []schedule.UnitOption) []*schedule.UnitOption {
-	out := make([]*schedule.UnitOption, len(opts))
+func ptrs(opts []unitfile.UnitOption) []*unitfile.UnitOption {
+	out := make([]*unitfile.UnitOption, len(opts))
 	for i := range opts {
 		out[i] = &opts[i]
 	}
@@ -149,9 +149,9 @@ func ptrs(opts []schedule.UnitOption) []*schedule.UnitOption {
 }
 
 func hashOf(u *fleetapi.Unit) string {
-	opts := make([]schedule.UnitOption, len(u.Options))
+	opts := make([]unitfile.UnitOption, len(u.Options))
 	for i, op := range u.Options {
 		opts[i] = *op
 	}
-	return schedule.Hash(opts)
+	return unitfile.Hash(opts)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
 	"github.com/pith-os/pith/agent/units/simunits"
+	"github.com/pith-os/pith/unitfile"
 )
 
 // anySim answers unit inspection from whichever simulated machine has the
@@ -226,7 +227,7 @@ func TestSubmitErrors(t *testing.T) {
 		{"web.txt", "[Service]\nExecStart=/bin/true\n", `unknown type "txt"`},
 		{"broken.service", "[Service\nExecStart=/bin/true\n", "unit file does not parse"},
 		{"empty.service", "", "has no options"},
-		{"huge.service", "[Service]\nExecStart=/bin/true\nEnvironment=" + strings.Repeat("x", schedule.MaxUnitFileSize) + "\n", "over the 262144-byte limit"},
+		{"huge.service", "[Service]\nExecStart=/bin/true\nEnvironment=" + strings.Repeat("x", unitfile.MaxUnitFileSize) + "\n", "over the 262144-byte limit"},
 		{"pin.service", "[Service]\nExecStart=/bin/true\n[X-Fleet]\nMachineID=abc\nConflicts=pin*\n", "MachineID cannot be used with Conflicts"},
 		{"glob.service", "[Service]\nExecStart=/bin/true\n[X-Fleet]\nConflicts=a[\n", "bad glob"},
 		{"we b.service", "[Service]\nExecStart=/bin/true\n", `contains ' '`},

@@ -9,6 +9,7 @@ package main
 
 import (
 	"github.com/pith-os/pith/internal/pithdtest"
+	"github.com/pith-os/pith/unitfile"
 
 	"context"
 	"fmt"
@@ -100,8 +101,8 @@ func BenchmarkScheduleRaft(b *testing.B) {
 		// Wait until the leader's engine runs (after its barrier).
 		time.Sleep(200 * time.Millisecond)
 		ctx := context.Background()
-		plain, _ := schedule.ParseUnitFile([]byte("[Service]\nExecStart=/bin/sleep infinity\n"))
-		conf, _ := schedule.ParseUnitFile([]byte("[Service]\nExecStart=/bin/sleep infinity\n[X-Fleet]\nConflicts=db@*.service\n"))
+		plain, _ := unitfile.ParseUnitFile([]byte("[Service]\nExecStart=/bin/sleep infinity\n"))
+		conf, _ := unitfile.ParseUnitFile([]byte("[Service]\nExecStart=/bin/sleep infinity\n[X-Fleet]\nConflicts=db@*.service\n"))
 		var wg sync.WaitGroup
 		work := make(chan int)
 		for w := 0; w < 32; w++ {
@@ -109,9 +110,9 @@ func BenchmarkScheduleRaft(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				for j := range work {
-					spec := &schedule.UnitSpec{Name: fmt.Sprintf("app%05d.service", j), Options: plain, Desired: schedule.Launched}
+					spec := &schedule.UnitSpec{Name: fmt.Sprintf("app%05d.service", j), Options: plain, Desired: unitfile.Launched}
 					if j%20 == 0 {
-						spec = &schedule.UnitSpec{Name: fmt.Sprintf("db@%d.service", j), Options: conf, Desired: schedule.Launched}
+						spec = &schedule.UnitSpec{Name: fmt.Sprintf("db@%d.service", j), Options: conf, Desired: unitfile.Launched}
 					}
 					if _, err := lead.svc.Store().Propose(ctx, &schedule.Command{Op: schedule.OpCreateUnit, Unit: spec}); err != nil {
 						b.Error(err)

@@ -16,9 +16,9 @@ import (
 	"testing"
 
 	"github.com/pith-os/pith/internal/pithdtest"
+	"github.com/pith-os/pith/unitfile"
 
 	"github.com/pith-os/pith/agent/cluster"
-	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
 )
 
@@ -99,10 +99,10 @@ func TestScheduleProcesses(t *testing.T) {
 		}
 	}
 	unit := func(name string, xfleet ...string) *fleetapi.Unit {
-		u := &fleetapi.Unit{Name: name, DesiredState: "launched", Options: []*schedule.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/usr/bin/sleep infinity"}}}
+		u := &fleetapi.Unit{Name: name, DesiredState: "launched", Options: []*unitfile.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/usr/bin/sleep infinity"}}}
 		for _, x := range xfleet {
 			k, v, _ := strings.Cut(x, "=")
-			u.Options = append(u.Options, &schedule.UnitOption{Section: "X-Fleet", Name: k, Value: v})
+			u.Options = append(u.Options, &unitfile.UnitOption{Section: "X-Fleet", Name: k, Value: v})
 		}
 		return u
 	}

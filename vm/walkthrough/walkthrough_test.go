@@ -12,11 +12,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/cloudconfig"
 	"github.com/pith-os/pith/image/config"
 	"github.com/pith-os/pith/image/manifest"
 	"github.com/pith-os/pith/pki"
+	"github.com/pith-os/pith/unitfile"
 )
 
 // issued is what `pith cluster issue` prints for node1 of a new cluster.
@@ -122,11 +122,11 @@ func TestUnits(t *testing.T) {
 		{"announce.service", AnnounceUnit, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts, err := schedule.ParseUnitFile([]byte(tc.text))
+			opts, err := unitfile.ParseUnitFile([]byte(tc.text))
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := schedule.ParseRequirements(tc.name, opts)
+			r, err := unitfile.ParseRequirements(tc.name, opts)
 			if err != nil {
 				t.Fatal(err)
 			}

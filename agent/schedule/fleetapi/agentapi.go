@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/pith-os/pith/agent/schedule"
+	"github.com/pith-os/pith/unitfile"
 )
 
 // HeartbeatPath is where the leader receives agent heartbeats. They never
@@ -111,7 +112,7 @@ func Units(in Inspector) http.Handler {
 			sendError(w, http.StatusNotFound, errors.New("use /pith/v1/units/NAME/status or /pith/v1/units/NAME/journal"))
 			return
 		}
-		if err := schedule.ValidateName(name); err != nil {
+		if err := unitfile.ValidateName(name); err != nil {
 			sendError(w, http.StatusBadRequest, err)
 			return
 		}

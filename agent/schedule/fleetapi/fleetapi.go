@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/pith-os/pith/agent/schedule"
+	"github.com/pith-os/pith/unitfile"
 )
 
 // Prefix is where the API lives.
@@ -26,7 +27,7 @@ const PageSize = 100
 
 // MaxBody bounds a request body: a unit at the model's size limit plus JSON
 // overhead. The leader reads PUTs with it and followers forward with it.
-const MaxBody = 4 * schedule.MaxUnitFileSize
+const MaxBody = 4 * unitfile.MaxUnitFileSize
 
 // Cluster is the leader's live view (schedule.Liveness satisfies it). On a
 // follower, pithd forwards /fleet/v1/machines and /fleet/v1/state to the
@@ -42,7 +43,7 @@ type Unit struct {
 	DesiredState string                 `json:"desiredState,omitempty"`
 	MachineID    string                 `json:"machineID,omitempty"`
 	Name         string                 `json:"name,omitempty"`
-	Options      []*schedule.UnitOption `json:"options,omitempty"`
+	Options      []*unitfile.UnitOption `json:"options,omitempty"`
 	// Reason is Pith's addition (fleet clients ignore it): why a unit that
 	// should run has no machine.
 	Reason string `json:"reason,omitempty"`
@@ -126,7 +127,7 @@ func send(w http.ResponseWriter, code int, v any) {
 // SendTooLarge answers 413 for a request body over limit bytes (the
 // leader and a forwarding follower say the same).
 func SendTooLarge(w http.ResponseWriter, limit int) {
-	sendError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d bytes: a unit file may be at most %d bytes, a heartbeat at most %d", limit, schedule.MaxUnitFileSize, schedule.MaxHeartbeatSize))
+	sendError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d bytes: a unit file may be at most %d bytes, a heartbeat at most %d", limit, unitfile.MaxUnitFileSize, schedule.MaxHeartbeatSize))
 }
 
 func sendError(w http.ResponseWriter, code int, err error) {
@@ -254,17 +255,17 @@ func (h *handler) set(w http.ResponseWriter, r *http.Request, name string) {
 		sendError(w, http.StatusBadRequest, fmt.Errorf("name in URL %q differs from unit name in request body %q", name, su.Name))
 		return
 	}
-	if err := schedule.ValidateName(name); err != nil {
+	if err := unitfile.ValidateName(name); err != nil {
 		sendError(w, http.StatusBadRequest, err)
 		return
 	}
 	if su.DesiredState != "" {
-		if _, err := schedule.ParseDesiredState(su.DesiredState); err != nil {
+		if _, err := unitfile.ParseDesiredState(su.DesiredState); err != nil {
 			sendError(w, http.StatusBadRequest, err)
 			return
 		}
 	}
-	opts := make([]schedule.UnitOption, 0, len(su.Options))
+	opts := make([]unitfile.UnitOption, 0, len(su.Options))
 	for _, o := range su.Options {
 		if o == nil {
 			sendError(w, http.StatusBadRequest, errors.New("null unit option"))
@@ -278,15 +279,15 @@ func (h *handler) set(w http.ResponseWriter, r *http.Request, name string) {
 	case existing == nil && len(opts) == 0:
 		sendError(w, http.StatusConflict, errors.New("unit does not exist and options field empty"))
 		return
-	case existing == nil || len(opts) > 0 && schedule.Hash(opts) != existing.Hash:
-		desired := schedule.DesiredState(su.DesiredState)
+	case existing == nil || len(opts) > 0 && unitfile.Hash(opts) != existing.Hash:
+		desired := unitfile.DesiredState(su.DesiredState)
 		switch {
 		case desired != "":
 		case existing != nil:
 			// New contents without a state keep the unit's state.
 			desired = existing.Desired
 		default:
-			desired = schedule.Inactive
+			desired = unitfile.Inactive
 		}
 		// Validate before proposing so a bad unit costs no log entry.
 		if _, err := schedule.NewUnit(name, opts, desired); err != nil {
@@ -298,7 +299,7 @@ func (h *handler) set(w http.ResponseWriter, r *http.Request, name string) {
 		sendError(w, http.StatusConflict, errors.New("must provide DesiredState to update existing unit"))
 		return
 	default:
-		cmd = &schedule.Command{Op: schedule.OpSetDesired, Name: name, Desired: schedule.DesiredState(su.DesiredState)}
+		cmd = &schedule.Command{Op: schedule.OpSetDesired, Name: name, Desired: unitfile.DesiredState(su.DesiredState)}
 	}
 	if _, err := h.store.Propose(r.Context(), cmd); err != nil {
 		switch {
@@ -340,14 +341,14 @@ func (h *handler) reportIndex() map[reportKey]schedule.UnitReport {
 // machine reports having reached for this exact unit file; for a global
 // unit, the furthest state any machine reached.
 func (h *handler) apiUnit(u *schedule.Unit, reports map[reportKey]schedule.UnitReport) *Unit {
-	au := &Unit{Name: u.Name, DesiredState: string(u.Desired), MachineID: u.Machine, CurrentState: string(schedule.Inactive), Reason: u.Reason}
+	au := &Unit{Name: u.Name, DesiredState: string(u.Desired), MachineID: u.Machine, CurrentState: string(unitfile.Inactive), Reason: u.Reason}
 	for i := range u.Options {
 		au.Options = append(au.Options, &u.Options[i])
 	}
-	rank := map[schedule.DesiredState]int{schedule.Inactive: 0, schedule.Loaded: 1, schedule.Launched: 2}
+	rank := map[unitfile.DesiredState]int{unitfile.Inactive: 0, unitfile.Loaded: 1, unitfile.Launched: 2}
 	if u.Global() {
 		for k, r := range reports {
-			if k.unit == u.Name && r.Hash == u.Hash && rank[r.Current] > rank[schedule.DesiredState(au.CurrentState)] {
+			if k.unit == u.Name && r.Hash == u.Hash && rank[r.Current] > rank[unitfile.DesiredState(au.CurrentState)] {
 				au.CurrentState = string(r.Current)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/units/simunits"
+	"github.com/pith-os/pith/unitfile"
 )
 
 type cluster struct {
@@ -184,10 +185,10 @@ func TestSetErrors(t *testing.T) {
 		{"no options", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched"}`, 409, "unit does not exist and options field empty"},
 		{"bad state", "PUT", "/units/a.service", "application/json", `{"desiredState":"running","options":[{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "invalid desired state"},
 		{"template start", "PUT", "/units/a@.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "template"},
-		{"huge", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"Environment","value":"` + strings.Repeat("x", 2*schedule.MaxUnitFileSize) + `"}]}`, 400, "limit"},
+		{"huge", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"Environment","value":"` + strings.Repeat("x", 2*unitfile.MaxUnitFileSize) + `"}]}`, 400, "limit"},
 		{"huge body", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"Environment","value":"` + strings.Repeat("x", MaxBody) + `"}]}`, 413, "a unit file may be at most 262144 bytes"},
-		{"too many options", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[` + strings.Repeat(`{"section":"Service","name":"Environment","value":"x"},`, schedule.MaxUnitOptions) + `{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "options, over the limit of 4096"},
-		{"long name", "PUT", "/units/" + strings.Repeat("a", schedule.MaxUnitNameLen) + ".service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "over systemd's limit of 256"},
+		{"too many options", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[` + strings.Repeat(`{"section":"Service","name":"Environment","value":"x"},`, unitfile.MaxUnitOptions) + `{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "options, over the limit of 4096"},
+		{"long name", "PUT", "/units/" + strings.Repeat("a", unitfile.MaxUnitNameLen) + ".service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "over systemd's limit of 256"},
 		{"name chars", "PUT", "/units/a%20b.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, `contains ' '`},
 		{"no suffix", "PUT", "/units/web", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"x"}]}`, 400, "no type suffix"},
 		{"line break in value", "PUT", "/units/a.service", "application/json", `{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"/bin/a\n[X-Fleet]"}]}`, 400, "remove line breaks"},
@@ -241,7 +242,7 @@ func TestPagination(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 250; i++ {
 		err := cl.c.CreateUnit(ctx, &Unit{Name: fmt.Sprintf("u%03d.service", i), DesiredState: "inactive",
-			Options: []*schedule.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/bin/true"}}})
+			Options: []*unitfile.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/bin/true"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -280,7 +281,7 @@ func TestMachinesStateDiscoveryHeartbeat(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"primaryIP":"127.0.0.1"`) || !strings.Contains(body, `"metadata":{"idx":"0"}`) {
 		t.Fatalf("machines JSON %s", body)
 	}
-	if err := cl.c.CreateUnit(ctx, &Unit{Name: "g.service", DesiredState: "launched", Options: []*schedule.UnitOption{
+	if err := cl.c.CreateUnit(ctx, &Unit{Name: "g.service", DesiredState: "launched", Options: []*unitfile.UnitOption{
 		{Section: "Service", Name: "ExecStart", Value: "/bin/true"}, {Section: "X-Fleet", Name: "Global", Value: "true"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +337,7 @@ func TestUnixSocketAndInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := c.CreateUnit(ctx, &Unit{Name: "a.service", DesiredState: "launched", Options: []*schedule.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/bin/true"}}}); err != nil {
+	if err := c.CreateUnit(ctx, &Unit{Name: "a.service", DesiredState: "launched", Options: []*unitfile.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/bin/true"}}}); err != nil {
 		t.Fatal(err)
 	}
 	cl.settle()

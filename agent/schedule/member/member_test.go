@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/internal/pithdtest"
+	"github.com/pith-os/pith/unitfile"
 
 	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
@@ -203,7 +204,7 @@ func TestNodesRescheduleAndLeaderChange(t *testing.T) {
 		ms, err := c.Machines(ctx)
 		return err == nil && len(ms) == 3, fmt.Sprint(len(ms), err)
 	})
-	opts := []*schedule.UnitOption{
+	opts := []*unitfile.UnitOption{
 		{Section: "Service", Name: "ExecStart", Value: "/usr/bin/mongod"},
 		{Section: "X-Fleet", Name: "Conflicts", Value: "mongo@*.service"},
 	}
@@ -268,7 +269,7 @@ func TestNodesRescheduleAndLeaderChange(t *testing.T) {
 		clientOf = 3 - vi - newLeader
 	}
 	c2, _ := fleetapi.NewClient(tc.nodes[clientOf].srv.URL)
-	if err := c2.CreateUnit(ctx, &fleetapi.Unit{Name: "log.service", DesiredState: "launched", Options: []*schedule.UnitOption{
+	if err := c2.CreateUnit(ctx, &fleetapi.Unit{Name: "log.service", DesiredState: "launched", Options: []*unitfile.UnitOption{
 		{Section: "Service", Name: "ExecStart", Value: "/usr/bin/logger"}, {Section: "X-Fleet", Name: "Global", Value: "true"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -412,8 +413,8 @@ func TestHeartbeatSizeLimit(t *testing.T) {
 	hb := schedule.Heartbeat{Machine: schedule.Machine{ID: "full", PublicIP: "127.0.0.1"}}
 	for i := 0; i < schedule.MaxUnitsPerMachine; i++ {
 		p := fmt.Sprintf("u%04d", i)
-		hb.Units = append(hb.Units, schedule.UnitReport{Name: p + strings.Repeat(`\`, schedule.MaxUnitNameLen-len(p)-8) + ".service",
-			Hash: "0123456789abcdef0123456789abcdef01234567", Current: schedule.Launched, LoadState: "loaded", ActiveState: "active", SubState: "running",
+		hb.Units = append(hb.Units, schedule.UnitReport{Name: p + strings.Repeat(`\`, unitfile.MaxUnitNameLen-len(p)-8) + ".service",
+			Hash: "0123456789abcdef0123456789abcdef01234567", Current: unitfile.Launched, LoadState: "loaded", ActiveState: "active", SubState: "running",
 			Error: strings.Repeat("e", schedule.MaxReportErrorLen)})
 	}
 	b, _ := json.Marshal(hb)
@@ -451,12 +452,12 @@ func TestAgentWaitsForReplicaToCatchUp(t *testing.T) {
 		}
 	}
 	m := schedule.Machine{ID: "m1", PublicIP: "127.0.0.1"}
-	opts, err := schedule.ParseUnitFile([]byte("[Service]\nExecStart=/bin/true\n"))
+	opts, err := unitfile.ParseUnitFile([]byte("[Service]\nExecStart=/bin/true\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	apply(1, &schedule.Command{Op: schedule.OpRegisterMachine, Machine: &m})
-	apply(2, &schedule.Command{Op: schedule.OpCreateUnit, Unit: &schedule.UnitSpec{Name: "old.service", Options: opts, Desired: schedule.Launched}})
+	apply(2, &schedule.Command{Op: schedule.OpCreateUnit, Unit: &schedule.UnitSpec{Name: "old.service", Options: opts, Desired: unitfile.Launched}})
 	apply(3, &schedule.Command{Op: schedule.OpPlace, Term: 1, Placements: []schedule.Placement{{Unit: "old.service", To: "m1"}}})
 
 	sim, err := simunits.New(t.TempDir())
@@ -515,7 +516,7 @@ func TestAgentWaitsForReplicaToCatchUp(t *testing.T) {
 	// The log catches up: old.service was moved away (index 4), and a unit
 	// for this machine arrived.
 	apply(4, &schedule.Command{Op: schedule.OpPlace, Term: 1, Placements: []schedule.Placement{{Unit: "old.service", From: "m1", To: "m2"}}})
-	apply(5, &schedule.Command{Op: schedule.OpCreateUnit, Unit: &schedule.UnitSpec{Name: "new.service", Options: opts, Desired: schedule.Launched}})
+	apply(5, &schedule.Command{Op: schedule.OpCreateUnit, Unit: &schedule.UnitSpec{Name: "new.service", Options: opts, Desired: unitfile.Launched}})
 	apply(6, &schedule.Command{Op: schedule.OpPlace, Term: 1, Placements: []schedule.Placement{{Unit: "new.service", To: "m1"}}})
 	mu.Lock()
 	applied = 7
@@ -541,7 +542,7 @@ func TestAgentWaitsForReplicaToCatchUp(t *testing.T) {
 		if err != nil {
 			t.Fatalf("LocalUnits after the catch-up: %v", err)
 		}
-		if len(us) != 1 || us[0].Name != "new.service" || us[0].Desired != schedule.Launched {
+		if len(us) != 1 || us[0].Name != "new.service" || us[0].Desired != unitfile.Launched {
 			t.Fatalf("LocalUnits = %v, want new.service launched", us)
 		}
 		if reports["new.service"].ActiveState == "active" {

@@ -1,4 +1,4 @@
-package schedule
+package unitfile
 
 // Placement rules: a unit's [X-Fleet] section (MachineID, MachineOf,
 // MachineMetadata, Conflicts, Global, Replaces) parsed into Requirements.
@@ -146,12 +146,12 @@ func ParseRequirements(name string, opts []UnitOption) (*Requirements, error) {
 	}
 	for _, peer := range r.MachineOf {
 		for _, c := range r.Conflicts {
-			if globMatch(c, peer) {
+			if GlobMatch(c, peer) {
 				return nil, fmt.Errorf("unresolvable requirements: MachineOf %q matches Conflicts %q", peer, c)
 			}
 		}
 		for _, rp := range r.Replaces {
-			if globMatch(rp, peer) {
+			if GlobMatch(rp, peer) {
 				return nil, fmt.Errorf("unresolvable requirements: MachineOf %q matches Replaces %q", peer, rp)
 			}
 		}
@@ -170,7 +170,7 @@ func ParseRequirements(name string, opts []UnitOption) (*Requirements, error) {
 	return r, nil
 }
 
-func globMatch(pattern, name string) bool {
+func GlobMatch(pattern, name string) bool {
 	ok, _ := path.Match(pattern, name)
 	return ok
 }

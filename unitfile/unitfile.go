@@ -1,7 +1,9 @@
-package schedule
-
-// Unit files: names, desired states, options and their parsing, hashing
-// and the checks that what the cluster stores is exactly what systemd runs.
+// Package unitfile is fleet's unit file as the scheduler (agent/schedule)
+// and its clients (pithctl units) share it: names, desired states,
+// options and their parsing, hashing and the checks that what the cluster
+// stores is exactly what systemd runs, and the [X-Fleet] placement rules.
+// It imports nothing of Pith's.
+package unitfile
 
 import (
 	"bytes"
