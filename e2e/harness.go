@@ -85,6 +85,8 @@ type Options struct {
 	CDROM string
 	// ExtraDisks are raw disk files attached after the boot disk (vdb...).
 	ExtraDisks []string
+	// Arch is the guest's architecture (vm.Config.Arch); default amd64.
+	Arch string
 }
 
 // Cluster is the machines of one test.
@@ -138,7 +140,7 @@ func Boot(t *testing.T, o Options) *Cluster {
 		}
 		os.RemoveAll(dir)
 	})
-	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd, UserNet: o.UserNet, FwCfg: o.FwCfg, CDROM: o.CDROM, ExtraDisks: o.ExtraDisks}
+	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd, UserNet: o.UserNet, FwCfg: o.FwCfg, CDROM: o.CDROM, ExtraDisks: o.ExtraDisks, Arch: o.Arch}
 	if k := o.KeyFrom; k != nil {
 		node.SSHKey = k.PubKey
 		for _, f := range []string{vm.KeyFile, vm.KeyFile + ".pub"} {

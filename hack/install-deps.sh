@@ -5,6 +5,7 @@
 #   hack/install-deps.sh           the build, boot and test tools
 #   hack/install-deps.sh vagrant   also Vagrant with libvirt (the Vagrant test,
 #                                  make vagrant-cluster)
+#   hack/install-deps.sh arm64     also what pith build/boot --arch arm64 need
 set -euo pipefail
 
 pkgs=(
@@ -27,6 +28,16 @@ if [ "${1:-}" = vagrant ]; then
     libvirt-daemon-system libvirt-clients # libvirtd, virtlogd, virsh
     dnsmasq-base                          # DHCP on libvirt's networks
   )
+fi
+
+if [ "${1:-}" = arm64 ]; then
+  pkgs+=(
+    qemu-system-arm qemu-efi-aarch64      # pith boot --arch arm64: virt board, AAVMF (UEFI)
+    qemu-user-static binfmt-support       # mmdebstrap --architectures=arm64 runs arm64 maintainer scripts
+  )
+  # grub-efi-arm64-bin is built for arm64 only: pith build fetches it from
+  # the build's own arm64 apt lists. binfmt_misc is not mounted in many
+  # containers; pith build mounts it and enables qemu-aarch64 when root.
 fi
 
 missing=()
