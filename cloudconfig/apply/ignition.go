@@ -37,6 +37,9 @@ func (a *Applier) ApplyIgnition(ctx context.Context, c *cloudconfig.IgnitionConf
 	if err != nil {
 		return fmt.Errorf("not applied, nothing of this Ignition config was written: %w", err)
 	}
+	if err := a.markIgnitionStarted(); err != nil {
+		return err
+	}
 	for _, g := range c.Passwd.Groups {
 		if err := a.applyIgnGroup(ctx, g); err != nil {
 			return fmt.Errorf("group %s: %w", g.Name, err)

@@ -168,7 +168,9 @@ func (s *Stage) Run(ctx context.Context, in Input) (*State, error) {
 			applyErr = s.saveJSON(SettingsFile, ud.CloudConfig.Settings())
 		}
 	case ud.Format == cloudconfig.FormatIgnition:
-		applyErr = s.Applier.ApplyIgnition(ctx, ud.Ignition, opt)
+		if applyErr = s.checkIgnitionOnce(first, in.Full); applyErr == nil {
+			applyErr = s.Applier.ApplyIgnition(ctx, ud.Ignition, opt)
+		}
 	case ud.Format == cloudconfig.FormatScript:
 		// The metadata's hostname and keys still apply around a script.
 		applyErr = s.Applier.ApplyCloudConfig(ctx, &cloudconfig.Config{}, opt)
