@@ -77,6 +77,10 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("building the root filesystem needs root (mmdebstrap keeps owners, devices and capabilities): run pith build as root, e.g. with sudo")
 	}
+	// A cached foreign tree is customized under qemu-user too (chroot).
+	if _, err := foreignArchArgs(cfg.Arch); err != nil {
+		return nil, err
+	}
 	work, err := filepath.Abs(opts.WorkDir)
 	if err != nil {
 		return nil, err
