@@ -175,8 +175,9 @@ func outdated(ctx context.Context, img, cache string) ([]sbom.Update, error) {
 		if m.Inputs.SecurityMirror != "" {
 			c.SecurityMirror = m.Inputs.SecurityMirror
 		}
+		c.Arch = m.Architecture() // an arm64 image is behind arm64's index
 	}
-	lists := apt.Lists{Dir: apt.ListsDir(cache, c.Archives()), Archives: c.Archives()}
+	lists := apt.ListsFor(cache, c.Archives(), c.Arch)
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return nil, err
 	}
