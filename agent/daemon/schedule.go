@@ -21,6 +21,7 @@ import (
 	"github.com/pith-os/pith/agent/units"
 	"github.com/pith-os/pith/agent/units/simunits"
 	"github.com/pith-os/pith/agent/update"
+	"github.com/pith-os/pith/fleetv1"
 )
 
 // scheduler is the scheduler as built for this node.
@@ -162,9 +163,9 @@ func (d *Daemon) buildScheduler() (*scheduler, error) {
 		svc.Lead(ctx, term)
 	})
 	h := svc.Handler()
-	d.mux.Handle(fleetapi.Prefix+"/", h)
+	d.mux.Handle(fleetv1.Prefix+"/", h)
 	d.mux.Handle(fleetapi.HeartbeatPath, h)
-	d.mux.Handle(fleetapi.UnitsPath, h)
+	d.mux.Handle(fleetv1.UnitsPath, h)
 	d.log.Info("scheduler ready", "machine", m.ID, "ip", m.PublicIP, "backend", backend, "ttl", f.AgentTTL)
 	return sched, nil
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pith-os/pith/agent/schedule/fleetapi"
+	"github.com/pith-os/pith/fleetv1"
 	"github.com/pith-os/pith/unitfile"
 )
 
@@ -36,7 +36,7 @@ type unitOpts struct {
 	agentPort    int
 }
 
-func (o *unitOpts) client() (*fleetapi.Client, error) {
+func (o *unitOpts) client() (*fleetv1.Client, error) {
 	ep := o.endpoint
 	if ep == "" {
 		ep = os.Getenv("FLEETCTL_ENDPOINT")
@@ -50,13 +50,13 @@ func (o *unitOpts) client() (*fleetapi.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fleetapi.NewClientWith(base, &http.Client{Transport: rt}), nil
+	return fleetv1.NewClientWith(base, &http.Client{Transport: rt}), nil
 }
 
 // session is what every unit command starts with: the fleet API client and
 // the command's context (bounded by --request-timeout when set); defer
 // cancel.
-func (o *unitOpts) session(cmd *cobra.Command) (*fleetapi.Client, context.Context, context.CancelFunc, error) {
+func (o *unitOpts) session(cmd *cobra.Command) (*fleetv1.Client, context.Context, context.CancelFunc, error) {
 	c, err := o.client()
 	if err != nil {
 		return nil, nil, nil, err

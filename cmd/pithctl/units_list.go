@@ -15,11 +15,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pith-os/pith/agent/schedule/fleetapi"
+	"github.com/pith-os/pith/fleetv1"
 	"github.com/pith-os/pith/unitfile"
 )
 
-func (o *unitOpts) machineIPs(ctx context.Context, c *fleetapi.Client) map[string]string {
+func (o *unitOpts) machineIPs(ctx context.Context, c *fleetv1.Client) map[string]string {
 	ips := map[string]string{}
 	ms, err := c.Machines(ctx)
 	if err == nil {
@@ -81,7 +81,7 @@ func (o *unitOpts) printTable(cmd *cobra.Command, all []string, rows []map[strin
 	return tw.Flush()
 }
 
-func unitDescription(u *fleetapi.Unit) string {
+func unitDescription(u *fleetv1.Unit) string {
 	for _, op := range u.Options {
 		if op.Section == "Unit" && op.Name == "Description" {
 			return op.Value
@@ -105,7 +105,7 @@ func (o *unitOpts) listUnits(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	ips := o.machineIPs(ctx, c)
-	byName := map[string]*fleetapi.Unit{}
+	byName := map[string]*fleetv1.Unit{}
 	for _, u := range units {
 		byName[u.Name] = u
 	}
@@ -241,11 +241,11 @@ func (o *unitOpts) inspect(cmd *cobra.Command, name, what string) error {
 		return fmt.Errorf("machine %s of unit %s is not live", u.MachineID, name)
 	}
 	agent := "http://" + net.JoinHostPort(ip, strconv.Itoa(o.agentPort))
-	return fleetapi.Inspect(ctx, http.DefaultClient, agent, name, what, o.lines, o.follow, cmd.OutOrStdout())
+	return fleetv1.Inspect(ctx, http.DefaultClient, agent, name, what, o.lines, o.follow, cmd.OutOrStdout())
 }
 
 // existingUnit reads unit name, an error if the cluster has none.
-func existingUnit(ctx context.Context, c *fleetapi.Client, name string) (*fleetapi.Unit, error) {
+func existingUnit(ctx context.Context, c *fleetv1.Client, name string) (*fleetv1.Unit, error) {
 	u, err := c.Unit(ctx, name)
 	if err == nil && u == nil {
 		err = fmt.Errorf("unit %s does not exist", name)

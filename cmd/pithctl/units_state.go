@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pith-os/pith/agent/schedule/fleetapi"
+	"github.com/pith-os/pith/fleetv1"
 	"github.com/pith-os/pith/unitfile"
 )
 
@@ -76,7 +76,7 @@ func (o *unitOpts) setState(cmd *cobra.Command, args []string, desired unitfile.
 
 // wait polls until every unit's currentState reaches desired. With
 // --block-timeout it gives up and explains what it sees.
-func (o *unitOpts) wait(cmd *cobra.Command, ctx context.Context, c *fleetapi.Client, names []string, desired unitfile.DesiredState) error {
+func (o *unitOpts) wait(cmd *cobra.Command, ctx context.Context, c *fleetv1.Client, names []string, desired unitfile.DesiredState) error {
 	if o.noBlock {
 		return nil
 	}
@@ -140,7 +140,7 @@ func (o *unitOpts) wait(cmd *cobra.Command, ctx context.Context, c *fleetapi.Cli
 }
 
 // whyNot explains, per unit, why it has not reached desired.
-func (o *unitOpts) whyNot(c *fleetapi.Client, pending map[string]bool, desired unitfile.DesiredState, cause error) error {
+func (o *unitOpts) whyNot(c *fleetv1.Client, pending map[string]bool, desired unitfile.DesiredState, cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var msgs []string
@@ -186,7 +186,7 @@ func (o *unitOpts) destroy(cmd *cobra.Command, args []string) error {
 	for _, a := range args {
 		name := mangle(a)
 		if err := c.DestroyUnit(ctx, name); err != nil {
-			if fleetapi.IsNotFound(err) {
+			if fleetv1.IsNotFound(err) {
 				return fmt.Errorf("unit %s does not exist", name)
 			}
 			return fmt.Errorf("%s: %w", name, err)

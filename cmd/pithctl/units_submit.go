@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/pith-os/pith/agent/schedule/fleetapi"
+	"github.com/pith-os/pith/fleetv1"
 	"github.com/pith-os/pith/unitfile"
 )
 
@@ -51,7 +51,7 @@ func localUnit(arg string) (string, []byte, error) {
 
 // ensure makes sure the unit exists in the cluster, creating it from a
 // local file or template (local first, then the cluster's template).
-func (o *unitOpts) ensure(ctx context.Context, c *fleetapi.Client, arg string, desired unitfile.DesiredState, warn io.Writer) (string, bool, error) {
+func (o *unitOpts) ensure(ctx context.Context, c *fleetv1.Client, arg string, desired unitfile.DesiredState, warn io.Writer) (string, bool, error) {
 	name, body, err := localUnit(arg)
 	if err != nil {
 		return name, false, fmt.Errorf("%s: %v", arg, err)
@@ -76,7 +76,7 @@ func (o *unitOpts) ensure(ctx context.Context, c *fleetapi.Client, arg string, d
 				if _, err := unitfile.Check(name, opts, unitfile.DesiredState(existing.DesiredState)); err != nil {
 					return name, false, err
 				}
-				return name, false, c.CreateUnit(ctx, &fleetapi.Unit{Name: name, DesiredState: existing.DesiredState, Options: ptrs(opts)})
+				return name, false, c.CreateUnit(ctx, &fleetv1.Unit{Name: name, DesiredState: existing.DesiredState, Options: ptrs(opts)})
 			case desired == "":
 				return name, false, fmt.Errorf("unit %s already exists in the cluster with different contents: use submit --replace, or destroy it first", name)
 			default:
@@ -108,7 +108,7 @@ func (o *unitOpts) ensure(ctx context.Context, c *fleetapi.Client, arg string, d
 	if _, err := unitfile.Check(name, opts, desired); err != nil {
 		return name, false, err
 	}
-	return name, true, c.CreateUnit(ctx, &fleetapi.Unit{Name: name, DesiredState: string(desired), Options: ptrs(opts)})
+	return name, true, c.CreateUnit(ctx, &fleetv1.Unit{Name: name, DesiredState: string(desired), Options: ptrs(opts)})
 }
 
 // checkLocal validates every argument's name and local file before any
@@ -148,7 +148,7 @@ func ptrs(opts []unitfile.UnitOption) []*unitfile.UnitOption {
 	return out
 }
 
-func hashOf(u *fleetapi.Unit) string {
+func hashOf(u *fleetv1.Unit) string {
 	opts := make([]unitfile.UnitOption, len(u.Options))
 	for i, op := range u.Options {
 		opts[i] = *op

@@ -20,6 +20,7 @@ import (
 	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
 	"github.com/pith-os/pith/agent/units/simunits"
+	"github.com/pith-os/pith/fleetv1"
 	"github.com/pith-os/pith/unitfile"
 )
 
@@ -65,14 +66,14 @@ func startCluster(t *testing.T, n int) (string, int) {
 	eng := &schedule.Engine{Store: store, Live: live, Term: 1}
 	go eng.Run(ctx, 20*time.Millisecond, nil)
 	mux := http.NewServeMux()
-	mux.Handle(fleetapi.Prefix+"/", fleetapi.New(store, live))
-	mux.Handle(fleetapi.UnitsPath, fleetapi.Units(sims))
+	mux.Handle(fleetv1.Prefix+"/", fleetapi.New(store, live))
+	mux.Handle(fleetv1.UnitsPath, fleetapi.Units(sims))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
 	p, _ := strconv.Atoi(port)
 	// Wait until every machine has reported (heartbeats are asynchronous).
-	c, _ := fleetapi.NewClient(srv.URL)
+	c, _ := fleetv1.NewClient(srv.URL)
 	for {
 		ms, err := c.Machines(context.Background())
 		if err != nil {

@@ -15,9 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pith-os/pith/fleetv1"
 	"github.com/pith-os/pith/internal/pithdtest"
-
-	"github.com/pith-os/pith/agent/schedule/fleetapi"
 )
 
 // fleetctlBinary returns fleet's fleetctl: $PITH_FLEETCTL (make unit builds
@@ -105,7 +104,7 @@ func TestFleetctlWalkthrough(t *testing.T) {
 	}
 	ms := startSchedCluster(t, 3)
 	ctx := context.Background()
-	api, _ := fleetapi.NewClient(ms[0].client)
+	api, _ := fleetv1.NewClient(ms[0].client)
 	pithdtest.Poll(t, "three machines", func() (bool, string) {
 		got, err := api.Machines(ctx)
 		return err == nil && len(got) == 3, fmt.Sprint(len(got), err)

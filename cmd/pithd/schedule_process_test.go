@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pith-os/pith/fleetv1"
 	"github.com/pith-os/pith/internal/pithdtest"
 	"github.com/pith-os/pith/unitfile"
 
@@ -60,9 +61,9 @@ func TestScheduleProcesses(t *testing.T) {
 	}
 	ms := startSchedCluster(t, 3)
 	ctx := context.Background()
-	clients := make([]*fleetapi.Client, len(ms))
+	clients := make([]*fleetv1.Client, len(ms))
 	for i, m := range ms {
-		clients[i], _ = fleetapi.NewClient(m.client)
+		clients[i], _ = fleetv1.NewClient(m.client)
 	}
 	pithdtest.Poll(t, "three machines", func() (bool, string) {
 		got, err := clients[0].Machines(ctx)
@@ -98,8 +99,8 @@ func TestScheduleProcesses(t *testing.T) {
 			t.Fatalf("a forged heartbeat registered machine %+v", m)
 		}
 	}
-	unit := func(name string, xfleet ...string) *fleetapi.Unit {
-		u := &fleetapi.Unit{Name: name, DesiredState: "launched", Options: []*unitfile.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/usr/bin/sleep infinity"}}}
+	unit := func(name string, xfleet ...string) *fleetv1.Unit {
+		u := &fleetv1.Unit{Name: name, DesiredState: "launched", Options: []*unitfile.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/usr/bin/sleep infinity"}}}
 		for _, x := range xfleet {
 			k, v, _ := strings.Cut(x, "=")
 			u.Options = append(u.Options, &unitfile.UnitOption{Section: "X-Fleet", Name: k, Value: v})
@@ -107,7 +108,7 @@ func TestScheduleProcesses(t *testing.T) {
 		return u
 	}
 	// Write through different members: followers forward to the leader.
-	for i, u := range []*fleetapi.Unit{unit("mongo@1.service", "Conflicts=mongo@*.service"), unit("mongo@2.service", "Conflicts=mongo@*.service"), unit("log.service", "Global=true")} {
+	for i, u := range []*fleetv1.Unit{unit("mongo@1.service", "Conflicts=mongo@*.service"), unit("mongo@2.service", "Conflicts=mongo@*.service"), unit("log.service", "Global=true")} {
 		if err := clients[i].CreateUnit(ctx, u); err != nil {
 			t.Fatalf("create %s via m%d: %v", u.Name, i, err)
 		}
@@ -132,7 +133,7 @@ func TestScheduleProcesses(t *testing.T) {
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("fleet socket: %v %v", fi, err)
 	}
-	uc, err := fleetapi.NewClient("unix://" + sock)
+	uc, err := fleetv1.NewClient("unix://" + sock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/pith-os/pith/agent/schedule"
+	"github.com/pith-os/pith/fleetv1"
 	"github.com/pith-os/pith/unitfile"
 )
 
@@ -19,15 +20,6 @@ import (
 // peer port, and pithd accepts them only from there (service.Config's
 // FromMember): the client port and the unix socket refuse them.
 const HeartbeatPath = "/pith/v1/schedule/heartbeat"
-
-// UnitsPath is the per-machine unit inspection API:
-//
-//	GET /pith/v1/units/NAME/status                  systemctl status text
-//	GET /pith/v1/units/NAME/journal?lines=N&follow=true   journal text, streamed
-//
-// Served by the pithd on the machine that runs the unit; pithctl finds the
-// machine through /fleet/v1/units and /fleet/v1/machines.
-const UnitsPath = "/pith/v1/units/"
 
 // AppliedIndexHeader carries the leader's applied log index in its answer
 // to a heartbeat: an agent starting from an old replica waits until its own
@@ -106,7 +98,7 @@ func Units(in Inspector) http.Handler {
 			sendError(w, http.StatusMethodNotAllowed, errors.New("only GET supported against this resource"))
 			return
 		}
-		rest := strings.TrimPrefix(r.URL.Path, UnitsPath)
+		rest := strings.TrimPrefix(r.URL.Path, fleetv1.UnitsPath)
 		name, what, ok := strings.Cut(rest, "/")
 		if !ok || (what != "status" && what != "journal") {
 			sendError(w, http.StatusNotFound, errors.New("use /pith/v1/units/NAME/status or /pith/v1/units/NAME/journal"))

@@ -1,8 +1,9 @@
-// Package fleetapi serves fleet's v1 HTTP API (/fleet/v1/...) over the
-// scheduler's Store, with fleet's paths, JSON field names, status codes and
-// error bodies, so fleet's own fleetctl works against pithd. It also holds
-// Pith's two scheduler endpoints that fleet never had: the agents'
-// heartbeat to the leader and the per-machine unit status/journal.
+// Package fleetapi serves fleet's v1 HTTP API (/fleet/v1/..., its
+// resources and client in package fleetv1) over the scheduler's Store,
+// with fleet's paths, JSON field names, status codes and error bodies, so
+// fleet's own fleetctl works against pithd. It also holds Pith's two
+// scheduler endpoints that fleet never had: the agents' heartbeat to the
+// leader and the per-machine unit status/journal.
 package fleetapi
 
 import (
@@ -16,11 +17,9 @@ import (
 	"strings"
 
 	"github.com/pith-os/pith/agent/schedule"
+	"github.com/pith-os/pith/fleetv1"
 	"github.com/pith-os/pith/unitfile"
 )
-
-// Prefix is where the API lives.
-const Prefix = "/fleet/v1"
 
 // PageSize is the number of items per page, as in fleet.
 const PageSize = 100
@@ -37,61 +36,6 @@ type Cluster interface {
 	Reports() []schedule.MachineReport
 }
 
-// Unit is fleet's Unit resource.
-type Unit struct {
-	CurrentState string                 `json:"currentState,omitempty"`
-	DesiredState string                 `json:"desiredState,omitempty"`
-	MachineID    string                 `json:"machineID,omitempty"`
-	Name         string                 `json:"name,omitempty"`
-	Options      []*unitfile.UnitOption `json:"options,omitempty"`
-	// Reason is Pith's addition (fleet clients ignore it): why a unit that
-	// should run has no machine.
-	Reason string `json:"reason,omitempty"`
-}
-
-// UnitPage is fleet's page of units.
-type UnitPage struct {
-	Units         []*Unit `json:"units,omitempty"`
-	NextPageToken string  `json:"nextPageToken,omitempty"`
-}
-
-// UnitState is fleet's per-machine unit state.
-type UnitState struct {
-	Hash               string `json:"hash,omitempty"`
-	MachineID          string `json:"machineID,omitempty"`
-	Name               string `json:"name,omitempty"`
-	SystemdActiveState string `json:"systemdActiveState,omitempty"`
-	SystemdLoadState   string `json:"systemdLoadState,omitempty"`
-	SystemdSubState    string `json:"systemdSubState,omitempty"`
-}
-
-// UnitStatePage is fleet's page of unit states.
-type UnitStatePage struct {
-	States        []*UnitState `json:"states,omitempty"`
-	NextPageToken string       `json:"nextPageToken,omitempty"`
-}
-
-// Machine is fleet's Machine resource.
-type Machine struct {
-	ID        string            `json:"id,omitempty"`
-	Metadata  map[string]string `json:"metadata,omitempty"`
-	PrimaryIP string            `json:"primaryIP,omitempty"`
-}
-
-// MachinePage is fleet's page of machines.
-type MachinePage struct {
-	Machines      []*Machine `json:"machines,omitempty"`
-	NextPageToken string     `json:"nextPageToken,omitempty"`
-}
-
-// ErrorBody is fleet's (Google API style) error response.
-type ErrorBody struct {
-	Error struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 type handler struct {
 	store   schedule.Store
 	cluster Cluster
@@ -102,13 +46,13 @@ type handler struct {
 func New(store schedule.Store, cluster Cluster) http.Handler {
 	h := &handler{store: store, cluster: cluster}
 	mux := http.NewServeMux()
-	mux.HandleFunc(Prefix+"/units", h.units)
-	mux.HandleFunc(Prefix+"/units/", h.units)
-	mux.HandleFunc(Prefix+"/state", h.state)
-	mux.HandleFunc(Prefix+"/state/", h.stateItem)
-	mux.HandleFunc(Prefix+"/machines", h.machines)
-	mux.HandleFunc(Prefix+"/discovery", discovery)
-	mux.HandleFunc(Prefix+"/discovery.json", discovery)
+	mux.HandleFunc(fleetv1.Prefix+"/units", h.units)
+	mux.HandleFunc(fleetv1.Prefix+"/units/", h.units)
+	mux.HandleFunc(fleetv1.Prefix+"/state", h.state)
+	mux.HandleFunc(fleetv1.Prefix+"/state/", h.stateItem)
+	mux.HandleFunc(fleetv1.Prefix+"/machines", h.machines)
+	mux.HandleFunc(fleetv1.Prefix+"/discovery", discovery)
+	mux.HandleFunc(fleetv1.Prefix+"/discovery.json", discovery)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { sendError(w, http.StatusNotFound, nil) })
 	return mux
 }
@@ -131,7 +75,7 @@ func SendTooLarge(w http.ResponseWriter, limit int) {
 }
 
 func sendError(w http.ResponseWriter, code int, err error) {
-	var e ErrorBody
+	var e fleetv1.ErrorBody
 	e.Error.Code = code
 	if err != nil {
 		e.Error.Message = err.Error()
@@ -174,7 +118,7 @@ func page(keys []string, start string) (lo, hi int, next string) {
 }
 
 func (h *handler) units(w http.ResponseWriter, r *http.Request) {
-	item := strings.TrimPrefix(r.URL.Path, Prefix+"/units")
+	item := strings.TrimPrefix(r.URL.Path, fleetv1.Prefix+"/units")
 	if item == "" || item == "/" {
 		if r.Method != http.MethodGet {
 			sendError(w, http.StatusMethodNotAllowed, errors.New("only GET supported against this resource"))
@@ -243,7 +187,7 @@ func (h *handler) set(w http.ResponseWriter, r *http.Request, name string) {
 		SendTooLarge(w, MaxBody)
 		return
 	}
-	var su Unit
+	var su fleetv1.Unit
 	if err := json.Unmarshal(b, &su); err != nil {
 		sendError(w, http.StatusBadRequest, fmt.Errorf("unable to decode body: %v", err))
 		return
@@ -340,8 +284,8 @@ func (h *handler) reportIndex() map[reportKey]schedule.UnitReport {
 // apiUnit renders a unit. currentState is what the agent on the unit's
 // machine reports having reached for this exact unit file; for a global
 // unit, the furthest state any machine reached.
-func (h *handler) apiUnit(u *schedule.Unit, reports map[reportKey]schedule.UnitReport) *Unit {
-	au := &Unit{Name: u.Name, DesiredState: string(u.Desired), MachineID: u.Machine, CurrentState: string(unitfile.Inactive), Reason: u.Reason}
+func (h *handler) apiUnit(u *schedule.Unit, reports map[reportKey]schedule.UnitReport) *fleetv1.Unit {
+	au := &fleetv1.Unit{Name: u.Name, DesiredState: string(u.Desired), MachineID: u.Machine, CurrentState: string(unitfile.Inactive), Reason: u.Reason}
 	for i := range u.Options {
 		au.Options = append(au.Options, &u.Options[i])
 	}
@@ -373,7 +317,7 @@ func (h *handler) listUnits(w http.ResponseWriter, r *http.Request) {
 	}
 	lo, hi, next := page(keys, start)
 	reports := h.reportIndex()
-	p := UnitPage{NextPageToken: next}
+	p := fleetv1.UnitPage{NextPageToken: next}
 	for _, u := range all[lo:hi] {
 		p.Units = append(p.Units, h.apiUnit(u, reports))
 	}
@@ -399,7 +343,7 @@ func (h *handler) state(w http.ResponseWriter, r *http.Request) {
 	for _, m := range q["machineID"] {
 		machineFilter[m] = true
 	}
-	var all []*UnitState
+	var all []*fleetv1.UnitState
 	if h.cluster != nil {
 		for _, mr := range h.cluster.Reports() {
 			if len(machineFilter) > 0 && !machineFilter[mr.MachineID] {
@@ -409,7 +353,7 @@ func (h *handler) state(w http.ResponseWriter, r *http.Request) {
 				if len(unitFilter) > 0 && !unitFilter[u.Name] {
 					continue
 				}
-				all = append(all, &UnitState{Name: u.Name, Hash: u.Hash, MachineID: mr.MachineID,
+				all = append(all, &fleetv1.UnitState{Name: u.Name, Hash: u.Hash, MachineID: mr.MachineID,
 					SystemdLoadState: u.LoadState, SystemdActiveState: u.ActiveState, SystemdSubState: u.SubState})
 			}
 		}
@@ -426,7 +370,7 @@ func (h *handler) state(w http.ResponseWriter, r *http.Request) {
 		keys[i] = s.Name + "\x00" + s.MachineID
 	}
 	lo, hi, next := page(keys, start)
-	send(w, http.StatusOK, UnitStatePage{States: all[lo:hi], NextPageToken: next})
+	send(w, http.StatusOK, fleetv1.UnitStatePage{States: all[lo:hi], NextPageToken: next})
 }
 
 // stateItem serves GET /state/NAME: one unit's state, which fleetctl start
@@ -438,12 +382,12 @@ func (h *handler) stateItem(w http.ResponseWriter, r *http.Request) {
 		sendError(w, http.StatusMethodNotAllowed, errors.New("only GET supported against this resource"))
 		return
 	}
-	name := strings.TrimPrefix(r.URL.Path, Prefix+"/state/")
+	name := strings.TrimPrefix(r.URL.Path, fleetv1.Prefix+"/state/")
 	if name == "" || strings.Contains(name, "/") {
 		sendError(w, http.StatusNotFound, nil)
 		return
 	}
-	var found *UnitState
+	var found *fleetv1.UnitState
 	if h.cluster != nil {
 		// The unit's own machine first: a unit that moved may still be
 		// reported by the machine it left until that one unloads it.
@@ -457,7 +401,7 @@ func (h *handler) stateItem(w http.ResponseWriter, r *http.Request) {
 					continue
 				}
 				if found == nil || mr.MachineID == owner {
-					found = &UnitState{Name: u.Name, Hash: u.Hash, MachineID: mr.MachineID,
+					found = &fleetv1.UnitState{Name: u.Name, Hash: u.Hash, MachineID: mr.MachineID,
 						SystemdLoadState: u.LoadState, SystemdActiveState: u.ActiveState, SystemdSubState: u.SubState}
 				}
 			}
@@ -489,9 +433,9 @@ func (h *handler) machines(w http.ResponseWriter, r *http.Request) {
 		keys[i] = m.ID
 	}
 	lo, hi, next := page(keys, start)
-	p := MachinePage{NextPageToken: next}
+	p := fleetv1.MachinePage{NextPageToken: next}
 	for _, m := range live[lo:hi] {
-		p.Machines = append(p.Machines, &Machine{ID: m.ID, PrimaryIP: m.PublicIP, Metadata: m.Metadata})
+		p.Machines = append(p.Machines, &fleetv1.Machine{ID: m.ID, PrimaryIP: m.PublicIP, Metadata: m.Metadata})
 	}
 	send(w, http.StatusOK, p)
 }

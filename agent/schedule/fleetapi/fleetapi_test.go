@@ -4,19 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/units/simunits"
+	"github.com/pith-os/pith/fleetv1"
 	"github.com/pith-os/pith/unitfile"
 )
 
@@ -29,15 +29,15 @@ type cluster struct {
 	agents []*schedule.Agent
 	sims   []*simunits.Sim
 	srv    *httptest.Server
-	c      *Client
+	c      *fleetv1.Client
 }
 
 func mux(store schedule.Store, live *schedule.Liveness, in Inspector) *http.ServeMux {
 	m := http.NewServeMux()
-	m.Handle(Prefix+"/", New(store, live))
+	m.Handle(fleetv1.Prefix+"/", New(store, live))
 	m.Handle(HeartbeatPath, Heartbeats(live, nil, nil))
 	if in != nil {
-		m.Handle(UnitsPath, Units(in))
+		m.Handle(fleetv1.UnitsPath, Units(in))
 	}
 	return m
 }
@@ -62,7 +62,7 @@ func newCluster(t *testing.T, n int) *cluster {
 	cl.srv = httptest.NewServer(mux(cl.store, cl.live, in))
 	t.Cleanup(cl.srv.Close)
 	var err error
-	if cl.c, err = NewClient(cl.srv.URL); err != nil {
+	if cl.c, err = fleetv1.NewClient(cl.srv.URL); err != nil {
 		t.Fatal(err)
 	}
 	cl.settle()
@@ -110,11 +110,11 @@ const svc = `{"name":"web.service","desiredState":"launched","options":[{"sectio
 
 func TestUnitsLifecycleAndWireFormat(t *testing.T) {
 	cl := newCluster(t, 2)
-	if code, body := cl.raw("PUT", Prefix+"/units/web.service", "application/json", svc); code != 201 {
+	if code, body := cl.raw("PUT", fleetv1.Prefix+"/units/web.service", "application/json", svc); code != 201 {
 		t.Fatalf("create: %d %s", code, body)
 	}
 	cl.settle()
-	code, body := cl.raw("GET", Prefix+"/units/web.service", "", "")
+	code, body := cl.raw("GET", fleetv1.Prefix+"/units/web.service", "", "")
 	if code != 200 {
 		t.Fatalf("get: %d %s", code, body)
 	}
@@ -135,7 +135,7 @@ func TestUnitsLifecycleAndWireFormat(t *testing.T) {
 		t.Errorf("option JSON %v", opt)
 	}
 	// Same options again with a new state: an update, 204.
-	if code, body := cl.raw("PUT", Prefix+"/units/web.service", "application/json", `{"desiredState":"loaded"}`); code != 204 {
+	if code, body := cl.raw("PUT", fleetv1.Prefix+"/units/web.service", "application/json", `{"desiredState":"loaded"}`); code != 204 {
 		t.Fatalf("update: %d %s", code, body)
 	}
 	cl.settle()
@@ -144,12 +144,12 @@ func TestUnitsLifecycleAndWireFormat(t *testing.T) {
 		t.Fatalf("after stop: %+v %v", u, err)
 	}
 	// State rows use fleet's names.
-	code, body = cl.raw("GET", Prefix+"/state?unitName=web.service", "", "")
+	code, body = cl.raw("GET", fleetv1.Prefix+"/state?unitName=web.service", "", "")
 	if code != 200 || !strings.Contains(body, `"systemdActiveState":"inactive"`) || !strings.Contains(body, `"systemdLoadState":"loaded"`) || !strings.Contains(body, `"machineID":"`+u.MachineID+`"`) {
 		t.Fatalf("state: %d %s", code, body)
 	}
 	// New options without a state: contents replaced, state kept.
-	if code, body := cl.raw("PUT", Prefix+"/units/web.service", "application/json", `{"options":[{"section":"Service","name":"ExecStart","value":"/bin/sleep 2d"}]}`); code != 204 {
+	if code, body := cl.raw("PUT", fleetv1.Prefix+"/units/web.service", "application/json", `{"options":[{"section":"Service","name":"ExecStart","value":"/bin/sleep 2d"}]}`); code != 204 {
 		t.Fatalf("replace: %d %s", code, body)
 	}
 	cl.settle()
@@ -157,14 +157,14 @@ func TestUnitsLifecycleAndWireFormat(t *testing.T) {
 	if err != nil || u.DesiredState != "loaded" || u.CurrentState != "loaded" || len(u.Options) != 1 || u.Options[0].Value != "/bin/sleep 2d" {
 		t.Fatalf("after replace: %+v %v", u, err)
 	}
-	if code, _ := cl.raw("DELETE", Prefix+"/units/web.service", "", ""); code != 204 {
+	if code, _ := cl.raw("DELETE", fleetv1.Prefix+"/units/web.service", "", ""); code != 204 {
 		t.Fatalf("delete: %d", code)
 	}
-	code, body = cl.raw("GET", Prefix+"/units/web.service", "", "")
+	code, body = cl.raw("GET", fleetv1.Prefix+"/units/web.service", "", "")
 	if code != 404 || body != `{"error":{"code":404,"message":"unit does not exist"}}` {
 		t.Fatalf("get deleted: %d %s", code, body)
 	}
-	if code, body := cl.raw("DELETE", Prefix+"/units/web.service", "", ""); code != 404 || !strings.Contains(body, "unit does not exist") {
+	if code, body := cl.raw("DELETE", fleetv1.Prefix+"/units/web.service", "", ""); code != 404 || !strings.Contains(body, "unit does not exist") {
 		t.Fatalf("delete missing: %d %s", code, body)
 	}
 }
@@ -207,8 +207,8 @@ func TestSetErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := cl.raw(tc.method, Prefix+tc.path, tc.ctype, tc.body)
-			var eb ErrorBody
+			code, body := cl.raw(tc.method, fleetv1.Prefix+tc.path, tc.ctype, tc.body)
+			var eb fleetv1.ErrorBody
 			if err := json.Unmarshal([]byte(body), &eb); err != nil {
 				t.Fatalf("error body not JSON: %s", body)
 			}
@@ -221,15 +221,15 @@ func TestSetErrors(t *testing.T) {
 		t.Fatalf("bad requests stored units: %v %v", us, err)
 	}
 	// Existing unit: an update without desiredState is a conflict.
-	if code, _ := cl.raw("PUT", Prefix+"/units/web.service", "application/json", svc); code != 201 {
+	if code, _ := cl.raw("PUT", fleetv1.Prefix+"/units/web.service", "application/json", svc); code != 201 {
 		t.Fatal("create failed")
 	}
-	if code, body := cl.raw("PUT", Prefix+"/units/web.service", "application/json", `{"name":"web.service"}`); code != 409 || !strings.Contains(body, "must provide DesiredState to update existing unit") {
+	if code, body := cl.raw("PUT", fleetv1.Prefix+"/units/web.service", "application/json", `{"name":"web.service"}`); code != 409 || !strings.Contains(body, "must provide DesiredState to update existing unit") {
 		t.Fatalf("update without state: %d %s", code, body)
 	}
 	// A bad replacement leaves the stored unit as it was.
 	before := cl.store.State().Unit("web.service")
-	if code, body := cl.raw("PUT", Prefix+"/units/web.service", "application/json", `{"desiredState":"inactive","options":[{"section":"X-Fleet","name":"Bogus","value":"1"}]}`); code != 400 || !strings.Contains(body, "unrecognized requirement") {
+	if code, body := cl.raw("PUT", fleetv1.Prefix+"/units/web.service", "application/json", `{"desiredState":"inactive","options":[{"section":"X-Fleet","name":"Bogus","value":"1"}]}`); code != 400 || !strings.Contains(body, "unrecognized requirement") {
 		t.Fatalf("bad replacement: %d %s", code, body)
 	}
 	if after := cl.store.State().Unit("web.service"); after.Hash != before.Hash || after.Desired != before.Desired {
@@ -241,7 +241,7 @@ func TestPagination(t *testing.T) {
 	cl := newCluster(t, 0)
 	ctx := context.Background()
 	for i := 0; i < 250; i++ {
-		err := cl.c.CreateUnit(ctx, &Unit{Name: fmt.Sprintf("u%03d.service", i), DesiredState: "inactive",
+		err := cl.c.CreateUnit(ctx, &fleetv1.Unit{Name: fmt.Sprintf("u%03d.service", i), DesiredState: "inactive",
 			Options: []*unitfile.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/bin/true"}}})
 		if err != nil {
 			t.Fatal(err)
@@ -250,8 +250,12 @@ func TestPagination(t *testing.T) {
 	var sizes []int
 	tok := ""
 	for {
-		var p UnitPage
-		code, body := cl.raw("GET", Prefix+"/units"+tokenQuery(tok, nil), "", "")
+		var p fleetv1.UnitPage
+		q := ""
+		if tok != "" {
+			q = "?" + url.Values{"nextPageToken": {tok}}.Encode()
+		}
+		code, body := cl.raw("GET", fleetv1.Prefix+"/units"+q, "", "")
 		if code != 200 || json.Unmarshal([]byte(body), &p) != nil {
 			t.Fatalf("page: %d", code)
 		}
@@ -277,11 +281,11 @@ func TestMachinesStateDiscoveryHeartbeat(t *testing.T) {
 	if err != nil || len(ms) != 3 || ms[1].ID != "machine1" || ms[1].PrimaryIP != "127.0.0.2" || ms[1].Metadata["idx"] != "1" {
 		t.Fatalf("machines %v %v", ms, err)
 	}
-	code, body := cl.raw("GET", Prefix+"/machines", "", "")
+	code, body := cl.raw("GET", fleetv1.Prefix+"/machines", "", "")
 	if code != 200 || !strings.Contains(body, `"primaryIP":"127.0.0.1"`) || !strings.Contains(body, `"metadata":{"idx":"0"}`) {
 		t.Fatalf("machines JSON %s", body)
 	}
-	if err := cl.c.CreateUnit(ctx, &Unit{Name: "g.service", DesiredState: "launched", Options: []*unitfile.UnitOption{
+	if err := cl.c.CreateUnit(ctx, &fleetv1.Unit{Name: "g.service", DesiredState: "launched", Options: []*unitfile.UnitOption{
 		{Section: "Service", Name: "ExecStart", Value: "/bin/true"}, {Section: "X-Fleet", Name: "Global", Value: "true"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -296,18 +300,18 @@ func TestMachinesStateDiscoveryHeartbeat(t *testing.T) {
 	}
 	// One unit's state (fleetctl start polls it): the first machine's for
 	// a global unit, and fleet's 404 body for a unit nobody reports.
-	var one UnitState
-	code, body = cl.raw("GET", Prefix+"/state/g.service", "", "")
+	var one fleetv1.UnitState
+	code, body = cl.raw("GET", fleetv1.Prefix+"/state/g.service", "", "")
 	if code != 200 || json.Unmarshal([]byte(body), &one) != nil || one.Name != "g.service" || one.MachineID != "machine0" || one.SystemdActiveState != "active" || one.SystemdLoadState != "loaded" {
 		t.Fatalf("state of g.service: %d %s", code, body)
 	}
-	if code, body = cl.raw("GET", Prefix+"/state/nope.service", "", ""); code != 404 || !strings.Contains(body, "unit state does not exist") {
+	if code, body = cl.raw("GET", fleetv1.Prefix+"/state/nope.service", "", ""); code != 404 || !strings.Contains(body, "unit state does not exist") {
 		t.Fatalf("state of an unknown unit: %d %s", code, body)
 	}
-	if code, _ = cl.raw("PUT", Prefix+"/state/g.service", "application/json", "{}"); code != 405 {
+	if code, _ = cl.raw("PUT", fleetv1.Prefix+"/state/g.service", "application/json", "{}"); code != 405 {
 		t.Fatalf("PUT state: %d", code)
 	}
-	code, body = cl.raw("GET", Prefix+"/discovery", "", "")
+	code, body = cl.raw("GET", fleetv1.Prefix+"/discovery", "", "")
 	var d map[string]any
 	if code != 200 || json.Unmarshal([]byte(body), &d) != nil || d["kind"] != "discovery#restDescription" || d["basePath"] != "/fleet/v1/" {
 		t.Fatalf("discovery %d", code)
@@ -332,12 +336,12 @@ func TestUnixSocketAndInspect(t *testing.T) {
 	srv := &http.Server{Handler: mux(cl.store, cl.live, cl.sims[0])}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	c, err := NewClient("unix://" + sock)
+	c, err := fleetv1.NewClient("unix://" + sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := c.CreateUnit(ctx, &Unit{Name: "a.service", DesiredState: "launched", Options: []*unitfile.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/bin/true"}}}); err != nil {
+	if err := c.CreateUnit(ctx, &fleetv1.Unit{Name: "a.service", DesiredState: "launched", Options: []*unitfile.UnitOption{{Section: "Service", Name: "ExecStart", Value: "/bin/true"}}}); err != nil {
 		t.Fatal(err)
 	}
 	cl.settle()
@@ -346,73 +350,19 @@ func TestUnixSocketAndInspect(t *testing.T) {
 		t.Fatalf("over unix socket: %+v %v", u, err)
 	}
 	var out bytes.Buffer
-	if err := Inspect(ctx, http.DefaultClient, cl.srv.URL, "a.service", "status", 0, false, &out); err != nil || !strings.Contains(out.String(), "Active: active (running)") {
+	if err := fleetv1.Inspect(ctx, http.DefaultClient, cl.srv.URL, "a.service", "status", 0, false, &out); err != nil || !strings.Contains(out.String(), "Active: active (running)") {
 		t.Fatalf("status: %v %q", err, out.String())
 	}
 	out.Reset()
-	if err := Inspect(ctx, http.DefaultClient, cl.srv.URL, "a.service", "journal", 1, false, &out); err != nil || strings.Count(out.String(), "\n") != 1 || !strings.Contains(out.String(), "start") {
+	if err := fleetv1.Inspect(ctx, http.DefaultClient, cl.srv.URL, "a.service", "journal", 1, false, &out); err != nil || strings.Count(out.String(), "\n") != 1 || !strings.Contains(out.String(), "start") {
 		t.Fatalf("journal: %v %q", err, out.String())
 	}
-	err = Inspect(ctx, http.DefaultClient, cl.srv.URL, "a.txt", "status", 0, false, &out)
-	if ae, ok := err.(*APIError); !ok || ae.Code != 400 {
+	err = fleetv1.Inspect(ctx, http.DefaultClient, cl.srv.URL, "a.txt", "status", 0, false, &out)
+	if ae, ok := err.(*fleetv1.APIError); !ok || ae.Code != 400 {
 		t.Fatalf("bad name inspect: %v", err)
 	}
-	if _, err := NewClient("ftp://x"); err == nil {
+	if _, err := fleetv1.NewClient("ftp://x"); err == nil {
 		t.Fatal("ftp endpoint accepted")
-	}
-}
-
-// A server that answers every page with the same token must not make the
-// client loop forever.
-func TestClientRefusesRepeatedPageToken(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		send(w, http.StatusOK, MachinePage{Machines: []*Machine{{ID: "m1"}}, NextPageToken: encodeToken("m1")})
-	}))
-	defer srv.Close()
-	c, err := NewClient(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ms, err := c.Machines(context.Background()); err == nil || !strings.Contains(err.Error(), "page token") {
-		t.Fatalf("got %d machines, err %v; want a repeated-token error", len(ms), err)
-	}
-}
-
-// A 503 (election, leader change) is retried with the same body; a 503
-// that lasts gives up after UnavailableRetry with the server's message.
-func TestClientRetriesUnavailable(t *testing.T) {
-	var calls int
-	var bodies []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls++
-		b, _ := io.ReadAll(r.Body)
-		bodies = append(bodies, string(b))
-		if calls < 3 || strings.Contains(r.URL.Path, "down") {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprint(w, `{"error":{"code":503,"message":"no raft leader (election in progress)"}}`)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer srv.Close()
-	c, err := NewClient(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetUnitTargetState(context.Background(), "a.service", "launched"); err != nil {
-		t.Fatalf("after two 503s: %v", err)
-	}
-	if calls != 3 || bodies[0] == "" || bodies[0] != bodies[2] {
-		t.Fatalf("%d calls, bodies %q", calls, bodies)
-	}
-	old := UnavailableRetry
-	UnavailableRetry = 500 * time.Millisecond
-	defer func() { UnavailableRetry = old }()
-	calls = 0
-	err = c.SetUnitTargetState(context.Background(), "down.service", "launched")
-	var ae *APIError
-	if !errors.As(err, &ae) || ae.Code != 503 || !strings.Contains(err.Error(), "election") || calls < 2 {
-		t.Fatalf("lasting 503: %v after %d calls", err, calls)
 	}
 }
 

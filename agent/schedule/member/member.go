@@ -22,6 +22,7 @@ import (
 
 	"github.com/pith-os/pith/agent/schedule"
 	"github.com/pith-os/pith/agent/schedule/fleetapi"
+	"github.com/pith-os/pith/fleetv1"
 )
 
 // Backend is a unit backend: agent/units' Systemd, or simunits.Sim where
@@ -143,10 +144,10 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	s.mux = http.NewServeMux()
 	api := fleetapi.New(s.store, s.live)
-	s.mux.Handle(fleetapi.Prefix+"/", s.onLeader(api, fleetapi.MaxBody))
+	s.mux.Handle(fleetv1.Prefix+"/", s.onLeader(api, fleetapi.MaxBody))
 	s.mux.Handle(fleetapi.HeartbeatPath, s.membersOnly(s.onLeader(fleetapi.Heartbeats(s.live, cfg.IsLeader, cfg.AppliedIndex), schedule.MaxHeartbeatSize)))
 	if cfg.Backend != nil {
-		s.mux.Handle(fleetapi.UnitsPath, fleetapi.Units(cfg.Backend))
+		s.mux.Handle(fleetv1.UnitsPath, fleetapi.Units(cfg.Backend))
 	}
 	return s, nil
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pith-os/pith/fleetv1"
 	"github.com/pith-os/pith/internal/pithdtest"
 	"github.com/pith-os/pith/unitfile"
 
@@ -184,7 +185,7 @@ func (tc *testCluster) kill(i int) {
 	tc.nodes[i].peer.Close()
 }
 
-func launchedOn(c *fleetapi.Client, name string) (string, bool, string) {
+func launchedOn(c *fleetv1.Client, name string) (string, bool, string) {
 	u, err := c.Unit(context.Background(), name)
 	if err != nil || u == nil {
 		return "", false, fmt.Sprint(err)
@@ -195,7 +196,7 @@ func launchedOn(c *fleetapi.Client, name string) (string, bool, string) {
 func TestNodesRescheduleAndLeaderChange(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	// Talk to a follower: writes and reads are forwarded to the leader.
-	c, err := fleetapi.NewClient(tc.nodes[2].srv.URL)
+	c, err := fleetv1.NewClient(tc.nodes[2].srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func TestNodesRescheduleAndLeaderChange(t *testing.T) {
 		{Section: "X-Fleet", Name: "Conflicts", Value: "mongo@*.service"},
 	}
 	for _, n := range []string{"mongo@1.service", "mongo@2.service"} {
-		if err := c.CreateUnit(ctx, &fleetapi.Unit{Name: n, DesiredState: "launched", Options: opts}); err != nil {
+		if err := c.CreateUnit(ctx, &fleetv1.Unit{Name: n, DesiredState: "launched", Options: opts}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -268,8 +269,8 @@ func TestNodesRescheduleAndLeaderChange(t *testing.T) {
 	if clientOf == vi {
 		clientOf = 3 - vi - newLeader
 	}
-	c2, _ := fleetapi.NewClient(tc.nodes[clientOf].srv.URL)
-	if err := c2.CreateUnit(ctx, &fleetapi.Unit{Name: "log.service", DesiredState: "launched", Options: []*unitfile.UnitOption{
+	c2, _ := fleetv1.NewClient(tc.nodes[clientOf].srv.URL)
+	if err := c2.CreateUnit(ctx, &fleetv1.Unit{Name: "log.service", DesiredState: "launched", Options: []*unitfile.UnitOption{
 		{Section: "Service", Name: "ExecStart", Value: "/usr/bin/logger"}, {Section: "X-Fleet", Name: "Global", Value: "true"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +290,7 @@ func TestNodesRescheduleAndLeaderChange(t *testing.T) {
 	}
 }
 
-func placements(t *testing.T, c *fleetapi.Client) string {
+func placements(t *testing.T, c *fleetv1.Client) string {
 	us, err := c.Units(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -355,7 +356,7 @@ func post(t *testing.T, url, body string, hdr ...string) (int, string) {
 // unit states: heartbeats count only from members, over the peer port.
 func TestHeartbeatsOnlyFromMembers(t *testing.T) {
 	tc := newTestCluster(t, 3)
-	c, _ := fleetapi.NewClient(tc.nodes[1].srv.URL)
+	c, _ := fleetv1.NewClient(tc.nodes[1].srv.URL)
 	ctx := context.Background()
 	machines := func() string {
 		ms, err := c.Machines(ctx)

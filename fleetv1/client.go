@@ -1,4 +1,4 @@
-package fleetapi
+package fleetv1
 
 import (
 	"bytes"
