@@ -125,6 +125,9 @@ func FetchGrub(ctx context.Context, lists apt.Lists, cache string) (string, erro
 	}
 	tmp := dir + ".tmp"
 	_ = os.RemoveAll(tmp)
+	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
+		return "", err
+	}
 	if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("unpack %s: %v: %s", deb, err, strings.TrimSpace(string(b)))
 	}
