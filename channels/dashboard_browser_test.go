@@ -5,21 +5,18 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pith-os/pith/internal/chromium"
 )
 
-// chromium finds Debian's chromium (hack/install-deps.sh installs it), or
-// $PITH_CHROMIUM.
-func chromium(t *testing.T) string {
-	if p := os.Getenv("PITH_CHROMIUM"); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("chromium")
+// browser finds Chromium (internal/chromium.Find), or skips the test.
+func browser(t *testing.T) string {
+	p, err := chromium.Find()
 	if err != nil {
 		t.Skip("no chromium: run hack/install-deps.sh (or set PITH_CHROMIUM) for the dashboard browser test")
 	}
@@ -30,25 +27,18 @@ func chromium(t *testing.T) string {
 // flags, and returns its stdout.
 func runChromium(t *testing.T, bin, url string, extra ...string) string {
 	t.Helper()
-	args := append([]string{
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run",
-		"--user-data-dir=" + t.TempDir(),
-	}, extra...)
-	cmd := exec.CommandContext(context.Background(), bin, append(args, url)...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium %s: %v\n%s", strings.Join(extra, " "), err, errb.String())
+	out, err := chromium.Run(context.Background(), bin, t.TempDir(), url, extra...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out.String()
+	return out
 }
 
 // TestDashboardInChromium: the page shows the machines, their versions and
 // a halted rollout with its reason, and updates itself: a machine that
 // reports after the page loaded appears without a reload.
 func TestDashboardInChromium(t *testing.T) {
-	bin := chromium(t)
+	bin := browser(t)
 	tr := newTestRepo(t, "1.1.0", 16<<10)
 	s, err := NewServer(tr.dir, nil)
 	if err != nil {

@@ -3,12 +3,12 @@ package e2e
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/internal/chromium"
 	"github.com/pith-os/pith/vm/walkthrough"
 )
 
@@ -101,12 +101,15 @@ func demoCheckHalt(t *testing.T, d *walkthrough.Demo, hr walkthrough.HaltResult)
 		t.Errorf("pithctl update status on %s does not show the rollback of %s: %q", d.NodeName(hr.First), hr.Version, sh)
 	}
 
-	bin, err := exec.LookPath(cmpEnv("PITH_CHROMIUM", "chromium"))
+	bin, err := chromium.Find()
 	if err != nil {
 		t.Errorf("no chromium for the dashboard check (hack/install-deps.sh installs it): %v", err)
 		return
 	}
-	dom := demoChromium(t, bin, d.DashboardURL(), "--dump-dom", "--virtual-time-budget=8000")
+	dom, err := chromium.Run(context.Background(), bin, t.TempDir(), d.DashboardURL(), "--dump-dom", "--virtual-time-budget=8000")
+	if err != nil {
+		t.Error(err)
+	}
 	want := append([]string{d.Next, hr.Version, `id="rollout-state-stable">halted<`, "did not come up"}, d.MachineIDs...)
 	for _, w := range want {
 		if !strings.Contains(dom, w) {
@@ -117,31 +120,8 @@ func demoCheckHalt(t *testing.T, d *walkthrough.Demo, hr walkthrough.HaltResult)
 		t.Logf("dashboard DOM:\n%s", dom)
 	}
 	if dir := os.Getenv("PITH_DASHBOARD_SCREENSHOT_DIR"); dir != "" {
-		demoChromium(t, bin, d.DashboardURL(), "--screenshot="+filepath.Join(dir, "demo-dashboard.png"), "--window-size=1100,1300", "--hide-scrollbars")
+		if _, err := chromium.Run(context.Background(), bin, t.TempDir(), d.DashboardURL(), "--screenshot="+filepath.Join(dir, "demo-dashboard.png"), "--window-size=1100,1300", "--hide-scrollbars"); err != nil {
+			t.Error(err)
+		}
 	}
-}
-
-func cmpEnv(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-// demoChromium runs headless Chromium (the flags issue 20 names, a fresh
-// profile) on url and returns its stdout.
-func demoChromium(t *testing.T, bin, url string, extra ...string) string {
-	t.Helper()
-	args := append([]string{
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run",
-		"--user-data-dir=" + t.TempDir(),
-	}, extra...)
-	cmd := exec.CommandContext(context.Background(), bin, append(args, url)...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Errorf("chromium %s: %v\n%s", strings.Join(extra, " "), err, errb.String())
-	}
-	return out.String()
 }
