@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -140,35 +139,12 @@ func soakRelease(t *testing.T) (ud, fwd, n1 string) {
 	}
 	n1 = updNextPatch(t, m.Version)
 	tmp := t.TempDir()
-	in := m.Inputs
-	cfg := fmt.Sprintf("version: %q\nplatform: %s\ndebian:\n  suite: %s\n  mirror: %s\n  packages: [%s]\n  kernel: %s\ndisk:\n  size: %d\nformats: [raw]\nsource_date_epoch: %d\n",
-		n1, m.Platform, in.Suite, in.Mirror, strings.Join(in.Packages, ", "), in.KernelPackage, in.DiskSize, in.SourceDateEpoch)
-	cfgPath := filepath.Join(tmp, "pith.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	devKey := updReleaseKey(t)
-	out1 := filepath.Join(tmp, "n1")
-	args := []string{"build", "--config", cfgPath, "--out", out1, "--agent-bin-dir", updBinDir(t), "--release-key", strings.TrimSuffix(devKey, ".key") + ".pub"}
-	if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
-		args = append(args, "--cache", c)
-	}
-	updPith(t, args...)
+	out1 := updBuild(t, m, n1, tmp, strings.TrimSuffix(devKey, ".key")+".pub")
 	repo := filepath.Join(tmp, "repo")
 	t.Log(updPith(t, "release", "--channel", "stable", "--image", out1, "--key", devKey, "--repo", repo))
 	addr := updServe(t, repo)
-	ud = writeUserData(t, "soak-update.user-data", fmt.Sprintf(`#cloud-config
-coreos:
-  etcd2:
-    listen-client-urls: http://0.0.0.0:2379
-  update:
-    group: stable
-    server: http://%s/
-    reboot-strategy: etcd-lock
-pith:
-  update:
-    verify_timeout: %s
-`, updGuestServer, updVerifyTimeout))
+	ud = writeUserData(t, "soak-update.user-data", updUserData)
 	return ud, guestFwd(t, updGuestServer, addr), n1
 }
 

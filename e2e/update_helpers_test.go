@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pith-os/pith/image/manifest"
 	"github.com/pith-os/pith/node"
 	"github.com/pith-os/pith/vm"
 )
@@ -219,3 +220,43 @@ func updDD(out string) string {
 	}
 	return last
 }
+
+// updBuild builds release version of the image whose manifest is m, from
+// the same inputs (and PITH_E2E_CACHE_DIR's cache): only the version
+// differs. Its USR trusts the release keys pubs. It returns the output
+// directory under tmp.
+func updBuild(t *testing.T, m *manifest.Manifest, version, tmp string, pubs ...string) string {
+	t.Helper()
+	in := m.Inputs
+	cfg := fmt.Sprintf("version: %q\nplatform: %s\ndebian:\n  suite: %s\n  mirror: %s\n  packages: [%s]\n  kernel: %s\ndisk:\n  size: %d\nformats: [raw]\nsource_date_epoch: %d\n",
+		version, m.Platform, in.Suite, in.Mirror, strings.Join(in.Packages, ", "), in.KernelPackage, in.DiskSize, in.SourceDateEpoch)
+	cfgPath := filepath.Join(tmp, "pith-"+version+".yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, version)
+	args := []string{"build", "--config", cfgPath, "--out", out, "--agent-bin-dir", updBinDir(t)}
+	for _, p := range pubs {
+		args = append(args, "--release-key", p)
+	}
+	if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
+		args = append(args, "--cache", c)
+	}
+	updPith(t, args...)
+	return out
+}
+
+// updUserData is the cloud-config of a node that follows the stable
+// channel served at updGuestServer with etcd-lock on its own KV.
+var updUserData = fmt.Sprintf(`#cloud-config
+coreos:
+  etcd2:
+    listen-client-urls: http://0.0.0.0:2379
+  update:
+    group: stable
+    server: http://%s/
+    reboot-strategy: etcd-lock
+pith:
+  update:
+    verify_timeout: %s
+`, updGuestServer, updVerifyTimeout)

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -62,14 +61,6 @@ func TestUpdate(t *testing.T) {
 	n2 := updNextPatch(t, n1)
 	tmp := t.TempDir()
 
-	// Version N+1 from the same inputs and cache: only the version differs.
-	in := m.Inputs
-	cfg := fmt.Sprintf("version: %q\nplatform: %s\ndebian:\n  suite: %s\n  mirror: %s\n  packages: [%s]\n  kernel: %s\ndisk:\n  size: %d\nformats: [raw]\nsource_date_epoch: %d\n",
-		n1, m.Platform, in.Suite, in.Mirror, strings.Join(in.Packages, ", "), in.KernelPackage, in.DiskSize, in.SourceDateEpoch)
-	cfgPath := filepath.Join(tmp, "pith.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	// The development key that make image baked into N, and a new key
 	// that N+1 brings (rotation through a release).
 	devKey := updReleaseKey(t)
@@ -87,34 +78,15 @@ func TestUpdate(t *testing.T) {
 	}
 	newID := channels.KeyID(newPub)
 
-	out1 := filepath.Join(tmp, "n1")
-	args := []string{"build", "--config", cfgPath, "--out", out1, "--agent-bin-dir", updBinDir(t),
-		"--release-key", strings.TrimSuffix(devKey, ".key") + ".pub", "--release-key", filepath.Join(keys, "pith-release.pub")}
-	if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
-		args = append(args, "--cache", c)
-	}
+	// Version N+1 from the same inputs and cache: only the version differs.
 	start := time.Now()
-	updPith(t, args...)
+	out1 := updBuild(t, m, n1, tmp, strings.TrimSuffix(devKey, ".key")+".pub", filepath.Join(keys, "pith-release.pub"))
 	t.Logf("MEASURE build of %s (warm cache): %s", n1, time.Since(start).Round(time.Second))
 
 	repo := filepath.Join(tmp, "repo")
 	t.Log(updPith(t, "release", "--channel", "stable", "--image", out1, "--key", devKey, "--repo", repo))
 	addr := updServe(t, repo)
-	ud := filepath.Join(tmp, "user-data")
-	if err := os.WriteFile(ud, []byte(fmt.Sprintf(`#cloud-config
-coreos:
-  etcd2:
-    listen-client-urls: http://0.0.0.0:2379
-  update:
-    group: stable
-    server: http://%s/
-    reboot-strategy: etcd-lock
-pith:
-  update:
-    verify_timeout: %s
-`, updGuestServer, updVerifyTimeout)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ud := writeUserData(t, "user-data", updUserData)
 	fwd := guestFwd(t, updGuestServer, addr)
 
 	// 2. Kill QEMU while the agent writes slot B.
