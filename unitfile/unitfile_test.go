@@ -8,15 +8,7 @@ import (
 
 // unitText is a unit file with the given [X-Fleet] lines.
 func unitText(xfleet ...string) string {
-	var b strings.Builder
-	b.WriteString("[Unit]\nDescription=test\n\n[Service]\nExecStart=/bin/sleep infinity\n")
-	if len(xfleet) > 0 {
-		b.WriteString("\n[X-Fleet]\n")
-		for _, l := range xfleet {
-			b.WriteString(l + "\n")
-		}
-	}
-	return b.String()
+	return "[Service]\nExecStart=/bin/true\n\n[X-Fleet]\n" + strings.Join(xfleet, "\n") + "\n"
 }
 
 func TestValidateName(t *testing.T) {
