@@ -95,23 +95,30 @@ func startSecureCluster(t *testing.T, n int) *secureCluster {
 		json.NewDecoder(resp.Body).Decode(&p)
 		return len(p.Machines) == n, fmt.Sprint(resp.Status, len(p.Machines))
 	})
-	pithdtest.Poll(t, "every member's client URL published", func() (bool, string) {
-		resp, err := admin.Get(c.ms[0].client + "/v2/members")
-		if err != nil {
-			return false, err.Error()
-		}
-		defer resp.Body.Close()
-		var p struct {
-			Members []struct{ ClientURLs []string }
-		}
-		json.NewDecoder(resp.Body).Decode(&p)
-		published := 0
-		for _, m := range p.Members {
-			if len(m.ClientURLs) > 0 {
-				published++
+	// On every member: a client's Sync may ask any of them, and one that
+	// has not applied the last publication yet lists fewer URLs.
+	pithdtest.Poll(t, "every member's client URL published on every member", func() (bool, string) {
+		for _, m := range c.ms {
+			resp, err := admin.Get(m.client + "/v2/members")
+			if err != nil {
+				return false, err.Error()
+			}
+			var p struct {
+				Members []struct{ ClientURLs []string }
+			}
+			json.NewDecoder(resp.Body).Decode(&p)
+			resp.Body.Close()
+			published := 0
+			for _, pm := range p.Members {
+				if len(pm.ClientURLs) > 0 {
+					published++
+				}
+			}
+			if published != n {
+				return false, fmt.Sprintf("%d on %s", published, m.client)
 			}
 		}
-		return published == n, fmt.Sprint(published)
+		return true, ""
 	})
 	return c
 }
