@@ -34,6 +34,7 @@ if [ "${1:-}" = arm64 ]; then
   pkgs+=(
     qemu-system-arm qemu-efi-aarch64      # pith boot --arch arm64: virt board, AAVMF (UEFI)
     qemu-user-static binfmt-support       # mmdebstrap --architectures=arm64 runs arm64 maintainer scripts
+    arch-test                             # mmdebstrap checks with it that arm64 programs can run
   )
   # grub-efi-arm64-bin is built for arm64 only: pith build fetches it from
   # the build's own arm64 apt lists. binfmt_misc is not mounted in many
