@@ -94,7 +94,7 @@ type Config struct {
 	// CDROM is an ISO image attached as a read-only CD-ROM (pith.iso).
 	CDROM string
 	// ExtraDisks are raw disk files attached as virtio disks after the
-	// boot disk (/dev/vdb, /dev/vdc, ...).
+	// boot disk, with serials (ExtraDiskSerial) to name them by.
 	ExtraDisks []string
 	// SecureBoot, with UEFI: OVMF enforces Secure Boot with these
 	// certificates enrolled as PK, KEK and db.

@@ -59,8 +59,12 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 	if c.Image != "" {
 		a = append(a, "-drive", "if=virtio,format=qcow2,discard=unmap,file="+m.Disk)
 	}
-	for _, d := range c.ExtraDisks {
-		a = append(a, "-drive", "if=virtio,format=raw,discard=unmap,file="+d)
+	for i, d := range c.ExtraDisks {
+		// A serial names the disk stably (/dev/disk/by-id/virtio-<serial>):
+		// vda, vdb follow the guest's (asynchronous) probe order.
+		id := fmt.Sprintf("extra%d", i+1)
+		a = append(a, "-drive", "if=none,id="+id+",format=raw,discard=unmap,file="+d,
+			"-device", "virtio-blk-pci,drive="+id+",serial="+ExtraDiskSerial(i))
 	}
 	if c.CDROM != "" {
 		// On the q35 machine's own AHCI controller; the firmware boots it
@@ -145,3 +149,7 @@ func shellQuote(args []string) string {
 	}
 	return strings.Join(q, " ")
 }
+
+// ExtraDiskSerial is the serial of Config.ExtraDisks[i]: the guest sees it
+// as /dev/disk/by-id/virtio-pith-extra-<i+1>.
+func ExtraDiskSerial(i int) string { return fmt.Sprintf("pith-extra-%d", i+1) }

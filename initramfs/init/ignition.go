@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -208,8 +209,10 @@ func resolveDevice(dev string) (string, error) {
 			return "", err
 		}
 		spec = Spec{Kind: "PARTUUID", Value: g.String()}
+	case strings.HasPrefix(dev, "/dev/disk/by-id/virtio-"):
+		return waitVirtioSerial(strings.TrimPrefix(dev, "/dev/disk/by-id/virtio-"), wait)
 	case strings.HasPrefix(dev, "/dev/disk/"):
-		return "", fmt.Errorf("the initramfs resolves /dev/<name>, /dev/disk/by-partlabel/ and /dev/disk/by-partuuid/ names only")
+		return "", fmt.Errorf("the initramfs resolves /dev/<name>, /dev/disk/by-id/virtio-<serial>[-part<n>], /dev/disk/by-partlabel/ and /dev/disk/by-partuuid/ names only")
 	default:
 		deadline := time.Now().Add(wait)
 		for {
@@ -227,4 +230,41 @@ func resolveDevice(dev string) (string, error) {
 		return "", err
 	}
 	return d.Path, nil
+}
+
+// waitVirtioSerial finds a virtio disk by its serial (what udev's
+// /dev/disk/by-id/virtio-<serial> names), or its partition n for
+// "<serial>-part<n>". Kernel names (vda, vdb) follow the order the
+// drivers probed, which is asynchronous here: only a serial is stable.
+func waitVirtioSerial(id string, wait time.Duration) (string, error) {
+	serial, part := id, 0
+	if i := strings.LastIndex(id, "-part"); i > 0 {
+		if n, err := strconv.Atoi(id[i+len("-part"):]); err == nil && n > 0 {
+			serial, part = id[:i], n
+		}
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		ents, _ := os.ReadDir(SysBlock)
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(SysBlock, e.Name(), "serial"))
+			if err != nil || strings.TrimSpace(string(b)) != serial {
+				continue
+			}
+			name := e.Name()
+			if part > 0 {
+				if name, err = partitionName(name, part); err != nil {
+					break // not there yet
+				}
+			}
+			p := filepath.Join(DevDir, name)
+			if fi, err := os.Stat(p); err == nil && fi.Mode()&os.ModeDevice != 0 {
+				return p, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no virtio disk with serial %q (and partition %d) after %s (disks seen: %s)", serial, part, wait, seenDisks())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -41,7 +41,11 @@ const (
 // The first error stops it.
 func Apply(p *Plan, env Env) error {
 	for _, d := range p.Disks {
-		if err := partitionDisk(d, env.Logf); err != nil {
+		dev, err := env.Resolve(d.Device)
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.Device, err)
+		}
+		if err := partitionDisk(d, dev, env.Logf); err != nil {
 			return err
 		}
 	}

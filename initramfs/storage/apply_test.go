@@ -87,6 +87,9 @@ func TestApplyLoop(t *testing.T) {
 	var log []string
 	parts := map[string]string{}
 	resolve := func(d string) (string, error) {
+		if d == dev {
+			return dev, nil
+		}
 		if parts[d] == "" {
 			parts[d] = partitionLoop(t, dev, int(d[len(d)-1]-'0'))
 		}

@@ -8,12 +8,12 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 )
 
-// partitionDisk applies d to its device: reads the GPT, computes the new
-// layout and, if anything changes, writes both GPTs and has the kernel
-// re-read them. The device is opened exclusively, so a disk in use (the
-// boot disk, a mounted partition) is refused by the kernel itself.
-func partitionDisk(d Disk, logf func(string, ...any)) error {
-	dk, err := diskfs.Open(d.Device, diskfs.WithOpenMode(diskfs.ReadWriteExclusive))
+// partitionDisk applies d to its device node dev: reads the GPT, computes
+// the new layout and, if anything changes, writes both GPTs and has the
+// kernel re-read them. The device is opened exclusively, so a disk in use
+// (the boot disk, a mounted partition) is refused by the kernel itself.
+func partitionDisk(d Disk, dev string, logf func(string, ...any)) error {
+	dk, err := diskfs.Open(dev, diskfs.WithOpenMode(diskfs.ReadWriteExclusive))
 	if err != nil {
 		return fmt.Errorf("%s: opening exclusively: %w (is it the boot disk, or in use?)", d.Device, err)
 	}
