@@ -25,10 +25,11 @@
 //     TestDemo's cluster (cluster behaviour, failover, power cuts,
 //     rollouts), TestUpdate's machine (update, rollback, crash points of
 //     the agent), TestFirstBoot's three machines (user-data, first-boot
-//     crash points), TestBoot's BIOS and UEFI machines (firmware, boot
-//     chain, dm-verity, Secure Boot). A new top-level VM test is for a
-//     machine none of these can be (another platform, another installer),
-//     and its boot's minutes come out of the same budget.
+//     crash points), TestFirstBootOEM's BIOS and TestEC2's UEFI machine
+//     (checkBooted: firmware, boot chain, dm-verity, ROOT's growth). A
+//     new top-level VM test is for a machine none of these can be
+//     (another platform, another installer), and its boot's minutes come
+//     out of the same budget.
 //   - Nothing the tests share may collide when they run side by side:
 //     state lives in os.MkdirTemp/t.TempDir directories (QEMU overlays,
 //     OVMF vars copies, user-data, sockets), host ports are picked free on

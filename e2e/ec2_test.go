@@ -282,15 +282,15 @@ coreos:
 		t.Errorf("firstboot did not take the user-data from ec2:\n%s", j)
 	}
 
-	// ROOT grown to the volume on first boot.
-	if disk := run("lsblk -b -d -n -o SIZE /dev/$(lsblk -n -o PKNAME $(findmnt -n -o SOURCE /))"); disk != strconv.Itoa(volume) {
-		t.Errorf("the volume is %s bytes, want %d", disk, volume)
-	}
-	// ROOT is 1.7 GiB in the 4 GiB image; the extra GiB of the volume must
-	// be in its filesystem.
-	if fs, err := strconv.ParseInt(run("df -B1 --output=size / | tail -1"), 10, 64); err != nil || fs < 2400<<20 {
-		t.Errorf("ROOT's filesystem is %d bytes (%v) on a %d-byte volume: not grown (want over 2400 MiB)", fs, err, volume)
-	}
+	// The UEFI boot of an image: running, /usr through dm-verity, ROOT
+	// grown to the volume on first boot (TestFirstBootOEM checks BIOS).
+	checkBooted(t, n.M.Config.Firmware, filepath.Dir(img), volume, func(cmd string) (string, int) {
+		r, err := vm.RunSSH(ctx, n.M.Ports[22], vm.DefaultUser, signer, cmd)
+		if err != nil {
+			t.Fatalf("ssh %q: %v", cmd, err)
+		}
+		return strings.TrimSpace(string(r.Stdout)), r.ExitStatus
+	})
 
 	// The platform's kernel settings and drivers are live.
 	cmdline := run("cat /proc/cmdline")

@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pith-os/pith/vagrant/box"
+	"github.com/pith-os/pith/vm"
 )
 
 // The container the first-boot configs start: hello.path (started by the
@@ -86,9 +89,13 @@ write_files:
 
 func ignitionUserData(t *testing.T, pub string) string {
 	t.Helper()
+	type hash struct {
+		Hash string `json:"hash"`
+	}
 	type contents struct {
-		Source      string `json:"source"`
-		Compression string `json:"compression,omitempty"`
+		Source       string `json:"source"`
+		Compression  string `json:"compression,omitempty"`
+		Verification *hash  `json:"verification,omitempty"`
 	}
 	type named struct {
 		Name string `json:"name"`
@@ -107,11 +114,22 @@ func ignitionUserData(t *testing.T, pub string) string {
 		"passwd": map[string]any{"users": []map[string]any{{
 			"name": "bob", "gecos": "E2E Bob", "groups": []string{"docker"}, "sshAuthorizedKeys": []string{pub},
 		}}},
-		"storage": map[string]any{"files": []file{
-			{Path: "/etc/hostname", Mode: 0o644, Contents: contents{Source: data("e2e-ign\n")}, Overwrite: true},
-			{Path: "/etc/pith-e2e/motd", Mode: 0o640, User: &named{"bob"}, Group: &named{"bob"}, Contents: contents{Source: data(fileContent)}},
-			{Path: "/etc/docker/daemon.json", Mode: 0o644, Contents: contents{Source: data(dockerDaemon)}},
-		}},
+		// The second disk (by its serial: vda/vdb follow the probe order)
+		// gets a GPT with one partition and ext4,
+		// mounted at e2eDataPath, from the initramfs; a file under that
+		// path is written by the first-boot stage after the mount.
+		"storage": map[string]any{
+			"disks": []map[string]any{{"device": "/dev/disk/by-id/virtio-" + vm.ExtraDiskSerial(0), "wipeTable": true,
+				"partitions": []map[string]any{{"label": "e2edata", "number": 1}}}},
+			"filesystems": []map[string]any{{"device": "/dev/disk/by-partlabel/e2edata", "format": "ext4",
+				"label": "e2edata", "path": e2eDataPath, "mountOptions": []string{"noatime"}}},
+			"files": []file{
+				{Path: "/etc/hostname", Mode: 0o644, Contents: contents{Source: data("e2e-ign\n")}, Overwrite: true},
+				{Path: "/etc/pith-e2e/motd", Mode: 0o640, User: &named{"bob"}, Group: &named{"bob"}, Contents: contents{Source: data(fileContent),
+					Verification: &hash{fmt.Sprintf("sha512-%x", sha512.Sum512([]byte(fileContent)))}}},
+				{Path: "/etc/docker/daemon.json", Mode: 0o644, Contents: contents{Source: data(dockerDaemon)}},
+				{Path: e2eDataPath + "/hello", Mode: 0o644, Contents: contents{Source: data(fileContent)}},
+			}},
 		"systemd": map[string]any{"units": []map[string]any{
 			{"name": "hello.service", "contents": helloUnitBody},
 			{"name": "hello.path", "enabled": true, "contents": helloPathUnit + "\n[Install]\nWantedBy=paths.target\n"},
@@ -122,6 +140,46 @@ func ignitionUserData(t *testing.T, pub string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// e2eDataPath is where the Ignition machine's second disk is mounted.
+const e2eDataPath = "/var/lib/e2edata"
+
+// checkIgnitionStorage: the initramfs partitioned and formatted the second
+// disk before
+// switch_root, systemd mounted it at e2eDataPath, and the first-boot
+// stage's file under that path is on it.
+func checkIgnitionStorage(t *testing.T, n *Node) {
+	part := n.Run("readlink -f /dev/disk/by-id/virtio-" + vm.ExtraDiskSerial(0) + "-part1")
+	if got := n.Run("findmnt -n -o SOURCE,FSTYPE,OPTIONS " + e2eDataPath); !strings.HasPrefix(got, part+" ext4 ") || !strings.Contains(got, "noatime") {
+		t.Errorf("findmnt %s = %q, want %s (the second disk's partition 1) ext4 with noatime", e2eDataPath, got, part)
+	}
+	if got := n.Run("sudo blkid -p -s PART_ENTRY_NAME -s LABEL -o value " + part + " | sort | tr '\\n' ' '"); got != "e2edata e2edata" {
+		t.Errorf("%s partition and filesystem labels: %q, want e2edata e2edata", part, got)
+	}
+	if got := n.Run("findmnt -n -o TARGET -T " + e2eDataPath + "/hello"); got != e2eDataPath {
+		t.Errorf("%s/hello is on the filesystem mounted at %q, want %s", e2eDataPath, got, e2eDataPath)
+	}
+	if got := n.Run("cat " + e2eDataPath + "/hello"); got != strings.TrimSpace(fileContent) {
+		t.Errorf("%s/hello = %q", e2eDataPath, got)
+	}
+	if got := n.Run("systemctl is-enabled var-lib-e2edata.mount; systemctl is-active var-lib-e2edata.mount"); got != "enabled\nactive" {
+		t.Errorf("var-lib-e2edata.mount: %q, want enabled and active", got)
+	}
+	if console := n.ConsoleText(); !strings.Contains(console, "Ignition storage: done") {
+		t.Errorf("the console lacks pith-init's 'Ignition storage: done'")
+	}
+	t.Logf("initramfs storage stage:\n%s", grepLines(n.ConsoleText(), "Ignition storage"))
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // invalidUserData has errors of several kinds; all must be reported.
@@ -154,19 +212,31 @@ func TestFirstBoot(t *testing.T) {
 	type machine struct {
 		name, user, hostname string
 		userData             func(t *testing.T, pub string) string
+		extraDisk            bool // a blank 1 GiB second disk
 		key                  ssh.Signer
 		c                    *Cluster
 	}
 	ms := []*machine{
 		{name: "cloud-config", user: "alice", hostname: "e2e-cc", userData: cloudConfigUserData},
-		{name: "ignition", user: "bob", hostname: "e2e-ign", userData: ignitionUserData},
+		{name: "ignition", user: "bob", hostname: "e2e-ign", userData: ignitionUserData, extraDisk: true},
 		{name: "invalid", userData: func(*testing.T, string) string { return invalidUserData }},
 	}
 	for _, m := range ms {
 		var pub string
 		m.key, pub = newUserKey(t)
 		ud := m.userData(t, pub)
-		m.c = Boot(t, Options{UserData: writeUserData(t, m.name+".user-data", ud)})
+		o := Options{UserData: writeUserData(t, m.name+".user-data", ud)}
+		if m.extraDisk {
+			disk := filepath.Join(t.TempDir(), "vdb.img")
+			if err := os.WriteFile(disk, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(disk, 1<<30); err != nil {
+				t.Fatal(err)
+			}
+			o.ExtraDisks = []string{disk}
+		}
+		m.c = Boot(t, o)
 		t.Logf("%s: %s, user-data %d KiB", m.name, m.c.Nodes[0], len(ud)>>10)
 	}
 	cut := scriptCutBoot(t)
@@ -183,6 +253,9 @@ func TestFirstBoot(t *testing.T) {
 				return
 			}
 			checkApplied(t, n, m.user, m.key, m.hostname)
+			if m.extraDisk {
+				checkIgnitionStorage(t, n)
+			}
 		})
 	}
 	t.Run("script cut", func(t *testing.T) {
@@ -340,7 +413,8 @@ coreos:
 // /usr/share/oem and its cloud-config applied before the user-data; the
 // user-data (1 MiB, through fw_cfg) brings networkd files; pithctl
 // userdata apply re-applies it without changing anything, then applies a
-// new one and says what changed.
+// new one and says what changed. Its BIOS boot, on a disk larger than the
+// image, is also checkBooted's (TestEC2 checks the UEFI boot).
 func TestFirstBootOEM(t *testing.T) {
 	NeedVMs(t, 1, 3*time.Minute)
 	base := bootImagePath(t)
@@ -350,11 +424,13 @@ func TestFirstBootOEM(t *testing.T) {
 		t.Fatal(err)
 	}
 	ud, bigSum := bigUserData(1 << 20)
-	c := Boot(t, Options{Image: img, UserData: writeUserData(t, "oem.user-data", ud)})
+	const disk = 5 << 30 // the image is 4 GiB: ROOT's growth must show
+	c := Boot(t, Options{Image: img, UserData: writeUserData(t, "oem.user-data", ud), DiskSize: disk})
 	n := c.Nodes[0]
 	t.Logf("%s: user-data %d KiB", n, len(ud)>>10)
 	up := upAll(t, []*Node{n})[0]
 	t.Logf("MEASURE qemu-start->ssh-ready=%s", up.ssh.Round(100*time.Millisecond))
+	checkBooted(t, n.M.Config.Firmware, builtImageDir(t), disk, n.sh) // BIOS, the default
 
 	// The mount: OEM, ext4, read-only, from the partition labelled OEM.
 	mnt := n.Run("findmnt -no SOURCE,FSTYPE,OPTIONS /usr/share/oem")
