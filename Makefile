@@ -49,7 +49,7 @@ image-arm64: deps deps-arm64 bin bin-arm64
 
 e2e-arm64: image-arm64
 	PITH_E2E_ARM64_IMAGE_DIR=$(abspath $(ARM64_OUT)) PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
-		$(GO) test -count=1 -timeout 40m -run '^TestARM64$$' -v ./e2e/
+		$(GO) test -tags e2earm64 -count=1 -timeout 40m -run '^TestARM64$$' -v ./e2e/
 
 # The development release key, made once per cache: make image bakes its
 # public half into the image, so releases signed with its private half (the
