@@ -62,9 +62,12 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 	for i, d := range c.ExtraDisks {
 		// A serial names the disk stably (/dev/disk/by-id/virtio-<serial>):
 		// vda, vdb follow the guest's (asynchronous) probe order.
+		// A PCI slot above the automatic ones: QEMU creates the if=virtio
+		// boot disk after every -device, and the firmware tries disks in
+		// PCI order (a blank extra disk in a lower slot stopped the boot).
 		id := fmt.Sprintf("extra%d", i+1)
 		a = append(a, "-drive", "if=none,id="+id+",format=raw,discard=unmap,file="+d,
-			"-device", "virtio-blk-pci,drive="+id+",serial="+ExtraDiskSerial(i))
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=%s,serial=%s,addr=0x%x", id, ExtraDiskSerial(i), 0x10+i))
 	}
 	if c.CDROM != "" {
 		// On the q35 machine's own AHCI controller; the firmware boots it
