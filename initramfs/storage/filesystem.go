@@ -103,7 +103,7 @@ func mkfsArgs(fs Filesystem, dev string) []string {
 func makeFilesystem(r Runner, fs Filesystem, dev string, logf func(string, ...any)) (Found, error) {
 	found, err := probe(r, dev)
 	if err != nil {
-		return Found{}, err
+		return Found{}, fmt.Errorf("%s: %w", fs.Device, err)
 	}
 	make, err := decide(fs, found)
 	if err != nil {
