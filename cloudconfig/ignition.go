@@ -24,10 +24,11 @@ import (
 type IgnitionConfig = igntypes.Config
 
 // ParseIgnition parses and validates an Ignition v3 config (spec 3.0 to
-// 3.5) with Ignition's own packages, and adds Pith's limits: Pith applies
-// files, directories, links, users, groups and systemd units on a running
-// system; anything needing the initramfs (disks, filesystems, RAID, LUKS,
-// kernel arguments) or the network at apply time is an error.
+// 3.5) with Ignition's own packages, and adds Pith's limits: the initramfs
+// applies storage.disks and storage.filesystems on first boot, pithd the
+// files, directories, links, users, groups and systemd units (remote
+// sources fetched and hash-checked before the first write); RAID, LUKS and
+// kernel arguments are errors.
 func ParseIgnition(data []byte) (*IgnitionConfig, *Report) {
 	rep := &Report{}
 	cfg, irep, err := v3_5.ParseCompatibleVersion(data)
