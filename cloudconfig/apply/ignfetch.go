@@ -50,7 +50,7 @@ func newIgnFetcher(ctx context.Context, c *cloudconfig.IgnitionConfig, parent *i
 		pool = x509.NewCertPool()
 	}
 	if parent == nil {
-		parent = &ignFetcher{client: &http.Client{}, total: fetchTotal, logf: logf}
+		parent = &ignFetcher{client: &http.Client{CheckRedirect: checkRedirect}, total: fetchTotal, logf: logf}
 	}
 	for i, ca := range c.Ignition.Security.TLS.CertificateAuthorities {
 		data, err := parent.fetch(ctx, ca)
@@ -69,7 +69,7 @@ func newIgnFetcher(ctx context.Context, c *cloudconfig.IgnitionConfig, parent *i
 		Proxy:           proxy,
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 	}
-	f := &ignFetcher{client: &http.Client{Transport: tr}, total: fetchTotal, logf: logf}
+	f := &ignFetcher{client: &http.Client{Transport: tr, CheckRedirect: checkRedirect}, total: fetchTotal, logf: logf}
 	if t := c.Ignition.Timeouts.HTTPResponseHeaders; t != nil && *t > 0 {
 		tr.ResponseHeaderTimeout = time.Duration(*t) * time.Second
 	}
@@ -77,6 +77,20 @@ func newIgnFetcher(ctx context.Context, c *cloudconfig.IgnitionConfig, parent *i
 		f.total = time.Duration(*t) * time.Second
 	}
 	return f, nil
+}
+
+// checkRedirect refuses a redirect from https to plain http: the source
+// was written as https to be private and authenticated, and its
+// httpHeaders (credentials, often) would follow it in clear. Otherwise it
+// is net/http's default policy (at most 10 redirects).
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errPermanent{errors.New("stopped after 10 redirects")}
+	}
+	if prev := via[len(via)-1]; prev.URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return errPermanent{fmt.Errorf("refusing the redirect from https to %s (%s): it would drop TLS and send the request's headers in clear", req.URL.Scheme, req.URL.Redacted())}
+	}
+	return nil
 }
 
 // proxyFunc applies ignition.proxy: httpProxy for http sources,
