@@ -39,8 +39,9 @@ func checkStorageMarkers(root string) error {
 // ignitionStorage is the first boot's storage stage: it reads the user-data
 // from QEMU's fw_cfg (opt/org.pith/user-data), and when it is an Ignition
 // config with storage.disks or storage.filesystems, applies them. Any
-// error stops the boot (StopError): Ignition fails closed.
-func ignitionStorage(l *logger) error {
+// error stops the boot (StopError): Ignition fails closed. boot are the
+// devices the system booted from (ROOT, USR): their disks are refused.
+func ignitionStorage(l *logger, boot ...*Device) error {
 	waitFwCfg(l)
 	res, err := (&datasource.FwCfg{Root: "/"}).Fetch(context.Background())
 	if errors.Is(err, datasource.ErrNotFound) {
@@ -72,6 +73,14 @@ func ignitionStorage(l *logger) error {
 		return nil
 	}
 	l.Printf("Ignition storage: %d disks, %d filesystems from fw_cfg", len(plan.Disks), len(plan.Filesystems))
+	var bootDisks []string
+	for _, d := range boot {
+		disks, err := wholeDisks(d.Path)
+		if err != nil {
+			return storageStop("finding the boot disk of "+d.Path, err)
+		}
+		bootDisks = append(bootDisks, disks...)
+	}
 	if err := writeMarker(filepath.Join(Sysroot, StorageStarted), ""); err != nil {
 		return storageStop("writing "+StorageStarted, err)
 	}
@@ -80,10 +89,12 @@ func ignitionStorage(l *logger) error {
 		return storageStop("preparing the tools' chroot", err)
 	}
 	err = storage.Apply(plan, storage.Env{
-		Root:    Sysroot,
-		Run:     chrootRunner{root: Sysroot},
-		Resolve: resolveDevice,
-		Logf:    func(f string, a ...any) { l.Printf("Ignition storage: "+f, a...) },
+		Root:      Sysroot,
+		Run:       chrootRunner{root: Sysroot},
+		Resolve:   resolveDevice,
+		BootDisks: bootDisks,
+		DisksOf:   wholeDisks,
+		Logf:      func(f string, a ...any) { l.Printf("Ignition storage: "+f, a...) },
 	})
 	umount()
 	if err != nil {
@@ -228,6 +239,9 @@ func resolveDevice(dev string) (string, error) {
 	d, err := WaitDevice(spec, wait, nil)
 	if err != nil {
 		return "", err
+	}
+	if disks := matchingDisks(spec); len(disks) > 1 {
+		return "", fmt.Errorf("%s matches a partition on %d disks (%s): name it by /dev/disk/by-id/virtio-<serial>-part<n>", spec, len(disks), strings.Join(disks, ", "))
 	}
 	return d.Path, nil
 }

@@ -164,7 +164,7 @@ func run(l *logger, debug *bool) error {
 		}
 		l.Printf("first boot: created the ROOT skeleton (/etc from /usr/share/pith/etc)")
 		// Ignition's disks stage: first boot only, before systemd.
-		if err := ignitionStorage(l); err != nil {
+		if err := ignitionStorage(l, root, usr); err != nil {
 			return err
 		}
 	}

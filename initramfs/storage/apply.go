@@ -19,7 +19,38 @@ type Env struct {
 	// /dev/disk/by-partlabel/data) into a device node that exists now,
 	// waiting for it to appear; the initramfs has no udev links.
 	Resolve func(dev string) (string, error)
-	Logf    func(string, ...any)
+	// BootDisks are the kernel names of the disks the system booted from
+	// (ROOT's and USR's). DisksOf names the disks under a resolved device
+	// (the disk itself, a partition's disk, a mapped device's slaves'). A
+	// device on a boot disk is refused before anything is read or written:
+	// the boot disk's probe order varies (vda or vdb), so /dev/vdb2 or a
+	// by-partlabel name may point into it. Both are required.
+	BootDisks []string
+	DisksOf   func(dev string) ([]string, error)
+	Logf      func(string, ...any)
+}
+
+// device resolves a config's device and refuses one on a boot disk.
+func (env Env) device(cfgDev string) (string, error) {
+	dev, err := env.Resolve(cfgDev)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", cfgDev, err)
+	}
+	if len(env.BootDisks) == 0 || env.DisksOf == nil {
+		return "", fmt.Errorf("%s: the boot disk is unknown, so the device cannot be checked against it", cfgDev)
+	}
+	disks, err := env.DisksOf(dev)
+	if err != nil {
+		return "", fmt.Errorf("%s (%s): finding its disk: %w", cfgDev, dev, err)
+	}
+	for _, d := range disks {
+		for _, b := range env.BootDisks {
+			if d == b {
+				return "", fmt.Errorf("%s is %s, on the boot disk %s: refused (name the disk by /dev/disk/by-id/virtio-<serial>)", cfgDev, dev, b)
+			}
+		}
+	}
+	return dev, nil
 }
 
 // UnitDir is where Apply writes the mount and swap units, in Root.
@@ -41,18 +72,18 @@ const (
 // The first error stops it.
 func Apply(p *Plan, env Env) error {
 	for _, d := range p.Disks {
-		dev, err := env.Resolve(d.Device)
+		dev, err := env.device(d.Device)
 		if err != nil {
-			return fmt.Errorf("%s: %w", d.Device, err)
+			return err
 		}
 		if err := partitionDisk(d, dev, env.Logf); err != nil {
 			return err
 		}
 	}
 	for _, fs := range p.Filesystems {
-		dev, err := env.Resolve(fs.Device)
+		dev, err := env.device(fs.Device)
 		if err != nil {
-			return fmt.Errorf("%s: %w", fs.Device, err)
+			return err
 		}
 		found, err := makeFilesystem(env.Run, fs, dev, env.Logf)
 		if err != nil {

@@ -95,7 +95,9 @@ func TestApplyLoop(t *testing.T) {
 		}
 		return parts[d], nil
 	}
-	env := Env{Root: root, Run: hostRunner{}, Resolve: resolve, Logf: func(f string, a ...any) {
+	// Every device here lies on the loop disk; the boot disk is elsewhere.
+	disksOf := func(string) ([]string, error) { return []string{filepath.Base(dev)}, nil }
+	env := Env{Root: root, Run: hostRunner{}, Resolve: resolve, BootDisks: []string{"not-" + filepath.Base(dev)}, DisksOf: disksOf, Logf: func(f string, a ...any) {
 		log = append(log, strings.TrimSpace(strings.ReplaceAll(sprintf(f, a...), "\n", " ")))
 	}}
 	if err := Apply(plan, env); err != nil {

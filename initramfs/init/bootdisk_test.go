@@ -1,0 +1,82 @@
+package pithinit
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// fakeDisks points SysBlock and DevDir at a tree with vda (partitions 2
+// and 3), vdb (whole), dm-0 over vda3, and their device nodes.
+func fakeDisks(t *testing.T) {
+	t.Helper()
+	base := t.TempDir()
+	sys, dev := filepath.Join(base, "sys/block"), filepath.Join(base, "dev")
+	writeTree(t, sys, map[string]string{
+		"vda/vda2/partition": "2\n", "vda/vda3/partition": "3\n",
+		"vdb/queue/logical_block_size": "512\n", "dm-0/slaves/vda3": "",
+	})
+	nodes := map[string]string{}
+	for _, n := range []string{"vda", "vda2", "vda3", "vdb", "dm-0", "nvme0n1p1"} {
+		nodes[n] = ""
+	}
+	writeTree(t, dev, nodes)
+	if err := os.MkdirAll(filepath.Join(dev, "mapper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../dm-0", filepath.Join(dev, "mapper/data")); err != nil {
+		t.Fatal(err)
+	}
+	oldSys, oldDev := SysBlock, DevDir
+	SysBlock, DevDir = sys, dev
+	t.Cleanup(func() { SysBlock, DevDir = oldSys, oldDev })
+}
+
+func TestWholeDisks(t *testing.T) {
+	fakeDisks(t)
+	for _, tc := range []struct {
+		dev  string
+		want []string
+		err  string
+	}{
+		{"vda2", []string{"vda"}, ""},
+		{"vda", []string{"vda"}, ""},
+		{"vdb", []string{"vdb"}, ""},
+		{"dm-0", []string{"vda"}, ""},
+		{"mapper/data", []string{"vda"}, ""},
+		{"nvme0n1p1", nil, "neither a disk nor a partition"},
+	} {
+		got, err := wholeDisks(filepath.Join(DevDir, tc.dev))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: %v, %v; want error %q", tc.dev, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %v, %v; want %v", tc.dev, got, err, tc.want)
+		}
+	}
+}
+
+// Two disks of one image hold the same labels: a by-partlabel name is
+// refused rather than resolved to whichever disk is read first.
+func TestResolveDeviceAmbiguousLabel(t *testing.T) {
+	img := makeDisk(t, "64M")
+	fakeSys(t, img, 1, 3, 9)
+	if p, err := resolveDevice("/dev/disk/by-partlabel/EFI-SYSTEM"); err != nil || p != filepath.Join(DevDir, "vda1") {
+		t.Fatalf("one disk: %s, %v", p, err)
+	}
+	writeTree(t, SysBlock, map[string]string{"vdb/queue/logical_block_size": "512\n", "vdb/vdb1/partition": "1\n"})
+	if err := os.Symlink(img, filepath.Join(DevDir, "vdb")); err != nil {
+		t.Fatal(err)
+	}
+	for _, dev := range []string{"/dev/disk/by-partlabel/EFI-SYSTEM", "/dev/disk/by-partuuid/" + testEFIUUID} {
+		_, err := resolveDevice(dev)
+		if err == nil || !strings.Contains(err.Error(), "on 2 disks (vda, vdb)") {
+			t.Errorf("%s on two disks: %v", dev, err)
+		}
+	}
+}
