@@ -35,6 +35,36 @@ func SourceScheme(src string) string {
 	return strings.ToLower(u.Scheme)
 }
 
+// RedactSource returns an Ignition source fit for logs and error
+// messages: user info and query values (pre-signed URLs' tokens) are
+// masked, the fragment dropped, a data: URL named only as such.
+func RedactSource(src string) string {
+	if SourceScheme(src) == "data" {
+		return "a data: URL"
+	}
+	u, err := url.Parse(src)
+	if err != nil {
+		return "an unparsable URL"
+	}
+	const mask = "xxxxx"
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(mask, mask)
+		} else {
+			u.User = url.User(mask)
+		}
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{mask}
+		}
+		u.RawQuery = q.Encode()
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
+}
+
 // VerifyIgnitionHash checks data against v's hash ("sha512-<hex>" or
 // "sha256-<hex>"); no hash passes. data is the decompressed contents:
 // Ignition hashes what it writes, not what it downloaded.
@@ -127,7 +157,7 @@ func checkIgnitionResource(pr *vreport.Report, p vpath.ContextPath, r igntypes.R
 		}
 		pr.AddOnWarn(p.Append("source"), fmt.Errorf("%s", msg))
 	default:
-		pr.AddOnError(p.Append("source"), fmt.Errorf("Pith fetches data:, http and https sources, not %q; embed the contents (butane --files-dir does this) or serve them over https", src))
+		pr.AddOnError(p.Append("source"), fmt.Errorf("Pith fetches data:, http and https sources, not %q; embed the contents (butane --files-dir does this) or serve them over https", RedactSource(src)))
 	}
 }
 

@@ -104,3 +104,20 @@ func TestSourceScheme(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactSource(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://a.example/c.ign":                        "https://a.example/c.ign",
+		"https://alice:pw0rd@a.example/c.ign":            "https://xxxxx:xxxxx@a.example/c.ign",
+		"https://t0ken@a.example/c.ign":                  "https://xxxxx@a.example/c.ign",
+		"https://a.example/c.ign?X-Amz-Signature=s3cr3t": "https://a.example/c.ign?X-Amz-Signature=xxxxx",
+		"http://a.example/c?token=t0k&a=1#frag":          "http://a.example/c?a=xxxxx&token=xxxxx",
+		"data:,secret":                                   "a data: URL",
+		"s3://bucket/key":                                "s3://bucket/key",
+		"http://a.example/%zz":                           "an unparsable URL",
+	} {
+		if got := RedactSource(in); got != want {
+			t.Errorf("RedactSource(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -88,7 +88,7 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 		return errPermanent{errors.New("stopped after 10 redirects")}
 	}
 	if prev := via[len(via)-1]; prev.URL.Scheme == "https" && req.URL.Scheme != "https" {
-		return errPermanent{fmt.Errorf("refusing the redirect from https to %s (%s): it would drop TLS and send the request's headers in clear", req.URL.Scheme, req.URL.Redacted())}
+		return errPermanent{fmt.Errorf("refusing the redirect from https to %s (%s): it would drop TLS and send the request's headers in clear", req.URL.Scheme, cloudconfig.RedactSource(req.URL.String()))}
 	}
 	return nil
 }
@@ -143,21 +143,25 @@ type errPermanent struct{ error }
 func (e errPermanent) Unwrap() error { return e.error }
 
 // fetch returns a resource's contents, decompressed and checked against
-// its verification.hash. A resource without a source is empty.
+// its verification.hash. A resource without a source is empty. Logs and
+// errors name the source redacted (cloudconfig.RedactSource): URLs carry
+// credentials (user:password@, pre-signed tokens), and these messages go
+// to the journal and the first-boot report.
 func (f *ignFetcher) fetch(ctx context.Context, r igntypes.Resource) ([]byte, error) {
 	if r.Source == nil {
 		return nil, nil
 	}
 	src := *r.Source
+	name := cloudconfig.RedactSource(src)
 	switch cloudconfig.SourceScheme(src) {
 	case "data":
 		return cloudconfig.DecodeIgnitionResource(r)
 	case "http", "https":
 	default:
-		return nil, fmt.Errorf("source %q: Pith fetches data:, http and https sources only", src)
+		return nil, fmt.Errorf("source %q: Pith fetches data:, http and https sources only", name)
 	}
 	if cloudconfig.SourceScheme(src) == "http" {
-		f.logf("warning: fetching %s over plain HTTP: anyone on the path can change it; use https or give verification.hash", src)
+		f.logf("warning: fetching %s over plain HTTP: anyone on the path can change it; use https or give verification.hash", name)
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.total)
 	defer cancel()
@@ -167,28 +171,31 @@ func (f *ignFetcher) fetch(ctx context.Context, r igntypes.Resource) ([]byte, er
 		if err == nil {
 			data, err := cloudconfig.DecodeIgnitionData(r, raw)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", src, err)
+				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 			return data, nil
 		}
 		var perm errPermanent
 		if errors.As(err, &perm) {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		f.logf("fetching %s: %v; retrying in %s", src, err, wait)
+		f.logf("fetching %s: %v; retrying in %s", name, err, wait)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%s: %w (gave up after %s)", src, err, f.total)
+			return nil, fmt.Errorf("%s: %w (gave up after %s)", name, err, f.total)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
 }
 
+// get fetches src once. Its errors do not name src (fetch adds it,
+// redacted); net/http's *url.Error, which quotes the URL in full, is
+// unwrapped.
 func (f *ignFetcher) get(ctx context.Context, src string, headers igntypes.HTTPHeaders) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
 	if err != nil {
-		return nil, errPermanent{err}
+		return nil, errPermanent{errors.New("not a valid URL")}
 	}
 	req.Header.Set("Accept-Encoding", "identity")
 	for _, h := range headers {
@@ -198,8 +205,12 @@ func (f *ignFetcher) get(ctx context.Context, src string, headers igntypes.HTTPH
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
-		var uerr x509.UnknownAuthorityError
+		var uerr *url.Error
 		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		var caErr x509.UnknownAuthorityError
+		if errors.As(err, &caErr) {
 			return nil, errPermanent{fmt.Errorf("%w (give the CA in ignition.security.tls.certificateAuthorities)", err)}
 		}
 		return nil, err
@@ -207,16 +218,16 @@ func (f *ignFetcher) get(ctx context.Context, src string, headers igntypes.HTTPH
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode >= 500:
-		return nil, fmt.Errorf("%s: %s", src, resp.Status)
+		return nil, errors.New(resp.Status)
 	case resp.StatusCode != http.StatusOK:
-		return nil, errPermanent{fmt.Errorf("%s: %s", src, resp.Status)}
+		return nil, errPermanent{errors.New(resp.Status)}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, cloudconfig.MaxSize+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(body) > cloudconfig.MaxSize {
-		return nil, errPermanent{fmt.Errorf("%s: larger than %d MiB", src, cloudconfig.MaxSize>>20)}
+		return nil, errPermanent{fmt.Errorf("larger than %d MiB", cloudconfig.MaxSize>>20)}
 	}
 	return body, nil
 }
@@ -238,7 +249,7 @@ func (a *Applier) renderIgnition(ctx context.Context, c cloudconfig.IgnitionConf
 		if err != nil {
 			return c, nil, fmt.Errorf("ignition.config.replace: %w", err)
 		}
-		a.logf("Ignition config replaced by %s", *r.Source)
+		a.logf("Ignition config replaced by %s", cloudconfig.RedactSource(*r.Source))
 		return a.renderIgnition(ctx, child, f, depth+1)
 	}
 	merges := c.Ignition.Config.Merge
@@ -251,7 +262,7 @@ func (a *Applier) renderIgnition(ctx context.Context, c cloudconfig.IgnitionConf
 		if child, _, err = a.renderIgnition(ctx, child, f, depth+1); err != nil {
 			return c, nil, err
 		}
-		a.logf("Ignition config merged with %s", *r.Source)
+		a.logf("Ignition config merged with %s", cloudconfig.RedactSource(*r.Source))
 		c = v3_5.Merge(c, child)
 		if f, err = newIgnFetcher(ctx, &c, parent, a.logf); err != nil {
 			return c, nil, err
@@ -267,15 +278,16 @@ func (f *ignFetcher) fetchConfig(ctx context.Context, r igntypes.Resource) (clou
 	if err != nil {
 		return cloudconfig.IgnitionConfig{}, err
 	}
+	name := cloudconfig.RedactSource(*r.Source)
 	c, rep := cloudconfig.ParseIgnition(data)
 	if rep.HasErrors() || c == nil {
-		return cloudconfig.IgnitionConfig{}, fmt.Errorf("%s is not a valid config:\n%s", *r.Source, rep.Format(*r.Source))
+		return cloudconfig.IgnitionConfig{}, fmt.Errorf("%s is not a valid config:\n%s", name, rep.Format(name))
 	}
 	// The initramfs partitions and formats from the user-data alone; a
 	// fetched config's storage would be skipped while its files land
 	// where the missing filesystems should be.
 	if s := c.Storage; len(s.Disks)+len(s.Filesystems)+len(s.Raid)+len(s.Luks) > 0 {
-		return cloudconfig.IgnitionConfig{}, fmt.Errorf("%s has storage.disks/filesystems/raid/luks: Pith applies storage only from the user-data's own config (in the initramfs), not from merged or replacing configs; move them there", *r.Source)
+		return cloudconfig.IgnitionConfig{}, fmt.Errorf("%s has storage.disks/filesystems/raid/luks: Pith applies storage only from the user-data's own config (in the initramfs), not from merged or replacing configs; move them there", name)
 	}
 	return *c, nil
 }
