@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -25,7 +27,19 @@ func partitionDisk(d Disk, dev string, logf func(string, ...any)) error {
 	g.Sectors = uint64(dk.Size) / g.SectorSize
 	var existing []Entry
 	diskGUID := ""
-	if t, err := dk.GetPartitionTable(); err == nil {
+	t, err := dk.GetPartitionTable()
+	if err != nil && !d.WipeTable {
+		// No table go-diskfs can read is not a blank disk: a filesystem,
+		// LVM or LUKS on the whole disk, or a GPT with both copies bad.
+		empty, zerr := zeroEnds(dk.Backend, dk.Size)
+		if zerr != nil {
+			return fmt.Errorf("%s: reading its first and last MiB: %w", d.Device, zerr)
+		}
+		if !empty {
+			return fmt.Errorf("%s has no readable partition table (%v) but is not blank (data in its first or last MiB); set wipeTable to replace it", d.Device, err)
+		}
+	}
+	if err == nil {
 		gt, ok := t.(*gpt.Table)
 		switch {
 		case !ok && !d.WipeTable:
@@ -64,6 +78,25 @@ func partitionDisk(d Disk, dev string, logf func(string, ...any)) error {
 		return fmt.Errorf("%s: writing the partition table: %w", d.Device, err)
 	}
 	return nil
+}
+
+// zeroEnds reports whether the first and last MiB of a disk of size bytes
+// are all zeros, where every partition table and most signatures live.
+func zeroEnds(r io.ReaderAt, size int64) (bool, error) {
+	const mib = 1 << 20
+	buf := make([]byte, mib)
+	for _, off := range []int64{0, max(size-mib, 0)} {
+		n, err := r.ReadAt(buf[:min(mib, size)], off)
+		if err != nil && !(errors.Is(err, io.EOF) && int64(n) == min(mib, size)) {
+			return false, err
+		}
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
 
 func entriesOf(t *gpt.Table) []Entry {
