@@ -161,7 +161,7 @@ func (f *ignFetcher) fetch(ctx context.Context, r igntypes.Resource) ([]byte, er
 		return nil, fmt.Errorf("source %q: Pith fetches data:, http and https sources only", name)
 	}
 	if cloudconfig.SourceScheme(src) == "http" {
-		f.logf("warning: fetching %s over plain HTTP: anyone on the path can change it; use https or give verification.hash", name)
+		f.logf("warning: %s", plainHTTPWarning(name, r))
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.total)
 	defer cancel()
@@ -187,6 +187,20 @@ func (f *ignFetcher) fetch(ctx context.Context, r igntypes.Resource) ([]byte, er
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
+}
+
+// plainHTTPWarning says what plain HTTP risks for r: with a
+// verification.hash a changed copy fails the config, so what remains is
+// that anyone on the path reads it (and its httpHeaders).
+func plainHTTPWarning(name string, r igntypes.Resource) string {
+	headers := ""
+	if len(r.HTTPHeaders) > 0 {
+		headers = " and its httpHeaders"
+	}
+	if r.Verification.Hash != nil {
+		return fmt.Sprintf("fetching %s over plain HTTP: its verification.hash is checked, but anyone on the path can read it%s; use https", name, headers)
+	}
+	return fmt.Sprintf("fetching %s over plain HTTP: anyone on the path can change it (and read it%s); use https or give verification.hash", name, headers)
 }
 
 // get fetches src once. Its errors do not name src (fetch adds it,
