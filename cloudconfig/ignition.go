@@ -110,6 +110,7 @@ func pithIgnitionLimits(cfg *IgnitionConfig, raw []byte, rep *Report) {
 		checkRes(root.Append("ignition", "config", "merge", i), r)
 	}
 	checkRes(root.Append("ignition", "config", "replace"), cfg.Ignition.Config.Replace)
+	checkReplaceStorage(cfg, add)
 	for i, r := range cfg.Ignition.Security.TLS.CertificateAuthorities {
 		checkIgnitionResource(&pr, root.Append("ignition", "security", "tls", "certificateAuthorities", i), r, true)
 	}

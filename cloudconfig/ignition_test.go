@@ -54,6 +54,11 @@ func TestIgnitionErrors(t *testing.T) {
 		{"plain http merge", `{"ignition":{"version":"3.4.0","config":{"merge":[{"source":"http://10.0.2.2/x.ign"}]}}}`, []want{{1, 61, W, "plain HTTP at first boot: anyone on the path can change it; use https or give verification.hash"}}},
 		{"https replace", `{"ignition":{"version":"3.4.0","config":{"replace":{"source":"https://10.0.2.2/x.ign"}}}}`, nil},
 		{"tftp source", `{"ignition":{"version":"3.4.0","config":{"replace":{"source":"tftp://10.0.2.2/x.ign"}}}}`, []want{{1, 62, E, `not "tftp://10.0.2.2/x.ign"`}}},
+		{"replace beside storage", `{"ignition":{"version":"3.4.0","config":{"replace":{"source":"https://10.0.2.2/x.ign"}}},"storage":{"filesystems":[{"device":"/dev/disk/by-id/virtio-x","format":"ext4","path":"/var/d"}]}}`,
+			[]want{{1, 62, E, "ignition.config.replace discards this whole config, storage too"}}},
+		{"replace beside disks", `{"ignition":{"version":"3.4.0","config":{"replace":{"source":"https://10.0.2.2/x.ign"}}},"storage":{"disks":[{"device":"/dev/disk/by-id/virtio-x","wipeTable":true}]}}`,
+			[]want{{1, 62, E, "use ignition.config.merge instead of replace"}}},
+		{"merge beside storage", `{"ignition":{"version":"3.4.0","config":{"merge":[{"source":"https://10.0.2.2/x.ign"}]}},"storage":{"filesystems":[{"device":"/dev/disk/by-id/virtio-x","format":"ext4","path":"/var/d"}]}}`, nil},
 		{"CA not PEM", `{"ignition":{"version":"3.4.0","security":{"tls":{"certificateAuthorities":[{"source":"data:,nope"}]}}}}`, []want{{1, 87, E, "no PEM certificate"}}},
 		{"bad data url", `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/a","contents":{"source":"data:;base64,@@@"}}]}}`, []want{{1, 91, E, "invalid data character"}}},
 	} {

@@ -208,3 +208,17 @@ func DecodeIgnitionData(r igntypes.Resource, raw []byte) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// checkReplaceStorage refuses storage.disks/filesystems beside
+// ignition.config.replace. In Ignition the replacing config takes the
+// place of the whole root config, storage included; Pith's initramfs
+// applies storage from the user-data itself on first boot (the
+// replacement is fetched later, by pithd), so the disks would be
+// partitioned from a config that is meant to be discarded.
+func checkReplaceStorage(cfg *IgnitionConfig, add func(vpath.ContextPath, string, ...any)) {
+	if cfg.Ignition.Config.Replace.Source == nil || len(cfg.Storage.Disks)+len(cfg.Storage.Filesystems) == 0 {
+		return
+	}
+	add(vpath.New("json", "ignition", "config", "replace", "source"),
+		"ignition.config.replace discards this whole config, storage too, but Pith's initramfs would partition and format from this config's storage.disks/filesystems before the replacement is fetched; remove them, or keep them here and use ignition.config.merge instead of replace")
+}
