@@ -17,16 +17,48 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/agent/datasource"
+	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/cloudconfig"
 	"github.com/pith-os/pith/initramfs/storage"
 	"golang.org/x/sys/unix"
 )
 
 // The storage stage's markers on ROOT (see storage.StartedMarker).
+// StoragePending is written on first boot before the skeleton's marker
+// and removed once the stage concludes (no storage in the config, or
+// .done): until then every boot runs the stage, so a stop before
+// .started (a config that fails validation, an fw_cfg read error) or a
+// cut stops every boot, not only the first.
 const (
 	StorageStarted = storage.StartedMarker
 	StorageDone    = storage.DoneMarker
+	StoragePending = "var/lib/pith/ignition-storage.pending"
 )
+
+// storageBoot runs on every boot once ROOT is mounted: it stops on a
+// stage stopped half-way (.started without .done) and runs stage while
+// it is pending.
+func storageBoot(root string, stage func() error) error {
+	if err := checkStorageMarkers(root); err != nil {
+		return err
+	}
+	pending := filepath.Join(root, StoragePending)
+	if !exists(pending) {
+		return nil
+	}
+	if !exists(filepath.Join(root, StorageDone)) {
+		if err := stage(); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(pending); err != nil && !os.IsNotExist(err) {
+		return storageStop("removing "+StoragePending, err)
+	}
+	if err := atomicfile.SyncFS(root); err != nil {
+		return storageStop("syncing ROOT", err)
+	}
+	return nil
+}
 
 // checkStorageMarkers runs on every boot.
 func checkStorageMarkers(root string) error {

@@ -163,12 +163,9 @@ func run(l *logger, debug *bool) error {
 			return fail("first boot: preparing ROOT", root.Path, err)
 		}
 		l.Printf("first boot: created the ROOT skeleton (/etc from /usr/share/pith/etc)")
-		// Ignition's disks stage: first boot only, before systemd.
-		if err := ignitionStorage(l, root, usr); err != nil {
-			return err
-		}
 	}
-	if err := checkStorageMarkers(Sysroot); err != nil {
+	// Ignition's disks stage: first boot until it concludes, before systemd.
+	if err := storageBoot(Sysroot, func() error { return ignitionStorage(l, root, usr) }); err != nil {
 		return err
 	}
 	oldB, newB, err := growExt4(root.Path, Sysroot)

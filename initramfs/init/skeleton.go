@@ -43,8 +43,13 @@ func Initialized(root string) bool {
 // CreateSkeleton prepares ROOT (mounted at root) from the USR tree mounted
 // at usr: links, mount points, /etc from usr/share/pith/etc and /var from
 // usr/share/pith/var. Existing files are kept, so a first boot cut short
-// resumes; the marker is written last.
+// resumes; the marker is written last. Ignition's storage stage is
+// marked pending first, so it runs on the boots after until it concludes
+// (storageBoot), whatever cut or stop comes before.
 func CreateSkeleton(root, usr string) error {
+	if err := writeMarker(filepath.Join(root, StoragePending), ""); err != nil {
+		return err
+	}
 	for _, d := range skeletonDirs {
 		// Existing directories (usr is already a mount point) keep
 		// their modes.

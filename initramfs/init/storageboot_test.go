@@ -1,0 +1,63 @@
+package pithinit
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The storage stage runs on every boot until it concludes: a stop before
+// .started (a config that fails validation, an fw_cfg read error) stops
+// the next boot too instead of letting it boot unprovisioned, and a
+// concluded stage never runs again.
+func TestStorageBoot(t *testing.T) {
+	stop := &StopError{Msg: "Ignition storage (validating) failed"}
+	type boot struct {
+		stage   error  // what the stage returns when it runs
+		runs    bool   // whether it runs
+		stopped string // the boot's error, "" for none
+	}
+	// First boot marks the stage pending before ROOT counts as prepared.
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{"usr/share/pith/etc/hostname": "pith\n"})
+	if err := CreateSkeleton(root, filepath.Join(root, "usr")); err != nil {
+		t.Fatal(err)
+	}
+	if !Initialized(root) || !exists(filepath.Join(root, StoragePending)) {
+		t.Fatalf("after CreateSkeleton: initialized %v, pending %v", Initialized(root), exists(filepath.Join(root, StoragePending)))
+	}
+	for _, tc := range []struct {
+		name  string
+		setup []string // markers present before the first boot of the list
+		boots []boot
+	}{
+		{"stop before .started stops every boot", []string{StoragePending}, []boot{
+			{stop, true, "validating"}, {stop, true, "validating"}, {nil, true, ""}, {nil, false, ""},
+		}},
+		{"no storage concludes at once", []string{StoragePending}, []boot{{nil, true, ""}, {nil, false, ""}}},
+		{"cut after .done", []string{StoragePending, StorageStarted, StorageDone}, []boot{{nil, false, ""}, {nil, false, ""}}},
+		{"half-provisioned stops before the stage", []string{StoragePending, StorageStarted}, []boot{{nil, false, "half-provisioned"}, {nil, false, "half-provisioned"}}},
+		{"a machine from before the marker", nil, []boot{{stop, false, ""}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			for _, m := range tc.setup {
+				if err := writeMarker(filepath.Join(root, m), ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, b := range tc.boots {
+				ran := false
+				err := storageBoot(root, func() error { ran = true; return b.stage })
+				if ran != b.runs {
+					t.Errorf("boot %d: stage ran = %v, want %v", i+1, ran, b.runs)
+				}
+				var se *StopError
+				if b.stopped == "" && err != nil || b.stopped != "" && (!errors.As(err, &se) || !strings.Contains(err.Error(), b.stopped)) {
+					t.Errorf("boot %d: %v, want a stop %q", i+1, err, b.stopped)
+				}
+			}
+		})
+	}
+}
