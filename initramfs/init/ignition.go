@@ -54,7 +54,7 @@ func storageBoot(root string, stage func() error) error {
 	if err := os.Remove(pending); err != nil && !os.IsNotExist(err) {
 		return storageStop("removing "+StoragePending, err)
 	}
-	if err := atomicfile.SyncFS(root); err != nil {
+	if err := syncFS(root); err != nil {
 		return storageStop("syncing ROOT", err)
 	}
 	return nil
@@ -113,7 +113,7 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 		}
 		bootDisks = append(bootDisks, disks...)
 	}
-	if err := writeMarker(filepath.Join(Sysroot, StorageStarted), ""); err != nil {
+	if err := durableMarker(Sysroot, StorageStarted, ""); err != nil {
 		return storageStop("writing "+StorageStarted, err)
 	}
 	umount, err := bindSystem(Sysroot)
@@ -133,7 +133,7 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 		return storageStop("applying", err)
 	}
 	sum := sha256.Sum256(data)
-	if err := writeMarker(filepath.Join(Sysroot, StorageDone), hex.EncodeToString(sum[:])+"\n"); err != nil {
+	if err := durableMarker(Sysroot, StorageDone, hex.EncodeToString(sum[:])+"\n"); err != nil {
 		return storageStop("writing "+StorageDone, err)
 	}
 	l.Printf("Ignition storage: done")
@@ -167,6 +167,23 @@ func hasStorage(c *cloudconfig.IgnitionConfig) bool {
 
 func storageStop(step string, err error) error {
 	return &StopError{Msg: fmt.Sprintf("Ignition storage (%s) failed, the first boot stops here as Ignition does: %v", step, strings.ReplaceAll(err.Error(), "\n", "; "))}
+}
+
+// syncFS is atomicfile.SyncFS; a variable so a test can see its order.
+var syncFS = atomicfile.SyncFS
+
+// durableMarker writes the marker rel on ROOT once everything before it
+// is on disk, then syncs it too: the mount units are renamed into place
+// unsynced, and a .done that survived a cut without them would have
+// pithd write storage.files onto ROOT instead of the filesystems.
+func durableMarker(root, rel, body string) error {
+	if err := syncFS(root); err != nil {
+		return err
+	}
+	if err := writeMarker(filepath.Join(root, rel), body); err != nil {
+		return err
+	}
+	return syncFS(root)
 }
 
 func writeMarker(p, body string) error {

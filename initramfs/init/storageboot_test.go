@@ -2,6 +2,7 @@ package pithinit
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,5 +60,26 @@ func TestStorageBoot(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// .started and .done are written only after a syncfs of ROOT (the mount
+// units before .done must be on disk first) and synced themselves.
+func TestDurableMarker(t *testing.T) {
+	root := t.TempDir()
+	unit := filepath.Join(root, "etc/systemd/system/data.mount")
+	writeTree(t, root, map[string]string{"etc/systemd/system/data.mount": "[Mount]\n"})
+	var seen []string
+	old := syncFS
+	syncFS = func(dir string) error {
+		seen = append(seen, fmt.Sprintf("unit %v done %v", exists(unit), exists(filepath.Join(root, StorageDone))))
+		return old(dir)
+	}
+	t.Cleanup(func() { syncFS = old })
+	if err := durableMarker(root, StorageDone, "sum\n"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"unit true done false", "unit true done true"}; fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("syncs saw %q, want %q", seen, want)
 	}
 }
