@@ -15,8 +15,9 @@ type Runner interface {
 	Run(name string, args ...string) ([]byte, error)
 }
 
-// Found is what blkid says is on a device; Type is "" for nothing.
-type Found struct{ Type, UUID, Label string }
+// Found is what blkid says is on a device; Type is "" for no filesystem,
+// PTType "" for no partition table (a whole disk's gpt, dos).
+type Found struct{ Type, UUID, Label, PTType string }
 
 // parseBlkid reads `blkid -p -o export` output.
 func parseBlkid(out string) Found {
@@ -31,6 +32,8 @@ func parseBlkid(out string) Found {
 			f.UUID = v
 		case "LABEL":
 			f.Label = v
+		case "PTTYPE":
+			f.PTType = v
 		}
 	}
 	return f
@@ -41,11 +44,13 @@ func parseBlkid(out string) Found {
 // label and UUID agree (where given) is reused; anything else on the
 // device is an error unless wipeFilesystem is set.
 func decide(fs Filesystem, found Found) (bool, error) {
-	if fs.Wipe || found.Type == "" {
+	if fs.Wipe || found.Type == "" && found.PTType == "" {
 		return true, nil
 	}
 	var why string
 	switch {
+	case found.Type == "":
+		why = fmt.Sprintf("holds a %s partition table", found.PTType)
 	case found.Type != fs.Format:
 		why = fmt.Sprintf("holds a %s filesystem, not %s", found.Type, fs.Format)
 	case fs.Label != "" && fs.Label != found.Label:
@@ -113,7 +118,7 @@ func makeFilesystem(r Runner, fs Filesystem, dev string, logf func(string, ...an
 		logf("%s: keeping the %s filesystem there (UUID %s)", fs.Device, found.Type, found.UUID)
 		return found, nil
 	}
-	if found.Type != "" {
+	if found.Type != "" || found.PTType != "" {
 		if out, err := r.Run("wipefs", "-a", dev); err != nil {
 			return Found{}, fmt.Errorf("%s: wipefs -a: %v: %s", fs.Device, err, strings.TrimSpace(string(out)))
 		}

@@ -21,6 +21,8 @@ func TestDecide(t *testing.T) {
 		{"other uuid", Filesystem{Format: "ext4", UUID: "AAAA"}, Found{Type: "ext4", UUID: "bbbb"}, false, "UUID bbbb"},
 		{"uuid case ignored", Filesystem{Format: "ext4", UUID: "AAAA"}, Found{Type: "ext4", UUID: "aaaa"}, false, ""},
 		{"wipe makes anyway", Filesystem{Format: "ext4", Wipe: true}, Found{Type: "xfs"}, true, ""},
+		{"disk with a partition table", Filesystem{Device: "/dev/vdc", Format: "ext4"}, parseBlkid("DEVNAME=/dev/vdc\nPTUUID=1c7b\nPTTYPE=gpt\n"), false, "/dev/vdc holds a gpt partition table; set wipeFilesystem"},
+		{"wipe replaces a partition table", Filesystem{Format: "ext4", Wipe: true}, Found{PTType: "dos"}, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mk, err := decide(tc.fs, tc.found)
