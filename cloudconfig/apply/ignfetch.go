@@ -31,6 +31,8 @@ const maxIgnitionDepth = 10
 // ignFetcher fetches resources with one config's CAs, proxy and timeouts.
 type ignFetcher struct {
 	client *http.Client
+	// roots is what client trusts: the system roots plus the config's CAs.
+	roots *x509.CertPool
 	// total bounds retries of one resource (ignition.timeouts.httpTotal;
 	// default fetchTotal).
 	total time.Duration
@@ -41,19 +43,39 @@ type ignFetcher struct {
 // still be coming up at first boot) is retried without httpTotal.
 const fetchTotal = 5 * time.Minute
 
-// newIgnFetcher builds a fetcher trusting the system roots plus c's
-// ignition.security.tls.certificateAuthorities (fetched with parent, or
+// newIgnFetcher builds a fetcher with c's ignition.proxy and timeouts,
+// trusting the system roots plus c's
+// ignition.security.tls.certificateAuthorities. The CAs themselves are
+// fetched, as in Ignition, with c's proxy and timeouts, trusting what
+// parent trusts (the config that named c, or the one c is merged onto;
 // the system roots when parent is nil).
 func newIgnFetcher(ctx context.Context, c *cloudconfig.IgnitionConfig, parent *ignFetcher, logf func(string, ...any)) (*ignFetcher, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
+	proxy, err := proxyFunc(c.Ignition.Proxy)
+	if err != nil {
+		return nil, err
 	}
-	if parent == nil {
-		parent = &ignFetcher{client: &http.Client{CheckRedirect: checkRedirect}, total: fetchTotal, logf: logf}
+	build := func(roots *x509.CertPool) *ignFetcher {
+		tr := &http.Transport{
+			Proxy:           proxy,
+			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		}
+		f := &ignFetcher{client: &http.Client{Transport: tr, CheckRedirect: checkRedirect}, roots: roots, total: fetchTotal, logf: logf}
+		if t := c.Ignition.Timeouts.HTTPResponseHeaders; t != nil && *t > 0 {
+			tr.ResponseHeaderTimeout = time.Duration(*t) * time.Second
+		}
+		if t := c.Ignition.Timeouts.HTTPTotal; t != nil && *t > 0 {
+			f.total = time.Duration(*t) * time.Second
+		}
+		return f
 	}
+	roots := systemRoots()
+	if parent != nil {
+		roots = parent.roots
+	}
+	caFetcher := build(roots)
+	pool := systemRoots()
 	for i, ca := range c.Ignition.Security.TLS.CertificateAuthorities {
-		data, err := parent.fetch(ctx, ca)
+		data, err := caFetcher.fetch(ctx, ca)
 		if err != nil {
 			return nil, fmt.Errorf("ignition.security.tls.certificateAuthorities[%d]: %w", i, err)
 		}
@@ -61,22 +83,15 @@ func newIgnFetcher(ctx context.Context, c *cloudconfig.IgnitionConfig, parent *i
 			return nil, fmt.Errorf("ignition.security.tls.certificateAuthorities[%d]: %w", i, err)
 		}
 	}
-	proxy, err := proxyFunc(c.Ignition.Proxy)
-	if err != nil {
-		return nil, err
+	return build(pool), nil
+}
+
+func systemRoots() *x509.CertPool {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		return x509.NewCertPool()
 	}
-	tr := &http.Transport{
-		Proxy:           proxy,
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-	}
-	f := &ignFetcher{client: &http.Client{Transport: tr, CheckRedirect: checkRedirect}, total: fetchTotal, logf: logf}
-	if t := c.Ignition.Timeouts.HTTPResponseHeaders; t != nil && *t > 0 {
-		tr.ResponseHeaderTimeout = time.Duration(*t) * time.Second
-	}
-	if t := c.Ignition.Timeouts.HTTPTotal; t != nil && *t > 0 {
-		f.total = time.Duration(*t) * time.Second
-	}
-	return f, nil
+	return pool
 }
 
 // checkRedirect refuses a redirect from https to plain http: the source
@@ -278,7 +293,9 @@ func (a *Applier) renderIgnition(ctx context.Context, c cloudconfig.IgnitionConf
 		}
 		a.logf("Ignition config merged with %s", cloudconfig.RedactSource(*r.Source))
 		c = v3_5.Merge(c, child)
-		if f, err = newIgnFetcher(ctx, &c, parent, a.logf); err != nil {
+		// The merged config's CAs are fetched trusting what c trusted so
+		// far (its own CAs included), as Ignition's fetcher accumulates.
+		if f, err = newIgnFetcher(ctx, &c, f, a.logf); err != nil {
 			return c, nil, err
 		}
 	}
