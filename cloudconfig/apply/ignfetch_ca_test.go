@@ -19,7 +19,9 @@ import (
 // over https by a server the config it is merged onto trusts.
 func TestIgnitionCAFetch(t *testing.T) {
 	var tlsSrv *httptest.Server
-	caPEM := func() []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}) }
+	caPEM := func() []byte {
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw})
+	}
 	// The origin refuses everything: only the proxy serves the CA.
 	origin := httptest.NewServer(http.NotFoundHandler())
 	defer origin.Close()
