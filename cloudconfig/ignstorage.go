@@ -96,8 +96,8 @@ func IgnitionStoragePlan(cfg *igntypes.Config) (*StoragePlan, error) {
 	seenDisk := map[string]bool{}
 	for i, d := range cfg.Storage.Disks {
 		at = []any{"storage", "disks", i, "device"}
-		if !strings.HasPrefix(d.Device, "/dev/") {
-			bad("%q is not a /dev path", d.Device)
+		if err := checkStorageDevice(d.Device, true); err != nil {
+			bad("%v", err)
 			continue
 		}
 		if seenDisk[d.Device] {
@@ -144,8 +144,8 @@ func IgnitionStoragePlan(cfg *igntypes.Config) (*StoragePlan, error) {
 		for _, o := range f.MountOptions {
 			fs.MountOptions = append(fs.MountOptions, string(o))
 		}
-		if !strings.HasPrefix(fs.Device, "/dev/") {
-			bad("%q is not a /dev path", fs.Device)
+		if err := checkStorageDevice(fs.Device, false); err != nil {
+			bad("%v", err)
 		}
 		if fs.Format == "" {
 			// Ignition skips such an entry (it only names a device);
