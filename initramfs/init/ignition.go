@@ -74,7 +74,9 @@ func checkStorageMarkers(root string) error {
 // error stops the boot (StopError): Ignition fails closed. boot are the
 // devices the system booted from (ROOT, USR): their disks are refused.
 func ignitionStorage(l *logger, boot ...*Device) error {
-	waitFwCfg(l)
+	if err := waitFwCfg(FwCfgACPI, filepath.Dir(datasource.FwCfgDir), fwCfgWait); err != nil {
+		return storageStop("reading fw_cfg user-data", err)
+	}
 	res, err := (&datasource.FwCfg{Root: "/"}).Fetch(context.Background())
 	if errors.Is(err, datasource.ErrNotFound) {
 		return nil
@@ -143,21 +145,26 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 // FwCfgACPI is QEMU's fw_cfg device as ACPI lists it from the start.
 const FwCfgACPI = "/sys/bus/acpi/devices/QEMU0002:00"
 
-// waitFwCfg waits, on a machine with fw_cfg, until the qemu_fw_cfg driver
-// (probed asynchronously, like every module here) shows its entries: read
-// too early, the user-data would look absent and the storage be skipped.
-func waitFwCfg(l *logger) {
-	if !exists(FwCfgACPI) {
-		return
+// fwCfgWait bounds the wait for the qemu_fw_cfg driver: generous, as a
+// TCG guest probes slowly, and a miss stops the boot.
+const fwCfgWait = 30 * time.Second
+
+// waitFwCfg waits, on a machine with the fw_cfg device (acpi), until the
+// qemu_fw_cfg driver (probed asynchronously, like every module here)
+// shows its entries (dir, .../by_name). Read too early, the user-data
+// would look absent and the storage be skipped: if dir never appears the
+// config cannot be known, and that is an error, not "no config".
+func waitFwCfg(acpi, dir string, wait time.Duration) error {
+	if !exists(acpi) {
+		return nil
 	}
-	dir := filepath.Dir(datasource.FwCfgDir) // .../by_name
-	for deadline := time.Now().Add(10 * time.Second); !exists(dir); {
+	for deadline := time.Now().Add(wait); !exists(dir); {
 		if time.Now().After(deadline) {
-			l.Printf("warning: QEMU fw_cfg is present but %s did not appear within 10s", dir)
-			return
+			return fmt.Errorf("QEMU fw_cfg is present (%s) but %s did not appear within %s (is the qemu_fw_cfg module in the initramfs?)", acpi, dir, wait)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return nil
 }
 
 func hasStorage(c *cloudconfig.IgnitionConfig) bool {

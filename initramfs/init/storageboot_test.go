@@ -83,3 +83,21 @@ func TestDurableMarker(t *testing.T) {
 		t.Errorf("syncs saw %q, want %q", seen, want)
 	}
 }
+
+// With the fw_cfg device present, a driver that never shows its entries
+// is an error (the config cannot be known), not a machine without one.
+func TestWaitFwCfg(t *testing.T) {
+	base := t.TempDir()
+	acpi, dir := filepath.Join(base, "QEMU0002:00"), filepath.Join(base, "by_name")
+	if err := waitFwCfg(acpi, dir, 0); err != nil {
+		t.Errorf("no fw_cfg device: %v", err)
+	}
+	writeTree(t, base, map[string]string{"QEMU0002:00/path": "\\_SB_.FWCF\n"})
+	if err := waitFwCfg(acpi, dir, 0); err == nil || !strings.Contains(err.Error(), "did not appear") {
+		t.Errorf("device without entries: %v, want an error", err)
+	}
+	writeTree(t, base, map[string]string{"by_name/etc/raw": ""})
+	if err := waitFwCfg(acpi, dir, 0); err != nil {
+		t.Errorf("entries shown: %v", err)
+	}
+}
