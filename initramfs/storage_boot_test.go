@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // bootUntil boots like boot, with the user-data in fw_cfg and a second
@@ -25,7 +26,12 @@ func bootUntil(t *testing.T, kernel, initrd, cmdline, stop, userData, disk, data
 	if userData != "" {
 		args = append(args, "-fw_cfg", "name=opt/org.pith/user-data,file="+userData)
 	}
-	cmd := exec.Command("qemu-system-x86_64", args...)
+	// A hang guard, not a speed check: such a boot takes seconds even
+	// under TCG on a loaded machine; a guest that never shows stop is
+	// ended here with its console rather than at go test's -timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), bootGuard)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	con := &console{}
 	con.cond = sync.NewCond(&con.mu)
@@ -50,8 +56,14 @@ func bootUntil(t *testing.T, kernel, initrd, cmdline, stop, userData, disk, data
 			t.Log(strings.TrimSpace(l))
 		}
 	}
+	if ctx.Err() != nil {
+		t.Fatalf("QEMU was still running after %s without %q (killed); console:\n%s", bootGuard, stop, log)
+	}
 	return log
 }
+
+// bootGuard ends a hung storage boot.
+const bootGuard = 10 * time.Minute
 
 // TestBootQEMUStorage: Ignition storage in the initramfs fails closed. The
 // test USR has no mkfs tools, so the first boot partitions the second disk
