@@ -12,8 +12,9 @@ import (
 
 // partitionDisk applies d to its device node dev: reads the GPT, computes
 // the new layout and, if anything changes, writes both GPTs and has the
-// kernel re-read them. The device is opened exclusively, so a disk in use
-// (the boot disk, a mounted partition) is refused by the kernel itself.
+// kernel re-read them. The device is opened exclusively (the kernel
+// refuses it while another holder has the whole disk), but a mounted
+// partition does not block that: Apply refuses the boot disk before.
 func partitionDisk(d Disk, dev string, logf func(string, ...any)) error {
 	dk, err := diskfs.Open(dev, diskfs.WithOpenMode(diskfs.ReadWriteExclusive))
 	if err != nil {

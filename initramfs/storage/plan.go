@@ -7,9 +7,14 @@
 // with a path, so systemd mounts it on every boot before the first-boot
 // stage writes storage.files (which then land on it).
 //
-// It fails closed: the first error stops; the caller stops the boot. What
-// is accepted is decided by cloudconfig.IgnitionStoragePlan, which pith
-// validate uses too (storage.raid, storage.luks and resize are refused).
+// It fails closed: the first error stops; the caller stops the boot. A
+// device on the boot disk is refused (Env.BootDisks), a disk without a
+// readable table is partitioned only when blank or with wipeTable, and a
+// device holding a filesystem or a partition table is formatted only
+// when it matches or with wipeFilesystem. What is accepted (device name
+// forms included) is decided by cloudconfig.IgnitionStoragePlan, which
+// pith validate uses too (storage.raid, storage.luks and resize are
+// refused).
 package storage
 
 import (
