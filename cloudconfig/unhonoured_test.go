@@ -73,7 +73,10 @@ func TestKeyDecisions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, rep := ParseCloudConfig([]byte("#cloud-config\n" + tc.in))
 			checkReport(t, rep, tc.want)
-			if tc.check != nil && c != nil {
+			if tc.check != nil {
+				if c == nil {
+					t.Fatalf("the config did not parse, so its settings cannot be checked:\n%s", rep.Format("x"))
+				}
 				tc.check(t, c.Settings())
 			}
 		})
