@@ -58,6 +58,7 @@ func TestIgnitionErrors(t *testing.T) {
 			[]want{{1, 62, E, "ignition.config.replace discards this whole config, storage too"}}},
 		{"replace beside disks", `{"ignition":{"version":"3.4.0","config":{"replace":{"source":"https://10.0.2.2/x.ign"}}},"storage":{"disks":[{"device":"/dev/disk/by-id/virtio-x","wipeTable":true}]}}`,
 			[]want{{1, 62, E, "use ignition.config.merge instead of replace"}}},
+		{"replace beside a filesystem without format", `{"ignition":{"version":"3.4.0","config":{"replace":{"source":"https://10.0.2.2/x.ign"}}},"storage":{"filesystems":[{"device":"/dev/disk/by-id/virtio-x"}]}}`, nil},
 		{"merge beside storage", `{"ignition":{"version":"3.4.0","config":{"merge":[{"source":"https://10.0.2.2/x.ign"}]}},"storage":{"filesystems":[{"device":"/dev/disk/by-id/virtio-x","format":"ext4","path":"/var/d"}]}}`, nil},
 		{"CA not PEM", `{"ignition":{"version":"3.4.0","security":{"tls":{"certificateAuthorities":[{"source":"data:,nope"}]}}}}`, []want{{1, 87, E, "no PEM certificate"}}},
 		{"bad data url", `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/a","contents":{"source":"data:;base64,@@@"}}]}}`, []want{{1, 91, E, "invalid data character"}}},

@@ -216,7 +216,13 @@ func DecodeIgnitionData(r igntypes.Resource, raw []byte) ([]byte, error) {
 // replacement is fetched later, by pithd), so the disks would be
 // partitioned from a config that is meant to be discarded.
 func checkReplaceStorage(cfg *IgnitionConfig, add func(vpath.ContextPath, string, ...any)) {
-	if cfg.Ignition.Config.Replace.Source == nil || len(cfg.Storage.Disks)+len(cfg.Storage.Filesystems) == 0 {
+	if cfg.Ignition.Config.Replace.Source == nil {
+		return
+	}
+	// What the initramfs would apply: a filesystem entry without a format
+	// only names a device (Ignition and the plan skip it); a refused
+	// plan is reported by ignitionStorageLimits.
+	if plan, err := IgnitionStoragePlan(cfg); err != nil || plan.Empty() {
 		return
 	}
 	add(vpath.New("json", "ignition", "config", "replace", "source"),
