@@ -80,3 +80,16 @@ func TestResolveDeviceAmbiguousLabel(t *testing.T) {
 		}
 	}
 }
+
+// Two virtio disks with one serial (QEMU allows it) are refused, not
+// resolved in probe order.
+func TestResolveDeviceDuplicateSerial(t *testing.T) {
+	fakeDisks(t)
+	writeTree(t, SysBlock, map[string]string{"vda/serial": "data1\n", "vdb/serial": "data1\n"})
+	for _, id := range []string{"data1", "data1-part1"} {
+		_, err := resolveDevice("/dev/disk/by-id/virtio-" + id)
+		if err == nil || !strings.Contains(err.Error(), `2 virtio disks have the serial "data1" (vda, vdb)`) {
+			t.Errorf("%s on two disks: %v", id, err)
+		}
+	}
+}

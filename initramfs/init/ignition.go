@@ -316,16 +316,25 @@ func waitVirtioSerial(id string, wait time.Duration) (string, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		ents, _ := os.ReadDir(SysBlock)
+		var disks []string
 		for _, e := range ents {
 			b, err := os.ReadFile(filepath.Join(SysBlock, e.Name(), "serial"))
-			if err != nil || strings.TrimSpace(string(b)) != serial {
-				continue
+			if err == nil && strings.TrimSpace(string(b)) == serial {
+				disks = append(disks, e.Name())
 			}
-			name := e.Name()
+		}
+		if len(disks) > 1 {
+			// QEMU lets two disks share a serial: which one would be
+			// formatted is not for the probe order to decide.
+			return "", fmt.Errorf("%d virtio disks have the serial %q (%s)", len(disks), serial, strings.Join(disks, ", "))
+		}
+		for _, name := range disks {
 			if part > 0 {
-				if name, err = partitionName(name, part); err != nil {
+				pn, err := partitionName(name, part)
+				if err != nil {
 					break // not there yet
 				}
+				name = pn
 			}
 			p := filepath.Join(DevDir, name)
 			if fi, err := os.Stat(p); err == nil && fi.Mode()&os.ModeDevice != 0 {
