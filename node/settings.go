@@ -21,6 +21,7 @@ var settings = []Setting{
 	// The KV and the cluster's raft: etcd's flags and ETCD_* variables.
 	{Flag: "kv"},
 	{Flag: "name", Env: "ETCD_NAME", Keys: []string{"coreos.etcd2.name", "coreos.etcd.name", "pith.cluster.node_name"}},
+	{Flag: "new-member-name", Env: "PITH_NEW_MEMBER_NAME"},
 	{Flag: "data-dir", Env: "ETCD_DATA_DIR", Keys: []string{"coreos.etcd2.data_dir", "pith.kv.data_dir"}},
 	{Flag: "listen-client-urls", Env: "ETCD_LISTEN_CLIENT_URLS", Keys: []string{"coreos.etcd2.listen_client_urls", "pith.cluster.advertise_ip"}},
 	{Flag: "advertise-client-urls", Env: "ETCD_ADVERTISE_CLIENT_URLS", Keys: []string{"coreos.etcd2.advertise_client_urls", "coreos.etcd.addr", "pith.cluster.advertise_ip"}},

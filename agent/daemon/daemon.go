@@ -42,6 +42,7 @@ type Config struct {
 type KVConfig struct {
 	Enabled                  bool
 	Name                     string
+	NewMemberName            string
 	DataDir                  string
 	ListenClientURLs         []string
 	AdvertiseClientURLs      []string

@@ -19,6 +19,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	f := &c.KV
 	fs.BoolVar(&f.Enabled, "kv", true, "run the KV store (etcd v2 API) and the cluster's raft")
 	fs.StringVar(&f.Name, "name", "default", "human-readable name for this member")
+	fs.StringVar(&f.NewMemberName, "new-member-name", "", "name a member without KV state in --data-dir takes instead of --name; a member with state keeps the name it has (the first-boot stage's hostname default)")
 	fs.StringVar(&f.DataDir, "data-dir", "", "path to the data directory (default ${name}.etcd)")
 	fs.StringSliceVar(&f.ListenClientURLs, "listen-client-urls", []string{"http://127.0.0.1:2379"}, "URLs to listen on for client traffic (without a cluster CA, loopback only unless told otherwise)")
 	fs.StringSliceVar(&f.AdvertiseClientURLs, "advertise-client-urls", []string{"http://localhost:2379"}, "client URLs to advertise to the rest of the cluster")

@@ -91,6 +91,9 @@ func (d *Daemon) buildKV(ctx context.Context) error {
 	if f.DataDir == "" {
 		f.DataDir = f.Name + ".etcd"
 	}
+	if err := resolveMemberName(f, d.log); err != nil {
+		return err
+	}
 	if len(f.ListenPeerURLs) != 1 {
 		return errors.New("--listen-peer-urls: give exactly one URL")
 	}

@@ -124,13 +124,16 @@ func AgentEnv(c *cloudconfig.Config) map[string]string {
 	if p.Schedule.Enabled != nil {
 		env[v("schedule")] = strconv.FormatBool(*p.Schedule.Enabled)
 	}
-	// A member's name defaults to the hostname, as documented for
+	// A new member's name defaults to the hostname, as documented for
 	// pith.cluster.node_name (etcd2's name defaulted to the machine ID on
 	// CoreOS, which the image still uses when user-data configures no
 	// cluster): the config's hostname, else the one the datasource set,
-	// which systemd's %H reads when pithd starts.
+	// which systemd's %H reads when pithd starts. It is not --name: the
+	// drop-in is written on every boot, and a member with KV state (one
+	// an older release named by machine ID) keeps its name; pithd, which
+	// sees the data dir, decides.
 	if len(env) > 0 && env[v("name")] == "" {
-		env[v("name")] = cmp.Or(c.Hostname, "%H")
+		env[v("new-member-name")] = cmp.Or(c.Hostname, "%H")
 	}
 	return env
 }

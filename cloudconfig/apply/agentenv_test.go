@@ -84,7 +84,7 @@ func TestAgentEnvMatchesTable(t *testing.T) {
 				continue
 			}
 			for name, val := range AgentEnv(&c) {
-				if name == node.EnvOf("name") && val == "%H" {
+				if name == node.EnvOf("new-member-name") && val == "%H" {
 					continue // the hostname default of any pithd config
 				}
 				if s, ok := read[name]; ok && !containsKey(s.Keys, key) {
@@ -111,13 +111,15 @@ func TestAgentEnvKeyDecisions(t *testing.T) {
 		name, in string
 		want     map[string]string // "" = absent
 	}{
-		{"name defaults to the config's hostname", "hostname: web1\npith:\n  cluster: {name: c}\n",
-			map[string]string{"ETCD_NAME": "web1", "ETCD_INITIAL_CLUSTER_TOKEN": "c"}},
-		{"name defaults to the running hostname", "coreos:\n  etcd2: {initial-cluster-token: c}\n",
-			map[string]string{"ETCD_NAME": "%H"}},
-		{"explicit name wins", "hostname: web1\npith:\n  cluster: {node-name: n1}\n", map[string]string{"ETCD_NAME": "n1"}},
-		{"etcd2 name wins", "hostname: web1\ncoreos:\n  etcd2: {name: e1}\n", map[string]string{"ETCD_NAME": "e1"}},
-		{"no cluster settings: the image's default stays", "hostname: web1\n", map[string]string{"ETCD_NAME": ""}},
+		// The hostname default names new members only (not --name: a
+		// member an older release named by machine ID keeps its name).
+		{"new member name defaults to the config's hostname", "hostname: web1\npith:\n  cluster: {name: c}\n",
+			map[string]string{"ETCD_NAME": "", "PITH_NEW_MEMBER_NAME": "web1", "ETCD_INITIAL_CLUSTER_TOKEN": "c"}},
+		{"new member name defaults to the running hostname", "coreos:\n  etcd2: {initial-cluster-token: c}\n",
+			map[string]string{"ETCD_NAME": "", "PITH_NEW_MEMBER_NAME": "%H"}},
+		{"explicit name wins", "hostname: web1\npith:\n  cluster: {node-name: n1}\n", map[string]string{"ETCD_NAME": "n1", "PITH_NEW_MEMBER_NAME": ""}},
+		{"etcd2 name wins", "hostname: web1\ncoreos:\n  etcd2: {name: e1}\n", map[string]string{"ETCD_NAME": "e1", "PITH_NEW_MEMBER_NAME": ""}},
+		{"no cluster settings: the image's default stays", "hostname: web1\n", map[string]string{"ETCD_NAME": "", "PITH_NEW_MEMBER_NAME": ""}},
 		{"scheduler off", "pith:\n  schedule: {enabled: false}\n", map[string]string{"PITH_SCHEDULE": "false"}},
 		{"scheduler on", "pith:\n  schedule: {enabled: true}\n", map[string]string{"PITH_SCHEDULE": "true"}},
 		{"disable_engine does not turn the scheduler off", "coreos:\n  fleet: {disable-engine: true}\n", map[string]string{"PITH_SCHEDULE": ""}},
