@@ -45,7 +45,7 @@ func defaultEndpoints() []string {
 	if ep := socketEndpoint(); ep != "" {
 		return []string{ep}
 	}
-	return []string{"http://127.0.0.1:2379"}
+	return []string{defaultEndpoint}
 }
 
 // addClientFlags adds etcdctl's global flags to a command group.

@@ -96,7 +96,26 @@ func transport(endpoint string, tr *http.Transport) (base string, rt *tlsPort, e
 		}
 		rt.withCert = kvOpts.tls.CertFile != ""
 	}
+	if u.Scheme == "http" && rt.withCert && strings.TrimSuffix(endpoint, "/") == defaultEndpoint {
+		// With a certificate the default endpoint is a node's TLS port:
+		// the first request (a `kv set` value) goes over TLS too.
+		rt.tlsHosts = map[string]bool{u.Host: true}
+	}
 	return strings.TrimSuffix(endpoint, "/"), rt, nil
+}
+
+// defaultEndpoint is the client port on this machine, which pithctl dials
+// when no endpoint is given and root's socket is out of reach.
+const defaultEndpoint = "http://127.0.0.1:2379"
+
+// isLoopback reports whether host (of a URL, without port) is this
+// machine: only there may plain HTTP be answered by going over TLS.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // errTLSPort: plain HTTP went to a port that speaks only TLS, and pithctl
@@ -112,7 +131,10 @@ const goTLSRefusal = "Client sent an HTTP request to an HTTPS server"
 // http://127.0.0.1:2379, which speaks only TLS: the answer is a bare "400
 // Bad Request". tlsPort recognises that answer: with a client certificate
 // it sends the request again over TLS (and every later one to that host);
-// without one it fails with errTLSPort, which says what to do.
+// without one it fails with errTLSPort, which says what to do. Only a
+// loopback endpoint is upgraded so: the request (a `kv set` value) went
+// out plain, which the user chose by writing http:// for another host,
+// and pithctl does not silently switch that endpoint to TLS.
 type tlsPort struct {
 	*http.Transport // embedded: etcd's client also calls CancelRequest
 	withCert        bool
@@ -129,7 +151,10 @@ func (t *tlsPort) isTLS(host string) bool {
 // RoundTrip implements http.RoundTripper.
 func (t *tlsPort) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL.Scheme == "http" && t.isTLS(r.URL.Host) {
-		return t.overTLS(r)
+		// Nothing of r went out yet: its body goes over TLS only.
+		r2 := r.Clone(r.Context())
+		r2.URL.Scheme = "https"
+		return t.Transport.RoundTrip(r2)
 	}
 	resp, err := t.Transport.RoundTrip(r)
 	if err != nil || r.URL.Scheme != "http" || resp.StatusCode != http.StatusBadRequest {
@@ -145,6 +170,9 @@ func (t *tlsPort) RoundTrip(r *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	resp.Body.Close()
+	if !isLoopback(r.URL.Hostname()) {
+		return nil, fmt.Errorf("%s speaks only TLS and was sent plain HTTP (the endpoint says http://): use https://%s with --cacert/--cert/--key", r.URL.Host, r.URL.Host)
+	}
 	if !t.withCert {
 		return nil, fmt.Errorf("%s speaks only TLS: %w", r.URL.Host, errTLSPort)
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pith-os/pith/agent/authz"
@@ -128,5 +131,138 @@ func TestTLSPortKeepsOtherBadRequests(t *testing.T) {
 		if resp.StatusCode != http.StatusBadRequest || string(got) != body+"\n" {
 			t.Fatalf("got %d %q, want 400 %q", resp.StatusCode, got, body+"\n")
 		}
+	}
+}
+
+// firstBytes records the first byte each accepted connection sent: 0x16
+// opens a TLS handshake, a letter a plain HTTP request.
+type firstBytes struct {
+	net.Listener
+	mu    sync.Mutex
+	first []byte
+}
+
+func (l *firstBytes) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &firstByteConn{Conn: c, l: l}, nil
+}
+
+func (l *firstBytes) plain() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, b := range l.first {
+		if b != 0x16 {
+			n++
+		}
+	}
+	return n
+}
+
+type firstByteConn struct {
+	net.Conn
+	l    *firstBytes
+	seen bool
+}
+
+func (c *firstByteConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.seen {
+		c.seen = true
+		c.l.mu.Lock()
+		c.l.first = append(c.l.first, p[0])
+		c.l.mu.Unlock()
+	}
+	return n, err
+}
+
+// TestTLSUpgradeOnlyOnLoopback: against a TLS port (pithd's client port
+// under a cluster CA), with a client certificate, a request with a body
+// (a `kv set` value) goes straight over TLS to the default endpoint; a
+// loopback endpoint written http:// is upgraded after Go's 400; an http://
+// endpoint of another host is never resent over TLS, and the error says
+// to write https://.
+func TestTLSUpgradeOnlyOnLoopback(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.Init(dir, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.IssueMember(dir, "node", nil); err != nil {
+		t.Fatal(err)
+	}
+	rl, err := pki.NewReloader(filepath.Join(dir, "node.crt"), filepath.Join(dir, "node.key"), filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var bodies []string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	fb := &firstBytes{Listener: srv.Listener}
+	srv.Listener = fb
+	srv.TLS = rl.ServerConfig("")
+	srv.StartTLS()
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+
+	saved := kvOpts.tls
+	defer func() { kvOpts.tls = saved }()
+	kvOpts.tls.TrustedCAFile = filepath.Join(dir, "ca.crt")
+	kvOpts.tls.CertFile = filepath.Join(dir, "admin.crt")
+	kvOpts.tls.KeyFile = filepath.Join(dir, "admin.key")
+	// The server's name is not checked: a resend over TLS to the other
+	// host's name would be accepted, so only the client's rule stops it.
+	kvOpts.tls.InsecureSkipVerify = true
+	for _, tc := range []struct {
+		name, endpoint string
+		plain          int    // connections that began in plain HTTP
+		err            string // "" = the body arrives over TLS
+	}{
+		{"default endpoint goes straight to TLS", defaultEndpoint, 0, ""},
+		{"loopback endpoint upgraded after the 400", "http://" + addr, 1, ""},
+		{"other host's http:// endpoint is not resent over TLS", "http://pith-node.example:2379", 1, "use https://pith-node.example:2379"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			bodies = nil
+			mu.Unlock()
+			before := fb.plain()
+			// Every endpoint's connections reach the test's TLS port.
+			tr := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			}}
+			base, rt, err := transport(tc.endpoint, tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.CloseIdleConnections()
+			req, _ := http.NewRequest(http.MethodPut, base+"/v2/keys/a", strings.NewReader("value=secret"))
+			resp, err := (&http.Client{Transport: rt}).Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			mu.Lock()
+			got := bodies
+			mu.Unlock()
+			if tc.err == "" && (err != nil || resp.StatusCode != http.StatusOK || len(got) != 1 || got[0] != "value=secret") {
+				t.Errorf("%v (%v), bodies over TLS %q; want the body once over TLS", resp, err, got)
+			}
+			if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err) || len(got) != 0) {
+				t.Errorf("err %v, bodies over TLS %q; want an error saying %q and nothing resent", err, got, tc.err)
+			}
+			if n := fb.plain() - before; n != tc.plain {
+				t.Errorf("%d connections began in plain HTTP, want %d", n, tc.plain)
+			}
+		})
 	}
 }
