@@ -74,7 +74,9 @@ func checkStorageMarkers(root string) error {
 // error stops the boot (StopError): Ignition fails closed. boot are the
 // devices the system booted from (ROOT, USR): their disks are refused.
 func ignitionStorage(l *logger, boot ...*Device) error {
-	if err := waitFwCfg(FwCfgACPI, filepath.Dir(datasource.FwCfgDir), fwCfgWait); err != nil {
+	// by_name itself, not by_name/opt: a machine given no -fw_cfg opt/
+	// file (no user-data) has no opt directory, and that is no config.
+	if err := waitFwCfg(FwCfgACPI, FwCfgByName, fwCfgWait); err != nil {
 		return storageStop("reading fw_cfg user-data", err)
 	}
 	res, err := (&datasource.FwCfg{Root: "/"}).Fetch(context.Background())
@@ -145,15 +147,19 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 // FwCfgACPI is QEMU's fw_cfg device as ACPI lists it from the start.
 const FwCfgACPI = "/sys/bus/acpi/devices/QEMU0002:00"
 
+// FwCfgByName is where the qemu_fw_cfg driver lists fw_cfg files by name.
+const FwCfgByName = "/sys/firmware/qemu_fw_cfg/by_name"
+
 // fwCfgWait bounds the wait for the qemu_fw_cfg driver: generous, as a
 // TCG guest probes slowly, and a miss stops the boot.
 const fwCfgWait = 30 * time.Second
 
 // waitFwCfg waits, on a machine with the fw_cfg device (acpi), until the
-// qemu_fw_cfg driver (probed asynchronously, like every module here)
-// shows its entries (dir, .../by_name). Read too early, the user-data
-// would look absent and the storage be skipped: if dir never appears the
-// config cannot be known, and that is an error, not "no config".
+// qemu_fw_cfg driver shows its directory (dir, .../by_name). The driver is
+// loaded without async_probe (loadModules), so once dir is there every
+// file is listed: read too early, the user-data would look absent and the
+// storage be skipped. If dir never appears the config cannot be known, and
+// that is an error, not "no config".
 func waitFwCfg(acpi, dir string, wait time.Duration) error {
 	if !exists(acpi) {
 		return nil

@@ -310,8 +310,14 @@ func loadModules(dir string, l *logger) (int, error) {
 		}
 		// async_probe: drivers probe their devices in the background, so
 		// a slow bus (an empty IDE controller under emulation) does not
-		// hold up the boot; the disks are awaited below.
-		err := kmod.LoadFile(filepath.Join(dir, deps.Path[m]), "async_probe")
+		// hold up the boot; the disks are awaited below. qemu_fw_cfg
+		// probes at once: its by_name directory then lists every file,
+		// so an absent user-data file means none (waitFwCfg).
+		params := "async_probe"
+		if m == "qemu_fw_cfg" {
+			params = ""
+		}
+		err := kmod.LoadFile(filepath.Join(dir, deps.Path[m]), params)
 		switch {
 		case err == nil:
 			loaded++
