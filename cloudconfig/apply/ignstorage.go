@@ -18,7 +18,13 @@ import (
 // where the missing filesystems should have been. raw is the decompressed
 // user-data, hashed as the initramfs hashed it.
 func checkStorageApplied(root, source string, raw []byte, ud *cloudconfig.UserData, rep *cloudconfig.Report) {
-	if ud == nil || ud.Ignition == nil || len(ud.Ignition.Storage.Disks)+len(ud.Ignition.Storage.Filesystems) == 0 {
+	if ud == nil || ud.Ignition == nil {
+		return
+	}
+	// What the initramfs applies: a filesystem entry without a format only
+	// names a device, and the init writes no marker for an empty plan (a
+	// plan error is reported by ParseIgnition already).
+	if plan, err := cloudconfig.IgnitionStoragePlan(ud.Ignition); err != nil || plan.Empty() {
 		return
 	}
 	sum := sha256.Sum256(raw)

@@ -15,6 +15,9 @@ import (
 func TestCheckStorageApplied(t *testing.T) {
 	withStorage := []byte(`{"ignition":{"version":"3.4.0"},"storage":{"filesystems":[{"device":"/dev/vdb","format":"ext4","path":"/srv"}]}}`)
 	without := []byte(`{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/a"}]}}`)
+	// A filesystem entry without a format only names a device: the
+	// initramfs has nothing to apply and writes no marker.
+	formatless := []byte(`{"ignition":{"version":"3.4.0"},"storage":{"filesystems":[{"device":"/dev/vdb"}],"files":[{"path":"/etc/a"}]}}`)
 	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) + "\n" }
 	for _, tc := range []struct {
 		name   string
@@ -26,6 +29,7 @@ func TestCheckStorageApplied(t *testing.T) {
 		{"no marker: another datasource", withStorage, "", true},
 		{"marker of another config", withStorage, sum(without), true},
 		{"no storage, no marker", without, "", false},
+		{"format-less filesystem only, no marker", formatless, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
