@@ -5,7 +5,9 @@
 // unit before pithd.service (which reads the ETCD_*/FLEET_* drop-in the
 // stage writes) and before sshd (so SSH keys are in place); the image ships
 // it as image/rootfs/overlay/usr/lib/systemd/system/pithd-firstboot.service.
-// pithctl userdata apply runs it again on demand (Boot with Now).
+// `pithd firstboot --now` (RunNow) runs it again on demand, in full (Boot
+// with Now): pithctl userdata apply execs it, so pithctl imports nothing of
+// agent/.
 //
 // cloudconfig/apply turns a config into system changes and imports nothing
 // from agent/; this package is where the two meet.

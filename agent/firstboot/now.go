@@ -2,15 +2,17 @@ package firstboot
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/pith-os/pith/agent/datasource"
 	"github.com/pith-os/pith/agent/units"
 	"github.com/pith-os/pith/cloudconfig/apply"
 )
 
-// NowOptions say where `pithctl userdata apply` looks for user-data and
-// what it may touch.
+// NowOptions say where `pithd firstboot --now` (run by pithctl userdata
+// apply) looks for user-data and what it may touch.
 type NowOptions struct {
 	// Root is the system to configure ("/" on a node).
 	Root string
@@ -20,14 +22,19 @@ type NowOptions struct {
 	// MetadataURL is the EC2/DigitalOcean metadata service; "" is the
 	// link-local default.
 	MetadataURL string
+	// ConfigDrives, when not nil, are the devices or images to try as a
+	// config-2 drive instead of the default ones.
+	ConfigDrives []string
 	// NoUnits: do not connect to systemd (tests; units in user-data then
 	// fail, and pithd.service is not touched).
 	NoUnits bool
+	// NoRestart: leave pithd.service as it is afterwards.
+	NoRestart bool
 }
 
-// Now is the first-boot stage run by an operator on a running node
-// (pithctl userdata apply): Apply, then StartAgent; Close at the end.
-type Now struct {
+// now is the first-boot stage run by an operator on a running node:
+// apply, then startAgent; close at the end.
+type now struct {
 	ds    datasource.Config
 	ap    *apply.Applier
 	close func()
@@ -52,31 +59,28 @@ func newApplier(ctx context.Context, root string, noUnits bool) (*apply.Applier,
 	return ap, func() { sd.Close() }, nil
 }
 
-// OpenNow connects to systemd (unless o.NoUnits) for a run of the stage.
-func OpenNow(ctx context.Context, o NowOptions) (*Now, error) {
+// openNow connects to systemd (unless o.NoUnits) for a run of the stage.
+func openNow(ctx context.Context, o NowOptions) (*now, error) {
 	ap, closeUnits, err := newApplier(ctx, o.Root, o.NoUnits)
 	if err != nil {
 		return nil, err
 	}
-	ds := datasource.Config{Root: o.Root, FromFile: o.FromFile, MetadataURL: o.MetadataURL}
+	ds := datasource.Config{Root: o.Root, FromFile: o.FromFile, MetadataURL: o.MetadataURL, ConfigDrives: o.ConfigDrives}
 	if ds.MetadataURL == "" {
 		ds.MetadataURL = datasource.DefaultMetadataURL
 	}
-	return &Now{ds: ds, ap: ap, close: closeUnits}, nil
+	return &now{ds: ds, ap: ap, close: closeUnits}, nil
 }
 
-// Close ends the systemd connection.
-func (n *Now) Close() { n.close() }
-
-// Apply fetches and applies the user-data in full, as on first boot.
-func (n *Now) Apply(ctx context.Context, say func(l Level, format string, args ...any)) (*BootResult, error) {
+// apply fetches and applies the user-data in full, as on first boot.
+func (n *now) apply(ctx context.Context, say func(l Level, format string, args ...any)) (*BootResult, error) {
 	return Boot(ctx, &apply.Stage{Applier: n.ap}, BootOptions{Datasource: n.ds, Now: true, Say: say})
 }
 
-// StartAgent starts pithd.service, or restarts it when res says its
+// startAgent starts pithd.service, or restarts it when res says its
 // settings changed; it returns which it did ("start" or "restart"), or ""
 // when there is nothing to do (no systemd, or pithd waits for user-data).
-func (n *Now) StartAgent(ctx context.Context, res *BootResult) (string, error) {
+func (n *now) startAgent(ctx context.Context, res *BootResult) (string, error) {
 	if n.ap.Units == nil || res == nil || res.Waiting != "" {
 		return "", nil
 	}
@@ -88,4 +92,57 @@ func (n *Now) StartAgent(ctx context.Context, res *BootResult) (string, error) {
 		return "", fmt.Errorf("%s %s: %w", how, apply.AgentUnit, err)
 	}
 	return how, nil
+}
+
+// RunNow is `pithd firstboot --now`: the first-boot stage now, in full,
+// each message and then every change it made written to w (warnings and
+// errors prefixed so), then pithd.service started or restarted unless
+// o.NoRestart. An error means the user-data was not applied.
+func RunNow(ctx context.Context, o NowOptions, w io.Writer) error {
+	n, err := openNow(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	return n.run(ctx, o.NoRestart, w)
+}
+
+// run is RunNow on an opened stage.
+func (n *now) run(ctx context.Context, noRestart bool, w io.Writer) error {
+	res, err := n.apply(ctx, func(l Level, format string, args ...any) {
+		prefix := ""
+		switch l {
+		case LevelWarning:
+			prefix = "warning: "
+		case LevelError:
+			prefix = "error: "
+		}
+		fmt.Fprintf(w, prefix+format+"\n", args...)
+	})
+	if res != nil {
+		if len(res.Changes) == 0 {
+			fmt.Fprintln(w, "changed: nothing (the node already is as the user-data says)")
+		} else {
+			fmt.Fprintf(w, "changed (%d):\n", len(res.Changes))
+			for _, c := range res.Changes {
+				fmt.Fprintf(w, "  %s\n", c)
+			}
+		}
+	}
+	if err != nil {
+		return errors.New("user-data was not applied (see above; pithctl userdata shows the report)")
+	}
+	if noRestart {
+		return nil
+	}
+	how, err := n.startAgent(ctx, res)
+	if err != nil || how == "" {
+		return err
+	}
+	if how == "restart" {
+		fmt.Fprintf(w, "%s: restarted (its settings changed; a KV that already has data keeps its cluster membership)\n", apply.AgentUnit)
+	} else {
+		fmt.Fprintf(w, "%s: started if it was not running (its settings are unchanged)\n", apply.AgentUnit)
+	}
+	return nil
 }

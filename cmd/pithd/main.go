@@ -1,11 +1,14 @@
 // Command pithd is the Pith node agent. `pithd run` parses its flags and
 // the environment into an agent/daemon Config and runs the daemon that
 // package assembles (cluster, KV, scheduler, updater); `pithd firstboot`
-// runs the first-boot stage (agent/firstboot). Nothing else lives here.
+// runs the first-boot stage (agent/firstboot), and `pithd firstboot --now`
+// runs it again for an operator (pithctl userdata apply execs it). Nothing
+// else lives here.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -72,10 +75,15 @@ environment variable.`,
 	return cmd
 }
 
+// euid is os.Geteuid; tests running as root set it to check the refusal
+// of a non-root --now on "/".
+var euid = os.Geteuid
+
 func newFirstBootCmd() *cobra.Command {
 	var (
-		cfg    firstboot.Config
-		drives []string
+		cfg            firstboot.Config
+		drives         []string
+		now, noRestart bool
 	)
 	cmd := &cobra.Command{
 		Use:   "firstboot",
@@ -88,16 +96,38 @@ re-applied (hostname, write_files, /etc/hosts, units). Invalid user-data is
 rejected as a whole and the report goes to the console and the journal; the
 node boots on without it. On the vagrant platform, where user-data comes
 after boot, pithd.service waits for it (pithctl userdata apply). Exit status
-1 means user-data was not applied.`,
+1 means user-data was not applied.
+
+With --now (what pithctl userdata apply runs, as root on a node) the stage
+runs for an operator: the user-data is applied in full, as on first boot,
+whatever boot this is; every change made is listed ("changed: nothing" the
+second time), and pithd.service is then restarted when its settings changed,
+else started if it was not running (not with --no-restart).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Flags().Changed("config-drive") {
+			f := cmd.Flags()
+			if f.Changed("config-drive") {
 				cfg.Datasource.ConfigDrives = drives
 			}
-			cfg.Out = cmd.OutOrStdout()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return firstboot.Run(ctx, cfg)
+			switch {
+			case !now && noRestart:
+				return errors.New("--no-restart goes with --now (a boot's run never touches pithd.service)")
+			case now && f.Changed("saved"):
+				return errors.New("--saved is for a boot's run: --now applies the user-data found now, in full")
+			case !now:
+				cfg.Out = cmd.OutOrStdout()
+				return firstboot.Run(ctx, cfg)
+			}
+			ds := cfg.Datasource
+			if ds.Root == "/" && euid() != 0 {
+				return errors.New("pithd firstboot --now changes the system: run it as root (sudo)")
+			}
+			return firstboot.RunNow(ctx, firstboot.NowOptions{
+				Root: ds.Root, FromFile: ds.FromFile, MetadataURL: ds.MetadataURL, ConfigDrives: ds.ConfigDrives,
+				NoUnits: cfg.NoUnits, NoRestart: noRestart,
+			}, cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
@@ -107,6 +137,8 @@ after boot, pithd.service waits for it (pithctl userdata apply). Exit status
 	f.StringVar(&ds.MetadataURL, "metadata-url", datasource.DefaultMetadataURL, "base URL of the EC2/DigitalOcean metadata service")
 	f.StringSliceVar(&drives, "config-drive", nil, "block devices or images to try as a config-2 drive (default: by-label config-2, /dev/sr0)")
 	f.BoolVar(&cfg.NoUnits, "no-units", false, "do not connect to systemd (units in user-data then fail the stage)")
-	f.BoolVar(&cfg.UseSaved, "saved", true, "on later boots without a datasource, re-apply the user-data saved by first boot")
+	f.BoolVar(&cfg.UseSaved, "saved", true, "on later boots without a datasource, re-apply the user-data saved by first boot (not with --now)")
+	f.BoolVar(&now, "now", false, "apply the user-data now, in full, list what changed and start or restart pithd.service (pithctl userdata apply)")
+	f.BoolVar(&noRestart, "no-restart", false, "with --now: do not start or restart pithd.service afterwards")
 	return cmd
 }
