@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/agent/cluster"
-	"github.com/pith-os/pith/agent/kv"
+	"github.com/pith-os/pith/discovery"
 )
 
 // TestDiscoveryClientAgainstService runs pithd's discovery client against
@@ -20,7 +20,7 @@ func TestDiscoveryClientAgainstService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := kv.OpenDiscovery("http://"+ln.Addr().String(), kv.DiscoveryOptions{})
+	d, err := discovery.Open("http://"+ln.Addr().String(), discovery.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pith-os/pith/agent/kv"
+	"github.com/pith-os/pith/discovery"
 	"github.com/pith-os/pith/internal/kvcheck"
 	"github.com/pith-os/pith/internal/pithdtest"
 )
@@ -216,7 +216,7 @@ func (c *testCluster) quorumGet(i int, key string) (int, *kvcheck.Resp) {
 // serve) for the test and returns a new token for a cluster of size.
 func discoveryToken(t *testing.T, size int) string {
 	t.Helper()
-	d := kv.NewDiscovery("")
+	d := discovery.New("")
 	srv := httptest.NewServer(d)
 	t.Cleanup(srv.Close)
 	d.PublicURL = srv.URL

@@ -5,6 +5,6 @@
 // through the Raft interface and applied to every replica in order, so
 // replicas hold the same tree; agent/daemon binds Raft to agent/cluster,
 // so this package does not import the cluster. Local runs a Store without
-// replication (tests, and the discovery service that `pith discovery
-// serve` runs with Discovery).
+// replication (tests, and package discovery, the service `pith discovery
+// serve` runs).
 package kv

@@ -54,6 +54,10 @@ func NewServer(store *Store, r Raft, lim Limits) *Server {
 // Store returns the served store.
 func (s *Server) Store() *Store { return s.store }
 
+// SetClock replaces the clock RunExpiry and new TTLs read (tests expire
+// keys with it instead of waiting).
+func (s *Server) SetClock(now func() time.Time) { s.now = now }
+
 // RegisterHTTP adds /v2/keys and /v2/stats/store to mux. Note that
 // http.ServeMux redirects paths with "." or ".." segments; route
 // KeysPrefix straight to s (see Handler) to answer those with an error.
@@ -66,7 +70,9 @@ func (s *Server) RegisterHTTP(mux *http.ServeMux) {
 	})
 }
 
-func (s *Server) writeErr(w http.ResponseWriter, err error) {
+// WriteError answers err in etcd's error shape: an *Error as it is,
+// anything else as a raft-internal error.
+func (s *Server) WriteError(w http.ResponseWriter, err error) {
 	var e *Error
 	switch {
 	case errors.As(err, &e):
@@ -100,17 +106,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			msg = "request body over the limit of " + strconv.FormatInt(s.lim.MaxBodyBytes, 10) + " bytes"
 		}
-		s.writeErr(w, reqErr(EcodeInvalidForm, msg))
+		s.WriteError(w, reqErr(EcodeInvalidForm, msg))
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	if err := r.ParseForm(); err != nil {
-		s.writeErr(w, reqErr(EcodeInvalidForm, err.Error()))
+		s.WriteError(w, reqErr(EcodeInvalidForm, err.Error()))
 		return
 	}
 	rr, perr := ParseKeyRequest(r.Method, r.URL.Path, r.Form, s.lim)
 	if perr != nil {
-		s.writeErr(w, perr)
+		s.WriteError(w, perr)
 		return
 	}
 	switch r.Method {
@@ -131,11 +137,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveGet(w http.ResponseWriter, rr *Request) {
 	ev, err := s.store.Get(rr.Path, rr.Recursive, rr.Sorted)
 	if err != nil {
-		s.writeErr(w, err)
+		s.WriteError(w, err)
 		return
 	}
 	idx, term := s.raft.RaftStatus()
-	s.writeEvent(w, ev, idx, term, false)
+	s.WriteEvent(w, ev, idx, term, false)
 }
 
 func (s *Server) serveQuorumGet(w http.ResponseWriter, r *http.Request, rr *Request, body []byte) {
@@ -148,7 +154,7 @@ func (s *Server) serveQuorumGet(w http.ResponseWriter, r *http.Request, rr *Requ
 		}
 	}
 	if err := s.raft.Forward(w, r, body); err != nil {
-		s.writeErr(w, err)
+		s.WriteError(w, err)
 	}
 }
 
@@ -159,32 +165,34 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rr *Request,
 	if errors.Is(err, ErrForward) {
 		err = s.raft.Forward(w, r, body)
 		if err != nil {
-			s.writeErr(w, err)
+			s.WriteError(w, err)
 		}
 		return
 	}
 	if err != nil {
-		s.writeErr(w, err)
+		s.WriteError(w, err)
 		return
 	}
 	result, ok := res.(Result)
 	if !ok {
 		if e, isErr := res.(error); isErr {
-			s.writeErr(w, e)
+			s.WriteError(w, e)
 		} else {
-			s.writeErr(w, errors.New("unexpected apply result"))
+			s.WriteError(w, errors.New("unexpected apply result"))
 		}
 		return
 	}
 	if result.Err != nil {
-		s.writeErr(w, result.Err)
+		s.WriteError(w, result.Err)
 		return
 	}
 	_, term := s.raft.RaftStatus()
-	s.writeEvent(w, result.Event, idx, term, rr.NoValueOnSuccess)
+	s.WriteEvent(w, result.Event, idx, term, rr.NoValueOnSuccess)
 }
 
-func (s *Server) writeEvent(w http.ResponseWriter, ev *Event, raftIndex, term uint64, noValue bool) {
+// WriteEvent answers a write's event with etcd's headers (201 when it
+// created the key); noValue leaves the node out, as noValueOnSuccess asks.
+func (s *Server) WriteEvent(w http.ResponseWriter, ev *Event, raftIndex, term uint64, noValue bool) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Etcd-Index", strconv.FormatUint(ev.EtcdIndex, 10))
@@ -205,7 +213,7 @@ func (s *Server) writeEvent(w http.ResponseWriter, ev *Event, raftIndex, term ui
 func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, rr *Request) {
 	wa, err := s.store.Watch(rr.Path, rr.Recursive, rr.Stream, rr.WaitIndex)
 	if err != nil {
-		s.writeErr(w, err)
+		s.WriteError(w, err)
 		return
 	}
 	defer wa.Remove()
@@ -310,6 +318,14 @@ type Local struct {
 
 // NewLocal returns a Raft that applies directly to store.
 func NewLocal(store *Store) *Local { return &Local{store: store, ID: "1"} }
+
+// SetIndex continues counting applied commands from index, for a store
+// restored from a file written after index commands.
+func (l *Local) SetIndex(index uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.index = index
+}
 
 // Propose applies cmd at once.
 func (l *Local) Propose(_ context.Context, cmd []byte) (any, uint64, error) {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pith-os/pith/agent/kv"
+	"github.com/pith-os/pith/discovery"
 )
 
 func init() {
@@ -26,7 +26,7 @@ func init() {
 
 	var listen, advertise, certFile, keyFile string
 	var newFrom []string
-	opt := kv.DiscoveryOptions{}
+	opt := discovery.Options{}
 	serve := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve discovery on this workstation (tokens kept in --state, expiring after --token-ttl)",
@@ -51,7 +51,7 @@ registration cannot be overwritten or deleted, tokens expire, and only
 			if advertise == "" {
 				advertise = scheme + "://" + ln.Addr().String()
 			}
-			d, err := kv.OpenDiscovery(advertise, opt)
+			d, err := discovery.Open(advertise, opt)
 			if err != nil {
 				ln.Close()
 				return err
@@ -74,7 +74,7 @@ registration cannot be overwritten or deleted, tokens expire, and only
 	serve.Flags().StringVar(&listen, "listen", "127.0.0.1:8087", "address to listen on")
 	serve.Flags().StringVar(&advertise, "advertise", "", "base URL nodes reach this service at (default http(s)://<listen address>)")
 	serve.Flags().StringVar(&opt.StateFile, "state", defaultDiscoveryState(), `file keeping tokens and registrations across restarts, 0600 ("" keeps them in memory only)`)
-	serve.Flags().DurationVar(&opt.TokenTTL, "token-ttl", kv.DefaultTokenTTL, "how long a token and its registrations live")
+	serve.Flags().DurationVar(&opt.TokenTTL, "token-ttl", discovery.DefaultTokenTTL, "how long a token and its registrations live")
 	serve.Flags().IntVar(&opt.MaxTokens, "max-tokens", 1024, "live tokens at most")
 	serve.Flags().IntVar(&opt.MaxRegistrations, "max-registrations", 128, "registrations per token at most (and the largest --size)")
 	serve.Flags().StringSliceVar(&newFrom, "new-from", []string{"127.0.0.0/8", "::1/128"}, "networks allowed to create tokens (GET /new)")

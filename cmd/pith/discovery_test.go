@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/pith-os/pith/agent/kv"
+	"github.com/pith-os/pith/discovery"
 	"github.com/pith-os/pith/pki"
 )
 
@@ -31,7 +32,7 @@ func TestDiscoveryOverTLS(t *testing.T) {
 		t.Fatalf("listen: %v %s", err, scheme)
 	}
 	base := "https://" + ln.Addr().String()
-	d, err := kv.OpenDiscovery(base, kv.DiscoveryOptions{})
+	d, err := discovery.Open(base, discovery.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestDiscoveryOverTLS(t *testing.T) {
 		t.Fatalf("without --cacert: %v %s", err, out)
 	}
 	out, err := runPith(t, "discovery", "new", "--server", base, "--size", "3", "--cacert", filepath.Join(dir, "ca.crt"))
-	if err != nil || !strings.HasPrefix(out, base+kv.KeysPrefix+kv.DiscoveryPrefix+"/") {
+	if err != nil || !strings.HasPrefix(out, base+kv.KeysPrefix+discovery.RegistryPrefix+"/") {
 		t.Fatalf("with --cacert: %v %q", err, out)
 	}
 }

@@ -33,12 +33,10 @@ func imports(t *testing.T) map[string][]string {
 // cliAgentImports are the agent packages cmd/pith and cmd/pithctl still
 // import (issue 21 wants none beyond the shared types): the first-boot
 // stage pithctl userdata apply runs on its node (firstboot.OpenNow: it
-// wires systemd and the datasources itself), and the discovery service
-// pith discovery serve runs (a KV store of its own). The list may only
-// shrink.
+// wires systemd and the datasources itself); pith discovery serve runs
+// package discovery, not agent/kv. The list may only shrink.
 var cliAgentImports = map[string]bool{
 	"agent/firstboot": true,
-	"agent/kv":        true,
 }
 
 func under(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
@@ -58,12 +56,13 @@ func TestLayers(t *testing.T) {
 		{"cloudconfig imports nothing from agent/", func(p string) bool { return under(p, "cloudconfig") }, func(i string) bool { return under(i, "agent") }},
 		{"the node's pieces never import the workstation's", func(p string) bool { return under(p, "agent") || under(p, "cloudconfig") || under(p, "initramfs") },
 			func(i string) bool {
-				return under(i, "vm") || under(i, "image/build") || under(i, "image/rootfs") || under(i, "e2e")
+				return under(i, "vm") || under(i, "image/build") || under(i, "image/rootfs") || under(i, "e2e") || i == "discovery"
 			}},
 		{"fleetv1 imports only unitfile", func(p string) bool { return p == "fleetv1" }, func(i string) bool { return i != "unitfile" }},
-		{"node, pki, atomicfile, version, unitfile and cloudconfig import nothing of Pith's", func(p string) bool {
-			return p == "node" || p == "pki" || p == "atomicfile" || p == "version" || p == "unitfile" || p == "cloudconfig"
+		{"node, pki, atomicfile, version, unitfile, cloudconfig and agent/kv import nothing of Pith's", func(p string) bool {
+			return p == "node" || p == "pki" || p == "atomicfile" || p == "version" || p == "unitfile" || p == "cloudconfig" || p == "agent/kv"
 		}, func(string) bool { return true }},
+		{"discovery imports only agent/kv, pki and atomicfile", func(p string) bool { return p == "discovery" }, func(i string) bool { return i != "agent/kv" && i != "pki" && i != "atomicfile" }},
 		{"agent/schedule imports only agent/schedule/..., unitfile and fleetv1", func(p string) bool { return under(p, "agent/schedule") }, func(i string) bool { return !under(i, "agent/schedule") && i != "unitfile" && i != "fleetv1" }},
 		{"the CLIs take shared types from node and pki, not agent/ (but for what cliAgentImports still lists)", func(p string) bool { return p == "cmd/pith" || p == "cmd/pithctl" },
 			func(i string) bool { return under(i, "agent") && !cliAgentImports[i] }},

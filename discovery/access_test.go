@@ -1,4 +1,4 @@
-package kv
+package discovery
 
 import (
 	"bytes"
@@ -11,14 +11,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pith-os/pith/agent/kv"
 )
 
 // discoveryDump is the whole store as its state file would hold it, and its
 // index: what a refused request must leave exactly as it was.
-func discoveryDump(t *testing.T, d *Discovery) string {
+func discoveryDump(t *testing.T, d *Service) string {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := d.server.store.Save(&buf); err != nil {
+	if err := d.store.Save(&buf); err != nil {
 		t.Fatal(err)
 	}
 	idx, _ := d.local.RaftStatus()
@@ -26,7 +28,7 @@ func discoveryDump(t *testing.T, d *Discovery) string {
 }
 
 // serve runs one request through d as a client at remote would send it.
-func serve(d *Discovery, remote, method, target, body string) *httptest.ResponseRecorder {
+func serve(d *Service, remote, method, target, body string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, target, strings.NewReader(body))
 	r.RemoteAddr = remote
 	if body != "" {
@@ -39,11 +41,11 @@ func serve(d *Discovery, remote, method, target, body string) *httptest.Response
 
 func tokenOf(t *testing.T, u string) string {
 	t.Helper()
-	i := strings.Index(u, DiscoveryPrefix+"/")
+	i := strings.Index(u, RegistryPrefix+"/")
 	if i < 0 {
-		t.Fatalf("token URL %q has no %s", u, DiscoveryPrefix)
+		t.Fatalf("token URL %q has no %s", u, RegistryPrefix)
 	}
-	return u[i+len(DiscoveryPrefix)+1:]
+	return u[i+len(RegistryPrefix)+1:]
 }
 
 // TestDiscoveryHostileCalls sends, with a token of its own (A), calls that
@@ -52,7 +54,7 @@ func tokenOf(t *testing.T, u string) string {
 // the network, or overload the service. Each must be refused with its
 // status and reason, leak nothing of B, and leave the store as it was.
 func TestDiscoveryHostileCalls(t *testing.T) {
-	d, err := OpenDiscovery("http://disco.test", DiscoveryOptions{MaxRegistrations: 2, NewFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	d, err := Open("http://disco.test", Options{MaxRegistrations: 2, NewFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +67,7 @@ func TestDiscoveryHostileCalls(t *testing.T) {
 		return tokenOf(t, strings.TrimSpace(w.Body.String()))
 	}
 	register := func(tok, id, value string) {
-		w := serve(d, remote, "PUT", KeysPrefix+DiscoveryPrefix+"/"+tok+"/"+id+"?prevExist=false", "value="+value)
+		w := serve(d, remote, "PUT", kv.KeysPrefix+RegistryPrefix+"/"+tok+"/"+id+"?prevExist=false", "value="+value)
 		if w.Code != 201 {
 			t.Fatalf("register %s/%s: %d %s", tok, id, w.Code, w.Body)
 		}
@@ -74,7 +76,7 @@ func TestDiscoveryHostileCalls(t *testing.T) {
 	register(a, "a1", "a1=http://10.0.0.1:2380")
 	register(b, "b1", "b1=http://10.0.0.2:2380")
 	register(b, "b2", "b2=http://10.0.0.3:2380")
-	keys := KeysPrefix + DiscoveryPrefix
+	keys := kv.KeysPrefix + RegistryPrefix
 	ta, tb := keys+"/"+a, keys+"/"+b
 	unknown := strings.Repeat("0", 32)
 
@@ -84,9 +86,9 @@ func TestDiscoveryHostileCalls(t *testing.T) {
 		status                     int
 		reason                     string
 	}{
-		{"list the key space", "GET", KeysPrefix + "/?recursive=true", "", "", 403, "only keys inside a token"},
-		{"list without slash", "GET", KeysPrefix, "", "", 403, "only keys inside a token"},
-		{"list _etcd", "GET", KeysPrefix + "/_etcd?recursive=true", "", "", 403, "only keys inside a token"},
+		{"list the key space", "GET", kv.KeysPrefix + "/?recursive=true", "", "", 403, "only keys inside a token"},
+		{"list without slash", "GET", kv.KeysPrefix, "", "", 403, "only keys inside a token"},
+		{"list _etcd", "GET", kv.KeysPrefix + "/_etcd?recursive=true", "", "", 403, "only keys inside a token"},
 		{"list the registry", "GET", keys, "", "", 403, "only keys inside a token"},
 		{"list the registry recursively", "GET", keys + "?recursive=true&sorted=true", "", "", 403, "only keys inside a token"},
 		{"list the registry with a slash", "GET", keys + "/?recursive=true", "", "", 403, "not a discovery token"},
@@ -100,7 +102,7 @@ func TestDiscoveryHostileCalls(t *testing.T) {
 		{"unknown token", "GET", keys + "/" + unknown + "?recursive=true", "", "", 404, "token not found"},
 		{"watch an unknown token", "GET", keys + "/" + unknown + "?wait=true&recursive=true", "", "", 404, "token not found"},
 		{"register under an unknown token", "PUT", keys + "/" + unknown + "/x?prevExist=false", "value=x=http://h:2380", "", 404, "token not found"},
-		{"key outside the registry", "PUT", KeysPrefix + "/anything", "value=x", "", 403, "only keys inside a token"},
+		{"key outside the registry", "PUT", kv.KeysPrefix + "/anything", "value=x", "", 403, "only keys inside a token"},
 		{"overwrite B's registration", "PUT", tb + "/b1", "value=b1=http://6.6.6.6:2380", "", 403, "create-only"},
 		{"overwrite with prevExist=true", "PUT", tb + "/b1?prevExist=true", "value=evil", "", 403, "create-only"},
 		{"overwrite by compare-and-swap", "PUT", tb + "/b1?prevValue=b1%3Dhttp%3A%2F%2F10.0.0.2%3A2380", "value=evil", "", 403, "create-only"},
@@ -170,7 +172,7 @@ func TestDiscoveryHostileCalls(t *testing.T) {
 // TestDiscoveryTokenLimits: at most MaxTokens live tokens; /new answers 503
 // beyond, and a token that expires makes room again.
 func TestDiscoveryTokenLimits(t *testing.T) {
-	d, err := OpenDiscovery("http://disco.test", DiscoveryOptions{MaxTokens: 2})
+	d, err := Open("http://disco.test", Options{MaxTokens: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,25 +196,25 @@ func TestDiscoveryTokenLimits(t *testing.T) {
 
 // expireAll runs the expiry loop with a clock past every token's TTL until
 // the registry is empty.
-func expireAll(t *testing.T, d *Discovery) {
+func expireAll(t *testing.T, d *Service) {
 	t.Helper()
-	d.server.now = func() time.Time { return time.Now().Add(d.opt.TokenTTL + time.Hour) }
+	d.server.SetClock(func() time.Time { return time.Now().Add(d.opt.TokenTTL + time.Hour) })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
-	for d.countChildren(DiscoveryPrefix) > 0 {
+	for d.countChildren(RegistryPrefix) > 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	<-done
-	d.server.now = time.Now
+	d.server.SetClock(time.Now)
 }
 
 // TestDiscoveryTokenExpiry: a token and its registrations vanish after
 // TokenTTL; after that the token is unknown to reads and registrations
 // alike (it does not come back as a directory without a TTL).
 func TestDiscoveryTokenExpiry(t *testing.T) {
-	d, err := OpenDiscovery("http://disco.test", DiscoveryOptions{TokenTTL: time.Hour})
+	d, err := Open("http://disco.test", Options{TokenTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +222,7 @@ func TestDiscoveryTokenExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := KeysPrefix + DiscoveryPrefix + "/" + tokenOf(t, u)
+	tok := kv.KeysPrefix + RegistryPrefix + "/" + tokenOf(t, u)
 	if w := serve(d, "127.0.0.1:1", "PUT", tok+"/m1?prevExist=false", "value=m1=http://h:2380"); w.Code != 201 {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
@@ -236,7 +238,7 @@ func TestDiscoveryTokenExpiry(t *testing.T) {
 			t.Errorf("%s %s after expiry: %d %s", c.method, c.target, w.Code, w.Body)
 		}
 	}
-	if n := d.countChildren(DiscoveryPrefix); n != 0 {
+	if n := d.countChildren(RegistryPrefix); n != 0 {
 		t.Errorf("%d tokens after expiry", n)
 	}
 }
@@ -245,13 +247,13 @@ func TestDiscoveryTokenExpiry(t *testing.T) {
 // holds tokens without a TTL; opening it gives them TokenTTL from now.
 func TestDiscoveryOldStateGetsTTL(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "discovery.json")
-	d, err := OpenDiscovery("http://x", DiscoveryOptions{StateFile: state})
+	d, err := Open("http://x", Options{StateFile: state})
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := DiscoveryPrefix + "/" + strings.Repeat("ab", 16)
+	old := RegistryPrefix + "/" + strings.Repeat("ab", 16)
 	d.mu.Lock()
-	_, _, err = d.propose(Command{Op: OpCreate, Path: old + "/_config/size", Value: "3"})
+	_, _, err = d.propose(kv.Command{Op: kv.OpCreate, Path: old + "/_config/size", Value: "3"})
 	d.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -260,12 +262,12 @@ func TestDiscoveryOldStateGetsTTL(t *testing.T) {
 	if _, err := os.Stat(state); err != nil {
 		t.Fatal(err)
 	}
-	d2, err := OpenDiscovery("http://x", DiscoveryOptions{StateFile: state, TokenTTL: 2 * time.Hour})
+	d2, err := Open("http://x", Options{StateFile: state, TokenTTL: 2 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d2.Close()
-	ev, err := d2.server.store.Get(old, false, false)
+	ev, err := d2.store.Get(old, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package kv
+package discovery
 
 import (
 	"bufio"
@@ -16,17 +16,19 @@ import (
 	"time"
 
 	etcd "go.etcd.io/etcd/client/v2"
+
+	"github.com/pith-os/pith/agent/kv"
 )
 
-// startDiscovery serves d on a loopback port until the test ends.
-func startDiscovery(t *testing.T, opt DiscoveryOptions) (*Discovery, string) {
+// startService serves d on a loopback port until the test ends.
+func startService(t *testing.T, opt Options) (*Service, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	d, err := OpenDiscovery(base, opt)
+	d, err := Open(base, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +52,7 @@ func startDiscovery(t *testing.T, opt DiscoveryOptions) (*Discovery, string) {
 // the list's index until size members registered. It returns the first
 // size registrations by creation index.
 func etcdJoin(ctx context.Context, tokenURL, id, value string) ([]string, error) {
-	i := strings.Index(tokenURL, KeysPrefix)
+	i := strings.Index(tokenURL, kv.KeysPrefix)
 	c, err := etcd.New(etcd.Config{Endpoints: []string{tokenURL[:i]}})
 	if err != nil {
 		return nil, err
@@ -112,7 +114,7 @@ func etcdJoin(ctx context.Context, tokenURL, id, value string) ([]string, error)
 // TestDiscoveryEtcdClient: three members running etcd's discovery steps
 // at once, with etcd's v2 client, agree on the same three founders.
 func TestDiscoveryEtcdClient(t *testing.T) {
-	d, _ := startDiscovery(t, DiscoveryOptions{})
+	d, _ := startService(t, Options{})
 	tok, err := d.NewToken(3)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +144,7 @@ func TestDiscoveryEtcdClient(t *testing.T) {
 	// A fourth with the same id as a founder is refused as etcd expects
 	// (ErrDuplicateID comes from this 105), and the founder's entry stays.
 	kc, _ := etcd.New(etcd.Config{Endpoints: []string{d.PublicURL}})
-	_, err = etcd.NewKeysAPIWithPrefix(kc, "").Create(ctx, tok[strings.Index(tok, KeysPrefix):]+"/8e9e05c521646940", "evil=http://6.6.6.6:2380")
+	_, err = etcd.NewKeysAPIWithPrefix(kc, "").Create(ctx, tok[strings.Index(tok, kv.KeysPrefix):]+"/8e9e05c521646940", "evil=http://6.6.6.6:2380")
 	var ee etcd.Error
 	if !asEtcdError(err, &ee) || ee.Code != etcd.ErrorCodeNodeExist {
 		t.Fatalf("duplicate create: %v", err)
@@ -169,12 +171,12 @@ func asEtcdError(err error, e *etcd.Error) bool {
 // service cuts each of them off, then serves a normal client; the slow
 // registration leaves nothing behind.
 func TestDiscoverySlowClients(t *testing.T) {
-	d, base := startDiscovery(t, DiscoveryOptions{HeaderTimeout: 200 * time.Millisecond, MaxConns: 3})
+	d, base := startService(t, Options{HeaderTimeout: 200 * time.Millisecond, MaxConns: 3})
 	tok, err := d.NewToken(3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokPath := tok[strings.Index(tok, KeysPrefix):]
+	tokPath := tok[strings.Index(tok, kv.KeysPrefix):]
 	before := discoveryDump(t, d)
 	addr := strings.TrimPrefix(base, "http://")
 	slow := []string{
@@ -230,7 +232,7 @@ func TestDiscoverySlowClients(t *testing.T) {
 // limit, headers over the limit, and a key over the limit: each refused,
 // nothing stored.
 func TestDiscoveryOversized(t *testing.T) {
-	d, base := startDiscovery(t, DiscoveryOptions{})
+	d, base := startService(t, Options{})
 	tok, err := d.NewToken(3)
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +260,7 @@ func TestDiscoveryOversized(t *testing.T) {
 			return r, err
 		}, 431},
 		{"8 KiB key", func() (*http.Request, error) {
-			return http.NewRequest("GET", base+KeysPrefix+DiscoveryPrefix+"/"+strings.Repeat("a", 8<<10), nil)
+			return http.NewRequest("GET", base+kv.KeysPrefix+RegistryPrefix+"/"+strings.Repeat("a", 8<<10), nil)
 		}, 403},
 	}
 	for _, c := range cases {

@@ -1,4 +1,4 @@
-package kv
+package discovery
 
 // What a discovery caller may do. A token is the only credential, so every
 // key request must name one, and may touch nothing outside it:
@@ -25,11 +25,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pith-os/pith/agent/kv"
 )
 
-func (d *Discovery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (d *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
-	case p == KeysPrefix || strings.HasPrefix(p, KeysPrefix+"/"):
+	case p == kv.KeysPrefix || strings.HasPrefix(p, kv.KeysPrefix+"/"):
 		d.serveKeys(w, r)
 	case p == "/new":
 		d.handleNew(w, r)
@@ -41,35 +43,35 @@ func (d *Discovery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// discoveryRefusal is a request the discovery service will not serve.
-type discoveryRefusal struct {
+// refusal is a request the discovery service will not serve.
+type refusal struct {
 	status int
 	reason string
 }
 
-func (e *discoveryRefusal) Error() string { return e.reason }
+func (e *refusal) Error() string { return e.reason }
 
-func refuse(status int, format string, args ...any) *discoveryRefusal {
-	return &discoveryRefusal{status: status, reason: "discovery: " + fmt.Sprintf(format, args...)}
+func refuse(status int, format string, args ...any) *refusal {
+	return &refusal{status: status, reason: "discovery: " + fmt.Sprintf(format, args...)}
 }
 
 // writeTo answers in etcd's error shape, so etcd's own client shows the
 // reason.
-func (e *discoveryRefusal) writeTo(w http.ResponseWriter, index uint64) {
+func (e *refusal) writeTo(w http.ResponseWriter, index uint64) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Etcd-Index", strconv.FormatUint(index, 10))
 	w.WriteHeader(e.status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false) // the reasons quote <token>/<id>
-	_ = enc.Encode(Error{ErrorCode: EcodeUnauthorized, Message: e.reason, Index: index})
+	_ = enc.Encode(kv.Error{ErrorCode: kv.EcodeUnauthorized, Message: e.reason, Index: index})
 }
 
-// splitDiscoveryKey checks that urlPath names a key inside one token and
+// splitKey checks that urlPath names a key inside one token and
 // returns the token and the rest ("", "_config", "_config/size" or a
 // member id). It works on the path exactly as sent: no cleaning, no empty,
 // "." or ".." segments, so no spelling reaches another token.
-func splitDiscoveryKey(urlPath string) (token, rest string, err error) {
-	base := KeysPrefix + DiscoveryPrefix + "/"
+func splitKey(urlPath string) (token, rest string, err error) {
+	base := kv.KeysPrefix + RegistryPrefix + "/"
 	if !strings.HasPrefix(urlPath, base) {
 		return "", "", refuse(http.StatusForbidden, "only keys inside a token are served (%s<token>/...); the registry and everything above it are not listed", base)
 	}
@@ -114,8 +116,8 @@ func isMemberID(s string) bool {
 	return true
 }
 
-func (d *Discovery) serveKeys(w http.ResponseWriter, r *http.Request) {
-	token, rest, err := splitDiscoveryKey(r.URL.Path)
+func (d *Service) serveKeys(w http.ResponseWriter, r *http.Request) {
+	token, rest, err := splitKey(r.URL.Path)
 	if err == nil {
 		err = d.readBody(w, r)
 	}
@@ -134,9 +136,9 @@ func (d *Discovery) serveKeys(w http.ResponseWriter, r *http.Request) {
 			err = refuse(http.StatusForbidden, "%s is not allowed: registrations are create-only (PUT <token>/<id>?prevExist=false) and are never changed or deleted", r.Method)
 		}
 	}
-	var ref *discoveryRefusal
+	var ref *refusal
 	if errors.As(err, &ref) {
-		ref.writeTo(w, d.server.store.Index())
+		ref.writeTo(w, d.store.Index())
 		return
 	}
 	d.server.ServeHTTP(w, r)
@@ -144,14 +146,14 @@ func (d *Discovery) serveKeys(w http.ResponseWriter, r *http.Request) {
 
 // readBody reads the (small) body within HeaderTimeout, so a slow sender
 // cannot hold a connection, then lifts the deadline for a long-poll watch.
-func (d *Discovery) readBody(w http.ResponseWriter, r *http.Request) error {
+func (d *Service) readBody(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(d.opt.HeaderTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, discoveryLimits.MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limits.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return refuse(http.StatusRequestEntityTooLarge, "request body over the limit of %d bytes", discoveryLimits.MaxBodyBytes)
+			return refuse(http.StatusRequestEntityTooLarge, "request body over the limit of %d bytes", limits.MaxBodyBytes)
 		}
 		return refuse(http.StatusBadRequest, "reading the request body: %v", err)
 	}
@@ -162,14 +164,14 @@ func (d *Discovery) readBody(w http.ResponseWriter, r *http.Request) error {
 
 // checkRead refuses streams (etcd's discovery never streams) and answers
 // for tokens that do not exist, so nobody parks watchers on guessed names.
-func (d *Discovery) checkRead(r *http.Request, token string) error {
+func (d *Service) checkRead(r *http.Request, token string) error {
 	if err := r.ParseForm(); err != nil {
 		return refuse(http.StatusBadRequest, "%v", err)
 	}
 	if s, _ := strconv.ParseBool(r.Form.Get("stream")); s {
 		return refuse(http.StatusForbidden, "stream=true is not served: watch with wait=true")
 	}
-	if _, err := d.server.store.Get(DiscoveryPrefix+"/"+token, false, false); err != nil {
+	if _, err := d.store.Get(RegistryPrefix+"/"+token, false, false); err != nil {
 		return refuse(http.StatusNotFound, "token not found (expired, or never created)")
 	}
 	return nil
@@ -177,27 +179,27 @@ func (d *Discovery) checkRead(r *http.Request, token string) error {
 
 // register creates <token>/<id>: only as a create (prevExist=false), only
 // under a live token, and only while the token has room.
-func (d *Discovery) register(w http.ResponseWriter, r *http.Request, token string) {
+func (d *Service) register(w http.ResponseWriter, r *http.Request, token string) {
 	if err := r.ParseForm(); err != nil {
-		refuse(http.StatusBadRequest, "%v", err).writeTo(w, d.server.store.Index())
+		refuse(http.StatusBadRequest, "%v", err).writeTo(w, d.store.Index())
 		return
 	}
-	rr, perr := ParseKeyRequest(r.Method, r.URL.Path, r.Form, discoveryLimits)
+	rr, perr := kv.ParseKeyRequest(r.Method, r.URL.Path, r.Form, limits)
 	if perr != nil {
-		d.server.writeErr(w, perr)
+		d.server.WriteError(w, perr)
 		return
 	}
 	if rr.PrevExist == nil || *rr.PrevExist || rr.Dir || rr.TTL != nil || rr.Refresh != nil || rr.PrevValue != "" || rr.PrevIndex != 0 {
-		refuse(http.StatusForbidden, "registrations are create-only: PUT <token>/<id>?prevExist=false with a value and nothing else (no dir, ttl, refresh, prevValue, prevIndex)").writeTo(w, d.server.store.Index())
+		refuse(http.StatusForbidden, "registrations are create-only: PUT <token>/<id>?prevExist=false with a value and nothing else (no dir, ttl, refresh, prevValue, prevIndex)").writeTo(w, d.store.Index())
 		return
 	}
 	if rr.Value == "" {
-		refuse(http.StatusBadRequest, "a registration needs a value (name=peerURL,...)").writeTo(w, d.server.store.Index())
+		refuse(http.StatusBadRequest, "a registration needs a value (name=peerURL,...)").writeTo(w, d.store.Index())
 		return
 	}
-	dir := DiscoveryPrefix + "/" + token
+	dir := RegistryPrefix + "/" + token
 	d.mu.Lock()
-	var ev *Event
+	var ev *kv.Event
 	var idx uint64
 	var err error
 	switch {
@@ -206,39 +208,39 @@ func (d *Discovery) register(w http.ResponseWriter, r *http.Request, token strin
 	case d.keyExists(rr.Path):
 		// etcd's answer for a create of a registration someone made
 		// first (412), without a log entry: it stays as it was.
-		err = NewError(EcodeNodeExist, rr.Path, d.server.store.Index())
+		err = kv.NewError(kv.EcodeNodeExist, rr.Path, d.store.Index())
 	case d.countChildren(dir) >= d.opt.MaxRegistrations:
 		err = refuse(http.StatusForbidden, "token already holds %d registrations, the limit", d.opt.MaxRegistrations)
 	default:
-		ev, idx, err = d.propose(Command{Op: OpCreate, Path: rr.Path, Value: rr.Value})
+		ev, idx, err = d.propose(kv.Command{Op: kv.OpCreate, Path: rr.Path, Value: rr.Value})
 	}
 	d.mu.Unlock()
-	var ref *discoveryRefusal
+	var ref *refusal
 	switch {
 	case errors.As(err, &ref):
-		ref.writeTo(w, d.server.store.Index())
+		ref.writeTo(w, d.store.Index())
 	case err != nil:
-		d.server.writeErr(w, err)
+		d.server.WriteError(w, err)
 	default:
 		_, term := d.local.RaftStatus()
-		d.server.writeEvent(w, ev, idx, term, rr.NoValueOnSuccess)
+		d.server.WriteEvent(w, ev, idx, term, rr.NoValueOnSuccess)
 	}
 }
 
-func (d *Discovery) keyExists(p string) bool {
-	_, err := d.server.store.Get(p, false, false)
+func (d *Service) keyExists(p string) bool {
+	_, err := d.store.Get(p, false, false)
 	return err == nil
 }
 
-func (d *Discovery) tokenExists(dir string) bool {
-	ev, err := d.server.store.Get(dir, false, false)
+func (d *Service) tokenExists(dir string) bool {
+	ev, err := d.store.Get(dir, false, false)
 	return err == nil && ev.Node != nil && ev.Node.Dir
 }
 
 // Serve answers on ln until ctx ends, with the service's limits on
 // connections: at most MaxConns open, headers and body within
 // HeaderTimeout, idle keep-alives closed after a minute.
-func (d *Discovery) Serve(ctx context.Context, ln net.Listener) error {
+func (d *Service) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           d,
 		ReadHeaderTimeout: d.opt.HeaderTimeout,

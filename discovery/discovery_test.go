@@ -1,6 +1,8 @@
-package kv
+package discovery
 
 import (
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -9,12 +11,32 @@ import (
 	"testing"
 )
 
+// do sends one request to the service at base and returns its status,
+// headers and body.
+func do(t *testing.T, base, method, path, body string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
 // TestDiscoveryStateSurvivesRestart creates a token and registrations,
 // "restarts" the service from its state file, and checks that every token,
 // registration and the index carried over.
 func TestDiscoveryStateSurvivesRestart(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "sub", "discovery.json")
-	d, err := OpenDiscovery("http://disco.test", DiscoveryOptions{StateFile: state})
+	d, err := Open("http://disco.test", Options{StateFile: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,13 +53,13 @@ func TestDiscoveryStateSurvivesRestart(t *testing.T) {
 	}
 	_, h, before := do(t, ts.URL, "GET", tokPath+"?recursive=true&sorted=true", "")
 	// While it runs, a second service on the same state file is refused.
-	if _, err := OpenDiscovery("http://other", DiscoveryOptions{StateFile: state}); err == nil || !strings.Contains(err.Error(), "in use by another") {
+	if _, err := Open("http://other", Options{StateFile: state}); err == nil || !strings.Contains(err.Error(), "in use by another") {
 		t.Fatalf("second service on the same state: %v", err)
 	}
 	ts.Close()
 	d.Close()
 
-	d2, err := OpenDiscovery("http://disco.test", DiscoveryOptions{StateFile: state})
+	d2, err := Open("http://disco.test", Options{StateFile: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,12 +127,12 @@ func TestDiscoveryStateErrors(t *testing.T) {
 			if err := os.WriteFile(p, []byte(c.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			d, err := OpenDiscovery("http://x", DiscoveryOptions{StateFile: p})
+			d, err := Open("http://x", Options{StateFile: p})
 			if err == nil {
 				d.Close()
 			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("OpenDiscovery = %v, want an error with %q", err, c.want)
+				t.Fatalf("Open = %v, want an error with %q", err, c.want)
 			}
 			// The bad file is left as it was for the user to inspect.
 			if b, _ := os.ReadFile(p); string(b) != c.content {
@@ -119,7 +141,7 @@ func TestDiscoveryStateErrors(t *testing.T) {
 		})
 	}
 	// A missing file is an empty service, and memory-only leaves no file.
-	d, err := OpenDiscovery("http://x", DiscoveryOptions{StateFile: filepath.Join(dir, "none.json")})
+	d, err := Open("http://x", Options{StateFile: filepath.Join(dir, "none.json")})
 	if err != nil {
 		t.Fatal(err)
 	}

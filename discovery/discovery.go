@@ -1,4 +1,4 @@
-package kv
+package discovery
 
 import (
 	"bytes"
@@ -19,23 +19,25 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pith-os/pith/agent/kv"
 	"github.com/pith-os/pith/atomicfile"
 )
 
-// DiscoveryPrefix is where discovery tokens live in the key space, as on
+// RegistryPrefix is where discovery tokens live in the key space, as on
 // discovery.etcd.io.
-const DiscoveryPrefix = "/_etcd/registry"
+const RegistryPrefix = "/_etcd/registry"
 
-// Discovery is an etcd-style discovery service: GET /new?size=N creates a
+// Service is an etcd-style discovery service: GET /new?size=N creates a
 // token and answers its URL; members register under the token and read each
 // other's registrations with the etcd v2 keys API. Only that much of the
-// keys API is served (see discovery_access.go): the token is the only
+// keys API is served (see access.go): the token is the only
 // credential, so a caller reads and writes only below the token it names,
 // registrations are create-only, and tokens expire.
-type Discovery struct {
-	server *Server
-	local  *Local
-	opt    DiscoveryOptions
+type Service struct {
+	server *kv.Server
+	store  *kv.Store
+	local  *kv.Local
+	opt    Options
 	// PublicURL is the base URL tokens are handed out under.
 	PublicURL string
 	lock      *os.File
@@ -45,9 +47,9 @@ type Discovery struct {
 	mu sync.Mutex
 }
 
-// DiscoveryOptions bound what the service keeps and who may mint tokens.
+// Options bound what the service keeps and who may mint tokens.
 // Zero fields take the defaults below.
-type DiscoveryOptions struct {
+type Options struct {
 	// StateFile keeps tokens and registrations across restarts ("" keeps
 	// them in memory only).
 	StateFile string
@@ -75,7 +77,7 @@ type DiscoveryOptions struct {
 // DefaultTokenTTL is how long a discovery token lives by default.
 const DefaultTokenTTL = 7 * 24 * time.Hour
 
-func (o DiscoveryOptions) withDefaults() DiscoveryOptions {
+func (o Options) withDefaults() Options {
 	if o.TokenTTL <= 0 {
 		o.TokenTTL = DefaultTokenTTL
 	}
@@ -97,12 +99,12 @@ func (o DiscoveryOptions) withDefaults() DiscoveryOptions {
 	return o
 }
 
-// discoveryLimits bound one request: a registration is a member name and
+// limits bound one request: a registration is a member name and
 // a few peer URLs, far below these.
-var discoveryLimits = Limits{MaxBodyBytes: 4 << 10, MaxValueBytes: 1 << 10, MaxKeyBytes: 256, WatchTimeout: time.Minute}
+var limits = kv.Limits{MaxBodyBytes: 4 << 10, MaxValueBytes: 1 << 10, MaxKeyBytes: 256, WatchTimeout: time.Minute}
 
 // Close releases the state file for another process.
-func (d *Discovery) Close() error {
+func (d *Service) Close() error {
 	if d.lock == nil {
 		return nil
 	}
@@ -111,38 +113,38 @@ func (d *Discovery) Close() error {
 	return err
 }
 
-// NewDiscovery returns a discovery service announcing publicURL, with its
-// tokens in memory only and the default limits.
-func NewDiscovery(publicURL string) *Discovery {
-	d, _ := OpenDiscovery(publicURL, DiscoveryOptions{})
+// New returns a discovery service announcing publicURL, with its tokens
+// in memory only and the default limits.
+func New(publicURL string) *Service {
+	d, _ := Open(publicURL, Options{})
 	return d
 }
 
-// OpenDiscovery returns a discovery service announcing publicURL. With
+// Open returns a discovery service announcing publicURL. With
 // opt.StateFile its tokens and registrations are read back at start and
 // the file rewritten after each change, so a restart loses no cluster
 // mid-bootstrap.
-func OpenDiscovery(publicURL string, opt DiscoveryOptions) (*Discovery, error) {
+func Open(publicURL string, opt Options) (*Service, error) {
 	opt = opt.withDefaults()
-	st := NewStore(Options{MaxWatchers: opt.MaxConns})
-	l := NewLocal(st)
+	st := kv.NewStore(kv.Options{MaxWatchers: opt.MaxConns})
+	l := kv.NewLocal(st)
 	l.ID = "discovery"
-	d := &Discovery{local: l, opt: opt, PublicURL: strings.TrimRight(publicURL, "/")}
+	d := &Service{store: st, local: l, opt: opt, PublicURL: strings.TrimRight(publicURL, "/")}
 	// The keys API only proposes expiry; it goes through d.mu like every
 	// other change.
-	d.server = NewServer(st, lockedLocal{d}, discoveryLimits)
+	d.server = kv.NewServer(st, lockedLocal{d}, limits)
 	if opt.StateFile != "" {
 		var err error
-		if d.lock, err = lockDiscoveryState(opt.StateFile); err != nil {
+		if d.lock, err = lockState(opt.StateFile); err != nil {
 			return nil, err
 		}
-		idx, err := loadDiscoveryState(opt.StateFile, st)
+		idx, err := loadState(opt.StateFile, st)
 		if err != nil {
 			d.Close()
 			return nil, err
 		}
-		l.index = idx
-		l.AfterApply = func(index uint64) error { return saveDiscoveryState(opt.StateFile, st, index) }
+		l.SetIndex(idx)
+		l.AfterApply = func(index uint64) error { return saveState(opt.StateFile, st, index) }
 		if err := d.expireOldTokens(); err != nil {
 			d.Close()
 			return nil, err
@@ -152,7 +154,7 @@ func OpenDiscovery(publicURL string, opt DiscoveryOptions) (*Discovery, error) {
 }
 
 // lockedLocal is the Raft the keys API sees: proposals under d.mu.
-type lockedLocal struct{ d *Discovery }
+type lockedLocal struct{ d *Service }
 
 func (l lockedLocal) Propose(ctx context.Context, cmd []byte) (any, uint64, error) {
 	l.d.mu.Lock()
@@ -168,28 +170,28 @@ func (l lockedLocal) RaftStatus() (uint64, uint64) { return l.d.local.RaftStatus
 func (l lockedLocal) ClusterID() string            { return l.d.local.ClusterID() }
 
 // propose applies c; the caller holds d.mu.
-func (d *Discovery) propose(c Command) (*Event, uint64, error) {
+func (d *Service) propose(c kv.Command) (*kv.Event, uint64, error) {
 	res, idx, err := d.local.Propose(context.Background(), c.Marshal())
 	if err != nil {
 		return nil, 0, err
 	}
-	r := res.(Result)
+	r := res.(kv.Result)
 	return r.Event, idx, r.Err
 }
 
 // expireOldTokens gives tokens from a state file written before tokens
 // expired the TTL from now, instead of keeping them forever.
-func (d *Discovery) expireOldTokens() error {
+func (d *Service) expireOldTokens() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ev, err := d.server.store.Get(DiscoveryPrefix, false, false)
+	ev, err := d.store.Get(RegistryPrefix, false, false)
 	if err != nil {
 		return nil // no tokens yet
 	}
 	expire := time.Now().Add(d.opt.TokenTTL).UnixNano()
 	for _, n := range ev.Node.Nodes {
 		if n.Dir && n.Expiration == nil {
-			if _, _, err := d.propose(Command{Op: OpUpdate, Path: n.Key, Expire: expire}); err != nil {
+			if _, _, err := d.propose(kv.Command{Op: kv.OpUpdate, Path: n.Key, Expire: expire}); err != nil {
 				return fmt.Errorf("discovery: give token %s an expiry: %w", n.Key, err)
 			}
 		}
@@ -198,14 +200,14 @@ func (d *Discovery) expireOldTokens() error {
 }
 
 // Run expires tokens whose TTL passed until ctx ends.
-func (d *Discovery) Run(ctx context.Context) { d.server.RunExpiry(ctx) }
+func (d *Service) Run(ctx context.Context) { d.server.RunExpiry(ctx) }
 
 // errTooManyTokens answers /new when MaxTokens are live.
 var errTooManyTokens = errors.New("too many live discovery tokens: retry once some expire, or raise --max-tokens")
 
 // NewToken creates a token for a cluster of size members and returns its
 // URL. The token is 128 random bits: knowing it is the only credential.
-func (d *Discovery) NewToken(size int) (string, error) {
+func (d *Service) NewToken(size int) (string, error) {
 	if size < 1 || size > d.opt.MaxRegistrations {
 		return "", fmt.Errorf("size %d: must be between 1 and %d (--max-registrations)", size, d.opt.MaxRegistrations)
 	}
@@ -214,35 +216,35 @@ func (d *Discovery) NewToken(size int) (string, error) {
 		return "", err
 	}
 	token := hex.EncodeToString(b[:])
-	dir := DiscoveryPrefix + "/" + token
+	dir := RegistryPrefix + "/" + token
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.countChildren(DiscoveryPrefix) >= d.opt.MaxTokens {
+	if d.countChildren(RegistryPrefix) >= d.opt.MaxTokens {
 		return "", errTooManyTokens
 	}
 	// The directory carries the TTL: when it expires its registrations go
 	// with it.
 	expire := time.Now().Add(d.opt.TokenTTL).UnixNano()
-	if _, _, err := d.propose(Command{Op: OpCreate, Path: dir, Dir: true, Expire: expire}); err != nil {
+	if _, _, err := d.propose(kv.Command{Op: kv.OpCreate, Path: dir, Dir: true, Expire: expire}); err != nil {
 		return "", err
 	}
-	if _, _, err := d.propose(Command{Op: OpCreate, Path: dir + "/_config/size", Value: strconv.Itoa(size)}); err != nil {
-		_, _, _ = d.propose(Command{Op: OpDelete, Path: dir, Dir: true, Recursive: true})
+	if _, _, err := d.propose(kv.Command{Op: kv.OpCreate, Path: dir + "/_config/size", Value: strconv.Itoa(size)}); err != nil {
+		_, _, _ = d.propose(kv.Command{Op: kv.OpDelete, Path: dir, Dir: true, Recursive: true})
 		return "", err
 	}
-	return d.PublicURL + KeysPrefix + dir, nil
+	return d.PublicURL + kv.KeysPrefix + dir, nil
 }
 
 // countChildren counts the visible entries of directory p (0 if absent).
-func (d *Discovery) countChildren(p string) int {
-	ev, err := d.server.store.Get(p, false, false)
+func (d *Service) countChildren(p string) int {
+	ev, err := d.store.Get(p, false, false)
 	if err != nil || ev.Node == nil {
 		return 0
 	}
 	return len(ev.Node.Nodes)
 }
 
-func (d *Discovery) handleNew(w http.ResponseWriter, r *http.Request) {
+func (d *Service) handleNew(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		http.Error(w, "use GET /new?size=N", http.StatusMethodNotAllowed)
@@ -274,7 +276,7 @@ func (d *Discovery) handleNew(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, u)
 }
 
-func (d *Discovery) mayCreate(remote string) bool {
+func (d *Service) mayCreate(remote string) bool {
 	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
 		return false
@@ -295,16 +297,16 @@ func prefixList(ps []netip.Prefix) string {
 	return strings.Join(s, ", ")
 }
 
-// discoveryState is the discovery service's file: the store as Save writes
+// stateFile is the discovery service's file: the store as Save writes
 // it and the count of applied commands (the store's index only counts
 // changes that succeeded).
-type discoveryState struct {
+type stateFile struct {
 	Version int             `json:"version"`
 	Applied uint64          `json:"applied"`
 	Store   json.RawMessage `json:"store"`
 }
 
-func loadDiscoveryState(path string, st *Store) (uint64, error) {
+func loadState(path string, st *kv.Store) (uint64, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -312,7 +314,7 @@ func loadDiscoveryState(path string, st *Store) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("discovery state: %w", err)
 	}
-	var ds discoveryState
+	var ds stateFile
 	if err := json.Unmarshal(b, &ds); err != nil {
 		return 0, fmt.Errorf("discovery state %s is not valid JSON (%v): move it aside to start with no tokens", path, err)
 	}
@@ -325,14 +327,14 @@ func loadDiscoveryState(path string, st *Store) (uint64, error) {
 	return ds.Applied, nil
 }
 
-// saveDiscoveryState replaces path atomically: a crash leaves the old or
+// saveState replaces path atomically: a crash leaves the old or
 // the new state, never a mix.
-func saveDiscoveryState(path string, st *Store, applied uint64) error {
+func saveState(path string, st *kv.Store, applied uint64) error {
 	var buf bytes.Buffer
 	if err := st.Save(&buf); err != nil {
 		return err
 	}
-	b, err := json.Marshal(discoveryState{Version: 1, Applied: applied, Store: bytes.TrimSpace(buf.Bytes())})
+	b, err := json.Marshal(stateFile{Version: 1, Applied: applied, Store: bytes.TrimSpace(buf.Bytes())})
 	if err != nil {
 		return err
 	}
@@ -346,9 +348,9 @@ func saveDiscoveryState(path string, st *Store, applied uint64) error {
 	return nil
 }
 
-// lockDiscoveryState takes path+".lock": two services writing one state
+// lockState takes path+".lock": two services writing one state
 // file would each overwrite the other's tokens.
-func lockDiscoveryState(path string) (*os.File, error) {
+func lockState(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("discovery state: %w", err)
 	}
