@@ -66,3 +66,10 @@ func (k *EtcdKV) CompareAndSwap(ctx context.Context, key, value string, prevInde
 	}
 	return resp.Node.ModifiedIndex, nil
 }
+
+// Watch waits with etcd's waitIndex for the first change of key after
+// afterIndex (the member answers at once when one is in its history).
+func (k *EtcdKV) Watch(ctx context.Context, key string, afterIndex uint64) error {
+	_, err := k.Keys.Watcher(key, &etcd.WatcherOptions{AfterIndex: afterIndex}).Next(ctx)
+	return mapEtcdErr(err)
+}

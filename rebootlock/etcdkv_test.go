@@ -88,3 +88,16 @@ func TestSemaphoreOverEtcdAPI(t *testing.T) {
 		t.Fatalf("stale compare-and-swap: %v", err)
 	}
 }
+
+// TestSemaphoreWaitChangeOverEtcdAPI: a full semaphore's waiter is woken by
+// the release through an etcd v2 waitIndex watch on Pith's own KV.
+func TestSemaphoreWaitChangeOverEtcdAPI(t *testing.T) {
+	st := kv.NewStore(kv.Options{})
+	ts := httptest.NewServer(kv.NewServer(st, kv.NewLocal(st), kv.Limits{}))
+	defer ts.Close()
+	c, err := rebootlock.NewEtcdKV([]string{ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebootlock.CheckWaitChange(t, c)
+}

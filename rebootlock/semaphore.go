@@ -43,7 +43,35 @@ var (
 var (
 	ErrNoSlots   = errors.New("reboot semaphore has no free slot")
 	ErrNotHolder = errors.New("not a holder of the reboot semaphore")
+	// ErrCannotWatch is WaitChange's answer for a KV that cannot watch.
+	ErrCannotWatch = errors.New("the KV cannot watch keys")
 )
+
+// Watcher is a KV that can wait for a key to change, as etcd v2's
+// ?wait=true&waitIndex= does. A semaphore over one wakes its waiters when
+// a slot is given back instead of when their next retry comes round.
+type Watcher interface {
+	// Watch returns nil once key is modified at an index above
+	// afterIndex (at once if it already was), or an error (ctx's, or an
+	// index the KV no longer remembers).
+	Watch(ctx context.Context, key string, afterIndex uint64) error
+}
+
+// NoSlotsError is Lock's ErrNoSlots with what Lock saw, so a waiter can
+// watch for the next change of the document it read.
+type NoSlotsError struct {
+	Max     int
+	Holders []string
+	// Index is the semaphore's modification index when it was full.
+	Index uint64
+}
+
+func (e *NoSlotsError) Error() string {
+	return fmt.Sprintf("%s (max %d, held by %s)", ErrNoSlots, e.Max, strings.Join(e.Holders, ", "))
+}
+
+// Unwrap makes errors.Is(err, ErrNoSlots) hold.
+func (e *NoSlotsError) Unwrap() error { return ErrNoSlots }
 
 // SemaphoreState is locksmith's JSON document.
 type SemaphoreState struct {
@@ -93,8 +121,8 @@ func (s *Semaphore) get(ctx context.Context) (*SemaphoreState, uint64, error) {
 }
 
 // update applies change with compare-and-swap, retrying when another
-// writer got there first.
-func (s *Semaphore) update(ctx context.Context, change func(*SemaphoreState) error) (*SemaphoreState, error) {
+// writer got there first. change gets the document and its index.
+func (s *Semaphore) update(ctx context.Context, change func(*SemaphoreState, uint64) error) (*SemaphoreState, error) {
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -103,7 +131,7 @@ func (s *Semaphore) update(ctx context.Context, change func(*SemaphoreState) err
 		if err != nil {
 			return nil, err
 		}
-		if err := change(st); err != nil {
+		if err := change(st, idx); err != nil {
 			return st, err
 		}
 		b, _ := json.Marshal(st)
@@ -123,17 +151,18 @@ var errAlreadyHolder = errors.New("already a holder")
 
 // Lock takes a slot for id. It is idempotent: a node that rebooted while
 // holding its slot still holds it (and gives it back once healthy).
-// ErrNoSlots means try again later.
+// ErrNoSlots (a *NoSlotsError) means try again later, or after
+// WaitChange.
 func (s *Semaphore) Lock(ctx context.Context, id string) error {
 	if id == "" || strings.ContainsAny(id, " \t\n") {
 		return fmt.Errorf("reboot semaphore: bad machine id %q", id)
 	}
-	_, err := s.update(ctx, func(st *SemaphoreState) error {
+	_, err := s.update(ctx, func(st *SemaphoreState, idx uint64) error {
 		if slices.Contains(st.Holders, id) {
 			return errAlreadyHolder
 		}
 		if st.Semaphore <= 0 {
-			return fmt.Errorf("%w (max %d, held by %s)", ErrNoSlots, st.Max, strings.Join(st.Holders, ", "))
+			return &NoSlotsError{Max: st.Max, Holders: st.Holders, Index: idx}
 		}
 		st.Semaphore--
 		st.Holders = append(st.Holders, id)
@@ -148,7 +177,7 @@ func (s *Semaphore) Lock(ctx context.Context, id string) error {
 // Unlock gives id's slot back (pithctl lock unlock MACHINE does this for a
 // machine that died holding it).
 func (s *Semaphore) Unlock(ctx context.Context, id string) error {
-	_, err := s.update(ctx, func(st *SemaphoreState) error {
+	_, err := s.update(ctx, func(st *SemaphoreState, _ uint64) error {
 		i := slices.Index(st.Holders, id)
 		if i < 0 {
 			return fmt.Errorf("%w: %s", ErrNotHolder, id)
@@ -168,7 +197,7 @@ func (s *Semaphore) SetMax(ctx context.Context, max int) (int, error) {
 		return 0, fmt.Errorf("reboot semaphore: max %d must be 0 or more", max)
 	}
 	old := 0
-	_, err := s.update(ctx, func(st *SemaphoreState) error {
+	_, err := s.update(ctx, func(st *SemaphoreState, _ uint64) error {
 		old = st.Max
 		st.Semaphore += max - st.Max
 		st.Max = max
@@ -181,4 +210,16 @@ func (s *Semaphore) SetMax(ctx context.Context, max int) (int, error) {
 func (s *Semaphore) Status(ctx context.Context) (*SemaphoreState, error) {
 	st, _, err := s.get(ctx)
 	return st, err
+}
+
+// WaitChange returns once the semaphore document changes after index (a
+// NoSlotsError's Index): a holder gave its slot back, or the max changed.
+// It answers ErrCannotWatch at once when the KV cannot watch; callers
+// then retry on a timer, as locksmith does.
+func (s *Semaphore) WaitChange(ctx context.Context, index uint64) error {
+	w, ok := s.KV.(Watcher)
+	if !ok {
+		return ErrCannotWatch
+	}
+	return w.Watch(ctx, s.key(), index)
 }

@@ -138,3 +138,54 @@ func TestSemaphoreContention(t *testing.T) {
 	}
 	t.Logf("max inside %d, failed compare-and-swaps %d", maxInside.Load(), kv.cas.Load())
 }
+
+// TestSemaphoreWaitChange: a machine that found the semaphore full waits on
+// the index Lock saw and is woken by the holder's release, over MemKV and
+// over the etcd API (etcdkv_test.go); a KV that cannot watch says so.
+func TestSemaphoreWaitChange(t *testing.T) {
+	testWaitChange(t, NewMemKV())
+	if err := (&Semaphore{KV: struct{ KV }{NewMemKV()}}).WaitChange(context.Background(), 1); !errors.Is(err, ErrCannotWatch) {
+		t.Fatalf("KV without Watch: %v, want ErrCannotWatch", err)
+	}
+}
+
+// testWaitChange is the WaitChange check for any KV that can watch.
+func testWaitChange(t *testing.T, kv KV) {
+	t.Helper()
+	ctx := context.Background()
+	s := &Semaphore{KV: kv}
+	if err := s.Lock(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Lock(ctx, "m2")
+	var full *NoSlotsError
+	if !errors.As(err, &full) || !errors.Is(err, ErrNoSlots) || full.Index == 0 || len(full.Holders) != 1 {
+		t.Fatalf("second Lock: %v (%+v), want a NoSlotsError naming m1 with an index", err, full)
+	}
+	woke := make(chan error, 1)
+	go func() { woke <- s.WaitChange(ctx, full.Index) }()
+	time.Sleep(50 * time.Millisecond) // room for a wrong early answer (the check only weakens if slow)
+	select {
+	case err := <-woke:
+		t.Fatalf("WaitChange returned (%v) before anything changed", err)
+	default:
+	}
+	if err := s.Unlock(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-woke:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("WaitChange not woken by the release")
+	}
+	if err := s.Lock(ctx, "m2"); err != nil {
+		t.Fatalf("Lock after the wake-up: %v", err)
+	}
+	// A change already made after the index answers at once.
+	if err := s.WaitChange(ctx, full.Index); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -67,8 +67,9 @@ type Config struct {
 	// Interval between channel checks (default 1h), with up to 10% jitter
 	// so a fleet does not poll in step.
 	Interval time.Duration
-	// LockRetry is the pause between attempts to take the reboot semaphore
-	// (default 30s).
+	// LockRetry bounds the wait between attempts to take the reboot
+	// semaphore (default 30s); a KV that can watch wakes the waiter sooner,
+	// when the semaphore changes.
 	LockRetry time.Duration
 	// HTTP client for the channel server (tests, TLS roots); nil = default.
 	Client func(*channels.Client)

@@ -302,12 +302,34 @@ func TestAgentRejectsBadPayloadBeforeTouchingSlots(t *testing.T) {
 	}
 }
 
+// noWatchKV hides MemKV's Watch: a KV that can only be polled.
+type noWatchKV struct{ rebootlock.KV }
+
 // TestAgentEtcdLock: two machines, max one holder: the second reboots only
-// after the first is back, healthy, and has released its slot.
+// after the first is back, healthy, and has released its slot. Over a KV
+// that can watch, the second is woken by the release itself (its retry
+// timer is an hour); over one that cannot, it polls.
 func TestAgentEtcdLock(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		watch bool
+		retry time.Duration
+	}{
+		{"watch wakes the waiter", true, time.Hour},
+		{"polling", false, 5 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testAgentEtcdLock(t, tc.watch, tc.retry) })
+	}
+}
+
+func testAgentEtcdLock(t *testing.T, watch bool, retry time.Duration) {
 	cs := newChannelServer(t)
 	cs.publish(t, "1.1.0", 10)
-	kv := newMemKV()
+	mem := newMemKV()
+	var kv rebootlock.KV = mem
+	if !watch {
+		kv = noWatchKV{mem}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s1, s2 := newFakeSlots(t, "a"), newFakeSlots(t, "a")
@@ -315,6 +337,7 @@ func TestAgentEtcdLock(t *testing.T) {
 	rb1, rb2 := &fakeReboot{}, &fakeReboot{}
 	a1 := cs.agent(t, st1, "m1", "1.0.0", s1, rb1, kv, StrategyEtcdLock)
 	a2 := cs.agent(t, t.TempDir(), "m2", "1.0.0", s2, rb2, kv, StrategyBestEffort)
+	a2.cfg.LockRetry = retry
 	if err := a1.CheckOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -345,8 +368,13 @@ func TestAgentEtcdLock(t *testing.T) {
 	if err := <-after; err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done2; err != nil {
-		t.Fatal(err)
+	select {
+	case err := <-done2:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute): // against a retry of an hour
+		t.Fatal("m2 still waits for the lock m1 released: the release did not wake it")
 	}
 	if rb2.count() != 1 {
 		t.Fatal("m2 did not reboot after m1 released the lock")

@@ -117,10 +117,8 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 			}
 			if err != nil {
 				a.setPhase(node.PhaseWaitingLock)
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(a.cfg.LockRetry):
+				if err := a.waitLockChange(ctx, sem, err); err != nil {
+					return err
 				}
 				continue // the window may have closed meanwhile
 			}
@@ -141,3 +139,23 @@ func (a *Agent) rebootPhase(ctx context.Context) error {
 // momentarily without a leader still counts: rebooting without the lock
 // then could take down more machines than the cluster allows.
 func (a *Agent) inCluster() bool { return a.kv != nil }
+
+// waitLockChange waits before the next attempt at the reboot lock: until
+// the semaphore changes (a holder gave its slot back) when Lock saw it full
+// and the KV can watch, and at most LockRetry (a watch that fails, a KV
+// error, or a window that may have closed, are retried on that timer).
+// Only ctx's end is an error.
+func (a *Agent) waitLockChange(ctx context.Context, sem *rebootlock.Semaphore, lockErr error) error {
+	wctx, cancel := context.WithTimeout(ctx, a.cfg.LockRetry)
+	defer cancel()
+	var full *rebootlock.NoSlotsError
+	if errors.As(lockErr, &full) {
+		if err := sem.WaitChange(wctx, full.Index); err == nil {
+			return nil
+		} else if wctx.Err() == nil && !errors.Is(err, rebootlock.ErrCannotWatch) {
+			a.log.Debug("update: watching the reboot lock", "err", err)
+		}
+	}
+	<-wctx.Done()
+	return ctx.Err()
+}
