@@ -2,8 +2,8 @@
 // importing the agent: the table of pithd's settings (flag, environment
 // variable, cloud-config key), read by pithd's flag and environment
 // parsing and by the cloud-config writer, and the paths of node state.
-// It imports nothing from Pith, so cloudconfig, the CLIs and agent/ may all
-// import it.
+// It imports nothing from Pith, so cloudconfig, the CLIs, agent/ and the
+// initramfs may all import it.
 package node
 
 // StateDir keeps what first boot fetched and did, and what pithd reads of it.
@@ -17,6 +17,20 @@ const (
 	StateFile     = "user-data.json"   // the first-boot stage's record of its last run
 	FirstBootFile = "first-boot.done"  // exists once first boot applied user-data
 	SettingsFile  = "settings.json"    // cloudconfig.Settings for pithd's subsystems
+)
+
+// The markers of the initramfs's Ignition storage stage (pith-init, before
+// ROOT is /), as paths relative to ROOT: files under StateDir. Pending is
+// written with ROOT's first-boot skeleton and removed once the stage
+// concludes, Started before the first disk is touched, Done (the hex
+// sha256 of the decompressed config) after the last mount unit. The init
+// reads all three on every boot (Started without Done stops it); pithd's
+// first-boot stage compares Done's sum with its user-data to know that
+// the initramfs applied this config's storage.
+const (
+	StoragePendingMarker = "var/lib/pith/ignition-storage.pending"
+	StorageStartedMarker = "var/lib/pith/ignition-storage.started"
+	StorageDoneMarker    = "var/lib/pith/ignition-storage.done"
 )
 
 // SettingsPath is where pithd run reads the settings first boot saved

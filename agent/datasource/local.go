@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/fwcfg"
 )
 
 func readAllLimited(r io.Reader, what string) ([]byte, error) {
@@ -28,7 +29,7 @@ func readAllLimited(r io.Reader, what string) ([]byte, error) {
 
 // FwCfgDir is where the kernel's qemu_fw_cfg driver shows Pith's entries;
 // QEMU sets them with -fw_cfg name=opt/org.pith/user-data,file=...
-const FwCfgDir = "/sys/firmware/qemu_fw_cfg/by_name/opt/org.pith"
+const FwCfgDir = fwcfg.Dir
 
 // FwCfg reads QEMU's fw_cfg entries opt/org.pith/user-data and, optionally,
 // opt/org.pith/meta-data (JSON in Metadata's shape, so a test harness can
@@ -42,7 +43,7 @@ func (f *FwCfg) Name() string { return "qemu-fw-cfg" }
 func (f *FwCfg) Fetch(context.Context) (*Result, error) {
 	dir := filepath.Join(f.Root, FwCfgDir)
 	start := time.Now()
-	ud, how, err := readFwCfg(f.Root, filepath.Join(dir, "user-data"))
+	ud, how, err := fwcfg.Read(f.Root, fwcfg.UserData, cloudconfig.MaxSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotFound
 	}

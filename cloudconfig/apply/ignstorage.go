@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/pith-os/pith/cloudconfig"
-	"github.com/pith-os/pith/initramfs/storage"
+	"github.com/pith-os/pith/node"
 )
 
 // checkStorageApplied rejects an Ignition config whose storage.disks or
@@ -28,7 +28,7 @@ func checkStorageApplied(root, source string, raw []byte, ud *cloudconfig.UserDa
 		return
 	}
 	sum := sha256.Sum256(raw)
-	done, err := os.ReadFile(filepath.Join(root, storage.DoneMarker))
+	done, err := os.ReadFile(filepath.Join(root, node.StorageDoneMarker))
 	if err == nil && strings.TrimSpace(string(done)) == hex.EncodeToString(sum[:]) {
 		return
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/pith-os/pith/cloudconfig"
-	"github.com/pith-os/pith/initramfs/storage"
+	"github.com/pith-os/pith/node"
 )
 
 func TestCheckStorageApplied(t *testing.T) {
@@ -34,7 +34,7 @@ func TestCheckStorageApplied(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			if tc.marker != "" {
-				p := filepath.Join(root, storage.DoneMarker)
+				p := filepath.Join(root, node.StorageDoneMarker)
 				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 					t.Fatal(err)
 				}

@@ -2,12 +2,12 @@ package pithinit
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,23 +16,24 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pith-os/pith/agent/datasource"
 	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/fwcfg"
 	"github.com/pith-os/pith/initramfs/storage"
+	"github.com/pith-os/pith/node"
 	"golang.org/x/sys/unix"
 )
 
-// The storage stage's markers on ROOT (see storage.StartedMarker).
-// StoragePending is written on first boot before the skeleton's marker
-// and removed once the stage concludes (no storage in the config, or
-// .done): until then every boot runs the stage, so a stop before
-// .started (a config that fails validation, an fw_cfg read error) or a
-// cut stops every boot, not only the first.
+// The storage stage's markers on ROOT (node.StorageDoneMarker says what
+// each means). StoragePending is written on first boot before the
+// skeleton's marker and removed once the stage concludes (no storage in
+// the config, or .done): until then every boot runs the stage, so a stop
+// before .started (a config that fails validation, an fw_cfg read error)
+// or a cut stops every boot, not only the first.
 const (
-	StorageStarted = storage.StartedMarker
-	StorageDone    = storage.DoneMarker
-	StoragePending = "var/lib/pith/ignition-storage.pending"
+	StorageStarted = node.StorageStartedMarker
+	StorageDone    = node.StorageDoneMarker
+	StoragePending = node.StoragePendingMarker
 )
 
 // storageBoot runs on every boot once ROOT is mounted: it stops on a
@@ -79,14 +80,15 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 	if err := waitFwCfg(FwCfgACPI, FwCfgByName, fwCfgWait); err != nil {
 		return storageStop("reading fw_cfg user-data", err)
 	}
-	res, err := (&datasource.FwCfg{Root: "/"}).Fetch(context.Background())
-	if errors.Is(err, datasource.ErrNotFound) {
+	// Only the user-data: the meta-data entry feeds pithd's substitutions.
+	ud, _, err := fwcfg.Read("/", fwcfg.UserData, cloudconfig.MaxSize)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return storageStop("reading fw_cfg user-data", err)
 	}
-	data, err := cloudconfig.Decompress(res.UserData)
+	data, err := cloudconfig.Decompress(ud)
 	if err != nil || cloudconfig.Detect(data) != cloudconfig.FormatIgnition {
 		return nil // not Ignition: pithd's first-boot stage reports it
 	}
@@ -148,7 +150,7 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 const FwCfgACPI = "/sys/bus/acpi/devices/QEMU0002:00"
 
 // FwCfgByName is where the qemu_fw_cfg driver lists fw_cfg files by name.
-const FwCfgByName = "/sys/firmware/qemu_fw_cfg/by_name"
+const FwCfgByName = fwcfg.ByName
 
 // fwCfgWait bounds the wait for the qemu_fw_cfg driver: generous, as a
 // TCG guest probes slowly, and a miss stops the boot.

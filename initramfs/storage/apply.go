@@ -56,17 +56,6 @@ func (env Env) device(cfgDev string) (string, error) {
 // UnitDir is where Apply writes the mount and swap units, in Root.
 const UnitDir = "etc/systemd/system"
 
-// The markers of the storage stage on ROOT (paths relative to it).
-// StartedMarker is written before the first disk is touched and
-// DoneMarker, holding the hex sha256 of the (decompressed) config, after
-// the last unit: Started without Done is a first boot stopped half-way,
-// and pithd's first-boot stage compares Done's sum with its user-data to
-// know that the initramfs applied this config's storage.
-const (
-	StartedMarker = "var/lib/pith/ignition-storage.started"
-	DoneMarker    = "var/lib/pith/ignition-storage.done"
-)
-
 // Apply partitions the disks, makes the filesystems and writes a unit for
 // each filesystem with a path (and each swap area), in the plan's order.
 // The first error stops it.

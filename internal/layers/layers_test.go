@@ -66,6 +66,13 @@ func TestLayers(t *testing.T) {
 		{"agent/schedule imports only agent/schedule/..., unitfile and fleetv1", func(p string) bool { return under(p, "agent/schedule") }, func(i string) bool { return !under(i, "agent/schedule") && i != "unitfile" && i != "fleetv1" }},
 		{"the CLIs take shared types from node and pki, not agent/ (but for what cliAgentImports still lists)", func(p string) bool { return p == "cmd/pith" || p == "cmd/pithctl" },
 			func(i string) bool { return under(i, "agent") && !cliAgentImports[i] }},
+		{"fwcfg imports nothing of Pith's", func(p string) bool { return p == "fwcfg" }, func(string) bool { return true }},
+		{"cloudconfig/apply imports only cloudconfig, node/... and atomicfile", func(p string) bool { return p == "cloudconfig/apply" },
+			func(i string) bool { return i != "cloudconfig" && !under(i, "node") && i != "atomicfile" }},
+		{"initramfs/... imports only initramfs/..., cloudconfig, node, fwcfg and atomicfile (the init stays small: no agent/)", func(p string) bool { return under(p, "initramfs") },
+			func(i string) bool {
+				return !under(i, "initramfs") && i != "cloudconfig" && i != "node" && i != "fwcfg" && i != "atomicfile"
+			}},
 	}
 	for _, r := range rules {
 		for p, imps := range pkgs {

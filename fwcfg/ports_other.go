@@ -1,6 +1,6 @@
 //go:build !amd64
 
-package datasource
+package fwcfg
 
 import "errors"
 
