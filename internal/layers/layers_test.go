@@ -30,15 +30,6 @@ func imports(t *testing.T) map[string][]string {
 	return pkgs
 }
 
-// cliAgentImports are the agent packages cmd/pith and cmd/pithctl still
-// import (issue 21 wants none beyond the shared types): the first-boot
-// stage pithctl userdata apply runs on its node (firstboot.OpenNow: it
-// wires systemd and the datasources itself); pith discovery serve runs
-// package discovery, not agent/kv. The list may only shrink.
-var cliAgentImports = map[string]bool{
-	"agent/firstboot": true,
-}
-
 func under(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
 
 // TestLayers: the rules README's repository map states.
@@ -64,8 +55,10 @@ func TestLayers(t *testing.T) {
 		}, func(string) bool { return true }},
 		{"discovery imports only agent/kv, pki and atomicfile", func(p string) bool { return p == "discovery" }, func(i string) bool { return i != "agent/kv" && i != "pki" && i != "atomicfile" }},
 		{"agent/schedule imports only agent/schedule/..., unitfile and fleetv1", func(p string) bool { return under(p, "agent/schedule") }, func(i string) bool { return !under(i, "agent/schedule") && i != "unitfile" && i != "fleetv1" }},
-		{"the CLIs take shared types from node and pki, not agent/ (but for what cliAgentImports still lists)", func(p string) bool { return p == "cmd/pith" || p == "cmd/pithctl" },
-			func(i string) bool { return under(i, "agent") && !cliAgentImports[i] }},
+		// Issue 21: pith discovery serve runs package discovery, pithctl
+		// userdata apply execs pithd firstboot --now.
+		{"the CLIs take shared types from node and pki, nothing from agent/", func(p string) bool { return p == "cmd/pith" || p == "cmd/pithctl" },
+			func(i string) bool { return under(i, "agent") }},
 		{"fwcfg imports nothing of Pith's", func(p string) bool { return p == "fwcfg" }, func(string) bool { return true }},
 		{"cloudconfig/apply imports only cloudconfig, node/... and atomicfile", func(p string) bool { return p == "cloudconfig/apply" },
 			func(i string) bool { return i != "cloudconfig" && !under(i, "node") && i != "atomicfile" }},
