@@ -1,6 +1,7 @@
 package firstboot
 
 import (
+	"log/slog"
 	"testing"
 
 	"github.com/pith-os/pith/cloudconfig/apply"
@@ -13,5 +14,5 @@ func newStage(t *testing.T) (*apply.Stage, *applytest.Recorder, string) {
 	t.Helper()
 	root := applytest.NewRoot(t)
 	rec := &applytest.Recorder{}
-	return &apply.Stage{Applier: &apply.Applier{Root: root, Accounts: &apply.Shadow{Root: root}, Units: rec, Host: rec, Logf: t.Logf}}, rec, root
+	return &apply.Stage{Applier: &apply.Applier{Root: root, Accounts: &apply.Shadow{Root: root}, Units: rec, Host: rec, Log: slog.New(slog.NewTextHandler(t.Output(), nil))}}, rec, root
 }

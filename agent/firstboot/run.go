@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/coreos/go-systemd/v22/journal"
 
@@ -46,11 +47,9 @@ func Run(ctx context.Context, cfg Config) error {
 		say(journal.PriWarning, "pithd firstboot: %v; units in user-data cannot be applied", err)
 	}
 	defer closeUnits()
-	ap.Logf = func(format string, args ...any) { say(journal.PriInfo, format, args...) }
-	_, err = Boot(ctx, &apply.Stage{Applier: ap}, BootOptions{
-		Datasource: ds, UseSaved: cfg.UseSaved,
-		Say: func(l Level, format string, args ...any) { say(journalPriority(l), format, args...) },
-	})
+	sayLevel := func(l Level, format string, args ...any) { say(journalPriority(l), format, args...) }
+	ap.Log = slog.New(&sayHandler{say: sayLevel})
+	_, err = Boot(ctx, &apply.Stage{Applier: ap}, BootOptions{Datasource: ds, UseSaved: cfg.UseSaved, Say: sayLevel})
 	if err != nil {
 		return fmt.Errorf("pithd firstboot: %w", err)
 	}

@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -22,17 +23,23 @@ type Applier struct {
 	Accounts Accounts
 	Units    Units
 	Host     Host
-	// Logf reports each step (the journal in pithd); may be nil.
-	Logf func(format string, args ...any)
+	// Log gets each step (pithd firstboot sends it to the console and
+	// the journal); nil discards.
+	Log *slog.Logger
 
 	mu      sync.Mutex
 	changes []string
 }
 
-func (a *Applier) logf(format string, args ...any) {
-	if a.Logf != nil {
-		a.Logf(format, args...)
+// discard is the logger of an Applier without Log.
+var discard = slog.New(slog.DiscardHandler)
+
+// log returns a.Log, or a logger that discards.
+func (a *Applier) log() *slog.Logger {
+	if a.Log == nil {
+		return discard
 	}
+	return a.Log
 }
 
 // Options say which boot this is.
@@ -115,7 +122,7 @@ func (a *Applier) ApplyCloudConfig(ctx context.Context, c *cloudconfig.Config, o
 			return err
 		}
 	} else if len(AgentEnv(c)) > 0 {
-		a.logf("the OEM cloud-config's coreos.etcd2, coreos.fleet and pith: settings are ignored; give them in user-data")
+		a.log().Info("the OEM cloud-config's coreos.etcd2, coreos.fleet and pith: settings are ignored; give them in user-data")
 	}
 	return a.applyUnits(ctx, slices.Concat(c.CoreOS.Units, installUnits), envChanged)
 }
@@ -158,7 +165,7 @@ func (a *Applier) writeAgentEnv(c *cloudconfig.Config) (changed bool, err error)
 		return false, err
 	}
 	if wrote {
-		a.logf("wrote %s (%d settings for %s, %d of them in %s)", AgentDropIn, len(env), AgentUnit, len(secret), AgentSecretsFile)
+		a.log().Info("wrote the agent's settings", "path", AgentDropIn, "unit", AgentUnit, "settings", len(env), "secret", len(secret), "secrets_file", AgentSecretsFile)
 	}
 	return changed || wrote, nil
 }

@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,7 +18,7 @@ import (
 func newStage(t *testing.T) (*Stage, *applytest.Recorder, string) {
 	root := applytest.NewRoot(t)
 	rec := &applytest.Recorder{}
-	return &Stage{Applier: &Applier{Root: root, Accounts: &Shadow{Root: root}, Units: rec, Host: rec, Logf: t.Logf}}, rec, root
+	return &Stage{Applier: &Applier{Root: root, Accounts: &Shadow{Root: root}, Units: rec, Host: rec, Log: slog.New(slog.NewTextHandler(t.Output(), nil))}}, rec, root
 }
 
 func field(t *testing.T, root, file, name string, i int) string {

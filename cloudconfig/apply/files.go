@@ -37,10 +37,10 @@ func (a *Applier) writeFile(f cloudconfig.File) error {
 		return err
 	}
 	if !changed {
-		a.logf("%s unchanged", f.Path)
+		a.log().Info("file unchanged", "path", f.Path)
 		return nil
 	}
-	a.logf("wrote %s (%d bytes, mode %04o)", f.Path, len(data), mode)
+	a.log().Info("wrote file", "path", f.Path, "bytes", len(data), "mode", fmt.Sprintf("%04o", mode))
 	return nil
 }
 

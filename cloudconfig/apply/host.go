@@ -34,7 +34,7 @@ func (a *Applier) setHostname(name string) error {
 			return fmt.Errorf("set hostname: %w", err)
 		}
 	}
-	a.logf("hostname set to %s", name)
+	a.log().Info("hostname set", "hostname", name)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,7 +37,7 @@ type ignFetcher struct {
 	// total bounds retries of one resource (ignition.timeouts.httpTotal;
 	// default fetchTotal).
 	total time.Duration
-	logf  func(format string, args ...any)
+	log   *slog.Logger
 }
 
 // fetchTotal is how long a source that does not answer (the network may
@@ -49,7 +50,7 @@ const fetchTotal = 5 * time.Minute
 // fetched, as in Ignition, with c's proxy and timeouts, trusting what
 // parent trusts (the config that named c, or the one c is merged onto;
 // the system roots when parent is nil).
-func newIgnFetcher(ctx context.Context, c *cloudconfig.IgnitionConfig, parent *ignFetcher, logf func(string, ...any)) (*ignFetcher, error) {
+func newIgnFetcher(ctx context.Context, c *cloudconfig.IgnitionConfig, parent *ignFetcher, log *slog.Logger) (*ignFetcher, error) {
 	proxy, err := proxyFunc(c.Ignition.Proxy)
 	if err != nil {
 		return nil, err
@@ -59,7 +60,7 @@ func newIgnFetcher(ctx context.Context, c *cloudconfig.IgnitionConfig, parent *i
 			Proxy:           proxy,
 			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		}
-		f := &ignFetcher{client: &http.Client{Transport: tr, CheckRedirect: checkRedirect}, roots: roots, total: fetchTotal, logf: logf}
+		f := &ignFetcher{client: &http.Client{Transport: tr, CheckRedirect: checkRedirect}, roots: roots, total: fetchTotal, log: log}
 		if t := c.Ignition.Timeouts.HTTPResponseHeaders; t != nil && *t > 0 {
 			tr.ResponseHeaderTimeout = time.Duration(*t) * time.Second
 		}
@@ -176,7 +177,7 @@ func (f *ignFetcher) fetch(ctx context.Context, r igntypes.Resource) ([]byte, er
 		return nil, fmt.Errorf("source %q: Pith fetches data:, http and https sources only", name)
 	}
 	if cloudconfig.SourceScheme(src) == "http" {
-		f.logf("warning: %s", plainHTTPWarning(name, r))
+		f.log.Warn("fetching over plain HTTP", "source", name, "risk", plainHTTPRisk(r))
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.total)
 	defer cancel()
@@ -194,7 +195,7 @@ func (f *ignFetcher) fetch(ctx context.Context, r igntypes.Resource) ([]byte, er
 		if errors.As(err, &perm) {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		f.logf("fetching %s: %v; retrying in %s", name, err, wait)
+		f.log.Info("fetch failed; retrying", "source", name, "err", err, "wait", wait)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%s: %w (gave up after %s)", name, err, f.total)
@@ -204,18 +205,18 @@ func (f *ignFetcher) fetch(ctx context.Context, r igntypes.Resource) ([]byte, er
 	}
 }
 
-// plainHTTPWarning says what plain HTTP risks for r: with a
+// plainHTTPRisk says what plain HTTP risks for r: with a
 // verification.hash a changed copy fails the config, so what remains is
 // that anyone on the path reads it (and its httpHeaders).
-func plainHTTPWarning(name string, r igntypes.Resource) string {
+func plainHTTPRisk(r igntypes.Resource) string {
 	headers := ""
 	if len(r.HTTPHeaders) > 0 {
 		headers = " and its httpHeaders"
 	}
 	if r.Verification.Hash != nil {
-		return fmt.Sprintf("fetching %s over plain HTTP: its verification.hash is checked, but anyone on the path can read it%s; use https", name, headers)
+		return "its verification.hash is checked, but anyone on the path can read it" + headers + "; use https"
 	}
-	return fmt.Sprintf("fetching %s over plain HTTP: anyone on the path can change it (and read it%s); use https or give verification.hash", name, headers)
+	return "anyone on the path can change it (and read it" + headers + "); use https or give verification.hash"
 }
 
 // get fetches src once. Its errors do not name src (fetch adds it,
@@ -269,7 +270,7 @@ func (a *Applier) renderIgnition(ctx context.Context, c cloudconfig.IgnitionConf
 	if depth > maxIgnitionDepth {
 		return c, nil, fmt.Errorf("ignition.config: merge/replace nested more than %d deep", maxIgnitionDepth)
 	}
-	f, err := newIgnFetcher(ctx, &c, parent, a.logf)
+	f, err := newIgnFetcher(ctx, &c, parent, a.log())
 	if err != nil {
 		return c, nil, err
 	}
@@ -278,7 +279,7 @@ func (a *Applier) renderIgnition(ctx context.Context, c cloudconfig.IgnitionConf
 		if err != nil {
 			return c, nil, fmt.Errorf("ignition.config.replace: %w", err)
 		}
-		a.logf("Ignition config replaced by %s", cloudconfig.RedactSource(*r.Source))
+		a.log().Info("Ignition config replaced", "source", cloudconfig.RedactSource(*r.Source))
 		return a.renderIgnition(ctx, child, f, depth+1)
 	}
 	merges := c.Ignition.Config.Merge
@@ -291,11 +292,11 @@ func (a *Applier) renderIgnition(ctx context.Context, c cloudconfig.IgnitionConf
 		if child, _, err = a.renderIgnition(ctx, child, f, depth+1); err != nil {
 			return c, nil, err
 		}
-		a.logf("Ignition config merged with %s", cloudconfig.RedactSource(*r.Source))
+		a.log().Info("Ignition config merged", "source", cloudconfig.RedactSource(*r.Source))
 		c = v3_5.Merge(c, child)
 		// The merged config's CAs are fetched trusting what c trusted so
 		// far (its own CAs included), as Ignition's fetcher accumulates.
-		if f, err = newIgnFetcher(ctx, &c, f, a.logf); err != nil {
+		if f, err = newIgnFetcher(ctx, &c, f, a.log()); err != nil {
 			return c, nil, err
 		}
 	}

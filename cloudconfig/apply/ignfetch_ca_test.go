@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"encoding/pem"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -58,7 +59,7 @@ func TestIgnitionCAFetch(t *testing.T) {
 			if c == nil || rep.HasErrors() {
 				t.Fatal(rep.Format("config"))
 			}
-			a := &Applier{Logf: t.Logf}
+			a := &Applier{Log: slog.New(slog.NewTextHandler(t.Output(), nil))}
 			_, f, err := a.renderIgnition(context.Background(), *c, nil, 0)
 			if err != nil {
 				t.Fatal(err)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,9 +15,9 @@ import (
 	"github.com/pith-os/pith/cloudconfig"
 )
 
-// TestIgnitionPlainHTTPWarning: the plain-HTTP warning asks for
-// verification.hash only when there is none, and says headers are sent in
-// clear when there are some.
+// TestIgnitionPlainHTTPWarning: the plain-HTTP warning (a Warn record
+// naming the source) asks for verification.hash only when there is none,
+// and says headers are sent in clear when there are some.
 func TestIgnitionPlainHTTPWarning(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("x")) }))
 	defer srv.Close()
@@ -37,8 +37,8 @@ func TestIgnitionPlainHTTPWarning(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs strings.Builder
-			logf := func(format string, args ...any) { fmt.Fprintf(&logs, format+"\n", args...) }
-			f, err := newIgnFetcher(context.Background(), &cloudconfig.IgnitionConfig{}, nil, logf)
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			f, err := newIgnFetcher(context.Background(), &cloudconfig.IgnitionConfig{}, nil, log)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,7 +48,7 @@ func TestIgnitionPlainHTTPWarning(t *testing.T) {
 			if _, err := f.fetch(context.Background(), r); err != nil {
 				t.Fatal(err)
 			}
-			for _, w := range tc.want {
+			for _, w := range append(tc.want, `level=WARN msg="fetching over plain HTTP" source=`+src) {
 				if !strings.Contains(logs.String(), w) {
 					t.Errorf("log lacks %q:\n%s", w, logs.String())
 				}

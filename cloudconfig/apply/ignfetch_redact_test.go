@@ -2,11 +2,10 @@ package apply
 
 import (
 	"context"
-	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -42,14 +41,9 @@ func TestIgnitionFetchRedacts(t *testing.T) {
 		{"unsupported scheme", "ftp://alice:pw0rd@h/c?token=t0psecret", "http and https sources only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var mu sync.Mutex
 			var logs strings.Builder
-			logf := func(format string, args ...any) {
-				mu.Lock()
-				defer mu.Unlock()
-				fmt.Fprintf(&logs, format+"\n", args...)
-			}
-			f, err := newIgnFetcher(context.Background(), caConfig(tlsSrv), nil, logf)
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			f, err := newIgnFetcher(context.Background(), caConfig(tlsSrv), nil, log)
 			if err != nil {
 				t.Fatal(err)
 			}

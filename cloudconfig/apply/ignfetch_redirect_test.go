@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"encoding/pem"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -45,7 +46,7 @@ func TestIgnitionRedirect(t *testing.T) {
 		}
 	}))
 	defer tlsSrv.Close()
-	f, err := newIgnFetcher(context.Background(), caConfig(tlsSrv), nil, t.Logf)
+	f, err := newIgnFetcher(context.Background(), caConfig(tlsSrv), nil, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

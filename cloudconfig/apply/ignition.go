@@ -104,7 +104,7 @@ func (a *Applier) ignHostname(c *cloudconfig.IgnitionConfig, opt Options) error 
 		if err := a.Host.SetHostname(name); err != nil {
 			return fmt.Errorf("set hostname: %w", err)
 		}
-		a.logf("hostname set to %s (from /etc/hostname)", name)
+		a.log().Info("hostname set", "hostname", name, "from", "/etc/hostname")
 		return nil
 	}
 	if opt.MetadataHostname == "" || !cloudconfig.ValidHostname(opt.MetadataHostname) {
@@ -265,7 +265,7 @@ func (a *Applier) applyIgnFile(f igntypes.File, fd fileData) error {
 		return err
 	}
 	if changed {
-		a.logf("wrote %s (%d bytes, mode %04o)", f.Path, len(data), mode)
+		a.log().Info("wrote file", "path", f.Path, "bytes", len(data), "mode", fmt.Sprintf("%04o", mode))
 	}
 	return nil
 }

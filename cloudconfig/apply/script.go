@@ -51,7 +51,7 @@ func (a *Applier) ApplyScript(ctx context.Context, script []byte, always bool) e
 		return err
 	}
 	if !changed && !always {
-		a.logf("user-data script unchanged; not run again")
+		a.log().Info("user-data script unchanged; not run again")
 		return nil
 	}
 	sum := sha256.Sum256(script)
@@ -61,7 +61,7 @@ func (a *Applier) ApplyScript(ctx context.Context, script []byte, always bool) e
 	} else if b, _ := os.ReadFile(done); strings.TrimSpace(string(b)) == hash {
 		// A first boot cut after the script ended, before it was
 		// recorded as done: the script must not run twice.
-		a.logf("user-data script already ran to its end (%s); not run again", ScriptDonePath)
+		a.log().Info("user-data script already ran to its end; not run again", "done", ScriptDonePath)
 		return nil
 	}
 	// The unit records the script's end itself (ExecStopPost), durably,

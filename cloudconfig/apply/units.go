@@ -105,7 +105,7 @@ func (a *Applier) applyUnits(ctx context.Context, units []cloudconfig.Unit, relo
 		if err := a.Units.Run(ctx, NetworkdUnit, "restart"); err != nil {
 			return fmt.Errorf("restart %s: %w", NetworkdUnit, err)
 		}
-		a.logf("restart %s (network files changed)", NetworkdUnit)
+		a.log().Info("network files changed; restarted", "unit", NetworkdUnit)
 		a.changed("restarted %s", NetworkdUnit)
 	}
 	for _, u := range units {
@@ -115,7 +115,7 @@ func (a *Applier) applyUnits(ctx context.Context, units []cloudconfig.Unit, relo
 		if err := a.Units.Run(ctx, u.Name, u.Command); err != nil {
 			return fmt.Errorf("%s %s: %w", u.Command, u.Name, err)
 		}
-		a.logf("%s %s", u.Command, u.Name)
+		a.log().Info("unit command run", "command", u.Command, "unit", u.Name)
 	}
 	return nil
 }

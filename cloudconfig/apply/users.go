@@ -73,7 +73,7 @@ func (a *Applier) ensureUser(ctx context.Context, spec UserSpec) error {
 			return err
 		}
 		if !ok {
-			a.logf("creating group %s for user %s", g, spec.Name)
+			a.log().Info("creating group", "group", g, "user", spec.Name)
 			a.changed("created group %s", g)
 			if err := a.Accounts.AddGroup(ctx, g, nil, spec.System, ""); err != nil {
 				return err
@@ -85,10 +85,10 @@ func (a *Applier) ensureUser(ctx context.Context, spec UserSpec) error {
 		return err
 	}
 	if exists {
-		a.logf("user %s exists; updating", spec.Name)
+		a.log().Info("user exists; updating", "user", spec.Name)
 		return a.Accounts.UpdateUser(ctx, spec)
 	}
-	a.logf("creating user %s", spec.Name)
+	a.log().Info("creating user", "user", spec.Name)
 	a.changed("created user %s", spec.Name)
 	return a.Accounts.AddUser(ctx, spec)
 }
@@ -162,6 +162,6 @@ func (a *Applier) setSSHKeys(user, name string, keys []string) error {
 	if _, err := a.write(filepath.Join(sshDir, "authorized_keys"), []byte(merged.String()), 0o600, acct.UID, acct.GID); err != nil {
 		return err
 	}
-	a.logf("installed %d SSH key(s) for %s", len(keys), user)
+	a.log().Info("installed SSH keys", "user", user, "keys", len(keys))
 	return nil
 }
