@@ -1,8 +1,9 @@
 // Package fwcfg reads Pith's entries of QEMU's fw_cfg (opt/org.pith/...)
 // as the kernel's qemu_fw_cfg driver shows them. The initramfs reads the
 // user-data with it for Ignition storage, and pithd's fw_cfg datasource
-// (agent/datasource) for first boot. It imports nothing of Pith's, so the
-// initramfs takes it without the agent.
+// (agent/datasource) for first boot; both check the meta-data with
+// ReadMetaData. It imports nothing of Pith's, so the initramfs takes it
+// without the agent.
 //
 // Reading an entry through sysfs ("raw") costs O(size²) in the guest: the
 // kernel hands out at most a page per read(2) and, having no way to seek
@@ -16,9 +17,12 @@ package fwcfg
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,6 +38,43 @@ const Dir = ByName + "/opt/org.pith"
 
 // UserData is the entry (under Dir) with the node's user-data.
 const UserData = "user-data"
+
+// MetaData is the entry (under Dir) with what a test harness tells the
+// guest about itself (its addresses): JSON in Meta's shape, optional.
+const MetaData = "meta-data"
+
+// Meta is the JSON of the meta-data entry. agent/datasource's Metadata
+// has the same fields (it converts one to the other, so they cannot drift).
+type Meta struct {
+	Hostname      string   `json:"hostname,omitempty"`
+	InstanceID    string   `json:"instance_id,omitempty"`
+	PrivateIPv4   net.IP   `json:"private_ipv4,omitempty"`
+	PublicIPv4    net.IP   `json:"public_ipv4,omitempty"`
+	PrivateIPv6   net.IP   `json:"private_ipv6,omitempty"`
+	PublicIPv6    net.IP   `json:"public_ipv6,omitempty"`
+	SSHPublicKeys []string `json:"ssh_public_keys,omitempty"`
+}
+
+// ReadMetaData reads and decodes the meta-data entry below root. An absent
+// entry is no meta-data (the zero Meta, no error); one that cannot be read,
+// or is not JSON in Meta's shape (an address that does not parse, too), is
+// an error. pithd's datasource and the initramfs both take this as the
+// rule, so a meta-data the first boot would refuse stops the initramfs
+// before it touches a disk.
+func ReadMetaData(root string, limit uint64) (Meta, error) {
+	var m Meta
+	b, _, err := Read(root, MetaData, limit)
+	if errors.Is(err, fs.ErrNotExist) {
+		return m, nil
+	}
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Meta{}, fmt.Errorf("fw_cfg opt/org.pith/%s is not valid JSON metadata: %v", MetaData, err)
+	}
+	return m, nil
+}
 
 // Read returns the contents of Pith's entry name (under Dir, below root)
 // and how it was read, for the log. An entry larger than limit bytes is an

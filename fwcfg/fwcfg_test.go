@@ -78,3 +78,48 @@ func TestReadFallsBackToSysfs(t *testing.T) {
 		})
 	}
 }
+
+// ReadMetaData is the rule both pithd's datasource and the initramfs
+// apply: absent is no meta-data, present must decode into Meta.
+func TestReadMetaData(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		raw  *string // the entry's raw file; nil: no entry
+		ip   string  // PrivateIPv4 read
+		err  string  // "" = no error
+	}{
+		{"absent", nil, "<nil>", ""},
+		{"addresses", ptr(`{"private_ipv4": "10.0.2.15", "hostname": "q"}`), "10.0.2.15", ""},
+		{"empty object", ptr(`{}`), "<nil>", ""},
+		{"not JSON", ptr(`{not json`), "", "fw_cfg opt/org.pith/meta-data is not valid JSON metadata: invalid character"},
+		{"empty", ptr(``), "", "not valid JSON metadata: unexpected end of JSON input"},
+		{"wrong shape", ptr(`{"hostname": 5}`), "", "not valid JSON metadata: json: cannot unmarshal number"},
+		{"bad address", ptr(`{"private_ipv4": "10.0.2"}`), "", "not valid JSON metadata: invalid IP address: 10.0.2"},
+		{"over the limit", ptr(`{"hostname": "` + strings.Repeat("h", 100) + `"}`), "", "raw is larger than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if tc.raw != nil {
+				entry := filepath.Join(root, Dir, MetaData)
+				if err := os.MkdirAll(entry, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(entry, "raw"), []byte(*tc.raw), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m, err := ReadMetaData(root, 64)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("ReadMetaData: %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || m.PrivateIPv4.String() != tc.ip {
+				t.Fatalf("ReadMetaData = %+v, %v; want private_ipv4 %s", m, err, tc.ip)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }

@@ -38,7 +38,8 @@ import (
 // ErrNotFound means the source does not exist on this machine.
 var ErrNotFound = errors.New("datasource not present")
 
-// Metadata is what a datasource says about the machine.
+// Metadata is what a datasource says about the machine. Its fields are
+// fwcfg.Meta's, the fw_cfg meta-data's JSON, which FwCfg converts to it.
 type Metadata struct {
 	Hostname      string   `json:"hostname,omitempty"`
 	InstanceID    string   `json:"instance_id,omitempty"`

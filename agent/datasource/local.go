@@ -2,7 +2,6 @@ package datasource
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,7 +40,6 @@ func (f *FwCfg) Name() string { return "qemu-fw-cfg" }
 
 // Fetch implements Source.
 func (f *FwCfg) Fetch(context.Context) (*Result, error) {
-	dir := filepath.Join(f.Root, FwCfgDir)
 	start := time.Now()
 	ud, how, err := fwcfg.Read(f.Root, fwcfg.UserData, cloudconfig.MaxSize)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -51,16 +49,12 @@ func (f *FwCfg) Fetch(context.Context) (*Result, error) {
 		return nil, err
 	}
 	r := &Result{UserData: ud, Note: fmt.Sprintf("read through %s in %s", how, time.Since(start).Round(time.Millisecond))}
-	md, err := readLimited(filepath.Join(dir, "meta-data", "raw"))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+	// The initramfs checks the meta-data by the same rule before storage.
+	md, err := fwcfg.ReadMetaData(f.Root, cloudconfig.MaxSize)
+	if err != nil {
 		return nil, err
-	default:
-		if err := json.Unmarshal(md, &r.Metadata); err != nil {
-			return nil, fmt.Errorf("fw_cfg opt/org.pith/meta-data is not valid JSON metadata: %v", err)
-		}
 	}
+	r.Metadata = Metadata(md)
 	return r, nil
 }
 

@@ -80,35 +80,9 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 	if err := waitFwCfg(FwCfgACPI, FwCfgByName, fwCfgWait); err != nil {
 		return storageStop("reading fw_cfg user-data", err)
 	}
-	// Only the user-data: the meta-data entry feeds pithd's substitutions.
-	ud, _, err := fwcfg.Read("/", fwcfg.UserData, cloudconfig.MaxSize)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return storageStop("reading fw_cfg user-data", err)
-	}
-	data, err := cloudconfig.Decompress(ud)
-	if err != nil || cloudconfig.Detect(data) != cloudconfig.FormatIgnition {
-		return nil // not Ignition: pithd's first-boot stage reports it
-	}
-	cfg, rep := cloudconfig.ParseIgnition(data)
-	if cfg == nil || rep.HasErrors() {
-		// Without storage, pithd's first-boot stage rejects it with every
-		// error and its line, and the node boots on. With storage, nothing
-		// may be half-applied and the machine is not what was asked: stop.
-		var partial cloudconfig.IgnitionConfig
-		if json.Unmarshal(data, &partial) != nil || !hasStorage(&partial) {
-			return nil
-		}
-		return storageStop("validating the Ignition config", rep.Err())
-	}
-	plan, err := storage.FromConfig(cfg)
-	if err != nil {
-		return storageStop("checking storage", err)
-	}
-	if plan.Empty() {
-		return nil
+	plan, data, err := fwCfgStorage("/")
+	if err != nil || plan == nil {
+		return err
 	}
 	l.Printf("Ignition storage: %d disks, %d filesystems from fw_cfg", len(plan.Disks), len(plan.Filesystems))
 	var bootDisks []string
@@ -144,6 +118,48 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 	}
 	l.Printf("Ignition storage: done")
 	return nil
+}
+
+// fwCfgStorage reads fw_cfg below root and returns the storage plan of
+// its user-data and the user-data itself, or a nil plan when there is no
+// storage to apply (no user-data, not Ignition, an invalid config without
+// storage: pithd's first-boot stage reports those). With storage, the
+// meta-data is checked as pithd will check it: one pithd would refuse
+// stops the boot here, before a disk is touched, not after.
+func fwCfgStorage(root string) (*storage.Plan, []byte, error) {
+	ud, _, err := fwcfg.Read(root, fwcfg.UserData, cloudconfig.MaxSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, storageStop("reading fw_cfg user-data", err)
+	}
+	data, err := cloudconfig.Decompress(ud)
+	if err != nil || cloudconfig.Detect(data) != cloudconfig.FormatIgnition {
+		return nil, nil, nil // not Ignition: pithd's first-boot stage reports it
+	}
+	cfg, rep := cloudconfig.ParseIgnition(data)
+	if cfg == nil || rep.HasErrors() {
+		// Without storage, pithd's first-boot stage rejects it with every
+		// error and its line, and the node boots on. With storage, nothing
+		// may be half-applied and the machine is not what was asked: stop.
+		var partial cloudconfig.IgnitionConfig
+		if json.Unmarshal(data, &partial) != nil || !hasStorage(&partial) {
+			return nil, nil, nil
+		}
+		return nil, nil, storageStop("validating the Ignition config", rep.Err())
+	}
+	plan, err := storage.FromConfig(cfg)
+	if err != nil {
+		return nil, nil, storageStop("checking storage", err)
+	}
+	if plan.Empty() {
+		return nil, nil, nil
+	}
+	if _, err := fwcfg.ReadMetaData(root, cloudconfig.MaxSize); err != nil {
+		return nil, nil, storageStop("reading fw_cfg meta-data", err)
+	}
+	return plan, data, nil
 }
 
 // FwCfgACPI is QEMU's fw_cfg device as ACPI lists it from the start.

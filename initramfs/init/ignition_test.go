@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pith-os/pith/fwcfg"
 )
 
 // The runner finds tools in the new root's /usr, not in the initramfs's
@@ -51,5 +53,72 @@ func TestStorageMarkers(t *testing.T) {
 	}
 	if err := checkStorageMarkers(root); err != nil {
 		t.Fatalf("started and done: %v", err)
+	}
+}
+
+// fwCfgStorage fails closed as the agent's fetch did before the init
+// read fw_cfg itself: with storage to apply, a meta-data pithd would
+// refuse (unreadable, not JSON in its shape) stops the boot before any
+// disk is touched; absent is fine, and without storage the meta-data is
+// left to pithd's first-boot stage.
+func TestFwCfgStorage(t *testing.T) {
+	const storageCfg = `{"ignition":{"version":"3.4.0"},"storage":{
+  "disks":[{"device":"/dev/disk/by-id/virtio-data1","wipeTable":true,"partitions":[{"label":"data"}]}],
+  "filesystems":[{"device":"/dev/disk/by-partlabel/data","format":"ext4","path":"/srv"}]}}`
+	const noStorage = `{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"a.service","enabled":true}]}}`
+	const badIgnition = `{"ignition":{"version":"3.4.0"},"storage":{"disks":[{"device":"/dev/vdb","partitions":[{"label":"d"}]}]},"systemd":{"units":[{"name":"no-suffix"}]}}`
+	const meta = `{"hostname":"n1","private_ipv4":"10.0.2.15"}`
+	for _, tc := range []struct {
+		name     string
+		userData string // "" = no user-data entry
+		metaData string // "" = no meta-data entry; "<dir>" = unreadable
+		disks    int    // plan's disks when there is no error; 0 = no plan
+		stop     string // the StopError's text, "" for none
+	}{
+		{"no user-data", "", "{bad", 0, ""},
+		{"storage, no meta-data", storageCfg, "", 1, ""},
+		{"storage, meta-data", storageCfg, meta, 1, ""},
+		{"storage, meta-data not JSON", storageCfg, "{bad", 0, "Ignition storage (reading fw_cfg meta-data) failed, the first boot stops here as Ignition does: fw_cfg opt/org.pith/meta-data is not valid JSON metadata: invalid character"},
+		{"storage, meta-data of another shape", storageCfg, `{"private_ipv4":"10.0.2"}`, 0, "(reading fw_cfg meta-data) failed, the first boot stops here as Ignition does: fw_cfg opt/org.pith/meta-data is not valid JSON metadata: invalid IP address"},
+		{"storage, meta-data unreadable", storageCfg, "<dir>", 0, "(reading fw_cfg meta-data) failed"},
+		{"Ignition without storage, bad meta-data", noStorage, "{bad", 0, ""},
+		{"cloud-config, bad meta-data", "#cloud-config\nhostname: a\n", "{bad", 0, ""},
+		{"invalid Ignition with storage", badIgnition, meta, 0, "(validating the Ignition config) failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			files := map[string]string{}
+			if tc.userData != "" {
+				files[filepath.Join(fwcfg.Dir, fwcfg.UserData, "raw")] = tc.userData
+			}
+			switch tc.metaData {
+			case "":
+			case "<dir>":
+				files[filepath.Join(fwcfg.Dir, fwcfg.MetaData, "raw", "x")] = ""
+			default:
+				files[filepath.Join(fwcfg.Dir, fwcfg.MetaData, "raw")] = tc.metaData
+			}
+			writeTree(t, root, files)
+			plan, data, err := fwCfgStorage(root)
+			if tc.stop != "" {
+				var stop *StopError
+				if !errors.As(err, &stop) || !strings.Contains(err.Error(), tc.stop) || strings.Contains(err.Error(), "\n") || plan != nil {
+					t.Fatalf("fwCfgStorage = plan %v, %v; want a one-line stop %q", plan, err, tc.stop)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("fwCfgStorage: %v", err)
+			}
+			if tc.disks == 0 {
+				if plan != nil {
+					t.Fatalf("plan %+v, want none", plan)
+				}
+				return
+			}
+			if plan == nil || len(plan.Disks) != tc.disks || string(data) != tc.userData {
+				t.Fatalf("plan %+v, user-data %q; want %d disks and the user-data", plan, data, tc.disks)
+			}
+		})
 	}
 }
