@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"strings"
 
 	igntypes "github.com/coreos/ignition/v2/config/v3_5/types"
@@ -156,6 +157,14 @@ func IgnitionStoragePlan(cfg *igntypes.Config) (*StoragePlan, error) {
 		if _, ok := StorageFormats[fs.Format]; !ok {
 			bad("Pith makes ext4, xfs, vfat and swap, not %q", fs.Format)
 		}
+		at[len(at)-1] = "label"
+		if err := checkFSLabel(fs.Format, fs.Label); err != nil {
+			bad("%v", err)
+		}
+		at[len(at)-1] = "uuid"
+		if err := checkFSUUID(fs.Format, fs.UUID); err != nil {
+			bad("%v", err)
+		}
 		at[len(at)-1] = "path"
 		if fs.Path != "" {
 			if err := checkMountPath(fs.Path); err != nil {
@@ -175,6 +184,45 @@ func IgnitionStoragePlan(cfg *igntypes.Config) (*StoragePlan, error) {
 	}
 	return p, nil
 }
+
+// vfatLabelBad are the characters mkfs.fat (dosfstools 4.2) refuses in a
+// label.
+const vfatLabelBad = `*?.,;:/\|+=<>[]"`
+
+// checkFSLabel refuses the labels Ignition's validation lets through but
+// the mkfs tool would refuse on first boot, after the disks are
+// partitioned (Ignition already limits the length: 11 bytes for vfat, 12
+// for xfs, 16 for ext4, 15 for swap). mkfs.fat runs with LC_ALL=C, so a
+// vfat label is ASCII; lower case works (mkfs.fat only warns).
+func checkFSLabel(format, label string) error {
+	if format != "vfat" {
+		return nil
+	}
+	for _, r := range label {
+		if r < 0x20 || r > 0x7e || strings.ContainsRune(vfatLabelBad, r) {
+			return fmt.Errorf("vfat label %q: mkfs.fat takes printable ASCII without %s", label, vfatLabelBad)
+		}
+	}
+	return nil
+}
+
+// checkFSUUID refuses a uuid mkfs.xfs or mkfs.fat would refuse. A FAT
+// volume id is 32 bits, written as blkid shows it (ABCD-1234) or without
+// the dash, as Ignition takes it.
+func checkFSUUID(format, uuid string) error {
+	if uuid == "" {
+		return nil
+	}
+	switch {
+	case format == "vfat" && !vfatIDRE.MatchString(uuid):
+		return fmt.Errorf("vfat uuid %q is not a 32-bit volume id like ABCD-1234", uuid)
+	case format == "xfs" && !guidRE.MatchString(uuid):
+		return fmt.Errorf("xfs uuid %q is not a UUID (8-4-4-4-12 hex digits)", uuid)
+	}
+	return nil
+}
+
+var vfatIDRE = regexp.MustCompile(`^[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}$`)
 
 // checkMountPath refuses the mounts that would hide the OS itself.
 func checkMountPath(p string) error {

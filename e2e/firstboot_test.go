@@ -115,20 +115,30 @@ func ignitionUserData(t *testing.T, pub string) string {
 			"name": "bob", "gecos": "E2E Bob", "groups": []string{"docker"}, "sshAuthorizedKeys": []string{pub},
 		}}},
 		// The second disk (by its serial: vda/vdb follow the probe order)
-		// gets a GPT with one partition and ext4,
-		// mounted at e2eDataPath, from the initramfs; a file under that
-		// path is written by the first-boot stage after the mount.
+		// gets a GPT with three partitions, ext4 at e2eDataPath, xfs
+		// (mkfs.xfs wants at least 300 MiB) and vfat, made and mounted
+		// from the initramfs; files under e2eDataPath and the xfs path
+		// are written by the first-boot stage after the mounts.
 		"storage": map[string]any{
 			"disks": []map[string]any{{"device": "/dev/disk/by-id/virtio-" + vm.ExtraDiskSerial(0), "wipeTable": true,
-				"partitions": []map[string]any{{"label": "e2edata", "number": 1}}}},
-			"filesystems": []map[string]any{{"device": "/dev/disk/by-partlabel/e2edata", "format": "ext4",
-				"label": "e2edata", "path": e2eDataPath, "mountOptions": []string{"noatime"}}},
+				"partitions": []map[string]any{
+					{"label": "e2edata", "number": 1, "sizeMiB": 256},
+					{"label": "e2exfs", "number": 2, "sizeMiB": 320},
+					{"label": "e2evfat", "number": 3, "sizeMiB": 64},
+				}}},
+			"filesystems": []map[string]any{
+				{"device": "/dev/disk/by-partlabel/e2edata", "format": "ext4",
+					"label": "e2edata", "path": e2eDataPath, "mountOptions": []string{"noatime"}},
+				{"device": "/dev/disk/by-partlabel/" + e2eXFS.partLabel, "format": "xfs", "label": e2eXFS.label, "path": e2eXFS.path},
+				{"device": "/dev/disk/by-partlabel/" + e2eVFAT.partLabel, "format": "vfat", "label": e2eVFAT.label, "path": e2eVFAT.path},
+			},
 			"files": []file{
 				{Path: "/etc/hostname", Mode: 0o644, Contents: contents{Source: data("e2e-ign\n")}, Overwrite: true},
 				{Path: "/etc/pith-e2e/motd", Mode: 0o640, User: &named{"bob"}, Group: &named{"bob"}, Contents: contents{Source: data(fileContent),
 					Verification: &hash{fmt.Sprintf("sha512-%x", sha512.Sum512([]byte(fileContent)))}}},
 				{Path: "/etc/docker/daemon.json", Mode: 0o644, Contents: contents{Source: data(dockerDaemon)}},
 				{Path: e2eDataPath + "/hello", Mode: 0o644, Contents: contents{Source: data(fileContent)}},
+				{Path: e2eXFS.path + "/hello", Mode: 0o644, Contents: contents{Source: data(fileContent)}},
 			}},
 		"systemd": map[string]any{"units": []map[string]any{
 			{"name": "hello.service", "contents": helloUnitBody},
@@ -142,13 +152,26 @@ func ignitionUserData(t *testing.T, pub string) string {
 	return string(b)
 }
 
-// e2eDataPath is where the Ignition machine's second disk is mounted.
+// e2eDataPath is where the Ignition machine's second disk's ext4 is mounted.
 const e2eDataPath = "/var/lib/e2edata"
 
-// checkIgnitionStorage: the initramfs partitioned and formatted the second
-// disk before
-// switch_root, systemd mounted it at e2eDataPath, and the first-boot
-// stage's file under that path is on it.
+// e2eFS is one of the second disk's other filesystems: partition, GPT
+// label, format, filesystem label and mount path.
+type e2eFS struct {
+	part                           int
+	partLabel, format, label, path string
+}
+
+// The vfat label is upper case: mkfs.fat warns about lower case ones.
+var (
+	e2eXFS  = e2eFS{2, "e2exfs", "xfs", "e2exfs", "/var/lib/e2exfs"}
+	e2eVFAT = e2eFS{3, "e2evfat", "vfat", "E2EVFAT", "/var/lib/e2evfat"}
+)
+
+// checkIgnitionStorage: the initramfs partitioned the second disk and
+// made ext4, xfs and vfat on it before switch_root, systemd mounted them
+// (ext4 at e2eDataPath), and the first-boot stage's files under the ext4
+// and xfs paths are on those filesystems.
 func checkIgnitionStorage(t *testing.T, n *Node) {
 	part := n.Run("readlink -f /dev/disk/by-id/virtio-" + vm.ExtraDiskSerial(0) + "-part1")
 	if got := n.Run("findmnt -n -o SOURCE,FSTYPE,OPTIONS " + e2eDataPath); !strings.HasPrefix(got, part+" ext4 ") || !strings.Contains(got, "noatime") {
@@ -165,6 +188,22 @@ func checkIgnitionStorage(t *testing.T, n *Node) {
 	}
 	if got := n.Run("systemctl is-enabled var-lib-e2edata.mount; systemctl is-active var-lib-e2edata.mount"); got != "enabled\nactive" {
 		t.Errorf("var-lib-e2edata.mount: %q, want enabled and active", got)
+	}
+	for _, fs := range []e2eFS{e2eXFS, e2eVFAT} {
+		part := n.Run(fmt.Sprintf("readlink -f /dev/disk/by-id/virtio-%s-part%d", vm.ExtraDiskSerial(0), fs.part))
+		want := part + " " + fs.format + " " + fs.label
+		if got := n.Run("sudo findmnt -rn -o SOURCE,FSTYPE,LABEL " + fs.path); got != want {
+			t.Errorf("findmnt %s = %q, want %q", fs.path, got, want)
+		}
+		if got := n.Run("sudo blkid -p -s PART_ENTRY_NAME -o value " + part); got != fs.partLabel {
+			t.Errorf("%s partition label %q, want %s", part, got, fs.partLabel)
+		}
+	}
+	if got := n.Run("findmnt -n -o TARGET -T " + e2eXFS.path + "/hello"); got != e2eXFS.path {
+		t.Errorf("%s/hello is on the filesystem mounted at %q, want %s", e2eXFS.path, got, e2eXFS.path)
+	}
+	if got := n.Run("cat " + e2eXFS.path + "/hello"); got != strings.TrimSpace(fileContent) {
+		t.Errorf("%s/hello = %q", e2eXFS.path, got)
 	}
 	if console := n.ConsoleText(); !strings.Contains(console, "Ignition storage: done") {
 		t.Errorf("the console lacks pith-init's 'Ignition storage: done'")

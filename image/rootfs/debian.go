@@ -25,7 +25,9 @@ import (
 
 // BasePackages are installed on top of Debian's Essential set: what the
 // issue asks for, plus what an operator needs on a node (pager, ping, ps,
-// filesystem tools), passwd for user-data's users, networkd's companions
+// filesystem tools: the mkfs of every format Ignition's storage.filesystems
+// may ask for, run from USR by the initramfs; bookworm's xfsprogs brings
+// python3 and libicu along), passwd for user-data's users, networkd's companions
 // (resolved, timesyncd) and libpam-systemd for logind sessions over SSH.
 // apparmor: the kernel has AppArmor on, and dockerd refuses to start any
 // container when it cannot load its docker-default profile with
@@ -34,8 +36,8 @@ var BasePackages = []string{
 	"systemd", "systemd-sysv", "dbus", "udev", "openssh-server", "iproute2",
 	"ca-certificates", "sudo", "rsync", "curl", "docker.io",
 	"systemd-resolved", "systemd-timesyncd", "libpam-systemd", "kmod",
-	"passwd", "procps", "less", "iputils-ping", "e2fsprogs", "netbase",
-	"vim-tiny", "apparmor",
+	"passwd", "procps", "less", "iputils-ping", "e2fsprogs", "xfsprogs",
+	"dosfstools", "netbase", "vim-tiny", "apparmor",
 }
 
 // recipeVersion changes when the recipe changes in a way the hashed inputs
