@@ -106,7 +106,7 @@ func TestBootQEMUStorage(t *testing.T) {
 	expectInOrder(t, log,
 		`first boot: created the ROOT skeleton`,
 		`Ignition storage: 1 disks, 1 filesystems from fw_cfg`,
-		`Ignition storage: /dev/disk/by-id/virtio-data1 partition 1 \("e2edata"\): created, 62 MiB at 1 MiB`,
+		`Ignition storage: partition created disk=/dev/disk/by-id/virtio-data1 number=1 label=e2edata size_mib=62 start_mib=1`,
 		`pith-init: FAILED: Ignition storage \(applying\) failed, the first boot stops here as Ignition does: /dev/disk/by-partlabel/e2edata: blkid -p /dev/vd[ab]1: blkid is not in this image's /usr`,
 		`pith-init: the boot stops here \(not rebooting\)`)
 	if strings.Contains(log, "switching root") {

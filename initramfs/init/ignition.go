@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,7 +107,7 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 		Resolve:   resolveDevice,
 		BootDisks: bootDisks,
 		DisksOf:   wholeDisks,
-		Logf:      func(f string, a ...any) { l.Printf("Ignition storage: "+f, a...) },
+		Log:       slog.New(&consoleHandler{printf: l.Printf, prefix: "Ignition storage: "}),
 	})
 	umount()
 	if err != nil {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,20 @@ type Env struct {
 	// by-partlabel name may point into it. Both are required.
 	BootDisks []string
 	DisksOf   func(dev string) ([]string, error)
-	Logf      func(string, ...any)
+	// Log gets each step (the init prints it on the console); nil
+	// discards.
+	Log *slog.Logger
+}
+
+// discard is the logger of an Env without Log.
+var discard = slog.New(slog.DiscardHandler)
+
+// log returns env.Log, or a logger that discards.
+func (env Env) log() *slog.Logger {
+	if env.Log == nil {
+		return discard
+	}
+	return env.Log
 }
 
 // device resolves a config's device and refuses one on a boot disk.
@@ -65,7 +79,7 @@ func Apply(p *Plan, env Env) error {
 		if err != nil {
 			return err
 		}
-		if err := partitionDisk(d, dev, env.Logf); err != nil {
+		if err := partitionDisk(d, dev, env.log()); err != nil {
 			return err
 		}
 	}
@@ -74,7 +88,7 @@ func Apply(p *Plan, env Env) error {
 		if err != nil {
 			return err
 		}
-		found, err := makeFilesystem(env.Run, fs, dev, env.Logf)
+		found, err := makeFilesystem(env.Run, fs, dev, env.log())
 		if err != nil {
 			return err
 		}
@@ -85,7 +99,7 @@ func Apply(p *Plan, env Env) error {
 		if err := writeUnit(env.Root, name, body); err != nil {
 			return err
 		}
-		env.Logf("wrote %s (%s on %s)", name, fs.Device, orSwap(fs.Path))
+		env.log().Info("wrote unit", "unit", name, "device", fs.Device, "path", orSwap(fs.Path))
 	}
 	return nil
 }

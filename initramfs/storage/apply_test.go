@@ -2,7 +2,7 @@ package storage
 
 import (
 	"bytes"
-	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,7 +90,7 @@ func TestApplyLoop(t *testing.T) {
 		},
 	}
 	root := t.TempDir()
-	var log []string
+	var log bytes.Buffer
 	parts := map[string]string{}
 	resolve := func(d string) (string, error) {
 		if d == dev {
@@ -103,13 +103,16 @@ func TestApplyLoop(t *testing.T) {
 	}
 	// Every device here lies on the loop disk; the boot disk is elsewhere.
 	disksOf := func(string) ([]string, error) { return []string{filepath.Base(dev)}, nil }
-	env := Env{Root: root, Run: hostRunner{}, Resolve: resolve, BootDisks: []string{"not-" + filepath.Base(dev)}, DisksOf: disksOf, Logf: func(f string, a ...any) {
-		log = append(log, strings.TrimSpace(strings.ReplaceAll(sprintf(f, a...), "\n", " ")))
-	}}
+	env := Env{Root: root, Run: hostRunner{}, Resolve: resolve, BootDisks: []string{"not-" + filepath.Base(dev)}, DisksOf: disksOf, Log: slog.New(slog.NewTextHandler(&log, nil))}
 	if err := Apply(plan, env); err != nil {
-		t.Fatalf("%v\n%s", err, strings.Join(log, "\n"))
+		t.Fatalf("%v\n%s", err, &log)
 	}
-	t.Logf("%s", strings.Join(log, "\n"))
+	t.Logf("%s", &log)
+	for _, want := range []string{`msg="partition created" disk=` + dev + ` number=1 label=data size_mib=160 start_mib=1`, `msg="filesystem made" device=` + dev + `p1 format=ext4 label=docker`, `msg="wrote unit" unit=var-lib-docker.mount`} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("the log lacks %q", want)
+		}
+	}
 	part1, part2 := parts[dev+"p1"], parts[dev+"p2"]
 	gpt := run(t, "sgdisk", "-v", dev)
 	if !strings.Contains(gpt, "No problems found") {
@@ -144,9 +147,14 @@ func TestApplyLoop(t *testing.T) {
 	// The same plan again, without wipeTable: partitions and filesystems
 	// exist as asked and are kept, so the UUID stays.
 	plan.Disks[0].WipeTable = false
-	log = nil
+	log.Reset()
 	if err := Apply(plan, env); err != nil {
-		t.Fatalf("second apply: %v\n%s", err, strings.Join(log, "\n"))
+		t.Fatalf("second apply: %v\n%s", err, &log)
+	}
+	for _, want := range []string{`msg="partition kept, as wanted" disk=` + dev + ` number=1 label=data`, `msg="filesystem kept" device=` + dev + `p1 format=ext4`} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("the second apply's log lacks %q:\n%s", want, &log)
+		}
 	}
 	if got := strings.TrimSpace(run(t, "blkid", "-p", "-s", "UUID", "-o", "value", part1)); got != uuid {
 		t.Errorf("second apply re-made the filesystem: UUID %s -> %s", uuid, got)
@@ -161,5 +169,3 @@ func TestApplyLoop(t *testing.T) {
 		t.Errorf("refused apply changed p1: UUID %s -> %s", uuid, got)
 	}
 }
-
-func sprintf(f string, a ...any) string { return fmt.Sprintf(f, a...) }

@@ -51,7 +51,7 @@ func TestApplyRefusesBootDisk(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &recordRunner{}
-			env := Env{Root: t.TempDir(), Run: r, Resolve: resolve, BootDisks: tc.boot, DisksOf: disksOf, Logf: t.Logf}
+			env := Env{Root: t.TempDir(), Run: r, Resolve: resolve, BootDisks: tc.boot, DisksOf: disksOf} // no Log: nil discards
 			err := Apply(tc.plan, env)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Apply = %v, want %q", err, tc.want)
@@ -63,7 +63,7 @@ func TestApplyRefusesBootDisk(t *testing.T) {
 	}
 	// A device on another disk gets as far as the tools.
 	r := &recordRunner{}
-	env := Env{Root: t.TempDir(), Run: r, Resolve: resolve, BootDisks: []string{"vdb"}, DisksOf: disksOf, Logf: t.Logf}
+	env := Env{Root: t.TempDir(), Run: r, Resolve: resolve, BootDisks: []string{"vdb"}, DisksOf: disksOf} // no Log: nil discards
 	if err := Apply(&Plan{Filesystems: []Filesystem{{Device: "/dev/vda1", Format: "ext4"}}}, env); err == nil || len(r.calls) == 0 {
 		t.Errorf("a device off the boot disk: err %v, tools %v; want blkid to run", err, r.calls)
 	}

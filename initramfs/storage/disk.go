@@ -1,9 +1,11 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -15,7 +17,7 @@ import (
 // kernel re-read them. The device is opened exclusively (the kernel
 // refuses it while another holder has the whole disk), but a mounted
 // partition does not block that: Apply refuses the boot disk before.
-func partitionDisk(d Disk, dev string, logf func(string, ...any)) error {
+func partitionDisk(d Disk, dev string, log *slog.Logger) error {
 	dk, err := diskfs.Open(dev, diskfs.WithOpenMode(diskfs.ReadWriteExclusive))
 	if err != nil {
 		return fmt.Errorf("%s: opening exclusively: %w (is it the boot disk, or in use?)", d.Device, err)
@@ -50,12 +52,12 @@ func partitionDisk(d Disk, dev string, logf func(string, ...any)) error {
 			diskGUID = gt.GUID
 		}
 	}
-	entries, lines, err := Layout(d, existing, g)
+	entries, changes, err := Layout(d, existing, g)
 	if err != nil {
 		return err
 	}
-	for _, l := range lines {
-		logf("%s", l)
+	for _, c := range changes {
+		log.LogAttrs(context.Background(), slog.LevelInfo, c.Msg, c.Attrs...)
 	}
 	if !d.WipeTable && sameEntries(existing, entries) {
 		return nil

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,7 +44,8 @@ func TestPartitionDiskUnreadableTable(t *testing.T) {
 			}
 			f.Close()
 			d := Disk{Device: "/dev/vdc", WipeTable: tc.wipe, Partitions: []Partition{{Label: sp("data"), ShouldExist: true}}}
-			err = partitionDisk(d, p, t.Logf)
+			var log bytes.Buffer
+			err = partitionDisk(d, p, slog.New(slog.NewTextHandler(&log, nil)))
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "wipeTable") {
 					t.Fatalf("partitionDisk = %v, want %q naming wipeTable", err, tc.err)
@@ -63,6 +66,9 @@ func TestPartitionDiskUnreadableTable(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatalf("partitionDisk: %v", err)
+			}
+			if want := `msg="partition created" disk=/dev/vdc number=1 label=data size_mib=14 start_mib=1`; !strings.Contains(log.String(), want) {
+				t.Errorf("log %q lacks %q", &log, want)
 			}
 			dk, err := diskfs.Open(p, diskfs.WithOpenMode(diskfs.ReadOnly))
 			if err != nil {

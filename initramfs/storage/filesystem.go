@@ -3,6 +3,7 @@ package storage
 import (
 	"bufio"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/pith-os/pith/cloudconfig"
@@ -105,7 +106,7 @@ func mkfsArgs(fs Filesystem, dev string) []string {
 }
 
 // makeFilesystem makes (or keeps) fs on dev and returns what is on it.
-func makeFilesystem(r Runner, fs Filesystem, dev string, logf func(string, ...any)) (Found, error) {
+func makeFilesystem(r Runner, fs Filesystem, dev string, log *slog.Logger) (Found, error) {
 	found, err := probe(r, dev)
 	if err != nil {
 		return Found{}, fmt.Errorf("%s: %w", fs.Device, err)
@@ -115,7 +116,7 @@ func makeFilesystem(r Runner, fs Filesystem, dev string, logf func(string, ...an
 		return Found{}, err
 	}
 	if !make {
-		logf("%s: keeping the %s filesystem there (UUID %s)", fs.Device, found.Type, found.UUID)
+		log.Info("filesystem kept", "device", fs.Device, "format", found.Type, "uuid", found.UUID)
 		return found, nil
 	}
 	if found.Type != "" || found.PTType != "" {
@@ -134,7 +135,7 @@ func makeFilesystem(r Runner, fs Filesystem, dev string, logf func(string, ...an
 	if found.Type != fs.Format {
 		return Found{}, fmt.Errorf("%s: after %s blkid finds %q, not %s", fs.Device, args[0], found.Type, fs.Format)
 	}
-	logf("%s: made %s (label %q, UUID %s)", fs.Device, fs.Format, found.Label, found.UUID)
+	log.Info("filesystem made", "device", fs.Device, "format", fs.Format, "label", found.Label, "uuid", found.UUID)
 	return found, nil
 }
 

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"log/slog"
 	"sort"
 )
 
@@ -34,22 +35,29 @@ func (g Geometry) usable() (first, last uint64) {
 	return 2 + entries, g.Sectors - 2 - entries
 }
 
+// Change is one change Layout makes to a disk, for the log: a record's
+// message and attributes.
+type Change struct {
+	Msg   string
+	Attrs []slog.Attr
+}
+
 // Layout returns the partitions the disk will have after d is applied to
-// the existing ones, and one line per change for the console. It follows
+// the existing ones, and each change for the log. It follows
 // Ignition: a listed partition that exists and matches what is given is
 // kept; one that differs is an error unless wipePartitionEntry allows
 // replacing it; shouldExist false deletes (with wipePartitionEntry) or
 // fails; a missing one is created, at the start of the largest free block
 // and as large as that block unless startMiB/sizeMiB say otherwise.
-func Layout(d Disk, existing []Entry, g Geometry) ([]Entry, []string, error) {
+func Layout(d Disk, existing []Entry, g Geometry) ([]Entry, []Change, error) {
 	if g.SectorSize == 0 || (1<<20)%g.SectorSize != 0 {
 		return nil, nil, fmt.Errorf("%s: unsupported sector size %d", d.Device, g.SectorSize)
 	}
 	byNum := map[int]Entry{}
-	var log []string
+	var log []Change
 	if d.WipeTable {
 		if len(existing) > 0 {
-			log = append(log, fmt.Sprintf("%s: wiping the partition table (%d partitions)", d.Device, len(existing)))
+			log = append(log, Change{"wiping the partition table", []slog.Attr{slog.String("disk", d.Device), slog.Int("partitions", len(existing))}})
 		}
 	} else {
 		for _, e := range existing {
@@ -73,24 +81,25 @@ func Layout(d Disk, existing []Entry, g Geometry) ([]Entry, []string, error) {
 		}
 		cur, exists := byNum[n]
 		name := describePart(d.Device, p, n)
+		attrs := partAttrs(d.Device, p, n)
 		switch {
 		case !p.ShouldExist && !exists:
 		case !p.ShouldExist && !p.WipeEntry:
 			return nil, nil, fmt.Errorf("%s exists and shouldExist is false, but wipePartitionEntry is not set: refusing to delete it", name)
 		case !p.ShouldExist:
 			delete(byNum, n)
-			log = append(log, fmt.Sprintf("%s: deleted", name))
+			log = append(log, Change{"partition deleted", attrs})
 		case exists:
 			if why := mismatch(p, cur, mib); why != "" {
 				if !p.WipeEntry {
 					return nil, nil, fmt.Errorf("%s exists but %s; set wipePartitionEntry to replace it", name, why)
 				}
 				delete(byNum, n)
-				log = append(log, fmt.Sprintf("%s: replaced (%s)", name, why))
+				log = append(log, Change{"partition replaced", append(attrs, slog.String("why", why))})
 				p.Number = n
 				create = append(create, p)
 			} else {
-				log = append(log, fmt.Sprintf("%s: exists as wanted, kept", name))
+				log = append(log, Change{"partition kept, as wanted", attrs})
 			}
 		default:
 			p.Number = n
@@ -146,7 +155,7 @@ func Layout(d Disk, existing []Entry, g Geometry) ([]Entry, []string, error) {
 			e.Label = *p.Label
 		}
 		byNum[p.Number] = e
-		log = append(log, fmt.Sprintf("%s: created, %d MiB at %d MiB", describePart(d.Device, p, p.Number), (end-start+1)/mib, start/mib))
+		log = append(log, Change{"partition created", append(partAttrs(d.Device, p, p.Number), slog.Uint64("size_mib", (end-start+1)/mib), slog.Uint64("start_mib", start/mib))})
 	}
 	out := make([]Entry, 0, len(byNum))
 	for _, n := range sortedNumbers(byNum) {
@@ -221,4 +230,17 @@ func describePart(dev string, p Partition, n int) string {
 		return fmt.Sprintf("%s partition %q", dev, *p.Label)
 	}
 	return dev + " new partition"
+}
+
+// partAttrs names a partition in a Change: its disk, number (when known)
+// and label (when given).
+func partAttrs(dev string, p Partition, n int) []slog.Attr {
+	as := []slog.Attr{slog.String("disk", dev)}
+	if n > 0 {
+		as = append(as, slog.Int("number", n))
+	}
+	if p.Label != nil {
+		as = append(as, slog.String("label", *p.Label))
+	}
+	return as
 }

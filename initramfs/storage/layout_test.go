@@ -93,3 +93,44 @@ func TestLayout(t *testing.T) {
 		})
 	}
 }
+
+// Each change Layout makes is one record for the log, naming the
+// partition by disk, number and label.
+func TestLayoutChanges(t *testing.T) {
+	data := Entry{Number: 1, Start: 2048, End: 101*2048 - 1, Type: LinuxFilesystemType, Label: "data"}
+	for _, tc := range []struct {
+		name string
+		disk Disk
+		want []string
+	}{
+		{"created", Disk{Partitions: []Partition{{Label: sp("new"), SizeMiB: ip(10), ShouldExist: true}}},
+			[]string{"partition created disk=/dev/vdb number=2 label=new size_mib=10 start_mib=101"}},
+		{"kept", Disk{Partitions: []Partition{{Label: sp("data"), ShouldExist: true}}},
+			[]string{"partition kept, as wanted disk=/dev/vdb number=1 label=data"}},
+		{"replaced", Disk{Partitions: []Partition{{Number: 1, SizeMiB: ip(200), WipeEntry: true, ShouldExist: true}}},
+			[]string{"partition replaced disk=/dev/vdb number=1 why=it has 204800 sectors, not 200 MiB", "partition created disk=/dev/vdb number=1 size_mib=200 start_mib=1"}},
+		{"deleted", Disk{Partitions: []Partition{{Number: 1, WipeEntry: true}}},
+			[]string{"partition deleted disk=/dev/vdb number=1"}},
+		{"table wiped", Disk{WipeTable: true},
+			[]string{"wiping the partition table disk=/dev/vdb partitions=1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.disk.Device = "/dev/vdb"
+			_, changes, err := Layout(tc.disk, []Entry{data}, gib)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range changes {
+				line := c.Msg
+				for _, a := range c.Attrs {
+					line += " " + a.String()
+				}
+				got = append(got, line)
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("changes\n%q\nwant\n%q", got, tc.want)
+			}
+		})
+	}
+}
