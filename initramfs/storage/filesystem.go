@@ -56,12 +56,22 @@ func decide(fs Filesystem, found Found) (bool, error) {
 		why = fmt.Sprintf("holds a %s filesystem, not %s", found.Type, fs.Format)
 	case fs.Label != "" && fs.Label != found.Label:
 		why = fmt.Sprintf("holds %s labelled %q, not %q", found.Type, found.Label, fs.Label)
-	case fs.UUID != "" && !strings.EqualFold(fs.UUID, found.UUID):
+	case fs.UUID != "" && !sameUUID(fs.Format, fs.UUID, found.UUID):
 		why = fmt.Sprintf("holds %s with UUID %s, not %s", found.Type, found.UUID, fs.UUID)
 	default:
 		return false, nil
 	}
 	return false, fmt.Errorf("%s %s; set wipeFilesystem to replace it", fs.Device, why)
+}
+
+// sameUUID compares a config's uuid with blkid's as Ignition does: case
+// aside, and a FAT volume id with or without its dash (blkid shows
+// ABCD-1234, Ignition takes ABCD1234 too).
+func sameUUID(format, want, found string) bool {
+	if format == "vfat" {
+		want, found = strings.ReplaceAll(want, "-", ""), strings.ReplaceAll(found, "-", "")
+	}
+	return strings.EqualFold(want, found)
 }
 
 // mkfsArgs is the command that makes fs on dev (the resolved device).
@@ -126,7 +136,7 @@ func makeFilesystem(r Runner, fs Filesystem, dev string, log *slog.Logger) (Foun
 	}
 	args := mkfsArgs(fs, dev)
 	if out, err := r.Run(args[0], args[1:]...); err != nil {
-		return Found{}, fmt.Errorf("%s: %s: %v: %s", fs.Device, strings.Join(args, " "), err, lastLine(string(out)))
+		return Found{}, fmt.Errorf("%s: %s: %v: %s", fs.Device, strings.Join(args, " "), err, firstAndLastLine(string(out)))
 	}
 	found, err = probe(r, dev)
 	if err != nil {
@@ -149,6 +159,19 @@ func probe(r Runner, dev string) (Found, error) {
 		return Found{}, fmt.Errorf("blkid -p %s: %v: %s", dev, err, lastLine(string(out)))
 	}
 	return parseBlkid(string(out)), nil
+}
+
+// firstAndLastLine is what a failed mkfs said, on one line: its complaint
+// is the first line (mkfs.xfs, then its usage), or the last (mkfs.fat's
+// usage on stderr comes before its buffered stdout), or the first with its
+// version banner last (mkfs.fat, mke2fs).
+func firstAndLastLine(s string) string {
+	s = strings.TrimSpace(s)
+	first, _, _ := strings.Cut(s, "\n")
+	if last := lastLine(s); last != first {
+		return strings.TrimSpace(first) + " ... " + last
+	}
+	return first
 }
 
 func lastLine(s string) string {

@@ -20,6 +20,10 @@ func TestDecide(t *testing.T) {
 		{"other format", ext4, Found{Type: "xfs"}, false, "holds a xfs filesystem"},
 		{"other uuid", Filesystem{Format: "ext4", UUID: "AAAA"}, Found{Type: "ext4", UUID: "bbbb"}, false, "UUID bbbb"},
 		{"uuid case ignored", Filesystem{Format: "ext4", UUID: "AAAA"}, Found{Type: "ext4", UUID: "aaaa"}, false, ""},
+		{"vfat volume id without its dash kept", Filesystem{Format: "vfat", UUID: "abcd1234"}, Found{Type: "vfat", UUID: "ABCD-1234"}, false, ""},
+		{"vfat volume id with its dash kept", Filesystem{Format: "vfat", UUID: "ABCD-1234"}, Found{Type: "vfat", UUID: "ABCD-1234"}, false, ""},
+		{"other vfat volume id", Filesystem{Format: "vfat", UUID: "ABCD-1234"}, Found{Type: "vfat", UUID: "ABCD-1235"}, false, "UUID ABCD-1235"},
+		{"dash not ignored beyond vfat", Filesystem{Format: "xfs", UUID: "aaaa-bbbb"}, Found{Type: "xfs", UUID: "aaaabbbb"}, false, "UUID aaaabbbb"},
 		{"wipe makes anyway", Filesystem{Format: "ext4", Wipe: true}, Found{Type: "xfs"}, true, ""},
 		{"disk with a partition table", Filesystem{Device: "/dev/vdc", Format: "ext4"}, parseBlkid("DEVNAME=/dev/vdc\nPTUUID=1c7b\nPTTYPE=gpt\n"), false, "/dev/vdc holds a gpt partition table; set wipeFilesystem"},
 		{"wipe replaces a partition table", Filesystem{Format: "ext4", Wipe: true}, Found{PTType: "dos"}, true, ""},
@@ -78,6 +82,25 @@ func TestUnit(t *testing.T) {
 			if !strings.Contains(body, h) {
 				t.Errorf("%s lacks %q:\n%s", name, h, body)
 			}
+		}
+	}
+}
+
+// What bookworm's mkfs tools print when they refuse (stdout and stderr
+// through one pipe, as the init runs them).
+func TestFirstAndLastLine(t *testing.T) {
+	for _, tc := range []struct{ name, out, want string }{
+		{"mkfs.xfs too small", "Filesystem must be larger than 300MB.\nUsage: mkfs.xfs\n/* blocksize */\t\t[-b size=num]\n<value> is xxx (512 byte blocks).\n",
+			"Filesystem must be larger than 300MB. ... <value> is xxx (512 byte blocks)."},
+		{"mkfs.fat usage first", "Usage: mkfs.vfat [OPTIONS] TARGET [BLOCKS]\n  --help          Show this help message and exit\nmkfs.fat 4.2 (2021-01-31)\nVolume ID does not fit in 32 bit\n",
+			"Usage: mkfs.vfat [OPTIONS] TARGET [BLOCKS] ... Volume ID does not fit in 32 bit"},
+		{"mkfs.fat banner last", "mkfs.vfat: Labels with characters *?.,;:/\\|+=<>[]\" are not allowed\n\nmkfs.fat 4.2 (2021-01-31)\n",
+			`mkfs.vfat: Labels with characters *?.,;:/\|+=<>[]" are not allowed ... mkfs.fat 4.2 (2021-01-31)`},
+		{"one line", "mkswap: error: /dev/x is mounted; will not make swapspace\n", "mkswap: error: /dev/x is mounted; will not make swapspace"},
+		{"nothing", "", ""},
+	} {
+		if got := firstAndLastLine(tc.out); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }
