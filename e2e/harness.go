@@ -87,6 +87,9 @@ type Options struct {
 	ExtraDisks []string
 	// Arch is the guest's architecture (vm.Config.Arch); default amd64.
 	Arch string
+	// Netboot boots the machine over PXE (vm.Config.Netboot), without a
+	// disk unless Image is set.
+	Netboot *vm.Netboot
 }
 
 // Cluster is the machines of one test.
@@ -113,7 +116,7 @@ type Node struct {
 func Boot(t *testing.T, o Options) *Cluster {
 	t.Helper()
 	img := o.Image
-	if img == "" {
+	if img == "" && o.Netboot == nil {
 		img = bootImagePath(t)
 	}
 	if o.Nodes == 0 {
@@ -140,7 +143,7 @@ func Boot(t *testing.T, o Options) *Cluster {
 		}
 		os.RemoveAll(dir)
 	})
-	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd, UserNet: o.UserNet, FwCfg: o.FwCfg, CDROM: o.CDROM, ExtraDisks: o.ExtraDisks, Arch: o.Arch}
+	node := vm.Config{Image: img, Firmware: o.Firmware, MemoryMiB: o.MemoryMiB, DiskSize: o.DiskSize, UserData: o.UserData, Accel: a, GuestFwd: o.GuestFwd, UserNet: o.UserNet, FwCfg: o.FwCfg, CDROM: o.CDROM, ExtraDisks: o.ExtraDisks, Arch: o.Arch, Netboot: o.Netboot}
 	if k := o.KeyFrom; k != nil {
 		node.SSHKey = k.PubKey
 		for _, f := range []string{vm.KeyFile, vm.KeyFile + ".pub"} {

@@ -5,7 +5,8 @@ package e2e
 // live system install the image (served from the host, zstd-compressed)
 // with a second user-data; QEMU powers off; the disk then boots alone and
 // applies the second user-data from its OEM partition. Under UEFI the ISO
-// boots to the live system.
+// boots to the live system. The PXE files boot a diskless machine through
+// its NIC's iPXE ROM to the live system's SSH.
 
 import (
 	"net"
@@ -16,9 +17,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/pith-os/pith/image/live"
 	"github.com/pith-os/pith/vm"
 )
 
@@ -43,6 +46,7 @@ func TestInstallFromISO(t *testing.T) {
 	iso := buildISO(t)
 	t.Run(vm.BIOS, func(t *testing.T) { installFromISO(t, iso, vm.BIOS) })
 	t.Run(vm.UEFI+"-live", func(t *testing.T) { liveBoot(t, iso, vm.UEFI) })
+	t.Run("pxe-live", pxeBoot)
 }
 
 // buildISO makes pith.iso from the suite's image with pith live.
@@ -75,6 +79,86 @@ func liveBoot(t *testing.T, iso, fw string) {
 	t.Logf("BENCH live boot (%s): init running from the ISO at %s", fw, up.Round(time.Second))
 	_, up = n.WaitConsole(LoginMarker)
 	t.Logf("BENCH live boot (%s): login prompt at %s", fw, up.Round(time.Second))
+}
+
+// pxeBoot boots the PXE files (pith live --formats pxe) on a machine
+// without a disk, as README's PXE section serves them: QEMU's own DHCP/TFTP
+// gives the iPXE ROM boot.ipxe, which chains pith-pxe.ipxe over HTTP from a
+// host server (through a guestfwd); iPXE fetches the kernel and the ~200 MB
+// initrd the script names relative to its URL from there too (QEMU's TFTP
+// takes minutes for them: make pxe-boot). The live system must answer SSH
+// with the key from its fw_cfg meta-data and run from RAM, /usr verified.
+func pxeBoot(t *testing.T) {
+	NeedVMs(t, 1, 3*time.Minute)
+	work := t.TempDir()
+	srv, tftp := filepath.Join(work, "http"), filepath.Join(work, "tftp")
+	start := time.Now()
+	updPith(t, "live", "--image-dir", os.Getenv("PITH_E2E_IMAGE_DIR"), "--out", srv, "--formats", "pxe")
+	st, err := os.Stat(filepath.Join(srv, live.PXEInitrdName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("BENCH pith live: PXE files (initrd %.1f MiB) in %s", float64(st.Size())/(1<<20), time.Since(start).Round(100*time.Millisecond))
+	// Only the chain script is on TFTP: a kernel or initrd fetched by TFTP
+	// instead of HTTP fails the boot rather than slowing it.
+	chain := "#!ipxe\nchain http://" + installGuestServer + "/" + live.PXEScriptName + "\n"
+	if err := os.MkdirAll(tftp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte(chain), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	fetched := map[string]int{}
+	files := http.FileServer(http.Dir(srv))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		fetched[r.URL.Path]++
+		mu.Unlock()
+		files.ServeHTTP(w, r)
+	})}
+	go hs.Serve(l)
+	t.Cleanup(func() { hs.Close() })
+
+	n := Boot(t, Options{Netboot: &vm.Netboot{TFTPDir: tftp, Bootfile: "boot.ipxe"}, MemoryMiB: 2048,
+		GuestFwd: []string{guestFwd(t, installGuestServer, l.Addr().String())}}).Nodes[0]
+	_, up := n.WaitConsole("live: ROOT is a tmpfs")
+	t.Logf("BENCH PXE boot: init running from RAM at %s", up.Round(time.Second))
+	n.WaitSSH()
+	t.Logf("BENCH PXE boot: SSH at %s", n.Since().Round(time.Second))
+	mu.Lock()
+	for _, f := range []string{live.PXEScriptName, live.PXEKernelName, live.PXEInitrdName} {
+		if fetched["/"+f] == 0 {
+			t.Errorf("iPXE did not fetch %s over HTTP (fetched: %v)", f, fetched)
+		}
+	}
+	mu.Unlock()
+	cmdline := n.Run("cat /proc/cmdline")
+	hash := regexp.MustCompile(` pith\.live pith\.usrhash=([0-9a-f]+) `).FindStringSubmatch(" " + cmdline + " ")
+	if hash == nil {
+		t.Fatalf("/proc/cmdline %q lacks pith.live pith.usrhash=", cmdline)
+	}
+	if got := n.Run("findmnt -no FSTYPE /"); got != "tmpfs" {
+		t.Errorf("/ is %q, not a tmpfs", got)
+	}
+	// /usr: dm-verity, against the kernel line's root hash, over the loop
+	// device of the USR image that came in the initrd.
+	usrSrc := n.Run("findmnt -no SOURCE /usr")
+	if !strings.HasSuffix(usrSrc, "/dm-0") && !strings.HasSuffix(usrSrc, "/mapper/usr") {
+		t.Errorf("/usr is mounted from %s, not the dm-verity device", usrSrc)
+	}
+	if under := n.Run("ls /sys/class/block/" + filepath.Base(n.Run("readlink -f "+usrSrc)) + "/slaves"); !strings.HasPrefix(under, "loop") {
+		t.Errorf("/usr's dm device is over %q, not a loop device", under)
+	}
+	table := n.Run("sudo dmsetup table usr")
+	if f := strings.Fields(table); len(f) < 12 || f[2] != "verity" || f[11] != hash[1] {
+		t.Errorf("dmsetup table usr = %q, want verity with root hash %s", table, hash[1])
+	}
+	t.Logf("PXE live system: %s; /usr %s: %s", cmdline, usrSrc, table)
 }
 
 // installFromISO boots iso with firmware fw and installs.

@@ -4,7 +4,9 @@
 # QEMU's own DHCP/TFTP server (-netdev user,tftp=,bootfile=) for
 # pith-pxe.ipxe, which loads pith-pxe.vmlinuz and pith-pxe.initrd - and
 # wait until the live system answers SSH with the key from its user-data
-# (fw_cfg). No disk is attached. Prints the time to SSH.
+# (fw_cfg). No disk is attached. Prints the time to SSH. All over TFTP,
+# which is slow for the initrd; the suite's TestInstallFromISO/pxe-live
+# chains the same files over HTTP instead.
 #   OUT=_out bash hack/pxe-boot.sh      (ACCEL=kvm where KVM works)
 set -euo pipefail
 OUT=${OUT:-_out}

@@ -101,6 +101,18 @@ type Config struct {
 	SecureBoot *SecureBootCerts
 	// TPM attaches a TPM 2.0 (swtpm).
 	TPM bool
+	// Netboot boots from the network (PXE): the user network's NIC's iPXE
+	// ROM (Debian's ipxe-qemu) asks QEMU's own DHCP/TFTP server for it.
+	Netboot *Netboot
+}
+
+// Netboot is what QEMU's user network offers a PXE client.
+type Netboot struct {
+	// TFTPDir is served read-only by QEMU's TFTP server (tftp=); optional.
+	TFTPDir string
+	// Bootfile is DHCP's boot file (bootfile=): a file in TFTPDir, or a
+	// URL iPXE fetches itself, e.g. http:// to a GuestFwd address.
+	Bootfile string
 }
 
 // Machine is a running (or finished) QEMU process and its files.
@@ -148,6 +160,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Forwards == nil {
 		c.Forwards = DefaultForwards
+	}
+	if c.Netboot != nil && (c.Netboot.Bootfile == "" || c.Arch == "arm64") {
+		return fmt.Errorf("netboot: needs a boot file, on amd64 (the iPXE ROMs are x86)")
 	}
 	if c.Accel.Name == "" {
 		c.Accel = Accel{Name: "tcg", Reason: "not probed"}

@@ -90,7 +90,15 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 		user += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", m.Ports[g], g)
 	}
 	for _, g := range c.GuestFwd {
-		user += ",guestfwd=" + strings.ReplaceAll(g, ",", ",,") // QEMU's option escape
+		user += ",guestfwd=" + optEscape(g)
+	}
+	if nb := c.Netboot; nb != nil {
+		if nb.TFTPDir != "" {
+			user += ",tftp=" + optEscape(nb.TFTPDir)
+		}
+		user += ",bootfile=" + optEscape(nb.Bootfile)
+		// The firmware tries the NICs' option ROMs first.
+		a = append(a, "-boot", "n")
 	}
 	a = append(a, "-netdev", user, "-device", "virtio-net-pci,netdev=net0,mac="+userMAC(c.PrivateMAC))
 	if c.Switch != "" {
@@ -109,6 +117,9 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 	}
 	return a
 }
+
+// optEscape escapes a value inside a QEMU option list (a comma is doubled).
+func optEscape(v string) string { return strings.ReplaceAll(v, ",", ",,") }
 
 // userMAC derives the user-mode NIC's MAC from the private one so both are
 // stable per node.

@@ -103,7 +103,7 @@ func TestArgs(t *testing.T) {
 		{"bios tcg", Config{Firmware: BIOS, Image: "b.qcow2", Accel: Accel{Name: "tcg"}},
 			[][]string{{"-accel", "tcg"}, {"-cpu", "max"}, {"-drive", "if=virtio,format=qcow2,discard=unmap,file=/s/disk.qcow2"},
 				{"-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:1022-:22,hostfwd=tcp:127.0.0.1:3379-:2379,hostfwd=tcp:127.0.0.1:50153-:49153"}},
-			[]string{"if=pflash", "stream"}},
+			[]string{"if=pflash", "stream", "tftp=", "bootfile=", "-boot"}},
 		{"uefi kvm", Config{Firmware: UEFI, Image: "b.qcow2", Accel: Accel{Name: "kvm"}},
 			[][]string{{"-accel", "kvm"}, {"-cpu", "host"},
 				{"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode},
@@ -114,6 +114,13 @@ func TestArgs(t *testing.T) {
 				{"-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:00:02"}}, nil},
 		{"kernel", Config{Kernel: "/k", Initrd: "/i", Append: "console=ttyS0"},
 			[][]string{{"-kernel", "/k", "-append", "console=ttyS0"}, {"-initrd", "/i"}}, []string{"if=virtio"}},
+		{"netboot", Config{Netboot: &Netboot{TFTPDir: "/t,ftp", Bootfile: "boot.ipxe"}, GuestFwd: []string{"tcp:10.0.2.100:8080-cmd:relay"}},
+			[][]string{{"-boot", "n"},
+				{"-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:1022-:22,hostfwd=tcp:127.0.0.1:3379-:2379,hostfwd=tcp:127.0.0.1:50153-:49153,guestfwd=tcp:10.0.2.100:8080-cmd:relay,tftp=/t,,ftp,bootfile=boot.ipxe"}},
+			[]string{"if=virtio", "cdrom"}},
+		{"netboot url", Config{Netboot: &Netboot{Bootfile: "http://10.0.2.100:8080/pith-pxe.ipxe"}},
+			[][]string{{"-boot", "n"}, {"-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:1022-:22,hostfwd=tcp:127.0.0.1:3379-:2379,hostfwd=tcp:127.0.0.1:50153-:49153,bootfile=http://10.0.2.100:8080/pith-pxe.ipxe"}},
+			[]string{"tftp="}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.cfg.defaults(); err != nil {
@@ -152,6 +159,8 @@ func TestConfigErrors(t *testing.T) {
 		{Config{Firmware: "coreboot"}, `firmware "coreboot": use "bios" or "uefi"`},
 		{Config{MemoryMiB: 64}, "memory 64 MiB is too small"},
 		{Config{CPUs: -1}, "cpus -1"},
+		{Config{Netboot: &Netboot{TFTPDir: "/t"}}, "netboot: needs a boot file"},
+		{Config{Arch: "arm64", Netboot: &Netboot{Bootfile: "b"}}, "netboot: needs a boot file, on amd64"},
 	} {
 		_, err := Start(context.Background(), tc.cfg, t.TempDir())
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

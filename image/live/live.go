@@ -182,7 +182,9 @@ const ipxeScript = `#!ipxe
 # Pith {{.Version}} live over PXE: serve this script, {{.Kernel}} and {{.Initrd}}
 # from one directory (TFTP or HTTP); paths are relative to the script's URL.
 # Add pith.config.url=http://.../user-data to the kernel line for user-data.
-dhcp
+# No second DHCP when the network is up: it would reset the base URL to
+# tftp://<next-server>/ and so fetch a script chained over HTTP's files by TFTP.
+isset ${ip} || dhcp
 kernel {{.Kernel}} {{.Args}} initrd={{.Initrd}}
 initrd {{.Initrd}}
 boot

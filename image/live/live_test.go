@@ -79,7 +79,7 @@ func TestPXE(t *testing.T) {
 		t.Errorf("no %s with the USR's bytes in the second archive (%d records)", USRInitrdPath, len(recs))
 	}
 	script, _ := os.ReadFile(filepath.Join(dir, PXEScriptName))
-	for _, want := range []string{"#!ipxe", "kernel " + PXEKernelName + " pith.live pith.usrhash=" + hash + " initrd=" + PXEInitrdName, "initrd " + PXEInitrdName} {
+	for _, want := range []string{"#!ipxe", "\nisset ${ip} || dhcp\n", "kernel " + PXEKernelName + " pith.live pith.usrhash=" + hash + " initrd=" + PXEInitrdName, "initrd " + PXEInitrdName} {
 		if !strings.Contains(string(script), want) {
 			t.Errorf("iPXE script lacks %q:\n%s", want, script)
 		}
