@@ -68,6 +68,11 @@ type Options struct {
 	MemoryMiB int    // default 1024
 	DiskSize  int64  // overlay size; 0 = the image's
 	UserData  string // file; default an empty cloud-config
+	// SecureBoot, with Firmware vm.UEFI, enforces UEFI Secure Boot with
+	// these certificates enrolled (vm.Config.SecureBoot).
+	SecureBoot *vm.SecureBootCerts
+	// TPM attaches a software TPM 2.0 (vm.Config.TPM).
+	TPM bool
 	// Image is the base disk; default the built pith.qcow2. A disk of an
 	// earlier QEMU continues that machine.
 	Image string
@@ -156,6 +161,7 @@ func Boot(t *testing.T, o Options) *Cluster {
 			}
 		}
 	}
+	node.SecureBoot, node.TPM = o.SecureBoot, o.TPM
 	cv, err := vm.StartCluster(context.Background(), vm.ClusterConfig{Dir: dir, Nodes: o.Nodes, Log: t.Logf, Node: node})
 	if err != nil {
 		t.Fatal(err)
