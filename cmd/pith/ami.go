@@ -33,14 +33,22 @@ func init() {
 The image's GPT is checked first. It is then uploaded in parts to
 --bucket (which must be in the import region), imported as an EBS snapshot
 (ImportSnapshot, format RAW, through the vmimport service role), and
-registered as an HVM x86_64 AMI with ENA support and root device /dev/xvda.
-The temporary S3 object is deleted afterwards, also when a step fails.
+registered as an HVM AMI with ENA support and root device /dev/xvda. The
+temporary S3 object is deleted afterwards, also when a step fails.
+
+The AMI's architecture is the image's, from the build manifest: x86_64 for
+amd64 images, arm64 for 'pith build --arch arm64 --platform ec2' images
+(Graviton instances); any other is refused. The boot mode defaults to
+uefi-preferred for x86_64 (the image boots both ways) and is uefi for
+arm64, which boots UEFI only.
 
 The AMI's name and description come from the build manifest (version,
-platform, and the image's SHA-256 prefix); --name overrides. Re-running is
-safe: an AMI of the same name owned by this account is reused (and refused
-if it was made from a different image), and an object already in the bucket
-with this image's size and checksum is not uploaded again.
+platform, architecture, and the image's SHA-256 prefix), so the amd64 and
+arm64 AMIs of one release have different names; --name overrides.
+Re-running is safe: an AMI of the same name owned by this account is reused
+(and refused if it was made from a different image or for the other
+architecture), and an object already in the bucket with this image's size
+and checksum is not uploaded again.
 
 Credentials and region come from the standard AWS chain (AWS_* variables,
 ~/.aws/config and credentials, AWS_PROFILE, SSO, roles); --region overrides
@@ -48,7 +56,8 @@ the region. --endpoint-url (or the per-service flags) points at S3- or
 EC2-compatible servers.`,
 		Example: `  pith ami upload --image _out/pith.img --bucket my-pith-imports --region eu-central-1
   pith ami upload --image _out/pith.img --bucket my-pith-imports --regions us-east-1,us-west-2 --public
-  AWS_PROFILE=release pith ami upload --image _out/pith.img --bucket b --boot-mode legacy-bios`,
+  AWS_PROFILE=release pith ami upload --image _out/pith.img --bucket b --boot-mode legacy-bios
+  pith build --arch arm64 --platform ec2 --out _out/arm64 && pith ami upload --image _out/arm64/pith.img --bucket my-pith-imports`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Image == "" {
@@ -103,9 +112,10 @@ EC2-compatible servers.`,
 	f.StringVar(&manifestPath, "manifest", "", "build manifest (default: pith.manifest.json beside the image)")
 	f.StringVar(&o.Bucket, "bucket", "", "S3 bucket in the import region for the temporary upload (required)")
 	f.StringVar(&region, "region", "", "AWS region to import into (default: from the AWS configuration)")
-	f.StringVar(&o.Name, "name", "", "AMI name (default: pith-VERSION-PLATFORM-x86_64-SHA256PREFIX)")
+	f.StringVar(&o.Name, "name", "", "AMI name (default: pith-VERSION-PLATFORM-ARCH-SHA256PREFIX, ARCH x86_64 or arm64)")
 	f.StringVar(&o.Description, "description", "", "AMI description (default: from the manifest)")
-	f.StringVar(&o.BootMode, "boot-mode", "uefi-preferred", "AMI boot mode: "+strings.Join(ami.BootModes, ", "))
+	f.StringVar(&o.Arch, "arch", "", "image architecture, amd64 or arm64, for an image without a manifest (default: the manifest's, else amd64; must agree with the manifest)")
+	f.StringVar(&o.BootMode, "boot-mode", "", "AMI boot mode: "+strings.Join(ami.BootModes, ", ")+" (default: uefi-preferred for amd64, uefi for arm64, which allows uefi only)")
 	f.StringVar(&regions, "regions", "", "comma-separated regions to copy the AMI to")
 	f.BoolVar(&o.Public, "public", false, "make the AMI (and its copies) launchable by everyone")
 	f.StringVar(&o.RoleName, "role-name", "", "service role for ImportSnapshot (default: vmimport)")

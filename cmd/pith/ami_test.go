@@ -101,9 +101,41 @@ func TestAMIUpload(t *testing.T) {
 	}
 }
 
+// TestAMIUploadArm64: an arm64 ec2 image's manifest makes an arm64 AMI
+// booting UEFI, without --boot-mode, named apart from the amd64 one.
+func TestAMIUploadArm64(t *testing.T) {
+	amitest.AWSEnv(t, true)
+	s := amitest.NewS3(t, "pith-amis")
+	e := amitest.NewEC2(t)
+	amitest.Link(e, s)
+	img := amitest.GPTImage(t, 12<<20, true, true)
+	amitest.WriteManifestArch(t, img, "2.1.0", "ec2", "arm64")
+	_, sum, err := manifest.HashFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runAMI(t, "ami", "upload", "--image", img, "--bucket", "pith-amis", "--region", "eu-west-3",
+		"--s3-endpoint-url", s.URL, "--ec2-endpoint-url", e.URL, "--part-size", "5242880", "--poll-interval", "1us")
+	if err != nil {
+		t.Fatalf("pith ami upload: %v\n%s", err, out)
+	}
+	name := "pith-2.1.0-ec2-arm64-" + sum[:12]
+	reg := e.Calls("RegisterImage")
+	if len(reg) != 1 || reg[0].Form.Get("Architecture") != "arm64" || reg[0].Form.Get("BootMode") != "uefi" || reg[0].Form.Get("Name") != name {
+		t.Fatalf("RegisterImage %+v\n%s", reg, out)
+	}
+	if !strings.Contains(out, "registered eu-west-3 ami-") || !strings.Contains(out, name) {
+		t.Errorf("output lacks the registered arm64 AMI %s:\n%s", name, out)
+	}
+}
+
 func TestAMIUploadErrors(t *testing.T) {
 	img := amitest.GPTImage(t, 8<<20, true, true)
 	amitest.WriteManifest(t, img, "2.0.1", "qemu")
+	armImg := amitest.GPTImage(t, 8<<20, true, true)
+	amitest.WriteManifestArch(t, armImg, "2.0.1", "ec2", "arm64")
+	riscImg := amitest.GPTImage(t, 8<<20, true, true)
+	amitest.WriteManifestArch(t, riscImg, "2.0.1", "ec2", "riscv64")
 	for _, tc := range []struct {
 		name  string
 		creds bool
@@ -114,6 +146,9 @@ func TestAMIUploadErrors(t *testing.T) {
 		{"no credentials", false, []string{"--image", img, "--bucket", "b"}, "no usable AWS credentials"},
 		{"qemu image", true, []string{"--image", img, "--bucket", "b"}, `built for platform "qemu"`},
 		{"bad manifest path", true, []string{"--image", img, "--bucket", "b", "--manifest", img + ".nope"}, "reading the build manifest"},
+		{"unknown arch", true, []string{"--image", riscImg, "--bucket", "b"}, `architecture "riscv64" (from the build manifest)`},
+		{"arm64 legacy-bios", true, []string{"--image", armImg, "--bucket", "b", "--boot-mode", "legacy-bios"}, "arm64 AMIs boot UEFI only"},
+		{"arch against the manifest", true, []string{"--image", armImg, "--bucket", "b", "--arch", "amd64"}, "--arch amd64, but the manifest says"},
 		{"small parts", true, []string{"--image", img, "--bucket", "b", "--name", "x-1", "--manifest", "", "--part-size", "1000"}, "at least 5 MiB"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -44,6 +44,7 @@ filesystem needs root.`,
 		Example: `  pith build
   pith build --config pith.yaml --out _out
   pith build --arch arm64 --out _out/arm64
+  pith build --arch arm64 --platform ec2 --out _out/arm64-ec2
   SOURCE_DATE_EPOCH=1767225600 pith build --version 1.2.0 --platform vagrant
   pith keygen --out keys && pith build --release-key keys/pith-release.pub
   pith keygen --secure-boot --out sb && pith build --secure-boot-keys sb`,
@@ -119,7 +120,7 @@ filesystem needs root.`,
 	f.StringVar(&outDir, "out", "_out", "output `DIR` for pith.img, pith.qcow2 and pith.manifest.json (created if missing)")
 	f.StringVar(&cacheDir, "cache", "", "cache `DIR` for Debian packages, root filesystem trees and the initramfs busybox (default: the user cache dir's pith/, e.g. ~/.cache/pith)")
 	f.StringVar(&agentDir, "agent-bin-dir", "", "`DIR` holding static pithd, pithctl and pith-init to put in the image (default: the directory of this pith executable, its linux_ARCH/ for another arch; make bin builds them into _out/bin, make bin-arm64 into _out/bin/linux_arm64)")
-	f.StringVar(&arch, "arch", config.DefaultArch, "machine `ARCH`: amd64 or arm64 (overrides the config's arch; arm64 is built under qemu-user and needs make deps-arm64 and make bin-arm64)")
+	f.StringVar(&arch, "arch", config.DefaultArch, "machine `ARCH`: amd64 or arm64 (overrides the config's arch; arm64 is built under qemu-user and needs make deps-arm64 and make bin-arm64; it boots UEFI only, for platforms qemu and ec2: pith ami upload registers an arm64 AMI)")
 	f.StringVar(&platform, "platform", "", "target `PLATFORM` written to OEM and the kernel line: qemu, vagrant or ec2 (overrides the config's platform)")
 	f.StringSliceVar(&formats, "formats", nil, "output `FORMATS`, comma-separated: raw, qcow2, ec2, iso (live ISO), pxe (live PXE files) (overrides the config's formats)")
 	f.StringVar(&osVersion, "version", "", "OS `VERSION` string for os-release and the manifest (overrides the config's version)")

@@ -1,9 +1,10 @@
 // Package ami turns a raw Pith disk image into an Amazon Machine Image: it
 // checks the image's GPT, uploads it to S3 in parts, imports it as an EBS
-// snapshot (ImportSnapshot, format RAW), registers an HVM x86_64 AMI with ENA
-// support from it, and optionally copies it to other regions and makes it
-// public. Every step looks for its own earlier result first, so a re-run
-// after an interruption or a success creates nothing twice.
+// snapshot (ImportSnapshot, format RAW), registers an HVM AMI of the image's
+// architecture (x86_64 or arm64) with ENA support from it, and optionally
+// copies it to other regions and makes it public. Every step looks for its
+// own earlier result first, so a re-run after an interruption or a success
+// creates nothing twice.
 package ami
 
 import (
@@ -96,9 +97,12 @@ type Options struct {
 	Bucket   string             // S3 bucket in the import region
 	Key      string             // object key; default pith-import/<sha256>.raw
 	Name     string             // AMI name; default from the manifest
+	// Arch is the image's architecture (amd64, arm64) when there is no
+	// manifest, which names it otherwise; "" = the manifest's, or amd64.
+	Arch string
 	// Description defaults to one made from the manifest.
 	Description string
-	BootMode    string   // uefi-preferred (default), uefi, legacy-bios
+	BootMode    string   // uefi-preferred, uefi, legacy-bios; "" = DefaultBootMode
 	Regions     []string // copy the AMI to these regions too
 	Public      bool     // grant launch permission to all
 	RoleName    string   // ImportSnapshot service role; "" = vmimport
@@ -123,9 +127,10 @@ var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$`)
 
-// DefaultName is the AMI name for a build: version, platform and the first
-// 12 hex digits of the image's SHA-256, so a rebuilt image never collides
-// with the AMI of an earlier one.
+// DefaultName is the AMI name for a build: version, platform, EC2's name of
+// the architecture and the first 12 hex digits of the image's SHA-256, so
+// neither a rebuilt image nor the other architecture's image of a release
+// collides with an earlier AMI.
 func DefaultName(m *manifest.Manifest, sum string) string {
 	v := strings.Map(func(r rune) rune {
 		if r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("().-_", r)) {
@@ -133,12 +138,12 @@ func DefaultName(m *manifest.Manifest, sum string) string {
 		}
 		return '-'
 	}, m.Version)
-	return fmt.Sprintf("pith-%s-%s-x86_64-%s", v, m.Platform, sum[:12])
+	return fmt.Sprintf("pith-%s-%s-%s-%s", v, m.Platform, ec2ArchOf(m), sum[:12])
 }
 
 // DefaultDescription describes a build for the AMI.
 func DefaultDescription(m *manifest.Manifest) string {
-	d := fmt.Sprintf("Pith %s (%s, x86_64", m.Version, m.Platform)
+	d := fmt.Sprintf("Pith %s (%s, %s", m.Version, m.Platform, ec2ArchOf(m))
 	if m.KernelVersion != "" {
 		d += ", kernel " + m.KernelVersion
 	}
@@ -198,6 +203,9 @@ func Upload(ctx context.Context, c *Clients, o Options) (*Result, error) {
 	if im != nil {
 		if t := tag(im, TagSHA256); t != "" && t != sum {
 			return nil, fmt.Errorf("AMI %s (%s) already exists from a different image (sha256 %s, this one %s): pass another --name or deregister it", o.Name, aws.ToString(im.ImageId), shorten(t, 12), sum[:12])
+		}
+		if want, _ := EC2Arch(o.Arch); im.Architecture != "" && string(im.Architecture) != want {
+			return nil, fmt.Errorf("AMI %s (%s) already exists for %s, this image is %s: pass another --name or deregister it", o.Name, aws.ToString(im.ImageId), im.Architecture, want)
 		}
 		if im.State != types.ImageStateAvailable && im.State != types.ImageStatePending {
 			return nil, fmt.Errorf("AMI %s (%s) already exists but is %s: deregister it (aws ec2 deregister-image --image-id %s) and run again", o.Name, aws.ToString(im.ImageId), im.State, aws.ToString(im.ImageId))
@@ -293,11 +301,12 @@ func makeImage(ctx context.Context, c *Clients, o Options, size int64, sum strin
 	}
 	res.SnapshotID = snap
 	logf("snapshot %s imported", snap)
-	tags := map[string]string{TagSHA256: sum}
+	tags := map[string]string{TagSHA256: sum, TagArch: o.Arch}
 	if m := o.Manifest; m != nil {
 		tags[TagVersion], tags[TagPlatform] = m.Version, m.Platform
 	}
-	id, err := registerImage(ctx, c.EC2, RegisterParams{Name: o.Name, Description: o.Description, SnapshotID: snap, BootMode: o.BootMode, Tags: tags})
+	arch, _ := EC2Arch(o.Arch)
+	id, err := registerImage(ctx, c.EC2, RegisterParams{Name: o.Name, Description: o.Description, SnapshotID: snap, BootMode: o.BootMode, Arch: arch, Tags: tags})
 	if err != nil {
 		return fmt.Errorf("%w (snapshot %s is kept: delete it with aws ec2 delete-snapshot if unwanted)", err, snap)
 	}
@@ -348,11 +357,17 @@ func sortedKeys(m map[string]string) []string {
 // check fills o's defaults and refuses what AWS would refuse later, before
 // any request; importRegion is the region the image is imported into.
 func (o *Options) check(importRegion string) error {
+	if err := o.checkArch(); err != nil {
+		return err
+	}
 	if o.BootMode == "" {
-		o.BootMode = "uefi-preferred"
+		o.BootMode = DefaultBootMode(o.Arch)
 	}
 	if !slices.Contains(BootModes, o.BootMode) {
 		return fmt.Errorf("--boot-mode %q: use one of %s", o.BootMode, strings.Join(BootModes, ", "))
+	}
+	if o.Arch == "arm64" && o.BootMode != "uefi" {
+		return fmt.Errorf("--boot-mode %s: arm64 AMIs boot UEFI only (Graviton instances have no BIOS, the image no BIOS boot code): use --boot-mode uefi or leave it out", o.BootMode)
 	}
 	if o.Bucket == "" {
 		return errors.New("no --bucket: ImportSnapshot reads the image from an S3 bucket in the import region")

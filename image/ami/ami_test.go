@@ -1,6 +1,7 @@
 package ami
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -93,9 +94,9 @@ func TestUpload(t *testing.T) {
 		t.Fatalf("%d RegisterImage calls", len(reg))
 	}
 	wantForm(t, reg[0].Form, map[string]string{"Name": wantName, "Description": "Pith 1.2.0 (ec2, x86_64, kernel 6.1.0-28-cloud-amd64)",
-		"BootMode": "uefi-preferred", "BlockDeviceMapping.1.Ebs.SnapshotId": res.SnapshotID})
+		"Architecture": "x86_64", "BootMode": "uefi-preferred", "BlockDeviceMapping.1.Ebs.SnapshotId": res.SnapshotID})
 	im := f.e.ImageByID(res.ImageID)
-	if im.Tags[TagSHA256] != sum || im.Tags[TagVersion] != "1.2.0" || im.Tags[TagPlatform] != "ec2" || !im.Public {
+	if im.Tags[TagSHA256] != sum || im.Tags[TagVersion] != "1.2.0" || im.Tags[TagPlatform] != "ec2" || im.Tags[TagArch] != "amd64" || !im.Public {
 		t.Fatalf("registered image %+v", im)
 	}
 	for _, r := range o.Regions {
@@ -118,6 +119,56 @@ func TestUpload(t *testing.T) {
 	if countPrefix(f.s.Requests(), "PUT ") != puts || len(f.e.Calls("ImportSnapshot")) != 1 ||
 		len(f.e.Calls("RegisterImage")) != 1 || len(f.e.Calls("CopyImage")) != 2 {
 		t.Fatalf("second run repeated work: %v", f.e.Actions())
+	}
+}
+
+// TestUploadArch: the AMI's architecture, boot mode, name and description
+// follow the manifest's arch, so the amd64 and arm64 AMIs of one release
+// are two AMIs side by side in one account and region.
+func TestUploadArch(t *testing.T) {
+	f := newFakes(t)
+	for _, tc := range []struct {
+		arch, bootMode     string // manifest arch ("": a manifest from before arm64), --boot-mode
+		wantArch, wantMode string
+	}{
+		{"", "", "x86_64", "uefi-preferred"},
+		{"amd64", "legacy-bios", "x86_64", "legacy-bios"},
+		{"arm64", "", "arm64", "uefi"},
+		{"arm64", "uefi", "arm64", "uefi"},
+	} {
+		t.Run("arch "+cmp.Or(tc.arch, "unset")+", boot mode "+cmp.Or(tc.bootMode, "default"), func(t *testing.T) {
+			// The arm64 image's GPT has the BIOS-BOOT entry too, left empty.
+			img := amitest.GPTImage(t, 12<<20, true, true)
+			m, err := manifest.Read(amitest.WriteManifestArch(t, img, "1.3.0", "ec2", tc.arch))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, sum, _ := manifest.HashFile(img)
+			o := opts(img, m)
+			o.BootMode, o.Regions = tc.bootMode, []string{"eu-west-1"}
+			res, err := Upload(context.Background(), f.c, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantName := "pith-1.3.0-ec2-" + tc.wantArch + "-" + sum[:12]
+			if res.Name != wantName || res.Reused {
+				t.Fatalf("result %+v, want a new AMI %s", res, wantName)
+			}
+			reg := f.e.Calls("RegisterImage")
+			wantForm(t, reg[len(reg)-1].Form, map[string]string{"Name": wantName, "Architecture": tc.wantArch, "BootMode": tc.wantMode,
+				"Description": "Pith 1.3.0 (ec2, " + tc.wantArch + ", kernel 6.1.0-28-cloud-" + m.Architecture() + ")",
+				"EnaSupport":  "true", "SriovNetSupport": "simple", "VirtualizationType": "hvm", "RootDeviceName": RootDevice})
+			im, cp := f.e.ImageByID(res.ImageID), f.e.ImageByID(res.Copies["eu-west-1"])
+			if im.Architecture != tc.wantArch || im.BootMode != tc.wantMode || im.Tags[TagArch] != m.Architecture() {
+				t.Errorf("registered %+v", im)
+			}
+			if cp == nil || cp.Architecture != tc.wantArch || cp.Name != wantName {
+				t.Errorf("copy %+v", cp)
+			}
+		})
+	}
+	if n := len(f.e.Calls("RegisterImage")); n != 4 {
+		t.Fatalf("%d AMIs registered for the four images, want 4", n)
 	}
 }
 
@@ -200,6 +251,17 @@ func TestUploadRefuses(t *testing.T) {
 	stale := *m
 	stale.Artifacts = []manifest.Artifact{{Name: "pith.img", Format: "raw", SHA256: strings.Repeat("ab", 32)}}
 	espOnly := amitest.GPTImage(t, 8<<20, true, false)
+	armImg := amitest.GPTImage(t, 8<<20, true, true)
+	am, err := manifest.Read(amitest.WriteManifestArch(t, armImg, "1.2.0", "ec2", "arm64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	riscImg := amitest.GPTImage(t, 8<<20, true, true)
+	rm, err := manifest.Read(amitest.WriteManifestArch(t, riscImg, "1.2.0", "ec2", "riscv64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	arm := func(o *Options) { o.Image, o.Manifest = armImg, am }
 	notDisk := img + ".junk"
 	if err := os.WriteFile(notDisk, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -215,6 +277,16 @@ func TestUploadRefuses(t *testing.T) {
 		{"not a disk", func(o *Options) { o.Image, o.Manifest, o.Name = notDisk, nil, "pith-x" }, nil, "no MBR boot signature"},
 		{"bios without partition", func(o *Options) { o.Image, o.Manifest, o.Name, o.BootMode = espOnly, nil, "pith-x", "legacy-bios" }, nil, "no BIOS boot partition"},
 		{"bad boot mode", func(o *Options) { o.BootMode = "bios" }, nil, `--boot-mode "bios": use one of uefi-preferred, uefi, legacy-bios`},
+		{"unknown arch", func(o *Options) { o.Image, o.Manifest = riscImg, rm }, nil, `architecture "riscv64" (from the build manifest): pith ami registers amd64 (x86_64) and arm64 AMIs only`},
+		{"unknown --arch", func(o *Options) { o.Manifest, o.Name, o.Arch = nil, "pith-x", "s390x" }, nil, `architecture "s390x" (from --arch)`},
+		{"--arch against the manifest", func(o *Options) { arm(o); o.Arch = "amd64" }, nil, "--arch amd64, but the manifest says " + armImg + " is arm64"},
+		{"arm64 uefi-preferred", func(o *Options) { arm(o); o.BootMode = "uefi-preferred" }, nil, "--boot-mode uefi-preferred: arm64 AMIs boot UEFI only"},
+		{"arm64 legacy-bios", func(o *Options) { arm(o); o.BootMode = "legacy-bios" }, nil, "--boot-mode legacy-bios: arm64 AMIs boot UEFI only"},
+		{"name of another arch", func(o *Options) { arm(o); o.Name = "pith-shared" }, func(f fakes) {
+			if _, err := registerImage(context.Background(), f.c.EC2, RegisterParams{Name: "pith-shared", SnapshotID: "snap-9", BootMode: "uefi", Arch: "x86_64"}); err != nil {
+				t.Fatal(err)
+			}
+		}, ") already exists for x86_64, this image is arm64: pass another --name"},
 		{"no name", func(o *Options) { o.Manifest = nil }, nil, "pass --manifest (pith.manifest.json) or --name"},
 		{"bad name", func(o *Options) { o.Name = "pith*1" }, nil, `AMI name "pith*1"`},
 		{"no bucket", func(o *Options) { o.Bucket = "" }, nil, "no --bucket"},

@@ -20,6 +20,7 @@ const (
 	TagSHA256   = "pith:sha256"
 	TagVersion  = "pith:version"
 	TagPlatform = "pith:platform"
+	TagArch     = "pith:arch" // the image's architecture: amd64, arm64
 )
 
 // RootDevice is the AMI's root device name.
@@ -158,17 +159,24 @@ func cancelImport(ctx context.Context, c *ec2.Client, taskID string) error {
 	return fmt.Errorf("interrupted (%v); import task %s cancelled", context.Cause(ctx), taskID)
 }
 
-// RegisterParams is what RegisterImage is told.
+// RegisterParams is what RegisterImage is told; Arch is EC2's name of the
+// architecture (x86_64, arm64; "" = x86_64).
 type RegisterParams struct {
-	Name, Description, SnapshotID, BootMode string
-	Tags                                    map[string]string
+	Name, Description, SnapshotID, BootMode, Arch string
+	Tags                                          map[string]string
 }
 
 func registerImage(ctx context.Context, c *ec2.Client, p RegisterParams) (string, error) {
+	arch := types.ArchitectureValues(p.Arch)
+	if arch == "" {
+		arch = types.ArchitectureValuesX8664
+	}
+	// The same network flags on both architectures: Graviton instances are
+	// Nitro instances, networked by ENA.
 	in := &ec2.RegisterImageInput{
 		Name:               aws.String(p.Name),
 		Description:        aws.String(p.Description),
-		Architecture:       types.ArchitectureValuesX8664,
+		Architecture:       arch,
 		RootDeviceName:     aws.String(RootDevice),
 		VirtualizationType: aws.String("hvm"),
 		EnaSupport:         aws.Bool(true),

@@ -158,13 +158,15 @@ func TestRegisterImage(t *testing.T) {
 	amitest.AWSEnv(t, true)
 	for _, tc := range []struct {
 		name, mode string
+		arch, want string // RegisterParams.Arch, the Architecture sent
 		fail       *amitest.APIError
 		err        string
 	}{
-		{name: "uefi-preferred", mode: "uefi-preferred"},
-		{name: "legacy-bios", mode: "legacy-bios"},
-		{name: "ami quota", mode: "uefi", fail: amitest.Err(400, "ResourceLimitExceeded", "You have reached your quota of 50000 AMIs in this Region."), err: "AWS quota reached (ResourceLimitExceeded: You have reached your quota of 50000 AMIs in this Region.)"},
-		{name: "name taken", mode: "uefi", fail: amitest.Err(400, "InvalidAMIName.Duplicate", "AMI name pith-1 is already in use by AMI ami-0123"), err: "RegisterImage pith-1: InvalidAMIName.Duplicate: AMI name pith-1 is already in use"},
+		{name: "uefi-preferred", mode: "uefi-preferred", want: "x86_64"},
+		{name: "legacy-bios", mode: "legacy-bios", arch: "x86_64", want: "x86_64"},
+		{name: "arm64", mode: "uefi", arch: "arm64", want: "arm64"},
+		{name: "ami quota", mode: "uefi", want: "x86_64", fail: amitest.Err(400, "ResourceLimitExceeded", "You have reached your quota of 50000 AMIs in this Region."), err: "AWS quota reached (ResourceLimitExceeded: You have reached your quota of 50000 AMIs in this Region.)"},
+		{name: "name taken", mode: "uefi", want: "x86_64", fail: amitest.Err(400, "InvalidAMIName.Duplicate", "AMI name pith-1 is already in use by AMI ami-0123"), err: "RegisterImage pith-1: InvalidAMIName.Duplicate: AMI name pith-1 is already in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := amitest.NewEC2(t)
@@ -172,14 +174,14 @@ func TestRegisterImage(t *testing.T) {
 				e.SetFail("RegisterImage", *tc.fail)
 			}
 			c := testClients(t, "", e.URL)
-			id, err := registerImage(context.Background(), c.EC2, RegisterParams{Name: "pith-1", Description: "Pith 1", SnapshotID: "snap-0abc", BootMode: tc.mode,
+			id, err := registerImage(context.Background(), c.EC2, RegisterParams{Name: "pith-1", Description: "Pith 1", SnapshotID: "snap-0abc", BootMode: tc.mode, Arch: tc.arch,
 				Tags: map[string]string{TagSHA256: "abc", TagVersion: "1.2.0"}})
 			calls := e.Calls("RegisterImage")
 			if len(calls) != 1 {
 				t.Fatalf("%d RegisterImage calls", len(calls))
 			}
 			wantForm(t, calls[0].Form, map[string]string{
-				"Name": "pith-1", "Description": "Pith 1", "Architecture": "x86_64", "RootDeviceName": "/dev/xvda",
+				"Name": "pith-1", "Description": "Pith 1", "Architecture": tc.want, "RootDeviceName": "/dev/xvda",
 				"VirtualizationType": "hvm", "EnaSupport": "true", "SriovNetSupport": "simple", "BootMode": tc.mode,
 				"BlockDeviceMapping.1.DeviceName":              "/dev/xvda",
 				"BlockDeviceMapping.1.Ebs.SnapshotId":          "snap-0abc",

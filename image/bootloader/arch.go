@@ -45,6 +45,16 @@ func SerialConsole(arch string) string {
 	return "ttyS0"
 }
 
+// SerialConsoleOn is SerialConsole on a platform: EC2's arm64 (Graviton)
+// instances have a 16550-compatible UART, ttyS0, where EC2's console output
+// and serial console read, not a PL011.
+func SerialConsoleOn(platform, arch string) string {
+	if platform == "ec2" {
+		return "ttyS0"
+	}
+	return SerialConsole(arch)
+}
+
 // MakeEFIArch writes GRUB's UEFI image for arch from the GRUB library lib
 // (holding <format>/; empty: GrubLib, the host's).
 func MakeEFIArch(ctx context.Context, lib, arch, out, espUUID string, sec *SecureConfig) error {

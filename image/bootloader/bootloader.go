@@ -194,7 +194,7 @@ type Params struct {
 // kernelArgs is slot s's command line up to the root hash.
 func kernelArgs(p Params, s string) []string {
 	args := []string{
-		"console=tty0", "console=" + SerialConsole(p.Arch) + ",115200n8", "panic=10",
+		"console=tty0", "console=" + SerialConsoleOn(p.Platform, p.Arch) + ",115200n8", "panic=10",
 		"pith.slot=" + s,
 		"pith.usr=PARTUUID=" + strings.ToLower(p.USR[s]),
 		"pith.root=PARTUUID=" + strings.ToLower(p.Root),

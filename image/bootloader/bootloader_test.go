@@ -40,6 +40,26 @@ func TestKernelArgs(t *testing.T) {
 	}
 }
 
+// TestSerialConsole: the kernel's console is the platform's UART: the
+// PL011 of QEMU's arm64 virt machine, the 16550 (ttyS0) of EC2 on both
+// architectures (Graviton included) and of PCs.
+func TestSerialConsole(t *testing.T) {
+	for _, tc := range []struct{ platform, arch, want string }{
+		{"qemu", "", "ttyS0"},
+		{"qemu", "amd64", "ttyS0"},
+		{"qemu", "arm64", "ttyAMA0"},
+		{"vagrant", "amd64", "ttyS0"},
+		{"ec2", "amd64", "ttyS0"},
+		{"ec2", "arm64", "ttyS0"},
+	} {
+		p := params
+		p.Platform, p.Arch = tc.platform, tc.arch
+		if got := KernelArgs(p, "a"); !strings.HasPrefix(got, "console=tty0 console="+tc.want+",115200n8 ") {
+			t.Errorf("%s/%s: %s, want console %s", tc.platform, tc.arch, got, tc.want)
+		}
+	}
+}
+
 func TestVerityCfg(t *testing.T) {
 	hash := strings.Repeat("0f", 32)
 	for _, tc := range []struct {

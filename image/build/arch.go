@@ -18,19 +18,20 @@ func checkTarget(c config.Config, secureBoot bool) error {
 
 // checkArchSupport refuses, before any work, what an arm64 image cannot
 // have yet: the live ISO/PXE (grub-mkrescue with the host's amd64 GRUB),
-// a Secure Boot chain (not tried on AAVMF) and an EC2 AMI (registered as
-// x86_64 by pith ami).
+// a Secure Boot chain (not tried on AAVMF) and the vagrant platform (its
+// boxes are x86_64). EC2 is allowed: pith ami registers an arm64 AMI
+// booting UEFI, the only mode of Graviton instances.
 func checkArchSupport(c config.Config, secureBoot bool) error {
 	if c.Arch == config.DefaultArch {
 		return nil
 	}
 	for _, f := range c.Formats {
-		if f != "raw" && f != "qcow2" {
-			return fmt.Errorf("format %s is amd64-only for now, this build is %s: use raw and/or qcow2", f, c.Arch)
+		if f != "raw" && f != "qcow2" && f != "ec2" {
+			return fmt.Errorf("format %s is amd64-only for now, this build is %s: use raw, qcow2 and/or ec2", f, c.Arch)
 		}
 	}
-	if c.Platform != "qemu" {
-		return fmt.Errorf("platform %s is amd64-only for now, this build is %s: use platform qemu", c.Platform, c.Arch)
+	if c.Platform != "qemu" && c.Platform != "ec2" {
+		return fmt.Errorf("platform %s is amd64-only for now, this build is %s: use platform qemu or ec2", c.Platform, c.Arch)
 	}
 	if secureBoot {
 		return fmt.Errorf("--secure-boot-keys is amd64-only for now, this build is %s", c.Arch)

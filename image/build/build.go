@@ -114,7 +114,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return "", err
 		}
-		if err := checkPlatformModules(c.Platform, rfs.KernelVersion, res.Absent); err != nil {
+		if err := checkPlatformModules(c.Platform, c.Arch, rfs.KernelVersion, res.Absent); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("%d modules, %s", len(res.Modules), layout.Human(res.Size)), nil

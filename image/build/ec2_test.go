@@ -3,10 +3,12 @@ package build
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/pith-os/pith/image/ami"
+	"github.com/pith-os/pith/image/config"
 	"github.com/pith-os/pith/image/layout"
 )
 
@@ -95,19 +97,58 @@ func TestEC2FormatNeedsPlatform(t *testing.T) {
 
 func TestCheckPlatformModules(t *testing.T) {
 	for _, tc := range []struct {
-		platform string
-		absent   []string
-		want     string
+		platform, arch string
+		absent         []string
+		want           string
 	}{
-		{"ec2", nil, ""},
-		{"ec2", []string{"ahci"}, ""},
-		{"ec2", []string{"ena"}, "kernel 6.1.0-x lacks ena, needed on ec2"},
-		{"ec2", []string{"nvme", "xen_blkfront", "ahci"}, "lacks nvme, xen_blkfront, needed on ec2: use a kernel package"},
-		{"qemu", []string{"ena", "nvme"}, ""},
+		{"ec2", "amd64", nil, ""},
+		{"ec2", "amd64", []string{"ahci"}, ""},
+		{"ec2", "amd64", []string{"ena"}, "kernel 6.1.0-x lacks ena, needed on ec2"},
+		{"ec2", "amd64", []string{"nvme", "xen_blkfront", "ahci"}, "lacks nvme, xen_blkfront, needed on ec2: use a kernel package"},
+		{"ec2", "amd64", []string{"xen_blkfront"}, "lacks xen_blkfront"},
+		// Graviton instances are all Nitro: no Xen block driver needed.
+		{"ec2", "arm64", []string{"xen_blkfront"}, ""},
+		{"ec2", "arm64", []string{"nvme", "xen_blkfront"}, "lacks nvme, needed on ec2"},
+		{"ec2", "arm64", []string{"ena"}, "lacks ena, needed on ec2"},
+		{"qemu", "amd64", []string{"ena", "nvme"}, ""},
+		{"qemu", "arm64", []string{"ena", "nvme"}, ""},
 	} {
-		err := checkPlatformModules(tc.platform, "6.1.0-x", tc.absent)
+		err := checkPlatformModules(tc.platform, tc.arch, "6.1.0-x", tc.absent)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("%s absent %v: %v, want %q", tc.platform, tc.absent, err, tc.want)
+			t.Errorf("%s/%s absent %v: %v, want %q", tc.platform, tc.arch, tc.absent, err, tc.want)
+		}
+	}
+	if got := PlatformModules["ec2"]; !slices.Equal(got, []string{"nvme", "ena", "xen_blkfront"}) {
+		t.Errorf("modulesFor changed PlatformModules: %v", got)
+	}
+}
+
+// TestCheckArchSupport: arm64 builds the ec2 platform and format like
+// amd64 (UEFI only; pith ami registers it as an arm64 AMI), and is still
+// refused what it cannot have, before any work.
+func TestCheckArchSupport(t *testing.T) {
+	for _, tc := range []struct {
+		arch, platform string
+		formats        []string
+		secureBoot     bool
+		want           string
+	}{
+		{"arm64", "ec2", []string{"ec2"}, false, ""},
+		{"arm64", "ec2", []string{"raw", "qcow2"}, false, ""},
+		{"arm64", "qemu", []string{"raw", "qcow2"}, false, ""},
+		{"arm64", "qemu", []string{"ec2"}, false, "format ec2 needs the ec2 platform"},
+		{"arm64", "vagrant", []string{"raw"}, false, "platform vagrant is amd64-only for now, this build is arm64: use platform qemu or ec2"},
+		{"arm64", "ec2", []string{"ec2", "iso"}, false, "format iso is amd64-only for now"},
+		{"arm64", "ec2", []string{"pxe"}, false, "format pxe is amd64-only for now"},
+		{"arm64", "ec2", []string{"ec2"}, true, "--secure-boot-keys is amd64-only"},
+		{"amd64", "vagrant", []string{"raw", "iso"}, true, ""},
+	} {
+		c := config.Default()
+		c.SetArch(tc.arch)
+		c.Platform, c.Formats = tc.platform, tc.formats
+		err := checkTarget(c, tc.secureBoot)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s %s %v secure boot %v: %v, want %q", tc.arch, tc.platform, tc.formats, tc.secureBoot, err, tc.want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package build
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pith-os/pith/image/config"
@@ -35,8 +36,9 @@ func wantsRaw(formats []string) bool {
 }
 
 // platformArgs are the kernel arguments a platform needs beyond the
-// common ones (the serial console on ttyS0 is common: EC2's console
-// output and serial console read ttyS0 too).
+// common ones (the serial console is common: ttyS0 on EC2, where its
+// console output and serial console read, on arm64 too; see
+// bootloader.SerialConsoleOn).
 var platformArgs = map[string][]string{
 	// EBS volumes are NVMe devices on Nitro instances; AWS asks for the
 	// longest NVMe I/O timeout so a slow EBS path is waited out instead of
@@ -47,16 +49,27 @@ var platformArgs = map[string][]string{
 // PlatformModules are the drivers an image for the platform cannot boot
 // or reach its network without; the build fails if the kernel has them
 // neither built in nor as modules. EC2: NVMe (EBS and instance store on
-// Nitro), ENA (Nitro networking), xen-blkfront (older Xen-based types).
+// Nitro), ENA (Nitro networking), xen-blkfront (older Xen-based types,
+// all x86_64: see modulesFor).
 var PlatformModules = map[string][]string{
 	"ec2": {"nvme", "ena", "xen_blkfront"},
 }
 
-// checkPlatformModules names the platform's required drivers that the
-// initramfs build found absent from the kernel.
-func checkPlatformModules(platform, kernel string, absent []string) error {
+// modulesFor is PlatformModules[platform] for an image of arch: EC2's arm64
+// (Graviton) instances are all Nitro, so they need no xen-blkfront.
+func modulesFor(platform, arch string) []string {
+	mods := PlatformModules[platform]
+	if platform == "ec2" && arch == "arm64" {
+		mods = slices.DeleteFunc(slices.Clone(mods), func(m string) bool { return m == "xen_blkfront" })
+	}
+	return mods
+}
+
+// checkPlatformModules names the platform's required drivers for arch
+// that the initramfs build found absent from the kernel.
+func checkPlatformModules(platform, arch, kernel string, absent []string) error {
 	var missing []string
-	for _, m := range PlatformModules[platform] {
+	for _, m := range modulesFor(platform, arch) {
 		if has(absent, m) {
 			missing = append(missing, m)
 		}

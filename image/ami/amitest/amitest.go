@@ -118,15 +118,27 @@ func Link(e *EC2, s *S3) {
 }
 
 // WriteManifest writes pith.manifest.json beside img as pith build does for
-// it: version, platform, kernel and the raw artifact's size and SHA-256.
+// it: version, platform, kernel and the raw artifact's size and SHA-256. It
+// names no architecture, as manifests of amd64 images did before arm64.
 func WriteManifest(t testing.TB, img, version, platform string) string {
+	t.Helper()
+	return WriteManifestArch(t, img, version, platform, "")
+}
+
+// WriteManifestArch is WriteManifest for an image of arch (the manifest's
+// arch field; "" leaves it out).
+func WriteManifestArch(t testing.TB, img, version, platform, arch string) string {
 	t.Helper()
 	size, sum, err := manifest.HashFile(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &manifest.Manifest{Schema: manifest.SchemaVersion, Version: version, Platform: platform,
-		KernelVersion: "6.1.0-28-cloud-amd64",
+	kernelArch := arch
+	if kernelArch == "" {
+		kernelArch = "amd64"
+	}
+	m := &manifest.Manifest{Schema: manifest.SchemaVersion, Version: version, Platform: platform, Arch: arch,
+		KernelVersion: "6.1.0-28-cloud-" + kernelArch,
 		Artifacts:     []manifest.Artifact{{Name: filepath.Base(img), Format: "raw", Size: size, SHA256: sum}}}
 	b, err := m.Encode()
 	if err != nil {

@@ -59,9 +59,11 @@ type task struct {
 
 type Image struct {
 	ID, Name, Region, State, SnapshotID string
-	Tags                                map[string]string
-	Public                              bool
-	polls                               int
+	// Architecture and BootMode are as registered (a copy's, its source's).
+	Architecture, BootMode string
+	Tags                   map[string]string
+	Public                 bool
+	polls                  int
 }
 
 var credRegion = regexp.MustCompile(`Credential=([^/]+)/\d+/([^/]+)/ec2/`)
@@ -171,8 +173,17 @@ func (f *EC2) answer(action, region string, v url.Values) (string, string) {
 				return "", "AMI name " + im.Name + " is already in use by AMI " + im.ID
 			}
 		}
+		arch, mode := v.Get("Architecture"), v.Get("BootMode")
+		if arch != "x86_64" && arch != "arm64" {
+			return "", "fake EC2: architecture " + arch + " is not x86_64 or arm64"
+		}
+		// Graviton boots UEFI only; the fake refuses the other modes for
+		// arm64 whatever EC2 answers, so pith is seen never to send them.
+		if arch == "arm64" && mode != "uefi" {
+			return "", "fake EC2: boot mode " + mode + " for an arm64 AMI, only uefi boots on Graviton"
+		}
 		im := &Image{ID: fmt.Sprintf("ami-%017d", f.n), Name: v.Get("Name"), Region: region, State: "pending",
-			SnapshotID: v.Get("BlockDeviceMapping.1.Ebs.SnapshotId"), Tags: formTags(v, "TagSpecification.1.Tag")}
+			SnapshotID: v.Get("BlockDeviceMapping.1.Ebs.SnapshotId"), Architecture: arch, BootMode: mode, Tags: formTags(v, "TagSpecification.1.Tag")}
 		f.images = append(f.images, im)
 		return "<imageId>" + im.ID + "</imageId>", ""
 	case "CopyImage":
@@ -188,7 +199,8 @@ func (f *EC2) answer(action, region string, v url.Values) (string, string) {
 		if src.State != "available" {
 			return "", "source AMI is not available"
 		}
-		im := &Image{ID: fmt.Sprintf("ami-%017d", f.n), Name: v.Get("Name"), Region: region, State: "pending", Tags: map[string]string{}}
+		im := &Image{ID: fmt.Sprintf("ami-%017d", f.n), Name: v.Get("Name"), Region: region, State: "pending",
+			Architecture: src.Architecture, BootMode: src.BootMode, Tags: map[string]string{}}
 		if v.Get("CopyImageTags") == "true" {
 			for k, val := range src.Tags {
 				im.Tags[k] = val
@@ -319,9 +331,9 @@ func (f *EC2) describeImages(region string, v url.Values) string {
 	b.WriteString("<imagesSet>")
 	for _, im := range out {
 		fmt.Fprintf(&b, `<item><imageId>%s</imageId><imageLocation>123456789012/%s</imageLocation><imageState>%s</imageState>
-<imageOwnerId>123456789012</imageOwnerId><isPublic>%t</isPublic><architecture>x86_64</architecture><imageType>machine</imageType>
-<name>%s</name><rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/xvda</rootDeviceName><virtualizationType>hvm</virtualizationType><tagSet>`,
-			im.ID, x(im.Name), im.State, im.Public, x(im.Name))
+<imageOwnerId>123456789012</imageOwnerId><isPublic>%t</isPublic><architecture>%s</architecture><imageType>machine</imageType>
+<name>%s</name><rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/xvda</rootDeviceName><virtualizationType>hvm</virtualizationType><bootMode>%s</bootMode><tagSet>`,
+			im.ID, x(im.Name), im.State, im.Public, x(im.Architecture), x(im.Name), x(im.BootMode))
 		keys := make([]string, 0, len(im.Tags))
 		for k := range im.Tags {
 			keys = append(keys, k)
