@@ -5,8 +5,9 @@ package e2e
 // live system install the image (served from the host, zstd-compressed)
 // with a second user-data; QEMU powers off; the disk then boots alone and
 // applies the second user-data from its OEM partition. Under UEFI the ISO
-// boots to the live system. The PXE files boot a diskless machine through
-// its NIC's iPXE ROM to the live system's SSH.
+// boots to the live system. The PXE files boot a machine with an empty
+// disk through its NIC's iPXE ROM to the live system's SSH, where pith
+// install refuses bad inputs and is timed against dd (install_pxe_test.go).
 
 import (
 	"net"
@@ -81,15 +82,17 @@ func liveBoot(t *testing.T, iso, fw string) {
 	t.Logf("BENCH live boot (%s): login prompt at %s", fw, up.Round(time.Second))
 }
 
-// pxeBoot boots the PXE files (pith live --formats pxe) on a machine
-// without a disk, as README's PXE section serves them: QEMU's own DHCP/TFTP
-// gives the iPXE ROM boot.ipxe, which chains pith-pxe.ipxe over HTTP from a
-// host server (through a guestfwd); iPXE fetches the kernel and the ~200 MB
-// initrd the script names relative to its URL from there too (QEMU's TFTP
-// takes minutes for them: make pxe-boot). The live system must answer SSH
-// with the key from its fw_cfg meta-data and run from RAM, /usr verified.
+// pxeBoot boots the PXE files (pith live --formats pxe) on a machine whose
+// only disk is empty, as README's PXE section serves them: QEMU's own
+// DHCP/TFTP gives the iPXE ROM boot.ipxe, which chains pith-pxe.ipxe over
+// HTTP from a host server (through a guestfwd); iPXE fetches the kernel and
+// the ~200 MB initrd the script names relative to its URL from there too
+// (QEMU's TFTP takes minutes for them: make pxe-boot). The live system
+// must answer SSH with the key from its fw_cfg meta-data and run from RAM,
+// /usr verified; then sudo pithctl install must refuse bad inputs without
+// touching the disk, and install (checkInstallRefusals).
 func pxeBoot(t *testing.T) {
-	NeedVMs(t, 1, 3*time.Minute)
+	NeedVMs(t, 1, 8*time.Minute)
 	work := t.TempDir()
 	srv, tftp := filepath.Join(work, "http"), filepath.Join(work, "tftp")
 	start := time.Now()
@@ -99,6 +102,7 @@ func pxeBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("BENCH pith live: PXE files (initrd %.1f MiB) in %s", float64(st.Size())/(1<<20), time.Since(start).Round(100*time.Millisecond))
+	fx := prepareInstallFixtures(t, srv)
 	// Only the chain script is on TFTP: a kernel or initrd fetched by TFTP
 	// instead of HTTP fails the boot rather than slowing it.
 	chain := "#!ipxe\nchain http://" + installGuestServer + "/" + live.PXEScriptName + "\n"
@@ -125,7 +129,8 @@ func pxeBoot(t *testing.T) {
 	t.Cleanup(func() { hs.Close() })
 
 	n := Boot(t, Options{Netboot: &vm.Netboot{TFTPDir: tftp, Bootfile: "boot.ipxe"}, MemoryMiB: 2048,
-		GuestFwd: []string{guestFwd(t, installGuestServer, l.Addr().String())}}).Nodes[0]
+		ExtraDisks: []string{newInstallDisk(t, work)},
+		GuestFwd:   []string{guestFwd(t, installGuestServer, l.Addr().String())}}).Nodes[0]
 	_, up := n.WaitConsole("live: ROOT is a tmpfs")
 	t.Logf("BENCH PXE boot: init running from RAM at %s", up.Round(time.Second))
 	n.WaitSSH()
@@ -159,6 +164,7 @@ func pxeBoot(t *testing.T) {
 		t.Errorf("dmsetup table usr = %q, want verity with root hash %s", table, hash[1])
 	}
 	t.Logf("PXE live system: %s; /usr %s: %s", cmdline, usrSrc, table)
+	checkInstallRefusals(t, n, fx)
 }
 
 // installFromISO boots iso with firmware fw and installs.
