@@ -3,8 +3,8 @@ package e2e
 // Issue 18's refusals and benchmark, on the PXE live system of
 // TestInstallFromISO/pxe-live with one empty virtio disk: sudo pithctl
 // install refuses a mounted disk, a corrupt image, a manifest signed by a
-// key the image does not trust or changed after signing, and a partition
-// table without --force, each with one line and the disk's fingerprint
+// key the image does not trust or changed after signing, and a filesystem
+// or a partition table without --force, each with one line and the disk's fingerprint
 // unchanged; then it installs, timed against dd of the same image.
 
 import (
@@ -171,8 +171,9 @@ func checkInstallRefusals(t *testing.T, n *Node, fx installFixtures) {
 	}
 	checkRefusal(t, n, dev, "a mounted disk", install+"--force"+good, "is mounted at "+installMnt)
 	n.Run("sudo umount " + installMnt)
-	// The disk holds ext4, no partition table: --force changes nothing
-	// here; it is passed so only the image or signature can be the reason.
+	checkRefusal(t, n, dev, "a filesystem without --force", install+good, "holds an ext2/3/4 filesystem")
+	// The disk holds ext4: --force lets the install past it, so only the
+	// image or the signature can be the reason for these.
 	for _, c := range []struct{ name, args, want string }{
 		{"a corrupt image", " --image " + fx.url + "/corrupt/pith.img.zst", "does not match its manifest"},
 		{"a manifest signed by another key", " --image " + installLocal + " --manifest " + fx.url + "/foreign/" + manifest.FileName, "signed by no trusted key"},

@@ -14,6 +14,7 @@ pkgs=(
   mmdebstrap                                 # Debian rootfs for /usr
   squashfs-tools erofs-utils zstd            # read-only USR filesystems
   dosfstools mtools e2fsprogs gdisk          # ESP, OEM/ROOT, GPT checks
+  xfsprogs                                   # pith install recognizes what mkfs.xfs writes (test)
   xorriso ipxe-qemu                          # live ISO (grub-mkrescue), PXE boot test (iPXE ROMs)
   cpio xz-utils openssh-client               # initramfs checks, VM login
   cryptsetup-bin                             # veritysetup: cross-checks USR dm-verity trees

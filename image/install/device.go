@@ -3,7 +3,6 @@ package install
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -24,7 +23,7 @@ type target struct {
 
 // openTarget checks that path can be written: it exists, is a block device
 // or a regular file, nothing of it is mounted or in use, and it holds no
-// partition table unless force.
+// partition table, filesystem or volume signature unless force.
 func openTarget(path string, force bool, sys sysPaths) (*target, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
@@ -52,32 +51,10 @@ func openTarget(path string, force bool, sys sysPaths) (*target, error) {
 			return nil, err
 		}
 	}
-	if kind := partitionTable(f); kind != "" && !force {
-		return nil, fmt.Errorf("device %s holds a %s partition table: refusing to overwrite it without --force", path, kind)
+	if what := diskContents(f); what != "" && !force {
+		return nil, fmt.Errorf("device %s holds %s: refusing to overwrite it without --force", path, what)
 	}
 	return t, nil
-}
-
-// partitionTable names the partition table at the start of r ("GPT",
-// "MBR") or returns "" for none.
-func partitionTable(r io.ReaderAt) string {
-	b := make([]byte, 1024)
-	if n, _ := r.ReadAt(b, 0); n < len(b) {
-		return ""
-	}
-	if string(b[512:520]) == "EFI PART" {
-		return "GPT"
-	}
-	if b[510] != 0x55 || b[511] != 0xAA {
-		return ""
-	}
-	for i := 0; i < 4; i++ {
-		e := b[446+16*i : 446+16*(i+1)]
-		if e[4] != 0 && binary.LittleEndian.Uint32(e[12:]) != 0 {
-			return "MBR"
-		}
-	}
-	return ""
 }
 
 // sysPaths are the kernel's views of mounts and devices (tests point

@@ -2,7 +2,7 @@
 // engine of `pith install`, on the live ISO/PXE system or any Linux as root.
 //
 // The order makes a bad input leave the disk untouched: the target is
-// checked (not mounted, no partition table unless forced), the image
+// checked (not mounted, no partition table or filesystem unless forced), the image
 // manifest's signature is checked, the image is hashed against the
 // manifest (a URL or a compressed image is first staged, sparse, in a
 // temporary file), the user-data is validated, and only then is the disk

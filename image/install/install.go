@@ -31,7 +31,7 @@ type Options struct {
 	RequireSignature    bool
 	UserData            []byte // a #cloud-config for the OEM partition, or nil
 	Platform            string // refuse an image built for another platform
-	Force               bool   // overwrite a partition table
+	Force               bool   // overwrite a partition table, filesystem or volume
 	TempDir             string // where a URL or compressed image is staged
 	Client              *http.Client
 	Log                 func(format string, args ...any)

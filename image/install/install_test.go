@@ -76,6 +76,13 @@ func TestInstall(t *testing.T) {
 			run(t, "sgdisk", "-n", "1:1M:+1M", o.Device)
 			o.Force = true
 		}},
+		{name: "disk holds a filesystem", wantErr: "holds an ext2/3/4 filesystem", prepare: func(t *testing.T, f *fixture, o *Options) {
+			run(t, "mkfs.ext4", "-q", "-F", o.Device)
+		}},
+		{name: "filesystem, --force", prepare: func(t *testing.T, f *fixture, o *Options) {
+			run(t, "mkfs.ext4", "-q", "-F", o.Device)
+			o.Force = true
+		}},
 		{name: "disk too small", disk: 32 * mib, wantErr: "the image needs"},
 		{name: "another platform", wantErr: "built for platform qemu, not ec2", prepare: func(t *testing.T, f *fixture, o *Options) {
 			o.Platform = "ec2"

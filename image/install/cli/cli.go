@@ -99,7 +99,7 @@ Runs on any Linux as root (pith install) and on the live ISO/PXE system
 	f.BoolVar(&o.RequireSignature, "require-signature", false, "refuse an image whose manifest is not signed by a trusted key")
 	f.StringVar(&userDataPath, "user-data", "", "#cloud-config `FILE` the installed machine applies on first boot (OEM partition)")
 	f.StringVar(&o.Platform, "platform", "", "refuse an image built for another `PLATFORM` (qemu, vagrant, ec2, metal...)")
-	f.BoolVar(&o.Force, "force", false, "overwrite a disk that holds a partition table (never a mounted one)")
+	f.BoolVar(&o.Force, "force", false, "overwrite a disk that holds a partition table, filesystem or volume (never a mounted or otherwise used one)")
 	f.StringVar(&o.TempDir, "tmp", "", "`DIR` to stage a URL or compressed image in (default: $TMPDIR)")
 
 	sign := &cobra.Command{
