@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 
 	"github.com/coreos/go-systemd/v22/journal"
 
@@ -48,7 +47,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer closeUnits()
 	sayLevel := func(l Level, format string, args ...any) { say(journalPriority(l), format, args...) }
-	ap.Log = slog.New(&sayHandler{say: sayLevel})
+	ap.Log = sayLogger(sayLevel)
 	_, err = Boot(ctx, &apply.Stage{Applier: ap}, BootOptions{Datasource: ds, UseSaved: cfg.UseSaved, Say: sayLevel})
 	if err != nil {
 		return fmt.Errorf("pithd firstboot: %w", err)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,7 +106,7 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 		Resolve:   resolveDevice,
 		BootDisks: bootDisks,
 		DisksOf:   wholeDisks,
-		Log:       slog.New(&consoleHandler{printf: l.Printf, prefix: "Ignition storage: "}),
+		Log:       consoleLogger(l.Printf, "Ignition storage: "),
 	})
 	umount()
 	if err != nil {

@@ -1,4 +1,11 @@
-package pithinit
+// Package linelog is a slog.Handler that turns each record into one
+// readable line ("warning: " or "error: " first at those levels, the
+// message, then each attribute as key=value, quoted when not one word,
+// groups in the key as slog's TextHandler writes them) and hands it to a
+// function: the console lines of pith-init and pithd firstboot. Debug
+// records are dropped. It imports nothing of Pith's, so the initramfs and
+// the agent share it.
+package linelog
 
 import (
 	"context"
@@ -8,25 +15,26 @@ import (
 	"unicode"
 )
 
-// consoleHandler prints slog records (initramfs/storage's steps) as the
-// init's own console lines: prefix, "warning: " or "error: " at those
-// levels, the message, then each attribute as key=value. It is the init's
-// counterpart of pithd firstboot's sayHandler (the init imports nothing of
-// agent/).
-type consoleHandler struct {
-	printf func(format string, args ...any)
-	prefix string
+// Handler writes records through its write function.
+type Handler struct {
+	write func(level slog.Level, line string)
 	// attrs are WithAttrs' attributes, already rendered.
 	attrs string
 	// group is WithGroup's prefix for later keys ("g." and so on).
 	group string
 }
 
-func (h *consoleHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+// New returns a Handler that passes each record's line and level to write.
+func New(write func(level slog.Level, line string)) *Handler {
+	return &Handler{write: write}
+}
 
-func (h *consoleHandler) Handle(_ context.Context, r slog.Record) error {
+// Enabled implements slog.Handler: Info and above.
+func (h *Handler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+// Handle implements slog.Handler.
+func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
-	b.WriteString(h.prefix)
 	switch {
 	case r.Level >= slog.LevelError:
 		b.WriteString("error: ")
@@ -39,11 +47,12 @@ func (h *consoleHandler) Handle(_ context.Context, r slog.Record) error {
 		appendAttr(&b, h.group, a)
 		return true
 	})
-	h.printf("%s", b.String())
+	h.write(r.Level, b.String())
 	return nil
 }
 
-func (h *consoleHandler) WithAttrs(as []slog.Attr) slog.Handler {
+// WithAttrs implements slog.Handler.
+func (h *Handler) WithAttrs(as []slog.Attr) slog.Handler {
 	var b strings.Builder
 	for _, a := range as {
 		appendAttr(&b, h.group, a)
@@ -53,7 +62,8 @@ func (h *consoleHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return &c
 }
 
-func (h *consoleHandler) WithGroup(name string) slog.Handler {
+// WithGroup implements slog.Handler.
+func (h *Handler) WithGroup(name string) slog.Handler {
 	if name == "" {
 		return h
 	}
@@ -62,9 +72,8 @@ func (h *consoleHandler) WithGroup(name string) slog.Handler {
 	return &c
 }
 
-// appendAttr writes " key=value", with group's prefix on the key and the
-// value quoted when it would not read as one word; a group's attributes
-// follow with its name in their keys, as slog's TextHandler writes them.
+// appendAttr writes " key=value", with group's prefix on the key; a
+// group's attributes follow with its name in their keys.
 func appendAttr(b *strings.Builder, group string, a slog.Attr) {
 	a.Value = a.Value.Resolve()
 	if a.Equal(slog.Attr{}) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// said records what a sayHandler hands on: "<level> <line>".
+// said records what a sayLogger hands on: "<level> <line>".
 type said []string
 
 func (s *said) say(l Level, format string, args ...any) {
@@ -46,7 +46,7 @@ func TestSayHandler(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var got said
-			c.log(slog.New(&sayHandler{say: got.say}))
+			c.log(sayLogger(got.say))
 			if !slices.Equal(got, c.want) {
 				t.Errorf("said\n%q\nwant\n%q", got, c.want)
 			}
@@ -59,7 +59,7 @@ func TestSayHandler(t *testing.T) {
 func TestApplyStepsSaid(t *testing.T) {
 	stage, _, root := newStage(t)
 	var got said
-	stage.Applier.Log = slog.New(&sayHandler{say: got.say})
+	stage.Applier.Log = sayLogger(got.say)
 	ud := filepath.Join(t.TempDir(), "ud")
 	writeTestFile(t, ud, "#cloud-config\nwrite_files:\n  - path: /etc/x\n    content: abc\n")
 	if _, err := Boot(context.Background(), stage, BootOptions{Datasource: bootConfig(root, "pith.platform=qemu", ud), Now: true}); err != nil {

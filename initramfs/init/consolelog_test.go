@@ -36,7 +36,7 @@ func TestConsoleHandler(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
 			printf := func(f string, a ...any) { got = append(got, fmt.Sprintf(f, a...)) }
-			tc.log(slog.New(&consoleHandler{printf: printf, prefix: "S: "}))
+			tc.log(consoleLogger(printf, "S: "))
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("printed\n%q\nwant\n%q", got, tc.want)
 			}
@@ -49,7 +49,7 @@ func TestConsoleHandler(t *testing.T) {
 func TestConsoleHandlerLine(t *testing.T) {
 	var out, kmsg bytes.Buffer
 	l := &logger{out: &out, kmsg: &kmsg, start: monotonic()}
-	slog.New(&consoleHandler{printf: l.Printf, prefix: "Ignition storage: "}).Info("filesystem made", "device", "/dev/vdb1", "format", "ext4")
+	consoleLogger(l.Printf, "Ignition storage: ").Info("filesystem made", "device", "/dev/vdb1", "format", "ext4")
 	if !regexp.MustCompile(`^pith-init\[\+\d+\.\d{3}s\]: Ignition storage: filesystem made device=/dev/vdb1 format=ext4\n$`).MatchString(out.String()) {
 		t.Errorf("console %q", out.String())
 	}
