@@ -23,10 +23,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pith-os/pith/agent/kv"
+
+	"golang.org/x/net/netutil"
 )
 
 func (d *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -248,44 +249,9 @@ func (d *Service) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    8 << 10,
 	}
 	go func() { <-ctx.Done(); srv.Close() }()
-	err := srv.Serve(newLimitListener(ln, d.opt.MaxConns))
+	err := srv.Serve(netutil.LimitListener(ln, d.opt.MaxConns))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
-	return err
-}
-
-// limitListener accepts at most n connections at once; the rest wait in
-// the kernel's queue until one closes.
-type limitListener struct {
-	net.Listener
-	sem chan struct{}
-}
-
-func newLimitListener(ln net.Listener, n int) net.Listener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, n)}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
-}
-
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-// Close may run twice (the server's own close and Shutdown's): the slot is
-// released once.
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
 	return err
 }

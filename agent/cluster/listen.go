@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Accept errors such as EMFILE (no file descriptor left) or ECONNABORTED
@@ -27,49 +29,9 @@ func nextAcceptDelay(d time.Duration) time.Duration {
 }
 
 // LimitListener lets at most n connections be open at once: Accept waits
-// while n are, so each connection's goroutines stay bounded in number.
-// (golang.org/x/net/netutil has the same; not worth the module for 40 lines.)
-func LimitListener(ln net.Listener, n int) net.Listener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
-}
-
-type limitListener struct {
-	net.Listener
-	sem  chan struct{}
-	done chan struct{}
-	once sync.Once
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
-}
-
-func (l *limitListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return l.Listener.Close()
-}
-
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
+// while n are, so each connection's goroutines stay bounded in number
+// (golang.org/x/net/netutil's, which also ends a waiting Accept on Close).
+func LimitListener(ln net.Listener, n int) net.Listener { return netutil.LimitListener(ln, n) }
 
 // BodyReadTimeout gives a request d to send its body, without a
 // server-wide ReadTimeout: that one would also end long-polling watches
