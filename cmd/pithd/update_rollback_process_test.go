@@ -84,11 +84,17 @@ func TestRollbackReleasesLockWithoutLeader(t *testing.T) {
 		}
 		return len(st.Holders) == 0, strings.Join(st.Holders, ",")
 	})
-	log, err := os.ReadFile(back.proc.Log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(log), "releasing the reboot lock, retrying") || !strings.Contains(string(log), "reboot lock released") {
+	// The KV shows the lock free as soon as the release commits; pithd logs
+	// "released" only when its call returns, so wait for the line.
+	var log []byte
+	pithdtest.Poll(t, back.name+" logging the release", func() (bool, string) {
+		var err error
+		if log, err = os.ReadFile(back.proc.Log); err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(string(log), "reboot lock released"), "no \"reboot lock released\" line yet"
+	})
+	if !strings.Contains(string(log), "releasing the reboot lock, retrying") {
 		t.Errorf("%s's log does not show the release retried until it went through", back.name)
 	}
 	if strings.Contains(string(log), "settling the last update") {
