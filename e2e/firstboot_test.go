@@ -283,8 +283,11 @@ func TestFirstBoot(t *testing.T) {
 	for i, m := range ms {
 		t.Logf("MEASURE %s: qemu-start->login-prompt=%s qemu-start->ssh-ready=%s", m.name, ups[i].login.Round(100*time.Millisecond), ups[i].ssh.Round(100*time.Millisecond))
 	}
+	// The machines are all up: their checks (dockerd loading an image
+	// under TCG takes most of a minute) run side by side.
 	for _, m := range ms {
 		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
 			n := m.c.Nodes[0]
 			n.t = t
 			if m.user == "" {
@@ -298,6 +301,7 @@ func TestFirstBoot(t *testing.T) {
 		})
 	}
 	t.Run("script cut", func(t *testing.T) {
+		t.Parallel()
 		n := cut.Nodes[0]
 		n.t = t
 		checkScriptCut(t, n)

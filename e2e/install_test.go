@@ -90,10 +90,10 @@ func liveBoot(t *testing.T, iso, fw string) {
 // (QEMU's TFTP takes minutes for them: make pxe-boot). The live system
 // must answer SSH with the key from its fw_cfg meta-data and run from RAM,
 // /usr verified; then sudo pithctl install must refuse bad inputs without
-// touching the disk (checkInstallRefusals; make bench-install also times
-// an install against dd).
+// touching the disk (checkInstallRefusals; make bench-install also
+// refuses a corrupt image and times an install against dd).
 func pxeBoot(t *testing.T) {
-	NeedVMs(t, 1, 5*time.Minute)
+	NeedVMs(t, 1, 3*time.Minute)
 	work := t.TempDir()
 	srv, tftp := filepath.Join(work, "http"), filepath.Join(work, "tftp")
 	start := time.Now()
