@@ -42,6 +42,36 @@ func createOverlay(ctx context.Context, base, overlay string, size int64) error 
 	return os.Rename(tmp, overlay)
 }
 
+// MinExtraDiskSize is the smallest Config.ExtraDiskSizes entry: below a
+// MiB a disk holds no useful partition table and filesystem.
+const MinExtraDiskSize = 1 << 20
+
+// MaxExtraDisks is how many extra disks fit PCI slots 0x10-0x1e (see args;
+// q35's ICH9 functions sit in 0x1f).
+const MaxExtraDisks = 15
+
+// createExtraDisks makes blank sparse raw disks extra1.img, extra2.img, ...
+// in dir, blanking any from an earlier Start, and returns their paths.
+func createExtraDisks(dir string, sizes []int64) ([]string, error) {
+	var paths []string
+	for i, n := range sizes {
+		p := filepath.Join(dir, fmt.Sprintf("extra%d.img", i+1))
+		// O_TRUNC then Truncate(n): blank and sparse, whatever was there.
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+		if err == nil {
+			err = f.Truncate(n)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("extra disk %s: %v", p, err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
 func imageInfo(ctx context.Context, path string) (format string, size int64, err error) {
 	out, err := exec.CommandContext(ctx, "qemu-img", "info", "--output=json", path).Output()
 	if err != nil {

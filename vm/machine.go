@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -96,6 +97,10 @@ type Config struct {
 	// ExtraDisks are raw disk files attached as virtio disks after the
 	// boot disk, with serials (ExtraDiskSerial) to name them by.
 	ExtraDisks []string
+	// ExtraDiskSizes are blank sparse raw disks (at least MinExtraDiskSize
+	// bytes) that Start creates in the node's directory, afresh on every
+	// Start like the overlay, and attaches after ExtraDisks.
+	ExtraDiskSizes []int64
 	// SecureBoot, with UEFI: OVMF enforces Secure Boot with these
 	// certificates enrolled as PK, KEK and db.
 	SecureBoot *SecureBootCerts
@@ -161,6 +166,14 @@ func (c *Config) defaults() error {
 	if c.Forwards == nil {
 		c.Forwards = DefaultForwards
 	}
+	if n := len(c.ExtraDisks) + len(c.ExtraDiskSizes); n > MaxExtraDisks {
+		return fmt.Errorf("%d extra disks: at most %d", n, MaxExtraDisks)
+	}
+	for _, n := range c.ExtraDiskSizes {
+		if n < MinExtraDiskSize {
+			return fmt.Errorf("extra disk of %d bytes: use at least 1 MiB", n)
+		}
+	}
 	if c.Netboot != nil && (c.Netboot.Bootfile == "" || c.Arch == "arm64") {
 		return fmt.Errorf("netboot: needs a boot file, on amd64 (the iPXE ROMs are x86)")
 	}
@@ -209,6 +222,12 @@ func Start(ctx context.Context, cfg Config, dir string) (*Machine, error) {
 			return nil, err
 		}
 	}
+	blank, err := createExtraDisks(dir, cfg.ExtraDiskSizes)
+	if err != nil {
+		return nil, err
+	}
+	// Clipped: nodes of one cluster share the template's slice.
+	m.Config.ExtraDisks = append(slices.Clip(cfg.ExtraDisks), blank...)
 	vars := filepath.Join(dir, "OVMF_VARS.fd")
 	if cfg.Firmware == UEFI {
 		if code, _ := cfg.uefiFiles(); !exists(code) {
@@ -398,15 +417,32 @@ type Info struct {
 	MAC       string      `json:"private_mac,omitempty"`
 	IPv4      string      `json:"private_ipv4,omitempty"`
 	Started   time.Time   `json:"started"`
+	// ExtraDisks are the disks after the boot disk, in order.
+	ExtraDisks []DiskInfo `json:"extra_disks,omitempty"`
+}
+
+// DiskInfo is an extra disk: the guest's /dev/disk/by-id/virtio-<Serial>.
+type DiskInfo struct {
+	Serial string `json:"serial"`
+	File   string `json:"file"`
+	Size   int64  `json:"size"` // bytes; 0 if the file is gone
 }
 
 // Info describes the machine.
 func (m *Machine) Info() Info {
-	return Info{
+	info := Info{
 		Name: m.Config.Name, PID: m.PID(), Firmware: m.Config.Firmware, Accel: m.Config.Accel.Name,
 		Ports: m.Ports, SerialLog: m.SerialLog, Console: m.SerialSock, QMP: m.QMPSock, Disk: m.Disk,
 		MAC: m.Config.PrivateMAC, IPv4: m.Config.PrivateIPv4, Started: m.Started,
 	}
+	for i, f := range m.Config.ExtraDisks {
+		d := DiskInfo{Serial: ExtraDiskSerial(i), File: f}
+		if st, err := os.Stat(f); err == nil {
+			d.Size = st.Size()
+		}
+		info.ExtraDisks = append(info.ExtraDisks, d)
+	}
+	return info
 }
 
 func (m *Machine) writeInfo() error {

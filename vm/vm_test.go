@@ -121,6 +121,14 @@ func TestArgs(t *testing.T) {
 		{"netboot url", Config{Netboot: &Netboot{Bootfile: "http://10.0.2.100:8080/pith-pxe.ipxe"}},
 			[][]string{{"-boot", "n"}, {"-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:1022-:22,hostfwd=tcp:127.0.0.1:3379-:2379,hostfwd=tcp:127.0.0.1:50153-:49153,bootfile=http://10.0.2.100:8080/pith-pxe.ipxe"}},
 			[]string{"tftp="}},
+		// Above the automatic PCI slots, below q35's ICH9 (0x1f).
+		{"extra disks", Config{Image: "b.qcow2", ExtraDisks: []string{"/s/vdb.img", "/s/extra1.img"}},
+			[][]string{{"-drive", "if=virtio,format=qcow2,discard=unmap,file=/s/disk.qcow2",
+				"-drive", "if=none,id=extra1,format=raw,discard=unmap,file=/s/vdb.img",
+				"-device", "virtio-blk-pci,drive=extra1,serial=pith-extra-1,addr=0x10",
+				"-drive", "if=none,id=extra2,format=raw,discard=unmap,file=/s/extra1.img",
+				"-device", "virtio-blk-pci,drive=extra2,serial=pith-extra-2,addr=0x11"}},
+			[]string{"extra3"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.cfg.defaults(); err != nil {
@@ -161,6 +169,8 @@ func TestConfigErrors(t *testing.T) {
 		{Config{CPUs: -1}, "cpus -1"},
 		{Config{Netboot: &Netboot{TFTPDir: "/t"}}, "netboot: needs a boot file"},
 		{Config{Arch: "arm64", Netboot: &Netboot{Bootfile: "b"}}, "netboot: needs a boot file, on amd64"},
+		{Config{ExtraDiskSizes: []int64{1 << 30, 1<<20 - 1}}, "extra disk of 1048575 bytes: use at least 1 MiB"},
+		{Config{ExtraDisks: make([]string, 10), ExtraDiskSizes: make([]int64, 6)}, "16 extra disks: at most 15"},
 	} {
 		_, err := Start(context.Background(), tc.cfg, t.TempDir())
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -27,6 +27,7 @@ type bootOpts struct {
 	image, userData, firmware, state, diskSize, forwards, marker string
 	arch                                                         string
 	secureBootKeys                                               string
+	extraDisks                                                   extraDisks
 	nodes, memory, cpus                                          int
 	detach, supervise, quiet, secureBoot, tpm                    bool
 }
@@ -50,6 +51,12 @@ inside this process (10.77.0.11, .12, ...), and SSH (22), the KV (2379) and
 the fleet API (49153) forwarded to 127.0.0.1 ports printed per node. An SSH
 key pair is made in the state directory and authorized for user core.
 
+--extra-disk SIZE (repeatable) gives each node blank disks after its boot
+disk: the guest sees them as /dev/vdb, /dev/vdc, ... and, stably, as
+/dev/disk/by-id/virtio-pith-extra-1, -2, ...: the names for an Ignition
+storage config. Like the overlays, they live in the node's state directory
+and are blank again on every pith boot.
+
 Without --detach, pith boot stays in the foreground: Ctrl-C powers the nodes
 off. With --detach, the machines run under a background supervisor until
 'pith boot stop'.`,
@@ -64,7 +71,7 @@ off. With --detach, the machines run under a background supervisor until
 	o.archFlags(f)
 	f.IntVar(&o.memory, "memory", 1024, "memory per node in MiB")
 	f.IntVar(&o.cpus, "cpus", 1, "virtual CPUs per node")
-	f.StringVar(&o.diskSize, "disk-size", "", "virtual disk size per node, e.g. 8GiB (default: the image's size)")
+	o.diskFlags(f)
 	f.StringVar(&o.forwards, "forward", "22,2379,49153", "guest TCP ports forwarded to 127.0.0.1")
 	f.StringVar(&o.marker, "wait-for", loginMarker, "console text that means node1 is up")
 	o.secureBootFlags(f)
@@ -317,13 +324,22 @@ func printNodes(w io.Writer, dir string) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPID\tSTATE\tPRIVATE\tFORWARDS (127.0.0.1)\tCONSOLE LOG")
+	extra := slices.ContainsFunc(st.Nodes, func(n vm.Info) bool { return len(n.ExtraDisks) > 0 })
+	head := "NODE\tPID\tSTATE\tPRIVATE\tFORWARDS (127.0.0.1)\tCONSOLE LOG"
+	if extra {
+		head += "\tEXTRA DISKS (/dev/disk/by-id/)"
+	}
+	fmt.Fprintln(tw, head)
 	for _, n := range st.Nodes {
 		state := "running"
 		if syscall.Kill(n.PID, 0) != nil {
 			state = "stopped"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", n.Name, n.PID, state, n.IPv4, forwardList(n.Ports), n.SerialLog)
+		row := fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s", n.Name, n.PID, state, n.IPv4, forwardList(n.Ports), n.SerialLog)
+		if extra {
+			row += "\t" + extraDiskList(n.ExtraDisks)
+		}
+		fmt.Fprintln(tw, row)
 	}
 	tw.Flush()
 }

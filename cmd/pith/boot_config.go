@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -63,7 +64,7 @@ func (o *bootOpts) clusterConfig(ctx context.Context, log func(string, ...any)) 
 		Dir: o.state, Nodes: o.nodes, Log: log,
 		Node: vm.Config{
 			Image: o.image, Firmware: o.firmware, MemoryMiB: o.memory, CPUs: o.cpus,
-			DiskSize: size, UserData: o.userData, Forwards: fwd,
+			DiskSize: size, ExtraDiskSizes: o.extraDisks.sizes, UserData: o.userData, Forwards: fwd,
 			Accel:      vm.ProbeAccel(ctx, "qemu-system-x86_64"),
 			SecureBoot: sb, TPM: o.tpm, Arch: arch,
 		},
@@ -80,6 +81,9 @@ func parseSize(s string) (int64, error) {
 			n, err := strconv.ParseInt(strings.TrimSuffix(s, u.suf), 10, 64)
 			if err != nil || n <= 0 {
 				return 0, errors.New("not a size")
+			}
+			if n > math.MaxInt64/u.mult {
+				return 0, errors.New("too large")
 			}
 			return n * u.mult, nil
 		}
