@@ -27,8 +27,9 @@ type IgnitionConfig = igntypes.Config
 // 3.5) with Ignition's own packages, and adds Pith's limits: the initramfs
 // applies storage.disks and storage.filesystems on first boot, pithd the
 // files, directories, links, users, groups and systemd units (remote
-// sources fetched and hash-checked before the first write); RAID, LUKS and
-// kernel arguments are errors.
+// sources fetched and hash-checked before the first write); kernel
+// arguments are applied by the initramfs too (ignkargs.go); RAID and LUKS
+// are errors.
 func ParseIgnition(data []byte) (*IgnitionConfig, *Report) {
 	rep := &Report{}
 	cfg, irep, err := v3_5.ParseCompatibleVersion(data)
@@ -98,13 +99,7 @@ func pithIgnitionLimits(cfg *IgnitionConfig, raw []byte, rep *Report) {
 	}
 	root := vpath.New("json")
 	ignitionStorageLimits(cfg, add)
-	if len(cfg.KernelArguments.ShouldExist)+len(cfg.KernelArguments.ShouldNotExist) > 0 {
-		// A per-machine line would have to live outside the image's
-		// grub.cfg, which Secure Boot signs; GRUB loads only the boot
-		// counters from the unsigned grubenv, so an argument kept there
-		// could be forged by anyone who can write the ESP.
-		add(root.Append("kernelArguments"), "Pith does not apply kernelArguments yet: each slot's kernel command line is fixed in the image's grub.cfg (signed under Secure Boot) and there is no per-machine one; remove kernelArguments")
-	}
+	checkKernelArguments(cfg, add)
 	checkRes := func(p vpath.ContextPath, r igntypes.Resource) { checkIgnitionResource(&pr, p, r, false) }
 	for i, r := range cfg.Ignition.Config.Merge {
 		checkRes(root.Append("ignition", "config", "merge", i), r)

@@ -50,7 +50,7 @@ func TestIgnitionErrors(t *testing.T) {
 			[]want{{2, 30, E, "path not absolute"}, {2, 62, W, "plain HTTP"}, {4, 30, E, "invalid systemd unit extension"}}},
 		{"usr is read-only", `{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/usr/bin/x"}]}}`, []want{{1, 61, E, "read-only /usr"}}},
 		{"bad ssh key", `{"ignition":{"version":"3.0.0"},"passwd":{"users":[{"name":"core","sshAuthorizedKeys":["x"]}]}}`, []want{{1, 88, E, "not a valid SSH public key"}}},
-		{"kernel args", `{"ignition":{"version":"3.3.0"},"kernelArguments":{"shouldExist":["quiet"]}}`, []want{{1, 52, E, "Pith does not apply kernelArguments yet"}}},
+		{"kernel args", `{"ignition":{"version":"3.3.0"},"kernelArguments":{"shouldExist":["quiet"],"shouldNotExist":["init=/bin/sh"]}}`, []want{{1, 94, E, "kernelArguments.shouldNotExist.0: kernel argument \"init=/bin/sh\""}}},
 		{"plain http merge", `{"ignition":{"version":"3.4.0","config":{"merge":[{"source":"http://10.0.2.2/x.ign"}]}}}`, []want{{1, 61, W, "plain HTTP at first boot: anyone on the path can change it; use https or give verification.hash"}}},
 		{"https replace", `{"ignition":{"version":"3.4.0","config":{"replace":{"source":"https://10.0.2.2/x.ign"}}}}`, nil},
 		{"tftp source", `{"ignition":{"version":"3.4.0","config":{"replace":{"source":"tftp://10.0.2.2/x.ign"}}}}`, []want{{1, 62, E, `not "tftp://10.0.2.2/x.ign"`}}},

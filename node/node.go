@@ -33,6 +33,19 @@ const (
 	StorageDoneMarker    = "var/lib/pith/ignition-storage.done"
 )
 
+// Ignition kernelArguments (pith-init, first boot). KargsFile, relative
+// to the ESP, is the machine's own kernel arguments: a GRUB environment
+// block whose one variable KargsVar grub.cfg loads and appends to both
+// slots' kernel lines (image/bootloader; not on Secure Boot images).
+// KargsRebootMarker, on ROOT, is written once pith-init changed the file,
+// before it reboots: a boot that finds it and the arguments still not
+// in effect stops instead of rebooting again.
+const (
+	KargsFile         = "grub/kargs"
+	KargsVar          = "pith_kargs"
+	KargsRebootMarker = "var/lib/pith/ignition-kargs.rebooted"
+)
+
 // SettingsPath is where pithd run reads the settings first boot saved
 // (its --update-settings default).
 const SettingsPath = StateDir + "/" + SettingsFile

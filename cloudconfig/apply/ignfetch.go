@@ -321,5 +321,10 @@ func (f *ignFetcher) fetchConfig(ctx context.Context, r igntypes.Resource) (clou
 	if s := c.Storage; len(s.Disks)+len(s.Filesystems)+len(s.Raid)+len(s.Luks) > 0 {
 		return cloudconfig.IgnitionConfig{}, fmt.Errorf("%s has storage.disks/filesystems/raid/luks: Pith applies storage only from the user-data's own config (in the initramfs), not from merged or replacing configs; move them there", name)
 	}
+	// The same for kernelArguments: the initramfs changed the kernel line
+	// from the user-data alone, before this config was fetched.
+	if k := c.KernelArguments; len(k.ShouldExist)+len(k.ShouldNotExist) > 0 {
+		return cloudconfig.IgnitionConfig{}, fmt.Errorf("%s has kernelArguments: Pith applies them only from the user-data's own config (in the initramfs), not from merged or replacing configs; move them there", name)
+	}
 	return *c, nil
 }

@@ -35,6 +35,7 @@ func TestIgnitionRemoteSources(t *testing.T) {
 		"/bad.ign":     `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/usr/bin/x","contents":{"source":"data:,x"}}]}}`,
 		"/loop.ign":    "", // set below: merges itself
 		"/storage.ign": `{"ignition":{"version":"3.4.0"},"storage":{"filesystems":[{"device":"/dev/vdb","format":"ext4","path":"/var/data"}]}}`,
+		"/kargs.ign":   `{"ignition":{"version":"3.4.0"},"kernelArguments":{"shouldExist":["quiet"]}}`,
 	}
 	var fails atomic.Int32
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -109,6 +110,8 @@ func TestIgnitionRemoteSources(t *testing.T) {
 			err: "read-only /usr"},
 		{name: "merged storage", ignition: `"config":{"merge":[{"source":"` + h + `/storage.ign"}]}`,
 			err: "applies storage only from the user-data's own config"},
+		{name: "merged kernelArguments", ignition: `"config":{"merge":[{"source":"` + h + `/kargs.ign"}]}`,
+			err: "has kernelArguments: Pith applies them only from the user-data's own config"},
 		{name: "merge loop", ignition: `"config":{"merge":[{"source":"` + h + `/loop.ign"}]}`,
 			err: "nested more than"},
 		{name: "replace", ignition: `"config":{"replace":{"source":"` + h + `/replace.ign","verification":{"hash":"` + sum256(files["/replace.ign"]) + `"}}}`,

@@ -232,6 +232,7 @@ func (s *Stage) parse(in Input) (*cloudconfig.UserData, *cloudconfig.Report) {
 	data, missing := cloudconfig.Substitute(raw, in.Addresses)
 	ud, rep := cloudconfig.Parse(data)
 	checkStorageApplied(s.Applier.Root, in.Source, raw, ud, rep)
+	checkKargsApplied(s.Applier.Root, in.Source, ud, rep)
 	for _, v := range missing {
 		rep.Warnf(positionOf(data, v), "", "%s is used but the %s datasource has no value for it; it is left as written", v, in.Source)
 	}

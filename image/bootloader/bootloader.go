@@ -189,6 +189,9 @@ type Params struct {
 	// not part of grub.cfg, which reads it from VerityCfgPath per slot; it
 	// makes KernelArgs the full command line a slot boots with.
 	UsrHash map[string]string
+	// SecureBoot makes the grub.cfg of a Secure Boot image: it reads no
+	// per-machine kernel arguments (KargsFile).
+	SecureBoot bool
 }
 
 // kernelArgs is slot s's command line up to the root hash.
@@ -232,6 +235,24 @@ func VerityCfg(rootHash string) ([]byte, error) {
 	}
 	return fmt.Appendf(nil, "# dm-verity root hash of this slot's USR, written with it\nset pith_usrhash=%s\n", rootHash), nil
 }
+
+// KargsFile (under GRUB's prefix, the ESP's grub/) and KargsVar are the
+// machine's own kernel arguments: Ignition kernelArguments that pith-init
+// wrote on first boot (node.KargsFile, node.KargsVar). A GRUB
+// environment block, not a script: load_env takes KargsVar alone from it,
+// so the file can add arguments and nothing else (no GRUB commands, no
+// other variable such as pith_usrhash), and grub.cfg, the same for every
+// machine of an image, stays the image's. One file for both slots, so
+// the arguments survive A/B updates, which do not touch it.
+//
+// A Secure Boot image's grub.cfg does not read it: the file is unsigned
+// (pith-init writes it on the machine), and an argument it added (init=,
+// a second pith.usrhash=) would boot what the signatures were to stop.
+// There, pith-init refuses kernelArguments.
+const (
+	KargsFile = "kargs"
+	KargsVar  = "pith_kargs"
+)
 
 var cfgTemplate = template.Must(template.New("grub.cfg").Parse(`# Pith {{.Version}} boot menu: one entry per USR slot (A/B).
 # grubenv holds saved_entry (the good slot) and next_entry (a one-time
@@ -299,12 +320,22 @@ fi
 # update) falls back to the other entry. GRUB's fallback takes entry
 # numbers only (a is 0, b is 1).
 if [ "${default}" = b ]; then set fallback=0; else set fallback=1; fi
+{{if .SecureBoot -}}
+# Secure Boot: no per-machine kernel arguments (the file would be unsigned).
+{{- else -}}
+# The machine's own kernel arguments (Ignition kernelArguments, written by
+# pith-init on first boot): only {{.KargsVar}} is taken from the file.
+set {{.KargsVar}}=
+if [ -f ${prefix}/{{.KargsFile}} ]; then
+  load_env --skip-sig -f ${prefix}/{{.KargsFile}} {{.KargsVar}}
+fi
+{{- end}}
 {{range .Slots}}
 menuentry "Pith slot {{.Upper}}" --id {{.ID}} --unrestricted {
   echo "Loading Pith slot {{.Upper}}..."
   set pith_usrhash=
   source /{{.VerityCfg}}
-  linux /pith/vmlinuz-{{.ID}} {{.Args}} pith.usrhash=${pith_usrhash}
+  linux /pith/vmlinuz-{{.ID}} {{.Args}}{{if not $.SecureBoot}} {{$.KargsRef}}{{end}} pith.usrhash=${pith_usrhash}
   initrd /pith/initrd-{{.ID}}
 }
 {{end}}`))
@@ -314,8 +345,9 @@ func GrubCfg(p Params) ([]byte, error) {
 	type slotEntry struct{ ID, Upper, Args, VerityCfg string }
 	data := struct {
 		Params
-		Slots []slotEntry
-	}{Params: p}
+		Slots                         []slotEntry
+		KargsFile, KargsVar, KargsRef string
+	}{Params: p, KargsFile: KargsFile, KargsVar: KargsVar, KargsRef: "${" + KargsVar + "}"}
 	for _, s := range []string{"a", "b"} {
 		if p.USR[s] == "" {
 			return nil, fmt.Errorf("grub.cfg: no PARTUUID for slot %s", s)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pith-os/pith/node"
 )
 
 var params = Params{
@@ -102,7 +104,7 @@ func TestGrubCfg(t *testing.T) {
 	s := string(cfg)
 	for _, want := range []string{
 		`menuentry "Pith slot A" --id a --unrestricted {`, `menuentry "Pith slot B" --id b --unrestricted {`,
-		"linux /pith/vmlinuz-a " + KernelArgs(params, "a") + " pith.usrhash=${pith_usrhash}\n", "initrd /pith/initrd-b",
+		"linux /pith/vmlinuz-a " + KernelArgs(params, "a") + " ${pith_kargs} pith.usrhash=${pith_usrhash}\n", "initrd /pith/initrd-b",
 		"source /pith/verity-a.cfg\n", "source /pith/verity-b.cfg\n",
 		"load_env --skip-sig -f ${prefix}/grubenv pith_gen pith_gen_end", "load_env --skip-sig -f ${prefix}/grubenv.1 pith_gen pith_gen_end",
 		`if [ "${pith_gen1}" -gt "${pith_gen0}" ]; then set pith_env=grubenv.1; fi`, "save_env -f ${prefix}/${pith_env} next_entry", `set default="${saved_entry}"`, "set timeout=1",
@@ -114,17 +116,76 @@ func TestGrubCfg(t *testing.T) {
 		}
 	}
 	// GRUB's own parser accepts it.
-	if _, err := exec.LookPath("grub-script-check"); err == nil {
-		f := filepath.Join(t.TempDir(), "grub.cfg")
-		os.WriteFile(f, cfg, 0o644)
-		if out, err := exec.Command("grub-script-check", f).CombinedOutput(); err != nil {
-			t.Errorf("grub-script-check: %v: %s", err, out)
-		}
-	}
+	grubScriptCheck(t, cfg)
 	p := params
 	p.USR = map[string]string{"a": "x"}
 	if _, err := GrubCfg(p); err == nil {
 		t.Error("missing slot b accepted")
+	}
+}
+
+// TestGrubCfgKargs: a plain image's slots both append the machine's own
+// arguments, loaded from the ESP alone of the file's variables; a Secure
+// Boot image's grub.cfg (signed) never reads that unsigned file.
+func TestGrubCfgKargs(t *testing.T) {
+	if KargsVar != node.KargsVar || "grub/"+KargsFile != node.KargsFile {
+		t.Fatalf("grub.cfg reads grub/%s's %s, pith-init writes %s's %s", KargsFile, KargsVar, node.KargsFile, node.KargsVar)
+	}
+	load := "load_env --skip-sig -f ${prefix}/kargs pith_kargs\n"
+	for _, tc := range []struct {
+		name       string
+		secureBoot bool
+		has, lacks []string
+	}{
+		{"plain", false, []string{
+			"set pith_kargs=\n", "if [ -f ${prefix}/kargs ]; then\n  " + load,
+			"linux /pith/vmlinuz-a " + KernelArgs(params, "a") + " ${pith_kargs} pith.usrhash=${pith_usrhash}\n",
+			"linux /pith/vmlinuz-b " + KernelArgs(params, "b") + " ${pith_kargs} pith.usrhash=${pith_usrhash}\n",
+		}, nil},
+		{"secure boot", true, []string{
+			"linux /pith/vmlinuz-a " + KernelArgs(params, "a") + " pith.usrhash=${pith_usrhash}\n",
+			"linux /pith/vmlinuz-b " + KernelArgs(params, "b") + " pith.usrhash=${pith_usrhash}\n",
+		}, []string{"pith_kargs", "${prefix}/kargs"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := params
+			p.SecureBoot = tc.secureBoot
+			cfg, err := GrubCfg(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := string(cfg)
+			for _, want := range tc.has {
+				if !strings.Contains(s, want) {
+					t.Errorf("grub.cfg lacks %q:\n%s", want, s)
+				}
+			}
+			for _, bad := range tc.lacks {
+				if strings.Contains(s, bad) {
+					t.Errorf("grub.cfg has %q:\n%s", bad, s)
+				}
+			}
+			// Loaded after the A/B choice, before the entries use it.
+			if i := strings.Index(s, load); !tc.secureBoot && (i < strings.Index(s, "set fallback=") || i > strings.Index(s, "menuentry")) {
+				t.Errorf("the kargs file is not loaded between the A/B choice and the entries")
+			}
+			grubScriptCheck(t, cfg)
+		})
+	}
+}
+
+// grubScriptCheck runs GRUB's own parser on a script, where it is installed.
+func grubScriptCheck(t *testing.T, script []byte) {
+	t.Helper()
+	if _, err := exec.LookPath("grub-script-check"); err != nil {
+		return
+	}
+	f := filepath.Join(t.TempDir(), "grub.cfg")
+	if err := os.WriteFile(f, script, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("grub-script-check", f).CombinedOutput(); err != nil {
+		t.Errorf("grub-script-check: %v: %s", err, out)
 	}
 }
 

@@ -209,6 +209,7 @@ func (a *assembly) bootChain() (string, error) {
 		UsrHash: map[string]string{"a": a.usrVerity.RootHash},
 	}
 	a.params.Arch = c.Arch
+	a.params.SecureBoot = a.in.SecureBoot != nil
 	bios := a.part(layout.LabelBIOSBoot)
 	var sec *bootloader.SecureConfig
 	if a.in.SecureBoot != nil {

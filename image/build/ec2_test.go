@@ -41,9 +41,10 @@ func TestAssembleEC2(t *testing.T) {
 		}
 	}
 	esp, _ := m.Partition(layout.LabelESP)
-	// grub.cfg has slot a's line with the root hash read from verity-a.cfg.
+	// grub.cfg has slot a's line with the machine's own arguments
+	// (grub/kargs) and the root hash read from verity-a.cfg.
 	lineA, _, _ := strings.Cut(m.KernelCmdline["a"], " pith.usrhash=")
-	if cfg := tool(t, "mtype", "-i", extract(t, img, esp), "::/grub/grub.cfg"); !strings.Contains(cfg, lineA+" pith.usrhash=${pith_usrhash}\n") {
+	if cfg := tool(t, "mtype", "-i", extract(t, img, esp), "::/grub/grub.cfg"); !strings.Contains(cfg, lineA+" ${pith_kargs} pith.usrhash=${pith_usrhash}\n") {
 		t.Errorf("grub.cfg lacks slot a's line %q:\n%s", lineA, cfg)
 	}
 	oem, _ := m.Partition(layout.LabelOEM)

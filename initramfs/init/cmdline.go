@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pith-os/pith/cloudconfig"
 )
 
 // Cmdline holds the pith.* parameters of the kernel command line.
@@ -56,7 +58,7 @@ const DefaultWait = 30 * time.Second
 // belong to the kernel or systemd); malformed pith.* values are errors.
 func ParseCmdline(line string) (*Cmdline, error) {
 	c := &Cmdline{Init: DefaultInit, Wait: DefaultWait}
-	for _, f := range splitCmdline(line) {
+	for _, f := range cloudconfig.SplitKernelCmdline(line) {
 		key, val, hasVal := strings.Cut(f, "=")
 		if !strings.HasPrefix(key, "pith.") {
 			continue
@@ -140,32 +142,4 @@ func parseSpec(key, val string) (Spec, error) {
 		return Spec{Kind: "PARTLABEL", Value: v}, nil
 	}
 	return Spec{}, fmt.Errorf("%s=%q: want PARTUUID=<guid>, PARTLABEL=<label> or /dev/<name>", key, val)
-}
-
-// splitCmdline splits on spaces, keeping double-quoted values together as
-// the kernel does ("a=\"b c\"" is one parameter).
-func splitCmdline(s string) []string {
-	var out []string
-	var cur strings.Builder
-	inQuote, have := false, false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			inQuote = !inQuote
-			have = true
-		case !inQuote && (r == ' ' || r == '\t' || r == '\n'):
-			if have {
-				out = append(out, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteRune(r)
-			have = true
-		}
-	}
-	if have {
-		out = append(out, cur.String())
-	}
-	return out
 }

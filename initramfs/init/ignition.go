@@ -127,6 +127,30 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 // meta-data is checked as pithd will check it: one pithd would refuse
 // stops the boot here, before a disk is touched, not after.
 func fwCfgStorage(root string) (*storage.Plan, []byte, error) {
+	cfg, data, err := fwCfgIgnition(root)
+	if err != nil || cfg == nil {
+		return nil, nil, err
+	}
+	plan, err := storage.FromConfig(cfg)
+	if err != nil {
+		return nil, nil, storageStop("checking storage", err)
+	}
+	if plan.Empty() {
+		return nil, nil, nil
+	}
+	if _, err := fwcfg.ReadMetaData(root, cloudconfig.MaxSize); err != nil {
+		return nil, nil, storageStop("reading fw_cfg meta-data", err)
+	}
+	return plan, data, nil
+}
+
+// fwCfgIgnition reads fw_cfg below root and returns its user-data's
+// Ignition config and the decompressed user-data, or a nil config when
+// there is none to apply here: no user-data, not Ignition, or an invalid
+// config without storage (pithd's first-boot stage reports it, with every
+// error and its line, and the node boots on). An invalid config with
+// storage stops the boot: nothing may be half-applied.
+func fwCfgIgnition(root string) (*cloudconfig.IgnitionConfig, []byte, error) {
 	ud, _, err := fwcfg.Read(root, fwcfg.UserData, cloudconfig.MaxSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
@@ -140,26 +164,13 @@ func fwCfgStorage(root string) (*storage.Plan, []byte, error) {
 	}
 	cfg, rep := cloudconfig.ParseIgnition(data)
 	if cfg == nil || rep.HasErrors() {
-		// Without storage, pithd's first-boot stage rejects it with every
-		// error and its line, and the node boots on. With storage, nothing
-		// may be half-applied and the machine is not what was asked: stop.
 		var partial cloudconfig.IgnitionConfig
 		if json.Unmarshal(data, &partial) != nil || !hasStorage(&partial) {
 			return nil, nil, nil
 		}
 		return nil, nil, storageStop("validating the Ignition config", rep.Err())
 	}
-	plan, err := storage.FromConfig(cfg)
-	if err != nil {
-		return nil, nil, storageStop("checking storage", err)
-	}
-	if plan.Empty() {
-		return nil, nil, nil
-	}
-	if _, err := fwcfg.ReadMetaData(root, cloudconfig.MaxSize); err != nil {
-		return nil, nil, storageStop("reading fw_cfg meta-data", err)
-	}
-	return plan, data, nil
+	return cfg, data, nil
 }
 
 // FwCfgACPI is QEMU's fw_cfg device as ACPI lists it from the start.

@@ -164,8 +164,14 @@ func run(l *logger, debug *bool) error {
 		}
 		l.Printf("first boot: created the ROOT skeleton (/etc from /usr/share/pith/etc)")
 	}
-	// Ignition's disks stage: first boot until it concludes, before systemd.
-	if err := storageBoot(Sysroot, func() error { return ignitionStorage(l, root, usr) }); err != nil {
+	// Ignition's kargs stage (which may reboot once), then its disks
+	// stage: first boot until they conclude, before systemd.
+	if err := storageBoot(Sysroot, func() error {
+		if err := ignitionKargs(l, string(raw), usr); err != nil {
+			return err
+		}
+		return ignitionStorage(l, root, usr)
+	}); err != nil {
 		return err
 	}
 	oldB, newB, err := growExt4(root.Path, Sysroot)

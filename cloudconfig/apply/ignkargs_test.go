@@ -1,0 +1,43 @@
+package apply
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pith-os/pith/cloudconfig"
+)
+
+func TestCheckKargsApplied(t *testing.T) {
+	const line = "console=tty0 panic=10 pith.slot=a quiet e2e_karg=1\n"
+	for _, tc := range []struct {
+		name, kargs, cmdline string // cmdline "" = no /proc/cmdline
+		err                  string
+	}{
+		{"none asked, no kernel line", `{}`, "", ""},
+		{"in effect", `{"shouldExist":["e2e_karg=1"],"shouldNotExist":["nosmt"]}`, line, ""},
+		{"missing", `{"shouldExist":["e2e_karg=1","nosmt"]}`, line, "this boot's kernel line lacks +nosmt): the initramfs applies them on first boot from QEMU fw_cfg user-data only, and this config came from ec2"},
+		{"present", `{"shouldNotExist":["quiet"]}`, line, "lacks -quiet)"},
+		{"no kernel line", `{"shouldExist":["a"]}`, "", "cannot read this boot's kernel line"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if tc.cmdline != "" {
+				os.MkdirAll(filepath.Join(root, "proc"), 0o755)
+				if err := os.WriteFile(filepath.Join(root, "proc/cmdline"), []byte(tc.cmdline), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ud, rep := cloudconfig.Parse([]byte(`{"ignition":{"version":"3.4.0"},"kernelArguments":` + tc.kargs + `}`))
+			if rep.HasErrors() {
+				t.Fatalf("config invalid: %s", rep.Format("x"))
+			}
+			checkKargsApplied(root, "ec2", ud, rep)
+			got := rep.Format("x")
+			if tc.err == "" && rep.HasErrors() || tc.err != "" && !strings.Contains(got, tc.err) {
+				t.Fatalf("report:\n%s\nwant %q", got, tc.err)
+			}
+		})
+	}
+}
