@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -144,12 +145,45 @@ func ignitionUserData(t *testing.T, pub string) string {
 			{"name": "hello.service", "contents": helloUnitBody},
 			{"name": "hello.path", "enabled": true, "contents": helloPathUnit + "\n[Install]\nWantedBy=paths.target\n"},
 		}},
+		// Applied by pith-init on first boot (the ESP's grub/kargs, one
+		// reboot) before the storage stage: checkIgnitionKargs.
+		"kernelArguments": map[string]any{"shouldExist": []string{e2eKarg}},
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// e2eKarg is the Ignition machine's kernel argument: harmless, and not
+// pith.* (which pith validate refuses).
+const e2eKarg = "e2e_karg=1"
+
+// checkIgnitionKargs: pith-init applied kernelArguments on first boot
+// with exactly one reboot, the boot after found them in effect, and the
+// running kernel has the argument from the ESP's grub/kargs.
+func checkIgnitionKargs(t *testing.T, n *Node) {
+	if got := n.Run("cat /proc/cmdline"); !slices.Contains(strings.Fields(got), e2eKarg) {
+		t.Errorf("/proc/cmdline lacks %s: %q", e2eKarg, got)
+	}
+	if got := n.Run("sudo grep -a -o '^pith_kargs=.*' /boot/grub/kargs"); got != "pith_kargs="+e2eKarg {
+		t.Errorf("/boot/grub/kargs has %q, want pith_kargs=%s", got, e2eKarg)
+	}
+	console := n.ConsoleText()
+	for _, c := range []struct {
+		line string
+		want int
+	}{
+		{"ignition: kernel arguments changed (+" + e2eKarg + "): rebooting once", 1},
+		{"ignition: kernel arguments already in effect", 1},
+		{"ignition: kernelArguments not applied", 0},
+	} {
+		if got := strings.Count(console, c.line); got != c.want {
+			t.Errorf("the console has %q %d times, want %d", c.line, got, c.want)
+		}
+	}
+	t.Logf("initramfs kargs stage:\n%s", grepLines(console, "ignition: kernel"))
 }
 
 // e2eDataPath is where the Ignition machine's second disk's ext4 is mounted.
@@ -296,6 +330,7 @@ func TestFirstBoot(t *testing.T) {
 			}
 			checkApplied(t, n, m.user, m.key, m.hostname)
 			if m.extraDisk {
+				checkIgnitionKargs(t, n)
 				checkIgnitionStorage(t, n)
 			}
 		})
