@@ -107,6 +107,7 @@ var DefaultModules = []string{
 	"virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console",
 	"nvme", "ena", "ata_piix", "ahci", "sd_mod", "xen_blkfront", "hv_storvsc",
 	"squashfs", "erofs", "ext4", "crc32c_generic", "vfat", "nls_cp437",
+	"nls_ascii", // vfat's default iocharset: without it the ESP does not mount
 	"nls_iso8859_1", "nls_utf8", "dm_mod", "dm_verity", "overlay",
 	"qemu_fw_cfg",
 	"loop", // the live ISO/PXE system's USR image (pith.live)
