@@ -59,6 +59,10 @@ func (n *Node) checkNeverHealthyRollsBack(repo string, img *channels.ImageReleas
 	n.WaitSSH()
 	st := n.updWaitStatus("the rollback of "+version, func(s node.UpdateStatus) bool { return updHasEvent(s, "rollback", version) })
 	if cl := n.Run("cat /proc/cmdline"); !strings.Contains(cl, "pith.slot=b") {
+		// Say why it left slot b: what the boot before this one did.
+		t.Logf("the boot before this one (journal):\n%s\nslot status:\n%s\npithctl update status:\n%s",
+			n.Run("sudo journalctl --no-pager -b -1 -o short-monotonic | grep -v -e 'raft:' -e kernel: | tail -n 150"),
+			n.Run("sudo pithctl slot status"), n.Run("pithctl update status"))
 		t.Fatalf("after the never-healthy %s the node runs %s, want slot b", version, cl)
 	}
 	if st.Running != running || st.Pending != nil {
