@@ -29,19 +29,7 @@ func grubRun(t *testing.T, dir string) string {
 // after three that nothing cleared, the other slot takes over if it has a
 // root hash file; a trial is not counted.
 func TestGrubBootCounting(t *testing.T) {
-	for _, tool := range []string{"grub-emu", "mkfs.vfat", "mcopy"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)
-		}
-	}
-	cfg, err := GrubCfg(params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	head := string(cfg[:strings.Index(string(cfg), "menuentry")])
-	head = regexp.MustCompile(`(?m)^(serial|terminal_input|terminal_output) .*$`).ReplaceAllString(head, "")
-	head = strings.NewReplacer("${prefix}", "(hd0)/grub", "/pith/", "(hd0)/pith/").Replace(head)
-	head += "echo \"RESULT default=${default} saved=${saved_entry} next=${next_entry} boot=${pith_boot}\"\nreboot\n"
+	head := grubCfgHead(t, params) + "echo \"RESULT default=${default} saved=${saved_entry} next=${next_entry} boot=${pith_boot}\"\nreboot\n"
 
 	for _, tc := range []struct {
 		name    string
@@ -60,10 +48,7 @@ func TestGrubBootCounting(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			os.MkdirAll(filepath.Join(dir, "prefix"), 0o755)
-			os.WriteFile(filepath.Join(dir, "prefix", "grub.cfg"), []byte(head), 0o644)
-			esp := filepath.Join(dir, "esp.img")
-			os.WriteFile(filepath.Join(dir, "device.map"), []byte("(hd0) "+esp+"\n"), 0o644)
+			esp := grubESP(t, dir, head)
 			// grubenv as a node has it after updates: two copies, the
 			// second newer (slot writes the older copy each time).
 			env := filepath.Join(dir, "grubenv")
@@ -78,9 +63,6 @@ func TestGrubBootCounting(t *testing.T) {
 				t.Fatal(err)
 			}
 			files := []string{env, env + slot.EnvCopySuffix}
-			run(t, "truncate", "-s", "16M", esp)
-			run(t, "mkfs.vfat", esp)
-			run(t, "mmd", "-i", esp, "::grub", "::pith")
 			run(t, "mcopy", append([]string{"-i", esp}, append(files, "::grub/")...)...)
 			for _, s := range []string{"a", "b"} {
 				if s == "b" && !tc.verityB {
@@ -98,6 +80,44 @@ func TestGrubBootCounting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// grubCfgHead is p's grub.cfg up to its menu entries, for grub-emu: no
+// serial console, and the ESP as the emulator's (hd0).
+func grubCfgHead(t *testing.T, p Params) string {
+	t.Helper()
+	for _, tool := range []string{"grub-emu", "mkfs.vfat", "mcopy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)
+		}
+	}
+	cfg, err := GrubCfg(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := string(cfg[:strings.Index(string(cfg), "menuentry")])
+	head = regexp.MustCompile(`(?m)^(serial|terminal_input|terminal_output) .*$`).ReplaceAllString(head, "")
+	return strings.NewReplacer("${prefix}", "(hd0)/grub", "/pith/", "(hd0)/pith/").Replace(head)
+}
+
+// grubESP sets dir up for grubRun with head as its grub.cfg and returns
+// the empty FAT ESP (with grub/ and pith/) that is its (hd0).
+func grubESP(t *testing.T, dir, head string) string {
+	t.Helper()
+	esp := filepath.Join(dir, "esp.img")
+	if err := os.MkdirAll(filepath.Join(dir, "prefix"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "prefix", "grub.cfg"), []byte(head), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "device.map"), []byte("(hd0) "+esp+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "truncate", "-s", "16M", esp)
+	run(t, "mkfs.vfat", esp)
+	run(t, "mmd", "-i", esp, "::grub", "::pith")
+	return esp
 }
 
 func run(t *testing.T, name string, args ...string) {
