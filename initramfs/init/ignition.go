@@ -69,18 +69,32 @@ func checkStorageMarkers(root string) error {
 	return nil
 }
 
-// ignitionStorage is the first boot's storage stage: it reads the user-data
-// from QEMU's fw_cfg (opt/org.pith/user-data), and when it is an Ignition
-// config with storage.disks or storage.filesystems, applies them. Any
-// error stops the boot (StopError): Ignition fails closed. boot are the
-// devices the system booted from (ROOT, USR): their disks are refused.
-func ignitionStorage(l *logger, boot ...*Device) error {
+// ignitionFirstBoot runs the first boot's Ignition stages before systemd:
+// it reads the user-data from QEMU's fw_cfg (opt/org.pith/user-data) once,
+// then applies the config's kernel arguments (which may reboot once) and
+// its storage. Any error stops the boot (StopError): Ignition fails closed.
+func ignitionFirstBoot(l *logger, cmdline string, root, usr *Device) error {
 	// by_name itself, not by_name/opt: a machine given no -fw_cfg opt/
 	// file (no user-data) has no opt directory, and that is no config.
 	if err := waitFwCfg(FwCfgACPI, FwCfgByName, fwCfgWait); err != nil {
 		return storageStop("reading fw_cfg user-data", err)
 	}
-	plan, data, err := fwCfgStorage("/")
+	cfg, data, err := fwCfgIgnition("/")
+	if err != nil || cfg == nil {
+		return err
+	}
+	if err := ignitionKargs(l, cmdline, cfg, usr); err != nil {
+		return err
+	}
+	return ignitionStorage(l, cfg, data, root, usr)
+}
+
+// ignitionStorage is the first boot's storage stage: when cfg (data, as
+// read from fw_cfg) has storage.disks or storage.filesystems, it applies
+// them. boot are the devices the system booted from (ROOT, USR): their
+// disks are refused.
+func ignitionStorage(l *logger, cfg *cloudconfig.IgnitionConfig, data []byte, boot ...*Device) error {
+	plan, err := storagePlan("/", cfg)
 	if err != nil || plan == nil {
 		return err
 	}
@@ -120,28 +134,22 @@ func ignitionStorage(l *logger, boot ...*Device) error {
 	return nil
 }
 
-// fwCfgStorage reads fw_cfg below root and returns the storage plan of
-// its user-data and the user-data itself, or a nil plan when there is no
-// storage to apply (no user-data, not Ignition, an invalid config without
-// storage: pithd's first-boot stage reports those). With storage, the
-// meta-data is checked as pithd will check it: one pithd would refuse
-// stops the boot here, before a disk is touched, not after.
-func fwCfgStorage(root string) (*storage.Plan, []byte, error) {
-	cfg, data, err := fwCfgIgnition(root)
-	if err != nil || cfg == nil {
-		return nil, nil, err
-	}
+// storagePlan returns cfg's storage plan, or nil when it has no storage
+// to apply. With storage, the fw_cfg meta-data below root is checked as
+// pithd will check it: one pithd would refuse stops the boot here, before
+// a disk is touched, not after.
+func storagePlan(root string, cfg *cloudconfig.IgnitionConfig) (*storage.Plan, error) {
 	plan, err := storage.FromConfig(cfg)
 	if err != nil {
-		return nil, nil, storageStop("checking storage", err)
+		return nil, storageStop("checking storage", err)
 	}
 	if plan.Empty() {
-		return nil, nil, nil
+		return nil, nil
 	}
 	if _, err := fwcfg.ReadMetaData(root, cloudconfig.MaxSize); err != nil {
-		return nil, nil, storageStop("reading fw_cfg meta-data", err)
+		return nil, storageStop("reading fw_cfg meta-data", err)
 	}
-	return plan, data, nil
+	return plan, nil
 }
 
 // fwCfgIgnition reads fw_cfg below root and returns its user-data's

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pith-os/pith/fwcfg"
+	"github.com/pith-os/pith/initramfs/storage"
 )
 
 // The runner finds tools in the new root's /usr, not in the initramfs's
@@ -56,7 +57,7 @@ func TestStorageMarkers(t *testing.T) {
 	}
 }
 
-// fwCfgStorage fails closed as the agent's fetch did before the init
+// The storage stage fails closed as the agent's fetch did before the init
 // read fw_cfg itself: with storage to apply, a meta-data pithd would
 // refuse (unreadable, not JSON in its shape) stops the boot before any
 // disk is touched; absent is fine, and without storage the meta-data is
@@ -99,16 +100,16 @@ func TestFwCfgStorage(t *testing.T) {
 				files[filepath.Join(fwcfg.Dir, fwcfg.MetaData, "raw")] = tc.metaData
 			}
 			writeTree(t, root, files)
-			plan, data, err := fwCfgStorage(root)
+			plan, data, err := fwCfgStoragePlan(root)
 			if tc.stop != "" {
 				var stop *StopError
 				if !errors.As(err, &stop) || !strings.Contains(err.Error(), tc.stop) || strings.Contains(err.Error(), "\n") || plan != nil {
-					t.Fatalf("fwCfgStorage = plan %v, %v; want a one-line stop %q", plan, err, tc.stop)
+					t.Fatalf("fwCfgStoragePlan = plan %v, %v; want a one-line stop %q", plan, err, tc.stop)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("fwCfgStorage: %v", err)
+				t.Fatalf("fwCfgStoragePlan: %v", err)
 			}
 			if tc.disks == 0 {
 				if plan != nil {
@@ -121,4 +122,18 @@ func TestFwCfgStorage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fwCfgStoragePlan is what the first boot reads from fw_cfg below root for
+// its storage stage: the config (fwCfgIgnition) and its plan (storagePlan).
+func fwCfgStoragePlan(root string) (*storage.Plan, []byte, error) {
+	cfg, data, err := fwCfgIgnition(root)
+	if err != nil || cfg == nil {
+		return nil, nil, err
+	}
+	plan, err := storagePlan(root, cfg)
+	if err != nil || plan == nil {
+		return nil, nil, err
+	}
+	return plan, data, nil
 }

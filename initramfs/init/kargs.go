@@ -214,17 +214,10 @@ func mountESP(dev *Device) (string, func() error, error) {
 	}, nil
 }
 
-// ignitionKargs is the first boot's kargs stage on this machine: the
-// Ignition config from fw_cfg, the ESP beside USR. It reboots (and does
-// not return) when it changed the arguments.
-func ignitionKargs(l *logger, cmdline string, usr *Device) error {
-	if err := waitFwCfg(FwCfgACPI, FwCfgByName, fwCfgWait); err != nil {
-		return kargsStop(fmt.Errorf("reading fw_cfg user-data: %w", err))
-	}
-	cfg, _, err := fwCfgIgnition("/")
-	if err != nil || cfg == nil {
-		return err
-	}
+// ignitionKargs is the first boot's kargs stage on this machine: cfg
+// from fw_cfg, the ESP beside USR. It reboots (and does not return) when
+// it changed the arguments.
+func ignitionKargs(l *logger, cmdline string, cfg *cloudconfig.IgnitionConfig, usr *Device) error {
 	reboot, err := applyKargs(cfg, kargsEnv{
 		Root:    Sysroot,
 		Cmdline: cmdline,
