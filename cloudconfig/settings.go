@@ -63,6 +63,7 @@ type UpdateSettings struct {
 	CheckInterval  time.Duration `json:"check_interval,omitempty"`
 	PublicKeys     []string      `json:"public_keys,omitempty"`
 	VerifyTimeout  time.Duration `json:"verify_timeout,omitempty"`
+	UnitSettle     time.Duration `json:"unit_settle,omitempty"`
 	PreReboot      []string      `json:"pre_reboot,omitempty"`
 	PostReboot     []string      `json:"post_reboot,omitempty"`
 }
@@ -179,6 +180,7 @@ func (c *Config) Settings() Settings {
 		CheckInterval:  dur(p.Update.CheckInterval),
 		PublicKeys:     p.Update.PublicKeys,
 		VerifyTimeout:  dur(p.Update.VerifyTimeout),
+		UnitSettle:     dur(p.Update.UnitSettle),
 		PreReboot:      p.Update.PreReboot,
 		PostReboot:     p.Update.PostReboot,
 	}

@@ -301,6 +301,9 @@ type PithUpdate struct {
 	// VerifyTimeout bounds how long a node booted on a new release may
 	// take to become healthy before it goes back to the previous slot.
 	VerifyTimeout string `yaml:"verify_timeout" valid:"duration"`
+	// UnitSettle is how long each unit scheduled on the node must have
+	// run without a restart for it to count as healthy (default 20s).
+	UnitSettle string `yaml:"unit_settle" valid:"duration"`
 	// PreReboot and PostReboot are shell commands pithd runs before an
 	// update's reboot (a failure postpones it) and once the node is
 	// healthy again, e.g. to drain a Kubernetes node and uncordon it.

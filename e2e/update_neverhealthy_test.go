@@ -31,7 +31,8 @@ ExecStart=/bin/false
 // release running from slot B: release version (the same USR, kernel and
 // initrd: it boots) is tried on slot A while a unit scheduled on the node
 // never becomes healthy. After the verify timeout the node goes back to
-// slot B, says why, and the reboot lock it took is free.
+// slot B, says why, the reboot lock it took is free, and a later check
+// does not try version again.
 func (n *Node) checkNeverHealthyRollsBack(repo string, img *channels.ImageRelease, key ed25519.PrivateKey, version, running string) {
 	t := n.t
 	t.Helper()
@@ -84,6 +85,12 @@ func (n *Node) checkNeverHealthyRollsBack(repo string, img *channels.ImageReleas
 	if !found {
 		t.Errorf("pithctl update history has no rollback of %s saying %q", version, why)
 	}
+	if v := n.updOSVersion(); !strings.HasPrefix(v, running+" ") {
+		t.Errorf("os-release VERSION %q after the rollback, want %s", v, running)
+	}
+	if ss := n.slots(); ss.Saved != "b" || ss.Next != "" || ss.Slots[0].Successful || ss.Slots[0].Tries != 0 || !ss.Slots[1].Running {
+		t.Errorf("slot status after the rollback: %+v", ss)
+	}
 	// The lock the node took to reboot (etcd-lock) is free for the rest
 	// of the cluster.
 	kv, err := rebootlock.NewEtcdKV([]string{fmt.Sprintf("http://127.0.0.1:%d", n.M.Ports[2379])})
@@ -102,4 +109,18 @@ func (n *Node) checkNeverHealthyRollsBack(repo string, img *channels.ImageReleas
 		return len(sem.Holders) == 0, fmt.Sprintf("held by %v", sem.Holders)
 	})
 	t.Logf("MEASURE reboot lock free %s after the rollback was recorded", took.Round(time.Second))
+
+	// Not retried: another check sees the release on the channel and
+	// leaves it.
+	checked := st.LastCheck
+	n.Run("pithctl update check")
+	st = n.updWaitStatus("a check after the rollback", func(s node.UpdateStatus) bool {
+		return s.LastCheck.After(checked) && s.Phase == node.PhaseIdle
+	})
+	if st.Available != version || st.Pending != nil || updCountEvents(st, "applied", version) != 1 {
+		t.Errorf("after the rollback a check retried %s: available %q pending %+v history %+v", version, st.Available, st.Pending, st.History)
+	}
+	if ss := n.slots(); ss.Next != "" || ss.Saved != "b" {
+		t.Errorf("a trial was set again after the rollback: %+v", ss)
+	}
 }

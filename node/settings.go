@@ -73,6 +73,7 @@ var settings = []Setting{
 	{Flag: "update-interval"},
 	{Flag: "reboot-lock-retry"},
 	{Flag: "update-verify-timeout"},
+	{Flag: "update-unit-settle"},
 	{Flag: "update-keys"},
 	{Flag: "update-disk"},
 	{Flag: "update-esp"},

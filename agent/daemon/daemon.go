@@ -94,7 +94,10 @@ type UpdateConfig struct {
 	// VerifyTimeout bounds how long a new release may take to become
 	// healthy before the node goes back to the previous slot.
 	VerifyTimeout time.Duration
-	KeyDirs       []string
+	// UnitSettle is how long each scheduled unit must have run for the
+	// node to count as healthy after an update.
+	UnitSettle time.Duration
+	KeyDirs    []string
 	// ExtraKeys are trusted release keys from user-data
 	// (pith.update.public_keys, read by Load from Settings).
 	ExtraKeys                    []ed25519.PublicKey

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pith-os/pith/agent/schedule"
+	"github.com/pith-os/pith/agent/update"
 	"github.com/pith-os/pith/channels"
 	"github.com/pith-os/pith/node"
 )
@@ -70,6 +71,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&u.Interval, "update-interval", time.Hour, "time between channel checks (plus up to 10% jitter)")
 	fs.DurationVar(&u.LockRetry, "reboot-lock-retry", 30*time.Second, "time between attempts to take a busy reboot lock")
 	fs.DurationVar(&u.VerifyTimeout, "update-verify-timeout", 10*time.Minute, "after an update, how long the node may take to become healthy (KV quorum, its scheduled units running) before it goes back to the previous slot and releases the reboot lock (pith.update.verify_timeout)")
+	fs.DurationVar(&u.UnitSettle, "update-unit-settle", update.DefaultUnitSettle, "after an update, how long each unit scheduled here must have run without a restart for the node to count as healthy (pith.update.unit_settle)")
 	fs.StringSliceVar(&u.KeyDirs, "update-keys", []string{channels.ImageKeyDir, channels.OEMKeyDir}, "directories of trusted release keys (*.pub): the image's (pith build --release-key) and the OEM partition's; user-data's pith.update.public_keys add to them")
 	fs.StringVar(&u.Disk, "update-disk", "", "boot disk holding USR-A/USR-B (default: the disk of pith.usr= on the kernel line)")
 	fs.StringVar(&u.ESP, "update-esp", "/boot", "mount point of the EFI system partition (grubenv, pith/vmlinuz-*)")

@@ -189,22 +189,18 @@ func (d *Daemon) startScheduler(ctx context.Context) error {
 }
 
 // machineUnits is the updater's view of the scheduler (update.ScheduledUnits):
-// this machine's assignments in the local replica, with what its agent
-// last reported of each, read in-process.
+// this machine's assignments in the local replica, each with systemd's
+// state read at the call.
 type machineUnits struct{ svc *member.Scheduler }
 
-func (m machineUnits) MachineUnits(context.Context) ([]update.UnitState, error) {
-	assigned, reports, err := m.svc.LocalUnits()
+func (m machineUnits) MachineUnits(ctx context.Context) ([]update.UnitState, error) {
+	now, err := m.svc.UnitsNow(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []update.UnitState
-	for _, u := range assigned {
-		st := update.UnitState{Name: u.Name, Desired: string(u.Desired)}
-		if r, ok := reports[u.Name]; ok {
-			st.Active, st.Sub = r.ActiveState, r.SubState
-		}
-		out = append(out, st)
+	out := make([]update.UnitState, 0, len(now))
+	for _, u := range now {
+		out = append(out, update.UnitState{Name: u.Name, Desired: u.Desired, Active: u.Active, Sub: u.Sub, ActiveFor: u.ActiveFor})
 	}
 	return out, nil
 }

@@ -65,6 +65,11 @@ func TestMachineUnits(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
+		// Read from the backend at the call, with how long it has run.
+		if len(us) != 1 || us[0].ActiveFor <= 0 {
+			return false, fmt.Sprint(us)
+		}
+		us[0].ActiveFor = 0
 		want := []update.UnitState{{Name: "here.service", Desired: "launched", Active: "active", Sub: "running"}}
 		return fmt.Sprint(us) == fmt.Sprint(want), fmt.Sprint(us)
 	})

@@ -118,7 +118,7 @@ func (d *Daemon) newUpdateAgent(kv rebootlock.KV) error {
 	if d.sched != nil {
 		units = machineUnits{d.sched.svc}
 	}
-	a.Healthy = update.HealthCheck(kv, units, 5*time.Second, a.SetWaiting)
+	a.Healthy = update.HealthCheck(kv, units, 5*time.Second, f.UnitSettle, a.SetWaiting)
 	// Each update event goes to the channel server (best-effort), and
 	// the channel's phased rollout decides when this machine takes a
 	// release; user-data's reboot hooks run around the reboot.

@@ -76,6 +76,11 @@ func readUpdateSettings(fs_ *pflag.FlagSet, path string) ([]ed25519.PublicKey, e
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}
+	if u.UnitSettle > 0 {
+		if err := set("update-unit-settle", u.UnitSettle.String()); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
 	var keys []ed25519.PublicKey
 	for _, k := range u.PublicKeys {
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))

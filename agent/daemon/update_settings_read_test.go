@@ -57,6 +57,7 @@ func TestUpdateSettingsAllRead(t *testing.T) {
 		"MaxHolders":     {func(u *cloudconfig.UpdateSettings) { u.MaxHolders = 3 }, flag("reboot-lock-max", "3")},
 		"CheckInterval":  {func(u *cloudconfig.UpdateSettings) { u.CheckInterval = 2 * time.Hour }, flag("update-interval", "2h0m0s")},
 		"VerifyTimeout":  {func(u *cloudconfig.UpdateSettings) { u.VerifyTimeout = 3 * time.Minute }, flag("update-verify-timeout", "3m0s")},
+		"UnitSettle":     {func(u *cloudconfig.UpdateSettings) { u.UnitSettle = 45 * time.Second }, flag("update-unit-settle", "45s")},
 		"PublicKeys": {func(u *cloudconfig.UpdateSettings) { u.PublicKeys = []string{key} },
 			func(t *testing.T, _ *pflag.FlagSet, keys []ed25519.PublicKey, _ string) {
 				if len(keys) != 1 || !pub.Equal(keys[0]) {

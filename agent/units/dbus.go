@@ -14,6 +14,7 @@ import (
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/pith-os/pith/node/crashpoint"
 )
@@ -141,6 +142,28 @@ func (s *Systemd) Status(ctx context.Context, name string) (string, string, stri
 	}
 	str := func(k string) string { v, _ := props[k].(string); return v }
 	return str("LoadState"), str("ActiveState"), str("SubState"), nil
+}
+
+// ActiveFor implements Manager with systemd's ActiveEnterTimestampMonotonic
+// (CLOCK_MONOTONIC microseconds), so a wall clock set during boot cannot
+// make a unit look active for longer than it was.
+func (s *Systemd) ActiveFor(ctx context.Context, name string) (string, string, time.Duration, error) {
+	props, err := s.conn.GetUnitPropertiesContext(ctx, name)
+	if err != nil {
+		return "", "", 0, fmt.Errorf("units: status %s: %w", name, err)
+	}
+	active, _ := props["ActiveState"].(string)
+	sub, _ := props["SubState"].(string)
+	if active != "active" {
+		return active, sub, 0, nil
+	}
+	entered, _ := props["ActiveEnterTimestampMonotonic"].(uint64)
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
+		return "", "", 0, fmt.Errorf("units: monotonic clock: %w", err)
+	}
+	since := time.Duration(now.Nano()) - time.Duration(entered)*time.Microsecond
+	return active, sub, max(since, 0), nil
 }
 
 // List implements Manager.

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pith-os/pith/atomicfile"
 )
@@ -37,6 +38,10 @@ type Manager interface {
 	Stop(ctx context.Context, name string) error
 	// Status returns systemd's LoadState, ActiveState and SubState.
 	Status(ctx context.Context, name string) (load, active, sub string, err error)
+	// ActiveFor returns systemd's ActiveState and SubState read now and,
+	// while the unit is active, how long ago it last became active: a
+	// unit that crashed and was restarted counts from its restart.
+	ActiveFor(ctx context.Context, name string) (active, sub string, d time.Duration, err error)
 	// List returns the units this backend manages, each with the SHA-1 hex
 	// of its file (the scheduler's unit hash).
 	List(ctx context.Context) (map[string]string, error)

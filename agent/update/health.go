@@ -11,16 +11,26 @@ import (
 	"github.com/pith-os/pith/rebootlock"
 )
 
-// UnitState is what the cluster scheduler knows about one unit it placed
-// on this machine: what it should be (desired: launched, loaded, inactive)
-// and what this machine's scheduler agent last reported from systemd
-// (active: "" when no report has come yet).
+// UnitState is one unit the cluster scheduler placed on this machine:
+// what it should be (desired: launched, loaded, inactive) and systemd's
+// state of it (active: "" when not known yet).
 type UnitState struct {
 	Name    string
 	Desired string
 	Active  string
 	Sub     string
+	// ActiveFor is how long the unit has been active since it last
+	// (re)started.
+	ActiveFor time.Duration
 }
+
+// DefaultUnitSettle is how long every launched unit must have been
+// running, without a restart, for the node to count as healthy after an
+// update. A unit that fails at once is still "active" for an instant
+// after its start: a health check that took that instant for health
+// marked a release good whose unit never ran, and a crash-looping unit
+// is active between its restarts.
+const DefaultUnitSettle = 20 * time.Second
 
 // ScheduledUnits lists the units the scheduler assigned to this machine.
 // pithd backs it with the fleet API; the update package does not import
@@ -30,9 +40,10 @@ type ScheduledUnits interface {
 }
 
 // unitsStarted is nil when every unit that should run here (launched)
-// runs: active, or still activating on its first start. A failed unit, or
-// one restarting after a crash, is named in the error.
-func unitsStarted(units []UnitState) error {
+// has been running for at least settle. A failed unit, or one restarting
+// after a crash, is named in the error; so is one still starting or
+// running for less than settle.
+func unitsStarted(units []UnitState, settle time.Duration) error {
 	var failed, waiting []string
 	for _, u := range units {
 		if u.Desired != "launched" {
@@ -41,7 +52,11 @@ func unitsStarted(units []UnitState) error {
 		switch {
 		case u.Active == "failed", u.Active == "activating" && u.Sub == "auto-restart":
 			failed = append(failed, u.Name+" ("+u.Active+"/"+u.Sub+")")
-		case u.Active == "active", u.Active == "reloading":
+		case u.Active == "reloading":
+		case u.Active == "active":
+			if u.ActiveFor < settle {
+				waiting = append(waiting, fmt.Sprintf("%s (active %s of %s)", u.Name, u.ActiveFor.Round(time.Second), settle))
+			}
 		default:
 			state := u.Active
 			if state == "" {
@@ -63,10 +78,14 @@ func unitsStarted(units []UnitState) error {
 
 // HealthCheck returns an Agent.Healthy that waits, polling every retry,
 // until the KV answers a quorum read (this node rejoined the cluster and a
-// leader exists) and every unit the scheduler launched here is running.
-// kv or units may be nil (no cluster, no scheduler). report gets the
-// reason while it waits (for pithctl update status).
-func HealthCheck(kv rebootlock.KV, units ScheduledUnits, retry time.Duration, report func(string)) func(context.Context) error {
+// leader exists) and every unit the scheduler launched here has been
+// running for settle (DefaultUnitSettle when 0). kv or units may be nil
+// (no cluster, no scheduler). report gets the reason while it waits (for
+// pithctl update status).
+func HealthCheck(kv rebootlock.KV, units ScheduledUnits, retry, settle time.Duration, report func(string)) func(context.Context) error {
+	if settle <= 0 {
+		settle = DefaultUnitSettle
+	}
 	if report == nil {
 		report = func(string) {}
 	}
@@ -86,7 +105,7 @@ func HealthCheck(kv rebootlock.KV, units ScheduledUnits, retry time.Duration, re
 			if err != nil {
 				return fmt.Errorf("scheduled units: %w", err)
 			}
-			return unitsStarted(us)
+			return unitsStarted(us, settle)
 		}
 		return nil
 	}

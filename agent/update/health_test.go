@@ -12,23 +12,30 @@ import (
 )
 
 func TestUnitsStarted(t *testing.T) {
+	const settle = 20 * time.Second
+	up := func(name string, d time.Duration) UnitState {
+		return UnitState{Name: name, Desired: "launched", Active: "active", Sub: "running", ActiveFor: d}
+	}
 	tests := []struct {
 		name  string
 		units []UnitState
 		err   string // substring; "" = healthy
 	}{
 		{"no units", nil, ""},
-		{"all active", []UnitState{{"a.service", "launched", "active", "running"}, {"b.service", "launched", "reloading", "reload"}}, ""},
-		{"loaded and inactive units do not count", []UnitState{{"a.service", "loaded", "inactive", "dead"}, {"b.service", "inactive", "", ""}}, ""},
-		{"failed", []UnitState{{"a.service", "launched", "active", "running"}, {"web.service", "launched", "failed", "failed"}}, "scheduled units failed: web.service (failed/failed)"},
-		{"crash loop", []UnitState{{"web.service", "launched", "activating", "auto-restart"}}, "scheduled units failed: web.service (activating/auto-restart)"},
-		{"no report yet", []UnitState{{"web.service", "launched", "", ""}}, "not started yet: web.service (no report yet)"},
-		{"still starting", []UnitState{{"web.service", "launched", "activating", "start"}}, "not started yet: web.service (activating)"},
-		{"failed wins over waiting", []UnitState{{"a.service", "launched", "", ""}, {"b.service", "launched", "failed", "failed"}}, "failed: b.service"},
+		{"all active long enough", []UnitState{up("a.service", settle), {"b.service", "launched", "reloading", "reload", 0}}, ""},
+		{"loaded and inactive units do not count", []UnitState{{"a.service", "loaded", "inactive", "dead", 0}, {"b.service", "inactive", "", "", 0}}, ""},
+		{"failed", []UnitState{up("a.service", time.Hour), {"web.service", "launched", "failed", "failed", 0}}, "scheduled units failed: web.service (failed/failed)"},
+		{"crash loop", []UnitState{{"web.service", "launched", "activating", "auto-restart", 0}}, "scheduled units failed: web.service (activating/auto-restart)"},
+		{"no report yet", []UnitState{{"web.service", "launched", "", "", 0}}, "not started yet: web.service (no report yet)"},
+		{"still starting", []UnitState{{"web.service", "launched", "activating", "start", 0}}, "not started yet: web.service (activating)"},
+		// /bin/false is active for an instant after its start: not healthy.
+		{"just started", []UnitState{up("web.service", 0)}, "not started yet: web.service (active 0s of 20s)"},
+		{"settling", []UnitState{up("web.service", settle-time.Second)}, "web.service (active 19s of 20s)"},
+		{"failed wins over waiting", []UnitState{{"a.service", "launched", "", "", 0}, {"b.service", "launched", "failed", "failed", 0}}, "failed: b.service"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := unitsStarted(tt.units)
+			err := unitsStarted(tt.units, settle)
 			if tt.err == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -70,18 +77,21 @@ func (downKV) Get(context.Context, string) (string, uint64, error) {
 // TestHealthCheck: healthy only once the KV answers and the units run; the
 // reasons for waiting are reported; a context end stops the wait.
 func TestHealthCheck(t *testing.T) {
-	running := []UnitState{{"web.service", "launched", "active", "running"}}
-	starting := []UnitState{{"web.service", "launched", "activating", "start"}}
-	failed := []UnitState{{"web.service", "launched", "failed", "failed"}}
+	const settle = 10 * time.Second
+	justUp := []UnitState{{"web.service", "launched", "active", "running", time.Second}}
+	running := []UnitState{{"web.service", "launched", "active", "running", settle}}
+	starting := []UnitState{{"web.service", "launched", "activating", "start", 0}}
+	failed := []UnitState{{"web.service", "launched", "failed", "failed", 0}}
 
-	units := &scriptedUnits{answers: [][]UnitState{nil, starting, running}}
+	units := &scriptedUnits{answers: [][]UnitState{nil, starting, justUp, running}}
 	var reports []string
-	h := HealthCheck(newMemKV(), units, time.Millisecond, func(s string) { reports = append(reports, s) })
+	h := HealthCheck(newMemKV(), units, time.Millisecond, settle, func(s string) { reports = append(reports, s) })
 	if err := h(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if units.calls != 3 || len(reports) != 3 || !strings.Contains(reports[0], "leader unknown") ||
-		!strings.Contains(reports[1], "not started yet: web.service") || reports[2] != "" {
+	if units.calls != 4 || len(reports) != 4 || !strings.Contains(reports[0], "leader unknown") ||
+		!strings.Contains(reports[1], "not started yet: web.service (activating)") ||
+		!strings.Contains(reports[2], "web.service (active 1s of 10s)") || reports[3] != "" {
 		t.Fatalf("calls %d, reports %q", units.calls, reports)
 	}
 
@@ -98,7 +108,7 @@ func TestHealthCheck(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			var last string
 			n := 0
-			h := HealthCheck(tt.kv, tt.units, time.Millisecond, func(s string) {
+			h := HealthCheck(tt.kv, tt.units, time.Millisecond, settle, func(s string) {
 				last = s
 				if n++; n == 5 {
 					cancel()
@@ -111,7 +121,7 @@ func TestHealthCheck(t *testing.T) {
 		})
 	}
 	// No cluster at all: healthy at once.
-	if err := HealthCheck(nil, nil, time.Hour, nil)(context.Background()); err != nil {
+	if err := HealthCheck(nil, nil, time.Hour, 0, nil)(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }

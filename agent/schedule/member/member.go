@@ -30,6 +30,9 @@ import (
 type Backend interface {
 	schedule.UnitBackend
 	fleetapi.Inspector
+	// ActiveFor is systemd's state of a unit read now, and how long it has
+	// been active (units.Manager.ActiveFor).
+	ActiveFor(ctx context.Context, name string) (active, sub string, d time.Duration, err error)
 }
 
 // Config connects the scheduler to the cluster. With agent/cluster:
@@ -183,6 +186,39 @@ func (s *Scheduler) LocalUnits() ([]*schedule.Unit, map[string]schedule.UnitRepo
 		reports[r.Name] = r
 	}
 	return s.cfg.State.Assigned(s.cfg.Machine.ID), reports, nil
+}
+
+// UnitNow is one of this machine's assignments with systemd's state of it
+// read at the call.
+type UnitNow struct {
+	Name    string
+	Desired string
+	// Active and Sub are systemd's ActiveState and SubState.
+	Active, Sub string
+	// ActiveFor is how long the unit has been active without a restart.
+	ActiveFor time.Duration
+}
+
+// UnitsNow is LocalUnits with each unit's state asked of systemd now, not
+// taken from the agent's last report: that report is refreshed only by a
+// reconcile, so a unit seen active right after its start would still look
+// active while it lies failed (what let pithd mark a release good whose
+// unit never ran; see update.HealthCheck).
+func (s *Scheduler) UnitsNow(ctx context.Context) ([]UnitNow, error) {
+	assigned, _, err := s.LocalUnits()
+	if err != nil || s.agent == nil {
+		return nil, err
+	}
+	out := make([]UnitNow, 0, len(assigned))
+	for _, u := range assigned {
+		n := UnitNow{Name: u.Name, Desired: string(u.Desired)}
+		n.Active, n.Sub, n.ActiveFor, err = s.cfg.Backend.ActiveFor(ctx, u.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // membersOnly refuses requests that did not come from a cluster member.

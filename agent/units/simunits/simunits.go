@@ -26,6 +26,7 @@ type Sim struct {
 	dir    string
 	mu     sync.Mutex
 	active map[string]string // name -> SubState while active
+	since  map[string]time.Time
 	failed map[string]bool
 	log    map[string][]string
 	// Ops records every operation, in order ("start a.service", ...).
@@ -37,7 +38,7 @@ func New(dir string) (*Sim, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("simunits: %w", err)
 	}
-	return &Sim{dir: dir, active: map[string]string{}, failed: map[string]bool{}, log: map[string][]string{}}, nil
+	return &Sim{dir: dir, active: map[string]string{}, since: map[string]time.Time{}, failed: map[string]bool{}, log: map[string][]string{}}, nil
 }
 
 func (s *Sim) record(op, name string) {
@@ -90,6 +91,9 @@ func (s *Sim) Start(_ context.Context, name string) error {
 		return fmt.Errorf("simunits: start %s: systemd job failed", name)
 	}
 	delete(s.failed, name)
+	if s.active[name] == "" {
+		s.since[name] = time.Now()
+	}
 	s.active[name] = "running"
 	return nil
 }
@@ -117,6 +121,18 @@ func (s *Sim) Status(_ context.Context, name string) (string, string, string, er
 		return "loaded", "active", s.active[name], nil
 	}
 	return "loaded", "inactive", "dead", nil
+}
+
+// ActiveFor implements units.Manager: a simulated unit has been active
+// since the Start that found it stopped.
+func (s *Sim) ActiveFor(ctx context.Context, name string) (string, string, time.Duration, error) {
+	_, active, sub, err := s.Status(ctx, name)
+	if err != nil || active != "active" {
+		return active, sub, 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return active, sub, time.Since(s.since[name]), nil
 }
 
 // List implements units.Manager.
