@@ -96,6 +96,14 @@ type persisted struct {
 	Bad      []string           `json:"bad,omitempty"`
 	LockHeld bool               `json:"lock_held,omitempty"`
 	History  []node.UpdateEvent `json:"history,omitempty"`
+	// Good is the release last marked good, and its slot.
+	Good *goodSlot `json:"good,omitempty"`
+}
+
+// goodSlot is a release marked good on a slot.
+type goodSlot struct {
+	Slot    string `json:"slot"`
+	Version string `json:"version"`
 }
 
 const maxHistory = 50

@@ -477,3 +477,39 @@ func TestAgentDelta(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentMarkedGoodNotReapplied: a release whose /usr reports another
+// version (os-release VERSION 1.0.0, channel version 1.1.0) is marked good
+// on slot b; later checks, in the same pithd and after a restart, leave it
+// there instead of writing it to slot a as if it were newer than itself.
+func TestAgentMarkedGoodNotReapplied(t *testing.T) {
+	cs := newChannelServer(t)
+	cs.publish(t, "1.0.0", 1)
+	cs.publish(t, "1.1.0", 10)
+	ctx := context.Background()
+	state := t.TempDir()
+	slots := newFakeSlots(t, "a")
+	rb := &fakeReboot{}
+	a := cs.agent(t, state, "m1", "1.0.0", slots, rb, nil, StrategyReboot)
+	if err := a.CheckOnce(ctx); err != nil || rb.count() != 1 {
+		t.Fatalf("1.1.0 not applied: %v, %d reboots", err, rb.count())
+	}
+	slots.running = "b"
+	for i := range 2 {
+		a = cs.agent(t, state, "m1", "1.0.0", slots, rb, nil, StrategyReboot)
+		if err := a.AfterBoot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		n := len(slots.events())
+		if err := a.CheckOnce(ctx); err != nil || len(slots.events()) != n || rb.count() != 1 {
+			t.Fatalf("pithd start %d: 1.1.0 applied again: %v, slot operations %v, %d reboots", i+1, err, slots.events()[n:], rb.count())
+		}
+	}
+	if ev := slots.events(); ev[len(ev)-1] != "good b" {
+		t.Fatalf("slot operations %v, want b marked good last", ev)
+	}
+	cs.publish(t, "1.2.0", 20)
+	if err := a.CheckOnce(ctx); err != nil || rb.count() != 2 {
+		t.Fatalf("1.2.0 not applied: %v, %d reboots", err, rb.count())
+	}
+}

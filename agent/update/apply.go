@@ -57,7 +57,31 @@ func (a *Agent) fetchAndApply(ctx context.Context) (bool, error) {
 		a.setPhase(node.PhaseIdle)
 		return false, nil // rolled back before: wait for a newer release
 	}
+	if a.holds(m.Version) {
+		a.setPhase(node.PhaseIdle)
+		return false, nil
+	}
 	return true, a.apply(ctx, c, m)
+}
+
+// holds reports whether the running slot is the one version was marked
+// good on. The channel compares releases with the running version, read
+// from the slot's own os-release; a release whose /usr says another
+// version (built from another image) would otherwise look newer than
+// itself, and be written to the other slot and booted again, back and
+// forth on every check.
+func (a *Agent) holds(version string) bool {
+	a.mu.Lock()
+	g := a.st.Good
+	a.mu.Unlock()
+	if g == nil || g.Version != version || version == a.cfg.Running {
+		return false
+	}
+	if running, err := a.slots.Running(); err != nil || running != g.Slot {
+		return false
+	}
+	a.log.Warn("update: the running slot holds this release, but its /usr says another version: not applying it again", "release", version, "os_release_version", a.cfg.Running, "slot", g.Slot)
+	return true
 }
 
 // apply downloads and verifies every payload, then writes the other slot.

@@ -155,6 +155,7 @@ func (a *Agent) verify(ctx context.Context, p node.UpdatePending) error {
 	a.mu.Lock()
 	a.event(p.Version, "updated", fmt.Sprintf("from %s; slot %s marked good", p.From, p.Slot))
 	a.st.Pending = nil
+	a.st.Good = &goodSlot{Slot: p.Slot, Version: p.Version}
 	lockHeld := a.st.LockHeld
 	err := a.save()
 	a.mu.Unlock()
