@@ -226,5 +226,5 @@ func checkReplaceStorage(cfg *IgnitionConfig, add func(vpath.ContextPath, string
 		return
 	}
 	add(vpath.New("json", "ignition", "config", "replace", "source"),
-		"ignition.config.replace discards this whole config, storage too, but Pith's initramfs would partition and format from this config's storage.disks/filesystems before the replacement is fetched; remove them, or keep them here and use ignition.config.merge instead of replace")
+		"ignition.config.replace discards this whole config, storage too, but Pith's initramfs would partition and format from this config's storage.disks/raid/luks/filesystems before the replacement is fetched; remove them, or keep them here and use ignition.config.merge instead of replace")
 }

@@ -12,8 +12,8 @@ import (
 )
 
 // What the initramfs (initramfs/storage) applies of an Ignition config's
-// storage.disks and storage.filesystems, checked here so pith validate,
-// the init and the first-boot stage refuse the same things.
+// storage.disks, raid, luks and filesystems, checked here so pith
+// validate, the init and the first-boot stage refuse the same things.
 
 // StorageFormats are the filesystems Pith makes, with the USR tool for each.
 var StorageFormats = map[string]string{
@@ -27,11 +27,15 @@ var StorageFormats = map[string]string{
 // defaults filled in.
 type StoragePlan struct {
 	Disks       []StorageDisk
+	Raid        []StorageRaid
+	Luks        []StorageLuks
 	Filesystems []StorageFilesystem
 }
 
 // Empty reports whether the config asks nothing of the disks.
-func (p *StoragePlan) Empty() bool { return len(p.Disks) == 0 && len(p.Filesystems) == 0 }
+func (p *StoragePlan) Empty() bool {
+	return len(p.Disks)+len(p.Raid)+len(p.Luks)+len(p.Filesystems) == 0
+}
 
 // StorageDisk is one storage.disks entry.
 type StorageDisk struct {
@@ -85,18 +89,24 @@ func IgnitionStoragePlan(cfg *igntypes.Config) (*StoragePlan, error) {
 	bad := func(format string, args ...any) {
 		errs = append(errs, StorageProblem{Path: append([]any(nil), at...), Msg: fmt.Sprintf(format, args...)})
 	}
-	if len(cfg.Storage.Raid) > 0 {
-		at = []any{"storage", "raid"}
-		bad("Pith does not build RAID arrays yet")
+	badAt := func(p []any, format string, args ...any) {
+		errs = append(errs, StorageProblem{Path: p, Msg: fmt.Sprintf(format, args...)})
 	}
-	if len(cfg.Storage.Luks) > 0 {
-		at = []any{"storage", "luks"}
-		bad("Pith does not set up LUKS volumes yet")
+	p := &StoragePlan{Raid: planRaid(cfg, badAt), Luks: planLuks(cfg, badAt)}
+	raids, lukses := map[string]bool{}, map[string]bool{}
+	for _, r := range p.Raid {
+		raids[r.Name] = true
 	}
-	p := &StoragePlan{}
+	for _, l := range p.Luks {
+		lukses[l.Name] = true
+	}
 	seenDisk := map[string]bool{}
 	for i, d := range cfg.Storage.Disks {
 		at = []any{"storage", "disks", i, "device"}
+		if strings.HasPrefix(d.Device, "/dev/md/") || strings.HasPrefix(d.Device, "/dev/mapper/") {
+			bad("%s: Pith partitions disks, not arrays or LUKS volumes (partition the disks under it)", d.Device)
+			continue
+		}
 		if err := checkStorageDevice(d.Device, true); err != nil {
 			bad("%v", err)
 			continue
@@ -145,7 +155,7 @@ func IgnitionStoragePlan(cfg *igntypes.Config) (*StoragePlan, error) {
 		for _, o := range f.MountOptions {
 			fs.MountOptions = append(fs.MountOptions, string(o))
 		}
-		if err := checkStorageDevice(fs.Device, false); err != nil {
+		if err := checkRef(fs.Device, raids, lukses, "a filesystem's device"); err != nil {
 			bad("%v", err)
 		}
 		if fs.Format == "" {
@@ -179,6 +189,7 @@ func IgnitionStoragePlan(cfg *igntypes.Config) (*StoragePlan, error) {
 		}
 		p.Filesystems = append(p.Filesystems, fs)
 	}
+	checkRefs(p, cfg, raids, lukses, badAt)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -105,7 +105,7 @@ func TestBootQEMUStorage(t *testing.T) {
 	log := bootUntil(t, vmlinuz, initrd, cmdline, stopped, ud, disk, data)
 	expectInOrder(t, log,
 		`first boot: created the ROOT skeleton`,
-		`Ignition storage: 1 disks, 1 filesystems from fw_cfg`,
+		`Ignition storage: 1 disks, 0 arrays, 0 LUKS volumes, 1 filesystems from fw_cfg`,
 		`Ignition storage: partition created disk=/dev/disk/by-id/virtio-data1 number=1 label=e2edata size_mib=62 start_mib=1`,
 		`pith-init: FAILED: Ignition storage \(applying\) failed, the first boot stops here as Ignition does: /dev/disk/by-partlabel/e2edata: blkid -p /dev/vd[ab]1: blkid is not in this image's /usr`,
 		`pith-init: the boot stops here \(not rebooting\)`)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // wholeDisks returns the kernel names of the disks holding the block
@@ -17,7 +19,42 @@ func wholeDisks(dev string) ([]string, error) {
 	if p, err := filepath.EvalSymlinks(dev); err == nil && strings.HasPrefix(p, DevDir+"/") {
 		dev = p
 	}
-	return disksOfName(filepath.Base(dev), 0)
+	name := filepath.Base(dev)
+	if !exists(filepath.Join(SysBlock, name)) {
+		// A node named otherwise than in sysfs: without udev,
+		// cryptsetup's libdevmapper makes /dev/mapper/<name> a node,
+		// not a link to dm-N.
+		if n := sysNameByNumber(dev); n != "" {
+			name = n
+		}
+	}
+	return disksOfName(name, 0)
+}
+
+// sysNameByNumber returns the sysfs name of the block device node p,
+// found by its device number, or "".
+func sysNameByNumber(p string) string {
+	num, ok := blockDevNumber(p)
+	if !ok {
+		return ""
+	}
+	ents, _ := os.ReadDir(SysBlock)
+	for _, e := range ents {
+		if b, err := os.ReadFile(filepath.Join(SysBlock, e.Name(), "dev")); err == nil && strings.TrimSpace(string(b)) == num {
+			return e.Name()
+		}
+	}
+	return ""
+}
+
+// blockDevNumber returns "major:minor" of a block device node; a
+// variable so tests need no real node.
+var blockDevNumber = func(p string) (string, bool) {
+	var st unix.Stat_t
+	if unix.Stat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return "", false
+	}
+	return fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))), true
 }
 
 func disksOfName(name string, depth int) ([]string, error) {

@@ -17,9 +17,11 @@ func fakeDisks(t *testing.T) {
 	writeTree(t, sys, map[string]string{
 		"vda/vda2/partition": "2\n", "vda/vda3/partition": "3\n",
 		"vdb/queue/logical_block_size": "512\n", "dm-0/slaves/vda3": "",
+		// LUKS on an array over vdc and vdd, as storage.raid/luks make.
+		"md127/slaves/vdc": "", "md127/slaves/vdd": "", "dm-1/slaves/md127": "", "dm-1/dev": "253:1\n", "vdc/dev": "254:32\n", "vdd/dev": "254:48\n",
 	})
 	nodes := map[string]string{}
-	for _, n := range []string{"vda", "vda2", "vda3", "vdb", "dm-0", "nvme0n1p1"} {
+	for _, n := range []string{"vda", "vda2", "vda3", "vdb", "dm-0", "nvme0n1p1", "mapper/crypt", "md127"} {
 		nodes[n] = ""
 	}
 	writeTree(t, dev, nodes)
@@ -29,6 +31,16 @@ func fakeDisks(t *testing.T) {
 	if err := os.Symlink("../dm-0", filepath.Join(dev, "mapper/data")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(filepath.Join(dev, "md"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../md127", filepath.Join(dev, "md/data")); err != nil {
+		t.Fatal(err)
+	}
+	// mapper/crypt is a node (libdevmapper without udev), found by number.
+	old := blockDevNumber
+	blockDevNumber = func(p string) (string, bool) { return "253:1", p == filepath.Join(dev, "mapper/crypt") }
+	t.Cleanup(func() { blockDevNumber = old })
 	oldSys, oldDev := SysBlock, DevDir
 	SysBlock, DevDir = sys, dev
 	t.Cleanup(func() { SysBlock, DevDir = oldSys, oldDev })
@@ -46,6 +58,8 @@ func TestWholeDisks(t *testing.T) {
 		{"vdb", []string{"vdb"}, ""},
 		{"dm-0", []string{"vda"}, ""},
 		{"mapper/data", []string{"vda"}, ""},
+		{"md/data", []string{"vdc", "vdd"}, ""},
+		{"mapper/crypt", []string{"vdc", "vdd"}, ""},
 		{"nvme0n1p1", nil, "neither a disk nor a partition"},
 	} {
 		got, err := wholeDisks(filepath.Join(DevDir, tc.dev))

@@ -90,15 +90,15 @@ func ignitionFirstBoot(l *logger, cmdline string, root, usr *Device) error {
 }
 
 // ignitionStorage is the first boot's storage stage: when cfg (data, as
-// read from fw_cfg) has storage.disks or storage.filesystems, it applies
-// them. boot are the devices the system booted from (ROOT, USR): their
+// read from fw_cfg) has storage.disks, raid, luks or filesystems, it
+// applies them. boot are the devices the system booted from (ROOT, USR): their
 // disks are refused.
 func ignitionStorage(l *logger, cfg *cloudconfig.IgnitionConfig, data []byte, boot ...*Device) error {
 	plan, err := storagePlan("/", cfg)
 	if err != nil || plan == nil {
 		return err
 	}
-	l.Printf("Ignition storage: %d disks, %d filesystems from fw_cfg", len(plan.Disks), len(plan.Filesystems))
+	l.Printf("Ignition storage: %d disks, %d arrays, %d LUKS volumes, %d filesystems from fw_cfg", len(plan.Disks), len(plan.Raid), len(plan.Luks), len(plan.Filesystems))
 	var bootDisks []string
 	for _, d := range boot {
 		disks, err := wholeDisks(d.Path)
@@ -255,9 +255,12 @@ func writeMarker(p, body string) error {
 	return f.Close()
 }
 
-// bindSystem bind-mounts /dev, /proc and /sys into root for the tools
-// (mkfs checks /proc/mounts; blkid reads /sys) and returns the undo, which
-// must run before switch_root moves the real ones there.
+// bindSystem bind-mounts /dev, /proc, /sys and /run into root for the
+// tools (mkfs checks /proc/mounts; blkid reads /sys; mdadm and
+// cryptsetup make their nodes in /dev, as no udev runs, and keep their
+// map and locks in /run, which switch_root hands to systemd; a TPM-bound
+// volume's key is written to /run, a tmpfs, never to a disk) and returns
+// the undo, which must run before switch_root moves the real ones there.
 func bindSystem(root string) (func(), error) {
 	var done []string
 	undo := func() {
@@ -265,7 +268,7 @@ func bindSystem(root string) (func(), error) {
 			_ = unix.Unmount(done[i], unix.MNT_DETACH)
 		}
 	}
-	for _, d := range []string{"/dev", "/proc", "/sys"} {
+	for _, d := range []string{"/dev", "/proc", "/sys", "/run"} {
 		t := filepath.Join(root, d)
 		if err := os.MkdirAll(t, 0o755); err != nil {
 			undo()
@@ -287,7 +290,9 @@ func (c chrootRunner) Run(name string, args ...string) ([]byte, error) {
 	// Not exec.Command: it would look the name up in the initramfs.
 	cmd := &exec.Cmd{Args: append([]string{name}, args...)}
 	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
-		if fi, err := os.Stat(filepath.Join(c.root, dir, name)); err == nil && !fi.IsDir() {
+		// Lstat: a link may be absolute (bookworm's /usr/sbin/modprobe
+		// -> /bin/kmod), which only the chroot resolves.
+		if fi, err := os.Lstat(filepath.Join(c.root, dir, name)); err == nil && !fi.IsDir() {
 			cmd.Path = filepath.Join(dir, name)
 			break
 		}

@@ -34,6 +34,19 @@ func TestChrootRunner(t *testing.T) {
 	if _, err := (chrootRunner{root: "/"}).Run("blkid", "-p", filepath.Join(t.TempDir(), "none")); err == nil || !errors.As(err, &ee) {
 		t.Fatalf("blkid on a missing file: %v, want its exit status", err)
 	}
+	// An absolute link (bookworm's /usr/sbin/modprobe -> /bin/kmod) is
+	// the root's tool, resolved in the chroot, not on this side: here
+	// its target is missing there too, so exec fails, but it was found.
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "usr/sbin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/bin/pith-no-such-tool", filepath.Join(root, "usr/sbin/modprobe")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (chrootRunner{root: root}).Run("modprobe", "-a", "md_mod"); err == nil || strings.Contains(err.Error(), "not in this image's /usr") {
+		t.Fatalf("tool behind an absolute link: %v, want an exec error", err)
+	}
 }
 
 func TestStorageMarkers(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/coreos/go-systemd/v22/unit"
+	"github.com/pith-os/pith/cloudconfig"
 )
 
 // Env is what Apply needs from the init.
@@ -70,9 +71,10 @@ func (env Env) device(cfgDev string) (string, error) {
 // UnitDir is where Apply writes the mount and swap units, in Root.
 const UnitDir = "etc/systemd/system"
 
-// Apply partitions the disks, makes the filesystems and writes a unit for
-// each filesystem with a path (and each swap area), in the plan's order.
-// The first error stops it.
+// Apply partitions the disks, builds the arrays, sets up the LUKS
+// volumes, makes the filesystems and writes a unit for each filesystem
+// with a path (and each swap area), in Ignition's order. The first error
+// stops it.
 func Apply(p *Plan, env Env) error {
 	for _, d := range p.Disks {
 		dev, err := env.device(d.Device)
@@ -83,8 +85,19 @@ func Apply(p *Plan, env Env) error {
 			return err
 		}
 	}
+	if err := makeArrays(p.Raid, env); err != nil {
+		return err
+	}
+	if err := makeVolumes(p.Luks, env); err != nil {
+		return err
+	}
 	for _, fs := range p.Filesystems {
-		dev, err := env.device(fs.Device)
+		// udev's dm-name-<name> link is /dev/mapper/<name> here.
+		cfgDev := fs.Device
+		if name, ok := strings.CutPrefix(cfgDev, cloudconfig.LuksDMNamePrefix); ok {
+			cfgDev = cloudconfig.LuksDevice(name)
+		}
+		dev, err := env.device(cfgDev)
 		if err != nil {
 			return err
 		}
@@ -101,7 +114,7 @@ func Apply(p *Plan, env Env) error {
 		}
 		env.log().Info("wrote unit", "unit", name, "device", fs.Device, "path", orSwap(fs.Path))
 	}
-	return nil
+	return closeVolumes(p.Luks, env)
 }
 
 func orSwap(p string) string {
@@ -138,7 +151,14 @@ func Unit(fs Filesystem, uuid string) (name, body string) {
 	name = unit.UnitNamePathEscape(p) + ".mount"
 	// Before=local-fs.target through the default dependencies; the
 	// first-boot stage (after sysinit.target) writes storage.files onto it.
-	fmt.Fprintf(&b, "[Unit]\nDescription=Ignition filesystem %s\n\n[Mount]\nWhat=%s\nWhere=%s\nType=%s\n", p, what, p, fs.Format)
+	fmt.Fprintf(&b, "[Unit]\nDescription=Ignition filesystem %s\n", p)
+	if svc := cryptsetupUnit(fs.Device); svc != "" {
+		// The by-uuid device appears once the volume is open anyway;
+		// naming the service makes a failed unlock fail the mount at
+		// once, with the reason, instead of after the device timeout.
+		fmt.Fprintf(&b, "Requires=%s\nAfter=%s\n", svc, svc)
+	}
+	fmt.Fprintf(&b, "\n[Mount]\nWhat=%s\nWhere=%s\nType=%s\n", what, p, fs.Format)
 	if len(fs.MountOptions) > 0 {
 		fmt.Fprintf(&b, "Options=%s\n", strings.Join(fs.MountOptions, ","))
 	}
