@@ -31,13 +31,20 @@ import (
 // (resolved, timesyncd) and libpam-systemd for logind sessions over SSH.
 // apparmor: the kernel has AppArmor on, and dockerd refuses to start any
 // container when it cannot load its docker-default profile with
-// apparmor_parser.
+// apparmor_parser. Ignition's storage.raid and storage.luks: mdadm
+// (creates the arrays, and its udev rules assemble them on every boot),
+// cryptsetup-bin (formats and opens; systemd-cryptsetup, in systemd,
+// unlocks from crypttab) and the tpm2-tss libraries that bookworm's
+// systemd 252 dlopens for TPM2 binding and unlocking (esys, rc, mu) with
+// the device TCTI it loads by name (libtss2-tcti-device.so.0).
 var BasePackages = []string{
 	"systemd", "systemd-sysv", "dbus", "udev", "openssh-server", "iproute2",
 	"ca-certificates", "sudo", "rsync", "curl", "docker.io",
 	"systemd-resolved", "systemd-timesyncd", "libpam-systemd", "kmod",
 	"passwd", "procps", "less", "iputils-ping", "e2fsprogs", "xfsprogs",
 	"dosfstools", "netbase", "vim-tiny", "apparmor",
+	"mdadm", "cryptsetup-bin", "libtss2-esys-3.0.2-0", "libtss2-rc0",
+	"libtss2-mu0", "libtss2-tcti-device0",
 }
 
 // recipeVersion changes when the recipe changes in a way the hashed inputs

@@ -56,6 +56,13 @@ echo "$kver" >"$PITH_WORK/kernel-version"
 # The kernel is not in dpkg's database: record which .deb it came from.
 echo "$pkg $ver $arch" >"$root/boot/pith-kernel-package"
 
+# mdadm's postinst wrote mdadm.conf with an ARRAY line for each array it
+# found on the build machine (mkconf scans /proc/partitions): a node's
+# arrays are its own, which pith-init adds for Ignition's storage.raid.
+if [ -f "$root/etc/mdadm/mdadm.conf" ]; then
+	sed -i '/^ARRAY /d' "$root/etc/mdadm/mdadm.conf"
+fi
+
 # Save downloads into the cache: hard links (or copies) under a temporary
 # name, renamed into place, so the cache never holds half a file.
 save() { # save FROM TO: new or changed regular files
