@@ -127,7 +127,14 @@ func ignitionUserData(t *testing.T, pub string) string {
 					{"label": "e2exfs", "number": 2, "sizeMiB": 320},
 					{"label": "e2evfat", "number": 3, "sizeMiB": 64},
 				}}},
+			// The third and fourth disks: RAID1, LUKS2 on the array bound
+			// to the TPM (its generated key removed), ext4 for docker on
+			// that: checkIgnitionRaidLuks.
+			"raid": []map[string]any{{"name": e2eRaid, "level": "raid1", "devices": []string{
+				"/dev/disk/by-id/virtio-" + vm.ExtraDiskSerial(1), "/dev/disk/by-id/virtio-" + vm.ExtraDiskSerial(2)}}},
+			"luks": []map[string]any{{"name": e2eLuks, "device": "/dev/md/" + e2eRaid, "clevis": map[string]any{"tpm2": true}}},
 			"filesystems": []map[string]any{
+				{"device": "/dev/mapper/" + e2eLuks, "format": "ext4", "label": "e2edocker", "path": "/var/lib/docker"},
 				{"device": "/dev/disk/by-partlabel/e2edata", "format": "ext4",
 					"label": "e2edata", "path": e2eDataPath, "mountOptions": []string{"noatime"}},
 				{"device": "/dev/disk/by-partlabel/" + e2eXFS.partLabel, "format": "xfs", "label": e2eXFS.label, "path": e2eXFS.path},
@@ -245,6 +252,62 @@ func checkIgnitionStorage(t *testing.T, n *Node) {
 	t.Logf("initramfs storage stage:\n%s", grepLines(n.ConsoleText(), "Ignition storage"))
 }
 
+// The Ignition machine's array and LUKS volume (names in its config).
+const e2eRaid, e2eLuks = "e2edocker", "e2ecrypt"
+
+// checkIgnitionRaidLuks: the initramfs built a RAID1 over the third and
+// fourth disks and a LUKS2 volume on it bound to the TPM (no other key
+// slot), systemd-cryptsetup opened it from crypttab without a passphrase
+// and docker's directory is its ext4; a file written there is back after
+// a reboot, the volume unlocked by the TPM again. Reboots the machine
+// (last of its checks).
+func checkIgnitionRaidLuks(t *testing.T, n *Node) {
+	var members []string
+	for _, i := range []int{1, 2} {
+		members = append(members, strings.TrimPrefix(n.Run("readlink -f /dev/disk/by-id/virtio-"+vm.ExtraDiskSerial(i)), "/dev/"))
+	}
+	check := func(when string) {
+		mdstat := n.Run("cat /proc/mdstat")
+		if !strings.Contains(mdstat, ": active raid1 ") || !strings.Contains(mdstat, members[0]+"[") || !strings.Contains(mdstat, members[1]+"[") {
+			t.Errorf("%s: /proc/mdstat has no active raid1 of %v:\n%s", when, members, mdstat)
+		}
+		md := n.Run("readlink -f /dev/md/" + e2eRaid)
+		st := n.Run("sudo cryptsetup status " + e2eLuks)
+		if !regexp.MustCompile(`(?m)^\s+type:\s+LUKS2$`).MatchString(st) || !regexp.MustCompile(`(?m)^\s+device:\s+`+regexp.QuoteMeta(md)+`$`).MatchString(st) {
+			t.Errorf("%s: cryptsetup status %s (want LUKS2 on %s, /dev/md/%s):\n%s", when, e2eLuks, md, e2eRaid, st)
+		}
+		if got := n.Run("findmnt -n -o SOURCE,FSTYPE,LABEL /var/lib/docker"); got != "/dev/mapper/"+e2eLuks+" ext4 e2edocker" {
+			t.Errorf("%s: findmnt /var/lib/docker = %q, want /dev/mapper/%s ext4 e2edocker", when, got, e2eLuks)
+		}
+		unit := "systemd-cryptsetup@" + e2eLuks + ".service"
+		if got := n.Run("systemctl show -p ActiveState,Result --value " + unit); got != "active\nsuccess" {
+			t.Errorf("%s: %s: %q, want active and success", when, unit, got)
+		}
+		journal := n.Run("sudo journalctl -b --no-pager -o cat -u " + unit)
+		if strings.Contains(strings.ToLower(journal), "passphrase") {
+			t.Errorf("%s: %s asked for a passphrase:\n%s", when, unit, journal)
+		}
+		t.Logf("%s: %s:\n%s", when, unit, journal)
+	}
+	check("first boot")
+	// The generated key is gone: the TPM's token slot is the only one.
+	dump := n.Run("sudo cryptsetup luksDump /dev/md/" + e2eRaid)
+	if slots := regexp.MustCompile(`(?m)^\s+\d+: luks2$`).FindAllString(dump, -1); len(slots) != 1 || !strings.Contains(dump, "systemd-tpm2") {
+		t.Errorf("luksDump: %d key slots, want the TPM2 token's only:\n%s", len(slots), dump)
+	}
+	if got := n.Run("grep -c '^" + e2eLuks + " UUID=.* none luks,tpm2-device=auto$' /etc/crypttab; grep -c '^ARRAY /dev/md/" + e2eRaid + " ' /etc/mdadm/mdadm.conf; sudo find /etc/pith/luks -type f 2>/dev/null | wc -l"); got != "1\n1\n0" {
+		t.Errorf("crypttab line, mdadm.conf ARRAY line, kept keys: %q, want 1, 1 and none", got)
+	}
+	const marker = "survives a reboot on LUKS on RAID1"
+	n.Run("echo '" + marker + "' | sudo tee /var/lib/docker/e2e-marker >/dev/null && sync")
+	t.Logf("reboot took %s", n.Reboot().Round(100*time.Millisecond))
+	n.WaitSSH()
+	check("after a reboot")
+	if got := n.Run("sudo cat /var/lib/docker/e2e-marker"); got != marker {
+		t.Errorf("after a reboot /var/lib/docker/e2e-marker = %q, want %q", got, marker)
+	}
+}
+
 func grepLines(text, sub string) string {
 	var out []string
 	for _, l := range strings.Split(text, "\n") {
@@ -281,11 +344,11 @@ coreos:
 func TestFirstBoot(t *testing.T) {
 	// Up to four guests at once: the three user-data machines and the #!
 	// script machine whose power is cut, booted again beside them.
-	NeedVMs(t, 4, 7*time.Minute)
+	NeedVMs(t, 4, 8*time.Minute)
 	type machine struct {
 		name, user, hostname string
 		userData             func(t *testing.T, pub string) string
-		extraDisk            bool // a blank 1 GiB second disk
+		extraDisk            bool // three blank 1 GiB disks and a TPM
 		key                  ssh.Signer
 		c                    *Cluster
 	}
@@ -300,14 +363,18 @@ func TestFirstBoot(t *testing.T) {
 		ud := m.userData(t, pub)
 		o := Options{UserData: writeUserData(t, m.name+".user-data", ud)}
 		if m.extraDisk {
-			disk := filepath.Join(t.TempDir(), "vdb.img")
-			if err := os.WriteFile(disk, nil, 0o600); err != nil {
-				t.Fatal(err)
+			// Partitions on the first, the RAID1 on the other two.
+			for i := range 3 {
+				disk := filepath.Join(t.TempDir(), fmt.Sprintf("extra%d.img", i))
+				if err := os.WriteFile(disk, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Truncate(disk, 1<<30); err != nil {
+					t.Fatal(err)
+				}
+				o.ExtraDisks = append(o.ExtraDisks, disk)
 			}
-			if err := os.Truncate(disk, 1<<30); err != nil {
-				t.Fatal(err)
-			}
-			o.ExtraDisks = []string{disk}
+			o.TPM = true
 		}
 		m.c = Boot(t, o)
 		t.Logf("%s: %s, user-data %d KiB", m.name, m.c.Nodes[0], len(ud)>>10)
@@ -332,6 +399,7 @@ func TestFirstBoot(t *testing.T) {
 			if m.extraDisk {
 				checkIgnitionKargs(t, n)
 				checkIgnitionStorage(t, n)
+				checkIgnitionRaidLuks(t, n)
 			}
 		})
 	}
