@@ -194,10 +194,19 @@ func luksKey(r igntypes.Resource) ([]byte, error) {
 // member cannot be a volume, nor an array (no nesting); one device is
 // claimed once.
 func checkRefs(p *StoragePlan, cfg *igntypes.Config, raids, lukses map[string]bool, bad func(at []any, format string, args ...any)) {
+	partitioned := map[string]bool{}
+	for _, d := range p.Disks {
+		partitioned[d.Device] = true
+	}
 	claimed := map[string]string{}
 	claim := func(at []any, dev, by string) {
 		if prev, ok := claimed[dev]; ok {
 			bad(at, "%s is already used by %s", dev, prev)
+		}
+		if partitioned[dev] {
+			// Its GPT and a member's superblock or a LUKS header
+			// would overlap.
+			bad(at, "%s is partitioned by storage.disks: use one of its partitions", dev)
 		}
 		claimed[dev] = by
 	}

@@ -22,6 +22,7 @@ func TestIgnitionStorage(t *testing.T) {
 		{"raid name with a slash", v + `{"raid":[{"name":"a/b","level":"raid1","devices":["/dev/vdb","/dev/vdc"]}]}}`, []want{{1, 60, E, `array name "a/b"`}}},
 		{"raid option Pith sets", v + `{"raid":[{"name":"md0","level":"raid1","devices":["/dev/vdb","/dev/vdc"],"options":["--metadata=0.90"]}]}}`, []want{{1, 127, E, "--metadata is set by Pith"}}},
 		{"raid member in two arrays", v + `{"raid":[{"name":"a","level":"raid1","devices":["/dev/vdb","/dev/vdc"]},{"name":"b","level":"raid1","devices":["/dev/vdb","/dev/vdd"]}]}}`, []want{{1, 154, E, "/dev/vdb is already used by array a"}}},
+		{"array member partitioned too", v + `{"disks":[{"device":"/dev/vdb","partitions":[{"label":"x"}]}],"raid":[{"name":"a","level":"raid1","devices":["/dev/vdb","/dev/vdc"]}]}}`, []want{{1, 152, E, "/dev/vdb is partitioned by storage.disks: use one of its partitions"}}},
 		{"luks on an array member", v + `{"raid":[{"name":"a","level":"raid1","devices":["/dev/vdb","/dev/vdc"]}],"luks":[{"name":"c","device":"/dev/vdc"}]}}`, []want{{1, 145, E, "/dev/vdc is already used by array a"}}},
 		{"raid member by-label", v + `{"raid":[{"name":"md0","level":"raid1","devices":["/dev/disk/by-label/x","/dev/vdc"]}]}}`, []want{{1, 93, E, "the initramfs has no udev links"}}},
 		{"raid of arrays", v + `{"raid":[{"name":"a","level":"raid1","devices":["/dev/vdb","/dev/vdc"]},{"name":"b","level":"raid1","devices":["/dev/md/a","/dev/vdd"]}]}}`, []want{{1, 154, E, "Pith does not nest arrays"}}},
