@@ -103,6 +103,10 @@ type Cluster struct {
 	VM    *vm.Cluster
 	Nodes []*Node
 	Accel vm.Accel
+	// ssh keeps one connection per node for Exec and Run: a login costs
+	// the guest over a second of CPU under TCG. WaitSSH still logs in
+	// afresh.
+	ssh vm.SSHPool
 }
 
 // Node is one machine: its QEMU, console position and SSH access.
@@ -136,6 +140,7 @@ func Boot(t *testing.T, o Options) *Cluster {
 	}
 	c := &Cluster{t: t, Accel: a}
 	t.Cleanup(func() {
+		c.ssh.Close()
 		if c.VM != nil {
 			if t.Failed() {
 				c.DumpLogs()
@@ -231,6 +236,7 @@ func (n *Node) WaitSSH() {
 	for ctx.Err() == nil {
 		r, err := vm.RunSSH(ctx, n.M.Ports[22], vm.DefaultUser, n.c.VM.Key, "true")
 		if err == nil && r.ExitStatus == 0 {
+			n.c.ssh.Forget(n.M.Ports[22]) // a connection to the boot before
 			return
 		}
 		last = err
@@ -249,7 +255,7 @@ func (n *Node) Exec(cmd string) vm.SSHResult {
 	n.t.Helper()
 	ctx, cancel := n.ctx()
 	defer cancel()
-	r, err := vm.RunSSH(ctx, n.M.Ports[22], vm.DefaultUser, n.c.VM.Key, cmd)
+	r, err := n.c.ssh.Run(ctx, n.M.Ports[22], vm.DefaultUser, n.c.VM.Key, cmd)
 	if err != nil {
 		n.t.Fatalf("%s: ssh %q: %v", n.Name, cmd, err)
 	}
@@ -261,7 +267,7 @@ func (n *Node) RunInput(cmd string, in io.Reader) string {
 	n.t.Helper()
 	ctx, cancel := n.ctx()
 	defer cancel()
-	r, err := vm.RunSSHInput(ctx, n.M.Ports[22], vm.DefaultUser, n.c.VM.Key, cmd, in)
+	r, err := n.c.ssh.RunInput(ctx, n.M.Ports[22], vm.DefaultUser, n.c.VM.Key, cmd, in)
 	if err != nil {
 		n.t.Fatalf("%s: ssh %q: %v", n.Name, cmd, err)
 	}
@@ -290,6 +296,7 @@ func (n *Node) Reboot() time.Duration {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	vm.RunSSH(ctx, n.M.Ports[22], vm.DefaultUser, n.c.VM.Key, "sudo systemctl reboot")
 	cancel()
+	n.c.ssh.Forget(n.M.Ports[22])
 	n.WaitConsole(LoginMarker)
 	return time.Since(start)
 }

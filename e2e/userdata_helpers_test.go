@@ -188,7 +188,7 @@ func (n *Node) Poll(what string, interval time.Duration, check func() (bool, str
 func (n *Node) try(cmd string) (string, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	r, err := vm.RunSSH(ctx, n.M.Ports[22], vm.DefaultUser, n.c.VM.Key, cmd)
+	r, err := n.c.ssh.Run(ctx, n.M.Ports[22], vm.DefaultUser, n.c.VM.Key, cmd)
 	if err != nil {
 		return err.Error(), false
 	}

@@ -89,6 +89,13 @@ func RunSSHInput(ctx context.Context, port int, user string, key ssh.Signer, cmd
 	if err != nil {
 		return SSHResult{}, err
 	}
+	return runSession(ctx, client, sess, cmd, in)
+}
+
+// runSession runs cmd in sess, a session of client, with stdin from in
+// (nil: none). When ctx ends first, client is closed, which ends the
+// command. A non-zero exit is not an error (SSHResult.ExitStatus).
+func runSession(ctx context.Context, client *ssh.Client, sess *ssh.Session, cmd string, in io.Reader) (SSHResult, error) {
 	defer sess.Close()
 	var out, errb bytes.Buffer
 	sess.Stdout, sess.Stderr = &out, &errb
@@ -97,6 +104,7 @@ func RunSSHInput(ctx context.Context, port int, user string, key ssh.Signer, cmd
 	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Run(cmd) }()
+	var err error
 	select {
 	case <-ctx.Done():
 		client.Close()

@@ -81,6 +81,9 @@ type Demo struct {
 	prepNote           string       // what prepare did, how long it took
 	down               map[int]bool // nodes switched off
 	restarts           int
+	// ssh keeps one connection per node for Exec: the walkthrough's
+	// polls would otherwise log in again every few seconds.
+	ssh vm.SSHPool
 }
 
 // New checks the inputs and prepares StateDir; nothing runs yet.
@@ -145,6 +148,7 @@ func New(cfg Config) (*Demo, error) {
 
 // Close powers the nodes off and stops the host's servers.
 func (d *Demo) Close() {
+	d.ssh.Close()
 	if d.Cluster != nil {
 		d.Cluster.Stop(15 * time.Second)
 		os.Remove(filepath.Join(d.Cluster.Dir, vm.StateFile))
@@ -193,7 +197,7 @@ func (d *Demo) Machine(i int) *vm.Machine { return d.Cluster.Machines[i] }
 // failure or a non-zero exit (with stderr).
 func (d *Demo) Exec(ctx context.Context, i int, cmd string) (string, error) {
 	m := d.Machine(i)
-	r, err := vm.RunSSH(ctx, m.Ports[22], vm.DefaultUser, d.Cluster.Key, cmd)
+	r, err := d.ssh.Run(ctx, m.Ports[22], vm.DefaultUser, d.Cluster.Key, cmd)
 	if err != nil {
 		return "", fmt.Errorf("%s: %s: %w", m.Config.Name, cmd, err)
 	}
