@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -258,9 +259,9 @@ const e2eRaid, e2eLuks = "e2edocker", "e2ecrypt"
 // checkIgnitionRaidLuks: the initramfs built a RAID1 over the third and
 // fourth disks and a LUKS2 volume on it bound to the TPM (no other key
 // slot), systemd-cryptsetup opened it from crypttab without a passphrase
-// and docker's directory is its ext4; a file written there is back after
-// a reboot, the volume unlocked by the TPM again. Reboots the machine
-// (last of its checks).
+// and docker's directory is its ext4; a file written there and an image
+// docker stores there are back after a reboot, the volume unlocked by the
+// TPM again. Reboots the machine (last of its checks).
 func checkIgnitionRaidLuks(t *testing.T, n *Node) {
 	var members []string
 	for _, i := range []int{1, 2} {
@@ -300,11 +301,22 @@ func checkIgnitionRaidLuks(t *testing.T, n *Node) {
 	}
 	const marker = "survives a reboot on LUKS on RAID1"
 	n.Run("echo '" + marker + "' | sudo tee /var/lib/docker/e2e-marker >/dev/null && sync")
+	// Docker keeps an image there (its data root is /var/lib/docker).
+	const image = "pith-e2e/on-luks:1"
+	n.RunInput("sudo docker import - "+image+" >/dev/null", bytes.NewReader(helloImageTarGz(t)))
+	id := n.Run("sudo docker image inspect -f '{{.Id}}' " + image)
+	if root := n.Run("sudo docker info -f '{{.DockerRootDir}}'"); root != "/var/lib/docker" {
+		t.Errorf("docker's data root is %q, want /var/lib/docker", root)
+	}
+	n.Run("sync")
 	t.Logf("reboot took %s", n.Reboot().Round(100*time.Millisecond))
 	n.WaitSSH()
 	check("after a reboot")
 	if got := n.Run("sudo cat /var/lib/docker/e2e-marker"); got != marker {
 		t.Errorf("after a reboot /var/lib/docker/e2e-marker = %q, want %q", got, marker)
+	}
+	if got := n.Run("sudo docker image inspect -f '{{.Id}}' " + image); got != id {
+		t.Errorf("after a reboot docker's image %s is %q, want %q", image, got, id)
 	}
 }
 

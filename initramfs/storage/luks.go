@@ -103,6 +103,12 @@ func makeVolume(v Luks, env Env) (string, error) {
 		return "", fmt.Errorf("%s holds %s; set wipeVolume to replace it", v.Device, holds(found))
 	}
 	args := []string{"luksFormat", "--type", "luks2", "--batch-mode", "--key-file", keyPath}
+	if generated {
+		// 512 random bits need no key stretching: cryptsetup's default
+		// argon2id takes up to half the RAM and, under TCG, most of a
+		// minute. A keyFile may be a passphrase: it keeps the default.
+		args = append(args, "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000")
+	}
 	if v.Label != "" {
 		args = append(args, "--label", v.Label)
 	}

@@ -102,11 +102,12 @@ func TestApplyRaidLuksTPM(t *testing.T) {
 		"blkid -p -o export /dev/vdc",
 		"modprobe -a md_mod raid1",
 		"mdadm --create /dev/md/data --run --level raid1 --raid-devices 2 --metadata=1.2 --homehost=any /dev/vdb /dev/vdc",
+		"chmod 0755 /dev/md",
 		"mdadm --detail --brief /dev/md/data",
 		"modprobe -a dm_crypt xts",
 		"modprobe -a -q algif_skcipher aesni_intel",
 		"blkid -p -o export /dev/md/data",
-		"cryptsetup luksFormat --type luks2 --batch-mode --key-file " + key + " /dev/md/data",
+		"cryptsetup luksFormat --type luks2 --batch-mode --key-file " + key + " --pbkdf pbkdf2 --pbkdf-force-iterations 1000 /dev/md/data",
 		"systemd-cryptenroll --unlock-key-file=" + key + " --tpm2-device=auto --tpm2-pcrs=7 /dev/md/data",
 		"cryptsetup luksOpen /dev/md/data data --token-only --token-type systemd-tpm2 --persistent --allow-discards",
 		"cryptsetup luksRemoveKey --batch-mode /dev/md/data " + key,
@@ -150,9 +151,10 @@ func checkFile(t *testing.T, p, want string) {
 // ROOT, 0400, for crypttab; label, uuid and options reach luksFormat.
 func TestApplyLuksKeyFile(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		key  []byte
-	}{{"keyFile", []byte("s3cret!\n")}, {"generated", nil}} {
+		name  string
+		key   []byte
+		pbkdf string // a generated key is not stretched
+	}{{"keyFile", []byte("s3cret!\n"), ""}, {"generated", nil, " --pbkdf pbkdf2 --pbkdf-force-iterations 1000"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			r := newFakeTools(root)
@@ -162,7 +164,7 @@ func TestApplyLuksKeyFile(t *testing.T) {
 			}
 			const key = "/etc/pith/luks/c.key"
 			for _, w := range []string{
-				"cryptsetup luksFormat --type luks2 --batch-mode --key-file " + key + " --label crypt --uuid 6b1e0000-0000-4000-8000-00000000000c --cipher aes-xts-plain64 /dev/vdb1",
+				"cryptsetup luksFormat --type luks2 --batch-mode --key-file " + key + tc.pbkdf + " --label crypt --uuid 6b1e0000-0000-4000-8000-00000000000c --cipher aes-xts-plain64 /dev/vdb1",
 				"cryptsetup luksOpen /dev/vdb1 c --key-file " + key + " --persistent --perf-no_read_workqueue",
 				"mkfs.ext4 -F -q /dev/mapper/c",
 				"cryptsetup luksClose c",
@@ -226,7 +228,7 @@ func TestApplyRaidLuksRefusals(t *testing.T) {
 		{name: "volume device holding xfs", plan: luks(Luks{}), blkid: map[string]string{"/dev/vdb": "TYPE=xfs\n"},
 			err: "volume c: /dev/vdb holds a xfs signature; set wipeVolume", notRan: []string{"cryptsetup", "wipefs"}},
 		{name: "wipeVolume wipes first", plan: luks(Luks{Wipe: true}), blkid: map[string]string{"/dev/vdb": "TYPE=xfs\n"},
-			ran: []string{"wipefs -a /dev/vdb", "cryptsetup luksFormat --type luks2 --batch-mode --key-file /etc/pith/luks/c.key /dev/vdb"}},
+			ran: []string{"wipefs -a /dev/vdb", "cryptsetup luksFormat --type luks2 --batch-mode --key-file /etc/pith/luks/c.key --pbkdf pbkdf2 --pbkdf-force-iterations 1000 /dev/vdb"}},
 		{name: "existing LUKS2 reused with the keyFile", plan: luks(Luks{Key: []byte("k"), Label: "l"}), blkid: map[string]string{"/dev/vdb": "TYPE=crypto_LUKS\nUUID=u\nLABEL=l\n"},
 			ran: []string{"cryptsetup isLuks --type luks2 /dev/vdb", "cryptsetup luksOpen /dev/vdb c --key-file /etc/pith/luks/c.key --persistent"}, notRan: []string{"cryptsetup luksFormat", "wipefs"}},
 		{name: "existing LUKS with another label", plan: luks(Luks{Key: []byte("k"), Label: "l"}), blkid: map[string]string{"/dev/vdb": "TYPE=crypto_LUKS\nUUID=u\nLABEL=old\n"},

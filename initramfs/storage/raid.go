@@ -94,6 +94,13 @@ func makeArrays(arrays []Raid, env Env) error {
 		if out, err := env.Run.Run("mdadm", args...); err != nil {
 			return fmt.Errorf("array %s: mdadm %s: %v: %s", a.Name, strings.Join(args, " "), err, firstAndLastLine(string(out)))
 		}
+		// With no udev running, mdadm makes /dev/md itself, mode 0700;
+		// the array stays assembled into the real root, where udev only
+		// adds its links there: give it udev's 0755, or only root could
+		// resolve /dev/md/NAME.
+		if out, err := env.Run.Run("chmod", "0755", "/dev/md"); err != nil {
+			return fmt.Errorf("array %s: chmod 0755 /dev/md: %v: %s", a.Name, err, lastLine(string(out)))
+		}
 		out, err := env.Run.Run("mdadm", "--detail", "--brief", cloudconfig.RaidDevice(a.Name))
 		line := arrayLine(string(out))
 		if err != nil || line == "" {
