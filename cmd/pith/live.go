@@ -26,7 +26,9 @@ func init() {
 		Long: `Make a live Pith from a built image (pith build's pith.img and manifest):
 
   pith.iso          hybrid ISO: BIOS and UEFI, from CD or a USB stick (dd it)
-  pith-pxe.vmlinuz  kernel, pith-pxe.initrd (initramfs + USR), pith-pxe.ipxe
+  pith-pxe.vmlinuz  kernel, pith-pxe.initrd (initramfs + USR), and DHCP's
+                    boot file: pith-pxe.ipxe (iPXE, BIOS clients) or
+                    pith-pxe.efi (GRUB, UEFI clients; no Secure Boot)
 
 The live system runs from RAM with its /usr verified by dm-verity against
 the image's root hash, takes user-data from the usual datasources and from

@@ -42,7 +42,10 @@ func Build(ctx context.Context, img string, m *manifest.Manifest, formats []stri
 			if err := PXE(p, pxe, epoch); err != nil {
 				return nil, err
 			}
-			for _, n := range []string{PXEKernelName, PXEInitrdName, PXEScriptName} {
+			if err := PXEEFI(ctx, p, pxe, dir, epoch); err != nil {
+				return nil, err
+			}
+			for _, n := range []string{PXEKernelName, PXEInitrdName, PXEScriptName, PXEEFIName} {
 				out[n] = filepath.Join(pxe, n)
 			}
 		default:

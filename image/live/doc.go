@@ -1,7 +1,8 @@
 // Package live makes the live-boot artifacts of a built Pith image: a
 // hybrid ISO (pith.iso: El Torito for BIOS and UEFI, and an MBR/GPT for a
 // USB stick, via grub-mkrescue) and PXE artifacts (pith-pxe.vmlinuz, one
-// pith-pxe.initrd, an example iPXE script).
+// pith-pxe.initrd, an example iPXE script for BIOS clients and
+// pith-pxe.efi, a network GRUB for UEFI clients).
 //
 // Both boot the image's own kernel and initramfs with pith.live on the
 // kernel line and the image's USR (squashfs plus its dm-verity tree) as a

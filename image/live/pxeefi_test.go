@@ -1,0 +1,161 @@
+package live
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"debug/pe"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/pith-os/pith/image/bootloader"
+)
+
+// TestPXEEFI builds pith-pxe.efi and reads it as the firmware and GRUB
+// would: an x86-64 PE32+ EFI application whose memdisk holds grub.cfg
+// with the iPXE script's kernel line and the PXE file names.
+func TestPXEEFI(t *testing.T) {
+	if _, err := exec.LookPath("grub-mkimage"); err != nil {
+		t.Skip("grub-mkimage not installed: make deps installs it")
+	}
+	if _, err := os.Stat(filepath.Join(bootloader.GrubLib, "x86_64-efi", "kernel.img")); err != nil {
+		t.Skip("grub-efi-amd64-bin not installed: make deps installs it")
+	}
+	for _, tc := range []struct{ name, disk, args string }{
+		{"console kept, disk arguments dropped", "console=tty0 console=ttyS0,115200n8 panic=10 pith.slot=a pith.usr=PARTUUID=3d85 pith.platform=qemu pith.usrhash=" + hash,
+			"console=tty0 console=ttyS0,115200n8 panic=10 pith.live pith.usrhash=" + hash},
+		{"no disk line", "", "pith.live pith.usrhash=" + hash},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := fakeParts(t)
+			p.Cmdline = tc.disk
+			dir := t.TempDir()
+			if err := PXEEFI(context.Background(), p, dir, t.TempDir(), 1767225600); err != nil {
+				t.Fatal(err)
+			}
+			img, err := os.ReadFile(filepath.Join(dir, PXEEFIName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := pe.NewFile(bytes.NewReader(img))
+			if err != nil {
+				t.Fatalf("%s is not a PE file: %v", PXEEFIName, err)
+			}
+			oh, ok := f.OptionalHeader.(*pe.OptionalHeader64)
+			if f.Machine != pe.IMAGE_FILE_MACHINE_AMD64 || !ok || oh.Subsystem != pe.IMAGE_SUBSYSTEM_EFI_APPLICATION {
+				t.Fatalf("%s: machine %#x, optional header %T, want an x86-64 PE32+ EFI application", PXEEFIName, f.Machine, f.OptionalHeader)
+			}
+			if !bytes.Contains(img, []byte(pxeEFIPrefix+"\x00")) {
+				t.Errorf("%s does not embed the prefix %s", PXEEFIName, pxeEFIPrefix)
+			}
+			cfg := embeddedGrubCfg(t, img)
+			for _, want := range []string{
+				"\nlinux \"$pith_pxe_base/pith-pxe.vmlinuz\" " + tc.args + " $pith_pxe_args\n",
+				"\ninitrd \"$pith_pxe_base/pith-pxe.initrd\"\nboot\n",
+				"\nset pith_pxe_base=\"$cmdpath\"\n",
+				"\n  source \"$cmdpath/pith-pxe.cfg\"\n",
+				"Pith 1.2.3 live",
+			} {
+				if !strings.Contains(cfg, want) {
+					t.Errorf("embedded grub.cfg lacks %q:\n%s", want, cfg)
+				}
+			}
+			again := t.TempDir()
+			if err := PXEEFI(context.Background(), p, again, t.TempDir(), 1767225600); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(again, PXEEFIName)); !bytes.Equal(b, img) {
+				t.Errorf("two builds of %s from the same parts differ", PXEEFIName)
+			}
+		})
+	}
+}
+
+// embeddedGrubCfg finds the memdisk's tar in a GRUB image (stored as is:
+// x86_64-efi modules are not compressed) and returns its grub.cfg.
+func embeddedGrubCfg(t *testing.T, img []byte) string {
+	t.Helper()
+	// The ustar header of the archive's first file after the two
+	// directories starts with its name.
+	i := bytes.Index(img, []byte("boot/grub/grub.cfg\x00"))
+	if i < 0 {
+		t.Fatal("no boot/grub/grub.cfg tar header in the image")
+	}
+	tr := tar.NewReader(bytes.NewReader(img[i:]))
+	h, err := tr.Next()
+	if err != nil || h.Name != "boot/grub/grub.cfg" {
+		t.Fatalf("tar header at %d: %v %v", i, h, err)
+	}
+	b, err := io.ReadAll(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestPXEGrubCfgRuns runs pith-pxe.efi's config in GRUB itself (grub-emu,
+// with $cmdpath a host directory standing for the TFTP server, and
+// linux, initrd and boot printed instead of run): the files come from
+// $cmdpath unless pith-pxe.cfg there names another base and arguments.
+func TestPXEGrubCfgRuns(t *testing.T) {
+	if _, err := exec.LookPath("grub-emu"); err != nil {
+		t.Skip("grub-emu not installed: make deps installs it")
+	}
+	p := fakeParts(t)
+	cfg, err := PXEGrubCfg(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu := regexp.MustCompile(`(?m)^(serial|terminal_input|terminal_output) .*$`).ReplaceAllString(string(cfg), "")
+	emu = regexp.MustCompile(`(?m)^(linux|initrd) (.*)$`).ReplaceAllString(emu, "echo RESULT $1 $2 END")
+	emu = strings.Replace(emu, "\nboot\n", "\nreboot\n", 1)
+	const args = "pith.live pith.usrhash=" + hash
+	for _, tc := range []struct {
+		name, override string
+		want           []string // with TFTP for the $cmdpath directory
+	}{
+		{"from the boot file's server", "", []string{
+			"RESULT linux TFTP/pith-pxe.vmlinuz " + args, "RESULT initrd TFTP/pith-pxe.initrd"}},
+		{"pith-pxe.cfg names an HTTP base and user-data",
+			"set pith_pxe_base=(http,10.0.2.100:8080)/pith\nset pith_pxe_args=\"pith.config.url=http://10.0.2.100:8080/ud\"\n", []string{
+				"RESULT linux (http,10.0.2.100:8080)/pith/pith-pxe.vmlinuz " + args + " pith.config.url=http://10.0.2.100:8080/ud",
+				"RESULT initrd (http,10.0.2.100:8080)/pith/pith-pxe.initrd"}},
+		{"an empty pith-pxe.cfg", " ", []string{
+			"RESULT linux TFTP/pith-pxe.vmlinuz " + args, "RESULT initrd TFTP/pith-pxe.initrd"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tftp := filepath.Join(dir, "tftp")
+			prefix := filepath.Join(dir, "prefix")
+			for _, d := range []string{tftp, prefix} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.override != "" {
+				if err := os.WriteFile(filepath.Join(tftp, PXEEFIOverride), []byte(tc.override), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmdpath := "(host)" + tftp
+			if err := os.WriteFile(filepath.Join(prefix, "grub.cfg"), []byte("set cmdpath="+cmdpath+"\n"+emu), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := exec.Command("grub-emu", "-d", prefix, "-r", "host").CombinedOutput()
+			// grub-emu wraps its output at 80 columns.
+			flat := strings.NewReplacer("\r", "", "\n", "").Replace(string(out))
+			var got []string
+			for _, m := range regexp.MustCompile(`RESULT (.*?) END`).FindAllStringSubmatch(flat, -1) {
+				got = append(got, "RESULT "+strings.ReplaceAll(strings.Join(strings.Fields(m[1]), " "), cmdpath, "TFTP"))
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("grub-emu printed\n%s\nwant\n%s\n(output:\n%s)", strings.Join(got, "\n"), strings.Join(tc.want, "\n"), out)
+			}
+		})
+	}
+}
