@@ -106,8 +106,10 @@ type Config struct {
 	SecureBoot *SecureBootCerts
 	// TPM attaches a TPM 2.0 (swtpm).
 	TPM bool
-	// Netboot boots from the network (PXE): the user network's NIC's iPXE
-	// ROM (Debian's ipxe-qemu) asks QEMU's own DHCP/TFTP server for it.
+	// Netboot boots from the network (PXE), asking QEMU's own DHCP/TFTP
+	// server for it: under BIOS the user network's NIC's iPXE ROM
+	// (Debian's ipxe-qemu), under UEFI OVMF's PXE, which runs the boot
+	// file as an EFI application (pith-pxe.efi).
 	Netboot *Netboot
 }
 
@@ -115,8 +117,9 @@ type Config struct {
 type Netboot struct {
 	// TFTPDir is served read-only by QEMU's TFTP server (tftp=); optional.
 	TFTPDir string
-	// Bootfile is DHCP's boot file (bootfile=): a file in TFTPDir, or a
-	// URL iPXE fetches itself, e.g. http:// to a GuestFwd address.
+	// Bootfile is DHCP's boot file (bootfile=): a file in TFTPDir, or,
+	// for iPXE (BIOS), a URL it fetches itself, e.g. http:// to a
+	// GuestFwd address.
 	Bootfile string
 }
 
@@ -175,7 +178,7 @@ func (c *Config) defaults() error {
 		}
 	}
 	if c.Netboot != nil && (c.Netboot.Bootfile == "" || c.Arch == "arm64") {
-		return fmt.Errorf("netboot: needs a boot file, on amd64 (the iPXE ROMs are x86)")
+		return fmt.Errorf("netboot: needs a boot file, on amd64 (the iPXE ROMs and pith-pxe.efi are x86)")
 	}
 	if c.Accel.Name == "" {
 		c.Accel = Accel{Name: "tcg", Reason: "not probed"}

@@ -92,15 +92,23 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 	for _, g := range c.GuestFwd {
 		user += ",guestfwd=" + optEscape(g)
 	}
+	nic := "virtio-net-pci,netdev=net0,mac=" + userMAC(c.PrivateMAC)
 	if nb := c.Netboot; nb != nil {
 		if nb.TFTPDir != "" {
 			user += ",tftp=" + optEscape(nb.TFTPDir)
 		}
 		user += ",bootfile=" + optEscape(nb.Bootfile)
-		// The firmware tries the NICs' option ROMs first.
-		a = append(a, "-boot", "n")
+		if c.Firmware == UEFI {
+			// OVMF ignores -boot (SeaBIOS's order): it boots in the order
+			// of the devices' bootindex, which QEMU passes as fw_cfg's
+			// bootorder, so the NIC's PXE comes before an empty disk's.
+			nic += ",bootindex=1"
+		} else {
+			// SeaBIOS tries the NICs' option ROMs first.
+			a = append(a, "-boot", "n")
+		}
 	}
-	a = append(a, "-netdev", user, "-device", "virtio-net-pci,netdev=net0,mac="+userMAC(c.PrivateMAC))
+	a = append(a, "-netdev", user, "-device", nic)
 	if c.Switch != "" {
 		a = append(a,
 			"-netdev", "stream,id=net1,server=off,addr.type=unix,addr.path="+c.Switch,
