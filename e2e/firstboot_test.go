@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,11 +278,11 @@ func checkIgnitionRaidLuks(t *testing.T, n *Node) {
 		if !regexp.MustCompile(`(?m)^\s+type:\s+LUKS2$`).MatchString(st) || !regexp.MustCompile(`(?m)^\s+device:\s+`+regexp.QuoteMeta(md)+`$`).MatchString(st) {
 			t.Errorf("%s: cryptsetup status %s (want LUKS2 on %s, /dev/md/%s):\n%s", when, e2eLuks, md, e2eRaid, st)
 		}
-		if got := n.Run("findmnt -n -o SOURCE,FSTYPE,LABEL /var/lib/docker"); got != "/dev/mapper/"+e2eLuks+" ext4 e2edocker" {
+		if got := n.Run("findmnt -n -r -o SOURCE,FSTYPE,LABEL /var/lib/docker"); got != "/dev/mapper/"+e2eLuks+" ext4 e2edocker" {
 			t.Errorf("%s: findmnt /var/lib/docker = %q, want /dev/mapper/%s ext4 e2edocker", when, got, e2eLuks)
 		}
 		unit := "systemd-cryptsetup@" + e2eLuks + ".service"
-		if got := n.Run("systemctl show -p ActiveState,Result --value " + unit); got != "active\nsuccess" {
+		if got := n.Run("systemctl show -p ActiveState --value " + unit + " && systemctl show -p Result --value " + unit); got != "active\nsuccess" {
 			t.Errorf("%s: %s: %q, want active and success", when, unit, got)
 		}
 		journal := n.Run("sudo journalctl -b --no-pager -o cat -u " + unit)
@@ -397,10 +398,23 @@ func TestFirstBoot(t *testing.T) {
 		t.Logf("MEASURE %s: qemu-start->login-prompt=%s qemu-start->ssh-ready=%s", m.name, ups[i].login.Round(100*time.Millisecond), ups[i].ssh.Round(100*time.Millisecond))
 	}
 	// The machines are all up: their checks (dockerd loading an image
-	// under TCG takes most of a minute) run side by side.
+	// under TCG takes most of a minute) run side by side. Each machine is
+	// switched off when its checks end, and the slots of those no longer
+	// running go to the next test (the Ignition machine runs longest).
+	parent := t
+	var mu sync.Mutex
+	running := len(ms) + 1
+	done := func(c *Cluster) {
+		c.PowerOff()
+		mu.Lock()
+		running--
+		FewerVMs(parent, running)
+		mu.Unlock()
+	}
 	for _, m := range ms {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
+			defer done(m.c)
 			n := m.c.Nodes[0]
 			n.t = t
 			if m.user == "" {
@@ -417,6 +431,7 @@ func TestFirstBoot(t *testing.T) {
 	}
 	t.Run("script cut", func(t *testing.T) {
 		t.Parallel()
+		defer done(cut)
 		n := cut.Nodes[0]
 		n.t = t
 		checkScriptCut(t, n)

@@ -106,7 +106,20 @@ type Cluster struct {
 	// ssh keeps one connection per node for Exec and Run: a login costs
 	// the guest over a second of CPU under TCG. WaitSSH still logs in
 	// afresh.
-	ssh vm.SSHPool
+	ssh      vm.SSHPool
+	stopOnce sync.Once
+}
+
+// PowerOff stops the machines now, before the test ends, e.g. to give
+// their VM slots to another test (FewerVMs); their serial logs stay for
+// the dump a failed test ends with.
+func (c *Cluster) PowerOff() {
+	c.stopOnce.Do(func() {
+		c.ssh.Close()
+		if c.VM != nil {
+			c.VM.Stop(0)
+		}
+	})
 }
 
 // Node is one machine: its QEMU, console position and SSH access.
@@ -140,13 +153,10 @@ func Boot(t *testing.T, o Options) *Cluster {
 	}
 	c := &Cluster{t: t, Accel: a}
 	t.Cleanup(func() {
-		c.ssh.Close()
-		if c.VM != nil {
-			if t.Failed() {
-				c.DumpLogs()
-			}
-			c.VM.Stop(0)
+		if c.VM != nil && t.Failed() {
+			c.DumpLogs()
 		}
+		c.PowerOff()
 		if t.Failed() && os.Getenv("PITH_E2E_KEEP") != "" {
 			t.Logf("state kept in %s", dir)
 			return

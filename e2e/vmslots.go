@@ -158,6 +158,19 @@ func (p *slotPool) startsAt(n int) time.Time {
 	return at
 }
 
+// shrink lowers r's slots to n (never raises them): its holder runs
+// fewer guests from now on, and a waiting test may start in the rest.
+func (p *slotPool) shrink(r *slotRequest, n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n < 0 || n >= r.n {
+		return
+	}
+	p.free += r.n - n
+	r.n = n
+	p.cond.Broadcast()
+}
+
 func (p *slotPool) release(r *slotRequest) {
 	p.mu.Lock()
 	p.free += r.n
@@ -172,6 +185,8 @@ var (
 	// vmDeclared is, per test holding slots, how many guests it said it
 	// runs at once; Boot checks against it.
 	vmDeclared sync.Map // test name -> int
+	// vmHeld is each holding test's request, for FewerVMs.
+	vmHeld sync.Map // test name -> *slotRequest
 )
 
 // vmSlotCount is PITH_E2E_VM_SLOTS, else the number of CPUs.
@@ -213,11 +228,25 @@ func NeedVMs(t *testing.T, guests int, typical time.Duration) {
 	start := time.Now()
 	vmPool.acquire(r)
 	vmDeclared.Store(t.Name(), guests)
+	vmHeld.Store(t.Name(), r)
 	t.Cleanup(func() {
 		vmDeclared.Delete(t.Name())
+		vmHeld.Delete(t.Name())
 		vmPool.release(r)
 	})
 	t.Logf("VM slots: %d of %d for %d guest(s), after waiting %s", r.n, vmPool.size, guests, time.Since(start).Round(time.Second))
+}
+
+// FewerVMs tells the pool that t, which called NeedVMs, now runs at most
+// guests at once (it stopped the others and boots no more), so the slots
+// beyond them go to waiting tests before t ends.
+func FewerVMs(t *testing.T, guests int) {
+	t.Helper()
+	r, ok := vmHeld.Load(t.Name())
+	if !ok {
+		t.Fatalf("FewerVMs(%d): %s holds no VM slots", guests, t.Name())
+	}
+	vmPool.shrink(r.(*slotRequest), guests)
 }
 
 // declaredGuests is what NeedVMs declared for t or the nearest parent

@@ -123,3 +123,45 @@ func TestSlotPool(t *testing.T) {
 		})
 	}
 }
+
+// TestSlotPoolShrink: a test that gives back slots (FewerVMs) lets a
+// waiting one start before it ends; a shrink never raises a hold, and the
+// slots add up again once both end.
+func TestSlotPoolShrink(t *testing.T) {
+	p := newSlotPool(2)
+	p.opens = time.Now() // no settle wait: the order is set by the test
+	first := &slotRequest{name: "FirstBoot", n: 4, typical: 8 * time.Minute}
+	p.acquire(first)
+	granted := make(chan struct{})
+	second := &slotRequest{name: "Update", n: 1, typical: 14 * time.Minute}
+	go func() { p.acquire(second); close(granted) }()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for range 500 {
+			p.mu.Lock()
+			ok := cond()
+			p.mu.Unlock()
+			if ok {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("never: %s", what)
+	}
+	waitFor("Update waiting", func() bool { return len(p.waiting) == 1 })
+	p.shrink(first, 3) // more than it holds: nothing changes
+	p.mu.Lock()
+	if first.n != 2 || p.free != 0 || len(p.waiting) != 1 {
+		t.Fatalf("a shrink to more than held changed the pool: holds %d, %d free, %d waiting", first.n, p.free, len(p.waiting))
+	}
+	p.mu.Unlock()
+	p.shrink(first, 1)
+	select {
+	case <-granted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Update was not granted the slot FirstBoot gave back")
+	}
+	p.release(first)
+	p.release(second)
+	waitFor("every slot free", func() bool { return p.free == 2 && len(p.holders) == 0 })
+}
