@@ -264,11 +264,12 @@ const e2eRaid, e2eLuks = "e2edocker", "e2ecrypt"
 // docker stores there are back after a reboot, the volume unlocked by the
 // TPM again. Reboots the machine (last of its checks).
 func checkIgnitionRaidLuks(t *testing.T, n *Node) {
-	var members []string
-	for _, i := range []int{1, 2} {
-		members = append(members, strings.TrimPrefix(n.Run("readlink -f /dev/disk/by-id/virtio-"+vm.ExtraDiskSerial(i)), "/dev/"))
-	}
 	check := func(when string) {
+		// Kernel names change between boots (vdb may be the boot disk).
+		var members []string
+		for _, i := range []int{1, 2} {
+			members = append(members, strings.TrimPrefix(n.Run("readlink -f /dev/disk/by-id/virtio-"+vm.ExtraDiskSerial(i)), "/dev/"))
+		}
 		mdstat := n.Run("cat /proc/mdstat")
 		if !strings.Contains(mdstat, ": active raid1 ") || !strings.Contains(mdstat, members[0]+"[") || !strings.Contains(mdstat, members[1]+"[") {
 			t.Errorf("%s: /proc/mdstat has no active raid1 of %v:\n%s", when, members, mdstat)
