@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/coreos/go-systemd/v22/unit"
+	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/cloudconfig"
 )
 
@@ -178,14 +179,13 @@ func writeUnit(root, name, body string) error {
 	if err := os.MkdirAll(req, 0o755); err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 		return err
 	}
 	link := filepath.Join(req, name)
 	_ = os.Remove(link)
-	return os.Symlink("../"+name, link)
+	if err := os.Symlink("../"+name, link); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(req)
 }

@@ -214,17 +214,7 @@ func crypttabLine(v Luks, uuid, keyPath string) string {
 
 // writeCrypttab appends the lines to ROOT's /etc/crypttab.
 func writeCrypttab(root string, lines []string) error {
-	p := filepath.Join(root, Crypttab)
-	old, err := os.ReadFile(p)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	body := string(old)
-	if body != "" && !strings.HasSuffix(body, "\n") {
-		body += "\n"
-	}
-	body += "# Ignition storage.luks, written by pith-init on first boot\n" + strings.Join(lines, "\n") + "\n"
-	return writeFile(p, []byte(body), 0o644)
+	return appendLines(filepath.Join(root, Crypttab), "Ignition storage.luks", lines)
 }
 
 // writeKey writes a key readable by root alone, in a directory only root

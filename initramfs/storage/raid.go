@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/cloudconfig"
 )
 
@@ -136,7 +137,12 @@ func arrayLine(out string) string {
 // writeMdadmConf appends the ARRAY lines to ROOT's mdadm.conf (the copy
 // of the image's, with its HOMEHOST and MAILADDR), or writes one.
 func writeMdadmConf(root string, lines []string) error {
-	p := filepath.Join(root, MdadmConf)
+	return appendLines(filepath.Join(root, MdadmConf), "Ignition storage.raid", lines)
+}
+
+// appendLines adds lines to the config file p (made if missing) under a
+// comment naming what wrote them.
+func appendLines(p, what string, lines []string) error {
 	old, err := os.ReadFile(p)
 	if err != nil && !os.IsNotExist(err) {
 		return err
@@ -145,19 +151,16 @@ func writeMdadmConf(root string, lines []string) error {
 	if body != "" && !strings.HasSuffix(body, "\n") {
 		body += "\n"
 	}
-	body += "# Ignition storage.raid, written by pith-init on first boot\n" + strings.Join(lines, "\n") + "\n"
+	body += "# " + what + ", written by pith-init on first boot\n" + strings.Join(lines, "\n") + "\n"
 	return writeFile(p, []byte(body), 0o644)
 }
 
-// writeFile writes p through a temporary name, creating its directory.
+// writeFile replaces p durably (atomicfile: fsync, rename, fsync of the
+// directory), creating its directory: the stage's done marker must never
+// be on disk before what the stage wrote.
 func writeFile(p string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".tmp")
-	_ = os.Remove(tmp) // a leftover would keep its mode
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return atomicfile.WriteFile(p, data, mode)
 }
