@@ -8,8 +8,8 @@ type PithInstall struct {
 	Image  string `yaml:"image" valid:"url"`      // pith.img or pith.img.zst
 	// Manifest defaults to pith.manifest.json beside the image.
 	Manifest string `yaml:"manifest" valid:"url"`
-	// UserData is the #cloud-config the installed machine applies on its
-	// first boot (put into its OEM partition).
+	// UserData is the #cloud-config or Ignition config the installed
+	// machine applies on its first boot (put into its OEM partition).
 	UserData string `yaml:"user_data"`
 	// PublicKeys (ed25519, base64) the image manifest must be signed by;
 	// with any, an unsigned manifest is refused.

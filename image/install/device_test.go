@@ -86,5 +86,5 @@ func TestRefusesMountedLoopDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkInstalled(t, f, back, 2*f.size, res)
+	checkInstalled(t, f, back, 2*f.size, res, OEMUserData, userData)
 }

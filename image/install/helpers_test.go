@@ -2,6 +2,7 @@ package install
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -84,6 +85,30 @@ func newFixture(t *testing.T, platform string) *fixture {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// oemFile writes a file into the image's OEM filesystem (as a platform's
+// image build would) and the image's new size and hash into the manifest.
+func (f *fixture) oemFile(t *testing.T, name, data string) {
+	t.Helper()
+	if err := writeOEMUserData(context.Background(), ext4At(f.img, f.oem.Start), name, []byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	var m manifest.Manifest
+	b, err := os.ReadFile(f.manifest)
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Artifacts[0].Size, m.Artifacts[0].SHA256, err = manifest.HashFile(f.img); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = json.MarshalIndent(m, "", "  ")
+	if err := os.WriteFile(f.manifest, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }

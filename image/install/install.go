@@ -29,7 +29,7 @@ type Options struct {
 	Manifest, Signature string
 	Keys                *channels.Keyring
 	RequireSignature    bool
-	UserData            []byte // a #cloud-config for the OEM partition, or nil
+	UserData            []byte // a #cloud-config or an Ignition config for the OEM partition, or nil
 	Platform            string // refuse an image built for another platform
 	Force               bool   // overwrite a partition table, filesystem or volume
 	TempDir             string // where a URL or compressed image is staged
@@ -68,8 +68,10 @@ func Install(ctx context.Context, o Options) (*Result, error) {
 	if o.Signature == "" {
 		o.Signature = o.Manifest + SignatureSuffix
 	}
+	var oemName string
 	if o.UserData != nil {
-		if err := checkUserData(o.UserData); err != nil {
+		var err error
+		if oemName, o.UserData, err = checkUserData(o.UserData); err != nil {
 			return nil, err
 		}
 	}
@@ -115,12 +117,12 @@ func Install(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer st.cleanup()
 	if o.UserData != nil {
-		has, err := oemHasUserData(ctx, ext4At(st.path, oem.Start))
+		has, err := oemUserData(ctx, ext4At(st.path, oem.Start))
 		if err != nil {
 			return nil, fmt.Errorf("reading the image's OEM partition: %v", err)
 		}
-		if has {
-			return nil, fmt.Errorf("the image's OEM partition already holds a %s (a platform's): pith install does not merge configs; pass the user-data through the platform's datasource instead", OEMUserData)
+		if has != "" {
+			return nil, fmt.Errorf("the image's OEM partition already holds a %s (a platform's): pith install does not merge configs; pass the user-data through the platform's datasource instead", has)
 		}
 	}
 
@@ -142,10 +144,10 @@ func Install(ctx context.Context, o Options) (*Result, error) {
 		logf("moved the backup GPT to the end of the %s disk; ROOT fills it (its filesystem grows on first boot)", layout.Human(t.size))
 	}
 	if o.UserData != nil {
-		if err := writeOEMUserData(ctx, ext4At(t.path, oem.Start), o.UserData); err != nil {
+		if err := writeOEMUserData(ctx, ext4At(t.path, oem.Start), oemName, o.UserData); err != nil {
 			return res, err
 		}
-		logf("user-data (%d bytes) in the OEM partition's %s: first boot applies it", len(o.UserData), OEMUserData)
+		logf("user-data (%d bytes) in the OEM partition's %s: first boot applies it", len(o.UserData), oemName)
 	}
 	if t.block {
 		rereadPartitions(t.path, logf)

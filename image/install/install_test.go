@@ -2,6 +2,7 @@ package install
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -19,14 +20,19 @@ import (
 
 const userData = "#cloud-config\nhostname: installed\n"
 
+const ignitionUserData = `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/pith-installed","contents":{"source":"data:,yes"}}]}}`
+
 func TestInstall(t *testing.T) {
 	tests := []struct {
 		name string
 		// prepare changes the fixture and returns the options.
 		prepare func(t *testing.T, f *fixture, o *Options)
 		disk    int64 // target size (default: twice the image)
-		wantErr string
-		wantIs  error
+		// oemFile and oemData are the OEM file the user-data must land in
+		// (default: cloud-config.yml holding userData).
+		oemFile, oemData string
+		wantErr          string
+		wantIs           error
 	}{
 		{name: "raw file, unsigned, disk larger than the image"},
 		{name: "disk the image's size", disk: 64 * mib},
@@ -87,11 +93,31 @@ func TestInstall(t *testing.T) {
 		{name: "another platform", wantErr: "built for platform qemu, not ec2", prepare: func(t *testing.T, f *fixture, o *Options) {
 			o.Platform = "ec2"
 		}},
-		{name: "user-data not a cloud-config", wantErr: "takes a #cloud-config", prepare: func(t *testing.T, f *fixture, o *Options) {
+		{name: "user-data a script", wantErr: "takes a #cloud-config (start the file with that line) or an Ignition config", prepare: func(t *testing.T, f *fixture, o *Options) {
 			o.UserData = []byte("#!/bin/sh\necho hi\n")
 		}},
-		{name: "user-data that does not validate", wantErr: "user-data", prepare: func(t *testing.T, f *fixture, o *Options) {
+		{name: "user-data that does not validate", wantErr: "user-data is invalid (nothing written): 2:8: error:", prepare: func(t *testing.T, f *fixture, o *Options) {
 			o.UserData = []byte("#cloud-config\nusers: 7\n")
+		}},
+		{name: "Ignition config", oemFile: OEMIgnition, oemData: ignitionUserData, prepare: func(t *testing.T, f *fixture, o *Options) {
+			o.UserData = []byte(ignitionUserData)
+		}},
+		{name: "Ignition config, gzip-compressed", oemFile: OEMIgnition, oemData: ignitionUserData, prepare: func(t *testing.T, f *fixture, o *Options) {
+			var b bytes.Buffer
+			zw := gzip.NewWriter(&b)
+			zw.Write([]byte(ignitionUserData))
+			zw.Close()
+			o.UserData = b.Bytes()
+		}},
+		{name: "invalid Ignition config", wantErr: "user-data is invalid (nothing written): 1:", prepare: func(t *testing.T, f *fixture, o *Options) {
+			o.UserData = []byte(`{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"no-suffix"}]}}`)
+		}},
+		{name: "image's OEM holds a cloud-config", wantErr: "already holds a cloud-config.yml", prepare: func(t *testing.T, f *fixture, o *Options) {
+			f.oemFile(t, OEMUserData, "#cloud-config\n")
+			o.UserData = []byte(ignitionUserData)
+		}},
+		{name: "image's OEM holds a config.ign", wantErr: "already holds a config.ign", prepare: func(t *testing.T, f *fixture, o *Options) {
+			f.oemFile(t, OEMIgnition, "{}")
 		}},
 	}
 	for _, tc := range tests {
@@ -126,14 +152,17 @@ func TestInstall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkInstalled(t, f, disk, size, res)
+			if tc.oemFile == "" {
+				tc.oemFile, tc.oemData = OEMUserData, userData
+			}
+			checkInstalled(t, f, disk, size, res, tc.oemFile, tc.oemData)
 		})
 	}
 }
 
 // checkInstalled compares the disk with the image and checks the GPT and
-// the OEM user-data.
-func checkInstalled(t *testing.T, f *fixture, disk string, size int64, res *Result) {
+// the OEM user-data (oemData in the OEM file oemFile, the other one absent).
+func checkInstalled(t *testing.T, f *fixture, disk string, size int64, res *Result, oemFile, oemData string) {
 	t.Helper()
 	img, _ := os.ReadFile(f.img)
 	got := make([]byte, 17*mib)
@@ -170,13 +199,18 @@ func checkInstalled(t *testing.T, f *fixture, disk string, size int64, res *Resu
 	if wantGrown && int64(rootLast+1)*512 < size-mib-33*512 {
 		t.Errorf("ROOT ends at sector %d, not near the %d-byte disk's end", rootLast, size)
 	}
-	back, err := debugfs(context.Background(), false, ext4At(disk, f.oem.Start), "cat /"+OEMUserData)
-	if err != nil || back != userData {
-		t.Errorf("OEM user-data: %q, %v; want %q", back, err, userData)
+	back, err := debugfs(context.Background(), false, ext4At(disk, f.oem.Start), "cat /"+oemFile)
+	if err != nil || back != oemData {
+		t.Errorf("OEM %s: %q, %v; want %q", oemFile, back, err, oemData)
 	}
-	mode, _ := debugfs(context.Background(), false, ext4At(disk, f.oem.Start), "stat /"+OEMUserData)
+	mode, _ := debugfs(context.Background(), false, ext4At(disk, f.oem.Start), "stat /"+oemFile)
 	if !strings.Contains(mode, "Mode:  0600") {
-		t.Errorf("OEM user-data is not root-only: %s", strings.SplitN(mode, "\n", 2)[0])
+		t.Errorf("OEM %s is not root-only: %s", oemFile, strings.SplitN(mode, "\n", 2)[0])
+	}
+	for _, other := range oemFiles {
+		if _, err := debugfs(context.Background(), false, ext4At(disk, f.oem.Start), "stat /"+other); other != oemFile && err == nil {
+			t.Errorf("OEM holds %s too; want %s alone", other, oemFile)
+		}
 	}
 	if res.DataWritten <= 0 || res.DataWritten > f.size {
 		t.Errorf("DataWritten %d", res.DataWritten)

@@ -7,25 +7,54 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/pith-os/pith/cloudconfig"
 )
 
-// OEMUserData is where in the OEM filesystem the user-data goes: the
-// OEM cloud-config first boot applies (agent/datasource.OEMCloudConfig).
-const OEMUserData = "cloud-config.yml"
+// Where in the OEM filesystem the user-data goes, by its format: a
+// #cloud-config is the OEM cloud-config every boot applies
+// (agent/datasource.OEMCloudConfig); an Ignition config is config.ign,
+// Flatcar's name and place (flatcar-install -i), read once on first boot
+// by the initramfs and pithd (agent/datasource.OEMIgnition).
+const (
+	OEMUserData = "cloud-config.yml"
+	OEMIgnition = "config.ign"
+)
 
-// checkUserData accepts what the OEM partition can apply: a #cloud-config
-// that validates.
-func checkUserData(data []byte) error {
-	if f := cloudconfig.Detect(data); f != cloudconfig.FormatCloudConfig {
-		return fmt.Errorf("user-data: %s, but the OEM partition takes a #cloud-config (start the file with that line)", f)
+// oemFiles are the OEM files that hold user-data.
+var oemFiles = []string{OEMUserData, OEMIgnition}
+
+// checkUserData accepts what first boot can apply from the OEM partition:
+// a #cloud-config or an Ignition config (gzip-compressed or not) that
+// validates as pith validate validates it. It returns the OEM file name
+// and the bytes to write (decompressed, as config.ign is read as JSON).
+func checkUserData(data []byte) (string, []byte, error) {
+	d, err := cloudconfig.Decompress(data)
+	if err != nil {
+		return "", nil, fmt.Errorf("user-data: %v", err)
 	}
-	if err := cloudconfig.Validate(data).Err(); err != nil {
-		return fmt.Errorf("user-data: %v", err)
+	name := ""
+	switch f := cloudconfig.Detect(d); f {
+	case cloudconfig.FormatCloudConfig:
+		name = OEMUserData
+	case cloudconfig.FormatIgnition:
+		name = OEMIgnition
+	default:
+		return "", nil, fmt.Errorf("user-data: %s, but the OEM partition takes a #cloud-config (start the file with that line) or an Ignition config", f)
 	}
-	return nil
+	if rep := cloudconfig.Validate(d); rep.HasErrors() {
+		// Every error, with its line:col, on one line.
+		var errs []string
+		for _, e := range rep.Entries {
+			if e.Severity == cloudconfig.SeverityError {
+				errs = append(errs, strings.ReplaceAll(e.String(), "\n", " "))
+			}
+		}
+		return "", nil, fmt.Errorf("user-data is invalid (nothing written): %s", strings.Join(errs, "; "))
+	}
+	return name, d, nil
 }
 
 // ext4At names an ext4 filesystem at a byte offset of a disk or image in
@@ -69,44 +98,44 @@ func debugfs(ctx context.Context, write bool, fs string, cmds ...string) (string
 	return stdout.String(), nil
 }
 
-// oemHasUserData reports whether the OEM filesystem already holds a
-// cloud-config (a platform's, e.g. Vagrant's): pith install does not
-// merge two configs.
-func oemHasUserData(ctx context.Context, fs string) (bool, error) {
+// oemUserData returns the OEM file in the OEM filesystem that already
+// holds user-data (a platform's, e.g. Vagrant's cloud-config), or "":
+// pith install does not merge two configs.
+func oemUserData(ctx context.Context, fs string) (string, error) {
 	out, err := debugfs(ctx, false, fs, "ls -p /")
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	for _, line := range strings.Split(out, "\n") {
 		// ls -p: /inode/mode/uid/gid/name/size/
-		if f := strings.Split(line, "/"); len(f) >= 6 && f[5] == OEMUserData {
-			return true, nil
+		if f := strings.Split(line, "/"); len(f) >= 6 && slices.Contains(oemFiles, f[5]) {
+			return f[5], nil
 		}
 	}
-	return false, nil
+	return "", nil
 }
 
-// writeOEMUserData puts data into the OEM filesystem as a root-only file
-// and reads it back.
-func writeOEMUserData(ctx context.Context, fs string, data []byte) error {
+// writeOEMUserData puts data into the OEM filesystem as the root-only
+// file name and reads it back.
+func writeOEMUserData(ctx context.Context, fs, name string, data []byte) error {
 	dir, err := os.MkdirTemp("", ".pith-install-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	src := filepath.Join(dir, OEMUserData)
+	src := filepath.Join(dir, name)
 	if err := os.WriteFile(src, data, 0o600); err != nil {
 		return err
 	}
-	if _, err := debugfs(ctx, true, fs, "write "+src+" "+OEMUserData, "sif "+OEMUserData+" mode 0100600"); err != nil {
+	if _, err := debugfs(ctx, true, fs, "write "+src+" "+name, "sif "+name+" mode 0100600"); err != nil {
 		return fmt.Errorf("writing the user-data to OEM: %v", err)
 	}
-	back, err := debugfs(ctx, false, fs, "cat /"+OEMUserData)
+	back, err := debugfs(ctx, false, fs, "cat /"+name)
 	if err != nil {
 		return err
 	}
 	if back != string(data) {
-		return fmt.Errorf("OEM %s reads back %d bytes, not the %d written", OEMUserData, len(back), len(data))
+		return fmt.Errorf("OEM %s reads back %d bytes, not the %d written", name, len(back), len(data))
 	}
 	return nil
 }

@@ -38,15 +38,19 @@ Before the first byte is written, pith install checks the disk (not mounted,
 not in use, no partition table unless --force), the image manifest's
 signature (pith.manifest.json.sig, when present or --require-signature;
 trusted keys: --key and the running Pith's release keys), the image's size
-and SHA-256 against the manifest, and the user-data (a #cloud-config). A
+and SHA-256 against the manifest, and the user-data (a #cloud-config or an
+Ignition config, validated as pith validate does). A
 URL or a zstd-compressed image (NAME.zst) is staged, sparse, in --tmp while
 it is hashed. After the copy, a disk larger than the image gets its backup
 GPT at its end with ROOT grown to fill it, and the user-data goes into the
-OEM partition's cloud-config.yml, which the first boot applies.
+OEM partition: a #cloud-config as cloud-config.yml, applied on every boot;
+an Ignition config as config.ign (as flatcar-install -i), applied once on
+first boot (its kernelArguments and storage by the initramfs).
 
 Runs on any Linux as root (pith install) and on the live ISO/PXE system
 (sudo pithctl install).`,
 		Example: `  pith install --device /dev/sda --image _out/pith.img --user-data node.yml
+  pith install --device /dev/sdb --image _out/pith.img --user-data config.ign
   pith install --device /dev/nvme0n1 --image http://10.0.0.1/pith.img.zst --key pith-release.pub --require-signature
   pith install sign --key keys/pith-release.key _out/pith.manifest.json`,
 		Args: cobra.NoArgs,
@@ -97,7 +101,7 @@ Runs on any Linux as root (pith install) and on the live ISO/PXE system
 	f.StringArrayVar(&keyFiles, "key", nil, "trusted public release key `FILE` (repeatable)")
 	f.BoolVar(&noDefaultKeys, "no-default-keys", false, "do not trust the running Pith's release keys ("+channels.ImageKeyDir+")")
 	f.BoolVar(&o.RequireSignature, "require-signature", false, "refuse an image whose manifest is not signed by a trusted key")
-	f.StringVar(&userDataPath, "user-data", "", "#cloud-config `FILE` the installed machine applies on first boot (OEM partition)")
+	f.StringVar(&userDataPath, "user-data", "", "#cloud-config or Ignition config `FILE` the installed machine applies on first boot (OEM partition)")
 	f.StringVar(&o.Platform, "platform", "", "refuse an image built for another `PLATFORM` (qemu, vagrant, ec2, metal...)")
 	f.BoolVar(&o.Force, "force", false, "overwrite a disk that holds a partition table, filesystem or volume (never a mounted or otherwise used one)")
 	f.StringVar(&o.TempDir, "tmp", "", "`DIR` to stage a URL or compressed image in (default: $TMPDIR)")
