@@ -13,7 +13,12 @@
 //  5. the network sources, each with short timeouts: EC2 instance
 //     metadata (IMDSv2, then v1), DigitalOcean metadata. When the platform
 //     is known, the network sources of other platforms are skipped so a
-//     QEMU or Vagrant boot never waits on 169.254.169.254.
+//     QEMU or Vagrant boot never waits on 169.254.169.254;
+//  6. the OEM partition's config.ign (an Ignition config pith install
+//     wrote, as flatcar-install -i): last, so a datasource of the machine
+//     it runs on (fw_cfg, a config drive, a cloud's metadata: a disk
+//     installed on a cloud VM) still gives that machine's user-data; on
+//     bare metal none is present and config.ign is the config.
 //
 // A source that is absent returns ErrNotFound and the next is tried; a
 // source that is present but broken (an explicit URL that fails, a config
@@ -203,7 +208,9 @@ func Sources(cfg Config) []Source {
 			out = append(out, s)
 		}
 	}
-	return out
+	// Last (see the package comment): the initramfs, too, reads config.ign
+	// only when fw_cfg, the one source it sees, has no user-data.
+	return append(out, &OEMIgnitionSource{Root: cfg.Root, Cmdline: cfg.Cmdline})
 }
 
 // Fetch probes the sources in order and returns the first present one.

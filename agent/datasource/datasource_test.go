@@ -368,6 +368,36 @@ func TestProbeOrder(t *testing.T) {
 			t.Fatalf("%+v %v", r, err)
 		}
 	})
+	// The OEM's config.ign (pith install) is the user-data only when no
+	// datasource of the machine has one: fw_cfg and a cloud's metadata win.
+	t.Run("OEM config.ign last", func(t *testing.T) {
+		const ign = `{"ignition":{"version":"3.4.0"}}`
+		for _, tc := range []struct {
+			name, platform, fwcfg string
+			want                  string
+		}{
+			{"qemu, no fw_cfg user-data", "qemu", "", "oem-ignition"},
+			{"qemu, fw_cfg user-data", "qemu", "#cloud-config\nhostname: fw\n", "qemu-fw-cfg"},
+			{"unknown platform, EC2 answers", "", "", "ec2"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				cfg := testConfig(t, ts.URL)
+				line := "pith.platform=" + tc.platform
+				cfg.Cmdline = &line
+				writeFile(t, filepath.Join(cfg.Root, OEMDir, OEMIgnition), ign)
+				if tc.fwcfg != "" {
+					writeFile(t, filepath.Join(cfg.Root, FwCfgDir, "user-data", "raw"), tc.fwcfg)
+				}
+				r, err := Fetch(context.Background(), cfg)
+				if err != nil || r.Source != tc.want {
+					t.Fatalf("Fetch = %+v, %v; want source %s", r, err, tc.want)
+				}
+				if tc.want == "oem-ignition" && string(r.UserData) != ign {
+					t.Errorf("user-data %q, want the OEM's config.ign", r.UserData)
+				}
+			})
+		}
+	})
 	t.Run("from-file wins", func(t *testing.T) {
 		cfg := testConfig(t, ts.URL)
 		cfg.FromFile = filepath.Join(cfg.Root, "ud")
@@ -384,12 +414,12 @@ func TestProbeOrder(t *testing.T) {
 	})
 	t.Run("platform order", func(t *testing.T) {
 		for platform, want := range map[string][]string{
-			"":             {"qemu-fw-cfg", "config-drive", "vagrant", "ec2", "digitalocean"},
-			"qemu":         {"qemu-fw-cfg", "config-drive", "vagrant"},
-			"vagrant":      {"vagrant", "qemu-fw-cfg", "config-drive"},
-			"ec2":          {"ec2", "qemu-fw-cfg", "config-drive", "vagrant"},
-			"digitalocean": {"digitalocean", "qemu-fw-cfg", "config-drive", "vagrant"},
-			"openstack":    {"config-drive", "qemu-fw-cfg", "vagrant"},
+			"":             {"qemu-fw-cfg", "config-drive", "vagrant", "ec2", "digitalocean", "oem-ignition"},
+			"qemu":         {"qemu-fw-cfg", "config-drive", "vagrant", "oem-ignition"},
+			"vagrant":      {"vagrant", "qemu-fw-cfg", "config-drive", "oem-ignition"},
+			"ec2":          {"ec2", "qemu-fw-cfg", "config-drive", "vagrant", "oem-ignition"},
+			"digitalocean": {"digitalocean", "qemu-fw-cfg", "config-drive", "vagrant", "oem-ignition"},
+			"openstack":    {"config-drive", "qemu-fw-cfg", "vagrant", "oem-ignition"},
 		} {
 			cfg := testConfig(t, ts.URL)
 			line := "pith.platform=" + platform

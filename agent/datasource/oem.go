@@ -1,6 +1,7 @@
 package datasource
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,6 +19,10 @@ import (
 const (
 	OEMDir         = "/usr/share/oem"
 	OEMCloudConfig = "cloud-config.yml"
+	// OEMIgnition is an Ignition config pith install put on the OEM
+	// partition (flatcar-install -i's config.ign): the node's user-data
+	// when no other source has one (OEMIgnitionSource).
+	OEMIgnition = "config.ign"
 	// OEMPlatform is the platform id the image builder writes (pith build
 	// --platform).
 	OEMPlatform = "pith/platform"
@@ -39,21 +44,52 @@ func (o *OEM) Name() string { return "oem" }
 // at OEMDir - another Pith disk's OEM won the by-label race - it is an
 // error: that disk's config is not this machine's.
 func (o *OEM) Fetch() (*Result, error) {
-	dir := filepath.Join(o.Root, OEMDir)
-	b, err := readLimited(filepath.Join(dir, OEMCloudConfig))
+	b, err := readOEM(o.Root, o.Cmdline, OEMCloudConfig)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Source: o.Name(), UserData: b}, nil
+}
+
+// readOEM reads the OEM file name, as OEM.Fetch says.
+func readOEM(root string, cmdline *string, name string) ([]byte, error) {
+	dir := filepath.Join(root, OEMDir)
+	b, err := readLimited(filepath.Join(dir, name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("OEM %s: %w", OEMCloudConfig, err)
+		return nil, fmt.Errorf("OEM %s: %w", name, err)
 	}
-	cfg := Config{Root: o.Root, Cmdline: o.Cmdline}
+	cfg := Config{Root: root, Cmdline: cmdline}
 	if dev := OEMDevice(cfg.cmdline()); dev != "" && strings.HasPrefix(dev, "/dev/disk/by-partuuid/") {
-		if err := sameDevice(dir, filepath.Join(o.Root, dev)); err != nil {
+		if err := sameDevice(dir, filepath.Join(root, dev)); err != nil {
 			return nil, err
 		}
 	}
-	return &Result{Source: o.Name(), UserData: b}, nil
+	return b, nil
+}
+
+// OEMIgnitionSource is the OEM partition's config.ign as user-data. It is
+// a Source like the others, so the node applies it once, as Ignition, and
+// a broken one fails as any Ignition user-data does. The initramfs reads
+// the same file for kernelArguments and storage when fw_cfg has no
+// user-data.
+type OEMIgnitionSource struct {
+	Root    string
+	Cmdline *string
+}
+
+// Name implements Source.
+func (o *OEMIgnitionSource) Name() string { return "oem-ignition" }
+
+// Fetch implements Source.
+func (o *OEMIgnitionSource) Fetch(context.Context) (*Result, error) {
+	b, err := readOEM(o.Root, o.Cmdline, OEMIgnition)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{UserData: b, Note: "from " + filepath.Join(OEMDir, OEMIgnition) + " (pith install)"}, nil
 }
 
 // sameDevice checks that the filesystem at dir lives on the block device

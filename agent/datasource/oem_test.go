@@ -1,6 +1,7 @@
 package datasource
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -54,6 +55,44 @@ func TestOEMFetch(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, OEMCloudConfig), make([]byte, 33<<20), 0o644)
 	if _, err := o.Fetch(); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("huge OEM config: %v", err)
+	}
+}
+
+func TestOEMIgnitionSource(t *testing.T) {
+	root := t.TempDir()
+	cmdline := "pith.oem=PARTUUID=3c0ce2fb-06b8-5893-90b9-15d463eb1f03"
+	o := &OEMIgnitionSource{Root: root, Cmdline: &cmdline}
+	dir := filepath.Join(root, OEMDir)
+	for _, tc := range []struct {
+		name  string
+		files map[string]string // below OEMDir
+		want  string            // user-data; "" = ErrNotFound
+		err   string            // an error other than ErrNotFound
+	}{
+		{name: "no OEM"},
+		{name: "OEM cloud-config only", files: map[string]string{OEMCloudConfig: "#cloud-config\n"}},
+		{name: "config.ign", files: map[string]string{OEMIgnition: `{"ignition":{"version":"3.4.0"}}`}, want: `{"ignition":{"version":"3.4.0"}}`},
+		{name: "config.ign too large", files: map[string]string{OEMIgnition: string(make([]byte, 33<<20))}, err: "larger than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.RemoveAll(dir)
+			for name, data := range tc.files {
+				writeFile(t, filepath.Join(dir, name), data)
+			}
+			r, err := o.Fetch(context.Background())
+			switch {
+			case tc.err != "":
+				if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Fetch: %v, want %q", err, tc.err)
+				}
+			case tc.want == "":
+				if !errors.Is(err, ErrNotFound) {
+					t.Fatalf("Fetch = %+v, %v; want ErrNotFound", r, err)
+				}
+			case err != nil || string(r.UserData) != tc.want:
+				t.Fatalf("Fetch = %+v, %v; want %q", r, err, tc.want)
+			}
+		})
 	}
 }
 

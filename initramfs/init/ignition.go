@@ -70,35 +70,37 @@ func checkStorageMarkers(root string) error {
 }
 
 // ignitionFirstBoot runs the first boot's Ignition stages before systemd:
-// it reads the user-data from QEMU's fw_cfg (opt/org.pith/user-data) once,
-// then applies the config's kernel arguments (which may reboot once) and
-// its storage. Any error stops the boot (StopError): Ignition fails closed.
-func ignitionFirstBoot(l *logger, cmdline string, root, usr *Device) error {
+// it reads the user-data once, from QEMU's fw_cfg (opt/org.pith/user-data)
+// or else from the OEM partition's config.ign (pith install), then
+// applies the config's kernel arguments (which may reboot once) and its
+// storage. Any error stops the boot (StopError): Ignition fails closed.
+func ignitionFirstBoot(l *logger, c *Cmdline, cmdline string, root, usr *Device) error {
 	// by_name itself, not by_name/opt: a machine given no -fw_cfg opt/
 	// file (no user-data) has no opt directory, and that is no config.
 	if err := waitFwCfg(FwCfgACPI, FwCfgByName, fwCfgWait); err != nil {
 		return storageStop("reading fw_cfg user-data", err)
 	}
-	cfg, data, err := fwCfgIgnition("/")
+	cfg, data, source, err := userDataIgnition("/", oemIgnition(c.OEM, c.Wait))
 	if err != nil || cfg == nil {
 		return err
 	}
+	l.Printf("Ignition: config from %s", source)
 	if err := ignitionKargs(l, cmdline, cfg, usr); err != nil {
 		return err
 	}
-	return ignitionStorage(l, cfg, data, root, usr)
+	return ignitionStorage(l, cfg, data, source, root, usr)
 }
 
 // ignitionStorage is the first boot's storage stage: when cfg (data, as
-// read from fw_cfg) has storage.disks, raid, luks or filesystems, it
+// read from source) has storage.disks, raid, luks or filesystems, it
 // applies them. boot are the devices the system booted from (ROOT, USR): their
 // disks are refused.
-func ignitionStorage(l *logger, cfg *cloudconfig.IgnitionConfig, data []byte, boot ...*Device) error {
+func ignitionStorage(l *logger, cfg *cloudconfig.IgnitionConfig, data []byte, source string, boot ...*Device) error {
 	plan, err := storagePlan("/", cfg)
 	if err != nil || plan == nil {
 		return err
 	}
-	l.Printf("Ignition storage: %d disks, %d arrays, %d LUKS volumes, %d filesystems from fw_cfg", len(plan.Disks), len(plan.Raid), len(plan.Luks), len(plan.Filesystems))
+	l.Printf("Ignition storage: %d disks, %d arrays, %d LUKS volumes, %d filesystems from %s", len(plan.Disks), len(plan.Raid), len(plan.Luks), len(plan.Filesystems), source)
 	var bootDisks []string
 	for _, d := range boot {
 		disks, err := wholeDisks(d.Path)
@@ -152,33 +154,42 @@ func storagePlan(root string, cfg *cloudconfig.IgnitionConfig) (*storage.Plan, e
 	return plan, nil
 }
 
-// fwCfgIgnition reads fw_cfg below root and returns its user-data's
-// Ignition config and the decompressed user-data, or a nil config when
-// there is none to apply here: no user-data, not Ignition, or an invalid
-// config without storage (pithd's first-boot stage reports it, with every
-// error and its line, and the node boots on). An invalid config with
-// storage stops the boot: nothing may be half-applied.
-func fwCfgIgnition(root string) (*cloudconfig.IgnitionConfig, []byte, error) {
-	ud, _, err := fwcfg.Read(root, fwcfg.UserData, cloudconfig.MaxSize)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, storageStop("reading fw_cfg user-data", err)
+// userDataIgnition reads the first boot's user-data (firstBootUserData:
+// fw_cfg below root, else oem) and returns its Ignition config, the
+// decompressed user-data and its source, or a nil config when there is
+// none to apply here: no user-data, not Ignition, or an invalid config
+// without storage (pithd's first-boot stage reports it, with every error
+// and its line, and the node boots on). An invalid config with storage
+// stops the boot: nothing may be half-applied.
+func userDataIgnition(root string, oem oemReader) (*cloudconfig.IgnitionConfig, []byte, string, error) {
+	ud, source, err := firstBootUserData(root, oem)
+	if err != nil || ud == nil {
+		return nil, nil, "", err
 	}
 	data, err := cloudconfig.Decompress(ud)
 	if err != nil || cloudconfig.Detect(data) != cloudconfig.FormatIgnition {
-		return nil, nil, nil // not Ignition: pithd's first-boot stage reports it
+		return nil, nil, "", nil // not Ignition: pithd's first-boot stage reports it
 	}
 	cfg, rep := cloudconfig.ParseIgnition(data)
 	if cfg == nil || rep.HasErrors() {
 		var partial cloudconfig.IgnitionConfig
 		if json.Unmarshal(data, &partial) != nil || !hasStorage(&partial) {
-			return nil, nil, nil
+			return nil, nil, "", nil
 		}
-		return nil, nil, storageStop("validating the Ignition config", rep.Err())
+		return nil, nil, "", storageStop("validating the Ignition config from "+source, rep.Err())
 	}
-	return cfg, data, nil
+	return cfg, data, source, nil
+}
+
+// readFwCfgUserData reads fw_cfg's user-data below root: an error
+// wrapping fs.ErrNotExist when there is none, a StopError when it cannot
+// be read.
+func readFwCfgUserData(root string) ([]byte, error) {
+	ud, _, err := fwcfg.Read(root, fwcfg.UserData, cloudconfig.MaxSize)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, storageStop("reading fw_cfg user-data", err)
+	}
+	return ud, err
 }
 
 // FwCfgACPI is QEMU's fw_cfg device as ACPI lists it from the start.

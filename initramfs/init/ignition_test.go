@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pith-os/pith/cloudconfig"
 	"github.com/pith-os/pith/fwcfg"
 	"github.com/pith-os/pith/initramfs/storage"
 )
@@ -97,7 +98,7 @@ func TestFwCfgStorage(t *testing.T) {
 		{"storage, meta-data unreadable", storageCfg, "<dir>", 0, "(reading fw_cfg meta-data) failed"},
 		{"Ignition without storage, bad meta-data", noStorage, "{bad", 0, ""},
 		{"cloud-config, bad meta-data", "#cloud-config\nhostname: a\n", "{bad", 0, ""},
-		{"invalid Ignition with storage", badIgnition, meta, 0, "(validating the Ignition config) failed"},
+		{"invalid Ignition with storage", badIgnition, meta, 0, "(validating the Ignition config from fw_cfg) failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
@@ -138,15 +139,95 @@ func TestFwCfgStorage(t *testing.T) {
 }
 
 // fwCfgStoragePlan is what the first boot reads from fw_cfg below root for
-// its storage stage: the config (fwCfgIgnition) and its plan (storagePlan).
+// its storage stage: the config (userDataIgnition) and its plan
+// (storagePlan).
 func fwCfgStoragePlan(root string) (*storage.Plan, []byte, error) {
-	cfg, data, err := fwCfgIgnition(root)
+	plan, data, _, err := storagePlanFrom(root, nil)
+	return plan, data, err
+}
+
+func storagePlanFrom(root string, oem oemReader) (*storage.Plan, []byte, string, error) {
+	cfg, data, source, err := userDataIgnition(root, oem)
 	if err != nil || cfg == nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	plan, err := storagePlan(root, cfg)
 	if err != nil || plan == nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	return plan, data, nil
+	return plan, data, source, nil
+}
+
+// The OEM partition's config.ign (pith install) is the first boot's
+// config when fw_cfg has no user-data, read as fw_cfg's is; fw_cfg's
+// user-data wins; an OEM that cannot be read stops the boot.
+func TestOEMIgnitionStorage(t *testing.T) {
+	const storageCfg = `{"ignition":{"version":"3.4.0"},"storage":{
+  "disks":[{"device":"/dev/disk/by-id/virtio-data1","wipeTable":true,"partitions":[{"label":"data"}]}],
+  "filesystems":[{"device":"/dev/disk/by-partlabel/data","format":"ext4","path":"/srv"}]}}`
+	const badIgnition = `{"ignition":{"version":"3.4.0"},"storage":{"disks":[{"device":"/dev/vdb","partitions":[{"label":"d"}]}]},"systemd":{"units":[{"name":"no-suffix"}]}}`
+	for _, tc := range []struct {
+		name   string
+		fwCfg  string // fw_cfg user-data, "" for none
+		oem    string // OEM config.ign, "" for none
+		noOEM  bool   // no pith.oem= on the kernel line (no reader)
+		oemErr error  // the OEM partition cannot be read
+		disks  int    // plan's disks; 0 = no plan
+		source string
+		stop   string
+	}{
+		{name: "OEM config.ign, no fw_cfg", oem: storageCfg, disks: 1, source: "OEM config.ign"},
+		{name: "fw_cfg wins over OEM", fwCfg: "#cloud-config\nhostname: a\n", oem: storageCfg},
+		{name: "fw_cfg Ignition wins over OEM", fwCfg: storageCfg, oem: "{}", disks: 1, source: "fw_cfg"},
+		{name: "neither", disks: 0},
+		{name: "no pith.oem=", oem: storageCfg, noOEM: true},
+		{name: "invalid OEM config.ign with storage", oem: badIgnition, stop: "(validating the Ignition config from OEM config.ign) failed"},
+		{name: "OEM config.ign too large", oem: string(make([]byte, cloudconfig.MaxSize+1)), stop: "config.ign is larger than"},
+		{name: "OEM partition unreadable", oemErr: errors.New("finding the OEM partition PARTUUID=X: no such device"), stop: "(reading the OEM partition's config.ign) failed, the first boot stops here as Ignition does: finding the OEM partition"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, oemDir := t.TempDir(), t.TempDir()
+			files := map[string]string{}
+			if tc.fwCfg != "" {
+				files[filepath.Join(fwcfg.Dir, fwcfg.UserData, "raw")] = tc.fwCfg
+			}
+			writeTree(t, root, files)
+			if tc.oem != "" {
+				writeTree(t, oemDir, map[string]string{OEMIgnition: tc.oem})
+			}
+			oem := oemReader(func() ([]byte, error) {
+				if tc.oemErr != nil {
+					return nil, tc.oemErr
+				}
+				return readOEMIgnition(oemDir)
+			})
+			if tc.noOEM {
+				oem = nil
+			}
+			plan, data, source, err := storagePlanFrom(root, oem)
+			if tc.stop != "" {
+				var stop *StopError
+				if !errors.As(err, &stop) || !strings.Contains(err.Error(), tc.stop) || plan != nil {
+					t.Fatalf("plan %v, %v; want a stop %q", plan, err, tc.stop)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.disks == 0 {
+				if plan != nil {
+					t.Fatalf("plan %+v, want none", plan)
+				}
+				return
+			}
+			want := tc.oem
+			if tc.source == "fw_cfg" {
+				want = tc.fwCfg
+			}
+			if plan == nil || len(plan.Disks) != tc.disks || string(data) != want || source != tc.source {
+				t.Fatalf("plan %+v, user-data %q from %q; want %d disks, %q from %q", plan, data, source, tc.disks, want, tc.source)
+			}
+		})
+	}
 }

@@ -166,7 +166,7 @@ func run(l *logger, debug *bool) error {
 	}
 	// Ignition's kargs stage (which may reboot once), then its disks
 	// stage: first boot until they conclude, before systemd.
-	if err := storageBoot(Sysroot, func() error { return ignitionFirstBoot(l, string(raw), root, usr) }); err != nil {
+	if err := storageBoot(Sysroot, func() error { return ignitionFirstBoot(l, c, string(raw), root, usr) }); err != nil {
 		return err
 	}
 	oldB, newB, err := growExt4(root.Path, Sysroot)
