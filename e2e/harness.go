@@ -68,6 +68,8 @@ type Options struct {
 	MemoryMiB int    // default 1024
 	DiskSize  int64  // overlay size; 0 = the image's
 	UserData  string // file; default an empty cloud-config
+	// NoUserData boots with no fw_cfg user-data (vm.Config.NoUserData).
+	NoUserData bool
 	// SecureBoot, with Firmware vm.UEFI, enforces UEFI Secure Boot with
 	// these certificates enrolled (vm.Config.SecureBoot).
 	SecureBoot *vm.SecureBootCerts
@@ -177,6 +179,7 @@ func Boot(t *testing.T, o Options) *Cluster {
 		}
 	}
 	node.SecureBoot, node.TPM = o.SecureBoot, o.TPM
+	node.NoUserData = o.NoUserData
 	cv, err := vm.StartCluster(context.Background(), vm.ClusterConfig{Dir: dir, Nodes: o.Nodes, Log: t.Logf, Node: node})
 	if err != nil {
 		t.Fatal(err)

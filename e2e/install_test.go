@@ -5,7 +5,10 @@ package e2e
 // section has the live system install the image (served from the host,
 // zstd-compressed) with a second user-data; QEMU powers off; the disk then
 // boots alone with the same firmware and applies the second user-data from
-// its OEM partition. The PXE files boot a machine with an empty disk to
+// its OEM partition: under BIOS an Ignition config (config.ign, as
+// flatcar-install -i; the disk boots with no fw_cfg user-data, as on bare
+// metal, and its SSH key comes from the config), under UEFI a
+// #cloud-config (cloud-config.yml). The PXE files boot a machine with an empty disk to
 // the live system's SSH: under BIOS through its NIC's iPXE ROM, where pith
 // install refuses bad inputs and is timed against dd
 // (install_pxe_test.go), and under UEFI through OVMF's PXE and
@@ -34,6 +37,14 @@ write_files:
   - path: /etc/pith-installed
     content: "installed from pith.iso\n"
 `
+
+// installedIgnition is installedUserData as an Ignition config, with the
+// test's SSH key for core (no fw_cfg meta-data reaches it).
+func installedIgnition(sshKey string) string {
+	return `{"ignition":{"version":"3.4.0"},` +
+		`"passwd":{"users":[{"name":"core","sshAuthorizedKeys":["` + strings.TrimSpace(sshKey) + `"]}]},` +
+		`"storage":{"files":[{"path":"/etc/pith-installed","mode":420,"contents":{"source":"data:,installed%20from%20pith.iso%0A"}}]}}` + "\n"
+}
 
 // TestInstallFromISO installs from pith.iso under BIOS and under UEFI and
 // boots the PXE files under both.
@@ -94,14 +105,23 @@ func installFromISO(t *testing.T, iso, fw string) {
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", empty, "6G").CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img: %v: %s", err, out)
 	}
+	// The key is made first: the Ignition config carries it.
+	key := &vm.Cluster{Dir: filepath.Join(work, "key")}
+	if _, key.PubKey, err = vm.EnsureKey(key.Dir); err != nil {
+		t.Fatal(err)
+	}
+	installed, oemFile := installedUserData, "cloud-config.yml"
+	if fw == vm.BIOS {
+		installed, oemFile = installedIgnition(key.PubKey), "config.ign"
+	}
 	live := filepath.Join(work, "live.yml")
 	ud := "#cloud-config\npith:\n  install:\n    device: /dev/vda\n    image: http://" + installGuestServer + "/pith.img.zst\n    after: poweroff\n    user_data: |\n" +
-		indent(installedUserData, "      ")
+		indent(installed, "      ")
 	if err := os.WriteFile(live, []byte(ud), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
-	c := Boot(t, Options{Image: empty, CDROM: iso, Firmware: fw, UserData: live, MemoryMiB: 2048,
+	c := Boot(t, Options{Image: empty, CDROM: iso, Firmware: fw, UserData: live, MemoryMiB: 2048, KeyFrom: key,
 		GuestFwd: []string{guestFwd(t, installGuestServer, l.Addr().String())}})
 	n := c.Nodes[0]
 	_, up := n.WaitConsole("live: ROOT is a tmpfs")
@@ -118,8 +138,10 @@ func installFromISO(t *testing.T, iso, fw string) {
 		t.Logf("BENCH (%s) %s", fw, strings.TrimSpace(m))
 	}
 
-	// The disk alone: no CD, the default (empty) user-data on fw_cfg.
-	d := Boot(t, Options{Image: n.M.Disk, Firmware: fw, KeyFrom: c.VM, DiskSize: 6 << 30}).Nodes[0]
+	// The disk alone: no CD; the default (empty) user-data on fw_cfg, or
+	// none for the Ignition config, which pith-init and pithd then read
+	// from the OEM partition (fw_cfg's would win).
+	d := Boot(t, Options{Image: n.M.Disk, Firmware: fw, KeyFrom: c.VM, DiskSize: 6 << 30, NoUserData: oemFile == "config.ign"}).Nodes[0]
 	d.WaitSSH()
 	if got := d.Run("test -d /sys/firmware/efi && echo uefi || echo bios"); got != fw {
 		t.Errorf("the installed disk booted under %s, want %s", got, fw)
@@ -127,8 +149,18 @@ func installFromISO(t *testing.T, iso, fw string) {
 	if got := d.Run("cat /etc/pith-installed"); got != "installed from pith.iso" {
 		t.Errorf("/etc/pith-installed = %q: the OEM user-data was not applied", got)
 	}
-	if got := d.Run("sudo stat -c '%a %U' /usr/share/oem/cloud-config.yml && sudo cat /usr/share/oem/cloud-config.yml"); got != "600 root\n"+strings.TrimSpace(installedUserData) {
-		t.Errorf("OEM cloud-config.yml: %q", got)
+	if got := d.Run("sudo stat -c '%a %U' /usr/share/oem/" + oemFile + " && sudo cat /usr/share/oem/" + oemFile); got != "600 root\n"+strings.TrimSpace(installed) {
+		t.Errorf("OEM %s: %q", oemFile, got)
+	}
+	if oemFile == "config.ign" {
+		// The node's user-data (applied once, as Ignition), not an OEM
+		// cloud-config.
+		if !strings.Contains(d.ConsoleText(), "Ignition: config from OEM config.ign") {
+			t.Errorf("pith-init did not read the OEM partition's config.ign (console)")
+		}
+		if st := d.Run("sudo pithctl userdata"); !strings.Contains(st, "source:     oem-ignition\n") || !strings.Contains(st, "status:     applied\n") {
+			t.Errorf("pithctl userdata: want source oem-ignition, applied:\n%s", st)
+		}
 	}
 	// pith install moved the GPT to the 6 GiB disk's end; first boot grew
 	// ROOT (1.7 GiB in the 4 GiB image) to about 3.7 GiB.

@@ -65,6 +65,10 @@ type Config struct {
 	DiskSize int64
 	UserData string // file passed as fw_cfg opt/org.pith/user-data, optional
 	SSHKey   string // authorized_keys line for user core, passed in meta-data, optional
+	// NoUserData passes no fw_cfg user-data at all (UserData is ignored),
+	// as on bare metal: the disk's own config (pith install's OEM
+	// config.ign) is then the node's.
+	NoUserData bool
 	// Forwards are guest TCP ports reachable from 127.0.0.1:<host port>.
 	Forwards []int
 	// GuestFwd are QEMU guestfwd rules for the user network, e.g.
@@ -240,16 +244,12 @@ func Start(ctx context.Context, cfg Config, dir string) (*Machine, error) {
 			return nil, fmt.Errorf("per-node OVMF vars: %v", err)
 		}
 	}
-	fwcfg := map[string]string{}
-	for k, v := range cfg.FwCfg {
-		fwcfg[k] = v
-	}
 	// Copies: the node keeps the user-data it booted with.
 	ud := filepath.Join(dir, "user-data")
 	if err := saveUserData(cfg.UserData, ud); err != nil {
 		return nil, fmt.Errorf("user-data: %v", err)
 	}
-	fwcfg[FwCfgUserData] = ud
+	fwcfg := cfg.fwCfgFiles(ud)
 	md := MetaData{Hostname: cfg.Name, InstanceID: cfg.Name}
 	if cfg.PrivateIPv4 != "" {
 		md.PrivateIPv4 = strings.SplitN(cfg.PrivateIPv4, "/", 2)[0]
@@ -454,4 +454,17 @@ func (m *Machine) writeInfo() error {
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(m.Dir, "node.json"), append(b, '\n'), 0o644)
+}
+
+// fwCfgFiles are the fw_cfg entries besides the meta-data: cfg.FwCfg and
+// the user-data file ud, unless NoUserData.
+func (cfg Config) fwCfgFiles(ud string) map[string]string {
+	fwcfg := map[string]string{}
+	for k, v := range cfg.FwCfg {
+		fwcfg[k] = v
+	}
+	if !cfg.NoUserData {
+		fwcfg[FwCfgUserData] = ud
+	}
+	return fwcfg
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -477,5 +478,24 @@ func TestUserDataCopyIsPrivate(t *testing.T) {
 		if st.Mode().Perm() != 0o600 || string(b) != tc.want {
 			t.Errorf("%s: mode %v content %q", tc.name, st.Mode().Perm(), b)
 		}
+	}
+}
+
+// NoUserData leaves the user-data out of fw_cfg (a bare-metal boot whose
+// disk carries its config); other entries stay.
+func TestFwCfgFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want map[string]string
+	}{
+		{"user-data", Config{FwCfg: map[string]string{"opt/x": "/x"}}, map[string]string{"opt/x": "/x", FwCfgUserData: "/s/ud"}},
+		{"no user-data", Config{FwCfg: map[string]string{"opt/x": "/x"}, NoUserData: true}, map[string]string{"opt/x": "/x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.cfg.fwCfgFiles("/s/ud"); !maps.Equal(got, tc.want) {
+				t.Errorf("fwCfgFiles = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
