@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -72,10 +73,14 @@ strategy. This is %s (PEM bodies cut):`, res.UserDataFiles[0])
 	}
 
 	d.say("\nThe nodes found each other through the token; waiting for the KV to have %d members and a leader...", d.cfg.Nodes)
-	if _, err := waitFor(ctx, fmt.Sprintf("%d KV members with a leader", d.cfg.Nodes), 2*time.Second, func() (bool, string) {
+	if _, err := waitFor(ctx, fmt.Sprintf("%d KV members with a leader, each serving clients", d.cfg.Nodes), 2*time.Second, func() (bool, string) {
 		out, err := d.try(ctx, 0, "sudo pithctl member list")
 		res.Members = out
-		return err == nil && strings.Count(out, "name=") == d.cfg.Nodes && strings.Count(out, "isLeader=true") == 1, out + fmt.Sprint(err)
+		// A member that joined lists its client URLs only once it has
+		// published them (through the log, as etcd does): until then it
+		// is in the cluster but not yet serving.
+		serving := len(clientURLsRE.FindAllString(out, -1))
+		return err == nil && strings.Count(out, "name=") == d.cfg.Nodes && serving == d.cfg.Nodes && strings.Count(out, "isLeader=true") == 1, out + fmt.Sprint(err)
 	}); err != nil {
 		return res, err
 	}
@@ -92,6 +97,9 @@ strategy. This is %s (PEM bodies cut):`, res.UserDataFiles[0])
 	d.timed("boot", start)
 	return res, nil
 }
+
+// clientURLsRE matches a member list line's published client URLs.
+var clientURLsRE = regexp.MustCompile(`clientURLs=\S`)
 
 // writeUserData issues each node's member certificate and writes its
 // user-data.
