@@ -21,10 +21,10 @@ import (
 // with the iPXE script's kernel line and the PXE file names.
 func TestPXEEFI(t *testing.T) {
 	if _, err := exec.LookPath("grub-mkimage"); err != nil {
-		t.Skip("grub-mkimage not installed: make deps installs it")
+		t.Fatal("grub-mkimage is needed (make deps installs it)")
 	}
 	if _, err := os.Stat(filepath.Join(bootloader.GrubLib, "x86_64-efi", "kernel.img")); err != nil {
-		t.Skip("grub-efi-amd64-bin not installed: make deps installs it")
+		t.Fatal("grub-efi-amd64-bin is needed (make deps installs it)")
 	}
 	for _, tc := range []struct{ name, disk, args string }{
 		{"console kept, disk arguments dropped", "console=tty0 console=ttyS0,115200n8 panic=10 pith.slot=a pith.usr=PARTUUID=3d85 pith.platform=qemu pith.usrhash=" + hash,
@@ -104,7 +104,7 @@ func embeddedGrubCfg(t *testing.T, img []byte) string {
 // $cmdpath unless pith-pxe.cfg there names another base and arguments.
 func TestPXEGrubCfgRuns(t *testing.T) {
 	if _, err := exec.LookPath("grub-emu"); err != nil {
-		t.Skip("grub-emu not installed: make deps installs it")
+		t.Fatal("grub-emu is needed (make deps installs it)")
 	}
 	p := fakeParts(t)
 	cfg, err := PXEGrubCfg(p)
