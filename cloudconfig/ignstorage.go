@@ -56,6 +56,9 @@ type StoragePartition struct {
 	GUID        string
 	WipeEntry   bool
 	ShouldExist bool
+	// Resize grows an existing partition that matches but for its size
+	// in place (Ignition spec 3.2+); never shrinks.
+	Resize bool
 }
 
 // StorageFilesystem is one storage.filesystems entry.
@@ -118,15 +121,11 @@ func IgnitionStoragePlan(cfg *igntypes.Config) (*StoragePlan, error) {
 		disk := StorageDisk{Device: d.Device, WipeTable: boolOf(d.WipeTable)}
 		for j, pt := range d.Partitions {
 			at = []any{"storage", "disks", i, "partitions", j}
-			if boolOf(pt.Resize) {
-				at = append(at, "resize")
-				bad("Pith does not resize partitions yet")
-				at = at[:len(at)-1]
-			}
 			part := StoragePartition{
 				Label: pt.Label, StartMiB: pt.StartMiB, SizeMiB: pt.SizeMiB,
 				TypeGUID: strings.ToUpper(strOf(pt.TypeGUID)), GUID: strings.ToUpper(strOf(pt.GUID)),
 				WipeEntry: boolOf(pt.WipePartitionEntry), ShouldExist: pt.ShouldExist == nil || *pt.ShouldExist,
+				Resize: boolOf(pt.Resize),
 			}
 			if pt.Number < 0 || pt.Number > 128 {
 				bad("number %d is not a GPT partition number (1-128)", pt.Number)

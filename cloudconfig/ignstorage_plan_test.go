@@ -84,7 +84,8 @@ func TestIgnitionStoragePlan(t *testing.T) {
 				Filesystems: []StorageFilesystem{{Device: "/dev/disk/by-id/virtio-pith-extra-1-part1", Format: "ext4"}, {Device: "/dev/disk/by-partlabel/data", Format: "xfs"},
 					{Device: "/dev/disk/by-partuuid/1c7b0c2e-0000-4000-8000-000000000001", Format: "swap"}, {Device: "/dev/vdc", Format: "ext4"}}}},
 		{name: "disk twice", cfg: igntypes.Storage{Disks: []igntypes.Disk{{Device: "/dev/vdb"}, {Device: "/dev/vdb"}}}, err: "listed twice"},
-		{name: "resize refused", cfg: igntypes.Storage{Disks: []igntypes.Disk{{Device: "/dev/vdb", Partitions: []igntypes.Partition{{Number: 1, Resize: bp(true)}}}}}, err: "partitions.0.resize"},
+		{name: "resize", cfg: igntypes.Storage{Disks: []igntypes.Disk{{Device: "/dev/vdb", Partitions: []igntypes.Partition{{Number: 1, Resize: bp(true), SizeMiB: ip(0)}}}}},
+			want: &StoragePlan{Disks: []StorageDisk{{Device: "/dev/vdb", Partitions: []StoragePartition{{Number: 1, SizeMiB: ip(0), ShouldExist: true, Resize: true}}}}}},
 		{name: "every problem reported", cfg: igntypes.Storage{Raid: []igntypes.Raid{{Name: "md0", Level: sp("raid1"), Devices: []igntypes.Device{"/dev/vdb", "/dev/vdc"}}}, Filesystems: []igntypes.Filesystem{fs("/dev/vdb", "zfs", ""), fs("/dev/md/md1", "ext4", "")}},
 			err: "storage.filesystems.0.format: Pith makes ext4, xfs, vfat and swap, not \"zfs\"\nstorage.filesystems.1.device: /dev/md/md1: no storage.raid is named \"md1\"\nstorage.filesystems.0.device: /dev/vdb is used by array md0"},
 	} {
@@ -117,6 +118,9 @@ func dump(p *StoragePlan) string {
 			b.WriteString(" [" + strOf(pt.Label) + " " + pt.TypeGUID)
 			if pt.ShouldExist {
 				b.WriteString(" exist")
+			}
+			if pt.Resize {
+				fmt.Fprintf(&b, " resize %d %v", pt.Number, *pt.SizeMiB)
 			}
 			b.WriteString("]")
 		}

@@ -45,7 +45,15 @@ func TestIgnitionStorage(t *testing.T) {
 		{"btrfs", v + `{"filesystems":[{"device":"/dev/vdb","format":"btrfs","path":"/srv"}]}}`, []want{{1, 89, E, `not "btrfs"`}}},
 		{"mount over /var", v + `{"filesystems":[{"device":"/dev/vdb","format":"ext4","path":"/var"}]}}`, []want{{1, 103, E, "/var is part of the OS"}}},
 		{"swap with a path", v + `{"filesystems":[{"device":"/dev/vdb","format":"swap","path":"/srv"}]}}`, []want{{1, 103, E, "swap area has no mount path"}}},
-		{"resize", v + `{"disks":[{"device":"/dev/vdb","partitions":[{"number":1,"resize":true}]}]}}`, []want{{1, 109, E, "does not resize"}}},
+		// resize (spec 3.2+) grows a partition in place on first boot;
+		// Ignition's own checks still apply to the entry.
+		{"resize by number and by label", v + `{"disks":[{"device":"/dev/vdb","partitions":[{"number":1,"resize":true,"sizeMiB":0},{"label":"data","resize":true,"sizeMiB":2048}]}],"filesystems":[{"device":"/dev/disk/by-partlabel/data","format":"ext4","path":"/srv"}]}}`, nil},
+		{"resize without a number or label", v + `{"disks":[{"device":"/dev/vdb","partitions":[{"resize":true}]}]}}`, []want{{1, 89, E, "a partition number >= 1 or a label must be specified"}}},
+		{"resize in spec 3.1 (no such key there)", `{"ignition":{"version":"3.1.0"},"storage":{"disks":[{"device":"/dev/vdb","partitions":[{"number":1,"resize":true}]}]}}`, []want{{1, 100, W, "unused key resize"}}},
+		{"partition numbers collide", v + `{"disks":[{"device":"/dev/vdb","partitions":[{"number":1,"label":"a"},{"number":1,"label":"b"}]}]}}`, []want{{1, 114, E, "partition numbers collide"}, {1, 114, E, "duplicate entry"}}},
+		{"shouldExist false with a label", v + `{"disks":[{"device":"/dev/vdb","partitions":[{"number":1,"label":"a","shouldExist":false}]}]}}`, []want{{1, 89, E, "shouldExist specified false with other options"}}},
+		{"shouldExist false beside a number 0", v + `{"disks":[{"device":"/dev/vdb","partitions":[{"label":"a"},{"number":2,"shouldExist":false}]}]}}`, []want{{1, 88, E, "other partition(s) has start or size 0"}}},
+		{"partition number past 128", v + `{"disks":[{"device":"/dev/vdb","partitions":[{"number":129,"label":"x"}]}]}}`, []want{{1, 89, E, "not a GPT partition number (1-128)"}}},
 		{"xfs and vfat with labels and ids", v + `{"filesystems":[{"device":"/dev/vdb","format":"xfs","label":"abcdefghijkl","uuid":"2F1D5E3A-6C1E-4C3B-9A0E-0D0F2D9B1C11"},{"device":"/dev/vdc","format":"vfat","label":"Efi Sys~#!","uuid":"abcd1234"},{"device":"/dev/vdd","format":"vfat","uuid":"ABCD-1234"}]}}`, nil},
 		// Ignition's own checks: the length of a label, per format.
 		{"xfs label too long", v + `{"filesystems":[{"device":"/dev/vdb","format":"xfs","label":"abcdefghijklm"}]}}`, []want{{1, 103, E, "longer than 12 characters when using xfs"}}},

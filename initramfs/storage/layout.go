@@ -45,10 +45,15 @@ type Change struct {
 // Layout returns the partitions the disk will have after d is applied to
 // the existing ones, and each change for the log. It follows
 // Ignition: a listed partition that exists and matches what is given is
-// kept; one that differs is an error unless wipePartitionEntry allows
+// kept; one that matches but for its size is grown in place with resize
+// (its start, number, type, GUID and label kept; never shrunk); one that
+// differs otherwise is an error unless wipePartitionEntry allows
 // replacing it; shouldExist false deletes (with wipePartitionEntry) or
 // fails; a missing one is created, at the start of the largest free block
 // and as large as that block unless startMiB/sizeMiB say otherwise.
+// Deletions come first, then what is kept or grown, then what is created,
+// so a partition given up makes room for the others (Ignition sizes
+// partitions as if the listed ones were deleted first, too).
 func Layout(d Disk, existing []Entry, g Geometry) ([]Entry, []Change, error) {
 	if g.SectorSize == 0 || (1<<20)%g.SectorSize != 0 {
 		return nil, nil, fmt.Errorf("%s: unsupported sector size %d", d.Device, g.SectorSize)
@@ -64,98 +69,45 @@ func Layout(d Disk, existing []Entry, g Geometry) ([]Entry, []Change, error) {
 			byNum[e.Number] = e
 		}
 	}
-	findLabel := func(l string) int {
-		for _, n := range sortedNumbers(byNum) {
-			if byNum[n].Label == l {
-				return n
-			}
+	parts := numbered(d.Partitions, byNum)
+	for _, p := range parts {
+		if _, exists := byNum[p.Number]; p.ShouldExist || !exists {
+			continue
 		}
-		return 0
+		if !p.WipeEntry {
+			return nil, nil, fmt.Errorf("%s exists and shouldExist is false, but wipePartitionEntry is not set: refusing to delete it", describePart(d.Device, p, p.Number))
+		}
+		delete(byNum, p.Number)
+		log = append(log, Change{"partition deleted", partAttrs(d.Device, p, p.Number)})
 	}
-	mib := g.mib()
+	_, last := g.usable()
 	var create []Partition
-	for _, p := range d.Partitions {
-		n := p.Number
-		if n == 0 && p.Label != nil {
-			n = findLabel(*p.Label)
-		}
-		cur, exists := byNum[n]
-		name := describePart(d.Device, p, n)
-		attrs := partAttrs(d.Device, p, n)
+	for _, p := range parts {
+		cur, exists := byNum[p.Number]
 		switch {
-		case !p.ShouldExist && !exists:
-		case !p.ShouldExist && !p.WipeEntry:
-			return nil, nil, fmt.Errorf("%s exists and shouldExist is false, but wipePartitionEntry is not set: refusing to delete it", name)
 		case !p.ShouldExist:
-			delete(byNum, n)
-			log = append(log, Change{"partition deleted", attrs})
-		case exists:
-			if why := mismatch(p, cur, mib); why != "" {
-				if !p.WipeEntry {
-					return nil, nil, fmt.Errorf("%s exists but %s; set wipePartitionEntry to replace it", name, why)
-				}
-				delete(byNum, n)
-				log = append(log, Change{"partition replaced", append(attrs, slog.String("why", why))})
-				p.Number = n
+		case !exists:
+			create = append(create, p)
+		default:
+			e, c, replace, err := keepOrGrow(d.Device, p, cur, byNum, last, g.mib())
+			if err != nil {
+				return nil, nil, err
+			}
+			log = append(log, c)
+			if replace {
+				delete(byNum, p.Number)
 				create = append(create, p)
 			} else {
-				log = append(log, Change{"partition kept, as wanted", attrs})
+				byNum[p.Number] = e
 			}
-		default:
-			p.Number = n
-			create = append(create, p)
 		}
 	}
-	first, last := g.usable()
 	for _, p := range create {
-		if p.Number == 0 {
-			for n := 1; n <= 128; n++ {
-				if _, used := byNum[n]; !used {
-					p.Number = n
-					break
-				}
-			}
+		c, err := place(d.Device, p, byNum, g)
+		if err != nil {
+			return nil, nil, err
 		}
-		if _, used := byNum[p.Number]; used || p.Number == 0 {
-			return nil, nil, fmt.Errorf("%s: partition number %d is already taken", d.Device, p.Number)
-		}
-		gaps := freeBlocks(byNum, first, last, mib)
-		var start, end uint64
-		if p.StartMiB != nil && *p.StartMiB > 0 {
-			start = uint64(*p.StartMiB) * mib
-			gap, ok := gapAt(gaps, start)
-			if !ok {
-				return nil, nil, fmt.Errorf("%s: startMiB %d is not in free space", describePart(d.Device, p, p.Number), *p.StartMiB)
-			}
-			end = gap[1]
-		} else {
-			var best [2]uint64
-			for _, gp := range gaps {
-				if gp[1]-gp[0] > best[1]-best[0] || best == [2]uint64{} {
-					best = gp
-				}
-			}
-			if best == [2]uint64{} {
-				return nil, nil, fmt.Errorf("%s: no free space left on the disk", describePart(d.Device, p, p.Number))
-			}
-			start, end = best[0], best[1]
-		}
-		if p.SizeMiB != nil && *p.SizeMiB > 0 {
-			want := start + uint64(*p.SizeMiB)*mib - 1
-			if want > end {
-				return nil, nil, fmt.Errorf("%s: %d MiB does not fit in the free space at %d MiB (%d MiB free)", describePart(d.Device, p, p.Number), *p.SizeMiB, start/mib, (end-start+1)/mib)
-			}
-			end = want
-		}
-		e := Entry{Number: p.Number, Start: start, End: end, Type: p.TypeGUID, GUID: p.GUID, New: true}
-		if e.Type == "" {
-			e.Type = LinuxFilesystemType
-		}
-		if p.Label != nil {
-			e.Label = *p.Label
-		}
-		byNum[p.Number] = e
-		log = append(log, Change{"partition created", append(partAttrs(d.Device, p, p.Number), slog.Uint64("size_mib", (end-start+1)/mib), slog.Uint64("start_mib", start/mib))})
+		log = append(log, c)
 	}
 	out := make([]Entry, 0, len(byNum))
 	for _, n := range sortedNumbers(byNum) {
@@ -164,13 +116,153 @@ func Layout(d Disk, existing []Entry, g Geometry) ([]Entry, []Change, error) {
 	return out, log, nil
 }
 
-// mismatch says how an existing partition differs from what p asks, or "".
+// numbered returns ps with each number 0 that names an existing
+// partition by its label replaced by that partition's number.
+func numbered(ps []Partition, byNum map[int]Entry) []Partition {
+	out := make([]Partition, len(ps))
+	for i, p := range ps {
+		if p.Number == 0 && p.Label != nil {
+			for _, n := range sortedNumbers(byNum) {
+				if byNum[n].Label == *p.Label {
+					p.Number = n
+					break
+				}
+			}
+		}
+		out[i] = p
+	}
+	return out
+}
+
+// keepOrGrow decides on the existing partition cur that p lists: kept
+// (the entry as it stays), grown (p.Resize), or to be replaced
+// (wipePartitionEntry); a mismatch otherwise, and any shrink, is an
+// error. last is the disk's last usable sector.
+func keepOrGrow(dev string, p Partition, cur Entry, byNum map[int]Entry, last, mib uint64) (Entry, Change, bool, error) {
+	name := describePart(dev, p, p.Number)
+	attrs := partAttrs(dev, p, p.Number)
+	why := mismatch(p, cur, mib)
+	end, room := wantEnd(p, cur, byNum, last, mib)
+	hint := ""
+	if why == "" && end != cur.End {
+		if end > cur.End {
+			hint = ", or resize to grow it"
+		}
+		why = fmt.Sprintf("it has %d sectors, not %s", cur.End-cur.Start+1, sizeWanted(p))
+		if p.Resize {
+			switch {
+			case end < cur.End:
+				// Ignition would recreate the entry smaller, cutting
+				// off the end of whatever filesystem is on it.
+				return Entry{}, Change{}, false, fmt.Errorf("%s: resize would shrink it from %d to %d MiB: Pith only grows partitions (a shrink cuts off the end of the filesystem on it)", name, (cur.End-cur.Start+1)/mib, (end-cur.Start+1)/mib)
+			case end > room:
+				return Entry{}, Change{}, false, fmt.Errorf("%s: resize to %s does not fit: %d MiB from its start to the next partition or the end of the disk", name, sizeWanted(p), (room-cur.Start+1)/mib)
+			}
+			grown := cur
+			grown.End = end
+			return grown, Change{"partition grown in place", append(attrs, slog.Uint64("from_mib", (cur.End-cur.Start+1)/mib), slog.Uint64("to_mib", (end-cur.Start+1)/mib))}, false, nil
+		}
+	}
+	switch {
+	case why == "":
+		return cur, Change{"partition kept, as wanted", attrs}, false, nil
+	case !p.WipeEntry && p.Resize:
+		return Entry{}, Change{}, false, fmt.Errorf("%s exists but %s, which resize does not change (only the size); set wipePartitionEntry to replace it", name, why)
+	case !p.WipeEntry:
+		return Entry{}, Change{}, false, fmt.Errorf("%s exists but %s; set wipePartitionEntry to replace it%s", name, why, hint)
+	}
+	return Entry{}, Change{"partition replaced", append(attrs, slog.String("why", why))}, true, nil
+}
+
+// wantEnd returns the last sector p asks of the existing partition e
+// (e.End when p gives no sizeMiB; sizeMiB 0 is the end of the free space
+// after it, what sgdisk gives a new partition there, as Ignition matches
+// it) and room, the last sector e could grow to.
+func wantEnd(p Partition, e Entry, byNum map[int]Entry, last, mib uint64) (end, room uint64) {
+	room = last
+	for n, o := range byNum {
+		if n != e.Number && o.Start > e.Start && o.Start-1 < room {
+			room = o.Start - 1
+		}
+	}
+	switch {
+	case p.SizeMiB == nil:
+		return e.End, room
+	case *p.SizeMiB == 0:
+		return room, room
+	}
+	return e.Start + uint64(*p.SizeMiB)*mib - 1, room
+}
+
+func sizeWanted(p Partition) string {
+	if *p.SizeMiB == 0 {
+		return "the free space after it (sizeMiB 0)"
+	}
+	return fmt.Sprintf("%d MiB", *p.SizeMiB)
+}
+
+// place adds the new partition p to byNum: numbered (the first free
+// number when 0), at startMiB or the start of the largest free block,
+// sizeMiB or the rest of its free block long.
+func place(dev string, p Partition, byNum map[int]Entry, g Geometry) (Change, error) {
+	if p.Number == 0 {
+		for n := 1; n <= 128; n++ {
+			if _, used := byNum[n]; !used {
+				p.Number = n
+				break
+			}
+		}
+	}
+	if _, used := byNum[p.Number]; used || p.Number == 0 {
+		return Change{}, fmt.Errorf("%s: partition number %d is already taken", dev, p.Number)
+	}
+	mib := g.mib()
+	first, last := g.usable()
+	gaps := freeBlocks(byNum, first, last, mib)
+	var start, end uint64
+	if p.StartMiB != nil && *p.StartMiB > 0 {
+		start = uint64(*p.StartMiB) * mib
+		gap, ok := gapAt(gaps, start)
+		if !ok {
+			return Change{}, fmt.Errorf("%s: startMiB %d is not in free space", describePart(dev, p, p.Number), *p.StartMiB)
+		}
+		end = gap[1]
+	} else {
+		var best [2]uint64
+		for _, gp := range gaps {
+			if gp[1]-gp[0] > best[1]-best[0] || best == [2]uint64{} {
+				best = gp
+			}
+		}
+		if best == [2]uint64{} {
+			return Change{}, fmt.Errorf("%s: no free space left on the disk", describePart(dev, p, p.Number))
+		}
+		start, end = best[0], best[1]
+	}
+	if p.SizeMiB != nil && *p.SizeMiB > 0 {
+		want := start + uint64(*p.SizeMiB)*mib - 1
+		if want > end {
+			return Change{}, fmt.Errorf("%s: %d MiB does not fit in the free space at %d MiB (%d MiB free)", describePart(dev, p, p.Number), *p.SizeMiB, start/mib, (end-start+1)/mib)
+		}
+		end = want
+	}
+	e := Entry{Number: p.Number, Start: start, End: end, Type: p.TypeGUID, GUID: p.GUID, New: true}
+	if e.Type == "" {
+		e.Type = LinuxFilesystemType
+	}
+	if p.Label != nil {
+		e.Label = *p.Label
+	}
+	byNum[p.Number] = e
+	return Change{"partition created", append(partAttrs(dev, p, p.Number), slog.Uint64("size_mib", (end-start+1)/mib), slog.Uint64("start_mib", start/mib))}, nil
+}
+
+// mismatch says how an existing partition differs from what p asks, its
+// size aside (wantEnd), or "".
 func mismatch(p Partition, e Entry, mib uint64) string {
 	switch {
 	case p.StartMiB != nil && *p.StartMiB > 0 && uint64(*p.StartMiB)*mib != e.Start:
 		return fmt.Sprintf("it starts at sector %d, not at %d MiB", e.Start, *p.StartMiB)
-	case p.SizeMiB != nil && *p.SizeMiB > 0 && uint64(*p.SizeMiB)*mib != e.End-e.Start+1:
-		return fmt.Sprintf("it has %d sectors, not %d MiB", e.End-e.Start+1, *p.SizeMiB)
 	case p.TypeGUID != "" && p.TypeGUID != e.Type:
 		return fmt.Sprintf("its type is %s, not %s", e.Type, p.TypeGUID)
 	case p.GUID != "" && p.GUID != e.GUID:

@@ -19,7 +19,8 @@
 // a partition table is formatted only when it matches or with
 // wipeFilesystem. What is accepted (device name forms included) is
 // decided by cloudconfig.IgnitionStoragePlan, which pith validate uses
-// too (partition resize is refused).
+// too. A partition's resize grows its GPT entry only, as Ignition's:
+// the filesystem on it keeps its size (grow it from the booted system).
 package storage
 
 import (
