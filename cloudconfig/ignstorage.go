@@ -188,6 +188,7 @@ func IgnitionStoragePlan(cfg *igntypes.Config) (*StoragePlan, error) {
 		}
 		p.Filesystems = append(p.Filesystems, fs)
 	}
+	checkRootStorage(p, cfg, badAt)
 	checkRefs(p, cfg, raids, lukses, badAt)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

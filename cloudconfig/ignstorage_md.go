@@ -31,6 +31,9 @@ type StorageLuks struct {
 	Key                  []byte
 	Wipe, Discard, TPM2  bool
 	Options, OpenOptions []string
+	// Root: the volume is on the boot disk's ROOT partition (RootDevice),
+	// the encrypted root filesystem's.
+	Root bool
 }
 
 // RaidModules are the kernel modules (in the slot's USR) of each level:
