@@ -22,6 +22,11 @@ type Env struct {
 	// /dev/disk/by-partlabel/data) into a device node that exists now,
 	// waiting for it to appear; the initramfs has no udev links.
 	Resolve func(dev string) (string, error)
+	// RootDevice is ROOT's partition (as the init found it): a
+	// storage.luks volume on cloudconfig.RootDevice is made there, to
+	// encrypt the root, and stays open (the caller carries ROOT's files
+	// over and mounts it). "" refuses such a volume.
+	RootDevice string
 	// BootDisks are the kernel names of the disks the system booted from
 	// (ROOT's and USR's). DisksOf names the disks under a resolved device
 	// (the disk itself, a partition's disk, a mapped device's slaves'). A
@@ -98,7 +103,12 @@ func Apply(p *Plan, env Env) error {
 		if name, ok := strings.CutPrefix(cfgDev, cloudconfig.LuksDMNamePrefix); ok {
 			cfgDev = cloudconfig.LuksDevice(name)
 		}
-		dev, err := env.device(cfgDev)
+		resolve := env.device
+		if p.IsRootVolumeFS(fs.Device) {
+			// On the boot disk by design: the volume on ROOT.
+			resolve = env.Resolve
+		}
+		dev, err := resolve(cfgDev)
 		if err != nil {
 			return err
 		}

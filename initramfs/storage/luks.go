@@ -49,9 +49,39 @@ func makeVolumes(vols []Luks, env Env) error {
 		if err != nil {
 			return fmt.Errorf("volume %s: %w", v.Name, err)
 		}
-		tab = append(tab, line)
+		if !v.Root {
+			// pith-init opens ROOT's volume itself, before systemd.
+			tab = append(tab, line)
+		}
+	}
+	if len(tab) == 0 {
+		return nil
 	}
 	return writeCrypttab(env.Root, tab)
+}
+
+// tpmToken opens a volume through its systemd-tpm2 token alone (the
+// token plugin, libcryptsetup-token-systemd-tpm2.so, is systemd's).
+var tpmToken = []string{"--token-only", "--token-type", "systemd-tpm2"}
+
+// OpenRoot opens ROOT's volume on dev (an encrypted ROOT, made by Apply
+// on first boot) as /dev/mapper/<name> through the TPM alone, on every
+// later boot before ROOT is mounted. The flags first boot stored in the
+// header (--persistent: discard, the openOptions) apply.
+func OpenRoot(r Runner, dev, name string) error {
+	if err := loadModules(r, "dm_crypt", "xts"); err != nil {
+		return err
+	}
+	return cryptsetup(r, append([]string{"luksOpen", dev, name}, tpmToken...)...)
+}
+
+// cryptsetup runs it with the first and last lines of its output in the
+// error.
+func cryptsetup(r Runner, args ...string) error {
+	if out, err := r.Run("cryptsetup", args...); err != nil {
+		return fmt.Errorf("cryptsetup %s: %v: %s", args[0], err, firstAndLastLine(string(out)))
+	}
+	return nil
 }
 
 // makeVolume sets up one volume and returns its crypttab line. As
@@ -62,7 +92,7 @@ func makeVolumes(vols []Luks, env Env) error {
 // has opened the volume; a given keyFile stays enrolled as the way in
 // when the TPM's PCR 7 changes.
 func makeVolume(v Luks, env Env) (string, error) {
-	dev, err := env.device(v.Device)
+	dev, err := env.volumeDevice(v)
 	if err != nil {
 		return "", err
 	}
@@ -82,12 +112,7 @@ func makeVolume(v Luks, env Env) (string, error) {
 	if err := writeKey(filepath.Join(env.Root, keyPath), key); err != nil {
 		return "", err
 	}
-	run := func(args ...string) error {
-		if out, err := env.Run.Run("cryptsetup", args...); err != nil {
-			return fmt.Errorf("cryptsetup %s: %v: %s", args[0], err, firstAndLastLine(string(out)))
-		}
-		return nil
-	}
+	run := func(args ...string) error { return cryptsetup(env.Run, args...) }
 	switch {
 	case v.Wipe && holds(found) != "":
 		if out, err := env.Run.Run("wipefs", "-a", dev); err != nil {
@@ -115,6 +140,10 @@ func makeVolume(v Luks, env Env) (string, error) {
 	if v.UUID != "" {
 		args = append(args, "--uuid", v.UUID)
 	}
+	if v.Root {
+		// What later boots open it as, before any file can be read.
+		args = append(args, "--subsystem", cloudconfig.RootSubsystem(v.Name))
+	}
 	args = append(append(args, v.Options...), dev)
 	if err := run(args...); err != nil {
 		return "", err
@@ -134,14 +163,31 @@ func makeVolume(v Luks, env Env) (string, error) {
 	return crypttabLine(v, found.UUID, keyPath), nil
 }
 
+// volumeDevice resolves a volume's device: ROOT's partition for the
+// volume on ROOT (the one device on the boot disk a config may use), any
+// other through env.device.
+func (env Env) volumeDevice(v Luks) (string, error) {
+	if !v.Root {
+		return env.device(v.Device)
+	}
+	if env.RootDevice == "" {
+		return "", fmt.Errorf("%s: the boot's ROOT partition is unknown", v.Device)
+	}
+	return env.RootDevice, nil
+}
+
 // closeVolumes closes the volumes once their filesystems are made. The
 // real root's systemd-cryptsetup opens them again from crypttab (with
 // the TPM or the kept key, proving that path on first boot): a device
 // mapper device left open here, made without udev, would carry no udev
 // flags, and udev's device-mapper rules would give it no
-// /dev/disk/by-uuid link for the mount units.
+// /dev/disk/by-uuid link for the mount units. ROOT's stays open: the
+// init mounts it as the root, which nothing names by UUID.
 func closeVolumes(vols []Luks, env Env) error {
 	for _, v := range vols {
+		if v.Root {
+			continue
+		}
 		if out, err := env.Run.Run("cryptsetup", "luksClose", v.Name); err != nil {
 			return fmt.Errorf("volume %s: cryptsetup luksClose: %v: %s", v.Name, err, lastLine(string(out)))
 		}
@@ -158,7 +204,7 @@ func bindTPM(v Luks, env Env, dev, keyPath string, generated bool, run func(...s
 	if out, err := env.Run.Run("systemd-cryptenroll", args...); err != nil {
 		return fmt.Errorf("systemd-cryptenroll --tpm2-device=auto: %v: %s (is there a TPM 2.0, and the libtss2 packages in the image?)", err, firstAndLastLine(string(out)))
 	}
-	if err := run(openArgs(v, dev, "--token-only", "--token-type", "systemd-tpm2")...); err != nil {
+	if err := run(openArgs(v, dev, tpmToken...)...); err != nil {
 		return fmt.Errorf("opening through the TPM just enrolled: %w", err)
 	}
 	if generated {
