@@ -93,16 +93,17 @@ func ignitionFirstBoot(l *logger, c *Cmdline, cmdline string, root, usr *Device)
 
 // ignitionStorage is the first boot's storage stage: when cfg (data, as
 // read from source) has storage.disks, raid, luks or filesystems, it
-// applies them. boot are the devices the system booted from (ROOT, USR): their
-// disks are refused.
-func ignitionStorage(l *logger, cfg *cloudconfig.IgnitionConfig, data []byte, source string, boot ...*Device) error {
+// applies them. The disks of root and usr, the devices the system booted
+// from, are refused, but for a volume on ROOT's partition (an encrypted
+// ROOT).
+func ignitionStorage(l *logger, cfg *cloudconfig.IgnitionConfig, data []byte, source string, root, usr *Device) error {
 	plan, err := storagePlan("/", cfg)
 	if err != nil || plan == nil {
 		return err
 	}
 	l.Printf("Ignition storage: %d disks, %d arrays, %d LUKS volumes, %d filesystems from %s", len(plan.Disks), len(plan.Raid), len(plan.Luks), len(plan.Filesystems), source)
 	var bootDisks []string
-	for _, d := range boot {
+	for _, d := range []*Device{root, usr} {
 		disks, err := wholeDisks(d.Path)
 		if err != nil {
 			return storageStop("finding the boot disk of "+d.Path, err)
@@ -112,21 +113,28 @@ func ignitionStorage(l *logger, cfg *cloudconfig.IgnitionConfig, data []byte, so
 	if err := durableMarker(Sysroot, StorageStarted, ""); err != nil {
 		return storageStop("writing "+StorageStarted, err)
 	}
+	if err := stashForRootVolume(l, plan, root); err != nil {
+		return err
+	}
 	umount, err := bindSystem(Sysroot)
 	if err != nil {
 		return storageStop("preparing the tools' chroot", err)
 	}
 	err = storage.Apply(plan, storage.Env{
-		Root:      Sysroot,
-		Run:       chrootRunner{root: Sysroot},
-		Resolve:   resolveDevice,
-		BootDisks: bootDisks,
-		DisksOf:   wholeDisks,
-		Log:       consoleLogger(l.Printf, "Ignition storage: "),
+		Root:       Sysroot,
+		Run:        chrootRunner{root: Sysroot},
+		Resolve:    resolveDevice,
+		RootDevice: root.Path,
+		BootDisks:  bootDisks,
+		DisksOf:    wholeDisks,
+		Log:        consoleLogger(l.Printf, "Ignition storage: "),
 	})
 	umount()
 	if err != nil {
 		return storageStop("applying", err)
+	}
+	if err := restoreRootVolume(l, plan); err != nil {
+		return err
 	}
 	sum := sha256.Sum256(data)
 	if err := durableMarker(Sysroot, StorageDone, hex.EncodeToString(sum[:])+"\n"); err != nil {

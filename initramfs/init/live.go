@@ -35,7 +35,7 @@ func runLive(l *logger, c *Cmdline) error {
 	if err != nil {
 		return fail("live: attaching USR", LiveUSR, err)
 	}
-	usrDir, err := mountUSR(l, c, root, &Device{Path: dev})
+	usrDir, err := mountUSR(l, c, root, &Device{Path: dev}, nil)
 	if err != nil {
 		return err
 	}

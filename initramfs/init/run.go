@@ -150,10 +150,15 @@ func run(l *logger, debug *bool) error {
 		}
 	}
 
-	if err := mountRoot(l, root); err != nil {
+	// An encrypted ROOT is opened first (with USR's cryptsetup).
+	rootFS, usrM, err := openRoot(l, c, root, usr)
+	if err != nil {
 		return err
 	}
-	usrDir, err := mountUSR(l, c, root, usr)
+	if err := mountRoot(l, rootFS); err != nil {
+		return err
+	}
+	usrDir, err := mountUSR(l, c, root, usr, usrM)
 	if err != nil {
 		return err
 	}
@@ -169,9 +174,15 @@ func run(l *logger, debug *bool) error {
 	if err := storageBoot(Sysroot, func() error { return ignitionFirstBoot(l, c, string(raw), root, usr) }); err != nil {
 		return err
 	}
-	oldB, newB, err := growExt4(root.Path, Sysroot)
+	if rootFS == root {
+		// First boot's storage stage may have encrypted ROOT.
+		if rootFS, _, err = encryptedRoot(root); err != nil {
+			return err
+		}
+	}
+	oldB, newB, err := growExt4(rootFS.Path, Sysroot)
 	if err != nil {
-		l.Printf("warning: not growing the ROOT filesystem (%s): %v", root.Path, err)
+		l.Printf("warning: not growing the ROOT filesystem (%s): %v", rootFS.Path, err)
 	} else if newB != oldB {
 		l.Printf("grew ROOT ext4 from %d to %d blocks", oldB, newB)
 	}
@@ -205,17 +216,16 @@ func mountRoot(l *logger, root *Device) error {
 	return nil
 }
 
-// mountUSR mounts the slot's USR read-only at Sysroot/usr, through
-// dm-verity against the kernel line's root hash (unverified only where a
-// debug image allows it), and returns where it is mounted.
-func mountUSR(l *logger, c *Cmdline, root, usr *Device) (string, error) {
-	usrDir := filepath.Join(Sysroot, "usr")
-	if err := os.MkdirAll(usrDir, 0o755); err != nil {
-		return "", fail("creating /sysroot/usr", root.Path, err)
-	}
+// usrMount is what mounts USR: its source (the dm-verity device), its
+// filesystem and how it is verified, for the log.
+type usrMount struct{ src, typ, how string }
+
+// verifyUSR maps the slot's USR through dm-verity against the kernel
+// line's root hash (unverified only where a debug image allows it).
+func verifyUSR(l *logger, c *Cmdline, usr *Device) (*usrMount, error) {
 	typ, err := FSType(usr.Path)
 	if err != nil {
-		return "", fail("mounting USR", usr.Path, err)
+		return nil, fail("mounting USR", usr.Path, err)
 	}
 	usrSource, how := usr.Path, ""
 	switch {
@@ -225,18 +235,36 @@ func mountUSR(l *logger, c *Cmdline, root, usr *Device) (string, error) {
 		l.Printf("WARNING: USR is mounted WITHOUT dm-verity (pith.verity=off on the kernel line, allowed by this debug image's %s): nothing checks /usr", AllowUnverifiedFile)
 		how = " UNVERIFIED (debug)"
 	case c.NoVerity:
-		return "", fail("verifying USR with dm-verity", usr.Path, errors.New("pith.verity=off, but this image was not built to allow an unverified /usr (pith build --debug-unverified-usr): refusing to boot"))
+		return nil, fail("verifying USR with dm-verity", usr.Path, errors.New("pith.verity=off, but this image was not built to allow an unverified /usr (pith build --debug-unverified-usr): refusing to boot"))
 	case c.UsrHash != "":
 		dm, blocks, err := setupVerity(usr.Path, c.UsrHash)
 		if err != nil {
-			return "", fail("verifying USR with dm-verity", usr.Path, err)
+			return nil, fail("verifying USR with dm-verity", usr.Path, err)
 		}
 		l.Printf("dm-verity: %s checks %s (%d blocks) against root hash %s...", dm, usr.Path, blocks, c.UsrHash[:16])
 		usrSource, how = dm, " verified by dm-verity"
 	default:
-		return "", fail("verifying USR with dm-verity", usr.Path, errors.New("no pith.usrhash= root hash on the kernel line: refusing to mount /usr unverified"))
+		return nil, fail("verifying USR with dm-verity", usr.Path, errors.New("no pith.usrhash= root hash on the kernel line: refusing to mount /usr unverified"))
 	}
-	if err := unix.Mount(usrSource, usrDir, typ, unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
+	return &usrMount{src: usrSource, typ: typ, how: how}, nil
+}
+
+// mountUSR mounts the slot's USR read-only at Sysroot/usr, verified by
+// verifyUSR unless m says how already (an encrypted ROOT's unlock needed
+// it first), and returns where it is mounted.
+func mountUSR(l *logger, c *Cmdline, root, usr *Device, m *usrMount) (string, error) {
+	usrDir := filepath.Join(Sysroot, "usr")
+	if err := os.MkdirAll(usrDir, 0o755); err != nil {
+		return "", fail("creating /sysroot/usr", root.Path, err)
+	}
+	if m == nil {
+		var err error
+		if m, err = verifyUSR(l, c, usr); err != nil {
+			return "", err
+		}
+	}
+	typ := m.typ
+	if err := unix.Mount(m.src, usrDir, typ, unix.MS_RDONLY|unix.MS_NODEV, ""); err != nil {
 		if c.UsrHash != "" {
 			err = fmt.Errorf("mount %s read-only through dm-verity: %w (wrong pith.usrhash, or USR is corrupted)", typ, err)
 		} else {
@@ -248,7 +276,7 @@ func mountUSR(l *logger, c *Cmdline, root, usr *Device) (string, error) {
 	if c.Slot != "" {
 		name += "-" + strings.ToUpper(c.Slot)
 	}
-	l.Printf("mounted %s (%s) %s ro at %s%s", name, describe(usr), typ, usrDir, how)
+	l.Printf("mounted %s (%s) %s ro at %s%s", name, describe(usr), typ, usrDir, m.how)
 	return usrDir, nil
 }
 

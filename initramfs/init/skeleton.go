@@ -91,15 +91,7 @@ func CreateSkeleton(root, usr string) error {
 	// file under its final name (a resumed first boot keeps what exists).
 	// One syncfs instead of an fsync per file and directory: per file
 	// (3b47cc2), the copy took ~10 s of first boot under TCG, not 0.2-0.4 s.
-	if err := atomicfile.SyncFS(root); err != nil {
-		return err
-	}
-	for _, target := range copied {
-		if err := os.Rename(target+copyTemp, target); err != nil {
-			return err
-		}
-	}
-	if err := atomicfile.SyncFS(root); err != nil {
+	if err := nameCopied(root, copied, true); err != nil {
 		return err
 	}
 	marker := filepath.Join(root, MarkerPath)
@@ -171,6 +163,25 @@ func copyTree(src, dst string, copied *[]string) error {
 		}
 		return nil
 	})
+}
+
+// nameCopied renames the files copyTree copied (under copyTemp) into
+// place; durable syncs the filesystem at root before and after.
+func nameCopied(root string, copied []string, durable bool) error {
+	if durable {
+		if err := atomicfile.SyncFS(root); err != nil {
+			return err
+		}
+	}
+	for _, target := range copied {
+		if err := os.Rename(target+copyTemp, target); err != nil {
+			return err
+		}
+	}
+	if durable {
+		return atomicfile.SyncFS(root)
+	}
+	return nil
 }
 
 // copyFile writes src's content to dst, truncating a leftover of a cut.
