@@ -110,7 +110,8 @@ var DefaultModules = []string{
 	"nls_ascii", // vfat's default iocharset: without it the ESP does not mount
 	"nls_iso8859_1", "nls_utf8", "dm_mod", "dm_verity", "overlay",
 	"qemu_fw_cfg",
-	"loop", // the live ISO/PXE system's USR image (pith.live)
+	"sr_mod", // a config drive on a CD-ROM (first boot's Ignition config)
+	"loop",   // the live ISO/PXE system's USR image (pith.live)
 }
 
 // busyboxTags select gosh's line editor: liner works on a serial console,

@@ -33,6 +33,13 @@ const (
 	StorageDoneMarker    = "var/lib/pith/ignition-storage.done"
 )
 
+// IgnitionSourceMarker, on ROOT, is written by pith-init before it
+// applies a first boot Ignition config's kernelArguments or storage:
+// "<pithd's datasource name> <hex sha256 of the decompressed config>\n".
+// pithd's first-boot stage names that source beside its own when it
+// takes another config (a cloud's metadata the initramfs cannot reach).
+const IgnitionSourceMarker = "var/lib/pith/ignition-initramfs.source"
+
 // Ignition kernelArguments (pith-init, first boot). KargsFile, relative
 // to the ESP, is the machine's own kernel arguments: a GRUB environment
 // block whose one variable KargsVar grub.cfg loads and appends to both

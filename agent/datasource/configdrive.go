@@ -5,20 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 
-	diskfs "github.com/diskfs/go-diskfs"
-	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/configdrive"
 )
 
-// ConfigDrive reads an OpenStack-style config drive: an ISO 9660 or vfat
-// filesystem labelled config-2 holding openstack/latest/user_data and
-// openstack/latest/meta_data.json. The filesystem is read with go-diskfs
-// straight from the block device (or image file), so nothing is mounted.
+// ConfigDrive reads an OpenStack-style config drive (package configdrive,
+// which pith-init reads it with too): an ISO 9660 or vfat filesystem
+// labelled config-2 holding openstack/latest/user_data and
+// openstack/latest/meta_data.json, read straight from the block device
+// (or image file), nothing mounted.
 type ConfigDrive struct{ Devices []string }
 
 // Name implements Source.
@@ -58,56 +58,20 @@ func resolve(p string) (string, error) {
 
 // readConfigDrive returns ErrNotFound if dev holds no config-2 filesystem.
 func readConfigDrive(dev string) (*Result, error) {
-	d, err := diskfs.Open(dev, diskfs.WithOpenMode(diskfs.ReadOnly))
-	if err != nil {
-		return nil, ErrNotFound // no medium in the drive, no access: absent
-	}
-	defer d.Close()
-	fsys, err := d.GetFilesystem(0)
-	if err != nil {
+	d, err := configdrive.Read(dev, cloudconfig.MaxSize)
+	if errors.Is(err, configdrive.ErrNotFound) {
 		return nil, ErrNotFound
 	}
-	// ISO 9660 pads the volume id with spaces (go-diskfs with NULs).
-	if !strings.EqualFold(strings.Trim(fsys.Label(), " \x00"), "config-2") {
-		return nil, ErrNotFound
+	if err != nil {
+		return nil, err
 	}
-	r := &Result{}
-	ud, err := readFSFile(fsys, "openstack/latest/user_data")
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		// A config drive without user-data is legal: metadata only.
-	case err != nil:
-		return nil, fmt.Errorf("read openstack/latest/user_data: %w", err)
-	default:
-		r.UserData = ud
-	}
-	md, err := readFSFile(fsys, "openstack/latest/meta_data.json")
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("read openstack/latest/meta_data.json: %w", err)
-	default:
-		if err := parseOpenStackMeta(md, &r.Metadata); err != nil {
+	r := &Result{UserData: d.UserData}
+	if d.MetaData != nil {
+		if err := parseOpenStackMeta(d.MetaData, &r.Metadata); err != nil {
 			return nil, err
 		}
 	}
 	return r, nil
-}
-
-func readFSFile(fsys filesystem.FileSystem, name string) ([]byte, error) {
-	// go-diskfs filesystems differ on a leading slash; try both.
-	f, err := fsys.Open(name)
-	if err != nil {
-		f, err = fsys.Open("/" + name)
-	}
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "not exist") || strings.Contains(err.Error(), "not found") {
-			return nil, fs.ErrNotExist
-		}
-		return nil, err
-	}
-	defer f.Close()
-	return readAllLimited(f, name)
 }
 
 // parseOpenStackMeta reads the fields of meta_data.json Pith uses.

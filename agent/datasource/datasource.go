@@ -209,7 +209,8 @@ func Sources(cfg Config) []Source {
 		}
 	}
 	// Last (see the package comment): the initramfs, too, reads config.ign
-	// only when fw_cfg, the one source it sees, has no user-data.
+	// only when fw_cfg and a config drive, the sources it sees (in this
+	// order, the platform's first), have none.
 	return append(out, &OEMIgnitionSource{Root: cfg.Root, Cmdline: cfg.Cmdline})
 }
 

@@ -17,7 +17,7 @@ func TestCheckKargsApplied(t *testing.T) {
 	}{
 		{"none asked, no kernel line", `{}`, "", ""},
 		{"in effect", `{"shouldExist":["e2e_karg=1"],"shouldNotExist":["nosmt"]}`, line, ""},
-		{"missing", `{"shouldExist":["e2e_karg=1","nosmt"]}`, line, "this boot's kernel line lacks +nosmt): the initramfs applies them on first boot from QEMU fw_cfg user-data or the OEM partition's config.ign (pith install) only, and this config came from ec2"},
+		{"missing", `{"shouldExist":["e2e_karg=1","nosmt"]}`, line, "this boot's kernel line lacks +nosmt): the initramfs applies them on first boot from QEMU fw_cfg user-data, a config drive or the OEM partition's config.ign (pith install) only, the sources it reads without a network (a cloud's metadata service or a config URL needs one), and this config came from ec2"},
 		{"present", `{"shouldNotExist":["quiet"]}`, line, "lacks -quiet)"},
 		{"no kernel line", `{"shouldExist":["a"]}`, "", "cannot read this boot's kernel line"},
 	} {

@@ -138,6 +138,9 @@ func (s *Stage) Run(ctx context.Context, in Input) (*State, error) {
 		}
 	}
 
+	if first {
+		noticeInitramfsSource(s.Applier.Root, in.Source, in.UserData, s.Applier.log())
+	}
 	ud, rep := s.parse(in)
 	st.Format = ud.Format
 	st.Errors, st.Warnings = rep.Count()

@@ -70,8 +70,9 @@ func checkStorageMarkers(root string) error {
 }
 
 // ignitionFirstBoot runs the first boot's Ignition stages before systemd:
-// it reads the user-data once, from QEMU's fw_cfg (opt/org.pith/user-data)
-// or else from the OEM partition's config.ign (pith install), then
+// it reads the user-data once, from the first present of QEMU's fw_cfg
+// (opt/org.pith/user-data), a config drive and the OEM partition's
+// config.ign (pith install), in pithd's order (firstBootSources), then
 // applies the config's kernel arguments (which may reboot once) and its
 // storage. Any error stops the boot (StopError): Ignition fails closed.
 func ignitionFirstBoot(l *logger, c *Cmdline, cmdline string, root, usr *Device) error {
@@ -80,15 +81,22 @@ func ignitionFirstBoot(l *logger, c *Cmdline, cmdline string, root, usr *Device)
 	if err := waitFwCfg(FwCfgACPI, FwCfgByName, fwCfgWait); err != nil {
 		return storageStop("reading fw_cfg user-data", err)
 	}
-	cfg, data, source, err := userDataIgnition("/", oemIgnition(c.OEM, c.Wait))
+	sources, note := firstBootSources("/", cmdline, oemIgnition(c.OEM, c.Wait))
+	if note != "" {
+		l.Printf("Ignition: %s", note)
+	}
+	cfg, data, src, err := userDataIgnition(sources)
 	if err != nil || cfg == nil {
 		return err
 	}
-	l.Printf("Ignition: config from %s", source)
+	l.Printf("Ignition: config from %s", src.Name)
+	if err := recordSource(Sysroot, cfg, data, src); err != nil {
+		return err
+	}
 	if err := ignitionKargs(l, cmdline, cfg, usr); err != nil {
 		return err
 	}
-	return ignitionStorage(l, cfg, data, source, root, usr)
+	return ignitionStorage(l, cfg, data, src.Name, root, usr)
 }
 
 // ignitionStorage is the first boot's storage stage: when cfg (data, as
@@ -163,30 +171,30 @@ func storagePlan(root string, cfg *cloudconfig.IgnitionConfig) (*storage.Plan, e
 }
 
 // userDataIgnition reads the first boot's user-data (firstBootUserData:
-// fw_cfg below root, else oem) and returns its Ignition config, the
+// the first of sources present) and returns its Ignition config, the
 // decompressed user-data and its source, or a nil config when there is
 // none to apply here: no user-data, not Ignition, or an invalid config
 // without storage (pithd's first-boot stage reports it, with every error
 // and its line, and the node boots on). An invalid config with storage
 // stops the boot: nothing may be half-applied.
-func userDataIgnition(root string, oem oemReader) (*cloudconfig.IgnitionConfig, []byte, string, error) {
-	ud, source, err := firstBootUserData(root, oem)
+func userDataIgnition(sources []firstBootSource) (*cloudconfig.IgnitionConfig, []byte, firstBootSource, error) {
+	ud, src, err := firstBootUserData(sources)
 	if err != nil || ud == nil {
-		return nil, nil, "", err
+		return nil, nil, src, err
 	}
 	data, err := cloudconfig.Decompress(ud)
 	if err != nil || cloudconfig.Detect(data) != cloudconfig.FormatIgnition {
-		return nil, nil, "", nil // not Ignition: pithd's first-boot stage reports it
+		return nil, nil, src, nil // not Ignition: pithd's first-boot stage reports it
 	}
 	cfg, rep := cloudconfig.ParseIgnition(data)
 	if cfg == nil || rep.HasErrors() {
 		var partial cloudconfig.IgnitionConfig
 		if json.Unmarshal(data, &partial) != nil || !hasStorage(&partial) {
-			return nil, nil, "", nil
+			return nil, nil, src, nil
 		}
-		return nil, nil, "", storageStop("validating the Ignition config from "+source, rep.Err())
+		return nil, nil, src, storageStop("validating the Ignition config from "+src.Name, rep.Err())
 	}
-	return cfg, data, source, nil
+	return cfg, data, src, nil
 }
 
 // readFwCfgUserData reads fw_cfg's user-data below root: an error

@@ -147,7 +147,12 @@ func fwCfgStoragePlan(root string) (*storage.Plan, []byte, error) {
 }
 
 func storagePlanFrom(root string, oem oemReader) (*storage.Plan, []byte, string, error) {
-	cfg, data, source, err := userDataIgnition(root, oem)
+	return storagePlanCmdline(root, "", oem)
+}
+
+func storagePlanCmdline(root, cmdline string, oem oemReader) (*storage.Plan, []byte, string, error) {
+	sources, _ := firstBootSources(root, cmdline, oem)
+	cfg, data, src, err := userDataIgnition(sources)
 	if err != nil || cfg == nil {
 		return nil, nil, "", err
 	}
@@ -155,7 +160,7 @@ func storagePlanFrom(root string, oem oemReader) (*storage.Plan, []byte, string,
 	if err != nil || plan == nil {
 		return nil, nil, "", err
 	}
-	return plan, data, source, nil
+	return plan, data, src.Name, nil
 }
 
 // The OEM partition's config.ign (pith install) is the first boot's

@@ -1,7 +1,6 @@
 package pithinit
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -77,27 +76,4 @@ func readOEMIgnition(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("OEM %s is larger than %d MiB", OEMIgnition, cloudconfig.MaxSize>>20)
 	}
 	return b, nil
-}
-
-// firstBootUserData is the user-data the first boot's Ignition stages
-// read, and its source for the console: fw_cfg's, else the OEM
-// partition's config.ign (oem, nil for none), the order pithd's
-// datasources keep (fw_cfg first, config.ign last). nil when neither has
-// any.
-func firstBootUserData(root string, oem oemReader) ([]byte, string, error) {
-	ud, err := readFwCfgUserData(root)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return ud, "fw_cfg", err
-	}
-	if oem == nil {
-		return nil, "", nil
-	}
-	ud, err = oem()
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, "", nil
-	}
-	if err != nil {
-		return nil, "", storageStop("reading the OEM partition's "+OEMIgnition, err)
-	}
-	return ud, "OEM " + OEMIgnition, nil
 }

@@ -1,0 +1,39 @@
+package apply
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/node"
+)
+
+// noticeInitramfsSource logs, on first boot, when the initramfs applied
+// kernel arguments or storage from another config than userData, the one
+// this stage got from source (node.IgnitionSourceMarker): a datasource the
+// initramfs cannot reach (a cloud's metadata, which needs the network)
+// came before the one it read. Both are named, so an operator knows
+// which config laid out the disks and which one the rest comes from.
+func noticeInitramfsSource(root, source string, userData []byte, log *slog.Logger) {
+	b, err := os.ReadFile(filepath.Join(root, node.IgnitionSourceMarker))
+	if err != nil {
+		return
+	}
+	initSource, initSum, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+	raw, err := cloudconfig.Decompress(userData)
+	if err != nil {
+		raw = userData
+	}
+	sum := sha256.Sum256(raw)
+	if initSum == hex.EncodeToString(sum[:]) {
+		return
+	}
+	log.Warn("first boot: the initramfs applied the kernel arguments and storage of the Ignition config from "+initSource+
+		", but pithd took its user-data from "+source+", a different config ("+source+" comes first in pithd's order and the initramfs cannot read it):"+
+		" the disks and kernel line stay as "+initSource+"'s config made them; "+source+"'s own storage and kernelArguments cannot be applied after boot",
+		"initramfs_source", initSource, "source", source)
+}

@@ -1,0 +1,169 @@
+package pithinit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/configdrive"
+	"github.com/pith-os/pith/node"
+)
+
+// firstBootSource is one place the first boot's Ignition config can come
+// from. Read returns the user-data and, when it found more precisely
+// where, a name for the console; an error wrapping fs.ErrNotExist when the
+// source is absent; nil data with a nil error when the source is present
+// without user-data (it still wins, as in pithd: the node has no config).
+type firstBootSource struct {
+	Name  string // on the console
+	Pithd string // pithd's name for the same source (agent/datasource), for IgnitionSourceMarker
+	Read  func() ([]byte, string, error)
+}
+
+// pithd's datasource names (agent/datasource Source.Name) of the sources
+// pith-init reads.
+const (
+	pithdFwCfg       = "qemu-fw-cfg"
+	pithdConfigDrive = "config-drive"
+	pithdOEM         = "oem-ignition"
+)
+
+// firstBootSources returns the sources the initramfs can read, in the
+// order pithd probes them (agent/datasource.Sources) so both take the
+// same config: the platform's own source first (pith.platform=openstack:
+// the config drive), then fw_cfg, the config drive, the OEM partition's
+// config.ign (oem, nil without pith.oem=). pithd's network sources (EC2,
+// DigitalOcean, a config URL) need a network the initramfs does not have:
+// with a config URL on the kernel line, which pithd takes before any
+// other, there is no source here (the note says why) and pithd refuses
+// storage and kernelArguments from it; EC2 and DigitalOcean come after the
+// local sources unless the platform names them (pithd's notice then
+// names both sources).
+func firstBootSources(root, cmdline string, oem oemReader) ([]firstBootSource, string) {
+	if u := cmdlineValue(cmdline, "pith.config.url", "cloud-config-url"); u != "" {
+		return nil, "the kernel line names a config URL (" + u + "), which pithd reads after boot, with the network: no storage or kernel arguments are applied here"
+	}
+	fw := firstBootSource{Name: "fw_cfg", Pithd: pithdFwCfg, Read: func() ([]byte, string, error) {
+		ud, err := readFwCfgUserData(root)
+		return ud, "", err
+	}}
+	cd := firstBootSource{Name: "config drive", Pithd: pithdConfigDrive,
+		Read: configDriveReader(filepath.Join(root, "sys/class/block"), filepath.Join(root, "dev"))}
+	out := []firstBootSource{fw, cd}
+	switch strings.ToLower(cmdlineValue(cmdline, "pith.platform", "coreos.oem.id", "flatcar.oem.id", "ignition.platform.id")) {
+	case "openstack", "configdrive", "config-drive":
+		out = []firstBootSource{cd, fw}
+	}
+	if oem != nil {
+		out = append(out, firstBootSource{Name: "OEM " + OEMIgnition, Pithd: pithdOEM, Read: func() ([]byte, string, error) {
+			b, err := oem()
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				err = storageStop("reading the OEM partition's "+OEMIgnition, err)
+			}
+			return b, "", err
+		}})
+	}
+	return out, ""
+}
+
+// cmdlineValue returns the value of the last key=value on the kernel line
+// with one of keys, as agent/datasource reads it.
+func cmdlineValue(cmdline string, keys ...string) string {
+	val := ""
+	for _, f := range strings.Fields(cmdline) {
+		k, v, ok := strings.Cut(f, "=")
+		for _, want := range keys {
+			if ok && k == want {
+				val = v
+			}
+		}
+	}
+	return val
+}
+
+// configDriveReader looks at every block device (sysfs's class dir, the
+// nodes in dev) for a config drive (package configdrive: pithd's reader),
+// in name order, partitions included, as udev's by-label/config-2 link
+// would find one for pithd. Only ISO 9660 and FAT devices are opened.
+func configDriveReader(classDir, dev string) func() ([]byte, string, error) {
+	return func() ([]byte, string, error) {
+		ents, err := os.ReadDir(classDir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, "", err // no block devices at all
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("listing block devices: %w", err)
+		}
+		names := make([]string, 0, len(ents))
+		for _, e := range ents {
+			if n := e.Name(); !strings.HasPrefix(n, "loop") && !strings.HasPrefix(n, "ram") && !strings.HasPrefix(n, "zram") {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			p := filepath.Join(dev, n)
+			if !configdrive.Probe(p) {
+				continue
+			}
+			d, err := configdrive.Read(p, cloudconfig.MaxSize)
+			if errors.Is(err, configdrive.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, "", fmt.Errorf("config drive %s: %w", p, err)
+			}
+			return d.UserData, "config drive " + p, nil
+		}
+		return nil, "", fs.ErrNotExist
+	}
+}
+
+// firstBootUserData reads the sources in order and returns the first
+// present one's user-data (nil when it has none, or no source is
+// present) and that source, its name made precise by what Read said. A
+// source that cannot be read stops the boot: guessing on could apply
+// another config than the one pithd will take.
+func firstBootUserData(sources []firstBootSource) ([]byte, firstBootSource, error) {
+	for _, s := range sources {
+		ud, where, err := s.Read()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		var stop *StopError
+		if errors.As(err, &stop) {
+			return nil, s, err
+		}
+		if err != nil {
+			return nil, s, storageStop("reading the "+s.Name, err)
+		}
+		if where != "" {
+			s.Name = where
+		}
+		return ud, s, nil
+	}
+	return nil, firstBootSource{}, nil
+}
+
+// recordSource writes node.IgnitionSourceMarker on ROOT when cfg (data,
+// decompressed) has kernel arguments or storage, which only the initramfs
+// applies: pithd's name for src and data's sum, so pithd's first boot can
+// name both sources when it takes another config.
+func recordSource(root string, cfg *cloudconfig.IgnitionConfig, data []byte, src firstBootSource) error {
+	k := cfg.KernelArguments
+	if !hasStorage(cfg) && len(k.ShouldExist)+len(k.ShouldNotExist) == 0 {
+		return nil
+	}
+	sum := sha256.Sum256(data)
+	if err := durableMarker(root, node.IgnitionSourceMarker, src.Pithd+" "+hex.EncodeToString(sum[:])+"\n"); err != nil {
+		return storageStop("writing "+node.IgnitionSourceMarker, err)
+	}
+	return nil
+}
