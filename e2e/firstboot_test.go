@@ -134,8 +134,14 @@ func ignitionUserData(t *testing.T, pub string) string {
 			// that: checkIgnitionRaidLuks.
 			"raid": []map[string]any{{"name": e2eRaid, "level": "raid1", "devices": []string{
 				"/dev/disk/by-id/virtio-" + vm.ExtraDiskSerial(1), "/dev/disk/by-id/virtio-" + vm.ExtraDiskSerial(2)}}},
-			"luks": []map[string]any{{"name": e2eLuks, "device": "/dev/md/" + e2eRaid, "clevis": map[string]any{"tpm2": true}}},
+			// And ROOT encrypted, bound to the TPM, as Fedora CoreOS's
+			// boot_device.luks writes it: checkRootLuks.
+			"luks": []map[string]any{
+				{"name": e2eLuks, "device": "/dev/md/" + e2eRaid, "clevis": map[string]any{"tpm2": true}},
+				{"name": e2eRootLuks, "label": "luks-root", "device": "/dev/disk/by-partlabel/ROOT", "clevis": map[string]any{"tpm2": true}, "wipeVolume": true},
+			},
 			"filesystems": []map[string]any{
+				{"device": "/dev/mapper/" + e2eRootLuks, "format": "ext4", "label": "ROOT", "wipeFilesystem": true},
 				{"device": "/dev/mapper/" + e2eLuks, "format": "ext4", "label": "e2edocker", "path": "/var/lib/docker"},
 				{"device": "/dev/disk/by-partlabel/e2edata", "format": "ext4",
 					"label": "e2edata", "path": e2eDataPath, "mountOptions": []string{"noatime"}},
@@ -262,7 +268,8 @@ const e2eRaid, e2eLuks = "e2edocker", "e2ecrypt"
 // slot), systemd-cryptsetup opened it from crypttab without a passphrase
 // and docker's directory is its ext4; a file written there and an image
 // docker stores there are back after a reboot, the volume unlocked by the
-// TPM again. Reboots the machine (last of its checks).
+// TPM again. ROOT, encrypted too, is checked before and after the reboot
+// (checkRootLuks). Reboots the machine (last of its checks).
 func checkIgnitionRaidLuks(t *testing.T, n *Node) {
 	check := func(when string) {
 		// Kernel names change between boots (vdb may be the boot disk).
@@ -291,6 +298,7 @@ func checkIgnitionRaidLuks(t *testing.T, n *Node) {
 			t.Errorf("%s: %s asked for a passphrase:\n%s", when, unit, journal)
 		}
 		t.Logf("%s: %s:\n%s", when, unit, journal)
+		checkRootLuks(t, n, when)
 	}
 	check("first boot")
 	// The generated key is gone: the TPM's token slot is the only one.
@@ -303,6 +311,7 @@ func checkIgnitionRaidLuks(t *testing.T, n *Node) {
 	}
 	const marker = "survives a reboot on LUKS on RAID1"
 	n.Run("echo '" + marker + "' | sudo tee /var/lib/docker/e2e-marker >/dev/null && sync")
+	n.Run("echo '" + rootMarker + "' | sudo tee " + rootMarkerPath + " >/dev/null && sync")
 	// Docker keeps an image there (its data root is /var/lib/docker).
 	const image = "pith-e2e/on-luks:1"
 	n.RunInput("sudo docker import - "+image+" >/dev/null", bytes.NewReader(helloImageTarGz(t)))
@@ -320,6 +329,49 @@ func checkIgnitionRaidLuks(t *testing.T, n *Node) {
 	if got := n.Run("sudo docker image inspect -f '{{.Id}}' " + image); got != id {
 		t.Errorf("after a reboot docker's image %s is %q, want %q", image, got, id)
 	}
+	if got := n.Run("sudo cat " + rootMarkerPath + "; findmnt -n -o TARGET -T " + rootMarkerPath); got != rootMarker+"\n/" {
+		t.Errorf("after a reboot %s (and the mount it is on): %q, want %q on /", rootMarkerPath, got, rootMarker)
+	}
+}
+
+// The Ignition machine's encrypted ROOT: its volume's name, and a file
+// written on it before the reboot.
+const (
+	e2eRootLuks    = "root"
+	rootMarker     = "survives a reboot on the encrypted ROOT"
+	rootMarkerPath = "/var/lib/pith-e2e-root-marker"
+)
+
+// checkRootLuks: / is the ext4 labelled ROOT on /dev/mapper/root, LUKS2 on
+// the ROOT partition whose only key slot is the TPM's (the systemd-tpm2
+// token; the generated key removed) and whose subsystem names the volume;
+// pith-init opened it (no crypttab line, so systemd does not open it
+// again): on first boot after encrypting it (its console says so once),
+// on the boots after through the TPM.
+func checkRootLuks(t *testing.T, n *Node, when string) {
+	if got := n.Run("findmnt -n -r -o SOURCE,FSTYPE,LABEL /"); got != "/dev/mapper/"+e2eRootLuks+" ext4 ROOT" {
+		t.Errorf("%s: findmnt / = %q, want /dev/mapper/%s ext4 ROOT", when, got, e2eRootLuks)
+	}
+	part := n.Run("readlink -f /dev/disk/by-partlabel/ROOT")
+	st := n.Run("sudo cryptsetup status " + e2eRootLuks)
+	if !regexp.MustCompile(`(?m)^\s+type:\s+LUKS2$`).MatchString(st) || !regexp.MustCompile(`(?m)^\s+device:\s+`+regexp.QuoteMeta(part)+`$`).MatchString(st) {
+		t.Errorf("%s: cryptsetup status %s (want LUKS2 on %s, the ROOT partition):\n%s", when, e2eRootLuks, part, st)
+	}
+	dump := n.Run("sudo cryptsetup luksDump " + part)
+	slots := regexp.MustCompile(`(?m)^\s+\d+: luks2$`).FindAllString(dump, -1)
+	if len(slots) != 1 || !regexp.MustCompile(`(?m)^\s+\d+: systemd-tpm2$`).MatchString(dump) || !regexp.MustCompile(`(?m)^Subsystem:\s+pith-root:`+e2eRootLuks+`$`).MatchString(dump) {
+		t.Errorf("%s: luksDump %s: %d key slots, want the systemd-tpm2 token's only and subsystem pith-root:%s:\n%s", when, part, len(slots), e2eRootLuks, dump)
+	}
+	if got := n.Run("grep -c '^" + e2eRootLuks + " ' /etc/crypttab || true"); got != "0" {
+		t.Errorf("%s: /etc/crypttab has %s lines for ROOT's volume, want none (pith-init opens it)", when, got)
+	}
+	console := n.ConsoleText()
+	encrypted := strings.Count(console, "Ignition storage: ROOT is encrypted: its files are on /dev/mapper/"+e2eRootLuks)
+	opened := strings.Count(console, "opened ROOT ("+part+") as /dev/mapper/"+e2eRootLuks+" through the TPM")
+	if wantOpened := map[bool]int{true: 0, false: 1}[when == "first boot"]; encrypted != 1 || opened != wantOpened {
+		t.Errorf("%s: the console says ROOT was encrypted %d times (want 1) and opened by pith-init %d times (want %d)", when, encrypted, opened, wantOpened)
+	}
+	t.Logf("%s: pith-init on ROOT:\n%s", when, grepLines(console, "ROOT"))
 }
 
 func grepLines(text, sub string) string {
