@@ -7,6 +7,7 @@
 package configdrive
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,6 +99,29 @@ func readFile(fsys filesystem.FileSystem, name string, max int64) ([]byte, error
 
 func notExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "not exist") || strings.Contains(err.Error(), "not found")
+}
+
+// Meta is what Pith reads of meta_data.json: OpenStack's uuid, hostname
+// and public_keys, and the addresses simple config-drive builders (and
+// Pith's test harness) add for substitution.
+type Meta struct {
+	UUID        string            `json:"uuid"`
+	Hostname    string            `json:"hostname"`
+	PublicKeys  map[string]string `json:"public_keys"`
+	PrivateIPv4 string            `json:"private_ipv4"`
+	PublicIPv4  string            `json:"public_ipv4"`
+	PrivateIPv6 string            `json:"private_ipv6"`
+	PublicIPv6  string            `json:"public_ipv6"`
+}
+
+// ParseMeta parses meta_data.json: pithd's rule, by which the initramfs
+// also refuses a drive before it applies storage from it.
+func ParseMeta(b []byte) (*Meta, error) {
+	var m Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s is not valid JSON: %v", MetaData, err)
+	}
+	return &m, nil
 }
 
 // Probe reports whether dev starts like an ISO 9660 or FAT filesystem,

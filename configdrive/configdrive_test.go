@@ -113,3 +113,23 @@ func TestReadAndProbe(t *testing.T) {
 		})
 	}
 }
+
+func TestParseMeta(t *testing.T) {
+	for _, tc := range []struct{ in, host, err string }{
+		{in: `{"uuid":"u","hostname":"h","public_keys":{"k":"ssh-ed25519 AAAA"}}`, host: "h"},
+		{in: `{}`},
+		{in: `{"uuid":`, err: "openstack/latest/meta_data.json is not valid JSON"},
+		{in: `{"public_keys":["a"]}`, err: "is not valid JSON"},
+	} {
+		m, err := ParseMeta([]byte(tc.in))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || m.Hostname != tc.host {
+			t.Errorf("%s: %+v %v", tc.in, m, err)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package datasource
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -76,19 +75,9 @@ func readConfigDrive(dev string) (*Result, error) {
 
 // parseOpenStackMeta reads the fields of meta_data.json Pith uses.
 func parseOpenStackMeta(b []byte, m *Metadata) error {
-	var md struct {
-		UUID       string            `json:"uuid"`
-		Hostname   string            `json:"hostname"`
-		PublicKeys map[string]string `json:"public_keys"`
-		// Not OpenStack's own fields, but what simple config-drive
-		// builders (and Pith's test harness) add for substitution.
-		PrivateIPv4 string `json:"private_ipv4"`
-		PublicIPv4  string `json:"public_ipv4"`
-		PrivateIPv6 string `json:"private_ipv6"`
-		PublicIPv6  string `json:"public_ipv6"`
-	}
-	if err := json.Unmarshal(b, &md); err != nil {
-		return fmt.Errorf("openstack/latest/meta_data.json is not valid JSON: %v", err)
+	md, err := configdrive.ParseMeta(b)
+	if err != nil {
+		return err
 	}
 	m.InstanceID, m.Hostname = md.UUID, md.Hostname
 	for _, k := range sortedKeys(md.PublicKeys) {

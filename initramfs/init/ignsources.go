@@ -25,7 +25,17 @@ type firstBootSource struct {
 	Name  string // on the console
 	Pithd string // pithd's name for the same source (agent/datasource), for IgnitionSourceMarker
 	Read  func() ([]byte, string, error)
+	// metaErr is why pithd would refuse the source despite its
+	// user-data (a config drive's meta_data.json): recordSource stops
+	// the boot on it before anything is applied.
+	metaErr error
 }
+
+// metaDataError is a Read's error for a source present with user-data
+// whose metadata pithd refuses.
+type metaDataError struct{ err error }
+
+func (e *metaDataError) Error() string { return e.err.Error() }
 
 // pithd's datasource names (agent/datasource Source.Name) of the sources
 // pith-init reads.
@@ -120,6 +130,11 @@ func configDriveReader(classDir, dev string) func() ([]byte, string, error) {
 			if err != nil {
 				return nil, "", fmt.Errorf("config drive %s: %w", p, err)
 			}
+			if d.MetaData != nil {
+				if _, err := configdrive.ParseMeta(d.MetaData); err != nil {
+					return d.UserData, "config drive " + p, &metaDataError{fmt.Errorf("config drive %s: %w", p, err)}
+				}
+			}
 			return d.UserData, "config drive " + p, nil
 		}
 		return nil, "", fs.ErrNotExist
@@ -136,6 +151,9 @@ func firstBootUserData(sources []firstBootSource) ([]byte, firstBootSource, erro
 		ud, where, err := s.Read()
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
+		}
+		if me := (*metaDataError)(nil); errors.As(err, &me) {
+			s.metaErr, err = me.err, nil
 		}
 		var stop *StopError
 		if errors.As(err, &stop) {
@@ -155,11 +173,17 @@ func firstBootUserData(sources []firstBootSource) ([]byte, firstBootSource, erro
 // recordSource writes node.IgnitionSourceMarker on ROOT when cfg (data,
 // decompressed) has kernel arguments or storage, which only the initramfs
 // applies: pithd's name for src and data's sum, so pithd's first boot can
-// name both sources when it takes another config.
+// name both sources when it takes another config. A source whose
+// metadata pithd would refuse stops the boot first, before anything is
+// applied, as fw_cfg's meta-data does (storagePlan): pithd would not take
+// the config whose disks were laid out.
 func recordSource(root string, cfg *cloudconfig.IgnitionConfig, data []byte, src firstBootSource) error {
 	k := cfg.KernelArguments
 	if !hasStorage(cfg) && len(k.ShouldExist)+len(k.ShouldNotExist) == 0 {
 		return nil
+	}
+	if src.metaErr != nil {
+		return storageStop("reading the "+src.Name+"'s metadata", src.metaErr)
 	}
 	sum := sha256.Sum256(data)
 	if err := durableMarker(root, node.IgnitionSourceMarker, src.Pithd+" "+hex.EncodeToString(sum[:])+"\n"); err != nil {

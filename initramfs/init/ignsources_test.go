@@ -49,12 +49,16 @@ func TestFirstBootSources(t *testing.T) {
 }
 
 // configDriveTree makes root/sys/class/block/<name> and root/dev/<name>
-// image files: each drive a FAT config drive (mkfs.vfat, mcopy, as
-// operators make one) labelled label, with user_data when not "".
-func configDriveTree(t *testing.T, root string, drives map[string][2]string) {
+// image files: each drive {label, user_data, meta_data.json} a FAT config
+// drive (mkfs.vfat, mcopy, as operators make one) labelled label, with
+// user_data when not "" and a valid meta_data.json unless given.
+func configDriveTree(t *testing.T, root string, drives map[string][3]string) {
 	t.Helper()
 	for name, d := range drives {
-		label, ud := d[0], d[1]
+		label, ud, meta := d[0], d[1], d[2]
+		if meta == "" {
+			meta = `{"uuid":"x"}`
+		}
 		if err := os.MkdirAll(filepath.Join(root, "sys/class/block", name), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +73,7 @@ func configDriveTree(t *testing.T, root string, drives map[string][2]string) {
 			continue
 		}
 		src := filepath.Join(t.TempDir(), "openstack")
-		writeTree(t, src, map[string]string{"latest/meta_data.json": `{"uuid":"x"}`})
+		writeTree(t, src, map[string]string{"latest/meta_data.json": meta})
 		if ud != "" {
 			writeTree(t, src, map[string]string{"latest/user_data": ud})
 		}
@@ -94,20 +98,20 @@ func TestConfigDriveIgnitionStorage(t *testing.T) {
 		name    string
 		cmdline string
 		fwCfg   string
-		drives  map[string][2]string
+		drives  map[string][3]string
 		oem     string
 		disks   int // plan's disks; -1 = no plan
 		source  string
 		stop    string
 	}{
-		{name: "config drive, no fw_cfg", drives: map[string][2]string{"sr0": {"config-2", storageCfg}, "vda": {"", ""}, "vdb": {"DATA", storageCfg}}, oem: fwCfg, disks: 1, source: "config drive /dev/sr0"},
-		{name: "label in capitals, on a partition", drives: map[string][2]string{"vdb1": {"CONFIG-2", storageCfg}}, disks: 1, source: "config drive /dev/vdb1"},
-		{name: "fw_cfg wins over the config drive", fwCfg: fwCfg, drives: map[string][2]string{"sr0": {"config-2", storageCfg}}, disks: 0, source: "fw_cfg"},
-		{name: "pith.platform=openstack: the config drive wins over fw_cfg", cmdline: "pith.platform=openstack", fwCfg: fwCfg, drives: map[string][2]string{"sr0": {"config-2", storageCfg}}, disks: 1, source: "config drive /dev/sr0"},
-		{name: "a drive without user_data wins over OEM config.ign", drives: map[string][2]string{"sr0": {"config-2", ""}}, oem: storageCfg, disks: -1},
-		{name: "no config drive: OEM config.ign", drives: map[string][2]string{"sr0": {"cidata", storageCfg}}, oem: storageCfg, disks: 1, source: "OEM config.ign"},
-		{name: "a config URL on the kernel line: nothing here", cmdline: "pith.config.url=http://x/y", drives: map[string][2]string{"sr0": {"config-2", storageCfg}}, disks: -1},
-		{name: "invalid config with storage on the drive stops", drives: map[string][2]string{"sr0": {"config-2", badIgnition}}, stop: "(validating the Ignition config from config drive"},
+		{name: "config drive, no fw_cfg", drives: map[string][3]string{"sr0": {"config-2", storageCfg}, "vda": {"", ""}, "vdb": {"DATA", storageCfg}}, oem: fwCfg, disks: 1, source: "config drive /dev/sr0"},
+		{name: "label in capitals, on a partition", drives: map[string][3]string{"vdb1": {"CONFIG-2", storageCfg}}, disks: 1, source: "config drive /dev/vdb1"},
+		{name: "fw_cfg wins over the config drive", fwCfg: fwCfg, drives: map[string][3]string{"sr0": {"config-2", storageCfg}}, disks: 0, source: "fw_cfg"},
+		{name: "pith.platform=openstack: the config drive wins over fw_cfg", cmdline: "pith.platform=openstack", fwCfg: fwCfg, drives: map[string][3]string{"sr0": {"config-2", storageCfg}}, disks: 1, source: "config drive /dev/sr0"},
+		{name: "a drive without user_data wins over OEM config.ign", drives: map[string][3]string{"sr0": {"config-2", ""}}, oem: storageCfg, disks: -1},
+		{name: "no config drive: OEM config.ign", drives: map[string][3]string{"sr0": {"cidata", storageCfg}}, oem: storageCfg, disks: 1, source: "OEM config.ign"},
+		{name: "a config URL on the kernel line: nothing here", cmdline: "pith.config.url=http://x/y", drives: map[string][3]string{"sr0": {"config-2", storageCfg}}, disks: -1},
+		{name: "invalid config with storage on the drive stops", drives: map[string][3]string{"sr0": {"config-2", badIgnition}}, stop: "(validating the Ignition config from config drive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
@@ -169,6 +173,36 @@ func TestRecordSource(t *testing.T) {
 			}
 			if err != nil || !strings.HasPrefix(string(b), tc.want) || len(strings.TrimSpace(string(b))) != len(tc.want)+64 {
 				t.Fatalf("marker %q, %v; want %q and a sha256", b, err, tc.want)
+			}
+		})
+	}
+}
+
+// A config drive whose meta_data.json pithd would refuse stops the boot
+// before its storage or kernel arguments are applied (as fw_cfg's
+// meta-data does); without either, the node boots and pithd reports it.
+func TestConfigDriveBadMetaData(t *testing.T) {
+	for _, tc := range []struct {
+		name, cfg, stop string
+	}{
+		{"storage", `{"ignition":{"version":"3.4.0"},"storage":{"filesystems":[{"device":"/dev/vdb","format":"swap"}]}}`, "(reading the config drive /dev/sr0's metadata) failed, the first boot stops here as Ignition does: config drive /dev/sr0: openstack/latest/meta_data.json is not valid JSON"},
+		{"kernel arguments", `{"ignition":{"version":"3.4.0"},"kernelArguments":{"shouldExist":["quiet"]}}`, "meta_data.json is not valid JSON"},
+		{"neither", `{"ignition":{"version":"3.4.0"}}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			configDriveTree(t, root, map[string][3]string{"sr0": {"config-2", tc.cfg, `{"uuid":`}})
+			sources, _ := firstBootSources(root, "", nil)
+			cfg, data, src, err := userDataIgnition(sources)
+			if err != nil || cfg == nil {
+				t.Fatalf("%v %v", cfg, err)
+			}
+			err = recordSource(root, cfg, data, src)
+			if tc.stop == "" && err != nil || tc.stop != "" && (err == nil || !strings.Contains(strings.ReplaceAll(err.Error(), root, ""), tc.stop)) {
+				t.Fatalf("err %v, want %q", err, tc.stop)
+			}
+			if _, serr := os.Stat(filepath.Join(root, node.IgnitionSourceMarker)); serr == nil {
+				t.Error("the source was recorded for a config that stops (or has nothing to apply)")
 			}
 		})
 	}
