@@ -55,17 +55,14 @@ func SerialConsoleOn(platform, arch string) string {
 	return SerialConsole(arch)
 }
 
-// MakeEFIArch writes GRUB's UEFI image for arch from the GRUB library lib
-// (holding <format>/; empty: GrubLib, the host's).
-func MakeEFIArch(ctx context.Context, lib, arch, out, espUUID string, sec *SecureConfig) error {
+// MakeEFIArch writes GRUB's UEFI image for arch with g (the zero Grub:
+// the host's).
+func MakeEFIArch(ctx context.Context, g Grub, arch, out, espUUID string, sec *SecureConfig) error {
 	t, ok := EFIFor(arch)
 	if !ok {
 		return &archError{arch}
 	}
-	if lib == "" {
-		lib = GrubLib
-	}
-	return mkimageFrom(ctx, lib, t.Format, out, espUUID, sec)
+	return mkimageFrom(ctx, g, t.Format, out, espUUID, sec)
 }
 
 type archError struct{ arch string }

@@ -52,12 +52,24 @@ var secureModules = []string{"pgp", "gcry_rsa", "gcry_sha256", "gcry_sha512", "t
 // OpenPGP public key embedded for check_signatures=enforce.
 type SecureConfig struct{ PubKey string }
 
+// Grub is a GRUB to make images with: Lib holds its <format>/ module
+// directories, MkImage is its grub-mkimage (an image's modules and
+// mkimage must be of one version). Empty fields are the host's (GrubLib,
+// grub-mkimage on PATH). Version is Debian's, when fetched.
+type Grub struct{ Lib, MkImage, Version string }
+
 func mkimage(ctx context.Context, format, out, espUUID string, sec *SecureConfig) error {
-	return mkimageFrom(ctx, GrubLib, format, out, espUUID, sec)
+	return mkimageFrom(ctx, Grub{}, format, out, espUUID, sec)
 }
 
-func mkimageFrom(ctx context.Context, lib, format, out, espUUID string, sec *SecureConfig) error {
-	dir := filepath.Join(lib, format)
+func mkimageFrom(ctx context.Context, g Grub, format, out, espUUID string, sec *SecureConfig) error {
+	if g.Lib == "" {
+		g.Lib = GrubLib
+	}
+	if g.MkImage == "" {
+		g.MkImage = "grub-mkimage"
+	}
+	dir := filepath.Join(g.Lib, format)
 	if _, err := os.Stat(filepath.Join(dir, "kernel.img")); err != nil {
 		pkg := map[string]string{"i386-pc": "grub-pc-bin", "x86_64-efi": "grub-efi-amd64-bin", "arm64-efi": "grub-efi-arm64-bin (pith build fetches it for arm64)"}[format]
 		return fmt.Errorf("GRUB %s images missing in %s: install %s (make deps)", format, dir, pkg)
@@ -78,16 +90,17 @@ func mkimageFrom(ctx context.Context, lib, format, out, espUUID string, sec *Sec
 	defer os.Remove(cfg)
 	args := []string{"-O", format, "-d", dir, "-o", out, "-c", cfg, "-p", "/grub"}
 	if sec != nil {
-		// Without shim there is no shim_lock protocol: GRUB 2.06's shim_lock
-		// verifier would refuse every kernel, so the pgp verifier checks it.
+		// Without shim there is no shim_lock protocol: GRUB's shim_lock
+		// verifier would refuse every kernel, so the pgp verifier checks it
+		// (and, from GRUB 2.12, the firmware's LoadImage against db).
 		args = append(args, "--disable-shim-lock", "--pubkey", sec.PubKey)
 		args = append(args, secureModules...)
 	}
 	args = append(args, platformModules[format]...)
 	args = append(args, modules...)
-	cmd := exec.CommandContext(ctx, "grub-mkimage", args...)
+	cmd := exec.CommandContext(ctx, g.MkImage, args...)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("grub-mkimage -O %s: %v: %s", format, err, strings.TrimSpace(string(b)))
+		return fmt.Errorf("%s -O %s: %v: %s", g.MkImage, format, err, strings.TrimSpace(string(b)))
 	}
 	return nil
 }

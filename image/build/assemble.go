@@ -58,9 +58,9 @@ type Inputs struct {
 	DebugUnverifiedUSR bool
 	// SecureBoot signs the UEFI boot chain with the operator's keys.
 	SecureBoot *secureboot.Keys
-	// GrubLib holds GRUB's module directories for the image's
-	// architecture when it is not the host's (rootfs.FetchGrub).
-	GrubLib string
+	// Grub makes the UEFI boot file (rootfs.FetchGrub); the zero Grub
+	// is the host's.
+	Grub bootloader.Grub
 }
 
 // Seed names the build inputs that all GUIDs and filesystem UUIDs derive
@@ -217,7 +217,7 @@ func (a *assembly) bootChain() (string, error) {
 	}
 	// The UEFI image is BOOTX64.EFI in the work dir whatever the
 	// architecture; the ESP names it as the firmware looks for it.
-	if err := bootloader.MakeEFIArch(a.ctx, a.in.GrubLib, c.Arch, a.w("BOOTX64.EFI"), a.espSerial, sec); err != nil {
+	if err := bootloader.MakeEFIArch(a.ctx, a.in.Grub, c.Arch, a.w("BOOTX64.EFI"), a.espSerial, sec); err != nil {
 		return "", err
 	}
 	efi, _ := bootloader.EFIFor(c.Arch)

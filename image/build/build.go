@@ -138,7 +138,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, explain(err, o.OutDir)
 	}
 	in := Inputs{Config: c, UsrDir: rfs.UsrDir, KernelPath: rfs.KernelPath, KernelVersion: rfs.KernelVersion, InitrdPath: initrd,
-		DebugUnverifiedUSR: o.DebugUnverifiedUSR, SecureBoot: o.SecureBoot, GrubLib: rfs.GrubLib}
+		DebugUnverifiedUSR: o.DebugUnverifiedUSR, SecureBoot: o.SecureBoot, Grub: rfs.Grub}
 	in.AgentSHA256, err = agentHash(o.AgentBinDir)
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/pith-os/pith/image/apt"
+	"github.com/pith-os/pith/image/bootloader"
 	"github.com/pith-os/pith/image/config"
 	"github.com/pith-os/pith/image/sbom"
 )
@@ -87,24 +88,29 @@ func ensureBinfmt(qarch string) error {
 	return nil
 }
 
-// grubPackages are Debian's GRUB module packages by architecture; amd64's
-// come from the host (make deps), another architecture's from its own apt
-// lists, as Debian builds them only for that architecture.
+// grubPackages are Debian's GRUB module packages of a foreign architecture,
+// fetched from its own apt lists, as Debian builds them only for that
+// architecture. amd64's UEFI GRUB is fetchEFIGrub's.
 var grubPackages = map[string]string{"arm64": "grub-efi-arm64-bin"}
 
-// FetchGrub returns a GRUB library directory (holding <format>/) for a
+// FetchGrub returns the GRUB the image's UEFI boot file is made with. For
+// amd64: fetchEFIGrub's (2.12 or later, with its grub-mkimage). For a
 // foreign architecture: the newest grub-efi-<arch>-bin of the build's own
 // lists, downloaded once into the cache (SHA-256 from the signed index),
-// unpacked under CACHE/grub/<version>_<arch>. An empty result means the
-// host's /usr/lib/grub.
-func FetchGrub(ctx context.Context, lists apt.Lists, cache string) (string, error) {
+// unpacked under CACHE/grub/<version>_<arch>, run through the host's
+// grub-mkimage of the same release. A zero Grub means the host's.
+func FetchGrub(ctx context.Context, lists apt.Lists, cache, work string, logf func(string, ...any)) (bootloader.Grub, error) {
+	if lists.Arch == "" || lists.Arch == apt.Arch {
+		lists.Arch = apt.Arch
+		return fetchEFIGrub(ctx, lists, cache, work, logf)
+	}
 	pkg, ok := grubPackages[lists.Arch]
 	if !ok {
-		return "", nil
+		return bootloader.Grub{}, nil
 	}
 	idx, err := lists.ReadIndex()
 	if err != nil {
-		return "", err
+		return bootloader.Grub{}, err
 	}
 	var best apt.Candidate
 	for _, c := range idx[pkg] {
@@ -113,36 +119,37 @@ func FetchGrub(ctx context.Context, lists apt.Lists, cache string) (string, erro
 		}
 	}
 	if best.Version == "" {
-		return "", fmt.Errorf("%s: not in the %s apt lists of %s", pkg, lists.Arch, lists.Dir)
+		return bootloader.Grub{}, fmt.Errorf("%s: not in the %s apt lists of %s", pkg, lists.Arch, lists.Dir)
 	}
 	dir := filepath.Join(cache, "grub", strings.ReplaceAll(best.Version, ":", "%3a")+"_"+lists.Arch)
-	if _, err := os.Stat(filepath.Join(dir, "lib", "grub")); err == nil {
-		return filepath.Join(dir, "lib", "grub"), nil
+	g := bootloader.Grub{Lib: filepath.Join(dir, "lib", "grub"), Version: best.Version}
+	if _, err := os.Stat(g.Lib); err == nil {
+		return g, nil
 	}
 	deb := filepath.Join(cache, "debian", "archives", path.Base(best.Filename))
 	if err := fetchDeb(ctx, best, deb); err != nil {
-		return "", err
+		return bootloader.Grub{}, err
 	}
 	tmp := dir + ".tmp"
 	_ = os.RemoveAll(tmp)
 	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
-		return "", err
+		return bootloader.Grub{}, err
 	}
 	if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("unpack %s: %v: %s", deb, err, strings.TrimSpace(string(b)))
+		return bootloader.Grub{}, fmt.Errorf("unpack %s: %v: %s", deb, err, strings.TrimSpace(string(b)))
 	}
 	// Debian's grub-efi-*-bin put their modules in /usr/lib/grub/<format>.
 	if err := os.MkdirAll(tmp+"/lib", 0o755); err != nil {
-		return "", err
+		return bootloader.Grub{}, err
 	}
 	if err := os.Rename(filepath.Join(tmp, "usr", "lib", "grub"), filepath.Join(tmp, "lib", "grub")); err != nil {
-		return "", fmt.Errorf("%s holds no usr/lib/grub: %v", deb, err)
+		return bootloader.Grub{}, fmt.Errorf("%s holds no usr/lib/grub: %v", deb, err)
 	}
 	_ = os.RemoveAll(dir)
 	if err := os.Rename(tmp, dir); err != nil {
-		return "", err
+		return bootloader.Grub{}, err
 	}
-	return filepath.Join(dir, "lib", "grub"), nil
+	return g, nil
 }
 
 // fetchDeb downloads c's .deb to dst unless a file with its SHA-256 is

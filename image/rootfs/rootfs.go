@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/image/apt"
+	"github.com/pith-os/pith/image/bootloader"
 	"github.com/pith-os/pith/image/config"
 )
 
@@ -45,9 +46,9 @@ type Result struct {
 	Kernel   Package
 	// Lists are the apt indexes the tree was installed from.
 	Lists apt.Lists
-	// GrubLib holds GRUB's <format>/ module directories for a foreign
-	// architecture (FetchGrub); empty: the host's.
-	GrubLib string
+	// Grub is the GRUB the UEFI boot file is made with (FetchGrub): 2.12
+	// or later for amd64, the architecture's own for a foreign one.
+	Grub bootloader.Grub
 }
 
 // Package is one Debian package in the image.
@@ -131,7 +132,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res.Lists = lists
-	if res.GrubLib, err = FetchGrub(ctx, lists, cache); err != nil {
+	if res.Grub, err = FetchGrub(ctx, lists, cache, work, logf); err != nil {
 		return nil, err
 	}
 	size, err := clampTimes(root, cfg.Epoch, filepath.Join(root, "usr"))
