@@ -1,11 +1,15 @@
 package e2e
 
-// Issue 16, verified boot: an image signed for Secure Boot (pith build
-// --secure-boot-keys) boots under OVMF's Secure Boot firmware with its
-// keys enrolled, and GRUB refuses a kernel changed on the ESP.
+// Issue 16, verified and measured boot: an image signed for Secure Boot
+// (pith build --secure-boot-keys) boots under OVMF's Secure Boot firmware
+// with its keys enrolled and a TPM, the kernel gets the firmware's event
+// log and its replay gives the TPM's PCRs, and GRUB refuses a kernel
+// changed on the ESP.
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/internal/tpmlog"
 	"github.com/pith-os/pith/vm"
 )
 
@@ -24,7 +29,7 @@ import (
 // bytes, then 1 when the firmware enforces Secure Boot.
 const efiSecureBootVar = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
-// GRUB 2.06's console lines (grub_print_error's "error: %s.", normal
+// GRUB's console lines (grub_print_error's "error: %s.", normal
 // mode's fallback and failure notices).
 const (
 	grubBadSignature = "error: bad signature."
@@ -82,19 +87,98 @@ func TestSecureBoot(t *testing.T) {
 			t.Errorf("pithctl status has no line starting %q:\n%s", want, status)
 		}
 	}
-	// Measured boot: the firmware extends PCR 0 (its code) and 7 (the
-	// Secure Boot policy), GRUB's tpm module 8 (commands, kernel line) and
-	// 9 (the files it loads). The kernel gets no event log from GRUB 2.06
-	// (README), so the log's replay is not checked here.
+	checkMeasuredBoot(t, n, status)
+	// The refusal is GRUB's own check (check_signatures=enforce): it is
+	// tested whatever the checks above found.
+	checkSignedKernelRefused(t, n)
+}
+
+// checkMeasuredBoot: the firmware extends PCRs 0-7 (7: the Secure Boot
+// policy), GRUB's tpm module 8 (commands, kernel line) and 9 (the files
+// it loads), the kernel's EFI stub 9 too (its command line and initrd).
+// GRUB 2.12 starts the kernel through that stub, which hands the kernel
+// the firmware's event log (the efi: line's TPMEventLog=): the log
+// replayed by pithctl boot (internal/tpmlog) must give the TPM's PCRs,
+// 0 to 9 at least. GRUB 2.06 skipped the stub: no log at all.
+func checkMeasuredBoot(t *testing.T, n *Node, status string) {
+	t.Helper()
 	for _, pcr := range []int{0, 7, 8, 9} {
 		v := n.Run("sudo cat /sys/class/tpm/tpm0/pcr-sha256/" + strconv.Itoa(pcr))
 		if strings.Trim(v, "0") == "" {
 			t.Errorf("PCR %d is %q: nothing was measured into it", pcr, v)
 		}
 	}
-	// The refusal is GRUB's own check (check_signatures=enforce): it is
-	// tested whatever the checks above found.
-	checkSignedKernelRefused(t, n)
+	if efi := regexp.MustCompile(`efi: .*`).FindAllString(n.Run("sudo dmesg"), -1); !strings.Contains(strings.Join(efi, "\n"), "TPMEventLog=") {
+		t.Errorf("the kernel's efi: lines name no TPMEventLog (the EFI stub did not run?): %q", efi)
+	}
+	raw, err := base64.StdEncoding.DecodeString(n.Run("sudo base64 -w0 /sys/kernel/security/tpm0/binary_bios_measurements"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFirmwareStartedKernel(t, raw)
+	r := n.Exec("sudo pithctl boot --json")
+	var rep struct {
+		TPM       string `json:"tpm"`
+		PCRsMatch bool   `json:"pcrs_match_event_log"`
+	}
+	if err := json.Unmarshal(r.Stdout, &rep); err != nil {
+		t.Fatalf("pithctl boot --json (exit %d): %v: %s%s", r.ExitStatus, err, r.Stdout, r.Stderr)
+	}
+	m := regexp.MustCompile(`(\d+) events; the event log replays to PCRs ([\d,]+) \(sha256\)`).FindStringSubmatch(rep.TPM)
+	if !rep.PCRsMatch || m == nil {
+		t.Fatalf("pithctl boot: the event log does not replay to the TPM's PCRs: %q", rep.TPM)
+	}
+	replayed := map[string]bool{}
+	for _, p := range strings.Split(m[2], ",") {
+		replayed[p] = true
+	}
+	for p := range 10 {
+		if !replayed[strconv.Itoa(p)] {
+			t.Errorf("the event log has no events for PCR %d (replayed: %s)", p, m[2])
+		}
+	}
+	if !strings.Contains(status, rep.TPM) {
+		t.Errorf("pithctl status does not show pithctl boot's TPM line %q:\n%s", rep.TPM, status)
+	}
+	t.Logf("TPM: %s", rep.TPM)
+}
+
+// TCG PC Client event types of what the firmware's LoadImage logs.
+const (
+	evBootServicesApp = 0x80000003 // PCR 4: an image's Authenticode digest
+	evVarAuthority    = 0x800000e0 // PCR 7: the db entry that verified it
+)
+
+// checkFirmwareStartedKernel: the firmware measured two applications into
+// PCR 4 (GRUB, then the kernel GRUB handed it), and PCR 7's authority
+// events are each distinct: EDK II logs the db certificate that verified
+// an image once per boot, so a kernel signed by GRUB's db key leaves
+// PCR 7 (what a TPM-bound LUKS volume is sealed to) as it was.
+func checkFirmwareStartedKernel(t *testing.T, raw []byte) {
+	t.Helper()
+	l, err := tpmlog.Parse(raw)
+	if err != nil {
+		t.Fatalf("event log: %v", err)
+	}
+	apps, seen := 0, map[string]bool{}
+	for _, e := range l.Events {
+		switch {
+		case e.PCR == 4 && e.Type == evBootServicesApp:
+			apps++
+		case e.PCR == 7 && e.Type == evVarAuthority:
+			if seen[string(e.Data)] {
+				t.Errorf("PCR 7: the same authority was logged twice (%d bytes)", len(e.Data))
+			}
+			seen[string(e.Data)] = true
+		}
+	}
+	if apps < 2 {
+		t.Errorf("PCR 4 has %d EFI applications, want GRUB and the kernel (LoadImage)", apps)
+	}
+	if len(seen) != 1 {
+		t.Errorf("PCR 7 has %d authority events, want 1 (db's certificate, for GRUB and the kernel)", len(seen))
+	}
+	t.Logf("event log: %d events, %d EFI applications in PCR 4, %d authorities in PCR 7", len(l.Events), apps, len(seen))
 }
 
 // secureBootImage builds the suite's image (the built-in config, as make
