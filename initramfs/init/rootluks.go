@@ -89,7 +89,7 @@ func encryptedRoot(root *Device) (*Device, string, error) {
 	}
 	name, err := rootVolumeName(h)
 	if err != nil {
-		return nil, "", &StopError{Msg: fmt.Sprintf("ROOT (%s) is encrypted, but %v: the boot stops here", root.Path, err)}
+		return nil, "", &StopError{Msg: fmt.Sprintf("ROOT (%s) is encrypted, but %v", root.Path, err)}
 	}
 	return &Device{Path: cloudconfig.LuksDevice(name)}, name, nil
 }
@@ -121,7 +121,7 @@ func openRoot(l *logger, c *Cmdline, root, usr *Device) (*Device, *usrMount, err
 	}
 	err = withUSRChroot(m, func(r storage.Runner) error { return storage.OpenRoot(r, root.Path, name) })
 	if err != nil {
-		return nil, nil, &StopError{Msg: fmt.Sprintf("ROOT (%s) is encrypted and the TPM did not open it (%s): the key is sealed to PCR %s, the Secure Boot state and keys, so a changed Secure Boot setup or a cleared or missing TPM keeps it closed; the boot stops here (the README's encrypted ROOT section says how to recover)", root.Path, strings.ReplaceAll(err.Error(), "\n", "; "), storage.TPM2PCRs)}
+		return nil, nil, &StopError{Msg: fmt.Sprintf("ROOT (%s) is encrypted and the TPM did not open it (%s): the key is sealed to PCR %s, the Secure Boot state and keys, so a changed Secure Boot setup or a cleared or missing TPM keeps it closed (README, Encrypted ROOT, says how to recover)", root.Path, strings.ReplaceAll(err.Error(), "\n", "; "), storage.TPM2PCRs)}
 	}
 	if typ, err := FSType(fs.Path); err != nil || typ != "ext4" {
 		return nil, nil, &StopError{Msg: fmt.Sprintf("ROOT's volume %s holds no ext4 (%v): a first boot that encrypted ROOT was cut before it was done; reprovision this machine", fs.Path, orErr(typ, err))}
