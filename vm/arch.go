@@ -44,6 +44,22 @@ func (c *Config) archDefaults() error {
 	return nil
 }
 
+// cpuModel is QEMU's -cpu. Under KVM the host's; under TCG the "max"
+// model, which has what current userspace expects (x86-64-v2 and AVX on
+// amd64). On arm64 its pointer authentication uses QEMU's
+// implementation-defined algorithm instead of the architected QARMA: the
+// guest cannot tell (PAC values are opaque to it), and Debian's kernel signs
+// every return address, which QARMA makes several times slower to emulate.
+func (c Config) cpuModel() string {
+	switch {
+	case c.Accel.Name == "kvm":
+		return "host"
+	case c.Arch == "arm64":
+		return "max,pauth-impdef=on"
+	}
+	return "max"
+}
+
 // machineType is QEMU's -machine of the architecture.
 func (c Config) machineType() string {
 	if c.Arch == "arm64" {

@@ -19,7 +19,7 @@ func TestArchArgs(t *testing.T) {
 		{name: "amd64 stays q35", cfg: Config{Image: "b.qcow2"}, qemu: "qemu-system-x86_64", firmware: BIOS,
 			want: [][]string{{"-machine", "q35"}}, notWant: []string{"AAVMF"}},
 		{name: "arm64 is virt with AAVMF under TCG", cfg: Config{Arch: "arm64", Image: "b.qcow2", Accel: Accel{Name: "kvm"}}, qemu: "qemu-system-aarch64", firmware: UEFI,
-			want: [][]string{{"-machine", "virt"}, {"-cpu", "max"}, {"-accel", "tcg"},
+			want: [][]string{{"-machine", "virt"}, {"-cpu", "max,pauth-impdef=on"}, {"-accel", "tcg"},
 				{"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + AAVMFCode},
 				{"-drive", "if=virtio,format=qcow2,discard=unmap,file=/s/disk.qcow2"}},
 			notWant: []string{"OVMF_CODE", "q35"}},

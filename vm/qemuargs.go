@@ -36,12 +36,7 @@ func (m *Machine) args(vars string, fwcfg map[string]string) []string {
 		"-serial", "chardev:ser0",
 		"-device", "virtio-rng-pci",
 	}
-	if c.Accel.Name == "kvm" {
-		a = append(a, "-cpu", "host")
-	} else {
-		// TCG's "max" model has what current userspace expects (x86-64-v2, AVX).
-		a = append(a, "-cpu", "max")
-	}
+	a = append(a, "-cpu", c.cpuModel())
 	switch {
 	case c.Firmware == UEFI && c.SecureBoot != nil:
 		a = append(a,
