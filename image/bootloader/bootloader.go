@@ -271,9 +271,13 @@ var cfgTemplate = template.Must(template.New("grub.cfg").Parse(`# Pith {{.Versio
 # grubenv holds saved_entry (the good slot) and next_entry (a one-time
 # trial): a trial is booted once and cleared before it runs, so a kernel
 # that panics (panic=10) or is reset by a watchdog falls back to saved_entry.
+{{- if .PCSerial}}
 serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1
 terminal_input console serial
 terminal_output console serial
+{{- else}}
+# The firmware's console is the serial port here (arm64 UEFI has no PC UART).
+{{- end}}
 set timeout={{.Timeout}}
 set timeout_style=menu
 
@@ -360,7 +364,8 @@ func GrubCfg(p Params) ([]byte, error) {
 		Params
 		Slots                         []slotEntry
 		KargsFile, KargsVar, KargsRef string
-	}{Params: p, KargsFile: KargsFile, KargsVar: KargsVar, KargsRef: "${" + KargsVar + "}"}
+		PCSerial                      bool // GRUB's serial terminal on com0, the PC UART
+	}{Params: p, KargsFile: KargsFile, KargsVar: KargsVar, KargsRef: "${" + KargsVar + "}", PCSerial: HasBIOS(p.Arch)}
 	for _, s := range []string{"a", "b"} {
 		if p.USR[s] == "" {
 			return nil, fmt.Errorf("grub.cfg: no PARTUUID for slot %s", s)

@@ -62,6 +62,28 @@ func TestSerialConsole(t *testing.T) {
 	}
 }
 
+// TestGrubSerialTerminal: GRUB's serial terminal is the PC UART (com0),
+// which arm64 UEFI machines do not have (GRUB printed "serial port `com0'
+// isn't found" on every arm64 boot); their firmware console is serial.
+func TestGrubSerialTerminal(t *testing.T) {
+	for _, tc := range []struct {
+		arch string
+		want bool
+	}{{"", true}, {"amd64", true}, {"arm64", false}} {
+		p := params
+		p.Arch = tc.arch
+		cfg, err := GrubCfg(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range []string{"serial --unit=0 ", "terminal_input console serial", "terminal_output console serial"} {
+			if got := strings.Contains(string(cfg), line); got != tc.want {
+				t.Errorf("arch %q: grub.cfg has %q: %v, want %v", tc.arch, line, got, tc.want)
+			}
+		}
+	}
+}
+
 func TestVerityCfg(t *testing.T) {
 	hash := strings.Repeat("0f", 32)
 	for _, tc := range []struct {
