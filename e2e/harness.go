@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -214,19 +215,32 @@ func (n *Node) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), BootTimeout(n.c.Accel))
 }
 
+// BootStopped is what pith-init prints (initramfs/init/run.go) when it
+// stops a boot for good and waits for the operator: the machine will not
+// reach any marker after it.
+const BootStopped = "pith-init: the boot stops here"
+
 // WaitConsole waits until one of markers appears on the console after the
 // previous wait's match, and returns the marker and the time since QEMU
-// started. It fails the test (log attached by the cleanup) on timeout or if
-// QEMU exits.
+// started. It fails the test (log attached by the cleanup) on timeout, if
+// QEMU exits, or at once if pith-init stops the boot (unless BootStopped is
+// one of markers), instead of waiting out BootTimeout.
 func (n *Node) WaitConsole(markers ...string) (string, time.Duration) {
 	n.t.Helper()
 	ctx, cancel := n.ctx()
 	defer cancel()
-	off, m, err := vm.Console{Path: n.M.SerialLog}.WaitFor(ctx, n.offset, n.M.Done(), nil, markers...)
+	watch := markers
+	if !slices.Contains(markers, BootStopped) {
+		watch = append(slices.Clip(markers), BootStopped)
+	}
+	off, m, err := vm.Console{Path: n.M.SerialLog}.WaitFor(ctx, n.offset, n.M.Done(), nil, watch...)
 	if err != nil {
 		n.t.Fatalf("%s: %v", n.Name, err)
 	}
 	n.offset = off
+	if m == BootStopped && !slices.Contains(markers, BootStopped) {
+		n.t.Fatalf("%s: %q on the console while waiting for %q", n.Name, BootStopped, markers)
+	}
 	return m, time.Since(n.Started)
 }
 
