@@ -27,6 +27,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pith-os/pith/image/ami"
+	"github.com/pith-os/pith/image/build"
 	"github.com/pith-os/pith/image/manifest"
 	"github.com/pith-os/pith/vm"
 )
@@ -117,7 +118,12 @@ func (s *fakeIMDS) log() []imdsRequest {
 // cached Debian tree is reused).
 func ec2Image(t *testing.T) string {
 	t.Helper()
-	dir := builtImageDir(t)
+	return ec2ImageOf(t, builtImageDir(t))
+}
+
+// ec2ImageOf is ec2Image for the image in dir, of any architecture.
+func ec2ImageOf(t *testing.T, dir string) string {
+	t.Helper()
 	m, err := manifest.Read(filepath.Join(dir, manifest.FileName))
 	if err != nil {
 		t.Fatal(err)
@@ -126,15 +132,15 @@ func ec2Image(t *testing.T) string {
 		return filepath.Join(dir, "pith.img")
 	}
 	in := m.Inputs
-	cfg := fmt.Sprintf("version: %q\nplatform: ec2\ndebian:\n  suite: %s\n  mirror: %s\n  packages: [%s]\n  kernel: %s\ndisk:\n  size: %d\nformats: [ec2]\nsource_date_epoch: %d\n",
-		m.Version, in.Suite, in.Mirror, strings.Join(in.Packages, ", "), in.KernelPackage, in.DiskSize, in.SourceDateEpoch)
+	cfg := fmt.Sprintf("version: %q\narch: %s\nplatform: ec2\ndebian:\n  suite: %s\n  mirror: %s\n  packages: [%s]\n  kernel: %s\ndisk:\n  size: %d\nformats: [ec2]\nsource_date_epoch: %d\n",
+		m.Version, m.Architecture(), in.Suite, in.Mirror, strings.Join(in.Packages, ", "), in.KernelPackage, in.DiskSize, in.SourceDateEpoch)
 	tmp := t.TempDir()
 	cfgPath := filepath.Join(tmp, "pith.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(tmp, "ec2")
-	args := []string{"build", "--config", cfgPath, "--out", out, "--agent-bin-dir", updBinDir(t)}
+	args := []string{"build", "--config", cfgPath, "--out", out, "--agent-bin-dir", build.AgentDirFor(updBinDir(t), m.Architecture())}
 	if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
 		args = append(args, "--cache", c)
 	}
