@@ -1,10 +1,8 @@
 package initramfs
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,24 +16,8 @@ import (
 // there, as a missing TPM would); without it (a LUKS volume Pith did not
 // make) it refuses at once. Neither boot mounts ROOT or switches root.
 func TestBootQEMURootLuks(t *testing.T) {
-	for _, tool := range []string{"qemu-system-x86_64", "sgdisk", "mksquashfs", "mkfs.ext4", "e2fsck", "apt-get", "dpkg-deb", "cryptsetup"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)
-		}
-	}
 	dir := t.TempDir()
-	vmlinuz, modules, version := debianKernel(t)
-	initBin := filepath.Join(dir, "pith-init")
-	goBuild(t, initBin, "./cmd/pith-init")
-	systemd := filepath.Join(dir, "fakesystemd")
-	goBuild(t, systemd, "./testdata/fakesystemd")
-	initrd := filepath.Join(dir, "initrd")
-	if _, err := Build(context.Background(), Options{
-		KernelVersion: version, ModulesDir: modules, Out: initrd, InitBinary: initBin,
-		CacheDir: pithCache(t), Log: t.Logf, FsckFrom: "/usr",
-	}); err != nil {
-		t.Fatal(err)
-	}
+	vmlinuz, initrd, systemd := storageInitrd(t, dir, "cryptsetup")
 	data := filepath.Join(dir, "vdb.img")
 	mustRun(t, "", "truncate", "-s", "1M", data)
 	const stopped = "the boot stops here (not rebooting)"

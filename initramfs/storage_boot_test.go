@@ -64,6 +64,31 @@ func bootUntil(t *testing.T, kernel, initrd, cmdline, stop, userData, disk, data
 	return log
 }
 
+// storageInitrd checks for the tools (and more), builds pith-init and the
+// fake systemd into dir, and an initramfs of them for the Debian kernel,
+// with the host's e2fsck: what the storage boots share.
+func storageInitrd(t *testing.T, dir string, more ...string) (vmlinuz, initrd, systemd string) {
+	t.Helper()
+	for _, tool := range append([]string{"qemu-system-x86_64", "sgdisk", "mksquashfs", "mkfs.ext4", "e2fsck", "apt-get", "dpkg-deb"}, more...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)
+		}
+	}
+	vmlinuz, modules, version := debianKernel(t)
+	initBin := filepath.Join(dir, "pith-init")
+	goBuild(t, initBin, "./cmd/pith-init")
+	systemd = filepath.Join(dir, "fakesystemd")
+	goBuild(t, systemd, "./testdata/fakesystemd")
+	initrd = filepath.Join(dir, "initrd")
+	if _, err := Build(context.Background(), Options{
+		KernelVersion: version, ModulesDir: modules, Out: initrd, InitBinary: initBin,
+		CacheDir: pithCache(t), Log: t.Logf, FsckFrom: "/usr",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return vmlinuz, initrd, systemd
+}
+
 // bootGuard ends a hung storage boot.
 const bootGuard = 10 * time.Minute
 
@@ -73,24 +98,8 @@ const bootGuard = 10 * time.Minute
 // filesystem: the boot stops with one clear line. The next boot, without
 // user-data, stops too, as ROOT says a first boot was cut half-way.
 func TestBootQEMUStorage(t *testing.T) {
-	for _, tool := range []string{"qemu-system-x86_64", "sgdisk", "mksquashfs", "mkfs.ext4", "e2fsck", "apt-get", "dpkg-deb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)
-		}
-	}
 	dir := t.TempDir()
-	vmlinuz, modules, version := debianKernel(t)
-	initBin := filepath.Join(dir, "pith-init")
-	goBuild(t, initBin, "./cmd/pith-init")
-	systemd := filepath.Join(dir, "fakesystemd")
-	goBuild(t, systemd, "./testdata/fakesystemd")
-	initrd := filepath.Join(dir, "initrd")
-	if _, err := Build(context.Background(), Options{
-		KernelVersion: version, ModulesDir: modules, Out: initrd, InitBinary: initBin,
-		CacheDir: pithCache(t), Log: t.Logf, FsckFrom: "/usr",
-	}); err != nil {
-		t.Fatal(err)
-	}
+	vmlinuz, initrd, systemd := storageInitrd(t, dir)
 	disk, rootHash := makeBootDisk(t, dir, systemd)
 	data := filepath.Join(dir, "vdb.img")
 	mustRun(t, "", "truncate", "-s", "64M", data)
@@ -133,24 +142,8 @@ func TestBootQEMUStorage(t *testing.T) {
 // data disk's partition in place (resize, sizeMiB 0): same start, GUID
 // and label, the bytes on it kept, and boots on.
 func TestBootQEMUStorageConfigDrive(t *testing.T) {
-	for _, tool := range []string{"qemu-system-x86_64", "sgdisk", "mksquashfs", "mkfs.ext4", "e2fsck", "apt-get", "dpkg-deb", "xorriso"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)
-		}
-	}
 	dir := t.TempDir()
-	vmlinuz, modules, version := debianKernel(t)
-	initBin := filepath.Join(dir, "pith-init")
-	goBuild(t, initBin, "./cmd/pith-init")
-	systemd := filepath.Join(dir, "fakesystemd")
-	goBuild(t, systemd, "./testdata/fakesystemd")
-	initrd := filepath.Join(dir, "initrd")
-	if _, err := Build(context.Background(), Options{
-		KernelVersion: version, ModulesDir: modules, Out: initrd, InitBinary: initBin,
-		CacheDir: pithCache(t), Log: t.Logf, FsckFrom: "/usr",
-	}); err != nil {
-		t.Fatal(err)
-	}
+	vmlinuz, initrd, systemd := storageInitrd(t, dir, "xorriso")
 	disk, rootHash := makeBootDisk(t, dir, systemd)
 	data := filepath.Join(dir, "vdb.img")
 	mustRun(t, "", "truncate", "-s", "64M", data)
