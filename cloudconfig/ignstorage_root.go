@@ -30,6 +30,14 @@ func RootSubsystem(name string) string { return RootSubsystemPrefix + name }
 // RootSubsystemPrefix begins RootSubsystem.
 const RootSubsystemPrefix = "pith-root:"
 
+// RootVolumeName reads RootSubsystem back: the volume's name, and whether
+// subsystem is one Pith writes (a name as storage.luks takes it, which
+// becomes a path and a command's argument).
+func RootVolumeName(subsystem string) (string, bool) {
+	name, ok := strings.CutPrefix(subsystem, RootSubsystemPrefix)
+	return name, ok && mdNameRE.MatchString(name)
+}
+
 // RootVolume returns the plan's volume on ROOT, or nil.
 func (p *StoragePlan) RootVolume() *StorageLuks {
 	for i := range p.Luks {

@@ -73,6 +73,11 @@ func TestRootVolumePlan(t *testing.T) {
 	if got := RootSubsystem(v.Name); got != "pith-root:root" {
 		t.Errorf("RootSubsystem = %q", got)
 	}
+	for sub, want := range map[string]string{"pith-root:root": "root", "pith-root:a.b_c-1": "a.b_c-1", "pith-root:": "", "pith-root:../x": "", "pith-root:" + strings.Repeat("a", 33): "", "crypt:root": "", "": ""} {
+		if name, ok := RootVolumeName(sub); name != want && ok || ok != (want != "") {
+			t.Errorf("RootVolumeName(%q) = %q, %v; want %q", sub, name, ok, want)
+		}
+	}
 	var none StoragePlan
 	if none.RootVolume() != nil || none.IsRootVolumeFS("/dev/mapper/root") {
 		t.Error("a plan without a volume on ROOT has one")

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -47,18 +46,14 @@ func parseLuksHeader(b []byte) (h luksHeader, ok bool) {
 	return h, true
 }
 
-// volumeNameRE is a device mapper name Pith makes (cloudconfig's volume
-// names): it becomes a path and a command's argument.
-var volumeNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,31}$`)
-
 // rootVolumeName returns the name an encrypted ROOT opens as; it refuses a
 // LUKS volume Pith did not make (there is no key to try).
 func rootVolumeName(h luksHeader) (string, error) {
 	if h.Version != 2 {
 		return "", fmt.Errorf("it is LUKS%d, not a LUKS2 volume Pith made", h.Version)
 	}
-	name, ok := strings.CutPrefix(h.Subsystem, cloudconfig.RootSubsystemPrefix)
-	if !ok || !volumeNameRE.MatchString(name) {
+	name, ok := cloudconfig.RootVolumeName(h.Subsystem)
+	if !ok {
 		return "", fmt.Errorf("its LUKS2 subsystem is %q, not %s<name>: not a volume Pith made (storage.luks on %s)", h.Subsystem, cloudconfig.RootSubsystemPrefix, cloudconfig.RootDevice)
 	}
 	return name, nil
