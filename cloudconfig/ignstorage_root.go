@@ -66,7 +66,7 @@ func checkRootStorage(p *StoragePlan, cfg *igntypes.Config, bad func(at []any, f
 		}
 	}
 	for i, f := range cfg.Storage.Filesystems {
-		if f.Device == RootDevice {
+		if f.Device == RootDevice && strOf(f.Format) != "" {
 			bad([]any{"storage", "filesystems", i, "device"}, "%s is the system's root partition: only a storage.luks entry may name it (to encrypt it); its filesystem is then made on the volume", RootDevice)
 		}
 	}

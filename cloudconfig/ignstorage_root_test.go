@@ -42,6 +42,7 @@ func TestIgnitionRootLuks(t *testing.T) {
 			[]want{{2, 147, E, "/dev/disk/by-partlabel/ROOT is already used by volume root"}}},
 		{"mkfs on ROOT itself", `{"ignition":{"version":"3.4.0"},"storage":{"filesystems":[{"device":"/dev/disk/by-partlabel/ROOT","format":"ext4","wipeFilesystem":true}]}}`,
 			[]want{{1, 69, E, "only a storage.luks entry may name it"}}},
+		{"ROOT named by an entry without format (Ignition skips it)", `{"ignition":{"version":"3.4.0"},"storage":{"filesystems":[{"device":"/dev/disk/by-partlabel/ROOT"}]}}`, nil},
 		{"ROOT as an array member", `{"ignition":{"version":"3.4.0"},"storage":{"raid":[{"name":"a","level":"raid1","devices":["/dev/disk/by-partlabel/ROOT","/dev/vdc"]}]}}`,
 			[]want{{1, 91, E, "/dev/disk/by-partlabel/ROOT is the system's root partition"}}},
 	} {

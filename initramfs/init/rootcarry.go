@@ -113,6 +113,11 @@ func stashForRootVolume(l *logger, plan *storage.Plan, root *Device) error {
 	if plan.RootVolume() == nil {
 		return nil
 	}
+	// Before ROOT is touched: without a TPM the volume could not be
+	// bound, and ROOT would be lost.
+	if !waitTPM() {
+		return storageStop("encrypting ROOT", fmt.Errorf("no TPM 2.0 (%s after %s): ROOT is bound to the TPM and stays as it is", TPMDevice, tpmWait))
+	}
 	if err := stashRoot(); err != nil {
 		return storageStop("moving ROOT's files to a tmpfs to encrypt ROOT", err)
 	}

@@ -89,9 +89,22 @@ func encryptedRoot(root *Device) (*Device, string, error) {
 	return &Device{Path: cloudconfig.LuksDevice(name)}, name, nil
 }
 
-// tpmWait bounds the wait for the TPM's device node: the driver probes
-// at boot, and a missing TPM is cryptsetup's to report.
-const tpmWait = 5 * time.Second
+// TPMDevice is the kernel's TPM 2.0 resource manager, which systemd's
+// tools use; tpmWait bounds the wait for it (the driver probes at boot).
+const (
+	TPMDevice = "/dev/tpmrm0"
+	tpmWait   = 5 * time.Second
+)
+
+// waitTPM waits up to tpmWait for TPMDevice and reports whether it is there.
+func waitTPM() bool {
+	for deadline := time.Now().Add(tpmWait); !exists(TPMDevice); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
 
 // openRoot opens an encrypted ROOT through the TPM, with the slot's
 // verified USR's cryptsetup, and returns the device to check and mount
@@ -111,9 +124,7 @@ func openRoot(l *logger, c *Cmdline, root, usr *Device) (*Device, *usrMount, err
 	if err != nil {
 		return nil, nil, err
 	}
-	for deadline := time.Now().Add(tpmWait); !exists("/dev/tpmrm0") && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitTPM()
 	err = withUSRChroot(m, func(r storage.Runner) error { return storage.OpenRoot(r, root.Path, name) })
 	if err != nil {
 		return nil, nil, &StopError{Msg: fmt.Sprintf("ROOT (%s) is encrypted and the TPM did not open it (%s): the key is sealed to PCR %s, the Secure Boot state and keys, so a changed Secure Boot setup or a cleared or missing TPM keeps it closed (README, Encrypted ROOT, says how to recover)", root.Path, strings.ReplaceAll(err.Error(), "\n", "; "), storage.TPM2PCRs)}
