@@ -360,8 +360,10 @@ const (
 // again): on first boot after encrypting it (its console says so once),
 // on the boots after through the TPM.
 func checkRootLuks(t *testing.T, n *Node, when string) {
-	if got := n.Run("findmnt -n -r -o SOURCE,FSTYPE,LABEL /"); got != "/dev/mapper/"+e2eRootLuks+" ext4 ROOT" {
-		t.Errorf("%s: findmnt / = %q, want /dev/mapper/%s ext4 ROOT", when, got, e2eRootLuks)
+	// The label by blkid -p: udev has no properties for a device-mapper
+	// device made before it ran, so findmnt would not show it.
+	if got := n.Run("findmnt -n -r -o SOURCE,FSTYPE /; sudo blkid -p -s LABEL -o value /dev/mapper/" + e2eRootLuks); got != "/dev/mapper/"+e2eRootLuks+" ext4\nROOT" {
+		t.Errorf("%s: findmnt / and its label = %q, want /dev/mapper/%s ext4, labelled ROOT", when, got, e2eRootLuks)
 	}
 	part := n.Run("readlink -f /dev/disk/by-partlabel/ROOT")
 	st := n.Run("sudo cryptsetup status " + e2eRootLuks)
