@@ -19,80 +19,80 @@ import (
 // stops (the volume does not open, holds no ext4, or its markers say the
 // stage was cut), as for any storage stage cut half-way.
 
-// Where the init mounts ROOT's stand-in, a view of a mount without what is
-// mounted below it, and the volume's new filesystem.
-const (
-	rootStashDir = "/pith-root-stash"
-	rootViewDir  = "/pith-root-view"
-	rootNewDir   = "/pith-root-new"
-)
+// rootSwap names where the swap happens: the new root (with USR at its
+// /usr), where ROOT's stand-in, a view of a mount without what is mounted
+// below it, and the volume's new filesystem are mounted meanwhile.
+type rootSwap struct{ sysroot, stash, view, newRoot string }
 
-// stashRoot copies ROOT's files (mounted at Sysroot, USR at its /usr) to
-// a tmpfs that then replaces ROOT at Sysroot, USR moved onto it: ROOT's
+// theRootSwap is the init's.
+var theRootSwap = rootSwap{Sysroot, "/pith-root-stash", "/pith-root-view", "/pith-root-new"}
+
+// stashRoot copies ROOT's files (mounted at sysroot, USR at its /usr) to
+// a tmpfs that then replaces ROOT at sysroot, USR moved onto it: ROOT's
 // partition is unmounted, free to be formatted.
-func stashRoot() error {
-	if err := os.MkdirAll(rootStashDir, 0o755); err != nil {
+func (s rootSwap) stashRoot() error {
+	if err := os.MkdirAll(s.stash, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("pith-root", rootStashDir, "tmpfs", 0, "mode=0755"); err != nil {
-		return fmt.Errorf("mount tmpfs on %s: %w", rootStashDir, err)
+	if err := unix.Mount("pith-root", s.stash, "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", s.stash, err)
 	}
-	if err := copyMount(Sysroot, rootStashDir, false); err != nil {
+	if err := s.copyMount(s.stash, false); err != nil {
 		return fmt.Errorf("copying ROOT's files to a tmpfs: %w", err)
 	}
-	return replaceSysroot(rootStashDir)
+	return s.replaceSysroot(s.stash)
 }
 
 // restoreRoot mounts the new ROOT filesystem (dev, ext4) and copies the
-// tmpfs at Sysroot onto it, durably; it then replaces the tmpfs at
-// Sysroot, USR moved onto it.
-func restoreRoot(dev string) error {
-	if err := os.MkdirAll(rootNewDir, 0o755); err != nil {
+// tmpfs at sysroot onto it, durably; it then replaces the tmpfs at
+// sysroot, USR moved onto it.
+func (s rootSwap) restoreRoot(dev string) error {
+	if err := os.MkdirAll(s.newRoot, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount(dev, rootNewDir, "ext4", 0, ""); err != nil {
+	if err := unix.Mount(dev, s.newRoot, "ext4", 0, ""); err != nil {
 		return fmt.Errorf("mount %s: %w", dev, err)
 	}
-	if err := copyMount(Sysroot, rootNewDir, true); err != nil {
+	if err := s.copyMount(s.newRoot, true); err != nil {
 		return fmt.Errorf("copying ROOT's files onto %s: %w", dev, err)
 	}
-	return replaceSysroot(rootNewDir)
+	return s.replaceSysroot(s.newRoot)
 }
 
-// replaceSysroot moves USR from Sysroot/usr to dir/usr, unmounts what is
-// at Sysroot and moves dir's mount there.
-func replaceSysroot(dir string) error {
+// replaceSysroot moves USR from sysroot/usr to dir/usr, unmounts what is
+// at sysroot and moves dir's mount there.
+func (s rootSwap) replaceSysroot(dir string) error {
 	usr := filepath.Join(dir, "usr")
 	if err := os.MkdirAll(usr, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount(filepath.Join(Sysroot, "usr"), usr, "", unix.MS_MOVE, ""); err != nil {
+	if err := unix.Mount(filepath.Join(s.sysroot, "usr"), usr, "", unix.MS_MOVE, ""); err != nil {
 		return fmt.Errorf("moving USR to %s: %w", usr, err)
 	}
-	if err := unix.Unmount(Sysroot, 0); err != nil {
-		return fmt.Errorf("unmounting %s: %w", Sysroot, err)
+	if err := unix.Unmount(s.sysroot, 0); err != nil {
+		return fmt.Errorf("unmounting %s: %w", s.sysroot, err)
 	}
-	if err := unix.Mount(dir, Sysroot, "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("moving %s to %s: %w", dir, Sysroot, err)
+	if err := unix.Mount(dir, s.sysroot, "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("moving %s to %s: %w", dir, s.sysroot, err)
 	}
 	return nil
 }
 
-// copyMount copies the files of the filesystem mounted at src, without
-// the mounts below it (a non-recursive bind shows them), into dst,
-// keeping modes, owners and symlinks (copyTree, as the skeleton's /etc).
-// durable syncs dst before and after the files get their names.
-func copyMount(src, dst string, durable bool) error {
-	if err := os.MkdirAll(rootViewDir, 0o755); err != nil {
+// copyMount copies the files of the filesystem mounted at sysroot,
+// without the mounts below it (a non-recursive bind shows them), into
+// dst, keeping modes, owners and symlinks (copyTree, as the skeleton's
+// /etc). durable syncs dst before and after the files get their names.
+func (s rootSwap) copyMount(dst string, durable bool) error {
+	if err := os.MkdirAll(s.view, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount(src, rootViewDir, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind %s: %w", src, err)
+	if err := unix.Mount(s.sysroot, s.view, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", s.sysroot, err)
 	}
-	err := copyNamed(rootViewDir, dst, durable)
+	err := copyNamed(s.view, dst, durable)
 	// Not lazily: ROOT's partition must be free for luksFormat.
-	if uerr := unix.Unmount(rootViewDir, 0); uerr != nil && err == nil {
-		err = fmt.Errorf("unmounting %s: %w", rootViewDir, uerr)
+	if uerr := unix.Unmount(s.view, 0); uerr != nil && err == nil {
+		err = fmt.Errorf("unmounting %s: %w", s.view, uerr)
 	}
 	return err
 }
@@ -118,7 +118,7 @@ func stashForRootVolume(l *logger, plan *storage.Plan, root *Device) error {
 	if !waitTPM() {
 		return storageStop("encrypting ROOT", fmt.Errorf("no TPM 2.0 (%s after %s): ROOT is bound to the TPM and stays as it is", TPMDevice, tpmWait))
 	}
-	if err := stashRoot(); err != nil {
+	if err := theRootSwap.stashRoot(); err != nil {
 		return storageStop("moving ROOT's files to a tmpfs to encrypt ROOT", err)
 	}
 	l.Printf("Ignition storage: ROOT's files are on a tmpfs while ROOT (%s) is encrypted", root.Path)
@@ -133,7 +133,7 @@ func restoreRootVolume(l *logger, plan *storage.Plan) error {
 		return nil
 	}
 	dev := cloudconfig.LuksDevice(v.Name)
-	if err := restoreRoot(dev); err != nil {
+	if err := theRootSwap.restoreRoot(dev); err != nil {
 		return storageStop("carrying ROOT's files over to "+dev, err)
 	}
 	l.Printf("Ignition storage: ROOT is encrypted: its files are on %s, opened through the TPM (PCR %s) on every boot", dev, storage.TPM2PCRs)
