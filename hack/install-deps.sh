@@ -10,7 +10,7 @@ set -euo pipefail
 
 pkgs=(
   qemu-system-x86 qemu-utils ovmf            # boot images (pith boot, e2e)
-  grub-pc-bin grub-efi-amd64-bin grub-common grub-emu # boot chain (BIOS core.img, UEFI BOOTX64.EFI and pith-pxe.efi; grub-emu runs grub.cfg in tests)
+  grub-pc-bin grub-efi-amd64-bin grub-common grub-emu # boot chain (BIOS core.img, the ISO's and pith-pxe.efi's UEFI GRUB; grub-emu runs grub.cfg in tests); the disk's BOOTX64.EFI is GRUB 2.12, which pith build fetches from bookworm-backports
   mmdebstrap                                 # Debian rootfs for /usr
   squashfs-tools erofs-utils zstd            # read-only USR filesystems
   dosfstools mtools e2fsprogs gdisk          # ESP, OEM/ROOT, GPT checks

@@ -284,3 +284,33 @@ func TestBootCodeAndCore(t *testing.T) {
 		t.Error("Secure Boot BOOTX64.EFI lacks the embedded key or the pgp module")
 	}
 }
+
+// MakeEFIArch runs the Grub's own grub-mkimage on its own modules (2.12's
+// mkimage with 2.12's modules, never the host's 2.06 mkimage), the zero
+// Grub the host's.
+func TestMakeEFIArchGrub(t *testing.T) {
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "lib")
+	os.MkdirAll(filepath.Join(lib, "x86_64-efi"), 0o755)
+	os.WriteFile(filepath.Join(lib, "x86_64-efi", "kernel.img"), nil, 0o644)
+	argsFile := filepath.Join(dir, "args")
+	mk := filepath.Join(dir, "grub-mkimage")
+	os.WriteFile(mk, []byte("#!/bin/sh\necho \"$@\" > "+argsFile+"\n"), 0o755)
+	g := Grub{Lib: lib, MkImage: mk, Version: "2.12-1~bpo12+1"}
+	if err := MakeEFIArch(context.Background(), g, "amd64", filepath.Join(dir, "BOOTX64.EFI"), "CAFE-1234", &SecureConfig{PubKey: "k.pub"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(argsFile)
+	if err != nil {
+		t.Fatalf("the Grub's grub-mkimage did not run: %v", err)
+	}
+	for _, want := range []string{"-O x86_64-efi -d " + filepath.Join(lib, "x86_64-efi") + " ", " --disable-shim-lock --pubkey k.pub ", " linux "} {
+		if !strings.Contains(" "+string(b), want) {
+			t.Errorf("grub-mkimage %s: lacks %q", b, want)
+		}
+	}
+	os.WriteFile(mk, []byte("#!/bin/sh\necho broken >&2; exit 1\n"), 0o755)
+	if err := MakeEFIArch(context.Background(), g, "amd64", filepath.Join(dir, "BOOTX64.EFI"), "CAFE-1234", nil); err == nil || !strings.Contains(err.Error(), mk+" -O x86_64-efi") || !strings.Contains(err.Error(), "broken") {
+		t.Errorf("a failing grub-mkimage: %v", err)
+	}
+}

@@ -13,7 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pith-os/pith/image/apt"
+	"github.com/pith-os/pith/image/bootloader"
 	"github.com/pith-os/pith/image/config"
+	"github.com/pith-os/pith/image/sbom"
 )
 
 // cacheDir is the real cache shared with `pith build`, so the test is fast
@@ -133,6 +135,8 @@ func TestBuildDefault(t *testing.T) {
 		t.Errorf("libssl3 %s is not in the lists the tree was built from", ssl.Version)
 	}
 
+	checkEFIGrub(t, res.Grub)
+
 	// Kernel and modules.
 	if fi, err := os.Stat(res.KernelPath); err != nil || fi.Size() < 1<<20 {
 		t.Errorf("kernel %s: %v", res.KernelPath, err)
@@ -245,6 +249,30 @@ func TestBuildDefault(t *testing.T) {
 		t.Errorf("two builds differ: %s vs %s", h1, h2)
 	}
 	t.Logf("kernel %s, TreeHash %s", res.KernelVersion, h1)
+}
+
+// checkEFIGrub: the default (bookworm) build's UEFI GRUB is Debian's 2.12
+// or later with its own grub-mkimage, and its linux module is the generic
+// EFI loader (the kernel's stub through LoadImage, the initrd through
+// LoadFile2), not 2.06's jump to the 32-bit entry.
+func checkEFIGrub(t *testing.T, g bootloader.Grub) {
+	t.Helper()
+	if sbom.CompareVersions(g.Version, MinEFIGrub) < 0 || g.MkImage == "" {
+		t.Fatalf("UEFI GRUB %+v, want %s or later with its grub-mkimage", g, MinEFIGrub)
+	}
+	out, err := exec.Command(g.MkImage, "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), g.Version) {
+		t.Errorf("%s --version: %v: %s, want %s", g.MkImage, err, out, g.Version)
+	}
+	mod, err := os.ReadFile(filepath.Join(g.Lib, "x86_64-efi", "linux.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"UEFI stub kernel:", "Providing initrd via EFI_LOAD_FILE2_PROTOCOL", "starting image %p"} {
+		if !strings.Contains(string(mod), want) {
+			t.Errorf("GRUB %s's linux.mod lacks %q: not the EFI stub loader", g.Version, want)
+		}
+	}
 }
 
 func TestBuildErrors(t *testing.T) {
