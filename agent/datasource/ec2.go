@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	ec2imds "github.com/pith-os/pith/imds"
 )
 
 // DefaultEC2Wait is how long the EC2 source keeps trying an unreachable
@@ -23,10 +25,11 @@ const DefaultEC2Wait = 2 * time.Minute
 // ec2RetryPause is the pause between tries while waiting for the network.
 const ec2RetryPause = time.Second
 
-// EC2 reads the EC2 instance metadata service: an IMDSv2 session token
-// first (PUT /latest/api/token), then IMDSv1 if the service predates
-// tokens. Metadata comes from /latest/meta-data/, user-data from
-// /latest/user-data (404 there means none was given).
+// EC2 reads the EC2 instance metadata service through package imds
+// (shared with pith-init, which reads the same user-data on first boot):
+// an IMDSv2 session token first (PUT /latest/api/token), then IMDSv1 if
+// the service predates tokens. Metadata comes from /latest/meta-data/,
+// user-data from /latest/user-data (404 there means none was given).
 type EC2 struct {
 	cfg Config
 	// Wait bounds the retries while the service is unreachable. Zero means
@@ -49,70 +52,32 @@ func isEC2Platform(p string) bool {
 	return false
 }
 
-// token asks for an IMDSv2 session token, retrying for up to wait while no
-// service answers. It returns "" (and no error) for a service without
-// IMDSv2, and an error wrapping ErrNotFound when nothing answered.
-func (e *EC2) token(ctx context.Context, wait time.Duration) (string, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		status, tok, err := do(ctx, e.cfg, http.MethodPut, e.cfg.MetadataURL+"/latest/api/token", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
-		switch {
-		case errors.Is(err, errUnreachable):
-			if !time.Now().Before(deadline) {
-				if wait > 0 {
-					return "", fmt.Errorf("%w: no EC2 metadata service answered at %s within %v (is IMDS disabled for this instance?): %v", ErrNotFound, e.cfg.MetadataURL, wait, err)
-				}
-				return "", ErrNotFound
-			}
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err()
-			case <-time.After(ec2RetryPause):
-			}
-			continue
-		case err != nil:
-			return "", err
-		case status == http.StatusOK && len(tok) > 0:
-			return strings.TrimSpace(string(tok)), nil
-		}
-		// No IMDSv2 (404/405/403 from an old or non-EC2 service): try v1.
-		return "", nil
-	}
-}
-
 // Fetch implements Source.
 func (e *EC2) Fetch(ctx context.Context) (*Result, error) {
-	base := e.cfg.MetadataURL
 	wait := e.Wait
 	if wait == 0 && isEC2Platform(e.cfg.Platform()) {
 		wait = DefaultEC2Wait
 	}
-	hdr := map[string]string{}
-	tok, err := e.token(ctx, wait)
-	if err != nil {
-		return nil, err
-	}
-	if tok != "" {
-		hdr["X-aws-ec2-metadata-token"] = tok
-	}
-	get := func(p string) (int, []byte, error) { return do(ctx, e.cfg, http.MethodGet, base+p, hdr) }
-
-	status, id, err := get("/latest/meta-data/instance-id")
-	if err != nil {
-		return nil, err
-	}
+	c := &ec2imds.Client{URL: e.cfg.MetadataURL, Wait: wait, Pause: ec2RetryPause,
+		Do: func(ctx context.Context, method, u string, hdr map[string]string) (int, []byte, error) {
+			return do(ctx, e.cfg, method, u, hdr)
+		}}
+	s, err := c.Open(ctx)
 	switch {
-	case status == http.StatusUnauthorized:
-		return nil, errors.New("the metadata service requires an IMDSv2 token but issued none (is the hop limit too low?)")
-	case status != http.StatusOK:
-		return nil, ErrNotFound // a metadata service, but not EC2's
-	}
-	r := &Result{Metadata: Metadata{InstanceID: strings.TrimSpace(string(id))}}
-	if r.UserData, err = userData(get, "/latest/user-data"); err != nil {
+	case errors.Is(err, ec2imds.ErrNoService) && wait > 0:
+		return nil, fmt.Errorf("%w: %v (is IMDS disabled for this instance?)", ErrNotFound, err)
+	case errors.Is(err, ec2imds.ErrNoService), errors.Is(err, ec2imds.ErrNotEC2):
+		return nil, ErrNotFound
+	case err != nil:
 		return nil, err
 	}
+	r := &Result{Metadata: Metadata{InstanceID: s.InstanceID}}
+	if r.UserData, err = s.UserData(ctx); err != nil {
+		return nil, err
+	}
+	get := s.Get
 	text := func(p string) (string, error) {
-		status, b, err := get("/latest/meta-data/" + p)
+		status, b, err := get(ctx, "/latest/meta-data/"+p)
 		if err != nil {
 			return "", err
 		}

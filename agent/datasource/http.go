@@ -8,63 +8,20 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"time"
+
+	"github.com/pith-os/pith/cloudconfig"
+	ec2imds "github.com/pith-os/pith/imds"
 )
 
 // errUnreachable means no HTTP server answered: the service is absent.
-var errUnreachable = errors.New("metadata service unreachable")
+var errUnreachable = ec2imds.ErrUnreachable
 
 // do sends one request with the configured timeout, retrying connection
 // failures and 5xx answers a few times (the network may still be coming
-// up). It returns the status and body of the last answer.
+// up): package imds's HTTP, which pith-init's EC2 source uses too. It
+// returns the status and body of the last answer.
 func do(ctx context.Context, cfg Config, method, u string, hdr map[string]string) (int, []byte, error) {
-	var lastErr error
-	for attempt := 0; attempt < cfg.Attempts; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return 0, nil, ctx.Err()
-			case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
-			}
-		}
-		status, body, err := doOnce(ctx, cfg, method, u, hdr)
-		if err == nil && status < 500 {
-			return status, body, nil
-		}
-		if err == nil {
-			lastErr = fmt.Errorf("%s %s: HTTP %d", method, u, status)
-			continue
-		}
-		lastErr = err
-	}
-	var ne net.Error
-	var oe *net.OpError
-	if errors.As(lastErr, &oe) || (errors.As(lastErr, &ne) && ne.Timeout()) {
-		return 0, nil, fmt.Errorf("%w: %v", errUnreachable, lastErr)
-	}
-	return 0, nil, lastErr
-}
-
-func doOnce(ctx context.Context, cfg Config, method, u string, hdr map[string]string) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := cfg.Client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := readAllLimited(resp.Body, u)
-	if err != nil {
-		return 0, nil, err
-	}
-	return resp.StatusCode, body, nil
+	return ec2imds.HTTP{Client: cfg.Client, Timeout: cfg.RequestTimeout, Attempts: cfg.Attempts, Max: cloudconfig.MaxSize}.Do(ctx, method, u, hdr)
 }
 
 // DigitalOcean reads DigitalOcean's metadata service: /metadata/v1.json
