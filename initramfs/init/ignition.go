@@ -70,9 +70,10 @@ func checkStorageMarkers(root string) error {
 }
 
 // ignitionFirstBoot runs the first boot's Ignition stages before systemd:
-// it reads the user-data once, from the first present of QEMU's fw_cfg
-// (opt/org.pith/user-data), a config drive and the OEM partition's
-// config.ign (pith install), in pithd's order (firstBootSources), then
+// it reads the user-data once, from the first present of EC2's metadata
+// service (pith.platform=ec2 only), QEMU's fw_cfg (opt/org.pith/user-data),
+// a config drive and the OEM partition's config.ign (pith install), in
+// pithd's order (firstBootSources), then
 // applies the config's kernel arguments (which may reboot once) and its
 // storage. Any error stops the boot (StopError): Ignition fails closed.
 func ignitionFirstBoot(l *logger, c *Cmdline, cmdline string, root, usr *Device) error {
@@ -81,7 +82,7 @@ func ignitionFirstBoot(l *logger, c *Cmdline, cmdline string, root, usr *Device)
 	if err := waitFwCfg(FwCfgACPI, FwCfgByName, fwCfgWait); err != nil {
 		return storageStop("reading fw_cfg user-data", err)
 	}
-	sources, note := firstBootSources("/", cmdline, oemIgnition(c.OEM, c.Wait))
+	sources, note := firstBootSources("/", cmdline, oemIgnition(c.OEM, c.Wait), ec2Reader(l.Printf))
 	if note != "" {
 		l.Printf("Ignition: %s", note)
 	}

@@ -48,15 +48,18 @@ const (
 // firstBootSources returns the sources the initramfs can read, in the
 // order pithd probes them (agent/datasource.Sources) so both take the
 // same config: the platform's own source first (pith.platform=openstack:
-// the config drive), then fw_cfg, the config drive, the OEM partition's
-// config.ign (oem, nil without pith.oem=). pithd's network sources (EC2,
-// DigitalOcean, a config URL) need a network the initramfs does not have:
-// with a config URL on the kernel line, which pithd takes before any
-// other, there is no source here (the note says why) and pithd refuses
-// storage and kernelArguments from it; EC2 and DigitalOcean come after the
-// local sources unless the platform names them (pithd's notice then
-// names both sources).
-func firstBootSources(root, cmdline string, oem oemReader) ([]firstBootSource, string) {
+// the config drive; pith.platform=ec2: EC2's metadata service, read by
+// ec2, nil for none), then fw_cfg, the config drive, the OEM partition's
+// config.ign (oem, nil without pith.oem=). EC2 is read only when the
+// platform names it: elsewhere pithd tries it after the local sources,
+// and bringing a NIC up on every first boot to look would cost each
+// machine without the service the wait. pithd's other network sources
+// (DigitalOcean, a config URL) stay its own: with a config URL on the
+// kernel line, which pithd takes before any other, there is no source
+// here (the note says why) and pithd refuses storage and kernelArguments
+// from it; DigitalOcean comes after the local sources unless the
+// platform names it (pithd's notice then names both sources).
+func firstBootSources(root, cmdline string, oem oemReader, ec2 func() ([]byte, string, error)) ([]firstBootSource, string) {
 	if u := cmdlineValue(cmdline, "pith.config.url", "cloud-config-url"); u != "" {
 		return nil, "the kernel line names a config URL (" + u + "), which pithd reads after boot, with the network: no storage or kernel arguments are applied here"
 	}
@@ -70,6 +73,10 @@ func firstBootSources(root, cmdline string, oem oemReader) ([]firstBootSource, s
 	switch strings.ToLower(cmdlineValue(cmdline, "pith.platform", "coreos.oem.id", "flatcar.oem.id", "ignition.platform.id")) {
 	case "openstack", "configdrive", "config-drive":
 		out = []firstBootSource{cd, fw}
+	case "ec2", "aws":
+		if ec2 != nil {
+			out = append([]firstBootSource{{Name: "EC2 metadata service", Pithd: pithdEC2, Read: ec2}}, out...)
+		}
 	}
 	if oem != nil {
 		out = append(out, firstBootSource{Name: "OEM " + OEMIgnition, Pithd: pithdOEM, Read: func() ([]byte, string, error) {
@@ -151,6 +158,9 @@ func firstBootUserData(sources []firstBootSource) ([]byte, firstBootSource, erro
 		ud, where, err := s.Read()
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
+		}
+		if errors.Is(err, errNoFirstBootConfig) {
+			return nil, firstBootSource{}, nil // Read said why on the console
 		}
 		if me := (*metaDataError)(nil); errors.As(err, &me) {
 			s.metaErr, err = me.err, nil

@@ -19,6 +19,7 @@ func TestFirstBootSources(t *testing.T) {
 	for _, tc := range []struct {
 		cmdline string
 		noOEM   bool
+		noEC2   bool // pith-init gives no EC2 reader
 		want    string
 		note    string
 	}{
@@ -26,17 +27,24 @@ func TestFirstBootSources(t *testing.T) {
 		{cmdline: "pith.platform=qemu", want: "qemu-fw-cfg config-drive oem-ignition"},
 		{cmdline: "pith.platform=openstack", want: "config-drive qemu-fw-cfg oem-ignition"},
 		{cmdline: "coreos.oem.id=configdrive", noOEM: true, want: "config-drive qemu-fw-cfg"},
-		{cmdline: "pith.platform=openstack ignition.platform.id=ec2", want: "qemu-fw-cfg config-drive oem-ignition"},
-		{cmdline: "pith.platform=ec2", want: "qemu-fw-cfg config-drive oem-ignition"},
+		{cmdline: "pith.platform=openstack ignition.platform.id=ec2", want: "ec2 qemu-fw-cfg config-drive oem-ignition"},
+		{cmdline: "pith.platform=ec2", want: "ec2 qemu-fw-cfg config-drive oem-ignition"},
+		{cmdline: "coreos.oem.id=aws", noOEM: true, want: "ec2 qemu-fw-cfg config-drive"},
+		{cmdline: "pith.platform=ec2", noEC2: true, want: "qemu-fw-cfg config-drive oem-ignition"},
+		{cmdline: "pith.platform=ec2 pith.config.url=http://10.0.2.2/ign", note: "names a config URL"},
 		{cmdline: "pith.config.url=http://10.0.2.2/ign", note: "names a config URL (http://10.0.2.2/ign), which pithd reads after boot"},
 		{cmdline: "cloud-config-url=http://x/y pith.platform=openstack", note: "which pithd reads after boot, with the network"},
 	} {
-		t.Run(tc.cmdline, func(t *testing.T) {
+		t.Run(tc.cmdline+map[bool]string{true: " no EC2 reader"}[tc.noEC2], func(t *testing.T) {
 			o := oem
 			if tc.noOEM {
 				o = nil
 			}
-			srcs, note := firstBootSources(t.TempDir(), tc.cmdline, o)
+			ec2 := func() ([]byte, string, error) { return nil, "", nil }
+			if tc.noEC2 {
+				ec2 = nil
+			}
+			srcs, note := firstBootSources(t.TempDir(), tc.cmdline, o, ec2)
 			var got []string
 			for _, s := range srcs {
 				got = append(got, s.Pithd)
@@ -192,7 +200,7 @@ func TestConfigDriveBadMetaData(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			configDriveTree(t, root, map[string][3]string{"sr0": {"config-2", tc.cfg, `{"uuid":`}})
-			sources, _ := firstBootSources(root, "", nil)
+			sources, _ := firstBootSources(root, "", nil, nil)
 			cfg, data, src, err := userDataIgnition(sources)
 			if err != nil || cfg == nil {
 				t.Fatalf("%v %v", cfg, err)

@@ -1,0 +1,136 @@
+package pithinit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/u-root/u-root/pkg/dhclient"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// ec2NIC is the NIC the EC2 source brought up.
+type ec2NIC struct{ link netlink.Link }
+
+func (n *ec2NIC) name() string { return n.link.Attrs().Name }
+
+// firstEthernet picks the NIC the EC2 source uses: the lowest-indexed
+// Ethernet device (not a bridge, bond or veth), which is the instance's
+// primary ENI as the kernel found it first.
+func firstEthernet(links []netlink.Link) netlink.Link {
+	var eth []netlink.Link
+	for _, l := range links {
+		a := l.Attrs()
+		if l.Type() == "device" && a.EncapType == "ether" && len(a.HardwareAddr) == 6 {
+			eth = append(eth, l)
+		}
+	}
+	if len(eth) == 0 {
+		return nil
+	}
+	sort.Slice(eth, func(i, j int) bool { return eth[i].Attrs().Index < eth[j].Attrs().Index })
+	return eth[0]
+}
+
+// ec2NetUp waits for an Ethernet NIC and gets it a DHCPv4 lease with
+// u-root's client, a console line per wait. The NIC is returned also with
+// an error once it was touched, for down.
+func ec2NetUp(ctx context.Context, printf func(string, ...any)) (*ec2NIC, error) {
+	var link netlink.Link
+	for deadline := time.Now().Add(ec2LinkWait); ; {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return nil, fmt.Errorf("listing network links: %w", err)
+		}
+		if link = firstEthernet(links); link != nil {
+			break
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, fmt.Errorf("no Ethernet NIC appeared within %v", ec2LinkWait)
+		}
+		printf("Ignition: waiting for an Ethernet NIC for the EC2 metadata service (%v left)", left.Round(time.Second))
+		time.Sleep(time.Second)
+	}
+	n := &ec2NIC{link}
+	// The lease's Configure writes resolv.conf, in the initramfs only.
+	if err := os.MkdirAll("/etc", 0o755); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(ec2DHCPWait); ; {
+		lease, err := dhcp4(ctx, link)
+		if lease != nil {
+			if err := lease.Configure(); err != nil {
+				return n, fmt.Errorf("configuring %s's DHCPv4 lease: %w", n.name(), err)
+			}
+			m, _ := lease.Message()
+			printf("Ignition: %s is up for the EC2 metadata service: %s from DHCPv4 server %s", n.name(), m.YourIPAddr, m.ServerIdentifier())
+			return n, nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return n, fmt.Errorf("no DHCPv4 lease on %s within %v: %v", n.name(), ec2DHCPWait, err)
+		}
+		printf("Ignition: waiting for a DHCPv4 lease on %s (%v left): %v", n.name(), left.Round(time.Second), err)
+	}
+}
+
+// dhcp4 is one DHCPv4 exchange on link (u-root's dhclient brings it up).
+func dhcp4(ctx context.Context, link netlink.Link) (dhclient.Lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, ec2DHCPTry)
+	defer cancel()
+	err := errors.New("the link did not come up")
+	for r := range dhclient.SendRequests(ctx, []netlink.Link{link}, true, false, dhclient.Config{Timeout: 3 * time.Second, Retries: 2}, 5*time.Second) {
+		if r.Err == nil && r.Lease != nil {
+			return r.Lease, nil
+		}
+		err = r.Err
+	}
+	return nil, err
+}
+
+// down flushes the NIC's IPv4 addresses and its routes and sets it down
+// (which drops its IPv6 addresses), then checks nothing is left.
+func (n *ec2NIC) down() error {
+	addrs, err := netlink.AddrList(n.link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("listing %s's addresses: %w", n.name(), err)
+	}
+	for _, a := range addrs {
+		if err := netlink.AddrDel(n.link, &a); err != nil {
+			return fmt.Errorf("removing %s from %s: %w", a.IPNet, n.name(), err)
+		}
+	}
+	if err := n.flushRoutes(); err != nil {
+		return err
+	}
+	if err := netlink.LinkSetDown(n.link); err != nil {
+		return fmt.Errorf("setting %s down: %w", n.name(), err)
+	}
+	if err := n.flushRoutes(); err != nil {
+		return err
+	}
+	if addrs, err := netlink.AddrList(n.link, netlink.FAMILY_ALL); err != nil || len(addrs) > 0 {
+		return fmt.Errorf("%s still has addresses %v after it was set down (%v)", n.name(), addrs, err)
+	}
+	return nil
+}
+
+// flushRoutes removes the NIC's routes from every table.
+func (n *ec2NIC) flushRoutes() error {
+	filter := &netlink.Route{LinkIndex: n.link.Attrs().Index, Table: unix.RT_TABLE_UNSPEC}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("listing %s's routes: %w", n.name(), err)
+	}
+	for _, r := range routes {
+		if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing route %s from %s: %w", r, n.name(), err)
+		}
+	}
+	return nil
+}
