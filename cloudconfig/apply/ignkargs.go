@@ -11,9 +11,10 @@ import (
 // checkKargsApplied rejects an Ignition config whose kernelArguments this
 // boot's kernel line does not satisfy. The initramfs applies them on
 // first boot (it writes the ESP's grub/kargs and reboots once), from
-// QEMU's fw_cfg, a config drive or the OEM partition's config.ign only: a
-// config from EC2 or a URL reaches only this stage, which cannot change the kernel line of the running
-// boot. Applying the rest as if the arguments were in effect would not be
+// QEMU's fw_cfg, a config drive, the OEM partition's config.ign and, on
+// EC2, the metadata service: a config from a URL, or from EC2 when the
+// service did not answer it, reaches only this stage, which cannot change
+// the kernel line of the running boot. Applying the rest as if the arguments were in effect would not be
 // what was asked (as Ignition, which fails the boot).
 func checkKargsApplied(root, source string, ud *cloudconfig.UserData, rep *cloudconfig.Report) {
 	if ud == nil || ud.Ignition == nil {
@@ -31,6 +32,6 @@ func checkKargsApplied(root, source string, ud *cloudconfig.UserData, rep *cloud
 	}
 	if unmet := cloudconfig.KargsUnmet(k, string(line)); len(unmet) > 0 {
 		rep.Errorf(pos, "kernelArguments",
-			"kernelArguments are not in effect (this boot's kernel line lacks %s): the initramfs applies them on first boot from QEMU fw_cfg user-data, a config drive or the OEM partition's config.ign (pith install) only, the sources it reads without a network (a cloud's metadata service or a config URL needs one), and this config came from %s; a Secure Boot image takes none", strings.Join(unmet, " "), source)
+			"kernelArguments are not in effect (this boot's kernel line lacks %s): %s; a Secure Boot image takes none", strings.Join(unmet, " "), initramfsSources(source))
 	}
 }

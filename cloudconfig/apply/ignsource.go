@@ -37,3 +37,16 @@ func noticeInitramfsSource(root, source string, userData []byte, log *slog.Logge
 		" the disks and kernel line stay as "+initSource+"'s config made them; "+source+"'s own storage and kernelArguments cannot be applied after boot",
 		"initramfs_source", initSource, "source", source)
 }
+
+// initramfsSources says, in the refusal of storage or kernelArguments the
+// initramfs did not apply, where it reads them and why this config, from
+// pithd's source, missed them: on EC2 the initramfs reads the metadata
+// service too, so an EC2 config missed it because the service did not
+// answer in time, or because the kernel line does not name the platform.
+func initramfsSources(source string) string {
+	const from = "the initramfs applies them on first boot from QEMU fw_cfg user-data, a config drive, the OEM partition's config.ign (pith install) or, with pith.platform=ec2 on the kernel line, EC2's metadata service"
+	if source == "ec2" {
+		return from + ", and this config came from ec2, which the initramfs did not reach (no DHCP lease or no answer within its wait: see the boot's console) or did not try (no pith.platform=ec2)"
+	}
+	return from + ", and this config came from " + source + " (a config URL or DigitalOcean's metadata service needs pithd's network)"
+}

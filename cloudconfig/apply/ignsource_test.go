@@ -62,3 +62,19 @@ func TestNoticeInitramfsSource(t *testing.T) {
 		})
 	}
 }
+
+// The refusals say why a config missed the initramfs: EC2's because the
+// service did not answer (or was not tried), a URL's because only pithd
+// has the network.
+func TestInitramfsSources(t *testing.T) {
+	for _, tc := range []struct{ source, want, not string }{
+		{"ec2", "this config came from ec2, which the initramfs did not reach (no DHCP lease or no answer within its wait", "needs pithd's network"},
+		{"kernel-url", "this config came from kernel-url (a config URL or DigitalOcean's metadata service needs pithd's network)", "did not reach"},
+		{"digitalocean", "came from digitalocean (", "did not reach"},
+	} {
+		got := initramfsSources(tc.source)
+		if !strings.Contains(got, tc.want) || strings.Contains(got, tc.not) || !strings.Contains(got, "pith.platform=ec2 on the kernel line, EC2's metadata service") {
+			t.Errorf("initramfsSources(%q) = %q", tc.source, got)
+		}
+	}
+}

@@ -13,8 +13,10 @@ import (
 
 // checkStorageApplied rejects an Ignition config whose storage.disks or
 // storage.filesystems the initramfs did not apply (it reads QEMU's fw_cfg,
-// a config drive or the OEM partition's config.ign only; a config from EC2 or a URL reaches only this
-// stage, which does not partition): writing its files would put them
+// a config drive, the OEM partition's config.ign and, on EC2, the
+// metadata service; a config from a URL, or from EC2 when the service did
+// not answer it, reaches only this stage, which does not partition):
+// writing its files would put them
 // where the missing filesystems should have been. raw is the decompressed
 // user-data, hashed as the initramfs hashed it.
 func checkStorageApplied(root, source string, raw []byte, ud *cloudconfig.UserData, rep *cloudconfig.Report) {
@@ -33,5 +35,5 @@ func checkStorageApplied(root, source string, raw []byte, ud *cloudconfig.UserDa
 		return
 	}
 	rep.Errorf(cloudconfig.Pos{Line: 1, Column: 1}, "storage",
-		"storage.disks/filesystems were not applied: the initramfs applies them on first boot from QEMU fw_cfg user-data, a config drive or the OEM partition's config.ign (pith install) only, the sources it reads without a network (a cloud's metadata service or a config URL needs one), and this config came from %s (or after first boot); its files would land beside the missing filesystems", source)
+		"storage.disks/filesystems were not applied: %s (or after first boot); its files would land beside the missing filesystems", initramfsSources(source))
 }
