@@ -80,17 +80,36 @@ func ec2NetUp(ctx context.Context, printf func(string, ...any)) (*ec2NIC, error)
 }
 
 // dhcp4 is one DHCPv4 exchange on link (u-root's dhclient brings it up).
+// The client runs on its own goroutine, abandoned if it overruns its
+// bound: its transaction id waits for the kernel's RNG (not ready early
+// on a machine without RDRAND or a virtio-rng) before its own timeouts
+// start, and the boot must not hang on it. An abandoned one ends when
+// down takes the link away.
 func dhcp4(ctx context.Context, link netlink.Link) (dhclient.Lease, error) {
 	ctx, cancel := context.WithTimeout(ctx, ec2DHCPTry)
 	defer cancel()
-	err := errors.New("the link did not come up")
-	for r := range dhclient.SendRequests(ctx, []netlink.Link{link}, true, false, dhclient.Config{Timeout: 3 * time.Second, Retries: 2}, 5*time.Second) {
-		if r.Err == nil && r.Lease != nil {
-			return r.Lease, nil
-		}
-		err = r.Err
+	type result struct {
+		lease dhclient.Lease
+		err   error
 	}
-	return nil, err
+	done := make(chan result, 1)
+	go func() {
+		err := errors.New("the link did not come up")
+		for r := range dhclient.SendRequests(ctx, []netlink.Link{link}, true, false, dhclient.Config{Timeout: 3 * time.Second, Retries: 2, LogLevel: dhclient.LogSummary}, 5*time.Second) {
+			if r.Err == nil && r.Lease != nil {
+				done <- result{r.Lease, nil}
+				return
+			}
+			err = r.Err
+		}
+		done <- result{nil, err}
+	}()
+	select {
+	case r := <-done:
+		return r.lease, r.err
+	case <-time.After(ec2DHCPTry + 2*time.Second):
+		return nil, fmt.Errorf("the DHCP client did not return within %v", ec2DHCPTry)
+	}
 }
 
 // down flushes the NIC's IPv4 addresses and its routes and sets it down
