@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -34,6 +35,9 @@ func main() {
 		_, err := os.Stat(d)
 		report("exists"+d, fmt.Sprint(err == nil))
 	}
+	b, err = os.ReadFile("/var/lib/pith/ignition-initramfs.source")
+	report("ignition-source", orErr(strings.TrimSpace(string(b)), err))
+	reportNet()
 	mounts, _ := os.ReadFile("/proc/mounts")
 	for _, l := range strings.Split(string(mounts), "\n") {
 		if f := strings.Fields(l); len(f) > 3 {
@@ -57,4 +61,33 @@ func orErr(s string, err error) string {
 		return "ERR"
 	}
 	return s
+}
+
+// reportNet says what the init left on the NICs: each one's state and
+// address count, and the routes through them (IPv4 and IPv6, but lo's).
+func reportNet() {
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := i.Addrs()
+		report("net "+i.Name, fmt.Sprintf("up=%v addrs=%d", i.Flags&net.FlagUp != 0, len(addrs)))
+	}
+	routes := 0
+	for _, f := range []struct {
+		path string
+		dev  func([]string) string
+	}{
+		{"/proc/net/route", func(f []string) string { return f[0] }},
+		{"/proc/net/ipv6_route", func(f []string) string { return f[len(f)-1] }},
+	} {
+		b, _ := os.ReadFile(f.path)
+		for _, l := range strings.Split(string(b), "\n") {
+			if fs := strings.Fields(l); len(fs) > 1 && fs[0] != "Iface" && f.dev(fs) != "lo" {
+				routes++
+			}
+		}
+	}
+	report("net.routes", fmt.Sprint(routes))
 }

@@ -1,0 +1,96 @@
+package initramfs
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// ec2IMDS is EC2's metadata service with IMDSv2 required: a token from
+// PUT /latest/api/token, and every GET must carry it. It logs what it
+// answered.
+type ec2IMDS struct {
+	userData string
+	mu       sync.Mutex
+	log      []string
+}
+
+func (s *ec2IMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	const tok = "pith-test-token"
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log = append(s.log, fmt.Sprintf("%s %s token=%v", r.Method, r.URL.Path, r.Header.Get("X-aws-ec2-metadata-token") == tok))
+	switch {
+	case r.URL.Path == "/latest/api/token" && r.Method == http.MethodPut && r.Header.Get("X-aws-ec2-metadata-token-ttl-seconds") != "":
+		fmt.Fprint(w, tok)
+	case r.Header.Get("X-aws-ec2-metadata-token") != tok:
+		http.Error(w, "", http.StatusUnauthorized)
+	case r.URL.Path == "/latest/meta-data/instance-id":
+		fmt.Fprint(w, "i-0e2e5eedc0ffee123")
+	case r.URL.Path == "/latest/user-data":
+		fmt.Fprint(w, s.userData)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// TestBootQEMUStorageEC2: on pith.platform=ec2 the first boot brings its
+// NIC up with DHCP (QEMU's user network, link-local as EC2's reach to
+// the service is), reads the Ignition config from the metadata service
+// at 169.254.169.254 (a guestfwd to a fake on the host's 127.0.0.1) with
+// an IMDSv2 token, takes the NIC down again, partitions the data disk
+// and boots on: systemd finds the NIC down without an address or route,
+// and ROOT records the config as EC2's for pithd.
+func TestBootQEMUStorageEC2(t *testing.T) {
+	dir := t.TempDir()
+	vmlinuz, initrd, systemd := storageInitrd(t, dir)
+	relay := filepath.Join(dir, "tcprelay")
+	goBuild(t, relay, "./testdata/tcprelay")
+	disk, rootHash := makeBootDisk(t, dir, systemd)
+	data := filepath.Join(dir, "vdb.img")
+	mustRun(t, "", "truncate", "-s", "64M", data)
+	srv := &ec2IMDS{userData: `{"ignition":{"version":"3.4.0"},"storage":{
+  "disks":[{"device":"/dev/disk/by-id/virtio-data1","wipeTable":true,"partitions":[{"label":"e2edata"}]}]}}`}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv}
+	go hs.Serve(l)
+	t.Cleanup(func() { hs.Close() })
+	// QEMU accepts a guestfwd address only inside its user network.
+	netdev := "user,id=n0,restrict=on,net=169.254.0.0/16,guestfwd=tcp:169.254.169.254:80-cmd:" + relay + " " + l.Addr().String()
+	cmdline := "pith.platform=ec2 pith.slot=a pith.usr=PARTUUID=" + bootUsrUUID + " pith.root=PARTUUID=" + bootRootUUID + " pith.usrhash=" + rootHash
+
+	log := bootUntil(t, vmlinuz, initrd, cmdline, "PITH-TEST: done", "", disk, data,
+		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
+		// RDRAND, as EC2's x86 instances have: the kernel's RNG is then
+		// ready at once, and the DHCP client's transaction id waits on it.
+		"-cpu", "max")
+	expectInOrder(t, log,
+		`first boot: created the ROOT skeleton`,
+		`Ignition: eth0 is up for the EC2 metadata service: 169\.254\.\d+\.\d+ from DHCPv4 server 169\.254\.\d+\.2`,
+		`Ignition: eth0 is down again: no address, no route`,
+		`Ignition: config from EC2 metadata service \(instance i-0e2e5eedc0ffee123\)`,
+		`Ignition storage: 1 disks, 0 arrays, 0 LUKS volumes, 0 filesystems from EC2 metadata service`,
+		`Ignition storage: partition created disk=/dev/disk/by-id/virtio-data1 number=1 label=e2edata`,
+		`Ignition storage: done`,
+		`switching root`,
+		`PITH-TEST: ignition-source=ec2 [0-9a-f]{64}`,
+		`PITH-TEST: net eth0=up=false addrs=0`,
+		`PITH-TEST: net.routes=0`,
+		`PITH-TEST: done`)
+	if out := mustRun(t, "", "sgdisk", "-p", data); !strings.Contains(out, "e2edata") {
+		t.Errorf("the second disk has no e2edata partition:\n%s", out)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	want := []string{"PUT /latest/api/token token=false", "GET /latest/meta-data/instance-id token=true", "GET /latest/user-data token=true"}
+	if strings.Join(srv.log, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the metadata service answered:\n%s\nwant:\n%s", strings.Join(srv.log, "\n"), strings.Join(want, "\n"))
+	}
+}
