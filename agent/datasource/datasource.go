@@ -209,8 +209,9 @@ func Sources(cfg Config) []Source {
 		}
 	}
 	// Last (see the package comment): the initramfs, too, reads config.ign
-	// only when fw_cfg and a config drive, the sources it sees (in this
-	// order, the platform's first), have none.
+	// only when fw_cfg, a config drive and, on pith.platform=ec2, EC2's
+	// metadata service, the sources it sees (in this order, the
+	// platform's first), have none.
 	return append(out, &OEMIgnitionSource{Root: cfg.Root, Cmdline: cfg.Cmdline})
 }
 
