@@ -15,8 +15,8 @@ import (
 // noticeInitramfsSource logs, on first boot, when the initramfs applied
 // kernel arguments or storage from another config than userData, the one
 // this stage got from source (node.IgnitionSourceMarker): a datasource the
-// initramfs cannot reach (a cloud's metadata, which needs the network)
-// came before the one it read. Both are named, so an operator knows
+// initramfs does not read (DigitalOcean's metadata, a config URL: they
+// need pithd's network) came before the one it read. Both are named, so an operator knows
 // which config laid out the disks and which one the rest comes from.
 func noticeInitramfsSource(root, source string, userData []byte, log *slog.Logger) {
 	b, err := os.ReadFile(filepath.Join(root, node.IgnitionSourceMarker))
@@ -33,7 +33,7 @@ func noticeInitramfsSource(root, source string, userData []byte, log *slog.Logge
 		return
 	}
 	log.Warn("first boot: the initramfs applied the kernel arguments and storage of the Ignition config from "+initSource+
-		", but pithd took its user-data from "+source+", a different config ("+source+" comes first in pithd's order and the initramfs cannot read it):"+
+		", but pithd took its user-data from "+source+", a different config ("+source+" comes first in pithd's order and the initramfs did not read it):"+
 		" the disks and kernel line stay as "+initSource+"'s config made them; "+source+"'s own storage and kernelArguments cannot be applied after boot",
 		"initramfs_source", initSource, "source", source)
 }

@@ -31,7 +31,7 @@ func TestNoticeInitramfsSource(t *testing.T) {
 		userData     []byte
 		want         string
 	}{
-		{"another config", marker, other, `first boot: the initramfs applied the kernel arguments and storage of the Ignition config from config-drive, but pithd took its user-data from ec2, a different config (ec2 comes first in pithd's order and the initramfs cannot read it): the disks and kernel line stay as config-drive's config made them; ec2's own storage and kernelArguments cannot be applied after boot" initramfs_source=config-drive source=ec2`},
+		{"another config", marker, other, `first boot: the initramfs applied the kernel arguments and storage of the Ignition config from config-drive, but pithd took its user-data from ec2, a different config (ec2 comes first in pithd's order and the initramfs did not read it): the disks and kernel line stay as config-drive's config made them; ec2's own storage and kernelArguments cannot be applied after boot" initramfs_source=config-drive source=ec2`},
 		{"the same config", marker, cfg, ""},
 		{"the same config, gzipped", marker, gz.Bytes(), ""},
 		{"no marker", "", other, ""},
