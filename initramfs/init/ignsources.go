@@ -19,8 +19,10 @@ import (
 // firstBootSource is one place the first boot's Ignition config can come
 // from. Read returns the user-data and, when it found more precisely
 // where, a name for the console; an error wrapping fs.ErrNotExist when the
-// source is absent; nil data with a nil error when the source is present
-// without user-data (it still wins, as in pithd: the node has no config).
+// source is absent; errNoFirstBootConfig when it may be present but did
+// not answer in time (no config, no later source); nil data with a nil
+// error when the source is present without user-data (it still wins, as
+// in pithd: the node has no config).
 type firstBootSource struct {
 	Name  string // on the console
 	Pithd string // pithd's name for the same source (agent/datasource), for IgnitionSourceMarker
@@ -149,8 +151,8 @@ func configDriveReader(classDir, dev string) func() ([]byte, string, error) {
 }
 
 // firstBootUserData reads the sources in order and returns the first
-// present one's user-data (nil when it has none, or no source is
-// present) and that source, its name made precise by what Read said. A
+// present one's user-data (nil when it has none, no source is present,
+// or one did not answer in time) and that source, its name made precise by what Read said. A
 // source that cannot be read stops the boot: guessing on could apply
 // another config than the one pithd will take.
 func firstBootUserData(sources []firstBootSource) ([]byte, firstBootSource, error) {
