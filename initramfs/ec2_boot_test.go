@@ -44,15 +44,14 @@ func (s *ec2IMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // at 169.254.169.254 (a guestfwd to a fake on the host's 127.0.0.1) with
 // an IMDSv2 token, takes the NIC down again, partitions the data disk
 // and boots on: systemd finds the NIC down without an address or route,
-// and ROOT records the config as EC2's for pithd.
+// and ROOT records the config as EC2's for pithd. Without the service
+// (no guestfwd) the boot waits its bound, says so in one line and boots
+// on without storage, the NIC down all the same.
 func TestBootQEMUStorageEC2(t *testing.T) {
 	dir := t.TempDir()
 	vmlinuz, initrd, systemd := storageInitrd(t, dir)
 	relay := filepath.Join(dir, "tcprelay")
 	goBuild(t, relay, "./testdata/tcprelay")
-	disk, rootHash := makeBootDisk(t, dir, systemd)
-	data := filepath.Join(dir, "vdb.img")
-	mustRun(t, "", "truncate", "-s", "64M", data)
 	srv := &ec2IMDS{userData: `{"ignition":{"version":"3.4.0"},"storage":{
   "disks":[{"device":"/dev/disk/by-id/virtio-data1","wipeTable":true,"partitions":[{"label":"e2edata"}]}]}}`}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -63,34 +62,59 @@ func TestBootQEMUStorageEC2(t *testing.T) {
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close() })
 	// QEMU accepts a guestfwd address only inside its user network.
-	netdev := "user,id=n0,restrict=on,net=169.254.0.0/16,guestfwd=tcp:169.254.169.254:80-cmd:" + relay + " " + l.Addr().String()
-	cmdline := "pith.platform=ec2 pith.slot=a pith.usr=PARTUUID=" + bootUsrUUID + " pith.root=PARTUUID=" + bootRootUUID + " pith.usrhash=" + rootHash
+	const userNet = "user,id=n0,restrict=on,net=169.254.0.0/16"
+	nicDown := []string{`PITH-TEST: net eth0=up=false addrs=0`, `PITH-TEST: net.routes=0`, `PITH-TEST: done`}
 
-	log := bootUntil(t, vmlinuz, initrd, cmdline, "PITH-TEST: done", "", disk, data,
-		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
-		// RDRAND, as EC2's x86 instances have: the kernel's RNG is then
-		// ready at once, and the DHCP client's transaction id waits on it.
-		"-cpu", "max")
-	expectInOrder(t, log,
-		`first boot: created the ROOT skeleton`,
-		`Ignition: eth0 is up for the EC2 metadata service: 169\.254\.\d+\.\d+ from DHCPv4 server 169\.254\.\d+\.2`,
-		`Ignition: eth0 is down again: no address, no route`,
-		`Ignition: config from EC2 metadata service \(instance i-0e2e5eedc0ffee123\)`,
-		`Ignition storage: 1 disks, 0 arrays, 0 LUKS volumes, 0 filesystems from EC2 metadata service`,
-		`Ignition storage: partition created disk=/dev/disk/by-id/virtio-data1 number=1 label=e2edata`,
-		`Ignition storage: done`,
-		`switching root`,
-		`PITH-TEST: ignition-source=ec2 [0-9a-f]{64}`,
-		`PITH-TEST: net eth0=up=false addrs=0`,
-		`PITH-TEST: net.routes=0`,
-		`PITH-TEST: done`)
-	if out := mustRun(t, "", "sgdisk", "-p", data); !strings.Contains(out, "e2edata") {
-		t.Errorf("the second disk has no e2edata partition:\n%s", out)
+	boot := func(t *testing.T, netdev string) string {
+		dir := t.TempDir()
+		disk, rootHash := makeBootDisk(t, dir, systemd)
+		data := filepath.Join(dir, "vdb.img")
+		mustRun(t, "", "truncate", "-s", "64M", data)
+		cmdline := "pith.platform=ec2 pith.slot=a pith.usr=PARTUUID=" + bootUsrUUID + " pith.root=PARTUUID=" + bootRootUUID + " pith.usrhash=" + rootHash
+		log := bootUntil(t, vmlinuz, initrd, cmdline, "PITH-TEST: done", "", disk, data,
+			"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
+			// RDRAND, as EC2's x86 instances have: the kernel's RNG is then
+			// ready at once, and the DHCP client's transaction id waits on it.
+			"-cpu", "max")
+		if out := mustRun(t, "", "sgdisk", "-p", data); strings.Contains(out, "e2edata") != strings.Contains(netdev, "guestfwd") {
+			t.Errorf("the second disk after the boot:\n%s", out)
+		}
+		return log
 	}
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	want := []string{"PUT /latest/api/token token=false", "GET /latest/meta-data/instance-id token=true", "GET /latest/user-data token=true"}
-	if strings.Join(srv.log, "\n") != strings.Join(want, "\n") {
-		t.Errorf("the metadata service answered:\n%s\nwant:\n%s", strings.Join(srv.log, "\n"), strings.Join(want, "\n"))
-	}
+
+	t.Run("imds", func(t *testing.T) {
+		log := boot(t, userNet+",guestfwd=tcp:169.254.169.254:80-cmd:"+relay+" "+l.Addr().String())
+		expectInOrder(t, log, append([]string{
+			`first boot: created the ROOT skeleton`,
+			`Ignition: eth0 is up for the EC2 metadata service: 169\.254\.\d+\.\d+ from DHCPv4 server 169\.254\.\d+\.2`,
+			`Ignition: eth0 is down again: no address, no route`,
+			`Ignition: config from EC2 metadata service \(instance i-0e2e5eedc0ffee123\)`,
+			`Ignition storage: 1 disks, 0 arrays, 0 LUKS volumes, 0 filesystems from EC2 metadata service`,
+			`Ignition storage: partition created disk=/dev/disk/by-id/virtio-data1 number=1 label=e2edata`,
+			`Ignition storage: done`,
+			`switching root`,
+			`PITH-TEST: ignition-source=ec2 [0-9a-f]{64}`,
+		}, nicDown...)...)
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		want := []string{"PUT /latest/api/token token=false", "GET /latest/meta-data/instance-id token=true", "GET /latest/user-data token=true"}
+		if strings.Join(srv.log, "\n") != strings.Join(want, "\n") {
+			t.Errorf("the metadata service answered:\n%s\nwant:\n%s", strings.Join(srv.log, "\n"), strings.Join(want, "\n"))
+		}
+	})
+
+	t.Run("no imds", func(t *testing.T) {
+		log := boot(t, userNet)
+		expectInOrder(t, log, append([]string{
+			`Ignition: eth0 is up for the EC2 metadata service`,
+			`Ignition: waiting for the EC2 metadata service at http://169\.254\.169\.254 \(\d+s left\)`,
+			`Ignition: the EC2 metadata service did not answer at http://169\.254\.169\.254 within 30s: booting on without the instance's storage and kernel arguments`,
+			`Ignition: eth0 is down again: no address, no route`,
+			`switching root`,
+			`PITH-TEST: ignition-source=ERR`,
+		}, nicDown...)...)
+		if strings.Contains(log, "Ignition storage:") || strings.Contains(log, "Ignition: config from") {
+			t.Error("a config was applied without the metadata service")
+		}
+	})
 }
