@@ -48,6 +48,9 @@ type BootResult struct {
 	AgentChanged bool
 	// Changes lists what was changed on the system, in order.
 	Changes []string
+	// StopBoot: a boot's run (not Now) could not apply an Ignition
+	// config, so the boot must stop (Run isolates emergency.target).
+	StopBoot bool
 }
 
 // waitsForUserData reports the datasource whose user-data arrives only
@@ -161,6 +164,7 @@ func Boot(ctx context.Context, s *apply.Stage, o BootOptions) (*BootResult, erro
 		st, err = s.Run(ctx, in)
 	}
 	res.UserData = st
+	res.StopBoot = !o.Now && ignitionFailed(st)
 	if st != nil {
 		for _, e := range st.Report {
 			say(levelOf(e.Severity), "%s/%s:%s", apply.StateDir, apply.UserDataFile, e.String())

@@ -2,6 +2,7 @@ package firstboot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -30,7 +31,8 @@ type Config struct {
 // Run runs the first-boot stage once on the system at
 // cfg.Datasource.Root, with the host's shadow tools, hostname and systemd
 // (agent/units). An error means user-data was not applied (invalid, or a
-// failed apply): the unit fails, the node boots on.
+// failed apply): the unit fails, the node boots on; but an Ignition
+// config that was not applied stops the boot (stopBoot), as Ignition does.
 func Run(ctx context.Context, cfg Config) error {
 	say := func(prio journal.Priority, format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
@@ -48,7 +50,11 @@ func Run(ctx context.Context, cfg Config) error {
 	defer closeUnits()
 	sayLevel := func(l Level, format string, args ...any) { say(journalPriority(l), format, args...) }
 	ap.Log = sayLogger(sayLevel)
-	_, err = Boot(ctx, &apply.Stage{Applier: ap}, BootOptions{Datasource: ds, UseSaved: cfg.UseSaved, Say: sayLevel})
+	res, err := Boot(ctx, &apply.Stage{Applier: ap}, BootOptions{Datasource: ds, UseSaved: cfg.UseSaved, Say: sayLevel})
+	if res != nil && res.StopBoot {
+		sd, _ := ap.Units.(BootStopper) // nil without systemd
+		err = errors.Join(err, stopBoot(ctx, ds.Root, res.UserData, sd, sayLevel))
+	}
 	if err != nil {
 		return fmt.Errorf("pithd firstboot: %w", err)
 	}

@@ -59,3 +59,13 @@ func (s *Systemd) Run(ctx context.Context, name, command string) error {
 	}
 	return err
 }
+
+// Isolate queues an isolate of target (emergency.target when the
+// first-boot stage stops the boot) and returns once systemd took the job,
+// without waiting for it: the caller's own unit is among those it stops.
+// Isolating replaces the queued start jobs of every unit target does not
+// need.
+func (s *Systemd) Isolate(ctx context.Context, target string) error {
+	_, err := s.conn.StartUnitContext(ctx, target, "isolate", nil)
+	return err
+}

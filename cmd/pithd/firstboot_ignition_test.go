@@ -9,13 +9,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pith-os/pith/cloudconfig/apply"
 )
 
 // TestFirstBootIgnitionHash: `pithd firstboot` with Ignition configs whose
 // files carry verification.hash, from a data: URL and over HTTP. A wrong
 // hash fails the command with a message naming it, and nothing of the
 // config is written; first boot is not recorded, so the next boot tries
-// again.
+// again. Only a boot's run says the boot stops (and records it), not --now.
 func TestFirstBootIgnitionHash(t *testing.T) {
 	const body = "fetched\n"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(body)) }))
@@ -56,6 +58,21 @@ func TestFirstBootIgnitionHash(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(root, p)); !os.IsNotExist(err) {
 					t.Errorf("%s exists after a failed config", p)
 				}
+			}
+			// A boot's run would stop the boot; without systemd it says
+			// it cannot, and records the line for pithctl userdata.
+			const stop = "pithd firstboot: systemd is not reachable, so the boot is not stopped as Ignition's would be: the Ignition config from file was not applied ("
+			if stops, _ := apply.ReadBootsStopped(root); !strings.Contains(out, "\n"+stop) || len(stops) != 1 || !strings.Contains(stops[0], stop) {
+				t.Errorf("no stop line, or not recorded (%q):\n%s", stops, out)
+			}
+			// An operator's --now run of it fails alike, and neither stops
+			// nor records a stopped boot.
+			root = accountRoot(t)
+			ud := filepath.Join(t.TempDir(), "user-data")
+			os.WriteFile(ud, []byte(cfg), 0o644)
+			out, err = runFirstBootNow(t, "--now", "--root", root, "--from-file", ud, "--no-units", "--metadata-url", "http://127.0.0.1:1", "--config-drive", "")
+			if stops, _ := apply.ReadBootsStopped(root); err == nil || !strings.Contains(out, "wrong sha512 sum") || strings.Contains(out, "the boot") || stops != nil {
+				t.Errorf("--now: err %v, stopped boots %q, output:\n%s", err, stops, out)
 			}
 		})
 	}

@@ -94,7 +94,11 @@ a pith.config.url= on the kernel line, or --from-file), validate it, and
 apply it: everything on first boot, then on later boots only what coreos-cloudinit
 re-applied (hostname, write_files, /etc/hosts, units). Invalid user-data is
 rejected as a whole and the report goes to the console and the journal; the
-node boots on without it. On the vagrant platform, where user-data comes
+node boots on without it. An Ignition config that cannot be applied (invalid,
+a source not fetched, a wrong hash, an apply error) stops the boot instead,
+as Ignition does: one console line says why, and systemd isolates
+emergency.target, so sshd and pithd never start (not with --now: an
+operator's run never stops a running node). On the vagrant platform, where user-data comes
 after boot, pithd.service waits for it (pithctl userdata apply). Exit status
 1 means user-data was not applied.
 
