@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -65,6 +66,14 @@ report. Exit status 1 when the user-data was rejected or failed to apply.`,
 				fmt.Fprintf(w, "OEM:        %s/cloud-config.yml %s (%d error(s), %d warning(s))\n", "/usr/share/oem", status, oem.Errors, oem.Warnings)
 				for _, e := range oem.Report {
 					fmt.Fprintf(w, "%s/%s:%s\n", apply.StateDir, apply.OEMUserDataFile, e)
+				}
+			}
+			// Kept across boots: a boot stopped by an Ignition config that
+			// could not be applied, after a reboot into a fixed one too.
+			if stops, err := apply.ReadBootsStopped(root); err == nil && len(stops) > 0 && format != "json" {
+				fmt.Fprintf(w, "boots stopped (%s):\n", filepath.Join(apply.StateDir, apply.BootsStoppedFile))
+				for _, l := range stops {
+					fmt.Fprintf(w, "  %s\n", l)
 				}
 			}
 			if st.Waiting != "" {
