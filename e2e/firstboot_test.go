@@ -419,7 +419,9 @@ coreos:
 // bricking the node. All three start before any check, so the test takes
 // one boot's time whatever go test's -parallel is. A fourth machine, with a
 // #! script, has its power cut at the end of first boot and is booted again
-// meanwhile (scriptCutBoot).
+// meanwhile (scriptCutBoot). Once the invalid machine's checks end, a
+// fifth, in its place, has an Ignition config that cannot be applied and
+// must stop its boot (checkIgnitionStops).
 func TestFirstBoot(t *testing.T) {
 	// Up to four guests at once: the three user-data machines and the #!
 	// script machine whose power is cut, booted again beside them.
@@ -485,6 +487,11 @@ func TestFirstBoot(t *testing.T) {
 			n.t = t
 			if m.user == "" {
 				checkRejected(t, n)
+				// Its guest's place then goes to a short-lived one
+				// whose Ignition config stops the boot, beside the
+				// Ignition machine's longer checks.
+				m.c.PowerOff()
+				checkIgnitionStops(t)
 				return
 			}
 			checkApplied(t, n, m.user, m.key, m.hostname)
