@@ -5,6 +5,9 @@
 // unit before pithd.service (which reads the ETCD_*/FLEET_* drop-in the
 // stage writes) and before sshd (so SSH keys are in place); the image ships
 // it as image/rootfs/overlay/usr/lib/systemd/system/pithd-firstboot.service.
+// An Ignition config that a boot's run cannot apply stops the boot there
+// (stopBoot: emergency.target), as Ignition does; other failures let the
+// node boot on with the report.
 // `pithd firstboot --now` (RunNow) runs it again on demand, in full (Boot
 // with Now): pithctl userdata apply execs it, so pithctl imports nothing of
 // agent/.
