@@ -165,11 +165,7 @@ func (n *Node) Start(handler http.Handler) error {
 	n.logs = logs
 	n.fsm.beforePersist = logs.sync.syncAll
 	n.fsm.durable = func(i uint64) error { return logs.sync.waitDurable(i, n.stop) }
-	n.fsm.committed = func(i uint64) {
-		if r := logs.raft.Load(); r != nil {
-			n.committed(i, r.LastIndex())
-		}
-	}
+	n.fsm.committed = n.committed
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
 	if err != nil {
 		logs.Close()

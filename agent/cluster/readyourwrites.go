@@ -231,16 +231,13 @@ func (c *commitNotices) serve(id raft.ServerID) func() {
 }
 
 // committed is told by the state machine that the log is committed and
-// fsynced here through index, the log's last entry being last: every
-// follower whose forwarded request is being served is to be told so,
-// unless later entries are to go out anyway: raft's AppendEntries that
-// carries them carries the commit index too, so under load no notice is
-// added per commit. The notice is written from here when
+// fsynced here through index: every follower whose forwarded request is
+// being served is to be told so. The notice is written from here when
 // that cannot block; else the follower's sender goroutine writes it (it
 // runs only once this goroutine blocks, after the leader applied the
 // entry and began its answer: 100-200 µs later, measured).
-func (n *Node) committed(index, last uint64) {
-	if n.notices.serving.Load() == 0 || last > index {
+func (n *Node) committed(index uint64) {
+	if n.notices.serving.Load() == 0 {
 		return
 	}
 	n.notices.mu.Lock()
