@@ -52,10 +52,6 @@ type fsm struct {
 	// applying waits for this node's fsync, so nothing observable (a
 	// read, a watch event, fleet state) runs ahead of a quorum's disks.
 	durable func(index uint64) error
-	// committed, when set, is told each entry's index once it is
-	// committed and durable here, before it is applied (commit notices,
-	// readyourwrites.go).
-	committed func(index uint64)
 	// applied is the last entry applied here (see Node.WaitApplied).
 	applied appliedIndex
 	// config is the last configuration entry applied here.
@@ -99,9 +95,6 @@ func (f *fsm) Apply(l *raft.Log) any {
 			// state that may be lost. etcd stops the same way.
 			panic(fmt.Sprintf("raft log entry %d cannot be made durable: %v", l.Index, err))
 		}
-	}
-	if f.committed != nil {
-		f.committed(l.Index)
 	}
 	defer f.applied.set(l.Index)
 	if l.Type != raft.LogCommand || len(l.Data) == 0 {

@@ -165,7 +165,6 @@ func (n *Node) Start(handler http.Handler) error {
 	n.logs = logs
 	n.fsm.beforePersist = logs.sync.syncAll
 	n.fsm.durable = func(i uint64) error { return logs.sync.waitDurable(i, n.stop) }
-	n.fsm.committed = n.committed
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
 	if err != nil {
 		logs.Close()
@@ -184,7 +183,7 @@ func (n *Node) Start(handler http.Handler) error {
 		return fmt.Errorf("--initial-advertise-peer-urls: %w", err)
 	}
 	trans := timedTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: raftStream{m: n.mux, advertise: advertisedAddr(adv)}, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl}),
-		stats: &n.stats, durable: logs.sync.durableIndex, notices: &n.notices}
+		stats: &n.stats, durable: logs.sync.durableIndex, acked: n.notices.acked, sent: n.notices.sent}
 	n.trans = trans
 	n.notices.mu.Lock()
 	n.notices.start = func(id raft.ServerID, p *noticePeer) {

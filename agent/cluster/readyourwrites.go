@@ -18,17 +18,8 @@ package cluster
 // forwarding follower the AppendEntries raft would send, with no entries:
 // its previous entry is the answer's entry (the follower accepts it only if
 // its log holds that entry, so their logs match up to it), and its commit
-// index is that index, which is committed and fsynced on the leader.
+// index is that index, which is committed and applied on the leader.
 // Notices to one follower are sent one at a time and coalesced.
-//
-// As etcd's, the notice leaves when the entry commits (and is fsynced
-// here), not when the leader has applied it and answered, to every
-// follower whose forwarded request is being served. It is written on
-// raft's replication pipeline to that follower, after the entry itself:
-// the follower then takes it as soon as it has stored the entry, without
-// waiting for the leader to hear that it did (when it is the slower of
-// the two followers, half the time at one client, that took one more
-// round trip).
 
 import (
 	"context"
@@ -115,11 +106,7 @@ func (w *answerWriter) Flush() {
 // stampAnswers wraps the peer port's handler with answerWriter.
 func (n *Node) stampAnswers(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		follower := r.Header.Get(ForwardedHeader)
-		if follower != "" && follower != n.id {
-			defer n.notices.serve(raft.ServerID(follower))()
-		}
-		h.ServeHTTP(&answerWriter{ResponseWriter: w, n: n, follower: follower}, r)
+		h.ServeHTTP(&answerWriter{ResponseWriter: w, n: n, follower: r.Header.Get(ForwardedHeader)}, r)
 	})
 }
 
@@ -129,23 +116,16 @@ type commitNotices struct {
 	peers map[raft.ServerID]*noticePeer
 	// start runs a follower's sender; nil until the node starts.
 	start func(id raft.ServerID, p *noticePeer)
-	// serving counts the followers' forwarded requests being served.
-	serving atomic.Int64
 }
 
 type noticePeer struct {
-	// want is the highest index to tell this follower is committed;
+	// want is the highest index an answer to this follower reflected;
 	// match the last index it acknowledged holding, told the highest
 	// commit index raft's own AppendEntries carried to it (both set by the
-	// transport), sent the highest a notice carried. Under load raft's
-	// next batch tells the follower the commit index anyway: no notice
-	// then.
-	want, match, told, sent atomic.Uint64
-	kick                    chan struct{}
-	// serving counts this follower's forwarded requests being served.
-	serving atomic.Int64
-	// pipe is raft's replication pipeline to the follower, while open.
-	pipe atomic.Pointer[watchedPipeline]
+	// transport). Under load raft's next batch tells the follower the
+	// commit index anyway: no notice then.
+	want, match, told atomic.Uint64
+	kick              chan struct{}
 	// addr is the follower's peer address, looked up once.
 	addr raft.ServerAddress
 }
@@ -195,82 +175,6 @@ func (c *commitNotices) acked(id raft.ServerID, index uint64) {
 	}
 }
 
-// rejected records that follower id refused an AppendEntries: its log
-// ends at last, so notices start again from there.
-func (c *commitNotices) rejected(id raft.ServerID, last uint64) {
-	p := c.peer(id)
-	lower(&p.match, last)
-	lower(&p.sent, last)
-}
-
-func lower(v *atomic.Uint64, to uint64) {
-	for {
-		old := v.Load()
-		if old <= to || v.CompareAndSwap(old, to) {
-			return
-		}
-	}
-}
-
-// pipeOpened and pipeClosed follow raft's replication pipeline to id.
-func (c *commitNotices) pipeOpened(id raft.ServerID, w *watchedPipeline) { c.peer(id).pipe.Store(w) }
-func (c *commitNotices) pipeClosed(id raft.ServerID, w *watchedPipeline) {
-	c.peer(id).pipe.CompareAndSwap(w, nil)
-}
-
-// serve counts a request forwarded by follower id until the returned
-// function is called.
-func (c *commitNotices) serve(id raft.ServerID) func() {
-	p := c.peer(id)
-	p.serving.Add(1)
-	c.serving.Add(1)
-	return func() {
-		p.serving.Add(-1)
-		c.serving.Add(-1)
-	}
-}
-
-// committed is told by the state machine that the log is committed and
-// fsynced here through index: every follower whose forwarded request is
-// being served is to be told so. The notice is written from here when
-// that cannot block; else the follower's sender goroutine writes it (it
-// runs only once this goroutine blocks, after the leader applied the
-// entry and began its answer: 100-200 µs later, measured).
-func (n *Node) committed(index uint64) {
-	if n.notices.serving.Load() == 0 {
-		return
-	}
-	n.notices.mu.Lock()
-	defer n.notices.mu.Unlock()
-	for _, p := range n.notices.peers {
-		if p.serving.Load() > 0 {
-			raise(&p.want, index)
-			if !n.noticeNow(p) {
-				p.poke()
-			}
-		}
-	}
-}
-
-// noticeNow writes the notice due to p on its pipeline if that cannot
-// block, reporting whether nothing is left to send.
-func (n *Node) noticeNow(p *noticePeer) bool {
-	match, pipe := p.match.Load(), p.pipe.Load()
-	if pipe == nil {
-		return false
-	}
-	idx := min(p.want.Load(), max(match, pipe.shipped.Load()))
-	if idx <= max(p.sent.Load(), p.told.Load()) {
-		return true
-	}
-	req, err := n.commitNotice(idx)
-	if err != nil || !pipe.tryNotify(req, match) {
-		return false
-	}
-	raise(&p.sent, idx)
-	return true
-}
-
 // sent records that raft sent follower id an AppendEntries that commits
 // through index once the follower accepts it.
 func (c *commitNotices) sent(id raft.ServerID, index uint64) {
@@ -292,86 +196,38 @@ func (n *Node) notifyCommit(id raft.ServerID, index uint64) {
 // sendNotices tells follower id the commit index wanted for it, as far as
 // the follower holds the log.
 func (n *Node) sendNotices(id raft.ServerID, p *noticePeer) {
+	var sent uint64
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-p.kick:
 		}
-		if err := n.sendNotice(id, p); err != nil {
-			n.log.Debug("commit notice", "follower", id, "err", err)
+		idx := min(p.want.Load(), p.match.Load())
+		if idx <= max(sent, p.told.Load()) {
+			continue
+		}
+		resp, err := n.sendCommit(id, p, idx)
+		switch {
+		case err != nil:
+			n.log.Debug("commit notice", "follower", id, "index", idx, "err", err)
+		case !resp.Success:
+			// Its log is not what the last acknowledgement said (a new
+			// term truncated it): trust its answer instead.
+			p.match.Store(min(resp.LastLog, p.match.Load()))
+		default:
+			sent = idx
 		}
 	}
 }
 
-// sendNotice sends follower id one notice if one is due: on the pipeline
-// when open (no wait for the answer), else as an RPC once the follower
-// acknowledged the entry.
-func (n *Node) sendNotice(id raft.ServerID, p *noticePeer) error {
-	match, pipe := p.match.Load(), p.pipe.Load()
-	held := match
-	if pipe != nil {
-		held = max(held, pipe.shipped.Load())
-	}
-	idx := min(p.want.Load(), held)
-	if idx <= max(p.sent.Load(), p.told.Load()) {
-		return nil
-	}
-	req, err := n.commitNotice(idx)
-	if err != nil {
-		return err
-	}
-	if pipe != nil {
-		ok, err := pipe.notify(req, match)
-		if ok {
-			raise(&p.sent, idx)
-			return nil
-		}
-		if err != nil || idx > match {
-			return err
-		}
-	}
-	resp, err := n.sendCommit(id, p, req)
-	switch {
-	case err != nil:
-		return err
-	case !resp.Success:
-		// Its log is not what the last acknowledgement said (a new
-		// term truncated it): trust its answer instead.
-		lower(&p.match, resp.LastLog)
-	default:
-		raise(&p.sent, idx)
-	}
-	return nil
-}
-
-// commitNotice is an empty AppendEntries whose previous entry is index
-// and whose commit index is index.
-func (n *Node) commitNotice(index uint64) (*raft.AppendEntriesRequest, error) {
+// sendCommit sends follower id an empty AppendEntries whose previous entry
+// is index and whose commit index is index.
+func (n *Node) sendCommit(id raft.ServerID, p *noticePeer, index uint64) (*raft.AppendEntriesResponse, error) {
 	term := n.readyTerm.Load()
 	if term == 0 || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
 		return nil, ErrNotLeader
 	}
-	// Entries since this leader's barrier are of its term; older ones are
-	// read from the log.
-	prevTerm := term
-	if index < n.termStart.Load() {
-		var l raft.Log
-		if err := n.logs.GetLog(index, &l); err != nil {
-			return nil, err
-		}
-		prevTerm = l.Term
-	}
-	self := n.trans.EncodePeer(raft.ServerID(n.id), n.trans.LocalAddr())
-	return &raft.AppendEntriesRequest{
-		RPCHeader:    raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(n.id), Addr: self},
-		Term:         term,
-		PrevLogEntry: index, PrevLogTerm: prevTerm, LeaderCommitIndex: index,
-	}, nil
-}
-
-// sendCommit sends follower id the notice req as an RPC.
-func (n *Node) sendCommit(id raft.ServerID, p *noticePeer, req *raft.AppendEntriesRequest) (*raft.AppendEntriesResponse, error) {
 	if p.addr == "" {
 		f := n.raft.GetConfiguration()
 		if err := f.Error(); err != nil {
@@ -387,6 +243,22 @@ func (n *Node) sendCommit(id raft.ServerID, p *noticePeer, req *raft.AppendEntri
 		}
 	}
 	addr := p.addr
+	// Entries since this leader's barrier are of its term; older ones are
+	// read from the log.
+	prevTerm := term
+	if index < n.termStart.Load() {
+		var l raft.Log
+		if err := n.logs.GetLog(index, &l); err != nil {
+			return nil, err
+		}
+		prevTerm = l.Term
+	}
+	self := n.trans.EncodePeer(raft.ServerID(n.id), n.trans.LocalAddr())
+	req := &raft.AppendEntriesRequest{
+		RPCHeader:    raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(n.id), Addr: self},
+		Term:         term,
+		PrevLogEntry: index, PrevLogTerm: prevTerm, LeaderCommitIndex: index,
+	}
 	var resp raft.AppendEntriesResponse
 	if err := n.trans.AppendEntries(id, addr, req, &resp); err != nil {
 		p.addr = "" // it may have moved: look it up again

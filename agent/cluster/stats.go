@@ -3,7 +3,6 @@ package cluster
 import (
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -86,23 +85,24 @@ func (s *leaderStats) follower(id string) *followerStats {
 // has fsynced (durable): raft counts the leader's copy toward a commit
 // once written, before the background fsync (walsync.go), and a follower
 // must not apply an entry that only it and an unsynced leader hold. And it
-// tells the commit notices (readyourwrites.go) what each follower
-// acknowledged, what raft's own requests told it, and which pipeline
-// carries its entries.
+// reports what each follower acknowledged (acked) for commit notices.
 type timedTransport struct {
 	*raft.NetworkTransport
 	stats   *leaderStats
 	durable func() uint64
-	notices *commitNotices
+	acked   func(id raft.ServerID, index uint64)
+	// sent is told the commit index an AppendEntries carries (raft's own;
+	// commit notices need not repeat it).
+	sent func(id raft.ServerID, index uint64)
 }
 
 func (t timedTransport) clamp(id raft.ServerID, args *raft.AppendEntriesRequest) {
 	if t.durable != nil && args.LeaderCommitIndex > 0 {
 		args.LeaderCommitIndex = min(args.LeaderCommitIndex, t.durable())
 	}
-	if t.notices != nil && args.LeaderCommitIndex > 0 {
+	if t.sent != nil && args.LeaderCommitIndex > 0 {
 		// The follower commits no further than what it holds.
-		t.notices.sent(id, min(args.LeaderCommitIndex, ackedThrough(args)))
+		t.sent(id, min(args.LeaderCommitIndex, ackedThrough(args)))
 	}
 }
 
@@ -120,8 +120,8 @@ func (t timedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 		f.fail()
 	} else {
 		f.succ(time.Since(start))
-		if resp.Success && t.notices != nil {
-			t.notices.acked(id, ackedThrough(args))
+		if resp.Success && t.acked != nil {
+			t.acked(id, ackedThrough(args))
 		}
 	}
 	return err
@@ -134,16 +134,11 @@ func (t timedTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Serv
 	}
 	w := &watchedPipeline{AppendPipeline: p, t: t, id: id, out: make(chan raft.AppendFuture, 128), done: make(chan struct{})}
 	go w.relay()
-	if t.notices != nil {
-		t.notices.pipeOpened(id, w)
-	}
 	return w, nil
 }
 
 // watchedPipeline clamps pipelined requests and reads their answers on the
-// way to raft. Commit notices to the follower are written on it too, after
-// the entries they commit: the follower reads a connection's requests in
-// order, so it holds the entry when the notice naming it arrives.
+// way to raft.
 type watchedPipeline struct {
 	raft.AppendPipeline
 	t    timedTransport
@@ -151,78 +146,18 @@ type watchedPipeline struct {
 	out  chan raft.AppendFuture
 	done chan struct{}
 	once sync.Once
-	// mu keeps a request's write and its place in the queue of answers
-	// together: raft's replication and the notices share the connection.
-	mu sync.Mutex
-	// shipped is the last entry index written on the connection;
-	// inflight counts the requests written whose answers raft has not
-	// been handed yet.
-	shipped  atomic.Uint64
-	inflight atomic.Int64
 }
 
 func (p *watchedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
 	p.t.clamp(p.id, args)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f, err := p.AppendPipeline.AppendEntries(args, resp)
-	if err == nil {
-		p.inflight.Add(1)
-		if len(args.Entries) > 0 {
-			raise(&p.shipped, ackedThrough(args))
-		}
-	}
-	return f, err
-}
-
-// notify writes req, a commit notice, when the follower is sure to hold
-// the entry it names (req.PrevLogEntry) by the time it reads it: the entry
-// went out on this connection before, or the follower acknowledged it
-// (held). Its answer reaches raft like any other.
-func (p *watchedPipeline) notify(req *raft.AppendEntriesRequest, held uint64) (bool, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.notifyLocked(req, held)
-}
-
-// tryNotify is notify for a caller that must not wait (the state
-// machine's goroutine): it writes only when no other write is under way
-// and every answer was read, so neither the write nor the hand-off to the
-// answer reader blocks (raft's transport reads answers in order, one
-// request at a time past the first).
-func (p *watchedPipeline) tryNotify(req *raft.AppendEntriesRequest, held uint64) bool {
-	if !p.mu.TryLock() {
-		return false
-	}
-	defer p.mu.Unlock()
-	if p.inflight.Load() > 0 {
-		return false
-	}
-	ok, _ := p.notifyLocked(req, held)
-	return ok
-}
-
-func (p *watchedPipeline) notifyLocked(req *raft.AppendEntriesRequest, held uint64) (bool, error) {
-	if req.PrevLogEntry > max(p.shipped.Load(), held) {
-		return false, nil
-	}
-	if _, err := p.AppendPipeline.AppendEntries(req, new(raft.AppendEntriesResponse)); err != nil {
-		return false, err
-	}
-	p.inflight.Add(1)
-	return true, nil
+	return p.AppendPipeline.AppendEntries(args, resp)
 }
 
 func (p *watchedPipeline) Consumer() <-chan raft.AppendFuture { return p.out }
 
 func (p *watchedPipeline) Close() error {
 	err := p.AppendPipeline.Close()
-	p.once.Do(func() {
-		close(p.done)
-		if p.t.notices != nil {
-			p.t.notices.pipeClosed(p.id, p)
-		}
-	})
+	p.once.Do(func() { close(p.done) })
 	return err
 }
 
@@ -233,13 +168,8 @@ func (p *watchedPipeline) relay() {
 		case <-p.done:
 			return
 		case f := <-in:
-			p.inflight.Add(-1)
-			if f.Error() == nil && p.t.notices != nil {
-				if resp := f.Response(); resp.Success {
-					p.t.notices.acked(p.id, ackedThrough(f.Request()))
-				} else if resp.Term <= f.Request().Term {
-					p.t.notices.rejected(p.id, resp.LastLog)
-				}
+			if f.Error() == nil && f.Response().Success && p.t.acked != nil {
+				p.t.acked(p.id, ackedThrough(f.Request()))
 			}
 			select {
 			case p.out <- f:
