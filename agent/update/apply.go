@@ -107,9 +107,6 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 	if err != nil {
 		return err
 	}
-	if err := a.downloadBootSigs(ctx, c, m, dl, files); err != nil {
-		return err
-	}
 
 	a.setPhase(node.PhaseWriting)
 	if err := a.slots.Invalidate(target); err != nil {
@@ -155,15 +152,24 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 
 // download fetches and verifies the release's payloads into dl (the USR
 // delta in place of the whole USR when useDelta) and returns their paths
-// by payload name.
+// by payload name. The kernel and initrd come first: on a machine with a
+// signed boot chain their signatures are checked (downloadBootSigs)
+// before the USR, by far the largest, is fetched, so a release this
+// machine refuses costs a few MiB and not the USR, nor its hashing again
+// on every retry.
 func (a *Agent) download(ctx context.Context, c *channels.Client, m *channels.Manifest, dl string, useDelta bool, timing map[string]float64) (map[string]string, error) {
 	files := map[string]string{}
 	start := time.Now()
-	names := []string{channels.PayloadUSR, channels.PayloadKernel, channels.PayloadInitrd}
+	usr := channels.PayloadUSR
 	if useDelta {
-		names[0] = channels.PayloadUSRDelta
+		usr = channels.PayloadUSRDelta
 	}
-	for _, name := range names {
+	for _, name := range []string{channels.PayloadKernel, channels.PayloadInitrd, usr} {
+		if name == usr {
+			if err := a.downloadBootSigs(ctx, c, m, dl, files); err != nil {
+				return nil, err
+			}
+		}
 		p, ok := m.Payload(name)
 		if !ok {
 			return nil, fmt.Errorf("update: release %s has no %s payload", m.Version, name)

@@ -4,8 +4,9 @@ package update
 // of its kernel, initrd and verity cfg by the key embedded in the signed
 // GRUB (image/secureboot). A machine whose ESP carries that key
 // (pith/boot.pub) takes only releases carrying those signatures by it,
-// checked after download and before anything is written, so a release
-// built with other keys is refused instead of leaving a slot GRUB rejects.
+// checked once the kernel and initrd are downloaded, before the USR is and
+// before anything is written, so a release built with other keys is
+// refused instead of leaving a slot GRUB rejects.
 
 import (
 	"bytes"

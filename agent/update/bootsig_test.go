@@ -57,7 +57,7 @@ func publishSigned(t *testing.T, cs *channelServer, version string, keys *secure
 // On a machine whose ESP holds the boot chain's key, a release applies only
 // with boot signatures by that key, which go beside the slot's kernel,
 // initrd and verity cfg; any other release is refused before the slot is
-// touched.
+// touched, and before its USR is downloaded.
 func TestAgentBootSignatures(t *testing.T) {
 	mine, other := t.TempDir(), t.TempDir()
 	for _, d := range []string{mine, other} {
@@ -72,6 +72,7 @@ func TestAgentBootSignatures(t *testing.T) {
 		}
 		return k
 	}
+	isUSR := func(path string) bool { return strings.HasPrefix(path, "/1.1.0/usr") }
 	for _, tc := range []struct {
 		name string
 		keys *secureboot.Keys
@@ -99,10 +100,16 @@ func TestAgentBootSignatures(t *testing.T) {
 				if _, err := os.Stat(fs.KernelPath("b")); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("kernel of slot b written: %v", err)
 				}
+				if got := cs.requested(); slices.ContainsFunc(got, isUSR) {
+					t.Errorf("the refused release's USR was downloaded: %v", got)
+				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if got := cs.requested(); !slices.ContainsFunc(got, isUSR) {
+				t.Fatalf("requests %v: none of the USR (the test's name of its payload is stale)", got)
 			}
 			for _, f := range []string{fs.KernelPath("b"), fs.InitrdPath("b"), filepath.Join(fs.dir, "verity-b.cfg")} {
 				sig, err := os.ReadFile(f + secureboot.SigSuffix)
