@@ -164,23 +164,24 @@ func answerAll(batch []*proposal, err error) {
 }
 
 func (n *Node) sendProposals(batch []*proposal) {
-	addr, _ := n.raft.LeaderWithID()
+	addr, ctx, cancel := n.toLeader(context.Background())
+	defer cancel()
 	if addr == "" {
 		answerAll(batch, ErrNoLeader)
 		return
 	}
-	n.postProposals("http://"+string(addr), batch)
+	n.postProposals(ctx, "http://"+addr, batch)
 }
 
 // postProposals sends a batch to the leader at base and hands out its
-// answers.
-func (n *Node) postProposals(base string, batch []*proposal) {
+// answers; ctx ends when that leader is lost (toLeader).
+func (n *Node) postProposals(ctx context.Context, base string, batch []*proposal) {
 	var body bytes.Buffer
 	for _, p := range batch {
 		body.Write(binary.AppendUvarint(nil, uint64(len(p.data))))
 		body.Write(p.data)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+n.applyWait())
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second+n.applyWait())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+proposalsPath, &body)
 	if err != nil {
@@ -195,7 +196,7 @@ func (n *Node) postProposals(base string, batch []*proposal) {
 			answerAll(batch, ErrNoLeader) // never left: the leader is gone
 			return
 		}
-		answerAll(batch, fmt.Errorf("forwarding to the leader, the write may or may not be applied: %w", err))
+		answerAll(batch, fmt.Errorf("forwarding to the leader, the write may or may not be applied: %w", lostLeader(ctx, err)))
 		return
 	}
 	defer resp.Body.Close()
@@ -217,7 +218,7 @@ func (n *Node) postProposals(base string, batch []*proposal) {
 	for i, p := range batch {
 		a, err := readProposalAnswer(br)
 		if err != nil {
-			answerAll(batch[i:], fmt.Errorf("reading the leader's answer, the write may or may not be applied: %w", err))
+			answerAll(batch[i:], fmt.Errorf("reading the leader's answer, the write may or may not be applied: %w", lostLeader(ctx, err)))
 			return
 		}
 		p.done <- a

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"net/http"
@@ -98,7 +99,7 @@ func TestPostProposals(t *testing.T) {
 		}))
 		n := &Node{id: "f1", fwd: srv.Client(), cfg: Config{ElectionTimeout: time.Second}}
 		batch := []*proposal{{data: []byte{byte(NamespaceKV), 1}, done: make(chan proposalAnswer, 1)}, {data: []byte{byte(NamespaceKV), 2}, done: make(chan proposalAnswer, 1)}}
-		n.postProposals(srv.URL, batch)
+		n.postProposals(context.Background(), srv.URL, batch)
 		srv.Close()
 		got := []proposalAnswer{<-batch[0].done, <-batch[1].done}
 		if !tc.check(got) {

@@ -32,6 +32,7 @@ func (n *Node) leaderLoop() {
 
 func (n *Node) lead(ctx context.Context) {
 	term := n.raft.CurrentTerm()
+	start := time.Now()
 	// The barrier makes this leader apply every entry committed by earlier
 	// leaders before it serves linearizable reads or acts on state.
 	for {
@@ -47,6 +48,7 @@ func (n *Node) lead(ctx context.Context) {
 	// The barrier is this term's entry: every entry from it on is too.
 	n.termStart.Store(n.raft.LastIndex())
 	n.readyTerm.Store(term)
+	n.log.Info("leading: entries of earlier terms applied, leader duties start", "term", term, "barrier", time.Since(start).Round(time.Millisecond))
 	if n.members.clusterIDValue() == "" {
 		var ids []string
 		var ms []*Member

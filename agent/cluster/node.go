@@ -65,8 +65,10 @@ type Node struct {
 	logs      *logStore
 	httpSrv   *http.Server
 	fwd       *http.Client
-	log       *slog.Logger
-	start     time.Time
+	// leaderw ends forwarded requests when the leader changes.
+	leaderw leaderWatch
+	log     *slog.Logger
+	start   time.Time
 
 	leaderHooks []func(context.Context)
 	// readyTerm is the term in which this leader's barrier completed: from
@@ -226,6 +228,7 @@ func (n *Node) Start(handler http.Handler) error {
 	}
 	n.raft = r
 	logs.raft.Store(r)
+	n.watchLeader(r)
 	n.start = time.Now()
 	if boot != nil {
 		// Every founding member bootstraps the same configuration; raft

@@ -20,11 +20,12 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 	if r.Header.Get(ForwardedHeader) != "" {
 		return ErrNotLeader
 	}
-	addr, _ := n.raft.LeaderWithID()
+	addr, ctx, cancel := n.toLeader(r.Context())
+	defer cancel()
 	if addr == "" {
 		return ErrNoLeader
 	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+string(addr)+r.URL.RequestURI(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+addr+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -39,7 +40,7 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 			// The request never left: the leader is gone (not yet noticed).
 			return ErrNoLeader
 		}
-		return err
+		return lostLeader(ctx, err)
 	}
 	defer resp.Body.Close()
 	if err := n.awaitAnswer(r.Context(), resp.Header); err != nil {

@@ -1,0 +1,111 @@
+package cluster
+
+// Requests forwarded to the leader end when it stops being the leader.
+//
+// A leader that dies without closing its connections (a power cut, a
+// guest switched off) leaves a follower's pooled connection to it open:
+// a request forwarded on it was never answered and waited as long as its
+// client did (`pithctl list-units` on a follower hung for minutes after
+// the leader was switched off, long after a new one was elected). Raft
+// notices the silence within an election timeout and drops the leader;
+// from then on the request has nobody left to answer it.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// ErrLeaderLost: the leader a request was forwarded to stopped being this
+// node's leader before it answered. A write may or may not have been
+// applied; a read may be retried.
+var ErrLeaderLost = errors.New("the leader stopped leading before it answered (a write may or may not have been applied; retry)")
+
+// leaderWatch broadcasts changes of this node's view of the leader.
+type leaderWatch struct {
+	mu sync.Mutex
+	ch chan struct{} // closed, and replaced, when the leader changes
+}
+
+// changed returns a channel closed at the next change of leader.
+func (w *leaderWatch) changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
+}
+
+// bump signals a change of leader.
+func (w *leaderWatch) bump() {
+	w.mu.Lock()
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
+	w.mu.Unlock()
+}
+
+// watchLeader follows raft's leader observations until the node stops.
+// The observer never blocks raft: an observation that finds the buffer
+// full is dropped, but the one in the buffer bumps after it.
+func (n *Node) watchLeader(r *raft.Raft) {
+	obs := make(chan raft.Observation, 1)
+	o := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(o)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer r.DeregisterObserver(o)
+		for {
+			select {
+			case <-obs:
+				n.leaderw.bump()
+			case <-n.stop:
+				return
+			}
+		}
+	}()
+}
+
+// toLeader returns the leader's address and a context derived from parent
+// that ends, with ErrLeaderLost as its cause, when this node's leader
+// changes; addr is "" when there is no leader.
+func (n *Node) toLeader(parent context.Context) (string, context.Context, context.CancelFunc) {
+	var ch <-chan struct{}
+	var addr raft.ServerAddress
+	for {
+		ch = n.leaderw.changed()
+		addr, _ = n.raft.LeaderWithID()
+		select {
+		case <-ch:
+			continue // changed while read: read both again
+		default:
+		}
+		break
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	go func() {
+		select {
+		case <-ch:
+			cancel(fmt.Errorf("leader %s: %w", addr, ErrLeaderLost))
+		case <-ctx.Done():
+		}
+	}()
+	return string(addr), ctx, func() { cancel(context.Canceled) }
+}
+
+// lostLeader is err, or the leader's loss when that is what ended ctx.
+func lostLeader(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, ErrLeaderLost) {
+		return cause
+	}
+	return err
+}
