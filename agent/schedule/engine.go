@@ -22,6 +22,9 @@ type Engine struct {
 	// holds no units (default DefaultForgetAfter), so replaced machines do
 	// not accumulate in the state.
 	ForgetAfter time.Duration
+	// Placed, when set, hears every placement batch the log took (the
+	// member logs them: why a unit moved, and when).
+	Placed func([]Placement)
 }
 
 // DefaultForgetAfter is how long a dead, empty machine's record is kept.
@@ -81,6 +84,9 @@ func (e *Engine) Reconcile(ctx context.Context) (ReconcileStats, error) {
 		st.Commands++
 		if err != nil {
 			return st, fmt.Errorf("propose placements: %w", err)
+		}
+		if e.Placed != nil {
+			e.Placed(placements[i:j])
 		}
 	}
 	return st, nil

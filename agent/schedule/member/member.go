@@ -284,7 +284,11 @@ func (s *Scheduler) Lead(ctx context.Context, term uint64) {
 	// Soft state starts over: agents re-announce themselves within one
 	// interval, and nobody is declared dead before one TTL has passed.
 	s.live.Reset()
-	eng := &schedule.Engine{Store: s.store, Live: s.live, Term: term}
+	eng := &schedule.Engine{Store: s.store, Live: s.live, Term: term, Placed: func(ps []schedule.Placement) {
+		for _, p := range ps {
+			s.cfg.Log.Info("schedule engine: placement", "unit", p.Unit, "from", p.From, "to", p.To, "reason", p.Reason)
+		}
+	}}
 	eng.Run(ctx, s.cfg.ReconcileInterval, func(err error) { s.cfg.Log.Warn("schedule engine", "err", err) })
 }
 
