@@ -76,8 +76,8 @@ func unitsStarted(units []UnitState, settle time.Duration) error {
 	return nil
 }
 
-// HealthCheck returns an Agent.Healthy that waits, polling every retry,
-// until the KV answers a quorum read (this node rejoined the cluster and a
+// HealthCheck returns an Agent.Healthy that waits, polling every retry
+// (or sooner, at the moment the units will have settled), until the KV answers a quorum read (this node rejoined the cluster and a
 // leader exists) and every unit the scheduler launched here has been
 // running for settle (DefaultUnitSettle when 0). kv or units may be nil
 // (no cluster, no scheduler). report gets the reason while it waits (for
@@ -89,13 +89,16 @@ func HealthCheck(kv rebootlock.KV, units ScheduledUnits, retry, settle time.Dura
 	if report == nil {
 		report = func(string) {}
 	}
-	check := func(ctx context.Context) error {
+	// check's error is nil when healthy, else why not; with how long to
+	// wait before the next check: retry, or less when the units only have
+	// to stay up a little longer (the check then comes as they settle).
+	check := func(ctx context.Context) (time.Duration, error) {
 		if kv != nil {
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			_, _, err := kv.Get(rctx, rebootlock.SemaphoreKey)
 			cancel()
 			if err != nil && !errors.Is(err, rebootlock.ErrKeyNotFound) {
-				return fmt.Errorf("KV quorum read: %w", err)
+				return retry, fmt.Errorf("KV quorum read: %w", err)
 			}
 		}
 		if units != nil {
@@ -103,15 +106,19 @@ func HealthCheck(kv rebootlock.KV, units ScheduledUnits, retry, settle time.Dura
 			us, err := units.MachineUnits(rctx)
 			cancel()
 			if err != nil {
-				return fmt.Errorf("scheduled units: %w", err)
+				return retry, fmt.Errorf("scheduled units: %w", err)
 			}
-			return unitsStarted(us, settle)
+			wait := retry
+			if left, ok := settledIn(us, settle); ok {
+				wait = min(wait, left+settleMargin)
+			}
+			return wait, unitsStarted(us, settle)
 		}
-		return nil
+		return 0, nil
 	}
 	return func(ctx context.Context) error {
 		for {
-			err := check(ctx)
+			wait, err := check(ctx)
 			if err == nil {
 				report("")
 				return nil
@@ -120,8 +127,31 @@ func HealthCheck(kv rebootlock.KV, units ScheduledUnits, retry, settle time.Dura
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-			case <-time.After(retry):
+			case <-time.After(wait):
 			}
 		}
 	}
+}
+
+// settleMargin is added to the wait for units to settle, so the next
+// check does not come an instant too early.
+const settleMargin = 100 * time.Millisecond
+
+// settledIn is how long until every launched unit has been running for
+// settle, when each one is running now (ok false: one is not, so only a
+// later check can tell).
+func settledIn(units []UnitState, settle time.Duration) (left time.Duration, ok bool) {
+	for _, u := range units {
+		if u.Desired != "launched" {
+			continue
+		}
+		switch u.Active {
+		case "reloading":
+		case "active":
+			left = max(left, settle-u.ActiveFor)
+		default:
+			return 0, false
+		}
+	}
+	return left, true
 }

@@ -49,6 +49,51 @@ func TestUnitsStarted(t *testing.T) {
 	}
 }
 
+func TestSettledIn(t *testing.T) {
+	const settle = 20 * time.Second
+	up := func(d time.Duration) UnitState {
+		return UnitState{Name: "u.service", Desired: "launched", Active: "active", Sub: "running", ActiveFor: d}
+	}
+	tests := []struct {
+		name  string
+		units []UnitState
+		left  time.Duration
+		ok    bool
+	}{
+		{"no units", nil, 0, true},
+		{"settled", []UnitState{up(time.Hour)}, 0, true},
+		{"youngest decides", []UnitState{up(15 * time.Second), up(3 * time.Second)}, 17 * time.Second, true},
+		{"reloading counts as running", []UnitState{up(18 * time.Second), {"r.service", "launched", "reloading", "reload", 0}}, 2 * time.Second, true},
+		{"not launched does not count", []UnitState{up(18 * time.Second), {"l.service", "loaded", "inactive", "dead", 0}}, 2 * time.Second, true},
+		{"one still starting", []UnitState{up(18 * time.Second), {"s.service", "launched", "activating", "start", 0}}, 0, false},
+		{"one failed", []UnitState{up(18 * time.Second), {"f.service", "launched", "failed", "failed", 0}}, 0, false},
+		{"no report yet", []UnitState{{"n.service", "launched", "", "", 0}}, 0, false},
+	}
+	for _, tt := range tests {
+		if left, ok := settledIn(tt.units, settle); left != tt.left || ok != tt.ok {
+			t.Errorf("%s: settledIn = %s, %v; want %s, %v", tt.name, left, ok, tt.left, tt.ok)
+		}
+	}
+}
+
+// TestHealthCheckWaitsOnlyUntilSettled: units that are up but young are
+// checked again as they settle, not a whole retry later.
+func TestHealthCheckWaitsOnlyUntilSettled(t *testing.T) {
+	const settle = 10 * time.Second
+	young := []UnitState{{"web.service", "launched", "active", "running", settle - 50*time.Millisecond}}
+	settled := []UnitState{{"web.service", "launched", "active", "running", settle}}
+	units := &scriptedUnits{answers: [][]UnitState{young, settled}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := HealthCheck(newMemKV(), units, time.Hour, settle, nil)(ctx); err != nil {
+		t.Fatalf("not healthy after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	if took := time.Since(start); took > 5*time.Second || units.calls != 2 {
+		t.Fatalf("healthy after %s and %d checks, want 2 checks about 150ms apart", took, units.calls)
+	}
+}
+
 // scriptedUnits answers MachineUnits from a list of answers, one per call,
 // repeating the last.
 type scriptedUnits struct {
