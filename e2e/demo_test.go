@@ -179,6 +179,7 @@ func TestDemo(t *testing.T) {
 	}
 	t.Logf("MEASURE reschedule: mongo@1 active on %s %s after %s was switched off; answering after %s",
 		d.NodeName(fo.To), fo.Took.Round(100*time.Millisecond), d.NodeName(fo.From), fo.Answering.Round(100*time.Millisecond))
+	demoFailoverJournal(ctx, t, d, fo)
 	if fo.From != m1 || fo.To != spare {
 		t.Errorf("failover moved mongo@1 from node %d to node %d, want from %d to the spare %d", fo.From, fo.To, m1, spare)
 	}
@@ -202,6 +203,7 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("MEASURE update %s -> %s: every node on it %s after the release was published", d.Version, d.Next, up.Took.Round(time.Second))
+	demoUpdateJournal(ctx, t, d, up)
 	if up.MaxHolders != 1 {
 		t.Errorf("the reboot lock had at most %d holders at once, want exactly 1 (taken, never shared)", up.MaxHolders)
 	}

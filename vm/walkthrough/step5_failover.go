@@ -11,6 +11,7 @@ import (
 // FailoverResult is step 5's output.
 type FailoverResult struct {
 	From, To  int           // node that was switched off, node mongo@1 moved to
+	Killed    time.Time     // when it was switched off
 	Took      time.Duration // switch-off -> list-units shows mongo@1 active elsewhere
 	Answering time.Duration // switch-off -> its container answers there
 	ListUnits string
@@ -38,6 +39,7 @@ Conflicts leaves mongo@1 only the machine not running mongo@2.
 Switching off %s (QEMU quits: no clean shutdown)...`, d.NodeName(from))
 	m := d.Machine(from)
 	killed := time.Now()
+	res.Killed = killed
 	if err := m.QMP("quit"); err != nil {
 		m.Kill()
 	}

@@ -79,8 +79,9 @@ that install it failing stops it.`, bad)
 			d.say("  [%s] the channel server halted the rollout of %s: %s", time.Since(published).Round(time.Second), bad, ro.Reason)
 		}
 		done := 0
+		sts := d.updateStatuses(ctx)
 		for i := range d.cfg.Nodes {
-			st, ok := d.updateStatus(ctx, i)
+			st, ok := sts[i].st, sts[i].ok
 			p := "not answering"
 			if ok {
 				p = string(st.Phase)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pith-os/pith/channels"
@@ -207,8 +208,9 @@ func (d *Demo) newRollout(res *UpdateResult) *rollout {
 func (r *rollout) poll(ctx context.Context) (bool, string) {
 	done := 0
 	fv, ferr := r.d.Fleet(ctx)
+	sts := r.d.updateStatuses(ctx)
 	for i := range r.d.cfg.Nodes {
-		onNext := r.node(ctx, i)
+		onNext := r.node(ctx, i, sts[i])
 		switch {
 		case r.admitted[i]:
 			if onNext {
@@ -242,10 +244,11 @@ func (r *rollout) heldBack(fv channels.FleetView, i int) bool {
 	return true
 }
 
-// node records node i's progress and reports whether it is done.
-func (r *rollout) node(ctx context.Context, i int) bool {
+// node records node i's progress, from its status st, and reports
+// whether it is done.
+func (r *rollout) node(ctx context.Context, i int, s nodeStatus) bool {
 	d, res := r.d, r.res
-	st, ok := d.updateStatus(ctx, i)
+	st, ok := s.st, s.ok
 	now := time.Now()
 	nu := &res.Nodes[i]
 	p := "not answering"
@@ -371,32 +374,75 @@ func (d *Demo) updateStatus(ctx context.Context, i int) (node.UpdateStatus, bool
 	return st, json.Unmarshal(b, &st) == nil
 }
 
-// semaphore reads the reboot lock from the first node whose KV answers.
+// nodeStatus is a node's update status as read by updateStatus.
+type nodeStatus struct {
+	st node.UpdateStatus
+	ok bool
+}
+
+// updateStatuses reads every node's update status at once: a node that
+// does not answer (rebooting) costs the poll its timeout once, not once
+// before each node after it.
+func (d *Demo) updateStatuses(ctx context.Context) []nodeStatus {
+	out := make([]nodeStatus, d.cfg.Nodes)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].st, out[i].ok = d.updateStatus(ctx, i)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// semaphore reads the reboot lock from the first node whose KV answers
+// (all are asked at once, for the reason of updateStatuses).
 func (d *Demo) semaphore(ctx context.Context) (rebootlock.SemaphoreState, bool) {
-	var sem rebootlock.SemaphoreState
-	for i := range d.cfg.Nodes {
+	type answer struct {
+		sem rebootlock.SemaphoreState
+		ok  bool
+	}
+	answers := make([]answer, d.cfg.Nodes)
+	var wg sync.WaitGroup
+	for i := range answers {
 		if !d.Machine(i).Running() {
 			continue
 		}
-		// quorum: a node that has just rejoined would answer from its
-		// stale copy (the lock as it was before its reboot).
-		b, code, err := d.httpGet(ctx, d.apiURL(i)+"/v2/keys"+rebootlock.SemaphoreKey+"?quorum=true")
-		if err != nil || (code != 200 && code != 404) {
-			continue
-		}
-		if code == 404 {
-			return sem, true // never taken
-		}
-		var r struct {
-			Node struct {
-				Value string `json:"value"`
-			} `json:"node"`
-		}
-		if json.Unmarshal(b, &r) == nil && json.Unmarshal([]byte(r.Node.Value), &sem) == nil {
-			return sem, true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i].sem, answers[i].ok = d.semaphoreOf(ctx, i)
+		}()
+	}
+	wg.Wait()
+	for _, a := range answers {
+		if a.ok {
+			return a.sem, true
 		}
 	}
-	return sem, false
+	return rebootlock.SemaphoreState{}, false
+}
+
+// semaphoreOf reads the reboot lock through node i.
+func (d *Demo) semaphoreOf(ctx context.Context, i int) (rebootlock.SemaphoreState, bool) {
+	var sem rebootlock.SemaphoreState
+	// quorum: a node that has just rejoined would answer from its
+	// stale copy (the lock as it was before its reboot).
+	b, code, err := d.httpGet(ctx, d.apiURL(i)+"/v2/keys"+rebootlock.SemaphoreKey+"?quorum=true")
+	if err != nil || (code != 200 && code != 404) {
+		return sem, false
+	}
+	if code == 404 {
+		return sem, true // never taken
+	}
+	var r struct {
+		Node struct {
+			Value string `json:"value"`
+		} `json:"node"`
+	}
+	return sem, json.Unmarshal(b, &r) == nil && json.Unmarshal([]byte(r.Node.Value), &sem) == nil
 }
 
 // restart switches node i back on: a new QEMU continuing its disk (a new
