@@ -21,6 +21,7 @@ import (
 	"github.com/pith-os/pith/image/fsimg"
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/image/sbom"
 	"github.com/pith-os/pith/image/secureboot"
 	"github.com/pith-os/pith/image/slot"
 	"github.com/pith-os/pith/initramfs/verity"
@@ -61,6 +62,9 @@ type Inputs struct {
 	// Grub makes the UEFI boot file (rootfs.FetchGrub); the zero Grub
 	// is the host's.
 	Grub bootloader.Grub
+	// BootLoaders name the GRUB packages of each boot path
+	// (rootfs.BootLoaders), recorded in the manifest.
+	BootLoaders []sbom.BootLoader
 }
 
 // Seed names the build inputs that all GUIDs and filesystem UUIDs derive
@@ -396,6 +400,7 @@ func (a *assembly) hashArtifacts() (string, error) {
 		},
 		KernelVersion: a.in.KernelVersion,
 		SecureBoot:    a.secureBootRecord(),
+		BootLoaders:   manifestBootLoaders(a.in.BootLoaders),
 		KernelCmdline: map[string]string{"a": bootloader.KernelArgs(a.params, "a"), "b": bootloader.KernelArgs(a.params, "b")},
 		Disk:          manifest.Disk{Size: a.table.DiskSize, SectorSize: layout.SectorSize, GUID: a.table.DiskGUID},
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/pith-os/pith/image/config"
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/image/sbom"
 	"github.com/pith-os/pith/image/slot"
 	"github.com/pith-os/pith/initramfs/verity"
 )
@@ -91,6 +93,9 @@ func extract(t *testing.T, img string, p manifest.Partition) string {
 func TestAssemble(t *testing.T) {
 	in := fakeInputs(t)
 	in.UsrHash, in.CacheDir = "tree-1", t.TempDir()
+	host := sbom.Deb{Name: "grub-pc-bin", Version: "2.06-13+deb12u2", Arch: "amd64", Archive: sbom.HostArchive}
+	bpo := sbom.Deb{Name: "grub-efi-amd64-bin", Version: "2.12-1~bpo12+1", Arch: "amd64", Archive: "bookworm-backports", SHA256: strings.Repeat("a", 64)}
+	in.BootLoaders = []sbom.BootLoader{{Boot: sbom.BootBIOS, File: "core", Packages: []sbom.Deb{host}}, {Boot: sbom.BootUEFI, File: "efi", Packages: []sbom.Deb{bpo}}}
 	ctx := context.Background()
 	var lines []string
 	r := &Reporter{Log: func(f string, a ...any) { lines = append(lines, f) }}
@@ -100,6 +105,14 @@ func TestAssemble(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := arts[RawName]
+	// The manifest names each boot path's GRUB version and packages.
+	wantBL := []manifest.BootLoader{
+		{Boot: "bios", File: "core", Version: "2.06-13+deb12u2", Packages: []manifest.BootPackage{{Name: "grub-pc-bin", Version: "2.06-13+deb12u2", Arch: "amd64", Origin: "build host"}}},
+		{Boot: "uefi", File: "efi", Version: "2.12-1~bpo12+1", Packages: []manifest.BootPackage{{Name: "grub-efi-amd64-bin", Version: "2.12-1~bpo12+1", Arch: "amd64", Origin: "bookworm-backports"}}},
+	}
+	if !reflect.DeepEqual(m.BootLoaders, wantBL) {
+		t.Errorf("manifest boot loaders %+v, want %+v", m.BootLoaders, wantBL)
+	}
 	if len(r.Steps) < 5 || len(lines) < 10 || strings.Contains(r.Steps[0].Detail, "cached") {
 		t.Errorf("steps %v", r.Steps)
 	}

@@ -132,13 +132,13 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		if sbomPath, err = writeSBOM(inv, rfs.UsrDir, work, c.Epoch); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%d Debian packages, kernel %s %s, %d Pith binaries", len(inv.Packages), inv.Kernel.Name, inv.Kernel.Version, len(inv.Binaries)), nil
+		return fmt.Sprintf("%d Debian packages, kernel %s %s, %d Pith binaries%s", len(inv.Packages), inv.Kernel.Name, inv.Kernel.Version, len(inv.Binaries), grubSummary(inv)), nil
 	})
 	if err != nil {
 		return nil, explain(err, o.OutDir)
 	}
 	in := Inputs{Config: c, UsrDir: rfs.UsrDir, KernelPath: rfs.KernelPath, KernelVersion: rfs.KernelVersion, InitrdPath: initrd,
-		DebugUnverifiedUSR: o.DebugUnverifiedUSR, SecureBoot: o.SecureBoot, Grub: rfs.Grub}
+		DebugUnverifiedUSR: o.DebugUnverifiedUSR, SecureBoot: o.SecureBoot, Grub: rfs.Grub, BootLoaders: rfs.BootLoaders}
 	in.AgentSHA256, err = agentHash(o.AgentBinDir)
 	if err != nil {
 		return nil, err

@@ -22,7 +22,7 @@ func inventory(c config.Config, rfs *rootfs.Result, agentBinDir string) (*sbom.I
 	if err != nil {
 		return nil, err
 	}
-	inv := &sbom.Inventory{Name: "pith", Version: c.Version, Suite: c.Suite, KernelRelease: rfs.KernelVersion}
+	inv := &sbom.Inventory{Name: "pith", Version: c.Version, Suite: c.Suite, KernelRelease: rfs.KernelVersion, BootLoaders: rfs.BootLoaders}
 	deb := func(p rootfs.Package) (sbom.Deb, error) {
 		cand, ok := find(idx, p.Name, p.Version, p.Arch)
 		if !ok {
@@ -114,4 +114,29 @@ func recordSBOM(m *manifest.Manifest, c config.Config, inv *sbom.Inventory, sbom
 		return err
 	}
 	return os.WriteFile(manifestPath, b, 0o644)
+}
+
+// manifestBootLoaders are the boot loaders as the manifest names them.
+func manifestBootLoaders(bls []sbom.BootLoader) []manifest.BootLoader {
+	var out []manifest.BootLoader
+	for _, b := range bls {
+		mb := manifest.BootLoader{Boot: b.Boot, File: b.File, Version: b.Version()}
+		for _, p := range b.Packages {
+			mb.Packages = append(mb.Packages, manifest.BootPackage{Name: p.Name, Version: p.Version, Arch: p.Arch, Origin: p.Archive})
+		}
+		out = append(out, mb)
+	}
+	return out
+}
+
+// grubSummary names each boot path's GRUB version and origin for the
+// build's SBOM step line.
+func grubSummary(inv *sbom.Inventory) string {
+	s := ""
+	for _, b := range inv.BootLoaders {
+		if len(b.Packages) > 0 {
+			s += fmt.Sprintf(", %s GRUB %s (%s)", b.Boot, b.Version(), b.Packages[0].Archive)
+		}
+	}
+	return s
 }

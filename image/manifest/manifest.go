@@ -40,6 +40,9 @@ type Manifest struct {
 	SBOM *Artifact `json:"sbom,omitempty"`
 	// SecureBoot is set when the UEFI boot chain is signed.
 	SecureBoot *SecureBoot `json:"secure_boot,omitempty"`
+	// BootLoaders are the GRUBs of the boot paths (BIOS, then UEFI); absent
+	// from manifests of images built before they were recorded.
+	BootLoaders []BootLoader `json:"boot_loaders,omitempty"`
 	// Packages are the versions of the Debian packages installed (name ->
 	// version), the kernel's package included.
 	Packages map[string]string `json:"debian_package_versions,omitempty"`
@@ -52,6 +55,25 @@ func (m *Manifest) Architecture() string {
 		return "amd64"
 	}
 	return m.Arch
+}
+
+// BootLoader is the GRUB one boot path starts: its version and the Debian
+// packages its image was made from (the SBOM has their checksums).
+type BootLoader struct {
+	Boot     string        `json:"boot"`         // bios or uefi
+	File     string        `json:"file"`         // where the disk holds the GRUB image
+	Version  string        `json:"grub_version"` // Debian's version of its modules
+	Packages []BootPackage `json:"packages"`     // modules, then grub-mkimage
+}
+
+// BootPackage is a Debian package a boot loader was made from.
+type BootPackage struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Arch    string `json:"arch"`
+	// Origin is the Debian archive it was downloaded from
+	// (bookworm-backports) or "build host" (the builder's installed one).
+	Origin string `json:"origin"`
 }
 
 // SecureBoot names the keys an image's UEFI boot chain is signed for.

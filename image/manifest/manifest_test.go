@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -79,5 +80,42 @@ func TestHashFileSparse(t *testing.T) {
 		if err != nil || n != tc.size || got != hex.EncodeToString(want[:]) {
 			t.Errorf("%s: HashFile = %d %s %v, want %d %x", tc.name, n, got, err, tc.size, want)
 		}
+	}
+}
+
+// Boot loaders are an optional field of schema 1: a manifest from before
+// them reads with none, one without them encodes as before, and one with
+// them is still schema 1 (encoding/json readers of older releases skip a
+// field they do not know).
+func TestBootLoadersCompatible(t *testing.T) {
+	bl := []BootLoader{{Boot: "uefi", File: "ESP EFI/BOOT/BOOTX64.EFI", Version: "2.12-1~bpo12+1",
+		Packages: []BootPackage{{Name: "grub-efi-amd64-bin", Version: "2.12-1~bpo12+1", Arch: "amd64", Origin: "bookworm-backports"}}}}
+	tests := []struct {
+		name    string
+		json    string
+		want    []BootLoader
+		encoded string // in the re-encoded manifest ("" : no boot_loaders key)
+	}{
+		{"before boot loaders were recorded", `{"schema": 1, "version": "1.0"}`, nil, ""},
+		{"with them", `{"schema": 1, "version": "1.1", "boot_loaders": [{"boot": "uefi", "file": "ESP EFI/BOOT/BOOTX64.EFI", "grub_version": "2.12-1~bpo12+1",
+			"packages": [{"name": "grub-efi-amd64-bin", "version": "2.12-1~bpo12+1", "arch": "amd64", "origin": "bookworm-backports"}]}]}`, bl,
+			`"boot_loaders": [`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), FileName)
+			os.WriteFile(path, []byte(tt.json), 0o644)
+			m, err := Read(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(m.BootLoaders, tt.want) {
+				t.Errorf("boot loaders %+v, want %+v", m.BootLoaders, tt.want)
+			}
+			b, _ := m.Encode()
+			if has := strings.Contains(string(b), `"boot_loaders"`); has != (tt.encoded != "") || tt.encoded != "" && !strings.Contains(string(b), tt.encoded) {
+				t.Errorf("encoded:\n%s\nwant boot_loaders %q", b, tt.encoded)
+			}
+		})
 	}
 }

@@ -98,19 +98,20 @@ var grubPackages = map[string]string{"arm64": "grub-efi-arm64-bin"}
 // foreign architecture: the newest grub-efi-<arch>-bin of the build's own
 // lists, downloaded once into the cache (SHA-256 from the signed index),
 // unpacked under CACHE/grub/<version>_<arch>, run through the host's
-// grub-mkimage of the same release. A zero Grub means the host's.
-func FetchGrub(ctx context.Context, lists apt.Lists, cache, work string, logf func(string, ...any)) (bootloader.Grub, error) {
+// grub-mkimage of the same release. A zero Grub means the host's. The
+// candidates are the packages fetched (none: the host's).
+func FetchGrub(ctx context.Context, lists apt.Lists, cache, work string, logf func(string, ...any)) (bootloader.Grub, []apt.Candidate, error) {
 	if lists.Arch == "" || lists.Arch == apt.Arch {
 		lists.Arch = apt.Arch
 		return fetchEFIGrub(ctx, lists, cache, work, logf)
 	}
 	pkg, ok := grubPackages[lists.Arch]
 	if !ok {
-		return bootloader.Grub{}, nil
+		return bootloader.Grub{}, nil, nil
 	}
 	idx, err := lists.ReadIndex()
 	if err != nil {
-		return bootloader.Grub{}, err
+		return bootloader.Grub{}, nil, err
 	}
 	var best apt.Candidate
 	for _, c := range idx[pkg] {
@@ -119,37 +120,37 @@ func FetchGrub(ctx context.Context, lists apt.Lists, cache, work string, logf fu
 		}
 	}
 	if best.Version == "" {
-		return bootloader.Grub{}, fmt.Errorf("%s: not in the %s apt lists of %s", pkg, lists.Arch, lists.Dir)
+		return bootloader.Grub{}, nil, fmt.Errorf("%s: not in the %s apt lists of %s", pkg, lists.Arch, lists.Dir)
 	}
 	dir := filepath.Join(cache, "grub", strings.ReplaceAll(best.Version, ":", "%3a")+"_"+lists.Arch)
 	g := bootloader.Grub{Lib: filepath.Join(dir, "lib", "grub"), Version: best.Version}
 	if _, err := os.Stat(g.Lib); err == nil {
-		return g, nil
+		return g, []apt.Candidate{best}, nil
 	}
 	deb := filepath.Join(cache, "debian", "archives", path.Base(best.Filename))
 	if err := fetchDeb(ctx, best, deb); err != nil {
-		return bootloader.Grub{}, err
+		return bootloader.Grub{}, nil, err
 	}
 	tmp := dir + ".tmp"
 	_ = os.RemoveAll(tmp)
 	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
-		return bootloader.Grub{}, err
+		return bootloader.Grub{}, nil, err
 	}
 	if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-		return bootloader.Grub{}, fmt.Errorf("unpack %s: %v: %s", deb, err, strings.TrimSpace(string(b)))
+		return bootloader.Grub{}, nil, fmt.Errorf("unpack %s: %v: %s", deb, err, strings.TrimSpace(string(b)))
 	}
 	// Debian's grub-efi-*-bin put their modules in /usr/lib/grub/<format>.
 	if err := os.MkdirAll(tmp+"/lib", 0o755); err != nil {
-		return bootloader.Grub{}, err
+		return bootloader.Grub{}, nil, err
 	}
 	if err := os.Rename(filepath.Join(tmp, "usr", "lib", "grub"), filepath.Join(tmp, "lib", "grub")); err != nil {
-		return bootloader.Grub{}, fmt.Errorf("%s holds no usr/lib/grub: %v", deb, err)
+		return bootloader.Grub{}, nil, fmt.Errorf("%s holds no usr/lib/grub: %v", deb, err)
 	}
 	_ = os.RemoveAll(dir)
 	if err := os.Rename(tmp, dir); err != nil {
-		return bootloader.Grub{}, err
+		return bootloader.Grub{}, nil, err
 	}
-	return g, nil
+	return g, []apt.Candidate{best}, nil
 }
 
 // fetchDeb downloads c's .deb to dst unless a file with its SHA-256 is

@@ -92,7 +92,7 @@ func TestFetchGrub(t *testing.T) {
 			os.WriteFile(lists.PackagesFile(a), []byte(idx.String()), 0o644)
 			gets.Store(0)
 			for round := 0; round < 2; round++ {
-				g, err := FetchGrub(context.Background(), lists, cache, t.TempDir(), t.Logf)
+				g, fetched, err := FetchGrub(context.Background(), lists, cache, t.TempDir(), t.Logf)
 				if tt.err != "" {
 					if err == nil || !strings.Contains(err.Error(), tt.err) {
 						t.Fatalf("FetchGrub: %v, want %q", err, tt.err)
@@ -107,6 +107,9 @@ func TestFetchGrub(t *testing.T) {
 				}
 				if g.MkImage != "" || g.Version != "2.0" {
 					t.Fatalf("round %d: %+v, want version 2.0 with the host's grub-mkimage", round, g)
+				}
+				if len(fetched) != 1 || fetched[0].Package != "grub-efi-arm64-bin" || fetched[0].Version != "2.0" {
+					t.Fatalf("round %d: fetched %+v, want grub-efi-arm64-bin 2.0", round, fetched)
 				}
 				b, err := os.ReadFile(filepath.Join(g.Lib, "arm64-efi", "kernel.img"))
 				if err != nil || string(b) != tt.want {

@@ -37,31 +37,43 @@ func backportsOf(archives []config.Archive) (config.Archive, bool) {
 	return config.Archive{}, false
 }
 
-// pickEFIGrub returns the newest version of at least MinEFIGrub for which
-// idx has every efiGrubPackages package, and those candidates.
-func pickEFIGrub(idx apt.Index, arch string) (string, []apt.Candidate) {
-	best, pkg := "", efiGrubPackages[0]
-	for _, c := range idx[pkg] {
+// grubSet is GRUB packages to fetch together, all of one version.
+type grubSet struct {
+	what  string   // for messages: "UEFI GRUB"
+	pkgs  []string // Debian packages, all needed
+	dir   string   // unpacked under CACHE/<dir>/<version>_<arch>
+	files []string // paths the unpacked tree must hold
+}
+
+// efiGrubSet is amd64's UEFI GRUB.
+var efiGrubSet = grubSet{what: "UEFI GRUB", pkgs: efiGrubPackages, dir: "grub",
+	files: []string{"usr/bin/grub-mkimage", "usr/lib/grub/x86_64-efi/kernel.img"}}
+
+// pickGrub returns the newest version of at least MinEFIGrub for which
+// idx has every package of pkgs, and those candidates.
+func pickGrub(idx apt.Index, arch string, pkgs []string) (string, []apt.Candidate) {
+	best := ""
+	for _, c := range idx[pkgs[0]] {
 		if c.Arch != arch || sbom.CompareVersions(c.Version, MinEFIGrub) < 0 {
 			continue
 		}
 		if best != "" && sbom.CompareVersions(c.Version, best) <= 0 {
 			continue
 		}
-		if _, ok := findAll(idx, c.Version, arch); ok {
+		if _, ok := findAll(idx, pkgs, c.Version, arch); ok {
 			best = c.Version
 		}
 	}
 	if best == "" {
 		return "", nil
 	}
-	cands, _ := findAll(idx, best, arch)
+	cands, _ := findAll(idx, pkgs, best, arch)
 	return best, cands
 }
 
-func findAll(idx apt.Index, version, arch string) ([]apt.Candidate, bool) {
+func findAll(idx apt.Index, pkgs []string, version, arch string) ([]apt.Candidate, bool) {
 	var out []apt.Candidate
-	for _, p := range efiGrubPackages {
+	for _, p := range pkgs {
 		c, ok := idx.Find(p, version, arch)
 		if !ok {
 			return nil, false
@@ -74,78 +86,96 @@ func findAll(idx apt.Index, version, arch string) ([]apt.Candidate, bool) {
 // fetchEFIGrub returns amd64's UEFI GRUB: the newest grub-efi-amd64-bin of
 // at least MinEFIGrub, with grub-common of its version, from the build's
 // lists (trixie has 2.12) or else from the release's -backports suite
-// (bookworm has 2.06, bookworm-backports 2.12). Only the builder reads
-// the backports lists: the image's packages keep coming from its suites.
-// Both .debs are downloaded once (SHA-256 from the signed index) and
-// unpacked under CACHE/grub/<version>_amd64. Without such a GRUB (an old
-// release) the host's is used, and logged: that image's kernel gets no
-// event log.
-func fetchEFIGrub(ctx context.Context, lists apt.Lists, cache, work string, logf func(string, ...any)) (bootloader.Grub, error) {
+// (bookworm has 2.06, bookworm-backports 2.12), and the packages it came
+// from. Without such a GRUB (an old release) the host's is used, and
+// logged: that image's kernel gets no event log.
+func fetchEFIGrub(ctx context.Context, lists apt.Lists, cache, work string, logf func(string, ...any)) (bootloader.Grub, []apt.Candidate, error) {
+	dir, cands, err := fetchGrubSet(ctx, lists, cache, work, logf, efiGrubSet)
+	if err != nil {
+		return bootloader.Grub{}, nil, err
+	}
+	if dir == "" {
+		logf("rootfs: WARNING: no GRUB %s or later in the lists nor in backports: the UEFI image is the host's GRUB, whose linux skips the kernel's EFI stub (no TPM event log)", MinEFIGrub)
+		return bootloader.Grub{}, nil, nil
+	}
+	return bootloader.Grub{Lib: filepath.Join(dir, "usr", "lib", "grub"), MkImage: filepath.Join(dir, "usr", "bin", "grub-mkimage"), Version: cands[0].Version}, cands, nil
+}
+
+// fetchGrubSet returns the directory holding set's packages of the newest
+// version of at least MinEFIGrub, from the build's lists or else from the
+// release's -backports suite, and their candidates; "" if neither has
+// one. Only the builder reads the backports lists: the image's packages
+// keep coming from its suites. The .debs are downloaded once (SHA-256
+// from the signed index) and unpacked under CACHE/<set.dir>/<version>_<arch>.
+func fetchGrubSet(ctx context.Context, lists apt.Lists, cache, work string, logf func(string, ...any), set grubSet) (string, []apt.Candidate, error) {
 	idx, err := lists.ReadIndex()
 	if err != nil {
-		return bootloader.Grub{}, err
+		return "", nil, err
 	}
-	version, cands := pickEFIGrub(idx, lists.Arch)
+	version, cands := pickGrub(idx, lists.Arch, set.pkgs)
 	where := "the build's lists"
 	if version == "" {
 		bpo, ok := backportsOf(lists.Archives)
 		if !ok {
-			return bootloader.Grub{}, fmt.Errorf("no release suite among %v", lists.Archives)
+			return "", nil, fmt.Errorf("no release suite among %v", lists.Archives)
 		}
 		bl := apt.ListsFor(cache, []config.Archive{bpo}, lists.Arch)
 		unlock, err := bl.Lock(ctx)
 		if err != nil {
-			return bootloader.Grub{}, err
+			return "", nil, err
 		}
 		defer unlock()
 		if ferr := bl.Fetch(ctx, work); ferr != nil {
 			if _, err := os.Stat(bl.PackagesFile(bpo)); err != nil {
-				return bootloader.Grub{}, fmt.Errorf("UEFI GRUB %s+ from %s: %w", MinEFIGrub, bpo.SourcesLine(), ferr)
+				return "", nil, fmt.Errorf("%s %s+ from %s: %w", set.what, MinEFIGrub, bpo.SourcesLine(), ferr)
 			}
 			logf("rootfs: WARNING: cannot refresh %s (%v): using its lists fetched before", bpo.SourcesLine(), ferr)
 		}
 		bidx, err := bl.ReadIndex()
 		if err != nil {
-			return bootloader.Grub{}, err
+			return "", nil, err
 		}
-		version, cands = pickEFIGrub(bidx, lists.Arch)
+		version, cands = pickGrub(bidx, lists.Arch, set.pkgs)
 		where = bpo.Suite
 	}
 	if version == "" {
-		logf("rootfs: WARNING: no GRUB %s or later in the lists nor in backports: the UEFI image is the host's GRUB, whose linux skips the kernel's EFI stub (no TPM event log)", MinEFIGrub)
-		return bootloader.Grub{}, nil
+		return "", nil, nil
 	}
-	dir := filepath.Join(cache, "grub", strings.ReplaceAll(version, ":", "%3a")+"_"+lists.Arch)
-	g := bootloader.Grub{Lib: filepath.Join(dir, "usr", "lib", "grub"), MkImage: filepath.Join(dir, "usr", "bin", "grub-mkimage"), Version: version}
-	if _, err := os.Stat(g.MkImage); err == nil {
-		if _, err := os.Stat(filepath.Join(g.Lib, "x86_64-efi", "kernel.img")); err == nil {
-			logf("rootfs: UEFI GRUB %s (%s, cached)", version, where)
-			return g, nil
-		}
+	dir := filepath.Join(cache, set.dir, strings.ReplaceAll(version, ":", "%3a")+"_"+lists.Arch)
+	if hasAll(dir, set.files) == nil {
+		logf("rootfs: %s %s (%s, cached)", set.what, version, where)
+		return dir, cands, nil
 	}
 	tmp := dir + ".tmp"
 	_ = os.RemoveAll(tmp)
 	for _, c := range cands {
 		deb := filepath.Join(cache, "debian", "archives", filepath.Base(c.Filename))
 		if err := fetchDeb(ctx, c, deb); err != nil {
-			return bootloader.Grub{}, err
+			return "", nil, err
 		}
 		if err := os.MkdirAll(tmp, 0o755); err != nil {
-			return bootloader.Grub{}, err
+			return "", nil, err
 		}
 		if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-			return bootloader.Grub{}, fmt.Errorf("unpack %s: %v: %s", deb, err, strings.TrimSpace(string(b)))
+			return "", nil, fmt.Errorf("unpack %s: %v: %s", deb, err, strings.TrimSpace(string(b)))
 		}
 	}
 	_ = os.RemoveAll(dir)
 	if err := os.Rename(tmp, dir); err != nil {
-		return bootloader.Grub{}, err
+		return "", nil, err
 	}
-	for _, p := range []string{g.MkImage, filepath.Join(g.Lib, "x86_64-efi", "kernel.img")} {
-		if _, err := os.Stat(p); err != nil {
-			return bootloader.Grub{}, fmt.Errorf("GRUB %s from %s: %w", version, where, err)
+	if err := hasAll(dir, set.files); err != nil {
+		return "", nil, fmt.Errorf("GRUB %s from %s: %w", version, where, err)
+	}
+	logf("rootfs: %s %s (%s)", set.what, version, where)
+	return dir, cands, nil
+}
+
+func hasAll(dir string, files []string) error {
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			return err
 		}
 	}
-	logf("rootfs: UEFI GRUB %s (%s)", version, where)
-	return g, nil
+	return nil
 }

@@ -94,7 +94,7 @@ func TestFetchEFIGrub(t *testing.T) {
 			for round := 0; round < 2; round++ {
 				debs.Store(0)
 				bpoReqs.Store(0)
-				g, err := FetchGrub(context.Background(), lists, cache, t.TempDir(), logf)
+				g, fetched, err := FetchGrub(context.Background(), lists, cache, t.TempDir(), logf)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -103,6 +103,16 @@ func TestFetchEFIGrub(t *testing.T) {
 				}
 				if g.Version != tt.want {
 					t.Fatalf("round %d: version %q, want %q (%+v; log %q)", round, g.Version, tt.want, g, logs)
+				}
+				var names []string
+				for _, c := range fetched {
+					if c.Version != tt.want {
+						t.Errorf("round %d: fetched %s %s, want %s", round, c.Package, c.Version, tt.want)
+					}
+					names = append(names, c.Package)
+				}
+				if tt.want != "" && strings.Join(names, " ") != "grub-efi-amd64-bin grub-common" || tt.want == "" && len(names) != 0 {
+					t.Errorf("round %d: fetched %v", round, names)
 				}
 				if tt.want == "" {
 					if g.Lib != "" || g.MkImage != "" || !strings.Contains(strings.Join(logs, "\n"), "no GRUB 2.12") {

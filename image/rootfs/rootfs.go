@@ -23,6 +23,7 @@ import (
 	"github.com/pith-os/pith/image/apt"
 	"github.com/pith-os/pith/image/bootloader"
 	"github.com/pith-os/pith/image/config"
+	"github.com/pith-os/pith/image/sbom"
 )
 
 // Options are the inputs of Build.
@@ -49,6 +50,8 @@ type Result struct {
 	// Grub is the GRUB the UEFI boot file is made with (FetchGrub): 2.12
 	// or later for amd64, the architecture's own for a foreign one.
 	Grub bootloader.Grub
+	// BootLoaders are the GRUB packages of each boot path (BootLoaders).
+	BootLoaders []sbom.BootLoader
 }
 
 // Package is one Debian package in the image.
@@ -132,7 +135,11 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res.Lists = lists
-	if res.Grub, err = FetchGrub(ctx, lists, cache, work, logf); err != nil {
+	var fetched []apt.Candidate
+	if res.Grub, fetched, err = FetchGrub(ctx, lists, cache, work, logf); err != nil {
+		return nil, err
+	}
+	if res.BootLoaders, err = BootLoaders(ctx, cfg.Arch, res.Grub, fetched); err != nil {
 		return nil, err
 	}
 	size, err := clampTimes(root, cfg.Epoch, filepath.Join(root, "usr"))

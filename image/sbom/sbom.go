@@ -34,6 +34,8 @@ type Inventory struct {
 	// KernelRelease is the kernel's uname -r (6.1.0-57-cloud-amd64).
 	KernelRelease string
 	Binaries      []Binary // Pith's own programs
+	// BootLoaders are the GRUBs of the boot paths (BIOS, then UEFI).
+	BootLoaders []BootLoader
 }
 
 // Deb is one Debian binary package.
@@ -103,7 +105,7 @@ func (inv *Inventory) Document(created time.Time, tool string) *Document {
 		return id
 	}
 	if inv.Kernel.Name != "" {
-		k := inv.debPackage(kernelID, inv.Kernel)
+		k := debPackage(kernelID, inv.Kernel, inv.Suite)
 		k.PrimaryPackagePurpose = "OPERATING-SYSTEM"
 		k.Comment = kernelPrefix + inv.KernelRelease + "; " + k.Comment
 		d.Packages = append(d.Packages, k)
@@ -111,8 +113,12 @@ func (inv *Inventory) Document(created time.Time, tool string) *Document {
 	}
 	for _, p := range inv.Packages {
 		id := uniqueID("deb", p.Name, p.Arch)
-		d.Packages = append(d.Packages, inv.debPackage(id, p))
+		d.Packages = append(d.Packages, debPackage(id, p, inv.Suite))
 		d.Relationships = append(d.Relationships, Relationship{imageID, Contains, id})
+	}
+	for _, p := range inv.bootPackages(uniqueID) {
+		d.Packages = append(d.Packages, p)
+		d.Relationships = append(d.Relationships, Relationship{imageID, Contains, p.SPDXID})
 	}
 	modIDs := map[Module]string{}
 	for _, b := range inv.Binaries {
@@ -154,10 +160,11 @@ func (inv *Inventory) Document(created time.Time, tool string) *Document {
 	return d
 }
 
-func (inv *Inventory) debPackage(id string, p Deb) Package {
+// debPackage renders p; distro is the purl's (the Debian release), if known.
+func debPackage(id string, p Deb, distro string) Package {
 	q := url.Values{"arch": {p.Arch}}
-	if inv.Suite != "" {
-		q.Set("distro", inv.Suite)
+	if distro != "" {
+		q.Set("distro", distro)
 	}
 	if p.Source != "" && p.Source != p.Name {
 		q.Set("upstream", p.Source)
@@ -219,6 +226,9 @@ func Parse(d *Document) (*Inventory, error) {
 			continue
 		}
 		p := byID[r.Related]
+		if inv.parseBoot(p) {
+			continue
+		}
 		switch {
 		case r.Related == kernelID:
 			inv.Kernel = debOf(p)

@@ -46,6 +46,16 @@ func sample() *Inventory {
 			{Name: "pithctl", Version: "1.0.0", SHA256: sumB, GoVersion: "go1.26.8", Main: "github.com/pith-os/pith",
 				Deps: []Module{mod("golang.org/x/sys", "v0.50.0")}},
 		},
+		BootLoaders: []BootLoader{
+			{Boot: BootBIOS, File: "BIOS-BOOT core.img, MBR boot.img", Packages: []Deb{
+				{Name: "grub-pc-bin", Version: "2.06-13+deb12u2", Arch: "amd64", Source: "grub2", SourceVersion: "2.06-13+deb12u2", Archive: HostArchive},
+				{Name: "grub-common", Version: "2.06-13+deb12u2", Arch: "amd64", Source: "grub2", SourceVersion: "2.06-13+deb12u2", Archive: HostArchive}}},
+			{Boot: BootUEFI, File: "ESP EFI/BOOT/BOOTX64.EFI", Packages: []Deb{
+				{Name: "grub-efi-amd64-bin", Version: "2.12-1~bpo12+1", Arch: "amd64", Source: "grub2", SourceVersion: "2.12-1~bpo12+1", SHA256: sumA,
+					URL: "http://deb.debian.org/debian/pool/main/g/grub2/grub-efi-amd64-bin_2.12-1~bpo12+1_amd64.deb", Archive: "bookworm-backports"},
+				{Name: "grub-common", Version: "2.12-1~bpo12+1", Arch: "amd64", Source: "grub2", SourceVersion: "2.12-1~bpo12+1", SHA256: sumB,
+					URL: "http://deb.debian.org/debian/pool/main/g/grub2/grub-common_2.12-1~bpo12+1_amd64.deb", Archive: "bookworm-backports"}}},
+		},
 	}
 }
 
@@ -103,6 +113,41 @@ func TestDocumentValid(t *testing.T) {
 		if !rel[w] {
 			t.Errorf("no relationship %q", w)
 		}
+	}
+	// Each boot path's GRUB packages, with where they came from: grub-common
+	// of two versions is two packages.
+	boot := map[string]Package{}
+	for _, p := range d.Packages {
+		if strings.HasPrefix(p.SPDXID, "SPDXRef-boot-") {
+			boot[p.SPDXID] = p
+			if !rel["SPDXRef-image CONTAINS "+p.SPDXID] {
+				t.Errorf("the image does not contain %s", p.SPDXID)
+			}
+		}
+	}
+	for id, w := range map[string]struct{ version, comment, purl, dl string }{
+		"SPDXRef-boot-bios-grub-pc-bin-amd64": {"2.06-13+deb12u2", "Boot loader bios (BIOS-BOOT core.img, MBR boot.img); installed on the build host",
+			"pkg:deb/debian/grub-pc-bin@2.06-13+deb12u2?arch=amd64&upstream=grub2", NoAssertion},
+		"SPDXRef-boot-bios-grub-common-amd64": {"2.06-13+deb12u2", "Boot loader bios (BIOS-BOOT core.img, MBR boot.img); installed on the build host",
+			"pkg:deb/debian/grub-common@2.06-13+deb12u2?arch=amd64&upstream=grub2", NoAssertion},
+		"SPDXRef-boot-uefi-grub-efi-amd64-bin-amd64": {"2.12-1~bpo12+1", "Boot loader uefi (ESP EFI/BOOT/BOOTX64.EFI); Debian archive: bookworm-backports",
+			"pkg:deb/debian/grub-efi-amd64-bin@2.12-1~bpo12+1?arch=amd64&distro=bookworm&upstream=grub2",
+			"http://deb.debian.org/debian/pool/main/g/grub2/grub-efi-amd64-bin_2.12-1~bpo12+1_amd64.deb"},
+		"SPDXRef-boot-uefi-grub-common-amd64": {"2.12-1~bpo12+1", "Boot loader uefi (ESP EFI/BOOT/BOOTX64.EFI); Debian archive: bookworm-backports",
+			"pkg:deb/debian/grub-common@2.12-1~bpo12+1?arch=amd64&distro=bookworm&upstream=grub2",
+			"http://deb.debian.org/debian/pool/main/g/grub2/grub-common_2.12-1~bpo12+1_amd64.deb"},
+	} {
+		p, ok := boot[id]
+		if !ok {
+			t.Errorf("no boot loader package %s (have %v)", id, boot)
+			continue
+		}
+		if p.VersionInfo != w.version || p.Comment != w.comment || p.ExternalRefs[0].Locator != w.purl || p.DownloadLocation != w.dl {
+			t.Errorf("%s: %+v, want %+v", id, p, w)
+		}
+	}
+	if len(boot) != 4 {
+		t.Errorf("%d boot loader packages, want 4", len(boot))
 	}
 	if ids["libstdc++6"] != "SPDXRef-deb-libstdc--6-amd64" {
 		t.Errorf("libstdc++6's SPDXID = %q", ids["libstdc++6"])
