@@ -253,6 +253,7 @@ type Candidate struct {
 	Filename string // pool path of the .deb
 	SHA256   string // of the .deb
 	Archive  config.Archive
+	Depends  string // the Depends field, as the index has it
 }
 
 // URL is where the .deb is downloaded from.
@@ -292,13 +293,29 @@ func readPackages(path string, a config.Archive, idx Index) error {
 	return ParseStanzas(f, func(fields map[string]string) {
 		c := Candidate{
 			Package: fields["Package"], Version: fields["Version"], Arch: fields["Architecture"],
-			Filename: fields["Filename"], SHA256: fields["SHA256"], Archive: a,
+			Filename: fields["Filename"], SHA256: fields["SHA256"], Archive: a, Depends: fields["Depends"],
 		}
 		c.Source, c.SourceV = SourceOf(fields["Source"], c.Package, c.Version)
 		if c.Package != "" {
 			idx[c.Package] = append(idx[c.Package], c)
 		}
-	}, "Package", "Version", "Architecture", "Source", "Filename", "SHA256", "Status")
+	}, "Package", "Version", "Architecture", "Source", "Filename", "SHA256", "Status", "Depends")
+}
+
+// DependNames are the packages a Depends field names: the first of each
+// set of alternatives, without version or architecture qualifiers.
+func DependNames(field string) []string {
+	var out []string
+	for _, d := range strings.Split(field, ",") {
+		alt, _, _ := strings.Cut(d, "|")
+		name := strings.Fields(strings.SplitN(alt, "(", 2)[0])
+		if len(name) == 0 {
+			continue
+		}
+		n, _, _ := strings.Cut(name[0], ":")
+		out = append(out, n)
+	}
+	return out
 }
 
 // SourceOf splits a control file's Source field ("openssl" or

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/pith-os/pith/image/config"
@@ -30,6 +31,7 @@ const packagesFile = `Package: libssl3
 Source: openssl
 Version: 3.0.22-1~deb12u2
 Architecture: amd64
+Depends: libc6 (>= 2.34)
 Description: Secure Sockets Layer toolkit
  a continuation line: Version: 9
 Filename: pool/updates/main/o/openssl/libssl3_3.0.22-1~deb12u2_amd64.deb
@@ -42,6 +44,19 @@ Architecture: amd64
 Filename: pool/updates/main/l/linux-signed-amd64/linux-image-6.1.0-57-cloud-amd64_6.1.192-3_amd64.deb
 SHA256: 2222222222222222222222222222222222222222222222222222222222222222
 `
+
+func TestDependNames(t *testing.T) {
+	for _, tt := range []struct{ field, want string }{
+		{"", ""},
+		{"libc6 (>= 2.34)", "libc6"},
+		{"libc6 (>= 2.34), libsdl2-2.0-0 (>= 2.0.12), grub-common (= 2.12-1~bpo12+1)", "libc6 libsdl2-2.0-0 grub-common"},
+		{"libpulse0 | libasound2, python3:any (>= 3.11~), default-dbus-session-bus | dbus-session-bus", "libpulse0 python3 default-dbus-session-bus"},
+	} {
+		if got := strings.Join(DependNames(tt.field), " "); got != tt.want {
+			t.Errorf("DependNames(%q) = %q, want %q", tt.field, got, tt.want)
+		}
+	}
+}
 
 func TestReadIndex(t *testing.T) {
 	sec := config.Archive{URI: "http://deb.debian.org/debian-security", Suite: "bookworm-security"}
@@ -70,7 +85,7 @@ func TestReadIndex(t *testing.T) {
 		t.Errorf("URL %s", got.URL())
 	}
 	ssl, ok := idx.Find("libssl3", "3.0.22-1~deb12u2", "amd64")
-	if !ok || ssl.Source != "openssl" || ssl.SourceV != "3.0.22-1~deb12u2" {
+	if !ok || ssl.Source != "openssl" || ssl.SourceV != "3.0.22-1~deb12u2" || ssl.Depends != "libc6 (>= 2.34)" {
 		t.Errorf("libssl3 = %+v (a continuation line must not override Version)", ssl)
 	}
 	if _, ok := idx.Find("libssl3", "3.0.20-1~deb12u2", "amd64"); ok {

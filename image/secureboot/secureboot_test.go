@@ -12,6 +12,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pith-os/pith/image/config"
+	"github.com/pith-os/pith/image/rootfs"
+	"github.com/pith-os/pith/image/sbom"
 )
 
 var epoch = time.Unix(1767225600, 0)
@@ -138,14 +142,27 @@ func TestSignVerify(t *testing.T) {
 	}
 }
 
-// GRUB 2.06 itself (grub-emu) checks the signatures with the key embedded
-// as pith build embeds it: good files load, changed ones and files signed
-// by another key are refused under check_signatures=enforce.
+// The GRUB images boot under UEFI (2.12 from bookworm-backports for the
+// default build, rootfs.FetchGrubEmu: grub-emu of that version, from the
+// same signed apt lists, cached) checks the signatures with the key
+// embedded as pith build embeds it: good files load, changed ones and
+// files signed by another key are refused under check_signatures=enforce.
 func TestGrubChecksSignatures(t *testing.T) {
-	for _, tool := range []string{"grub-emu", "mkfs.vfat", "mcopy"} {
+	for _, tool := range []string{"mkfs.vfat", "mcopy", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)
 		}
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu, err := rootfs.FetchGrubEmu(context.Background(), config.Default(), filepath.Join(cache, "pith"), t.TempDir(), t.Logf)
+	if err != nil {
+		t.Fatalf("grub-emu of the images' UEFI GRUB (needs Debian's mirror once, then the cache): %v", err)
+	}
+	if v, _ := emu.Command(context.Background(), "--version").CombinedOutput(); sbom.CompareVersions(emu.Version, rootfs.MinEFIGrub) < 0 || !strings.Contains(string(v), "(GRUB) "+emu.Version) {
+		t.Fatalf("grub-emu %s says %q: want the UEFI GRUB, %s or later", emu.Version, v, rootfs.MinEFIGrub)
 	}
 	k, other := newKeys(t), newKeys(t)
 	dir := t.TempDir()
@@ -189,7 +206,7 @@ func TestGrubChecksSignatures(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(prefix, "grub.cfg"), []byte(cfg+"reboot\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "device.map"), []byte("(hd0) "+esp+"\n"), 0o644)
-	out, _ := exec.Command("grub-emu", "-d", prefix, "-m", filepath.Join(dir, "device.map"), "-r", "host").CombinedOutput()
+	out, _ := emu.Command(context.Background(), "-d", prefix, "-m", filepath.Join(dir, "device.map"), "-r", "host").CombinedOutput()
 	got := strings.Join(regexp.MustCompile(`RESULT \w+=\w+`).FindAllString(string(out), -1), " ")
 	if want := "RESULT good=good RESULT changed=refused RESULT other=refused RESULT unsigned=refused"; got != want {
 		t.Fatalf("grub-emu: %s\nwant %s\n%s", got, want, out)
