@@ -1,6 +1,8 @@
 package initramfs
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -38,6 +40,46 @@ func (s *ec2IMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// configServer answers the config URLs: GET /pith/<name> is configs[name],
+// a 503 first where flaky[name] is set (a server still starting). It
+// logs what it answered.
+type configServer struct {
+	configs map[string]string
+	mu      sync.Mutex
+	flaky   map[string]bool
+	log     []string
+}
+
+func (s *configServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := strings.TrimPrefix(r.URL.Path, "/pith/")
+	cfg, ok := s.configs[name]
+	switch {
+	case !ok:
+		http.NotFound(w, r)
+	case s.flaky[name]:
+		s.flaky[name] = false
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+	default:
+		fmt.Fprint(w, cfg)
+	}
+	s.log = append(s.log, fmt.Sprintf("%s %s", r.Method, r.URL.Path))
+}
+
+// count is how many times the server answered req.
+func (s *configServer) count(req string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, l := range s.log {
+		if l == req {
+			n++
+		}
+	}
+	return n
+}
+
 // TestBootQEMUStorageEC2: on pith.platform=ec2 the first boot brings its
 // NIC up with DHCP (QEMU's user network, link-local as EC2's reach to
 // the service is), reads the Ignition config from the metadata service
@@ -46,44 +88,58 @@ func (s *ec2IMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // and boots on: systemd finds the NIC down without an address or route,
 // and ROOT records the config as EC2's for pithd. Without the service
 // (no guestfwd) the boot waits its bound, says so in one line and boots
-// on without storage, the NIC down all the same.
+// on without storage, the NIC down all the same. The same network path
+// reads ignition.config.url on any platform: a server that answers 503
+// first is tried again (a line a try), its config partitions the disk;
+// a URL that answers a cloud-config stops the boot at once, nothing
+// applied, the NIC down.
 func TestBootQEMUStorageEC2(t *testing.T) {
 	dir := t.TempDir()
 	vmlinuz, initrd, systemd := storageInitrd(t, dir)
 	relay := filepath.Join(dir, "tcprelay")
 	goBuild(t, relay, "./testdata/tcprelay")
-	srv := &ec2IMDS{userData: `{"ignition":{"version":"3.4.0"},"storage":{
-  "disks":[{"device":"/dev/disk/by-id/virtio-data1","wipeTable":true,"partitions":[{"label":"e2edata"}]}]}}`}
+	const storageCfg = `{"ignition":{"version":"3.4.0"},"storage":{
+  "disks":[{"device":"/dev/disk/by-id/virtio-data1","wipeTable":true,"partitions":[{"label":"e2edata"}]}]}}`
+	srv := &ec2IMDS{userData: storageCfg}
+	cfgs := &configServer{configs: map[string]string{"config.ign": storageCfg, "cloud.yaml": "#cloud-config\nhostname: a\n"}, flaky: map[string]bool{"config.ign": true}}
+	mux := http.NewServeMux()
+	mux.Handle("/latest/", srv)
+	mux.Handle("/pith/", cfgs)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: srv}
+	hs := &http.Server{Handler: mux}
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close() })
 	// QEMU accepts a guestfwd address only inside its user network.
 	const userNet = "user,id=n0,restrict=on,net=169.254.0.0/16"
+	imdsFwd := ",guestfwd=tcp:169.254.169.254:80-cmd:" + relay + " " + l.Addr().String()
+	urlFwd := ",guestfwd=tcp:169.254.10.10:80-cmd:" + relay + " " + l.Addr().String()
 	nicDown := []string{`PITH-TEST: net eth0=up=false addrs=0`, `PITH-TEST: net.routes=0`, `PITH-TEST: done`}
+	const stopped = "the boot stops here (not rebooting)"
 
-	boot := func(t *testing.T, netdev string) string {
+	// boot boots with cmdline's first-boot source until stop; the data
+	// disk must have e2edata afterwards when partitioned.
+	boot := func(t *testing.T, cmdline, netdev, stop string, partitioned bool) string {
 		dir := t.TempDir()
 		disk, rootHash := makeBootDisk(t, dir, systemd)
 		data := filepath.Join(dir, "vdb.img")
 		mustRun(t, "", "truncate", "-s", "64M", data)
-		cmdline := "pith.platform=ec2 pith.slot=a pith.usr=PARTUUID=" + bootUsrUUID + " pith.root=PARTUUID=" + bootRootUUID + " pith.usrhash=" + rootHash
-		log := bootUntil(t, vmlinuz, initrd, cmdline, "PITH-TEST: done", "", disk, data,
+		cmdline += " pith.slot=a pith.usr=PARTUUID=" + bootUsrUUID + " pith.root=PARTUUID=" + bootRootUUID + " pith.usrhash=" + rootHash
+		log := bootUntil(t, vmlinuz, initrd, cmdline, stop, "", disk, data,
 			"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
 			// RDRAND, as EC2's x86 instances have: the kernel's RNG is then
 			// ready at once, and the DHCP client's transaction id waits on it.
 			"-cpu", "max")
-		if out := mustRun(t, "", "sgdisk", "-p", data); strings.Contains(out, "e2edata") != strings.Contains(netdev, "guestfwd") {
+		if out := mustRun(t, "", "sgdisk", "-p", data); strings.Contains(out, "e2edata") != partitioned {
 			t.Errorf("the second disk after the boot:\n%s", out)
 		}
 		return log
 	}
 
 	t.Run("imds", func(t *testing.T) {
-		log := boot(t, userNet+",guestfwd=tcp:169.254.169.254:80-cmd:"+relay+" "+l.Addr().String())
+		log := boot(t, "pith.platform=ec2", userNet+imdsFwd, "PITH-TEST: done", true)
 		expectInOrder(t, log, append([]string{
 			`first boot: created the ROOT skeleton`,
 			`Ignition: eth0 is up for the EC2 metadata service: 169\.254\.\d+\.\d+ from DHCPv4 server 169\.254\.\d+\.2`,
@@ -104,7 +160,7 @@ func TestBootQEMUStorageEC2(t *testing.T) {
 	})
 
 	t.Run("no imds", func(t *testing.T) {
-		log := boot(t, userNet)
+		log := boot(t, "pith.platform=ec2", userNet, "PITH-TEST: done", false)
 		expectInOrder(t, log, append([]string{
 			`Ignition: eth0 is up for the EC2 metadata service`,
 			`Ignition: waiting for the EC2 metadata service at http://169\.254\.169\.254 \(\d+s left\)`,
@@ -115,6 +171,39 @@ func TestBootQEMUStorageEC2(t *testing.T) {
 		}, nicDown...)...)
 		if strings.Contains(log, "Ignition storage:") || strings.Contains(log, "Ignition: config from") {
 			t.Error("a config was applied without the metadata service")
+		}
+	})
+
+	t.Run("config url", func(t *testing.T) {
+		log := boot(t, "ignition.config.url=http://169.254.10.10/pith/config.ign", userNet+urlFwd, "PITH-TEST: done", true)
+		sum := sha256.Sum256([]byte(storageCfg))
+		expectInOrder(t, log, append([]string{
+			`Ignition: eth0 is up for the config URL: 169\.254\.\d+\.\d+ from DHCPv4 server 169\.254\.\d+\.2`,
+			`Ignition: GET http://169\.254\.10\.10/pith/config\.ign: try 1 failed \(503 Service Unavailable\); again in 200ms`,
+			`Ignition: eth0 is down again: no address, no route`,
+			`Ignition: config from ignition\.config\.url http://169\.254\.10\.10/pith/config\.ign`,
+			`Ignition storage: partition created disk=/dev/disk/by-id/virtio-data1 number=1 label=e2edata`,
+			`Ignition storage: done`,
+			`switching root`,
+			`PITH-TEST: ignition-source=ignition-url ` + hex.EncodeToString(sum[:]),
+		}, nicDown...)...)
+		if n := cfgs.count("GET /pith/config.ign"); n != 2 {
+			t.Errorf("the config server answered the config %d times, want twice (a 503, then the config)", n)
+		}
+	})
+
+	t.Run("config url not ignition", func(t *testing.T) {
+		log := boot(t, "ignition.config.url=http://169.254.10.10/pith/cloud.yaml", userNet+urlFwd, stopped, false)
+		expectInOrder(t, log,
+			`Ignition: eth0 is up for the config URL`,
+			`Ignition: eth0 is down again: no address, no route`,
+			`pith-init: FAILED: Ignition storage \(reading the config from ignition\.config\.url http://169\.254\.10\.10/pith/cloud\.yaml\) failed, the first boot stops here as Ignition does: it is not an Ignition config \(it reads as cloud-config\)`,
+			`pith-init: the boot stops here \(not rebooting\)`)
+		if strings.Contains(log, "switching root") {
+			t.Error("switched root after the config URL answered a cloud-config")
+		}
+		if n := cfgs.count("GET /pith/cloud.yaml"); n != 1 {
+			t.Errorf("the config server answered the cloud-config %d times, want once (it is not tried again)", n)
 		}
 	})
 }

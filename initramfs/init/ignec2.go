@@ -13,15 +13,13 @@ import (
 	"github.com/pith-os/pith/imds"
 )
 
-// The EC2 source's bounds. pithd waits two minutes for the service
-// (agent/datasource.DefaultEC2Wait) because it holds the node's SSH keys;
-// here only storage and kernel arguments hang on it, and on EC2 the
-// instance's NIC, DHCP and the service answer within seconds, so a
-// machine without them boots on after about a minute.
+// The EC2 source's bounds (the network's: netLinkWait, netDHCPWait).
+// pithd waits two minutes for the service (agent/datasource.DefaultEC2Wait)
+// because it holds the node's SSH keys; here only storage and kernel
+// arguments hang on it, and on EC2 the instance's NIC, DHCP and the
+// service answer within seconds, so a machine without them boots on after
+// about a minute.
 const (
-	ec2LinkWait  = 15 * time.Second // for the NIC's driver to show it
-	ec2DHCPWait  = 30 * time.Second // for a DHCPv4 lease
-	ec2DHCPTry   = 10 * time.Second // one DHCP exchange (nclient4: 3 s, then 6 s)
 	ec2IMDSWait  = 30 * time.Second // for the service's first answer
 	ec2IMDSPause = 3 * time.Second  // between tries: one console line each
 )
@@ -65,30 +63,19 @@ func imdsUserData(ctx context.Context, printf func(string, ...any), url string, 
 	return ud, "EC2 metadata service (instance " + s.InstanceID + ")", nil
 }
 
-// ec2Reader is the EC2 source's Read: it brings the first Ethernet NIC up
-// with DHCPv4 (ec2NetUp), reads the user-data, and takes the NIC down
-// again, addresses and routes gone, whatever happened, so systemd-networkd
-// finds it as the kernel made it. No NIC or no lease within the bounds is
+// ec2Reader is the EC2 source's Read: it reads the user-data with the
+// first Ethernet NIC up (withNIC). No NIC or no lease within the bounds is
 // one console line and no config, as an unanswered service.
 func ec2Reader(printf func(string, ...any)) func() ([]byte, string, error) {
 	return func() ([]byte, string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), ec2LinkWait+ec2DHCPWait+ec2IMDSWait+time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), netLinkWait+netDHCPWait+ec2IMDSWait+time.Minute)
 		defer cancel()
-		nic, err := ec2NetUp(ctx, printf)
-		var ud []byte
-		where := ""
-		if err != nil {
+		noNet := func(err error) error {
 			printf("Ignition: no network for the EC2 metadata service (%v): booting on without the instance's storage and kernel arguments", err)
-			err = errNoFirstBootConfig
-		} else {
-			ud, where, err = imdsUserData(ctx, printf, imds.DefaultURL, ec2IMDSWait, ec2IMDSPause)
+			return errNoFirstBootConfig
 		}
-		if nic != nil {
-			if derr := nic.down(); derr != nil {
-				return nil, "", storageStop("taking "+nic.name()+" down after the EC2 metadata service", derr)
-			}
-			printf("Ignition: %s is down again: no address, no route", nic.name())
-		}
-		return ud, where, err
+		return withNIC(ctx, printf, "the EC2 metadata service", noNet, func() ([]byte, string, error) {
+			return imdsUserData(ctx, printf, imds.DefaultURL, ec2IMDSWait, ec2IMDSPause)
+		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/configurl"
 	"github.com/pith-os/pith/fwcfg"
 	"github.com/pith-os/pith/initramfs/storage"
 	"github.com/pith-os/pith/node"
@@ -70,9 +71,10 @@ func checkStorageMarkers(root string) error {
 }
 
 // ignitionFirstBoot runs the first boot's Ignition stages before systemd:
-// it reads the user-data once, from the first present of EC2's metadata
-// service (pith.platform=ec2 only), QEMU's fw_cfg (opt/org.pith/user-data),
-// a config drive and the OEM partition's config.ign (pith install), in
+// it reads the user-data once, from ignition.config.url when the kernel
+// line names one, else the first present of EC2's metadata service
+// (pith.platform=ec2 only), QEMU's fw_cfg (opt/org.pith/user-data), a
+// config drive and the OEM partition's config.ign (pith install), in
 // pithd's order (firstBootSources), then
 // applies the config's kernel arguments (which may reboot once) and its
 // storage. Any error stops the boot (StopError): Ignition fails closed.
@@ -82,7 +84,10 @@ func ignitionFirstBoot(l *logger, c *Cmdline, cmdline string, root, usr *Device)
 	if err := waitFwCfg(FwCfgACPI, FwCfgByName, fwCfgWait); err != nil {
 		return storageStop("reading fw_cfg user-data", err)
 	}
-	sources, note := firstBootSources("/", cmdline, oemIgnition(c.OEM, c.Wait), ec2Reader(l.Printf))
+	cfgURL := func(u string) func() ([]byte, string, error) {
+		return urlReader(l.Printf, u, filepath.Join(Sysroot, "usr"), configurl.DefaultWait)
+	}
+	sources, note := firstBootSources("/", cmdline, oemIgnition(c.OEM, c.Wait), ec2Reader(l.Printf), cfgURL)
 	if note != "" {
 		l.Printf("Ignition: %s", note)
 	}
@@ -176,21 +181,29 @@ func storagePlan(root string, cfg *cloudconfig.IgnitionConfig) (*storage.Plan, e
 // decompressed user-data and its source, or a nil config when there is
 // none to apply here: no user-data, not Ignition, or an invalid config
 // without storage (pithd's first-boot stage reports it, with every error
-// and its line, and the node boots on). An invalid config with storage
-// stops the boot: nothing may be half-applied.
+// and its line, and stops the boot there). An invalid config with storage
+// stops the boot: nothing may be half-applied. A source that names an
+// Ignition config (ignition.config.url) stops it on anything but a valid
+// Ignition config, as Ignition's fetch does.
 func userDataIgnition(sources []firstBootSource) (*cloudconfig.IgnitionConfig, []byte, firstBootSource, error) {
 	ud, src, err := firstBootUserData(sources)
 	if err != nil || ud == nil {
 		return nil, nil, src, err
 	}
 	data, err := cloudconfig.Decompress(ud)
+	if err == nil && src.Ignition && cloudconfig.Detect(data) != cloudconfig.FormatIgnition {
+		err = fmt.Errorf("it is not an Ignition config (it reads as %s): %s names an Ignition config, as in Ignition; a cloud-config goes in pith.config.url", cloudconfig.Detect(data), configurl.Key)
+	}
+	if err != nil && src.Ignition {
+		return nil, nil, src, storageStop("reading the config from "+src.Name, err)
+	}
 	if err != nil || cloudconfig.Detect(data) != cloudconfig.FormatIgnition {
 		return nil, nil, src, nil // not Ignition: pithd's first-boot stage reports it
 	}
 	cfg, rep := cloudconfig.ParseIgnition(data)
 	if cfg == nil || rep.HasErrors() {
 		var partial cloudconfig.IgnitionConfig
-		if json.Unmarshal(data, &partial) != nil || !hasStorage(&partial) {
+		if !src.Ignition && (json.Unmarshal(data, &partial) != nil || !hasStorage(&partial)) {
 			return nil, nil, src, nil
 		}
 		return nil, nil, src, storageStop("validating the Ignition config from "+src.Name, rep.Err())

@@ -151,7 +151,7 @@ func storagePlanFrom(root string, oem oemReader) (*storage.Plan, []byte, string,
 }
 
 func storagePlanCmdline(root, cmdline string, oem oemReader) (*storage.Plan, []byte, string, error) {
-	sources, _ := firstBootSources(root, cmdline, oem, nil)
+	sources, _ := firstBootSources(root, cmdline, oem, nil, nil)
 	cfg, data, src, err := userDataIgnition(sources)
 	if err != nil || cfg == nil {
 		return nil, nil, "", err

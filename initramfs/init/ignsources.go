@@ -13,6 +13,7 @@ import (
 
 	"github.com/pith-os/pith/cloudconfig"
 	"github.com/pith-os/pith/configdrive"
+	"github.com/pith-os/pith/configurl"
 	"github.com/pith-os/pith/node"
 )
 
@@ -27,6 +28,9 @@ type firstBootSource struct {
 	Name  string // on the console
 	Pithd string // pithd's name for the same source (agent/datasource), for IgnitionSourceMarker
 	Read  func() ([]byte, string, error)
+	// Ignition: the source names an Ignition config (ignition.config.url),
+	// so anything else, or an invalid one, stops the boot.
+	Ignition bool
 	// metaErr is why pithd would refuse the source despite its
 	// user-data (a config drive's meta_data.json): recordSource stops
 	// the boot on it before anything is applied.
@@ -49,21 +53,31 @@ const (
 
 // firstBootSources returns the sources the initramfs can read, in the
 // order pithd probes them (agent/datasource.Sources) so both take the
-// same config: the platform's own source first (pith.platform=openstack:
-// the config drive; pith.platform=ec2: EC2's metadata service, read by
-// ec2, nil for none), then fw_cfg, the config drive, the OEM partition's
-// config.ign (oem, nil without pith.oem=). EC2 is read only when the
-// platform names it: elsewhere pithd tries it after the local sources,
-// and bringing a NIC up on every first boot to look would cost each
-// machine without the service the wait. pithd's other network sources
-// (DigitalOcean, a config URL) stay its own: with a config URL on the
-// kernel line, which pithd takes before any other, there is no source
-// here (the note says why) and pithd refuses storage and kernelArguments
-// from it; DigitalOcean comes after the local sources unless the
-// platform names it (pithd's notice then names both sources).
-func firstBootSources(root, cmdline string, oem oemReader, ec2 func() ([]byte, string, error)) ([]firstBootSource, string) {
+// same config. ignition.config.url on the kernel line (Ignition's own
+// argument) is the only source when present, as in Ignition, read by
+// cfgURL. Otherwise: the platform's own source first
+// (pith.platform=openstack: the config drive; pith.platform=ec2: EC2's
+// metadata service, read by ec2, nil for none), then fw_cfg, the config
+// drive, the OEM partition's config.ign (oem, nil without pith.oem=). EC2
+// is read only when the platform names it: elsewhere pithd tries it after
+// the local sources, and bringing a NIC up on every first boot to look
+// would cost each machine without the service the wait. pithd's other
+// network sources (DigitalOcean, pith.config.url) stay its own: with
+// pith.config.url or cloud-config-url on the kernel line, which pithd
+// takes before any other but ignition.config.url, there is no source here
+// (the note says why) and pithd refuses storage and kernelArguments from
+// it; DigitalOcean comes after the local sources unless the platform
+// names it (pithd's notice then names both sources).
+func firstBootSources(root, cmdline string, oem oemReader, ec2 func() ([]byte, string, error), cfgURL func(string) func() ([]byte, string, error)) ([]firstBootSource, string) {
+	if u := cmdlineValue(cmdline, configurl.Key); u != "" && cfgURL != nil {
+		note := ""
+		if p := cmdlineValue(cmdline, "pith.config.url", "cloud-config-url"); p != "" {
+			note = "the kernel line names " + configurl.Key + " and a config URL (" + cloudconfig.RedactSource(p) + "): " + configurl.Key + " comes first, as in pithd"
+		}
+		return []firstBootSource{{Name: configurl.Key + " " + cloudconfig.RedactSource(u), Pithd: pithdIgnitionURL, Read: cfgURL(u), Ignition: true}}, note
+	}
 	if u := cmdlineValue(cmdline, "pith.config.url", "cloud-config-url"); u != "" {
-		return nil, "the kernel line names a config URL (" + u + "), which pithd reads after boot, with the network: no storage or kernel arguments are applied here"
+		return nil, "the kernel line names a config URL (" + u + "), which pithd reads after boot, with the network: no storage or kernel arguments are applied here (" + configurl.Key + "= is read here)"
 	}
 	fw := firstBootSource{Name: "fw_cfg", Pithd: pithdFwCfg, Read: func() ([]byte, string, error) {
 		ud, err := readFwCfgUserData(root)

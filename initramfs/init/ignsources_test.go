@@ -12,8 +12,9 @@ import (
 )
 
 // The initramfs reads its sources in pithd's order (agent/datasource.Sources),
-// the platform's own first; a config URL, which pithd takes before all,
-// leaves it none.
+// the platform's own first; ignition.config.url, which both take before
+// all, is the only one; pith.config.url, which pithd takes next, leaves
+// it none.
 func TestFirstBootSources(t *testing.T) {
 	oem := oemReader(func() ([]byte, error) { return nil, nil })
 	for _, tc := range []struct {
@@ -34,6 +35,11 @@ func TestFirstBootSources(t *testing.T) {
 		{cmdline: "pith.platform=ec2 pith.config.url=http://10.0.2.2/ign", note: "names a config URL"},
 		{cmdline: "pith.config.url=http://10.0.2.2/ign", note: "names a config URL (http://10.0.2.2/ign), which pithd reads after boot"},
 		{cmdline: "cloud-config-url=http://x/y pith.platform=openstack", note: "which pithd reads after boot, with the network"},
+		{cmdline: "ignition.config.url=http://10.0.2.2/c.ign pith.platform=ec2", want: "ignition-url"},
+		{cmdline: "ignition.config.url=data:,{} pith.oem=PARTUUID=X", want: "ignition-url"},
+		{cmdline: "pith.config.url=http://10.0.2.2/cc ignition.config.url=http://u:pw@10.0.2.2/c.ign", want: "ignition-url",
+			note: "names ignition.config.url and a config URL (http://10.0.2.2/cc): ignition.config.url comes first"},
+		{cmdline: "ignition.config.url=", want: "qemu-fw-cfg config-drive oem-ignition"},
 	} {
 		t.Run(tc.cmdline+map[bool]string{true: " no EC2 reader"}[tc.noEC2], func(t *testing.T) {
 			o := oem
@@ -44,7 +50,18 @@ func TestFirstBootSources(t *testing.T) {
 			if tc.noEC2 {
 				ec2 = nil
 			}
-			srcs, note := firstBootSources(t.TempDir(), tc.cmdline, o, ec2)
+			var urls []string
+			cfgURL := func(u string) func() ([]byte, string, error) {
+				urls = append(urls, u)
+				return func() ([]byte, string, error) { return nil, "", nil }
+			}
+			srcs, note := firstBootSources(t.TempDir(), tc.cmdline, o, ec2, cfgURL)
+			if len(srcs) == 1 && srcs[0].Pithd == pithdIgnitionURL {
+				u := cmdlineValue(tc.cmdline, "ignition.config.url")
+				if !srcs[0].Ignition || len(urls) != 1 || urls[0] != u || strings.Contains(srcs[0].Name, "pw") {
+					t.Errorf("the URL source %+v read %q, want an Ignition source of %q named without its password", srcs[0], urls, u)
+				}
+			}
 			var got []string
 			for _, s := range srcs {
 				got = append(got, s.Pithd)
@@ -200,7 +217,7 @@ func TestConfigDriveBadMetaData(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			configDriveTree(t, root, map[string][3]string{"sr0": {"config-2", tc.cfg, `{"uuid":`}})
-			sources, _ := firstBootSources(root, "", nil, nil)
+			sources, _ := firstBootSources(root, "", nil, nil, nil)
 			cfg, data, src, err := userDataIgnition(sources)
 			if err != nil || cfg == nil {
 				t.Fatalf("%v %v", cfg, err)

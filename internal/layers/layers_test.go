@@ -62,12 +62,13 @@ func TestLayers(t *testing.T) {
 		{"fwcfg imports nothing of Pith's", func(p string) bool { return p == "fwcfg" }, func(string) bool { return true }},
 		{"configdrive imports nothing of Pith's", func(p string) bool { return p == "configdrive" }, func(string) bool { return true }},
 		{"imds imports nothing of Pith's", func(p string) bool { return p == "imds" }, func(string) bool { return true }},
+		{"configurl imports only cloudconfig", func(p string) bool { return p == "configurl" }, func(i string) bool { return i != "cloudconfig" }},
 		{"linelog imports nothing of Pith's", func(p string) bool { return p == "linelog" }, func(string) bool { return true }},
 		{"cloudconfig/apply imports only cloudconfig, node/... and atomicfile", func(p string) bool { return p == "cloudconfig/apply" },
 			func(i string) bool { return i != "cloudconfig" && !under(i, "node") && i != "atomicfile" }},
-		{"initramfs/... imports only initramfs/..., cloudconfig, node, fwcfg, configdrive, imds, linelog and atomicfile (the init stays small: no agent/)", func(p string) bool { return under(p, "initramfs") },
+		{"initramfs/... imports only initramfs/..., cloudconfig, node, fwcfg, configdrive, imds, configurl, linelog and atomicfile (the init stays small: no agent/)", func(p string) bool { return under(p, "initramfs") },
 			func(i string) bool {
-				return !under(i, "initramfs") && i != "cloudconfig" && i != "node" && i != "fwcfg" && i != "configdrive" && i != "imds" && i != "linelog" && i != "atomicfile"
+				return !under(i, "initramfs") && i != "cloudconfig" && i != "node" && i != "fwcfg" && i != "configdrive" && i != "imds" && i != "configurl" && i != "linelog" && i != "atomicfile"
 			}},
 	}
 	for _, r := range rules {
