@@ -3,7 +3,9 @@
 // Probe order (first source that is present wins):
 //
 //  1. a local file given with --from-file (Config.FromFile);
-//  2. a URL on the kernel line: pith.config.url= or cloud-config-url=;
+//  2. a URL on the kernel line: ignition.config.url= (Ignition's own
+//     argument: an Ignition config, fetched as Ignition does, which the
+//     initramfs read too), then pith.config.url= or cloud-config-url=;
 //  3. the source of the platform named on the kernel line (pith.platform=,
 //     also coreos.oem.id= / flatcar.oem.id=): qemu -> fw_cfg,
 //     openstack/configdrive -> config drive, ec2/aws -> EC2,
@@ -23,7 +25,8 @@
 // A source that is absent returns ErrNotFound and the next is tried; a
 // source that is present but broken (an explicit URL that fails, a config
 // drive without user_data) is an error, because guessing on would apply
-// the wrong config.
+// the wrong config; an ignition.config.url's is an *IgnitionError, on
+// which first boot stops.
 package datasource
 
 import (
@@ -38,6 +41,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/configurl"
 )
 
 // ErrNotFound means the source does not exist on this machine.
@@ -104,6 +108,9 @@ type Config struct {
 	Attempts       int
 	// Client is the HTTP client (default: one without proxies).
 	Client *http.Client
+	// IgnitionURLWait bounds the retries of an ignition.config.url that
+	// does not answer (default configurl.DefaultWait, Ignition's).
+	IgnitionURLWait time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -173,6 +180,9 @@ func Sources(cfg Config) []Source {
 	var out []Source
 	if cfg.FromFile != "" {
 		out = append(out, &File{Path: cfg.FromFile})
+	}
+	if u := cmdlineValue(cfg.cmdline(), configurl.Key); u != "" {
+		out = append(out, &URL{URL: u, Ignition: true, cfg: cfg})
 	}
 	if u := cmdlineValue(cfg.cmdline(), "pith.config.url", "cloud-config-url"); u != "" {
 		out = append(out, &URL{URL: u, cfg: cfg})

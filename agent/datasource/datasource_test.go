@@ -343,6 +343,58 @@ func TestKernelURL(t *testing.T) {
 	}
 }
 
+// TestIgnitionURL: ignition.config.url comes before pith.config.url and
+// every other source; it is fetched as Ignition fetches it (data: too)
+// and must be an Ignition config (or empty); every failure is an
+// *IgnitionError, which stops first boot.
+func TestIgnitionURL(t *testing.T) {
+	const ign = `{"ignition":{"version":"3.4.0"}}`
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/c.ign":
+			w.Write([]byte(ign))
+		case "/cloud.yaml":
+			w.Write([]byte("#cloud-config\nhostname: fromurl\n"))
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer ts.Close()
+	for _, tc := range []struct {
+		name, cmdline string
+		want, source  string // want: the user-data, or the error's text when source is ""
+	}{
+		{name: "http", cmdline: "ignition.config.url=" + ts.URL + "/c.ign", want: ign, source: "ignition-url"},
+		{name: "before pith.config.url and fw_cfg", cmdline: "pith.config.url=" + ts.URL + "/cloud.yaml ignition.config.url=" + ts.URL + "/c.ign pith.platform=qemu", want: ign, source: "ignition-url"},
+		{name: "data", cmdline: "ignition.config.url=data:;base64,e30=", want: "{}", source: "ignition-url"},
+		{name: "empty is no config", cmdline: "ignition.config.url=" + ts.URL + "/empty", want: "", source: "ignition-url"},
+		{name: "404", cmdline: "ignition.config.url=" + ts.URL + "/missing.ign", want: "datasource ignition-url: GET " + ts.URL + "/missing.ign: 404 Not Found"},
+		{name: "a cloud-config", cmdline: "ignition.config.url=" + ts.URL + "/cloud.yaml", want: "is not an Ignition config (it reads as cloud-config)"},
+		{name: "unreachable", cmdline: "ignition.config.url=http://127.0.0.1:1/c.ign", want: "no answer within 300ms"},
+		{name: "tftp", cmdline: "ignition.config.url=tftp://10.0.0.1/c.ign", want: "Pith fetches http, https and data: config URLs only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, "")
+			cfg.Cmdline = &tc.cmdline
+			cfg.IgnitionURLWait = 300 * time.Millisecond
+			writeFile(t, filepath.Join(cfg.Root, FwCfgDir, "user-data", "raw"), "#cloud-config\nhostname: fw\n")
+			r, err := Fetch(context.Background(), cfg)
+			if tc.source == "" {
+				var ie *IgnitionError
+				if !errors.As(err, &ie) || ie.Source != "ignition-url" || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("%+v, %v; want an IgnitionError with %q", r, err, tc.want)
+				}
+				return
+			}
+			if err != nil || r.Source != tc.source || string(r.UserData) != tc.want {
+				t.Fatalf("%+v, %v; want %q from %s", r, err, tc.want, tc.source)
+			}
+		})
+	}
+}
+
 func TestProbeOrder(t *testing.T) {
 	ec2 := &imds{v2: true, userData: "#cloud-config\nhostname: ec2\n"}
 	ts := httptest.NewServer(ec2)

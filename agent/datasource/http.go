@@ -10,6 +10,7 @@ import (
 	"net/url"
 
 	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/configurl"
 	ec2imds "github.com/pith-os/pith/imds"
 )
 
@@ -100,20 +101,48 @@ func userData(get func(string) (int, []byte, error), path string) ([]byte, error
 }
 
 // URL fetches user-data from the URL named on the kernel line. The
-// operator asked for it, so any failure is an error.
+// operator asked for it, so any failure is an error. An Ignition URL
+// (ignition.config.url) is fetched as Ignition fetches it (package
+// configurl, shared with pith-init: http, https and data:, retried within
+// Config.IgnitionURLWait), and must hold an Ignition config: its errors
+// are *IgnitionError.
 type URL struct {
-	URL string
-	cfg Config
+	URL      string
+	Ignition bool
+	cfg      Config
 }
 
-// NewURL returns the kernel-line URL source.
+// NewURL returns the kernel-line URL source (pith.config.url).
 func NewURL(u string, cfg Config) *URL { return &URL{URL: u, cfg: cfg.withDefaults()} }
 
 // Name implements Source.
-func (u *URL) Name() string { return "kernel-url" }
+func (u *URL) Name() string {
+	if u.Ignition {
+		return IgnitionURLSource
+	}
+	return "kernel-url"
+}
+
+// IgnitionURLSource is the name of the ignition.config.url source (and
+// of pith-init's, in node.IgnitionSourceMarker).
+const IgnitionURLSource = "ignition-url"
+
+// IgnitionError is the failure of a source that names an Ignition config
+// (ignition.config.url): it could not be fetched, or is not an Ignition
+// config. First boot stops on it, as Ignition's does.
+type IgnitionError struct {
+	Source string
+	Err    error
+}
+
+func (e *IgnitionError) Error() string { return e.Err.Error() }
+func (e *IgnitionError) Unwrap() error { return e.Err }
 
 // Fetch implements Source.
 func (u *URL) Fetch(ctx context.Context) (*Result, error) {
+	if u.Ignition {
+		return u.fetchIgnition(ctx)
+	}
 	pu, err := url.Parse(u.URL)
 	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 		return nil, fmt.Errorf("kernel line URL %q is not an http(s) URL", u.URL)
@@ -126,4 +155,24 @@ func (u *URL) Fetch(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("fetch %s: HTTP %d", u.URL, status)
 	}
 	return &Result{UserData: body}, nil
+}
+
+// fetchIgnition fetches an ignition.config.url. Empty is no config, as
+// Ignition ignores one.
+func (u *URL) fetchIgnition(ctx context.Context) (*Result, error) {
+	f := &configurl.Fetcher{Client: u.cfg.Client, Wait: u.cfg.IgnitionURLWait}
+	body, err := f.Fetch(ctx, u.URL)
+	if err != nil {
+		return nil, &IgnitionError{Source: u.Name(), Err: err}
+	}
+	data, err := cloudconfig.Decompress(body)
+	if err == nil {
+		if f := cloudconfig.Detect(data); f != cloudconfig.FormatIgnition && f != cloudconfig.FormatEmpty {
+			err = fmt.Errorf("%s %s is not an Ignition config (it reads as %s): %s names an Ignition config, as in Ignition; a cloud-config goes in pith.config.url", configurl.Key, cloudconfig.RedactSource(u.URL), f, configurl.Key)
+		}
+	}
+	if err != nil {
+		return nil, &IgnitionError{Source: u.Name(), Err: err}
+	}
+	return &Result{UserData: body, Note: configurl.Key + " " + cloudconfig.RedactSource(u.URL)}, nil
 }

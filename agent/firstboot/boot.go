@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pith-os/pith/agent/datasource"
 	"github.com/pith-os/pith/cloudconfig"
@@ -52,6 +53,10 @@ type BootResult struct {
 	// config, so the boot must stop (Run isolates emergency.target).
 	StopBoot bool
 }
+
+// laterBootURLWait bounds the retries of ignition.config.url once first
+// boot is done.
+var laterBootURLWait = 5 * time.Second
 
 // waitsForUserData reports the datasource whose user-data arrives only
 // after boot on this platform.
@@ -113,6 +118,11 @@ func Boot(ctx context.Context, s *apply.Stage, o BootOptions) (*BootResult, erro
 		}
 	}
 
+	if done, _ := s.FirstBootDone(); done && !o.Now && o.Datasource.IgnitionURLWait == 0 {
+		// Ignition runs on first boot only: a provisioning server gone
+		// since must not hold every later boot for its two minutes.
+		o.Datasource.IgnitionURLWait = laterBootURLWait
+	}
 	ds, err := datasource.Fetch(ctx, o.Datasource)
 	var st *apply.State
 	switch {
@@ -141,6 +151,12 @@ func Boot(ctx context.Context, s *apply.Stage, o BootOptions) (*BootResult, erro
 			st, err = s.Run(ctx, apply.Input{Source: "none", Full: o.Now})
 		}
 	case err != nil:
+		if st := unfetchedIgnition(s, err, o.Now); st != nil {
+			// Ignition's fetch stage fails the boot: so does this one.
+			say(LevelError, "%v", err)
+			res.UserData, res.StopBoot = st, true
+			return res, errors.Join(append(errs, err)...)
+		}
 		say(LevelError, "%v; booting without user-data", err)
 		return res, errors.Join(append(errs, err)...)
 	default:

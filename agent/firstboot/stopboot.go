@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pith-os/pith/agent/datasource"
 	"github.com/pith-os/pith/cloudconfig"
 	"github.com/pith-os/pith/cloudconfig/apply"
 )
@@ -38,6 +39,23 @@ type BootStopper interface {
 // coreos-cloudinit's did.
 func ignitionFailed(st *apply.State) bool {
 	return st != nil && st.Format == cloudconfig.FormatIgnition && !st.Applied
+}
+
+// unfetchedIgnition is the state of a first boot (not Now) whose source
+// names an Ignition config that it could not give (err, a
+// *datasource.IgnitionError: ignition.config.url unreachable, or not an
+// Ignition config), which stops the boot; nil for any other error, or
+// once first boot is done (Ignition runs on the first boot only).
+func unfetchedIgnition(s *apply.Stage, err error, now bool) *apply.State {
+	var ie *datasource.IgnitionError
+	if now || !errors.As(err, &ie) {
+		return nil
+	}
+	if done, derr := s.FirstBootDone(); derr != nil || done {
+		return nil
+	}
+	return &apply.State{Time: time.Now().UTC(), FirstBoot: true, Source: ie.Source, Format: cloudconfig.FormatIgnition, Valid: true,
+		ApplyErr: "not applied, nothing of this Ignition config was written: " + strings.ReplaceAll(ie.Err.Error(), "\n", "; ")}
 }
 
 // stopLine is the console line of a boot stopped for st; stopping says

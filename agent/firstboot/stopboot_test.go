@@ -5,9 +5,12 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pith-os/pith/cloudconfig"
 	"github.com/pith-os/pith/cloudconfig/apply"
@@ -118,6 +121,74 @@ func TestStopBoot(t *testing.T) {
 			lines, err := apply.ReadBootsStopped(root)
 			if err != nil || len(lines) != 1 || !strings.HasSuffix(lines[0], " "+tc.want) {
 				t.Errorf("recorded %q, %v; want the line", lines, err)
+			}
+		})
+	}
+}
+
+// TestBootIgnitionURL: an ignition.config.url that cannot give an
+// Ignition config (no answer, 404, a cloud-config) stops the first boot
+// as one that cannot be applied does, with the reason in the line; not
+// with --now, not once first boot is done (Ignition runs once), and
+// never for pith.config.url, which boots on as before.
+func TestBootIgnitionURL(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ok.ign":
+			w.Write([]byte(`{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/ok","contents":{"source":"data:,ok"}}]}}`))
+		case "/cloud.yaml":
+			w.Write([]byte("#cloud-config\nhostname: a\n"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer ts.Close()
+	defer func(w time.Duration) { laterBootURLWait = w }(laterBootURLWait)
+	laterBootURLWait = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name, cmdline string
+		now, done     bool // --now; first boot already done
+		failed, stop  bool
+		reason        string        // in the stop line
+		wait          time.Duration // IgnitionURLWait: 0 is 200ms, -1 none
+	}{
+		{name: "applied", cmdline: "ignition.config.url=" + ts.URL + "/ok.ign"},
+		{name: "404", cmdline: "ignition.config.url=" + ts.URL + "/missing.ign", failed: true, stop: true,
+			reason: "the Ignition config from ignition-url was not applied (GET " + ts.URL + "/missing.ign: 404 Not Found); nothing of it was written"},
+		{name: "a cloud-config", cmdline: "ignition.config.url=" + ts.URL + "/cloud.yaml", failed: true, stop: true, reason: "is not an Ignition config (it reads as cloud-config)"},
+		{name: "no answer", cmdline: "ignition.config.url=http://127.0.0.1:1/c.ign", failed: true, stop: true, reason: "no answer within 200ms"},
+		{name: "404 with --now", cmdline: "ignition.config.url=" + ts.URL + "/missing.ign", now: true, failed: true},
+		{name: "404 after first boot", cmdline: "ignition.config.url=" + ts.URL + "/missing.ign", done: true, failed: true},
+		{name: "pith.config.url 404 boots on", cmdline: "pith.config.url=" + ts.URL + "/missing.ign", failed: true},
+		// Without a wait set: the later boot's short one, not Ignition's 2 minutes.
+		{name: "no answer after first boot", cmdline: "ignition.config.url=http://127.0.0.1:1/c.ign", done: true, failed: true, wait: -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stage, _, root := newStage(t)
+			if tc.done {
+				writeTestFile(t, filepath.Join(root, apply.StateDir, apply.FirstBootFile), "2026-12-04T05:00:00Z\n")
+			}
+			cfg := bootConfig(root, tc.cmdline, "")
+			cfg.IgnitionURLWait = 200 * time.Millisecond
+			if tc.wait < 0 {
+				cfg.IgnitionURLWait = 0
+			}
+			start := time.Now()
+			res, err := Boot(context.Background(), stage, BootOptions{Datasource: cfg, Now: tc.now})
+			if el := time.Since(start); el > 3*time.Second {
+				t.Errorf("Boot took %v", el)
+			}
+			if (err != nil) != tc.failed || res == nil {
+				t.Fatalf("error %v, want failure %v", err, tc.failed)
+			}
+			if res.StopBoot != tc.stop {
+				t.Fatalf("StopBoot %v, want %v (state %+v)", res.StopBoot, tc.stop, res.UserData)
+			}
+			if !tc.stop {
+				return
+			}
+			if line := stopLine(root, res.UserData, true); !strings.HasPrefix(line, StopLinePrefix) || !strings.Contains(line, tc.reason) || strings.Contains(line, "\n") {
+				t.Errorf("the line lacks %q: %s", tc.reason, line)
 			}
 		})
 	}

@@ -17,7 +17,7 @@ func TestCheckKargsApplied(t *testing.T) {
 	}{
 		{"none asked, no kernel line", `{}`, "", ""},
 		{"in effect", `{"shouldExist":["e2e_karg=1"],"shouldNotExist":["nosmt"]}`, line, ""},
-		{"missing", `{"shouldExist":["e2e_karg=1","nosmt"]}`, line, "this boot's kernel line lacks +nosmt): the initramfs applies them on first boot from QEMU fw_cfg user-data, a config drive, the OEM partition's config.ign (pith install) or, with pith.platform=ec2 on the kernel line, EC2's metadata service, and this config came from ec2, which the initramfs did not reach (no DHCP lease or no answer within its wait: see the boot's console) or did not try"},
+		{"missing", `{"shouldExist":["e2e_karg=1","nosmt"]}`, line, "this boot's kernel line lacks +nosmt): the initramfs applies them on first boot from ignition.config.url on the kernel line, else QEMU fw_cfg user-data, a config drive, the OEM partition's config.ign (pith install) or, with pith.platform=ec2 on the kernel line, EC2's metadata service, and this config came from ec2, which the initramfs did not reach (no DHCP lease or no answer within its wait: see the boot's console) or did not try"},
 		{"present", `{"shouldNotExist":["quiet"]}`, line, "lacks -quiet)"},
 		{"no kernel line", `{"shouldExist":["a"]}`, "", "cannot read this boot's kernel line"},
 	} {

@@ -32,6 +32,7 @@ func TestNoticeInitramfsSource(t *testing.T) {
 		want         string
 	}{
 		{"another config", marker, other, `first boot: the initramfs applied the kernel arguments and storage of the Ignition config from config-drive, but pithd took its user-data from ec2, a different config (ec2 comes first in pithd's order and the initramfs did not read it): the disks and kernel line stay as config-drive's config made them; ec2's own storage and kernelArguments cannot be applied after boot" initramfs_source=config-drive source=ec2`},
+		{"the same source, another answer", "ec2 " + hex.EncodeToString(s[:]) + "\n", other, `first boot: the initramfs applied the kernel arguments and storage of the Ignition config from ec2, but ec2 answered pithd a different config: the disks and kernel line stay as the initramfs's fetch made them; the later answer's own storage and kernelArguments cannot be applied after boot" initramfs_source=ec2 source=ec2`},
 		{"the same config", marker, cfg, ""},
 		{"the same config, gzipped", marker, gz.Bytes(), ""},
 		{"no marker", "", other, ""},
@@ -64,12 +65,14 @@ func TestNoticeInitramfsSource(t *testing.T) {
 }
 
 // The refusals say why a config missed the initramfs: EC2's because the
-// service did not answer (or was not tried), a URL's because only pithd
-// has the network.
+// service did not answer (or was not tried), pith.config.url's because
+// only pithd has the network, ignition.config.url's because its answer
+// changed.
 func TestInitramfsSources(t *testing.T) {
 	for _, tc := range []struct{ source, want, not string }{
 		{"ec2", "this config came from ec2, which the initramfs did not reach (no DHCP lease or no answer within its wait", "needs pithd's network"},
-		{"kernel-url", "this config came from kernel-url (a config URL or DigitalOcean's metadata service needs pithd's network)", "did not reach"},
+		{"kernel-url", "this config came from kernel-url (pith.config.url or DigitalOcean's metadata service needs pithd's network)", "did not reach"},
+		{"ignition-url", "this config came from ignition-url, which answered the initramfs another config (or none) than it answered pithd", "needs pithd's network"},
 		{"digitalocean", "came from digitalocean (", "did not reach"},
 	} {
 		got := initramfsSources(tc.source)

@@ -89,14 +89,14 @@ func newFirstBootCmd() *cobra.Command {
 		Use:   "firstboot",
 		Short: "Fetch, validate and apply user-data (the first-boot stage)",
 		Long: `Apply the OEM partition's cloud-config (/usr/share/oem/cloud-config.yml),
-then find user-data (QEMU fw_cfg, config drive, EC2, DigitalOcean, Vagrant,
-a pith.config.url= on the kernel line, or --from-file), validate it, and
-apply it: everything on first boot, then on later boots only what coreos-cloudinit
+then find user-data (an ignition.config.url= or pith.config.url= on the kernel
+line, QEMU fw_cfg, config drive, EC2, DigitalOcean, Vagrant, or --from-file),
+validate it, and apply it: everything on first boot, then on later boots only what coreos-cloudinit
 re-applied (hostname, write_files, /etc/hosts, units). Invalid user-data is
 rejected as a whole and the report goes to the console and the journal; the
 node boots on without it. An Ignition config that cannot be applied (invalid,
-a source not fetched, a wrong hash, an apply error) stops the boot instead,
-as Ignition does: one console line says why, and systemd isolates
+a source not fetched, a wrong hash, an apply error, an ignition.config.url that
+cannot be fetched) stops the boot instead, as Ignition does: one console line says why, and systemd isolates
 emergency.target, so sshd and pithd never start (not with --now: an
 operator's run never stops a running node). On the vagrant platform, where user-data comes
 after boot, pithd.service waits for it (pithctl userdata apply). Exit status
