@@ -79,9 +79,8 @@ that install it failing stops it.`, bad)
 			d.say("  [%s] the channel server halted the rollout of %s: %s", time.Since(published).Round(time.Second), bad, ro.Reason)
 		}
 		done := 0
-		sts := d.updateStatuses(ctx)
-		for i := range d.cfg.Nodes {
-			st, ok := sts[i].st, sts[i].ok
+		d.updateStatuses(ctx, func(i int, s nodeStatus) bool {
+			st, ok := s.st, s.ok
 			p := "not answering"
 			if ok {
 				p = string(st.Phase)
@@ -115,7 +114,8 @@ that install it failing stops it.`, bad)
 					asked[i] = time.Now()
 				}
 			}
-		}
+			return true
+		})
 		sem, ok := d.semaphore(ctx)
 		return done == d.cfg.Nodes && ok && len(sem.Holders) == 0, fmt.Sprintf("phases %v, halted %v, fleet %v", phase, halted, ferr)
 	})

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pith-os/pith/channels"
@@ -208,9 +207,8 @@ func (d *Demo) newRollout(res *UpdateResult) *rollout {
 func (r *rollout) poll(ctx context.Context) (bool, string) {
 	done := 0
 	fv, ferr := r.d.Fleet(ctx)
-	sts := r.d.updateStatuses(ctx)
-	for i := range r.d.cfg.Nodes {
-		onNext := r.node(ctx, i, sts[i])
+	r.d.updateStatuses(ctx, func(i int, s nodeStatus) bool {
+		onNext := r.node(ctx, i, s)
 		switch {
 		case r.admitted[i]:
 			if onNext {
@@ -218,13 +216,17 @@ func (r *rollout) poll(ctx context.Context) (bool, string) {
 			}
 		case r.res.Nodes[i].Running == r.d.Next:
 			r.err = fmt.Errorf("%s took %s, which the rollout did not admit it to", r.d.NodeName(i), r.d.Next)
-			return true, r.err.Error()
+			return false
 		case ferr == nil && r.heldBack(fv, i):
 			done++
 		case r.asked[i] && time.Since(r.askedAt[i]) > time.Minute:
 			// Reports are best-effort: a lost one is asked for again.
 			r.asked[i] = false
 		}
+		return true
+	})
+	if r.err != nil {
+		return true, r.err.Error()
 	}
 	r.lock(ctx)
 	return done == r.d.cfg.Nodes && r.holders == "", fmt.Sprintf("phases %v, lock holders %q, fleet %v", r.phase, r.holders, ferr)
@@ -380,45 +382,54 @@ type nodeStatus struct {
 	ok bool
 }
 
-// updateStatuses reads every node's update status at once: a node that
-// does not answer (rebooting) costs the poll its timeout once, not once
-// before each node after it.
-func (d *Demo) updateStatuses(ctx context.Context) []nodeStatus {
-	out := make([]nodeStatus, d.cfg.Nodes)
-	var wg sync.WaitGroup
-	for i := range out {
-		wg.Add(1)
+// updateStatuses reads every node's update status at once and hands each
+// to fn, in the caller's goroutine, as it arrives, until fn returns false:
+// a node that does not answer (rebooting) costs a poll its timeout once,
+// and holds back neither the other nodes' reads nor what is done with
+// them (asking an admitted node to check).
+func (d *Demo) updateStatuses(ctx context.Context, fn func(i int, s nodeStatus) bool) {
+	type read struct {
+		i int
+		s nodeStatus
+	}
+	reads := make(chan read, d.cfg.Nodes) // never blocks a reader fn stopped taking
+	for i := range d.cfg.Nodes {
 		go func() {
-			defer wg.Done()
-			out[i].st, out[i].ok = d.updateStatus(ctx, i)
+			st, ok := d.updateStatus(ctx, i)
+			reads <- read{i, nodeStatus{st, ok}}
 		}()
 	}
-	wg.Wait()
-	return out
+	for range d.cfg.Nodes {
+		r := <-reads
+		if !fn(r.i, r.s) {
+			return
+		}
+	}
 }
 
-// semaphore reads the reboot lock from the first node whose KV answers
-// (all are asked at once, for the reason of updateStatuses).
+// semaphore reads the reboot lock through every running node at once and
+// returns the first answer (they are quorum reads: any member's will do).
 func (d *Demo) semaphore(ctx context.Context) (rebootlock.SemaphoreState, bool) {
 	type answer struct {
 		sem rebootlock.SemaphoreState
 		ok  bool
 	}
-	answers := make([]answer, d.cfg.Nodes)
-	var wg sync.WaitGroup
-	for i := range answers {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	answers := make(chan answer, d.cfg.Nodes)
+	asked := 0
+	for i := range d.cfg.Nodes {
 		if !d.Machine(i).Running() {
 			continue
 		}
-		wg.Add(1)
+		asked++
 		go func() {
-			defer wg.Done()
-			answers[i].sem, answers[i].ok = d.semaphoreOf(ctx, i)
+			sem, ok := d.semaphoreOf(ctx, i)
+			answers <- answer{sem, ok}
 		}()
 	}
-	wg.Wait()
-	for _, a := range answers {
-		if a.ok {
+	for range asked {
+		if a := <-answers; a.ok {
 			return a.sem, true
 		}
 	}
