@@ -18,7 +18,8 @@ import (
 // TestImageSBOM checks the default image's SBOM against apt itself: libssl3
 // and the kernel at the candidate versions apt reports for the configured
 // archives (the release, -updates, -security), the manifest pointing at the
-// SBOM, the copy in USR identical; then `pith outdated` on the fresh build
+// SBOM, each boot path's GRUB packages (checkBootLoaders), the copy in USR
+// identical; then `pith outdated` on the fresh build
 // (nothing) and on an SBOM edited to an older libssl3 (that package, exit 1).
 func TestImageSBOM(t *testing.T) {
 	dir := builtImageDir(t)
@@ -88,6 +89,7 @@ func TestImageSBOM(t *testing.T) {
 	if m.Packages["libssl3"] != ssl.Version || m.Packages[inv.Kernel.Name] != inv.Kernel.Version {
 		t.Errorf("manifest package versions disagree with the SBOM: libssl3 %q, kernel %q", m.Packages["libssl3"], m.Packages[inv.Kernel.Name])
 	}
+	checkBootLoaders(t, inv, m)
 	bins := map[string]sbom.Binary{}
 	for _, b := range inv.Binaries {
 		bins[b.Name] = b
@@ -136,6 +138,40 @@ func TestImageSBOM(t *testing.T) {
 		t.Errorf("pith outdated on an SBOM with libssl3 %s: exit %d\n%s", old, code, out)
 	}
 	t.Logf("outdated on the edited SBOM:\n%s", out)
+}
+
+// checkBootLoaders: the SBOM names the BIOS GRUB as the build host's
+// grub-pc-bin and grub-common (this host's versions) and the UEFI GRUB as
+// grub-efi-amd64-bin and grub-common 2.12 or later downloaded from
+// bookworm-backports (URL, SHA-256); the manifest's boot_loaders agree.
+func checkBootLoaders(t *testing.T, inv *sbom.Inventory, m *manifest.Manifest) {
+	t.Helper()
+	if len(inv.BootLoaders) != 2 || len(m.BootLoaders) != 2 {
+		t.Fatalf("boot loaders: SBOM %+v, manifest %+v; want BIOS and UEFI", inv.BootLoaders, m.BootLoaders)
+	}
+	bios, uefi := inv.BootLoaders[0], inv.BootLoaders[1]
+	if bios.Boot != sbom.BootBIOS || len(bios.Packages) != 2 || uefi.Boot != sbom.BootUEFI || len(uefi.Packages) != 2 {
+		t.Fatalf("boot loaders %+v", inv.BootLoaders)
+	}
+	for i, name := range []string{"grub-pc-bin", "grub-common"} {
+		p := bios.Packages[i]
+		host, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", name).Output()
+		if err != nil || p.Name != name || p.Version != string(host) || p.Archive != sbom.HostArchive {
+			t.Errorf("BIOS GRUB package %d: %+v, want the host's %s %s (%v)", i, p, name, host, err)
+		}
+	}
+	for i, name := range []string{"grub-efi-amd64-bin", "grub-common"} {
+		p := uefi.Packages[i]
+		if p.Name != name || sbom.CompareVersions(p.Version, "2.12") < 0 || p.Archive != "bookworm-backports" || len(p.SHA256) != 64 || !strings.HasSuffix(p.URL, ".deb") {
+			t.Errorf("UEFI GRUB package %d: %+v, want %s 2.12+ from bookworm-backports", i, p, name)
+		}
+	}
+	for i, b := range inv.BootLoaders {
+		mb := m.BootLoaders[i]
+		if mb.Boot != b.Boot || mb.Version != b.Version() || len(mb.Packages) != len(b.Packages) || mb.Packages[0].Origin != b.Packages[0].Archive {
+			t.Errorf("manifest boot loader %+v, SBOM %+v", mb, b)
+		}
+	}
 }
 
 // candidateIn returns the version of pkg in the first archive whose suite
