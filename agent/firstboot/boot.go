@@ -118,12 +118,7 @@ func Boot(ctx context.Context, s *apply.Stage, o BootOptions) (*BootResult, erro
 		}
 	}
 
-	if done, _ := s.FirstBootDone(); done && !o.Now && o.Datasource.IgnitionURLWait == 0 {
-		// Ignition runs on first boot only: a provisioning server gone
-		// since must not hold every later boot for its two minutes.
-		o.Datasource.IgnitionURLWait = laterBootURLWait
-	}
-	ds, err := datasource.Fetch(ctx, o.Datasource)
+	ds, err := fetchUserData(ctx, s, o)
 	var st *apply.State
 	switch {
 	case errors.Is(err, datasource.ErrNotFound):
@@ -150,14 +145,13 @@ func Boot(ctx context.Context, s *apply.Stage, o BootOptions) (*BootResult, erro
 			say(LevelNotice, "%v; booting without user-data", err)
 			st, err = s.Run(ctx, apply.Input{Source: "none", Full: o.Now})
 		}
-	case err != nil:
-		if st := unfetchedIgnition(s, err, o.Now); st != nil {
-			// Ignition's fetch stage fails the boot: so does this one.
-			say(LevelError, "%v", err)
-			res.UserData, res.StopBoot = st, true
-			return res, errors.Join(append(errs, err)...)
+	case err != nil: // booting on, unless Ignition's fetch would stop it
+		res.UserData = unfetchedIgnition(s, err, o.Now)
+		format := "%v; booting without user-data"
+		if res.StopBoot = res.UserData != nil; res.StopBoot {
+			format = "%v"
 		}
-		say(LevelError, "%v; booting without user-data", err)
+		say(LevelError, format, err)
 		return res, errors.Join(append(errs, err)...)
 	default:
 		note := ""
@@ -200,6 +194,18 @@ func Boot(ctx context.Context, s *apply.Stage, o BootOptions) (*BootResult, erro
 	res.AgentChanged = !bytes.Equal(agentBefore, s.AgentConfig())
 	res.Changes = s.Applier.TakeChanges()
 	return res, errors.Join(errs...)
+}
+
+// fetchUserData finds the user-data (datasource.Fetch). Ignition runs on
+// first boot only: once that is done, an ignition.config.url is tried for
+// laterBootURLWait, so a provisioning server gone since does not hold
+// every later boot for Ignition's two minutes.
+func fetchUserData(ctx context.Context, s *apply.Stage, o BootOptions) (*datasource.Result, error) {
+	cfg := o.Datasource
+	if done, _ := s.FirstBootDone(); done && !o.Now && cfg.IgnitionURLWait == 0 {
+		cfg.IgnitionURLWait = laterBootURLWait
+	}
+	return datasource.Fetch(ctx, cfg)
 }
 
 func levelOf(severity cloudconfig.Severity) Level {
