@@ -3,8 +3,10 @@ package e2e
 // Issue 16, verified and measured boot: an image signed for Secure Boot
 // (pith build --secure-boot-keys) boots under OVMF's Secure Boot firmware
 // with its keys enrolled and a TPM, the kernel gets the firmware's event
-// log and its replay gives the TPM's PCRs, and GRUB refuses a kernel
-// changed on the ESP.
+// log and its replay gives the TPM's PCRs, an update (with ROOT encrypted
+// and bound to the TPM) is refused when signed by other keys and applied
+// when signed by the image's, and GRUB refuses a kernel changed on the
+// ESP.
 
 import (
 	"context"
@@ -33,20 +35,23 @@ const efiSecureBootVar = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d
 // mode's fallback and failure notices).
 const (
 	grubBadSignature = "error: bad signature."
-	grubFallingBack  = "Falling back to `Pith slot B'"
+	grubFallingBack  = "Falling back to `Pith slot %s'"
 	grubBothFailed   = "Failed to boot both default and fallback entries."
 	kernelBanner     = "Linux version "
 )
 
 // TestSecureBoot builds the suite's image signed with fresh Secure Boot
-// keys, boots it with those keys enrolled and a TPM, and checks what the
-// node reports; then root on the node changes one byte of slot A's kernel
-// on the ESP and reboots: GRUB must refuse it. Slot B holds no kernel in a
-// fresh image (the first update writes it), so GRUB's fallback to B fails
-// too and GRUB gives up: no kernel starts. One QEMU: a boot and a reboot.
+// keys and two releases of it (sbReleases), boots it with those keys
+// enrolled and a TPM, ROOT encrypted by its Ignition config, and checks
+// what the node reports. Its update agent refuses the first release
+// (other Secure Boot keys) and applies the second, whose slot B boots
+// under Secure Boot and opens ROOT through the TPM. Then root on the node
+// changes one byte of both slots' kernels on the ESP and reboots: GRUB
+// must refuse slot B's, fall back to slot A, refuse that too and give up:
+// no kernel starts. One QEMU: a boot and two reboots.
 func TestSecureBoot(t *testing.T) {
-	NeedVMs(t, 1, 5*time.Minute) // the signed image's build, then one guest
-	img, mf := secureBootImage(t)
+	NeedVMs(t, 1, 8*time.Minute) // the signed image's and releases' builds, then one guest
+	img, mf, keys := secureBootImage(t)
 	usrA, _ := mf.Partition(layout.LabelUSRA)
 	if usrA.Verity == nil {
 		t.Fatal("the signed image's manifest has no dm-verity record for USR-A")
@@ -57,7 +62,9 @@ func TestSecureBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := Boot(t, Options{Image: img, Firmware: vm.UEFI, SecureBoot: certs, TPM: true})
+	upd := sbReleases(t, mf, keys)
+	ud := writeUserData(t, "ignition.json", sbIgnition(t))
+	c := Boot(t, Options{Image: img, Firmware: vm.UEFI, SecureBoot: certs, TPM: true, UserData: ud, GuestFwd: []string{upd.fwd}})
 	n := c.Nodes[0]
 	n.WaitSSH()
 	t.Logf("BENCH Secure Boot boot (%s): SSH at %s", c.Accel.Name, n.Since().Round(time.Second))
@@ -88,6 +95,10 @@ func TestSecureBoot(t *testing.T) {
 		}
 	}
 	checkMeasuredBoot(t, n, status)
+	checkRootLuks(t, n, "first boot")
+	pcr7 := n.Run("sudo cat /sys/class/tpm/tpm0/pcr-sha256/7")
+	upd.checkUpdateRefused(t, n, mf)
+	upd.checkUpdateApplied(t, n, pcr7)
 	// The refusal is GRUB's own check (check_signatures=enforce): it is
 	// tested whatever the checks above found.
 	checkSignedKernelRefused(t, n)
@@ -181,26 +192,34 @@ func checkFirmwareStartedKernel(t *testing.T, raw []byte) {
 	t.Logf("event log: %d events, %d EFI applications in PCR 4, %d authorities in PCR 7", len(l.Events), apps, len(seen))
 }
 
-// secureBootImage builds the suite's image (the built-in config, as make
-// image) signed with keys made for this test, raw only, and returns
-// pith.img and its manifest. The cached Debian tree and USR make it a
-// matter of seconds.
-func secureBootImage(t *testing.T) (string, *manifest.Manifest) {
+// secureBootImage builds the suite's image signed with keys made for this
+// test (signedImage) and returns pith.img, its manifest and the keys'
+// directory.
+func secureBootImage(t *testing.T) (string, *manifest.Manifest, string) {
 	t.Helper()
 	builtImageDir(t) // skips (or fails in CI) without the suite's image
 	tmp := t.TempDir()
 	keys, out := filepath.Join(tmp, "keys"), filepath.Join(tmp, "sb")
 	updPith(t, "keygen", "--secure-boot", "--out", keys)
+	start := time.Now()
+	mf := signedImage(t, keys, out)
+	t.Logf("BENCH pith build --secure-boot-keys (warm cache): %s", time.Since(start).Round(100*time.Millisecond))
+	return filepath.Join(out, "pith.img"), mf, keys
+}
+
+// signedImage builds the suite's image (the built-in config, as make
+// image) into out, signed with the Secure Boot keys in keys, raw only, and
+// returns its manifest. The cached Debian tree and USR make it a matter of
+// seconds.
+func signedImage(t *testing.T, keys, out string) *manifest.Manifest {
+	t.Helper()
 	pub := strings.TrimSuffix(updReleaseKey(t), ".key") + ".pub"
 	args := []string{"build", "--out", out, "--agent-bin-dir", updBinDir(t), "--release-key", pub,
 		"--secure-boot-keys", keys, "--formats", "raw"}
 	if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
 		args = append(args, "--cache", c)
 	}
-	start := time.Now()
-	log := updPith(t, args...)
-	t.Logf("BENCH pith build --secure-boot-keys (warm cache): %s", time.Since(start).Round(100*time.Millisecond))
-	if !strings.Contains(log, "signed for Secure Boot") {
+	if log := updPith(t, args...); !strings.Contains(log, "signed for Secure Boot") {
 		t.Fatalf("pith build did not sign the boot chain:\n%s", log)
 	}
 	mf, err := manifest.Read(filepath.Join(out, manifest.FileName))
@@ -210,17 +229,59 @@ func secureBootImage(t *testing.T) (string, *manifest.Manifest) {
 	if mf.SecureBoot == nil {
 		t.Fatal("the signed image's manifest has no secure_boot record")
 	}
-	return filepath.Join(out, "pith.img"), mf
+	return mf
 }
 
-// checkSignedKernelRefused changes one byte in the middle of slot A's
-// kernel on the ESP (its .sig stays), reboots, and expects GRUB to refuse
-// it with its pgp verifier's error, then fail slot B (no kernel yet) and
-// give up: no kernel starts.
+// checkSignedKernelRefused changes one byte in the middle of each slot's
+// kernel on the ESP (their .sig stay), reboots, and expects GRUB to refuse
+// slot B's (the saved entry since the update) with its pgp verifier's
+// error, fall back to slot A, refuse that one too and give up: no kernel
+// starts.
 func checkSignedKernelRefused(t *testing.T, n *Node) {
 	t.Helper()
-	const kernel = "/boot/pith/vmlinuz-a"
-	n.Run("sudo test -f " + kernel + ".sig") // /boot is root only
+	for _, slot := range []string{"b", "a"} {
+		flipKernelByte(t, n, "/boot/pith/vmlinuz-"+slot)
+	}
+
+	n.MarkConsole()
+	from := vm.Console{Path: n.M.SerialLog}.Size()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	vm.RunSSH(ctx, n.M.Ports[22], vm.DefaultUser, n.c.VM.Key, "sudo systemctl reboot")
+	cancel()
+	start := time.Now()
+	// A kernel banner or a login prompt would mean a changed kernel ran.
+	if m, _ := n.WaitConsole(grubBadSignature, kernelBanner, LoginMarker); m != grubBadSignature {
+		t.Fatalf("after the reboot the console shows %q before GRUB refused the changed kernel", m)
+	}
+	refused := time.Since(start)
+	if m, _ := n.WaitConsole(grubBothFailed, kernelBanner, LoginMarker); m != grubBothFailed {
+		t.Fatalf("after refusing slot B's kernel the console shows %q, want GRUB's %q", m, grubBothFailed)
+	}
+	t.Logf("BENCH Secure Boot refusal: GRUB refused the changed kernel %s after the reboot, gave up after %s",
+		refused.Round(time.Second), time.Since(start).Round(time.Second))
+	b2, _ := vm.Console{Path: n.M.SerialLog}.ReadFrom(from)
+	console := string(b2)
+	// In this order: slot B's entry, the refusal, the fallback to slot A,
+	// its entry and refusal, GRUB giving up.
+	last := -1
+	for _, want := range []string{"Loading Pith slot B...", grubBadSignature, fmt.Sprintf(grubFallingBack, "A"),
+		"Loading Pith slot A...", grubBadSignature, grubBothFailed} {
+		i := strings.Index(console[last+1:], want)
+		if i < 0 {
+			t.Fatalf("the console after the reboot lacks %q after position %d:\n%s", want, last+1, console)
+		}
+		last += 1 + i
+	}
+	if strings.Contains(console, kernelBanner) {
+		t.Errorf("a kernel started after the reboot:\n%s", console)
+	}
+}
+
+// flipKernelByte inverts the byte in the middle of kernel, a file on the
+// ESP (/boot is root only).
+func flipKernelByte(t *testing.T, n *Node, kernel string) {
+	t.Helper()
+	n.Run("sudo test -f " + kernel + ".sig")
 	before := n.Run("sudo sha256sum " + kernel)
 	size, err := strconv.ParseInt(n.Run("sudo stat -c %s "+kernel), 10, 64)
 	if err != nil {
@@ -236,36 +297,4 @@ func checkSignedKernelRefused(t *testing.T, n *Node) {
 		t.Fatalf("%s did not change", kernel)
 	}
 	t.Logf("%s: byte %d of %d changed from %#02x to %#02x", kernel, off, size, b, b^0xff)
-
-	n.MarkConsole()
-	from := vm.Console{Path: n.M.SerialLog}.Size()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	vm.RunSSH(ctx, n.M.Ports[22], vm.DefaultUser, n.c.VM.Key, "sudo systemctl reboot")
-	cancel()
-	start := time.Now()
-	// A kernel banner or a login prompt would mean the changed kernel ran.
-	if m, _ := n.WaitConsole(grubBadSignature, kernelBanner, LoginMarker); m != grubBadSignature {
-		t.Fatalf("after the reboot the console shows %q before GRUB refused the changed kernel", m)
-	}
-	refused := time.Since(start)
-	if m, _ := n.WaitConsole(grubBothFailed, kernelBanner, LoginMarker); m != grubBothFailed {
-		t.Fatalf("after refusing slot A's kernel the console shows %q, want GRUB's %q", m, grubBothFailed)
-	}
-	t.Logf("BENCH Secure Boot refusal: GRUB refused the changed kernel %s after the reboot, gave up after %s",
-		refused.Round(time.Second), time.Since(start).Round(time.Second))
-	b2, _ := vm.Console{Path: n.M.SerialLog}.ReadFrom(from)
-	console := string(b2)
-	// In this order: slot A's entry, the refusal, the fallback to slot B,
-	// its entry (which finds no kernel), GRUB giving up.
-	last := -1
-	for _, want := range []string{"Loading Pith slot A...", grubBadSignature, grubFallingBack, "Loading Pith slot B...", grubBothFailed} {
-		i := strings.Index(console[last+1:], want)
-		if i < 0 {
-			t.Fatalf("the console after the reboot lacks %q after position %d:\n%s", want, last+1, console)
-		}
-		last += 1 + i
-	}
-	if strings.Contains(console, kernelBanner) {
-		t.Errorf("a kernel started after the reboot:\n%s", console)
-	}
 }

@@ -227,6 +227,13 @@ func updDD(out string) string {
 // directory under tmp.
 func updBuild(t *testing.T, m *manifest.Manifest, version, tmp string, pubs ...string) string {
 	t.Helper()
+	return updBuildWith(t, m, version, tmp, nil, pubs...)
+}
+
+// updBuildWith is updBuild with more pith build arguments (e.g.
+// --secure-boot-keys DIR).
+func updBuildWith(t *testing.T, m *manifest.Manifest, version, tmp string, extra []string, pubs ...string) string {
+	t.Helper()
 	in := m.Inputs
 	cfg := fmt.Sprintf("version: %q\nplatform: %s\ndebian:\n  suite: %s\n  mirror: %s\n  packages: [%s]\n  kernel: %s\ndisk:\n  size: %d\nformats: [raw]\nsource_date_epoch: %d\n",
 		version, m.Platform, in.Suite, in.Mirror, strings.Join(in.Packages, ", "), in.KernelPackage, in.DiskSize, in.SourceDateEpoch)
@@ -239,6 +246,7 @@ func updBuild(t *testing.T, m *manifest.Manifest, version, tmp string, pubs ...s
 	for _, p := range pubs {
 		args = append(args, "--release-key", p)
 	}
+	args = append(args, extra...)
 	if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
 		args = append(args, "--cache", c)
 	}
