@@ -213,6 +213,16 @@ func TestGrubChecksSignatures(t *testing.T) {
 	}
 }
 
+// unsignedEFI writes a small PE32+ EFI binary (a GRUB image) into dir.
+func unsignedEFI(t *testing.T, dir string) string {
+	t.Helper()
+	efi := filepath.Join(dir, "grub.efi")
+	if out, err := exec.Command("grub-mkimage", "-O", "x86_64-efi", "-o", efi, "-p", "/grub", "echo").CombinedOutput(); err != nil {
+		t.Fatalf("grub-mkimage: %v: %s", err, out)
+	}
+	return efi
+}
+
 // SignEFI: an Authenticode signature by db that sbverify accepts with db's
 // certificate and not with another's, and the same bytes for the same time.
 func TestSignEFI(t *testing.T) {
@@ -223,10 +233,7 @@ func TestSignEFI(t *testing.T) {
 	}
 	k, other := newKeys(t), newKeys(t)
 	dir := t.TempDir()
-	efi := filepath.Join(dir, "grub.efi")
-	if out, err := exec.Command("grub-mkimage", "-O", "x86_64-efi", "-o", efi, "-p", "/grub", "echo").CombinedOutput(); err != nil {
-		t.Fatalf("grub-mkimage: %v: %s", err, out)
-	}
+	efi := unsignedEFI(t, dir)
 	var signed [2][]byte
 	for i := range signed {
 		out := filepath.Join(dir, fmt.Sprintf("signed%d.efi", i))
