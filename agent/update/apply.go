@@ -153,8 +153,9 @@ func (a *Agent) apply(ctx context.Context, c *channels.Client, m *channels.Manif
 // download fetches and verifies the release's payloads into dl (the USR
 // delta in place of the whole USR when useDelta) and returns their paths
 // by payload name. The kernel and initrd come first: on a machine with a
-// signed boot chain their signatures are checked (downloadBootSigs)
-// before the USR, by far the largest, is fetched, so a release this
+// signed boot chain their signatures are checked (downloadBootSigs, and
+// the kernel's Authenticode signature against db: checkKernelDB) before
+// the USR, by far the largest, is fetched, so a release this
 // machine refuses costs a few MiB and not the USR, nor its hashing again
 // on every retry.
 func (a *Agent) download(ctx context.Context, c *channels.Client, m *channels.Manifest, dl string, useDelta bool, timing map[string]float64) (map[string]string, error) {
@@ -167,6 +168,9 @@ func (a *Agent) download(ctx context.Context, c *channels.Client, m *channels.Ma
 	for _, name := range []string{channels.PayloadKernel, channels.PayloadInitrd, usr} {
 		if name == usr {
 			if err := a.downloadBootSigs(ctx, c, m, dl, files); err != nil {
+				return nil, err
+			}
+			if err := a.checkKernelDB(m, files); err != nil {
 				return nil, err
 			}
 		}

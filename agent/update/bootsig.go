@@ -6,7 +6,10 @@ package update
 // (pith/boot.pub) takes only releases carrying those signatures by it,
 // checked once the kernel and initrd are downloaded, before the USR is and
 // before anything is written, so a release built with other keys is
-// refused instead of leaving a slot GRUB rejects.
+// refused instead of leaving a slot GRUB rejects. GRUB 2.12 then hands
+// the kernel to the firmware, which runs it only with an Authenticode
+// signature by db: a machine whose ESP carries db's certificate
+// (pith/db.crt) checks that too, at the same point (checkKernelDB).
 
 import (
 	"bytes"
@@ -25,12 +28,38 @@ import (
 
 // bootPub is the boot chain's public key on the ESP, nil on a machine
 // whose boot chain is not signed.
-func (a *Agent) bootPub() ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(a.slots.KernelPath("a")), "boot.pub"))
+func (a *Agent) bootPub() ([]byte, error) { return a.espKey("boot.pub") }
+
+// dbCert is the Secure Boot db certificate on the ESP (image/build's
+// SecureBootDBCert), nil on a machine whose boot chain is not signed.
+func (a *Agent) dbCert() ([]byte, error) { return a.espKey("db.crt") }
+
+// espKey reads a file of the ESP's pith/ directory, nil if there is none.
+func (a *Agent) espKey(name string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(a.slots.KernelPath("a")), name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	return b, err
+}
+
+// checkKernelDB refuses, on a machine with db's certificate on the ESP, a
+// release whose kernel the firmware would not run under Secure Boot: one
+// without an Authenticode signature by db (or by a certificate db issued)
+// over the kernel as downloaded.
+func (a *Agent) checkKernelDB(m *channels.Manifest, files map[string]string) error {
+	db, err := a.dbCert()
+	if err != nil || db == nil {
+		return err
+	}
+	kernel, err := payloadBytes(m, channels.PayloadKernel, files)
+	if err != nil {
+		return err
+	}
+	if err := secureboot.VerifyEFI(db, kernel); err != nil {
+		return fmt.Errorf("update: release %s refused before writing anything: its kernel is not signed by this machine's Secure Boot db key (%v)", m.Version, err)
+	}
+	return nil
 }
 
 // downloadBootSigs fetches the release's boot signatures into files and

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,19 +19,31 @@ import (
 	"github.com/pith-os/pith/image/secureboot"
 )
 
-// publishSigned publishes a release whose boot signatures are by keys
-// (none when keys is nil), as pith release does from a signed image.
-func publishSigned(t *testing.T, cs *channelServer, version string, keys *secureboot.Keys) release {
+// publishSigned publishes a release whose boot signatures are by grub's
+// OpenPGP key (none when grub is nil) and whose kernel, a real EFI binary
+// (efi), carries an Authenticode signature by db's (none when db is nil),
+// as pith release does from a signed image.
+func publishSigned(t *testing.T, cs *channelServer, version string, efi string, grub, db *secureboot.Keys) release {
 	t.Helper()
 	dir := t.TempDir()
 	root := strings.Repeat("5a", 32)
-	r := release{usr: data(40, 1<<20), kernel: data(41, 200<<10), initrd: data(42, 300<<10)}
+	kernel, err := os.ReadFile(efi)
+	if db != nil {
+		signed := filepath.Join(dir, "vmlinuz.signed")
+		if err = db.SignEFI(context.Background(), efi, signed, time.Unix(1767225600, 0)); err == nil {
+			kernel, err = os.ReadFile(signed)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := release{usr: data(40, 1<<20), kernel: kernel, initrd: data(42, 300<<10)}
 	vcfg, _ := bootloader.VerityCfg(root)
 	contents := map[string][]byte{"usr": r.usr, "vmlinuz": r.kernel, "initrd": r.initrd, "verity.cfg": vcfg}
 	for name, b := range contents {
 		os.WriteFile(filepath.Join(dir, name), b, 0o644)
-		if keys != nil {
-			if err := keys.SignFile(filepath.Join(dir, name), time.Unix(1767225600, 0)); err != nil {
+		if grub != nil {
+			if err := grub.SignFile(filepath.Join(dir, name), time.Unix(1767225600, 0)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -43,7 +56,7 @@ func publishSigned(t *testing.T, cs *channelServer, version string, keys *secure
 		return channels.PayloadSource{Name: name, File: name, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
 	}
 	ps := []channels.PayloadSource{src("usr", "usr"), src("kernel", "vmlinuz"), src("initrd", "initrd")}
-	if keys != nil {
+	if grub != nil {
 		ps = append(ps, src(channels.PayloadKernelSig, "vmlinuz.sig"), src(channels.PayloadInitrdSig, "initrd.sig"), src(channels.PayloadVeritySig, "verity.cfg.sig"))
 	}
 	if _, err := channels.Publish(cs.dir, channels.Release{Channel: "stable", Version: version, Platform: "linux/amd64", USRVerityHash: root, Payloads: ps},
@@ -54,11 +67,18 @@ func publishSigned(t *testing.T, cs *channelServer, version string, keys *secure
 	return r
 }
 
-// On a machine whose ESP holds the boot chain's key, a release applies only
-// with boot signatures by that key, which go beside the slot's kernel,
-// initrd and verity cfg; any other release is refused before the slot is
-// touched, and before its USR is downloaded.
+// On a machine whose ESP holds the boot chain's key and db's certificate,
+// a release applies only with boot signatures by that key, which go beside
+// the slot's kernel, initrd and verity cfg, and a kernel sbsigned by db (the
+// firmware runs no other under Secure Boot); any other release is refused
+// before the slot is touched, and before its USR is downloaded. A machine
+// without db.crt on its ESP checks only the OpenPGP signatures.
 func TestAgentBootSignatures(t *testing.T) {
+	for _, tool := range []string{"sbsign", "faketime", "grub-mkimage"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)
+		}
+	}
 	mine, other := t.TempDir(), t.TempDir()
 	for _, d := range []string{mine, other} {
 		if err := secureboot.Generate(d, "Test", time.Unix(1767225600, 0)); err != nil {
@@ -72,27 +92,41 @@ func TestAgentBootSignatures(t *testing.T) {
 		}
 		return k
 	}
+	// The kernel: a small EFI binary (a GRUB image) that sbsign signs.
+	efi := filepath.Join(t.TempDir(), "kernel.efi")
+	if out, err := exec.Command("grub-mkimage", "-O", "x86_64-efi", "-o", efi, "-p", "/grub", "echo").CombinedOutput(); err != nil {
+		t.Fatalf("grub-mkimage: %v: %s", err, out)
+	}
 	isUSR := func(path string) bool { return strings.HasPrefix(path, "/1.1.0/usr") }
 	for _, tc := range []struct {
-		name string
-		keys *secureboot.Keys
-		want string // error; "" = applies
+		name     string
+		grub, db *secureboot.Keys
+		noDBCert bool   // the ESP has boot.pub only
+		want     string // error; "" = applies
 	}{
-		{"signed by this machine's key", load(mine), ""},
-		{"signed with another key", load(other), "refused before writing anything: its kernel is not signed by this machine's boot chain key"},
-		{"not signed", nil, "has no kernel-sig payload"},
+		{"signed by this machine's keys", load(mine), load(mine), false, ""},
+		{"signed with another key set", load(other), load(other), false, "refused before writing anything: its kernel is not signed by this machine's boot chain key"},
+		{"kernel sbsigned with another db key", load(mine), load(other), false, "refused before writing anything: its kernel is not signed by this machine's Secure Boot db key (signed by \"Test db\" (certificate SHA-256 "},
+		{"kernel not sbsigned", load(mine), nil, false, "refused before writing anything: its kernel is not signed by this machine's Secure Boot db key (no Authenticode signature)"},
+		{"not signed", nil, nil, false, "has no kernel-sig payload"},
+		{"kernel sbsigned with another db key, no db.crt on the ESP", load(mine), load(other), true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cs := newChannelServer(t)
-			publishSigned(t, cs, "1.1.0", tc.keys)
+			publishSigned(t, cs, "1.1.0", efi, tc.grub, tc.db)
 			fs := newFakeSlots(t, "a")
 			pub, _ := os.ReadFile(filepath.Join(mine, secureboot.GrubPubFile))
 			os.WriteFile(filepath.Join(fs.dir, "boot.pub"), pub, 0o644)
+			if !tc.noDBCert {
+				crt, _ := os.ReadFile(filepath.Join(mine, secureboot.CertFile("db")))
+				os.WriteFile(filepath.Join(fs.dir, "db.crt"), crt, 0o644)
+			}
 			a := cs.agent(t, t.TempDir(), "m1", "1.0.0", fs, &fakeReboot{}, nil, StrategyReboot)
 			err := a.CheckOnce(context.Background())
 			if tc.want != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("CheckOnce = %v, want %q", err, tc.want)
+
 				}
 				if slices.Contains(fs.events(), "write b") || slices.Contains(fs.events(), "invalidate b") {
 					t.Errorf("slot b touched: %v", fs.events())
