@@ -93,8 +93,15 @@ func (f *Fetcher) Fetch(ctx context.Context, u string) ([]byte, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	backoff := firstBackoff
+	var last error
 	for try := 1; ; try++ {
 		body, err := get(ctx, client, u)
+		if last != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// The wait ran out during this try: what the server did is
+			// what the tries before it met, not our own deadline.
+			err = last
+		}
+		last = err
 		var perm permanent
 		if err == nil || errors.As(err, &perm) {
 			if err != nil {

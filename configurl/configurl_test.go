@@ -36,6 +36,14 @@ func TestFetch(t *testing.T) {
 		}
 		w.Write([]byte(cfg))
 	})
+	var silent atomic.Int32 // answers before /silent stops answering
+	mux.HandleFunc("/silent", func(w http.ResponseWriter, r *http.Request) {
+		if silent.Add(1) == 1 {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		<-r.Context().Done()
+	})
 	mux.HandleFunc("/down", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusBadGateway) })
 	mux.HandleFunc("/nocontent", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.HandleFunc("/forbidden", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusForbidden) })
@@ -60,14 +68,16 @@ func TestFetch(t *testing.T) {
 		want      string // the body, or the error's text with wantErr
 		wantErr   bool
 		retries   int           // reports of retried tries (-1: at least one)
-		wait      time.Duration // 0: 300ms
+		wait      time.Duration // 0: 1s
 	}{
 		{name: "200", url: srv.URL + "/ok", want: cfg},
 		{name: "5xx then 200", url: srv.URL + "/flaky", fails: 2, want: cfg, retries: 2, wait: 5 * time.Second},
 		{name: "204", url: srv.URL + "/nocontent"},
 		{name: "404 at once", url: srv.URL + "/missing", want: "GET " + srv.URL + "/missing: 404 Not Found", wantErr: true},
 		{name: "403 at once", url: srv.URL + "/forbidden", want: "403 Forbidden", wantErr: true},
-		{name: "5xx until the wait", url: srv.URL + "/down", want: "no answer within 300ms", wantErr: true, retries: -1},
+		{name: "5xx until the wait", url: srv.URL + "/down", want: "no answer within 1s", wantErr: true, retries: -1},
+		// The wait ends in a try: the error is what the server last did.
+		{name: "5xx then no answer", url: srv.URL + "/silent", want: "503 Service Unavailable", wantErr: true, retries: 1},
 		{name: "connection refused until the wait", url: refused, want: "connection refused", wantErr: true, retries: -1},
 		{name: "too large", url: srv.URL + "/huge", want: "larger than", wantErr: true, wait: time.Minute},
 		{name: "https", url: tlsSrv.URL + "/ok", roots: pool, want: cfg},
@@ -82,7 +92,7 @@ func TestFetch(t *testing.T) {
 			fails.Store(tc.fails)
 			retries := 0
 			if tc.wait == 0 {
-				tc.wait = 300 * time.Millisecond
+				tc.wait = time.Second // room for a retry on a loaded machine
 			}
 			f := &Fetcher{Client: NewClient(tc.roots), Wait: tc.wait,
 				OnRetry: func(try int, err error, next, left time.Duration) {
