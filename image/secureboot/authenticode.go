@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"time"
 
 	"github.com/smallstep/pkcs7"
 )
@@ -126,22 +125,87 @@ func verifyAuthenticode(sig, image []byte, l *peLayout, db *x509.Certificate) er
 	if err := chainsTo(p7, db); err != nil {
 		return err
 	}
-	if err := p7.Verify(); err != nil { // the signature, by the signer chainsTo checked
+	if err := checkSignerInfo(p7); err != nil { // the signature, by the signer chainsTo checked
 		return fmt.Errorf("signature: %v", err)
 	}
 	return nil
 }
 
+// checkSignerInfo checks the one signer's signature over its signed
+// attributes and their messageDigest over the content. pkcs7's own Verify
+// also refuses a signing time outside the signer certificate's validity;
+// the firmware has no trusted clock and ignores validity, and sbsign's
+// signing time is the build's SOURCE_DATE_EPOCH, which may well come before
+// a db certificate made later (CI10: a 2026-01-01 signature by a db made
+// that day was refused), so that check would refuse kernels the firmware
+// runs.
+func checkSignerInfo(p7 *pkcs7.PKCS7) error {
+	si := p7.Signers[0]
+	h, ok := authenticodeDigests[si.DigestAlgorithm.Algorithm.String()]
+	if !ok {
+		return fmt.Errorf("signer digest algorithm %v, want SHA-256, SHA-384 or SHA-512", si.DigestAlgorithm.Algorithm)
+	}
+	var digest []byte
+	if err := p7.UnmarshalSignedAttribute(pkcs7.OIDAttributeMessageDigest, &digest); err != nil {
+		return fmt.Errorf("signed messageDigest: %v", err)
+	}
+	d := h.New()
+	d.Write(p7.Content)
+	if !bytes.Equal(d.Sum(nil), digest) {
+		return errors.New("the signed attributes' messageDigest is not the content's")
+	}
+	// The signature covers the attributes DER-encoded as a SET OF, not
+	// with the [0] tag they carry inside SignerInfo.
+	attrs := make([]signedAttr, len(si.AuthenticatedAttributes))
+	for i, a := range si.AuthenticatedAttributes {
+		attrs[i] = signedAttr{Type: a.Type, Value: a.Value}
+	}
+	set, err := asn1.Marshal(struct {
+		A []signedAttr `asn1:"set"`
+	}{attrs})
+	if err != nil {
+		return err
+	}
+	var outer asn1.RawValue
+	if _, err := asn1.Unmarshal(set, &outer); err != nil {
+		return err
+	}
+	alg, ok := rsaSignatureAlgorithms[h]
+	if !ok {
+		return fmt.Errorf("digest %v", h)
+	}
+	if !si.DigestEncryptionAlgorithm.Algorithm.Equal(oidRSAEncryption) && !si.DigestEncryptionAlgorithm.Algorithm.Equal(rsaSignatureOIDs[h]) {
+		return fmt.Errorf("signature algorithm %v, want RSA (what db keys are)", si.DigestEncryptionAlgorithm.Algorithm)
+	}
+	return p7.GetOnlySigner().CheckSignature(alg, outer.Bytes, si.EncryptedDigest)
+}
+
+// signedAttr is one PKCS#9 attribute of a SignerInfo.
+type signedAttr struct {
+	Type  asn1.ObjectIdentifier
+	Value asn1.RawValue `asn1:"set"`
+}
+
+var (
+	oidRSAEncryption       = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
+	rsaSignatureAlgorithms = map[crypto.Hash]x509.SignatureAlgorithm{crypto.SHA256: x509.SHA256WithRSA, crypto.SHA384: x509.SHA384WithRSA, crypto.SHA512: x509.SHA512WithRSA}
+	rsaSignatureOIDs       = map[crypto.Hash]asn1.ObjectIdentifier{crypto.SHA256: {1, 2, 840, 113549, 1, 1, 11}, crypto.SHA384: {1, 2, 840, 113549, 1, 1, 12}, crypto.SHA512: {1, 2, 840, 113549, 1, 1, 13}}
+)
+
 // chainsTo checks that the signer's certificate is db or chains to it
 // through the signature's certificates. The firmware has no clock it
-// trusts and ignores validity periods; this checks them at the signing
-// time the signature states, else at the signer's NotBefore.
+// trusts and ignores validity periods, and so does this: the chain is
+// checked at the latest NotBefore of db and the signature's certificates,
+// a time when all of them are valid unless their periods do not overlap.
+// (Not at the signing time: sbsign's is the build's SOURCE_DATE_EPOCH,
+// which can come before a db certificate made later.)
 func chainsTo(p7 *pkcs7.PKCS7, db *x509.Certificate) error {
 	signer := p7.GetOnlySigner()
-	at := signer.NotBefore
-	var signed time.Time
-	if p7.UnmarshalSignedAttribute(pkcs7.OIDAttributeSigningTime, &signed) == nil {
-		at = signed
+	at := db.NotBefore
+	for _, c := range p7.Certificates {
+		if c.NotBefore.After(at) {
+			at = c.NotBefore
+		}
 	}
 	roots, intermediates := x509.NewCertPool(), x509.NewCertPool()
 	roots.AddCert(db)

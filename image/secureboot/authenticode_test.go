@@ -72,15 +72,19 @@ func TestVerifyEFI(t *testing.T) {
 	chained, caPEM := issuedBy(t)
 	dir := t.TempDir()
 	efi := unsignedEFI(t, dir)
-	sign := func(by *Keys, name string) []byte {
+	signAt := func(by *Keys, name string, at time.Time) []byte {
 		out := filepath.Join(dir, name)
-		if err := by.SignEFI(context.Background(), efi, out, epoch); err != nil {
+		if err := by.SignEFI(context.Background(), efi, out, at); err != nil {
 			t.Fatal(err)
 		}
 		b, _ := os.ReadFile(out)
 		return b
 	}
+	sign := func(by *Keys, name string) []byte { return signAt(by, name, epoch) }
 	signed, byChained := sign(k, "k.efi"), sign(chained, "chained.efi")
+	// A build's SOURCE_DATE_EPOCH is the signing time, often before the db
+	// certificate was made (pith keygen runs later): the firmware runs it.
+	early := signAt(k, "early.efi", epoch.AddDate(-1, 0, 0))
 	unsigned, _ := os.ReadFile(efi)
 	db, _ := os.ReadFile(filepath.Join(k.Dir, CertFile("db")))
 	otherDB, _ := os.ReadFile(filepath.Join(other.Dir, CertFile("db")))
@@ -116,6 +120,7 @@ func TestVerifyEFI(t *testing.T) {
 		{"signed by db", db, signed, ""},
 		{"db certificate in DER", k.Certs["db"].Raw, signed, ""},
 		{"checksum field changed", db, checksum, ""},
+		{"signing time before db's validity", db, early, ""},
 		{"signed by a certificate db issued", caPEM, byChained, ""},
 		{"signed by another db key", otherDB, signed, "which is not the db certificate"},
 		{"signed by a certificate another CA issued", db, byChained, "which is not the db certificate"},
