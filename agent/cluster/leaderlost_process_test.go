@@ -33,7 +33,8 @@ func TestForwardEndsWhenLeaderLost(t *testing.T) {
 	// a loaded machine (1 s election timeout) leadership can move between
 	// finding the leader and pausing it, and the follower then answers or
 	// forwards to the new leader. That attempt proves nothing, so it is
-	// made again; a hang (the old behaviour) fails the test at once.
+	// made again; a hang (the old behaviour) still fails the test, after
+	// the client wait.
 	for attempt := 1; ; attempt++ {
 		leader = c.waitLeader()
 		f = (leader + 1) % 3
