@@ -167,10 +167,11 @@ func (a *Agent) download(ctx context.Context, c *channels.Client, m *channels.Ma
 	}
 	for _, name := range []string{channels.PayloadKernel, channels.PayloadInitrd, usr} {
 		if name == usr {
-			if err := a.downloadBootSigs(ctx, c, m, dl, files); err != nil {
+			pl := newBootPayloads(m, files)
+			if err := a.downloadBootSigs(ctx, c, m, dl, files, pl); err != nil {
 				return nil, err
 			}
-			if err := a.checkKernelDB(m, files); err != nil {
+			if err := a.checkKernelDB(m, pl); err != nil {
 				return nil, err
 			}
 		}

@@ -47,12 +47,12 @@ func (a *Agent) espKey(name string) ([]byte, error) {
 // release whose kernel the firmware would not run under Secure Boot: one
 // without an Authenticode signature by db (or by a certificate db issued)
 // over the kernel as downloaded.
-func (a *Agent) checkKernelDB(m *channels.Manifest, files map[string]string) error {
+func (a *Agent) checkKernelDB(m *channels.Manifest, pl *bootPayloads) error {
 	db, err := a.dbCert()
 	if err != nil || db == nil {
 		return err
 	}
-	kernel, err := payloadBytes(m, channels.PayloadKernel, files)
+	kernel, err := pl.bytes(channels.PayloadKernel)
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ func (a *Agent) checkKernelDB(m *channels.Manifest, files map[string]string) err
 // downloadBootSigs fetches the release's boot signatures into files and
 // checks them against the payloads they sign, on a machine with a signed
 // boot chain.
-func (a *Agent) downloadBootSigs(ctx context.Context, c *channels.Client, m *channels.Manifest, dl string, files map[string]string) error {
+func (a *Agent) downloadBootSigs(ctx context.Context, c *channels.Client, m *channels.Manifest, dl string, files map[string]string, pl *bootPayloads) error {
 	pub, err := a.bootPub()
 	if err != nil || pub == nil {
 		return err
@@ -87,15 +87,15 @@ func (a *Agent) downloadBootSigs(ctx context.Context, c *channels.Client, m *cha
 		sig, what string
 		data      func() ([]byte, error)
 	}{
-		{channels.PayloadKernelSig, "kernel", func() ([]byte, error) { return payloadBytes(m, channels.PayloadKernel, files) }},
-		{channels.PayloadInitrdSig, "initrd", func() ([]byte, error) { return payloadBytes(m, channels.PayloadInitrd, files) }},
+		{channels.PayloadKernelSig, "kernel", func() ([]byte, error) { return pl.bytes(channels.PayloadKernel) }},
+		{channels.PayloadInitrdSig, "initrd", func() ([]byte, error) { return pl.bytes(channels.PayloadInitrd) }},
 		{channels.PayloadVeritySig, "dm-verity root hash", func() ([]byte, error) { return vcfg, nil }},
 	} {
 		data, err := s.data()
 		if err != nil {
 			return err
 		}
-		sig, err := payloadBytes(m, s.sig, files)
+		sig, err := pl.bytes(s.sig)
 		if err != nil {
 			return err
 		}
@@ -106,10 +106,24 @@ func (a *Agent) downloadBootSigs(ctx context.Context, c *channels.Client, m *cha
 	return nil
 }
 
-// payloadBytes reads a downloaded payload, decompressed.
-func payloadBytes(m *channels.Manifest, name string, files map[string]string) ([]byte, error) {
-	p, _ := m.Payload(name)
-	f, err := os.Open(files[name])
+// bootPayloads reads downloaded payloads decompressed, each once: the
+// kernel (14 MiB) is read by both GRUB's signature check and db's.
+type bootPayloads struct {
+	m     *channels.Manifest
+	files map[string]string
+	read  map[string][]byte
+}
+
+func newBootPayloads(m *channels.Manifest, files map[string]string) *bootPayloads {
+	return &bootPayloads{m: m, files: files, read: map[string][]byte{}}
+}
+
+func (pl *bootPayloads) bytes(name string) ([]byte, error) {
+	if b, ok := pl.read[name]; ok {
+		return b, nil
+	}
+	p, _ := pl.m.Payload(name)
+	f, err := os.Open(pl.files[name])
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +137,7 @@ func payloadBytes(m *channels.Manifest, name string, files map[string]string) ([
 	if _, err := io.Copy(&b, r); err != nil {
 		return nil, fmt.Errorf("update: %s payload: %w", name, err)
 	}
+	pl.read[name] = b.Bytes()
 	return b.Bytes(), nil
 }
 
