@@ -11,7 +11,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 STATICCHECK_VERSION := v0.8.2
 CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pith
 
-.PHONY: soak soak-node all deps deps-vagrant bin image demo demo-stop test unit lint e2e release-check bench-build bench-schedule fuzz-userdata bench-userdata bench-ami vagrant-cluster vagrant-cluster-destroy clean
+.PHONY: soak soak-node all deps deps-vagrant deps-arm64 bin bin-arm64 release-key image image-arm64 demo demo-stop test unit lint e2e release-check bench-build bench-schedule fuzz-userdata bench-userdata bench-ami vagrant-cluster vagrant-cluster-destroy clean
 
 all: bin
 
@@ -34,7 +34,8 @@ bin:
 # TCG by make e2e's TestARM64 (one guest), or alone by make e2e-arm64.
 ARM64_BIN := $(BIN)/linux_arm64
 ARM64_OUT ?= $(OUT)/arm64
-deps-arm64:
+# After deps: two apt-get installs at once would fight over dpkg's lock.
+deps-arm64: deps
 	@bash hack/install-deps.sh arm64
 
 bin-arm64:
@@ -43,8 +44,7 @@ bin-arm64:
 	GOARCH=arm64 $(GOBUILD) -o $(ARM64_BIN)/pith-init ./initramfs/cmd/pith-init
 	GOARCH=arm64 $(GOBUILD) -o $(ARM64_BIN)/pith-hello ./e2e/testdata/hello
 
-image-arm64: deps deps-arm64 bin bin-arm64
-	@test -f $(RELEASE_KEY_DIR)/pith-release.pub || $(BIN)/pith keygen --out $(RELEASE_KEY_DIR)
+image-arm64: deps deps-arm64 bin bin-arm64 release-key
 	$(BIN)/pith build --arch arm64 --out $(ARM64_OUT) --cache $(CACHE) --release-key $(RELEASE_KEY_DIR)/pith-release.pub
 
 e2e-arm64: image-arm64
@@ -56,10 +56,12 @@ e2e-arm64: image-arm64
 # e2e update test, demos) are trusted without user-data. Real images take
 # their own key: pith build --release-key FILE.
 RELEASE_KEY_DIR ?= $(CACHE)/release-key
+# One target, so images built side by side (make test) never make two keys.
+release-key: bin
+	@test -f $(RELEASE_KEY_DIR)/pith-release.pub || $(BIN)/pith keygen --out $(RELEASE_KEY_DIR)
 
 # The default image, built from the built-in config (cached under $(CACHE)).
-image: deps bin
-	@test -f $(RELEASE_KEY_DIR)/pith-release.pub || $(BIN)/pith keygen --out $(RELEASE_KEY_DIR)
+image: deps bin release-key
 	$(BIN)/pith build --out $(OUT) --cache $(CACHE) --release-key $(RELEASE_KEY_DIR)/pith-release.pub
 
 # The walkthrough (README "The walkthrough"): a discovery token, three nodes
@@ -94,13 +96,20 @@ unit: bin
 # They run side by side within VM slots, one guest per core (e2e/vmslots.go;
 # PITH_E2E_VM_SLOTS overrides): -parallel only has to exceed the number of
 # tests, so that one waiting for slots never keeps a runnable one waiting.
-e2e: image image-arm64
-	PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_ARM64_IMAGE_DIR=$(abspath $(ARM64_OUT)) \
+E2E_RUN = PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_ARM64_IMAGE_DIR=$(abspath $(ARM64_OUT)) \
 		PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
 		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key \
 		$(GO) test -count=1 -timeout 80m -parallel 64 -v ./e2e/...
+e2e: image image-arm64
+	$(E2E_RUN)
 
-test: deps deps-vagrant lint unit e2e
+# The whole suite. The unit tests leave about half of two cores idle
+# (raft timers, QEMU boots of the initramfs): the two images the VM tests
+# boot are built beside them, each target's output printed whole when it
+# ends.
+test: deps deps-vagrant deps-arm64 lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit image image-arm64
+	$(E2E_RUN)
 
 # Scheduler: engine simulation (in-memory store), then a real 3-node raft.
 bench-schedule:

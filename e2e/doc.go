@@ -14,8 +14,11 @@
 //   - Every VM test starts with NeedVMs(t, guests, typical) (vmslots.go):
 //     it runs in parallel with the others, holding one VM slot per guest
 //     it runs at once (PITH_E2E_VM_SLOTS, default one per CPU); a test with
-//     more guests than slots (TestDemo's and TestFirstBoot's three) has the
-//     machine to itself. A test that builds an image holds a slot for it.
+//     more guests than slots (TestFirstBoot's four) has the machine to
+//     itself. A test whose guests mostly wait once up holds fewer slots
+//     than guests (NeedVMsShared: TestDemo's three nodes hold one, and a
+//     one-guest test runs beside them in the core time they leave idle).
+//     A test that builds an image holds a slot for it.
 //     Boot refuses to start more guests than the test declared.
 //     Tests needing the most slots start first, then longer (typical)
 //     ones, so the one-guest tests pair up instead of the longest running

@@ -279,6 +279,7 @@ func expectInOrder(t *testing.T, log string, patterns ...string) {
 }
 
 func TestBootQEMU(t *testing.T) {
+	t.Parallel() // each boots its own QEMU: two at a time use both cores
 	for _, tool := range []string{"qemu-system-x86_64", "sgdisk", "mksquashfs", "mkfs.ext4", "e2fsck", "apt-get", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is needed (make deps installs it): %v", tool, err)

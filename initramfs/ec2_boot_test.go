@@ -94,6 +94,7 @@ func (s *configServer) count(req string) int {
 // a URL that answers a cloud-config stops the boot at once, nothing
 // applied, the NIC down.
 func TestBootQEMUStorageEC2(t *testing.T) {
+	t.Parallel() // each boots its own QEMU: two at a time use both cores
 	dir := t.TempDir()
 	vmlinuz, initrd, systemd := storageInitrd(t, dir)
 	relay := filepath.Join(dir, "tcprelay")

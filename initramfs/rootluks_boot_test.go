@@ -16,6 +16,7 @@ import (
 // there, as a missing TPM would); without it (a LUKS volume Pith did not
 // make) it refuses at once. Neither boot mounts ROOT or switches root.
 func TestBootQEMURootLuks(t *testing.T) {
+	t.Parallel() // each boots its own QEMU: two at a time use both cores
 	dir := t.TempDir()
 	vmlinuz, initrd, systemd := storageInitrd(t, dir, "cryptsetup")
 	data := filepath.Join(dir, "vdb.img")

@@ -98,6 +98,7 @@ const bootGuard = 10 * time.Minute
 // filesystem: the boot stops with one clear line. The next boot, without
 // user-data, stops too, as ROOT says a first boot was cut half-way.
 func TestBootQEMUStorage(t *testing.T) {
+	t.Parallel() // each boots its own QEMU: two at a time use both cores
 	dir := t.TempDir()
 	vmlinuz, initrd, systemd := storageInitrd(t, dir)
 	disk, rootHash := makeBootDisk(t, dir, systemd)
@@ -142,6 +143,7 @@ func TestBootQEMUStorage(t *testing.T) {
 // data disk's partition in place (resize, sizeMiB 0): same start, GUID
 // and label, the bytes on it kept, and boots on.
 func TestBootQEMUStorageConfigDrive(t *testing.T) {
+	t.Parallel() // each boots its own QEMU: two at a time use both cores
 	dir := t.TempDir()
 	vmlinuz, initrd, systemd := storageInitrd(t, dir, "xorriso")
 	disk, rootHash := makeBootDisk(t, dir, systemd)
