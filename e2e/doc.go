@@ -24,6 +24,12 @@
 //     ones, so the one-guest tests pair up instead of the longest running
 //     alone at the end; a shorter test fills a free slot only if it ends
 //     before the next cluster test could start.
+//   - The VM tests are bound by CPU, not by the order they run in: a boot
+//     keeps a core busy from QEMU's start to SSH (52 s of CPU for 51 s),
+//     and outside TestDemo's waits the two cores are 0-4% idle. More
+//     slots than cores (three on two) only stretched each test about
+//     1.5x (measured 2026-12-04). Time comes back by doing less: fewer or
+//     cheaper boots.
 //   - A new check rides on a boot that already happens: a step in
 //     TestDemo's cluster (cluster behaviour, failover, power cuts,
 //     rollouts), TestUpdate's machine (update, rollback, crash points of

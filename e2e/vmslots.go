@@ -216,10 +216,12 @@ func NeedVMs(t *testing.T, guests int, typical time.Duration) {
 // NeedVMsShared is NeedVMs for a test whose guests, once up, mostly wait
 // on each other: it may run guests at once but holds only slots, so a
 // one-guest test runs beside it in the core time its guests leave idle
-// (and both run somewhat slower). TestDemo's three nodes boot together,
-// then reboot one at a time while the others idle: with the machine to
-// itself, two cores were 22% idle over its 20 minutes (vmstat every 5 s,
-// 2026-12-04), 27-34% between its boots.
+// (and both run slower). TestDemo's three nodes boot together, then
+// reboot one at a time while the others idle: with the machine to itself,
+// two cores were 22% idle over its 20 minutes (vmstat every 5 s,
+// 2026-12-04). On one slot, with one-guest tests beside it, it took 35
+// minutes and the cores were 0-4% idle; the e2e run took 50.9 minutes
+// against 52.5 before, within what runs vary by.
 func NeedVMsShared(t *testing.T, guests, slots int, typical time.Duration) {
 	t.Helper()
 	if slots < 1 || slots > guests {
