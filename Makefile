@@ -103,10 +103,10 @@ E2E_RUN = PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_ARM64_IMAGE_DIR=$(abspat
 e2e: image image-arm64
 	$(E2E_RUN)
 
-# The whole suite. The unit tests leave about half of two cores idle
+# The whole suite. The unit tests alone left about half of two cores idle
 # (raft timers, QEMU boots of the initramfs): the two images the VM tests
-# boot are built beside them, each target's output printed whole when it
-# ends.
+# boot are built beside them (still 28-35% idle), each target's output
+# printed whole when it ends.
 test: deps deps-vagrant deps-arm64 lint
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit image image-arm64
 	$(E2E_RUN)
