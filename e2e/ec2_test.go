@@ -214,6 +214,12 @@ coreos:
 		t.Fatal("the node applied its config without asking the metadata service")
 	}
 	t.Logf("MEASURE QEMU start to first IMDS request: %s; %d requests", reqs[0].At.Sub(n.Started).Round(time.Second), len(reqs))
+	// The initramfs asks first, for an Ignition config (this user-data is
+	// a cloud-config, left to pithd), through whichever NIC gets a lease:
+	// the machine also has the cluster port, which has no DHCP server.
+	if con := n.ConsoleText(); !strings.Contains(con, ") is up for the EC2 metadata service: ") || strings.Contains(con, "no network for the EC2 metadata service") {
+		t.Errorf("the initramfs did not reach the metadata service (console: %q)", regexp.MustCompile(`Ignition: [^\n]*`).FindAllString(con, -1))
+	}
 
 	// IMDSv2: a token first, every GET with it, the data the node needs.
 	if reqs[0].Method != http.MethodPut || reqs[0].Path != "/latest/api/token" {

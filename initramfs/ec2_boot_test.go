@@ -122,36 +122,49 @@ func TestBootQEMUStorageEC2(t *testing.T) {
 
 	// boot boots with cmdline's first-boot source until stop; the data
 	// disk must have e2edata afterwards when partitioned.
-	boot := func(t *testing.T, cmdline, netdev, stop string, partitioned bool) string {
+	// nics are QEMU arguments for more NICs; the user network's is in
+	// PCI slot 0x10, with uplinkMAC.
+	const uplinkMAC = "52:54:00:e2:e0:10"
+	boot := func(t *testing.T, cmdline, netdev, stop string, partitioned bool, nics ...string) string {
 		dir := t.TempDir()
 		disk, rootHash := makeBootDisk(t, dir, systemd)
 		data := filepath.Join(dir, "vdb.img")
 		mustRun(t, "", "truncate", "-s", "64M", data)
 		cmdline += " pith.slot=a pith.usr=PARTUUID=" + bootUsrUUID + " pith.root=PARTUUID=" + bootRootUUID + " pith.usrhash=" + rootHash
-		log := bootUntil(t, vmlinuz, initrd, cmdline, stop, "", disk, data,
-			"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
+		log := bootUntil(t, vmlinuz, initrd, cmdline, stop, "", disk, data, append(nics,
+			"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,addr=0x10,mac="+uplinkMAC,
 			// RDRAND, as EC2's x86 instances have: the kernel's RNG is then
 			// ready at once, and the DHCP client's transaction id waits on it.
-			"-cpu", "max")
+			"-cpu", "max")...)
 		if out := mustRun(t, "", "sgdisk", "-p", data); strings.Contains(out, "e2edata") != partitioned {
 			t.Errorf("the second disk after the boot:\n%s", out)
 		}
 		return log
 	}
 
+	// The machine has a NIC without a DHCP server (a cluster port, a
+	// second ENI) in a PCI slot before the uplink's: the lease comes on
+	// the uplink, whichever name the kernel gave it, and both are down
+	// again afterwards.
 	t.Run("imds", func(t *testing.T) {
-		log := boot(t, "pith.platform=ec2", userNet+imdsFwd, "PITH-TEST: done", true)
-		expectInOrder(t, log, append([]string{
+		log := boot(t, "pith.platform=ec2", userNet+imdsFwd, "PITH-TEST: done", true,
+			"-netdev", "socket,id=dead,udp=127.0.0.1:9,localaddr=127.0.0.1:0", "-device", "virtio-net-pci,netdev=dead,addr=0x8,mac=52:54:00:e2:e0:08")
+		expectInOrder(t, log,
 			`first boot: created the ROOT skeleton`,
-			`Ignition: eth0 is up for the EC2 metadata service: 169\.254\.\d+\.\d+ from DHCPv4 server 169\.254\.\d+\.2`,
+			`Ignition: eth[01] \(`+uplinkMAC+`\) is up for the EC2 metadata service: 169\.254\.\d+\.\d+ from DHCPv4 server 169\.254\.\d+\.2`,
 			`Ignition: eth0 is down again: no address, no route`,
+			`Ignition: eth1 is down again: no address, no route`,
 			`Ignition: config from EC2 metadata service \(instance i-0e2e5eedc0ffee123\)`,
 			`Ignition storage: 1 disks, 0 arrays, 0 LUKS volumes, 0 filesystems from EC2 metadata service`,
 			`Ignition storage: partition created disk=/dev/disk/by-id/virtio-data1 number=1 label=e2edata`,
 			`Ignition storage: done`,
 			`switching root`,
 			`PITH-TEST: ignition-source=ec2 [0-9a-f]{64}`,
-		}, nicDown...)...)
+			`PITH-TEST: net eth0=up=false addrs=0`, `PITH-TEST: net eth1=up=false addrs=0`, `PITH-TEST: net.routes=0`, `PITH-TEST: done`)
+		// Both were tried (u-root's client logs each), whichever is eth0.
+		for _, nic := range []string{"eth0", "eth1"} {
+			expectInOrder(t, log, `Bringing up interface `+nic+`\.\.\.`, `is up for the EC2 metadata service`)
+		}
 		srv.mu.Lock()
 		defer srv.mu.Unlock()
 		want := []string{"PUT /latest/api/token token=false", "GET /latest/meta-data/instance-id token=true", "GET /latest/user-data token=true"}
@@ -163,7 +176,7 @@ func TestBootQEMUStorageEC2(t *testing.T) {
 	t.Run("no imds", func(t *testing.T) {
 		log := boot(t, "pith.platform=ec2", userNet, "PITH-TEST: done", false)
 		expectInOrder(t, log, append([]string{
-			`Ignition: eth0 is up for the EC2 metadata service`,
+			`Ignition: eth0 \(` + uplinkMAC + `\) is up for the EC2 metadata service`,
 			`Ignition: waiting for the EC2 metadata service at http://169\.254\.169\.254 \(\d+s left\)`,
 			`Ignition: the EC2 metadata service did not answer at http://169\.254\.169\.254 within 30s: booting on without the instance's storage and kernel arguments`,
 			`Ignition: eth0 is down again: no address, no route`,
@@ -179,7 +192,7 @@ func TestBootQEMUStorageEC2(t *testing.T) {
 		log := boot(t, "ignition.config.url=http://169.254.10.10/pith/config.ign", userNet+urlFwd, "PITH-TEST: done", true)
 		sum := sha256.Sum256([]byte(storageCfg))
 		expectInOrder(t, log, append([]string{
-			`Ignition: eth0 is up for the config URL: 169\.254\.\d+\.\d+ from DHCPv4 server 169\.254\.\d+\.2`,
+			`Ignition: eth0 \(` + uplinkMAC + `\) is up for the config URL: 169\.254\.\d+\.\d+ from DHCPv4 server 169\.254\.\d+\.2`,
 			`Ignition: GET http://169\.254\.10\.10/pith/config\.ign: try 1 failed \(503 Service Unavailable\); again in 200ms`,
 			`Ignition: eth0 is down again: no address, no route`,
 			`Ignition: config from ignition\.config\.url http://169\.254\.10\.10/pith/config\.ign`,
@@ -196,7 +209,7 @@ func TestBootQEMUStorageEC2(t *testing.T) {
 	t.Run("config url not ignition", func(t *testing.T) {
 		log := boot(t, "ignition.config.url=http://169.254.10.10/pith/cloud.yaml", userNet+urlFwd, stopped, false)
 		expectInOrder(t, log,
-			`Ignition: eth0 is up for the config URL`,
+			`Ignition: eth0 \(`+uplinkMAC+`\) is up for the config URL`,
 			`Ignition: eth0 is down again: no address, no route`,
 			`pith-init: FAILED: Ignition storage \(reading the config from ignition\.config\.url http://169\.254\.10\.10/pith/cloud\.yaml\) failed, the first boot stops here as Ignition does: it is not an Ignition config \(it reads as cloud-config\)`,
 			`pith-init: the boot stops here \(not rebooting\)`)

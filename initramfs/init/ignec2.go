@@ -63,8 +63,8 @@ func imdsUserData(ctx context.Context, printf func(string, ...any), url string, 
 	return ud, "EC2 metadata service (instance " + s.InstanceID + ")", nil
 }
 
-// ec2Reader is the EC2 source's Read: it reads the user-data with the
-// first Ethernet NIC up (withNIC). No NIC or no lease within the bounds is
+// ec2Reader is the EC2 source's Read: it reads the user-data through the
+// first Ethernet NIC to get a DHCP lease (withNIC). No NIC or no lease within the bounds is
 // one console line and no config, as an unanswered service.
 func ec2Reader(printf func(string, ...any)) func() ([]byte, string, error) {
 	return func() ([]byte, string, error) {

@@ -118,9 +118,9 @@ func TestIMDSFirstBoot(t *testing.T) {
 	}
 }
 
-// The EC2 source's NIC is the first Ethernet device by index: no
-// loopback, bridge or device without a MAC.
-func TestFirstEthernet(t *testing.T) {
+// A network source tries every Ethernet device, by index: no loopback,
+// bridge or device without a MAC.
+func TestEthernetNICs(t *testing.T) {
 	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
 	dev := func(name string, idx int, encap string, hw net.HardwareAddr) netlink.Link {
 		return &netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: name, Index: idx, EncapType: encap, HardwareAddr: hw}}
@@ -133,17 +133,13 @@ func TestFirstEthernet(t *testing.T) {
 		want  string
 	}{
 		{"none", []netlink.Link{lo}, ""},
-		{"the lowest index", []netlink.Link{lo, dev("eth1", 4, "ether", mac), dev("eth0", 3, "ether", mac)}, "eth0"},
+		{"every one, lowest index first", []netlink.Link{lo, dev("eth1", 4, "ether", mac), dev("eth0", 3, "ether", mac)}, "eth0, eth1"},
 		{"not a bridge", []netlink.Link{br, dev("ens5", 7, "ether", mac)}, "ens5"},
 		{"not an InfiniBand port", []netlink.Link{dev("ib0", 2, "infiniband", make(net.HardwareAddr, 20)), dev("eth0", 3, "ether", mac)}, "eth0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := ""
-			if l := firstEthernet(tc.links); l != nil {
-				got = l.Attrs().Name
-			}
-			if got != tc.want {
-				t.Errorf("firstEthernet = %q, want %q", got, tc.want)
+			if got := nicNames(ethernetNICs(tc.links)); got != tc.want {
+				t.Errorf("ethernetNICs = %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -25,7 +25,7 @@ const pithdIgnitionURL = "ignition-url"
 const CABundle = "share/pith/etc/ssl/certs/ca-certificates.crt"
 
 // urlReader is the ignition.config.url source's Read for u: a data: URL
-// is decoded; for http and https the first Ethernet NIC comes up
+// is decoded; for http and https the Ethernet NICs come up
 // (withNIC) for Ignition's fetch (package configurl: no answer or a 5xx
 // retried within its wait, a console line a try; any other answer ends
 // it). https needs the CA bundle of the /usr mounted at usr. Every
