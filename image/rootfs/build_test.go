@@ -181,7 +181,7 @@ func TestBuildDefault(t *testing.T) {
 	}
 	// Enabled units: what the preset names, not what the packages enabled.
 	wants := filepath.Join(etc, "systemd/system/multi-user.target.wants")
-	for _, u := range []string{"pithd.service", "pithd-firstboot.service", "ssh.service", "pith-ssh-keygen.service", "pith-ssh-keygen-rsa.service", "systemd-networkd.service"} {
+	for _, u := range []string{"pithd.service", "pithd-firstboot.service", "ssh.service", "pith-ssh-keygen.service", "systemd-networkd.service"} {
 		if _, err := os.Lstat(filepath.Join(wants, u)); err != nil {
 			t.Errorf("%s is not enabled: %v", u, err)
 		}
@@ -193,8 +193,13 @@ func TestBuildDefault(t *testing.T) {
 		t.Errorf("docker.socket is not enabled: %v", err)
 	}
 
-	if target, err := os.Readlink(filepath.Join(etc, "systemd/system/systemd-firstboot.service")); err != nil || target != "/dev/null" {
-		t.Errorf("systemd-firstboot.service is not masked (it would prompt on the console at first boot): %q %v", target, err)
+	for _, u := range []string{"system/systemd-firstboot.service", "system/systemd-repart.service", "system/modprobe@drm.service", "system-generators/systemd-gpt-auto-generator"} {
+		if target, err := os.Readlink(filepath.Join(etc, "systemd", u)); err != nil || target != "/dev/null" {
+			t.Errorf("%s is not masked: %q %v", u, target, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(etc, "systemd/system/timers.target.wants/pith-ssh-keygen-rsa.timer")); err != nil {
+		t.Errorf("pith-ssh-keygen-rsa.timer is not enabled: %v", err)
 	}
 	// Setuid bits and file capabilities survive (and the cache round trip).
 	if err := unix.Stat(filepath.Join(usr, "bin/sudo"), &st); err != nil || st.Mode&unix.S_ISUID == 0 || st.Uid != 0 {

@@ -61,6 +61,11 @@ func customize(root string, cfg config.Config, agents map[string]string) (*Resul
 	if err := addOverlay(root); err != nil {
 		return nil, err
 	}
+	// After preset-all, whose "disable *" would take a template
+	// instance's mask (modprobe@drm) away again.
+	if err := maskUnits(filepath.Join(root, "etc")); err != nil {
+		return nil, err
+	}
 	if err := dropPaths(root, "usr", dropUsr); err != nil {
 		return nil, err
 	}
@@ -191,15 +196,6 @@ func etcDefaults(etc, usr string, cfg config.Config) error {
 		if err := writeFile(filepath.Join(etc, f.path), []byte(f.data), f.mode); err != nil {
 			return err
 		}
-	}
-	// systemd-firstboot would ask for a locale, time zone and root password
-	// on the console at first boot (no machine-id yet) and wait forever.
-	mask := filepath.Join(etc, "systemd", "system", "systemd-firstboot.service")
-	if err := os.RemoveAll(mask); err != nil {
-		return err
-	}
-	if err := os.Symlink("/dev/null", mask); err != nil {
-		return err
 	}
 	if err := disableStockAppArmor(etc); err != nil {
 		return err
@@ -394,6 +390,41 @@ func parseStatus(r io.Reader) ([]byte, error) {
 // every first boot before sysinit.target: 41 s of a loaded TCG boot, 7.8 s
 // of an idle one, against 1.8 s with them disabled.
 var stockAppArmorProfiles = []string{"lsb_release", "nvidia_modprobe"}
+
+// maskedUnits are the Debian units and generators (under /etc/systemd)
+// the image masks, as an operator would: they would block the boot or
+// only cost it time on every machine (each modprobe is a process and a
+// module load; emulated, seconds of CPU).
+var maskedUnits = []string{
+	// It would ask for a locale, time zone and root password on the
+	// console at first boot (no machine-id yet) and wait forever.
+	"system/systemd-firstboot.service",
+	// pith-init grows ROOT; repart finds nothing to do, but its Wants
+	// load the loop and dm_mod modules on every boot.
+	"system/systemd-repart.service",
+	// logind loads the DRM module for graphical seats; a server has none.
+	"system/modprobe@drm.service",
+	// It mounts partitions found by their Discoverable Partitions type
+	// GUIDs; Pith's disk has its own layout and mount units.
+	"system-generators/systemd-gpt-auto-generator",
+}
+
+// maskUnits links each of maskedUnits to /dev/null under etc/systemd.
+func maskUnits(etc string) error {
+	for _, m := range maskedUnits {
+		mask := filepath.Join(etc, "systemd", m)
+		if err := mkdirAll(filepath.Dir(mask)); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(mask); err != nil {
+			return err
+		}
+		if err := os.Symlink("/dev/null", mask); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // disableStockAppArmor links the stock profiles into apparmor.d/disable,
 // AppArmor's own way to keep a profile from loading; profiles added later
