@@ -104,11 +104,12 @@ e2e: image image-arm64
 	$(E2E_RUN)
 
 # The whole suite. The unit tests alone left about half of two cores idle
-# (raft timers, QEMU boots of the initramfs): the two images the VM tests
-# boot are built beside them (still 28-35% idle), each target's output
-# printed whole when it ends.
-test: deps deps-vagrant deps-arm64 lint
-	$(MAKE) --no-print-directory -j2 --output-sync=target unit image image-arm64
+# (raft timers, QEMU boots of the initramfs): lint and the two images the
+# VM tests boot run beside them (lint and the builds one after another,
+# about as long as the unit tests), each target's output printed whole
+# when it ends. A failure in any of them stops the suite before the VM tests.
+test: deps deps-vagrant deps-arm64
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint unit image image-arm64
 	$(E2E_RUN)
 
 # Scheduler: engine simulation (in-memory store), then a real 3-node raft.
