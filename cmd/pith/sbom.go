@@ -142,6 +142,9 @@ func printUpdates(w io.Writer, ups []sbom.Update) {
 		if u.Package != "" {
 			line += " as " + u.Package
 		}
+		if u.Boot != "" {
+			line += ", in the " + u.Boot + " boot loader"
+		}
 		fmt.Fprintln(w, line)
 	}
 }

@@ -49,21 +49,24 @@ type Diff struct {
 	// Binaries are Pith's programs whose bytes changed (old and new are
 	// the first 12 hex digits of their SHA-256).
 	Binaries []Change `json:"binaries,omitempty"`
+	// BootLoaders are the changes of the packages each boot path's GRUB
+	// was made from, named "<boot>: <package>" (bios, uefi).
+	BootLoaders []Change `json:"boot_loaders,omitempty"`
 }
 
 // Empty reports whether nothing changed.
 func (d *Diff) Empty() bool {
-	return d.Kernel == nil && len(d.Added)+len(d.Removed)+len(d.Upgraded)+len(d.GoModules)+len(d.Binaries) == 0
+	return d.Kernel == nil && len(d.Added)+len(d.Removed)+len(d.Upgraded)+len(d.GoModules)+len(d.Binaries)+len(d.BootLoaders) == 0
 }
 
-// Security returns the upgrades (kernel included) whose new version came
-// from a -security archive.
+// Security returns the upgrades (kernel and boot loaders included) whose
+// new version came from a -security archive.
 func (d *Diff) Security() []Change {
 	var out []Change
 	if d.Kernel != nil && d.Kernel.Security {
 		out = append(out, *d.Kernel)
 	}
-	for _, c := range d.Upgraded {
+	for _, c := range slices.Concat(d.Upgraded, d.BootLoaders) {
 		if c.Security && !c.Downgraded {
 			out = append(out, c)
 		}
@@ -75,27 +78,8 @@ func (d *Diff) Security() []Change {
 // name and architecture; the kernel by its role (its package name carries
 // the ABI, which changes with most kernel updates).
 func Compare(old, new *Inventory) *Diff {
-	d := &Diff{From: old.Version, To: new.Version, Added: []Change{}, Removed: []Change{}, Upgraded: []Change{}}
-	key := func(p Deb) string { return p.Name + ":" + p.Arch }
-	before := map[string]Deb{}
-	for _, p := range old.Packages {
-		before[key(p)] = p
-	}
-	for _, p := range new.Packages {
-		o, ok := before[key(p)]
-		delete(before, key(p))
-		switch {
-		case !ok:
-			d.Added = append(d.Added, Change{Name: p.Name, Arch: p.Arch, New: p.Version, Archive: p.Archive})
-		case o.Version != p.Version:
-			d.Upgraded = append(d.Upgraded, upgrade(p.Name, p.Arch, o.Version, p))
-		}
-	}
-	for _, p := range old.Packages {
-		if _, gone := before[key(p)]; gone {
-			d.Removed = append(d.Removed, Change{Name: p.Name, Arch: p.Arch, Old: p.Version, Archive: p.Archive})
-		}
-	}
+	d := &Diff{From: old.Version, To: new.Version}
+	d.Added, d.Removed, d.Upgraded = comparePackages(old.Packages, new.Packages)
 	if old.Kernel.Name != new.Kernel.Name || old.Kernel.Version != new.Kernel.Version {
 		k := upgrade(new.Kernel.Name, new.Kernel.Arch, old.Kernel.Version, new.Kernel)
 		if old.Kernel.Name != new.Kernel.Name {
@@ -105,7 +89,48 @@ func Compare(old, new *Inventory) *Diff {
 	}
 	d.GoModules = compareModules(modules(old), modules(new))
 	d.Binaries = compareModules(binaries(old), binaries(new))
+	added, removed, upgraded := comparePackages(bootDebs(old), bootDebs(new))
+	d.BootLoaders = slices.Concat(upgraded, added, removed)
 	return d
+}
+
+// comparePackages matches packages by name and architecture.
+func comparePackages(old, new []Deb) (added, removed, upgraded []Change) {
+	added, removed, upgraded = []Change{}, []Change{}, []Change{}
+	key := func(p Deb) string { return p.Name + ":" + p.Arch }
+	before := map[string]Deb{}
+	for _, p := range old {
+		before[key(p)] = p
+	}
+	for _, p := range new {
+		o, ok := before[key(p)]
+		delete(before, key(p))
+		switch {
+		case !ok:
+			added = append(added, Change{Name: p.Name, Arch: p.Arch, New: p.Version, Archive: p.Archive})
+		case o.Version != p.Version:
+			upgraded = append(upgraded, upgrade(p.Name, p.Arch, o.Version, p))
+		}
+	}
+	for _, p := range old {
+		if _, gone := before[key(p)]; gone {
+			removed = append(removed, Change{Name: p.Name, Arch: p.Arch, Old: p.Version, Archive: p.Archive})
+		}
+	}
+	return added, removed, upgraded
+}
+
+// bootDebs are the boot loaders' packages, each named "<boot>: <name>":
+// the same package (grub-common) can be in both paths, at two versions.
+func bootDebs(inv *Inventory) []Deb {
+	var out []Deb
+	for _, b := range inv.BootLoaders {
+		for _, p := range b.Packages {
+			p.Name = b.Boot + ": " + p.Name
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // binaries maps Pith's programs to their short SHA-256.
@@ -181,7 +206,7 @@ func (d *Diff) Write(w io.Writer) {
 	for _, s := range []struct {
 		title string
 		list  []Change
-	}{{"upgraded", d.Upgraded}, {"added", d.Added}, {"removed", d.Removed}, {"go modules", d.GoModules}, {"pith binaries (sha256)", d.Binaries}} {
+	}{{"upgraded", d.Upgraded}, {"added", d.Added}, {"removed", d.Removed}, {"boot loaders", d.BootLoaders}, {"go modules", d.GoModules}, {"pith binaries (sha256)", d.Binaries}} {
 		if len(s.list) == 0 {
 			continue
 		}

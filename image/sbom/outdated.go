@@ -18,32 +18,54 @@ type Update struct {
 	// Package names the archive's package when it differs (a kernel with a
 	// new ABI is a new package).
 	Package string `json:"package,omitempty"`
+	// Boot names the boot path (bios, uefi) whose GRUB was made from the
+	// package; the image holds only what grub-mkimage took from it.
+	Boot string `json:"boot,omitempty"`
 }
 
 // Outdated lists the image's packages that a -security archive in idx has a
 // newer version of. The kernel counts as outdated when a security archive
-// has a newer linux-image package of the same source and flavour.
+// has a newer linux-image package of the same source and flavour; a boot
+// loader when one has a newer version of a package its GRUB was made
+// from (the build host's included: a rebuild on an updated host fixes it).
 func Outdated(inv *Inventory, idx apt.Index) []Update {
 	var out []Update
 	for _, p := range inv.Packages {
-		var best *apt.Candidate
-		for _, c := range idx[p.Name] {
-			if c.Arch != p.Arch || !c.Archive.IsSecurity() || CompareVersions(c.Version, p.Version) <= 0 {
-				continue
-			}
-			if best == nil || CompareVersions(c.Version, best.Version) > 0 {
-				best = &c
-			}
-		}
-		if best != nil {
-			out = append(out, Update{Name: p.Name, Arch: p.Arch, Installed: p.Version, Available: best.Version, Archive: best.Archive.Suite})
+		if u := securityUpdate(p, idx); u != nil {
+			out = append(out, *u)
 		}
 	}
 	if k := kernelUpdate(inv, idx); k != nil {
 		out = append(out, *k)
 	}
-	slices.SortFunc(out, func(a, b Update) int { return strings.Compare(a.Name, b.Name) })
+	for _, b := range inv.BootLoaders {
+		for _, p := range b.Packages {
+			if u := securityUpdate(p, idx); u != nil {
+				u.Boot = b.Boot
+				out = append(out, *u)
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Update) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// securityUpdate is the newest version of p in a -security archive of idx
+// when it is newer than p's.
+func securityUpdate(p Deb, idx apt.Index) *Update {
+	var best *apt.Candidate
+	for _, c := range idx[p.Name] {
+		if c.Arch != p.Arch || !c.Archive.IsSecurity() || CompareVersions(c.Version, p.Version) <= 0 {
+			continue
+		}
+		if best == nil || CompareVersions(c.Version, best.Version) > 0 {
+			best = &c
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return &Update{Name: p.Name, Arch: p.Arch, Installed: p.Version, Available: best.Version, Archive: best.Archive.Suite}
 }
 
 // kernelUpdate finds a newer kernel: linux-image-<abi>-<flavour> packages

@@ -246,6 +246,8 @@ func TestCompare(t *testing.T) {
 	new.Kernel = Deb{Name: "linux-image-6.1.0-57-cloud-amd64", Version: "6.1.192-3", Arch: "amd64", Archive: "bookworm-security"}
 	new.Binaries[0].Deps = []Module{mod("github.com/hashicorp/raft", "v1.7.4"), mod("golang.org/x/sys", "v0.50.0")}
 	new.Binaries[0].SHA256 = sumB
+	new.BootLoaders[0].Packages[0].Version = "2.06-13+deb12u3" // the build host's GRUB
+	new.BootLoaders[1].Packages[0].Version = "2.12-1~bpo12+2"
 
 	d := Compare(old, new)
 	want := &Diff{
@@ -260,6 +262,10 @@ func TestCompare(t *testing.T) {
 		},
 		GoModules: []Change{{Name: "github.com/hashicorp/raft", Old: "v1.7.3", New: "v1.7.4"}},
 		Binaries:  []Change{{Name: "pithd", Old: sumA[:12], New: sumB[:12]}},
+		BootLoaders: []Change{
+			{Name: "bios: grub-pc-bin", Arch: "amd64", Old: "2.06-13+deb12u2", New: "2.06-13+deb12u3", Archive: HostArchive},
+			{Name: "uefi: grub-efi-amd64-bin", Arch: "amd64", Old: "2.12-1~bpo12+1", New: "2.12-1~bpo12+2", Archive: "bookworm-backports"},
+		},
 	}
 	if !reflect.DeepEqual(d, want) {
 		g, _ := json.MarshalIndent(d, "", " ")
@@ -281,6 +287,7 @@ func TestCompare(t *testing.T) {
 		"  curl 7.88.1-10+deb12u14 -> 7.88.1-10+deb12u1 (downgrade)\n",
 		"added:\n  zstd 1.5.4+dfsg2-5\n",
 		"removed:\n  libstdc++6 12.2.0-14+deb12u1\n",
+		"boot loaders:\n  bios: grub-pc-bin 2.06-13+deb12u2 -> 2.06-13+deb12u3\n  uefi: grub-efi-amd64-bin 2.12-1~bpo12+1 -> 2.12-1~bpo12+2\n",
 	} {
 		if !strings.Contains(sb.String(), line) {
 			t.Errorf("printed diff lacks %q:\n%s", line, sb.String())
@@ -320,11 +327,14 @@ func TestOutdated(t *testing.T) {
 		// Older in security than installed: nothing to do.
 		"curl":                             {{Package: "curl", Version: "7.88.1-10+deb12u1", Arch: "amd64", Archive: sec}},
 		"linux-image-6.1.0-57-cloud-amd64": {{Package: "linux-image-6.1.0-57-cloud-amd64", Version: "6.1.192-3", Arch: "amd64", Source: "linux-signed-amd64", Archive: sec}},
+		// The BIOS GRUB was made from the build host's package.
+		"grub-pc-bin": {{Package: "grub-pc-bin", Version: "2.06-13+deb12u3", Arch: "amd64", Source: "grub2", Archive: sec}},
 		// Another flavour is not this kernel's update.
 		"linux-image-6.1.0-58-amd64": {{Package: "linux-image-6.1.0-58-amd64", Version: "6.1.200-1", Arch: "amd64", Source: "linux-signed-amd64", Archive: sec}},
 	}
 	got := Outdated(sample(), idx)
 	want := []Update{
+		{Name: "grub-pc-bin", Arch: "amd64", Installed: "2.06-13+deb12u2", Available: "2.06-13+deb12u3", Archive: "bookworm-security", Boot: BootBIOS},
 		{Name: "libssl3", Arch: "amd64", Installed: "3.0.20-1~deb12u2", Available: "3.0.22-1~deb12u2", Archive: "bookworm-security"},
 		{Name: "linux-image-6.1.0-50-cloud-amd64", Arch: "amd64", Installed: "6.1.176-1", Available: "6.1.192-3", Archive: "bookworm-security", Package: "linux-image-6.1.0-57-cloud-amd64"},
 	}
@@ -334,6 +344,7 @@ func TestOutdated(t *testing.T) {
 	// An image at the archive's versions is current.
 	cur := sample()
 	cur.Packages[1].Version = "3.0.22-1~deb12u2"
+	cur.BootLoaders[0].Packages[0].Version = "2.06-13+deb12u3"
 	cur.Kernel.Name, cur.Kernel.Version, cur.KernelRelease = "linux-image-6.1.0-57-cloud-amd64", "6.1.192-3", "6.1.0-57-cloud-amd64"
 	if got := Outdated(cur, idx); len(got) != 0 {
 		t.Errorf("a current image is outdated: %+v", got)
