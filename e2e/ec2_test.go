@@ -217,7 +217,8 @@ coreos:
 	// The initramfs asks first, for an Ignition config (this user-data is
 	// a cloud-config, left to pithd), through whichever NIC gets a lease:
 	// the machine also has the cluster port, which has no DHCP server.
-	if con := n.ConsoleText(); !strings.Contains(con, ") is up for the EC2 metadata service: ") || strings.Contains(con, "no network for the EC2 metadata service") {
+	if con := n.ConsoleText(); !strings.Contains(con, ") is up for the EC2 metadata service: ") ||
+		strings.Contains(con, "no network for the EC2 metadata service") || strings.Contains(con, "the EC2 metadata service did not answer") {
 		t.Errorf("the initramfs did not reach the metadata service (console: %q)", regexp.MustCompile(`Ignition: [^\n]*`).FindAllString(con, -1))
 	}
 

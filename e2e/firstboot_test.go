@@ -660,7 +660,8 @@ coreos:
 // user-data (1 MiB, through fw_cfg) brings networkd files; pithctl
 // userdata apply re-applies it without changing anything, then applies a
 // new one and says what changed. Its BIOS boot, on a disk larger than the
-// image, is also checkBooted's (TestEC2 checks the UEFI boot).
+// image, is also checkBooted's (TestEC2 checks the UEFI boot), and it
+// runs the RSA host key's service.
 func TestFirstBootOEM(t *testing.T) {
 	NeedVMs(t, 1, 3*time.Minute)
 	base := bootImagePath(t)
@@ -677,6 +678,11 @@ func TestFirstBootOEM(t *testing.T) {
 	up := upAll(t, []*Node{n})[0]
 	t.Logf("MEASURE qemu-start->ssh-ready=%s", up.ssh.Round(100*time.Millisecond))
 	checkBooted(t, n.M.Config.Firmware, builtImageDir(t), disk, n.sh) // BIOS, the default
+	// The RSA host key's service, which its timer starts 10 minutes in.
+	n.Run("sudo systemctl start pith-ssh-keygen-rsa.service")
+	if got := n.Run("sudo ssh-keygen -l -f /etc/ssh/ssh_host_rsa_key"); !strings.HasPrefix(got, "3072 ") || !strings.HasSuffix(got, "(RSA)") {
+		t.Errorf("pith-ssh-keygen-rsa.service made no 3072-bit RSA host key: %q", got)
+	}
 
 	// The mount: OEM, ext4, read-only, from the partition labelled OEM.
 	mnt := n.Run("findmnt -no SOURCE,FSTYPE,OPTIONS /usr/share/oem")
