@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/image/live"
+	"github.com/pith-os/pith/image/sbom"
 	"github.com/pith-os/pith/vm"
 )
 
@@ -33,6 +34,7 @@ func buildPXE(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Logf("BENCH pith live: PXE files (initrd %.1f MiB) in %s", float64(st.Size())/(1<<20), time.Since(start).Round(100*time.Millisecond))
+	checkLiveSBOM(t, dir, sbom.BootUEFI) // pith-pxe.efi's; BIOS clients boot through their own iPXE
 	return dir
 }
 

@@ -21,11 +21,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pith-os/pith/image/live"
+	"github.com/pith-os/pith/image/sbom"
 	"github.com/pith-os/pith/vm"
 )
 
@@ -75,7 +78,33 @@ func buildISO(t *testing.T) string {
 	if st.Size() > 250<<20 {
 		t.Errorf("pith.iso is %d MiB, over the 250 MiB target", st.Size()>>20)
 	}
+	checkLiveSBOM(t, work, sbom.BootBIOS, sbom.BootUEFI)
 	return iso
+}
+
+// checkLiveSBOM reads the SBOM pith live wrote into dir: the image's
+// packages, and the GRUB packages of the live boot paths boots.
+func checkLiveSBOM(t *testing.T, dir string, boots ...string) {
+	t.Helper()
+	img, err := sbom.Read(os.Getenv("PITH_E2E_IMAGE_DIR"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := sbom.Read(filepath.Join(dir, live.SBOMName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range inv.BootLoaders {
+		got = append(got, b.Boot)
+		if !slices.ContainsFunc(b.Packages, func(d sbom.Deb) bool { return d.Name == "grub-common" }) {
+			t.Errorf("%s: the %s boot loader (%s) lacks grub-common: %+v", live.SBOMName, b.Boot, b.File, b.Packages)
+		}
+	}
+	if inv.Name != "pith-live" || inv.Version != img.Version || len(inv.Packages) != len(img.Packages) || inv.Kernel != img.Kernel || !slices.Equal(got, boots) {
+		t.Errorf("%s: %s %s, %d packages, kernel %s, boot loaders %v; want pith-live %s, the image's %d packages and kernel %s, boot loaders %v",
+			live.SBOMName, inv.Name, inv.Version, len(inv.Packages), inv.Kernel.Version, got, img.Version, len(img.Packages), img.Kernel.Version, boots)
+	}
 }
 
 // installFromISO boots iso with firmware fw and installs.

@@ -16,6 +16,9 @@ import (
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/live"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/image/rootfs"
+	"github.com/pith-os/pith/image/sbom"
+	"github.com/pith-os/pith/version"
 )
 
 func init() {
@@ -29,6 +32,7 @@ func init() {
   pith-pxe.vmlinuz  kernel, pith-pxe.initrd (initramfs + USR), and DHCP's
                     boot file: pith-pxe.ipxe (iPXE, BIOS clients) or
                     pith-pxe.efi (GRUB, UEFI clients; no Secure Boot)
+  pith-live.spdx.json  their SBOM: the image's, with their boot loaders
 
 The live system runs from RAM with its /usr verified by dm-verity against
 the image's root hash, takes user-data from the usual datasources and from
@@ -48,8 +52,12 @@ pith build --formats iso,pxe makes the same files.`,
 				return err
 			}
 			defer os.RemoveAll(work)
-			arts, err := live.Build(cmd.Context(), filepath.Join(imageDir, "pith.img"), m, strings.Split(formats, ","), work, m.Inputs.SourceDateEpoch)
+			fs := strings.Split(formats, ",")
+			arts, err := live.Build(cmd.Context(), filepath.Join(imageDir, "pith.img"), m, fs, work, m.Inputs.SourceDateEpoch)
 			if err != nil {
+				return err
+			}
+			if arts[live.SBOMName], err = liveSBOM(cmd.Context(), imageDir, fs, work, m.Inputs.SourceDateEpoch); err != nil {
 				return err
 			}
 			infos, err := build.Publish(outDir, arts, "")
@@ -88,6 +96,9 @@ func buildLive(ctx context.Context, c config.Config, outDir string, res *build.R
 	}
 	defer os.RemoveAll(work)
 	arts, err := live.Build(ctx, filepath.Join(outDir, "pith.img"), res.Manifest, want, work, c.Epoch)
+	if err == nil {
+		arts[live.SBOMName], err = liveSBOM(ctx, outDir, want, work, c.Epoch)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("live %v: %v (pith.img and its manifest are built)", want, err)
 	}
@@ -97,4 +108,24 @@ func buildLive(ctx context.Context, c config.Config, outDir string, res *build.R
 	}
 	res.Steps = append(res.Steps, build.Step{Name: "live " + strings.Join(want, ", "), Duration: time.Since(start)})
 	return append(res.Artifacts, infos...), nil
+}
+
+// liveSBOM writes the live artifacts' SBOM into work and returns its path:
+// the image's (the live system runs its kernel, initramfs and USR) with
+// the boot loaders of formats in place of the disk's.
+func liveSBOM(ctx context.Context, imageDir string, formats []string, work string, epoch int64) (string, error) {
+	inv, err := sbom.Read(filepath.Join(imageDir, sbom.FileName))
+	if err != nil {
+		return "", fmt.Errorf("the image's SBOM: %w", err)
+	}
+	inv.Name = "pith-live"
+	if inv.BootLoaders, err = rootfs.LiveBootLoaders(ctx, slices.Contains(formats, "iso"), slices.Contains(formats, "pxe")); err != nil {
+		return "", err
+	}
+	b, err := inv.Document(time.Unix(epoch, 0), "pith-"+version.Version).Marshal()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(work, live.SBOMName)
+	return p, os.WriteFile(p, b, 0o644)
 }

@@ -9,6 +9,10 @@ import (
 	"github.com/pith-os/pith/image/manifest"
 )
 
+// SBOMName is the live artifacts' SBOM (written by the caller: the
+// image's SBOM with the live boot loaders).
+const SBOMName = "pith-live.spdx.json"
+
 // Formats are the build formats this package makes.
 var Formats = []string{"iso", "pxe"}
 

@@ -24,7 +24,7 @@ case "$1" in
 -S) case "$2" in
 	*/i386-pc/kernel.img) echo "grub-pc-bin: $2" ;;
 	*/x86_64-efi/kernel.img) echo "grub-efi-amd64-bin, grub-efi-amd64-signed: $2" ;;
-	*/usr/bin/grub-mkimage) echo "grub-common:amd64: $2" ;;
+	*/usr/bin/grub-mkimage|*/usr/bin/grub-mkrescue) echo "grub-common:amd64: $2" ;;
 	*) echo "dpkg-query: no path found matching pattern $2" >&2; exit 1 ;;
 	esac ;;
 -W) printf '%s\t2.06-13+deb12u2\tamd64\tgrub2\t2.06-13+deb12u2' "$4" ;;
@@ -40,6 +40,7 @@ func TestBootLoaders(t *testing.T) {
 	bin := filepath.Join(dir, "usr", "bin")
 	os.MkdirAll(bin, 0o755)
 	os.WriteFile(filepath.Join(bin, "grub-mkimage"), []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(filepath.Join(bin, "grub-mkrescue"), []byte("#!/bin/sh\n"), 0o755)
 	defer func(q, lib string) { dpkgQuery, bootloader.GrubLib = q, lib }(dpkgQuery, bootloader.GrubLib)
 	dpkgQuery, bootloader.GrubLib = q, filepath.Join(dir, "usr", "lib", "grub")
 	t.Setenv("PATH", bin)
@@ -79,6 +80,32 @@ func TestBootLoaders(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := BootLoaders(context.Background(), tt.arch, tt.grub, tt.fetched)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+	// pith live's: the ISO's two paths (grub-mkrescue), pith-pxe.efi's.
+	liveTests := []struct {
+		name     string
+		iso, pxe bool
+		want     []sbom.BootLoader
+	}{
+		{"iso and pxe", true, true, []sbom.BootLoader{
+			{Boot: sbom.BootBIOS, File: "pith.iso El Torito image", Packages: []sbom.Deb{host("grub-pc-bin"), host("grub-common")}},
+			{Boot: sbom.BootUEFI, File: "pith.iso EFI/BOOT/BOOTX64.EFI, pith-pxe.efi", Packages: []sbom.Deb{host("grub-efi-amd64-bin"), host("grub-common")}}}},
+		{"iso", true, false, []sbom.BootLoader{
+			{Boot: sbom.BootBIOS, File: "pith.iso El Torito image", Packages: []sbom.Deb{host("grub-pc-bin"), host("grub-common")}},
+			{Boot: sbom.BootUEFI, File: "pith.iso EFI/BOOT/BOOTX64.EFI", Packages: []sbom.Deb{host("grub-efi-amd64-bin"), host("grub-common")}}}},
+		{"pxe", false, true, []sbom.BootLoader{
+			{Boot: sbom.BootUEFI, File: "pith-pxe.efi", Packages: []sbom.Deb{host("grub-efi-amd64-bin"), host("grub-common")}}}},
+	}
+	for _, tt := range liveTests {
+		t.Run("live "+tt.name, func(t *testing.T) {
+			got, err := LiveBootLoaders(context.Background(), tt.iso, tt.pxe)
 			if err != nil {
 				t.Fatal(err)
 			}
