@@ -13,9 +13,10 @@ import (
 )
 
 // checkBooted is what every fresh boot of an image must show, run on a
-// machine that boots anyway (TestFirstBootOEM's on BIOS, TestEC2's on
-// UEFI): a running system with no failed Pith unit, the firmware it was
-// booted with, /usr read-only from USR-A through dm-verity with the
+// machine that boots anyway (TestFirstBootOEM's on BIOS, TestEC2's and
+// TestARM64's on UEFI): a running system with no failed Pith unit, the
+// image's masked units kept out of the boot, the RSA host key left to
+// its timer, the firmware it was booted with, /usr read-only from USR-A through dm-verity with the
 // manifest's root hash (restart_on_corruption, issue 16), and / the ROOT
 // partition, ext4 read-write, grown with its filesystem to the end of a
 // disk (disk bytes) larger than the image. sh runs a command as core and
