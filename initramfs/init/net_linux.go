@@ -22,13 +22,6 @@ const (
 	netDHCPTry  = 10 * time.Second // one DHCP exchange (nclient4: 3 s, then 6 s)
 )
 
-// firstBootNICs are the NICs a first-boot network source brought up, and
-// the one whose DHCPv4 lease it uses.
-type firstBootNICs struct {
-	links  []netlink.Link
-	leased netlink.Link
-}
-
 // withNIC brings every Ethernet NIC up with DHCPv4 for what (a console
 // name: "the EC2 metadata service"), runs read on the first to get a
 // lease, and takes them all down again, addresses and routes gone,
@@ -44,7 +37,7 @@ func withNIC(ctx context.Context, printf func(string, ...any), what string, noNe
 	} else {
 		ud, where, err = read()
 	}
-	for _, l := range nics.links {
+	for _, l := range nics {
 		if derr := nicDown(l); derr != nil {
 			return nil, "", storageStop("taking "+l.Attrs().Name+" down after "+what, derr)
 		}
@@ -73,14 +66,14 @@ func ethernetNICs(links []netlink.Link) []netlink.Link {
 // netUp waits for Ethernet NICs and gets one of them a DHCPv4 lease with
 // u-root's client for what, a console line per wait. The NICs are
 // returned also with an error once they were touched, for nicDown.
-func netUp(ctx context.Context, printf func(string, ...any), what string) (firstBootNICs, error) {
-	var nics firstBootNICs
+func netUp(ctx context.Context, printf func(string, ...any), what string) ([]netlink.Link, error) {
+	var nics []netlink.Link
 	for deadline := time.Now().Add(netLinkWait); ; {
 		links, err := netlink.LinkList()
 		if err != nil {
 			return nics, fmt.Errorf("listing network links: %w", err)
 		}
-		if nics.links = ethernetNICs(links); len(nics.links) > 0 {
+		if nics = ethernetNICs(links); len(nics) > 0 {
 			break
 		}
 		left := time.Until(deadline)
@@ -94,16 +87,15 @@ func netUp(ctx context.Context, printf func(string, ...any), what string) (first
 	if err := os.MkdirAll("/etc", 0o755); err != nil {
 		return nics, err
 	}
-	names := nicNames(nics.links)
+	names := nicNames(nics)
 	for deadline := time.Now().Add(netDHCPWait); ; {
-		lease, err := dhcp4(ctx, nics.links)
+		lease, err := dhcp4(ctx, nics)
 		if lease != nil {
-			nics.leased = lease.Link()
+			a := lease.Link().Attrs()
 			if err := lease.Configure(); err != nil {
-				return nics, fmt.Errorf("configuring %s's DHCPv4 lease: %w", nics.leased.Attrs().Name, err)
+				return nics, fmt.Errorf("configuring %s's DHCPv4 lease: %w", a.Name, err)
 			}
 			m, _ := lease.Message()
-			a := nics.leased.Attrs()
 			printf("Ignition: %s (%s) is up for %s: %s from DHCPv4 server %s", a.Name, a.HardwareAddr, what, m.YourIPAddr, m.ServerIdentifier())
 			return nics, nil
 		}
@@ -115,6 +107,7 @@ func netUp(ctx context.Context, printf func(string, ...any), what string) (first
 	}
 }
 
+// nicNames lists the links' names for the console: "eth0, eth1".
 func nicNames(links []netlink.Link) string {
 	names := make([]string, len(links))
 	for i, l := range links {
