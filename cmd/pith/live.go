@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,7 +58,7 @@ pith build --formats iso,pxe makes the same files.`,
 			if err != nil {
 				return err
 			}
-			if arts[live.SBOMName], err = liveSBOM(cmd.Context(), imageDir, fs, work, m.Inputs.SourceDateEpoch); err != nil {
+			if err := addLiveSBOM(cmd.Context(), arts, imageDir, fs, work, m.Inputs.SourceDateEpoch, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			infos, err := build.Publish(outDir, arts, "")
@@ -97,7 +98,7 @@ func buildLive(ctx context.Context, c config.Config, outDir string, res *build.R
 	defer os.RemoveAll(work)
 	arts, err := live.Build(ctx, filepath.Join(outDir, "pith.img"), res.Manifest, want, work, c.Epoch)
 	if err == nil {
-		arts[live.SBOMName], err = liveSBOM(ctx, outDir, want, work, c.Epoch)
+		err = addLiveSBOM(ctx, arts, outDir, want, work, c.Epoch, os.Stderr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("live %v: %v (pith.img and its manifest are built)", want, err)
@@ -110,22 +111,33 @@ func buildLive(ctx context.Context, c config.Config, outDir string, res *build.R
 	return append(res.Artifacts, infos...), nil
 }
 
-// liveSBOM writes the live artifacts' SBOM into work and returns its path:
-// the image's (the live system runs its kernel, initramfs and USR) with
-// the boot loaders of formats in place of the disk's.
-func liveSBOM(ctx context.Context, imageDir string, formats []string, work string, epoch int64) (string, error) {
-	inv, err := sbom.Read(filepath.Join(imageDir, sbom.FileName))
+// addLiveSBOM writes the live artifacts' SBOM into work and adds it to
+// arts: the image's (the live system runs its kernel, initramfs and USR)
+// with the boot loaders of formats in place of the disk's. An image built
+// before SBOMs has none to start from: that is said on warn, and the live
+// artifacts go out without one.
+func addLiveSBOM(ctx context.Context, arts map[string]string, imageDir string, formats []string, work string, epoch int64, warn io.Writer) error {
+	src := filepath.Join(imageDir, sbom.FileName)
+	if _, err := os.Stat(src); os.IsNotExist(err) {
+		fmt.Fprintf(warn, "pith live: %s has no %s (built before SBOMs): %s not written\n", imageDir, sbom.FileName, live.SBOMName)
+		return nil
+	}
+	inv, err := sbom.Read(src)
 	if err != nil {
-		return "", fmt.Errorf("the image's SBOM: %w", err)
+		return fmt.Errorf("the image's SBOM: %w", err)
 	}
 	inv.Name = "pith-live"
 	if inv.BootLoaders, err = rootfs.LiveBootLoaders(ctx, slices.Contains(formats, "iso"), slices.Contains(formats, "pxe")); err != nil {
-		return "", err
+		return err
 	}
 	b, err := inv.Document(time.Unix(epoch, 0), "pith-"+version.Version).Marshal()
 	if err != nil {
-		return "", err
+		return err
 	}
 	p := filepath.Join(work, live.SBOMName)
-	return p, os.WriteFile(p, b, 0o644)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		return err
+	}
+	arts[live.SBOMName] = p
+	return nil
 }
