@@ -199,7 +199,12 @@ func compareModules(old, new map[string]string) []Change {
 // Write prints the diff for people: one section per kind, one package a
 // line, security upgrades marked.
 func (d *Diff) Write(w io.Writer) {
-	fmt.Fprintf(w, "%s -> %s: %d upgraded (%d security), %d added, %d removed\n", d.From, d.To, len(d.Upgraded), len(d.Security()), len(d.Added), len(d.Removed))
+	fmt.Fprintf(w, "%s -> %s: %d upgraded (%d security), %d added, %d removed", d.From, d.To, len(d.Upgraded), len(d.Security()), len(d.Added), len(d.Removed))
+	if n := len(d.BootLoaders); n > 0 {
+		// Security counts theirs too.
+		fmt.Fprintf(w, ", %d boot-loader packages changed", n)
+	}
+	fmt.Fprintln(w)
 	if d.Kernel != nil {
 		fmt.Fprintf(w, "kernel:\n  %s\n", d.Kernel)
 	}

@@ -282,7 +282,7 @@ func TestCompare(t *testing.T) {
 	var sb strings.Builder
 	d.Write(&sb)
 	for _, line := range []string{
-		"1.0.0 -> 1.0.1: 3 upgraded (2 security), 1 added, 1 removed\n",
+		"1.0.0 -> 1.0.1: 3 upgraded (2 security), 1 added, 1 removed, 2 boot-loader packages changed\n",
 		"  libssl3 3.0.20-1~deb12u2 -> 3.0.22-1~deb12u2 (security: bookworm-security)\n",
 		"  curl 7.88.1-10+deb12u14 -> 7.88.1-10+deb12u1 (downgrade)\n",
 		"added:\n  zstd 1.5.4+dfsg2-5\n",
