@@ -37,6 +37,14 @@ type StateMachine interface {
 	Restore(r io.Reader) error
 }
 
+// Capturer is a StateMachine whose snapshot is costly to write (the KV
+// store): Capture copies the state while applies are paused and returns
+// what writes the copy, Save's bytes, later, while applies go on. A
+// StateMachine that is not one is saved while applies are paused.
+type Capturer interface {
+	Capture() func(io.Writer) error
+}
+
 // fsm dispatches raft log entries to namespaces.
 type fsm struct {
 	mu  sync.RWMutex
@@ -113,8 +121,10 @@ func (f *fsm) Apply(l *raft.Log) any {
 
 const snapMagic = "PITHSNAP1\n"
 
-// Snapshot serialises every namespace now, while applies are paused, so
-// the snapshot matches the raft index exactly; Persist only writes bytes.
+// Snapshot takes every namespace's state as of the last applied entry.
+// raft pauses applies for it, so a Capturer's state is only copied here
+// and written by Persist, in raft's snapshot goroutine: a snapshot of a
+// large KV store stalled every write for as long as its encoding took.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -123,22 +133,21 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		ids = append(ids, int(ns))
 	}
 	sort.Ints(ids)
-	var out bytes.Buffer
-	out.WriteString(snapMagic)
 	idx := binary.AppendUvarint(nil, f.applied.get())
-	out.WriteByte(snapIndexSection)
-	out.Write(binary.AppendUvarint(nil, uint64(len(idx))))
-	out.Write(idx)
+	secs := []snapSection{{id: snapIndexSection, data: idx}}
 	for _, id := range ids {
+		sm := f.sms[Namespace(id)]
+		if c, ok := sm.(Capturer); ok {
+			secs = append(secs, snapSection{id: byte(id), write: c.Capture()})
+			continue
+		}
 		var sec bytes.Buffer
-		if err := f.sms[Namespace(id)].Save(&sec); err != nil {
+		if err := sm.Save(&sec); err != nil {
 			return nil, fmt.Errorf("snapshot namespace %d: %w", id, err)
 		}
-		out.WriteByte(byte(id))
-		out.Write(binary.AppendUvarint(nil, uint64(sec.Len())))
-		out.Write(sec.Bytes())
+		secs = append(secs, snapSection{id: byte(id), data: sec.Bytes()})
 	}
-	return &fsmSnapshot{data: out.Bytes(), beforePersist: f.beforePersist}, nil
+	return &fsmSnapshot{sections: secs, beforePersist: f.beforePersist}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -195,23 +204,50 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 }
 
+// snapSection is one section of a snapshot: its bytes, or what writes them.
+type snapSection struct {
+	id    byte
+	data  []byte
+	write func(io.Writer) error
+}
+
 type fsmSnapshot struct {
-	data          []byte
+	sections      []snapSection
 	beforePersist func() error
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if s.beforePersist != nil {
-		if err := s.beforePersist(); err != nil {
-			sink.Cancel()
-			return err
-		}
-	}
-	if _, err := sink.Write(s.data); err != nil {
+	if err := s.persist(sink); err != nil {
 		sink.Cancel()
 		return err
 	}
 	return sink.Close()
+}
+
+// persist writes the snapshot: the magic, then each section as its id,
+// its length (uvarint) and its bytes.
+func (s *fsmSnapshot) persist(w io.Writer) error {
+	if s.beforePersist != nil {
+		if err := s.beforePersist(); err != nil {
+			return err
+		}
+	}
+	bw := bufio.NewWriter(w)
+	bw.WriteString(snapMagic)
+	for _, sec := range s.sections {
+		data := sec.data
+		if sec.write != nil {
+			var b bytes.Buffer
+			if err := sec.write(&b); err != nil {
+				return fmt.Errorf("snapshot namespace %d: %w", sec.id, err)
+			}
+			data = b.Bytes()
+		}
+		bw.WriteByte(sec.id)
+		bw.Write(binary.AppendUvarint(nil, uint64(len(data))))
+		bw.Write(data)
+	}
+	return bw.Flush()
 }
 
 func (s *fsmSnapshot) Release() {}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -429,5 +430,58 @@ func TestCommandRoundTrip(t *testing.T) {
 				t.Fatalf("truncated command (%d of %d bytes) accepted", i, len(b))
 			}
 		}
+	}
+}
+
+func TestCompareDepthFirst(t *testing.T) {
+	// Sorted as a depth-first walk visiting children by name lists them.
+	want := []string{"/a", "/a/b", "/a/b/c", "/a/b-", "/a/bc", "/a-b", "/a-b/x", "/ab", "/b"}
+	for i := range want {
+		for j := range want {
+			got := compareDepthFirst(want[i], want[j])
+			if (got < 0) != (i < j) || (got == 0) != (i == j) {
+				t.Errorf("compareDepthFirst(%q, %q) = %d, want the sign of %d", want[i], want[j], got, i-j)
+			}
+		}
+	}
+}
+
+// A capture is the store at Capture: writes after it change nothing in
+// what it writes, and it writes what Save would have written then.
+func TestCaptureIsPointInTime(t *testing.T) {
+	s := newTestStore()
+	for _, p := range []string{"/a-b/x", "/a/b/c", "/ab", "/a/bc"} {
+		if r := s.Exec(&Command{Op: OpSet, Path: p, Value: p}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	var before bytes.Buffer
+	if err := s.Save(&before); err != nil {
+		t.Fatal(err)
+	}
+	write := s.Capture()
+	for _, c := range []Command{{Op: OpSet, Path: "/a/b/c", Value: "changed"}, {Op: OpDelete, Path: "/ab"}, {Op: OpSet, Path: "/new", Value: "n"}} {
+		if r := s.Exec(&c); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	var captured bytes.Buffer
+	if err := write(&captured); err != nil {
+		t.Fatal(err)
+	}
+	if captured.String() != before.String() {
+		t.Fatalf("the capture wrote\n%s\nwant the store as it was at Capture\n%s", captured.String(), before.String())
+	}
+	var snap snapshot
+	if err := json.Unmarshal(captured.Bytes(), &snap); err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, n := range snap.Nodes {
+		paths = append(paths, n.Path)
+	}
+	// Parents before children, siblings by name (Restore needs the first).
+	if want := []string{"/a", "/a/b", "/a/b/c", "/a/bc", "/a-b", "/a-b/x", "/ab"}; !slices.Equal(paths, want) {
+		t.Fatalf("snapshot nodes %v, want %v", paths, want)
 	}
 }
