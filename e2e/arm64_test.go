@@ -38,7 +38,7 @@ func TestARM64(t *testing.T) {
 	if m.Architecture() != "arm64" {
 		t.Fatalf("%s holds an %s image, want arm64", dir, m.Architecture())
 	}
-	NeedVMs(t, 1, 8*time.Minute)
+	NeedVMs(t, 1, 2*time.Minute)
 	const disk = 6 << 30
 	c := Boot(t, Options{Image: filepath.Join(dir, "pith.qcow2"), Arch: "arm64", DiskSize: disk})
 	n := c.Nodes[0]

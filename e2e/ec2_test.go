@@ -151,7 +151,7 @@ func ec2ImageOf(t *testing.T, dir string) string {
 }
 
 func TestEC2(t *testing.T) {
-	NeedVMs(t, 1, 2*time.Minute) // the ec2 image's build, then one guest
+	NeedVMs(t, 1, 150*time.Second) // the ec2 image's build, then one guest
 	img := ec2Image(t)
 	// The disk passes the check `pith ami upload` does before uploading.
 	if _, err := ami.CheckImage(img, "uefi-preferred"); err != nil {

@@ -663,7 +663,7 @@ coreos:
 // image, is also checkBooted's (TestEC2 checks the UEFI boot), and it
 // runs the RSA host key's service.
 func TestFirstBootOEM(t *testing.T) {
-	NeedVMs(t, 1, 3*time.Minute)
+	NeedVMs(t, 1, 2*time.Minute)
 	base := bootImagePath(t)
 	oemKey, oemPub := newUserKey(t)
 	img := filepath.Join(t.TempDir(), "pith-oem.qcow2")

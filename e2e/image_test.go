@@ -205,7 +205,7 @@ func TestImage(t *testing.T) {
 // TestImageReproducible rebuilds the image from the inputs in its manifest
 // (warm cache) and expects the same bytes.
 func TestImageReproducible(t *testing.T) {
-	NeedVMs(t, 1, time.Minute) // no guest, but a whole image build
+	NeedVMs(t, 1, 30*time.Second) // no guest, but a whole image build
 	dir := builtImageDir(t)
 	bin := os.Getenv("PITH_E2E_BIN_DIR")
 	if bin == "" {

@@ -88,7 +88,7 @@ func (s *pxeServer) checkFetched(t *testing.T, who string, names ...string) {
 // bench-install also refuses a corrupt image and times an install
 // against dd).
 func pxeBoot(t *testing.T, srv string) {
-	NeedVMs(t, 1, 3*time.Minute)
+	NeedVMs(t, 1, 2*time.Minute)
 	work := t.TempDir()
 	tftp := filepath.Join(work, "tftp")
 	fx := prepareInstallFixtures(t, srv)
@@ -117,7 +117,7 @@ func pxeBoot(t *testing.T, srv string) {
 // pith-pxe.cfg beside it, which points it at the HTTP server for the
 // kernel and the initrd. The live system must come up as pxeBoot's does.
 func pxeBootUEFI(t *testing.T, srv string) {
-	NeedVMs(t, 1, 4*time.Minute)
+	NeedVMs(t, 1, 90*time.Second)
 	work := t.TempDir()
 	tftp := filepath.Join(work, "tftp")
 	if err := os.MkdirAll(tftp, 0o755); err != nil {

@@ -109,7 +109,7 @@ func checkLiveSBOM(t *testing.T, dir string, boots ...string) {
 
 // installFromISO boots iso with firmware fw and installs.
 func installFromISO(t *testing.T, iso, fw string) {
-	NeedVMs(t, 1, 8*time.Minute)
+	NeedVMs(t, 1, 5*time.Minute)
 	imgDir := os.Getenv("PITH_E2E_IMAGE_DIR")
 	work := t.TempDir()
 

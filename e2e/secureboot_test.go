@@ -50,7 +50,7 @@ const (
 // must refuse slot B's, fall back to slot A, refuse that too and give up:
 // no kernel starts. One QEMU: a boot and two reboots.
 func TestSecureBoot(t *testing.T) {
-	NeedVMs(t, 1, 8*time.Minute) // the signed image's and releases' builds, then one guest
+	NeedVMs(t, 1, 7*time.Minute) // the signed image's and releases' builds, then one guest
 	img, mf, keys := secureBootImage(t)
 	usrA, _ := mf.Partition(layout.LabelUSRA)
 	if usrA.Verity == nil {
