@@ -101,9 +101,9 @@ func checkLiveSBOM(t *testing.T, dir string, boots ...string) {
 			t.Errorf("%s: the %s boot loader (%s) lacks grub-common: %+v", live.SBOMName, b.Boot, b.File, b.Packages)
 		}
 	}
-	if inv.Name != "pith-live" || inv.Version != img.Version || len(inv.Packages) != len(img.Packages) || inv.Kernel != img.Kernel || !slices.Equal(got, boots) {
-		t.Errorf("%s: %s %s, %d packages, kernel %s, boot loaders %v; want pith-live %s, the image's %d packages and kernel %s, boot loaders %v",
-			live.SBOMName, inv.Name, inv.Version, len(inv.Packages), inv.Kernel.Version, got, img.Version, len(img.Packages), img.Kernel.Version, boots)
+	if inv.Name != "pith-live" || inv.Media != sbom.MediaLive || inv.Version != img.Version || len(inv.Packages) != len(img.Packages) || inv.Kernel != img.Kernel || !slices.Equal(got, boots) {
+		t.Errorf("%s: %s %s (%q), %d packages, kernel %s, boot loaders %v; want pith-live %s (%q), the image's %d packages and kernel %s, boot loaders %v",
+			live.SBOMName, inv.Name, inv.Version, inv.Media, len(inv.Packages), inv.Kernel.Version, got, img.Version, sbom.MediaLive, len(img.Packages), img.Kernel.Version, boots)
 	}
 }
 

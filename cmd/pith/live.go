@@ -126,7 +126,7 @@ func addLiveSBOM(ctx context.Context, arts map[string]string, imageDir string, f
 	if err != nil {
 		return fmt.Errorf("the image's SBOM: %w", err)
 	}
-	inv.Name = "pith-live"
+	inv.Name, inv.Media = "pith-live", sbom.MediaLive
 	if inv.BootLoaders, err = rootfs.LiveBootLoaders(ctx, slices.Contains(formats, "iso"), slices.Contains(formats, "pxe")); err != nil {
 		return err
 	}

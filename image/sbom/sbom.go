@@ -7,6 +7,7 @@
 package sbom
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -36,7 +37,21 @@ type Inventory struct {
 	Binaries      []Binary // Pith's own programs
 	// BootLoaders are the GRUBs of the boot paths (BIOS, then UEFI).
 	BootLoaders []BootLoader
+	// Media is what the document describes, in its primary package's
+	// comment: "" for a disk image (MediaDisk), or MediaLive.
+	Media string
 }
+
+// What an SBOM describes: a disk image (pith build) or the live ISO and
+// PXE files made from one (pith live), which boot other GRUBs.
+const (
+	MediaDisk = "disk image"
+	MediaLive = "live media (ISO, PXE files)"
+)
+
+// builtFrom joins the media and the Debian release in the primary
+// package's comment ("Pith disk image built from Debian bookworm").
+const builtFrom = " built from Debian "
 
 // Deb is one Debian binary package.
 type Deb struct {
@@ -92,7 +107,7 @@ func (inv *Inventory) Document(created time.Time, tool string) *Document {
 	d.Packages = append(d.Packages, Package{
 		SPDXID: imageID, Name: inv.Name, VersionInfo: inv.Version, Supplier: "Organization: Pith",
 		DownloadLocation: NoAssertion, PrimaryPackagePurpose: "OPERATING-SYSTEM",
-		Comment: "Pith disk image built from Debian " + inv.Suite,
+		Comment: "Pith " + cmp.Or(inv.Media, MediaDisk) + builtFrom + inv.Suite,
 	})
 	d.Relationships = append(d.Relationships, Relationship{DocumentID, Describes, imageID})
 	used := map[string]bool{imageID: true, kernelID: true}
@@ -214,7 +229,12 @@ func Parse(d *Document) (*Inventory, error) {
 		return nil, fmt.Errorf("%s: no %s package: not an SBOM of a Pith image", d.Name, imageID)
 	}
 	inv.Name, inv.Version = img.Name, img.VersionInfo
-	inv.Suite, _ = strings.CutPrefix(img.Comment, "Pith disk image built from Debian ")
+	if media, suite, ok := strings.Cut(img.Comment, builtFrom); ok {
+		inv.Suite = suite
+		if media = strings.TrimPrefix(media, "Pith "); media != MediaDisk {
+			inv.Media = media
+		}
+	}
 	links := map[string][]string{}
 	for _, r := range d.Relationships {
 		if r.Type == StaticLink {

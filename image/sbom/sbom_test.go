@@ -192,6 +192,29 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// The primary package's comment says what the SBOM describes, and the
+// live media's reads back as such.
+func TestMediaComment(t *testing.T) {
+	for _, tc := range []struct{ media, comment string }{
+		{"", "Pith disk image built from Debian bookworm"},
+		{MediaLive, "Pith live media (ISO, PXE files) built from Debian bookworm"},
+	} {
+		inv := sample()
+		inv.Media = tc.media
+		d := inv.Document(time.Unix(1767225600, 0), "pith-test")
+		if c := d.Packages[0].Comment; c != tc.comment {
+			t.Errorf("media %q: comment %q, want %q", tc.media, c, tc.comment)
+		}
+		got, err := Parse(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Media != tc.media || got.Suite != "bookworm" {
+			t.Errorf("media %q: read back media %q, suite %q", tc.media, got.Media, got.Suite)
+		}
+	}
+}
+
 func TestValidateRejects(t *testing.T) {
 	tests := []struct {
 		name string
