@@ -71,9 +71,11 @@ filesystem needs root.`,
 				return err
 			}
 			if cacheDir == "" {
-				if cacheDir, err = defaultCacheDir(); err != nil {
-					return err
+				d, err := os.UserCacheDir()
+				if err != nil {
+					return fmt.Errorf("no user cache directory (%v): pass --cache DIR", err)
 				}
+				cacheDir = filepath.Join(d, "pith")
 			}
 			if agentDir == "" {
 				exe, err := os.Executable()
@@ -106,7 +108,7 @@ filesystem needs root.`,
 				}
 				return err
 			}
-			if res.Artifacts, err = buildLive(ctx, c, outDir, cacheDir, res); err != nil {
+			if res.Artifacts, err = buildLive(ctx, c, outDir, res); err != nil {
 				return err
 			}
 			build.Summary(out, outDir, res.Artifacts, res.Steps, res.Total)

@@ -9,7 +9,6 @@ package live
 import (
 	"archive/tar"
 	"bytes"
-	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -76,13 +75,12 @@ func PXEGrubCfg(p *Parts) ([]byte, error) {
 	return b.Bytes(), err
 }
 
-// PXEEFI writes dir/pith-pxe.efi with g's grub-mkimage and x86_64-efi
-// modules (the image's own GRUB, rootfs.LiveEFIGrub; a zero g is the
-// build host's grub-efi-amd64-bin): a network GRUB whose memdisk holds
-// PXEGrubCfg as boot/grub/grub.cfg. The memdisk's tar carries epoch as
-// its time, so the same parts, GRUB and epoch give the same bytes.
-func PXEEFI(ctx context.Context, p *Parts, g bootloader.Grub, dir, work string, epoch int64) error {
-	lib := filepath.Join(cmp.Or(g.Lib, bootloader.GrubLib), "x86_64-efi")
+// PXEEFI writes dir/pith-pxe.efi with grub-mkimage (grub-efi-amd64-bin):
+// a network GRUB whose memdisk holds PXEGrubCfg as boot/grub/grub.cfg.
+// The memdisk's tar carries epoch as its time, so the same parts and
+// epoch give the same bytes.
+func PXEEFI(ctx context.Context, p *Parts, dir, work string, epoch int64) error {
+	lib := filepath.Join(bootloader.GrubLib, "x86_64-efi")
 	if _, err := os.Stat(filepath.Join(lib, "kernel.img")); err != nil {
 		return fmt.Errorf("GRUB x86_64-efi images missing in %s: install grub-efi-amd64-bin (make deps)", lib)
 	}
@@ -95,7 +93,7 @@ func PXEEFI(ctx context.Context, p *Parts, g bootloader.Grub, dir, work string, 
 		return err
 	}
 	args := append([]string{"-O", "x86_64-efi", "-d", lib, "-o", filepath.Join(dir, PXEEFIName), "-p", pxeEFIPrefix, "-m", memdisk}, pxeEFIModules...)
-	if b, err := exec.CommandContext(ctx, cmp.Or(g.MkImage, "grub-mkimage"), args...).CombinedOutput(); err != nil {
+	if b, err := exec.CommandContext(ctx, "grub-mkimage", args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("grub-mkimage %s: %v: %s", PXEEFIName, err, strings.TrimSpace(string(b)))
 	}
 	return nil

@@ -35,7 +35,7 @@ func TestPXEEFI(t *testing.T) {
 			p := fakeParts(t)
 			p.Cmdline = tc.disk
 			dir := t.TempDir()
-			if err := PXEEFI(context.Background(), p, bootloader.Grub{}, dir, t.TempDir(), 1767225600); err != nil {
+			if err := PXEEFI(context.Background(), p, dir, t.TempDir(), 1767225600); err != nil {
 				t.Fatal(err)
 			}
 			img, err := os.ReadFile(filepath.Join(dir, PXEEFIName))
@@ -66,7 +66,7 @@ func TestPXEEFI(t *testing.T) {
 				}
 			}
 			again := t.TempDir()
-			if err := PXEEFI(context.Background(), p, bootloader.Grub{}, again, t.TempDir(), 1767225600); err != nil {
+			if err := PXEEFI(context.Background(), p, again, t.TempDir(), 1767225600); err != nil {
 				t.Fatal(err)
 			}
 			if b, _ := os.ReadFile(filepath.Join(again, PXEEFIName)); !bytes.Equal(b, img) {

@@ -2,12 +2,10 @@ package sbom
 
 import "strings"
 
-// Boot paths of BootLoader.Boot. BootPXEUEFI is pith live's pith-pxe.efi,
-// which UEFI clients fetch over the network: its GRUB is not the ISO's.
+// Boot paths of BootLoader.Boot.
 const (
-	BootBIOS    = "bios"
-	BootUEFI    = "uefi"
-	BootPXEUEFI = "pxe-uefi"
+	BootBIOS = "bios"
+	BootUEFI = "uefi"
 )
 
 // HostArchive is a Deb's Archive when the package is the build host's
@@ -19,7 +17,7 @@ const HostArchive = "build host"
 // modules and grub-mkimage made its image. The image holds no package of
 // them, only what grub-mkimage assembled from their files.
 type BootLoader struct {
-	Boot     string // BootBIOS, BootUEFI or BootPXEUEFI
+	Boot     string // BootBIOS or BootUEFI
 	File     string // the GRUB image, where the disk holds it
 	Packages []Deb  // the modules' package first, then grub-mkimage's
 }
