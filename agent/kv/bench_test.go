@@ -53,7 +53,7 @@ func BenchmarkHTTPPut(b *testing.B) {
 
 // snapshotBenchStore is a store like the one hack/bench-kv.sh leaves: 100k
 // keys of 256 bytes in one directory, with a full event history.
-func snapshotBenchStore(b *testing.B) *Store {
+func snapshotBenchStore() *Store {
 	s := NewStore(Options{})
 	v := strings.Repeat("v", 256)
 	for i := range 100_000 {
@@ -65,7 +65,7 @@ func snapshotBenchStore(b *testing.B) *Store {
 // BenchmarkSnapshotSave is a whole snapshot of the store: the copy, then
 // the sorting and encoding, which raft's snapshot goroutine runs.
 func BenchmarkSnapshotSave(b *testing.B) {
-	s := snapshotBenchStore(b)
+	s := snapshotBenchStore()
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := s.Save(io.Discard); err != nil {
@@ -77,7 +77,7 @@ func BenchmarkSnapshotSave(b *testing.B) {
 // BenchmarkSnapshotCapture is the part of a snapshot raft pauses applies
 // for (cluster.Capturer): the copy, not the encoding.
 func BenchmarkSnapshotCapture(b *testing.B) {
-	s := snapshotBenchStore(b)
+	s := snapshotBenchStore()
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Capture()
