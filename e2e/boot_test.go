@@ -15,9 +15,10 @@ import (
 // checkBooted is what every fresh boot of an image must show, run on a
 // machine that boots anyway (TestFirstBootOEM's on BIOS, TestEC2's and
 // TestARM64's on UEFI): a running system with no failed Pith unit, the
-// image's masked units kept out of the boot, the RSA host key left to
-// its timer, the firmware it was booted with, /usr read-only from USR-A through dm-verity with the
-// manifest's root hash (restart_on_corruption, issue 16), and / the ROOT
+// image's masked units kept out of the boot, the first-boot host keys
+// whole, the RSA host key left to its timer, the firmware it was booted
+// with, /usr read-only from USR-A through dm-verity with the manifest's
+// root hash (restart_on_corruption, issue 16), and / the ROOT
 // partition, ext4 read-write, grown with its filesystem to the end of a
 // disk (disk bytes) larger than the image. sh runs a command as core and
 // returns its trimmed stdout and exit status.
@@ -70,6 +71,10 @@ func checkBooted(t *testing.T, fw string, imageDir string, disk int64, sh func(c
 	}
 	if l, _ := sh("readlink /etc/systemd/system-generators/systemd-gpt-auto-generator"); l != "/dev/null" {
 		t.Errorf("the gpt-auto generator is not masked (%q)", l)
+	}
+	// The first-boot host keys went through their temporary names.
+	if st, _ := sh("sudo ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key; sudo ssh-keygen -l -f /etc/ssh/ssh_host_ecdsa_key; ls -A /etc/ssh | grep '^\\.ssh_host'"); !strings.Contains(st, "(ED25519)") || !strings.Contains(st, "(ECDSA)") || strings.Contains(st, ".ssh_host") {
+		t.Errorf("the first-boot host keys: %q, want an Ed25519 and an ECDSA key and no temporary files", st)
 	}
 	if st, _ := sh("systemctl is-active pith-ssh-keygen-rsa.timer"); st != "active" {
 		t.Errorf("pith-ssh-keygen-rsa.timer is %s, want active", st)
