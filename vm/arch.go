@@ -44,20 +44,33 @@ func (c *Config) archDefaults() error {
 	return nil
 }
 
-// cpuModel is QEMU's -cpu. Under KVM the host's; under TCG the "max"
-// model, which has what current userspace expects (x86-64-v2 and AVX on
-// amd64). On arm64 its pointer authentication uses QEMU's
+// tcgCPU is the amd64 model under TCG: QEMU's default qemu64 (an AMD
+// vendor, so the guest kernel turns on no Meltdown or MDS workarounds)
+// raised to x86-64-v2 (SSSE3, SSE4.1/4.2, POPCNT, CMPXCHG16B), with AES-NI
+// and PCLMULQDQ for TLS and RDRAND (the kernel's RNG is ready at once, as
+// on real machines). The "max" model costs more to emulate for the same
+// guest: a boot to the login prompt took 10% more QEMU CPU time and a
+// sha256sum of USR-A 15% more (hack/tcg-cpu.sh, medians; README). Intel
+// models without the ARCH_CAPABILITIES bits (Nehalem-v2) cost far more:
+// their kernel isolates page tables, and every switch flushes TCG's TLB.
+const tcgCPU = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16,+aes,+pclmulqdq,+rdrand"
+
+// cpuModel is QEMU's -cpu: PITH_QEMU_CPU when set (e.g. max, for a
+// feature tcgCPU lacks), else under KVM the host's, under TCG tcgCPU on
+// amd64. On arm64 the "max" model with pointer authentication on QEMU's
 // implementation-defined algorithm instead of the architected QARMA: the
 // guest cannot tell (PAC values are opaque to it), and Debian's kernel signs
 // every return address, which QARMA makes several times slower to emulate.
 func (c Config) cpuModel() string {
 	switch {
+	case os.Getenv("PITH_QEMU_CPU") != "":
+		return os.Getenv("PITH_QEMU_CPU")
 	case c.Accel.Name == "kvm":
 		return "host"
 	case c.Arch == "arm64":
 		return "max,pauth-impdef=on"
 	}
-	return "max"
+	return tcgCPU
 }
 
 // machineType is QEMU's -machine of the architecture.

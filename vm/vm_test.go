@@ -102,7 +102,7 @@ func TestArgs(t *testing.T) {
 		notWant []string
 	}{
 		{"bios tcg", Config{Firmware: BIOS, Image: "b.qcow2", Accel: Accel{Name: "tcg"}},
-			[][]string{{"-accel", "tcg"}, {"-cpu", "max"}, {"-drive", "if=virtio,format=qcow2,discard=unmap,file=/s/disk.qcow2"},
+			[][]string{{"-accel", "tcg"}, {"-cpu", tcgCPU}, {"-drive", "if=virtio,format=qcow2,discard=unmap,file=/s/disk.qcow2"},
 				{"-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:1022-:22,hostfwd=tcp:127.0.0.1:3379-:2379,hostfwd=tcp:127.0.0.1:50153-:49153"}},
 			[]string{"if=pflash", "stream", "tftp=", "bootfile=", "-boot"}},
 		{"uefi kvm", Config{Firmware: UEFI, Image: "b.qcow2", Accel: Accel{Name: "kvm"}},
