@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # What a TCG guest costs on each QEMU CPU model: boots the built image with
 # `pith boot` (PITH_QEMU_CPU picks the model), and for each boot prints the
-# QEMU process's CPU seconds to the login prompt and for a sha256sum of
-# USR-A inside the guest (page cache dropped first), with the guest's own
-# time for it. Models alternate round by round, so both see the same load.
+# QEMU process's CPU seconds until SSH answers (just after the login
+# prompt) and for a sha256sum of USR-A inside the guest (page cache dropped
+# first), with the guest's own time for it. Models alternate round by round, so both see the same load.
 # Usage (after make image):
 #   hack/tcg-cpu.sh                       (the default model against max, 3 rounds)
 #   ROUNDS=5 hack/tcg-cpu.sh default max qemu64

@@ -95,6 +95,7 @@ func hasSeq(args []string, seq ...string) bool {
 }
 
 func TestArgs(t *testing.T) {
+	t.Setenv("PITH_QEMU_CPU", "") // the models below, not the caller's override
 	for _, tc := range []struct {
 		name    string
 		cfg     Config
@@ -105,6 +106,8 @@ func TestArgs(t *testing.T) {
 			[][]string{{"-accel", "tcg"}, {"-cpu", tcgCPU}, {"-drive", "if=virtio,format=qcow2,discard=unmap,file=/s/disk.qcow2"},
 				{"-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:1022-:22,hostfwd=tcp:127.0.0.1:3379-:2379,hostfwd=tcp:127.0.0.1:50153-:49153"}},
 			[]string{"if=pflash", "stream", "tftp=", "bootfile=", "-boot"}},
+		{"arm64 tcg", Config{Arch: "arm64", Firmware: UEFI, Image: "b.qcow2", Accel: Accel{Name: "tcg"}},
+			[][]string{{"-cpu", "max,pauth-impdef=on"}}, nil},
 		{"uefi kvm", Config{Firmware: UEFI, Image: "b.qcow2", Accel: Accel{Name: "kvm"}},
 			[][]string{{"-accel", "kvm"}, {"-cpu", "host"},
 				{"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode},
@@ -497,5 +500,19 @@ func TestFwCfgFiles(t *testing.T) {
 				t.Errorf("fwCfgFiles = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// PITH_QEMU_CPU replaces the model whatever the accelerator.
+func TestCPUModelOverride(t *testing.T) {
+	t.Setenv("PITH_QEMU_CPU", "max")
+	for _, a := range []string{"tcg", "kvm"} {
+		if got := (Config{Accel: Accel{Name: a}}).cpuModel(); got != "max" {
+			t.Errorf("%s with PITH_QEMU_CPU=max: -cpu %q", a, got)
+		}
+	}
+	t.Setenv("PITH_QEMU_CPU", "")
+	if got := (Config{Accel: Accel{Name: "tcg"}}).cpuModel(); got != tcgCPU {
+		t.Errorf("tcg without the override: -cpu %q, want %q", got, tcgCPU)
 	}
 }
