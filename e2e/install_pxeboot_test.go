@@ -7,6 +7,7 @@ package e2e
 // takes minutes for the initrd: make pxe-boot).
 
 import (
+	"bytes"
 	"net"
 	"net/http"
 	"os"
@@ -28,13 +29,28 @@ func buildPXE(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pxe")
 	start := time.Now()
-	updPith(t, "live", "--image-dir", os.Getenv("PITH_E2E_IMAGE_DIR"), "--out", dir, "--formats", "pxe")
+	updPith(t, "live", "--image-dir", os.Getenv("PITH_E2E_IMAGE_DIR"), "--out", dir, "--formats", "pxe", "--cache", os.Getenv("PITH_E2E_CACHE_DIR"))
 	st, err := os.Stat(filepath.Join(dir, live.PXEInitrdName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("BENCH pith live: PXE files (initrd %.1f MiB) in %s", float64(st.Size())/(1<<20), time.Since(start).Round(100*time.Millisecond))
-	checkLiveSBOM(t, dir, sbom.BootUEFI) // pith-pxe.efi's; BIOS clients boot through their own iPXE
+	checkLiveSBOM(t, dir, sbom.BootPXEUEFI) // pith-pxe.efi's; BIOS clients boot through their own iPXE
+	// pith-pxe.efi is the GRUB the SBOM names, the disk's UEFI GRUB: its
+	// http module sends "User-Agent: GRUB <version>".
+	img, err := sbom.Read(os.Getenv("PITH_E2E_IMAGE_DIR"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	efi, err := os.ReadFile(filepath.Join(dir, live.PXEEFIName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range img.BootLoaders {
+		if b.Boot == sbom.BootUEFI && !bytes.Contains(efi, []byte("User-Agent: GRUB "+b.Version()+"\r\n")) {
+			t.Errorf("%s is not GRUB %s, the image's UEFI GRUB", live.PXEEFIName, b.Version())
+		}
+	}
 	return dir
 }
 

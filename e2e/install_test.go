@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -99,6 +100,10 @@ func checkLiveSBOM(t *testing.T, dir string, boots ...string) {
 		got = append(got, b.Boot)
 		if !slices.ContainsFunc(b.Packages, func(d sbom.Deb) bool { return d.Name == "grub-common" }) {
 			t.Errorf("%s: the %s boot loader (%s) lacks grub-common: %+v", live.SBOMName, b.Boot, b.File, b.Packages)
+		}
+		// pith-pxe.efi is the disk's UEFI GRUB, its packages the image's.
+		if i := slices.IndexFunc(img.BootLoaders, func(d sbom.BootLoader) bool { return d.Boot == sbom.BootUEFI }); b.Boot == sbom.BootPXEUEFI && i >= 0 && !reflect.DeepEqual(b.Packages, img.BootLoaders[i].Packages) {
+			t.Errorf("%s: pith-pxe.efi's GRUB %+v, want the image's UEFI GRUB %+v", live.SBOMName, b.Packages, img.BootLoaders[i].Packages)
 		}
 	}
 	if inv.Name != "pith-live" || inv.Media != sbom.MediaLive || inv.Version != img.Version || len(inv.Packages) != len(img.Packages) || inv.Kernel != img.Kernel || !slices.Equal(got, boots) {

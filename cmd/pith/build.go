@@ -71,11 +71,9 @@ filesystem needs root.`,
 				return err
 			}
 			if cacheDir == "" {
-				d, err := os.UserCacheDir()
-				if err != nil {
-					return fmt.Errorf("no user cache directory (%v): pass --cache DIR", err)
+				if cacheDir, err = defaultCacheDir(); err != nil {
+					return err
 				}
-				cacheDir = filepath.Join(d, "pith")
 			}
 			if agentDir == "" {
 				exe, err := os.Executable()
@@ -108,7 +106,7 @@ filesystem needs root.`,
 				}
 				return err
 			}
-			if res.Artifacts, err = buildLive(ctx, c, outDir, res); err != nil {
+			if res.Artifacts, err = buildLive(ctx, c, outDir, cacheDir, res); err != nil {
 				return err
 			}
 			build.Summary(out, outDir, res.Artifacts, res.Steps, res.Total)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/pith-os/pith/image/bootloader"
 	"github.com/pith-os/pith/image/manifest"
 )
 
@@ -19,8 +20,8 @@ var Formats = []string{"iso", "pxe"}
 // Build makes the live artifacts named in formats ("iso", "pxe") from the
 // built image img (described by m) into outDir, through work (a scratch
 // directory on the same filesystem), and returns final name -> temporary
-// path for the caller to publish.
-func Build(ctx context.Context, img string, m *manifest.Manifest, formats []string, work string, epoch int64) (map[string]string, error) {
+// path for the caller to publish. efiGrub makes pith-pxe.efi (PXEEFI).
+func Build(ctx context.Context, img string, m *manifest.Manifest, efiGrub bootloader.Grub, formats []string, work string, epoch int64) (map[string]string, error) {
 	dir := filepath.Join(work, "live")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -46,7 +47,7 @@ func Build(ctx context.Context, img string, m *manifest.Manifest, formats []stri
 			if err := PXE(p, pxe, epoch); err != nil {
 				return nil, err
 			}
-			if err := PXEEFI(ctx, p, pxe, dir, epoch); err != nil {
+			if err := PXEEFI(ctx, p, efiGrub, pxe, dir, epoch); err != nil {
 				return nil, err
 			}
 			for _, n := range []string{PXEKernelName, PXEInitrdName, PXEScriptName, PXEEFIName} {

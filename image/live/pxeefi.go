@@ -9,6 +9,7 @@ package live
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -34,29 +35,42 @@ const (
 )
 
 // pxeEFIModules: the memdisk and its tar, GRUB's script and commands the
-// config uses, the network (efinet binds the NIC's Simple Network
-// Protocol and takes the PXE DHCP answer: server, boot file directory),
-// TFTP and HTTP, Linux, a serial console and the EFI framebuffer.
+// config uses (regexp and eval find the boot file's directory when
+// $cmdpath is empty), the network (efinet binds the NIC's Simple Network
+// Protocol and takes the PXE DHCP answer: server, boot file), TFTP and
+// HTTP, Linux, a serial console and the EFI framebuffer.
 var pxeEFIModules = []string{
-	"memdisk", "tar", "normal", "configfile", "test", "echo", "serial", "terminal", "sleep", "reboot", "halt", "ls", "cat",
+	"memdisk", "tar", "normal", "configfile", "test", "echo", "regexp", "eval", "serial", "terminal", "sleep", "reboot", "halt", "ls", "cat",
 	"net", "efinet", "tftp", "http", "linux", "efi_gop", "efi_uga",
 }
 
-// $cmdpath is where the firmware loaded pith-pxe.efi from: (tftp,SERVER)
-// and the boot file's directory, set by efinet from the PXE DHCP answer.
+// $cmdpath is where the firmware loaded pith-pxe.efi from, (tftp,SERVER)
+// and the boot file's directory, in GRUB 2.06. GRUB 2.12 leaves it empty
+// when the firmware's PXE is iPXE's (QEMU's NICs, many servers' option
+// ROMs) but still sets the DHCP answer's server and boot file
+// (net_default_server, net_IFACE_boot_file): the same place is made from
+// those.
 const pxeGrubCfg = `# Pith {{.Version}} live over UEFI PXE ({{.EFI}}): runs from RAM, /usr
 # verified by dm-verity. Loads {{.Kernel}} and {{.Initrd}} from where
-# {{.EFI}} came from ($cmdpath: the PXE server's TFTP and the boot file's
+# {{.EFI}} came from (the PXE server's TFTP and the boot file's
 # directory), or from pith_pxe_base when {{.Override}} there sets it:
 #   set pith_pxe_base=(http,192.0.2.10)/pith
 #   set pith_pxe_args="pith.config.url=http://192.0.2.10/user-data"
 serial --unit=0 --speed=115200
 terminal_input console serial
 terminal_output console serial
-set pith_pxe_base="$cmdpath"
+set pith_pxe_from="$cmdpath"
+if [ -z "$pith_pxe_from" -a -n "$net_default_server" ]; then
+  eval "set pith_pxe_file=\"\$net_${net_default_interface}_boot_file\""
+  set pith_pxe_from="(tftp,$net_default_server)"
+  if regexp --set=1:pith_pxe_dir '^/*(.*)/[^/]*$' "$pith_pxe_file"; then
+    set pith_pxe_from="$pith_pxe_from/$pith_pxe_dir"
+  fi
+fi
+set pith_pxe_base="$pith_pxe_from"
 set pith_pxe_args=""
-if [ -s "$cmdpath/{{.Override}}" ]; then
-  source "$cmdpath/{{.Override}}"
+if [ -s "$pith_pxe_from/{{.Override}}" ]; then
+  source "$pith_pxe_from/{{.Override}}"
 fi
 echo "Pith {{.Version}} live: loading $pith_pxe_base/{{.Kernel}} and {{.Initrd}}"
 linux "$pith_pxe_base/{{.Kernel}}" {{.Args}} $pith_pxe_args
@@ -75,12 +89,13 @@ func PXEGrubCfg(p *Parts) ([]byte, error) {
 	return b.Bytes(), err
 }
 
-// PXEEFI writes dir/pith-pxe.efi with grub-mkimage (grub-efi-amd64-bin):
-// a network GRUB whose memdisk holds PXEGrubCfg as boot/grub/grub.cfg.
-// The memdisk's tar carries epoch as its time, so the same parts and
-// epoch give the same bytes.
-func PXEEFI(ctx context.Context, p *Parts, dir, work string, epoch int64) error {
-	lib := filepath.Join(bootloader.GrubLib, "x86_64-efi")
+// PXEEFI writes dir/pith-pxe.efi with g's grub-mkimage and x86_64-efi
+// modules (the image's own GRUB, rootfs.LiveEFIGrub; a zero g is the
+// build host's grub-efi-amd64-bin): a network GRUB whose memdisk holds
+// PXEGrubCfg as boot/grub/grub.cfg. The memdisk's tar carries epoch as
+// its time, so the same parts, GRUB and epoch give the same bytes.
+func PXEEFI(ctx context.Context, p *Parts, g bootloader.Grub, dir, work string, epoch int64) error {
+	lib := filepath.Join(cmp.Or(g.Lib, bootloader.GrubLib), "x86_64-efi")
 	if _, err := os.Stat(filepath.Join(lib, "kernel.img")); err != nil {
 		return fmt.Errorf("GRUB x86_64-efi images missing in %s: install grub-efi-amd64-bin (make deps)", lib)
 	}
@@ -93,7 +108,7 @@ func PXEEFI(ctx context.Context, p *Parts, dir, work string, epoch int64) error 
 		return err
 	}
 	args := append([]string{"-O", "x86_64-efi", "-d", lib, "-o", filepath.Join(dir, PXEEFIName), "-p", pxeEFIPrefix, "-m", memdisk}, pxeEFIModules...)
-	if b, err := exec.CommandContext(ctx, "grub-mkimage", args...).CombinedOutput(); err != nil {
+	if b, err := exec.CommandContext(ctx, cmp.Or(g.MkImage, "grub-mkimage"), args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("grub-mkimage %s: %v: %s", PXEEFIName, err, strings.TrimSpace(string(b)))
 	}
 	return nil

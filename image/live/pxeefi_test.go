@@ -35,7 +35,7 @@ func TestPXEEFI(t *testing.T) {
 			p := fakeParts(t)
 			p.Cmdline = tc.disk
 			dir := t.TempDir()
-			if err := PXEEFI(context.Background(), p, dir, t.TempDir(), 1767225600); err != nil {
+			if err := PXEEFI(context.Background(), p, bootloader.Grub{}, dir, t.TempDir(), 1767225600); err != nil {
 				t.Fatal(err)
 			}
 			img, err := os.ReadFile(filepath.Join(dir, PXEEFIName))
@@ -57,8 +57,8 @@ func TestPXEEFI(t *testing.T) {
 			for _, want := range []string{
 				"\nlinux \"$pith_pxe_base/pith-pxe.vmlinuz\" " + tc.args + " $pith_pxe_args\n",
 				"\ninitrd \"$pith_pxe_base/pith-pxe.initrd\"\nboot\n",
-				"\nset pith_pxe_base=\"$cmdpath\"\n",
-				"\n  source \"$cmdpath/pith-pxe.cfg\"\n",
+				"\nset pith_pxe_from=\"$cmdpath\"\n",
+				"\n  source \"$pith_pxe_from/pith-pxe.cfg\"\n",
 				"Pith 1.2.3 live",
 			} {
 				if !strings.Contains(cfg, want) {
@@ -66,7 +66,7 @@ func TestPXEEFI(t *testing.T) {
 				}
 			}
 			again := t.TempDir()
-			if err := PXEEFI(context.Background(), p, again, t.TempDir(), 1767225600); err != nil {
+			if err := PXEEFI(context.Background(), p, bootloader.Grub{}, again, t.TempDir(), 1767225600); err != nil {
 				t.Fatal(err)
 			}
 			if b, _ := os.ReadFile(filepath.Join(again, PXEEFIName)); !bytes.Equal(b, img) {
@@ -102,6 +102,8 @@ func embeddedGrubCfg(t *testing.T, img []byte) string {
 // with $cmdpath a host directory standing for the TFTP server, and
 // linux, initrd and boot printed instead of run): the files come from
 // $cmdpath unless pith-pxe.cfg there names another base and arguments.
+// With $cmdpath empty, as GRUB 2.12 leaves it under iPXE's UEFI PXE, they
+// come from the DHCP answer's server and the boot file's directory.
 func TestPXEGrubCfgRuns(t *testing.T) {
 	if _, err := exec.LookPath("grub-emu"); err != nil {
 		t.Fatal("grub-emu is needed (make deps installs it)")
@@ -115,18 +117,27 @@ func TestPXEGrubCfgRuns(t *testing.T) {
 	emu = regexp.MustCompile(`(?m)^(linux|initrd) (.*)$`).ReplaceAllString(emu, "echo RESULT $1 $2 END")
 	emu = strings.Replace(emu, "\nboot\n", "\nreboot\n", 1)
 	const args = "pith.live pith.usrhash=" + hash
+	// What efinet sets from the PXE DHCP answer.
+	dhcp := func(bootFile string) string {
+		return "set cmdpath=\nset net_default_server=10.0.2.2\nset net_default_interface=efinet0\nset net_efinet0_boot_file=" + bootFile + "\n"
+	}
 	for _, tc := range []struct {
 		name, override string
+		preset         string   // GRUB's variables; "" sets $cmdpath to the TFTP directory
 		want           []string // with TFTP for the $cmdpath directory
 	}{
-		{"from the boot file's server", "", []string{
+		{"from the boot file's server", "", "", []string{
 			"RESULT linux TFTP/pith-pxe.vmlinuz " + args, "RESULT initrd TFTP/pith-pxe.initrd"}},
 		{"pith-pxe.cfg names an HTTP base and user-data",
-			"set pith_pxe_base=(http,10.0.2.100:8080)/pith\nset pith_pxe_args=\"pith.config.url=http://10.0.2.100:8080/ud\"\n", []string{
+			"set pith_pxe_base=(http,10.0.2.100:8080)/pith\nset pith_pxe_args=\"pith.config.url=http://10.0.2.100:8080/ud\"\n", "", []string{
 				"RESULT linux (http,10.0.2.100:8080)/pith/pith-pxe.vmlinuz " + args + " pith.config.url=http://10.0.2.100:8080/ud",
 				"RESULT initrd (http,10.0.2.100:8080)/pith/pith-pxe.initrd"}},
-		{"an empty pith-pxe.cfg", " ", []string{
+		{"an empty pith-pxe.cfg", " ", "", []string{
 			"RESULT linux TFTP/pith-pxe.vmlinuz " + args, "RESULT initrd TFTP/pith-pxe.initrd"}},
+		{"no $cmdpath: the DHCP answer's server", "", dhcp("pith-pxe.efi"), []string{
+			"RESULT linux (tftp,10.0.2.2)/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/pith-pxe.initrd"}},
+		{"no $cmdpath: the boot file's directory", "", dhcp("/boot/pith/pith-pxe.efi"), []string{
+			"RESULT linux (tftp,10.0.2.2)/boot/pith/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/boot/pith/pith-pxe.initrd"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -143,7 +154,11 @@ func TestPXEGrubCfgRuns(t *testing.T) {
 				}
 			}
 			cmdpath := "(host)" + tftp
-			if err := os.WriteFile(filepath.Join(prefix, "grub.cfg"), []byte("set cmdpath="+cmdpath+"\n"+emu), 0o644); err != nil {
+			preset := tc.preset
+			if preset == "" {
+				preset = "set cmdpath=" + cmdpath + "\n"
+			}
+			if err := os.WriteFile(filepath.Join(prefix, "grub.cfg"), []byte(preset+emu), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			out, _ := exec.Command("grub-emu", "-d", prefix, "-r", "host").CombinedOutput()

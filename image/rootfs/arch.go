@@ -159,20 +159,26 @@ func fetchDeb(ctx context.Context, c apt.Candidate, dst string) error {
 	if c.SHA256 == "" {
 		return fmt.Errorf("%s %s: the index gives no SHA256", c.Package, c.Version)
 	}
-	if sum, err := fileSHA256(dst); err == nil && sum == c.SHA256 {
+	return fetchFile(ctx, c.URL(), c.SHA256, "the signed index", dst)
+}
+
+// fetchFile downloads url to dst unless a file with SHA-256 sum is there,
+// and keeps it only if its SHA-256 is sum, which from (for messages) gave.
+func fetchFile(ctx context.Context, url, sum, from, dst string) error {
+	if got, err := fileSHA256(dst); err == nil && got == sum {
 		return nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("download %s: %w", c.URL(), err)
+		return fmt.Errorf("download %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("download %s: %s", c.URL(), resp.Status)
+		return fmt.Errorf("download %s: %s", url, resp.Status)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
@@ -189,11 +195,11 @@ func fetchDeb(ctx context.Context, c apt.Candidate, dst string) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("download %s: %w", c.URL(), err)
+		return fmt.Errorf("download %s: %w", url, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != c.SHA256 {
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
 		os.Remove(tmp)
-		return fmt.Errorf("download %s: SHA-256 %s, the signed index says %s", c.URL(), got, c.SHA256)
+		return fmt.Errorf("download %s: SHA-256 %s, %s says %s", url, got, from, sum)
 	}
 	return os.Rename(tmp, dst)
 }

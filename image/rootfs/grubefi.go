@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/pith-os/pith/image/apt"
@@ -141,34 +143,95 @@ func fetchGrubSet(ctx context.Context, lists apt.Lists, cache, work string, logf
 	if version == "" {
 		return "", nil, nil
 	}
-	dir := filepath.Join(cache, set.dir, strings.ReplaceAll(version, ":", "%3a")+"_"+lists.Arch)
+	dir := grubDir(cache, set, version, lists.Arch)
 	if hasAll(dir, set.files) == nil {
 		logf("rootfs: %s %s (%s, cached)", set.what, version, where)
 		return dir, cands, nil
 	}
-	tmp := dir + ".tmp"
-	_ = os.RemoveAll(tmp)
+	var debs []string
 	for _, c := range cands {
 		deb := filepath.Join(cache, "debian", "archives", filepath.Base(c.Filename))
 		if err := fetchDeb(ctx, c, deb); err != nil {
 			return "", nil, err
 		}
-		if err := os.MkdirAll(tmp, 0o755); err != nil {
-			return "", nil, err
-		}
-		if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-			return "", nil, fmt.Errorf("unpack %s: %v: %s", deb, err, strings.TrimSpace(string(b)))
-		}
+		debs = append(debs, deb)
 	}
-	_ = os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		return "", nil, err
-	}
-	if err := hasAll(dir, set.files); err != nil {
+	if err := unpackDebs(ctx, debs, dir, set.files); err != nil {
 		return "", nil, fmt.Errorf("GRUB %s from %s: %w", version, where, err)
 	}
 	logf("rootfs: %s %s (%s)", set.what, version, where)
 	return dir, cands, nil
+}
+
+// unpackDebs unpacks debs into dir (through dir.tmp, so an interrupted
+// unpack leaves no dir) and checks that it holds files.
+func unpackDebs(ctx context.Context, debs []string, dir string, files []string) error {
+	tmp := dir + ".tmp"
+	_ = os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	for _, deb := range debs {
+		if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
+			return fmt.Errorf("unpack %s: %v: %s", deb, err, strings.TrimSpace(string(b)))
+		}
+	}
+	_ = os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	return hasAll(dir, files)
+}
+
+// grubDir is where set's packages of version for arch are unpacked.
+func grubDir(cache string, set grubSet, version, arch string) string {
+	return filepath.Join(cache, set.dir, strings.ReplaceAll(version, ":", "%3a")+"_"+arch)
+}
+
+// LiveEFIGrub returns the image's own UEFI GRUB, for pith live's
+// pith-pxe.efi: the packages of the SBOM's uefi boot loader (loaders),
+// unpacked in cache where pith build left them, or downloaded again
+// (checked against the SHA-256 the SBOM records) and unpacked. With it the
+// network GRUB is the disk's (2.12: the kernel's EFI stub runs, so it
+// gets the TPM event log), not the build host's. A zero Grub and no
+// packages when the image's UEFI GRUB is the build host's (an old
+// release, or no uefi boot loader): pith-pxe.efi is then the host's too.
+func LiveEFIGrub(ctx context.Context, cache string, loaders []sbom.BootLoader, logf func(string, ...any)) (bootloader.Grub, []sbom.Deb, error) {
+	i := slices.IndexFunc(loaders, func(b sbom.BootLoader) bool { return b.Boot == sbom.BootUEFI })
+	if i < 0 {
+		return bootloader.Grub{}, nil, nil
+	}
+	pkgs := loaders[i].Packages
+	var debs []sbom.Deb
+	for _, name := range efiGrubSet.pkgs {
+		j := slices.IndexFunc(pkgs, func(d sbom.Deb) bool { return d.Name == name })
+		if j < 0 || pkgs[j].Archive == sbom.HostArchive {
+			return bootloader.Grub{}, nil, nil
+		}
+		d := pkgs[j]
+		if d.URL == "" || d.SHA256 == "" || (len(debs) > 0 && (d.Version != debs[0].Version || d.Arch != debs[0].Arch)) {
+			return bootloader.Grub{}, nil, fmt.Errorf("the image's UEFI GRUB packages %+v: want %v of one version, each with its URL and SHA-256", pkgs, efiGrubSet.pkgs)
+		}
+		debs = append(debs, d)
+	}
+	dir := grubDir(cache, efiGrubSet, debs[0].Version, debs[0].Arch)
+	g := bootloader.Grub{Lib: filepath.Join(dir, "usr", "lib", "grub"), MkImage: filepath.Join(dir, "usr", "bin", "grub-mkimage"), Version: debs[0].Version}
+	if hasAll(dir, efiGrubSet.files) == nil {
+		return g, debs, nil
+	}
+	var files []string
+	for _, d := range debs {
+		f := filepath.Join(cache, "debian", "archives", path.Base(d.URL))
+		logf("live: downloading %s %s (the image's UEFI GRUB, not in %s)", d.Name, d.Version, cache)
+		if err := fetchFile(ctx, d.URL, d.SHA256, "the image's SBOM", f); err != nil {
+			return bootloader.Grub{}, nil, err
+		}
+		files = append(files, f)
+	}
+	if err := unpackDebs(ctx, files, dir, efiGrubSet.files); err != nil {
+		return bootloader.Grub{}, nil, fmt.Errorf("the image's UEFI GRUB %s: %w", debs[0].Version, err)
+	}
+	return g, debs, nil
 }
 
 func hasAll(dir string, files []string) error {

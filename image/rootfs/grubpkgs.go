@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/pith-os/pith/image/apt"
@@ -46,50 +45,45 @@ func BootLoaders(ctx context.Context, arch string, g bootloader.Grub, fetched []
 	return append(out, sbom.BootLoader{Boot: sbom.BootUEFI, File: "ESP EFI/BOOT/" + t.File, Packages: pkgs}), nil
 }
 
-// LiveBootLoaders are the GRUB packages of pith live's boot paths, all the
-// build host's: the ISO's BIOS and UEFI GRUB (grub-mkrescue) when iso,
-// pith-pxe.efi's (grub-mkimage) when pxe. BIOS PXE clients boot through
-// their own iPXE.
-func LiveBootLoaders(ctx context.Context, iso, pxe bool) ([]sbom.BootLoader, error) {
+// LiveBootLoaders are the GRUB packages of pith live's boot paths: the
+// ISO's BIOS and UEFI GRUB (grub-mkrescue, the build host's) when iso,
+// pith-pxe.efi's (BootPXEUEFI) when pxe: pxeGrub, the image's own UEFI
+// GRUB (LiveEFIGrub), or the host's when that is nil. BIOS PXE clients
+// boot through their own iPXE.
+func LiveBootLoaders(ctx context.Context, iso, pxe bool, pxeGrub []sbom.Deb) ([]sbom.BootLoader, error) {
 	var out []sbom.BootLoader
-	var rescue []sbom.Deb
 	if iso {
 		p, err := exec.LookPath("grub-mkrescue")
 		if err != nil {
 			return nil, fmt.Errorf("grub-mkrescue: %w (make deps installs grub-common)", err)
 		}
-		d, err := hostDeb(ctx, p)
+		rescue, err := hostDeb(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		rescue = []sbom.Deb{d}
 		bios, err := hostGrubDebs(ctx, "i386-pc", true, false)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, sbom.BootLoader{Boot: sbom.BootBIOS, File: "pith.iso El Torito image", Packages: append(bios, rescue...)})
-	}
-	if !iso && !pxe {
-		return out, nil
-	}
-	efi, err := hostGrubDebs(ctx, "x86_64-efi", true, pxe)
-	if err != nil {
-		return nil, err
-	}
-	var files []string
-	if iso {
-		files = append(files, "pith.iso EFI/BOOT/BOOTX64.EFI")
+		efi, err := hostGrubDebs(ctx, "x86_64-efi", true, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out,
+			sbom.BootLoader{Boot: sbom.BootBIOS, File: "pith.iso El Torito image", Packages: append(bios, rescue)},
+			sbom.BootLoader{Boot: sbom.BootUEFI, File: "pith.iso EFI/BOOT/BOOTX64.EFI", Packages: append(efi, rescue)})
 	}
 	if pxe {
-		files = append(files, "pith-pxe.efi")
-	}
-	// grub-mkrescue and grub-mkimage are both grub-common's.
-	for _, d := range rescue {
-		if !slices.ContainsFunc(efi, func(e sbom.Deb) bool { return e.Name == d.Name && e.Arch == d.Arch }) {
-			efi = append(efi, d)
+		pkgs := pxeGrub
+		if pkgs == nil {
+			var err error
+			if pkgs, err = hostGrubDebs(ctx, "x86_64-efi", true, true); err != nil {
+				return nil, err
+			}
 		}
+		out = append(out, sbom.BootLoader{Boot: sbom.BootPXEUEFI, File: "pith-pxe.efi", Packages: pkgs})
 	}
-	return append(out, sbom.BootLoader{Boot: sbom.BootUEFI, File: strings.Join(files, ", "), Packages: efi}), nil
+	return out, nil
 }
 
 func debOfCandidate(c apt.Candidate) sbom.Deb {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -88,24 +89,29 @@ func TestBootLoaders(t *testing.T) {
 			}
 		})
 	}
-	// pith live's: the ISO's two paths (grub-mkrescue), pith-pxe.efi's.
+	// pith live's: the ISO's two paths (grub-mkrescue, the host's), and
+	// pith-pxe.efi's, the image's UEFI GRUB when given.
+	img12 := []sbom.Deb{fetchedDeb("grub-efi-amd64-bin", v12, "amd64"), fetchedDeb("grub-common", v12, "amd64")}
+	isoLoaders := []sbom.BootLoader{
+		{Boot: sbom.BootBIOS, File: "pith.iso El Torito image", Packages: []sbom.Deb{host("grub-pc-bin"), host("grub-common")}},
+		{Boot: sbom.BootUEFI, File: "pith.iso EFI/BOOT/BOOTX64.EFI", Packages: []sbom.Deb{host("grub-efi-amd64-bin"), host("grub-common")}}}
 	liveTests := []struct {
 		name     string
 		iso, pxe bool
+		pxeGrub  []sbom.Deb
 		want     []sbom.BootLoader
 	}{
-		{"iso and pxe", true, true, []sbom.BootLoader{
-			{Boot: sbom.BootBIOS, File: "pith.iso El Torito image", Packages: []sbom.Deb{host("grub-pc-bin"), host("grub-common")}},
-			{Boot: sbom.BootUEFI, File: "pith.iso EFI/BOOT/BOOTX64.EFI, pith-pxe.efi", Packages: []sbom.Deb{host("grub-efi-amd64-bin"), host("grub-common")}}}},
-		{"iso", true, false, []sbom.BootLoader{
-			{Boot: sbom.BootBIOS, File: "pith.iso El Torito image", Packages: []sbom.Deb{host("grub-pc-bin"), host("grub-common")}},
-			{Boot: sbom.BootUEFI, File: "pith.iso EFI/BOOT/BOOTX64.EFI", Packages: []sbom.Deb{host("grub-efi-amd64-bin"), host("grub-common")}}}},
-		{"pxe", false, true, []sbom.BootLoader{
-			{Boot: sbom.BootUEFI, File: "pith-pxe.efi", Packages: []sbom.Deb{host("grub-efi-amd64-bin"), host("grub-common")}}}},
+		{"iso and pxe, the image's GRUB", true, true, img12, append(slices.Clone(isoLoaders),
+			sbom.BootLoader{Boot: sbom.BootPXEUEFI, File: "pith-pxe.efi", Packages: img12})},
+		{"iso", true, false, nil, isoLoaders},
+		{"pxe, the image's GRUB", false, true, img12, []sbom.BootLoader{
+			{Boot: sbom.BootPXEUEFI, File: "pith-pxe.efi", Packages: img12}}},
+		{"pxe, the host's GRUB", false, true, nil, []sbom.BootLoader{
+			{Boot: sbom.BootPXEUEFI, File: "pith-pxe.efi", Packages: []sbom.Deb{host("grub-efi-amd64-bin"), host("grub-common")}}}},
 	}
 	for _, tt := range liveTests {
 		t.Run("live "+tt.name, func(t *testing.T) {
-			got, err := LiveBootLoaders(context.Background(), tt.iso, tt.pxe)
+			got, err := LiveBootLoaders(context.Background(), tt.iso, tt.pxe, tt.pxeGrub)
 			if err != nil {
 				t.Fatal(err)
 			}

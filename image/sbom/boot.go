@@ -2,10 +2,12 @@ package sbom
 
 import "strings"
 
-// Boot paths of BootLoader.Boot.
+// Boot paths of BootLoader.Boot. BootPXEUEFI is pith live's pith-pxe.efi,
+// which UEFI clients fetch over the network: its GRUB is not the ISO's.
 const (
-	BootBIOS = "bios"
-	BootUEFI = "uefi"
+	BootBIOS    = "bios"
+	BootUEFI    = "uefi"
+	BootPXEUEFI = "pxe-uefi"
 )
 
 // HostArchive is a Deb's Archive when the package is the build host's
@@ -17,7 +19,7 @@ const HostArchive = "build host"
 // modules and grub-mkimage made its image. The image holds no package of
 // them, only what grub-mkimage assembled from their files.
 type BootLoader struct {
-	Boot     string // BootBIOS or BootUEFI
+	Boot     string // BootBIOS, BootUEFI or BootPXEUEFI
 	File     string // the GRUB image, where the disk holds it
 	Packages []Deb  // the modules' package first, then grub-mkimage's
 }
