@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/pith-os/pith/image/bootloader"
+	"github.com/pith-os/pith/image/config"
+	"github.com/pith-os/pith/image/rootfs"
 )
 
 // TestPXEEFI builds pith-pxe.efi and reads it as the firmware and GRUB
@@ -98,8 +100,9 @@ func embeddedGrubCfg(t *testing.T, img []byte) string {
 	return string(b)
 }
 
-// TestPXEGrubCfgRuns runs pith-pxe.efi's config in GRUB itself (grub-emu,
-// with $cmdpath a host directory standing for the TFTP server, and
+// TestPXEGrubCfgRuns runs pith-pxe.efi's config in GRUB itself (grub-emu
+// of the image's UEFI GRUB, 2.12, and of the build host's, which an image
+// without an SBOM gets; with $cmdpath a host directory standing for the TFTP server, and
 // linux, initrd and boot printed instead of run): the files come from
 // $cmdpath unless pith-pxe.cfg there names another base and arguments.
 // With $cmdpath empty, as GRUB 2.12 leaves it under iPXE's UEFI PXE, they
@@ -107,6 +110,21 @@ func embeddedGrubCfg(t *testing.T, img []byte) string {
 func TestPXEGrubCfgRuns(t *testing.T) {
 	if _, err := exec.LookPath("grub-emu"); err != nil {
 		t.Fatal("grub-emu is needed (make deps installs it)")
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uefi, err := rootfs.FetchGrubEmu(context.Background(), config.Default(), filepath.Join(cache, "pith"), t.TempDir(), t.Logf)
+	if err != nil {
+		t.Fatalf("grub-emu of the images' UEFI GRUB (needs Debian's mirror once, then the cache): %v", err)
+	}
+	if v, _ := uefi.Command(context.Background(), "--version").CombinedOutput(); !strings.Contains(string(v), "(GRUB) "+uefi.Version) {
+		t.Fatalf("grub-emu %s says %q", uefi.Version, v)
+	}
+	emus := map[string]func(args ...string) *exec.Cmd{
+		"uefi-grub": func(args ...string) *exec.Cmd { return uefi.Command(context.Background(), args...) },
+		"host-grub": func(args ...string) *exec.Cmd { return exec.Command("grub-emu", args...) },
 	}
 	p := fakeParts(t)
 	cfg, err := PXEGrubCfg(p)
@@ -139,38 +157,40 @@ func TestPXEGrubCfgRuns(t *testing.T) {
 		{"no $cmdpath: the boot file's directory", "", dhcp("/boot/pith/pith-pxe.efi"), []string{
 			"RESULT linux (tftp,10.0.2.2)/boot/pith/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/boot/pith/pith-pxe.initrd"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			tftp := filepath.Join(dir, "tftp")
-			prefix := filepath.Join(dir, "prefix")
-			for _, d := range []string{tftp, prefix} {
-				if err := os.MkdirAll(d, 0o755); err != nil {
+		for _, emuName := range []string{"uefi-grub", "host-grub"} {
+			t.Run(emuName+"/"+tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				tftp := filepath.Join(dir, "tftp")
+				prefix := filepath.Join(dir, "prefix")
+				for _, d := range []string{tftp, prefix} {
+					if err := os.MkdirAll(d, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if tc.override != "" {
+					if err := os.WriteFile(filepath.Join(tftp, PXEEFIOverride), []byte(tc.override), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				cmdpath := "(host)" + tftp
+				preset := tc.preset
+				if preset == "" {
+					preset = "set cmdpath=" + cmdpath + "\n"
+				}
+				if err := os.WriteFile(filepath.Join(prefix, "grub.cfg"), []byte(preset+emu), 0o644); err != nil {
 					t.Fatal(err)
 				}
-			}
-			if tc.override != "" {
-				if err := os.WriteFile(filepath.Join(tftp, PXEEFIOverride), []byte(tc.override), 0o644); err != nil {
-					t.Fatal(err)
+				out, _ := emus[emuName]("-d", prefix, "-r", "host").CombinedOutput()
+				// grub-emu wraps its output at 80 columns.
+				flat := strings.NewReplacer("\r", "", "\n", "").Replace(string(out))
+				var got []string
+				for _, m := range regexp.MustCompile(`RESULT (.*?) END`).FindAllStringSubmatch(flat, -1) {
+					got = append(got, "RESULT "+strings.ReplaceAll(strings.Join(strings.Fields(m[1]), " "), cmdpath, "TFTP"))
 				}
-			}
-			cmdpath := "(host)" + tftp
-			preset := tc.preset
-			if preset == "" {
-				preset = "set cmdpath=" + cmdpath + "\n"
-			}
-			if err := os.WriteFile(filepath.Join(prefix, "grub.cfg"), []byte(preset+emu), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			out, _ := exec.Command("grub-emu", "-d", prefix, "-r", "host").CombinedOutput()
-			// grub-emu wraps its output at 80 columns.
-			flat := strings.NewReplacer("\r", "", "\n", "").Replace(string(out))
-			var got []string
-			for _, m := range regexp.MustCompile(`RESULT (.*?) END`).FindAllStringSubmatch(flat, -1) {
-				got = append(got, "RESULT "+strings.ReplaceAll(strings.Join(strings.Fields(m[1]), " "), cmdpath, "TFTP"))
-			}
-			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
-				t.Errorf("grub-emu printed\n%s\nwant\n%s\n(output:\n%s)", strings.Join(got, "\n"), strings.Join(tc.want, "\n"), out)
-			}
-		})
+				if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+					t.Errorf("grub-emu printed\n%s\nwant\n%s\n(output:\n%s)", strings.Join(got, "\n"), strings.Join(tc.want, "\n"), out)
+				}
+			})
+		}
 	}
 }

@@ -102,16 +102,24 @@ func hostMissingLibs(ctx context.Context, idx apt.Index, c apt.Candidate, dir, c
 			if err := fetchDeb(ctx, best, deb); err != nil {
 				return nil, err
 			}
-			tmp := into + ".tmp"
-			_ = os.RemoveAll(tmp)
-			if err := os.MkdirAll(tmp, 0o755); err != nil {
+			// A directory of its own: test processes running side by side
+			// may unpack the same package; the first rename wins.
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+			tmp, err := os.MkdirTemp(dir, ".unpack-")
+			if err != nil {
 				return nil, err
 			}
 			if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
+				os.RemoveAll(tmp)
 				return nil, fmt.Errorf("unpack %s: %v: %s", deb, err, strings.TrimSpace(string(b)))
 			}
 			if err := os.Rename(tmp, into); err != nil {
-				return nil, err
+				os.RemoveAll(tmp)
+				if _, serr := os.Stat(into); serr != nil {
+					return nil, err
+				}
 			}
 		}
 		for _, sub := range []string{"usr/lib/" + triplets[c.Arch], "lib/" + triplets[c.Arch]} {
