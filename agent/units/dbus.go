@@ -134,36 +134,59 @@ func (s *Systemd) Stop(ctx context.Context, name string) error {
 	return s.job(ctx, "stop", name, s.conn.StopUnitContext)
 }
 
+// states reads name's load, active and sub states with ListUnitsByNames,
+// whose answer holds a few fields of the unit where GetUnitProperties's
+// holds all of its properties (about a hundred): the scheduler asks for
+// every unit it runs each second, and under TCG the whole set cost
+// systemd, dbus-daemon and pithd together about twice the CPU (a guest,
+// 300 calls each: 7-9 ms against 4 ms a call). Like GetUnitProperties it
+// loads a unit systemd does not know: LoadState "not-found".
+func (s *Systemd) states(ctx context.Context, name string) (sd.UnitStatus, error) {
+	l, err := s.conn.ListUnitsByNamesContext(ctx, []string{name})
+	if err != nil {
+		return sd.UnitStatus{}, fmt.Errorf("units: status %s: %w", name, err)
+	}
+	if len(l) != 1 || l[0].Name != name {
+		return sd.UnitStatus{}, fmt.Errorf("units: status %s: systemd answered for %d units: %+v", name, len(l), l)
+	}
+	return l[0], nil
+}
+
 // Status implements Manager.
 func (s *Systemd) Status(ctx context.Context, name string) (string, string, string, error) {
-	props, err := s.conn.GetUnitPropertiesContext(ctx, name)
+	st, err := s.states(ctx, name)
 	if err != nil {
-		return "", "", "", fmt.Errorf("units: status %s: %w", name, err)
+		return "", "", "", err
 	}
-	str := func(k string) string { v, _ := props[k].(string); return v }
-	return str("LoadState"), str("ActiveState"), str("SubState"), nil
+	return st.LoadState, st.ActiveState, st.SubState, nil
 }
 
 // ActiveFor implements Manager with systemd's ActiveEnterTimestampMonotonic
 // (CLOCK_MONOTONIC microseconds), so a wall clock set during boot cannot
-// make a unit look active for longer than it was.
+// make a unit look active for longer than it was. The timestamp is read
+// after the states: a restart in between only makes the time shorter.
 func (s *Systemd) ActiveFor(ctx context.Context, name string) (string, string, time.Duration, error) {
-	props, err := s.conn.GetUnitPropertiesContext(ctx, name)
+	st, err := s.states(ctx, name)
+	if err != nil {
+		return "", "", 0, err
+	}
+	if st.ActiveState != "active" {
+		return st.ActiveState, st.SubState, 0, nil
+	}
+	p, err := s.conn.GetUnitPropertyContext(ctx, name, "ActiveEnterTimestampMonotonic")
 	if err != nil {
 		return "", "", 0, fmt.Errorf("units: status %s: %w", name, err)
 	}
-	active, _ := props["ActiveState"].(string)
-	sub, _ := props["SubState"].(string)
-	if active != "active" {
-		return active, sub, 0, nil
+	entered, ok := p.Value.Value().(uint64)
+	if !ok {
+		return "", "", 0, fmt.Errorf("units: status %s: ActiveEnterTimestampMonotonic is %s, not a uint64", name, p.Value)
 	}
-	entered, _ := props["ActiveEnterTimestampMonotonic"].(uint64)
 	var now unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
 		return "", "", 0, fmt.Errorf("units: monotonic clock: %w", err)
 	}
 	since := time.Duration(now.Nano()) - time.Duration(entered)*time.Microsecond
-	return active, sub, max(since, 0), nil
+	return st.ActiveState, st.SubState, max(since, 0), nil
 }
 
 // List implements Manager.
