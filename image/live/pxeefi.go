@@ -63,7 +63,7 @@ set pith_pxe_from="$cmdpath"
 if [ -z "$pith_pxe_from" -a -n "$net_default_server" ]; then
   eval "set pith_pxe_file=\"\$net_${net_default_interface}_boot_file\""
   set pith_pxe_from="(tftp,$net_default_server)"
-  if regexp --set=1:pith_pxe_dir '^/*(.*)/[^/]*$' "$pith_pxe_file"; then
+  if regexp --set=1:pith_pxe_dir '^/*(.+)/[^/]*$' "$pith_pxe_file"; then
     set pith_pxe_from="$pith_pxe_from/$pith_pxe_dir"
   fi
 fi

@@ -154,6 +154,8 @@ func TestPXEGrubCfgRuns(t *testing.T) {
 			"RESULT linux TFTP/pith-pxe.vmlinuz " + args, "RESULT initrd TFTP/pith-pxe.initrd"}},
 		{"no $cmdpath: the DHCP answer's server", "", dhcp("pith-pxe.efi"), []string{
 			"RESULT linux (tftp,10.0.2.2)/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/pith-pxe.initrd"}},
+		{"no $cmdpath: a boot file named from the root", "", dhcp("/pith-pxe.efi"), []string{
+			"RESULT linux (tftp,10.0.2.2)/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/pith-pxe.initrd"}},
 		{"no $cmdpath: the boot file's directory", "", dhcp("/boot/pith/pith-pxe.efi"), []string{
 			"RESULT linux (tftp,10.0.2.2)/boot/pith/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/boot/pith/pith-pxe.initrd"}},
 	} {
