@@ -2,18 +2,15 @@ package bootloader_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/pith-os/pith/image/bootloader"
 	"github.com/pith-os/pith/image/config"
 	"github.com/pith-os/pith/image/rootfs"
-	"github.com/pith-os/pith/image/sbom"
 )
 
 // The UEFI GRUB's grub-emu for the package's tests, fetched once per test
@@ -40,12 +37,8 @@ func init() {
 			}
 			defer os.RemoveAll(work)
 			uefiEmu.emu, uefiEmu.err = rootfs.FetchGrubEmu(context.Background(), config.Default(), filepath.Join(cache, "pith"), work, t.Logf)
-			if uefiEmu.err != nil {
-				return
-			}
-			// The fetched GRUB, not the host's.
-			if v, _ := uefiEmu.emu.Command(context.Background(), "--version").CombinedOutput(); sbom.CompareVersions(uefiEmu.emu.Version, rootfs.MinEFIGrub) < 0 || !strings.Contains(string(v), "(GRUB) "+uefiEmu.emu.Version) {
-				uefiEmu.err = fmt.Errorf("grub-emu %s says %q: want the UEFI GRUB, %s or later", uefiEmu.emu.Version, v, rootfs.MinEFIGrub)
+			if uefiEmu.err == nil {
+				uefiEmu.err = uefiEmu.emu.Check(context.Background())
 			}
 		})
 		if uefiEmu.err != nil {

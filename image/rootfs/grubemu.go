@@ -30,6 +30,16 @@ func (g GrubEmu) Command(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// Check runs g --version: it must say g's version, of at least
+// MinEFIGrub, so a test cannot run the host's older grub-emu unawares.
+func (g GrubEmu) Check(ctx context.Context) error {
+	v, err := g.Command(ctx, "--version").CombinedOutput()
+	if err != nil || sbom.CompareVersions(g.Version, MinEFIGrub) < 0 || !strings.Contains(string(v), "(GRUB) "+g.Version) {
+		return fmt.Errorf("grub-emu %s says %q (%v): want the UEFI GRUB, %s or later", g.Version, v, err, MinEFIGrub)
+	}
+	return nil
+}
+
 // grubEmuSet is grub-emu of the UEFI GRUB: Debian's grub-emu has its
 // modules built in (unlike grub-emu-lite).
 var grubEmuSet = grubSet{what: "grub-emu", pkgs: []string{"grub-emu"}, dir: "grub-emu", files: []string{"usr/bin/grub-emu"}}
