@@ -46,10 +46,10 @@ var pxeEFIModules = []string{
 
 // $cmdpath is where the firmware loaded pith-pxe.efi from, (tftp,SERVER)
 // and the boot file's directory, in GRUB 2.06. GRUB 2.12 leaves it empty
-// when the firmware's PXE is iPXE's (QEMU's NICs, many servers' option
-// ROMs) but still sets the DHCP answer's server and boot file
-// (net_default_server, net_IFACE_boot_file): the same place is made from
-// those.
+// when the firmware's PXE is iPXE's (the UEFI ROMs of QEMU's NICs; other
+// firmware not tried) but still sets the DHCP answer's server and boot
+// file (net_default_server, net_IFACE_boot_file): the same place is made
+// from those.
 const pxeGrubCfg = `# Pith {{.Version}} live over UEFI PXE ({{.EFI}}): runs from RAM, /usr
 # verified by dm-verity. Loads {{.Kernel}} and {{.Initrd}} from where
 # {{.EFI}} came from (the PXE server's TFTP and the boot file's
