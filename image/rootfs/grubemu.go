@@ -40,6 +40,21 @@ func (g GrubEmu) Check(ctx context.Context) error {
 	return nil
 }
 
+// TestGrubEmu is FetchGrubEmu for tests: the default build's UEFI GRUB
+// under the user's pith cache (Debian's mirror once, then the cache),
+// checked (Check) before it is returned.
+func TestGrubEmu(ctx context.Context, work string, logf func(string, ...any)) (GrubEmu, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return GrubEmu{}, err
+	}
+	g, err := FetchGrubEmu(ctx, config.Default(), filepath.Join(cache, "pith"), work, logf)
+	if err != nil {
+		return GrubEmu{}, fmt.Errorf("grub-emu of the images' UEFI GRUB (needs Debian's mirror once, then the cache): %w", err)
+	}
+	return g, g.Check(ctx)
+}
+
 // grubEmuSet is grub-emu of the UEFI GRUB: Debian's grub-emu has its
 // modules built in (unlike grub-emu-lite).
 var grubEmuSet = grubSet{what: "grub-emu", pkgs: []string{"grub-emu"}, dir: "grub-emu", files: []string{"usr/bin/grub-emu"}}
