@@ -8,8 +8,10 @@ package cluster
 // machines are deterministic, so every member computes the same one).
 // Forwarding the client's HTTP request instead (Node.Forward) cost the
 // leader one HTTP exchange per write, the largest part of its CPU under
-// load. Here concurrent proposals travel together: one peer-port request
-// carries a batch, and a few batches are in flight at once.
+// load. Here concurrent proposals travel together: one frame on the
+// follower's proposal stream (proposalstream.go), or one peer-port HTTP
+// request to a leader that takes no stream, carries a batch, and a few
+// batches are in flight at once.
 
 import (
 	"bufio"
@@ -163,7 +165,17 @@ func answerAll(batch []*proposal, err error) {
 	}
 }
 
+// sendProposals sends a batch to the leader on this node's proposal
+// stream, or over HTTP to a leader that takes no stream.
 func (n *Node) sendProposals(batch []*proposal) {
+	err := n.sendProposalsStream(batch)
+	if err == nil {
+		return
+	}
+	if !errors.Is(err, errStreamRefused) {
+		answerAll(batch, err)
+		return
+	}
 	addr, ctx, cancel := n.toLeader(context.Background())
 	defer cancel()
 	if addr == "" {
@@ -176,14 +188,13 @@ func (n *Node) sendProposals(batch []*proposal) {
 // postProposals sends a batch to the leader at base and hands out its
 // answers; ctx ends when that leader is lost (toLeader).
 func (n *Node) postProposals(ctx context.Context, base string, batch []*proposal) {
-	var body bytes.Buffer
+	var body []byte
 	for _, p := range batch {
-		body.Write(binary.AppendUvarint(nil, uint64(len(p.data))))
-		body.Write(p.data)
+		body = appendProposal(body, p.data)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second+n.applyWait())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+proposalsPath, &body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+proposalsPath, bytes.NewReader(body))
 	if err != nil {
 		answerAll(batch, err)
 		return
@@ -250,8 +261,10 @@ func readProposalAnswer(br *bufio.Reader) (proposalAnswer, error) {
 	return proposalAnswer{err: fmt.Errorf("leader: %s (the write may or may not be applied)", msg)}, nil
 }
 
-// handleProposals is the leader's side: append every entry of the batch,
-// wait for each to be applied here, answer each with its index.
+// handleProposals is the leader's side over HTTP (followers of earlier
+// releases, and any follower whose leader took no stream): append every
+// entry of the batch, wait for each to be applied here, answer each with
+// its index.
 func (n *Node) handleProposals(w http.ResponseWriter, r *http.Request) {
 	if !allow(w, r, "POST") {
 		return
@@ -259,23 +272,12 @@ func (n *Node) handleProposals(w http.ResponseWriter, r *http.Request) {
 	br := bufio.NewReader(io.LimitReader(r.Body, maxProposalsBody))
 	var entries [][]byte
 	for {
-		l, err := binary.ReadUvarint(br)
+		e, err := readProposal(br)
 		if err == io.EOF {
 			break
 		}
-		if err != nil || l == 0 || l > maxProposalsBody {
-			http.Error(w, "malformed proposal batch", http.StatusBadRequest)
-			return
-		}
-		e := make([]byte, l)
-		if _, err := io.ReadFull(br, e); err != nil {
-			http.Error(w, "truncated proposal batch", http.StatusBadRequest)
-			return
-		}
-		// The KV and the membership are proposed this way; the scheduler
-		// writes through its own API, checked on the leader.
-		if ns := Namespace(e[0]); ns != NamespaceKV && ns != NamespaceMembers {
-			http.Error(w, fmt.Sprintf("namespace %d not proposable over the peer port", ns), http.StatusBadRequest)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		entries = append(entries, e)
@@ -284,35 +286,78 @@ func (n *Node) handleProposals(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, ErrNotLeader.Error(), http.StatusServiceUnavailable)
 		return
 	}
+	out, _, err := n.answerProposals(n.applyProposals(entries))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(out)
+}
+
+// readProposal reads one entry of a batch: its length, then the namespace
+// byte and command. io.EOF: no entry began.
+func readProposal(br *bufio.Reader) ([]byte, error) {
+	l, err := binary.ReadUvarint(br)
+	if err == io.EOF {
+		return nil, io.EOF
+	}
+	if err != nil || l == 0 || l > maxProposalsBody {
+		return nil, errors.New("malformed proposal batch")
+	}
+	e := make([]byte, l)
+	if _, err := io.ReadFull(br, e); err != nil {
+		return nil, errors.New("truncated proposal batch")
+	}
+	// The KV and the membership are proposed this way; the scheduler
+	// writes through its own API, checked on the leader.
+	if ns := Namespace(e[0]); ns != NamespaceKV && ns != NamespaceMembers {
+		return nil, fmt.Errorf("namespace %d not proposable over the peer port", ns)
+	}
+	return e, nil
+}
+
+// appendProposal writes one entry of a batch as readProposal reads it.
+func appendProposal(b []byte, data []byte) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(data))), data...)
+}
+
+// applyProposals hands a batch's entries to raft, in order. On a node
+// that does not lead, every future fails with raft.ErrNotLeader at once.
+func (n *Node) applyProposals(entries [][]byte) []raft.ApplyFuture {
 	futures := make([]raft.ApplyFuture, len(entries))
 	for i, e := range entries {
 		futures[i] = n.raft.Apply(e, 10*time.Second)
 	}
-	var out bytes.Buffer
+	return futures
+}
+
+// answerProposals waits for a batch's entries and encodes one answer for
+// each, as readProposalAnswer reads them, and returns the highest index
+// applied. It returns once the applied entries are durable here too
+// (fsm.durable), as Propose does.
+func (n *Node) answerProposals(futures []raft.ApplyFuture) ([]byte, uint64, error) {
+	var out []byte
 	var last uint64
 	for _, f := range futures {
 		err := f.Error()
 		switch {
 		case err == nil:
-			out.WriteByte(proposalApplied)
-			out.Write(binary.AppendUvarint(nil, f.Index()))
+			out = append(out, proposalApplied)
+			out = binary.AppendUvarint(out, f.Index())
 			last = max(last, f.Index())
 			continue
 		case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout):
-			out.WriteByte(proposalNotApplied)
+			out = append(out, proposalNotApplied)
 		default:
-			out.WriteByte(proposalUnknown)
+			out = append(out, proposalUnknown)
 		}
 		msg := err.Error()
-		out.Write(binary.AppendUvarint(nil, uint64(len(msg))))
-		out.WriteString(msg)
+		out = binary.AppendUvarint(out, uint64(len(msg)))
+		out = append(out, msg...)
 	}
-	// Applied means durable here too (fsm.durable); say so explicitly
-	// as Propose does.
 	if err := n.logs.sync.waitDurable(last, n.stop); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		return nil, 0, err
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	_, _ = w.Write(out.Bytes())
+	return out, last, nil
 }

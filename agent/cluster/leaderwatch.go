@@ -24,14 +24,16 @@ import (
 // applied; a read may be retried.
 var ErrLeaderLost = errors.New("the leader stopped leading before it answered (a write may or may not have been applied; retry)")
 
-// leaderWatch broadcasts changes of this node's view of the leader.
-type leaderWatch struct {
+// changeSignal broadcasts changes of a value (this node's view of the
+// leader; what a follower acknowledged holding): changed returns a channel
+// that the next bump closes.
+type changeSignal struct {
 	mu sync.Mutex
-	ch chan struct{} // closed, and replaced, when the leader changes
+	ch chan struct{} // closed, and replaced, when the value changes
 }
 
-// changed returns a channel closed at the next change of leader.
-func (w *leaderWatch) changed() <-chan struct{} {
+// changed returns a channel closed at the next change.
+func (w *changeSignal) changed() <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ch == nil {
@@ -40,8 +42,8 @@ func (w *leaderWatch) changed() <-chan struct{} {
 	return w.ch
 }
 
-// bump signals a change of leader.
-func (w *leaderWatch) bump() {
+// bump signals a change.
+func (w *changeSignal) bump() {
 	w.mu.Lock()
 	if w.ch != nil {
 		close(w.ch)

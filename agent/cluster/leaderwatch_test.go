@@ -7,7 +7,7 @@ import (
 )
 
 func TestLeaderWatch(t *testing.T) {
-	var w leaderWatch
+	var w changeSignal
 	first := w.changed()
 	if w.changed() != first {
 		t.Fatal("two reads without a change gave different channels")

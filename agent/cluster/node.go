@@ -61,12 +61,13 @@ type Node struct {
 	notices commitNotices
 	// proposals queue a follower's writes for the leader (forward.go).
 	proposals chan *proposal
+	pstreams  proposalStreams
 	mux       *peerMux
 	logs      *logStore
 	httpSrv   *http.Server
 	fwd       *http.Client
 	// leaderw ends forwarded requests when the leader changes.
-	leaderw leaderWatch
+	leaderw changeSignal
 	log     *slog.Logger
 	start   time.Time
 
@@ -78,7 +79,10 @@ type Node struct {
 	termStart atomic.Uint64
 	stats     leaderStats
 	stop      chan struct{}
-	wg        sync.WaitGroup
+	// streamNotice is the latest commit notice this follower's proposal
+	// stream brought, for raft (proposalstream.go).
+	streamNotice streamNotices
+	wg           sync.WaitGroup
 }
 
 // Errors callers map onto client-visible answers.
@@ -126,7 +130,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	n := &Node{cfg: cfg, id: MemberID(cfg.PeerURLs, cfg.Token), fsm: newFSM(), members: newMembership(), log: cfg.Log, stop: make(chan struct{}), proposals: make(chan *proposal, 4*maxProposalBatch)}
+	n := &Node{cfg: cfg, id: MemberID(cfg.PeerURLs, cfg.Token), fsm: newFSM(), members: newMembership(), log: cfg.Log, stop: make(chan struct{}), proposals: make(chan *proposal, 4*maxProposalBatch), streamNotice: streamNotices{kick: make(chan struct{}, 1)}}
 	if err := n.fsm.register(NamespaceMembers, n.members); err != nil {
 		return nil, err
 	}
@@ -184,8 +188,8 @@ func (n *Node) Start(handler http.Handler) error {
 		logs.Close()
 		return fmt.Errorf("--initial-advertise-peer-urls: %w", err)
 	}
-	trans := timedTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: raftStream{m: n.mux, advertise: advertisedAddr(adv)}, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl}),
-		stats: &n.stats, durable: logs.sync.durableIndex, acked: n.notices.acked, sent: n.notices.sent}
+	trans := newTimedTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: raftStream{m: n.mux, advertise: advertisedAddr(adv)}, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl}))
+	trans.stats, trans.durable, trans.acked, trans.sent = &n.stats, logs.sync.durableIndex, n.notices.acked, n.notices.sent
 	n.trans = trans
 	n.notices.mu.Lock()
 	n.notices.start = func(id raft.ServerID, p *noticePeer) {
@@ -198,6 +202,7 @@ func (n *Node) Start(handler http.Handler) error {
 
 	existing, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
+		trans.Close()
 		n.mux.Close()
 		logs.Close()
 		return err
@@ -206,6 +211,7 @@ func (n *Node) Start(handler http.Handler) error {
 	if !existing && cfg.InitialClusterState == "new" {
 		c, err := n.bootConfiguration()
 		if err != nil {
+			trans.Close()
 			n.mux.Close()
 			logs.Close()
 			return err
@@ -216,12 +222,14 @@ func (n *Node) Start(handler http.Handler) error {
 	// without going to bolt.
 	cached, err := raft.NewLogCache(1024, logs)
 	if err != nil {
+		trans.Close()
 		n.mux.Close()
 		logs.Close()
 		return err
 	}
 	r, err := raft.NewRaft(rc, n.fsm, cached, logs, snaps, trans)
 	if err != nil {
+		trans.Close()
 		n.mux.Close()
 		logs.Close()
 		return fmt.Errorf("start raft: %w", err)
@@ -244,8 +252,10 @@ func (n *Node) Start(handler http.Handler) error {
 		}
 	}
 	n.httpSrv = &http.Server{Handler: markPeer(n.stampAnswers(BodyReadTimeout(n.peerHandler(handler), 30*time.Second))), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	n.wg.Add(4)
+	n.wg.Add(6)
 	go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.mux.httpL) }()
+	go func() { defer n.wg.Done(); n.serveProposalStreams(n.mux.propL) }()
+	go func() { defer n.wg.Done(); n.deliverNotices() }()
 	go func() { defer n.wg.Done(); n.sendProposalsLoop() }()
 	go func() { defer n.wg.Done(); n.leaderLoop() }()
 	go func() { defer n.wg.Done(); n.publishLoop() }()

@@ -19,7 +19,10 @@ package cluster
 // its previous entry is the answer's entry (the follower accepts it only if
 // its log holds that entry, so their logs match up to it), and its commit
 // index is that index, which is committed and applied on the leader.
-// Notices to one follower are sent one at a time and coalesced.
+// Notices to one follower are sent one at a time and coalesced. On a
+// follower's proposal stream the notice rides in the leader's answer
+// instead (proposalstream.go), once the follower has acknowledged the
+// entry; until then, the leader sends it as here.
 
 import (
 	"context"
@@ -128,6 +131,27 @@ type noticePeer struct {
 	kick              chan struct{}
 	// addr is the follower's peer address, looked up once.
 	addr raft.ServerAddress
+	// matched signals advances of match (a proposal stream's answer
+	// waits for them).
+	matched changeSignal
+}
+
+// waitMatch waits until the follower acknowledged holding index, or
+// until stop or timeout closes; it reports whether it did.
+func (p *noticePeer) waitMatch(index uint64, timeout <-chan time.Time, stop <-chan struct{}) bool {
+	for {
+		ch := p.matched.changed()
+		if p.match.Load() >= index {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			return false
+		case <-stop:
+			return false
+		}
+	}
 }
 
 func (c *commitNotices) peer(id raft.ServerID) *noticePeer {
@@ -169,6 +193,7 @@ func (c *commitNotices) acked(id raft.ServerID, index uint64) {
 	p := c.peer(id)
 	if index > p.match.Load() {
 		raise(&p.match, index)
+		p.matched.bump()
 		if p.want.Load() > 0 {
 			p.poke()
 		}
@@ -221,12 +246,33 @@ func (n *Node) sendNotices(id raft.ServerID, p *noticePeer) {
 	}
 }
 
+// commitTerms are the terms of a commit notice for index from this
+// leader: its own, and that of the entry at index (the notice's previous
+// entry), which must be committed and applied here.
+func (n *Node) commitTerms(index uint64) (term, prevTerm uint64, err error) {
+	term = n.readyTerm.Load()
+	if term == 0 || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+		return 0, 0, ErrNotLeader
+	}
+	// Entries since this leader's barrier are of its term; older ones are
+	// read from the log.
+	prevTerm = term
+	if index < n.termStart.Load() {
+		var l raft.Log
+		if err := n.logs.GetLog(index, &l); err != nil {
+			return 0, 0, err
+		}
+		prevTerm = l.Term
+	}
+	return term, prevTerm, nil
+}
+
 // sendCommit sends follower id an empty AppendEntries whose previous entry
 // is index and whose commit index is index.
 func (n *Node) sendCommit(id raft.ServerID, p *noticePeer, index uint64) (*raft.AppendEntriesResponse, error) {
-	term := n.readyTerm.Load()
-	if term == 0 || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
-		return nil, ErrNotLeader
+	term, prevTerm, err := n.commitTerms(index)
+	if err != nil {
+		return nil, err
 	}
 	if p.addr == "" {
 		f := n.raft.GetConfiguration()
@@ -243,16 +289,6 @@ func (n *Node) sendCommit(id raft.ServerID, p *noticePeer, index uint64) (*raft.
 		}
 	}
 	addr := p.addr
-	// Entries since this leader's barrier are of its term; older ones are
-	// read from the log.
-	prevTerm := term
-	if index < n.termStart.Load() {
-		var l raft.Log
-		if err := n.logs.GetLog(index, &l); err != nil {
-			return nil, err
-		}
-		prevTerm = l.Term
-	}
 	self := n.trans.EncodePeer(raft.ServerID(n.id), n.trans.LocalAddr())
 	req := &raft.AppendEntriesRequest{
 		RPCHeader:    raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(n.id), Addr: self},

@@ -94,6 +94,44 @@ type timedTransport struct {
 	// sent is told the commit index an AppendEntries carries (raft's own;
 	// commit notices need not repeat it).
 	sent func(id raft.ServerID, index uint64)
+	// rpcs is what raft consumes: the network's RPCs and the commit
+	// notices a follower's proposal stream brings in (proposalstream.go).
+	rpcs chan raft.RPC
+	// closed ends relayRPCs when the transport closes (raft's Shutdown).
+	closed    chan struct{}
+	closeOnce *sync.Once
+}
+
+func newTimedTransport(nt *raft.NetworkTransport) timedTransport {
+	t := timedTransport{NetworkTransport: nt, rpcs: make(chan raft.RPC), closed: make(chan struct{}), closeOnce: new(sync.Once)}
+	go t.relayRPCs()
+	return t
+}
+
+// Close closes the network transport and ends the relay.
+func (t timedTransport) Close() error {
+	t.closeOnce.Do(func() { close(t.closed) })
+	return t.NetworkTransport.Close()
+}
+
+// Consumer is raft's side of rpcs.
+func (t timedTransport) Consumer() <-chan raft.RPC { return t.rpcs }
+
+// relayRPCs feeds rpcs from the network until the transport closes.
+func (t timedTransport) relayRPCs() {
+	in := t.NetworkTransport.Consumer()
+	for {
+		select {
+		case rpc := <-in:
+			select {
+			case t.rpcs <- rpc:
+			case <-t.closed:
+				return
+			}
+		case <-t.closed:
+			return
+		}
+	}
 }
 
 func (t timedTransport) clamp(id raft.ServerID, args *raft.AppendEntriesRequest) {

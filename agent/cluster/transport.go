@@ -7,18 +7,22 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
 
-// The peer port carries two protocols. The first byte a dialer writes (after
-// TLS, when enabled) says which: raft's RPCs, or HTTP for client requests a
-// follower forwards to the leader. One port, one TLS setup, and a follower
-// always knows where to forward because raft knows the leader's address.
+// The peer port carries three protocols. The first byte a dialer writes
+// (after TLS, when enabled) says which: raft's RPCs, HTTP for client
+// requests a follower forwards to the leader, or the stream of a follower's
+// proposal batches (proposalstream.go). One port, one TLS setup, and a
+// follower always knows where to forward because raft knows the leader's
+// address.
 const (
-	protoRaft byte = 'R'
-	protoHTTP byte = 'H'
+	protoRaft      byte = 'R'
+	protoHTTP      byte = 'H'
+	protoProposals byte = 'P'
 )
 
 // peerMux accepts peer connections and sorts them by their first byte.
@@ -28,12 +32,16 @@ type peerMux struct {
 	// local is the source address for outgoing peer connections: the peer
 	// listener's IP when it is a specific one, so peers see the address
 	// this member is known by (and firewalls can tell members apart).
-	local   *net.TCPAddr
-	raftL   *chanListener
-	httpL   *chanListener
-	closeMu sync.Once
-	closed  chan struct{}
-	log     *slog.Logger
+	local *net.TCPAddr
+	raftL *chanListener
+	httpL *chanListener
+	propL *chanListener
+	// noProposals makes this port refuse proposal streams, as a member
+	// of an earlier release does (tests of the HTTP fallback).
+	noProposals atomic.Bool
+	closeMu     sync.Once
+	closed      chan struct{}
+	log         *slog.Logger
 }
 
 // maxPeerConns bounds the peer port's open connections (raft's pools, its
@@ -46,7 +54,7 @@ func newPeerMux(ln net.Listener, serverTLS, clientTLS *tls.Config, log *slog.Log
 	if serverTLS != nil {
 		ln = tls.NewListener(ln, serverTLS)
 	}
-	m := &peerMux{ln: ln, tls: clientTLS, raftL: newChanListener(ln.Addr()), httpL: newChanListener(ln.Addr()), closed: make(chan struct{}), log: log}
+	m := &peerMux{ln: ln, tls: clientTLS, raftL: newChanListener(ln.Addr()), httpL: newChanListener(ln.Addr()), propL: newChanListener(ln.Addr()), closed: make(chan struct{}), log: log}
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsUnspecified() {
 		m.local = &net.TCPAddr{IP: a.IP}
 	}
@@ -58,6 +66,7 @@ func (m *peerMux) serve() {
 	defer func() {
 		m.raftL.close()
 		m.httpL.close()
+		m.propL.close()
 	}()
 	var delay time.Duration
 	for {
@@ -96,6 +105,12 @@ func (m *peerMux) sort(c net.Conn) {
 		m.raftL.push(c)
 	case protoHTTP:
 		m.httpL.push(c)
+	case protoProposals:
+		if m.noProposals.Load() {
+			c.Close()
+			return
+		}
+		m.propL.push(c)
 	default:
 		c.Close()
 	}
