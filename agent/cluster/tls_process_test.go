@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,6 +63,11 @@ func TestMutualTLS(t *testing.T) {
 	k := etcd.NewKeysAPI(cl)
 	if _, err := k.Set(context.Background(), "/secure", "yes", nil); err != nil {
 		t.Fatalf("write through a follower over mutual TLS: %v", err)
+	}
+	// It went on the follower's proposal stream, not the HTTP fallback
+	// (which also works, and would hide a stream that fails under TLS).
+	if b, _ := os.ReadFile(c.members[follower].logPath); strings.Contains(string(b), "took no proposal stream") {
+		t.Fatalf("the follower fell back to HTTP for its proposals over TLS:\n%s", b)
 	}
 	r, err := k.Get(context.Background(), "/secure", &etcd.GetOptions{Quorum: true})
 	if err != nil || r.Node.Value != "yes" {
