@@ -95,10 +95,20 @@ func (n *Node) toLeader(parent context.Context) (string, context.Context, contex
 	}
 	ctx, cancel := context.WithCancelCause(parent)
 	go func() {
-		select {
-		case <-ch:
-			cancel(fmt.Errorf("leader %s: %w", addr, ErrLeaderLost))
-		case <-ctx.Done():
+		for {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return
+			}
+			// An observation can arrive after the leader it reports was
+			// read (a follower that just learned the leader): the same
+			// leader is no change. Read both again, as above.
+			ch = n.leaderw.changed()
+			if now, _ := n.raft.LeaderWithID(); now != addr {
+				cancel(fmt.Errorf("leader %s: %w", addr, ErrLeaderLost))
+				return
+			}
 		}
 	}()
 	return string(addr), ctx, func() { cancel(context.Canceled) }
