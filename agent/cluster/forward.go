@@ -271,8 +271,8 @@ func (n *Node) handleProposals(w http.ResponseWriter, r *http.Request) {
 	}
 	br := bufio.NewReader(io.LimitReader(r.Body, maxProposalsBody))
 	var entries [][]byte
-	for {
-		e, err := readProposal(br)
+	for size := 0; ; {
+		e, err := readProposal(br, maxProposalsBody-size)
 		if err == io.EOF {
 			break
 		}
@@ -280,6 +280,7 @@ func (n *Node) handleProposals(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		size += len(e)
 		entries = append(entries, e)
 	}
 	if n.raft.State() != raft.Leader {
@@ -296,14 +297,18 @@ func (n *Node) handleProposals(w http.ResponseWriter, r *http.Request) {
 }
 
 // readProposal reads one entry of a batch: its length, then the namespace
-// byte and command. io.EOF: no entry began.
-func readProposal(br *bufio.Reader) ([]byte, error) {
+// byte and command. io.EOF: no entry began. A length over room (what is
+// left of the batch's bound) is refused before anything is allocated.
+func readProposal(br *bufio.Reader, room int) ([]byte, error) {
 	l, err := binary.ReadUvarint(br)
 	if err == io.EOF {
 		return nil, io.EOF
 	}
-	if err != nil || l == 0 || l > maxProposalsBody {
+	if err != nil || l == 0 {
 		return nil, errors.New("malformed proposal batch")
+	}
+	if l > uint64(room) {
+		return nil, errors.New("proposal batch too large")
 	}
 	e := make([]byte, l)
 	if _, err := io.ReadFull(br, e); err != nil {

@@ -245,12 +245,8 @@ func (n *Node) AddMember(ctx context.Context, name string, peerURLs []string) (*
 // retry, which JoinCluster takes for "already added": the node would start
 // as a member that raft never replicates to.
 func (n *Node) unlistFailedAdd(id string) {
-	if f := n.raft.GetConfiguration(); f.Error() == nil {
-		for _, s := range f.Configuration().Servers {
-			if string(s.ID) == id {
-				return // the change is in the log after all: keep the record
-			}
-		}
+	if _, ok, err := n.raftServer(raft.ServerID(id)); err == nil && ok {
+		return // the change is in the log after all: keep the record
 	}
 	b, _ := json.Marshal(memberCmd{Op: "remove", Members: []*Member{{ID: id}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -264,13 +260,9 @@ func (n *Node) unlistFailedAdd(id string) {
 // A member still in the raft configuration but no longer listed (an
 // earlier removal failed between the two steps) can be removed again.
 func (n *Node) RemoveMember(ctx context.Context, id string) error {
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	_, inRaft, err := n.raftServer(raft.ServerID(id))
+	if err != nil {
 		return err
-	}
-	inRaft := false
-	for _, s := range f.Configuration().Servers {
-		inRaft = inRaft || string(s.ID) == id
 	}
 	listed := n.members.get(id) != nil
 	if !listed && !inRaft {

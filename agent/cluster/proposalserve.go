@@ -30,11 +30,6 @@ func (n *Node) serveProposalStreams(l net.Listener) {
 	}
 }
 
-// streamAnswer is a batch read from a stream, on its way to its answer.
-type streamAnswer struct {
-	futures []raft.ApplyFuture
-}
-
 // serveProposalStream reads a follower's batches and hands each to raft
 // as it arrives; a writer answers them in the same order. Whatever fails
 // closes the connection, and the follower counts every proposal not yet
@@ -63,13 +58,13 @@ func (n *Node) serveProposalStream(c net.Conn) {
 	// A member's notices are tracked (commitNotices); an unknown ID
 	// would cost a sender goroutine each, so it gets none.
 	var notices *noticePeer
-	if n.isMember(raft.ServerID(follower)) {
+	if _, ok, _ := n.raftServer(raft.ServerID(follower)); ok {
 		notices = n.notices.peer(raft.ServerID(follower))
 	}
 
 	// Backpressure: while this many batches wait for their answers, the
 	// follower's frames wait in the socket.
-	queue := make(chan streamAnswer, 2*proposalsInFlight)
+	queue := make(chan []raft.ApplyFuture, 2*proposalsInFlight)
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
@@ -89,22 +84,22 @@ func (n *Node) serveProposalStream(c net.Conn) {
 			}
 			return
 		}
-		queue <- streamAnswer{futures: n.applyProposals(entries)}
+		queue <- n.applyProposals(entries)
 	}
 }
 
 // writeStreamAnswers answers the batches of queue in order. After a
 // failed write it closes the connection and drains the queue.
-func (n *Node) writeStreamAnswers(c net.Conn, queue <-chan streamAnswer, follower string, notices *noticePeer) {
+func (n *Node) writeStreamAnswers(c net.Conn, queue <-chan []raft.ApplyFuture, follower string, notices *noticePeer) {
 	bw := bufio.NewWriter(c)
 	wait := time.NewTimer(time.Hour)
 	wait.Stop()
 	var broken bool
-	for a := range queue {
+	for futures := range queue {
 		if broken {
 			continue
 		}
-		out, last, err := n.answerProposals(a.futures)
+		out, last, err := n.answerProposals(futures)
 		if err == nil {
 			// The commit needed a majority, which need not count this
 			// follower (in about half the writes under one client): until
@@ -177,31 +172,15 @@ func readStreamBatch(br *bufio.Reader) ([][]byte, error) {
 	entries := make([][]byte, 0, count)
 	size := 0
 	for range count {
-		e, err := readProposal(br)
+		e, err := readProposal(br, maxProposalsBody-size)
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		if err != nil {
 			return nil, err
 		}
-		if size += len(e); size > maxProposalsBody {
-			return nil, errors.New("proposal batch too large")
-		}
+		size += len(e)
 		entries = append(entries, e)
 	}
 	return entries, nil
-}
-
-// isMember reports whether id is in raft's configuration.
-func (n *Node) isMember(id raft.ServerID) bool {
-	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return false
-	}
-	for _, s := range f.Configuration().Servers {
-		if s.ID == id {
-			return true
-		}
-	}
-	return false
 }

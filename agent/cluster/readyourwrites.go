@@ -267,6 +267,33 @@ func (n *Node) commitTerms(index uint64) (term, prevTerm uint64, err error) {
 	return term, prevTerm, nil
 }
 
+// commitNotice is the empty AppendEntries by which leader tells a
+// follower that the entry at index, of term prevTerm, is committed in term:
+// sent over the network (sendCommit) or, carried in a proposal stream's
+// answer, handed to the follower's own raft (deliverNotices).
+func (n *Node) commitNotice(leader raft.ServerID, addr raft.ServerAddress, term, index, prevTerm uint64) *raft.AppendEntriesRequest {
+	return &raft.AppendEntriesRequest{
+		RPCHeader:    raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(leader), Addr: n.trans.EncodePeer(leader, addr)},
+		Term:         term,
+		PrevLogEntry: index, PrevLogTerm: prevTerm, LeaderCommitIndex: index,
+	}
+}
+
+// raftServer is member id's entry in raft's latest configuration; ok is
+// false when it has none.
+func (n *Node) raftServer(id raft.ServerID) (s raft.Server, ok bool, err error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raft.Server{}, false, err
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == id {
+			return s, true, nil
+		}
+	}
+	return raft.Server{}, false, nil
+}
+
 // sendCommit sends follower id an empty AppendEntries whose previous entry
 // is index and whose commit index is index.
 func (n *Node) sendCommit(id raft.ServerID, p *noticePeer, index uint64) (*raft.AppendEntriesResponse, error) {
@@ -275,26 +302,17 @@ func (n *Node) sendCommit(id raft.ServerID, p *noticePeer, index uint64) (*raft.
 		return nil, err
 	}
 	if p.addr == "" {
-		f := n.raft.GetConfiguration()
-		if err := f.Error(); err != nil {
+		s, ok, err := n.raftServer(id)
+		if err != nil {
 			return nil, err
 		}
-		for _, s := range f.Configuration().Servers {
-			if s.ID == id {
-				p.addr = s.Address
-			}
-		}
-		if p.addr == "" {
+		if !ok {
 			return nil, ErrNoMember
 		}
+		p.addr = s.Address
 	}
 	addr := p.addr
-	self := n.trans.EncodePeer(raft.ServerID(n.id), n.trans.LocalAddr())
-	req := &raft.AppendEntriesRequest{
-		RPCHeader:    raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(n.id), Addr: self},
-		Term:         term,
-		PrevLogEntry: index, PrevLogTerm: prevTerm, LeaderCommitIndex: index,
-	}
+	req := n.commitNotice(raft.ServerID(n.id), n.trans.LocalAddr(), term, index, prevTerm)
 	var resp raft.AppendEntriesResponse
 	if err := n.trans.AppendEntries(id, addr, req, &resp); err != nil {
 		p.addr = "" // it may have moved: look it up again

@@ -89,12 +89,7 @@ func (n *Node) deliverNotices() {
 		if nt == done || nt.index <= n.fsm.applied.get() {
 			continue // raft's own AppendEntries got there first
 		}
-		req := &raft.AppendEntriesRequest{
-			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(nt.leaderID),
-				Addr: n.trans.EncodePeer(raft.ServerID(nt.leaderID), raft.ServerAddress(nt.leaderAddr))},
-			Term:         nt.term,
-			PrevLogEntry: nt.index, PrevLogTerm: nt.prevTerm, LeaderCommitIndex: nt.index,
-		}
+		req := n.commitNotice(raft.ServerID(nt.leaderID), raft.ServerAddress(nt.leaderAddr), nt.term, nt.index, nt.prevTerm)
 		resp := make(chan raft.RPCResponse, 1)
 		select {
 		case n.trans.rpcs <- raft.RPC{Command: req, RespChan: resp}:
