@@ -6,7 +6,9 @@ package cloudconfig
 // rewrites the machine's own arguments on the ESP (a GRUB environment
 // block that grub.cfg loads into both slots' kernel lines, so they
 // survive A/B updates) and reboots once. Secure Boot images' signed
-// grub.cfg does not read that unsigned file, so there they fail closed.
+// grub.cfg takes that unsigned file only when each argument in it is on
+// an allowlist (node.SecureBootKargs), and pith-init refuses the others
+// there.
 // What is checked here is what must hold before boot: no argument Pith's
 // boot depends on, nothing GRUB could read as more than one argument.
 
@@ -16,7 +18,9 @@ import (
 	"strings"
 
 	igntypes "github.com/coreos/ignition/v2/config/v3_5/types"
+	vjson "github.com/coreos/vcontext/json"
 	vpath "github.com/coreos/vcontext/path"
+	vreport "github.com/coreos/vcontext/report"
 )
 
 // KargsMaxLen bounds the machine's arguments, joined by spaces: they live
@@ -96,6 +100,34 @@ func checkKernelArguments(cfg *IgnitionConfig, add func(vpath.ContextPath, strin
 		add(vpath.New("json", "ignition", "config", "replace", "source"),
 			"ignition.config.replace discards this whole config, kernelArguments too, but Pith's initramfs applies this config's kernelArguments before the replacement is fetched; keep them here and use ignition.config.merge instead of replace")
 	}
+}
+
+// CheckKargsAllowed adds to rep an error for each shouldExist argument
+// of ud's Ignition config that allowed refuses, the argument quoted and
+// then why: pith validate --secure-boot passes node.SecureBootKargAllowed
+// (cloudconfig imports nothing of Pith's). data is the user-data ud was
+// parsed from, for the errors' positions.
+func CheckKargsAllowed(ud *UserData, data []byte, rep *Report, allowed func(string) bool, why string) {
+	if ud.Ignition == nil {
+		return
+	}
+	var pr vreport.Report
+	p := vpath.New("json", "kernelArguments", "shouldExist")
+	for i, a := range ud.Ignition.KernelArguments.ShouldExist {
+		// Forbidden ones have their error from Parse already.
+		if kargForbidden(string(a)) == "" && !allowed(string(a)) {
+			pr.AddOnError(p.Append(i), fmt.Errorf("kernel argument %q %s", a, why))
+		}
+	}
+	if len(pr.Entries) == 0 {
+		return
+	}
+	if d, err := Decompress(data); err == nil {
+		if tree, err := vjson.UnmarshalToContext(d); err == nil {
+			pr.Correlate(tree)
+		}
+	}
+	addIgnitionReport(pr, rep, "ignition config")
 }
 
 func kargStrings(args []igntypes.KernelArgument) []string {

@@ -48,7 +48,8 @@ const (
 // under Secure Boot and opens ROOT through the TPM. Then root on the node
 // changes one byte of both slots' kernels on the ESP and reboots: GRUB
 // must refuse slot B's, fall back to slot A, refuse that too and give up:
-// no kernel starts. One QEMU: a boot and two reboots.
+// no kernel starts. One QEMU: a boot and three reboots (the first for
+// the config's kernelArguments).
 func TestSecureBoot(t *testing.T) {
 	NeedVMs(t, 1, 7*time.Minute) // the signed image's and releases' builds, then one guest
 	img, mf, keys := secureBootImage(t)
@@ -95,6 +96,7 @@ func TestSecureBoot(t *testing.T) {
 		}
 	}
 	checkMeasuredBoot(t, n, status)
+	checkIgnitionKargs(t, n, sbKarg)
 	checkRootLuks(t, n, "first boot")
 	pcr7 := n.Run("sudo cat /sys/class/tpm/tpm0/pcr-sha256/7")
 	upd.checkUpdateRefused(t, n, mf)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pith-os/pith/cloudconfig"
+	"github.com/pith-os/pith/node"
 )
 
 // ErrInvalid is returned when at least one file has errors; callers exit 1.
@@ -28,7 +29,8 @@ type FileResult struct {
 // ValidateFiles validates each file ("-" is stdin) and writes the report
 // to w as text ("file:line:col: severity: message") or JSON. It returns
 // ErrInvalid when any file has errors; warnings alone pass.
-func ValidateFiles(w io.Writer, stdin io.Reader, files []string, format string) error {
+func ValidateFiles(w io.Writer, stdin io.Reader, files []string, o Options) error {
+	format := o.Format
 	if format != "text" && format != "json" {
 		return fmt.Errorf("unknown --format %q: use text or json", format)
 	}
@@ -44,6 +46,10 @@ func ValidateFiles(w io.Writer, stdin io.Reader, files []string, format string) 
 			res.Errors = 1
 		} else {
 			ud, rep := cloudconfig.Parse(data)
+			if o.SecureBoot {
+				cloudconfig.CheckKargsAllowed(ud, data, rep, node.SecureBootKargAllowed,
+					"is not on the Secure Boot allowlist: a Secure Boot image's grub.cfg ignores the machine's arguments when one is not, and its first boot stops (cloudconfig/README \"kernelArguments\")")
+			}
 			res.Format = ud.Format
 			res.Entries = rep.Entries
 			if ud.Format == cloudconfig.FormatEmpty {
@@ -105,9 +111,17 @@ func readLimited(name string, stdin io.Reader) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(r, cloudconfig.MaxSize+1))
 }
 
+// Options are validate's flags.
+type Options struct {
+	Format string // text or json
+	// SecureBoot checks for a Secure Boot image too: an Ignition config's
+	// kernelArguments must be on its allowlist.
+	SecureBoot bool
+}
+
 // Command returns `validate FILE...` for the given program name.
 func Command(prog string) *cobra.Command {
-	var format string
+	var o Options
 	cmd := &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "Check user-data (cloud-config, script or Ignition) and report every problem",
@@ -120,9 +134,10 @@ Exit status: 0 when no file has errors (warnings allowed), 1 otherwise.`,
 		Example: "  " + prog + " validate user-data.yaml\n  " + prog + " validate --format json node*.yaml",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return ValidateFiles(cmd.OutOrStdout(), cmd.InOrStdin(), args, format)
+			return ValidateFiles(cmd.OutOrStdout(), cmd.InOrStdin(), args, o)
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	cmd.Flags().StringVar(&o.Format, "format", "text", "output format: text or json")
+	cmd.Flags().BoolVar(&o.SecureBoot, "secure-boot", false, "also check for an image built with --secure-boot-keys: Ignition kernelArguments only from its allowlist")
 	return cmd
 }

@@ -24,29 +24,35 @@ func TestValidateFiles(t *testing.T) {
 	warn := write(t, dir, "warn.yaml", "#cloud-config\nhostnme: a\n")
 	bad := write(t, dir, "bad.yaml", "#cloud-config\nhostname: -a\ncoreos:\n  units:\n  - name: x\n")
 	ign := write(t, dir, "bad.ign", "{\"ignition\":{\"version\":\"3.4.0\"},\n\"storage\":{\"files\":[{\"path\":\"rel\"}]}}")
+	kargs := write(t, dir, "kargs.ign", "{\"ignition\":{\"version\":\"3.4.0\"},\n\"kernelArguments\":{\"shouldExist\":[\"quiet\",\n \"mitigations=off\"]}}")
 
 	for _, tc := range []struct {
-		name    string
-		files   []string
-		wantErr bool
-		want    []string
+		name       string
+		files      []string
+		secureBoot bool
+		wantErr    bool
+		want       []string
 	}{
-		{"valid", []string{good}, false, nil},
-		{"warnings only pass", []string{good, warn}, false, []string{warn + ":2:1: warning: unknown key \"hostnme\""}},
-		{"errors fail, all files reported", []string{bad, warn, ign}, true, []string{
+		{"valid", []string{good}, false, false, nil},
+		{"warnings only pass", []string{good, warn}, false, false, []string{warn + ":2:1: warning: unknown key \"hostnme\""}},
+		{"errors fail, all files reported", []string{bad, warn, ign}, false, true, []string{
 			bad + ":2:11: error: hostname: invalid hostname",
 			bad + ":5:5: warning: x has no content",
 			bad + ":5:11: error: coreos.units[0].name: invalid unit name",
 			warn + ":2:1: warning:",
 			ign + ":2:29: error: Ignition: storage.files.0.path: path not absolute",
 		}},
-		{"empty file", []string{write(t, dir, "empty", "\n")}, true, []string{filepath.Join(dir, "empty") + ":1:1: error: the file is empty"}},
-		{"missing file", []string{filepath.Join(dir, "nope")}, true, []string{filepath.Join(dir, "nope") + ": error: open "}},
-		{"directory", []string{dir}, true, []string{dir + ": error: " + dir + " is a directory"}},
+		{"kernel arguments", []string{kargs}, false, false, nil},
+		{"kernel arguments for Secure Boot", []string{kargs, good}, true, true, []string{
+			kargs + ":3:2: error: ignition config: kernelArguments.shouldExist.1: kernel argument \"mitigations=off\" is not on the Secure Boot allowlist",
+		}},
+		{"empty file", []string{write(t, dir, "empty", "\n")}, false, true, []string{filepath.Join(dir, "empty") + ":1:1: error: the file is empty"}},
+		{"missing file", []string{filepath.Join(dir, "nope")}, false, true, []string{filepath.Join(dir, "nope") + ": error: open "}},
+		{"directory", []string{dir}, false, true, []string{dir + ": error: " + dir + " is a directory"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := ValidateFiles(&out, nil, tc.files, "text")
+			err := ValidateFiles(&out, nil, tc.files, Options{Format: "text", SecureBoot: tc.secureBoot})
 			if tc.wantErr != errors.Is(err, ErrInvalid) || (!tc.wantErr && err != nil) {
 				t.Fatalf("err = %v, want invalid=%v", err, tc.wantErr)
 			}
@@ -68,7 +74,7 @@ func TestValidateFiles(t *testing.T) {
 
 func TestValidateJSONAndStdin(t *testing.T) {
 	var out bytes.Buffer
-	err := ValidateFiles(&out, strings.NewReader("#cloud-config\ncoreos:\n  update:\n    reboot-strategy: sometimes\n"), []string{"-"}, "json")
+	err := ValidateFiles(&out, strings.NewReader("#cloud-config\ncoreos:\n  update:\n    reboot-strategy: sometimes\n"), []string{"-"}, Options{Format: "json"})
 	if !errors.Is(err, ErrInvalid) {
 		t.Fatalf("err = %v", err)
 	}
@@ -84,7 +90,7 @@ func TestValidateJSONAndStdin(t *testing.T) {
 		f.Entries[0].Path != "coreos.update.reboot_strategy" {
 		t.Errorf("json result %+v", res)
 	}
-	if err := ValidateFiles(&out, nil, []string{"x"}, "xml"); err == nil || errors.Is(err, ErrInvalid) {
+	if err := ValidateFiles(&out, nil, []string{"x"}, Options{Format: "xml"}); err == nil || errors.Is(err, ErrInvalid) {
 		t.Errorf("bad --format: %v", err)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"regexp"
 	"strings"
 	"text/template"
+
+	"github.com/pith-os/pith/node"
 )
 
 // GrubLib is where Debian's grub-pc-bin and grub-efi-amd64-bin put their
@@ -23,11 +25,14 @@ var GrubLib = "/usr/lib/grub"
 
 // modules are embedded into both GRUB images so nothing is loaded from the
 // ESP at boot: reading GPT and FAT, finding the ESP, the A/B config
-// (load_env/save_env, test), booting Linux, and a serial console.
+// (load_env/save_env, test), booting Linux, a serial console, and regexp,
+// with which a Secure Boot image's grub.cfg checks the machine's kernel
+// arguments, under BIOS too (a BIOS boot of that image reads the same
+// grub.cfg).
 var modules = []string{
 	"part_gpt", "fat", "search", "search_fs_uuid", "search_label", "configfile", "normal",
 	"linux", "loadenv", "test", "echo", "serial", "terminal", "ls", "cat", "reboot", "halt",
-	"sleep", "gzio",
+	"sleep", "gzio", "regexp",
 }
 
 var platformModules = map[string][]string{
@@ -202,8 +207,9 @@ type Params struct {
 	// not part of grub.cfg, which reads it from VerityCfgPath per slot; it
 	// makes KernelArgs the full command line a slot boots with.
 	UsrHash map[string]string
-	// SecureBoot makes the grub.cfg of a Secure Boot image: it reads no
-	// per-machine kernel arguments (KargsFile).
+	// SecureBoot makes the grub.cfg of a Secure Boot image: it takes the
+	// per-machine kernel arguments (KargsFile) only when all of them are
+	// on node.SecureBootKargs.
 	SecureBoot bool
 }
 
@@ -258,10 +264,12 @@ func VerityCfg(rootHash string) ([]byte, error) {
 // machine of an image, stays the image's. One file for both slots, so
 // the arguments survive A/B updates, which do not touch it.
 //
-// A Secure Boot image's grub.cfg does not read it: the file is unsigned
-// (pith-init writes it on the machine), and an argument it added (init=,
-// a second pith.usrhash=) would boot what the signatures were to stop.
-// There, pith-init refuses kernelArguments.
+// A Secure Boot image's grub.cfg takes the file only when every argument
+// in it matches node.SecureBootKargs: the file is unsigned (pith-init
+// writes it on the machine), and an argument it added (init=, a second
+// pith.usrhash=) would boot what the signatures were to stop. A file with
+// any other is ignored whole, with a console line; pith-init refuses such
+// a config before it writes the file.
 const (
 	KargsFile = "kargs"
 	KargsVar  = "pith_kargs"
@@ -337,22 +345,35 @@ fi
 # update) falls back to the other entry. GRUB's fallback takes entry
 # numbers only (a is 0, b is 1).
 if [ "${default}" = b ]; then set fallback=0; else set fallback=1; fi
-{{if .SecureBoot -}}
-# Secure Boot: no per-machine kernel arguments (the file would be unsigned).
-{{- else -}}
 # The machine's own kernel arguments (Ignition kernelArguments, written by
 # pith-init on first boot): only {{.KargsVar}} is taken from the file.
 set {{.KargsVar}}=
 if [ -f ${prefix}/{{.KargsFile}} ]; then
   load_env --skip-sig -f ${prefix}/{{.KargsFile}} {{.KargsVar}}
-fi
+{{- if .SecureBoot}}
+  # Secure Boot: the file is unsigned, so it counts only when every
+  # argument in it is one the signed allowlist takes whole.
+  set pith_karg_refused=
+  for pith_karg in {{.KargsRef}}; do
+    # (GRUB's if has no "!": the first branch only passes.)
+    if regexp '{{.KargsAllowed}}' "${pith_karg}"; then
+      set pith_karg=
+    else
+      set pith_karg_refused="${pith_karg}"
+    fi
+  done
+  if [ -n "${pith_karg_refused}" ]; then
+    echo "Pith: ignoring the machine's kernel arguments ({{.KargsFile}} on the ESP): ${pith_karg_refused} is not one a Secure Boot image takes"
+    set {{.KargsVar}}=
+  fi
 {{- end}}
+fi
 {{range .Slots}}
 menuentry "Pith slot {{.Upper}}" --id {{.ID}} --unrestricted {
   echo "Loading Pith slot {{.Upper}}..."
   set pith_usrhash=
   source /{{.VerityCfg}}
-  linux /pith/vmlinuz-{{.ID}} {{.Args}}{{if not $.SecureBoot}} {{$.KargsRef}}{{end}} pith.usrhash=${pith_usrhash}
+  linux /pith/vmlinuz-{{.ID}} {{.Args}} {{$.KargsRef}} pith.usrhash=${pith_usrhash}
   initrd /pith/initrd-{{.ID}}
 }
 {{end}}`))
@@ -364,8 +385,9 @@ func GrubCfg(p Params) ([]byte, error) {
 		Params
 		Slots                         []slotEntry
 		KargsFile, KargsVar, KargsRef string
-		PCSerial                      bool // GRUB's serial terminal on com0, the PC UART
-	}{Params: p, KargsFile: KargsFile, KargsVar: KargsVar, KargsRef: "${" + KargsVar + "}", PCSerial: HasBIOS(p.Arch)}
+		KargsAllowed                  string // what a Secure Boot grub.cfg takes from KargsFile
+		PCSerial                      bool   // GRUB's serial terminal on com0, the PC UART
+	}{Params: p, KargsFile: KargsFile, KargsVar: KargsVar, KargsRef: "${" + KargsVar + "}", KargsAllowed: node.SecureBootKargs, PCSerial: HasBIOS(p.Arch)}
 	for _, s := range []string{"a", "b"} {
 		if p.USR[s] == "" {
 			return nil, fmt.Errorf("grub.cfg: no PARTUUID for slot %s", s)

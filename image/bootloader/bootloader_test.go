@@ -146,28 +146,27 @@ func TestGrubCfg(t *testing.T) {
 	}
 }
 
-// TestGrubCfgKargs: a plain image's slots both append the machine's own
-// arguments, loaded from the ESP alone of the file's variables; a Secure
-// Boot image's grub.cfg (signed) never reads that unsigned file.
+// TestGrubCfgKargs: both slots append the machine's own arguments, loaded
+// from the ESP alone of the file's variables; a Secure Boot image's
+// grub.cfg (signed) first matches each against the allowlist.
 func TestGrubCfgKargs(t *testing.T) {
 	if KargsVar != node.KargsVar || "grub/"+KargsFile != node.KargsFile {
 		t.Fatalf("grub.cfg reads grub/%s's %s, pith-init writes %s's %s", KargsFile, KargsVar, node.KargsFile, node.KargsVar)
 	}
 	load := "load_env --skip-sig -f ${prefix}/kargs pith_kargs\n"
+	filter := "if regexp '" + node.SecureBootKargs + "' \"${pith_karg}\"; then\n"
+	lines := []string{
+		"set pith_kargs=\n", "if [ -f ${prefix}/kargs ]; then\n  " + load,
+		"linux /pith/vmlinuz-a " + KernelArgs(params, "a") + " ${pith_kargs} pith.usrhash=${pith_usrhash}\n",
+		"linux /pith/vmlinuz-b " + KernelArgs(params, "b") + " ${pith_kargs} pith.usrhash=${pith_usrhash}\n",
+	}
 	for _, tc := range []struct {
 		name       string
 		secureBoot bool
 		has, lacks []string
 	}{
-		{"plain", false, []string{
-			"set pith_kargs=\n", "if [ -f ${prefix}/kargs ]; then\n  " + load,
-			"linux /pith/vmlinuz-a " + KernelArgs(params, "a") + " ${pith_kargs} pith.usrhash=${pith_usrhash}\n",
-			"linux /pith/vmlinuz-b " + KernelArgs(params, "b") + " ${pith_kargs} pith.usrhash=${pith_usrhash}\n",
-		}, nil},
-		{"secure boot", true, []string{
-			"linux /pith/vmlinuz-a " + KernelArgs(params, "a") + " pith.usrhash=${pith_usrhash}\n",
-			"linux /pith/vmlinuz-b " + KernelArgs(params, "b") + " pith.usrhash=${pith_usrhash}\n",
-		}, []string{"pith_kargs", "${prefix}/kargs"}},
+		{"plain", false, lines, []string{"regexp"}},
+		{"secure boot", true, append([]string{filter, "for pith_karg in ${pith_kargs}; do\n"}, lines...), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := params
@@ -187,9 +186,12 @@ func TestGrubCfgKargs(t *testing.T) {
 					t.Errorf("grub.cfg has %q:\n%s", bad, s)
 				}
 			}
-			// Loaded after the A/B choice, before the entries use it.
-			if i := strings.Index(s, load); !tc.secureBoot && (i < strings.Index(s, "set fallback=") || i > strings.Index(s, "menuentry")) {
-				t.Errorf("the kargs file is not loaded between the A/B choice and the entries")
+			// Loaded (and filtered) after the A/B choice, before the
+			// entries use it.
+			for _, step := range []string{load, filter} {
+				if i := strings.Index(s, step); i >= 0 && (i < strings.Index(s, "set fallback=") || i > strings.Index(s, "menuentry")) {
+					t.Errorf("%q is not between the A/B choice and the entries", step)
+				}
 			}
 			grubScriptCheck(t, cfg)
 		})

@@ -31,9 +31,10 @@ const ESPLabel = "EFI-SYSTEM"
 
 // ESPBootPub is on the ESP of Secure Boot images only: the public key of
 // the signed boot chain (image/build's SecureBootGrubPub, which the
-// update agent reads the same way). Their signed grub.cfg does not read
-// the unsigned node.KargsFile. Present whether or not the firmware
-// enforces Secure Boot: what counts is what this grub.cfg reads.
+// update agent reads the same way). Their signed grub.cfg takes the
+// unsigned node.KargsFile only when each argument in it is on
+// node.SecureBootKargs. Present whether or not the firmware enforces
+// Secure Boot: what counts is what this grub.cfg reads.
 const ESPBootPub = "pith/boot.pub"
 
 // espMount is where the init mounts the ESP for the kargs stage (removed
@@ -95,9 +96,6 @@ func applyKargs(cfg *cloudconfig.IgnitionConfig, e kargsEnv) (reboot bool, err e
 // changeKargsFile rewrites the arguments file on the ESP mounted at dir;
 // want is what this boot's line lacks, for the messages.
 func changeKargsFile(dir string, cfg *cloudconfig.IgnitionConfig, cmdline, want string) (*cloudconfig.KargsPlan, error) {
-	if exists(filepath.Join(dir, ESPBootPub)) {
-		return nil, kargsStop(fmt.Errorf("this image's boot chain is signed for Secure Boot (%s on the ESP) and its signed grub.cfg takes no kernel arguments from the unsigned ESP, so %s cannot be applied: remove kernelArguments from the config", ESPBootPub, want))
-	}
 	p := filepath.Join(dir, node.KargsFile)
 	b, err := os.ReadFile(p)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -112,6 +110,17 @@ func changeKargsFile(dir string, cfg *cloudconfig.IgnitionConfig, cmdline, want 
 	plan := cloudconfig.PlanKargs(cfg.KernelArguments, file, cmdline)
 	if len(plan.Fixed) > 0 {
 		return nil, kargsStop(fmt.Errorf("shouldNotExist %s: on the image's own kernel line (grub.cfg), not among this machine's arguments (%s), so it cannot be removed", strings.Join(plan.Fixed, " "), node.KargsFile))
+	}
+	if exists(filepath.Join(dir, ESPBootPub)) {
+		var refused []string
+		for _, a := range plan.Args {
+			if !node.SecureBootKargAllowed(a) {
+				refused = append(refused, a)
+			}
+		}
+		if len(refused) > 0 {
+			return nil, kargsStop(fmt.Errorf("this image's boot chain is signed for Secure Boot (%s on the ESP), and its signed grub.cfg takes the machine's arguments from the unsigned %s only when each is on its allowlist (cloudconfig/README, \"kernelArguments\"); not on it: %s. Nothing was written: remove them from kernelArguments (pith validate --secure-boot finds them before boot)", ESPBootPub, node.KargsFile, strings.Join(refused, " ")))
+		}
 	}
 	if len(plan.Added)+len(plan.Removed) == 0 {
 		return nil, kargsStop(fmt.Errorf("%s on the ESP already asks for %s but this boot's kernel line does not have it: the boot loader does not apply the file (a grub.cfg from before kernelArguments?)", node.KargsFile, want))

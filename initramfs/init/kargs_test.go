@@ -138,8 +138,11 @@ func TestApplyKargs(t *testing.T) {
 			{"", false, "not rebooting again"}}, []string{"e2e_karg=1"}},
 		{"file already asks, without the marker", `{"shouldExist":["e2e_karg=1"]}`, fileWith("e2e_karg=1"), false, []boot{
 			{"", false, "grub/kargs on the ESP already asks for +e2e_karg=1 but this boot's kernel line does not have it"}}, []string{"e2e_karg=1"}},
-		{"secure boot", `{"shouldExist":["e2e_karg=1"]}`, secureBoot, true, []boot{
-			{"", false, "this image's boot chain is signed for Secure Boot (pith/boot.pub on the ESP) and its signed grub.cfg takes no kernel arguments from the unsigned ESP, so +e2e_karg=1 cannot be applied"}}, nil},
+		{"secure boot, one not on the allowlist", `{"shouldExist":["nosmt","e2e_karg=1","mitigations=off"]}`, secureBoot, true, []boot{
+			{"", false, `this image's boot chain is signed for Secure Boot (pith/boot.pub on the ESP), and its signed grub.cfg takes the machine's arguments from the unsigned grub/kargs only when each is on its allowlist (cloudconfig/README, "kernelArguments"); not on it: e2e_karg=1 mitigations=off. Nothing was written`}}, nil},
+		{"secure boot, on the allowlist", `{"shouldExist":["nosmt","console=ttyS1,115200n8"]}`, secureBoot, true, []boot{
+			{"ignition: kernel arguments changed (+nosmt +console=ttyS1,115200n8): rebooting once", true, ""},
+			{"ignition: kernel arguments already in effect", false, ""}}, []string{"nosmt", "console=ttyS1,115200n8"}},
 		{"secure boot, nothing to do", `{"shouldExist":["quiet"]}`, secureBoot, true, []boot{
 			{"ignition: kernel arguments already in effect", false, ""}}, nil},
 		{"a damaged file", `{"shouldExist":["e2e_karg=1"]}`, map[string]string{node.KargsFile: "garbage"}, true, []boot{
