@@ -30,6 +30,7 @@ type bootOpts struct {
 	extraDisks                                                   extraDisks
 	nodes, memory, cpus                                          int
 	detach, supervise, quiet, secureBoot, tpm                    bool
+	secureBootSet                                                bool // --secure-boot given, true or false
 }
 
 // LoginMarker is what the console shows once a node is up (serial getty).
@@ -114,6 +115,7 @@ func running(dir string) int {
 
 func runBoot(cmd *cobra.Command, o *bootOpts) error {
 	out := cmd.OutOrStdout()
+	o.secureBootSet = cmd.Flags().Changed("secure-boot")
 	if pid := running(o.state); pid != 0 && pid != os.Getpid() {
 		return fmt.Errorf("machines already running from %s (supervisor pid %d): `pith boot stop` first, or use another --state", o.state, pid)
 	}

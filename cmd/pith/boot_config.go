@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -14,12 +16,13 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/pith-os/pith/image/manifest"
 	"github.com/pith-os/pith/vm"
 )
 
 // secureBootFlags are the boot chain's: Secure Boot and the TPM.
 func (o *bootOpts) secureBootFlags(f *pflag.FlagSet) {
-	f.BoolVar(&o.secureBoot, "secure-boot", false, "with --firmware uefi: enforce UEFI Secure Boot, with the image's PK, KEK and db enrolled in the firmware (an image built with --secure-boot-keys)")
+	f.BoolVar(&o.secureBoot, "secure-boot", false, "with --firmware uefi: enforce UEFI Secure Boot, with the image's PK, KEK and db enrolled in the firmware (an image built with --secure-boot-keys; the default, with UEFI, for an image whose manifest says so)")
 	f.StringVar(&o.secureBootKeys, "secure-boot-keys", "", "`DIR` with PK.crt, KEK.crt and db.crt to enroll (default: the pith-sb-*.crt beside --image)")
 	f.BoolVar(&o.tpm, "tpm", false, "attach a TPM 2.0 (swtpm) to each machine: the firmware, GRUB and the kernel measure the boot into it")
 }
@@ -52,7 +55,7 @@ func (o *bootOpts) clusterConfig(ctx context.Context, log func(string, ...any)) 
 		}
 		fwd = append(fwd, n)
 	}
-	sb, err := o.secureBootCerts()
+	sb, err := o.secureBootCerts(log)
 	if err != nil {
 		return cc, err
 	}
@@ -92,8 +95,20 @@ func parseSize(s string) (int64, error) {
 }
 
 // secureBootCerts are the certificates --secure-boot enrolls: from
-// --secure-boot-keys, or those pith build wrote beside the image.
-func (o *bootOpts) secureBootCerts() (*vm.SecureBootCerts, error) {
+// --secure-boot-keys, or those pith build wrote beside the image. An
+// image whose manifest says its boot chain is signed boots with Secure
+// Boot on (and UEFI) unless --secure-boot or --firmware says otherwise:
+// a signed chain booted without it checks nothing in the firmware.
+func (o *bootOpts) secureBootCerts(log func(string, ...any)) (*vm.SecureBootCerts, error) {
+	m, _ := manifest.Read(filepath.Join(filepath.Dir(o.image), manifest.FileName))
+	signed := m != nil && m.SecureBoot != nil
+	if signed && !o.secureBootSet && o.firmware != vm.BIOS && o.secureBootKeys == "" {
+		if o.firmware == "" {
+			o.firmware = vm.UEFI
+		}
+		o.secureBoot = true
+		log("Secure Boot: on, with the image's keys enrolled (its manifest says its boot chain is signed); --secure-boot=false or --firmware bios boots without")
+	}
 	if !o.secureBoot {
 		if o.secureBootKeys != "" {
 			return nil, errors.New("--secure-boot-keys needs --secure-boot")
@@ -103,8 +118,26 @@ func (o *bootOpts) secureBootCerts() (*vm.SecureBootCerts, error) {
 	if o.firmware != vm.UEFI {
 		return nil, errors.New("--secure-boot needs --firmware uefi")
 	}
+	var c *vm.SecureBootCerts
+	var err error
 	if o.secureBootKeys != "" {
-		return vm.LoadSecureBootCerts(o.secureBootKeys, "")
+		c, err = vm.LoadSecureBootCerts(o.secureBootKeys, "")
+	} else {
+		c, err = vm.LoadSecureBootCerts(filepath.Dir(o.image), vm.SecureBootCertPrefix)
 	}
-	return vm.LoadSecureBootCerts(filepath.Dir(o.image), vm.SecureBootCertPrefix)
+	if err != nil || !signed {
+		return c, err
+	}
+	// Certificates of another build (a stale pith-sb-*.crt, another key
+	// directory) would have the firmware refuse GRUB with nothing said.
+	for _, k := range []struct {
+		role string
+		der  []byte
+	}{{"PK", c.PK}, {"KEK", c.KEK}, {"db", c.DB}} {
+		sum := sha256.Sum256(k.der)
+		if want := m.SecureBoot.Certs[k.role]; want != "" && want != hex.EncodeToString(sum[:]) {
+			return nil, fmt.Errorf("the %s certificate to enroll (SHA-256 %x) is not the one %s's boot chain is signed for (%s, its manifest says): pass the right --secure-boot-keys, or rebuild the image", k.role, sum, o.image, want)
+		}
+	}
+	return c, nil
 }
