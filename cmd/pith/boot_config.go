@@ -102,7 +102,7 @@ func parseSize(s string) (int64, error) {
 func (o *bootOpts) secureBootCerts(log func(string, ...any)) (*vm.SecureBootCerts, error) {
 	m, _ := manifest.Read(filepath.Join(filepath.Dir(o.image), manifest.FileName))
 	signed := m != nil && m.SecureBoot != nil
-	if signed && !o.secureBootSet && o.firmware != vm.BIOS && o.secureBootKeys == "" {
+	if signed && !o.secureBootSet && o.firmware != vm.BIOS {
 		if o.firmware == "" {
 			o.firmware = vm.UEFI
 		}
@@ -129,7 +129,7 @@ func (o *bootOpts) secureBootCerts(log func(string, ...any)) (*vm.SecureBootCert
 		return c, err
 	}
 	// Certificates of another build (a stale pith-sb-*.crt, another key
-	// directory) would have the firmware refuse GRUB with nothing said.
+	// directory): the firmware would refuse to start GRUB.
 	for _, k := range []struct {
 		role string
 		der  []byte

@@ -43,6 +43,7 @@ func TestKeygenSecureBoot(t *testing.T) {
 		{"image without certificates beside it", bootOpts{firmware: vm.UEFI, secureBoot: true, image: filepath.Join(t.TempDir(), "pith.qcow2")}, "pith-sb-PK.crt"},
 		{"signed image: on by default", bootOpts{image: signed}, ""},
 		{"signed image, uefi: on by default", bootOpts{image: signed, firmware: vm.UEFI}, ""},
+		{"signed image, its keys given", bootOpts{image: signed, secureBootKeys: dir}, ""},
 		{"signed image, --firmware bios", bootOpts{image: signed, firmware: vm.BIOS}, "-"},
 		{"signed image, --secure-boot=false", bootOpts{image: signed, secureBootSet: true}, "-"},
 		{"unsigned image: off by default", bootOpts{image: filepath.Join(t.TempDir(), "pith.qcow2")}, "-"},
