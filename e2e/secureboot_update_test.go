@@ -71,15 +71,16 @@ func sbReleases(t *testing.T, mf *manifest.Manifest, keys string) *sbUpdate {
 	return u
 }
 
-// sbIgnition is the machine's Ignition config: ROOT encrypted and bound
-// to the TPM as TestFirstBoot's Ignition machine has it, and update.conf
-// pointing pithd at the channel (rebooting as soon as an update is
-// written: a single machine, no lock). The SSH key comes from the
-// harness's meta-data, as for every machine.
 // sbKarg is the Secure Boot machine's kernel argument: on the allowlist
 // (node.SecureBootKargs) and no change from the kernel's default.
 const sbKarg = "ipv6.disable=0"
 
+// sbIgnition is the machine's Ignition config: ROOT encrypted and bound
+// to the TPM as TestFirstBoot's Ignition machine has it, a kernel
+// argument (sbKarg), and update.conf pointing pithd at the channel
+// (rebooting as soon as an update is written: a single machine, no
+// lock). The SSH key comes from the harness's meta-data, as for every
+// machine.
 func sbIgnition(t *testing.T) string {
 	t.Helper()
 	conf := fmt.Sprintf("GROUP=stable\nSERVER=http://%s/\nREBOOT_STRATEGY=reboot\n", updGuestServer)
