@@ -136,6 +136,12 @@ func pithIgnitionLimits(cfg *IgnitionConfig, raw []byte, rep *Report) {
 			add(root.Append("storage", "links", i, "path"), "%s is on the read-only /usr image", l.Path)
 		}
 	}
+	addPithIgnitionReport(pr, raw, rep)
+}
+
+// addPithIgnitionReport adds Pith's own findings on an Ignition config to
+// rep, placed at their line and column in raw (the decompressed config).
+func addPithIgnitionReport(pr vreport.Report, raw []byte, rep *Report) {
 	if len(pr.Entries) == 0 {
 		return
 	}

@@ -18,7 +18,6 @@ import (
 	"strings"
 
 	igntypes "github.com/coreos/ignition/v2/config/v3_5/types"
-	vjson "github.com/coreos/vcontext/json"
 	vpath "github.com/coreos/vcontext/path"
 	vreport "github.com/coreos/vcontext/report"
 )
@@ -122,12 +121,11 @@ func CheckKargsAllowed(ud *UserData, data []byte, rep *Report, allowed func(stri
 	if len(pr.Entries) == 0 {
 		return
 	}
-	if d, err := Decompress(data); err == nil {
-		if tree, err := vjson.UnmarshalToContext(d); err == nil {
-			pr.Correlate(tree)
-		}
+	d, err := Decompress(data)
+	if err != nil {
+		d = data // not JSON then: the errors go without positions
 	}
-	addIgnitionReport(pr, rep, "ignition config")
+	addPithIgnitionReport(pr, d, rep)
 }
 
 func kargStrings(args []igntypes.KernelArgument) []string {
