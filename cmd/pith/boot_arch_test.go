@@ -29,7 +29,7 @@ func TestBootImageArch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := &bootOpts{image: tt.image, arch: tt.flag}
-			got, err := o.imageArch()
+			got, err := o.imageArch(o.imageManifest())
 			if tt.err != "" {
 				if err == nil || err.Error() != tt.err {
 					t.Fatalf("imageArch: %v, want %s", err, tt.err)

@@ -55,11 +55,12 @@ func (o *bootOpts) clusterConfig(ctx context.Context, log func(string, ...any)) 
 		}
 		fwd = append(fwd, n)
 	}
-	sb, err := o.secureBootCerts(log)
+	m := o.imageManifest()
+	sb, err := o.secureBootCerts(m, log)
 	if err != nil {
 		return cc, err
 	}
-	arch, err := o.imageArch()
+	arch, err := o.imageArch(m)
 	if err != nil {
 		return cc, err
 	}
@@ -96,11 +97,10 @@ func parseSize(s string) (int64, error) {
 
 // secureBootCerts are the certificates --secure-boot enrolls: from
 // --secure-boot-keys, or those pith build wrote beside the image. An
-// image whose manifest says its boot chain is signed boots with Secure
+// image whose manifest m says its boot chain is signed boots with Secure
 // Boot on (and UEFI) unless --secure-boot or --firmware says otherwise:
 // a signed chain booted without it checks nothing in the firmware.
-func (o *bootOpts) secureBootCerts(log func(string, ...any)) (*vm.SecureBootCerts, error) {
-	m, _ := manifest.Read(filepath.Join(filepath.Dir(o.image), manifest.FileName))
+func (o *bootOpts) secureBootCerts(m *manifest.Manifest, log func(string, ...any)) (*vm.SecureBootCerts, error) {
 	signed := m != nil && m.SecureBoot != nil
 	if signed && !o.secureBootSet && o.firmware != vm.BIOS {
 		if o.firmware == "" {

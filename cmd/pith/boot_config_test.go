@@ -50,7 +50,7 @@ func TestKeygenSecureBoot(t *testing.T) {
 		{"certificates not the image's", bootOpts{image: other}, "the db certificate to enroll"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := tc.o.secureBootCerts(t.Logf)
+			c, err := tc.o.secureBootCerts(tc.o.imageManifest(), t.Logf)
 			if tc.want == "-" {
 				if err != nil || c != nil || tc.o.secureBoot {
 					t.Fatalf("certs %v, %v, Secure Boot %v: want none", c, err, tc.o.secureBoot)
