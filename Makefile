@@ -11,7 +11,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLA
 STATICCHECK_VERSION := v0.8.2
 CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pith
 
-.PHONY: soak soak-node all deps deps-vagrant deps-arm64 bin bin-arm64 release-key image image-arm64 demo demo-stop test unit lint e2e release-check bench-build bench-schedule fuzz-userdata bench-userdata bench-ami vagrant-cluster vagrant-cluster-destroy clean
+.PHONY: soak soak-node all deps deps-vagrant deps-arm64 bin bin-arm64 release-key secure-boot-keys image image-arm64 demo demo-stop test unit lint e2e release-check bench-build bench-schedule fuzz-userdata bench-userdata bench-ami vagrant-cluster vagrant-cluster-destroy clean
 
 all: bin
 
@@ -60,9 +60,23 @@ RELEASE_KEY_DIR ?= $(CACHE)/release-key
 release-key: bin
 	@test -f $(RELEASE_KEY_DIR)/pith-release.pub || $(BIN)/pith keygen --out $(RELEASE_KEY_DIR)
 
-# The default image, built from the built-in config (cached under $(CACHE)).
-image: deps bin release-key
-	$(BIN)/pith build --out $(OUT) --cache $(CACHE) --release-key $(RELEASE_KEY_DIR)/pith-release.pub
+# The development Secure Boot keys (PK, KEK, db, GRUB's), made once per
+# cache: make image signs the default image's boot chain with them, pith
+# boot and the walkthrough enroll them in the VMs' firmware, and releases of
+# the image are signed with them too. They sit unprotected in the cache:
+# never enroll them in a real machine's firmware; real images take the
+# operator's own (pith keygen --secure-boot, pith build --secure-boot-keys).
+# Made aside and renamed, so an interrupted keygen leaves no half set.
+SB_KEY_DIR ?= $(CACHE)/secure-boot-keys
+secure-boot-keys: bin
+	@test -f $(SB_KEY_DIR)/grub.pub || { rm -rf $(SB_KEY_DIR).new && \
+		$(BIN)/pith keygen --secure-boot --name "Pith development (VMs only)" --out $(SB_KEY_DIR).new && \
+		mv $(SB_KEY_DIR).new $(SB_KEY_DIR); }
+
+# The default image, built from the built-in config (cached under $(CACHE)),
+# its boot chain signed for Secure Boot.
+image: deps bin release-key secure-boot-keys
+	$(BIN)/pith build --out $(OUT) --cache $(CACHE) --release-key $(RELEASE_KEY_DIR)/pith-release.pub --secure-boot-keys $(SB_KEY_DIR)
 
 # The walkthrough (README "The walkthrough"): a discovery token, three nodes
 # (KVM when usable, TCG otherwise), the KV, the mongo@ template, failover,
@@ -71,7 +85,7 @@ image: deps bin release-key
 # pith-hello is the container the nodes run (loaded offline).
 demo: image
 	@$(BIN)/pith boot stop --state $(OUT)/demo >/dev/null 2>&1 || true
-	$(BIN)/pith demo --image-dir $(OUT) --state $(OUT)/demo --cache $(CACHE) --release-key $(RELEASE_KEY_DIR)/pith-release.key
+	$(BIN)/pith demo --image-dir $(OUT) --state $(OUT)/demo --cache $(CACHE) --release-key $(RELEASE_KEY_DIR)/pith-release.key --secure-boot-keys $(SB_KEY_DIR)
 
 demo-stop:
 	$(BIN)/pith boot stop --state $(OUT)/demo
@@ -106,7 +120,7 @@ unit: bin
 # tests, so that one waiting for slots never keeps a runnable one waiting.
 E2E_RUN = PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_ARM64_IMAGE_DIR=$(abspath $(ARM64_OUT)) \
 		PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
-		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key \
+		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key PITH_E2E_SECURE_BOOT_KEYS=$(SB_KEY_DIR) \
 		$(GO) test -count=1 -timeout 80m -parallel 64 -v ./e2e/...
 e2e: image image-arm64
 	$(E2E_RUN)
@@ -147,13 +161,13 @@ bench-ami:
 SOAK_CUTS ?= 5
 soak: image
 	SOAK_CUTS=$(SOAK_CUTS) PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
-		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key \
+		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key PITH_E2E_SECURE_BOOT_KEYS=$(SB_KEY_DIR) \
 		$(GO) test -tags soak -count=1 -timeout 0 -run '^TestSoak$$' -v ./e2e/
 
 # Node-state crash points (issue 14): outside the suite, see e2e/soak_node_test.go.
 soak-node: image
 	PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
-		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key \
+		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key PITH_E2E_SECURE_BOOT_KEYS=$(SB_KEY_DIR) \
 		$(GO) test -tags soak -count=1 -timeout 0 -run '^TestSoakNode$$' -v ./e2e/
 
 # The KV's fault tests again and again (KV_COUNT runs; `unit` runs each once):
@@ -185,7 +199,7 @@ pxe-boot: deps bin
 .PHONY: bench-install
 bench-install: image
 	PITH_E2E_BENCH_INSTALL=1 PITH_E2E_IMAGE_DIR=$(abspath $(OUT)) PITH_E2E_BIN_DIR=$(abspath $(BIN)) PITH_E2E_CACHE_DIR=$(CACHE) \
-		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key \
+		PITH_E2E_RELEASE_KEY=$(RELEASE_KEY_DIR)/pith-release.key PITH_E2E_SECURE_BOOT_KEYS=$(SB_KEY_DIR) \
 		$(GO) test -count=1 -timeout 40m -run 'TestInstallFromISO/pxe-live$$' -v ./e2e/
 
 bench-build: deps bin
@@ -195,7 +209,7 @@ bench-build: deps bin
 # on CHANNEL (default stable) only when the content changed: for a timer on
 # the release machine (README "Keeping a channel patched").
 release-check: deps bin
-	@REPO=$(REPO) KEY=$(KEY) CHANNEL=$(or $(CHANNEL),stable) OUT=$(OUT)/release-check BIN=$(BIN) CACHE=$(CACHE) bash hack/release-check.sh
+	@REPO=$(REPO) KEY=$(KEY) SB_KEYS=$(SB_KEYS) CHANNEL=$(or $(CHANNEL),stable) OUT=$(OUT)/release-check BIN=$(BIN) CACHE=$(CACHE) bash hack/release-check.sh
 
 clean:
 	rm -rf $(OUT)

@@ -94,6 +94,11 @@ func TestDemo(t *testing.T) {
 		if crt, err := d.Exec(ctx, i, "cat /etc/pith/tls/member.crt"); err != nil || len(issued) == 0 || crt != strings.TrimSpace(string(issued)) {
 			t.Errorf("%s: /etc/pith/tls/member.crt is not the certificate pith cluster issue made for it: %v", d.NodeName(i), err)
 		}
+		// make image's image is signed, so the walkthrough boots it as
+		// pith boot does: UEFI with Secure Boot enforced.
+		if st, err := d.Exec(ctx, i, "sudo od -An -tx1 "+efiSecureBootVar); err != nil || !strings.HasSuffix(strings.TrimSpace(st), " 01") {
+			t.Errorf("%s: SecureBoot efivar: %v %q, want enabled (01)", d.NodeName(i), err, st)
+		}
 		if st, err := d.Exec(ctx, i, "pithctl userdata"); err != nil || !strings.Contains(st, "status:     applied") {
 			t.Errorf("%s: user-data not applied: %v\n%s", d.NodeName(i), err, st)
 		}
@@ -360,7 +365,7 @@ func newDemo(t *testing.T, prefix string) *walkthrough.Demo {
 	}
 	d, err := walkthrough.New(walkthrough.Config{
 		ImageDir: imgDir, BinDir: updBinDir(t), CacheDir: os.Getenv("PITH_E2E_CACHE_DIR"),
-		ReleaseKey: updReleaseKey(t), StateDir: dir, Accel: testAccel(t),
+		ReleaseKey: updReleaseKey(t), SecureBootKeys: updSecureBootKeys(t, builtImageManifest(t)), StateDir: dir, Accel: testAccel(t),
 		Relay:     func(guest, host string) string { return guestFwd(t, guest, host) },
 		Container: helloImageTarGz(t),
 		Out:       &logWriter{t: t},

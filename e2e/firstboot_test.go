@@ -171,9 +171,11 @@ func ignitionUserData(t *testing.T, pub string) string {
 	return string(b)
 }
 
-// e2eKarg is the Ignition machine's kernel argument: harmless, and not
-// pith.* (which pith validate refuses).
-const e2eKarg = "e2e_karg=1"
+// e2eKarg is the Ignition machine's kernel argument: harmless, and on the
+// allowlist a Secure Boot image's grub.cfg takes from grub/kargs
+// (node.SecureBootKargs), since make image's image is signed. The
+// kernel's default is always, so madvise shows it took effect.
+const e2eKarg = "transparent_hugepage=madvise"
 
 // checkIgnitionKargs: pith-init applied kernelArguments (arg alone) on
 // first boot with exactly one reboot, the boot after found them in
@@ -497,6 +499,9 @@ func TestFirstBoot(t *testing.T) {
 			checkApplied(t, n, m.user, m.key, m.hostname)
 			if m.extraDisk {
 				checkIgnitionKargs(t, n, e2eKarg)
+				if got := n.Run("cat /sys/kernel/mm/transparent_hugepage/enabled"); !strings.Contains(got, "[madvise]") {
+					t.Errorf("transparent_hugepage/enabled = %q, want [madvise] (%s)", got, e2eKarg)
+				}
 				checkIgnitionStorage(t, n)
 				checkIgnitionRaidLuks(t, n)
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/vm"
 )
 
 // imageDir returns the directory of the image built by `make image`.
@@ -27,6 +28,16 @@ func builtImageDir(t *testing.T) string {
 		t.Skip("PITH_E2E_IMAGE_DIR is not set: run `make e2e` (it builds the image with `make image` first)")
 	}
 	return dir
+}
+
+// builtImageManifest is the manifest of make image's image.
+func builtImageManifest(t *testing.T) *manifest.Manifest {
+	t.Helper()
+	m, err := manifest.Read(filepath.Join(builtImageDir(t), manifest.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func imgTool(t *testing.T, name string, args ...string) string {
@@ -108,6 +119,17 @@ func TestImage(t *testing.T) {
 	m, err := manifest.Read(filepath.Join(dir, manifest.FileName))
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// make image signs the boot chain with its development Secure Boot
+	// keys: the default image is the verified one, and beside it are the
+	// certificates pith boot enrolls, those its manifest names.
+	if m.SecureBoot == nil {
+		t.Error("the default image's manifest has no secure_boot: make image built it unsigned")
+	} else if c, err := vm.LoadSecureBootCerts(dir, vm.SecureBootCertPrefix); err != nil {
+		t.Error(err)
+	} else if err := c.CheckAgainst(m.SecureBoot.Certs); err != nil {
+		t.Error(err)
 	}
 
 	p := imgTool(t, "sgdisk", "-p", img)
@@ -225,6 +247,7 @@ func TestImageReproducible(t *testing.T) {
 	// make image bakes the development release key in: the same input here.
 	pub := strings.TrimSuffix(updReleaseKey(t), ".key") + ".pub"
 	args := []string{"build", "--config", cfgPath, "--out", out, "--agent-bin-dir", bin, "--release-key", pub}
+	args = append(args, updSecureBootArgs(t, m)...) // and signs with the development Secure Boot keys
 	if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
 		args = append(args, "--cache", c)
 	}

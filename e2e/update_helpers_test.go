@@ -72,6 +72,41 @@ func updReleaseKey(t *testing.T) string {
 	return k
 }
 
+// updSecureBootKeys is the directory of the Secure Boot keys the image
+// whose manifest is m is signed with, "" for an unsigned image: make image
+// signs with the development keys it makes once per cache
+// (PITH_E2E_SECURE_BOOT_KEYS, else secure-boot-keys in PITH_E2E_CACHE_DIR),
+// and its nodes refuse a release signed otherwise.
+func updSecureBootKeys(t *testing.T, m *manifest.Manifest) string {
+	t.Helper()
+	if m.SecureBoot == nil {
+		return ""
+	}
+	k := os.Getenv("PITH_E2E_SECURE_BOOT_KEYS")
+	if k == "" {
+		if c := os.Getenv("PITH_E2E_CACHE_DIR"); c != "" {
+			k = filepath.Join(c, "secure-boot-keys")
+		}
+	}
+	if k == "" {
+		t.Fatal("the image is signed for Secure Boot and no development keys are set: set PITH_E2E_SECURE_BOOT_KEYS or PITH_E2E_CACHE_DIR (make e2e sets both)")
+	}
+	if _, err := os.Stat(k); err != nil {
+		t.Fatalf("development Secure Boot keys: %v: build the image with make image, which makes them and signs with them", err)
+	}
+	return k
+}
+
+// updSecureBootArgs are the pith build arguments that sign a release of
+// the image whose manifest is m as that image is signed (updSecureBootKeys).
+func updSecureBootArgs(t *testing.T, m *manifest.Manifest) []string {
+	t.Helper()
+	if k := updSecureBootKeys(t, m); k != "" {
+		return []string{"--secure-boot-keys", k}
+	}
+	return nil
+}
+
 // updPith runs the pith CLI and returns its combined output.
 func updPith(t *testing.T, args ...string) string {
 	t.Helper()
@@ -222,12 +257,12 @@ func updDD(out string) string {
 }
 
 // updBuild builds release version of the image whose manifest is m, from
-// the same inputs (and PITH_E2E_CACHE_DIR's cache): only the version
-// differs. Its USR trusts the release keys pubs. It returns the output
-// directory under tmp.
+// the same inputs (and PITH_E2E_CACHE_DIR's cache), signed for Secure Boot
+// as make image signs it: only the version differs. Its USR trusts the
+// release keys pubs. It returns the output directory under tmp.
 func updBuild(t *testing.T, m *manifest.Manifest, version, tmp string, pubs ...string) string {
 	t.Helper()
-	return updBuildWith(t, m, version, tmp, nil, pubs...)
+	return updBuildWith(t, m, version, tmp, updSecureBootArgs(t, m), pubs...)
 }
 
 // updBuildWith is updBuild with more pith build arguments (e.g.

@@ -7,6 +7,8 @@
 # channel's current release. Exit 0: released, or nothing changed.
 #   REPO=DIR      release repository (pith release --repo)       required
 #   KEY=FILE      private release signing key (pith keygen)      required
+#   SB_KEYS=DIR   Secure Boot keys the channel's images are      needed when they are signed
+#                 signed with (pith keygen --secure-boot)        (nodes refuse a release signed otherwise)
 #   CHANNEL=NAME  channel to keep current                        default stable
 #   BASE_VERSION  MAJOR.MINOR.PATCH the release versions extend  default 0.1.0
 #   OUT, CACHE, BIN  build output, cache and pith binaries       default _out/release-check, ~/.cache/pith, _out/bin
@@ -26,7 +28,9 @@ pub=${KEY%.key}.pub
 version=${BASE_VERSION:-0.1.0}.$(date -u +%Y%m%d%H%M)
 
 echo "release-check: building $version into $OUT"
-"$PITH" build --out "$OUT" --cache "$CACHE" --agent-bin-dir "$BIN" --release-key "$pub" --version "$version"
+sb=()
+[ -n "${SB_KEYS:-}" ] && sb=(--secure-boot-keys "$SB_KEYS")
+"$PITH" build --out "$OUT" --cache "$CACHE" --agent-bin-dir "$BIN" --release-key "$pub" --version "$version" "${sb[@]}"
 # A fresh build is current unless the archive moved during the build: then
 # release nothing now, the next run picks the fix up.
 "$PITH" outdated --cache "$CACHE" "$OUT"

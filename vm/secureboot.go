@@ -1,6 +1,8 @@
 package vm
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -53,4 +55,21 @@ func LoadSecureBootCerts(dir, prefix string) (*SecureBootCerts, error) {
 		*f.dst = b
 	}
 	return &c, nil
+}
+
+// CheckAgainst compares the certificates with the SHA-256s (hex, of the
+// DER) an image's manifest records for them (manifest.SecureBoot.Certs,
+// by role). Certificates of another build, a stale pith-sb-*.crt or
+// another key directory, would have the firmware refuse to start GRUB.
+func (c *SecureBootCerts) CheckAgainst(want map[string]string) error {
+	for _, k := range []struct {
+		role string
+		der  []byte
+	}{{"PK", c.PK}, {"KEK", c.KEK}, {"db", c.DB}} {
+		sum := sha256.Sum256(k.der)
+		if w := want[k.role]; w != "" && w != hex.EncodeToString(sum[:]) {
+			return fmt.Errorf("the %s certificate to enroll (SHA-256 %x) is not the one the image's boot chain is signed for (%s, its manifest says)", k.role, sum, w)
+		}
+	}
+	return nil
 }

@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -128,16 +126,8 @@ func (o *bootOpts) secureBootCerts(m *manifest.Manifest, log func(string, ...any
 	if err != nil || !signed {
 		return c, err
 	}
-	// Certificates of another build (a stale pith-sb-*.crt, another key
-	// directory): the firmware would refuse to start GRUB.
-	for _, k := range []struct {
-		role string
-		der  []byte
-	}{{"PK", c.PK}, {"KEK", c.KEK}, {"db", c.DB}} {
-		sum := sha256.Sum256(k.der)
-		if want := m.SecureBoot.Certs[k.role]; want != "" && want != hex.EncodeToString(sum[:]) {
-			return nil, fmt.Errorf("the %s certificate to enroll (SHA-256 %x) is not the one %s's boot chain is signed for (%s, its manifest says): pass the right --secure-boot-keys, or rebuild the image", k.role, sum, o.image, want)
-		}
+	if err := c.CheckAgainst(m.SecureBoot.Certs); err != nil {
+		return nil, fmt.Errorf("%s: %w: pass the right --secure-boot-keys, or rebuild the image", o.image, err)
 	}
 	return c, nil
 }

@@ -16,13 +16,23 @@ import (
 
 func TestKeygenSecureBoot(t *testing.T) {
 	keygen, _, _ := rootCmd.Find([]string{"keygen"})
-	t.Cleanup(func() { keygen.Flags().Set("secure-boot", "false") })
+	t.Cleanup(func() {
+		keygen.Flags().Set("secure-boot", "false")
+		keygen.Flags().Set("name", "Pith")
+		keygen.Flags().Lookup("name").Changed = false
+	})
 	dir := filepath.Join(t.TempDir(), "sb")
-	if _, err := runPith(t, "keygen", "--secure-boot", "--out", dir); err != nil {
+	if _, err := runPith(t, "keygen", "--secure-boot", "--name", "Pith development", "--out", dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := secureboot.Load(dir); err != nil {
+	if k, err := secureboot.Load(dir); err != nil {
 		t.Fatalf("keys made by pith keygen --secure-boot do not load: %v", err)
+	} else if cn := k.Certs["db"].Subject.CommonName; cn != "Pith development db" {
+		t.Errorf("db certificate's common name %q, want --name's", cn)
+	}
+	keygen.Flags().Set("secure-boot", "false")
+	if _, err := runPith(t, "keygen", "--name", "x", "--out", t.TempDir()); err == nil || !strings.Contains(err.Error(), "needs --secure-boot") {
+		t.Errorf("keygen --name without --secure-boot: %v, want refused", err)
 	}
 	if _, err := runPith(t, "keygen", "--secure-boot", "--out", dir); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
 		t.Fatalf("second keygen --secure-boot: %v", err)

@@ -23,9 +23,9 @@ import (
 
 // demoOpts are `pith demo`'s flags.
 type demoOpts struct {
-	imageDir, state, cache, releaseKey, binDir string
-	nodes                                      int
-	supervise                                  bool
+	imageDir, state, cache, releaseKey, secureBootKeys, binDir string
+	nodes                                                      int
+	supervise                                                  bool
 }
 
 // demoReady is the supervisor's last line once the walkthrough is done.
@@ -61,6 +61,7 @@ the background afterwards; 'pith boot stop --state DIR' stops all of them.`,
 	f.StringVar(&o.state, "state", "_out/demo", "state directory (nodes, release repository, logs)")
 	f.StringVar(&o.cache, "cache", cacheDefault, "pith build cache (the next release is built from it)")
 	f.StringVar(&o.releaseKey, "release-key", "", "private release key the image trusts (default: CACHE/release-key/pith-release.key, made by make image)")
+	f.StringVar(&o.secureBootKeys, "secure-boot-keys", "", "pith keygen --secure-boot directory a signed image was built with, to sign its next release (default: CACHE/secure-boot-keys, made by make image)")
 	f.StringVar(&o.binDir, "bin-dir", "", "directory of pith, pithctl and pith-hello (default: this executable's)")
 	f.IntVar(&o.nodes, "nodes", 3, "number of machines (at least 3)")
 	f.BoolVar(&o.supervise, "supervise", false, "internal: run the walkthrough in the background")
@@ -86,8 +87,11 @@ func (o *demoOpts) resolve() error {
 	if o.releaseKey == "" {
 		o.releaseKey = filepath.Join(o.cache, "release-key", "pith-release.key")
 	}
+	if o.secureBootKeys == "" {
+		o.secureBootKeys = filepath.Join(o.cache, "secure-boot-keys")
+	}
 	var err error
-	for _, p := range []*string{&o.imageDir, &o.state, &o.cache, &o.releaseKey, &o.binDir} {
+	for _, p := range []*string{&o.imageDir, &o.state, &o.cache, &o.releaseKey, &o.secureBootKeys, &o.binDir} {
 		if *p != "" {
 			if *p, err = filepath.Abs(*p); err != nil {
 				return err
@@ -121,7 +125,7 @@ func demoStart(cmd *cobra.Command, o *demoOpts) error {
 	}
 	defer logf.Close()
 	sup := exec.Command(self, "demo", "--supervise", "--image-dir", o.imageDir, "--state", o.state, "--cache", o.cache,
-		"--release-key", o.releaseKey, "--bin-dir", o.binDir, "--nodes", fmt.Sprint(o.nodes))
+		"--release-key", o.releaseKey, "--secure-boot-keys", o.secureBootKeys, "--bin-dir", o.binDir, "--nodes", fmt.Sprint(o.nodes))
 	sup.Stdout, sup.Stderr = logf, logf
 	sup.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := sup.Start(); err != nil {
@@ -188,7 +192,7 @@ func demoSupervise(out io.Writer, o *demoOpts) error {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	accel := vm.ProbeAccel(context.Background(), "qemu-system-x86_64")
 	d, err := walkthrough.New(walkthrough.Config{
-		ImageDir: o.imageDir, BinDir: o.binDir, CacheDir: o.cache, ReleaseKey: o.releaseKey,
+		ImageDir: o.imageDir, BinDir: o.binDir, CacheDir: o.cache, ReleaseKey: o.releaseKey, SecureBootKeys: o.secureBootKeys,
 		StateDir: o.state, Nodes: o.nodes, Accel: accel, Out: out,
 		Relay: func(guest, host string) string {
 			return fmt.Sprintf("tcp:%s-cmd:%s demo relay %s", guest, self, host)

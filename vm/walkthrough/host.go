@@ -168,6 +168,9 @@ func (d *Demo) buildNext(ctx context.Context) (string, error) {
 	}
 	args := []string{"build", "--config", cfgPath, "--out", dir, "--agent-bin-dir", d.cfg.BinDir,
 		"--release-key", strings.TrimSuffix(d.cfg.ReleaseKey, ".key") + ".pub"}
+	if d.secureBoot != nil {
+		args = append(args, "--secure-boot-keys", d.cfg.SecureBootKeys)
+	}
 	if d.cfg.CacheDir != "" {
 		args = append(args, "--cache", d.cfg.CacheDir)
 	}

@@ -49,10 +49,16 @@ strategy. This is %s (PEM bodies cut):`, res.UserDataFiles[0])
 	fmt.Fprintln(d.cfg.Out, "    "+strings.ReplaceAll(strings.TrimRight(elidePEM(res.UserData[0]), "\n"), "\n", "\n    "))
 	d.say("Booting them as `pith boot --nodes %d --user-data FILE --state %s` does (package vm),\nwith guestfwd rules for the two servers:", d.cfg.Nodes, d.cfg.StateDir)
 	d.say("%s", d.cfg.Accel.Notice())
+	firmware := vm.BIOS
+	if d.secureBoot != nil {
+		firmware = vm.UEFI
+		d.say("The image's boot chain is signed (its manifest says so), so the nodes boot as `pith boot` boots it:\nUEFI with Secure Boot enforced and the image's PK, KEK and db enrolled.")
+	}
 	c, err := vm.StartCluster(d.life, vm.ClusterConfig{
 		Dir: d.cfg.StateDir, Nodes: d.cfg.Nodes, Log: d.say, UserData: res.UserDataFiles,
 		Node: vm.Config{
 			Image: filepath.Join(d.cfg.ImageDir, "pith.qcow2"), Accel: d.cfg.Accel,
+			Firmware: firmware, SecureBoot: d.secureBoot,
 			GuestFwd: []string{
 				d.cfg.Relay(strings.TrimPrefix(GuestDiscoveryURL, "http://"), d.discovery.addr),
 				d.cfg.Relay(strings.TrimSuffix(strings.TrimPrefix(GuestChannelURL, "http://"), "/"), d.channel.addr),

@@ -33,9 +33,13 @@ type Config struct {
 	BinDir     string // pith, pithctl and pith-hello for this host (make bin)
 	CacheDir   string // pith build's cache; the next release is built from it
 	ReleaseKey string // private release key whose public half the image trusts
-	StateDir   string // nodes, release repository, servers' logs (created)
-	Nodes      int    // default 3
-	Accel      vm.Accel
+	// SecureBootKeys is the pith keygen --secure-boot directory a signed
+	// image (make image's) was built with: the next release is signed
+	// with it too, or the nodes would refuse it. Unused for an unsigned image.
+	SecureBootKeys string
+	StateDir       string // nodes, release repository, servers' logs (created)
+	Nodes          int    // default 3
+	Accel          vm.Accel
 	// Relay returns the QEMU guestfwd rule that hands the guest's
 	// connections to guest (IP:PORT) to a process copying them to host
 	// (127.0.0.1:PORT). `pith demo relay` and the e2e test binary are two.
@@ -63,6 +67,9 @@ type Demo struct {
 	stop    context.CancelFunc
 	servers []*server
 	base    *manifest.Manifest
+	// secureBoot: the image is signed, so its nodes boot as pith boot
+	// boots it by default, UEFI with Secure Boot on and these enrolled.
+	secureBoot *vm.SecureBootCerts
 
 	Cluster      *vm.Cluster
 	DiscoveryURL string // as the nodes see it
@@ -119,6 +126,10 @@ func New(cfg Config) (*Demo, error) {
 	if err != nil {
 		return nil, err
 	}
+	sb, err := secureBootCerts(cfg, m)
+	if err != nil {
+		return nil, err
+	}
 	container := cfg.Container
 	if container == nil {
 		if container, err = ContainerTarGz(filepath.Join(cfg.BinDir, "pith-hello")); err != nil {
@@ -142,7 +153,7 @@ func New(cfg Config) (*Demo, error) {
 		}
 	}
 	life, stop := context.WithCancel(context.Background())
-	return &Demo{cfg: cfg, life: life, stop: stop, base: m, Version: m.Version, Next: next,
+	return &Demo{cfg: cfg, life: life, stop: stop, base: m, secureBoot: sb, Version: m.Version, Next: next,
 		repo: filepath.Join(cfg.StateDir, "repo"), container: container, down: map[int]bool{}, client: http.DefaultClient}, nil
 }
 
@@ -251,4 +262,32 @@ func stage(serialLog string) string {
 		}
 	}
 	return "firmware"
+}
+
+// secureBootCerts are the certificates a signed image's nodes enroll (pith
+// build wrote them beside the image), checked against the image's manifest
+// as are those of cfg.SecureBootKeys, which sign its next release. nil for
+// an unsigned image.
+func secureBootCerts(cfg Config, m *manifest.Manifest) (*vm.SecureBootCerts, error) {
+	if m.SecureBoot == nil {
+		return nil, nil
+	}
+	certs, err := vm.LoadSecureBootCerts(cfg.ImageDir, vm.SecureBootCertPrefix)
+	if err == nil {
+		err = certs.CheckAgainst(m.SecureBoot.Certs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s is signed for Secure Boot: %w", cfg.ImageDir, err)
+	}
+	if cfg.SecureBootKeys == "" {
+		return nil, fmt.Errorf("%s is signed for Secure Boot: its next release needs the same keys (--secure-boot-keys DIR; make image's are CACHE/secure-boot-keys)", cfg.ImageDir)
+	}
+	keys, err := vm.LoadSecureBootCerts(cfg.SecureBootKeys, "")
+	if err == nil {
+		err = keys.CheckAgainst(m.SecureBoot.Certs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("secure boot keys %s, for %s's next release: %w", cfg.SecureBootKeys, cfg.ImageDir, err)
+	}
+	return certs, nil
 }
