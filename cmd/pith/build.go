@@ -99,6 +99,9 @@ filesystem needs root.`,
 				o.Bars = os.Stderr
 			}
 			fmt.Fprintf(out, "pith build: Pith %s for %s/%s, %s disk, formats %v, cache %s\n", c.Version, c.Platform, c.Arch, humanDisk(c.DiskSize), c.Formats, cacheDir)
+			if o.SecureBoot == nil && c.Arch == "amd64" {
+				fmt.Fprintln(out, "pith build: the boot chain is not signed for Secure Boot (no --secure-boot-keys): firmware with Secure Boot on will not start it; dm-verity still checks /usr")
+			}
 			res, err := build.Build(ctx, o)
 			if err != nil {
 				if ctx.Err() == context.Canceled {
