@@ -29,7 +29,8 @@ func buildPXE(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pxe")
 	start := time.Now()
-	updPith(t, "live", "--image-dir", os.Getenv("PITH_E2E_IMAGE_DIR"), "--out", dir, "--formats", "pxe", "--cache", os.Getenv("PITH_E2E_CACHE_DIR"))
+	args := []string{"live", "--image-dir", os.Getenv("PITH_E2E_IMAGE_DIR"), "--out", dir, "--formats", "pxe", "--cache", os.Getenv("PITH_E2E_CACHE_DIR")}
+	updPith(t, append(args, updSecureBootArgs(t, builtImageManifest(t))...)...)
 	st, err := os.Stat(filepath.Join(dir, live.PXEInitrdName))
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +133,9 @@ func pxeBoot(t *testing.T, srv string) {
 // file, OVMF fetches it from QEMU's TFTP and runs it; GRUB reads
 // pith-pxe.cfg beside it, which points it at the HTTP server for the
 // kernel and the initrd. The live system must come up as pxeBoot's does.
+// For a signed image (make image's) the machine has Secure Boot on with
+// the image's keys: pith-pxe.efi is signed, and pith-pxe.cfg too (pith
+// live sign), which the Secure Boot GRUB reads only so.
 func pxeBootUEFI(t *testing.T, srv string) {
 	NeedVMs(t, 1, 90*time.Second)
 	work := t.TempDir()
@@ -150,6 +154,13 @@ func pxeBootUEFI(t *testing.T, srv string) {
 			t.Fatal(err)
 		}
 	}
+	var sb *vm.SecureBootCerts
+	if k := updSecureBootKeys(t, builtImageManifest(t)); k != "" {
+		updPith(t, "live", "sign", "--secure-boot-keys", k, filepath.Join(tftp, live.PXEEFIOverride))
+		if sb, err = vm.LoadSecureBootCerts(os.Getenv("PITH_E2E_IMAGE_DIR"), vm.SecureBootCertPrefix); err != nil {
+			t.Fatal(err)
+		}
+	}
 	blank := filepath.Join(work, "blank.raw")
 	err = os.WriteFile(blank, nil, 0o644)
 	if err == nil {
@@ -159,7 +170,7 @@ func pxeBootUEFI(t *testing.T, srv string) {
 		t.Fatalf("blank disk: %v", err)
 	}
 	s := servePXE(t, srv)
-	n := Boot(t, Options{Netboot: &vm.Netboot{TFTPDir: tftp, Bootfile: live.PXEEFIName}, Firmware: vm.UEFI, MemoryMiB: 2048,
+	n := Boot(t, Options{Netboot: &vm.Netboot{TFTPDir: tftp, Bootfile: live.PXEEFIName}, Firmware: vm.UEFI, SecureBoot: sb, MemoryMiB: 2048,
 		ExtraDisks: []string{blank},
 		GuestFwd:   []string{guestFwd(t, installGuestServer, s.Addr)}}).Nodes[0]
 	// GRUB's line only times the kernel and initrd's download; that GRUB
@@ -173,9 +184,19 @@ func pxeBootUEFI(t *testing.T, srv string) {
 		t.Logf("no %q line from GRUB on the console", grubLine)
 	}
 	checkPXELive(t, n, "UEFI PXE boot", up)
-	s.checkFetched(t, "GRUB", live.PXEKernelName, live.PXEInitrdName)
+	fetched := []string{live.PXEKernelName, live.PXEInitrdName}
+	if sb != nil {
+		// The Secure Boot GRUB checked both against their signatures.
+		fetched = append(fetched, live.PXEKernelName+".sig", live.PXEInitrdName+".sig")
+	}
+	s.checkFetched(t, "GRUB", fetched...)
 	if got := n.Run("test -d /sys/firmware/efi && echo uefi || echo bios"); got != vm.UEFI {
 		t.Errorf("the PXE live system runs under %s firmware, want uefi", got)
+	}
+	if sb != nil {
+		if f := strings.Fields(n.Run("sudo od -An -tx1 " + efiSecureBootVar)); len(f) != 5 || f[4] != "01" {
+			t.Errorf("the PXE live system: SecureBoot efivar = %v, want 4 attribute bytes and 01", f)
+		}
 	}
 }
 

@@ -50,8 +50,9 @@ func installedIgnition(sshKey string) string {
 		`"storage":{"files":[{"path":"/etc/pith-installed","mode":420,"contents":{"source":"data:,installed%20from%20pith.iso%0A"}}]}}` + "\n"
 }
 
-// TestInstallFromISO installs from pith.iso under BIOS and under UEFI and
-// boots the PXE files under both.
+// TestInstallFromISO installs from pith.iso under BIOS and under UEFI (with
+// Secure Boot on when the image is signed, as make image's is: the ISO is
+// signed with its keys) and boots the PXE files under both.
 func TestInstallFromISO(t *testing.T) {
 	// Parallel, so its subtests wait for a VM slot with the other VM tests
 	// instead of running alone in go test's sequential phase.
@@ -69,7 +70,8 @@ func TestInstallFromISO(t *testing.T) {
 func buildISO(t *testing.T) string {
 	work := t.TempDir()
 	start := time.Now()
-	updPith(t, "live", "--image-dir", os.Getenv("PITH_E2E_IMAGE_DIR"), "--out", work, "--formats", "iso")
+	args := []string{"live", "--image-dir", os.Getenv("PITH_E2E_IMAGE_DIR"), "--out", work, "--formats", "iso", "--cache", os.Getenv("PITH_E2E_CACHE_DIR")}
+	updPith(t, append(args, updSecureBootArgs(t, builtImageManifest(t))...)...)
 	iso := filepath.Join(work, "pith.iso")
 	st, err := os.Stat(iso)
 	if err != nil {
@@ -101,9 +103,10 @@ func checkLiveSBOM(t *testing.T, dir string, boots ...string) {
 		if !slices.ContainsFunc(b.Packages, func(d sbom.Deb) bool { return d.Name == "grub-common" }) {
 			t.Errorf("%s: the %s boot loader (%s) lacks grub-common: %+v", live.SBOMName, b.Boot, b.File, b.Packages)
 		}
-		// pith-pxe.efi is the disk's UEFI GRUB, its packages the image's.
-		if i := slices.IndexFunc(img.BootLoaders, func(d sbom.BootLoader) bool { return d.Boot == sbom.BootUEFI }); b.Boot == sbom.BootPXEUEFI && i >= 0 && !reflect.DeepEqual(b.Packages, img.BootLoaders[i].Packages) {
-			t.Errorf("%s: pith-pxe.efi's GRUB %+v, want the image's UEFI GRUB %+v", live.SBOMName, b.Packages, img.BootLoaders[i].Packages)
+		// pith-pxe.efi and the ISO's BOOTX64.EFI are the disk's UEFI GRUB,
+		// their packages the image's.
+		if i := slices.IndexFunc(img.BootLoaders, func(d sbom.BootLoader) bool { return d.Boot == sbom.BootUEFI }); b.Boot != sbom.BootBIOS && i >= 0 && !reflect.DeepEqual(b.Packages, img.BootLoaders[i].Packages) {
+			t.Errorf("%s: %s's GRUB %+v, want the image's UEFI GRUB %+v", live.SBOMName, b.File, b.Packages, img.BootLoaders[i].Packages)
 		}
 	}
 	if inv.Name != "pith-live" || inv.Media != sbom.MediaLive || inv.Version != img.Version || len(inv.Packages) != len(img.Packages) || inv.Kernel != img.Kernel || !slices.Equal(got, boots) {
@@ -155,7 +158,15 @@ func installFromISO(t *testing.T, iso, fw string) {
 		t.Fatal(err)
 	}
 
-	c := Boot(t, Options{Image: empty, CDROM: iso, Firmware: fw, UserData: live, MemoryMiB: 2048, KeyFrom: key,
+	// A signed image's ISO boots under UEFI with Secure Boot on, the
+	// image's keys enrolled, and so does the disk it installs.
+	var sb *vm.SecureBootCerts
+	if fw == vm.UEFI && builtImageManifest(t).SecureBoot != nil {
+		if sb, err = vm.LoadSecureBootCerts(imgDir, vm.SecureBootCertPrefix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := Boot(t, Options{Image: empty, CDROM: iso, Firmware: fw, SecureBoot: sb, UserData: live, MemoryMiB: 2048, KeyFrom: key,
 		GuestFwd: []string{guestFwd(t, installGuestServer, l.Addr().String())}})
 	n := c.Nodes[0]
 	_, up := n.WaitConsole("live: ROOT is a tmpfs")
@@ -175,10 +186,15 @@ func installFromISO(t *testing.T, iso, fw string) {
 	// The disk alone: no CD; the default (empty) user-data on fw_cfg, or
 	// none for the Ignition config, which pith-init and pithd then read
 	// from the OEM partition (fw_cfg's would win).
-	d := Boot(t, Options{Image: n.M.Disk, Firmware: fw, KeyFrom: c.VM, DiskSize: 6 << 30, NoUserData: oemFile == "config.ign"}).Nodes[0]
+	d := Boot(t, Options{Image: n.M.Disk, Firmware: fw, SecureBoot: sb, KeyFrom: c.VM, DiskSize: 6 << 30, NoUserData: oemFile == "config.ign"}).Nodes[0]
 	d.WaitSSH()
 	if got := d.Run("test -d /sys/firmware/efi && echo uefi || echo bios"); got != fw {
 		t.Errorf("the installed disk booted under %s, want %s", got, fw)
+	}
+	if sb != nil {
+		if f := strings.Fields(d.Run("sudo od -An -tx1 " + efiSecureBootVar)); len(f) != 5 || f[4] != "01" {
+			t.Errorf("the installed disk: SecureBoot efivar = %v, want 4 attribute bytes and 01", f)
+		}
 	}
 	if got := d.Run("cat /etc/pith-installed"); got != "installed from pith.iso" {
 		t.Errorf("/etc/pith-installed = %q: the OEM user-data was not applied", got)

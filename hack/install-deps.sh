@@ -15,7 +15,7 @@ pkgs=(
   squashfs-tools erofs-utils zstd            # read-only USR filesystems
   dosfstools mtools e2fsprogs gdisk          # ESP, OEM/ROOT, GPT checks
   xfsprogs                                   # pith install recognizes what mkfs.xfs writes (test)
-  xorriso ipxe-qemu                          # live ISO (grub-mkrescue), PXE boot test (iPXE ROMs)
+  xorriso ipxe-qemu                          # live ISO (xorriso -as mkisofs), PXE boot test (iPXE ROMs)
   cpio xz-utils openssh-client               # initramfs checks, VM login
   cryptsetup-bin                             # veritysetup: cross-checks USR dm-verity trees
   sbsigntool faketime swtpm                  # Secure Boot: sbsign (under faketime: reproducible) for EFI binaries; a TPM 2.0 for pith boot --tpm

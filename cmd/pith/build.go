@@ -109,7 +109,7 @@ filesystem needs root.`,
 				}
 				return err
 			}
-			if res.Artifacts, err = buildLive(ctx, c, outDir, cacheDir, res); err != nil {
+			if res.Artifacts, err = buildLive(ctx, c, outDir, cacheDir, o.SecureBoot, res); err != nil {
 				return err
 			}
 			build.Summary(out, outDir, res.Artifacts, res.Steps, res.Total)

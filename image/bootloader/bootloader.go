@@ -68,19 +68,58 @@ func mkimage(ctx context.Context, format, out, espUUID string, sec *SecureConfig
 }
 
 func mkimageFrom(ctx context.Context, g Grub, format, out, espUUID string, sec *SecureConfig) error {
+	return mkimageWith(ctx, g, imageSpec{format: format, out: out, prefix: "/grub", early: earlyConfig(espUUID)}, sec)
+}
+
+// imageSpec is one GRUB image: its format and file, its prefix, the
+// config embedded in it (early) and run before the prefix's grub.cfg,
+// modules beyond the common ones, and a memdisk (a tar) when memdisk.
+type imageSpec struct {
+	format, out, prefix, early string
+	extra                      []string
+	memdisk                    string
+}
+
+// liveModules read live media: ISO 9660, and the MBR a hybrid ISO dd'ed
+// to a USB stick has.
+var liveModules = []string{"iso9660", "part_msdos"}
+
+// MakeLive writes GRUB's image for live media made with g: format
+// "i386-pc-eltorito" (BIOS, El Torito no-emulation) or "x86_64-efi"
+// (BOOTX64.EFI on the media's EFI image). It finds the filesystem labelled
+// label (the ISO's volume ID, also on a USB stick it was dd'ed to) and
+// reads its /boot/grub/grub.cfg; every module is embedded, none is read
+// from the media. With sec it enforces signatures as the disk's Secure
+// Boot GRUB does.
+func MakeLive(ctx context.Context, g Grub, format, out, label string, sec *SecureConfig) error {
+	early := fmt.Sprintf("search --no-floppy --label --set=root %s\nset prefix=($root)/boot/grub\n", label)
+	return mkimageWith(ctx, g, imageSpec{format: format, out: out, prefix: "/boot/grub", early: early, extra: liveModules}, sec)
+}
+
+// MakeNetboot writes a network GRUB (x86_64-efi) with g: its grub.cfg is
+// in memdisk (a tar, with grub.cfg.sig for sec) under prefix, and modules
+// are the network ones it needs. With sec it enforces signatures as the
+// disk's Secure Boot GRUB does.
+func MakeNetboot(ctx context.Context, g Grub, out, prefix, memdisk string, modules []string, sec *SecureConfig) error {
+	return mkimageWith(ctx, g, imageSpec{format: "x86_64-efi", out: out, prefix: prefix, extra: modules, memdisk: memdisk}, sec)
+}
+
+func mkimageWith(ctx context.Context, g Grub, spec imageSpec, sec *SecureConfig) error {
+	format, out, early := spec.format, spec.out, spec.early
 	if g.Lib == "" {
 		g.Lib = GrubLib
 	}
 	if g.MkImage == "" {
 		g.MkImage = "grub-mkimage"
 	}
-	dir := filepath.Join(g.Lib, format)
+	// An El Torito image is made from the i386-pc modules.
+	platform, _ := strings.CutSuffix(format, "-eltorito")
+	dir := filepath.Join(g.Lib, platform)
 	if _, err := os.Stat(filepath.Join(dir, "kernel.img")); err != nil {
-		pkg := map[string]string{"i386-pc": "grub-pc-bin", "x86_64-efi": "grub-efi-amd64-bin", "arm64-efi": "grub-efi-arm64-bin (pith build fetches it for arm64)"}[format]
-		return fmt.Errorf("GRUB %s images missing in %s: install %s (make deps)", format, dir, pkg)
+		pkg := map[string]string{"i386-pc": "grub-pc-bin", "x86_64-efi": "grub-efi-amd64-bin", "arm64-efi": "grub-efi-arm64-bin (pith build fetches it for arm64)"}[platform]
+		return fmt.Errorf("GRUB %s images missing in %s: install %s (make deps)", platform, dir, pkg)
 	}
 	cfg := out + ".early.cfg"
-	early := earlyConfig(espUUID)
 	if sec != nil {
 		// Set before anything is read from the ESP: from here on GRUB opens
 		// no file as code or config without a good <file>.sig.
@@ -93,7 +132,10 @@ func mkimageFrom(ctx context.Context, g Grub, format, out, espUUID string, sec *
 		return err
 	}
 	defer os.Remove(cfg)
-	args := []string{"-O", format, "-d", dir, "-o", out, "-c", cfg, "-p", "/grub"}
+	args := []string{"-O", format, "-d", dir, "-o", out, "-c", cfg, "-p", spec.prefix}
+	if spec.memdisk != "" {
+		args = append(args, "-m", spec.memdisk)
+	}
 	if sec != nil {
 		// Without shim there is no shim_lock protocol: GRUB's shim_lock
 		// verifier would refuse every kernel, so the pgp verifier checks it
@@ -101,8 +143,9 @@ func mkimageFrom(ctx context.Context, g Grub, format, out, espUUID string, sec *
 		args = append(args, "--disable-shim-lock", "--pubkey", sec.PubKey)
 		args = append(args, secureModules...)
 	}
-	args = append(args, platformModules[format]...)
+	args = append(args, platformModules[platform]...)
 	args = append(args, modules...)
+	args = append(args, spec.extra...)
 	cmd := exec.CommandContext(ctx, g.MkImage, args...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s -O %s: %v: %s", g.MkImage, format, err, strings.TrimSpace(string(b)))

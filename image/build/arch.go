@@ -17,7 +17,7 @@ func checkTarget(c config.Config, secureBoot bool) error {
 }
 
 // checkArchSupport refuses, before any work, what an arm64 image cannot
-// have yet: the live ISO/PXE (grub-mkrescue with the host's amd64 GRUB),
+// have yet: the live ISO/PXE (the host's amd64 BIOS GRUB, x86_64 EFI),
 // a Secure Boot chain (not tried on AAVMF) and the vagrant platform (its
 // boxes are x86_64). EC2 is allowed: pith ami registers an arm64 AMI
 // booting UEFI, the only mode of Graviton instances.

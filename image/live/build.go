@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/pith-os/pith/image/bootloader"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/image/secureboot"
 )
 
 // SBOMName is the live artifacts' SBOM (written by the caller: the
@@ -20,8 +20,8 @@ var Formats = []string{"iso", "pxe"}
 // Build makes the live artifacts named in formats ("iso", "pxe") from the
 // built image img (described by m) into outDir, through work (a scratch
 // directory on the same filesystem), and returns final name -> temporary
-// path for the caller to publish. efiGrub makes pith-pxe.efi (PXEEFI).
-func Build(ctx context.Context, img string, m *manifest.Manifest, efiGrub bootloader.Grub, formats []string, work string, epoch int64) (map[string]string, error) {
+// path for the caller to publish. b says how they boot.
+func Build(ctx context.Context, img string, m *manifest.Manifest, b Boot, formats []string, work string, epoch int64) (map[string]string, error) {
 	dir := filepath.Join(work, "live")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -35,7 +35,7 @@ func Build(ctx context.Context, img string, m *manifest.Manifest, efiGrub bootlo
 		switch f {
 		case "iso":
 			iso := filepath.Join(work, ISOName)
-			if err := ISO(ctx, p, iso, dir, epoch); err != nil {
+			if err := ISO(ctx, p, iso, dir, epoch, b); err != nil {
 				return nil, err
 			}
 			out[ISOName] = iso
@@ -44,13 +44,17 @@ func Build(ctx context.Context, img string, m *manifest.Manifest, efiGrub bootlo
 			if err := os.MkdirAll(pxe, 0o755); err != nil {
 				return nil, err
 			}
-			if err := PXE(p, pxe, epoch); err != nil {
+			if err := PXE(p, pxe, epoch, b.Keys); err != nil {
 				return nil, err
 			}
-			if err := PXEEFI(ctx, p, efiGrub, pxe, dir, epoch); err != nil {
+			if err := PXEEFI(ctx, p, b.EFIGrub, pxe, dir, epoch, b.Keys); err != nil {
 				return nil, err
 			}
-			for _, n := range []string{PXEKernelName, PXEInitrdName, PXEScriptName, PXEEFIName} {
+			names := []string{PXEKernelName, PXEInitrdName, PXEScriptName, PXEEFIName}
+			if b.Keys != nil {
+				names = append(names, PXEKernelName+secureboot.SigSuffix, PXEInitrdName+secureboot.SigSuffix)
+			}
+			for _, n := range names {
 				out[n] = filepath.Join(pxe, n)
 			}
 		default:

@@ -1,6 +1,6 @@
 // Package live makes the live-boot artifacts of a built Pith image: a
 // hybrid ISO (pith.iso: El Torito for BIOS and UEFI, and an MBR/GPT for a
-// USB stick, via grub-mkrescue) and PXE artifacts (pith-pxe.vmlinuz, one
+// USB stick; signed for Secure Boot with the image's keys) and PXE artifacts (pith-pxe.vmlinuz, one
 // pith-pxe.initrd, an example iPXE script for BIOS clients and
 // pith-pxe.efi, a network GRUB for UEFI clients).
 //

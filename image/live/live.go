@@ -3,19 +3,22 @@ package live
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"fmt"
-	"github.com/pith-os/pith/atomicfile"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/u-root/mkuimage/cpio"
 
+	"github.com/pith-os/pith/atomicfile"
 	"github.com/pith-os/pith/image/layout"
 	"github.com/pith-os/pith/image/manifest"
+	"github.com/pith-os/pith/image/secureboot"
 )
 
 // Artifact names.
@@ -120,64 +123,6 @@ func writeUSRCpio(w io.Writer, usr string, epoch int64) error {
 	return cpio.WriteTrailer(cw)
 }
 
-var grubCfg = template.Must(template.New("grub.cfg").Parse(`# Pith {{.Version}} live: runs from RAM, /usr verified by dm-verity.
-serial --unit=0 --speed=115200
-terminal_input console serial
-terminal_output console serial
-set timeout={{.Timeout}}
-set default=0
-menuentry "Pith {{.Version}} live" {
-  linux /pith/vmlinuz {{.Args}}
-  initrd /pith/initrd /pith/usr.cpio
-}
-menuentry "Pith {{.Version}} live (pith.debug: shell on failure)" {
-  linux /pith/vmlinuz {{.Args}} pith.debug
-  initrd /pith/initrd /pith/usr.cpio
-}
-`))
-
-// ISO writes the hybrid live ISO to out with grub-mkrescue (GRUB's
-// i386-pc and x86_64-efi images, xorriso, mtools).
-func ISO(ctx context.Context, p *Parts, out, work string, epoch int64) error {
-	tree := filepath.Join(work, "iso")
-	if err := os.MkdirAll(filepath.Join(tree, "boot", "grub"), 0o755); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Join(tree, "pith"), 0o755); err != nil {
-		return err
-	}
-	var cfg bytes.Buffer
-	if err := grubCfg.Execute(&cfg, map[string]any{"Version": p.Version, "Args": KernelArgs(p), "Timeout": 1}); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(tree, "boot", "grub", "grub.cfg"), cfg.Bytes(), 0o644); err != nil {
-		return err
-	}
-	for src, dst := range map[string]string{p.Kernel: "vmlinuz", p.Initrd: "initrd"} {
-		if err := atomicfile.CopyFile(src, filepath.Join(tree, "pith", dst), 0o644); err != nil {
-			return err
-		}
-	}
-	c, err := os.Create(filepath.Join(tree, "pith", "usr.cpio"))
-	if err != nil {
-		return err
-	}
-	err = writeUSRCpio(c, p.USR, epoch)
-	if cerr := c.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("USR cpio: %v", err)
-	}
-	cmd := exec.CommandContext(ctx, "grub-mkrescue", "-o", out, "--product-name=Pith", "--product-version="+p.Version, tree,
-		"--", "-volid", isoVolumeLabel)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", epoch))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("grub-mkrescue: %v: %s (make deps installs xorriso, mtools, grub-pc-bin, grub-efi-amd64-bin)", err, lastLines(b, 3))
-	}
-	return nil
-}
-
 const ipxeScript = `#!ipxe
 # Pith {{.Version}} live over PXE: serve this script, {{.Kernel}} and {{.Initrd}}
 # from one directory (TFTP or HTTP); paths are relative to the script's URL.
@@ -192,8 +137,9 @@ boot
 
 // PXE writes dir/pith-pxe.vmlinuz, dir/pith-pxe.initrd (the image's
 // initramfs followed by the USR cpio: one file, as iPXE and most PXE
-// loaders take one initrd best) and dir/pith-pxe.ipxe.
-func PXE(p *Parts, dir string, epoch int64) error {
+// loaders take one initrd best) and dir/pith-pxe.ipxe; with keys, the
+// kernel's and initrd's .sig for pith-pxe.efi under Secure Boot.
+func PXE(p *Parts, dir string, epoch int64, keys *secureboot.Keys) error {
 	if err := atomicfile.CopyFile(p.Kernel, filepath.Join(dir, PXEKernelName), 0o644); err != nil {
 		return err
 	}
@@ -218,6 +164,13 @@ func PXE(p *Parts, dir string, epoch int64) error {
 	}
 	if err != nil {
 		return err
+	}
+	if keys != nil {
+		for _, n := range []string{PXEKernelName, PXEInitrdName} {
+			if err := keys.SignFileHash(filepath.Join(dir, n), time.Unix(epoch, 0), crypto.SHA512); err != nil {
+				return err
+			}
+		}
 	}
 	var b bytes.Buffer
 	t := template.Must(template.New("ipxe").Parse(ipxeScript))

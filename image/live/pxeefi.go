@@ -9,17 +9,17 @@ package live
 import (
 	"archive/tar"
 	"bytes"
-	"cmp"
 	"context"
-	"fmt"
+	"crypto"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
+	"slices"
 	"text/template"
 	"time"
 
 	"github.com/pith-os/pith/image/bootloader"
+	"github.com/pith-os/pith/image/secureboot"
 )
 
 // PXE names of the UEFI path.
@@ -71,6 +71,14 @@ set pith_pxe_base="$pith_pxe_from"
 set pith_pxe_args=""
 if [ -s "$pith_pxe_from/{{.Override}}" ]; then
   source "$pith_pxe_from/{{.Override}}"
+{{- if .Secure}}
+  set pith_pxe_override=read
+fi
+# Under Secure Boot GRUB opens it only with a good {{.Override}}.sig: an
+# unsigned one is as none.
+if [ "$pith_pxe_override" != read ]; then
+  echo "Pith live: no signed {{.Override}} beside {{.EFI}} (Secure Boot reads one only with a good {{.Override}}.sig: pith live sign)"
+{{- end}}
 fi
 echo "Pith {{.Version}} live: loading $pith_pxe_base/{{.Kernel}} and {{.Initrd}}"
 linux "$pith_pxe_base/{{.Kernel}}" {{.Args}} $pith_pxe_args
@@ -80,42 +88,65 @@ echo "Pith live: could not boot from $pith_pxe_base (errors above)"
 `
 
 // PXEGrubCfg is pith-pxe.efi's config: the iPXE script's kernel line and
-// files, relative to the boot file or to pith_pxe_base.
-func PXEGrubCfg(p *Parts) ([]byte, error) {
+// files, relative to the boot file or to pith_pxe_base; secure: for the
+// Secure Boot GRUB, which reads an unsigned override not at all.
+func PXEGrubCfg(p *Parts, secure bool) ([]byte, error) {
 	var b bytes.Buffer
 	t := template.Must(template.New("grub.cfg").Parse(pxeGrubCfg))
-	err := t.Execute(&b, map[string]string{"Version": p.Version, "EFI": PXEEFIName, "Override": PXEEFIOverride,
-		"Kernel": PXEKernelName, "Initrd": PXEInitrdName, "Args": KernelArgs(p)})
+	err := t.Execute(&b, map[string]any{"Version": p.Version, "EFI": PXEEFIName, "Override": PXEEFIOverride,
+		"Kernel": PXEKernelName, "Initrd": PXEInitrdName, "Args": KernelArgs(p), "Secure": secure})
 	return b.Bytes(), err
 }
 
 // PXEEFI writes dir/pith-pxe.efi with g's grub-mkimage and x86_64-efi
 // modules (the image's own GRUB, rootfs.LiveEFIGrub; a zero g is the
 // build host's grub-efi-amd64-bin): a network GRUB whose memdisk holds
-// PXEGrubCfg as boot/grub/grub.cfg. The memdisk's tar carries epoch as
-// its time, so the same parts, GRUB and epoch give the same bytes.
-func PXEEFI(ctx context.Context, p *Parts, g bootloader.Grub, dir, work string, epoch int64) error {
-	lib := filepath.Join(cmp.Or(g.Lib, bootloader.GrubLib), "x86_64-efi")
-	if _, err := os.Stat(filepath.Join(lib, "kernel.img")); err != nil {
-		return fmt.Errorf("GRUB x86_64-efi images missing in %s: install grub-efi-amd64-bin (make deps)", lib)
-	}
-	cfg, err := PXEGrubCfg(p)
+// PXEGrubCfg as boot/grub/grub.cfg. With keys it is signed for Secure
+// Boot as pith.iso's GRUB is (db; grub.cfg.sig in the memdisk, GRUB's key
+// embedded and enforced), and PXE has signed the kernel and initrd. The
+// memdisk's tar carries epoch as its time, so the same parts, GRUB, keys
+// and epoch give the same bytes.
+func PXEEFI(ctx context.Context, p *Parts, g bootloader.Grub, dir, work string, epoch int64, keys *secureboot.Keys) error {
+	cfg, err := PXEGrubCfg(p, keys != nil)
 	if err != nil {
 		return err
 	}
+	files := map[string][]byte{"boot/grub/grub.cfg": cfg}
+	var sec *bootloader.SecureConfig
+	if keys != nil {
+		c := filepath.Join(work, "pxe-grub.cfg")
+		if err := os.WriteFile(c, cfg, 0o644); err != nil {
+			return err
+		}
+		if err := keys.SignFileHash(c, time.Unix(epoch, 0), crypto.SHA512); err != nil {
+			return err
+		}
+		sig, err := os.ReadFile(c + secureboot.SigSuffix)
+		if err != nil {
+			return err
+		}
+		files["boot/grub/grub.cfg"+secureboot.SigSuffix] = sig
+		sec = &bootloader.SecureConfig{PubKey: keys.GrubPub()}
+	}
 	memdisk := filepath.Join(work, "pxe-memdisk.tar")
-	if err := os.WriteFile(memdisk, memdiskTar(cfg, epoch), 0o644); err != nil {
+	if err := os.WriteFile(memdisk, memdiskTar(files, epoch), 0o644); err != nil {
 		return err
 	}
-	args := append([]string{"-O", "x86_64-efi", "-d", lib, "-o", filepath.Join(dir, PXEEFIName), "-p", pxeEFIPrefix, "-m", memdisk}, pxeEFIModules...)
-	if b, err := exec.CommandContext(ctx, cmp.Or(g.MkImage, "grub-mkimage"), args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("grub-mkimage %s: %v: %s", PXEEFIName, err, strings.TrimSpace(string(b)))
+	efi := filepath.Join(dir, PXEEFIName)
+	if keys != nil {
+		efi = filepath.Join(work, PXEEFIName+".unsigned")
+	}
+	if err := bootloader.MakeNetboot(ctx, g, efi, pxeEFIPrefix, memdisk, pxeEFIModules, sec); err != nil {
+		return err
+	}
+	if keys != nil {
+		return keys.SignEFI(ctx, efi, filepath.Join(dir, PXEEFIName), time.Unix(epoch, 0))
 	}
 	return nil
 }
 
-// memdiskTar is the ustar archive of boot/grub/grub.cfg.
-func memdiskTar(cfg []byte, epoch int64) []byte {
+// memdiskTar is the ustar archive of files (boot/grub/...), in name order.
+func memdiskTar(files map[string][]byte, epoch int64) []byte {
 	var b bytes.Buffer
 	w := tar.NewWriter(&b)
 	mt := time.Unix(epoch, 0).UTC()
@@ -123,8 +154,10 @@ func memdiskTar(cfg []byte, epoch int64) []byte {
 		// Writes to a bytes.Buffer cannot fail.
 		_ = w.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mt, Format: tar.FormatUSTAR})
 	}
-	_ = w.WriteHeader(&tar.Header{Name: "boot/grub/grub.cfg", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(cfg)), ModTime: mt, Format: tar.FormatUSTAR})
-	_, _ = w.Write(cfg)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		_ = w.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(files[name])), ModTime: mt, Format: tar.FormatUSTAR})
+		_, _ = w.Write(files[name])
+	}
 	_ = w.Close()
 	return b.Bytes()
 }

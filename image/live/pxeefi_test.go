@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto"
 	"debug/pe"
 	"io"
 	"os"
@@ -12,9 +13,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pith-os/pith/image/bootloader"
 	"github.com/pith-os/pith/image/rootfs"
+	"github.com/pith-os/pith/image/secureboot"
 )
 
 // TestPXEEFI builds pith-pxe.efi and reads it as the firmware and GRUB
@@ -27,16 +30,28 @@ func TestPXEEFI(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(bootloader.GrubLib, "x86_64-efi", "kernel.img")); err != nil {
 		t.Fatal("grub-efi-amd64-bin is needed (make deps installs it)")
 	}
-	for _, tc := range []struct{ name, disk, args string }{
+	keys := t.TempDir()
+	if err := secureboot.Generate(keys, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	k, err := secureboot.Load(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, disk, args string
+		keys             *secureboot.Keys
+	}{
 		{"console kept, disk arguments dropped", "console=tty0 console=ttyS0,115200n8 panic=10 pith.slot=a pith.usr=PARTUUID=3d85 pith.platform=qemu pith.usrhash=" + hash,
-			"console=tty0 console=ttyS0,115200n8 panic=10 pith.live pith.usrhash=" + hash},
-		{"no disk line", "", "pith.live pith.usrhash=" + hash},
+			"console=tty0 console=ttyS0,115200n8 panic=10 pith.live pith.usrhash=" + hash, nil},
+		{"no disk line", "", "pith.live pith.usrhash=" + hash, nil},
+		{"secure boot", "", "pith.live pith.usrhash=" + hash, k},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := fakeParts(t)
 			p.Cmdline = tc.disk
 			dir := t.TempDir()
-			if err := PXEEFI(context.Background(), p, bootloader.Grub{}, dir, t.TempDir(), 1767225600); err != nil {
+			if err := PXEEFI(context.Background(), p, bootloader.Grub{}, dir, t.TempDir(), 1767225600, tc.keys); err != nil {
 				t.Fatal(err)
 			}
 			img, err := os.ReadFile(filepath.Join(dir, PXEEFIName))
@@ -54,12 +69,26 @@ func TestPXEEFI(t *testing.T) {
 			if !bytes.Contains(img, []byte(pxeEFIPrefix+"\x00")) {
 				t.Errorf("%s does not embed the prefix %s", PXEEFIName, pxeEFIPrefix)
 			}
-			cfg := embeddedGrubCfg(t, img)
+			cfg, sig := embeddedGrubCfg(t, img)
+			source := "\n  source \"$pith_pxe_from/pith-pxe.cfg\"\n"
+			// Signed: the firmware takes it (db), it enforces signatures
+			// with GRUB's key, its own config among them.
+			signed := secureboot.VerifyEFI(k.Certs["db"].Raw, img) == nil
+			enforces := bytes.Contains(img, []byte("set check_signatures=enforce"))
+			if signed != (tc.keys != nil) || enforces != (tc.keys != nil) || (sig != nil) != (tc.keys != nil) {
+				t.Errorf("signed by db %v, enforcing %v, grub.cfg.sig %v; want %v", signed, enforces, sig != nil, tc.keys != nil)
+			}
+			if tc.keys != nil {
+				pub, _ := os.ReadFile(k.GrubPub())
+				if err := secureboot.VerifyDetached(pub, []byte(cfg), sig); err != nil {
+					t.Errorf("the memdisk's grub.cfg.sig: %v", err)
+				}
+			}
 			for _, want := range []string{
 				"\nlinux \"$pith_pxe_base/pith-pxe.vmlinuz\" " + tc.args + " $pith_pxe_args\n",
 				"\ninitrd \"$pith_pxe_base/pith-pxe.initrd\"\nboot\n",
 				"\nset pith_pxe_from=\"$cmdpath\"\n",
-				"\n  source \"$pith_pxe_from/pith-pxe.cfg\"\n",
+				source,
 				"Pith 1.2.3 live",
 			} {
 				if !strings.Contains(cfg, want) {
@@ -67,7 +96,7 @@ func TestPXEEFI(t *testing.T) {
 				}
 			}
 			again := t.TempDir()
-			if err := PXEEFI(context.Background(), p, bootloader.Grub{}, again, t.TempDir(), 1767225600); err != nil {
+			if err := PXEEFI(context.Background(), p, bootloader.Grub{}, again, t.TempDir(), 1767225600, tc.keys); err != nil {
 				t.Fatal(err)
 			}
 			if b, _ := os.ReadFile(filepath.Join(again, PXEEFIName)); !bytes.Equal(b, img) {
@@ -78,8 +107,9 @@ func TestPXEEFI(t *testing.T) {
 }
 
 // embeddedGrubCfg finds the memdisk's tar in a GRUB image (stored as is:
-// x86_64-efi modules are not compressed) and returns its grub.cfg.
-func embeddedGrubCfg(t *testing.T, img []byte) string {
+// x86_64-efi modules are not compressed) and returns its grub.cfg and
+// grub.cfg.sig (nil if none).
+func embeddedGrubCfg(t *testing.T, img []byte) (string, []byte) {
 	t.Helper()
 	// The ustar header of the archive's first file after the two
 	// directories starts with its name.
@@ -96,7 +126,13 @@ func embeddedGrubCfg(t *testing.T, img []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	var sig []byte
+	if h, err := tr.Next(); err == nil && h.Name == "boot/grub/grub.cfg"+secureboot.SigSuffix {
+		if sig, err = io.ReadAll(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return string(b), sig
 }
 
 // TestPXEGrubCfgRuns runs pith-pxe.efi's config in GRUB itself (grub-emu
@@ -119,13 +155,28 @@ func TestPXEGrubCfgRuns(t *testing.T) {
 		"host-grub": func(args ...string) *exec.Cmd { return exec.Command("grub-emu", args...) },
 	}
 	p := fakeParts(t)
-	cfg, err := PXEGrubCfg(p)
+	// emuCfg is the config as grub-emu can run it: no serial console, and
+	// linux, initrd and boot printed.
+	emuCfg := func(secure bool) string {
+		cfg, err := PXEGrubCfg(p, secure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		emu := regexp.MustCompile(`(?m)^(serial|terminal_input|terminal_output) .*$`).ReplaceAllString(string(cfg), "")
+		emu = regexp.MustCompile(`(?m)^(linux|initrd) (.*)$`).ReplaceAllString(emu, "echo RESULT $1 $2 END")
+		return strings.Replace(emu, "\nboot\n", "\nreboot\n", 1)
+	}
+	// The Secure Boot GRUB: GRUB's key trusted, signatures enforced, and
+	// an override signed (pith live sign) or not.
+	keys := t.TempDir()
+	if err := secureboot.Generate(keys, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	k, err := secureboot.Load(keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	emu := regexp.MustCompile(`(?m)^(serial|terminal_input|terminal_output) .*$`).ReplaceAllString(string(cfg), "")
-	emu = regexp.MustCompile(`(?m)^(linux|initrd) (.*)$`).ReplaceAllString(emu, "echo RESULT $1 $2 END")
-	emu = strings.Replace(emu, "\nboot\n", "\nreboot\n", 1)
+	enforce := "trust (host)" + k.GrubPub() + "\nset check_signatures=enforce\n"
 	const args = "pith.live pith.usrhash=" + hash
 	// What efinet sets from the PXE DHCP answer.
 	dhcp := func(bootFile string) string {
@@ -135,23 +186,31 @@ func TestPXEGrubCfgRuns(t *testing.T) {
 		name, override string
 		preset         string   // GRUB's variables; "" sets $cmdpath to the TFTP directory
 		want           []string // with TFTP for the $cmdpath directory
+		secure, signed bool     // the Secure Boot config and GRUB; the override signed
 	}{
 		{"from the boot file's server", "", "", []string{
-			"RESULT linux TFTP/pith-pxe.vmlinuz " + args, "RESULT initrd TFTP/pith-pxe.initrd"}},
+			"RESULT linux TFTP/pith-pxe.vmlinuz " + args, "RESULT initrd TFTP/pith-pxe.initrd"}, false, false},
 		{"pith-pxe.cfg names an HTTP base and user-data",
 			"set pith_pxe_base=(http,10.0.2.100:8080)/pith\nset pith_pxe_args=\"pith.config.url=http://10.0.2.100:8080/ud\"\n", "", []string{
 				"RESULT linux (http,10.0.2.100:8080)/pith/pith-pxe.vmlinuz " + args + " pith.config.url=http://10.0.2.100:8080/ud",
-				"RESULT initrd (http,10.0.2.100:8080)/pith/pith-pxe.initrd"}},
+				"RESULT initrd (http,10.0.2.100:8080)/pith/pith-pxe.initrd"}, false, false},
 		{"an empty pith-pxe.cfg", " ", "", []string{
-			"RESULT linux TFTP/pith-pxe.vmlinuz " + args, "RESULT initrd TFTP/pith-pxe.initrd"}},
+			"RESULT linux TFTP/pith-pxe.vmlinuz " + args, "RESULT initrd TFTP/pith-pxe.initrd"}, false, false},
 		{"no $cmdpath: the DHCP answer's server", "", dhcp("pith-pxe.efi"), []string{
-			"RESULT linux (tftp,10.0.2.2)/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/pith-pxe.initrd"}},
+			"RESULT linux (tftp,10.0.2.2)/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/pith-pxe.initrd"}, false, false},
 		{"no $cmdpath: a boot file named from the root", "", dhcp("/pith-pxe.efi"), []string{
-			"RESULT linux (tftp,10.0.2.2)/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/pith-pxe.initrd"}},
+			"RESULT linux (tftp,10.0.2.2)/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/pith-pxe.initrd"}, false, false},
 		{"no $cmdpath: the boot file's directory", "", dhcp("/boot/pith/pith-pxe.efi"), []string{
-			"RESULT linux (tftp,10.0.2.2)/boot/pith/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/boot/pith/pith-pxe.initrd"}},
+			"RESULT linux (tftp,10.0.2.2)/boot/pith/pith-pxe.vmlinuz " + args, "RESULT initrd (tftp,10.0.2.2)/boot/pith/pith-pxe.initrd"}, false, false},
+		{"secure boot: a signed pith-pxe.cfg", "set pith_pxe_base=(http,10.0.2.100:8080)/pith\n", "", []string{
+			"RESULT linux (http,10.0.2.100:8080)/pith/pith-pxe.vmlinuz " + args, "RESULT initrd (http,10.0.2.100:8080)/pith/pith-pxe.initrd"}, true, true},
+		{"secure boot: an unsigned pith-pxe.cfg is ignored", "set pith_pxe_base=(http,10.0.2.100:8080)/pith\n", "", []string{
+			"RESULT linux TFTP/pith-pxe.vmlinuz " + args, "RESULT initrd TFTP/pith-pxe.initrd"}, true, false},
 	} {
 		for _, emuName := range []string{"uefi-grub", "host-grub"} {
+			if tc.secure && emuName != "uefi-grub" {
+				continue // pith-pxe.efi is signed only with the image's UEFI GRUB
+			}
 			t.Run(emuName+"/"+tc.name, func(t *testing.T) {
 				dir := t.TempDir()
 				tftp := filepath.Join(dir, "tftp")
@@ -166,12 +225,20 @@ func TestPXEGrubCfgRuns(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+				if tc.signed {
+					if err := k.SignFileHash(filepath.Join(tftp, PXEEFIOverride), time.Now(), crypto.SHA512); err != nil {
+						t.Fatal(err)
+					}
+				}
 				cmdpath := "(host)" + tftp
 				preset := tc.preset
 				if preset == "" {
 					preset = "set cmdpath=" + cmdpath + "\n"
 				}
-				if err := os.WriteFile(filepath.Join(prefix, "grub.cfg"), []byte(preset+emu), 0o644); err != nil {
+				if tc.secure {
+					preset += enforce
+				}
+				if err := os.WriteFile(filepath.Join(prefix, "grub.cfg"), []byte(preset+emuCfg(tc.secure)), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				out, _ := emus[emuName]("-d", prefix, "-r", "host").CombinedOutput()
@@ -183,6 +250,9 @@ func TestPXEGrubCfgRuns(t *testing.T) {
 				}
 				if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 					t.Errorf("grub-emu printed\n%s\nwant\n%s\n(output:\n%s)", strings.Join(got, "\n"), strings.Join(tc.want, "\n"), out)
+				}
+				if ignored := strings.Contains(flat, "no signed "+PXEEFIOverride); ignored != (tc.secure && !tc.signed) {
+					t.Errorf("the override-ignored line: %v, want %v (output:\n%s)", ignored, tc.secure && !tc.signed, out)
 				}
 			})
 		}

@@ -46,42 +46,31 @@ func BootLoaders(ctx context.Context, arch string, g bootloader.Grub, fetched []
 }
 
 // LiveBootLoaders are the GRUB packages of pith live's boot paths: the
-// ISO's BIOS and UEFI GRUB (grub-mkrescue, the build host's) when iso,
-// pith-pxe.efi's (BootPXEUEFI) when pxe: pxeGrub, the image's own UEFI
-// GRUB (LiveEFIGrub), or the host's when that is nil. BIOS PXE clients
-// boot through their own iPXE.
-func LiveBootLoaders(ctx context.Context, iso, pxe bool, pxeGrub []sbom.Deb) ([]sbom.BootLoader, error) {
+// ISO's BIOS GRUB (the build host's i386-pc and grub-mkimage, as the
+// disk's core.img) and its UEFI GRUB when iso, pith-pxe.efi's
+// (BootPXEUEFI) when pxe. Both UEFI paths are efiGrub, the image's own
+// UEFI GRUB (LiveEFIGrub), or the host's when that is nil. BIOS PXE
+// clients boot through their own iPXE.
+func LiveBootLoaders(ctx context.Context, iso, pxe bool, efiGrub []sbom.Deb) ([]sbom.BootLoader, error) {
 	var out []sbom.BootLoader
+	efi := efiGrub
+	if efi == nil && (iso || pxe) {
+		var err error
+		if efi, err = hostGrubDebs(ctx, "x86_64-efi", true, true); err != nil {
+			return nil, err
+		}
+	}
 	if iso {
-		p, err := exec.LookPath("grub-mkrescue")
-		if err != nil {
-			return nil, fmt.Errorf("grub-mkrescue: %w (make deps installs grub-common)", err)
-		}
-		rescue, err := hostDeb(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		bios, err := hostGrubDebs(ctx, "i386-pc", true, false)
-		if err != nil {
-			return nil, err
-		}
-		efi, err := hostGrubDebs(ctx, "x86_64-efi", true, false)
+		bios, err := hostGrubDebs(ctx, "i386-pc", true, true)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out,
-			sbom.BootLoader{Boot: sbom.BootBIOS, File: "pith.iso El Torito image", Packages: append(bios, rescue)},
-			sbom.BootLoader{Boot: sbom.BootUEFI, File: "pith.iso EFI/BOOT/BOOTX64.EFI", Packages: append(efi, rescue)})
+			sbom.BootLoader{Boot: sbom.BootBIOS, File: "pith.iso El Torito image", Packages: bios},
+			sbom.BootLoader{Boot: sbom.BootUEFI, File: "pith.iso EFI/BOOT/BOOTX64.EFI", Packages: efi})
 	}
 	if pxe {
-		pkgs := pxeGrub
-		if pkgs == nil {
-			var err error
-			if pkgs, err = hostGrubDebs(ctx, "x86_64-efi", true, true); err != nil {
-				return nil, err
-			}
-		}
-		out = append(out, sbom.BootLoader{Boot: sbom.BootPXEUEFI, File: "pith-pxe.efi", Packages: pkgs})
+		out = append(out, sbom.BootLoader{Boot: sbom.BootPXEUEFI, File: "pith-pxe.efi", Packages: efi})
 	}
 	return out, nil
 }

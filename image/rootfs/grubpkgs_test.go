@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 
@@ -25,7 +24,7 @@ case "$1" in
 -S) case "$2" in
 	*/i386-pc/kernel.img) echo "grub-pc-bin: $2" ;;
 	*/x86_64-efi/kernel.img) echo "grub-efi-amd64-bin, grub-efi-amd64-signed: $2" ;;
-	*/usr/bin/grub-mkimage|*/usr/bin/grub-mkrescue) echo "grub-common:amd64: $2" ;;
+	*/usr/bin/grub-mkimage) echo "grub-common:amd64: $2" ;;
 	*) echo "dpkg-query: no path found matching pattern $2" >&2; exit 1 ;;
 	esac ;;
 -W) printf '%s\t2.06-13+deb12u2\tamd64\tgrub2\t2.06-13+deb12u2' "$4" ;;
@@ -41,7 +40,6 @@ func TestBootLoaders(t *testing.T) {
 	bin := filepath.Join(dir, "usr", "bin")
 	os.MkdirAll(bin, 0o755)
 	os.WriteFile(filepath.Join(bin, "grub-mkimage"), []byte("#!/bin/sh\n"), 0o755)
-	os.WriteFile(filepath.Join(bin, "grub-mkrescue"), []byte("#!/bin/sh\n"), 0o755)
 	defer func(q, lib string) { dpkgQuery, bootloader.GrubLib = q, lib }(dpkgQuery, bootloader.GrubLib)
 	dpkgQuery, bootloader.GrubLib = q, filepath.Join(dir, "usr", "lib", "grub")
 	t.Setenv("PATH", bin)
@@ -89,29 +87,32 @@ func TestBootLoaders(t *testing.T) {
 			}
 		})
 	}
-	// pith live's: the ISO's two paths (grub-mkrescue, the host's), and
-	// pith-pxe.efi's, the image's UEFI GRUB when given.
+	// pith live's: the ISO's BIOS path (the host's), its UEFI path and
+	// pith-pxe.efi's, the image's UEFI GRUB when given, else the host's.
 	img12 := []sbom.Deb{fetchedDeb("grub-efi-amd64-bin", v12, "amd64"), fetchedDeb("grub-common", v12, "amd64")}
-	isoLoaders := []sbom.BootLoader{
-		{Boot: sbom.BootBIOS, File: "pith.iso El Torito image", Packages: []sbom.Deb{host("grub-pc-bin"), host("grub-common")}},
-		{Boot: sbom.BootUEFI, File: "pith.iso EFI/BOOT/BOOTX64.EFI", Packages: []sbom.Deb{host("grub-efi-amd64-bin"), host("grub-common")}}}
+	hostEFI := []sbom.Deb{host("grub-efi-amd64-bin"), host("grub-common")}
+	isoBIOS := sbom.BootLoader{Boot: sbom.BootBIOS, File: "pith.iso El Torito image", Packages: []sbom.Deb{host("grub-pc-bin"), host("grub-common")}}
+	isoUEFI := func(p []sbom.Deb) sbom.BootLoader {
+		return sbom.BootLoader{Boot: sbom.BootUEFI, File: "pith.iso EFI/BOOT/BOOTX64.EFI", Packages: p}
+	}
 	liveTests := []struct {
 		name     string
 		iso, pxe bool
-		pxeGrub  []sbom.Deb
+		efiGrub  []sbom.Deb
 		want     []sbom.BootLoader
 	}{
-		{"iso and pxe, the image's GRUB", true, true, img12, append(slices.Clone(isoLoaders),
-			sbom.BootLoader{Boot: sbom.BootPXEUEFI, File: "pith-pxe.efi", Packages: img12})},
-		{"iso", true, false, nil, isoLoaders},
+		{"iso and pxe, the image's GRUB", true, true, img12, []sbom.BootLoader{isoBIOS, isoUEFI(img12),
+			{Boot: sbom.BootPXEUEFI, File: "pith-pxe.efi", Packages: img12}}},
+		{"iso, the image's GRUB", true, false, img12, []sbom.BootLoader{isoBIOS, isoUEFI(img12)}},
+		{"iso, the host's GRUB", true, false, nil, []sbom.BootLoader{isoBIOS, isoUEFI(hostEFI)}},
 		{"pxe, the image's GRUB", false, true, img12, []sbom.BootLoader{
 			{Boot: sbom.BootPXEUEFI, File: "pith-pxe.efi", Packages: img12}}},
 		{"pxe, the host's GRUB", false, true, nil, []sbom.BootLoader{
-			{Boot: sbom.BootPXEUEFI, File: "pith-pxe.efi", Packages: []sbom.Deb{host("grub-efi-amd64-bin"), host("grub-common")}}}},
+			{Boot: sbom.BootPXEUEFI, File: "pith-pxe.efi", Packages: hostEFI}}},
 	}
 	for _, tt := range liveTests {
 		t.Run("live "+tt.name, func(t *testing.T) {
-			got, err := LiveBootLoaders(context.Background(), tt.iso, tt.pxe, tt.pxeGrub)
+			got, err := LiveBootLoaders(context.Background(), tt.iso, tt.pxe, tt.efiGrub)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,12 +1,12 @@
 package secureboot
 
 // The OpenPGP subset GRUB 2.06's pgp module reads (RFC 4880): a v4 RSA
-// public key packet, and v4 binary-document signatures over SHA-256 whose
-// issuer key ID is an unhashed subpacket. GRUB 2.06 parses old-format
-// packet headers only and looks for the issuer in the unhashed area, so
-// current OpenPGP libraries' output (new-format headers, issuer hashed) is
-// refused with "public key 00000000 not found"; these few packets are
-// written here with crypto/rsa instead.
+// public key packet, and v4 binary-document signatures over SHA-256 or
+// SHA-512 whose issuer key ID is an unhashed subpacket. GRUB 2.06 parses
+// old-format packet headers only and looks for the issuer in the unhashed
+// area, so current OpenPGP libraries' output (new-format headers, issuer
+// hashed) is refused with "public key 00000000 not found"; these few
+// packets are written here with crypto/rsa instead.
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ const (
 	tagPublicKey = 6
 	algoRSA      = 1
 	hashSHA256   = 8
+	hashSHA512   = 10
 	sigBinary    = 0x00
 	subCreated   = 2
 	subIssuer    = 16
@@ -116,17 +118,34 @@ func readMPI(b []byte) (*big.Int, []byte, error) {
 	return new(big.Int).SetBytes(b[2 : 2+n]), b[2+n:], nil
 }
 
+// pgpHashes are the digests a signature may use: OpenPGP's ID -> Go's.
+var pgpHashes = map[byte]crypto.Hash{hashSHA256: crypto.SHA256, hashSHA512: crypto.SHA512}
+
+// pgpHashID is h's OpenPGP ID.
+func pgpHashID(h crypto.Hash) (byte, error) {
+	for id, g := range pgpHashes {
+		if g == h {
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("OpenPGP signatures here are SHA-256 or SHA-512, not %v", h)
+}
+
 // sigHashed is the hashed part of a signature: version to hashed subpackets.
-func sigHashed(created time.Time) []byte {
+func sigHashed(created time.Time, hashID byte) []byte {
 	sub := []byte{5, subCreated, 0, 0, 0, 0}
 	binary.BigEndian.PutUint32(sub[2:], uint32(created.Unix()))
-	b := []byte{4, sigBinary, algoRSA, hashSHA256, 0, byte(len(sub))}
+	b := []byte{4, sigBinary, algoRSA, hashID, 0, byte(len(sub))}
 	return append(b, sub...)
 }
 
-// sigDigest hashes data and the signature's hashed part with its trailer.
+// sigDigest hashes data and the signature's hashed part (whose fourth
+// byte names the hash) with its trailer.
 func sigDigest(data []byte, hashed []byte) []byte {
 	h := sha256.New()
+	if hashed[3] == hashSHA512 {
+		h = sha512.New()
+	}
 	h.Write(data)
 	h.Write(hashed)
 	trailer := []byte{4, 0xff, 0, 0, 0, 0}
@@ -135,11 +154,16 @@ func sigDigest(data []byte, hashed []byte) []byte {
 	return h.Sum(nil)
 }
 
-// signDetached returns a detached signature packet over data.
-func signDetached(priv *rsa.PrivateKey, key pgpKey, data []byte, now time.Time) ([]byte, error) {
-	hashed := sigHashed(now)
+// signDetached returns a detached signature packet over data, hashed
+// with h (SHA-256 or SHA-512).
+func signDetached(priv *rsa.PrivateKey, key pgpKey, data []byte, now time.Time, h crypto.Hash) ([]byte, error) {
+	id, err := pgpHashID(h)
+	if err != nil {
+		return nil, err
+	}
+	hashed := sigHashed(now, id)
 	digest := sigDigest(data, hashed)
-	s, err := rsa.SignPKCS1v15(rand.Reader, priv, crypto.SHA256, digest)
+	s, err := rsa.SignPKCS1v15(rand.Reader, priv, h, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -158,8 +182,8 @@ func verifyDetached(key pgpKey, data, sig []byte) error {
 	if err != nil {
 		return err
 	}
-	if len(body) < 6 || body[0] != 4 || body[1] != sigBinary || body[2] != algoRSA || body[3] != hashSHA256 {
-		return errors.New("not a v4 RSA/SHA-256 OpenPGP signature")
+	if len(body) < 6 || body[0] != 4 || body[1] != sigBinary || body[2] != algoRSA || pgpHashes[body[3]] == 0 {
+		return errors.New("not a v4 RSA/SHA-256 or RSA/SHA-512 OpenPGP signature")
 	}
 	hlen := int(binary.BigEndian.Uint16(body[4:]))
 	if len(body) < 6+hlen+2 {
@@ -183,5 +207,5 @@ func verifyDetached(key pgpKey, data, sig []byte) error {
 	}
 	digest := sigDigest(data, hashed)
 	sb := s.FillBytes(make([]byte, key.pub.Size()))
-	return rsa.VerifyPKCS1v15(key.pub, crypto.SHA256, digest, sb)
+	return rsa.VerifyPKCS1v15(key.pub, pgpHashes[body[3]], digest, sb)
 }

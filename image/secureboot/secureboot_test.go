@@ -3,6 +3,7 @@ package secureboot
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"fmt"
 	"os"
 	"os/exec"
@@ -112,20 +113,33 @@ func TestSignVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	sig, _ := os.ReadFile(f + SigSuffix)
+	f512 := filepath.Join(dir, "sha512")
+	os.WriteFile(f512, []byte("set pith_usrhash=00\n"), 0o644)
+	if err := k.SignFileHash(f512, epoch, crypto.SHA512); err != nil {
+		t.Fatal(err)
+	}
+	sig512, _ := os.ReadFile(f512 + SigSuffix)
+	if err := k.SignFileHash(f512, epoch, crypto.SHA1); err == nil {
+		t.Error("a SHA-1 signature was made")
+	}
 	pub, _ := os.ReadFile(k.GrubPub())
 	otherPub, _ := os.ReadFile(other.GrubPub())
 	for _, tc := range []struct {
 		name    string
 		pub     []byte
 		data    string
+		sig     []byte
 		wantErr bool
 	}{
-		{"good", pub, "set pith_usrhash=00\n", false},
-		{"changed file", pub, "set pith_usrhash=01\n", true},
-		{"another machine's key", otherPub, "set pith_usrhash=00\n", true},
+		{"good", pub, "set pith_usrhash=00\n", sig, false},
+		{"changed file", pub, "set pith_usrhash=01\n", sig, true},
+		{"another machine's key", otherPub, "set pith_usrhash=00\n", sig, true},
+		{"good, SHA-512", pub, "set pith_usrhash=00\n", sig512, false},
+		{"changed file, SHA-512", pub, "set pith_usrhash=01\n", sig512, true},
+		{"another machine's key, SHA-512", otherPub, "set pith_usrhash=00\n", sig512, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := VerifyDetached(tc.pub, []byte(tc.data), sig)
+			err := VerifyDetached(tc.pub, []byte(tc.data), tc.sig)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("VerifyDetached: %v, want error %v", err, tc.wantErr)
 			}
@@ -157,23 +171,26 @@ func TestGrubChecksSignatures(t *testing.T) {
 	}
 	k, other := newKeys(t), newKeys(t)
 	dir := t.TempDir()
-	write := func(name, content string, by *Keys) string {
+	write := func(name, content string, by *Keys, h crypto.Hash) string {
 		p := filepath.Join(dir, name)
 		os.WriteFile(p, []byte(content), 0o644)
 		if by != nil {
-			if err := by.SignFile(p, epoch); err != nil {
+			if err := by.SignFileHash(p, epoch, h); err != nil {
 				t.Fatal(err)
 			}
 		}
 		return p
 	}
 	files := []string{
-		write("good.cfg", "set v=good\n", k),
-		write("changed.cfg", "set v=good\n", k),
-		write("other.cfg", "set v=other\n", other),
-		write("unsigned.cfg", "set v=unsigned\n", nil),
+		write("good.cfg", "set v=good\n", k, crypto.SHA256),
+		write("changed.cfg", "set v=good\n", k, crypto.SHA256),
+		write("other.cfg", "set v=other\n", other, crypto.SHA256),
+		write("unsigned.cfg", "set v=unsigned\n", nil, 0),
+		write("good512.cfg", "set v=good\n", k, crypto.SHA512),
+		write("changed512.cfg", "set v=good\n", k, crypto.SHA512),
 	}
 	os.WriteFile(files[1], []byte("set v=evil\n"), 0o644)
+	os.WriteFile(files[5], []byte("set v=evil\n"), 0o644)
 	esp := filepath.Join(dir, "esp.img")
 	if out, err := exec.Command("mkfs.vfat", "-C", esp, "4096").CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.vfat: %v: %s", err, out)
@@ -192,14 +209,14 @@ func TestGrubChecksSignatures(t *testing.T) {
 	prefix := filepath.Join(dir, "prefix")
 	os.MkdirAll(prefix, 0o755)
 	cfg := "trust (hd0)/grub.pub\nset check_signatures=enforce\n"
-	for _, n := range []string{"good", "changed", "other", "unsigned"} {
+	for _, n := range []string{"good", "changed", "other", "unsigned", "good512", "changed512"} {
 		cfg += "set v=refused\nsource (hd0)/" + n + ".cfg\necho \"RESULT " + n + "=${v}\"\n"
 	}
 	os.WriteFile(filepath.Join(prefix, "grub.cfg"), []byte(cfg+"reboot\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "device.map"), []byte("(hd0) "+esp+"\n"), 0o644)
 	out, _ := emu.Command(context.Background(), "-d", prefix, "-m", filepath.Join(dir, "device.map"), "-r", "host").CombinedOutput()
 	got := strings.Join(regexp.MustCompile(`RESULT \w+=\w+`).FindAllString(string(out), -1), " ")
-	if want := "RESULT good=good RESULT changed=refused RESULT other=refused RESULT unsigned=refused"; got != want {
+	if want := "RESULT good=good RESULT changed=refused RESULT other=refused RESULT unsigned=refused RESULT good512=good RESULT changed512=refused"; got != want {
 		t.Fatalf("grub-emu: %s\nwant %s\n%s", got, want, out)
 	}
 }

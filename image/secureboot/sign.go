@@ -2,6 +2,7 @@ package secureboot
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 	"os"
 	"os/exec"
@@ -34,14 +35,22 @@ func (k *Keys) SignEFI(ctx context.Context, in, out string, created time.Time) e
 }
 
 // SignFile writes path+SigSuffix: a detached OpenPGP signature by GRUB's
-// key, the form GRUB's pgp module reads. created is the signature's time
-// (the build's SOURCE_DATE_EPOCH: same inputs, same bytes).
+// key over SHA-256, the form GRUB's pgp module reads. created is the
+// signature's time (the build's SOURCE_DATE_EPOCH: same inputs, same
+// bytes). SHA-256, because nodes before SHA-512 signatures were accepted
+// (VerifyDetached) check a release's boot files so.
 func (k *Keys) SignFile(path string, created time.Time) error {
+	return k.SignFileHash(path, created, crypto.SHA256)
+}
+
+// SignFileHash is SignFile with the hash h: SHA-256 or SHA-512, which GRUB
+// hashes about 1.5 times faster, for what only this build's GRUB checks.
+func (k *Keys) SignFileHash(path string, created time.Time, h crypto.Hash) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	sig, err := signDetached(k.grub, k.pub, data, created)
+	sig, err := signDetached(k.grub, k.pub, data, created, h)
 	if err != nil {
 		return fmt.Errorf("sign %s: %v", path, err)
 	}
