@@ -13,6 +13,20 @@ import (
 	"github.com/pith-os/pith/image/secureboot"
 )
 
+// testKeys makes a Secure Boot key set (pith keygen --secure-boot's).
+func testKeys(t *testing.T) *secureboot.Keys {
+	t.Helper()
+	dir := t.TempDir()
+	if err := secureboot.Generate(dir, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	k, err := secureboot.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 // isoFile extracts path from the ISO.
 func isoFile(t *testing.T, iso, path string) []byte {
 	t.Helper()
@@ -38,14 +52,7 @@ func TestISO(t *testing.T) {
 			t.Fatalf("%s not installed: make deps installs it", tool)
 		}
 	}
-	keys := t.TempDir()
-	if err := secureboot.Generate(keys, "test", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	k, err := secureboot.Load(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testKeys(t)
 	p := fakeParts(t)
 	for _, tc := range []struct {
 		name string

@@ -30,14 +30,7 @@ func TestPXEEFI(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(bootloader.GrubLib, "x86_64-efi", "kernel.img")); err != nil {
 		t.Fatal("grub-efi-amd64-bin is needed (make deps installs it)")
 	}
-	keys := t.TempDir()
-	if err := secureboot.Generate(keys, "test", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	k, err := secureboot.Load(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testKeys(t)
 	for _, tc := range []struct {
 		name, disk, args string
 		keys             *secureboot.Keys
@@ -168,14 +161,7 @@ func TestPXEGrubCfgRuns(t *testing.T) {
 	}
 	// The Secure Boot GRUB: GRUB's key trusted, signatures enforced, and
 	// an override signed (pith live sign) or not.
-	keys := t.TempDir()
-	if err := secureboot.Generate(keys, "test", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	k, err := secureboot.Load(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testKeys(t)
 	enforce := "trust (host)" + k.GrubPub() + "\nset check_signatures=enforce\n"
 	const args = "pith.live pith.usrhash=" + hash
 	// What efinet sets from the PXE DHCP answer.
