@@ -7,11 +7,13 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/pith-os/pith/channels"
+	"github.com/pith-os/pith/image/secureboot"
 	"github.com/pith-os/pith/node"
 )
 
@@ -42,6 +44,13 @@ type HaltResult struct {
 // load it, so the slot that carries it never boots.
 var brokenKernel = bytes.Repeat([]byte("this is not a Linux kernel image\n"), 128<<10)
 
+// brokenInitrd is a Secure Boot image's bad build: its kernel is signed
+// and fine, its initramfs is not one, so the kernel finds no init, panics
+// and restarts (panic=10), and the slot never comes up. A broken kernel
+// would not do there: nodes check the kernel's signatures before writing
+// anything, and a build signs only a kernel that is one.
+var brokenInitrd = bytes.Repeat([]byte("this is not an initramfs\n"), 128<<10)
+
 // BadRelease publishes release N+2 whose kernel does not boot, phased like
 // N+1 with a first wave of one node and a halt rule that stops at the
 // first failure: that node writes it, reboots into it, falls back to N+1
@@ -57,10 +66,14 @@ func (d *Demo) BadRelease() (HaltResult, error) {
 	}
 	res := HaltResult{Version: bad, Status: make([]node.UpdateStatus, d.cfg.Nodes), Reported: make([]channels.MachineView, d.cfg.Nodes), Shown: map[string][]string{}}
 	d.say("\n--- 6b. A broken release halts its own rollout ---")
-	d.say(`Release %s is broken: its kernel is not one (a build gone wrong), yet it is
+	broken, failed := "kernel", "GRUB could not load the kernel"
+	if d.secureBoot != nil {
+		broken, failed = "initramfs", "the kernel, signed and checked, found no init in the initramfs\nand restarted, and GRUB"
+	}
+	d.say(`Release %s is broken: its %s is not one (a build gone wrong), yet it is
 signed and published like any other. Its rollout starts with one node again,
 and a halt rule for a fleet this small: more than 0 of the first 5 machines
-that install it failing stops it.`, bad)
+that install it failing stops it.`, bad, broken)
 	if res.Percent, res.First, err = d.firstWave(ctx, bad, "--halt-max-first", "0"); err != nil {
 		return res, err
 	}
@@ -125,11 +138,11 @@ that install it failing stops it.`, bad)
 	res.Took = time.Since(published)
 	d.say(`
 %s wrote %s to its other slot, took the reboot lock and rebooted into it;
-GRUB could not load the kernel and booted the previous slot. pithd, back on
+%s booted the previous slot. pithd, back on
 %s, recorded the rollback (it never tries %s again), released the lock and
 reported it. One failure among the first machines was enough for the server
 to halt the rollout; the other nodes were never admitted, and now the halt
-holds them back.`, first, bad, d.Next, bad)
+holds them back.`, first, bad, failed, d.Next, bad)
 	// An operator cannot push a halted release further by mistake.
 	res.Raise, res.RaiseErr = d.rolloutCmd(ctx, false, "--version", bad, "--percent", "100")
 	if res.RaiseErr == nil {
@@ -156,7 +169,9 @@ holds them back.`, first, bad, d.Next, bad)
 }
 
 // publishBroken signs and publishes version on stable: N+1's /usr (with a
-// delta against it) and initrd, and brokenKernel.
+// delta against it) and initrd, and brokenKernel; for a Secure Boot image
+// N+1's kernel and brokenInitrd, with the boot files' signatures as a
+// build with its keys makes them.
 func (d *Demo) publishBroken(version string) error {
 	img, err := channels.OpenImage(filepath.Join(d.cfg.StateDir, "next"))
 	if err != nil {
@@ -167,13 +182,45 @@ func (d *Demo) publishBroken(version string) error {
 	if err != nil {
 		return err
 	}
+	esp := func(name string) func() (io.ReadCloser, error) {
+		return func() (io.ReadCloser, error) { return img.OpenESPFile(name) }
+	}
+	bytesOf := func(b []byte) func() (io.ReadCloser, error) {
+		return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	}
+	payloads := []channels.PayloadSource{
+		{Name: channels.PayloadUSR, File: "usr", Open: img.OpenUSR},
+		{Name: channels.PayloadKernel, File: "vmlinuz", Open: bytesOf(brokenKernel)},
+		{Name: channels.PayloadInitrd, File: "initrd", Open: esp("pith/initrd-a")},
+	}
+	if d.secureBoot != nil {
+		keys, err := secureboot.Load(d.cfg.SecureBootKeys)
+		if err != nil {
+			return err
+		}
+		initrd := filepath.Join(d.cfg.StateDir, "broken-initrd")
+		if err := os.WriteFile(initrd, brokenInitrd, 0o644); err != nil {
+			return err
+		}
+		if err := keys.SignFile(initrd, time.Now()); err != nil {
+			return err
+		}
+		sig, err := os.ReadFile(initrd + secureboot.SigSuffix)
+		if err != nil {
+			return err
+		}
+		payloads = []channels.PayloadSource{
+			payloads[0],
+			{Name: channels.PayloadKernel, File: "vmlinuz", Open: esp("pith/vmlinuz-a")},
+			{Name: channels.PayloadInitrd, File: "initrd", Open: bytesOf(brokenInitrd)},
+			{Name: channels.PayloadKernelSig, File: channels.PayloadKernelSig, Open: esp("pith/vmlinuz-a.sig")},
+			{Name: channels.PayloadInitrdSig, File: channels.PayloadInitrdSig, Open: bytesOf(sig)},
+			{Name: channels.PayloadVeritySig, File: channels.PayloadVeritySig, Open: esp("pith/verity-a.cfg.sig")},
+		}
+	}
 	m, err := channels.Publish(d.repo, channels.Release{
 		Channel: "stable", Version: version, Platform: img.Platform, USRVerityHash: img.USRVerityHash, DeltaFrom: d.Next,
-		Payloads: []channels.PayloadSource{
-			{Name: channels.PayloadUSR, File: "usr", Open: img.OpenUSR},
-			{Name: channels.PayloadKernel, File: "vmlinuz", Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(brokenKernel)), nil }},
-			{Name: channels.PayloadInitrd, File: "initrd", Open: func() (io.ReadCloser, error) { return img.OpenESPFile("pith/initrd-a") }},
-		},
+		Payloads: payloads,
 	}, []ed25519.PrivateKey{key}, nil)
 	if err != nil {
 		return fmt.Errorf("publish the broken %s: %w", version, err)
