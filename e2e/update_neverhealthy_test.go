@@ -39,13 +39,19 @@ func (n *Node) checkNeverHealthyRollsBack(repo string, img *channels.ImageReleas
 	esp := func(name string) func() (io.ReadCloser, error) {
 		return func() (io.ReadCloser, error) { return img.OpenESPFile(name) }
 	}
+	// A signed image's nodes refuse a release without its boot files'
+	// signatures, as pith release publishes them.
+	sigs, err := img.BootSigSources()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := channels.Publish(repo, channels.Release{
 		Channel: "stable", Version: version, Platform: img.Platform, USRVerityHash: img.USRVerityHash,
-		Payloads: []channels.PayloadSource{
+		Payloads: append([]channels.PayloadSource{
 			{Name: channels.PayloadUSR, File: "usr", Open: img.OpenUSR},
 			{Name: channels.PayloadKernel, File: "vmlinuz", Open: esp("pith/vmlinuz-a")},
 			{Name: channels.PayloadInitrd, File: "initrd", Open: esp("pith/initrd-a")},
-		},
+		}, sigs...),
 	}, []ed25519.PrivateKey{key}, t.Logf); err != nil {
 		t.Fatal(err)
 	}

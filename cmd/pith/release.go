@@ -104,7 +104,7 @@ has passed (default 90 days); renew it with pith release resign.`,
 			if err != nil {
 				return err
 			}
-			sigs, err := bootSigPayloads(img)
+			sigs, err := img.BootSigSources()
 			if err != nil {
 				return err
 			}

@@ -71,7 +71,7 @@ func TestBootSigPayloads(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer img.Close() // the payloads read through it, as during pith release
-		ps, err := bootSigPayloads(img)
+		ps, err := img.BootSigSources()
 		if err != nil {
 			t.Fatal(err)
 		}

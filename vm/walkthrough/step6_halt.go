@@ -194,6 +194,10 @@ func (d *Demo) publishBroken(version string) error {
 		{Name: channels.PayloadInitrd, File: "initrd", Open: esp("pith/initrd-a")},
 	}
 	if d.secureBoot != nil {
+		sigs, err := img.BootSigSources()
+		if err != nil {
+			return err
+		}
 		keys, err := secureboot.Load(d.cfg.SecureBootKeys)
 		if err != nil {
 			return err
@@ -209,14 +213,16 @@ func (d *Demo) publishBroken(version string) error {
 		if err != nil {
 			return err
 		}
-		payloads = []channels.PayloadSource{
+		for i := range sigs {
+			if sigs[i].Name == channels.PayloadInitrdSig {
+				sigs[i].Open = bytesOf(sig)
+			}
+		}
+		payloads = append([]channels.PayloadSource{
 			payloads[0],
 			{Name: channels.PayloadKernel, File: "vmlinuz", Open: esp("pith/vmlinuz-a")},
 			{Name: channels.PayloadInitrd, File: "initrd", Open: bytesOf(brokenInitrd)},
-			{Name: channels.PayloadKernelSig, File: channels.PayloadKernelSig, Open: esp("pith/vmlinuz-a.sig")},
-			{Name: channels.PayloadInitrdSig, File: channels.PayloadInitrdSig, Open: bytesOf(sig)},
-			{Name: channels.PayloadVeritySig, File: channels.PayloadVeritySig, Open: esp("pith/verity-a.cfg.sig")},
-		}
+		}, sigs...)
 	}
 	m, err := channels.Publish(d.repo, channels.Release{
 		Channel: "stable", Version: version, Platform: img.Platform, USRVerityHash: img.USRVerityHash, DeltaFrom: d.Next,
