@@ -66,10 +66,11 @@ release-key: bin
 # the image are signed with them too. They sit unprotected in the cache:
 # never enroll them in a real machine's firmware; real images take the
 # operator's own (pith keygen --secure-boot, pith build --secure-boot-keys).
-# Made aside and renamed, so an interrupted keygen leaves no half set.
+# Made aside and renamed, so an interrupted keygen leaves no half set;
+# an existing directory (SB_KEY_DIR=yours) is used as it is.
 SB_KEY_DIR ?= $(CACHE)/secure-boot-keys
 secure-boot-keys: bin
-	@test -f $(SB_KEY_DIR)/grub.pub || { rm -rf $(SB_KEY_DIR).new && \
+	@test -d $(SB_KEY_DIR) || { rm -rf $(SB_KEY_DIR).new && \
 		$(BIN)/pith keygen --secure-boot --name "Pith development (VMs only)" --out $(SB_KEY_DIR).new && \
 		mv $(SB_KEY_DIR).new $(SB_KEY_DIR); }
 
