@@ -16,16 +16,18 @@ const SigSuffix = ".sig"
 
 // SignEFI signs the PE/COFF binary in with db (Authenticode, sbsign from
 // Debian's sbsigntool) into out. sbsign puts the time into the signature's
-// signed attributes and has no option for it: it runs under faketime at
-// created (the build's SOURCE_DATE_EPOCH), so the same inputs give the same
-// bytes.
+// signed attributes and has no option for it: it runs under faketime with
+// the clock stopped at created (the build's SOURCE_DATE_EPOCH), so the same
+// inputs give the same bytes. Stopped, not started there (faketime's
+// default): on a loaded machine sbsign read the time a second after it
+// started, and a rebuild differed.
 func (k *Keys) SignEFI(ctx context.Context, in, out string, created time.Time) error {
 	for _, tool := range []struct{ bin, pkg string }{{"sbsign", "sbsigntool"}, {"faketime", "faketime"}} {
 		if _, err := exec.LookPath(tool.bin); err != nil {
 			return fmt.Errorf("%s not found: install %s (make deps)", tool.bin, tool.pkg)
 		}
 	}
-	cmd := exec.CommandContext(ctx, "faketime", created.UTC().Format("2006-01-02 15:04:05"),
+	cmd := exec.CommandContext(ctx, "faketime", "-f", created.UTC().Format("2006-01-02 15:04:05"),
 		"sbsign", "--key", filepath.Join(k.Dir, KeyFile("db")), "--cert", filepath.Join(k.Dir, CertFile("db")), "--output", out, in)
 	cmd.Env = append(os.Environ(), "TZ=UTC")
 	if b, err := cmd.CombinedOutput(); err != nil {
