@@ -146,8 +146,8 @@ func ISO(ctx context.Context, p *Parts, out, work string, epoch int64, b Boot) e
 		"--efi-boot", isoEFIImage, "-efi-boot-part", "--efi-boot-image", "--protective-msdos-label",
 		"-V", isoVolumeLabel, "-r", "-o", out, tree)
 	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(epoch, 10))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("xorriso: %v: %s (make deps installs xorriso and grub-pc-bin)", err, lastLines(b, 3))
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("xorriso: %v: %s (make deps installs xorriso and grub-pc-bin)", err, lastLines(msg, 3))
 	}
 	return nil
 }
@@ -159,7 +159,7 @@ func efiImage(ctx context.Context, efi, out string, epoch int64) error {
 	if err != nil {
 		return err
 	}
-	// 512-byte sectors: the file, plus room for FAT12's tables and
+	// 512-byte sectors: the file, plus a MiB for the FAT's tables and
 	// directories, rounded up to whole MiB.
 	sectors := ((st.Size()+(1<<20))>>20 + 1) << 11
 	env := append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(epoch, 10))
