@@ -194,9 +194,7 @@ func pxeBootUEFI(t *testing.T, srv string) {
 		t.Errorf("the PXE live system runs under %s firmware, want uefi", got)
 	}
 	if sb != nil {
-		if f := strings.Fields(n.Run("sudo od -An -tx1 " + efiSecureBootVar)); len(f) != 5 || f[4] != "01" {
-			t.Errorf("the PXE live system: SecureBoot efivar = %v, want 4 attribute bytes and 01", f)
-		}
+		checkSecureBootOn(n, "the PXE live system")
 	}
 }
 

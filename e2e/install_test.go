@@ -192,9 +192,7 @@ func installFromISO(t *testing.T, iso, fw string) {
 		t.Errorf("the installed disk booted under %s, want %s", got, fw)
 	}
 	if sb != nil {
-		if f := strings.Fields(d.Run("sudo od -An -tx1 " + efiSecureBootVar)); len(f) != 5 || f[4] != "01" {
-			t.Errorf("the installed disk: SecureBoot efivar = %v, want 4 attribute bytes and 01", f)
-		}
+		checkSecureBootOn(d, "the installed disk")
 	}
 	if got := d.Run("cat /etc/pith-installed"); got != "installed from pith.iso" {
 		t.Errorf("/etc/pith-installed = %q: the OEM user-data was not applied", got)

@@ -31,6 +31,15 @@ import (
 // bytes, then 1 when the firmware enforces Secure Boot.
 const efiSecureBootVar = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
+// checkSecureBootOn fails n's test unless its firmware enforces Secure
+// Boot; what says which machine or when.
+func checkSecureBootOn(n *Node, what string) {
+	n.t.Helper()
+	if f := strings.Fields(n.Run("sudo od -An -tx1 " + efiSecureBootVar)); len(f) != 5 || f[4] != "01" {
+		n.t.Errorf("%s: SecureBoot efivar = %v, want 4 attribute bytes and 01", what, f)
+	}
+}
+
 // GRUB's console lines (grub_print_error's "error: %s.", normal
 // mode's fallback and failure notices).
 const (
@@ -70,9 +79,7 @@ func TestSecureBoot(t *testing.T) {
 	n.WaitSSH()
 	t.Logf("BENCH Secure Boot boot (%s): SSH at %s", c.Accel.Name, n.Since().Round(time.Second))
 
-	if f := strings.Fields(n.Run("sudo od -An -tx1 " + efiSecureBootVar)); len(f) != 5 || f[4] != "01" {
-		t.Errorf("SecureBoot efivar = %v, want 4 attribute bytes and 01", f)
-	}
+	checkSecureBootOn(n, "the Secure Boot machine")
 	if dmesg := n.Run("sudo dmesg"); !strings.Contains(dmesg, "Secure boot enabled") {
 		t.Errorf("the kernel did not log \"Secure boot enabled\"")
 	}
